@@ -1,1 +1,248 @@
-//! placeholder
+//! Persistence for one tenant.
+//!
+//! This crate owns the tenant's database: the schema (embedded migrations under `migrations/`)
+//! and every query against it, for users, apps, consents, browser sessions, pending
+//! interactions, grants with their authorization codes and refresh tokens, access-token and
+//! client-assertion (`jti`) revocation lists, signing keys and the sign-in log.
+//!
+//! One portable query set runs on SQLite (the default, a file) and PostgreSQL through sqlx's
+//! `Any` driver. Conventions every caller relies on:
+//! - time is `i64` unix seconds passed in by the caller; the store never reads the clock, and a
+//!   row "expires at" `t` when `now >= t`;
+//! - ids are chosen by the caller; secrets (session cookies, codes, refresh tokens) are stored
+//!   only as the hashes the caller passes in;
+//! - everything that must be atomic (code redemption, refresh rotation, key rotation) is one
+//!   transaction, and replay or reuse revokes the grant inside that same transaction.
+
+mod apps;
+mod error;
+mod grants;
+mod keys;
+mod revocation;
+mod sessions;
+mod sign_ins;
+mod users;
+
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{Any, AnyPool, Executor, Transaction};
+
+pub use error::StoreError;
+pub use grants::{AuthCode, CodeRedemption, Grant, RefreshToken, Rotation};
+pub use keys::SigningKeyRecord;
+pub use sessions::{Interaction, Session};
+pub use sign_ins::{SignInFilter, SignInLog};
+pub use users::{NewUser, User, UserStatus};
+
+/// The embedded schema migrations (portable DDL, one folder for both backends).
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How long a SQLite connection waits for another writer before failing with `SQLITE_BUSY`.
+const SQLITE_BUSY_TIMEOUT_MS: u64 = 5_000;
+
+/// Which database engine a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite, a file on disk (`sqlite://path/to.db`).
+    Sqlite,
+    /// PostgreSQL (`postgres://...` or `postgresql://...`).
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a connection URL names, from its scheme.
+    pub fn from_url(url: &str) -> Result<Backend, StoreError> {
+        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or_default();
+        match scheme {
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" | "postgresql" => Ok(Backend::Postgres),
+            _ => Err(StoreError::Config(format!(
+                "unsupported scheme {scheme:?}: use sqlite:// or postgres://"
+            ))),
+        }
+    }
+}
+
+/// A handle on the tenant's database: a connection pool plus the backend it talks to.
+///
+/// Cloning is cheap and shares the pool.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://path/to.db` or `postgres://...`) and applies pending
+    /// migrations.
+    ///
+    /// For SQLite the file and its parent directory are created if missing, the journal is
+    /// switched to WAL, and every connection gets `synchronous=NORMAL`, `foreign_keys=ON` and a
+    /// 5 s busy timeout. `sqlite::memory:` works too (one connection, gone on close), for tests.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let (url, options) = match backend {
+            Backend::Sqlite => {
+                let (url, in_memory) = prepare_sqlite_url(url)?;
+                let options = AnyPoolOptions::new().after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        let busy = format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}");
+                        for pragma in [
+                            "PRAGMA foreign_keys = ON".to_owned(),
+                            "PRAGMA synchronous = NORMAL".to_owned(),
+                            busy,
+                        ] {
+                            sqlx::query(sqlx::AssertSqlSafe(pragma))
+                                .execute(&mut *conn)
+                                .await?;
+                        }
+                        Ok(())
+                    })
+                });
+                let options = if in_memory {
+                    // Every new connection to `:memory:` would be a new, empty database.
+                    options
+                        .max_connections(1)
+                        .min_connections(1)
+                        .idle_timeout(None)
+                        .max_lifetime(None)
+                } else {
+                    options.max_connections(8)
+                };
+                (url, options)
+            }
+            Backend::Postgres => (url.to_owned(), AnyPoolOptions::new().max_connections(10)),
+        };
+        let pool = options
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&url)
+            .await?;
+        if backend == Backend::Sqlite {
+            // Persistent in the file; needs an exclusive lock, so set it once here rather than
+            // on every connection.
+            pool.execute("PRAGMA journal_mode = WAL").await?;
+        }
+        MIGRATOR.run(&pool).await?;
+        Ok(Store { pool, backend })
+    }
+
+    /// The backend this store talks to.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Checks that the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Deletes what can no longer be used at `now`: expired authorization codes, interactions,
+    /// sessions, refresh tokens, grants (with their codes and tokens), revoked-access-token
+    /// entries and remembered client `jti`s. Returns the number of rows deleted.
+    ///
+    /// Retired signing keys are not touched: see
+    /// [`Store::delete_signing_keys_retired_before`].
+    pub async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
+        const PURGES: [&str; 7] = [
+            "DELETE FROM auth_codes WHERE expires_at <= $1",
+            "DELETE FROM refresh_tokens WHERE expires_at <= $1",
+            "DELETE FROM grants WHERE expires_at <= $1",
+            "DELETE FROM sessions WHERE expires_at <= $1",
+            "DELETE FROM interactions WHERE expires_at <= $1",
+            "DELETE FROM revoked_access_tokens WHERE expires_at <= $1",
+            "DELETE FROM client_jtis WHERE expires_at <= $1",
+        ];
+        let mut tx = self.begin_write().await?;
+        let mut deleted = 0;
+        for sql in PURGES {
+            deleted += sqlx::query(sql)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    /// Begins a transaction that will write.
+    ///
+    /// On SQLite this is `BEGIN IMMEDIATE`: the write lock is taken (waiting up to the busy
+    /// timeout) before the first read, so a transaction never fails half-way when it upgrades
+    /// from reading to writing.
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(tx)
+    }
+}
+
+/// Splits a SQLite URL, creates the database's parent directory, and makes sure the file is
+/// created if missing (`mode=rwc`). Returns the URL to connect with and whether it is in memory.
+fn prepare_sqlite_url(url: &str) -> Result<(String, bool), StoreError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| StoreError::Config(format!("not a sqlite URL: {url}")))?;
+    let (path, params) = match rest.split_once('?') {
+        Some((path, params)) => (path, Some(params)),
+        None => (rest, None),
+    };
+    let has_mode = params.is_some_and(|p| p.split('&').any(|kv| kv.starts_with("mode=")));
+    let in_memory = path == ":memory:" || params.is_some_and(|p| p.contains("mode=memory"));
+    if path.is_empty() && !in_memory {
+        return Err(StoreError::Config(format!("no database file in {url}")));
+    }
+    if !in_memory {
+        if let Some(parent) = std::path::Path::new(path).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    StoreError::Config(format!("cannot create {}: {e}", parent.display()))
+                })?;
+            }
+        }
+    }
+    let url = match (has_mode || in_memory, params) {
+        (true, _) => url.to_owned(),
+        (false, Some(_)) => format!("{url}&mode=rwc"),
+        (false, None) => format!("{url}?mode=rwc"),
+    };
+    Ok((url, in_memory))
+}
+
+/// Encodes a boolean for a BIGINT 0/1 column.
+pub(crate) fn bool_to_db(value: bool) -> i64 {
+    i64::from(value)
+}
+
+/// Decodes a BIGINT 0/1 column; anything else is a corrupt row.
+pub(crate) fn bool_from_db(value: i64, column: &str) -> Result<bool, StoreError> {
+    match value {
+        0 => Ok(false),
+        1 => Ok(true),
+        other => Err(StoreError::Corrupt(format!(
+            "{column} is {other}, expected 0 or 1"
+        ))),
+    }
+}
+
+/// Encodes a list of strings (e.g. `amr`) as a JSON array for a TEXT column.
+pub(crate) fn strings_to_json(values: &[String]) -> Result<String, StoreError> {
+    serde_json::to_string(values).map_err(|e| StoreError::Corrupt(format!("cannot encode: {e}")))
+}
+
+/// Decodes a JSON array of strings from a TEXT column.
+pub(crate) fn strings_from_json(text: &str, column: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("{column} is not a JSON array of strings: {e}")))
+}

@@ -1,0 +1,35 @@
+//! The one error type of the store.
+
+/// Everything a store call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken (duplicate email, id or hash); the message says which.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The row the call was meant to change does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The connection URL is not one the store understands.
+    #[error("invalid database URL: {0}")]
+    Config(String),
+    /// The database refused or failed the operation.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying the embedded migrations failed.
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A row holds data the store cannot read back (invalid JSON, unknown enum value).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Turns a unique-constraint violation into [`StoreError::Conflict`] with `what` as the
+    /// message; every other error stays a [`StoreError::Database`].
+    pub(crate) fn conflict_or_db(err: sqlx::Error, what: impl FnOnce() -> String) -> Self {
+        match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what()),
+            _ => StoreError::Database(err),
+        }
+    }
+}

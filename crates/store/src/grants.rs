@@ -1,0 +1,496 @@
+//! Grants and what hangs off them: `grants`, `auth_codes`, `refresh_tokens`.
+//!
+//! A grant is one user's authorization of one client. Its authorization code, access tokens and
+//! refresh tokens (one rotation family per grant) are only as alive as the grant: revoking the
+//! grant kills them all, and a replayed code or reused refresh token revokes the grant in the
+//! same transaction that detects it (RFC 9700 §2.1.1 and §4.14.2).
+
+use sqlx::Any;
+
+use crate::{
+    Store, StoreError, bool_from_db, bool_to_db, strings_from_json, strings_to_json,
+};
+
+/// One user's authorization of one client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// Caller-chosen id (put in access tokens so they can be checked against the grant).
+    pub id: String,
+    /// The client the user authorized.
+    pub client_id: String,
+    /// The user.
+    pub user_id: String,
+    /// The browser session that created it (`sid`), if any.
+    pub session_id: Option<String>,
+    /// Granted scopes, space-separated.
+    pub scope: String,
+    /// When the user authenticated, unix seconds.
+    pub auth_time: i64,
+    /// Authentication methods (`amr`), stored as a JSON array.
+    pub amr: Vec<String>,
+    /// Authentication context class (`acr`).
+    pub acr: Option<String>,
+    /// `offline_access` was granted: the grant outlives the session.
+    pub offline: bool,
+    /// Creation time, unix seconds.
+    pub created_at: i64,
+    /// Dead from this time on, unix seconds.
+    pub expires_at: i64,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct GrantRow {
+    id: String,
+    client_id: String,
+    user_id: String,
+    session_id: Option<String>,
+    scope: String,
+    auth_time: i64,
+    amr: String,
+    acr: Option<String>,
+    offline: i64,
+    created_at: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl TryFrom<GrantRow> for Grant {
+    type Error = StoreError;
+
+    fn try_from(row: GrantRow) -> Result<Grant, StoreError> {
+        Ok(Grant {
+            amr: strings_from_json(&row.amr, "grants.amr")?,
+            offline: bool_from_db(row.offline, "grants.offline")?,
+            id: row.id,
+            client_id: row.client_id,
+            user_id: row.user_id,
+            session_id: row.session_id,
+            scope: row.scope,
+            auth_time: row.auth_time,
+            acr: row.acr,
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            revoked_at: row.revoked_at,
+        })
+    }
+}
+
+macro_rules! grant_columns {
+    () => {
+        "id, client_id, user_id, session_id, scope, auth_time, amr, acr, offline, created_at, \
+         expires_at, revoked_at"
+    };
+}
+
+/// An authorization code, stored by hash.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AuthCode {
+    /// SHA-256 of the code, computed by the caller.
+    pub code_hash: String,
+    /// The grant it redeems into.
+    pub grant_id: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The exact `redirect_uri` of the authorization request.
+    pub redirect_uri: String,
+    /// Scopes, space-separated.
+    pub scope: String,
+    /// The request's `nonce`, for the ID token.
+    pub nonce: Option<String>,
+    /// PKCE `code_challenge`.
+    pub code_challenge: Option<String>,
+    /// PKCE `code_challenge_method`.
+    pub code_challenge_method: Option<String>,
+    /// Creation time, unix seconds.
+    pub created_at: i64,
+    /// Dead from this time on, unix seconds.
+    pub expires_at: i64,
+    /// When it was redeemed, if it was.
+    pub consumed_at: Option<i64>,
+}
+
+macro_rules! code_columns {
+    () => {
+        "code_hash, grant_id, client_id, redirect_uri, scope, nonce, code_challenge, \
+         code_challenge_method, created_at, expires_at, consumed_at"
+    };
+}
+
+/// The outcome of [`Store::redeem_code`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeRedemption {
+    /// The code was fresh and is now marked consumed (`code.consumed_at` is set).
+    Redeemed {
+        /// The code as stored after consumption.
+        code: AuthCode,
+        /// Its grant, live.
+        grant: Grant,
+    },
+    /// The code had already been redeemed: the store has already revoked its grant in the same
+    /// transaction, so tokens issued from the first redemption die too.
+    Replayed {
+        /// The grant that was revoked.
+        grant_id: String,
+    },
+    /// The code (or its grant) has expired.
+    Expired,
+    /// The code was fresh but its grant had been revoked (e.g. the user signed out in
+    /// between); the code is now consumed.
+    GrantRevoked,
+    /// No such code.
+    NotFound,
+}
+
+/// A refresh token, stored by hash. All refresh tokens of one grant form one rotation family.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RefreshToken {
+    /// SHA-256 of the token, computed by the caller.
+    pub token_hash: String,
+    /// The grant (family) it belongs to.
+    pub grant_id: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// Scopes, space-separated.
+    pub scope: String,
+    /// Creation time, unix seconds.
+    pub created_at: i64,
+    /// Dead from this time on, unix seconds.
+    pub expires_at: i64,
+    /// When it was rotated away (a second use is reuse), if it was.
+    pub used_at: Option<i64>,
+}
+
+macro_rules! refresh_columns {
+    () => {
+        "token_hash, grant_id, client_id, scope, created_at, expires_at, used_at"
+    };
+}
+
+/// The outcome of [`Store::rotate_refresh_token`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The old token is now marked used and the new one stored, in one transaction.
+    Rotated {
+        /// The old token as stored after rotation (`used_at` is set).
+        old: RefreshToken,
+        /// The family's grant, live.
+        grant: Grant,
+    },
+    /// The old token had already been used: the store has already revoked the grant (and so
+    /// the whole family) in the same transaction (RFC 9700 refresh token reuse detection).
+    Reused {
+        /// The grant that was revoked.
+        grant_id: String,
+    },
+    /// The old token (or its grant) has expired.
+    Expired,
+    /// The family's grant has been revoked.
+    GrantRevoked,
+    /// No such token.
+    NotFound,
+}
+
+type Tx = sqlx::Transaction<'static, Any>;
+
+async fn grant_in(tx: &mut Tx, id: &str) -> Result<Option<Grant>, StoreError> {
+    let row: Option<GrantRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        grant_columns!(),
+        " FROM grants WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(Grant::try_from).transpose()
+}
+
+async fn code_in(tx: &mut Tx, code_hash: &str) -> Result<Option<AuthCode>, StoreError> {
+    let code: Option<AuthCode> = sqlx::query_as(concat!(
+        "SELECT ",
+        code_columns!(),
+        " FROM auth_codes WHERE code_hash = $1"
+    ))
+    .bind(code_hash)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(code)
+}
+
+async fn refresh_in(tx: &mut Tx, token_hash: &str) -> Result<Option<RefreshToken>, StoreError> {
+    let token: Option<RefreshToken> = sqlx::query_as(concat!(
+        "SELECT ",
+        refresh_columns!(),
+        " FROM refresh_tokens WHERE token_hash = $1"
+    ))
+    .bind(token_hash)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(token)
+}
+
+/// Revokes a grant unless already revoked (the first revocation time is kept).
+async fn revoke_grant_in(tx: &mut Tx, id: &str, now: i64) -> Result<bool, StoreError> {
+    let done =
+        sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+async fn insert_refresh_in(tx: &mut Tx, token: &RefreshToken) -> Result<(), StoreError> {
+    sqlx::query(concat!(
+        "INSERT INTO refresh_tokens (",
+        refresh_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    ))
+    .bind(&token.token_hash)
+    .bind(&token.grant_id)
+    .bind(&token.client_id)
+    .bind(&token.scope)
+    .bind(token.created_at)
+    .bind(token.expires_at)
+    .bind(token.used_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| StoreError::conflict_or_db(e, || "refresh token hash already exists".to_owned()))?;
+    Ok(())
+}
+
+impl Store {
+    /// Stores a new grant and its authorization code, in one transaction.
+    /// [`StoreError::Conflict`] if the grant id or code hash is taken.
+    pub async fn create_grant_with_code(
+        &self,
+        grant: &Grant,
+        code: &AuthCode,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(concat!(
+            "INSERT INTO grants (",
+            grant_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        ))
+        .bind(&grant.id)
+        .bind(&grant.client_id)
+        .bind(&grant.user_id)
+        .bind(&grant.session_id)
+        .bind(&grant.scope)
+        .bind(grant.auth_time)
+        .bind(strings_to_json(&grant.amr)?)
+        .bind(&grant.acr)
+        .bind(bool_to_db(grant.offline))
+        .bind(grant.created_at)
+        .bind(grant.expires_at)
+        .bind(grant.revoked_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::conflict_or_db(e, || format!("grant exists: {}", grant.id)))?;
+        sqlx::query(concat!(
+            "INSERT INTO auth_codes (",
+            code_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        ))
+        .bind(&code.code_hash)
+        .bind(&code.grant_id)
+        .bind(&code.client_id)
+        .bind(&code.redirect_uri)
+        .bind(&code.scope)
+        .bind(&code.nonce)
+        .bind(&code.code_challenge)
+        .bind(&code.code_challenge_method)
+        .bind(code.created_at)
+        .bind(code.expires_at)
+        .bind(code.consumed_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::conflict_or_db(e, || "code hash already exists".to_owned()))?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Redeems an authorization code at most once.
+    ///
+    /// Atomic: the code is marked consumed with `UPDATE ... WHERE consumed_at IS NULL`, so of
+    /// two concurrent redemptions exactly one wins. A code seen again after consumption is a
+    /// replay: its grant is revoked in the same transaction (whatever the code's expiry).
+    /// The caller still checks client, redirect URI and PKCE against the returned code.
+    pub async fn redeem_code(&self, code_hash: &str, now: i64) -> Result<CodeRedemption, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let consumed = sqlx::query(
+            "UPDATE auth_codes SET consumed_at = $1 \
+             WHERE code_hash = $2 AND consumed_at IS NULL AND expires_at > $1",
+        )
+        .bind(now)
+        .bind(code_hash)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let Some(code) = code_in(&mut tx, code_hash).await? else {
+            return Ok(CodeRedemption::NotFound);
+        };
+        let outcome = if consumed == 1 {
+            match grant_in(&mut tx, &code.grant_id).await? {
+                None => CodeRedemption::GrantRevoked,
+                Some(grant) if grant.revoked_at.is_some() => CodeRedemption::GrantRevoked,
+                Some(grant) if grant.expires_at <= now => CodeRedemption::Expired,
+                Some(grant) => CodeRedemption::Redeemed { code, grant },
+            }
+        } else if code.consumed_at.is_some() {
+            revoke_grant_in(&mut tx, &code.grant_id, now).await?;
+            tracing::warn!(grant_id = %code.grant_id, "authorization code replayed; grant revoked");
+            CodeRedemption::Replayed {
+                grant_id: code.grant_id,
+            }
+        } else {
+            CodeRedemption::Expired
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// The grant with this id, whatever its state (check `expires_at` and `revoked_at`).
+    pub async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
+        let row: Option<GrantRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            grant_columns!(),
+            " FROM grants WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Grant::try_from).transpose()
+    }
+
+    /// Revokes a grant, and with it its code, access tokens and refresh token family.
+    /// Returns whether this call revoked it (false if unknown or already revoked).
+    pub async fn revoke_grant(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Revokes the grants created in a browser session (sign-out, session revocation);
+    /// `offline` grants only when `include_offline`. Returns how many were revoked.
+    pub async fn revoke_session_grants(
+        &self,
+        session_id: &str,
+        include_offline: bool,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE grants SET revoked_at = $1 \
+             WHERE session_id = $2 AND revoked_at IS NULL AND ($3 = 1 OR offline = 0)",
+        )
+        .bind(now)
+        .bind(session_id)
+        .bind(bool_to_db(include_offline))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Revokes every grant of a user, offline ones included (account disabled, credential
+    /// change, risk). Returns how many were revoked.
+    pub async fn revoke_user_grants(&self, user_id: &str, now: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE grants SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Stores a refresh token (the first of a family, issued with the code exchange).
+    /// [`StoreError::Conflict`] if the hash is taken.
+    pub async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        insert_refresh_in(&mut tx, token).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The refresh token with this hash, whatever its state.
+    pub async fn refresh_token(&self, hash: &str) -> Result<Option<RefreshToken>, StoreError> {
+        let token: Option<RefreshToken> = sqlx::query_as(concat!(
+            "SELECT ",
+            refresh_columns!(),
+            " FROM refresh_tokens WHERE token_hash = $1"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(token)
+    }
+
+    /// Rotates a refresh token: marks `old_hash` used and stores `new`, in one transaction.
+    ///
+    /// Atomic like [`Store::redeem_code`]: of two concurrent rotations of the same token one
+    /// rotates and the other is reuse. Reuse of an already used token revokes the grant, which
+    /// kills the whole family (the new token included). A token whose grant is revoked or
+    /// expired never rotates. `new` must belong to the same grant and client as the old token,
+    /// else [`StoreError::Conflict`] and nothing changes.
+    pub async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        new: &RefreshToken,
+        now: i64,
+    ) -> Result<Rotation, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let Some(old) = refresh_in(&mut tx, old_hash).await? else {
+            return Ok(Rotation::NotFound);
+        };
+        if old.grant_id != new.grant_id || old.client_id != new.client_id {
+            return Err(StoreError::Conflict(
+                "a rotated refresh token must keep its grant and client".to_owned(),
+            ));
+        }
+        let used = sqlx::query(
+            "UPDATE refresh_tokens SET used_at = $1 \
+             WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 \
+             AND EXISTS (SELECT 1 FROM grants g WHERE g.id = refresh_tokens.grant_id \
+                         AND g.revoked_at IS NULL AND g.expires_at > $1)",
+        )
+        .bind(now)
+        .bind(old_hash)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let outcome = if used == 1 {
+            insert_refresh_in(&mut tx, new).await?;
+            let old = refresh_in(&mut tx, old_hash).await?.ok_or(StoreError::NotFound)?;
+            let grant = grant_in(&mut tx, &old.grant_id)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            Rotation::Rotated { old, grant }
+        } else {
+            // Re-read: on PostgreSQL a concurrent rotation may have committed while we waited.
+            let old = refresh_in(&mut tx, old_hash).await?.ok_or(StoreError::NotFound)?;
+            let grant = grant_in(&mut tx, &old.grant_id).await?;
+            if old.used_at.is_some() {
+                revoke_grant_in(&mut tx, &old.grant_id, now).await?;
+                tracing::warn!(grant_id = %old.grant_id, "refresh token reused; grant revoked");
+                Rotation::Reused {
+                    grant_id: old.grant_id,
+                }
+            } else {
+                match grant {
+                    None => Rotation::GrantRevoked,
+                    Some(g) if g.revoked_at.is_some() => Rotation::GrantRevoked,
+                    Some(_) => Rotation::Expired,
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,197 @@
+//! Browser sessions and pending interactions: `sessions`, `interactions`.
+
+use crate::{Store, StoreError, strings_from_json, strings_to_json};
+
+/// A browser session. The cookie holds a random token; only its hash is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// Public session id (the `sid` claim).
+    pub id: String,
+    /// SHA-256 of the cookie token, computed by the caller.
+    pub token_hash: String,
+    /// The signed-in user.
+    pub user_id: String,
+    /// When the user authenticated, unix seconds.
+    pub auth_time: i64,
+    /// Authentication methods (`amr`), stored as a JSON array.
+    pub amr: Vec<String>,
+    /// Authentication context class (`acr`).
+    pub acr: Option<String>,
+    /// Creation time, unix seconds.
+    pub created_at: i64,
+    /// The session is dead from this time on, unix seconds.
+    pub expires_at: i64,
+    /// When it was revoked (sign-out, admin, risk), if it was.
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    id: String,
+    token_hash: String,
+    user_id: String,
+    auth_time: i64,
+    amr: String,
+    acr: Option<String>,
+    created_at: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl TryFrom<SessionRow> for Session {
+    type Error = StoreError;
+
+    fn try_from(row: SessionRow) -> Result<Session, StoreError> {
+        Ok(Session {
+            amr: strings_from_json(&row.amr, "sessions.amr")?,
+            id: row.id,
+            token_hash: row.token_hash,
+            user_id: row.user_id,
+            auth_time: row.auth_time,
+            acr: row.acr,
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            revoked_at: row.revoked_at,
+        })
+    }
+}
+
+macro_rules! session_columns {
+    () => {
+        "id, token_hash, user_id, auth_time, amr, acr, created_at, expires_at, revoked_at"
+    };
+}
+
+/// A pending authorization request, kept while the user signs in.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Interaction {
+    /// Caller-chosen id (goes in the sign-in page URL).
+    pub id: String,
+    /// The validated authorization request, as the server's JSON.
+    pub request_json: String,
+    /// Creation time, unix seconds.
+    pub created_at: i64,
+    /// Dead from this time on, unix seconds.
+    pub expires_at: i64,
+}
+
+impl Store {
+    /// Stores a new session. [`StoreError::Conflict`] if the id or token hash is taken.
+    pub async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
+        sqlx::query(concat!(
+            "INSERT INTO sessions (",
+            session_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(&session.id)
+        .bind(&session.token_hash)
+        .bind(&session.user_id)
+        .bind(session.auth_time)
+        .bind(strings_to_json(&session.amr)?)
+        .bind(&session.acr)
+        .bind(session.created_at)
+        .bind(session.expires_at)
+        .bind(session.revoked_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::conflict_or_db(e, || format!("session exists: {}", session.id)))?;
+        Ok(())
+    }
+
+    /// The live session whose cookie hashes to `hash`: `None` if unknown, expired at `now`, or
+    /// revoked.
+    pub async fn session_by_token_hash(
+        &self,
+        hash: &str,
+        now: i64,
+    ) -> Result<Option<Session>, StoreError> {
+        let row: Option<SessionRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE token_hash = $1 AND expires_at > $2 AND revoked_at IS NULL"
+        ))
+        .bind(hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Session::try_from).transpose()
+    }
+
+    /// The session with this id, whatever its state (check `expires_at` and `revoked_at`).
+    pub async fn session_by_id(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        let row: Option<SessionRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Session::try_from).transpose()
+    }
+
+    /// Revokes a session. Returns whether this call revoked it (false if unknown or already
+    /// revoked; the first revocation time is kept). Its grants are revoked separately, see
+    /// [`Store::revoke_session_grants`].
+    pub async fn revoke_session(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Revokes every unrevoked session of a user. Returns how many were revoked.
+    pub async fn revoke_user_sessions(&self, user_id: &str, now: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Stores a pending interaction. [`StoreError::Conflict`] if the id is taken.
+    pub async fn create_interaction(&self, interaction: &Interaction) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO interactions (id, request_json, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&interaction.id)
+        .bind(&interaction.request_json)
+        .bind(interaction.created_at)
+        .bind(interaction.expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            StoreError::conflict_or_db(e, || format!("interaction exists: {}", interaction.id))
+        })?;
+        Ok(())
+    }
+
+    /// The interaction with this id, unless it has expired at `now`.
+    pub async fn interaction(&self, id: &str, now: i64) -> Result<Option<Interaction>, StoreError> {
+        let row: Option<Interaction> = sqlx::query_as(
+            "SELECT id, request_json, created_at, expires_at FROM interactions \
+             WHERE id = $1 AND expires_at > $2",
+        )
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row)
+    }
+
+    /// Deletes an interaction (it is finished or abandoned). Returns whether it existed.
+    pub async fn delete_interaction(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM interactions WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}

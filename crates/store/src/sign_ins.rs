@@ -1,0 +1,214 @@
+//! The sign-in log (Graph `signIn`-shaped): `sign_ins`.
+
+use crate::{Store, StoreError};
+
+/// One sign-in attempt, successful or not. Fields later features add (risk, policies, MFA)
+/// go in `details`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignInLog {
+    /// Caller-chosen id.
+    pub id: String,
+    /// When it happened, unix seconds (`createdDateTime`).
+    pub created_at: i64,
+    /// Ties together the log lines and events of one sign-in (`correlationId`).
+    pub correlation_id: String,
+    /// The user, when known (`userId`).
+    pub user_id: Option<String>,
+    /// The name typed or asserted (`userPrincipalName`).
+    pub user_principal_name: Option<String>,
+    /// The app signed in to (`appId`).
+    pub app_id: Option<String>,
+    /// Client IP (`ipAddress`).
+    pub ip_address: Option<String>,
+    /// Browser user agent.
+    pub user_agent: Option<String>,
+    /// `status.errorCode`: 0 = success, else the code people can look up (DESIGN §9).
+    pub error_code: i64,
+    /// `status.failureReason`.
+    pub failure_reason: Option<String>,
+    /// `member` or `guest` (`userType`).
+    pub user_type: String,
+    /// `none` or `b2bCollaboration` (`crossTenantAccessType`).
+    pub cross_tenant_access_type: String,
+    /// The user's home tenant (`homeTenantId`).
+    pub home_tenant_id: Option<String>,
+    /// The tenant signed in to (`resourceTenantId`).
+    pub resource_tenant_id: Option<String>,
+    /// Everything else, as a JSON value (stored as text).
+    pub details: serde_json::Value,
+}
+
+#[derive(sqlx::FromRow)]
+struct SignInRow {
+    id: String,
+    created_at: i64,
+    correlation_id: String,
+    user_id: Option<String>,
+    user_principal_name: Option<String>,
+    app_id: Option<String>,
+    ip_address: Option<String>,
+    user_agent: Option<String>,
+    error_code: i64,
+    failure_reason: Option<String>,
+    user_type: String,
+    cross_tenant_access_type: String,
+    home_tenant_id: Option<String>,
+    resource_tenant_id: Option<String>,
+    details: String,
+}
+
+impl TryFrom<SignInRow> for SignInLog {
+    type Error = StoreError;
+
+    fn try_from(row: SignInRow) -> Result<SignInLog, StoreError> {
+        let details = serde_json::from_str(&row.details).map_err(|e| {
+            StoreError::Corrupt(format!("sign-in {}: details is not JSON: {e}", row.id))
+        })?;
+        Ok(SignInLog {
+            id: row.id,
+            created_at: row.created_at,
+            correlation_id: row.correlation_id,
+            user_id: row.user_id,
+            user_principal_name: row.user_principal_name,
+            app_id: row.app_id,
+            ip_address: row.ip_address,
+            user_agent: row.user_agent,
+            error_code: row.error_code,
+            failure_reason: row.failure_reason,
+            user_type: row.user_type,
+            cross_tenant_access_type: row.cross_tenant_access_type,
+            home_tenant_id: row.home_tenant_id,
+            resource_tenant_id: row.resource_tenant_id,
+            details,
+        })
+    }
+}
+
+macro_rules! sign_in_columns {
+    () => {
+        "id, created_at, correlation_id, user_id, user_principal_name, app_id, ip_address, \
+         user_agent, error_code, failure_reason, user_type, cross_tenant_access_type, \
+         home_tenant_id, resource_tenant_id, details"
+    };
+}
+
+/// Which sign-ins [`Store::list_sign_ins`] returns. Every `Some` narrows the result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInFilter {
+    /// Only this user's sign-ins.
+    pub user_id: Option<String>,
+    /// Only sign-ins to this app.
+    pub app_id: Option<String>,
+    /// `Some(true)`: only successes (`error_code = 0`); `Some(false)`: only failures.
+    pub success: Option<bool>,
+    /// Only sign-ins at or after this time (inclusive), unix seconds.
+    pub from: Option<i64>,
+    /// Only sign-ins at or before this time (inclusive), unix seconds.
+    pub to: Option<i64>,
+    /// Page size; negative counts as 0.
+    pub limit: i64,
+    /// Rows to skip (newest first); negative counts as 0.
+    pub offset: i64,
+}
+
+impl Default for SignInFilter {
+    /// No filter, the first 50 rows.
+    fn default() -> SignInFilter {
+        SignInFilter {
+            user_id: None,
+            app_id: None,
+            success: None,
+            from: None,
+            to: None,
+            limit: 50,
+            offset: 0,
+        }
+    }
+}
+
+enum Arg<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+impl Store {
+    /// Appends a sign-in to the log. [`StoreError::Conflict`] if the id is taken.
+    pub async fn insert_sign_in(&self, log: &SignInLog) -> Result<(), StoreError> {
+        let details = serde_json::to_string(&log.details)
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode details: {e}")))?;
+        sqlx::query(concat!(
+            "INSERT INTO sign_ins (",
+            sign_in_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        ))
+        .bind(&log.id)
+        .bind(log.created_at)
+        .bind(&log.correlation_id)
+        .bind(&log.user_id)
+        .bind(&log.user_principal_name)
+        .bind(&log.app_id)
+        .bind(&log.ip_address)
+        .bind(&log.user_agent)
+        .bind(log.error_code)
+        .bind(&log.failure_reason)
+        .bind(&log.user_type)
+        .bind(&log.cross_tenant_access_type)
+        .bind(&log.home_tenant_id)
+        .bind(&log.resource_tenant_id)
+        .bind(details)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::conflict_or_db(e, || format!("sign-in exists: {}", log.id)))?;
+        Ok(())
+    }
+
+    /// Sign-ins matching `filter`, newest first (ties by id, descending), one page.
+    pub async fn list_sign_ins(&self, filter: &SignInFilter) -> Result<Vec<SignInLog>, StoreError> {
+        let mut conditions: Vec<String> = Vec::new();
+        let mut args: Vec<Arg<'_>> = Vec::new();
+        let mut push = |condition: &str, arg| {
+            args.push(arg);
+            conditions.push(condition.replace('?', &format!("${}", args.len())));
+        };
+        if let Some(user_id) = &filter.user_id {
+            push("user_id = ?", Arg::Text(user_id));
+        }
+        if let Some(app_id) = &filter.app_id {
+            push("app_id = ?", Arg::Text(app_id));
+        }
+        if let Some(from) = filter.from {
+            push("created_at >= ?", Arg::Int(from));
+        }
+        if let Some(to) = filter.to {
+            push("created_at <= ?", Arg::Int(to));
+        }
+        match filter.success {
+            Some(true) => conditions.push("error_code = 0".to_owned()),
+            Some(false) => conditions.push("error_code <> 0".to_owned()),
+            None => {}
+        }
+        let mut sql = String::from(concat!("SELECT ", sign_in_columns!(), " FROM sign_ins"));
+        if !conditions.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conditions.join(" AND "));
+        }
+        sql.push_str(&format!(
+            " ORDER BY created_at DESC, id DESC LIMIT ${} OFFSET ${}",
+            args.len() + 1,
+            args.len() + 2
+        ));
+        let mut query = sqlx::query_as::<_, SignInRow>(sqlx::AssertSqlSafe(sql));
+        for arg in args {
+            query = match arg {
+                Arg::Text(text) => query.bind(text),
+                Arg::Int(int) => query.bind(int),
+            };
+        }
+        let rows = query
+            .bind(filter.limit.max(0))
+            .bind(filter.offset.max(0))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(SignInLog::try_from).collect()
+    }
+}

@@ -1,0 +1,290 @@
+//! Users (members and guests alike): the `users` table.
+
+use std::fmt;
+
+use crate::{Store, StoreError, bool_from_db, bool_to_db};
+
+/// Whether a user may sign in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserStatus {
+    /// May sign in.
+    Active,
+    /// Refused at sign-in; existing sessions are the caller's to revoke.
+    Disabled,
+}
+
+impl UserStatus {
+    /// The stored (and wire) spelling: `active` or `disabled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Active => "active",
+            UserStatus::Disabled => "disabled",
+        }
+    }
+
+    /// Parses the stored spelling; `None` for anything else.
+    pub fn parse(text: &str) -> Option<UserStatus> {
+        match text {
+            "active" => Some(UserStatus::Active),
+            "disabled" => Some(UserStatus::Disabled),
+            _ => None,
+        }
+    }
+}
+
+/// A user of this tenant. `Debug` leaves out the password hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    /// Caller-chosen stable id (the `sub`).
+    pub id: String,
+    /// Sign-in name, stored lowercased.
+    pub email: String,
+    /// Name shown in pages and the `name` claim.
+    pub display_name: String,
+    /// `given_name` claim.
+    pub given_name: Option<String>,
+    /// `family_name` claim.
+    pub family_name: Option<String>,
+    /// PHC-format password hash; `None` for users without a local password (e.g. guests).
+    pub password_hash: Option<String>,
+    /// Whether the user may sign in.
+    pub status: UserStatus,
+    /// The next sign-in must change the password (temporary password set by an admin).
+    pub must_change_password: bool,
+    /// Creation time, unix seconds.
+    pub created_at: i64,
+    /// Last change, unix seconds.
+    pub updated_at: i64,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("display_name", &self.display_name)
+            .field("given_name", &self.given_name)
+            .field("family_name", &self.family_name)
+            .field("password_hash", &self.password_hash.as_ref().map(|_| "<redacted>"))
+            .field("status", &self.status)
+            .field("must_change_password", &self.must_change_password)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
+}
+
+/// What [`Store::insert_user`] needs; the user starts [`UserStatus::Active`].
+/// `Debug` leaves out the password hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewUser {
+    /// Caller-chosen stable id.
+    pub id: String,
+    /// Sign-in name; lowercased by the store.
+    pub email: String,
+    /// Name shown in pages and the `name` claim.
+    pub display_name: String,
+    /// `given_name` claim.
+    pub given_name: Option<String>,
+    /// `family_name` claim.
+    pub family_name: Option<String>,
+    /// PHC-format password hash, if the user has a local password.
+    pub password_hash: Option<String>,
+    /// Force a password change at the next sign-in.
+    pub must_change_password: bool,
+    /// Creation time, unix seconds.
+    pub now: i64,
+}
+
+impl fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewUser")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("display_name", &self.display_name)
+            .field("given_name", &self.given_name)
+            .field("family_name", &self.family_name)
+            .field("password_hash", &self.password_hash.as_ref().map(|_| "<redacted>"))
+            .field("must_change_password", &self.must_change_password)
+            .field("now", &self.now)
+            .finish()
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: String,
+    email: String,
+    display_name: String,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    password_hash: Option<String>,
+    status: String,
+    must_change_password: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = StoreError;
+
+    fn try_from(row: UserRow) -> Result<User, StoreError> {
+        let status = UserStatus::parse(&row.status).ok_or_else(|| {
+            StoreError::Corrupt(format!("user {}: unknown status {:?}", row.id, row.status))
+        })?;
+        Ok(User {
+            must_change_password: bool_from_db(row.must_change_password, "must_change_password")?,
+            id: row.id,
+            email: row.email,
+            display_name: row.display_name,
+            given_name: row.given_name,
+            family_name: row.family_name,
+            password_hash: row.password_hash,
+            status,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+macro_rules! user_columns {
+    () => {
+        "id, email, display_name, given_name, family_name, password_hash, status, \
+         must_change_password, created_at, updated_at"
+    };
+}
+
+/// The stored form of an email: lowercased, so lookups and uniqueness ignore case.
+fn normalize_email(email: &str) -> String {
+    email.to_lowercase()
+}
+
+impl Store {
+    /// Creates an active user. The email is stored lowercased.
+    ///
+    /// Fails with [`StoreError::Conflict`] when the email (in any case) or the id is taken.
+    pub async fn insert_user(&self, new: &NewUser) -> Result<User, StoreError> {
+        let email = normalize_email(&new.email);
+        let inserted = sqlx::query(concat!(
+            "INSERT INTO users (",
+            user_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)"
+        ))
+        .bind(&new.id)
+        .bind(&email)
+        .bind(&new.display_name)
+        .bind(&new.given_name)
+        .bind(&new.family_name)
+        .bind(&new.password_hash)
+        .bind(UserStatus::Active.as_str())
+        .bind(bool_to_db(new.must_change_password))
+        .bind(new.now)
+        .execute(&self.pool)
+        .await;
+        if let Err(err) = inserted {
+            let email_taken = matches!(&err, sqlx::Error::Database(db) if db.is_unique_violation())
+                && self.user_by_email(&email).await?.is_some();
+            return Err(StoreError::conflict_or_db(err, || {
+                if email_taken {
+                    format!("email already registered: {email}")
+                } else {
+                    format!("user id already exists: {}", new.id)
+                }
+            }));
+        }
+        Ok(User {
+            id: new.id.clone(),
+            email,
+            display_name: new.display_name.clone(),
+            given_name: new.given_name.clone(),
+            family_name: new.family_name.clone(),
+            password_hash: new.password_hash.clone(),
+            status: UserStatus::Active,
+            must_change_password: new.must_change_password,
+            created_at: new.now,
+            updated_at: new.now,
+        })
+    }
+
+    /// The user with this id.
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        let row: Option<UserRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(User::try_from).transpose()
+    }
+
+    /// The user with this email, compared case-insensitively.
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let row: Option<UserRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE email = $1"
+        ))
+        .bind(normalize_email(email))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(User::try_from).transpose()
+    }
+
+    /// All users, ordered by email.
+    pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        let rows: Vec<UserRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users ORDER BY email, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(User::try_from).collect()
+    }
+
+    /// Enables or disables a user. [`StoreError::NotFound`] if there is no such user.
+    pub async fn set_user_status(
+        &self,
+        id: &str,
+        status: UserStatus,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE users SET status = $1, updated_at = $2 WHERE id = $3")
+            .bind(status.as_str())
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Replaces a user's password hash and sets whether the next sign-in must change it.
+    /// [`StoreError::NotFound`] if there is no such user.
+    pub async fn set_password(
+        &self,
+        id: &str,
+        hash: &str,
+        must_change_password: bool,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = $1, must_change_password = $2, updated_at = $3 \
+             WHERE id = $4",
+        )
+        .bind(hash)
+        .bind(bool_to_db(must_change_password))
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+}
