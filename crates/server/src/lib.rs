@@ -1,1 +1,31 @@
-//! placeholder
+//! The `tenantd` server: one tenant as an OpenID Connect provider over HTTP.
+//!
+//! This crate does the I/O: axum routes and pages, sessions and cookies, TLS, the store, the
+//! CLI and the lab. Decisions about requests and tokens live in `tenantd-protocol`; handlers
+//! parse, call those checks and the store, and render.
+
+pub mod app;
+pub mod authorize;
+pub mod certs;
+pub mod cli;
+pub mod client_ip;
+pub mod config;
+pub mod keys;
+pub mod lab;
+pub mod login;
+pub mod logout;
+pub mod pages;
+pub mod passwords;
+pub mod resource;
+pub mod secrets;
+pub mod server;
+pub mod session;
+pub mod signin_log;
+pub mod state;
+pub mod tls;
+pub mod token;
+pub mod web;
+
+pub use config::Config;
+pub use server::Tenant;
+pub use state::{AppState, Clock, OffsetClock, SystemClock};

@@ -1,0 +1,125 @@
+//! The router: every endpoint, and the middleware around it (request ids, tracing, body and
+//! time limits, security headers, panic catching).
+
+use crate::state::AppState;
+use crate::{authorize, login, logout, resource, token};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use protocol::discovery::paths;
+use std::time::Duration;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+/// Largest request body accepted anywhere (forms and token requests are tiny).
+pub const MAX_BODY: usize = 64 * 1024;
+/// Longest request URI accepted.
+pub const MAX_URI: usize = 8 * 1024;
+
+/// Build the router for a tenant.
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static(crate::web::REQUEST_ID);
+    let routes = Router::new()
+        .route("/", get(login::root))
+        .route(paths::DISCOVERY, get(discovery))
+        .route(paths::OAUTH_METADATA, get(discovery))
+        .route(paths::JWKS, get(jwks))
+        .route(paths::AUTHORIZE, get(authorize::get).post(authorize::post))
+        .route(paths::TOKEN, post(token::token))
+        .route(paths::USERINFO, get(resource::userinfo).post(resource::userinfo))
+        .route(paths::REVOKE, post(resource::revoke))
+        .route(paths::INTROSPECT, post(resource::introspect))
+        .route(paths::LOGOUT, get(logout::get).post(logout::post))
+        .route("/logout/confirm", post(logout::confirm))
+        .route("/login", get(login::email_page).post(login::email_submit))
+        .route("/login/password", post(login::password_submit))
+        .route("/login/change-password", post(login::change_submit))
+        .route("/consent", get(login::consent_page).post(login::consent_submit))
+        .route("/static/tenantd.css", get(css))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .with_state(state);
+    let headers = ServiceBuilder::new()
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")));
+    routes.layer(
+        ServiceBuilder::new()
+            .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let id = req.headers().get(crate::web::REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }))
+            .layer(PropagateRequestIdLayer::new(request_id))
+            .layer(CatchPanicLayer::custom(|_| {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+            }))
+            .layer(axum::middleware::from_fn(limit_uri))
+            .layer(RequestBodyLimitLayer::new(MAX_BODY))
+            .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+            .layer(headers),
+    )
+}
+
+async fn limit_uri(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if req.uri().to_string().len() > MAX_URI {
+        return (StatusCode::URI_TOO_LONG, "The request URI is too long.").into_response();
+    }
+    next.run(req).await
+}
+
+async fn discovery(State(state): State<AppState>) -> Response {
+    json_bytes(state.discovery.clone(), "public, max-age=300")
+}
+
+async fn jwks(State(state): State<AppState>) -> Response {
+    json_bytes(state.jwks(), "public, max-age=60")
+}
+
+fn json_bytes(body: bytes::Bytes, cache: &'static str) -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json")), (header::CACHE_CONTROL, HeaderValue::from_static(cache))],
+        body,
+    )
+        .into_response()
+}
+
+async fn css() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        include_str!("../static/tenantd.css"),
+    )
+        .into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "database not reachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+        }
+    }
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "not found").into_response()
+}

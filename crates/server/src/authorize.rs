@@ -1,0 +1,296 @@
+//! The authorization endpoint and the step that finishes a sign-in by issuing a code.
+
+use crate::pages;
+use crate::secrets::{random_token, token_hash};
+use crate::session::{self, Current};
+use crate::state::{App, AppState};
+use crate::web::{Ctx, PageError, html};
+use axum::extract::{RawForm, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::cookie::CookieJar;
+use protocol::authorize::{self, AuthorizationRequest, AuthorizeError, ClientRules, ErrorRedirect, ResponseMode};
+use protocol::params::Params;
+use protocol::{ErrorCode, OAuthError};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use store::{AuthCode, Grant, Interaction};
+
+/// A sign-in in progress, kept in the store under a random id while pages are shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pending {
+    /// The validated authorization request.
+    pub request: AuthorizationRequest,
+    /// Set when the password was verified but must be changed before a session exists.
+    #[serde(default)]
+    pub verified_user: Option<String>,
+}
+
+/// `GET /authorize`.
+pub async fn get(State(state): State<AppState>, ctx: Ctx, jar: CookieJar, RawQuery(q): RawQuery) -> Response {
+    authorize(state, ctx, jar, q.unwrap_or_default()).await
+}
+
+/// `POST /authorize` (OIDC Core §3.1.2.1 allows form-encoded POST).
+pub async fn post(State(state): State<AppState>, ctx: Ctx, jar: CookieJar, RawForm(body): RawForm) -> Response {
+    authorize(state, ctx, jar, String::from_utf8_lossy(&body).into_owned()).await
+}
+
+async fn authorize(state: AppState, ctx: Ctx, jar: CookieJar, raw: String) -> Response {
+    let params = match Params::parse(&raw) {
+        Ok(p) => p,
+        Err(e) => return PageError::bad_request("Invalid sign-in request", e.description).render(&state, &ctx),
+    };
+    let client_id = match authorize::client_id(&params) {
+        Ok(c) => c,
+        Err(e) => return authorize_error(&state, &ctx, e),
+    };
+    let Some(app) = state.app(client_id) else {
+        return PageError::bad_request(
+            "Unknown application",
+            "The application that sent you here is not registered with this organization.",
+        )
+        .render(&state, &ctx);
+    };
+    let mut request = match authorize::validate(&params, &rules(&app)) {
+        Ok(r) => r,
+        Err(e) => return authorize_error(&state, &ctx, e),
+    };
+    limit_offline_access(&mut request, &app);
+    let current = match session::current(&state, &jar).await {
+        Ok(c) => c,
+        Err(e) => return PageError::from(e).render(&state, &ctx),
+    };
+    let current = current.filter(|c| !needs_login(&state, &request, c));
+    match current {
+        Some(c) => continue_with_session(state, ctx, jar, request, c).await,
+        None if request.prompt.none => error_to_client(
+            &state,
+            &ctx,
+            &request,
+            OAuthError::new(ErrorCode::LoginRequired, "The user is not signed in."),
+        ),
+        None => match start_pending(&state, Pending { request, verified_user: None }).await {
+            Ok(id) => Redirect::to(&format!("/login?interaction={id}")).into_response(),
+            Err(e) => e.render(&state, &ctx),
+        },
+    }
+}
+
+/// The rules the protocol checks need from an app.
+pub fn rules(app: &App) -> ClientRules<'_> {
+    use crate::config::GrantType;
+    ClientRules {
+        client_id: &app.config.client_id,
+        redirect_uris: &app.config.redirect_uris,
+        public: app.config.auth_method == protocol::client_auth::AuthMethod::None,
+        allows_authorization_code: app.config.grant_types.contains(&GrantType::AuthorizationCode),
+        extra_scopes: &app.config.scopes,
+    }
+}
+
+/// OIDC Core §11: `offline_access` is ignored unless the user is asked (`prompt=consent`), or
+/// the app is first-party (its access is the organization's decision, not the user's).
+fn limit_offline_access(request: &mut AuthorizationRequest, app: &App) {
+    if !app.config.first_party && !request.prompt.consent {
+        let mut scopes = request.scopes();
+        if scopes.contains("offline_access") {
+            scopes.remove("offline_access");
+            request.scope = scopes.to_string();
+        }
+    }
+}
+
+/// Whether an existing session is not good enough for this request: `prompt=login`,
+/// `select_account`, or `max_age` exceeded.
+fn needs_login(state: &AppState, request: &AuthorizationRequest, c: &Current) -> bool {
+    if request.prompt.login || request.prompt.select_account {
+        return true;
+    }
+    if let Some(max_age) = request.max_age {
+        let age = state.now().saturating_sub(c.session.auth_time);
+        if age < 0 || age as u64 > max_age {
+            return true;
+        }
+    }
+    false
+}
+
+async fn start_pending(state: &AppState, pending: Pending) -> Result<String, PageError> {
+    let id = random_token();
+    let now = state.now();
+    let json = serde_json::to_string(&pending).map_err(|e| PageError::internal(e.to_string()))?;
+    state
+        .store
+        .create_interaction(&Interaction {
+            id: id.clone(),
+            request_json: json,
+            created_at: now,
+            expires_at: now + state.config.tokens.sign_in_request,
+        })
+        .await?;
+    Ok(id)
+}
+
+/// Load a pending sign-in by id.
+pub async fn load_pending(state: &AppState, id: &str) -> Result<Pending, PageError> {
+    if id.is_empty() || id.len() > 64 {
+        return Err(PageError::expired_request());
+    }
+    let Some(i) = state.store.interaction(id, state.now()).await? else {
+        return Err(PageError::expired_request());
+    };
+    serde_json::from_str(&i.request_json).map_err(|e| PageError::internal(format!("pending sign-in unreadable: {e}")))
+}
+
+/// Replace a pending sign-in (a new id, the old one deleted).
+pub async fn replace_pending(state: &AppState, old_id: &str, pending: Pending) -> Result<String, PageError> {
+    state.store.delete_interaction(old_id).await?;
+    start_pending(state, pending).await
+}
+
+/// With an authenticated user: ask for consent if needed, else issue the code.
+pub async fn continue_with_session(
+    state: AppState,
+    ctx: Ctx,
+    jar: CookieJar,
+    request: AuthorizationRequest,
+    current: Current,
+) -> Response {
+    let Some(app) = state.app(&request.client_id) else {
+        return PageError::bad_request("Unknown application", "The application is no longer registered.")
+            .render(&state, &ctx);
+    };
+    match needs_consent(&state, &app, &request, &current).await {
+        Ok(false) => {}
+        Ok(true) if request.prompt.none => {
+            return error_to_client(
+                &state,
+                &ctx,
+                &request,
+                OAuthError::new(ErrorCode::ConsentRequired, "The user has not consented to this application."),
+            );
+        }
+        Ok(true) => {
+            return match start_pending(&state, Pending { request, verified_user: None }).await {
+                Ok(id) => (jar, Redirect::to(&format!("/consent?interaction={id}"))).into_response(),
+                Err(e) => e.render(&state, &ctx),
+            };
+        }
+        Err(e) => return e.render(&state, &ctx),
+    }
+    match issue_code(&state, &request, &current).await {
+        Ok(code) => (jar, respond_to_client(&state, &request, &authorize::success_params(&code, request.state.as_deref(), &state.config.issuer))).into_response(),
+        Err(e) => e.render(&state, &ctx),
+    }
+}
+
+async fn needs_consent(state: &AppState, app: &Arc<App>, request: &AuthorizationRequest, c: &Current) -> Result<bool, PageError> {
+    if app.config.first_party {
+        return Ok(false);
+    }
+    if request.prompt.consent {
+        return Ok(true);
+    }
+    let given = state.store.consent(&c.user.id, &app.config.client_id).await?;
+    let given = given.and_then(|s| protocol::scope::Scope::parse(&s)).unwrap_or_default();
+    Ok(!request.scopes().is_subset(&given))
+}
+
+/// Create the grant and its single-use code.
+async fn issue_code(state: &AppState, request: &AuthorizationRequest, c: &Current) -> Result<String, PageError> {
+    let now = state.now();
+    let t = &state.config.tokens;
+    let offline = request.scopes().contains("offline_access");
+    let grant = Grant {
+        id: uuid::Uuid::new_v4().to_string(),
+        client_id: request.client_id.clone(),
+        user_id: c.user.id.clone(),
+        session_id: Some(c.session.id.clone()),
+        scope: request.scope.clone(),
+        auth_time: c.session.auth_time,
+        amr: c.session.amr.clone(),
+        acr: c.session.acr.clone(),
+        offline,
+        created_at: now,
+        // An online grant lives as long as the session; an offline one as long as a refresh token.
+        expires_at: if offline { now + t.refresh_token } else { c.session.expires_at.max(now + t.code) },
+        revoked_at: None,
+    };
+    let code = random_token();
+    let auth_code = AuthCode {
+        code_hash: token_hash(&code),
+        grant_id: grant.id.clone(),
+        client_id: request.client_id.clone(),
+        redirect_uri: request.redirect_uri.clone(),
+        scope: request.scope.clone(),
+        nonce: request.nonce.clone(),
+        code_challenge: request.code_challenge.clone(),
+        code_challenge_method: request.code_challenge.as_ref().map(|_| "S256".to_owned()),
+        created_at: now,
+        expires_at: now + t.code,
+        consumed_at: None,
+    };
+    state.store.create_grant_with_code(&grant, &auth_code).await?;
+    Ok(code)
+}
+
+fn authorize_error(state: &AppState, ctx: &Ctx, e: AuthorizeError) -> Response {
+    match e {
+        AuthorizeError::Page(e) => {
+            tracing::info!(correlation_id = %ctx.correlation_id, error = %e, description = %e.description, "authorization request refused");
+            PageError::bad_request("Invalid sign-in request", e.description).render(state, ctx)
+        }
+        AuthorizeError::Redirect(r) => {
+            tracing::info!(correlation_id = %ctx.correlation_id, error = %r.error, description = %r.error.description, "authorization error sent to client");
+            redirect_error(state, &r)
+        }
+    }
+}
+
+/// Send an error for a validated request back to the client.
+pub fn error_to_client(state: &AppState, ctx: &Ctx, request: &AuthorizationRequest, error: OAuthError) -> Response {
+    authorize_error(
+        state,
+        ctx,
+        AuthorizeError::Redirect(ErrorRedirect {
+            error,
+            redirect_uri: request.redirect_uri.clone(),
+            state: request.state.clone(),
+            response_mode: request.response_mode,
+        }),
+    )
+}
+
+fn redirect_error(state: &AppState, r: &ErrorRedirect) -> Response {
+    let params = authorize::error_params(&r.error, r.state.as_deref(), &state.config.issuer);
+    deliver(&r.redirect_uri, r.response_mode, &params)
+}
+
+fn respond_to_client(_state: &AppState, request: &AuthorizationRequest, params: &[(&'static str, String)]) -> Response {
+    deliver(&request.redirect_uri, request.response_mode, params)
+}
+
+/// Deliver authorization response parameters by the request's response mode.
+fn deliver(redirect_uri: &str, mode: ResponseMode, params: &[(&'static str, String)]) -> Response {
+    match mode {
+        ResponseMode::Query => match authorize::append_query(redirect_uri, params) {
+            Some(url) => Redirect::to(&url).into_response(),
+            None => (StatusCode::INTERNAL_SERVER_ERROR, "bad redirect URI").into_response(),
+        },
+        ResponseMode::FormPost => {
+            let nonce = random_token();
+            let page = pages::FormPost { action: redirect_uri, fields: params.iter().map(|(k, v)| (*k, v.clone())).collect(), nonce: &nonce };
+            let mut resp = html(&page);
+            let csp = format!("default-src 'none'; script-src 'nonce-{nonce}'; form-action {}; frame-ancestors 'none'; base-uri 'none'", origin_of(redirect_uri));
+            if let Ok(v) = HeaderValue::from_str(&csp) {
+                resp.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+            }
+            resp
+        }
+    }
+}
+
+fn origin_of(uri: &str) -> String {
+    url::Url::parse(uri).map(|u| u.origin().ascii_serialization()).unwrap_or_else(|_| "'none'".into())
+}

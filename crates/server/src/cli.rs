@@ -1,0 +1,344 @@
+//! Command-line interface: `serve`, `lab`, `certs`, `keys rotate`, `user ...`, `demo-app`.
+//! Exit codes are stable for scripts: 0 success, 1 runtime failure, 2 usage error,
+//! 3 invalid configuration, 4 not found, 5 already exists.
+
+use crate::config::Config;
+use crate::passwords::{Passwords, check_new_password};
+use crate::state::{Clock, SystemClock};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use protocol::jwt::SigningAlg;
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use store::{NewUser, Store, StoreError, UserStatus};
+
+/// tenantd: a standards-strict OpenID Connect provider with B2B risk semantics.
+#[derive(Debug, Parser)]
+#[command(name = "tenantd", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve one tenant from its config file.
+    Serve(ConfigArg),
+    /// Run the lab: the tenants and the demo app on loopback with seeded users.
+    Lab(crate::lab::LabArgs),
+    /// Write a development CA and a localhost certificate (for labs and CI only).
+    Certs {
+        /// Where to write the PEM files.
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Signing key management.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// User management.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Run the demo relying party on its own.
+    DemoApp(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+struct ConfigArg {
+    /// The tenant's TOML config file.
+    #[arg(long, short, env = "TENANTD_CONFIG")]
+    config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Add a new active signing key; the old one stays published until its tokens expire.
+    Rotate {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Which algorithm's key to rotate.
+        #[arg(long, value_enum, default_value_t = AlgChoice::All)]
+        alg: AlgChoice,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AlgChoice {
+    /// ES256 and RS256.
+    All,
+    /// ES256 only.
+    Es256,
+    /// RS256 only.
+    Rs256,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user. Without --password-stdin a temporary password is generated and printed, to
+    /// be changed at first sign-in.
+    Add {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Email (the sign-in name).
+        email: String,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a user (sign-in refused, sessions ended).
+    Disable {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Email.
+        email: String,
+    },
+    /// Enable a disabled user.
+    Enable {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Email.
+        email: String,
+    },
+    /// Set a user's password. Without --password-stdin a temporary password is generated and
+    /// printed; it must be changed at the next sign-in.
+    SetPassword {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Email.
+        email: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Require a change at the next sign-in even for a given password.
+        #[arg(long)]
+        temporary: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// The provider's issuer URL.
+    #[arg(long)]
+    issuer: url::Url,
+    /// Client id registered at the provider.
+    #[arg(long, default_value = "demo-app")]
+    client_id: String,
+    /// Client secret (or TENANTD_DEMO_SECRET).
+    #[arg(long, env = "TENANTD_DEMO_SECRET")]
+    client_secret: Option<String>,
+    /// Listen address.
+    #[arg(long, default_value = "127.0.0.1:9445")]
+    listen: std::net::SocketAddr,
+    /// CA file to trust for the provider's TLS.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+}
+
+/// A failure with its exit code.
+#[derive(Debug)]
+pub struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn new(code: u8, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Self::new(1, format!("{e:#}"))
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Self::new(4, "not found"),
+            StoreError::Conflict(what) => Self::new(5, format!("already exists: {what}")),
+            other => Self::new(1, other.to_string()),
+        }
+    }
+}
+
+/// Run the CLI; returns the process exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    match dispatch(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", f.message.trim_end());
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn load(arg: &ConfigArg) -> Result<Config, Failure> {
+    Config::load(&arg.config).map_err(|e| Failure::new(3, e.to_string()))
+}
+
+async fn open(arg: &ConfigArg) -> Result<(Config, Store), Failure> {
+    let config = load(arg)?;
+    let store = Store::connect(&config.database_url).await?;
+    Ok((config, store))
+}
+
+async fn dispatch(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Serve(arg) => Ok(crate::server::serve(load(&arg)?).await?),
+        Command::Lab(args) => Ok(crate::lab::run(args).await?),
+        Command::Certs { dir, force } => {
+            let (files, written) = crate::certs::ensure(&dir, force)?;
+            if written {
+                println!("wrote {}, {}, {}, {}", files.ca.display(), files.ca_key.display(), files.cert.display(), files.key.display());
+            } else {
+                println!("certificates already exist in {} (use --force to replace them)", dir.display());
+            }
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Rotate { config, alg }) => {
+            let (_, store) = open(&config).await?;
+            let now = SystemClock.now();
+            crate::keys::ensure_keys(&store, now).await.map_err(|e| Failure::new(1, e.to_string()))?;
+            let algs = match alg {
+                AlgChoice::All => vec![SigningAlg::ES256, SigningAlg::RS256],
+                AlgChoice::Es256 => vec![SigningAlg::ES256],
+                AlgChoice::Rs256 => vec![SigningAlg::RS256],
+            };
+            for a in algs {
+                let kid = crate::keys::rotate(&store, a, now).await.map_err(|e| Failure::new(1, e.to_string()))?;
+                println!("{} key rotated: new kid {kid}", a.as_str());
+            }
+            println!("running tenants pick up the new keys within 30 seconds; old keys stay published until their tokens expire");
+            Ok(())
+        }
+        Command::User(cmd) => user(cmd).await,
+        Command::DemoApp(a) => {
+            let cfg = demo::DemoConfig {
+                listen: a.listen,
+                issuer: a.issuer,
+                client_id: a.client_id,
+                client_secret: a.client_secret,
+                redirect_uri: url::Url::parse(&format!("http://{}/callback", a.listen)).map_err(|e| Failure::new(2, e.to_string()))?,
+                ca_file: a.ca,
+                scopes: vec!["openid".into(), "profile".into(), "email".into()],
+                title: "tenantd demo app".into(),
+            };
+            println!("demo app on http://{}", a.listen);
+            demo::serve(cfg, crate::server::shutdown_signal()).await.map_err(|e| Failure::new(1, e.to_string()))
+        }
+    }
+}
+
+fn read_stdin_password() -> Result<String, Failure> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| Failure::new(1, e.to_string()))?;
+    let pw = line.trim_end_matches(['\r', '\n']).to_owned();
+    check_new_password(&pw).map_err(|m| Failure::new(2, format!("password not accepted: {m}")))?;
+    Ok(pw)
+}
+
+/// A temporary password: readable, 128 bits of randomness.
+fn temporary_password() -> String {
+    crate::secrets::random_token().chars().take(22).collect()
+}
+
+async fn user(cmd: UserCommand) -> Result<(), Failure> {
+    let now = SystemClock.now();
+    match cmd {
+        UserCommand::Add { config, email, name, password_stdin } => {
+            let (cfg, store) = open(&config).await?;
+            let email = email.trim().to_lowercase();
+            if !email.contains('@') || email.len() > 254 {
+                return Err(Failure::new(2, format!("{email:?} is not an email address")));
+            }
+            let (password, temporary) = if password_stdin { (read_stdin_password()?, false) } else { (temporary_password(), true) };
+            let hash = hasher(&cfg)?.hash(&password).await.map_err(|e| Failure::new(1, e.to_string()))?;
+            let user = store
+                .insert_user(&NewUser {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    display_name: name.unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_owned()),
+                    email,
+                    given_name: None,
+                    family_name: None,
+                    password_hash: Some(hash),
+                    must_change_password: temporary,
+                    now,
+                })
+                .await?;
+            println!("added {} (id {})", user.email, user.id);
+            if temporary {
+                println!("temporary password: {password}");
+            }
+            Ok(())
+        }
+        UserCommand::List { config, json } => {
+            let (_, store) = open(&config).await?;
+            for u in store.list_users().await? {
+                let status = if u.status == UserStatus::Active { "active" } else { "disabled" };
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"id": u.id, "email": u.email, "displayName": u.display_name, "status": status, "mustChangePassword": u.must_change_password})
+                    );
+                } else {
+                    println!("{}\t{}\t{}\t{}", u.email, status, u.display_name, u.id);
+                }
+            }
+            Ok(())
+        }
+        UserCommand::Disable { config, email } => {
+            let (_, store) = open(&config).await?;
+            let user = find(&store, &email).await?;
+            store.set_user_status(&user.id, UserStatus::Disabled, now).await?;
+            let ended = store.revoke_user_sessions(&user.id, now).await?;
+            println!("disabled {} ({ended} session(s) ended)", user.email);
+            Ok(())
+        }
+        UserCommand::Enable { config, email } => {
+            let (_, store) = open(&config).await?;
+            let user = find(&store, &email).await?;
+            store.set_user_status(&user.id, UserStatus::Active, now).await?;
+            println!("enabled {}", user.email);
+            Ok(())
+        }
+        UserCommand::SetPassword { config, email, password_stdin, temporary } => {
+            let (cfg, store) = open(&config).await?;
+            let user = find(&store, &email).await?;
+            let (password, must_change) =
+                if password_stdin { (read_stdin_password()?, temporary) } else { (temporary_password(), true) };
+            let hash = hasher(&cfg)?.hash(&password).await.map_err(|e| Failure::new(1, e.to_string()))?;
+            store.set_password(&user.id, &hash, must_change, now).await?;
+            println!("password set for {}{}", user.email, if must_change { " (must be changed at next sign-in)" } else { "" });
+            if !password_stdin {
+                println!("temporary password: {password}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn hasher(cfg: &Config) -> Result<Passwords, Failure> {
+    Passwords::new(&cfg.passwords).map_err(|e| Failure::new(1, e.to_string()))
+}
+
+async fn find(store: &Store, email: &str) -> Result<store::User, Failure> {
+    store
+        .user_by_email(email.trim())
+        .await?
+        .ok_or_else(|| Failure::new(4, format!("no user with email {email}")))
+}

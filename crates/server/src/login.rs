@@ -1,0 +1,305 @@
+//! The sign-in pages: email first, then password, then (if the account requires it) a password
+//! change, then consent. Every password attempt writes a sign-in log row.
+
+use crate::authorize::{self, Pending};
+use crate::pages;
+use crate::passwords::check_new_password;
+use crate::session;
+use crate::signin_log::{self, Outcome};
+use crate::state::AppState;
+use crate::web::{Ctx, PageError, check_csrf, csrf_token, html};
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::CookieJar;
+use protocol::{ErrorCode, OAuthError};
+use serde::Deserialize;
+use store::UserStatus;
+
+/// `?interaction=`
+#[derive(Debug, Deserialize)]
+pub struct InteractionQuery {
+    #[serde(default)]
+    interaction: String,
+}
+
+/// `GET /login`: the email page.
+pub async fn email_page(State(state): State<AppState>, ctx: Ctx, jar: CookieJar, Query(q): Query<InteractionQuery>) -> Response {
+    let pending = match authorize::load_pending(&state, &q.interaction).await {
+        Ok(p) => p,
+        Err(e) => return e.render(&state, &ctx),
+    };
+    let (jar, csrf) = csrf_token(&state, jar);
+    let hint = pending.request.login_hint.clone().unwrap_or_default();
+    (jar, render_email(&state, &pending, &q.interaction, &csrf, &hint, None)).into_response()
+}
+
+fn render_email(state: &AppState, pending: &Pending, interaction: &str, csrf: &str, email: &str, error: Option<&str>) -> Response {
+    let app_name = state.app(&pending.request.client_id).map(|a| a.config.name.clone()).unwrap_or_default();
+    html(&pages::LoginEmail {
+        tenant_name: &state.config.display_name,
+        app_name: &app_name,
+        interaction,
+        csrf_token: csrf,
+        email,
+        error,
+    })
+}
+
+/// The email form.
+#[derive(Debug, Deserialize)]
+pub struct EmailForm {
+    #[serde(default)]
+    interaction: String,
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    email: String,
+}
+
+/// `POST /login`: remember the email and ask for the password.
+pub async fn email_submit(State(state): State<AppState>, ctx: Ctx, jar: CookieJar, Form(f): Form<EmailForm>) -> Response {
+    if let Err(e) = check_csrf(&state, &jar, &f.csrf_token) {
+        return e.render(&state, &ctx);
+    }
+    let pending = match authorize::load_pending(&state, &f.interaction).await {
+        Ok(p) => p,
+        Err(e) => return e.render(&state, &ctx),
+    };
+    let email = f.email.trim().to_lowercase();
+    if !plausible_email(&email) {
+        return render_email(&state, &pending, &f.interaction, &f.csrf_token, &email, Some("Enter a valid email address."));
+    }
+    // The same page whether or not the account exists: no account enumeration.
+    html(&pages::LoginPassword {
+        tenant_name: &state.config.display_name,
+        interaction: &f.interaction,
+        csrf_token: &f.csrf_token,
+        email: &email,
+        error: None,
+    })
+}
+
+fn plausible_email(email: &str) -> bool {
+    email.len() <= 254
+        && email.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.'))
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// The password form.
+#[derive(Debug, Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    interaction: String,
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+const BAD_CREDENTIALS: &str = "Your email or password is incorrect.";
+
+/// `POST /login/password`: verify, then start a session and continue the authorization.
+pub async fn password_submit(State(state): State<AppState>, ctx: Ctx, jar: CookieJar, Form(f): Form<PasswordForm>) -> Response {
+    if let Err(e) = check_csrf(&state, &jar, &f.csrf_token) {
+        return e.render(&state, &ctx);
+    }
+    let pending = match authorize::load_pending(&state, &f.interaction).await {
+        Ok(p) => p,
+        Err(e) => return e.render(&state, &ctx),
+    };
+    let email = f.email.trim().to_lowercase();
+    let again = |msg: &str| {
+        html(&pages::LoginPassword {
+            tenant_name: &state.config.display_name,
+            interaction: &f.interaction,
+            csrf_token: &f.csrf_token,
+            email: &email,
+            error: Some(msg),
+        })
+    };
+    if f.password.is_empty() || f.password.len() > crate::passwords::MAX_PASSWORD_LEN || !plausible_email(&email) {
+        return again(BAD_CREDENTIALS);
+    }
+    let user = match state.store.user_by_email(&email).await {
+        Ok(u) => u,
+        Err(e) => return PageError::from(e).render(&state, &ctx),
+    };
+    let ok = state.passwords.verify(&f.password, user.as_ref().and_then(|u| u.password_hash.as_deref())).await;
+    let app_id = pending.request.client_id.as_str();
+    let user = match (user, ok) {
+        (Some(u), true) if u.status == UserStatus::Active => u,
+        (Some(u), true) => {
+            signin_log::record(&state, &ctx, app_id, &email, Some(&u.id), Outcome::Failure(50057, "User account is disabled.")).await;
+            return again("Your account is disabled. Contact your administrator.");
+        }
+        (Some(u), false) => {
+            signin_log::record(&state, &ctx, app_id, &email, Some(&u.id), Outcome::Failure(50126, "Invalid username or password.")).await;
+            return again(BAD_CREDENTIALS);
+        }
+        (None, _) => {
+            signin_log::record(&state, &ctx, app_id, &email, None, Outcome::Failure(50034, "The user account does not exist in this directory.")).await;
+            return again(BAD_CREDENTIALS);
+        }
+    };
+    if user.must_change_password {
+        let next = Pending { request: pending.request, verified_user: Some(user.id.clone()) };
+        return match authorize::replace_pending(&state, &f.interaction, next).await {
+            Ok(id) => html(&pages::ChangePassword {
+                tenant_name: &state.config.display_name,
+                interaction: &id,
+                csrf_token: &f.csrf_token,
+                email: &user.email,
+                error: None,
+            }),
+            Err(e) => e.render(&state, &ctx),
+        };
+    }
+    signin_log::record(&state, &ctx, app_id, &user.email, Some(&user.id), Outcome::Success).await;
+    finish(state, ctx, jar, &f.interaction, pending, user, vec!["pwd".into()]).await
+}
+
+/// The change-password form.
+#[derive(Debug, Deserialize)]
+pub struct ChangeForm {
+    #[serde(default)]
+    interaction: String,
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    new_password: String,
+    #[serde(default)]
+    confirm_password: String,
+}
+
+/// `POST /login/change-password`: a user whose password was just verified sets a new one.
+pub async fn change_submit(State(state): State<AppState>, ctx: Ctx, jar: CookieJar, Form(f): Form<ChangeForm>) -> Response {
+    if let Err(e) = check_csrf(&state, &jar, &f.csrf_token) {
+        return e.render(&state, &ctx);
+    }
+    let pending = match authorize::load_pending(&state, &f.interaction).await {
+        Ok(p) => p,
+        Err(e) => return e.render(&state, &ctx),
+    };
+    let Some(user_id) = pending.verified_user.clone() else { return PageError::expired_request().render(&state, &ctx) };
+    let user = match state.store.user_by_id(&user_id).await {
+        Ok(Some(u)) if u.status == UserStatus::Active => u,
+        Ok(_) => return PageError::expired_request().render(&state, &ctx),
+        Err(e) => return PageError::from(e).render(&state, &ctx),
+    };
+    let again = |msg: &str| {
+        html(&pages::ChangePassword {
+            tenant_name: &state.config.display_name,
+            interaction: &f.interaction,
+            csrf_token: &f.csrf_token,
+            email: &user.email,
+            error: Some(msg),
+        })
+    };
+    if f.new_password != f.confirm_password {
+        return again("The passwords do not match.");
+    }
+    if let Err(msg) = check_new_password(&f.new_password) {
+        return again(msg);
+    }
+    if state.passwords.verify(&f.new_password, user.password_hash.as_deref()).await {
+        return again("Choose a password different from the current one.");
+    }
+    let hash = match state.passwords.hash(&f.new_password).await {
+        Ok(h) => h,
+        Err(e) => return PageError::internal(e.to_string()).render(&state, &ctx),
+    };
+    if let Err(e) = state.store.set_password(&user.id, &hash, false, state.now()).await {
+        return PageError::from(e).render(&state, &ctx);
+    }
+    signin_log::record(&state, &ctx, &pending.request.client_id, &user.email, Some(&user.id), Outcome::Success).await;
+    finish(state, ctx, jar, &f.interaction, pending, user, vec!["pwd".into()]).await
+}
+
+async fn finish(state: AppState, ctx: Ctx, jar: CookieJar, interaction: &str, pending: Pending, user: store::User, amr: Vec<String>) -> Response {
+    if let Err(e) = state.store.delete_interaction(interaction).await {
+        return PageError::from(e).render(&state, &ctx);
+    }
+    let (jar, current) = match session::start(&state, jar, user, amr).await {
+        Ok(x) => x,
+        Err(e) => return PageError::from(e).render(&state, &ctx),
+    };
+    authorize::continue_with_session(state, ctx, jar, pending.request, current).await
+}
+
+/// `GET /consent`.
+pub async fn consent_page(State(state): State<AppState>, ctx: Ctx, jar: CookieJar, Query(q): Query<InteractionQuery>) -> Response {
+    let pending = match authorize::load_pending(&state, &q.interaction).await {
+        Ok(p) => p,
+        Err(e) => return e.render(&state, &ctx),
+    };
+    let current = match session::current(&state, &jar).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return PageError::expired_request().render(&state, &ctx),
+        Err(e) => return PageError::from(e).render(&state, &ctx),
+    };
+    let Some(app) = state.app(&pending.request.client_id) else { return PageError::expired_request().render(&state, &ctx) };
+    let (jar, csrf) = csrf_token(&state, jar);
+    let scopes = pending.request.scopes().iter().filter_map(pages::describe_scope).collect();
+    let page = pages::Consent {
+        tenant_name: &state.config.display_name,
+        app_name: &app.config.name,
+        scopes,
+        email: &current.user.email,
+        interaction: &q.interaction,
+        csrf_token: &csrf,
+    };
+    (jar, html(&page)).into_response()
+}
+
+/// The consent form.
+#[derive(Debug, Deserialize)]
+pub struct ConsentForm {
+    #[serde(default)]
+    interaction: String,
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    decision: String,
+}
+
+/// `POST /consent`.
+pub async fn consent_submit(State(state): State<AppState>, ctx: Ctx, jar: CookieJar, Form(f): Form<ConsentForm>) -> Response {
+    if let Err(e) = check_csrf(&state, &jar, &f.csrf_token) {
+        return e.render(&state, &ctx);
+    }
+    let pending = match authorize::load_pending(&state, &f.interaction).await {
+        Ok(p) => p,
+        Err(e) => return e.render(&state, &ctx),
+    };
+    let current = match session::current(&state, &jar).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return PageError::expired_request().render(&state, &ctx),
+        Err(e) => return PageError::from(e).render(&state, &ctx),
+    };
+    if let Err(e) = state.store.delete_interaction(&f.interaction).await {
+        return PageError::from(e).render(&state, &ctx);
+    }
+    if f.decision != "allow" {
+        let e = OAuthError::new(ErrorCode::AccessDenied, "The user declined to grant access.");
+        return authorize::error_to_client(&state, &ctx, &pending.request, e);
+    }
+    let mut request = pending.request;
+    if let Err(e) = state.store.grant_consent(&current.user.id, &request.client_id, &request.scope, state.now()).await {
+        return PageError::from(e).render(&state, &ctx);
+    }
+    // Consent is now recorded; don't ask again within this request.
+    request.prompt.consent = false;
+    authorize::continue_with_session(state, ctx, jar, request, current).await
+}
+
+/// `GET /` — nothing to see without an app; say so plainly.
+pub async fn root(State(state): State<AppState>) -> Response {
+    html(&pages::SignedOut {
+        tenant_name: &state.config.display_name,
+        title: &state.config.display_name,
+        message: "This is an OpenID Connect provider. Sign in from an application that uses it.",
+    })
+}

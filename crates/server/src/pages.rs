@@ -1,0 +1,136 @@
+//! Server-rendered pages (askama: compiled, autoescaped). Each struct is one template.
+
+use askama::Template;
+
+/// Sign-in: email first.
+#[derive(Template)]
+#[template(path = "login_email.html")]
+pub struct LoginEmail<'a> {
+    /// Tenant display name.
+    pub tenant_name: &'a str,
+    /// App being signed in to.
+    pub app_name: &'a str,
+    /// Pending request id.
+    pub interaction: &'a str,
+    /// CSRF token.
+    pub csrf_token: &'a str,
+    /// Prefilled email.
+    pub email: &'a str,
+    /// Message to show.
+    pub error: Option<&'a str>,
+}
+
+/// Sign-in: password.
+#[derive(Template)]
+#[template(path = "login_password.html")]
+pub struct LoginPassword<'a> {
+    /// Tenant display name.
+    pub tenant_name: &'a str,
+    /// Pending request id.
+    pub interaction: &'a str,
+    /// CSRF token.
+    pub csrf_token: &'a str,
+    /// The email entered.
+    pub email: &'a str,
+    /// Message to show.
+    pub error: Option<&'a str>,
+}
+
+/// Forced password change.
+#[derive(Template)]
+#[template(path = "change_password.html")]
+pub struct ChangePassword<'a> {
+    /// Tenant display name.
+    pub tenant_name: &'a str,
+    /// Pending request id.
+    pub interaction: &'a str,
+    /// CSRF token.
+    pub csrf_token: &'a str,
+    /// The user's email.
+    pub email: &'a str,
+    /// Message to show.
+    pub error: Option<&'a str>,
+}
+
+/// Consent.
+#[derive(Template)]
+#[template(path = "consent.html")]
+pub struct Consent<'a> {
+    /// Tenant display name.
+    pub tenant_name: &'a str,
+    /// App asking.
+    pub app_name: &'a str,
+    /// What each scope means, in words.
+    pub scopes: Vec<&'static str>,
+    /// The signed-in user.
+    pub email: &'a str,
+    /// Pending request id.
+    pub interaction: &'a str,
+    /// CSRF token.
+    pub csrf_token: &'a str,
+}
+
+/// An error page: plain words and a correlation id, never internals.
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage<'a> {
+    /// Tenant display name.
+    pub tenant_name: &'a str,
+    /// Heading.
+    pub title: &'a str,
+    /// What happened and what to do.
+    pub message: &'a str,
+    /// A short code people can look up.
+    pub error_code: Option<u32>,
+    /// Joins this page to the logs.
+    pub correlation_id: &'a str,
+}
+
+/// OAuth 2.0 Form Post Response Mode.
+#[derive(Template)]
+#[template(path = "form_post.html")]
+pub struct FormPost<'a> {
+    /// The client's redirect URI.
+    pub action: &'a str,
+    /// Response parameters.
+    pub fields: Vec<(&'a str, String)>,
+    /// CSP nonce for the auto-submit script.
+    pub nonce: &'a str,
+}
+
+/// Logout confirmation.
+#[derive(Template)]
+#[template(path = "logout_confirm.html")]
+pub struct LogoutConfirm<'a> {
+    /// Tenant display name.
+    pub tenant_name: &'a str,
+    /// App asking, if known.
+    pub app_name: Option<&'a str>,
+    /// CSRF token.
+    pub csrf_token: &'a str,
+    /// The logout parameters, carried through.
+    pub fields: Vec<(&'a str, String)>,
+}
+
+/// Signed out / nothing to do.
+#[derive(Template)]
+#[template(path = "signed_out.html")]
+pub struct SignedOut<'a> {
+    /// Tenant display name.
+    pub tenant_name: &'a str,
+    /// Heading.
+    pub title: &'a str,
+    /// Text.
+    pub message: &'a str,
+}
+
+/// What a scope lets an app do, for the consent page.
+pub fn describe_scope(scope: &str) -> Option<&'static str> {
+    match scope {
+        "openid" => Some("Sign you in"),
+        "profile" => Some("See your name"),
+        "email" => Some("See your email address"),
+        "offline_access" => Some("Keep access while you are away"),
+        _ => None,
+    }
+}

@@ -1,0 +1,142 @@
+//! Starting and stopping a tenant: open the store, sync apps, make sure keys exist, serve HTTP
+//! (TLS with rustls unless plain HTTP is configured), and run the housekeeping tasks.
+
+use crate::app::router;
+use crate::config::Config;
+use crate::passwords::Passwords;
+use crate::state::{AppState, Clock, SystemClock};
+use crate::{keys, tls};
+use anyhow::Context;
+use axum_server::Handle;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use store::Store;
+use tokio::task::JoinHandle;
+
+/// How often keys are re-read from the store (so `tenantd keys rotate` takes effect).
+const KEY_RELOAD: Duration = Duration::from_secs(30);
+/// How often expired rows are purged.
+const PURGE: Duration = Duration::from_secs(300);
+
+/// Open the store and assemble the state for a config.
+pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+    let store = Store::connect(&config.database_url)
+        .await
+        .with_context(|| format!("opening database {}", crate::config::redact_url(&config.database_url)))?;
+    let now = clock.now();
+    for app in &config.apps {
+        let json = serde_json::to_string(app)?;
+        store.upsert_app(&app.client_id, &json, now).await?;
+    }
+    keys::ensure_keys(&store, now).await?;
+    let grace = config.tokens.id_token.max(config.tokens.access_token);
+    let keyset = keys::load(&store, grace, now).await?;
+    let passwords = Passwords::new(&config.passwords)?;
+    Ok(AppState::new(config, store, clock, passwords, keyset))
+}
+
+/// A running tenant.
+pub struct Tenant {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// Its state (for tests and the lab).
+    pub state: AppState,
+    handle: Handle<SocketAddr>,
+    server: JoinHandle<std::io::Result<()>>,
+    housekeeping: JoinHandle<()>,
+}
+
+impl Tenant {
+    /// Start serving on an already bound listener (tests bind port 0 first to learn the issuer).
+    pub async fn start(config: Config, listener: std::net::TcpListener, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let tls = match &config.tls {
+            Some(files) => Some(tls::server_config(files)?),
+            None => None,
+        };
+        let state = build_state(config, clock).await?;
+        let addr = listener.local_addr()?;
+        let handle = Handle::new();
+        let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let server = match tls {
+            Some(cfg) => {
+                let s = axum_server::from_tcp_rustls(listener, cfg)?.handle(handle.clone());
+                tokio::spawn(async move { s.serve(app).await })
+            }
+            None => {
+                let s = axum_server::from_tcp(listener)?.handle(handle.clone());
+                tokio::spawn(async move { s.serve(app).await })
+            }
+        };
+        let housekeeping = tokio::spawn(housekeeping(state.clone()));
+        tracing::info!(tenant = %state.config.tenant_id, issuer = %state.config.issuer, %addr, "tenant started");
+        Ok(Self { addr, state, handle, server, housekeeping })
+    }
+
+    /// Stop accepting, finish in-flight requests (up to 10 s), close the store.
+    pub async fn shutdown(self) {
+        self.handle.graceful_shutdown(Some(Duration::from_secs(10)));
+        self.housekeeping.abort();
+        let _ = self.server.await;
+        self.state.store.close().await;
+    }
+}
+
+async fn housekeeping(state: AppState) {
+    let mut keys_tick = tokio::time::interval(KEY_RELOAD);
+    let mut purge_tick = tokio::time::interval(PURGE);
+    keys_tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = keys_tick.tick() => reload_keys(&state).await,
+            _ = purge_tick.tick() => {
+                let now = state.now();
+                if let Err(e) = state.store.purge_expired(now).await {
+                    tracing::warn!(error = %e, "purging expired rows failed");
+                }
+                if let Err(e) = state.store.delete_signing_keys_retired_before(now - state.key_grace()).await {
+                    tracing::warn!(error = %e, "deleting old keys failed");
+                }
+            }
+        }
+    }
+}
+
+/// Re-read keys from the store and swap them in.
+pub async fn reload_keys(state: &AppState) {
+    match keys::load(&state.store, state.key_grace(), state.now()).await {
+        Ok(k) => state.set_keys(k),
+        Err(e) => tracing::warn!(error = %e, "reloading signing keys failed; keeping the current ones"),
+    }
+}
+
+/// `tenantd serve`: bind the configured address and serve until Ctrl-C / SIGTERM.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+    let tenant = Tenant::start(config, listener, Arc::new(SystemClock)).await?;
+    let scheme = if tenant.state.config.tls.is_some() { "https" } else { "http" };
+    println!("{} listening on {scheme}://{} (issuer {})", tenant.state.config.tenant_id, tenant.addr, tenant.state.config.issuer);
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    tenant.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,60 @@
+//! Browser sessions: a random token in a tenant-named cookie, its hash in the database.
+
+use crate::secrets::{random_token, token_hash};
+use crate::state::AppState;
+use crate::web::cookie;
+use axum_extra::extract::cookie::CookieJar;
+use store::{Session, StoreError, User, UserStatus};
+
+/// A live session and its user.
+#[derive(Debug, Clone)]
+pub struct Current {
+    /// The session.
+    pub session: Session,
+    /// The signed-in user (active).
+    pub user: User,
+}
+
+/// The session this browser holds, if it is live and its user is still active.
+pub async fn current(state: &AppState, jar: &CookieJar) -> Result<Option<Current>, StoreError> {
+    let Some(c) = jar.get(&state.cookies.session) else { return Ok(None) };
+    if c.value().len() != 43 {
+        return Ok(None);
+    }
+    let now = state.now();
+    let Some(session) = state.store.session_by_token_hash(&token_hash(c.value()), now).await? else {
+        return Ok(None);
+    };
+    match state.store.user_by_id(&session.user_id).await? {
+        Some(user) if user.status == UserStatus::Active => Ok(Some(Current { session, user })),
+        _ => Ok(None),
+    }
+}
+
+/// Start a new session for a user who just authenticated. Always a new token, so a session id
+/// planted before sign-in is worthless (session fixation).
+pub async fn start(state: &AppState, jar: CookieJar, user: User, amr: Vec<String>) -> Result<(CookieJar, Current), StoreError> {
+    let now = state.now();
+    let token = random_token();
+    let session = Session {
+        id: uuid::Uuid::new_v4().to_string(),
+        token_hash: token_hash(&token),
+        user_id: user.id.clone(),
+        auth_time: now,
+        amr,
+        acr: None,
+        created_at: now,
+        expires_at: now + state.config.tokens.session,
+        revoked_at: None,
+    };
+    state.store.create_session(&session).await?;
+    let jar = jar.add(cookie(state, &state.cookies.session, token, None));
+    Ok((jar, Current { session, user }))
+}
+
+/// Forget the session cookie.
+pub fn clear(state: &AppState, jar: CookieJar) -> CookieJar {
+    let mut c = cookie(state, &state.cookies.session, String::new(), Some(0));
+    c.make_removal();
+    jar.add(c)
+}

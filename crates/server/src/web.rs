@@ -1,0 +1,261 @@
+//! HTTP plumbing shared by handlers: the request context (correlation id, client IP, user
+//! agent), error responses (RFC JSON, Bearer challenges, pages), cookies and CSRF.
+
+use crate::pages;
+use crate::state::AppState;
+use askama::Template;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use protocol::OAuthError;
+use std::net::{IpAddr, SocketAddr};
+
+/// The header carrying the request / correlation id.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Facts about the request every handler may need.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// Correlation id (the request id), shown on pages and written to logs.
+    pub correlation_id: String,
+    /// Client IP (see [`crate::client_ip`]).
+    pub ip: IpAddr,
+    /// User agent, truncated.
+    pub user_agent: Option<String>,
+}
+
+impl FromRequestParts<AppState> for Ctx {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let correlation_id = parts
+            .headers
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
+        let ip = crate::client_ip::client_ip(peer, &parts.headers, &state.config.trusted_proxies);
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(512).collect());
+        Ok(Self { correlation_id, ip, user_agent })
+    }
+}
+
+/// An OAuth error at a back-channel endpoint: RFC 6749 §5.2 JSON, `Cache-Control: no-store`,
+/// and `WWW-Authenticate` where the RFCs ask for it.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The error.
+    pub error: OAuthError,
+    /// The client used HTTP Basic, so a 401 must challenge Basic (RFC 6749 §5.2).
+    pub basic_challenge: bool,
+}
+
+impl From<OAuthError> for ApiError {
+    fn from(error: OAuthError) -> Self {
+        Self { error, basic_challenge: false }
+    }
+}
+
+impl From<store::StoreError> for ApiError {
+    fn from(e: store::StoreError) -> Self {
+        OAuthError::server_error(e.to_string()).into()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        log_oauth_error(&self.error);
+        let status = StatusCode::from_u16(self.error.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut resp = (status, axum::Json(self.error.to_json())).into_response();
+        no_store(resp.headers_mut());
+        if status == StatusCode::UNAUTHORIZED && self.basic_challenge {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"tenantd\""));
+        }
+        resp
+    }
+}
+
+/// An error at a resource endpoint (UserInfo): RFC 6750 §3 `WWW-Authenticate: Bearer`.
+#[derive(Debug)]
+pub struct BearerError(pub OAuthError);
+
+impl From<OAuthError> for BearerError {
+    fn from(e: OAuthError) -> Self {
+        Self(e)
+    }
+}
+
+impl From<store::StoreError> for BearerError {
+    fn from(e: store::StoreError) -> Self {
+        Self(OAuthError::server_error(e.to_string()))
+    }
+}
+
+impl IntoResponse for BearerError {
+    fn into_response(self) -> Response {
+        log_oauth_error(&self.0);
+        let e = self.0;
+        let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
+        let challenge = format!(
+            "Bearer realm=\"tenantd\", error=\"{}\", error_description=\"{}\"",
+            e.code.as_str(),
+            e.description.replace(['"', '\\'], "'")
+        );
+        let mut resp = (status, axum::Json(e.to_json())).into_response();
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        no_store(resp.headers_mut());
+        resp
+    }
+}
+
+fn log_oauth_error(e: &OAuthError) {
+    if e.code == protocol::ErrorCode::ServerError {
+        tracing::error!(error = %e, detail = e.detail.as_deref().unwrap_or(""), "request failed");
+    } else {
+        tracing::info!(error = %e, description = %e.description, detail = e.detail.as_deref().unwrap_or(""), "request refused");
+    }
+}
+
+/// An error shown to a person as a page.
+#[derive(Debug)]
+pub struct PageError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Heading.
+    pub title: &'static str,
+    /// Plain words: what happened and what to do.
+    pub message: String,
+    /// A code people can look up, where one fits.
+    pub error_code: Option<u32>,
+    /// Private detail for the log.
+    pub detail: Option<String>,
+}
+
+impl PageError {
+    /// A 400 page.
+    pub fn bad_request(title: &'static str, message: impl Into<String>) -> Self {
+        Self { status: StatusCode::BAD_REQUEST, title, message: message.into(), error_code: None, detail: None }
+    }
+
+    /// A 500 page with a private detail.
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            title: "Something went wrong",
+            message: "The sign-in service could not complete your request. Please try again.".into(),
+            error_code: None,
+            detail: Some(detail.into()),
+        }
+    }
+
+    /// The sign-in request is unknown or expired.
+    pub fn expired_request() -> Self {
+        Self::bad_request(
+            "This sign-in has expired",
+            "The sign-in request is no longer valid. Go back to the app and start signing in again.",
+        )
+    }
+
+    /// Render with the tenant name and correlation id.
+    pub fn render(self, state: &AppState, ctx: &Ctx) -> Response {
+        match &self.detail {
+            Some(d) if self.status.is_server_error() => {
+                tracing::error!(correlation_id = %ctx.correlation_id, detail = %d, "page error")
+            }
+            Some(d) => tracing::info!(correlation_id = %ctx.correlation_id, detail = %d, title = self.title, "page refusal"),
+            None => tracing::info!(correlation_id = %ctx.correlation_id, title = self.title, "page refusal"),
+        }
+        let page = pages::ErrorPage {
+            tenant_name: &state.config.display_name,
+            title: self.title,
+            message: &self.message,
+            error_code: self.error_code,
+            correlation_id: &ctx.correlation_id,
+        };
+        (self.status, html(&page)).into_response()
+    }
+}
+
+impl From<store::StoreError> for PageError {
+    fn from(e: store::StoreError) -> Self {
+        Self::internal(e.to_string())
+    }
+}
+
+/// Render a template to an HTML response; a template failure becomes a bare 500.
+pub fn html<T: Template>(t: &T) -> Response {
+    match t.render() {
+        Ok(body) => {
+            let mut r = Html(body).into_response();
+            no_store(r.headers_mut());
+            r
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "template rendering failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+/// `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1).
+pub fn no_store(h: &mut HeaderMap) {
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+/// A cookie with the tenant's defaults: HttpOnly, SameSite=Lax, Path=/, Secure over TLS.
+pub fn cookie(state: &AppState, name: &str, value: String, max_age: Option<i64>) -> Cookie<'static> {
+    let mut c = Cookie::new(name.to_owned(), value);
+    c.set_http_only(true);
+    c.set_same_site(SameSite::Lax);
+    c.set_path("/");
+    c.set_secure(state.cookies.secure);
+    if let Some(secs) = max_age {
+        c.set_max_age(time::Duration::seconds(secs));
+    }
+    c
+}
+
+/// The CSRF token for this browser, creating (and setting) one if needed.
+pub fn csrf_token(state: &AppState, jar: CookieJar) -> (CookieJar, String) {
+    if let Some(c) = jar.get(&state.cookies.csrf) {
+        if c.value().len() == 43 {
+            let v = c.value().to_owned();
+            return (jar, v);
+        }
+    }
+    let token = crate::secrets::random_token();
+    let jar = jar.add(cookie(state, &state.cookies.csrf, token.clone(), None));
+    (jar, token)
+}
+
+/// Check a submitted form's CSRF token against the cookie (double submit), in constant time.
+pub fn check_csrf(state: &AppState, jar: &CookieJar, submitted: &str) -> Result<(), PageError> {
+    let ok = jar
+        .get(&state.cookies.csrf)
+        .is_some_and(|c| !submitted.is_empty() && crate::secrets::ct_eq(c.value().as_bytes(), submitted.as_bytes()));
+    if ok {
+        Ok(())
+    } else {
+        Err(PageError {
+            status: StatusCode::FORBIDDEN,
+            title: "Your form has expired",
+            message: "This page could not be verified (the form was too old or cookies are blocked). \
+                      Go back, reload the page and try again."
+                .into(),
+            error_code: None,
+            detail: Some("CSRF token missing or mismatched".into()),
+        })
+    }
+}
