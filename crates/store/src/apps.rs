@@ -95,13 +95,12 @@ impl Store {
             .bind(client_id)
             .execute(&mut *tx)
             .await?;
-            let (old,): (String,) = sqlx::query_as(
-                "SELECT scopes FROM consents WHERE user_id = $1 AND client_id = $2",
-            )
-            .bind(user_id)
-            .bind(client_id)
-            .fetch_one(&mut *tx)
-            .await?;
+            let (old,): (String,) =
+                sqlx::query_as("SELECT scopes FROM consents WHERE user_id = $1 AND client_id = $2")
+                    .bind(user_id)
+                    .bind(client_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
             let mut merged: Vec<&str> = old.split_whitespace().collect();
             for scope in requested {
                 if !merged.contains(&scope) {

@@ -14,6 +14,8 @@
 //! - everything that must be atomic (code redemption, refresh rotation, key rotation) is one
 //!   transaction, and replay or reuse revokes the grant inside that same transaction.
 
+#![deny(missing_docs)]
+
 mod apps;
 mod error;
 mod grants;
@@ -152,8 +154,11 @@ impl Store {
     /// [`Store::delete_signing_keys_retired_before`].
     pub async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
         const PURGES: [&str; 7] = [
-            "DELETE FROM auth_codes WHERE expires_at <= $1",
-            "DELETE FROM refresh_tokens WHERE expires_at <= $1",
+            // Codes and tokens of expired grants explicitly (not by cascade) so they count.
+            "DELETE FROM auth_codes WHERE expires_at <= $1 \
+             OR grant_id IN (SELECT id FROM grants WHERE expires_at <= $1)",
+            "DELETE FROM refresh_tokens WHERE expires_at <= $1 \
+             OR grant_id IN (SELECT id FROM grants WHERE expires_at <= $1)",
             "DELETE FROM grants WHERE expires_at <= $1",
             "DELETE FROM sessions WHERE expires_at <= $1",
             "DELETE FROM interactions WHERE expires_at <= $1",
@@ -203,14 +208,12 @@ fn prepare_sqlite_url(url: &str) -> Result<(String, bool), StoreError> {
     if path.is_empty() && !in_memory {
         return Err(StoreError::Config(format!("no database file in {url}")));
     }
-    if !in_memory {
-        if let Some(parent) = std::path::Path::new(path).parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    StoreError::Config(format!("cannot create {}: {e}", parent.display()))
-                })?;
-            }
-        }
+    if !in_memory
+        && let Some(parent) = std::path::Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", parent.display())))?;
     }
     let url = match (has_mode || in_memory, params) {
         (true, _) => url.to_owned(),

@@ -39,12 +39,14 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM client_jtis WHERE client_id = $1 AND jti = $2 AND expires_at <= $3")
-            .bind(client_id)
-            .bind(jti)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM client_jtis WHERE client_id = $1 AND jti = $2 AND expires_at <= $3",
+        )
+        .bind(client_id)
+        .bind(jti)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         let inserted = sqlx::query(
             "INSERT INTO client_jtis (client_id, jti, expires_at) VALUES ($1, $2, $3) \
              ON CONFLICT (client_id, jti) DO NOTHING",

@@ -65,7 +65,10 @@ impl fmt::Debug for User {
             .field("display_name", &self.display_name)
             .field("given_name", &self.given_name)
             .field("family_name", &self.family_name)
-            .field("password_hash", &self.password_hash.as_ref().map(|_| "<redacted>"))
+            .field(
+                "password_hash",
+                &self.password_hash.as_ref().map(|_| "<redacted>"),
+            )
             .field("status", &self.status)
             .field("must_change_password", &self.must_change_password)
             .field("created_at", &self.created_at)
@@ -104,7 +107,10 @@ impl fmt::Debug for NewUser {
             .field("display_name", &self.display_name)
             .field("given_name", &self.given_name)
             .field("family_name", &self.family_name)
-            .field("password_hash", &self.password_hash.as_ref().map(|_| "<redacted>"))
+            .field(
+                "password_hash",
+                &self.password_hash.as_ref().map(|_| "<redacted>"),
+            )
             .field("must_change_password", &self.must_change_password)
             .field("now", &self.now)
             .finish()

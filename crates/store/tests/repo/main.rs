@@ -1,0 +1,284 @@
+//! Repository tests for `tenantd-store`, one binary.
+//!
+//! Every scenario runs on SQLite (a fresh temp file) and, when `TENANTD_TEST_DATABASE_URL` is
+//! set (e.g. `postgres://postgres@127.0.0.1:5432/test`), on PostgreSQL in a freshly created
+//! database of its own, so tests run in parallel.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod grants;
+mod keys;
+mod misc;
+mod sessions;
+mod sign_ins;
+mod sqlite_only;
+mod users;
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use sqlx::{Connection, Executor};
+use tenantd_store::{AuthCode, Grant, NewUser, RefreshToken, Session, Store};
+
+/// What a scenario gets: the store and the URL it was opened with (to reopen it, or to reach
+/// the database behind the store's back).
+#[derive(Clone)]
+pub struct Ctx {
+    pub url: String,
+    pub store: Store,
+}
+
+#[derive(Clone, Copy)]
+pub enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+enum Cleanup {
+    Sqlite(PathBuf),
+    Postgres { base: String, name: String },
+}
+
+/// A name no other test (or test run) uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A fresh SQLite file under a directory that does not exist yet.
+pub fn sqlite_url() -> (String, PathBuf) {
+    let dir = std::env::temp_dir().join(unique("tenantd_store_test"));
+    let path = dir.join("nested").join("tenant.db");
+    (format!("sqlite://{}", path.display()), dir)
+}
+
+/// `base` with its database name replaced by `name`.
+fn with_database(base: &str, name: &str) -> String {
+    let (main, query) = match base.split_once('?') {
+        Some((main, query)) => (main, Some(query)),
+        None => (base, None),
+    };
+    let authority_start = main.find("://").map_or(0, |i| i + 3);
+    let prefix = match main[authority_start..].find('/') {
+        Some(i) => &main[..authority_start + i],
+        None => main,
+    };
+    match query {
+        Some(query) => format!("{prefix}/{name}?{query}"),
+        None => format!("{prefix}/{name}"),
+    }
+}
+
+async fn setup(kind: Kind) -> Option<(Ctx, Cleanup)> {
+    sqlx::any::install_default_drivers();
+    let (url, cleanup) = match kind {
+        Kind::Sqlite => {
+            let (url, dir) = sqlite_url();
+            (url, Cleanup::Sqlite(dir))
+        }
+        Kind::Postgres => {
+            let Ok(base) = std::env::var("TENANTD_TEST_DATABASE_URL") else {
+                println!("skipped: TENANTD_TEST_DATABASE_URL not set");
+                return None;
+            };
+            let name = unique("tenantd_test");
+            let mut conn = sqlx::AnyConnection::connect(&base).await.unwrap();
+            conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .await
+                .unwrap();
+            conn.close().await.unwrap();
+            (
+                with_database(&base, &name),
+                Cleanup::Postgres { base, name },
+            )
+        }
+    };
+    let store = Store::connect(&url).await.unwrap();
+    Some((Ctx { url, store }, cleanup))
+}
+
+async fn cleanup(cleanup: Cleanup) {
+    match cleanup {
+        Cleanup::Sqlite(dir) => {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        Cleanup::Postgres { base, name } => {
+            if let Ok(mut conn) = sqlx::AnyConnection::connect(&base).await {
+                let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                let _ = conn.execute(sqlx::AssertSqlSafe(drop)).await;
+                let _ = conn.close().await;
+            }
+        }
+    }
+}
+
+/// Runs one scenario on a fresh database of `kind`, cleans up, then re-raises its panic.
+pub async fn run<F, Fut>(kind: Kind, scenario: F)
+where
+    F: FnOnce(Ctx) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some((ctx, to_clean)) = setup(kind).await else {
+        return;
+    };
+    let store = ctx.store.clone();
+    let outcome = tokio::spawn(scenario(ctx)).await;
+    store.close().await;
+    cleanup(to_clean).await;
+    if let Err(err) = outcome {
+        std::panic::resume_unwind(err.into_panic());
+    }
+}
+
+macro_rules! scenarios {
+    ($($module:ident { $($name:ident),* $(,)? })*) => {
+        mod sqlite {
+            $(mod $module {
+                $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::run(crate::Kind::Sqlite, crate::$module::$name).await;
+                })*
+            })*
+        }
+        mod postgres {
+            $(mod $module {
+                $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::run(crate::Kind::Postgres, crate::$module::$name).await;
+                })*
+            })*
+        }
+    };
+}
+
+scenarios! {
+    users {
+        duplicate_email_conflicts,
+        email_lookup_is_case_insensitive,
+        list_status_and_password,
+        apps_upsert_list_delete,
+        consent_grows_by_union,
+    }
+    sessions {
+        session_expiry_and_revocation,
+        revoke_user_sessions_counts,
+        interactions_expire_and_delete,
+    }
+    grants {
+        code_redeemed_once_then_replay_revokes_grant,
+        expired_and_unknown_codes,
+        code_of_revoked_grant_is_refused,
+        concurrent_redemption_has_one_winner,
+        grant_with_code_is_atomic,
+        rotation_and_reuse_revokes_family,
+        rotation_refuses_another_grant,
+        expired_and_unknown_refresh_tokens,
+        grant_revoke_kills_refresh,
+        concurrent_rotation_has_one_winner,
+        session_grants_respect_offline,
+        revoke_user_grants_counts,
+        jti_replay_is_detected,
+        access_token_revocation,
+    }
+    keys {
+        rotation_keeps_old_key_until_deleted,
+        rotation_with_taken_kid_changes_nothing,
+    }
+    sign_ins {
+        filters_and_paging,
+        details_round_trip,
+    }
+    misc {
+        survives_reopen,
+        purge_expired_removes_only_dead_rows,
+        corrupt_rows_are_reported,
+    }
+}
+
+// ---- fixtures ----
+
+pub fn new_user(id: &str, email: &str) -> NewUser {
+    NewUser {
+        id: id.to_owned(),
+        email: email.to_owned(),
+        display_name: format!("User {id}"),
+        given_name: Some("Given".to_owned()),
+        family_name: None,
+        password_hash: Some("$argon2id$v=19$fake".to_owned()),
+        must_change_password: false,
+        now: 100,
+    }
+}
+
+pub fn session(id: &str, user_id: &str, expires_at: i64) -> Session {
+    Session {
+        id: id.to_owned(),
+        token_hash: format!("hash-of-{id}"),
+        user_id: user_id.to_owned(),
+        auth_time: 100,
+        amr: vec!["pwd".to_owned(), "otp".to_owned()],
+        acr: Some("urn:tenantd:acr:mfa".to_owned()),
+        created_at: 100,
+        expires_at,
+        revoked_at: None,
+    }
+}
+
+pub fn grant(id: &str, user_id: &str, session_id: Option<&str>, offline: bool) -> Grant {
+    Grant {
+        id: id.to_owned(),
+        client_id: "app-1".to_owned(),
+        user_id: user_id.to_owned(),
+        session_id: session_id.map(str::to_owned),
+        scope: "openid profile".to_owned(),
+        auth_time: 100,
+        amr: vec!["pwd".to_owned()],
+        acr: None,
+        offline,
+        created_at: 100,
+        expires_at: 10_000,
+        revoked_at: None,
+    }
+}
+
+pub fn code(hash: &str, grant_id: &str, expires_at: i64) -> AuthCode {
+    AuthCode {
+        code_hash: hash.to_owned(),
+        grant_id: grant_id.to_owned(),
+        client_id: "app-1".to_owned(),
+        redirect_uri: "https://app.example/cb".to_owned(),
+        scope: "openid profile".to_owned(),
+        nonce: Some("n-1".to_owned()),
+        code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".to_owned()),
+        code_challenge_method: Some("S256".to_owned()),
+        created_at: 100,
+        expires_at,
+        consumed_at: None,
+    }
+}
+
+pub fn refresh(hash: &str, grant_id: &str, expires_at: i64) -> RefreshToken {
+    RefreshToken {
+        token_hash: hash.to_owned(),
+        grant_id: grant_id.to_owned(),
+        client_id: "app-1".to_owned(),
+        scope: "openid profile".to_owned(),
+        created_at: 100,
+        expires_at,
+        used_at: None,
+    }
+}
+
+/// A user `u1` with a grant `g1` (session `s1`, not offline) and its code `c1`.
+pub async fn user_with_grant(store: &Store) {
+    store
+        .insert_user(&new_user("u1", "u1@example.com"))
+        .await
+        .unwrap();
+    store
+        .create_grant_with_code(
+            &grant("g1", "u1", Some("s1"), false),
+            &code("c1", "g1", 160),
+        )
+        .await
+        .unwrap();
+}

@@ -1,0 +1,49 @@
+//! SQLite-specific set-up: file creation, WAL, in-memory databases, bad URLs.
+
+use tenantd_store::{Backend, Store, StoreError};
+
+use crate::{new_user, sqlite_url};
+
+#[tokio::test]
+async fn creates_file_and_parent_dir_and_uses_wal() {
+    let (url, dir) = sqlite_url();
+    assert!(!dir.exists());
+    let store = Store::connect(&url).await.unwrap();
+    assert_eq!(store.backend(), Backend::Sqlite);
+    let db = dir.join("nested").join("tenant.db");
+    assert!(db.is_file(), "{} not created", db.display());
+    store
+        .insert_user(&new_user("u1", "u1@example.com"))
+        .await
+        .unwrap();
+    let wal = dir.join("nested").join("tenant.db-wal");
+    assert!(wal.is_file(), "no WAL file next to the database");
+    store.close().await;
+    // Migrations are idempotent: connecting again applies nothing and keeps the data.
+    let again = Store::connect(&url).await.unwrap();
+    assert_eq!(again.list_users().await.unwrap().len(), 1);
+    again.close().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn in_memory_database_is_one_database() {
+    let store = Store::connect("sqlite::memory:").await.unwrap();
+    store
+        .insert_user(&new_user("u1", "u1@example.com"))
+        .await
+        .unwrap();
+    // Across several calls (and a clone) it is the same database.
+    let clone = store.clone();
+    assert!(clone.user_by_id("u1").await.unwrap().is_some());
+    assert_eq!(store.list_users().await.unwrap().len(), 1);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn unsupported_urls_are_refused() {
+    for url in ["mysql://localhost/x", "nonsense", "sqlite://"] {
+        let err = Store::connect(url).await.unwrap_err();
+        assert!(matches!(err, StoreError::Config(_)), "{url}: {err:?}");
+    }
+}
