@@ -1,0 +1,651 @@
+//! Phase 2, the user is known: this sign-in against the user's own recent sign-ins at this
+//! tenant (travel, new country, unfamiliar features, velocity).
+
+use time::Duration;
+
+use super::{
+    Evidence, PastSignIn, Phase, SignInContext, SignInRiskConfig, haversine_km, human_duration,
+    place,
+};
+use crate::intel::IpFacts;
+use crate::vocab::RiskEventType;
+
+pub(super) fn evaluate(
+    ctx: &SignInContext<'_>,
+    facts: &IpFacts,
+    config: &SignInRiskConfig,
+    ev: &mut Evidence,
+) {
+    let trusted = facts.trusted_location && config.trusted_location_lowers_unfamiliarity;
+    let trusted_note = |what: &str| {
+        format!(
+            "{what} not raised: the sign-in comes from trusted named location {}",
+            facts.named_locations.join(", ")
+        )
+    };
+    travel(ctx, facts, config, trusted, ev, &trusted_note);
+    new_country(ctx, facts, config, trusted, ev, &trusted_note);
+    unfamiliar(ctx, facts, config, trusted, ev, &trusted_note);
+    velocity(ctx, config, ev);
+}
+
+/// `impossibleTravel` / `unlikelyTravel`: the speed needed to get from the previous sign-in's
+/// place to this one's. Bands: speed ≥ `impossibleTravelKmh` (default 1,000 km/h, faster than
+/// any airliner over ground) is impossible; `unlikelyTravelKmh` (default 500) up to that is
+/// unlikely (only by air with next to no time on the ground). Moves shorter than
+/// `travelMinDistanceKm` are geolocation noise. A sign-in through an anonymizer is skipped: its
+/// exit's location says nothing about the user (and is its own detection).
+fn travel(
+    ctx: &SignInContext<'_>,
+    facts: &IpFacts,
+    config: &SignInRiskConfig,
+    trusted: bool,
+    ev: &mut Evidence,
+    trusted_note: &dyn Fn(&str) -> String,
+) {
+    let (Some(lat), Some(lon)) = (facts.latitude, facts.longitude) else {
+        return;
+    };
+    if facts.anonymous {
+        return;
+    }
+    // The most recent earlier sign-in with a known position.
+    let Some((prev, plat, plon)) = ctx
+        .history
+        .iter()
+        .filter(|p| p.at <= ctx.at)
+        .filter_map(|p| Some((p, p.latitude?, p.longitude?)))
+        .max_by_key(|(p, _, _)| p.at)
+    else {
+        return;
+    };
+    let km = haversine_km((plat, plon), (lat, lon));
+    if km < config.travel_min_distance_km {
+        return;
+    }
+    let elapsed = ctx.at - prev.at;
+    let hours = elapsed.as_seconds_f64() / 3600.0;
+    let kmh = if hours > 0.0 {
+        km / hours
+    } else {
+        f64::INFINITY
+    };
+    let (kind, level, limit, adjective) = if kmh >= config.impossible_travel_kmh {
+        (
+            RiskEventType::ImpossibleTravel,
+            config.levels.impossible_travel,
+            config.impossible_travel_kmh,
+            "impossible",
+        )
+    } else if kmh >= config.unlikely_travel_kmh {
+        (
+            RiskEventType::UnlikelyTravel,
+            config.levels.unlikely_travel,
+            config.unlikely_travel_kmh,
+            "unlikely",
+        )
+    } else {
+        return;
+    };
+    let speed = if kmh.is_finite() {
+        format!("{kmh:.0} km/h")
+    } else {
+        "no time at all".to_owned()
+    };
+    let why = format!(
+        "{km:.0} km from {} to {} in {}: {speed}, at or above the {limit:.0} km/h {adjective}-travel limit",
+        place(prev.country.as_deref(), prev.city.as_deref(), prev.ip),
+        place(facts.country.as_deref(), facts.city.as_deref(), facts.ip),
+        human_duration(elapsed),
+    );
+    if trusted {
+        if kind == RiskEventType::UnlikelyTravel {
+            ev.notes.push(trusted_note("unlikelyTravel"));
+            return;
+        }
+        let lowered = level.lowered();
+        ev.notes.push(format!(
+            "impossibleTravel lowered from {level} to {lowered}: the sign-in comes from trusted named location {}",
+            facts.named_locations.join(", ")
+        ));
+        ev.raise(Phase::UserKnown, kind, lowered, why);
+        return;
+    }
+    ev.raise(Phase::UserKnown, kind, level, why);
+}
+
+/// `newCountry`: the country was never seen for this user here (needs at least one earlier
+/// sign-in with a known country).
+fn new_country(
+    ctx: &SignInContext<'_>,
+    facts: &IpFacts,
+    config: &SignInRiskConfig,
+    trusted: bool,
+    ev: &mut Evidence,
+    trusted_note: &dyn Fn(&str) -> String,
+) {
+    let Some(country) = facts.country.as_deref() else {
+        return;
+    };
+    let mut known = ctx
+        .history
+        .iter()
+        .filter_map(|p| p.country.as_deref())
+        .peekable();
+    if known.peek().is_none() {
+        return;
+    }
+    if known.any(|c| c.eq_ignore_ascii_case(country)) {
+        return;
+    }
+    if trusted {
+        ev.notes.push(trusted_note("newCountry"));
+        return;
+    }
+    ev.raise(
+        Phase::UserKnown,
+        RiskEventType::NewCountry,
+        config.levels.new_country,
+        format!(
+            "first sign-in from {country} for this user here (checked against {} earlier sign-ins)",
+            ctx.history.len()
+        ),
+    );
+}
+
+/// `unfamiliarFeatures`: at least `unfamiliarMinProperties` of {country, ASN, user agent} were
+/// never seen for this user here, and only after the learning period
+/// (`familiarityMinHistory` earlier sign-ins). User agents are compared without version numbers
+/// so a browser update is not "unfamiliar".
+fn unfamiliar(
+    ctx: &SignInContext<'_>,
+    facts: &IpFacts,
+    config: &SignInRiskConfig,
+    trusted: bool,
+    ev: &mut Evidence,
+    trusted_note: &dyn Fn(&str) -> String,
+) {
+    if ctx.history.len() < config.familiarity_min_history.max(1) {
+        return;
+    }
+    let mut new: Vec<String> = Vec::with_capacity(3);
+    if let Some(c) = facts.country.as_deref()
+        && unseen(ctx.history, |p| {
+            p.country.as_deref().map(|k| k.eq_ignore_ascii_case(c))
+        })
+    {
+        new.push(format!("country {c}"));
+    }
+    if let Some(a) = facts.asn
+        && unseen(ctx.history, |p| p.asn.map(|k| k == a))
+    {
+        new.push(format!("network AS{a}"));
+    }
+    if !ctx.user_agent.is_empty()
+        && unseen(ctx.history, |p| {
+            p.user_agent
+                .as_deref()
+                .map(|u| same_agent(u, ctx.user_agent))
+        })
+    {
+        new.push(format!("user agent \"{}\"", truncate(ctx.user_agent, 80)));
+    }
+    if new.len() < config.unfamiliar_min_properties {
+        return;
+    }
+    if trusted {
+        ev.notes.push(trusted_note("unfamiliarFeatures"));
+        return;
+    }
+    ev.raise(
+        Phase::UserKnown,
+        RiskEventType::UnfamiliarFeatures,
+        config.levels.unfamiliar_features,
+        format!(
+            "never seen for this user here in {} earlier sign-ins: {}",
+            ctx.history.len(),
+            new.join(", ")
+        ),
+    );
+}
+
+/// Whether no earlier sign-in has the property (`seen` returns `None` when the earlier sign-in
+/// did not record it). A property never recorded at all is not "unseen": there is nothing to
+/// compare with.
+fn unseen(history: &[PastSignIn], seen: impl Fn(&PastSignIn) -> Option<bool>) -> bool {
+    let mut recorded = false;
+    for p in history {
+        match seen(p) {
+            Some(true) => return false,
+            Some(false) => recorded = true,
+            None => {}
+        }
+    }
+    recorded
+}
+
+/// User agents equal once digits, dots and underscores (version numbers) are dropped, ignoring
+/// ASCII case. No allocation.
+fn same_agent(a: &str, b: &str) -> bool {
+    let keep = |c: &char| !(c.is_ascii_digit() || *c == '.' || *c == '_');
+    a.chars()
+        .filter(keep)
+        .map(|c| c.to_ascii_lowercase())
+        .eq(b.chars().filter(keep).map(|c| c.to_ascii_lowercase()))
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => s.get(..i).unwrap_or(s),
+        None => s,
+    }
+}
+
+/// `suspiciousVelocity`: more than `velocityMaxSignIns` sign-ins (this one included) within
+/// `velocityWindowSeconds`.
+fn velocity(ctx: &SignInContext<'_>, config: &SignInRiskConfig, ev: &mut Evidence) {
+    let window = Duration::seconds(i64::from(config.velocity_window_seconds));
+    let since = ctx.at - window;
+    let count = 1 + ctx
+        .history
+        .iter()
+        .filter(|p| p.at > since && p.at <= ctx.at)
+        .count();
+    if count > config.velocity_max_sign_ins {
+        ev.raise(
+            Phase::UserKnown,
+            RiskEventType::SuspiciousVelocity,
+            config.levels.suspicious_velocity,
+            format!(
+                "{count} sign-ins within {}, more than the {} allowed",
+                human_duration(window),
+                config.velocity_max_sign_ins
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::intel::{GeoTable, Intel, IntelSource, IntelSources};
+    use crate::signin::{SignInRisk, evaluate_sign_in};
+    use crate::vocab::RiskLevel;
+    use time::OffsetDateTime;
+
+    const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+    const FIREFOX_NEWER: &str =
+        "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0";
+    const CURL: &str = "curl/8.5.0";
+
+    // Oslo (192.0.2.0/25), Stockholm (192.0.2.128/25, 417 km away), Sydney (198.51.100.0/24),
+    // Bergen (203.0.113.0/24, 305 km from Oslo) with its own ASN.
+    fn intel(trusted_sydney: bool) -> Intel {
+        let geo = "\
+192.0.2.0,192.0.2.127,EU,NO,Oslo,Oslo,59.9139,10.7522
+192.0.2.128,192.0.2.255,EU,SE,Stockholm,Stockholm,59.3293,18.0686
+198.51.100.0,198.51.100.255,OC,AU,New South Wales,Sydney,-33.8688,151.2093
+203.0.113.0,203.0.113.255,EU,NO,Vestland,Bergen,60.3913,5.3221
+";
+        let asn = "\
+192.0.2.0,192.0.2.255,64500,Nordic Net
+198.51.100.0,198.51.100.255,64501,Southern Net
+203.0.113.0,203.0.113.255,64502,West Net
+";
+        let loc = if trusted_sydney {
+            "[[namedLocations]]\nid = \"sydney-office\"\ndisplayName = \"Sydney office\"\nisTrusted = true\nipRanges = [\"198.51.100.0/24\"]\n"
+        } else {
+            ""
+        };
+        let mut i = Intel::load(&IntelSources {
+            named_locations: Some(IntelSource::new("loc.toml", loc)),
+            asn: Some(IntelSource::new("asn.csv", asn)),
+            ..IntelSources::default()
+        })
+        .unwrap();
+        i.geo = Some(crate::intel::GeoDb::Table(
+            GeoTable::from_csv("geo.csv", geo).unwrap(),
+        ));
+        i
+    }
+
+    fn t(min: i64) -> OffsetDateTime {
+        OffsetDateTime::UNIX_EPOCH + Duration::days(20_000) + Duration::minutes(min)
+    }
+
+    fn past(i: &Intel, ip: &str, min: i64, ua: &str) -> PastSignIn {
+        PastSignIn::from_facts(t(min), ua, &i.lookup(ip.parse().unwrap()))
+    }
+
+    fn eval_with(
+        i: &Intel,
+        ip: &str,
+        min: i64,
+        ua: &str,
+        history: &[PastSignIn],
+        cfg: &SignInRiskConfig,
+    ) -> SignInRisk {
+        let ctx = SignInContext {
+            ip: ip.parse().unwrap(),
+            user_agent: ua,
+            at: t(min),
+            history,
+            token: None,
+        };
+        evaluate_sign_in(&ctx, i, cfg)
+    }
+
+    fn types(r: &SignInRisk) -> Vec<RiskEventType> {
+        r.risk_event_types()
+    }
+
+    #[test]
+    fn impossible_travel_oslo_to_sydney_in_an_hour() {
+        let i = intel(false);
+        let h = [past(&i, "192.0.2.1", -60, FIREFOX)];
+        let r = eval_with(
+            &i,
+            "198.51.100.1",
+            0,
+            FIREFOX,
+            &h,
+            &SignInRiskConfig::default(),
+        );
+        assert!(
+            types(&r).contains(&RiskEventType::ImpossibleTravel),
+            "{r:#?}"
+        );
+        let d = r
+            .detections
+            .iter()
+            .find(|d| d.risk_event_type == RiskEventType::ImpossibleTravel)
+            .unwrap();
+        assert_eq!(d.risk_level, RiskLevel::High);
+        assert_eq!(d.phase, Phase::UserKnown);
+        assert!(
+            d.explanation.contains("Oslo, NO (192.0.2.1)"),
+            "{}",
+            d.explanation
+        );
+        assert!(d.explanation.contains("Sydney, AU"), "{}", d.explanation);
+        assert!(d.explanation.contains("1 h 0 min"), "{}", d.explanation);
+        assert!(d.explanation.contains("1000 km/h"), "{}", d.explanation);
+        assert_eq!(r.risk_level, RiskLevel::High);
+    }
+
+    #[test]
+    fn travel_bands_and_threshold_is_configurable() {
+        let i = intel(false);
+        // Oslo -> Stockholm, 417 km.
+        let cases = [
+            (20, Some(RiskEventType::ImpossibleTravel)), // ~1,250 km/h
+            (40, Some(RiskEventType::UnlikelyTravel)),   // ~625 km/h
+            (120, None),                                 // ~208 km/h
+        ];
+        for (minutes, want) in cases {
+            let h = [past(&i, "192.0.2.1", -minutes, FIREFOX)];
+            let r = eval_with(
+                &i,
+                "192.0.2.200",
+                0,
+                FIREFOX,
+                &h,
+                &SignInRiskConfig::default(),
+            );
+            let travel: Vec<_> = types(&r)
+                .into_iter()
+                .filter(|t| {
+                    matches!(
+                        t,
+                        RiskEventType::ImpossibleTravel | RiskEventType::UnlikelyTravel
+                    )
+                })
+                .collect();
+            assert_eq!(
+                travel,
+                want.into_iter().collect::<Vec<_>>(),
+                "{minutes} min"
+            );
+        }
+        let h = [past(&i, "192.0.2.1", -20, FIREFOX)];
+        let slow_planes = SignInRiskConfig {
+            impossible_travel_kmh: 2000.0,
+            ..SignInRiskConfig::default()
+        };
+        let r = eval_with(&i, "192.0.2.200", 0, FIREFOX, &h, &slow_planes);
+        assert!(types(&r).contains(&RiskEventType::UnlikelyTravel), "{r:#?}");
+        assert!(
+            !types(&r).contains(&RiskEventType::ImpossibleTravel),
+            "{r:#?}"
+        );
+    }
+
+    #[test]
+    fn travel_uses_the_latest_previous_sign_in_and_ignores_short_moves() {
+        let i = intel(false);
+        // Sydney long ago, then Bergen 30 min ago; now Oslo (305 km from Bergen in 30 min =
+        // 610 km/h): unlikely, judged against Bergen, not Sydney.
+        let h = [
+            past(&i, "203.0.113.5", -30, FIREFOX),
+            past(&i, "198.51.100.1", -100_000, FIREFOX),
+        ];
+        let r = eval_with(
+            &i,
+            "192.0.2.1",
+            0,
+            FIREFOX,
+            &h,
+            &SignInRiskConfig::default(),
+        );
+        assert!(types(&r).contains(&RiskEventType::UnlikelyTravel), "{r:#?}");
+        assert!(!types(&r).contains(&RiskEventType::ImpossibleTravel));
+        // Same city twice at once: no travel.
+        let h = [past(&i, "192.0.2.1", 0, FIREFOX)];
+        let r = eval_with(
+            &i,
+            "192.0.2.2",
+            0,
+            FIREFOX,
+            &h,
+            &SignInRiskConfig::default(),
+        );
+        assert!(r.detections.is_empty(), "{r:#?}");
+        // Simultaneous sign-ins in two far places: impossible (no time at all).
+        let h = [past(&i, "198.51.100.1", 0, FIREFOX)];
+        let r = eval_with(
+            &i,
+            "192.0.2.2",
+            0,
+            FIREFOX,
+            &h,
+            &SignInRiskConfig::default(),
+        );
+        assert!(types(&r).contains(&RiskEventType::ImpossibleTravel));
+        assert!(
+            r.detections
+                .iter()
+                .any(|d| d.explanation.contains("no time at all"))
+        );
+    }
+
+    #[test]
+    fn trusted_location_lowers_travel_and_removes_unfamiliarity() {
+        let i = intel(true);
+        let h = [
+            past(&i, "192.0.2.1", -60, FIREFOX),
+            past(&i, "192.0.2.1", -600, FIREFOX),
+            past(&i, "192.0.2.1", -6000, FIREFOX),
+        ];
+        let r = eval_with(
+            &i,
+            "198.51.100.1",
+            0,
+            CURL,
+            &h,
+            &SignInRiskConfig::default(),
+        );
+        assert_eq!(types(&r), vec![RiskEventType::ImpossibleTravel], "{r:#?}");
+        assert_eq!(r.detections[0].risk_level, RiskLevel::Medium);
+        assert!(r.notes.iter().any(|n| n.contains("newCountry not raised")));
+        assert!(
+            r.notes
+                .iter()
+                .any(|n| n.contains("unfamiliarFeatures not raised"))
+        );
+        assert!(
+            r.notes
+                .iter()
+                .any(|n| n.contains("lowered from high to medium"))
+        );
+        // With the behaviour off, the same sign-in is judged as anywhere else.
+        let off = SignInRiskConfig {
+            trusted_location_lowers_unfamiliarity: false,
+            ..SignInRiskConfig::default()
+        };
+        let r = eval_with(&i, "198.51.100.1", 0, CURL, &h, &off);
+        assert!(types(&r).contains(&RiskEventType::NewCountry));
+        assert!(types(&r).contains(&RiskEventType::UnfamiliarFeatures));
+        assert_eq!(r.risk_level, RiskLevel::High);
+    }
+
+    #[test]
+    fn anonymizer_exit_is_not_travel() {
+        let mut i = intel(false);
+        i.anonymous_ips = crate::intel::IpRangeSet::from_nets(["198.51.100.0/24".parse().unwrap()]);
+        let h = [past(&i, "192.0.2.1", -5, FIREFOX)];
+        let r = eval_with(
+            &i,
+            "198.51.100.1",
+            0,
+            FIREFOX,
+            &h,
+            &SignInRiskConfig::default(),
+        );
+        assert!(types(&r).contains(&RiskEventType::AnonymizedIpAddress));
+        assert!(!types(&r).contains(&RiskEventType::ImpossibleTravel));
+    }
+
+    #[test]
+    fn new_country_needs_history_with_countries() {
+        let i = intel(false);
+        let far_past = -100_000;
+        let r = eval_with(
+            &i,
+            "198.51.100.1",
+            0,
+            FIREFOX,
+            &[],
+            &SignInRiskConfig::default(),
+        );
+        assert!(r.detections.is_empty(), "no history, nothing is new");
+        let h = [past(&i, "192.0.2.1", far_past, FIREFOX)];
+        let r = eval_with(
+            &i,
+            "198.51.100.1",
+            0,
+            FIREFOX,
+            &h,
+            &SignInRiskConfig::default(),
+        );
+        assert_eq!(types(&r), vec![RiskEventType::NewCountry]);
+        assert_eq!(r.detections[0].risk_level, RiskLevel::Low);
+        assert!(r.detections[0].explanation.contains("AU"));
+        // Bergen is in Norway like Oslo: not new.
+        let r = eval_with(
+            &i,
+            "203.0.113.9",
+            0,
+            FIREFOX,
+            &h,
+            &SignInRiskConfig::default(),
+        );
+        assert!(!types(&r).contains(&RiskEventType::NewCountry));
+        // History without recorded countries: nothing to compare with.
+        let blank = [PastSignIn {
+            at: t(far_past),
+            ip: None,
+            country: None,
+            city: None,
+            latitude: None,
+            longitude: None,
+            asn: None,
+            user_agent: None,
+        }];
+        let r = eval_with(
+            &i,
+            "198.51.100.1",
+            0,
+            FIREFOX,
+            &blank,
+            &SignInRiskConfig::default(),
+        );
+        assert!(r.detections.is_empty());
+    }
+
+    #[test]
+    fn unfamiliar_features_after_learning_period_only() {
+        let i = intel(false);
+        let cfg = SignInRiskConfig::default();
+        let h2 = [
+            past(&i, "192.0.2.1", -100_000, FIREFOX),
+            past(&i, "192.0.2.2", -90_000, FIREFOX),
+        ];
+        // Bergen: same country, new ASN, new agent = 2 new properties, but only 2 sign-ins known.
+        let r = eval_with(&i, "203.0.113.9", 0, CURL, &h2, &cfg);
+        assert!(!types(&r).contains(&RiskEventType::UnfamiliarFeatures));
+        let mut h3 = h2.to_vec();
+        h3.push(past(&i, "192.0.2.3", -80_000, FIREFOX));
+        let r = eval_with(&i, "203.0.113.9", 0, CURL, &h3, &cfg);
+        assert_eq!(types(&r), vec![RiskEventType::UnfamiliarFeatures], "{r:#?}");
+        let e = &r.detections[0].explanation;
+        assert!(e.contains("network AS64502") && e.contains("curl"), "{e}");
+        assert!(!e.contains("country"), "{e}");
+        // Only one new property (the ASN) is not enough by default ...
+        let r = eval_with(&i, "203.0.113.9", 0, FIREFOX, &h3, &cfg);
+        assert!(r.detections.is_empty(), "{r:#?}");
+        // ... but is with unfamiliarMinProperties = 1.
+        let strict = SignInRiskConfig {
+            unfamiliar_min_properties: 1,
+            ..SignInRiskConfig::default()
+        };
+        let r = eval_with(&i, "203.0.113.9", 0, FIREFOX, &h3, &strict);
+        assert_eq!(types(&r), vec![RiskEventType::UnfamiliarFeatures]);
+        // A browser update is not a new user agent.
+        let r = eval_with(&i, "192.0.2.9", 0, FIREFOX_NEWER, &h3, &strict);
+        assert!(r.detections.is_empty(), "{r:#?}");
+    }
+
+    #[test]
+    fn suspicious_velocity() {
+        let i = intel(false);
+        let cfg = SignInRiskConfig {
+            velocity_max_sign_ins: 3,
+            velocity_window_seconds: 600,
+            ..SignInRiskConfig::default()
+        };
+        let mk = |mins: &[i64]| -> Vec<PastSignIn> {
+            mins.iter()
+                .map(|m| past(&i, "192.0.2.1", *m, FIREFOX))
+                .collect()
+        };
+        let r = eval_with(&i, "192.0.2.1", 0, FIREFOX, &mk(&[-1, -2, -30]), &cfg);
+        assert!(r.detections.is_empty(), "3 in the window: allowed");
+        let r = eval_with(&i, "192.0.2.1", 0, FIREFOX, &mk(&[-1, -2, -9]), &cfg);
+        assert_eq!(types(&r), vec![RiskEventType::SuspiciousVelocity]);
+        assert!(
+            r.detections[0]
+                .explanation
+                .contains("4 sign-ins within 10 min")
+        );
+        assert_eq!(r.detections[0].risk_level, RiskLevel::Medium);
+    }
+
+    #[test]
+    fn agent_comparison_ignores_versions_only() {
+        assert!(same_agent(FIREFOX, FIREFOX_NEWER));
+        assert!(same_agent("CURL/8.5.0", "curl/7.1"));
+        assert!(!same_agent(FIREFOX, CURL));
+        assert!(!same_agent("Mozilla/5.0 Chrome/1", "Mozilla/5.0 Firefox/1"));
+    }
+}
