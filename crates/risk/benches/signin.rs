@@ -32,7 +32,7 @@ impl Rng {
 fn build_intel() -> Intel {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     // 100k CIDR entries: 45k IPv4 + 5k IPv6 in each of the two lists.
-    let mut list = |rng: &mut Rng| {
+    let list = |rng: &mut Rng| {
         let mut ranges = Vec::with_capacity(50_000);
         for _ in 0..45_000 {
             let len = 20 + (rng.next() % 13) as u32; // /20 .. /32

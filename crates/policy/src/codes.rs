@@ -1,0 +1,23 @@
+//! Error codes people can look up (DESIGN.md §9): Entra's numbers where one fits.
+
+/// The seed's block message, exactly: shown on the block page and sent to the app as the OAuth
+/// `error_description`.
+pub const BLOCKED_MESSAGE: &str =
+    "Your account is blocked. We've detected suspicious activity on your account.";
+
+/// Blocked due to risk on the home tenant (a guest's home user risk).
+pub const BLOCKED_DUE_TO_HOME_RISK: u32 = 53011;
+/// Blocked by Conditional Access.
+pub const BLOCKED_BY_CONDITIONAL_ACCESS: u32 = 53003;
+/// MFA registration blocked due to risk (`ProofUpBlockedDueToRisk`).
+pub const PROOF_UP_BLOCKED_DUE_TO_RISK: u32 = 53004;
+/// User not invited (no guest account here).
+pub const USER_NOT_INVITED: u32 = 50020;
+/// Blocked by inbound cross-tenant access policy.
+pub const BLOCKED_BY_INBOUND_POLICY: u32 = 500213;
+/// Account locked, or sign-in from a malicious IP.
+pub const LOCKED_OR_MALICIOUS_IP: u32 = 50053;
+/// Password change required due to account risk.
+pub const PASSWORD_CHANGE_REQUIRED: u32 = 50135;
+/// Strong authentication (MFA) required: the sign-in is interrupted for MFA.
+pub const STRONG_AUTH_REQUIRED: u32 = 50074;
