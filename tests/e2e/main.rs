@@ -1,1 +1,8 @@
+//! End-to-end tests: real tenants on ephemeral loopback ports, driven over HTTPS by a strict
+//! third-party relying party (the `openidconnect` crate) and a browser-like reqwest client.
+//! One test binary, so the suite links once.
 
+mod flows;
+mod operations;
+mod security;
+mod support;

@@ -302,6 +302,10 @@ pub fn error_params(
 /// (RFC 6749 §3.1.2). Returns `None` if the URI does not parse.
 pub fn append_query(redirect_uri: &str, params: &[(&str, String)]) -> Option<String> {
     let mut url = url::Url::parse(redirect_uri).ok()?;
+    if params.is_empty() {
+        // Nothing to add: keep the registered URI exactly, without a dangling '?'.
+        return Some(redirect_uri.to_owned());
+    }
     {
         let mut q = url.query_pairs_mut();
         for (k, v) in params {

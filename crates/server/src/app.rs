@@ -34,7 +34,10 @@ pub fn router(state: AppState) -> Router {
         .route(paths::JWKS, get(jwks))
         .route(paths::AUTHORIZE, get(authorize::get).post(authorize::post))
         .route(paths::TOKEN, post(token::token))
-        .route(paths::USERINFO, get(resource::userinfo).post(resource::userinfo))
+        .route(
+            paths::USERINFO,
+            get(resource::userinfo).post(resource::userinfo),
+        )
         .route(paths::REVOKE, post(resource::revoke))
         .route(paths::INTROSPECT, post(resource::introspect))
         .route(paths::LOGOUT, get(logout::get).post(logout::post))
@@ -42,7 +45,10 @@ pub fn router(state: AppState) -> Router {
         .route("/login", get(login::email_page).post(login::email_submit))
         .route("/login/password", post(login::password_submit))
         .route("/login/change-password", post(login::change_submit))
-        .route("/consent", get(login::consent_page).post(login::consent_submit))
+        .route(
+            "/consent",
+            get(login::consent_page).post(login::consent_submit),
+        )
         .route("/static/tenantd.css", get(css))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -92,7 +98,13 @@ async fn jwks(State(state): State<AppState>) -> Response {
 
 fn json_bytes(body: bytes::Bytes, cache: &'static str) -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json")), (header::CACHE_CONTROL, HeaderValue::from_static(cache))],
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+        ],
         body,
     )
         .into_response()
@@ -100,7 +112,10 @@ fn json_bytes(body: bytes::Bytes, cache: &'static str) -> Response {
 
 async fn css() -> Response {
     (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
         include_str!("../static/tenantd.css"),
     )
         .into_response()

@@ -9,7 +9,9 @@ use axum::extract::{RawForm, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
-use protocol::authorize::{self, AuthorizationRequest, AuthorizeError, ClientRules, ErrorRedirect, ResponseMode};
+use protocol::authorize::{
+    self, AuthorizationRequest, AuthorizeError, ClientRules, ErrorRedirect, ResponseMode,
+};
 use protocol::params::Params;
 use protocol::{ErrorCode, OAuthError};
 use serde::{Deserialize, Serialize};
@@ -27,19 +29,32 @@ pub struct Pending {
 }
 
 /// `GET /authorize`.
-pub async fn get(State(state): State<AppState>, ctx: Ctx, jar: CookieJar, RawQuery(q): RawQuery) -> Response {
+pub async fn get(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    jar: CookieJar,
+    RawQuery(q): RawQuery,
+) -> Response {
     authorize(state, ctx, jar, q.unwrap_or_default()).await
 }
 
 /// `POST /authorize` (OIDC Core §3.1.2.1 allows form-encoded POST).
-pub async fn post(State(state): State<AppState>, ctx: Ctx, jar: CookieJar, RawForm(body): RawForm) -> Response {
+pub async fn post(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    jar: CookieJar,
+    RawForm(body): RawForm,
+) -> Response {
     authorize(state, ctx, jar, String::from_utf8_lossy(&body).into_owned()).await
 }
 
 async fn authorize(state: AppState, ctx: Ctx, jar: CookieJar, raw: String) -> Response {
     let params = match Params::parse(&raw) {
         Ok(p) => p,
-        Err(e) => return PageError::bad_request("Invalid sign-in request", e.description).render(&state, &ctx),
+        Err(e) => {
+            return PageError::bad_request("Invalid sign-in request", e.description)
+                .render(&state, &ctx);
+        }
     };
     let client_id = match authorize::client_id(&params) {
         Ok(c) => c,
@@ -70,7 +85,15 @@ async fn authorize(state: AppState, ctx: Ctx, jar: CookieJar, raw: String) -> Re
             &request,
             OAuthError::new(ErrorCode::LoginRequired, "The user is not signed in."),
         ),
-        None => match start_pending(&state, Pending { request, verified_user: None }).await {
+        None => match start_pending(
+            &state,
+            Pending {
+                request,
+                verified_user: None,
+            },
+        )
+        .await
+        {
             Ok(id) => Redirect::to(&format!("/login?interaction={id}")).into_response(),
             Err(e) => e.render(&state, &ctx),
         },
@@ -84,7 +107,10 @@ pub fn rules(app: &App) -> ClientRules<'_> {
         client_id: &app.config.client_id,
         redirect_uris: &app.config.redirect_uris,
         public: app.config.auth_method == protocol::client_auth::AuthMethod::None,
-        allows_authorization_code: app.config.grant_types.contains(&GrantType::AuthorizationCode),
+        allows_authorization_code: app
+            .config
+            .grant_types
+            .contains(&GrantType::AuthorizationCode),
         extra_scopes: &app.config.scopes,
     }
 }
@@ -140,11 +166,16 @@ pub async fn load_pending(state: &AppState, id: &str) -> Result<Pending, PageErr
     let Some(i) = state.store.interaction(id, state.now()).await? else {
         return Err(PageError::expired_request());
     };
-    serde_json::from_str(&i.request_json).map_err(|e| PageError::internal(format!("pending sign-in unreadable: {e}")))
+    serde_json::from_str(&i.request_json)
+        .map_err(|e| PageError::internal(format!("pending sign-in unreadable: {e}")))
 }
 
 /// Replace a pending sign-in (a new id, the old one deleted).
-pub async fn replace_pending(state: &AppState, old_id: &str, pending: Pending) -> Result<String, PageError> {
+pub async fn replace_pending(
+    state: &AppState,
+    old_id: &str,
+    pending: Pending,
+) -> Result<String, PageError> {
     state.store.delete_interaction(old_id).await?;
     start_pending(state, pending).await
 }
@@ -158,8 +189,11 @@ pub async fn continue_with_session(
     current: Current,
 ) -> Response {
     let Some(app) = state.app(&request.client_id) else {
-        return PageError::bad_request("Unknown application", "The application is no longer registered.")
-            .render(&state, &ctx);
+        return PageError::bad_request(
+            "Unknown application",
+            "The application is no longer registered.",
+        )
+        .render(&state, &ctx);
     };
     match needs_consent(&state, &app, &request, &current).await {
         Ok(false) => {}
@@ -168,37 +202,72 @@ pub async fn continue_with_session(
                 &state,
                 &ctx,
                 &request,
-                OAuthError::new(ErrorCode::ConsentRequired, "The user has not consented to this application."),
+                OAuthError::new(
+                    ErrorCode::ConsentRequired,
+                    "The user has not consented to this application.",
+                ),
             );
         }
         Ok(true) => {
-            return match start_pending(&state, Pending { request, verified_user: None }).await {
-                Ok(id) => (jar, Redirect::to(&format!("/consent?interaction={id}"))).into_response(),
+            return match start_pending(
+                &state,
+                Pending {
+                    request,
+                    verified_user: None,
+                },
+            )
+            .await
+            {
+                Ok(id) => {
+                    (jar, Redirect::to(&format!("/consent?interaction={id}"))).into_response()
+                }
                 Err(e) => e.render(&state, &ctx),
             };
         }
         Err(e) => return e.render(&state, &ctx),
     }
     match issue_code(&state, &request, &current).await {
-        Ok(code) => (jar, respond_to_client(&state, &request, &authorize::success_params(&code, request.state.as_deref(), &state.config.issuer))).into_response(),
+        Ok(code) => (
+            jar,
+            respond_to_client(
+                &state,
+                &request,
+                &authorize::success_params(&code, request.state.as_deref(), &state.config.issuer),
+            ),
+        )
+            .into_response(),
         Err(e) => e.render(&state, &ctx),
     }
 }
 
-async fn needs_consent(state: &AppState, app: &Arc<App>, request: &AuthorizationRequest, c: &Current) -> Result<bool, PageError> {
+async fn needs_consent(
+    state: &AppState,
+    app: &Arc<App>,
+    request: &AuthorizationRequest,
+    c: &Current,
+) -> Result<bool, PageError> {
     if app.config.first_party {
         return Ok(false);
     }
     if request.prompt.consent {
         return Ok(true);
     }
-    let given = state.store.consent(&c.user.id, &app.config.client_id).await?;
-    let given = given.and_then(|s| protocol::scope::Scope::parse(&s)).unwrap_or_default();
+    let given = state
+        .store
+        .consent(&c.user.id, &app.config.client_id)
+        .await?;
+    let given = given
+        .and_then(|s| protocol::scope::Scope::parse(&s))
+        .unwrap_or_default();
     Ok(!request.scopes().is_subset(&given))
 }
 
 /// Create the grant and its single-use code.
-async fn issue_code(state: &AppState, request: &AuthorizationRequest, c: &Current) -> Result<String, PageError> {
+async fn issue_code(
+    state: &AppState,
+    request: &AuthorizationRequest,
+    c: &Current,
+) -> Result<String, PageError> {
     let now = state.now();
     let t = &state.config.tokens;
     let offline = request.scopes().contains("offline_access");
@@ -214,7 +283,11 @@ async fn issue_code(state: &AppState, request: &AuthorizationRequest, c: &Curren
         offline,
         created_at: now,
         // An online grant lives as long as the session; an offline one as long as a refresh token.
-        expires_at: if offline { now + t.refresh_token } else { c.session.expires_at.max(now + t.code) },
+        expires_at: if offline {
+            now + t.refresh_token
+        } else {
+            c.session.expires_at.max(now + t.code)
+        },
         revoked_at: None,
     };
     let code = random_token();
@@ -231,7 +304,10 @@ async fn issue_code(state: &AppState, request: &AuthorizationRequest, c: &Curren
         expires_at: now + t.code,
         consumed_at: None,
     };
-    state.store.create_grant_with_code(&grant, &auth_code).await?;
+    state
+        .store
+        .create_grant_with_code(&grant, &auth_code)
+        .await?;
     Ok(code)
 }
 
@@ -249,7 +325,12 @@ fn authorize_error(state: &AppState, ctx: &Ctx, e: AuthorizeError) -> Response {
 }
 
 /// Send an error for a validated request back to the client.
-pub fn error_to_client(state: &AppState, ctx: &Ctx, request: &AuthorizationRequest, error: OAuthError) -> Response {
+pub fn error_to_client(
+    state: &AppState,
+    ctx: &Ctx,
+    request: &AuthorizationRequest,
+    error: OAuthError,
+) -> Response {
     authorize_error(
         state,
         ctx,
@@ -267,7 +348,11 @@ fn redirect_error(state: &AppState, r: &ErrorRedirect) -> Response {
     deliver(&r.redirect_uri, r.response_mode, &params)
 }
 
-fn respond_to_client(_state: &AppState, request: &AuthorizationRequest, params: &[(&'static str, String)]) -> Response {
+fn respond_to_client(
+    _state: &AppState,
+    request: &AuthorizationRequest,
+    params: &[(&'static str, String)],
+) -> Response {
     deliver(&request.redirect_uri, request.response_mode, params)
 }
 
@@ -280,11 +365,19 @@ fn deliver(redirect_uri: &str, mode: ResponseMode, params: &[(&'static str, Stri
         },
         ResponseMode::FormPost => {
             let nonce = random_token();
-            let page = pages::FormPost { action: redirect_uri, fields: params.iter().map(|(k, v)| (*k, v.clone())).collect(), nonce: &nonce };
+            let page = pages::FormPost {
+                action: redirect_uri,
+                fields: params.iter().map(|(k, v)| (*k, v.clone())).collect(),
+                nonce: &nonce,
+            };
             let mut resp = html(&page);
-            let csp = format!("default-src 'none'; script-src 'nonce-{nonce}'; form-action {}; frame-ancestors 'none'; base-uri 'none'", origin_of(redirect_uri));
+            let csp = format!(
+                "default-src 'none'; script-src 'nonce-{nonce}'; form-action {}; frame-ancestors 'none'; base-uri 'none'",
+                origin_of(redirect_uri)
+            );
             if let Ok(v) = HeaderValue::from_str(&csp) {
-                resp.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+                resp.headers_mut()
+                    .insert(header::CONTENT_SECURITY_POLICY, v);
             }
             resp
         }
@@ -292,5 +385,7 @@ fn deliver(redirect_uri: &str, mode: ResponseMode, params: &[(&'static str, Stri
 }
 
 fn origin_of(uri: &str) -> String {
-    url::Url::parse(uri).map(|u| u.origin().ascii_serialization()).unwrap_or_else(|_| "'none'".into())
+    url::Url::parse(uri)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|_| "'none'".into())
 }

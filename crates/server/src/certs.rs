@@ -3,8 +3,8 @@
 
 use anyhow::Context;
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    PKCS_ECDSA_P256_SHA256,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
 };
 use std::path::{Path, PathBuf};
 
@@ -34,7 +34,9 @@ impl DevCerts {
 
     /// Whether all four files exist.
     pub fn exist(&self) -> bool {
-        [&self.ca, &self.ca_key, &self.cert, &self.key].iter().all(|p| p.exists())
+        [&self.ca, &self.ca_key, &self.cert, &self.key]
+            .iter()
+            .all(|p| p.exists())
     }
 }
 
@@ -51,16 +53,27 @@ pub fn ensure(dir: &Path, force: bool) -> anyhow::Result<(DevCerts, bool)> {
     let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.distinguished_name.push(DnType::CommonName, "tenantd development CA");
-    ca.distinguished_name.push(DnType::OrganizationName, "tenantd lab");
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca.distinguished_name
+        .push(DnType::CommonName, "tenantd development CA");
+    ca.distinguished_name
+        .push(DnType::OrganizationName, "tenantd lab");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     ca.not_before = now - time::Duration::days(1);
     ca.not_after = now + time::Duration::days(3650);
     let ca_cert = ca.self_signed(&ca_key)?;
 
     let leaf_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-    let mut leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()])?;
-    leaf.distinguished_name.push(DnType::CommonName, "localhost");
+    let mut leaf = CertificateParams::new(vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ])?;
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     leaf.not_before = now - time::Duration::days(1);

@@ -150,13 +150,18 @@ struct DemoArgs {
 /// A failure with its exit code.
 #[derive(Debug)]
 pub struct Failure {
-    code: u8,
-    message: String,
+    /// The process exit code.
+    pub code: u8,
+    /// What went wrong, for stderr.
+    pub message: String,
 }
 
 impl Failure {
     fn new(code: u8, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -178,13 +183,18 @@ impl From<StoreError> for Failure {
 
 /// Run the CLI; returns the process exit code.
 pub async fn run(cli: Cli) -> ExitCode {
-    match dispatch(cli.command).await {
+    match execute(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("error: {}", f.message.trim_end());
             ExitCode::from(f.code)
         }
     }
+}
+
+/// Run a parsed command line, returning the failure (and its exit code) if any.
+pub async fn execute(cli: Cli) -> Result<(), Failure> {
+    dispatch(cli.command).await
 }
 
 fn load(arg: &ConfigArg) -> Result<Config, Failure> {
@@ -204,26 +214,41 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Certs { dir, force } => {
             let (files, written) = crate::certs::ensure(&dir, force)?;
             if written {
-                println!("wrote {}, {}, {}, {}", files.ca.display(), files.ca_key.display(), files.cert.display(), files.key.display());
+                println!(
+                    "wrote {}, {}, {}, {}",
+                    files.ca.display(),
+                    files.ca_key.display(),
+                    files.cert.display(),
+                    files.key.display()
+                );
             } else {
-                println!("certificates already exist in {} (use --force to replace them)", dir.display());
+                println!(
+                    "certificates already exist in {} (use --force to replace them)",
+                    dir.display()
+                );
             }
             Ok(())
         }
         Command::Keys(KeysCommand::Rotate { config, alg }) => {
             let (_, store) = open(&config).await?;
             let now = SystemClock.now();
-            crate::keys::ensure_keys(&store, now).await.map_err(|e| Failure::new(1, e.to_string()))?;
+            crate::keys::ensure_keys(&store, now)
+                .await
+                .map_err(|e| Failure::new(1, e.to_string()))?;
             let algs = match alg {
                 AlgChoice::All => vec![SigningAlg::ES256, SigningAlg::RS256],
                 AlgChoice::Es256 => vec![SigningAlg::ES256],
                 AlgChoice::Rs256 => vec![SigningAlg::RS256],
             };
             for a in algs {
-                let kid = crate::keys::rotate(&store, a, now).await.map_err(|e| Failure::new(1, e.to_string()))?;
+                let kid = crate::keys::rotate(&store, a, now)
+                    .await
+                    .map_err(|e| Failure::new(1, e.to_string()))?;
                 println!("{} key rotated: new kid {kid}", a.as_str());
             }
-            println!("running tenants pick up the new keys within 30 seconds; old keys stay published until their tokens expire");
+            println!(
+                "running tenants pick up the new keys within 30 seconds; old keys stay published until their tokens expire"
+            );
             Ok(())
         }
         Command::User(cmd) => user(cmd).await,
@@ -233,20 +258,26 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 issuer: a.issuer,
                 client_id: a.client_id,
                 client_secret: a.client_secret,
-                redirect_uri: url::Url::parse(&format!("http://{}/callback", a.listen)).map_err(|e| Failure::new(2, e.to_string()))?,
+                redirect_uri: url::Url::parse(&format!("http://{}/callback", a.listen))
+                    .map_err(|e| Failure::new(2, e.to_string()))?,
                 ca_file: a.ca,
                 scopes: vec!["openid".into(), "profile".into(), "email".into()],
                 title: "tenantd demo app".into(),
             };
             println!("demo app on http://{}", a.listen);
-            demo::serve(cfg, crate::server::shutdown_signal()).await.map_err(|e| Failure::new(1, e.to_string()))
+            demo::serve(cfg, crate::server::shutdown_signal())
+                .await
+                .map_err(|e| Failure::new(1, e.to_string()))
         }
     }
 }
 
 fn read_stdin_password() -> Result<String, Failure> {
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).map_err(|e| Failure::new(1, e.to_string()))?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Failure::new(1, e.to_string()))?;
     let pw = line.trim_end_matches(['\r', '\n']).to_owned();
     check_new_password(&pw).map_err(|m| Failure::new(2, format!("password not accepted: {m}")))?;
     Ok(pw)
@@ -260,18 +291,34 @@ fn temporary_password() -> String {
 async fn user(cmd: UserCommand) -> Result<(), Failure> {
     let now = SystemClock.now();
     match cmd {
-        UserCommand::Add { config, email, name, password_stdin } => {
+        UserCommand::Add {
+            config,
+            email,
+            name,
+            password_stdin,
+        } => {
             let (cfg, store) = open(&config).await?;
             let email = email.trim().to_lowercase();
             if !email.contains('@') || email.len() > 254 {
-                return Err(Failure::new(2, format!("{email:?} is not an email address")));
+                return Err(Failure::new(
+                    2,
+                    format!("{email:?} is not an email address"),
+                ));
             }
-            let (password, temporary) = if password_stdin { (read_stdin_password()?, false) } else { (temporary_password(), true) };
-            let hash = hasher(&cfg)?.hash(&password).await.map_err(|e| Failure::new(1, e.to_string()))?;
+            let (password, temporary) = if password_stdin {
+                (read_stdin_password()?, false)
+            } else {
+                (temporary_password(), true)
+            };
+            let hash = hasher(&cfg)?
+                .hash(&password)
+                .await
+                .map_err(|e| Failure::new(1, e.to_string()))?;
             let user = store
                 .insert_user(&NewUser {
                     id: uuid::Uuid::new_v4().to_string(),
-                    display_name: name.unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_owned()),
+                    display_name: name
+                        .unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_owned()),
                     email,
                     given_name: None,
                     family_name: None,
@@ -289,7 +336,11 @@ async fn user(cmd: UserCommand) -> Result<(), Failure> {
         UserCommand::List { config, json } => {
             let (_, store) = open(&config).await?;
             for u in store.list_users().await? {
-                let status = if u.status == UserStatus::Active { "active" } else { "disabled" };
+                let status = if u.status == UserStatus::Active {
+                    "active"
+                } else {
+                    "disabled"
+                };
                 if json {
                     println!(
                         "{}",
@@ -304,7 +355,9 @@ async fn user(cmd: UserCommand) -> Result<(), Failure> {
         UserCommand::Disable { config, email } => {
             let (_, store) = open(&config).await?;
             let user = find(&store, &email).await?;
-            store.set_user_status(&user.id, UserStatus::Disabled, now).await?;
+            store
+                .set_user_status(&user.id, UserStatus::Disabled, now)
+                .await?;
             let ended = store.revoke_user_sessions(&user.id, now).await?;
             println!("disabled {} ({ended} session(s) ended)", user.email);
             Ok(())
@@ -312,18 +365,41 @@ async fn user(cmd: UserCommand) -> Result<(), Failure> {
         UserCommand::Enable { config, email } => {
             let (_, store) = open(&config).await?;
             let user = find(&store, &email).await?;
-            store.set_user_status(&user.id, UserStatus::Active, now).await?;
+            store
+                .set_user_status(&user.id, UserStatus::Active, now)
+                .await?;
             println!("enabled {}", user.email);
             Ok(())
         }
-        UserCommand::SetPassword { config, email, password_stdin, temporary } => {
+        UserCommand::SetPassword {
+            config,
+            email,
+            password_stdin,
+            temporary,
+        } => {
             let (cfg, store) = open(&config).await?;
             let user = find(&store, &email).await?;
-            let (password, must_change) =
-                if password_stdin { (read_stdin_password()?, temporary) } else { (temporary_password(), true) };
-            let hash = hasher(&cfg)?.hash(&password).await.map_err(|e| Failure::new(1, e.to_string()))?;
-            store.set_password(&user.id, &hash, must_change, now).await?;
-            println!("password set for {}{}", user.email, if must_change { " (must be changed at next sign-in)" } else { "" });
+            let (password, must_change) = if password_stdin {
+                (read_stdin_password()?, temporary)
+            } else {
+                (temporary_password(), true)
+            };
+            let hash = hasher(&cfg)?
+                .hash(&password)
+                .await
+                .map_err(|e| Failure::new(1, e.to_string()))?;
+            store
+                .set_password(&user.id, &hash, must_change, now)
+                .await?;
+            println!(
+                "password set for {}{}",
+                user.email,
+                if must_change {
+                    " (must be changed at next sign-in)"
+                } else {
+                    ""
+                }
+            );
             if !password_stdin {
                 println!("temporary password: {password}");
             }

@@ -17,7 +17,9 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
         let Ok(v) = v.to_str() else { return peer };
         for element in v.split(',') {
             for pair in element.split(';') {
-                let Some((k, val)) = pair.trim().split_once('=') else { continue };
+                let Some((k, val)) = pair.trim().split_once('=') else {
+                    continue;
+                };
                 if k.trim().eq_ignore_ascii_case("for") {
                     match parse_forwarded_node(val.trim()) {
                         Some(ip) => hops.push(ip),
@@ -38,7 +40,12 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
             }
         }
     }
-    hops.iter().rev().find(|ip| !is_trusted(ip)).copied().or_else(|| hops.first().copied()).unwrap_or(peer)
+    hops.iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .copied()
+        .or_else(|| hops.first().copied())
+        .unwrap_or(peer)
 }
 
 /// RFC 7239 node: `192.0.2.1`, `"192.0.2.1:8080"`, `"[2001:db8::1]:443"`.
@@ -66,26 +73,40 @@ mod tests {
     }
 
     fn trusted() -> Vec<IpNet> {
-        vec!["127.0.0.1/32".parse().unwrap(), "10.0.0.0/8".parse().unwrap()]
+        vec![
+            "127.0.0.1/32".parse().unwrap(),
+            "10.0.0.0/8".parse().unwrap(),
+        ]
     }
 
     #[test]
     fn untrusted_peer_headers_are_ignored() {
         let peer: IpAddr = "192.0.2.9".parse().unwrap();
-        assert_eq!(client_ip(peer, &h("x-forwarded-for", "198.51.100.7"), &trusted()), peer);
+        assert_eq!(
+            client_ip(peer, &h("x-forwarded-for", "198.51.100.7"), &trusted()),
+            peer
+        );
     }
 
     #[test]
     fn trusted_peer_takes_rightmost_untrusted_hop() {
         let peer: IpAddr = "127.0.0.1".parse().unwrap();
-        let got = client_ip(peer, &h("x-forwarded-for", "203.0.113.5, 198.51.100.7, 10.1.2.3"), &trusted());
+        let got = client_ip(
+            peer,
+            &h("x-forwarded-for", "203.0.113.5, 198.51.100.7, 10.1.2.3"),
+            &trusted(),
+        );
         assert_eq!(got, "198.51.100.7".parse::<IpAddr>().unwrap());
     }
 
     #[test]
     fn forwarded_header_wins_and_handles_ports_and_v6() {
         let peer: IpAddr = "127.0.0.1".parse().unwrap();
-        let got = client_ip(peer, &h("forwarded", "for=\"[2001:db8::7]:443\";proto=https"), &trusted());
+        let got = client_ip(
+            peer,
+            &h("forwarded", "for=\"[2001:db8::7]:443\";proto=https"),
+            &trusted(),
+        );
         assert_eq!(got, "2001:db8::7".parse::<IpAddr>().unwrap());
         let got = client_ip(peer, &h("forwarded", "for=198.51.100.7:1234"), &trusted());
         assert_eq!(got, "198.51.100.7".parse::<IpAddr>().unwrap());
@@ -94,6 +115,9 @@ mod tests {
     #[test]
     fn garbage_falls_back_to_peer() {
         let peer: IpAddr = "127.0.0.1".parse().unwrap();
-        assert_eq!(client_ip(peer, &h("x-forwarded-for", "not-an-ip"), &trusted()), peer);
+        assert_eq!(
+            client_ip(peer, &h("x-forwarded-for", "not-an-ip"), &trusted()),
+            peer
+        );
     }
 }

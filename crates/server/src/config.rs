@@ -30,7 +30,12 @@ pub struct Problem {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{}: {} problem(s) in the configuration:", self.file, self.problems.len())?;
+        writeln!(
+            f,
+            "{}: {} problem(s) in the configuration:",
+            self.file,
+            self.problems.len()
+        )?;
         for p in &self.problems {
             writeln!(f, "  {}: {}: {}", self.file, p.key, p.expected)?;
         }
@@ -176,7 +181,14 @@ pub struct TokenLifetimes {
 
 impl Default for TokenLifetimes {
     fn default() -> Self {
-        Self { id_token: 300, access_token: 300, refresh_token: 14 * 86_400, code: 60, session: 8 * 3600, sign_in_request: 900 }
+        Self {
+            id_token: 300,
+            access_token: 300,
+            refresh_token: 14 * 86_400,
+            code: 60,
+            session: 8 * 3600,
+            sign_in_request: 900,
+        }
     }
 }
 
@@ -195,7 +207,12 @@ pub struct PasswordPolicy {
 
 impl Default for PasswordPolicy {
     fn default() -> Self {
-        Self { memory_kib: 19 * 1024, iterations: 2, parallelism: 1, max_concurrent_hashes: 2 }
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+            max_concurrent_hashes: 2,
+        }
     }
 }
 
@@ -283,7 +300,10 @@ impl Config {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: file.clone(),
-            problems: vec![Problem { key: "(file)".into(), expected: format!("a readable TOML file ({e})") }],
+            problems: vec![Problem {
+                key: "(file)".into(),
+                expected: format!("a readable TOML file ({e})"),
+            }],
         })?;
         Self::parse(&text, &file)
     }
@@ -292,30 +312,52 @@ impl Config {
     pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
             file: file.to_owned(),
-            problems: vec![Problem { key: toml_error_key(&e), expected: e.message().trim().to_owned() }],
+            problems: vec![Problem {
+                key: toml_error_key(&e),
+                expected: e.message().trim().to_owned(),
+            }],
         })?;
-        let mut v = Validator { problems: Vec::new() };
+        let mut v = Validator {
+            problems: Vec::new(),
+        };
         let cfg = v.config(raw);
         match cfg {
             Some(mut c) if v.problems.is_empty() => {
                 c.source = file.to_owned();
                 Ok(c)
             }
-            _ => Err(ConfigError { file: file.to_owned(), problems: v.problems }),
+            _ => Err(ConfigError {
+                file: file.to_owned(),
+                problems: v.problems,
+            }),
         }
     }
 
     /// The cookie-name prefix: `__Host-` (bound to this exact origin) when served over TLS.
     pub fn cookie_prefix(&self) -> String {
         let id = &self.tenant_id;
-        if self.tls.is_some() { format!("__Host-tenantd-{id}") } else { format!("tenantd-{id}") }
+        if self.tls.is_some() {
+            format!("__Host-tenantd-{id}")
+        } else {
+            format!("tenantd-{id}")
+        }
     }
 }
 
 fn toml_error_key(e: &toml::de::Error) -> String {
     // toml reports a span; the message carries line and column in Display.
-    let line = e.to_string().lines().next().unwrap_or_default().trim().to_owned();
-    if line.is_empty() { "(document)".into() } else { line }
+    let line = e
+        .to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    if line.is_empty() {
+        "(document)".into()
+    } else {
+        line
+    }
 }
 
 struct Validator {
@@ -324,16 +366,24 @@ struct Validator {
 
 impl Validator {
     fn bad(&mut self, key: impl Into<String>, expected: impl Into<String>) {
-        self.problems.push(Problem { key: key.into(), expected: expected.into() });
+        self.problems.push(Problem {
+            key: key.into(),
+            expected: expected.into(),
+        });
     }
 
     fn config(&mut self, raw: RawConfig) -> Option<Config> {
         let tenant_id = raw.tenant.id.clone();
         if tenant_id.is_empty()
             || tenant_id.len() > 64
-            || !tenant_id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            || !tenant_id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         {
-            self.bad("tenant.id", format!("1-64 characters of a-z, 0-9 and '-', got {tenant_id:?}"));
+            self.bad(
+                "tenant.id",
+                format!("1-64 characters of a-z, 0-9 and '-', got {tenant_id:?}"),
+            );
         }
         if raw.tenant.display_name.trim().is_empty() {
             self.bad("tenant.display_name", "a non-empty name");
@@ -342,15 +392,27 @@ impl Validator {
         let listen = match raw.server.listen.parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
-                self.bad("server.listen", format!("an IP:port socket address such as 127.0.0.1:9443, got {:?}", raw.server.listen));
+                self.bad(
+                    "server.listen",
+                    format!(
+                        "an IP:port socket address such as 127.0.0.1:9443, got {:?}",
+                        raw.server.listen
+                    ),
+                );
                 None
             }
         };
         let tls = match (raw.server.tls, raw.server.plain_http) {
-            (Some(t), false) => Some(TlsFiles { cert: t.cert, key: t.key }),
+            (Some(t), false) => Some(TlsFiles {
+                cert: t.cert,
+                key: t.key,
+            }),
             (None, true) => None,
             (Some(_), true) => {
-                self.bad("server.plain_http", "either [server.tls] or plain_http = true, not both");
+                self.bad(
+                    "server.plain_http",
+                    "either [server.tls] or plain_http = true, not both",
+                );
                 None
             }
             (None, false) => {
@@ -362,21 +424,58 @@ impl Validator {
         for (i, p) in raw.server.trusted_proxies.iter().enumerate() {
             match parse_net(p) {
                 Some(n) => trusted_proxies.push(n),
-                None => self.bad(format!("server.trusted_proxies[{i}]"), format!("a CIDR or IP address, got {p:?}")),
+                None => self.bad(
+                    format!("server.trusted_proxies[{i}]"),
+                    format!("a CIDR or IP address, got {p:?}"),
+                ),
             }
         }
         let db = raw.database.url.clone();
-        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
-            self.bad("database.url", format!("a sqlite://PATH or postgres://... URL, got {:?}", redact_url(&db)));
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            self.bad(
+                "database.url",
+                format!(
+                    "a sqlite://PATH or postgres://... URL, got {:?}",
+                    redact_url(&db)
+                ),
+            );
         }
         let t = &raw.tokens;
         for (key, value, min, max) in [
-            ("tokens.id_token_lifetime_secs", t.id_token_lifetime_secs, 30, 86_400),
-            ("tokens.access_token_lifetime_secs", t.access_token_lifetime_secs, 30, 86_400),
-            ("tokens.refresh_token_lifetime_secs", t.refresh_token_lifetime_secs, 60, 365 * 86_400),
+            (
+                "tokens.id_token_lifetime_secs",
+                t.id_token_lifetime_secs,
+                30,
+                86_400,
+            ),
+            (
+                "tokens.access_token_lifetime_secs",
+                t.access_token_lifetime_secs,
+                30,
+                86_400,
+            ),
+            (
+                "tokens.refresh_token_lifetime_secs",
+                t.refresh_token_lifetime_secs,
+                60,
+                365 * 86_400,
+            ),
             ("tokens.code_lifetime_secs", t.code_lifetime_secs, 1, 600),
-            ("tokens.session_lifetime_secs", t.session_lifetime_secs, 60, 30 * 86_400),
-            ("tokens.sign_in_request_lifetime_secs", t.sign_in_request_lifetime_secs, 60, 3600),
+            (
+                "tokens.session_lifetime_secs",
+                t.session_lifetime_secs,
+                60,
+                30 * 86_400,
+            ),
+            (
+                "tokens.sign_in_request_lifetime_secs",
+                t.sign_in_request_lifetime_secs,
+                60,
+                3600,
+            ),
         ] {
             if !(min..=max).contains(&value) {
                 self.bad(key, format!("seconds between {min} and {max}, got {value}"));
@@ -396,8 +495,14 @@ impl Validator {
         let mut apps = Vec::new();
         for (i, a) in raw.apps.into_iter().enumerate() {
             if let Some(app) = self.app(i, a) {
-                if apps.iter().any(|x: &AppConfig| x.client_id == app.client_id) {
-                    self.bad(format!("apps[{i}].client_id"), format!("a unique client id; {:?} is used twice", app.client_id));
+                if apps
+                    .iter()
+                    .any(|x: &AppConfig| x.client_id == app.client_id)
+                {
+                    self.bad(
+                        format!("apps[{i}].client_id"),
+                        format!("a unique client id; {:?} is used twice", app.client_id),
+                    );
                 }
                 apps.push(app);
             }
@@ -437,7 +542,12 @@ impl Validator {
             return None;
         };
         let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && plain_http);
-        if !scheme_ok || url.query().is_some() || url.fragment().is_some() || s.ends_with('/') || url.host().is_none() {
+        if !scheme_ok
+            || url.query().is_some()
+            || url.fragment().is_some()
+            || s.ends_with('/')
+            || url.host().is_none()
+        {
             self.bad("tenant.issuer", format!("{expected}, got {s:?}"));
             return None;
         }
@@ -454,7 +564,10 @@ impl Validator {
 
     fn app(&mut self, i: usize, a: RawApp) -> Option<AppConfig> {
         let k = |f: &str| format!("apps[{i}].{f}");
-        if a.client_id.is_empty() || a.client_id.len() > 128 || !a.client_id.bytes().all(|b| b.is_ascii_graphic()) {
+        if a.client_id.is_empty()
+            || a.client_id.len() > 128
+            || !a.client_id.bytes().all(|b| b.is_ascii_graphic())
+        {
             self.bad(k("client_id"), "1-128 printable ASCII characters");
         }
         let secret = match (a.client_secret, a.client_secret_env) {
@@ -462,13 +575,19 @@ impl Validator {
             (None, Some(var)) => match std::env::var(&var) {
                 Ok(s) => Some(s),
                 Err(_) => {
-                    self.bad(k("client_secret_env"), format!("the environment variable {var} to be set"));
+                    self.bad(
+                        k("client_secret_env"),
+                        format!("the environment variable {var} to be set"),
+                    );
                     None
                 }
             },
             (None, None) => None,
             (Some(_), Some(_)) => {
-                self.bad(k("client_secret"), "client_secret or client_secret_env, not both");
+                self.bad(
+                    k("client_secret"),
+                    "client_secret or client_secret_env, not both",
+                );
                 None
             }
         };
@@ -491,18 +610,25 @@ impl Validator {
         match method {
             AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost => match &secret {
                 Some(s) if s.len() >= 8 => {}
-                _ => self.bad(k("client_secret"), "a secret of at least 8 characters for a secret-based client"),
+                _ => self.bad(
+                    k("client_secret"),
+                    "a secret of at least 8 characters for a secret-based client",
+                ),
             },
             AuthMethod::PrivateKeyJwt | AuthMethod::None if secret.is_some() => {
-                self.bad(k("client_secret"), format!("no secret for a client using {}", method.as_str()));
+                self.bad(
+                    k("client_secret"),
+                    format!("no secret for a client using {}", method.as_str()),
+                );
             }
             _ => {}
         }
         let jwks = match (&a.jwks_file, method) {
             (Some(path), AuthMethod::PrivateKeyJwt) => match std::fs::read_to_string(path)
                 .map_err(|e| e.to_string())
-                .and_then(|t| serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(&t).map_err(|e| e.to_string()))
-            {
+                .and_then(|t| {
+                    serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(&t).map_err(|e| e.to_string())
+                }) {
                 Ok(set) if !set.keys.is_empty() => Some(set),
                 Ok(_) => {
                     self.bad(k("jwks_file"), "a JWKS with at least one public key");
@@ -514,11 +640,17 @@ impl Validator {
                 }
             },
             (None, AuthMethod::PrivateKeyJwt) => {
-                self.bad(k("jwks_file"), "the client's public keys (JWKS file) for private_key_jwt");
+                self.bad(
+                    k("jwks_file"),
+                    "the client's public keys (JWKS file) for private_key_jwt",
+                );
                 None
             }
             (Some(_), _) => {
-                self.bad(k("jwks_file"), "only with token_endpoint_auth_method = \"private_key_jwt\"");
+                self.bad(
+                    k("jwks_file"),
+                    "only with token_endpoint_auth_method = \"private_key_jwt\"",
+                );
                 None
             }
             (None, _) => None,
@@ -546,7 +678,10 @@ impl Validator {
             self.bad(k("grant_types"), "client_credentials only for a confidential client (a public client cannot keep a secret)");
         }
         if grant_types.contains(&GrantType::AuthorizationCode) && a.redirect_uris.is_empty() {
-            self.bad(k("redirect_uris"), "at least one redirect URI for an app using authorization_code");
+            self.bad(
+                k("redirect_uris"),
+                "at least one redirect URI for an app using authorization_code",
+            );
         }
         for (j, u) in a.redirect_uris.iter().enumerate() {
             if let Err(e) = check_redirect_uri(u) {
@@ -560,12 +695,17 @@ impl Validator {
         }
         for (j, s) in a.scopes.iter().enumerate() {
             if protocol::scope::Scope::parse(s).is_none_or(|p| p.iter().count() != 1) {
-                self.bad(format!("apps[{i}].scopes[{j}]"), format!("a single scope token, got {s:?}"));
+                self.bad(
+                    format!("apps[{i}].scopes[{j}]"),
+                    format!("a single scope token, got {s:?}"),
+                );
             }
         }
         let id_token_alg = match a.id_token_signed_response_alg.as_deref() {
             None => SigningAlg::ES256,
-            Some(s) => self.alg(&k("id_token_signed_response_alg"), s).unwrap_or(SigningAlg::ES256),
+            Some(s) => self
+                .alg(&k("id_token_signed_response_alg"), s)
+                .unwrap_or(SigningAlg::ES256),
         };
         Some(AppConfig {
             name: a.name.unwrap_or_else(|| a.client_id.clone()),
@@ -596,12 +736,16 @@ fn check_redirect_uri(u: &str) -> Result<(), String> {
         "http" if loopback => Ok(()),
         "http" => Err(format!("https (plain http only for loopback), got {u:?}")),
         s if s.contains('.') => Ok(()),
-        _ => Err(format!("https, loopback http, or a reverse-domain private-use scheme, got {u:?}")),
+        _ => Err(format!(
+            "https, loopback http, or a reverse-domain private-use scheme, got {u:?}"
+        )),
     }
 }
 
 fn parse_net(s: &str) -> Option<IpNet> {
-    s.parse::<IpNet>().ok().or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
 }
 
 /// A database URL with any password replaced, for messages.
@@ -645,7 +789,10 @@ first_party = true
         let c = Config::parse(GOOD, "home.toml").unwrap();
         assert_eq!(c.tenant_id, "contoso");
         assert_eq!(c.apps[0].auth_method, AuthMethod::ClientSecretBasic);
-        assert_eq!(c.apps[0].grant_types, vec![GrantType::AuthorizationCode, GrantType::RefreshToken]);
+        assert_eq!(
+            c.apps[0].grant_types,
+            vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
+        );
         assert_eq!(c.tokens, TokenLifetimes::default());
         assert_eq!(c.cookie_prefix(), "__Host-tenantd-contoso");
         assert_eq!(c.trusted_proxies.len(), 2);
@@ -657,7 +804,10 @@ first_party = true
             .replace("id = \"contoso\"", "id = \"Contoso!\"")
             .replace("https://127.0.0.1:9443\"", "https://127.0.0.1:9443/\"")
             .replace("127.0.0.1/32", "not-a-cidr")
-            .replace("http://127.0.0.1:9555/callback", "http://example.com/cb#frag");
+            .replace(
+                "http://127.0.0.1:9555/callback",
+                "http://example.com/cb#frag",
+            );
         let e = Config::parse(&bad, "home.toml").unwrap_err();
         let keys: Vec<&str> = e.problems.iter().map(|p| p.key.as_str()).collect();
         assert!(keys.contains(&"tenant.id"), "{e}");
@@ -669,17 +819,30 @@ first_party = true
 
     #[test]
     fn unknown_keys_and_wrong_types_are_errors() {
-        let e = Config::parse(&GOOD.replace("[database]", "[database]\npool = 3"), "x.toml").unwrap_err();
+        let e = Config::parse(
+            &GOOD.replace("[database]", "[database]\npool = 3"),
+            "x.toml",
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("pool"), "{e}");
-        let e = Config::parse(&GOOD.replace("first_party = true", "first_party = \"yes\""), "x.toml").unwrap_err();
+        let e = Config::parse(
+            &GOOD.replace("first_party = true", "first_party = \"yes\""),
+            "x.toml",
+        )
+        .unwrap_err();
         assert_eq!(e.problems.len(), 1, "{e}");
     }
 
     #[test]
     fn tls_is_required_unless_plain_http_is_explicit() {
-        let no_tls = GOOD.replace("[server.tls]\ncert = \"certs/localhost.pem\"\nkey = \"certs/localhost-key.pem\"\n", "");
+        let no_tls = GOOD.replace(
+            "[server.tls]\ncert = \"certs/localhost.pem\"\nkey = \"certs/localhost-key.pem\"\n",
+            "",
+        );
         assert!(Config::parse(&no_tls, "x").is_err());
-        let plain = no_tls.replace("listen =", "plain_http = true\nlisten =").replace("https://127", "http://127");
+        let plain = no_tls
+            .replace("listen =", "plain_http = true\nlisten =")
+            .replace("https://127", "http://127");
         let c = Config::parse(&plain, "x").unwrap();
         assert!(c.tls.is_none());
         assert_eq!(c.cookie_prefix(), "tenantd-contoso");
@@ -689,7 +852,10 @@ first_party = true
     fn weak_secret_and_public_client_credentials_are_refused() {
         let e = Config::parse(&GOOD.replace("lab-rp-secret", "short"), "x").unwrap_err();
         assert!(e.problems.iter().any(|p| p.key == "apps[0].client_secret"));
-        let public_cc = GOOD.replace("client_secret = \"lab-rp-secret\"", "grant_types = [\"client_credentials\"]");
+        let public_cc = GOOD.replace(
+            "client_secret = \"lab-rp-secret\"",
+            "grant_types = [\"client_credentials\"]",
+        );
         let e = Config::parse(&public_cc, "x").unwrap_err();
         assert!(e.problems.iter().any(|p| p.key == "apps[0].grant_types"));
     }

@@ -30,7 +30,9 @@ pub enum KeyError {
 pub fn generate_pem(alg: SigningAlg) -> Result<String, KeyError> {
     let pair = match alg {
         SigningAlg::ES256 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
-        SigningAlg::RS256 => rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048),
+        SigningAlg::RS256 => {
+            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+        }
     }
     .map_err(|e| KeyError::Generate(e.to_string()))?;
     Ok(pair.serialize_pem())
@@ -40,14 +42,23 @@ fn record(alg: SigningAlg, now: i64) -> Result<SigningKeyRecord, KeyError> {
     let pem = generate_pem(alg)?;
     let key = SigningKey::from_pkcs8_pem(alg, &pem, now, None)
         .map_err(|e| KeyError::Generate(e.to_string()))?;
-    Ok(SigningKeyRecord { kid: key.kid, alg: alg.as_str().to_owned(), private_key_pem: pem, created_at: now, retired_at: None })
+    Ok(SigningKeyRecord {
+        kid: key.kid,
+        alg: alg.as_str().to_owned(),
+        private_key_pem: pem,
+        created_at: now,
+        retired_at: None,
+    })
 }
 
 /// Make sure there is an active key for each algorithm, creating what is missing.
 pub async fn ensure_keys(store: &Store, now: i64) -> Result<(), KeyError> {
     let existing = store.signing_keys().await?;
     for alg in [SigningAlg::ES256, SigningAlg::RS256] {
-        if !existing.iter().any(|k| k.alg == alg.as_str() && k.retired_at.is_none()) {
+        if !existing
+            .iter()
+            .any(|k| k.alg == alg.as_str() && k.retired_at.is_none())
+        {
             store.insert_signing_key(&record(alg, now)?).await?;
             tracing::info!(alg = alg.as_str(), "created signing key");
         }
@@ -69,10 +80,17 @@ pub async fn load(store: &Store, grace: i64, now: i64) -> Result<KeySet, KeyErro
         if r.retired_at.is_some_and(|t| t + grace <= now) {
             continue;
         }
-        let alg = SigningAlg::parse(&r.alg)
-            .ok_or_else(|| KeyError::Load { kid: r.kid.clone(), alg: r.alg.clone(), reason: "unknown algorithm".into() })?;
+        let alg = SigningAlg::parse(&r.alg).ok_or_else(|| KeyError::Load {
+            kid: r.kid.clone(),
+            alg: r.alg.clone(),
+            reason: "unknown algorithm".into(),
+        })?;
         let key = SigningKey::from_pkcs8_pem(alg, &r.private_key_pem, r.created_at, r.retired_at)
-            .map_err(|e| KeyError::Load { kid: r.kid.clone(), alg: r.alg.clone(), reason: e.to_string() })?;
+            .map_err(|e| KeyError::Load {
+            kid: r.kid.clone(),
+            alg: r.alg.clone(),
+            reason: e.to_string(),
+        })?;
         keys.push(key);
     }
     Ok(KeySet::new(keys, grace))

@@ -86,20 +86,31 @@ pub struct LabDemo {
 pub async fn run(args: LabArgs) -> anyhow::Result<()> {
     let (lab, lab_dir, builtin) = match &args.config {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             let dir = p.parent().map(Path::to_path_buf).unwrap_or_default();
             (parse_lab(&text, &p.display().to_string())?, dir, false)
         }
-        None => (parse_lab(LAB_TOML, "config/lab.toml (built in)")?, PathBuf::from("config"), true),
+        None => (
+            parse_lab(LAB_TOML, "config/lab.toml (built in)")?,
+            PathBuf::from("config"),
+            true,
+        ),
     };
     if args.reset && lab.data_dir.exists() {
-        std::fs::remove_dir_all(&lab.data_dir).with_context(|| format!("removing {}", lab.data_dir.display()))?;
+        std::fs::remove_dir_all(&lab.data_dir)
+            .with_context(|| format!("removing {}", lab.data_dir.display()))?;
         println!("reset: removed {}", lab.data_dir.display());
     }
-    std::fs::create_dir_all(&lab.data_dir).with_context(|| format!("creating {}", lab.data_dir.display()))?;
+    std::fs::create_dir_all(&lab.data_dir)
+        .with_context(|| format!("creating {}", lab.data_dir.display()))?;
     let (dev, created) = certs::ensure(&lab.certs_dir, false)?;
     if created {
-        println!("generated dev TLS certificates in {} (trust {} to avoid browser warnings)", lab.certs_dir.display(), dev.ca.display());
+        println!(
+            "generated dev TLS certificates in {} (trust {} to avoid browser warnings)",
+            lab.certs_dir.display(),
+            dev.ca.display()
+        );
     }
 
     let mut tenants: Vec<(Tenant, String)> = Vec::new();
@@ -117,14 +128,20 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
             tls.cert = dev.cert.clone();
             tls.key = dev.key.clone();
         }
-        let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {} for {}", config.listen, config.tenant_id))?;
+        let listener = std::net::TcpListener::bind(config.listen)
+            .with_context(|| format!("binding {} for {}", config.listen, config.tenant_id))?;
         let tenant = Tenant::start(config, listener, Arc::new(SystemClock)).await?;
         seed(&tenant, &t.users).await?;
-        issuers.insert(tenant.state.config.tenant_id.clone(), tenant.state.config.issuer.clone());
+        issuers.insert(
+            tenant.state.config.tenant_id.clone(),
+            tenant.state.config.issuer.clone(),
+        );
         tenants.push((tenant, t.role.clone()));
     }
 
-    let issuer = issuers.get(&lab.demo_app.tenant).with_context(|| format!("demo_app.tenant: no lab tenant {:?}", lab.demo_app.tenant))?;
+    let issuer = issuers
+        .get(&lab.demo_app.tenant)
+        .with_context(|| format!("demo_app.tenant: no lab tenant {:?}", lab.demo_app.tenant))?;
     let demo_cfg = demo::DemoConfig {
         listen: lab.demo_app.listen,
         issuer: url::Url::parse(issuer)?,
@@ -132,7 +149,12 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
         client_secret: Some(lab.demo_app.client_secret.clone()),
         redirect_uri: url::Url::parse(&format!("http://{}/callback", lab.demo_app.listen))?,
         ca_file: Some(dev.ca.clone()),
-        scopes: vec!["openid".into(), "profile".into(), "email".into(), "offline_access".into()],
+        scopes: vec![
+            "openid".into(),
+            "profile".into(),
+            "email".into(),
+            "offline_access".into(),
+        ],
         title: "tenantd demo app".into(),
     };
     let (stop_demo, demo_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -141,12 +163,21 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
     }));
 
     println!();
-    println!("tenantd lab is running (data in {}, Ctrl-C to stop)", lab.data_dir.display());
+    println!(
+        "tenantd lab is running (data in {}, Ctrl-C to stop)",
+        lab.data_dir.display()
+    );
     for (t, role) in &tenants {
         let c = &t.state.config;
-        println!("  {:<9} {:<10} {}   discovery: {}/.well-known/openid-configuration", role, c.tenant_id, c.issuer, c.issuer);
+        println!(
+            "  {:<9} {:<10} {}   discovery: {}/.well-known/openid-configuration",
+            role, c.tenant_id, c.issuer, c.issuer
+        );
     }
-    println!("  demo app             http://{}   <- open this and click \"Sign in\"", lab.demo_app.listen);
+    println!(
+        "  demo app             http://{}   <- open this and click \"Sign in\"",
+        lab.demo_app.listen
+    );
     println!();
     println!("  accounts:");
     for t in &lab.tenants {
@@ -169,7 +200,10 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
             }
         }
     }
-    println!("  TLS: dev CA {} (see certs/README.md to trust it)", dev.ca.display());
+    println!(
+        "  TLS: dev CA {} (see certs/README.md to trust it)",
+        dev.ca.display()
+    );
     println!();
 
     crate::server::shutdown_signal().await;

@@ -24,18 +24,37 @@ pub struct InteractionQuery {
 }
 
 /// `GET /login`: the email page.
-pub async fn email_page(State(state): State<AppState>, ctx: Ctx, jar: CookieJar, Query(q): Query<InteractionQuery>) -> Response {
+pub async fn email_page(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    jar: CookieJar,
+    Query(q): Query<InteractionQuery>,
+) -> Response {
     let pending = match authorize::load_pending(&state, &q.interaction).await {
         Ok(p) => p,
         Err(e) => return e.render(&state, &ctx),
     };
     let (jar, csrf) = csrf_token(&state, jar);
     let hint = pending.request.login_hint.clone().unwrap_or_default();
-    (jar, render_email(&state, &pending, &q.interaction, &csrf, &hint, None)).into_response()
+    (
+        jar,
+        render_email(&state, &pending, &q.interaction, &csrf, &hint, None),
+    )
+        .into_response()
 }
 
-fn render_email(state: &AppState, pending: &Pending, interaction: &str, csrf: &str, email: &str, error: Option<&str>) -> Response {
-    let app_name = state.app(&pending.request.client_id).map(|a| a.config.name.clone()).unwrap_or_default();
+fn render_email(
+    state: &AppState,
+    pending: &Pending,
+    interaction: &str,
+    csrf: &str,
+    email: &str,
+    error: Option<&str>,
+) -> Response {
+    let app_name = state
+        .app(&pending.request.client_id)
+        .map(|a| a.config.name.clone())
+        .unwrap_or_default();
     html(&pages::LoginEmail {
         tenant_name: &state.config.display_name,
         app_name: &app_name,
@@ -58,7 +77,12 @@ pub struct EmailForm {
 }
 
 /// `POST /login`: remember the email and ask for the password.
-pub async fn email_submit(State(state): State<AppState>, ctx: Ctx, jar: CookieJar, Form(f): Form<EmailForm>) -> Response {
+pub async fn email_submit(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    jar: CookieJar,
+    Form(f): Form<EmailForm>,
+) -> Response {
     if let Err(e) = check_csrf(&state, &jar, &f.csrf_token) {
         return e.render(&state, &ctx);
     }
@@ -68,7 +92,14 @@ pub async fn email_submit(State(state): State<AppState>, ctx: Ctx, jar: CookieJa
     };
     let email = f.email.trim().to_lowercase();
     if !plausible_email(&email) {
-        return render_email(&state, &pending, &f.interaction, &f.csrf_token, &email, Some("Enter a valid email address."));
+        return render_email(
+            &state,
+            &pending,
+            &f.interaction,
+            &f.csrf_token,
+            &email,
+            Some("Enter a valid email address."),
+        );
     }
     // The same page whether or not the account exists: no account enumeration.
     html(&pages::LoginPassword {
@@ -82,7 +113,9 @@ pub async fn email_submit(State(state): State<AppState>, ctx: Ctx, jar: CookieJa
 
 fn plausible_email(email: &str) -> bool {
     email.len() <= 254
-        && email.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.'))
+        && email.split_once('@').is_some_and(|(l, d)| {
+            !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.')
+        })
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
@@ -102,7 +135,12 @@ pub struct PasswordForm {
 const BAD_CREDENTIALS: &str = "Your email or password is incorrect.";
 
 /// `POST /login/password`: verify, then start a session and continue the authorization.
-pub async fn password_submit(State(state): State<AppState>, ctx: Ctx, jar: CookieJar, Form(f): Form<PasswordForm>) -> Response {
+pub async fn password_submit(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    jar: CookieJar,
+    Form(f): Form<PasswordForm>,
+) -> Response {
     if let Err(e) = check_csrf(&state, &jar, &f.csrf_token) {
         return e.render(&state, &ctx);
     }
@@ -120,32 +158,68 @@ pub async fn password_submit(State(state): State<AppState>, ctx: Ctx, jar: Cooki
             error: Some(msg),
         })
     };
-    if f.password.is_empty() || f.password.len() > crate::passwords::MAX_PASSWORD_LEN || !plausible_email(&email) {
+    if f.password.is_empty()
+        || f.password.len() > crate::passwords::MAX_PASSWORD_LEN
+        || !plausible_email(&email)
+    {
         return again(BAD_CREDENTIALS);
     }
     let user = match state.store.user_by_email(&email).await {
         Ok(u) => u,
         Err(e) => return PageError::from(e).render(&state, &ctx),
     };
-    let ok = state.passwords.verify(&f.password, user.as_ref().and_then(|u| u.password_hash.as_deref())).await;
+    let ok = state
+        .passwords
+        .verify(
+            &f.password,
+            user.as_ref().and_then(|u| u.password_hash.as_deref()),
+        )
+        .await;
     let app_id = pending.request.client_id.as_str();
     let user = match (user, ok) {
         (Some(u), true) if u.status == UserStatus::Active => u,
         (Some(u), true) => {
-            signin_log::record(&state, &ctx, app_id, &email, Some(&u.id), Outcome::Failure(50057, "User account is disabled.")).await;
+            signin_log::record(
+                &state,
+                &ctx,
+                app_id,
+                &email,
+                Some(&u.id),
+                Outcome::Failure(50057, "User account is disabled."),
+            )
+            .await;
             return again("Your account is disabled. Contact your administrator.");
         }
         (Some(u), false) => {
-            signin_log::record(&state, &ctx, app_id, &email, Some(&u.id), Outcome::Failure(50126, "Invalid username or password.")).await;
+            signin_log::record(
+                &state,
+                &ctx,
+                app_id,
+                &email,
+                Some(&u.id),
+                Outcome::Failure(50126, "Invalid username or password."),
+            )
+            .await;
             return again(BAD_CREDENTIALS);
         }
         (None, _) => {
-            signin_log::record(&state, &ctx, app_id, &email, None, Outcome::Failure(50034, "The user account does not exist in this directory.")).await;
+            signin_log::record(
+                &state,
+                &ctx,
+                app_id,
+                &email,
+                None,
+                Outcome::Failure(50034, "The user account does not exist in this directory."),
+            )
+            .await;
             return again(BAD_CREDENTIALS);
         }
     };
     if user.must_change_password {
-        let next = Pending { request: pending.request, verified_user: Some(user.id.clone()) };
+        let next = Pending {
+            request: pending.request,
+            verified_user: Some(user.id.clone()),
+        };
         return match authorize::replace_pending(&state, &f.interaction, next).await {
             Ok(id) => html(&pages::ChangePassword {
                 tenant_name: &state.config.display_name,
@@ -157,8 +231,25 @@ pub async fn password_submit(State(state): State<AppState>, ctx: Ctx, jar: Cooki
             Err(e) => e.render(&state, &ctx),
         };
     }
-    signin_log::record(&state, &ctx, app_id, &user.email, Some(&user.id), Outcome::Success).await;
-    finish(state, ctx, jar, &f.interaction, pending, user, vec!["pwd".into()]).await
+    signin_log::record(
+        &state,
+        &ctx,
+        app_id,
+        &user.email,
+        Some(&user.id),
+        Outcome::Success,
+    )
+    .await;
+    finish(
+        state,
+        ctx,
+        jar,
+        &f.interaction,
+        pending,
+        user,
+        vec!["pwd".into()],
+    )
+    .await
 }
 
 /// The change-password form.
@@ -175,7 +266,12 @@ pub struct ChangeForm {
 }
 
 /// `POST /login/change-password`: a user whose password was just verified sets a new one.
-pub async fn change_submit(State(state): State<AppState>, ctx: Ctx, jar: CookieJar, Form(f): Form<ChangeForm>) -> Response {
+pub async fn change_submit(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    jar: CookieJar,
+    Form(f): Form<ChangeForm>,
+) -> Response {
     if let Err(e) = check_csrf(&state, &jar, &f.csrf_token) {
         return e.render(&state, &ctx);
     }
@@ -183,7 +279,9 @@ pub async fn change_submit(State(state): State<AppState>, ctx: Ctx, jar: CookieJ
         Ok(p) => p,
         Err(e) => return e.render(&state, &ctx),
     };
-    let Some(user_id) = pending.verified_user.clone() else { return PageError::expired_request().render(&state, &ctx) };
+    let Some(user_id) = pending.verified_user.clone() else {
+        return PageError::expired_request().render(&state, &ctx);
+    };
     let user = match state.store.user_by_id(&user_id).await {
         Ok(Some(u)) if u.status == UserStatus::Active => u,
         Ok(_) => return PageError::expired_request().render(&state, &ctx),
@@ -204,21 +302,54 @@ pub async fn change_submit(State(state): State<AppState>, ctx: Ctx, jar: CookieJ
     if let Err(msg) = check_new_password(&f.new_password) {
         return again(msg);
     }
-    if state.passwords.verify(&f.new_password, user.password_hash.as_deref()).await {
+    if state
+        .passwords
+        .verify(&f.new_password, user.password_hash.as_deref())
+        .await
+    {
         return again("Choose a password different from the current one.");
     }
     let hash = match state.passwords.hash(&f.new_password).await {
         Ok(h) => h,
         Err(e) => return PageError::internal(e.to_string()).render(&state, &ctx),
     };
-    if let Err(e) = state.store.set_password(&user.id, &hash, false, state.now()).await {
+    if let Err(e) = state
+        .store
+        .set_password(&user.id, &hash, false, state.now())
+        .await
+    {
         return PageError::from(e).render(&state, &ctx);
     }
-    signin_log::record(&state, &ctx, &pending.request.client_id, &user.email, Some(&user.id), Outcome::Success).await;
-    finish(state, ctx, jar, &f.interaction, pending, user, vec!["pwd".into()]).await
+    signin_log::record(
+        &state,
+        &ctx,
+        &pending.request.client_id,
+        &user.email,
+        Some(&user.id),
+        Outcome::Success,
+    )
+    .await;
+    finish(
+        state,
+        ctx,
+        jar,
+        &f.interaction,
+        pending,
+        user,
+        vec!["pwd".into()],
+    )
+    .await
 }
 
-async fn finish(state: AppState, ctx: Ctx, jar: CookieJar, interaction: &str, pending: Pending, user: store::User, amr: Vec<String>) -> Response {
+async fn finish(
+    state: AppState,
+    ctx: Ctx,
+    jar: CookieJar,
+    interaction: &str,
+    pending: Pending,
+    user: store::User,
+    amr: Vec<String>,
+) -> Response {
     if let Err(e) = state.store.delete_interaction(interaction).await {
         return PageError::from(e).render(&state, &ctx);
     }
@@ -230,7 +361,12 @@ async fn finish(state: AppState, ctx: Ctx, jar: CookieJar, interaction: &str, pe
 }
 
 /// `GET /consent`.
-pub async fn consent_page(State(state): State<AppState>, ctx: Ctx, jar: CookieJar, Query(q): Query<InteractionQuery>) -> Response {
+pub async fn consent_page(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    jar: CookieJar,
+    Query(q): Query<InteractionQuery>,
+) -> Response {
     let pending = match authorize::load_pending(&state, &q.interaction).await {
         Ok(p) => p,
         Err(e) => return e.render(&state, &ctx),
@@ -240,9 +376,16 @@ pub async fn consent_page(State(state): State<AppState>, ctx: Ctx, jar: CookieJa
         Ok(None) => return PageError::expired_request().render(&state, &ctx),
         Err(e) => return PageError::from(e).render(&state, &ctx),
     };
-    let Some(app) = state.app(&pending.request.client_id) else { return PageError::expired_request().render(&state, &ctx) };
+    let Some(app) = state.app(&pending.request.client_id) else {
+        return PageError::expired_request().render(&state, &ctx);
+    };
     let (jar, csrf) = csrf_token(&state, jar);
-    let scopes = pending.request.scopes().iter().filter_map(pages::describe_scope).collect();
+    let scopes = pending
+        .request
+        .scopes()
+        .iter()
+        .filter_map(pages::describe_scope)
+        .collect();
     let page = pages::Consent {
         tenant_name: &state.config.display_name,
         app_name: &app.config.name,
@@ -266,7 +409,12 @@ pub struct ConsentForm {
 }
 
 /// `POST /consent`.
-pub async fn consent_submit(State(state): State<AppState>, ctx: Ctx, jar: CookieJar, Form(f): Form<ConsentForm>) -> Response {
+pub async fn consent_submit(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    jar: CookieJar,
+    Form(f): Form<ConsentForm>,
+) -> Response {
     if let Err(e) = check_csrf(&state, &jar, &f.csrf_token) {
         return e.render(&state, &ctx);
     }
@@ -283,11 +431,23 @@ pub async fn consent_submit(State(state): State<AppState>, ctx: Ctx, jar: Cookie
         return PageError::from(e).render(&state, &ctx);
     }
     if f.decision != "allow" {
-        let e = OAuthError::new(ErrorCode::AccessDenied, "The user declined to grant access.");
+        let e = OAuthError::new(
+            ErrorCode::AccessDenied,
+            "The user declined to grant access.",
+        );
         return authorize::error_to_client(&state, &ctx, &pending.request, e);
     }
     let mut request = pending.request;
-    if let Err(e) = state.store.grant_consent(&current.user.id, &request.client_id, &request.scope, state.now()).await {
+    if let Err(e) = state
+        .store
+        .grant_consent(
+            &current.user.id,
+            &request.client_id,
+            &request.scope,
+            state.now(),
+        )
+        .await
+    {
         return PageError::from(e).render(&state, &ctx);
     }
     // Consent is now recorded; don't ask again within this request.

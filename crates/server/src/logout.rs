@@ -32,7 +32,9 @@ fn check(state: &AppState, params: &Params) -> Result<LogoutRequest, PageError> 
             .verify(hint, "JWT", state.now())
             .map_err(|_| bad("The id_token_hint was not issued by this organization."))?;
         if claims.iss != state.config.issuer {
-            return Err(bad("The id_token_hint was not issued by this organization."));
+            return Err(bad(
+                "The id_token_hint was not issued by this organization.",
+            ));
         }
         hint_client = match &claims.aud {
             protocol::jwt::Audience::One(a) => Some(a.clone()),
@@ -41,7 +43,9 @@ fn check(state: &AppState, params: &Params) -> Result<LogoutRequest, PageError> 
         hint_sid = claims.sid;
     }
     let client_id = match (params.get("client_id"), hint_client) {
-        (Some(c), Some(h)) if c != h => return Err(bad("client_id does not match the id_token_hint.")),
+        (Some(c), Some(h)) if c != h => {
+            return Err(bad("client_id does not match the id_token_hint."));
+        }
         (Some(c), _) => Some(c.to_owned()),
         (None, h) => h,
     };
@@ -52,29 +56,54 @@ fn check(state: &AppState, params: &Params) -> Result<LogoutRequest, PageError> 
                 .as_deref()
                 .and_then(|c| state.app(c))
                 .ok_or_else(|| bad("post_logout_redirect_uri needs client_id or id_token_hint to identify the application."))?;
-            if !app.config.post_logout_redirect_uris.iter().any(|u| u == uri) {
-                return Err(bad("post_logout_redirect_uri is not registered for this application."));
+            if !app
+                .config
+                .post_logout_redirect_uris
+                .iter()
+                .any(|u| u == uri)
+            {
+                return Err(bad(
+                    "post_logout_redirect_uri is not registered for this application.",
+                ));
             }
             Some(uri.to_owned())
         }
     };
-    Ok(LogoutRequest { client_id, redirect, state: params.get("state").map(str::to_owned), hint_sid })
+    Ok(LogoutRequest {
+        client_id,
+        redirect,
+        state: params.get("state").map(str::to_owned),
+        hint_sid,
+    })
 }
 
 /// `GET /logout`.
-pub async fn get(State(state): State<AppState>, ctx: Ctx, jar: CookieJar, RawQuery(q): RawQuery) -> Response {
+pub async fn get(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    jar: CookieJar,
+    RawQuery(q): RawQuery,
+) -> Response {
     logout(state, ctx, jar, q.unwrap_or_default()).await
 }
 
 /// `POST /logout`.
-pub async fn post(State(state): State<AppState>, ctx: Ctx, jar: CookieJar, RawForm(body): RawForm) -> Response {
+pub async fn post(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    jar: CookieJar,
+    RawForm(body): RawForm,
+) -> Response {
     logout(state, ctx, jar, String::from_utf8_lossy(&body).into_owned()).await
 }
 
 async fn logout(state: AppState, ctx: Ctx, jar: CookieJar, raw: String) -> Response {
     let params = match Params::parse(&raw) {
         Ok(p) => p,
-        Err(e) => return PageError::bad_request("Sign-out request not valid", e.description).render(&state, &ctx),
+        Err(e) => {
+            return PageError::bad_request("Sign-out request not valid", e.description)
+                .render(&state, &ctx);
+        }
     };
     let req = match check(&state, &params) {
         Ok(r) => r,
@@ -86,12 +115,23 @@ async fn logout(state: AppState, ctx: Ctx, jar: CookieJar, raw: String) -> Respo
     };
     match current {
         None => done(&state, jar, &req),
-        Some(c) if req.hint_sid.as_deref() == Some(c.session.id.as_str()) => end(&state, &ctx, jar, &c, &req).await,
+        Some(c) if req.hint_sid.as_deref() == Some(c.session.id.as_str()) => {
+            end(&state, &ctx, jar, &c, &req).await
+        }
         Some(_) => {
             let (jar, csrf) = csrf_token(&state, jar);
-            let app_name = req.client_id.as_deref().and_then(|c| state.app(c)).map(|a| a.config.name.clone());
+            let app_name = req
+                .client_id
+                .as_deref()
+                .and_then(|c| state.app(c))
+                .map(|a| a.config.name.clone());
             let mut fields = Vec::new();
-            for key in ["client_id", "post_logout_redirect_uri", "state", "id_token_hint"] {
+            for key in [
+                "client_id",
+                "post_logout_redirect_uri",
+                "state",
+                "id_token_hint",
+            ] {
                 if let Some(v) = params.get(key) {
                     fields.push((key, v.to_owned()));
                 }
@@ -108,11 +148,19 @@ async fn logout(state: AppState, ctx: Ctx, jar: CookieJar, raw: String) -> Respo
 }
 
 /// `POST /logout/confirm`.
-pub async fn confirm(State(state): State<AppState>, ctx: Ctx, jar: CookieJar, RawForm(body): RawForm) -> Response {
+pub async fn confirm(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    jar: CookieJar,
+    RawForm(body): RawForm,
+) -> Response {
     let raw = String::from_utf8_lossy(&body).into_owned();
     let params = match Params::parse(&raw) {
         Ok(p) => p,
-        Err(e) => return PageError::bad_request("Sign-out request not valid", e.description).render(&state, &ctx),
+        Err(e) => {
+            return PageError::bad_request("Sign-out request not valid", e.description)
+                .render(&state, &ctx);
+        }
     };
     if let Err(e) = check_csrf(&state, &jar, params.get("csrf_token").unwrap_or("")) {
         return e.render(&state, &ctx);
@@ -135,12 +183,21 @@ pub async fn confirm(State(state): State<AppState>, ctx: Ctx, jar: CookieJar, Ra
     }
 }
 
-async fn end(state: &AppState, ctx: &Ctx, jar: CookieJar, c: &session::Current, req: &LogoutRequest) -> Response {
+async fn end(
+    state: &AppState,
+    ctx: &Ctx,
+    jar: CookieJar,
+    c: &session::Current,
+    req: &LogoutRequest,
+) -> Response {
     let now = state.now();
     // Refresh tokens without offline_access are bound to the session and end with it.
     let result = async {
         state.store.revoke_session(&c.session.id, now).await?;
-        state.store.revoke_session_grants(&c.session.id, false, now).await
+        state
+            .store
+            .revoke_session_grants(&c.session.id, false, now)
+            .await
     }
     .await;
     if let Err(e) = result {
@@ -158,7 +215,8 @@ fn done(state: &AppState, jar: CookieJar, req: &LogoutRequest) -> Response {
             if let Some(s) = &req.state {
                 params.push(("state", s.clone()));
             }
-            let target = protocol::authorize::append_query(uri, &params).unwrap_or_else(|| uri.clone());
+            let target =
+                protocol::authorize::append_query(uri, &params).unwrap_or_else(|| uri.clone());
             (jar, Redirect::to(&target)).into_response()
         }
         None => (
@@ -172,4 +230,3 @@ fn done(state: &AppState, jar: CookieJar, req: &LogoutRequest) -> Response {
             .into_response(),
     }
 }
-

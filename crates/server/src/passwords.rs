@@ -38,34 +38,58 @@ pub struct Passwords {
 impl Passwords {
     /// Build from the policy.
     pub fn new(policy: &PasswordPolicy) -> Result<Self, PasswordError> {
-        let params = Params::new(policy.memory_kib, policy.iterations, policy.parallelism, None)
-            .map_err(|e| PasswordError::Params(e.to_string()))?;
+        let params = Params::new(
+            policy.memory_kib,
+            policy.iterations,
+            policy.parallelism,
+            None,
+        )
+        .map_err(|e| PasswordError::Params(e.to_string()))?;
         let dummy = hash_with(&params, &crate::secrets::random_token())?;
-        Ok(Self { params, permits: Arc::new(Semaphore::new(policy.max_concurrent_hashes)), dummy_hash: dummy.into() })
+        Ok(Self {
+            params,
+            permits: Arc::new(Semaphore::new(policy.max_concurrent_hashes)),
+            dummy_hash: dummy.into(),
+        })
     }
 
     /// A short human description of the parameters.
     pub fn describe(&self) -> String {
-        format!("argon2id m={} KiB, t={}, p={}", self.params.m_cost(), self.params.t_cost(), self.params.p_cost())
+        format!(
+            "argon2id m={} KiB, t={}, p={}",
+            self.params.m_cost(),
+            self.params.t_cost(),
+            self.params.p_cost()
+        )
     }
 
     /// Hash a new password (PHC string).
     pub async fn hash(&self, password: &str) -> Result<String, PasswordError> {
-        let _permit = self.permits.acquire().await.map_err(|_| PasswordError::Task)?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| PasswordError::Task)?;
         let params = self.params.clone();
         let pw = password.to_owned();
-        tokio::task::spawn_blocking(move || hash_with(&params, &pw)).await.map_err(|_| PasswordError::Task)?
+        tokio::task::spawn_blocking(move || hash_with(&params, &pw))
+            .await
+            .map_err(|_| PasswordError::Task)?
     }
 
     /// Verify a password against a stored hash; `None` (no such user, or no password) still
     /// spends the same time and returns false.
     pub async fn verify(&self, password: &str, stored: Option<&str>) -> bool {
-        let Ok(_permit) = self.permits.acquire().await else { return false };
+        let Ok(_permit) = self.permits.acquire().await else {
+            return false;
+        };
         let known = stored.is_some();
         let hash = stored.map_or_else(|| self.dummy_hash.to_string(), str::to_owned);
         let pw = password.to_owned();
         let ok = tokio::task::spawn_blocking(move || {
-            Argon2::default().verify_password(pw.as_bytes(), hash.as_str()).is_ok()
+            Argon2::default()
+                .verify_password(pw.as_bytes(), hash.as_str())
+                .is_ok()
         })
         .await
         .unwrap_or(false);

@@ -13,12 +13,21 @@ use protocol::{ErrorCode, OAuthError};
 use store::UserStatus;
 
 /// `GET|POST /userinfo` with a bearer access token (RFC 6750 §2.1, or §2.2 form body).
-pub async fn userinfo(State(state): State<AppState>, method: Method, headers: HeaderMap, body: Bytes) -> Result<Response, BearerError> {
+pub async fn userinfo(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, BearerError> {
     let token = bearer(&headers, &method, &body)?;
     let claims = verify_access_token(&state, &token).await?;
     let scopes = Scope::parse(claims.scope.as_deref().unwrap_or("")).unwrap_or_default();
     if !scopes.contains("openid") {
-        return Err(OAuthError::new(ErrorCode::InsufficientScope, "The token was not issued with the openid scope.").into());
+        return Err(OAuthError::new(
+            ErrorCode::InsufficientScope,
+            "The token was not issued with the openid scope.",
+        )
+        .into());
     }
     let user = state.store.user_by_id(&claims.sub).await?;
     let Some(user) = user.filter(|u| u.status == UserStatus::Active) else {
@@ -32,17 +41,26 @@ pub async fn userinfo(State(state): State<AppState>, method: Method, headers: He
 }
 
 fn bearer(headers: &HeaderMap, method: &Method, body: &Bytes) -> Result<String, BearerError> {
-    let from_header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
-        let (scheme, token) = v.trim().split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
-    });
+    let from_header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_owned())
+        });
     let from_body = if *method == Method::POST {
-        form_params(headers, body).ok().and_then(|p| p.get("access_token").map(str::to_owned))
+        form_params(headers, body)
+            .ok()
+            .and_then(|p| p.get("access_token").map(str::to_owned))
     } else {
         None
     };
     match (from_header, from_body) {
-        (Some(_), Some(_)) => Err(OAuthError::invalid_request("Send the access token in one place only.").into()),
+        (Some(_), Some(_)) => {
+            Err(OAuthError::invalid_request("Send the access token in one place only.").into())
+        }
         (Some(t), None) | (None, Some(t)) if !t.is_empty() => Ok(t),
         _ => Err(OAuthError::invalid_token("An access token is required.").into()),
     }
@@ -50,23 +68,39 @@ fn bearer(headers: &HeaderMap, method: &Method, body: &Bytes) -> Result<String, 
 
 /// `POST /revoke` (RFC 7009). Unknown or foreign tokens still get 200: revocation must not
 /// become an oracle for which tokens exist.
-pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let params = form_params(&headers, &body)?;
     let app = authenticate_client(&state, &headers, &params).await?;
     let token = params.require("token")?;
     let now = state.now();
-    if let Some(rt) = state.store.refresh_token(&crate::secrets::token_hash(token)).await? {
+    if let Some(rt) = state
+        .store
+        .refresh_token(&crate::secrets::token_hash(token))
+        .await?
+    {
         if rt.client_id == app.config.client_id {
             state.store.revoke_grant(&rt.grant_id, now).await?;
         }
-    } else if let Ok(claims) = state.keys().verify::<AccessTokenClaims>(token, AT_JWT_TYP, now) {
+    } else if let Ok(claims) = state
+        .keys()
+        .verify::<AccessTokenClaims>(token, AT_JWT_TYP, now)
+    {
         if claims.client_id == app.config.client_id && claims.iss == state.config.issuer {
             match &claims.gid {
                 // RFC 7009 §2.1 lets revoking an access token revoke its grant.
                 Some(gid) => {
                     state.store.revoke_grant(gid, now).await?;
                 }
-                None => state.store.revoke_access_token(&claims.jti, claims.exp).await?,
+                None => {
+                    state
+                        .store
+                        .revoke_access_token(&claims.jti, claims.exp)
+                        .await?
+                }
             }
         }
     }
@@ -76,16 +110,27 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
 }
 
 /// `POST /introspect` (RFC 7662). A client may introspect only tokens issued to it.
-pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let params = form_params(&headers, &body)?;
     let app = authenticate_client(&state, &headers, &params).await?;
     let token = params.require("token")?;
     let now = state.now();
     let inactive = serde_json::json!({ "active": false });
     let mut answer = inactive.clone();
-    if let Some(rt) = state.store.refresh_token(&crate::secrets::token_hash(token)).await? {
+    if let Some(rt) = state
+        .store
+        .refresh_token(&crate::secrets::token_hash(token))
+        .await?
+    {
         if let Some(grant) = state.store.grant(&rt.grant_id).await? {
-            let live = rt.used_at.is_none() && rt.expires_at > now && grant.revoked_at.is_none() && grant.expires_at > now;
+            let live = rt.used_at.is_none()
+                && rt.expires_at > now
+                && grant.revoked_at.is_none()
+                && grant.expires_at > now;
             if live && rt.client_id == app.config.client_id {
                 answer = serde_json::json!({
                     "active": true,

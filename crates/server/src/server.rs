@@ -23,7 +23,12 @@ const PURGE: Duration = Duration::from_secs(300);
 pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
     let store = Store::connect(&config.database_url)
         .await
-        .with_context(|| format!("opening database {}", crate::config::redact_url(&config.database_url)))?;
+        .with_context(|| {
+            format!(
+                "opening database {}",
+                crate::config::redact_url(&config.database_url)
+            )
+        })?;
     let now = clock.now();
     for app in &config.apps {
         let json = serde_json::to_string(app)?;
@@ -49,7 +54,11 @@ pub struct Tenant {
 
 impl Tenant {
     /// Start serving on an already bound listener (tests bind port 0 first to learn the issuer).
-    pub async fn start(config: Config, listener: std::net::TcpListener, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+    pub async fn start(
+        config: Config,
+        listener: std::net::TcpListener,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
         let tls = match &config.tls {
             Some(files) => Some(tls::server_config(files)?),
             None => None,
@@ -70,7 +79,13 @@ impl Tenant {
         };
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
         tracing::info!(tenant = %state.config.tenant_id, issuer = %state.config.issuer, %addr, "tenant started");
-        Ok(Self { addr, state, handle, server, housekeeping })
+        Ok(Self {
+            addr,
+            state,
+            handle,
+            server,
+            housekeeping,
+        })
     }
 
     /// Stop accepting, finish in-flight requests (up to 10 s), close the store.
@@ -106,16 +121,26 @@ async fn housekeeping(state: AppState) {
 pub async fn reload_keys(state: &AppState) {
     match keys::load(&state.store, state.key_grace(), state.now()).await {
         Ok(k) => state.set_keys(k),
-        Err(e) => tracing::warn!(error = %e, "reloading signing keys failed; keeping the current ones"),
+        Err(e) => {
+            tracing::warn!(error = %e, "reloading signing keys failed; keeping the current ones")
+        }
     }
 }
 
 /// `tenantd serve`: bind the configured address and serve until Ctrl-C / SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+    let listener = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("binding {}", config.listen))?;
     let tenant = Tenant::start(config, listener, Arc::new(SystemClock)).await?;
-    let scheme = if tenant.state.config.tls.is_some() { "https" } else { "http" };
-    println!("{} listening on {scheme}://{} (issuer {})", tenant.state.config.tenant_id, tenant.addr, tenant.state.config.issuer);
+    let scheme = if tenant.state.config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!(
+        "{} listening on {scheme}://{} (issuer {})",
+        tenant.state.config.tenant_id, tenant.addr, tenant.state.config.issuer
+    );
     shutdown_signal().await;
     tracing::info!("shutting down");
     tenant.shutdown().await;

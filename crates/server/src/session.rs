@@ -17,12 +17,18 @@ pub struct Current {
 
 /// The session this browser holds, if it is live and its user is still active.
 pub async fn current(state: &AppState, jar: &CookieJar) -> Result<Option<Current>, StoreError> {
-    let Some(c) = jar.get(&state.cookies.session) else { return Ok(None) };
+    let Some(c) = jar.get(&state.cookies.session) else {
+        return Ok(None);
+    };
     if c.value().len() != 43 {
         return Ok(None);
     }
     let now = state.now();
-    let Some(session) = state.store.session_by_token_hash(&token_hash(c.value()), now).await? else {
+    let Some(session) = state
+        .store
+        .session_by_token_hash(&token_hash(c.value()), now)
+        .await?
+    else {
         return Ok(None);
     };
     match state.store.user_by_id(&session.user_id).await? {
@@ -33,7 +39,12 @@ pub async fn current(state: &AppState, jar: &CookieJar) -> Result<Option<Current
 
 /// Start a new session for a user who just authenticated. Always a new token, so a session id
 /// planted before sign-in is worthless (session fixation).
-pub async fn start(state: &AppState, jar: CookieJar, user: User, amr: Vec<String>) -> Result<(CookieJar, Current), StoreError> {
+pub async fn start(
+    state: &AppState,
+    jar: CookieJar,
+    user: User,
+    amr: Vec<String>,
+) -> Result<(CookieJar, Current), StoreError> {
     let now = state.now();
     let token = random_token();
     let session = Session {

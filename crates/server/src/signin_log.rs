@@ -16,7 +16,14 @@ pub enum Outcome {
 }
 
 /// Record one attempt by a member of this tenant.
-pub async fn record(state: &AppState, ctx: &Ctx, app_id: &str, upn: &str, user_id: Option<&str>, outcome: Outcome) {
+pub async fn record(
+    state: &AppState,
+    ctx: &Ctx,
+    app_id: &str,
+    upn: &str,
+    user_id: Option<&str>,
+    outcome: Outcome,
+) {
     let (error_code, failure_reason) = match outcome {
         Outcome::Success => (0, None),
         Outcome::Failure(c, r) => (c, Some(r.to_owned())),

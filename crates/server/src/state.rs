@@ -23,7 +23,9 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> i64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
     }
 }
 
@@ -97,7 +99,13 @@ impl Deref for AppState {
 
 impl AppState {
     /// Assemble the state.
-    pub fn new(config: Config, store: Store, clock: Arc<dyn Clock>, passwords: Passwords, keys: KeySet) -> Self {
+    pub fn new(
+        config: Config,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        passwords: Passwords,
+        keys: KeySet,
+    ) -> Self {
         let prefix = config.cookie_prefix();
         let cookies = CookieNames {
             session: format!("{prefix}-session"),
@@ -108,7 +116,10 @@ impl AppState {
             .apps
             .iter()
             .map(|a| {
-                let app = App { secret_digest: a.client_secret.as_deref().map(secrets::secret_digest), config: a.clone() };
+                let app = App {
+                    secret_digest: a.client_secret.as_deref().map(secrets::secret_digest),
+                    config: a.clone(),
+                };
                 (a.client_id.clone(), Arc::new(app))
             })
             .collect();
@@ -136,12 +147,20 @@ impl AppState {
 
     /// The current key set.
     pub fn keys(&self) -> Arc<KeySet> {
-        self.0.keys.read().map(|k| k.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.0
+            .keys
+            .read()
+            .map(|k| k.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     /// The JWKS document.
     pub fn jwks(&self) -> Bytes {
-        self.0.jwks.read().map(|j| j.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.0
+            .jwks
+            .read()
+            .map(|j| j.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     /// Swap in a freshly loaded key set.
@@ -164,7 +183,10 @@ impl AppState {
 
     /// How long retired keys stay published: the longest JWT lifetime.
     pub fn key_grace(&self) -> i64 {
-        self.config.tokens.id_token.max(self.config.tokens.access_token)
+        self.config
+            .tokens
+            .id_token
+            .max(self.config.tokens.access_token)
     }
 }
 

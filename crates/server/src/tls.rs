@@ -13,12 +13,18 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// A rustls server config from PEM files, with HTTP/2 and HTTP/1.1 offered by ALPN.
 pub fn server_config(files: &TlsFiles) -> anyhow::Result<RustlsConfig> {
-    let cert_pem = std::fs::read(&files.cert).with_context(|| format!("reading TLS certificate {}", files.cert.display()))?;
-    let key_pem = std::fs::read(&files.key).with_context(|| format!("reading TLS key {}", files.key.display()))?;
+    let cert_pem = std::fs::read(&files.cert)
+        .with_context(|| format!("reading TLS certificate {}", files.cert.display()))?;
+    let key_pem = std::fs::read(&files.key)
+        .with_context(|| format!("reading TLS key {}", files.key.display()))?;
     let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("parsing {}", files.cert.display()))?;
-    anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", files.cert.display());
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "{} holds no certificate",
+        files.cert.display()
+    );
     let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
         .with_context(|| format!("parsing {}", files.key.display()))?
         .with_context(|| format!("{} holds no private key", files.key.display()))?;
@@ -36,7 +42,8 @@ pub fn client_config(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientCon
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
         Some(path) => {
-            let pem = std::fs::read(path).with_context(|| format!("reading CA file {}", path.display()))?;
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading CA file {}", path.display()))?;
             for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
                 roots.add(cert.with_context(|| format!("parsing {}", path.display()))?)?;
             }

@@ -21,47 +21,83 @@ use store::{CodeRedemption, Grant, RefreshToken, Rotation, User, UserStatus};
 
 /// Parse a form-encoded body; anything else is refused (RFC 6749 §3.2).
 pub fn form_params(headers: &HeaderMap, body: &Bytes) -> Result<Params, OAuthError> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let mime = ct.split(';').next().unwrap_or("").trim();
     if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-        return Err(OAuthError::invalid_request("The body must be application/x-www-form-urlencoded."));
+        return Err(OAuthError::invalid_request(
+            "The body must be application/x-www-form-urlencoded.",
+        ));
     }
-    let text = std::str::from_utf8(body).map_err(|_| OAuthError::invalid_request("The body is not UTF-8."))?;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| OAuthError::invalid_request("The body is not UTF-8."))?;
     Params::parse(text)
 }
 
 /// Authenticate the calling client by its registered method.
-pub async fn authenticate_client(state: &AppState, headers: &HeaderMap, params: &Params) -> Result<Arc<App>, ApiError> {
-    let authz = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("\u{0}"));
+pub async fn authenticate_client(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Arc<App>, ApiError> {
+    let authz = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
     let basic = authz.is_some();
-    let fail = |e: OAuthError| ApiError { error: e, basic_challenge: basic };
+    let fail = |e: OAuthError| ApiError {
+        error: e,
+        basic_challenge: basic,
+    };
     let presented = client_auth::presented(authz, params).map_err(fail)?;
     let unknown = || fail(OAuthError::invalid_client("Client authentication failed."));
     let client_id = match &presented {
         Presented::Secret { client_id, .. } | Presented::None { client_id } => client_id.clone(),
-        Presented::Assertion { client_id, assertion } => match client_id {
+        Presented::Assertion {
+            client_id,
+            assertion,
+        } => match client_id {
             Some(c) => c.clone(),
             None => assertion_subject(assertion).ok_or_else(unknown)?,
         },
     };
-    let app = state.app(&client_id).ok_or_else(|| unknown().error.with_detail(format!("unknown client {client_id}"))).map_err(fail)?;
+    let app = state
+        .app(&client_id)
+        .ok_or_else(|| {
+            unknown()
+                .error
+                .with_detail(format!("unknown client {client_id}"))
+        })
+        .map_err(fail)?;
     if presented.method() != app.config.auth_method {
-        return Err(fail(OAuthError::invalid_client("Client authentication failed.").with_detail(format!(
-            "client {client_id} used {} but is registered for {}",
-            presented.method().as_str(),
-            app.config.auth_method.as_str()
-        ))));
+        return Err(fail(
+            OAuthError::invalid_client("Client authentication failed.").with_detail(format!(
+                "client {client_id} used {} but is registered for {}",
+                presented.method().as_str(),
+                app.config.auth_method.as_str()
+            )),
+        ));
     }
     match presented {
         Presented::Secret { secret, .. } => {
-            let ok = app.secret_digest.is_some_and(|d| ct_eq(&d, &secret_digest(&secret)));
+            let ok = app
+                .secret_digest
+                .is_some_and(|d| ct_eq(&d, &secret_digest(&secret)));
             if !ok {
-                return Err(fail(OAuthError::invalid_client("Client authentication failed.").with_detail("wrong secret")));
+                return Err(fail(
+                    OAuthError::invalid_client("Client authentication failed.")
+                        .with_detail("wrong secret"),
+                ));
             }
         }
         Presented::Assertion { assertion, .. } => {
             let jwks = app.config.jwks.as_ref().ok_or_else(unknown)?;
-            let token_endpoint = format!("{}{}", state.config.issuer, protocol::discovery::paths::TOKEN);
+            let token_endpoint = format!(
+                "{}{}",
+                state.config.issuer,
+                protocol::discovery::paths::TOKEN
+            );
             let now = state.now();
             let verified = protocol::jwt::verify_client_assertion(
                 &assertion,
@@ -71,9 +107,14 @@ pub async fn authenticate_client(state: &AppState, headers: &HeaderMap, params: 
                 now,
             )
             .map_err(fail)?;
-            let fresh = state.store.remember_jti(&client_id, &verified.jti, verified.exp, now).await?;
+            let fresh = state
+                .store
+                .remember_jti(&client_id, &verified.jti, verified.exp, now)
+                .await?;
             if !fresh {
-                return Err(fail(OAuthError::invalid_client("The client assertion was already used.")));
+                return Err(fail(OAuthError::invalid_client(
+                    "The client assertion was already used.",
+                )));
             }
         }
         Presented::None { .. } => {}
@@ -87,7 +128,9 @@ fn assertion_subject(assertion: &str) -> Option<String> {
         sub: String,
     }
     // Only to find which client's keys to verify with; the claims are verified afterwards.
-    jsonwebtoken::dangerous::insecure_decode::<Sub>(assertion).ok().map(|d| d.claims.sub)
+    jsonwebtoken::dangerous::insecure_decode::<Sub>(assertion)
+        .ok()
+        .map(|d| d.claims.sub)
 }
 
 /// RFC 6749 §5.1 successful response.
@@ -104,7 +147,12 @@ struct TokenResponse {
 }
 
 /// `POST /token`.
-pub async fn token(State(state): State<AppState>, ctx: Ctx, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn token(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let params = form_params(&headers, &body)?;
     let app = authenticate_client(&state, &headers, &params).await?;
     let grant = parse_grant(&params)?;
@@ -114,13 +162,31 @@ pub async fn token(State(state): State<AppState>, ctx: Ctx, headers: HeaderMap, 
         GrantRequest::ClientCredentials { .. } => GrantType::ClientCredentials,
     };
     if !app.config.grant_types.contains(&allowed) {
-        return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "This client may not use this grant type.").into());
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "This client may not use this grant type.",
+        )
+        .into());
     }
     let resp = match grant {
-        GrantRequest::AuthorizationCode { code, redirect_uri, code_verifier } => {
-            exchange_code(&state, &app, &code, redirect_uri.as_deref(), code_verifier.as_deref()).await?
+        GrantRequest::AuthorizationCode {
+            code,
+            redirect_uri,
+            code_verifier,
+        } => {
+            exchange_code(
+                &state,
+                &app,
+                &code,
+                redirect_uri.as_deref(),
+                code_verifier.as_deref(),
+            )
+            .await?
         }
-        GrantRequest::RefreshToken { refresh_token, scope } => refresh(&state, &app, &refresh_token, scope).await?,
+        GrantRequest::RefreshToken {
+            refresh_token,
+            scope,
+        } => refresh(&state, &app, &refresh_token, scope).await?,
         GrantRequest::ClientCredentials { scope } => client_credentials(&state, &app, scope)?,
     };
     tracing::debug!(correlation_id = %ctx.correlation_id, client = %app.config.client_id, "tokens issued");
@@ -146,23 +212,35 @@ async fn exchange_code(
                 .with_detail(format!("code replay; grant {grant_id} revoked"))
                 .into());
         }
-        CodeRedemption::Expired => return Err(invalid("The authorization code has expired.").into()),
-        CodeRedemption::GrantRevoked => return Err(invalid("The authorization has been revoked.").into()),
-        CodeRedemption::NotFound => return Err(invalid("The authorization code is invalid.").into()),
+        CodeRedemption::Expired => {
+            return Err(invalid("The authorization code has expired.").into());
+        }
+        CodeRedemption::GrantRevoked => {
+            return Err(invalid("The authorization has been revoked.").into());
+        }
+        CodeRedemption::NotFound => {
+            return Err(invalid("The authorization code is invalid.").into());
+        }
     };
     // From here the code is spent: any failure also revokes the grant so it cannot be retried.
     let check = || -> Result<(), OAuthError> {
         if code_row.client_id != app.config.client_id {
-            return Err(invalid("The authorization code was issued to another client."));
+            return Err(invalid(
+                "The authorization code was issued to another client.",
+            ));
         }
         if redirect_uri != Some(code_row.redirect_uri.as_str()) {
-            return Err(invalid("redirect_uri does not match the authorization request."));
+            return Err(invalid(
+                "redirect_uri does not match the authorization request.",
+            ));
         }
         match (&code_row.code_challenge, verifier) {
             (Some(challenge), Some(v)) => pkce::verify(v, challenge),
             (Some(_), None) => Err(invalid("code_verifier is required.")),
             // A verifier for a code issued without a challenge is a PKCE downgrade attempt.
-            (None, Some(_)) => Err(invalid("code_verifier was sent but the authorization request had no code_challenge.")),
+            (None, Some(_)) => Err(invalid(
+                "code_verifier was sent but the authorization request had no code_challenge.",
+            )),
             (None, None) => Ok(()),
         }
     };
@@ -175,26 +253,54 @@ async fn exchange_code(
         state.store.revoke_grant(&grant.id, now).await?;
         return Err(invalid("The user is no longer active.").into());
     };
-    issue_user_tokens(state, app, &grant, &user, &grant.scope, code_row.nonce, true).await
+    issue_user_tokens(
+        state,
+        app,
+        &grant,
+        &user,
+        &grant.scope,
+        code_row.nonce,
+        true,
+    )
+    .await
 }
 
 async fn active_user(state: &AppState, id: &str) -> Result<Option<User>, ApiError> {
-    Ok(state.store.user_by_id(id).await?.filter(|u| u.status == UserStatus::Active))
+    Ok(state
+        .store
+        .user_by_id(id)
+        .await?
+        .filter(|u| u.status == UserStatus::Active))
 }
 
-async fn refresh(state: &AppState, app: &App, token: &str, scope: Option<Scope>) -> Result<TokenResponse, ApiError> {
+async fn refresh(
+    state: &AppState,
+    app: &App,
+    token: &str,
+    scope: Option<Scope>,
+) -> Result<TokenResponse, ApiError> {
     let now = state.now();
     let hash = token_hash(token);
     let invalid = || OAuthError::invalid_grant("The refresh token is invalid, expired or revoked.");
-    let Some(old) = state.store.refresh_token(&hash).await? else { return Err(invalid().into()) };
+    let Some(old) = state.store.refresh_token(&hash).await? else {
+        return Err(invalid().into());
+    };
     if old.client_id != app.config.client_id {
-        return Err(invalid().with_detail("refresh token of another client").into());
+        return Err(invalid()
+            .with_detail("refresh token of another client")
+            .into());
     }
-    let Some(grant) = state.store.grant(&old.grant_id).await? else { return Err(invalid().into()) };
+    let Some(grant) = state.store.grant(&old.grant_id).await? else {
+        return Err(invalid().into());
+    };
     let granted = Scope::parse(&grant.scope).unwrap_or_default();
     let scope = match scope {
         Some(s) if !s.is_subset(&granted) => {
-            return Err(OAuthError::new(ErrorCode::InvalidScope, "The requested scope exceeds the original grant.").into());
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                "The requested scope exceeds the original grant.",
+            )
+            .into());
         }
         Some(s) => s,
         None => granted,
@@ -212,15 +318,20 @@ async fn refresh(state: &AppState, app: &App, token: &str, scope: Option<Scope>)
     let grant = match state.store.rotate_refresh_token(&hash, &new, now).await? {
         Rotation::Rotated { grant, .. } => grant,
         Rotation::Reused { grant_id } => {
-            return Err(invalid().with_detail(format!("refresh token reuse; grant {grant_id} revoked")).into());
+            return Err(invalid()
+                .with_detail(format!("refresh token reuse; grant {grant_id} revoked"))
+                .into());
         }
-        Rotation::Expired | Rotation::GrantRevoked | Rotation::NotFound => return Err(invalid().into()),
+        Rotation::Expired | Rotation::GrantRevoked | Rotation::NotFound => {
+            return Err(invalid().into());
+        }
     };
     let Some(user) = active_user(state, &grant.user_id).await? else {
         state.store.revoke_grant(&grant.id, now).await?;
         return Err(invalid().with_detail("user inactive").into());
     };
-    let mut resp = issue_user_tokens(state, app, &grant, &user, &scope.to_string(), None, false).await?;
+    let mut resp =
+        issue_user_tokens(state, app, &grant, &user, &scope.to_string(), None, false).await?;
     resp.refresh_token = Some(new_token);
     Ok(resp)
 }
@@ -255,7 +366,9 @@ async fn issue_user_tokens(
         tid: cfg.tenant_id.clone(),
         gid: Some(grant.id.clone()),
     };
-    let access_token = keys.sign(cfg.signing_alg, AT_JWT_TYP, &at).map_err(OAuthError::from)?;
+    let access_token = keys
+        .sign(cfg.signing_alg, AT_JWT_TYP, &at)
+        .map_err(OAuthError::from)?;
     let id_token = if scopes.contains("openid") {
         let claims = IdTokenClaims {
             iss: cfg.issuer.clone(),
@@ -272,28 +385,32 @@ async fn issue_user_tokens(
             tid: cfg.tenant_id.clone(),
             extra: user_claims(user, &scopes),
         };
-        Some(keys.sign(app.config.id_token_alg, "JWT", &claims).map_err(OAuthError::from)?)
+        Some(
+            keys.sign(app.config.id_token_alg, "JWT", &claims)
+                .map_err(OAuthError::from)?,
+        )
     } else {
         None
     };
-    let refresh_token = if new_refresh_token && app.config.grant_types.contains(&GrantType::RefreshToken) {
-        let token = random_token();
-        state
-            .store
-            .insert_refresh_token(&RefreshToken {
-                token_hash: token_hash(&token),
-                grant_id: grant.id.clone(),
-                client_id: app.config.client_id.clone(),
-                scope: grant.scope.clone(),
-                created_at: now,
-                expires_at: (now + cfg.tokens.refresh_token).min(grant.expires_at),
-                used_at: None,
-            })
-            .await?;
-        Some(token)
-    } else {
-        None
-    };
+    let refresh_token =
+        if new_refresh_token && app.config.grant_types.contains(&GrantType::RefreshToken) {
+            let token = random_token();
+            state
+                .store
+                .insert_refresh_token(&RefreshToken {
+                    token_hash: token_hash(&token),
+                    grant_id: grant.id.clone(),
+                    client_id: app.config.client_id.clone(),
+                    scope: grant.scope.clone(),
+                    created_at: now,
+                    expires_at: (now + cfg.tokens.refresh_token).min(grant.expires_at),
+                    used_at: None,
+                })
+                .await?;
+            Some(token)
+        } else {
+            None
+        };
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer",
@@ -326,14 +443,28 @@ pub fn user_claims(user: &User, scopes: &Scope) -> serde_json::Map<String, serde
     m
 }
 
-fn client_credentials(state: &AppState, app: &App, scope: Option<Scope>) -> Result<TokenResponse, ApiError> {
+fn client_credentials(
+    state: &AppState,
+    app: &App,
+    scope: Option<Scope>,
+) -> Result<TokenResponse, ApiError> {
     if app.config.auth_method == AuthMethod::None {
-        return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "Public clients cannot use client_credentials.").into());
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "Public clients cannot use client_credentials.",
+        )
+        .into());
     }
     let allowed: Vec<&str> = app.config.scopes.iter().map(String::as_str).collect();
     let scope = match scope {
         Some(s) if s.iter().all(|x| allowed.contains(&x)) => s,
-        Some(_) => return Err(OAuthError::new(ErrorCode::InvalidScope, "The requested scope is not allowed for this client.").into()),
+        Some(_) => {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                "The requested scope is not allowed for this client.",
+            )
+            .into());
+        }
         None => Scope::parse(&allowed.join(" ")).unwrap_or_default(),
     };
     let now = state.now();
@@ -354,7 +485,10 @@ fn client_credentials(state: &AppState, app: &App, scope: Option<Scope>) -> Resu
         tid: cfg.tenant_id.clone(),
         gid: None,
     };
-    let access_token = state.keys().sign(cfg.signing_alg, AT_JWT_TYP, &at).map_err(OAuthError::from)?;
+    let access_token = state
+        .keys()
+        .sign(cfg.signing_alg, AT_JWT_TYP, &at)
+        .map_err(OAuthError::from)?;
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer",
@@ -366,23 +500,38 @@ fn client_credentials(state: &AppState, app: &App, scope: Option<Scope>) -> Resu
 }
 
 /// Verify one of our access tokens and that it has not been revoked.
-pub async fn verify_access_token(state: &AppState, token: &str) -> Result<AccessTokenClaims, OAuthError> {
+pub async fn verify_access_token(
+    state: &AppState,
+    token: &str,
+) -> Result<AccessTokenClaims, OAuthError> {
     let now = state.now();
     let claims: AccessTokenClaims = state.keys().verify(token, AT_JWT_TYP, now)?;
     if claims.iss != state.config.issuer {
-        return Err(OAuthError::invalid_token("The token was issued by someone else."));
+        return Err(OAuthError::invalid_token(
+            "The token was issued by someone else.",
+        ));
     }
     protocol::jwt::check_times(claims.exp, Some(claims.iat), None, now)?;
     let store_err = |e: store::StoreError| OAuthError::server_error(e.to_string());
     match &claims.gid {
         Some(gid) => {
-            let live = state.store.grant(gid).await.map_err(store_err)?.is_some_and(|g| g.revoked_at.is_none());
+            let live = state
+                .store
+                .grant(gid)
+                .await
+                .map_err(store_err)?
+                .is_some_and(|g| g.revoked_at.is_none());
             if !live {
                 return Err(OAuthError::invalid_token("The token has been revoked."));
             }
         }
         None => {
-            if state.store.access_token_revoked(&claims.jti).await.map_err(store_err)? {
+            if state
+                .store
+                .access_token_revoked(&claims.jti)
+                .await
+                .map_err(store_err)?
+            {
                 return Err(OAuthError::invalid_token("The token has been revoked."));
             }
         }

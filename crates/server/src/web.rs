@@ -29,7 +29,10 @@ pub struct Ctx {
 impl FromRequestParts<AppState> for Ctx {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let correlation_id = parts
             .headers
             .get(REQUEST_ID)
@@ -45,7 +48,11 @@ impl FromRequestParts<AppState> for Ctx {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(512).collect());
-        Ok(Self { correlation_id, ip, user_agent })
+        Ok(Self {
+            correlation_id,
+            ip,
+            user_agent,
+        })
     }
 }
 
@@ -61,7 +68,10 @@ pub struct ApiError {
 
 impl From<OAuthError> for ApiError {
     fn from(error: OAuthError) -> Self {
-        Self { error, basic_challenge: false }
+        Self {
+            error,
+            basic_challenge: false,
+        }
     }
 }
 
@@ -74,11 +84,15 @@ impl From<store::StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         log_oauth_error(&self.error);
-        let status = StatusCode::from_u16(self.error.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+        let status =
+            StatusCode::from_u16(self.error.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
         let mut resp = (status, axum::Json(self.error.to_json())).into_response();
         no_store(resp.headers_mut());
         if status == StatusCode::UNAUTHORIZED && self.basic_challenge {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"tenantd\""));
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"tenantd\""),
+            );
         }
         resp
     }
@@ -145,7 +159,13 @@ pub struct PageError {
 impl PageError {
     /// A 400 page.
     pub fn bad_request(title: &'static str, message: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, title, message: message.into(), error_code: None, detail: None }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            title,
+            message: message.into(),
+            error_code: None,
+            detail: None,
+        }
     }
 
     /// A 500 page with a private detail.
@@ -153,7 +173,8 @@ impl PageError {
         Self {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             title: "Something went wrong",
-            message: "The sign-in service could not complete your request. Please try again.".into(),
+            message: "The sign-in service could not complete your request. Please try again."
+                .into(),
             error_code: None,
             detail: Some(detail.into()),
         }
@@ -173,8 +194,12 @@ impl PageError {
             Some(d) if self.status.is_server_error() => {
                 tracing::error!(correlation_id = %ctx.correlation_id, detail = %d, "page error")
             }
-            Some(d) => tracing::info!(correlation_id = %ctx.correlation_id, detail = %d, title = self.title, "page refusal"),
-            None => tracing::info!(correlation_id = %ctx.correlation_id, title = self.title, "page refusal"),
+            Some(d) => {
+                tracing::info!(correlation_id = %ctx.correlation_id, detail = %d, title = self.title, "page refusal")
+            }
+            None => {
+                tracing::info!(correlation_id = %ctx.correlation_id, title = self.title, "page refusal")
+            }
         }
         let page = pages::ErrorPage {
             tenant_name: &state.config.display_name,
@@ -215,7 +240,12 @@ pub fn no_store(h: &mut HeaderMap) {
 }
 
 /// A cookie with the tenant's defaults: HttpOnly, SameSite=Lax, Path=/, Secure over TLS.
-pub fn cookie(state: &AppState, name: &str, value: String, max_age: Option<i64>) -> Cookie<'static> {
+pub fn cookie(
+    state: &AppState,
+    name: &str,
+    value: String,
+    max_age: Option<i64>,
+) -> Cookie<'static> {
     let mut c = Cookie::new(name.to_owned(), value);
     c.set_http_only(true);
     c.set_same_site(SameSite::Lax);
@@ -242,18 +272,19 @@ pub fn csrf_token(state: &AppState, jar: CookieJar) -> (CookieJar, String) {
 
 /// Check a submitted form's CSRF token against the cookie (double submit), in constant time.
 pub fn check_csrf(state: &AppState, jar: &CookieJar, submitted: &str) -> Result<(), PageError> {
-    let ok = jar
-        .get(&state.cookies.csrf)
-        .is_some_and(|c| !submitted.is_empty() && crate::secrets::ct_eq(c.value().as_bytes(), submitted.as_bytes()));
+    let ok = jar.get(&state.cookies.csrf).is_some_and(|c| {
+        !submitted.is_empty() && crate::secrets::ct_eq(c.value().as_bytes(), submitted.as_bytes())
+    });
     if ok {
         Ok(())
     } else {
         Err(PageError {
             status: StatusCode::FORBIDDEN,
             title: "Your form has expired",
-            message: "This page could not be verified (the form was too old or cookies are blocked). \
+            message:
+                "This page could not be verified (the form was too old or cookies are blocked). \
                       Go back, reload the page and try again."
-                .into(),
+                    .into(),
             error_code: None,
             detail: Some("CSRF token missing or mismatched".into()),
         })

@@ -1,0 +1,231 @@
+//! Operations: health, keys and rotation, restarts, the CLI.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::support::*;
+use clap::Parser;
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let t = start("contoso").await;
+    let r = backchannel().get(t.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = backchannel().get(t.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn discovery_and_jwks_publish_es256_and_rs256() {
+    let t = start("contoso").await;
+    let d: serde_json::Value = backchannel()
+        .get(t.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(d["issuer"], t.issuer);
+    assert_eq!(
+        d["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
+    assert_eq!(d["authorization_response_iss_parameter_supported"], true);
+    let jwks: serde_json::Value = backchannel()
+        .get(t.url("/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let algs: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["alg"].as_str().unwrap())
+        .collect();
+    assert!(
+        algs.contains(&"ES256") && algs.contains(&"RS256"),
+        "{algs:?}"
+    );
+}
+
+#[tokio::test]
+async fn key_rotation_keeps_the_old_key_until_its_tokens_expire() {
+    let t = start("contoso").await;
+    let tokens = alice_tokens(&t, &browser()).await;
+    let old_at = tokens["access_token"].as_str().unwrap().to_owned();
+    let old_kid = crate::flows::decode_header(&old_at)["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server::keys::rotate(
+        &t.state().store,
+        protocol::jwt::SigningAlg::ES256,
+        t.state().now(),
+    )
+    .await
+    .unwrap();
+    server::server::reload_keys(t.state()).await;
+    let jwks: serde_json::Value = backchannel()
+        .get(t.url("/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(kids.len(), 3, "new ES256, old ES256, RS256");
+    assert!(kids.contains(&old_kid.as_str()));
+    // New tokens use the new key; the old token still works.
+    let fresh = alice_tokens(&t, &browser()).await;
+    let new_kid = crate::flows::decode_header(fresh["access_token"].as_str().unwrap())["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(new_kid, old_kid);
+    let r = backchannel()
+        .get(t.url("/userinfo"))
+        .bearer_auth(&old_at)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // After the longest token lifetime the old key leaves the JWKS.
+    t.clock.advance(301);
+    server::server::reload_keys(t.state()).await;
+    let jwks: serde_json::Value = backchannel()
+        .get(t.url("/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert!(!kids.contains(&old_kid.as_str()));
+    assert_eq!(kids.len(), 2);
+}
+
+#[tokio::test]
+async fn state_survives_a_restart() {
+    let t = start("contoso").await;
+    let dir = t.dir.clone();
+    let tokens = alice_tokens(&t, &browser()).await;
+    let kid = crate::flows::decode_header(tokens["id_token"].as_str().unwrap())["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let db = format!("sqlite://{}", dir.join("tenant.db").display());
+    t.tenant.shutdown().await;
+    let t = start_at("contoso", &dir, &db, "").await;
+    let jwks = backchannel()
+        .get(t.url("/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(jwks.contains(&kid), "signing keys persist");
+    let r = rp_token(
+        &t,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200, "refresh tokens persist");
+}
+
+#[tokio::test]
+async fn cli_user_commands_against_the_configured_database() {
+    let f = fixtures();
+    let dir = f.dir.join(format!("cli-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("tenant.toml");
+    let db = format!("sqlite://{}", dir.join("cli.db").display());
+    std::fs::write(
+        &config,
+        config_text("cli", "https://127.0.0.1:1", "127.0.0.1:1", &db, ""),
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let run = |args: Vec<&str>| {
+        let cli = server::cli::Cli::try_parse_from(std::iter::once("tenantd").chain(args)).unwrap();
+        async move { server::cli::execute(cli).await.map_err(|f| f.code) }
+    };
+    assert_eq!(
+        run(vec![
+            "user",
+            "add",
+            "--config",
+            c,
+            "dana@contoso.test",
+            "--name",
+            "Dana"
+        ])
+        .await,
+        Ok(())
+    );
+    assert_eq!(
+        run(vec!["user", "add", "--config", c, "dana@contoso.test"]).await,
+        Err(5),
+        "already exists"
+    );
+    assert_eq!(
+        run(vec![
+            "user",
+            "disable",
+            "--config",
+            c,
+            "nobody@contoso.test"
+        ])
+        .await,
+        Err(4),
+        "not found"
+    );
+    assert_eq!(
+        run(vec!["user", "disable", "--config", c, "DANA@contoso.test"]).await,
+        Ok(())
+    );
+    assert_eq!(run(vec!["user", "list", "--config", c]).await, Ok(()));
+    assert_eq!(
+        run(vec!["keys", "rotate", "--config", c, "--alg", "es256"]).await,
+        Ok(())
+    );
+    let store = store::Store::connect(&db).await.unwrap();
+    let dana = store
+        .user_by_email("dana@contoso.test")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(dana.status, store::UserStatus::Disabled);
+    assert!(
+        dana.must_change_password,
+        "a generated password is temporary"
+    );
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(keys.iter().filter(|k| k.alg == "ES256").count(), 2);
+    assert_eq!(
+        keys.iter().filter(|k| k.retired_at.is_none()).count(),
+        2,
+        "one active key per algorithm"
+    );
+    // A broken config is exit code 3.
+    std::fs::write(&config, "[tenant]\nid = 1\n").unwrap();
+    assert_eq!(run(vec!["user", "list", "--config", c]).await, Err(3));
+}

@@ -1,0 +1,384 @@
+//! Test harness: real tenants on ephemeral loopback ports with real TLS (a dev CA generated once
+//! per test process), a browser-like client (cookie jar, manual redirects), and helpers that
+//! walk the sign-in pages the way a person would.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use reqwest::header::LOCATION;
+use server::{Config, OffsetClock, Tenant};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+pub const ALICE: &str = "alice@contoso.test";
+pub const ALICE_PW: &str = "alice-test-password";
+pub const RP_ID: &str = "lab-rp";
+pub const RP_SECRET: &str = "lab-rp-secret";
+pub const RP_REDIRECT: &str = "http://127.0.0.1:9555/callback";
+pub const RP_LOGOUT: &str = "http://127.0.0.1:9555/";
+pub const PUBLIC_ID: &str = "spa";
+pub const PUBLIC_REDIRECT: &str = "http://127.0.0.1:9556/cb";
+pub const THIRD_ID: &str = "partner-app";
+pub const THIRD_SECRET: &str = "partner-app-secret";
+pub const THIRD_REDIRECT: &str = "https://partner.test/cb";
+pub const CC_ID: &str = "daemon";
+pub const CC_SECRET: &str = "daemon-secret-123";
+pub const JWT_ID: &str = "jwt-client";
+pub const JWT_REDIRECT: &str = "https://jwt.test/cb";
+
+/// Generated once per process: the dev CA and leaf, plus the private_key_jwt client key.
+pub struct Fixtures {
+    pub dir: PathBuf,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_key_pem: String,
+    pub client_kid: String,
+    pub client_jwks: PathBuf,
+}
+
+pub fn fixtures() -> &'static Fixtures {
+    static F: OnceLock<Fixtures> = OnceLock::new();
+    F.get_or_init(|| {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let dir = std::env::temp_dir().join(format!("tenantd-e2e-{}", uuid::Uuid::new_v4()));
+        let (certs, _) = server::certs::ensure(&dir.join("certs"), true).unwrap();
+        let client_key_pem = server::keys::generate_pem(protocol::jwt::SigningAlg::ES256).unwrap();
+        let k = protocol::jwt::SigningKey::from_pkcs8_pem(
+            protocol::jwt::SigningAlg::ES256,
+            &client_key_pem,
+            0,
+            None,
+        )
+        .unwrap();
+        let client_jwks = dir.join("client-jwks.json");
+        std::fs::write(
+            &client_jwks,
+            serde_json::json!({ "keys": [k.public_jwk()] }).to_string(),
+        )
+        .unwrap();
+        Fixtures {
+            ca: certs.ca,
+            cert: certs.cert,
+            key: certs.key,
+            client_key_pem,
+            client_kid: k.kid.clone(),
+            client_jwks,
+            dir,
+        }
+    })
+}
+
+/// A running tenant for one test.
+pub struct TestTenant {
+    pub tenant: Tenant,
+    pub issuer: String,
+    pub clock: Arc<OffsetClock>,
+    pub dir: PathBuf,
+}
+
+impl TestTenant {
+    pub fn state(&self) -> &server::AppState {
+        &self.tenant.state
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.issuer, path)
+    }
+}
+
+/// The config text for a test tenant; `extra` is appended (more apps, overrides).
+pub fn config_text(id: &str, issuer: &str, listen: &str, db: &str, extra: &str) -> String {
+    let f = fixtures();
+    format!(
+        r#"
+[tenant]
+id = "{id}"
+display_name = "Tenant {id}"
+issuer = "{issuer}"
+[server]
+listen = "{listen}"
+trusted_proxies = ["127.0.0.1/32"]
+[server.tls]
+cert = "{cert}"
+key = "{key}"
+[database]
+url = "{db}"
+[[apps]]
+client_id = "{RP_ID}"
+name = "Lab RP"
+client_secret = "{RP_SECRET}"
+redirect_uris = ["{RP_REDIRECT}"]
+post_logout_redirect_uris = ["{RP_LOGOUT}"]
+first_party = true
+[[apps]]
+client_id = "{PUBLIC_ID}"
+name = "Single-page app"
+token_endpoint_auth_method = "none"
+redirect_uris = ["{PUBLIC_REDIRECT}"]
+first_party = true
+[[apps]]
+client_id = "{THIRD_ID}"
+name = "Partner App"
+client_secret = "{THIRD_SECRET}"
+token_endpoint_auth_method = "client_secret_post"
+redirect_uris = ["{THIRD_REDIRECT}"]
+[[apps]]
+client_id = "{CC_ID}"
+name = "Daemon"
+client_secret = "{CC_SECRET}"
+grant_types = ["client_credentials"]
+scopes = ["reports.read"]
+[[apps]]
+client_id = "{JWT_ID}"
+name = "JWT client"
+jwks_file = "{jwks}"
+redirect_uris = ["{JWT_REDIRECT}"]
+first_party = true
+{extra}
+"#,
+        cert = f.cert.display(),
+        key = f.key.display(),
+        jwks = f.client_jwks.display(),
+    )
+}
+
+/// Start a tenant on an ephemeral port with alice seeded.
+pub async fn start(id: &str) -> TestTenant {
+    start_with(id, "").await
+}
+
+pub async fn start_with(id: &str, extra: &str) -> TestTenant {
+    let dir = fixtures()
+        .dir
+        .join(format!("{id}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = format!("sqlite://{}", dir.join("tenant.db").display());
+    start_at(id, &dir, &db, extra).await
+}
+
+/// Start (or restart) a tenant whose database is `db`.
+pub async fn start_at(id: &str, dir: &Path, db: &str, extra: &str) -> TestTenant {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let issuer = format!("https://127.0.0.1:{}", addr.port());
+    let text = config_text(id, &issuer, &addr.to_string(), db, extra);
+    let config = Config::parse(&text, "test.toml").unwrap();
+    let clock = Arc::new(OffsetClock::default());
+    let tenant = Tenant::start(config, listener, clock.clone())
+        .await
+        .unwrap();
+    let t = TestTenant {
+        tenant,
+        issuer,
+        clock,
+        dir: dir.to_path_buf(),
+    };
+    if t.state()
+        .store
+        .user_by_email(ALICE)
+        .await
+        .unwrap()
+        .is_none()
+    {
+        add_user(&t, ALICE, ALICE_PW, false).await;
+    }
+    t
+}
+
+pub async fn add_user(
+    t: &TestTenant,
+    email: &str,
+    password: &str,
+    must_change: bool,
+) -> store::User {
+    let hash = t.state().passwords.hash(password).await.unwrap();
+    t.state()
+        .store
+        .insert_user(&store::NewUser {
+            id: uuid::Uuid::new_v4().to_string(),
+            email: email.into(),
+            display_name: "Alice Smith".into(),
+            given_name: Some("Alice".into()),
+            family_name: Some("Smith".into()),
+            password_hash: Some(hash),
+            must_change_password: must_change,
+            now: t.state().now(),
+        })
+        .await
+        .unwrap()
+}
+
+fn tls() -> rustls::ClientConfig {
+    server::tls::client_config(Some(&fixtures().ca)).unwrap()
+}
+
+/// A browser: cookie jar, redirects not followed (tests look at each hop).
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls())
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A back-channel client (no cookies, no redirects).
+pub fn backchannel() -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Hidden inputs of the first form on a page.
+pub fn hidden_inputs(html: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = html;
+    while let Some(i) = rest.find("<input type=\"hidden\" name=\"") {
+        rest = &rest[i + 27..];
+        let Some(end) = rest.find('"') else { break };
+        let name = rest[..end].to_owned();
+        let Some(v) = rest.find("value=\"") else {
+            break;
+        };
+        let after = &rest[v + 7..];
+        let Some(vend) = after.find('"') else { break };
+        out.push((name, html_unescape(&after[..vend])));
+        rest = &after[vend..];
+    }
+    out
+}
+
+fn html_unescape(s: &str) -> String {
+    s.replace("&#34;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
+}
+
+pub fn location(r: &reqwest::Response) -> String {
+    r.headers()
+        .get(LOCATION)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+/// Query parameters of a URL.
+pub fn query(url: &str) -> std::collections::HashMap<String, String> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+/// The standard authorize query for the confidential lab RP.
+pub fn rp_authorize(t: &TestTenant, extra: &str) -> String {
+    t.url(&format!(
+        "/authorize?response_type=code&client_id={RP_ID}&redirect_uri={}&scope=openid%20profile%20email&state=st-1&nonce=n-1{extra}",
+        urlenc(RP_REDIRECT)
+    ))
+}
+
+pub fn urlenc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Follow an authorization URL through the sign-in pages with email + password, returning the
+/// final redirect (to the client) as a URL string. Panics on any unexpected page.
+pub async fn sign_in(
+    t: &TestTenant,
+    b: &reqwest::Client,
+    authorize_url: &str,
+    email: &str,
+    password: &str,
+) -> String {
+    let r = b.get(authorize_url).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        303,
+        "authorize should redirect to the sign-in page"
+    );
+    let login = location(&r);
+    if !login.starts_with("/login") {
+        return login;
+    }
+    submit_password(t, b, &login, email, password).await
+}
+
+/// From a `/login?interaction=` path: email page, password page, submit. Returns the Location
+/// after the password (client redirect or consent page).
+pub async fn submit_password(
+    t: &TestTenant,
+    b: &reqwest::Client,
+    login_path: &str,
+    email: &str,
+    password: &str,
+) -> String {
+    let page = b.get(t.url(login_path)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let mut form = hidden_inputs(&page.text().await.unwrap());
+    form.push(("email".into(), email.into()));
+    let page = b.post(t.url("/login")).form(&form).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let mut form = hidden_inputs(&page.text().await.unwrap());
+    form.push(("password".into(), password.into()));
+    let r = b
+        .post(t.url("/login/password"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "password accepted should redirect");
+    location(&r)
+}
+
+/// The code from a client redirect, checking `state` and RFC 9207 `iss`.
+pub fn code_from(t: &TestTenant, redirect: &str, state: &str) -> String {
+    let q = query(redirect);
+    assert_eq!(
+        q.get("state").map(String::as_str),
+        Some(state),
+        "state echoed: {redirect}"
+    );
+    assert_eq!(
+        q.get("iss").map(String::as_str),
+        Some(t.issuer.as_str()),
+        "RFC 9207 iss present: {redirect}"
+    );
+    q.get("code")
+        .cloned()
+        .unwrap_or_else(|| panic!("no code in {redirect}"))
+}
+
+/// Exchange a code at the token endpoint as the lab RP (Basic auth).
+pub async fn rp_token(t: &TestTenant, form: &[(&str, &str)]) -> reqwest::Response {
+    backchannel()
+        .post(t.url("/token"))
+        .basic_auth(RP_ID, Some(RP_SECRET))
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Sign alice in through the lab RP and return the token response JSON.
+pub async fn alice_tokens(t: &TestTenant, b: &reqwest::Client) -> serde_json::Value {
+    let redirect = sign_in(t, b, &rp_authorize(t, ""), ALICE, ALICE_PW).await;
+    let code = code_from(t, &redirect, "st-1");
+    let r = rp_token(
+        t,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", RP_REDIRECT),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
