@@ -42,6 +42,16 @@ pub struct LocationFacts {
     pub trusted: bool,
 }
 
+impl From<&risk::IpFacts> for LocationFacts {
+    /// The named locations the risk crate's intel lookup matched.
+    fn from(f: &risk::IpFacts) -> Self {
+        LocationFacts {
+            named_location_ids: f.named_locations.clone(),
+            trusted: f.trusted_location,
+        }
+    }
+}
+
 /// What the user has already done in this sign-in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]

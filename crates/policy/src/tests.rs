@@ -729,6 +729,25 @@ fn what_if_is_the_same_evaluation_and_reads_json() {
 }
 
 #[test]
+fn location_facts_from_intel() {
+    let intel = risk::Intel::load(risk::IntelSources {
+        named_locations: Some(risk::IntelSource::new(
+            "loc.toml",
+            "[[namedLocations]]\nid = \"hq\"\ndisplayName = \"HQ\"\nisTrusted = true\nipRanges = [\"192.0.2.0/24\"]\n",
+        )),
+        ..Default::default()
+    })
+    .unwrap();
+    let f = LocationFacts::from(&intel.lookup("192.0.2.1".parse().unwrap()));
+    assert_eq!(f.named_location_ids, vec!["hq".to_owned()]);
+    assert!(f.trusted);
+    assert_eq!(
+        LocationFacts::from(&intel.lookup("198.51.100.1".parse().unwrap())),
+        LocationFacts::default()
+    );
+}
+
+#[test]
 fn or_operator_needs_one() {
     let mut p = policy("or", MFA);
     p.grant_controls.as_mut().unwrap().operator = GrantOperator::Or;

@@ -21,7 +21,7 @@ pub use signin::{
     TokenAnomalyConfig, TokenIssuerFacts, evaluate_sign_in,
 };
 pub use user_risk::{
-    Actor, AgeingConfig, RiskHistoryEntry, RiskTransitionError, Transition, UserRiskEvent,
-    UserRiskStatus, aggregate_user_risk, ensure_risk_is_ours, transition,
+    Actor, AgeingConfig, RiskHistoryEntry, RiskTransitionError, Transition, UserRiskClaim,
+    UserRiskEvent, UserRiskStatus, aggregate_user_risk, ensure_risk_is_ours, transition,
 };
 pub use vocab::{DetectionTimingType, RiskDetail, RiskEventType, RiskLevel, RiskState, UserType};

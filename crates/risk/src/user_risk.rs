@@ -57,6 +57,50 @@ pub struct UserRiskStatus {
     pub risk_detail: RiskDetail,
 }
 
+/// The home -> resource contract (DESIGN.md §4): the `user_risk` claim in ID tokens and
+/// userinfo, released only to apps registered at the home as partner tenants.
+///
+/// ```json
+/// "user_risk": { "level": "high", "state": "atRisk", "detail": "none", "updated_at": 1764000000 }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRiskClaim {
+    pub level: RiskLevel,
+    pub state: RiskState,
+    pub detail: RiskDetail,
+    /// Unix seconds of the last change.
+    pub updated_at: i64,
+}
+
+impl UserRiskClaim {
+    /// The claim for a user's current status (home side).
+    pub fn new(status: UserRiskStatus, updated_at: OffsetDateTime) -> Self {
+        Self {
+            level: status.risk_level,
+            state: status.risk_state,
+            detail: status.risk_detail,
+            updated_at: updated_at.unix_timestamp(),
+        }
+    }
+
+    /// The user risk level a resource evaluates policies with: the claim's level when the
+    /// partner entry trusts the partner's risk (`trust_user_risk`), `none` otherwise. The seed:
+    /// "The user risk for B2B collaboration users is evaluated at their home directory" — the
+    /// resource never computes it, it only reads (or ignores) this claim.
+    pub fn effective_level(claim: Option<&UserRiskClaim>, trusted: bool) -> RiskLevel {
+        match claim {
+            Some(c) if trusted => match c.state {
+                // Remediated and dismissed risk no longer counts, whatever level was sent.
+                RiskState::Remediated | RiskState::Dismissed | RiskState::ConfirmedSafe => {
+                    RiskLevel::None
+                }
+                _ => c.level,
+            },
+            _ => RiskLevel::None,
+        }
+    }
+}
+
 /// Who caused a transition (Graph `riskyUserHistoryItem.initiatedBy`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "kind", content = "id")]
@@ -646,6 +690,36 @@ mod tests {
                 "{from}"
             );
         }
+    }
+
+    #[test]
+    fn user_risk_claim_wire_shape_and_trust() {
+        let st = status(RiskState::AtRisk, RiskLevel::High);
+        let claim = UserRiskClaim::new(
+            st,
+            OffsetDateTime::UNIX_EPOCH + Duration::seconds(1_764_000_000),
+        );
+        assert_eq!(
+            serde_json::to_value(claim).unwrap(),
+            serde_json::json!({"level": "high", "state": "atRisk", "detail": "none", "updated_at": 1_764_000_000})
+        );
+        assert_eq!(
+            UserRiskClaim::effective_level(Some(&claim), true),
+            RiskLevel::High
+        );
+        assert_eq!(
+            UserRiskClaim::effective_level(Some(&claim), false),
+            RiskLevel::None
+        );
+        assert_eq!(UserRiskClaim::effective_level(None, true), RiskLevel::None);
+        let remediated = UserRiskClaim {
+            state: RiskState::Remediated,
+            ..claim
+        };
+        assert_eq!(
+            UserRiskClaim::effective_level(Some(&remediated), true),
+            RiskLevel::None
+        );
     }
 
     #[test]

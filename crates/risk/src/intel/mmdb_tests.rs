@@ -212,7 +212,7 @@ fn mmdb_asn_lookup() {
 
 #[test]
 fn mmdb_through_intel_load_by_extension() {
-    let intel = Intel::load(&IntelSources {
+    let intel = Intel::load(IntelSources {
         geo: Some(IntelSource::new("city.mmdb", city_db())),
         asn: Some(IntelSource::new("asn.MMDB", asn_db())),
         ..IntelSources::default()

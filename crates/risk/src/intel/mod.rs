@@ -147,8 +147,9 @@ pub struct IpFacts {
 }
 
 impl Intel {
-    /// Loads all sources into a new value; the first bad file or line is the error.
-    pub fn load(sources: &IntelSources) -> Result<Intel, IntelError> {
+    /// Loads all sources into a new value; the first bad file or line is the error. Takes the
+    /// sources by value so a large MMDB file is not copied.
+    pub fn load(sources: IntelSources) -> Result<Intel, IntelError> {
         let mut anon = Vec::new();
         for s in &sources.anonymous_ips {
             anon.extend(lists::parse_cidr_list(&s.name, s.text()?)?);
@@ -170,11 +171,11 @@ impl Intel {
                 }
             },
         };
-        let geo = match &sources.geo {
+        let geo = match sources.geo {
             None => None,
             Some(s) => Some(match s.extension().as_str() {
                 "csv" => GeoDb::Table(GeoTable::from_csv(&s.name, s.text()?)?),
-                "mmdb" => GeoDb::Mmdb(Mmdb::from_bytes(&s.name, s.bytes.clone())?),
+                "mmdb" => GeoDb::Mmdb(Mmdb::from_bytes(&s.name, s.bytes)?),
                 other => {
                     return Err(IntelError::file(
                         &s.name,
@@ -183,11 +184,11 @@ impl Intel {
                 }
             }),
         };
-        let asn = match &sources.asn {
+        let asn = match sources.asn {
             None => None,
             Some(s) => Some(match s.extension().as_str() {
                 "csv" => AsnDb::Table(AsnTable::from_csv(&s.name, s.text()?)?),
-                "mmdb" => AsnDb::Mmdb(Mmdb::from_bytes(&s.name, s.bytes.clone())?),
+                "mmdb" => AsnDb::Mmdb(Mmdb::from_bytes(&s.name, s.bytes)?),
                 other => {
                     return Err(IntelError::file(
                         &s.name,
@@ -203,6 +204,26 @@ impl Intel {
             geo,
             asn,
         })
+    }
+
+    /// One line for logs after a (re)load: what was loaded.
+    pub fn describe(&self) -> String {
+        let geo = match &self.geo {
+            None => "no geolocation".to_owned(),
+            Some(GeoDb::Table(t)) => format!("geolocation: {} CSV ranges", t.len()),
+            Some(GeoDb::Mmdb(m)) => format!("geolocation: MMDB {}", m.database_type()),
+        };
+        let asn = match &self.asn {
+            None => "no ASN data".to_owned(),
+            Some(AsnDb::Table(t)) => format!("ASN: {} CSV ranges", t.len()),
+            Some(AsnDb::Mmdb(m)) => format!("ASN: MMDB {}", m.database_type()),
+        };
+        format!(
+            "{} anonymous-IP ranges, {} malicious-IP ranges, {} named locations, {geo}, {asn}",
+            self.anonymous_ips.len(),
+            self.malicious_ips.len(),
+            self.named_locations.len()
+        )
     }
 
     /// Everything known about `ip`.
@@ -253,7 +274,12 @@ mod tests {
 
     #[test]
     fn shipped_example_files_load_and_demonstrate_each_signal() {
-        let intel = Intel::load(&shipped()).unwrap();
+        let intel = Intel::load(shipped()).unwrap();
+        assert_eq!(
+            intel.describe(),
+            "3 anonymous-IP ranges, 2 malicious-IP ranges, 3 named locations, \
+             geolocation: 4 CSV ranges, ASN: 4 CSV ranges"
+        );
         let anon = intel.lookup("198.51.100.7".parse().unwrap());
         assert!(anon.anonymous, "{anon:?}");
         assert!(!anon.malicious);
@@ -285,7 +311,7 @@ mod tests {
             "extra.txt",
             "192.0.2.1\n\n# x\n10.0.0.0/8x\n",
         ));
-        let err = Intel::load(&s).unwrap_err();
+        let err = Intel::load(s).unwrap_err();
         assert_eq!(
             err.to_string(),
             "extra.txt:4: not a CIDR network (expected e.g. 192.0.2.0/24 or 2001:db8::/32) (`10.0.0.0/8x`)"
@@ -293,14 +319,14 @@ mod tests {
         let mut s = shipped();
         s.geo = Some(IntelSource::new("geo.xlsx", "x"));
         assert!(
-            Intel::load(&s)
+            Intel::load(s)
                 .unwrap_err()
                 .message
                 .contains(".csv or .mmdb")
         );
         let mut s = shipped();
         s.anonymous_ips = vec![IntelSource::new("anon.txt", b"192.0.2.1\n\xff\n".to_vec())];
-        let err = Intel::load(&s).unwrap_err();
+        let err = Intel::load(s).unwrap_err();
         assert_eq!(err.line, Some(2));
         assert!(err.message.contains("UTF-8"));
     }

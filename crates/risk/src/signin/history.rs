@@ -298,7 +298,7 @@ mod tests {
         } else {
             ""
         };
-        let mut i = Intel::load(&IntelSources {
+        let mut i = Intel::load(IntelSources {
             named_locations: Some(IntelSource::new("loc.toml", loc)),
             asn: Some(IntelSource::new("asn.csv", asn)),
             ..IntelSources::default()

@@ -55,7 +55,7 @@ mod tests {
     use time::OffsetDateTime;
 
     fn intel() -> Intel {
-        Intel::load(&IntelSources {
+        Intel::load(IntelSources {
             anonymous_ips: vec![IntelSource::new("anon.txt", "198.51.100.7\n")],
             malicious_ips: vec![IntelSource::new("bad.txt", "203.0.113.0/26\n2001:db8:bad::/48\n")],
             named_locations: Some(IntelSource::new(
