@@ -443,6 +443,32 @@ mod tests {
         }
 
         #[test]
+        fn ip_set_from_cidrs_agrees_with_ipnet_contains(
+            nets4 in prop::collection::vec((any::<u32>(), 8u8..=32), 0..40),
+            nets6 in prop::collection::vec((any::<u128>(), 16u8..=128), 0..40),
+            probes4 in prop::collection::vec(any::<u32>(), 1..60),
+            probes6 in prop::collection::vec(any::<u128>(), 1..60),
+        ) {
+            let nets: Vec<IpNet> = nets4
+                .iter()
+                .map(|(a, l)| IpNet::V4(ipnet::Ipv4Net::new(v4(*a), *l).unwrap().trunc()))
+                .chain(nets6.iter().map(|(a, l)| IpNet::V6(ipnet::Ipv6Net::new(v6(*a), *l).unwrap().trunc())))
+                .collect();
+            let set = IpRangeSet::from_nets(nets.clone());
+            // Probe inside some of the networks too, not only at random.
+            let inside = nets.iter().map(|n| n.network());
+            let probes = probes4
+                .iter()
+                .map(|p| IpAddr::V4(v4(*p)))
+                .chain(probes6.iter().map(|p| IpAddr::V6(v6(*p))))
+                .chain(inside);
+            for ip in probes {
+                let linear = nets.iter().any(|n| n.contains(&ip));
+                prop_assert_eq!(set.contains(ip), linear, "{}", ip);
+            }
+        }
+
+        #[test]
         fn map_lookup_agrees_with_linear_scan(
             cuts in prop::collection::btree_set(0u128..1_000_000, 0..80),
             probes in prop::collection::vec(0u128..1_000_100, 1..100),

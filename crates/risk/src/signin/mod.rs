@@ -429,6 +429,26 @@ pub(crate) mod tests {
         assert_eq!(aggregate(&two_med, &no_escalation).0, RiskLevel::Medium);
     }
 
+    proptest::proptest! {
+        /// The aggregated level is the highest detection level, or `high` when escalation
+        /// applies; never lower than the highest detection.
+        #[test]
+        fn aggregate_is_max_or_escalated(
+            levels in proptest::collection::vec(
+                proptest::sample::select(RiskLevel::ALL.to_vec()), 0..8),
+            escalate in proptest::bool::ANY,
+        ) {
+            let ds: Vec<SignInDetection> =
+                levels.iter().map(|l| det(RiskEventType::NewCountry, *l)).collect();
+            let cfg = SignInRiskConfig { escalate_multiple_medium: escalate, ..SignInRiskConfig::default() };
+            let (got, _) = aggregate(&ds, &cfg);
+            let max = levels.iter().copied().max().unwrap_or(RiskLevel::None);
+            let serious = levels.iter().filter(|l| **l >= RiskLevel::Medium).count();
+            let want = if escalate && serious >= 2 { RiskLevel::High } else { max };
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
+
     #[test]
     fn haversine_known_distances() {
         // Oslo -> Sydney is about 15,950 km; London -> Paris about 344 km.
