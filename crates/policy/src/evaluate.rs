@@ -3,9 +3,9 @@
 //! Policies are compiled once (ids interned to integers, risk levels to bit masks) so that a
 //! sign-in costs a few integer comparisons per policy and one allocation for the results.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -166,12 +166,12 @@ impl fmt::Display for Controls {
 /// Why a policy got its result. Cheap to produce; the sentence is written only when shown or
 /// serialized.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Why {
+pub enum Why<'a> {
     Disabled,
     UserNotIncluded,
     UserExcluded,
     GuestsExcluded,
-    GroupExcluded(Arc<str>),
+    GroupExcluded(Cow<'a, str>),
     AppNotIncluded,
     AppExcluded,
     UserRiskNotInLevels(RiskLevel),
@@ -188,7 +188,7 @@ pub enum Why {
     Pending(Controls),
 }
 
-impl fmt::Display for Why {
+impl fmt::Display for Why<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Why::Disabled => f.write_str("the policy is disabled"),
@@ -222,7 +222,7 @@ impl fmt::Display for Why {
     }
 }
 
-impl Serialize for Why {
+impl Serialize for Why<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
     }
@@ -231,13 +231,13 @@ impl Serialize for Why {
 /// One policy's verdict (Graph `appliedConditionalAccessPolicy` plus `why`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AppliedPolicy {
-    pub id: Arc<str>,
-    pub display_name: Arc<str>,
+pub struct AppliedPolicy<'a> {
+    pub id: Cow<'a, str>,
+    pub display_name: Cow<'a, str>,
     /// The policy's grant controls when it applied; empty otherwise.
     pub enforced_grant_controls: Controls,
     pub result: PolicyResult,
-    pub why: Why,
+    pub why: Why<'a>,
 }
 
 /// What the sign-in must do next.
@@ -279,10 +279,55 @@ impl Decision {
 /// The full answer for one sign-in (or one what-if).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Evaluation {
+pub struct Evaluation<'a> {
     pub decision: Decision,
     pub conditional_access_status: ConditionalAccessStatus,
-    pub applied_conditional_access_policies: Vec<AppliedPolicy>,
+    pub applied_conditional_access_policies: Vec<AppliedPolicy<'a>>,
+}
+
+impl Why<'_> {
+    /// The same reason, no longer borrowing from the policy set.
+    pub fn into_owned(self) -> Why<'static> {
+        match self {
+            Why::Disabled => Why::Disabled,
+            Why::UserNotIncluded => Why::UserNotIncluded,
+            Why::UserExcluded => Why::UserExcluded,
+            Why::GuestsExcluded => Why::GuestsExcluded,
+            Why::GroupExcluded(g) => Why::GroupExcluded(Cow::Owned(g.into_owned())),
+            Why::AppNotIncluded => Why::AppNotIncluded,
+            Why::AppExcluded => Why::AppExcluded,
+            Why::UserRiskNotInLevels(l) => Why::UserRiskNotInLevels(l),
+            Why::SignInRiskNotInLevels(l) => Why::SignInRiskNotInLevels(l),
+            Why::LocationNotIncluded => Why::LocationNotIncluded,
+            Why::LocationExcluded => Why::LocationExcluded,
+            Why::Blocked => Why::Blocked,
+            Why::GuestPasswordChange => Why::GuestPasswordChange,
+            Why::Satisfied(c) => Why::Satisfied(c),
+            Why::Pending(c) => Why::Pending(c),
+        }
+    }
+}
+
+impl Evaluation<'_> {
+    /// The same evaluation, no longer borrowing from the policy set (to keep it after the set
+    /// is replaced, or to send it elsewhere).
+    pub fn into_owned(self) -> Evaluation<'static> {
+        Evaluation {
+            decision: self.decision,
+            conditional_access_status: self.conditional_access_status,
+            applied_conditional_access_policies: self
+                .applied_conditional_access_policies
+                .into_iter()
+                .map(|a| AppliedPolicy {
+                    id: Cow::Owned(a.id.into_owned()),
+                    display_name: Cow::Owned(a.display_name.into_owned()),
+                    enforced_grant_controls: a.enforced_grant_controls,
+                    result: a.result,
+                    why: a.why.into_owned(),
+                })
+                .collect(),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -308,13 +353,13 @@ struct LocationRule {
 
 #[derive(Debug)]
 struct Compiled {
-    id: Arc<str>,
-    display_name: Arc<str>,
+    id: Box<str>,
+    display_name: Box<str>,
     state: PolicyState,
     include_users: Target,
     exclude_users: Target,
     include_groups: Vec<Sym>,
-    exclude_groups: Vec<(Sym, Arc<str>)>,
+    exclude_groups: Vec<(Sym, Box<str>)>,
     apps_all: bool,
     include_apps: Vec<Sym>,
     exclude_apps: Vec<Sym>,
@@ -408,7 +453,7 @@ impl PolicySet {
                 exclude_groups: u
                     .exclude_groups
                     .iter()
-                    .map(|g| (i.sym(g), Arc::from(g.as_str())))
+                    .map(|g| (i.sym(g), Box::from(g.as_str())))
                     .collect(),
                 apps_all: a.include_applications.iter().any(|s| s == ALL),
                 include_apps: i.syms(&a.include_applications, &[ALL, NONE]),
@@ -463,15 +508,17 @@ impl PolicySet {
     /// - `passwordChange` for a guest blocks (see [`guest_password_change`]);
     /// - a block of a guest by a policy with a user-risk condition is error 53011 (the risk is
     ///   held by the home tenant), any other block 53003.
-    pub fn evaluate(&self, input: &EvaluationInput) -> Evaluation {
+    pub fn evaluate(&self, input: &EvaluationInput) -> Evaluation<'_> {
         let facts = Interned::new(&self.symbols, input);
         let mut applied = Vec::with_capacity(self.policies.len());
-        let mut block: Option<(String, u32)> = None;
+        // Blocking policies (indices) and the error code; the reason is written once at the end.
+        let mut blockers: Vec<usize> = Vec::new();
+        let mut block_code = 0u32;
         let mut pending = Controls::default();
         let mut any_success = false;
         let mut any_failure = false;
 
-        for p in &self.policies {
+        for (index, p) in self.policies.iter().enumerate() {
             let report_only = p.state == PolicyState::EnabledForReportingButNotEnforced;
             let (result, why, enforced) = if p.state == PolicyState::Disabled {
                 (PolicyResult::NotEnabled, Why::Disabled, Controls::default())
@@ -501,19 +548,11 @@ impl PolicySet {
                             } else {
                                 codes::BLOCKED_BY_CONDITIONAL_ACCESS
                             };
-                            let line = format!("policy `{}` ({})", p.display_name, p.id);
-                            block = Some(match block.take() {
-                                None => (line, code),
-                                Some((r, c)) => (
-                                    format!("{r}; {line}"),
-                                    // The home-risk code explains more to a guest: keep it.
-                                    if c == codes::BLOCKED_DUE_TO_HOME_RISK {
-                                        c
-                                    } else {
-                                        code
-                                    },
-                                ),
-                            });
+                            // The home-risk code explains more to a guest: it wins.
+                            if block_code != codes::BLOCKED_DUE_TO_HOME_RISK {
+                                block_code = code;
+                            }
+                            blockers.push(index);
                         }
                     }
                 }
@@ -531,18 +570,31 @@ impl PolicySet {
                 (r, why, p.controls)
             };
             applied.push(AppliedPolicy {
-                id: p.id.clone(),
-                display_name: p.display_name.clone(),
+                id: Cow::Borrowed(&p.id),
+                display_name: Cow::Borrowed(&p.display_name),
                 enforced_grant_controls: enforced,
                 result,
                 why,
             });
         }
 
-        let decision = if let Some((reason, error_code)) = block {
+        let decision = if !blockers.is_empty() {
+            let mut reason = String::from("blocked by ");
+            for (n, i) in blockers.iter().enumerate() {
+                if let Some(p) = self.policies.get(*i) {
+                    if n > 0 {
+                        reason.push_str("; ");
+                    }
+                    reason.push_str("policy `");
+                    reason.push_str(&p.display_name);
+                    reason.push_str("` (");
+                    reason.push_str(&p.id);
+                    reason.push(')');
+                }
+            }
             Decision::Block {
-                reason: format!("blocked by {reason}"),
-                error_code,
+                reason,
+                error_code: block_code,
             }
         } else if pending.contains(BuiltInControl::PasswordChange) {
             Decision::RequirePasswordChange {
@@ -569,7 +621,7 @@ impl PolicySet {
 
     /// What-if: "what would happen for this user, app, location and risk?" It is exactly
     /// [`PolicySet::evaluate`] on caller-supplied facts; nothing is signed in, stored or changed.
-    pub fn what_if(&self, input: &EvaluationInput) -> Evaluation {
+    pub fn what_if(&self, input: &EvaluationInput) -> Evaluation<'_> {
         self.evaluate(input)
     }
 }
@@ -580,8 +632,10 @@ pub fn what_if(
     policies: Vec<ConditionalAccessPolicy>,
     builtin: &IdentityProtectionPolicies,
     input: &EvaluationInput,
-) -> Result<Evaluation, PolicyError> {
-    Ok(PolicySet::compile(policies, builtin)?.evaluate(input))
+) -> Result<Evaluation<'static>, PolicyError> {
+    Ok(PolicySet::compile(policies, builtin)?
+        .evaluate(input)
+        .into_owned())
 }
 
 /// The input's ids as the set's symbols (unknown ids are `None`: no policy names them).
@@ -620,12 +674,12 @@ fn any_in(list: &[Sym], of: &[Sym]) -> bool {
 enum Grant {
     Satisfied,
     Pending(Controls),
-    Block(Why),
+    Block(Why<'static>),
 }
 
 impl Compiled {
     /// Whether every condition matches; the first that does not is the reason.
-    fn applies(&self, input: &EvaluationInput, f: &Interned) -> Result<(), Why> {
+    fn applies(&self, input: &EvaluationInput, f: &Interned) -> Result<(), Why<'_>> {
         let guest = input.user.user_type == UserType::Guest;
         // Users: exclusions first (they always win), then inclusion.
         if has(&self.exclude_users.ids, f.user) {
@@ -639,7 +693,7 @@ impl Compiled {
             .iter()
             .find(|(s, _)| f.groups.contains(s))
         {
-            return Err(Why::GroupExcluded(name.clone()));
+            return Err(Why::GroupExcluded(Cow::Borrowed(name)));
         }
         let included = self.include_users.all
             || (guest && self.include_users.guests)

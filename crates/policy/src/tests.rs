@@ -360,7 +360,7 @@ fn compile_collects_errors_and_refuses_duplicate_ids() {
 
 #[test]
 fn no_policy_allows_not_applied() {
-    let e = set(vec![]).evaluate(&member("alice"));
+    let e = set(vec![]).evaluate(&member("alice")).into_owned();
     assert_eq!(e.decision, Decision::Allow);
     assert_eq!(
         e.conditional_access_status,
@@ -439,7 +439,7 @@ fn report_only_is_reported_never_enforced() {
 fn disabled_is_not_enabled() {
     let mut p = policy("off", BLOCK);
     p.state = PolicyState::Disabled;
-    let e = set(vec![p]).evaluate(&member("alice"));
+    let e = set(vec![p]).evaluate(&member("alice")).into_owned();
     assert_eq!(e.decision, Decision::Allow);
     assert_eq!(result_of(&e, "off"), PolicyResult::NotEnabled);
     assert_eq!(why_of(&e, "off"), "the policy is disabled");
@@ -495,12 +495,16 @@ fn guest_block_by_user_risk_policy_is_53011_other_blocks_53003() {
     ur.conditions.user_risk_levels = vec![RiskLevel::High];
     let mut i = guest("bob@home");
     i.user_risk_level = RiskLevel::High;
-    let e = set(vec![ur.clone()]).evaluate(&i);
+    let e = set(vec![ur.clone()]).evaluate(&i).into_owned();
     assert_eq!(e.decision.error_code(), Some(53011));
-    let e = set(vec![policy("plain-block", BLOCK)]).evaluate(&i);
+    let e = set(vec![policy("plain-block", BLOCK)])
+        .evaluate(&i)
+        .into_owned();
     assert_eq!(e.decision.error_code(), Some(53003));
     // Both: the home-risk code explains more to the guest.
-    let e = set(vec![policy("plain-block", BLOCK), ur]).evaluate(&i);
+    let e = set(vec![policy("plain-block", BLOCK), ur])
+        .evaluate(&i)
+        .into_owned();
     assert_eq!(e.decision.error_code(), Some(53011));
     let Decision::Block { reason, .. } = e.decision else {
         panic!()
@@ -853,8 +857,8 @@ proptest! {
             .filter(|p| p.state == PolicyState::Enabled)
             .cloned()
             .collect();
-        let all = set(policies).evaluate(&input);
-        let only_enforced = set(enforced).evaluate(&input);
+        let all = set(policies).evaluate(&input).into_owned();
+        let only_enforced = set(enforced).evaluate(&input).into_owned();
         prop_assert_eq!(all.decision, only_enforced.decision);
         prop_assert_eq!(all.conditional_access_status, only_enforced.conditional_access_status);
     }
@@ -862,7 +866,7 @@ proptest! {
     /// If any enabled policy that applies grants block, the decision is a block.
     #[test]
     fn block_always_wins(policies in arb_policies(), input in arb_input()) {
-        let e = set(policies.clone()).evaluate(&input);
+        let e = set(policies.clone()).evaluate(&input).into_owned();
         let any_block = e.applied_conditional_access_policies.iter().zip(&policies).any(|(a, p)| {
             a.result == PolicyResult::Failure
                 && p.grant_controls.as_ref().is_some_and(|g| g.built_in_controls.contains(&BuiltInControl::Block))
@@ -880,7 +884,7 @@ proptest! {
     /// An excluded user is never affected by the policy that excludes them.
     #[test]
     fn exclusion_wins(policies in arb_policies(), input in arb_input()) {
-        let e = set(policies.clone()).evaluate(&input);
+        let e = set(policies.clone()).evaluate(&input).into_owned();
         for (a, p) in e.applied_conditional_access_policies.iter().zip(&policies) {
             if p.conditions.users.exclude_users.contains(&input.user.id) {
                 prop_assert!(matches!(
