@@ -125,7 +125,11 @@ impl Actor {
 
 /// Something that happened to a user's risk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "event")]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "event"
+)]
 pub enum UserRiskEvent {
     /// A new detection was recorded. `aggregated_level` is the user's level with it counted
     /// (see [`aggregate_user_risk`]).
@@ -719,6 +723,32 @@ mod tests {
         assert_eq!(
             UserRiskClaim::effective_level(Some(&remediated), true),
             RiskLevel::None
+        );
+    }
+
+    #[test]
+    fn events_and_history_on_the_wire() {
+        let ev = UserRiskEvent::DetectionRaised {
+            risk_event_type: RiskEventType::LeakedCredentials,
+            aggregated_level: RiskLevel::High,
+        };
+        let v = serde_json::to_value(&ev).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"event": "detectionRaised", "riskEventType": "leakedCredentials", "aggregatedLevel": "high"})
+        );
+        let back: UserRiskEvent = serde_json::from_value(v).unwrap();
+        assert_eq!(back, ev);
+        let tr = transition(UserRiskStatus::default(), &ev, &Actor::System, t0()).unwrap();
+        let h = serde_json::to_value(&tr.history).unwrap();
+        assert_eq!(h["initiatedBy"], serde_json::json!({"kind": "system"}));
+        assert_eq!(h["riskState"], "atRisk");
+        assert_eq!(h["previousState"], "none");
+        assert!(
+            h["riskLastUpdatedDateTime"]
+                .as_str()
+                .unwrap()
+                .ends_with('Z')
         );
     }
 
