@@ -1,1 +1,722 @@
-fn main() {}
+//! `tenantd-loadgen`: drive whole tenantd flows at a chosen concurrency and report throughput,
+//! latency percentiles, and the server's memory and CPU.
+//!
+//! Scenarios: `discovery` and `jwks` (GETs over keep-alive TLS), `refresh` (each worker signs
+//! in once, then chains refresh-token grants), `code-flow` (each worker signs in once for a
+//! session cookie, then loops authorize → code → token with PKCE), `password-login` (a full
+//! password sign-in each time: argon2id-bound). Loopback only; every run is bounded by time and
+//! optionally by count, and stops by itself.
+
+mod flows;
+mod procfs;
+mod spawn;
+mod stats;
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use flows::{Steps, Target};
+use stats::{Recorder, Summary};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::Barrier;
+
+/// Longest measured run accepted.
+const MAX_DURATION_SECS: u64 = 120;
+/// Errors printed in full (the rest are only counted).
+const MAX_ERRORS_SHOWN: usize = 8;
+
+/// Load generator for tenantd: discovery/JWKS fetches, refresh grants, code flows with a
+/// session, and password sign-ins, against a tenant on loopback.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tenantd-loadgen",
+    version,
+    about,
+    after_help = "Exit status: 0 every measured operation succeeded; 3 some failed, or none ran; 1 the run could not be done.\nResults and method: BENCHMARKS.md."
+)]
+struct Cli {
+    /// The tenant's issuer URL (must be a loopback address).
+    #[arg(long, default_value = "https://127.0.0.1:9443")]
+    issuer: String,
+    /// CA certificate (PEM) to trust for the server's TLS certificate.
+    #[arg(long, default_value = "certs/dev-ca.pem")]
+    ca: PathBuf,
+    /// What to drive.
+    #[arg(long, value_enum, default_value_t = Scenario::Discovery)]
+    scenario: Scenario,
+    /// Concurrent workers (each one request or flow at a time).
+    #[arg(long, short = 'c', default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    concurrency: u32,
+    /// Measured seconds (after the warm-up); at most 120. Default 10 unless --requests is given.
+    #[arg(long, short = 'd', value_parser = clap::value_parser!(u64).range(1..=MAX_DURATION_SECS))]
+    duration: Option<u64>,
+    /// Stop after this many measured operations (requests or flows) in total.
+    #[arg(long, short = 'n', value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    requests: Option<u64>,
+    /// Warm-up seconds before measuring (operations run but are not counted).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(0..=30))]
+    warmup: u64,
+    /// Use HTTP/2 (ALPN h2) instead of HTTP/1.1.
+    #[arg(long)]
+    http2: bool,
+    /// Connections for discovery/jwks, shared round-robin by the workers (default: one per
+    /// worker). Flow scenarios always use one connection and cookie jar per worker.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    connections: Option<u32>,
+    /// Runtime threads of the load generator itself.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    threads: u16,
+    /// Client id (client_secret_basic).
+    #[arg(long, default_value = "lab-rp")]
+    client_id: String,
+    /// Client secret.
+    #[arg(
+        long,
+        default_value = "lab-rp-secret",
+        env = "TENANTD_LOADGEN_CLIENT_SECRET"
+    )]
+    client_secret: String,
+    /// Redirect URI registered for the client.
+    #[arg(long, default_value = "http://127.0.0.1:9555/callback")]
+    redirect_uri: String,
+    /// Scope requested.
+    #[arg(long, default_value = "openid profile email")]
+    scope: String,
+    /// User who signs in.
+    #[arg(long, default_value = "alice@contoso.test")]
+    username: String,
+    /// That user's password.
+    #[arg(
+        long,
+        default_value = "alice-lab-password",
+        env = "TENANTD_LOADGEN_PASSWORD"
+    )]
+    password: String,
+    /// Pid of the server, to sample its RSS (every 100 ms) and CPU time.
+    #[arg(long, conflicts_with = "spawn_server")]
+    server_pid: Option<u32>,
+    /// Start `tenantd serve --config CONFIG` for the run (and stop it afterwards).
+    #[arg(long, value_name = "CONFIG")]
+    spawn_server: Option<PathBuf>,
+    /// The tenantd binary for --spawn-server (default: next to this one, else $PATH).
+    #[arg(long, requires = "spawn_server")]
+    server_bin: Option<PathBuf>,
+    /// Where the spawned server's output goes (default: discarded).
+    #[arg(long, requires = "spawn_server")]
+    server_log: Option<PathBuf>,
+    /// With --spawn-server: first create --username with --password (`tenantd user add`).
+    #[arg(long, requires = "spawn_server")]
+    seed_user: bool,
+    /// Seconds to let a spawned server settle before its idle RSS is read.
+    #[arg(long, default_value_t = 2, requires = "spawn_server", value_parser = clap::value_parser!(u64).range(0..=30))]
+    settle: u64,
+    /// Print the results as one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum Scenario {
+    /// GET /.well-known/openid-configuration.
+    Discovery,
+    /// GET /jwks.
+    Jwks,
+    /// Chained refresh-token grants (one chain per worker).
+    Refresh,
+    /// authorize with an existing session → code → token exchange (PKCE), per flow.
+    CodeFlow,
+    /// Full sign-in with the password (prompt=login) → code → token, per flow.
+    PasswordLogin,
+}
+
+impl Scenario {
+    fn unit(self) -> &'static str {
+        match self {
+            Self::Discovery | Self::Jwks | Self::Refresh => "req",
+            Self::CodeFlow | Self::PasswordLogin => "flows",
+        }
+    }
+
+    fn signs_in(self) -> bool {
+        matches!(self, Self::Refresh | Self::CodeFlow | Self::PasswordLogin)
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(usize::from(cli.threads))
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::from(3),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Shared by the workers: when to stop, what counts, the first errors.
+struct Control {
+    scenario: Scenario,
+    target: Target,
+    stop: AtomicBool,
+    started: OnceLock<Instant>,
+    warmup: Duration,
+    duration: Duration,
+    budget: Option<u64>,
+    claimed: AtomicU64,
+    /// Errors outside the measured window (set-up, warm-up).
+    unmeasured_errors: AtomicU64,
+    errors: Mutex<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Warmup,
+    Measure,
+    Stop,
+}
+
+impl Control {
+    fn phase(&self) -> Phase {
+        if self.stop.load(Ordering::Relaxed) {
+            return Phase::Stop;
+        }
+        let started = *self.started.get_or_init(Instant::now);
+        let elapsed = started.elapsed();
+        if elapsed < self.warmup {
+            return Phase::Warmup;
+        }
+        if elapsed >= self.warmup + self.duration {
+            return Phase::Stop;
+        }
+        if let Some(budget) = self.budget
+            && self.claimed.fetch_add(1, Ordering::Relaxed) >= budget
+        {
+            return Phase::Stop;
+        }
+        Phase::Measure
+    }
+
+    fn error(&self, worker: u32, e: &anyhow::Error) {
+        if let Ok(mut v) = self.errors.lock()
+            && v.len() < MAX_ERRORS_SHOWN
+        {
+            v.push(format!("worker {worker}: {e:#}"));
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<bool> {
+    let issuer = cli.issuer.trim_end_matches('/').to_owned();
+    check_loopback(&issuer)?;
+    let tls = tls_config(&cli.ca, cli.http2)?;
+    let probe = client(&tls, cli.http2, false)?;
+
+    let mut spawned = None;
+    if let Some(config) = &cli.spawn_server {
+        let bin = spawn::server_bin(cli.server_bin.as_deref());
+        if cli.seed_user {
+            spawn::seed_user(&bin, config, &cli.username, &cli.password).await?;
+        }
+        if probe.get(format!("{issuer}/healthz")).send().await.is_ok() {
+            bail!("something already answers at {issuer}: stop it, or leave out --spawn-server");
+        }
+        let mut server = spawn::Server::start(&bin, config, cli.server_log.as_deref())?;
+        let ready = server.wait_ready(&probe, &issuer).await;
+        if let Err(e) = ready {
+            server.stop().await;
+            return Err(e);
+        }
+        eprintln!("started {} serve (pid {})", bin.display(), server.pid);
+        tokio::time::sleep(Duration::from_secs(cli.settle)).await;
+        spawned = Some(server);
+    }
+    let pid = spawned.as_ref().map(|s| s.pid).or(cli.server_pid);
+    let result = measure(&cli, &issuer, &tls, pid).await;
+    if let Some(server) = spawned {
+        server.stop().await;
+    }
+    let report = result?;
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(report.failed == 0 && report.ok > 0)
+}
+
+async fn measure(
+    cli: &Cli,
+    issuer: &str,
+    tls: &rustls::ClientConfig,
+    pid: Option<u32>,
+) -> anyhow::Result<Report> {
+    let probe = client(tls, cli.http2, false)?;
+    flows::fetch(
+        &probe,
+        &format!("{issuer}/.well-known/openid-configuration"),
+    )
+    .await
+    .with_context(|| format!("{issuer} does not answer discovery"))?;
+    drop(probe);
+
+    let idle_kib = pid.and_then(procfs::rss_kib);
+    if pid.is_some() && idle_kib.is_none() {
+        bail!("cannot read /proc/{}/status", pid.unwrap_or_default());
+    }
+    let sampler = pid.map(procfs::RssSampler::start);
+
+    let duration = match (cli.duration, cli.requests) {
+        (Some(d), _) => d,
+        (None, Some(_)) => MAX_DURATION_SECS,
+        (None, None) => 10,
+    };
+    let ctl = Arc::new(Control {
+        scenario: cli.scenario,
+        target: Target {
+            issuer: issuer.to_owned(),
+            client_id: cli.client_id.clone(),
+            client_secret: cli.client_secret.clone(),
+            redirect_uri: cli.redirect_uri.clone(),
+            scope: cli.scope.clone(),
+            username: cli.username.clone(),
+            password: cli.password.clone(),
+        },
+        stop: AtomicBool::new(false),
+        started: OnceLock::new(),
+        warmup: Duration::from_secs(cli.warmup),
+        duration: Duration::from_secs(duration),
+        budget: cli.requests,
+        claimed: AtomicU64::new(0),
+        unmeasured_errors: AtomicU64::new(0),
+        errors: Mutex::new(Vec::new()),
+    });
+
+    let workers = cli.concurrency;
+    let connections = if cli.scenario.signs_in() {
+        workers
+    } else {
+        cli.connections.unwrap_or(workers).min(workers)
+    };
+    let clients = (0..connections)
+        .map(|_| client(tls, cli.http2, cli.scenario.signs_in()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let barrier = Arc::new(Barrier::new(workers as usize + 1));
+    let mut set = tokio::task::JoinSet::new();
+    for id in 0..workers {
+        let client = clients[(id % connections) as usize].clone();
+        set.spawn(worker(id, ctl.clone(), client, barrier.clone()));
+    }
+    drop(clients);
+    if cli.scenario.signs_in() && !cli.json {
+        eprintln!("signing in {workers} workers…");
+    }
+    let setup_started = Instant::now();
+    barrier.wait().await;
+    let setup = setup_started.elapsed();
+    let started = *ctl.started.get_or_init(Instant::now);
+
+    // CPU time is counted from the end of the warm-up.
+    tokio::time::sleep_until((started + ctl.warmup).into()).await;
+    let cpu0 = (
+        pid.and_then(|p| procfs::cpu_ticks(Some(p))),
+        procfs::cpu_ticks(None),
+        procfs::machine_busy_ticks(),
+    );
+    let start_kib = pid.and_then(procfs::rss_kib);
+    let measure_start = Instant::now();
+
+    // Every worker stops at the deadline; allow in-flight requests (10 s timeout) to finish.
+    let hard_stop = started + ctl.warmup + ctl.duration + Duration::from_secs(15);
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let mut total = Recorder::default();
+    loop {
+        tokio::select! {
+            next = set.join_next() => match next {
+                Some(Ok(r)) => total.merge(r),
+                Some(Err(e)) => {
+                    ctl.unmeasured_errors.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("a worker failed: {e}");
+                }
+                None => break,
+            },
+            _ = tokio::time::sleep_until(hard_stop.into()) => {
+                eprintln!("workers did not stop in time; aborting them");
+                set.abort_all();
+                ctl.stop.store(true, Ordering::Relaxed);
+                while set.join_next().await.is_some() {}
+                break;
+            }
+            _ = tokio::signal::ctrl_c(), if !interrupted.load(Ordering::Relaxed) => {
+                eprintln!("interrupted: stopping the workers");
+                interrupted.store(true, Ordering::Relaxed);
+                ctl.stop.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+    let elapsed = measure_start.elapsed();
+    let cpu1 = (
+        pid.and_then(|p| procfs::cpu_ticks(Some(p))),
+        procfs::cpu_ticks(None),
+        procfs::machine_busy_ticks(),
+    );
+    let peak_kib = match (sampler, pid) {
+        (Some(s), Some(p)) => Some(s.finish(p).await),
+        _ => None,
+    };
+    let hz = procfs::clock_ticks_per_sec() as f64;
+    let cores = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) if elapsed > Duration::ZERO => {
+            Some(b.saturating_sub(a) as f64 / hz / elapsed.as_secs_f64())
+        }
+        _ => None,
+    };
+    let server_cores = cores(cpu0.0, cpu1.0);
+    let loadgen_cores = cores(cpu0.1, cpu1.1);
+    let machine_cores = cores(cpu0.2, cpu1.2);
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let errors = ctl.errors.lock().map(|v| v.clone()).unwrap_or_default();
+    let mut steps = Vec::new();
+    for (name, mut samples) in std::mem::take(&mut total.steps) {
+        if let Some(s) = samples.summary() {
+            steps.push((name.to_owned(), s));
+        }
+    }
+    let ok = total.ok;
+    Ok(Report {
+        scenario: cli.scenario,
+        issuer: issuer.to_owned(),
+        http: if cli.http2 { "HTTP/2" } else { "HTTP/1.1" },
+        concurrency: workers,
+        connections,
+        loadgen_threads: cli.threads,
+        setup_secs: setup.as_secs_f64(),
+        warmup_secs: cli.warmup,
+        measured_secs: secs,
+        ok,
+        failed: total.err,
+        unmeasured_errors: ctl.unmeasured_errors.load(Ordering::Relaxed),
+        relogins: total.relogins,
+        per_sec: ok as f64 / secs,
+        http_requests_per_sec: total.http_requests as f64 / secs,
+        unit: cli.scenario.unit(),
+        latency: total.total.summary(),
+        steps,
+        server_pid: pid,
+        server_threads: pid.and_then(procfs::threads),
+        idle_rss_kib: idle_kib,
+        measure_start_rss_kib: start_kib,
+        peak_rss_kib: peak_kib,
+        end_rss_kib: pid.and_then(procfs::rss_kib),
+        server_cpu_cores: server_cores,
+        server_cpu_us_per_op: server_cores.map(|c| c * secs * 1e6 / (ok.max(1) as f64)),
+        loadgen_cpu_cores: loadgen_cores,
+        machine_busy_cores: machine_cores,
+        machine_cpus: procfs::cpus(),
+        errors,
+        interrupted: interrupted.load(Ordering::Relaxed),
+    })
+}
+
+/// One worker: set up (sign in if the scenario needs it), wait for everyone, then loop.
+async fn worker(
+    id: u32,
+    ctl: Arc<Control>,
+    client: reqwest::Client,
+    barrier: Arc<Barrier>,
+) -> Recorder {
+    let mut rec = Recorder::default();
+    let t = &ctl.target;
+    let mut scratch = Steps::new();
+    // Set-up: a session (code-flow) or the head of a refresh-token chain (refresh).
+    let mut chain: Option<String> = None;
+    let mut ready = true;
+    if matches!(ctl.scenario, Scenario::Refresh | Scenario::CodeFlow) {
+        match flows::password_sign_in(&client, t, false, &mut scratch).await {
+            Ok(tokens) => chain = tokens.refresh_token,
+            Err(e) => {
+                ctl.error(id, &e.context("set-up sign-in"));
+                ctl.unmeasured_errors.fetch_add(1, Ordering::Relaxed);
+                ready = false;
+            }
+        }
+        if ctl.scenario == Scenario::Refresh && ready && chain.is_none() {
+            ctl.error(
+                id,
+                &anyhow::anyhow!("set-up sign-in: no refresh_token issued"),
+            );
+            ctl.unmeasured_errors.fetch_add(1, Ordering::Relaxed);
+            ready = false;
+        }
+    }
+    barrier.wait().await;
+    if !ready {
+        return rec;
+    }
+    let discovery = format!("{}/.well-known/openid-configuration", t.issuer);
+    let jwks = format!("{}/jwks", t.issuer);
+    loop {
+        let phase = ctl.phase();
+        if phase == Phase::Stop {
+            break;
+        }
+        scratch.clear();
+        let start = Instant::now();
+        let result: anyhow::Result<()> = match ctl.scenario {
+            Scenario::Discovery => flows::fetch(&client, &discovery).await.map(drop),
+            Scenario::Jwks => flows::fetch(&client, &jwks).await.map(drop),
+            Scenario::CodeFlow => flows::code_flow(&client, t, &mut scratch).await.map(drop),
+            Scenario::PasswordLogin => flows::password_sign_in(&client, t, true, &mut scratch)
+                .await
+                .map(drop),
+            Scenario::Refresh => match chain.take() {
+                Some(rt) => flows::refresh(&client, t, &rt, &mut scratch)
+                    .await
+                    .map(|tokens| {
+                        chain = tokens.refresh_token;
+                    }),
+                None => Err(anyhow::anyhow!("no refresh token")),
+            },
+        };
+        let took = start.elapsed();
+        let measured = phase == Phase::Measure;
+        match result {
+            Ok(()) if measured => {
+                rec.ok += 1;
+                rec.http_requests += scratch.len().max(1) as u64;
+                rec.total.push(took);
+                for &(name, d) in &scratch {
+                    rec.step(name, d);
+                }
+            }
+            Ok(()) => {}
+            Err(e) => {
+                if measured {
+                    rec.err += 1;
+                    rec.http_requests += scratch.len().max(1) as u64;
+                } else {
+                    ctl.unmeasured_errors.fetch_add(1, Ordering::Relaxed);
+                }
+                ctl.error(id, &e);
+                // A broken chain or a lost session: sign in again (outside the measurements).
+                let lost = match ctl.scenario {
+                    Scenario::Refresh => chain.is_none(),
+                    Scenario::CodeFlow => e.downcast_ref::<flows::SessionLost>().is_some(),
+                    _ => false,
+                };
+                if lost {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let mut ignored = Steps::new();
+                    if let Ok(tokens) =
+                        flows::password_sign_in(&client, t, false, &mut ignored).await
+                    {
+                        rec.relogins += 1;
+                        if ctl.scenario == Scenario::Refresh {
+                            chain = tokens.refresh_token;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    rec
+}
+
+fn check_loopback(issuer: &str) -> anyhow::Result<()> {
+    let url = url::Url::parse(issuer).with_context(|| format!("--issuer {issuer} is not a URL"))?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    if !loopback {
+        bail!(
+            "--issuer must be a loopback address (127.0.0.0/8, ::1, localhost): this tool only loads local servers"
+        );
+    }
+    Ok(())
+}
+
+fn tls_config(ca: &std::path::Path, http2: bool) -> anyhow::Result<rustls::ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in
+        CertificateDer::pem_file_iter(ca).with_context(|| format!("reading {}", ca.display()))?
+    {
+        roots.add(cert.with_context(|| format!("parsing {}", ca.display()))?)?;
+    }
+    if roots.is_empty() {
+        bail!("{} holds no certificate", ca.display());
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![if http2 {
+        b"h2".to_vec()
+    } else {
+        b"http/1.1".to_vec()
+    }];
+    Ok(cfg)
+}
+
+fn client(
+    tls: &rustls::ClientConfig,
+    http2: bool,
+    cookies: bool,
+) -> anyhow::Result<reqwest::Client> {
+    let b = reqwest::Client::builder()
+        .use_preconfigured_tls(tls.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .tcp_nodelay(true)
+        .cookie_store(cookies)
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .user_agent(concat!("tenantd-loadgen/", env!("CARGO_PKG_VERSION")));
+    let b = if http2 {
+        b.http2_prior_knowledge()
+    } else {
+        b.http1_only()
+    };
+    Ok(b.build()?)
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Report {
+    scenario: Scenario,
+    issuer: String,
+    http: &'static str,
+    concurrency: u32,
+    connections: u32,
+    loadgen_threads: u16,
+    setup_secs: f64,
+    warmup_secs: u64,
+    measured_secs: f64,
+    ok: u64,
+    failed: u64,
+    unmeasured_errors: u64,
+    relogins: u64,
+    per_sec: f64,
+    http_requests_per_sec: f64,
+    unit: &'static str,
+    latency: Option<Summary>,
+    steps: Vec<(String, Summary)>,
+    server_pid: Option<u32>,
+    server_threads: Option<u64>,
+    idle_rss_kib: Option<u64>,
+    measure_start_rss_kib: Option<u64>,
+    peak_rss_kib: Option<u64>,
+    end_rss_kib: Option<u64>,
+    server_cpu_cores: Option<f64>,
+    server_cpu_us_per_op: Option<f64>,
+    loadgen_cpu_cores: Option<f64>,
+    machine_busy_cores: Option<f64>,
+    machine_cpus: usize,
+    errors: Vec<String>,
+    interrupted: bool,
+}
+
+impl Report {
+    fn text(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let unit = self.unit;
+        let _ = writeln!(
+            s,
+            "scenario {:?} against {} over {} with {} workers ({} connections, {} loadgen threads)",
+            self.scenario,
+            self.issuer,
+            self.http,
+            self.concurrency,
+            self.connections,
+            self.loadgen_threads
+        );
+        let _ = writeln!(
+            s,
+            "  set-up {:.1} s, warm-up {} s, measured {:.1} s{}",
+            self.setup_secs,
+            self.warmup_secs,
+            self.measured_secs,
+            if self.interrupted {
+                " (interrupted)"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(
+            s,
+            "  {} ok, {} failed ({} errors outside the measured window, {} re-sign-ins)",
+            self.ok, self.failed, self.unmeasured_errors, self.relogins
+        );
+        let _ = write!(s, "  throughput: {:.0} {unit}/s", self.per_sec);
+        if unit == "flows" {
+            let _ = write!(s, " ({:.0} HTTP requests/s)", self.http_requests_per_sec);
+        }
+        let _ = writeln!(s);
+        if let Some(l) = &self.latency {
+            let _ = writeln!(s, "  latency: {l}");
+        }
+        if self.steps.len() > 1 || unit == "flows" {
+            for (name, l) in &self.steps {
+                let _ = writeln!(s, "    {name:<11} {l}");
+            }
+        }
+        if let Some(pid) = self.server_pid {
+            let kib = |k: Option<u64>| k.map_or_else(|| "?".to_owned(), procfs::mib);
+            let _ = writeln!(
+                s,
+                "  server pid {pid}: RSS idle {}, at start of measurement {}, peak {}, after {}; {} threads",
+                kib(self.idle_rss_kib),
+                kib(self.measure_start_rss_kib),
+                kib(self.peak_rss_kib),
+                kib(self.end_rss_kib),
+                self.server_threads
+                    .map_or_else(|| "?".to_owned(), |t| t.to_string())
+            );
+            if let (Some(c), Some(per)) = (self.server_cpu_cores, self.server_cpu_us_per_op) {
+                let op = if unit == "flows" { "flow" } else { "request" };
+                let _ = writeln!(s, "  server CPU: {c:.2} cores, {per:.0} µs per {op}");
+            }
+        }
+        if let Some(c) = self.loadgen_cpu_cores {
+            let _ = writeln!(s, "  loadgen CPU: {c:.2} cores (same machine)");
+        }
+        if let Some(m) = self.machine_busy_cores {
+            let others =
+                m - self.server_cpu_cores.unwrap_or(0.0) - self.loadgen_cpu_cores.unwrap_or(0.0);
+            let _ = writeln!(
+                s,
+                "  machine CPU busy: {m:.2} of {} cores (other processes {:.2})",
+                self.machine_cpus,
+                others.max(0.0)
+            );
+        }
+        if !self.errors.is_empty() {
+            let _ = writeln!(s, "  first errors:");
+            for e in &self.errors {
+                let _ = writeln!(s, "    {e}");
+            }
+        }
+        s
+    }
+}
