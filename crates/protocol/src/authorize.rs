@@ -316,7 +316,7 @@ pub fn append_query(redirect_uri: &str, params: &[(&str, String)]) -> Option<Str
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -423,10 +423,10 @@ pub fn verify_client_assertion(
         None => None,
     }
     .ok_or_else(|| bad("no matching client key".into()))?;
-    if let Some(key_alg) = jwk.common.key_algorithm {
-        if format!("{key_alg:?}") != format!("{:?}", header.alg) {
-            return Err(bad("alg does not match the key's alg".into()));
-        }
+    if let Some(key_alg) = jwk.common.key_algorithm
+        && format!("{key_alg:?}") != format!("{:?}", header.alg)
+    {
+        return Err(bad("alg does not match the key's alg".into()));
     }
     let key = DecodingKey::from_jwk(jwk).map_err(|e| bad(e.to_string()))?;
     let claims =
@@ -453,7 +453,7 @@ pub fn verify_client_assertion(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 pub(crate) mod tests {
     use super::*;
 

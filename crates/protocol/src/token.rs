@@ -71,7 +71,7 @@ pub fn parse_grant(params: &Params) -> Result<GrantRequest, OAuthError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 

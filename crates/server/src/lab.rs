@@ -187,8 +187,8 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
     }
     for (t, _) in &tenants {
         for app in &t.state.config.apps {
-            if let Some(secret) = &app.client_secret {
-                if app.client_id != lab.demo_app.client_id {
+            if let Some(secret) = &app.client_secret
+                && app.client_id != lab.demo_app.client_id {
                     println!(
                         "  scripted client at {}: {} / {}  redirect {}",
                         t.state.config.tenant_id,
@@ -197,7 +197,6 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
                         app.redirect_uris.first().map(String::as_str).unwrap_or("-")
                     );
                 }
-            }
         }
     }
     println!(
@@ -245,7 +244,7 @@ async fn seed(tenant: &Tenant, users: &[LabUser]) -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 

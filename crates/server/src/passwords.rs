@@ -116,7 +116,7 @@ pub fn check_new_password(password: &str) -> Result<(), &'static str> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 

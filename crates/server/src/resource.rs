@@ -88,8 +88,7 @@ pub async fn revoke(
     } else if let Ok(claims) = state
         .keys()
         .verify::<AccessTokenClaims>(token, AT_JWT_TYP, now)
-    {
-        if claims.client_id == app.config.client_id && claims.iss == state.config.issuer {
+        && claims.client_id == app.config.client_id && claims.iss == state.config.issuer {
             match &claims.gid {
                 // RFC 7009 §2.1 lets revoking an access token revoke its grant.
                 Some(gid) => {
@@ -103,7 +102,6 @@ pub async fn revoke(
                 }
             }
         }
-    }
     let mut r = ().into_response();
     no_store(r.headers_mut());
     Ok(r)
@@ -145,8 +143,8 @@ pub async fn introspect(
                 });
             }
         }
-    } else if let Ok(claims) = verify_access_token(&state, token).await {
-        if claims.client_id == app.config.client_id {
+    } else if let Ok(claims) = verify_access_token(&state, token).await
+        && claims.client_id == app.config.client_id {
             answer = serde_json::json!({
                 "active": true,
                 "token_type": "Bearer",
@@ -161,7 +159,6 @@ pub async fn introspect(
                 "tid": claims.tid,
             });
         }
-    }
     let mut r = axum::Json(answer).into_response();
     no_store(r.headers_mut());
     Ok(r)
