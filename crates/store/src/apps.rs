@@ -10,6 +10,7 @@ impl Store {
         config_json: &str,
         now: i64,
     ) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO apps (client_id, config_json, created_at, updated_at) \
              VALUES ($1, $2, $3, $3) \
@@ -35,6 +36,7 @@ impl Store {
 
     /// Deletes an app. Returns whether it existed.
     pub async fn delete_app(&self, client_id: &str) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query("DELETE FROM apps WHERE client_id = $1")
             .bind(client_id)
             .execute(&self.pool)

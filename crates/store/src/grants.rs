@@ -5,8 +5,6 @@
 //! grant kills them all, and a replayed code or reused refresh token revokes the grant in the
 //! same transaction that detects it (RFC 9700 §2.1.1 and §4.14.2).
 
-use sqlx::Any;
-
 use crate::{Store, StoreError, bool_from_db, bool_to_db, strings_from_json, strings_to_json};
 
 /// One user's authorization of one client.
@@ -194,7 +192,7 @@ pub enum Rotation {
     NotFound,
 }
 
-type Tx = sqlx::Transaction<'static, Any>;
+type Tx = crate::WriteTx;
 
 async fn grant_in(tx: &mut Tx, id: &str) -> Result<Option<Grant>, StoreError> {
     let row: Option<GrantRow> = sqlx::query_as(concat!(
@@ -376,6 +374,7 @@ impl Store {
     /// Revokes a grant, and with it its code, access tokens and refresh token family.
     /// Returns whether this call revoked it (false if unknown or already revoked).
     pub async fn revoke_grant(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
         let done =
             sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
                 .bind(now)
@@ -393,6 +392,7 @@ impl Store {
         include_offline: bool,
         now: i64,
     ) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query(
             "UPDATE grants SET revoked_at = $1 \
              WHERE session_id = $2 AND revoked_at IS NULL AND ($3 = 1 OR offline = 0)",
@@ -408,6 +408,7 @@ impl Store {
     /// Revokes every grant of a user, offline ones included (account disabled, credential
     /// change, risk). Returns how many were revoked.
     pub async fn revoke_user_grants(&self, user_id: &str, now: i64) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query(
             "UPDATE grants SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
         )

@@ -69,6 +69,7 @@ impl Store {
     /// Stores a key (e.g. the first one at start-up). [`StoreError::Conflict`] if the kid is
     /// taken.
     pub async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         insert_key(&self.pool, key).await
     }
 
@@ -95,6 +96,7 @@ impl Store {
 
     /// Deletes keys retired before `t` (strictly). Returns how many were deleted.
     pub async fn delete_signing_keys_retired_before(&self, t: i64) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query(
             "DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < $1",
         )

@@ -25,10 +25,13 @@ mod sessions;
 mod sign_ins;
 mod users;
 
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
+use tokio::sync::{Mutex, MutexGuard, OwnedMutexGuard};
 
 pub use error::StoreError;
 pub use grants::{AuthCode, CodeRedemption, Grant, RefreshToken, Rotation};
@@ -73,6 +76,40 @@ impl Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// On SQLite, the turn to write: held for every write (a write transaction from
+    /// `begin_write` to commit or rollback, or a single autocommit write statement), so
+    /// concurrent writers queue here in FIFO order instead of sleeping in SQLite's busy handler.
+    /// `None` on PostgreSQL, which has row locks.
+    write_turn: Option<Arc<Mutex<()>>>,
+}
+
+/// A write transaction (see [`Store::begin_write`]). Derefs to the connection for queries; on
+/// SQLite it holds the store's write turn until it is committed or dropped.
+pub(crate) struct WriteTx {
+    // Declared before `_turn`, so on drop the rollback is queued before the turn is released.
+    tx: Transaction<'static, Any>,
+    _turn: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    /// Commits, then releases the write turn.
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl Deref for WriteTx {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
 }
 
 impl Store {
@@ -113,7 +150,9 @@ impl Store {
                 } else {
                     options.max_connections(8)
                 };
-                (url, options)
+                // A local file does not drop connections: skip the ping (one more round trip
+                // to the connection's worker thread) on every acquire.
+                (url, options.test_before_acquire(false))
             }
             Backend::Postgres => (url.to_owned(), AnyPoolOptions::new().max_connections(10)),
         };
@@ -127,7 +166,12 @@ impl Store {
             pool.execute("PRAGMA journal_mode = WAL").await?;
         }
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool, backend })
+        let write_turn = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        Ok(Store {
+            pool,
+            backend,
+            write_turn,
+        })
     }
 
     /// The backend this store talks to.
@@ -180,15 +224,35 @@ impl Store {
 
     /// Begins a transaction that will write.
     ///
-    /// On SQLite this is `BEGIN IMMEDIATE`: the write lock is taken (waiting up to the busy
-    /// timeout) before the first read, so a transaction never fails half-way when it upgrades
-    /// from reading to writing.
-    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+    /// On SQLite this first waits for the store's write turn (writers queue in-process, FIFO),
+    /// then runs `BEGIN IMMEDIATE`: the write lock is taken before the first read, so a
+    /// transaction never fails half-way when it upgrades from reading to writing. The turn is
+    /// held until the transaction is committed or dropped, so no writer of this process meets
+    /// `SQLITE_BUSY`; the busy timeout only covers other processes on the same file.
+    pub(crate) async fn begin_write(&self) -> Result<WriteTx, StoreError> {
+        let tx = match &self.write_turn {
+            Some(turn) => {
+                let turn = Arc::clone(turn).lock_owned().await;
+                WriteTx {
+                    tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+                    _turn: Some(turn),
+                }
+            }
+            None => WriteTx {
+                tx: self.pool.begin().await?,
+                _turn: None,
+            },
         };
         Ok(tx)
+    }
+
+    /// Waits for the write turn before a single autocommit write statement (on SQLite; a no-op
+    /// on PostgreSQL). Hold the guard until the statement has run.
+    pub(crate) async fn write_turn(&self) -> Option<MutexGuard<'_, ()>> {
+        match &self.write_turn {
+            Some(turn) => Some(turn.lock().await),
+            None => None,
+        }
     }
 }
 

@@ -7,6 +7,7 @@ impl Store {
     /// Records an access token as revoked by its `jti`, until `expires_at` (when the token
     /// dies anyway and [`Store::purge_expired`] forgets it). Revoking twice is fine.
     pub async fn revoke_access_token(&self, jti: &str, expires_at: i64) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) \
              ON CONFLICT (jti) DO NOTHING",

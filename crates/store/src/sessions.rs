@@ -78,6 +78,7 @@ pub struct Interaction {
 impl Store {
     /// Stores a new session. [`StoreError::Conflict`] if the id or token hash is taken.
     pub async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         sqlx::query(concat!(
             "INSERT INTO sessions (",
             session_columns!(),
@@ -134,6 +135,7 @@ impl Store {
     /// revoked; the first revocation time is kept). Its grants are revoked separately, see
     /// [`Store::revoke_session_grants`].
     pub async fn revoke_session(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
         let done =
             sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
                 .bind(now)
@@ -145,6 +147,7 @@ impl Store {
 
     /// Revokes every unrevoked session of a user. Returns how many were revoked.
     pub async fn revoke_user_sessions(&self, user_id: &str, now: i64) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query(
             "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
         )
@@ -157,6 +160,7 @@ impl Store {
 
     /// Stores a pending interaction. [`StoreError::Conflict`] if the id is taken.
     pub async fn create_interaction(&self, interaction: &Interaction) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO interactions (id, request_json, created_at, expires_at) \
              VALUES ($1, $2, $3, $4)",
@@ -188,6 +192,7 @@ impl Store {
 
     /// Deletes an interaction (it is finished or abandoned). Returns whether it existed.
     pub async fn delete_interaction(&self, id: &str) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query("DELETE FROM interactions WHERE id = $1")
             .bind(id)
             .execute(&self.pool)

@@ -134,6 +134,7 @@ enum Arg<'a> {
 impl Store {
     /// Appends a sign-in to the log. [`StoreError::Conflict`] if the id is taken.
     pub async fn insert_sign_in(&self, log: &SignInLog) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         let details = serde_json::to_string(&log.details)
             .map_err(|e| StoreError::Corrupt(format!("cannot encode details: {e}")))?;
         sqlx::query(concat!(

@@ -170,6 +170,7 @@ impl Store {
     ///
     /// Fails with [`StoreError::Conflict`] when the email (in any case) or the id is taken.
     pub async fn insert_user(&self, new: &NewUser) -> Result<User, StoreError> {
+        let _turn = self.write_turn().await;
         let email = normalize_email(&new.email);
         let inserted = sqlx::query(concat!(
             "INSERT INTO users (",
@@ -257,6 +258,7 @@ impl Store {
         status: UserStatus,
         now: i64,
     ) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query("UPDATE users SET status = $1, updated_at = $2 WHERE id = $3")
             .bind(status.as_str())
             .bind(now)
@@ -278,6 +280,7 @@ impl Store {
         must_change_password: bool,
         now: i64,
     ) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query(
             "UPDATE users SET password_hash = $1, must_change_password = $2, updated_at = $3 \
              WHERE id = $4",
