@@ -295,8 +295,41 @@ pub struct Config {
 }
 
 impl Config {
-    /// Read and validate a config file.
+    /// Read and validate a config file, including that the files it names can be read.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let config = Self::load_unchecked(path)?;
+        config.check_files()?;
+        Ok(config)
+    }
+
+    /// Check that the files the config names (TLS certificate and key) can be read.
+    pub fn check_files(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if let Some(tls) = &self.tls {
+            for (key, path) in [("server.tls.cert", &tls.cert), ("server.tls.key", &tls.key)] {
+                if let Err(e) = std::fs::metadata(path) {
+                    problems.push(Problem {
+                        key: key.into(),
+                        expected: format!(
+                            "a readable PEM file, but {} cannot be read ({e}); `tenantd certs` writes dev ones",
+                            path.display()
+                        ),
+                    });
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError {
+                file: self.source.clone(),
+                problems,
+            })
+        }
+    }
+
+    /// Read and validate a config file without looking at the files it names.
+    pub fn load_unchecked(path: &Path) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: file.clone(),
@@ -773,8 +806,8 @@ issuer = "https://127.0.0.1:9443"
 listen = "127.0.0.1:9443"
 trusted_proxies = ["127.0.0.1/32", "::1"]
 [server.tls]
-cert = "certs/localhost.pem"
-key = "certs/localhost-key.pem"
+cert = "Cargo.toml"
+key = "Cargo.toml"
 [database]
 url = "sqlite://data/contoso.db"
 [[apps]]
@@ -836,7 +869,7 @@ first_party = true
     #[test]
     fn tls_is_required_unless_plain_http_is_explicit() {
         let no_tls = GOOD.replace(
-            "[server.tls]\ncert = \"certs/localhost.pem\"\nkey = \"certs/localhost-key.pem\"\n",
+            "[server.tls]\ncert = \"Cargo.toml\"\nkey = \"Cargo.toml\"\n",
             "",
         );
         assert!(Config::parse(&no_tls, "x").is_err());
@@ -846,6 +879,18 @@ first_party = true
         let c = Config::parse(&plain, "x").unwrap();
         assert!(c.tls.is_none());
         assert_eq!(c.cookie_prefix(), "tenantd-contoso");
+    }
+
+    #[test]
+    fn missing_tls_files_are_named() {
+        let bad = GOOD.replace("cert = \"Cargo.toml\"", "cert = \"no/such.pem\"");
+        let e = Config::parse(&bad, "x").unwrap().check_files().unwrap_err();
+        assert!(
+            e.problems
+                .iter()
+                .any(|p| p.key == "server.tls.cert" && p.expected.contains("no/such.pem")),
+            "{e}"
+        );
     }
 
     #[test]

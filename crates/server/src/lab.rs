@@ -120,7 +120,7 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
         let mut config = if builtin && t.config == Path::new("home.toml") {
             Config::parse(HOME_TOML, "config/home.toml (built in)")?
         } else {
-            Config::load(&path)?
+            Config::load_unchecked(&path)?
         };
         let db = lab.data_dir.join(format!("{}.db", config.tenant_id));
         config.database_url = format!("sqlite://{}", db.display());
@@ -128,6 +128,7 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
             tls.cert = dev.cert.clone();
             tls.key = dev.key.clone();
         }
+        config.check_files()?;
         let listener = std::net::TcpListener::bind(config.listen)
             .with_context(|| format!("binding {} for {}", config.listen, config.tenant_id))?;
         let tenant = Tenant::start(config, listener, Arc::new(SystemClock)).await?;
@@ -188,15 +189,16 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
     for (t, _) in &tenants {
         for app in &t.state.config.apps {
             if let Some(secret) = &app.client_secret
-                && app.client_id != lab.demo_app.client_id {
-                    println!(
-                        "  scripted client at {}: {} / {}  redirect {}",
-                        t.state.config.tenant_id,
-                        app.client_id,
-                        secret,
-                        app.redirect_uris.first().map(String::as_str).unwrap_or("-")
-                    );
-                }
+                && app.client_id != lab.demo_app.client_id
+            {
+                println!(
+                    "  scripted client at {}: {} / {}  redirect {}",
+                    t.state.config.tenant_id,
+                    app.client_id,
+                    secret,
+                    app.redirect_uris.first().map(String::as_str).unwrap_or("-")
+                );
+            }
         }
     }
     println!(

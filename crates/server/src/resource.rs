@@ -88,20 +88,22 @@ pub async fn revoke(
     } else if let Ok(claims) = state
         .keys()
         .verify::<AccessTokenClaims>(token, AT_JWT_TYP, now)
-        && claims.client_id == app.config.client_id && claims.iss == state.config.issuer {
-            match &claims.gid {
-                // RFC 7009 §2.1 lets revoking an access token revoke its grant.
-                Some(gid) => {
-                    state.store.revoke_grant(gid, now).await?;
-                }
-                None => {
-                    state
-                        .store
-                        .revoke_access_token(&claims.jti, claims.exp)
-                        .await?
-                }
+        && claims.client_id == app.config.client_id
+        && claims.iss == state.config.issuer
+    {
+        match &claims.gid {
+            // RFC 7009 §2.1 lets revoking an access token revoke its grant.
+            Some(gid) => {
+                state.store.revoke_grant(gid, now).await?;
+            }
+            None => {
+                state
+                    .store
+                    .revoke_access_token(&claims.jti, claims.exp)
+                    .await?
             }
         }
+    }
     let mut r = ().into_response();
     no_store(r.headers_mut());
     Ok(r)
@@ -144,21 +146,22 @@ pub async fn introspect(
             }
         }
     } else if let Ok(claims) = verify_access_token(&state, token).await
-        && claims.client_id == app.config.client_id {
-            answer = serde_json::json!({
-                "active": true,
-                "token_type": "Bearer",
-                "scope": claims.scope,
-                "client_id": claims.client_id,
-                "sub": claims.sub,
-                "aud": claims.aud,
-                "iss": claims.iss,
-                "iat": claims.iat,
-                "exp": claims.exp,
-                "jti": claims.jti,
-                "tid": claims.tid,
-            });
-        }
+        && claims.client_id == app.config.client_id
+    {
+        answer = serde_json::json!({
+            "active": true,
+            "token_type": "Bearer",
+            "scope": claims.scope,
+            "client_id": claims.client_id,
+            "sub": claims.sub,
+            "aud": claims.aud,
+            "iss": claims.iss,
+            "iat": claims.iat,
+            "exp": claims.exp,
+            "jti": claims.jti,
+            "tid": claims.tid,
+        });
+    }
     let mut r = axum::Json(answer).into_response();
     no_store(r.headers_mut());
     Ok(r)

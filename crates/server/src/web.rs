@@ -260,10 +260,11 @@ pub fn cookie(
 /// The CSRF token for this browser, creating (and setting) one if needed.
 pub fn csrf_token(state: &AppState, jar: CookieJar) -> (CookieJar, String) {
     if let Some(c) = jar.get(&state.cookies.csrf)
-        && c.value().len() == 43 {
-            let v = c.value().to_owned();
-            return (jar, v);
-        }
+        && c.value().len() == 43
+    {
+        let v = c.value().to_owned();
+        return (jar, v);
+    }
     let token = crate::secrets::random_token();
     let jar = jar.add(cookie(state, &state.cookies.csrf, token.clone(), None));
     (jar, token)
