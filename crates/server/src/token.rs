@@ -204,7 +204,49 @@ async fn exchange_code(
 ) -> Result<TokenResponse, ApiError> {
     let now = state.now();
     let invalid = |why: &'static str| OAuthError::invalid_grant(why);
-    let (code_row, grant) = match state.store.redeem_code(&token_hash(code), now).await? {
+    // Runs inside the redemption, after the code is marked consumed: a failure revokes the
+    // grant in the same transaction (the code is spent and cannot be retried); success stores
+    // the family's first refresh token in it.
+    let check = |code_row: &store::AuthCode,
+                 grant: &Grant|
+     -> Result<Option<(String, RefreshToken)>, OAuthError> {
+        if code_row.client_id != app.config.client_id {
+            return Err(invalid(
+                "The authorization code was issued to another client.",
+            ));
+        }
+        if redirect_uri != Some(code_row.redirect_uri.as_str()) {
+            return Err(invalid(
+                "redirect_uri does not match the authorization request.",
+            ));
+        }
+        match (&code_row.code_challenge, verifier) {
+            (Some(challenge), Some(v)) => pkce::verify(v, challenge)?,
+            (Some(_), None) => return Err(invalid("code_verifier is required.")),
+            // A verifier for a code issued without a challenge is a PKCE downgrade attempt.
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "code_verifier was sent but the authorization request had no code_challenge.",
+                ));
+            }
+            (None, None) => {}
+        }
+        Ok(first_refresh_token(state, app, grant, now))
+    };
+    let mut first_refresh = None;
+    let redeemed = state
+        .store
+        .redeem_code_with(&token_hash(code), now, |code_row, grant| {
+            check(code_row, grant).map(|issued| {
+                issued.map(|(token, row)| {
+                    first_refresh = Some(token);
+                    row
+                })
+            })
+        })
+        .await?
+        .map_err(ApiError::from)?;
+    let (code_row, grant) = match redeemed {
         CodeRedemption::Redeemed { code, grant } => (code, grant),
         CodeRedemption::Replayed { grant_id } => {
             // RFC 6749 §4.1.2 / RFC 9700 §4.5: the store has revoked every token of that grant.
@@ -222,47 +264,38 @@ async fn exchange_code(
             return Err(invalid("The authorization code is invalid.").into());
         }
     };
-    // From here the code is spent: any failure also revokes the grant so it cannot be retried.
-    let check = || -> Result<(), OAuthError> {
-        if code_row.client_id != app.config.client_id {
-            return Err(invalid(
-                "The authorization code was issued to another client.",
-            ));
-        }
-        if redirect_uri != Some(code_row.redirect_uri.as_str()) {
-            return Err(invalid(
-                "redirect_uri does not match the authorization request.",
-            ));
-        }
-        match (&code_row.code_challenge, verifier) {
-            (Some(challenge), Some(v)) => pkce::verify(v, challenge),
-            (Some(_), None) => Err(invalid("code_verifier is required.")),
-            // A verifier for a code issued without a challenge is a PKCE downgrade attempt.
-            (None, Some(_)) => Err(invalid(
-                "code_verifier was sent but the authorization request had no code_challenge.",
-            )),
-            (None, None) => Ok(()),
-        }
-    };
-    if let Err(e) = check() {
-        state.store.revoke_grant(&grant.id, now).await?;
-        return Err(e.into());
-    }
     let user = active_user(state, &grant.user_id).await?;
     let Some(user) = user else {
         state.store.revoke_grant(&grant.id, now).await?;
         return Err(invalid("The user is no longer active.").into());
     };
-    issue_user_tokens(
-        state,
-        app,
-        &grant,
-        &user,
-        &grant.scope,
-        code_row.nonce,
-        true,
-    )
-    .await
+    let mut resp = issue_user_tokens(state, app, &grant, &user, &grant.scope, code_row.nonce)?;
+    resp.refresh_token = first_refresh;
+    Ok(resp)
+}
+
+/// The first refresh token of a grant's family, for the code exchange (if the client may use
+/// the refresh grant): the token to hand out and the row to store.
+fn first_refresh_token(
+    state: &AppState,
+    app: &App,
+    grant: &Grant,
+    now: i64,
+) -> Option<(String, RefreshToken)> {
+    if !app.config.grant_types.contains(&GrantType::RefreshToken) {
+        return None;
+    }
+    let token = random_token();
+    let row = RefreshToken {
+        token_hash: token_hash(&token),
+        grant_id: grant.id.clone(),
+        client_id: app.config.client_id.clone(),
+        scope: grant.scope.clone(),
+        created_at: now,
+        expires_at: (now + state.config.tokens.refresh_token).min(grant.expires_at),
+        used_at: None,
+    };
+    Some((token, row))
 }
 
 async fn active_user(state: &AppState, id: &str) -> Result<Option<User>, ApiError> {
@@ -282,40 +315,38 @@ async fn refresh(
     let now = state.now();
     let hash = token_hash(token);
     let invalid = || OAuthError::invalid_grant("The refresh token is invalid, expired or revoked.");
-    let Some(old) = state.store.refresh_token(&hash).await? else {
-        return Err(invalid().into());
-    };
-    if old.client_id != app.config.client_id {
-        return Err(invalid()
-            .with_detail("refresh token of another client")
-            .into());
-    }
-    let Some(grant) = state.store.grant(&old.grant_id).await? else {
-        return Err(invalid().into());
-    };
-    let granted = Scope::parse(&grant.scope).unwrap_or_default();
-    let scope = match scope {
-        Some(s) if !s.is_subset(&granted) => {
+    let new_token = random_token();
+    let new_hash = token_hash(&new_token);
+    // Runs inside the rotation, before anything changes: a refresh token of another client, or
+    // a scope beyond the grant, is refused without burning the token.
+    let prepare = |old: &RefreshToken, grant: &Grant| -> Result<RefreshToken, OAuthError> {
+        if old.client_id != app.config.client_id {
+            return Err(invalid().with_detail("refresh token of another client"));
+        }
+        if let Some(s) = &scope
+            && !s.is_subset(&Scope::parse(&grant.scope).unwrap_or_default())
+        {
             return Err(OAuthError::new(
                 ErrorCode::InvalidScope,
                 "The requested scope exceeds the original grant.",
-            )
-            .into());
+            ));
         }
-        Some(s) => s,
-        None => granted,
+        Ok(RefreshToken {
+            token_hash: new_hash,
+            grant_id: grant.id.clone(),
+            client_id: app.config.client_id.clone(),
+            scope: grant.scope.clone(),
+            created_at: now,
+            expires_at: (now + state.config.tokens.refresh_token).min(grant.expires_at),
+            used_at: None,
+        })
     };
-    let new_token = random_token();
-    let new = RefreshToken {
-        token_hash: token_hash(&new_token),
-        grant_id: grant.id.clone(),
-        client_id: app.config.client_id.clone(),
-        scope: grant.scope.clone(),
-        created_at: now,
-        expires_at: (now + state.config.tokens.refresh_token).min(grant.expires_at),
-        used_at: None,
-    };
-    let grant = match state.store.rotate_refresh_token(&hash, &new, now).await? {
+    let rotation = state
+        .store
+        .rotate_refresh_token_with(&hash, now, prepare)
+        .await?
+        .map_err(ApiError::from)?;
+    let grant = match rotation {
         Rotation::Rotated { grant, .. } => grant,
         Rotation::Reused { grant_id } => {
             return Err(invalid()
@@ -326,25 +357,24 @@ async fn refresh(
             return Err(invalid().into());
         }
     };
+    let scope = scope.unwrap_or_else(|| Scope::parse(&grant.scope).unwrap_or_default());
     let Some(user) = active_user(state, &grant.user_id).await? else {
         state.store.revoke_grant(&grant.id, now).await?;
         return Err(invalid().with_detail("user inactive").into());
     };
-    let mut resp =
-        issue_user_tokens(state, app, &grant, &user, &scope.to_string(), None, false).await?;
+    let mut resp = issue_user_tokens(state, app, &grant, &user, &scope.to_string(), None)?;
     resp.refresh_token = Some(new_token);
     Ok(resp)
 }
 
-/// Sign the access token and ID token for a user grant; store a first refresh token if asked.
-async fn issue_user_tokens(
+/// Sign the access token and ID token for a user grant (the caller adds the refresh token).
+fn issue_user_tokens(
     state: &AppState,
     app: &App,
     grant: &Grant,
     user: &User,
     scope: &str,
     nonce: Option<String>,
-    new_refresh_token: bool,
 ) -> Result<TokenResponse, ApiError> {
     let now = state.now();
     let cfg = &state.config;
@@ -392,30 +422,11 @@ async fn issue_user_tokens(
     } else {
         None
     };
-    let refresh_token =
-        if new_refresh_token && app.config.grant_types.contains(&GrantType::RefreshToken) {
-            let token = random_token();
-            state
-                .store
-                .insert_refresh_token(&RefreshToken {
-                    token_hash: token_hash(&token),
-                    grant_id: grant.id.clone(),
-                    client_id: app.config.client_id.clone(),
-                    scope: grant.scope.clone(),
-                    created_at: now,
-                    expires_at: (now + cfg.tokens.refresh_token).min(grant.expires_at),
-                    used_at: None,
-                })
-                .await?;
-            Some(token)
-        } else {
-            None
-        };
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer",
         expires_in: cfg.tokens.access_token,
-        refresh_token,
+        refresh_token: None,
         id_token,
         scope: scope.to_owned(),
     })

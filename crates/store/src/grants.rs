@@ -230,6 +230,81 @@ async fn refresh_in(tx: &mut Tx, token_hash: &str) -> Result<Option<RefreshToken
     Ok(token)
 }
 
+/// A refresh token joined with its grant (one statement instead of two).
+#[derive(sqlx::FromRow)]
+struct RefreshGrantRow {
+    token_hash: String,
+    grant_id: String,
+    client_id: String,
+    scope: String,
+    created_at: i64,
+    expires_at: i64,
+    used_at: Option<i64>,
+    #[sqlx(flatten)]
+    grant: GrantOfRefreshRow,
+}
+
+#[derive(sqlx::FromRow)]
+struct GrantOfRefreshRow {
+    g_client_id: String,
+    g_user_id: String,
+    g_session_id: Option<String>,
+    g_scope: String,
+    g_auth_time: i64,
+    g_amr: String,
+    g_acr: Option<String>,
+    g_offline: i64,
+    g_created_at: i64,
+    g_expires_at: i64,
+    g_revoked_at: Option<i64>,
+}
+
+async fn refresh_with_grant_in(
+    tx: &mut Tx,
+    token_hash: &str,
+) -> Result<Option<(RefreshToken, Grant)>, StoreError> {
+    let row: Option<RefreshGrantRow> = sqlx::query_as(
+        "SELECT r.token_hash, r.grant_id, r.client_id, r.scope, r.created_at, r.expires_at, \
+         r.used_at, g.client_id AS g_client_id, g.user_id AS g_user_id, \
+         g.session_id AS g_session_id, g.scope AS g_scope, g.auth_time AS g_auth_time, \
+         g.amr AS g_amr, g.acr AS g_acr, g.offline AS g_offline, \
+         g.created_at AS g_created_at, g.expires_at AS g_expires_at, \
+         g.revoked_at AS g_revoked_at \
+         FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id WHERE r.token_hash = $1",
+    )
+    .bind(token_hash)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let g = row.grant;
+    let grant = Grant::try_from(GrantRow {
+        id: row.grant_id.clone(),
+        client_id: g.g_client_id,
+        user_id: g.g_user_id,
+        session_id: g.g_session_id,
+        scope: g.g_scope,
+        auth_time: g.g_auth_time,
+        amr: g.g_amr,
+        acr: g.g_acr,
+        offline: g.g_offline,
+        created_at: g.g_created_at,
+        expires_at: g.g_expires_at,
+        revoked_at: g.g_revoked_at,
+    })?;
+    let token = RefreshToken {
+        token_hash: row.token_hash,
+        grant_id: row.grant_id,
+        client_id: row.client_id,
+        scope: row.scope,
+        created_at: row.created_at,
+        expires_at: row.expires_at,
+        used_at: row.used_at,
+    };
+    Ok(Some((token, grant)))
+}
+
 /// Revokes a grant unless already revoked (the first revocation time is kept).
 async fn revoke_grant_in(tx: &mut Tx, id: &str, now: i64) -> Result<bool, StoreError> {
     let done =
@@ -325,6 +400,32 @@ impl Store {
         code_hash: &str,
         now: i64,
     ) -> Result<CodeRedemption, StoreError> {
+        let redeemed = self
+            .redeem_code_with(code_hash, now, |_, _| {
+                Ok::<_, std::convert::Infallible>(None)
+            })
+            .await?;
+        match redeemed {
+            Ok(outcome) => Ok(outcome),
+            Err(never) => match never {},
+        }
+    }
+
+    /// Redeems an authorization code like [`Store::redeem_code`] and, in the same transaction,
+    /// lets the caller check the freshly consumed code against the request and issue the
+    /// family's first refresh token.
+    ///
+    /// `check` runs only for a code that was fresh and whose grant is live, after the code has
+    /// been marked consumed. If it fails, the grant is revoked in the same transaction (the code
+    /// stays spent, so it cannot be retried) and its error is returned as `Ok(Err(e))`. If it
+    /// returns a refresh token, that token is stored before the transaction commits. Every other
+    /// outcome is returned as `Ok(Ok(_))`, exactly as from [`Store::redeem_code`].
+    pub async fn redeem_code_with<E>(
+        &self,
+        code_hash: &str,
+        now: i64,
+        check: impl FnOnce(&AuthCode, &Grant) -> Result<Option<RefreshToken>, E>,
+    ) -> Result<Result<CodeRedemption, E>, StoreError> {
         let mut tx = self.begin_write().await?;
         let consumed = sqlx::query(
             "UPDATE auth_codes SET consumed_at = $1 \
@@ -336,14 +437,26 @@ impl Store {
         .await?
         .rows_affected();
         let Some(code) = code_in(&mut tx, code_hash).await? else {
-            return Ok(CodeRedemption::NotFound);
+            return Ok(Ok(CodeRedemption::NotFound));
         };
         let outcome = if consumed == 1 {
             match grant_in(&mut tx, &code.grant_id).await? {
                 None => CodeRedemption::GrantRevoked,
                 Some(grant) if grant.revoked_at.is_some() => CodeRedemption::GrantRevoked,
                 Some(grant) if grant.expires_at <= now => CodeRedemption::Expired,
-                Some(grant) => CodeRedemption::Redeemed { code, grant },
+                Some(grant) => match check(&code, &grant) {
+                    Ok(first_refresh) => {
+                        if let Some(token) = first_refresh {
+                            insert_refresh_in(&mut tx, &token).await?;
+                        }
+                        CodeRedemption::Redeemed { code, grant }
+                    }
+                    Err(e) => {
+                        revoke_grant_in(&mut tx, &grant.id, now).await?;
+                        tx.commit().await?;
+                        return Ok(Err(e));
+                    }
+                },
             }
         } else if code.consumed_at.is_some() {
             revoke_grant_in(&mut tx, &code.grant_id, now).await?;
@@ -355,7 +468,7 @@ impl Store {
             CodeRedemption::Expired
         };
         tx.commit().await?;
-        Ok(outcome)
+        Ok(Ok(outcome))
     }
 
     /// The grant with this id, whatever its state (check `expires_at` and `revoked_at`).
@@ -454,15 +567,46 @@ impl Store {
         new: &RefreshToken,
         now: i64,
     ) -> Result<Rotation, StoreError> {
+        self.rotate_refresh_token_with(old_hash, now, |old, _| {
+            if old.grant_id != new.grant_id || old.client_id != new.client_id {
+                return Err(StoreError::Conflict(
+                    "a rotated refresh token must keep its grant and client".to_owned(),
+                ));
+            }
+            Ok(new.clone())
+        })
+        .await?
+    }
+
+    /// Rotates a refresh token like [`Store::rotate_refresh_token`], with the new token made by
+    /// `prepare` from the old token and its grant as stored, in the same transaction.
+    ///
+    /// `prepare` runs before anything changes (the caller checks the client and the requested
+    /// scope there). If it fails, the transaction is rolled back with nothing changed, whatever
+    /// the token's state (a used token is not treated as reused), and its error is returned as
+    /// `Ok(Err(e))`. The token it returns must belong to the same grant and client as the old
+    /// one, else [`StoreError::Conflict`] and nothing changes.
+    pub async fn rotate_refresh_token_with<E>(
+        &self,
+        old_hash: &str,
+        now: i64,
+        prepare: impl FnOnce(&RefreshToken, &Grant) -> Result<RefreshToken, E>,
+    ) -> Result<Result<Rotation, E>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let Some(old) = refresh_in(&mut tx, old_hash).await? else {
-            return Ok(Rotation::NotFound);
+        let Some((mut old, grant)) = refresh_with_grant_in(&mut tx, old_hash).await? else {
+            return Ok(Ok(Rotation::NotFound));
+        };
+        let new = match prepare(&old, &grant) {
+            Ok(new) => new,
+            Err(e) => return Ok(Err(e)),
         };
         if old.grant_id != new.grant_id || old.client_id != new.client_id {
             return Err(StoreError::Conflict(
                 "a rotated refresh token must keep its grant and client".to_owned(),
             ));
         }
+        // The conditions are re-checked by the UPDATE itself: on PostgreSQL a concurrent
+        // rotation or revocation may have committed since the read above.
         let used = sqlx::query(
             "UPDATE refresh_tokens SET used_at = $1 \
              WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 \
@@ -475,13 +619,9 @@ impl Store {
         .await?
         .rows_affected();
         let outcome = if used == 1 {
-            insert_refresh_in(&mut tx, new).await?;
-            let old = refresh_in(&mut tx, old_hash)
-                .await?
-                .ok_or(StoreError::NotFound)?;
-            let grant = grant_in(&mut tx, &old.grant_id)
-                .await?
-                .ok_or(StoreError::NotFound)?;
+            insert_refresh_in(&mut tx, &new).await?;
+            // Grants change only by revocation, which the UPDATE has just ruled out.
+            old.used_at = Some(now);
             Rotation::Rotated { old, grant }
         } else {
             // Re-read: on PostgreSQL a concurrent rotation may have committed while we waited.
@@ -504,6 +644,6 @@ impl Store {
             }
         };
         tx.commit().await?;
-        Ok(outcome)
+        Ok(Ok(outcome))
     }
 }

@@ -451,3 +451,80 @@ pub async fn access_token_revocation(ctx: Ctx) {
     assert!(store.access_token_revoked("jti-1").await.unwrap());
     assert!(!store.access_token_revoked("jti-2").await.unwrap());
 }
+
+pub async fn refused_rotation_changes_nothing(ctx: Ctx) {
+    let store = &ctx.store;
+    user_with_grant(store).await;
+    store
+        .insert_refresh_token(&refresh("r1", "g1", 5_000))
+        .await
+        .unwrap();
+    // The caller's check sees the stored token and grant and refuses: nothing is burned.
+    let refused = store
+        .rotate_refresh_token_with("r1", 200, |old, g| {
+            assert_eq!(old.token_hash, "r1");
+            assert_eq!(g.id, "g1");
+            Err::<tenantd_store::RefreshToken, _>("wrong client")
+        })
+        .await
+        .unwrap();
+    assert_eq!(refused, Err("wrong client"));
+    assert_eq!(
+        store.refresh_token("r1").await.unwrap().unwrap().used_at,
+        None
+    );
+    // The token still rotates afterwards, and the outcome carries the used token and grant.
+    let Ok(Rotation::Rotated { old, grant: g }) = store
+        .rotate_refresh_token_with("r1", 201, |_, _| Ok::<_, ()>(refresh("r2", "g1", 5_000)))
+        .await
+        .unwrap()
+    else {
+        panic!("must rotate");
+    };
+    assert_eq!(old.used_at, Some(201));
+    assert_eq!(g, grant("g1", "u1", Some("s1"), false));
+    assert!(store.refresh_token("r2").await.unwrap().is_some());
+}
+
+pub async fn failed_code_check_revokes_grant_in_redemption(ctx: Ctx) {
+    let store = &ctx.store;
+    user_with_grant(store).await;
+    let failed = store
+        .redeem_code_with("c1", 120, |code, _| {
+            assert_eq!(code.consumed_at, Some(120));
+            Err::<Option<tenantd_store::RefreshToken>, _>("pkce")
+        })
+        .await
+        .unwrap();
+    assert_eq!(failed, Err("pkce"));
+    assert!(
+        store
+            .grant("g1")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    // The code stays spent: a retry is a replay.
+    assert!(matches!(
+        store.redeem_code("c1", 121).await.unwrap(),
+        CodeRedemption::Replayed { .. }
+    ));
+}
+
+pub async fn code_redemption_stores_first_refresh_token(ctx: Ctx) {
+    let store = &ctx.store;
+    user_with_grant(store).await;
+    let redeemed = store
+        .redeem_code_with("c1", 120, |_, _| {
+            Ok::<_, ()>(Some(refresh("r1", "g1", 5_000)))
+        })
+        .await
+        .unwrap();
+    assert!(matches!(redeemed, Ok(CodeRedemption::Redeemed { .. })));
+    assert_eq!(
+        store.refresh_token("r1").await.unwrap(),
+        Some(refresh("r1", "g1", 5_000))
+    );
+}
