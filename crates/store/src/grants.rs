@@ -241,11 +241,11 @@ struct RefreshGrantRow {
     expires_at: i64,
     used_at: Option<i64>,
     #[sqlx(flatten)]
-    grant: GrantOfRefreshRow,
+    grant: GrantJoinRow,
 }
 
 #[derive(sqlx::FromRow)]
-struct GrantOfRefreshRow {
+struct GrantJoinRow {
     g_client_id: String,
     g_user_id: String,
     g_session_id: Option<String>,
@@ -259,40 +259,84 @@ struct GrantOfRefreshRow {
     g_revoked_at: Option<i64>,
 }
 
-async fn refresh_with_grant_in(
+impl GrantJoinRow {
+    fn into_grant(self, id: String) -> Result<Grant, StoreError> {
+        Grant::try_from(GrantRow {
+            id,
+            client_id: self.g_client_id,
+            user_id: self.g_user_id,
+            session_id: self.g_session_id,
+            scope: self.g_scope,
+            auth_time: self.g_auth_time,
+            amr: self.g_amr,
+            acr: self.g_acr,
+            offline: self.g_offline,
+            created_at: self.g_created_at,
+            expires_at: self.g_expires_at,
+            revoked_at: self.g_revoked_at,
+        })
+    }
+}
+
+/// The grant columns of a join, prefixed `g_` (the grant's id is the other table's `grant_id`).
+macro_rules! grant_join_columns {
+    () => {
+        "g.client_id AS g_client_id, g.user_id AS g_user_id, g.session_id AS g_session_id, \
+         g.scope AS g_scope, g.auth_time AS g_auth_time, g.amr AS g_amr, g.acr AS g_acr, \
+         g.offline AS g_offline, g.created_at AS g_created_at, g.expires_at AS g_expires_at, \
+         g.revoked_at AS g_revoked_at"
+    };
+}
+
+/// An authorization code joined with its grant (`None` for the grant if it is gone).
+#[derive(sqlx::FromRow)]
+struct CodeGrantRow {
+    #[sqlx(flatten)]
+    code: AuthCode,
+    #[sqlx(flatten)]
+    grant: GrantJoinRow,
+}
+
+async fn code_with_grant_in(
     tx: &mut Tx,
-    token_hash: &str,
-) -> Result<Option<(RefreshToken, Grant)>, StoreError> {
-    let row: Option<RefreshGrantRow> = sqlx::query_as(
-        "SELECT r.token_hash, r.grant_id, r.client_id, r.scope, r.created_at, r.expires_at, \
-         r.used_at, g.client_id AS g_client_id, g.user_id AS g_user_id, \
-         g.session_id AS g_session_id, g.scope AS g_scope, g.auth_time AS g_auth_time, \
-         g.amr AS g_amr, g.acr AS g_acr, g.offline AS g_offline, \
-         g.created_at AS g_created_at, g.expires_at AS g_expires_at, \
-         g.revoked_at AS g_revoked_at \
-         FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id WHERE r.token_hash = $1",
-    )
-    .bind(token_hash)
+    code_hash: &str,
+) -> Result<Option<(AuthCode, Grant)>, StoreError> {
+    let row: Option<CodeGrantRow> = sqlx::query_as(concat!(
+        "SELECT c.code_hash, c.grant_id, c.client_id, c.redirect_uri, c.scope, c.nonce, \
+         c.code_challenge, c.code_challenge_method, c.created_at, c.expires_at, c.consumed_at, ",
+        grant_join_columns!(),
+        " FROM auth_codes c JOIN grants g ON g.id = c.grant_id WHERE c.code_hash = $1"
+    ))
+    .bind(code_hash)
     .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|r| {
+        let grant = r.grant.into_grant(r.code.grant_id.clone())?;
+        Ok((r.code, grant))
+    })
+    .transpose()
+}
+
+async fn refresh_with_grant<'e, E>(
+    executor: E,
+    token_hash: &str,
+) -> Result<Option<(RefreshToken, Grant)>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row: Option<RefreshGrantRow> = sqlx::query_as(concat!(
+        "SELECT r.token_hash, r.grant_id, r.client_id, r.scope, r.created_at, r.expires_at, \
+         r.used_at, ",
+        grant_join_columns!(),
+        " FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id WHERE r.token_hash = $1"
+    ))
+    .bind(token_hash)
+    .fetch_optional(executor)
     .await?;
     let Some(row) = row else {
         return Ok(None);
     };
-    let g = row.grant;
-    let grant = Grant::try_from(GrantRow {
-        id: row.grant_id.clone(),
-        client_id: g.g_client_id,
-        user_id: g.g_user_id,
-        session_id: g.g_session_id,
-        scope: g.g_scope,
-        auth_time: g.g_auth_time,
-        amr: g.g_amr,
-        acr: g.g_acr,
-        offline: g.g_offline,
-        created_at: g.g_created_at,
-        expires_at: g.g_expires_at,
-        revoked_at: g.g_revoked_at,
-    })?;
+    let grant = row.grant.into_grant(row.grant_id.clone())?;
     let token = RefreshToken {
         token_hash: row.token_hash,
         grant_id: row.grant_id,
@@ -436,10 +480,37 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        if consumed == 1 {
+            // The usual case: code and grant in one statement.
+            if let Some((code, grant)) = code_with_grant_in(&mut tx, code_hash).await? {
+                let outcome = if grant.revoked_at.is_some() {
+                    CodeRedemption::GrantRevoked
+                } else if grant.expires_at <= now {
+                    CodeRedemption::Expired
+                } else {
+                    match check(&code, &grant) {
+                        Ok(first_refresh) => {
+                            if let Some(token) = first_refresh {
+                                insert_refresh_in(&mut tx, &token).await?;
+                            }
+                            CodeRedemption::Redeemed { code, grant }
+                        }
+                        Err(e) => {
+                            revoke_grant_in(&mut tx, &grant.id, now).await?;
+                            tx.commit().await?;
+                            return Ok(Err(e));
+                        }
+                    }
+                };
+                tx.commit().await?;
+                return Ok(Ok(outcome));
+            }
+        }
         let Some(code) = code_in(&mut tx, code_hash).await? else {
             return Ok(Ok(CodeRedemption::NotFound));
         };
         let outcome = if consumed == 1 {
+            // Consumed, but its grant is gone.
             match grant_in(&mut tx, &code.grant_id).await? {
                 None => CodeRedemption::GrantRevoked,
                 Some(grant) if grant.revoked_at.is_some() => CodeRedemption::GrantRevoked,
@@ -592,8 +663,11 @@ impl Store {
         now: i64,
         prepare: impl FnOnce(&RefreshToken, &Grant) -> Result<RefreshToken, E>,
     ) -> Result<Result<Rotation, E>, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let Some((mut old, grant)) = refresh_with_grant_in(&mut tx, old_hash).await? else {
+        // Read before taking the write turn, so the (serialized) write transaction is short.
+        // What is checked here cannot change under us: a token's grant and client and a
+        // grant's scope and expiry are never updated. What can change (the token being used,
+        // the grant being revoked) is re-checked atomically by the UPDATE below.
+        let Some((mut old, grant)) = refresh_with_grant(&self.pool, old_hash).await? else {
             return Ok(Ok(Rotation::NotFound));
         };
         let new = match prepare(&old, &grant) {
@@ -605,8 +679,9 @@ impl Store {
                 "a rotated refresh token must keep its grant and client".to_owned(),
             ));
         }
-        // The conditions are re-checked by the UPDATE itself: on PostgreSQL a concurrent
-        // rotation or revocation may have committed since the read above.
+        let mut tx = self.begin_write().await?;
+        // The conditions are checked by the UPDATE itself: a concurrent rotation or revocation
+        // may have committed since the read above.
         let used = sqlx::query(
             "UPDATE refresh_tokens SET used_at = $1 \
              WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 \
@@ -624,10 +699,11 @@ impl Store {
             old.used_at = Some(now);
             Rotation::Rotated { old, grant }
         } else {
-            // Re-read: on PostgreSQL a concurrent rotation may have committed while we waited.
-            let old = refresh_in(&mut tx, old_hash)
-                .await?
-                .ok_or(StoreError::NotFound)?;
+            // Re-read: a concurrent rotation may have committed since the first read.
+            let Some(old) = refresh_in(&mut tx, old_hash).await? else {
+                // Purged in between.
+                return Ok(Ok(Rotation::NotFound));
+            };
             let grant = grant_in(&mut tx, &old.grant_id).await?;
             if old.used_at.is_some() {
                 revoke_grant_in(&mut tx, &old.grant_id, now).await?;
