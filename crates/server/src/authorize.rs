@@ -229,9 +229,9 @@ pub async fn continue_with_session(
     match issue_code(&state, &request, &current).await {
         Ok(code) => (
             jar,
-            respond_to_client(
-                &state,
-                &request,
+            deliver(
+                &request.redirect_uri,
+                request.response_mode,
                 &authorize::success_params(&code, request.state.as_deref(), &state.config.issuer),
             ),
         )
@@ -346,14 +346,6 @@ pub fn error_to_client(
 fn redirect_error(state: &AppState, r: &ErrorRedirect) -> Response {
     let params = authorize::error_params(&r.error, r.state.as_deref(), &state.config.issuer);
     deliver(&r.redirect_uri, r.response_mode, &params)
-}
-
-fn respond_to_client(
-    _state: &AppState,
-    request: &AuthorizationRequest,
-    params: &[(&'static str, String)],
-) -> Response {
-    deliver(&request.redirect_uri, request.response_mode, params)
 }
 
 /// Deliver authorization response parameters by the request's response mode.

@@ -65,6 +65,18 @@ fn render_email(
     })
 }
 
+/// Every form of the sign-in pages starts the same way: the CSRF check, then the pending
+/// sign-in it belongs to.
+async fn submitted_pending(
+    state: &AppState,
+    jar: &CookieJar,
+    csrf_token: &str,
+    interaction: &str,
+) -> Result<Pending, PageError> {
+    check_csrf(state, jar, csrf_token)?;
+    authorize::load_pending(state, interaction).await
+}
+
 /// The email form.
 #[derive(Debug, Deserialize)]
 pub struct EmailForm {
@@ -83,10 +95,7 @@ pub async fn email_submit(
     jar: CookieJar,
     Form(f): Form<EmailForm>,
 ) -> Response {
-    if let Err(e) = check_csrf(&state, &jar, &f.csrf_token) {
-        return e.render(&state, &ctx);
-    }
-    let pending = match authorize::load_pending(&state, &f.interaction).await {
+    let pending = match submitted_pending(&state, &jar, &f.csrf_token, &f.interaction).await {
         Ok(p) => p,
         Err(e) => return e.render(&state, &ctx),
     };
@@ -141,10 +150,7 @@ pub async fn password_submit(
     jar: CookieJar,
     Form(f): Form<PasswordForm>,
 ) -> Response {
-    if let Err(e) = check_csrf(&state, &jar, &f.csrf_token) {
-        return e.render(&state, &ctx);
-    }
-    let pending = match authorize::load_pending(&state, &f.interaction).await {
+    let pending = match submitted_pending(&state, &jar, &f.csrf_token, &f.interaction).await {
         Ok(p) => p,
         Err(e) => return e.render(&state, &ctx),
     };
@@ -272,10 +278,7 @@ pub async fn change_submit(
     jar: CookieJar,
     Form(f): Form<ChangeForm>,
 ) -> Response {
-    if let Err(e) = check_csrf(&state, &jar, &f.csrf_token) {
-        return e.render(&state, &ctx);
-    }
-    let pending = match authorize::load_pending(&state, &f.interaction).await {
+    let pending = match submitted_pending(&state, &jar, &f.csrf_token, &f.interaction).await {
         Ok(p) => p,
         Err(e) => return e.render(&state, &ctx),
     };
@@ -415,10 +418,7 @@ pub async fn consent_submit(
     jar: CookieJar,
     Form(f): Form<ConsentForm>,
 ) -> Response {
-    if let Err(e) = check_csrf(&state, &jar, &f.csrf_token) {
-        return e.render(&state, &ctx);
-    }
-    let pending = match authorize::load_pending(&state, &f.interaction).await {
+    let pending = match submitted_pending(&state, &jar, &f.csrf_token, &f.interaction).await {
         Ok(p) => p,
         Err(e) => return e.render(&state, &ctx),
     };

@@ -1,5 +1,6 @@
-//! Password hashing with argon2id, off the async runtime and behind a semaphore: a burst of
-//! sign-ins queues instead of starving every other request of CPU.
+//! Password hashing with argon2id on a few dedicated threads (one per allowed concurrent hash,
+//! each reusing one memory buffer), off the async runtime: a burst of sign-ins queues instead of
+//! starving every other request of CPU, and no 19 MiB buffer is left behind per sign-in.
 
 use crate::config::PasswordPolicy;
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
