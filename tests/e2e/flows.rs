@@ -192,11 +192,7 @@ async fn public_client_with_pkce_and_form_post() {
     ));
     let r = b.get(&url).send().await.unwrap();
     let login = location(&r);
-    let page = b.get(t.url(&login)).send().await.unwrap();
-    let mut form = hidden_inputs(&page.text().await.unwrap());
-    form.push(("email".into(), ALICE.into()));
-    let page = b.post(t.url("/login")).form(&form).send().await.unwrap();
-    let mut form = hidden_inputs(&page.text().await.unwrap());
+    let mut form = password_form(&t, &b, &login, ALICE).await;
     form.push(("password".into(), ALICE_PW.into()));
     let r = b
         .post(t.url("/login/password"))
@@ -563,11 +559,7 @@ async fn must_change_password_then_continue() {
     let b = browser();
     let r = b.get(rp_authorize(&t, "")).send().await.unwrap();
     let login = location(&r);
-    let page = b.get(t.url(&login)).send().await.unwrap();
-    let mut form = hidden_inputs(&page.text().await.unwrap());
-    form.push(("email".into(), "temp@contoso.test".into()));
-    let page = b.post(t.url("/login")).form(&form).send().await.unwrap();
-    let mut form = hidden_inputs(&page.text().await.unwrap());
+    let mut form = password_form(&t, &b, &login, "temp@contoso.test").await;
     form.push(("password".into(), "temporary-pw-1".into()));
     let page = b
         .post(t.url("/login/password"))
@@ -621,11 +613,7 @@ async fn every_password_attempt_is_in_the_sign_in_log() {
     let b = browser();
     let r = b.get(rp_authorize(&t, "")).send().await.unwrap();
     let login = location(&r);
-    let page = b.get(t.url(&login)).send().await.unwrap();
-    let mut form = hidden_inputs(&page.text().await.unwrap());
-    form.push(("email".into(), ALICE.into()));
-    let page = b.post(t.url("/login")).form(&form).send().await.unwrap();
-    let mut form = hidden_inputs(&page.text().await.unwrap());
+    let mut form = password_form(&t, &b, &login, ALICE).await;
     form.push(("password".into(), "wrong-password".into()));
     let page = b
         .post(t.url("/login/password"))

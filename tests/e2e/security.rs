@@ -599,11 +599,7 @@ async fn disabled_user_cannot_sign_in_and_pages_do_not_enumerate_accounts() {
         let t = &t;
         async move {
             let r = b.get(rp_authorize(t, "")).send().await.unwrap();
-            let page = b.get(t.url(&location(&r))).send().await.unwrap();
-            let mut form = hidden_inputs(&page.text().await.unwrap());
-            form.push(("email".into(), email.into()));
-            let page = b.post(t.url("/login")).form(&form).send().await.unwrap();
-            let mut form = hidden_inputs(&page.text().await.unwrap());
+            let mut form = password_form(t, &b, &location(&r), email).await;
             form.push(("password".into(), pw.into()));
             let r = b
                 .post(t.url("/login/password"))

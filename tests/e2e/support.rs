@@ -319,13 +319,7 @@ pub async fn submit_password(
     email: &str,
     password: &str,
 ) -> String {
-    let page = b.get(t.url(login_path)).send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    let mut form = hidden_inputs(&page.text().await.unwrap());
-    form.push(("email".into(), email.into()));
-    let page = b.post(t.url("/login")).form(&form).send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    let mut form = hidden_inputs(&page.text().await.unwrap());
+    let mut form = password_form(t, b, login_path, email).await;
     form.push(("password".into(), password.into()));
     let r = b
         .post(t.url("/login/password"))
@@ -335,6 +329,23 @@ pub async fn submit_password(
         .unwrap();
     assert_eq!(r.status(), 303, "password accepted should redirect");
     location(&r)
+}
+
+/// From a `/login?interaction=` path: the email page, then the password page; returns the
+/// password form's hidden fields (interaction, csrf_token, email).
+pub async fn password_form(
+    t: &TestTenant,
+    b: &reqwest::Client,
+    login_path: &str,
+    email: &str,
+) -> Vec<(String, String)> {
+    let page = b.get(t.url(login_path)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let mut form = hidden_inputs(&page.text().await.unwrap());
+    form.push(("email".into(), email.into()));
+    let page = b.post(t.url("/login")).form(&form).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    hidden_inputs(&page.text().await.unwrap())
 }
 
 /// The code from a client redirect, checking `state` and RFC 9207 `iss`.
