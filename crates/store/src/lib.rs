@@ -1,9 +1,11 @@
 //! Persistence for one tenant.
 //!
 //! This crate owns the tenant's database: the schema (embedded migrations under `migrations/`)
-//! and every query against it, for users, apps, consents, browser sessions, pending
-//! interactions, grants with their authorization codes and refresh tokens, access-token and
-//! client-assertion (`jti`) revocation lists, signing keys and the sign-in log.
+//! and every query against it, for users (members and guests), guest invitations, partners
+//! (trusted other tenants), user risk and its history, apps, consents, browser sessions (local
+//! or federated), pending interactions (consumed at most once), grants with their authorization
+//! codes and refresh tokens, access-token and client-assertion (`jti`) revocation lists, signing
+//! keys and the sign-in log.
 //!
 //! One portable query set runs on SQLite (the default, a file) and PostgreSQL through sqlx's
 //! `Any` driver. Conventions every caller relies on:
@@ -11,16 +13,20 @@
 //!   row "expires at" `t` when `now >= t`;
 //! - ids are chosen by the caller; secrets (session cookies, codes, refresh tokens) are stored
 //!   only as the hashes the caller passes in;
-//! - everything that must be atomic (code redemption, refresh rotation, key rotation) is one
-//!   transaction, and replay or reuse revokes the grant inside that same transaction.
+//! - everything that must be atomic (code redemption, refresh rotation, key rotation, guest
+//!   invitation and redemption, risk changes with their history) is one transaction or one
+//!   conditional statement, and replay or reuse revokes the grant inside that same transaction.
 
 #![deny(missing_docs)]
 
 mod apps;
 mod error;
 mod grants;
+mod guests;
 mod keys;
+mod partners;
 mod revocation;
+mod risk;
 mod sessions;
 mod sign_ins;
 mod users;
@@ -35,10 +41,12 @@ use tokio::sync::{Mutex, MutexGuard, OwnedMutexGuard};
 
 pub use error::StoreError;
 pub use grants::{AuthCode, CodeRedemption, Grant, RefreshToken, Rotation};
+pub use guests::{Invitation, InvitationStatus, NewGuest};
 pub use keys::SigningKeyRecord;
-pub use sessions::{Interaction, Session};
+pub use risk::{RiskHistoryItem, UserRiskRecord};
+pub use sessions::{Consumption, Interaction, Session};
 pub use sign_ins::{SignInFilter, SignInLog};
-pub use users::{NewUser, User, UserStatus};
+pub use users::{InvitationState, NewUser, User, UserStatus, UserType};
 
 /// The embedded schema migrations (portable DDL, one folder for both backends).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -23,6 +23,10 @@ pub struct Session {
     pub expires_at: i64,
     /// When it was revoked (sign-out, admin, risk), if it was.
     pub revoked_at: Option<i64>,
+    /// `None` for a local sign-in; for a federated (guest) sign-in, the server's JSON
+    /// describing it (partner, home issuer, the home's `user_risk` claim). The store keeps it
+    /// as text.
+    pub federation_json: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -36,6 +40,7 @@ struct SessionRow {
     created_at: i64,
     expires_at: i64,
     revoked_at: Option<i64>,
+    federation_json: Option<String>,
 }
 
 impl TryFrom<SessionRow> for Session {
@@ -52,17 +57,20 @@ impl TryFrom<SessionRow> for Session {
             created_at: row.created_at,
             expires_at: row.expires_at,
             revoked_at: row.revoked_at,
+            federation_json: row.federation_json,
         })
     }
 }
 
 macro_rules! session_columns {
     () => {
-        "id, token_hash, user_id, auth_time, amr, acr, created_at, expires_at, revoked_at"
+        "id, token_hash, user_id, auth_time, amr, acr, created_at, expires_at, revoked_at, \
+         federation_json"
     };
 }
 
-/// A pending authorization request, kept while the user signs in.
+/// A pending authorization request, kept while the user signs in, and finished at most once
+/// (see [`Store::consume_interaction`]).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Interaction {
     /// Caller-chosen id (goes in the sign-in page URL).
@@ -75,6 +83,24 @@ pub struct Interaction {
     pub expires_at: i64,
 }
 
+/// What [`Store::consume_interaction`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Consumption {
+    /// This call consumed the interaction: the caller finishes it.
+    Consumed(Interaction),
+    /// It was consumed before (a replayed or concurrent finish). The stored request is there so
+    /// the caller can still answer the app, but must not finish it again.
+    AlreadyConsumed(Interaction),
+    /// No such interaction, or it has expired.
+    NotFound,
+}
+
+macro_rules! interaction_columns {
+    () => {
+        "id, request_json, created_at, expires_at"
+    };
+}
+
 impl Store {
     /// Stores a new session. [`StoreError::Conflict`] if the id or token hash is taken.
     pub async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
@@ -82,7 +108,7 @@ impl Store {
         sqlx::query(concat!(
             "INSERT INTO sessions (",
             session_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         ))
         .bind(&session.id)
         .bind(&session.token_hash)
@@ -93,6 +119,7 @@ impl Store {
         .bind(session.created_at)
         .bind(session.expires_at)
         .bind(session.revoked_at)
+        .bind(&session.federation_json)
         .execute(&self.pool)
         .await
         .map_err(|e| StoreError::conflict_or_db(e, || format!("session exists: {}", session.id)))?;
@@ -161,10 +188,11 @@ impl Store {
     /// Stores a pending interaction. [`StoreError::Conflict`] if the id is taken.
     pub async fn create_interaction(&self, interaction: &Interaction) -> Result<(), StoreError> {
         let _turn = self.write_turn().await;
-        sqlx::query(
-            "INSERT INTO interactions (id, request_json, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4)",
-        )
+        sqlx::query(concat!(
+            "INSERT INTO interactions (",
+            interaction_columns!(),
+            ") VALUES ($1, $2, $3, $4)"
+        ))
         .bind(&interaction.id)
         .bind(&interaction.request_json)
         .bind(interaction.created_at)
@@ -177,17 +205,54 @@ impl Store {
         Ok(())
     }
 
-    /// The interaction with this id, unless it has expired at `now`.
+    /// The interaction with this id, unless it has expired at `now` or has been consumed.
     pub async fn interaction(&self, id: &str, now: i64) -> Result<Option<Interaction>, StoreError> {
-        let row: Option<Interaction> = sqlx::query_as(
-            "SELECT id, request_json, created_at, expires_at FROM interactions \
-             WHERE id = $1 AND expires_at > $2",
-        )
+        let row: Option<Interaction> = sqlx::query_as(concat!(
+            "SELECT ",
+            interaction_columns!(),
+            " FROM interactions WHERE id = $1 AND expires_at > $2 AND consumed_at IS NULL"
+        ))
         .bind(id)
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row)
+    }
+
+    /// Marks an interaction consumed at `now`, at most once.
+    ///
+    /// Atomic: one `UPDATE ... WHERE consumed_at IS NULL`, so of two concurrent calls exactly
+    /// one gets [`Consumption::Consumed`]; the other (and every later call before expiry) gets
+    /// [`Consumption::AlreadyConsumed`]. An unknown or expired interaction is
+    /// [`Consumption::NotFound`], consumed or not. Consumed interactions stay stored until
+    /// [`Store::purge_expired`] removes them at expiry.
+    pub async fn consume_interaction(&self, id: &str, now: i64) -> Result<Consumption, StoreError> {
+        let consumed: Option<Interaction> = {
+            let _turn = self.write_turn().await;
+            sqlx::query_as(concat!(
+                "UPDATE interactions SET consumed_at = $1 \
+                 WHERE id = $2 AND consumed_at IS NULL AND expires_at > $1 RETURNING ",
+                interaction_columns!()
+            ))
+            .bind(now)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        };
+        if let Some(interaction) = consumed {
+            return Ok(Consumption::Consumed(interaction));
+        }
+        // Not consumed by this call: consumed already (the column is never reset), or gone.
+        let earlier: Option<Interaction> = sqlx::query_as(concat!(
+            "SELECT ",
+            interaction_columns!(),
+            " FROM interactions WHERE id = $1 AND expires_at > $2 AND consumed_at IS NOT NULL"
+        ))
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(earlier.map_or(Consumption::NotFound, Consumption::AlreadyConsumed))
     }
 
     /// Deletes an interaction (it is finished or abandoned). Returns whether it existed.

@@ -32,6 +32,64 @@ impl UserStatus {
     }
 }
 
+/// Whether a user belongs to this tenant or was invited from a partner (Graph `userType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserType {
+    /// A local user of this tenant, who signs in here.
+    Member,
+    /// A user of a partner tenant, invited here; signs in at their home tenant.
+    Guest,
+}
+
+impl UserType {
+    /// The stored (and wire) spelling: `member` or `guest`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserType::Member => "member",
+            UserType::Guest => "guest",
+        }
+    }
+
+    /// Parses the stored spelling; `None` for anything else.
+    pub fn parse(text: &str) -> Option<UserType> {
+        match text {
+            "member" => Some(UserType::Member),
+            "guest" => Some(UserType::Guest),
+            _ => None,
+        }
+    }
+}
+
+/// Where a guest stands with their invitation (Graph's `externalUserState`, spelled in
+/// camelCase like the other enumerations here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvitationState {
+    /// Invited; the guest has not signed in at their home tenant yet, so they are not bound to
+    /// a home identity.
+    PendingAcceptance,
+    /// Redeemed: the guest is bound to one home identity (`partner_id`, `home_subject`).
+    Accepted,
+}
+
+impl InvitationState {
+    /// The stored (and wire) spelling: `pendingAcceptance` or `accepted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvitationState::PendingAcceptance => "pendingAcceptance",
+            InvitationState::Accepted => "accepted",
+        }
+    }
+
+    /// Parses the stored spelling; `None` for anything else.
+    pub fn parse(text: &str) -> Option<InvitationState> {
+        match text {
+            "pendingAcceptance" => Some(InvitationState::PendingAcceptance),
+            "accepted" => Some(InvitationState::Accepted),
+            _ => None,
+        }
+    }
+}
+
 /// A user of this tenant. `Debug` leaves out the password hash.
 #[derive(Clone, PartialEq, Eq)]
 pub struct User {
@@ -55,6 +113,15 @@ pub struct User {
     pub created_at: i64,
     /// Last change, unix seconds.
     pub updated_at: i64,
+    /// Member (local) or guest (invited from a partner).
+    pub user_type: UserType,
+    /// Guests: the partner (home tenant) they come from; `None` for members.
+    pub partner_id: Option<String>,
+    /// Guests: their `sub` at the home tenant, set when the invitation is redeemed; `None`
+    /// before that and for members.
+    pub home_subject: Option<String>,
+    /// Guests: whether the invitation has been redeemed; `None` for members.
+    pub invitation_state: Option<InvitationState>,
 }
 
 impl fmt::Debug for User {
@@ -73,11 +140,16 @@ impl fmt::Debug for User {
             .field("must_change_password", &self.must_change_password)
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
+            .field("user_type", &self.user_type)
+            .field("partner_id", &self.partner_id)
+            .field("home_subject", &self.home_subject)
+            .field("invitation_state", &self.invitation_state)
             .finish()
     }
 }
 
-/// What [`Store::insert_user`] needs; the user starts [`UserStatus::Active`].
+/// What [`Store::insert_user`] needs; the user is a [`UserType::Member`] and starts
+/// [`UserStatus::Active`] (guests are created by [`Store::invite_guest`]).
 /// `Debug` leaves out the password hash.
 #[derive(Clone, PartialEq, Eq)]
 pub struct NewUser {
@@ -118,7 +190,7 @@ impl fmt::Debug for NewUser {
 }
 
 #[derive(sqlx::FromRow)]
-struct UserRow {
+pub(crate) struct UserRow {
     id: String,
     email: String,
     display_name: String,
@@ -129,6 +201,10 @@ struct UserRow {
     must_change_password: i64,
     created_at: i64,
     updated_at: i64,
+    user_type: String,
+    partner_id: Option<String>,
+    home_subject: Option<String>,
+    invitation_state: Option<String>,
 }
 
 impl TryFrom<UserRow> for User {
@@ -138,6 +214,24 @@ impl TryFrom<UserRow> for User {
         let status = UserStatus::parse(&row.status).ok_or_else(|| {
             StoreError::Corrupt(format!("user {}: unknown status {:?}", row.id, row.status))
         })?;
+        let user_type = UserType::parse(&row.user_type).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "user {}: unknown user_type {:?}",
+                row.id, row.user_type
+            ))
+        })?;
+        let invitation_state = row
+            .invitation_state
+            .as_deref()
+            .map(|text| {
+                InvitationState::parse(text).ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "user {}: unknown invitation_state {text:?}",
+                        row.id
+                    ))
+                })
+            })
+            .transpose()?;
         Ok(User {
             must_change_password: bool_from_db(row.must_change_password, "must_change_password")?,
             id: row.id,
@@ -149,20 +243,57 @@ impl TryFrom<UserRow> for User {
             status,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            user_type,
+            partner_id: row.partner_id,
+            home_subject: row.home_subject,
+            invitation_state,
         })
     }
 }
 
+/// Every column of `users`, in [`UserRow`]'s order (for SELECTs and [`insert_user_row`]).
 macro_rules! user_columns {
     () => {
         "id, email, display_name, given_name, family_name, password_hash, status, \
-         must_change_password, created_at, updated_at"
+         must_change_password, created_at, updated_at, user_type, partner_id, home_subject, \
+         invitation_state"
     };
 }
+pub(crate) use user_columns;
 
 /// The stored form of an email: lowercased, so lookups and uniqueness ignore case.
-fn normalize_email(email: &str) -> String {
+pub(crate) fn normalize_email(email: &str) -> String {
     email.to_lowercase()
+}
+
+/// Inserts `user` as it is (the caller has normalized the email). A unique violation comes back
+/// as the raw error: see [`Store::user_insert_error`].
+pub(crate) async fn insert_user_row<'e, E>(executor: E, user: &User) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query(concat!(
+        "INSERT INTO users (",
+        user_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+    ))
+    .bind(&user.id)
+    .bind(&user.email)
+    .bind(&user.display_name)
+    .bind(&user.given_name)
+    .bind(&user.family_name)
+    .bind(&user.password_hash)
+    .bind(user.status.as_str())
+    .bind(bool_to_db(user.must_change_password))
+    .bind(user.created_at)
+    .bind(user.updated_at)
+    .bind(user.user_type.as_str())
+    .bind(&user.partner_id)
+    .bind(&user.home_subject)
+    .bind(user.invitation_state.map(InvitationState::as_str))
+    .execute(executor)
+    .await?;
+    Ok(())
 }
 
 impl Store {
@@ -170,38 +301,9 @@ impl Store {
     ///
     /// Fails with [`StoreError::Conflict`] when the email (in any case) or the id is taken.
     pub async fn insert_user(&self, new: &NewUser) -> Result<User, StoreError> {
-        let _turn = self.write_turn().await;
-        let email = normalize_email(&new.email);
-        let inserted = sqlx::query(concat!(
-            "INSERT INTO users (",
-            user_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)"
-        ))
-        .bind(&new.id)
-        .bind(&email)
-        .bind(&new.display_name)
-        .bind(&new.given_name)
-        .bind(&new.family_name)
-        .bind(&new.password_hash)
-        .bind(UserStatus::Active.as_str())
-        .bind(bool_to_db(new.must_change_password))
-        .bind(new.now)
-        .execute(&self.pool)
-        .await;
-        if let Err(err) = inserted {
-            let email_taken = matches!(&err, sqlx::Error::Database(db) if db.is_unique_violation())
-                && self.user_by_email(&email).await?.is_some();
-            return Err(StoreError::conflict_or_db(err, || {
-                if email_taken {
-                    format!("email already registered: {email}")
-                } else {
-                    format!("user id already exists: {}", new.id)
-                }
-            }));
-        }
-        Ok(User {
+        let user = User {
             id: new.id.clone(),
-            email,
+            email: normalize_email(&new.email),
             display_name: new.display_name.clone(),
             given_name: new.given_name.clone(),
             family_name: new.family_name.clone(),
@@ -210,6 +312,39 @@ impl Store {
             must_change_password: new.must_change_password,
             created_at: new.now,
             updated_at: new.now,
+            user_type: UserType::Member,
+            partner_id: None,
+            home_subject: None,
+            invitation_state: None,
+        };
+        let inserted = {
+            let _turn = self.write_turn().await;
+            insert_user_row(&self.pool, &user).await
+        };
+        if let Err(err) = inserted {
+            return Err(self.user_insert_error(err, &user).await);
+        }
+        Ok(user)
+    }
+
+    /// Explains why inserting `user` failed: a unique violation becomes
+    /// [`StoreError::Conflict`] naming the email or the id that is taken. Call it after the
+    /// failed statement's transaction (if any) is gone: it reads through the pool.
+    pub(crate) async fn user_insert_error(&self, err: sqlx::Error, user: &User) -> StoreError {
+        let unique = matches!(&err, sqlx::Error::Database(db) if db.is_unique_violation());
+        if !unique {
+            return StoreError::Database(err);
+        }
+        let email_taken = match self.user_by_email(&user.email).await {
+            Ok(found) => found.is_some(),
+            Err(lookup) => return lookup,
+        };
+        StoreError::conflict_or_db(err, || {
+            if email_taken {
+                format!("email already registered: {}", user.email)
+            } else {
+                format!("user id already exists: {}", user.id)
+            }
         })
     }
 

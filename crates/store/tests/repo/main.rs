@@ -7,8 +7,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod grants;
+mod guests;
 mod keys;
 mod misc;
+mod risk;
 mod sessions;
 mod sign_ins;
 mod sqlite_only;
@@ -18,7 +20,7 @@ use std::future::Future;
 use std::path::PathBuf;
 
 use sqlx::{Connection, Executor};
-use tenantd_store::{AuthCode, Grant, NewUser, RefreshToken, Session, Store};
+use tenantd_store::{AuthCode, Grant, NewGuest, NewUser, RefreshToken, Session, Store};
 
 /// What a scenario gets: the store and the URL it was opened with (to reopen it, or to reach
 /// the database behind the store's back).
@@ -68,12 +70,14 @@ fn with_database(base: &str, name: &str) -> String {
     }
 }
 
-async fn setup(kind: Kind) -> Option<(Ctx, Cleanup)> {
+/// A fresh, empty database of `kind` (no migrations applied): its URL and what to clean up.
+/// `None` when PostgreSQL is not configured.
+async fn prepare(kind: Kind) -> Option<(String, Cleanup)> {
     sqlx::any::install_default_drivers();
-    let (url, cleanup) = match kind {
+    match kind {
         Kind::Sqlite => {
             let (url, dir) = sqlite_url();
-            (url, Cleanup::Sqlite(dir))
+            Some((url, Cleanup::Sqlite(dir)))
         }
         Kind::Postgres => {
             let Ok(base) = std::env::var("TENANTD_TEST_DATABASE_URL") else {
@@ -86,12 +90,16 @@ async fn setup(kind: Kind) -> Option<(Ctx, Cleanup)> {
                 .await
                 .unwrap();
             conn.close().await.unwrap();
-            (
+            Some((
                 with_database(&base, &name),
                 Cleanup::Postgres { base, name },
-            )
+            ))
         }
-    };
+    }
+}
+
+async fn setup(kind: Kind) -> Option<(Ctx, Cleanup)> {
+    let (url, cleanup) = prepare(kind).await?;
     let store = Store::connect(&url).await.unwrap();
     Some((Ctx { url, store }, cleanup))
 }
@@ -123,6 +131,23 @@ where
     let store = ctx.store.clone();
     let outcome = tokio::spawn(scenario(ctx)).await;
     store.close().await;
+    cleanup(to_clean).await;
+    if let Err(err) = outcome {
+        std::panic::resume_unwind(err.into_panic());
+    }
+}
+
+/// Runs one scenario on a fresh database of `kind` with no migrations applied (the scenario
+/// gets its URL and closes what it opens), cleans up, then re-raises its panic.
+pub async fn run_unmigrated<F, Fut>(kind: Kind, scenario: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some((url, to_clean)) = prepare(kind).await else {
+        return;
+    };
+    let outcome = tokio::spawn(scenario(url)).await;
     cleanup(to_clean).await;
     if let Err(err) = outcome {
         std::panic::resume_unwind(err.into_panic());
@@ -162,6 +187,22 @@ scenarios! {
         session_expiry_and_revocation,
         revoke_user_sessions_counts,
         interactions_expire_and_delete,
+        interactions_are_consumed_once,
+        concurrent_consumption_has_one_winner,
+        federated_session_round_trips,
+    }
+    guests {
+        invite_creates_pending_guest,
+        invite_email_and_id_conflicts,
+        redeem_binds_once,
+        latest_invitation_and_all_pending_completed,
+        profile_refresh,
+        corrupt_guest_columns_are_reported,
+        partners_upsert_list_delete,
+    }
+    risk {
+        user_risk_upserts_with_history,
+        unknown_user_risk_is_not_found,
     }
     grants {
         code_redeemed_once_then_replay_revokes_grant,
@@ -223,6 +264,17 @@ pub fn session(id: &str, user_id: &str, expires_at: i64) -> Session {
         created_at: 100,
         expires_at,
         revoked_at: None,
+        federation_json: None,
+    }
+}
+
+pub fn new_guest(id: &str, email: &str, partner_id: &str) -> NewGuest {
+    NewGuest {
+        id: id.to_owned(),
+        email: email.to_owned(),
+        display_name: format!("Guest {id}"),
+        partner_id: partner_id.to_owned(),
+        now: 100,
     }
 }
 

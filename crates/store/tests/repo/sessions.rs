@@ -1,6 +1,6 @@
 //! Browser sessions and interactions.
 
-use tenantd_store::{Interaction, StoreError};
+use tenantd_store::{Consumption, Interaction, StoreError};
 
 use crate::{Ctx, new_user, session};
 
@@ -138,4 +138,139 @@ pub async fn interactions_expire_and_delete(ctx: Ctx) {
     assert!(store.delete_interaction("i1").await.unwrap());
     assert!(!store.delete_interaction("i1").await.unwrap());
     assert_eq!(store.interaction("i1", 100).await.unwrap(), None);
+}
+
+fn interaction(id: &str, expires_at: i64) -> Interaction {
+    Interaction {
+        id: id.to_owned(),
+        request_json: format!(r#"{{"client_id":"app-1","state":"{id}"}}"#),
+        created_at: 100,
+        expires_at,
+    }
+}
+
+pub async fn interactions_are_consumed_once(ctx: Ctx) {
+    let store = &ctx.store;
+    let i1 = interaction("i1", 700);
+    let i2 = interaction("i2", 500);
+    store.create_interaction(&i1).await.unwrap();
+    store.create_interaction(&i2).await.unwrap();
+
+    assert_eq!(
+        store.consume_interaction("i1", 200).await.unwrap(),
+        Consumption::Consumed(i1.clone())
+    );
+    // Consumed: hidden from `interaction`, reported (with the request) on every later call.
+    assert_eq!(store.interaction("i1", 201).await.unwrap(), None);
+    assert_eq!(
+        store.consume_interaction("i1", 300).await.unwrap(),
+        Consumption::AlreadyConsumed(i1.clone())
+    );
+    assert_eq!(
+        store.consume_interaction("i1", 699).await.unwrap(),
+        Consumption::AlreadyConsumed(i1.clone())
+    );
+    // Expired: not found, consumed or not.
+    assert_eq!(
+        store.consume_interaction("i1", 700).await.unwrap(),
+        Consumption::NotFound
+    );
+    assert_eq!(
+        store.consume_interaction("i2", 500).await.unwrap(),
+        Consumption::NotFound
+    );
+    assert_eq!(
+        store.consume_interaction("nope", 100).await.unwrap(),
+        Consumption::NotFound
+    );
+    // The expired attempt did not consume i2: before its expiry it is still there, once.
+    assert_eq!(
+        store.interaction("i2", 499).await.unwrap(),
+        Some(i2.clone())
+    );
+    assert_eq!(
+        store.consume_interaction("i2", 499).await.unwrap(),
+        Consumption::Consumed(i2)
+    );
+
+    // Consumed interactions are deleted and purged like the others.
+    let i3 = interaction("i3", 900);
+    store.create_interaction(&i3).await.unwrap();
+    store.consume_interaction("i3", 200).await.unwrap();
+    assert!(store.delete_interaction("i3").await.unwrap());
+    assert_eq!(
+        store.consume_interaction("i3", 300).await.unwrap(),
+        Consumption::NotFound
+    );
+    assert_eq!(store.purge_expired(700).await.unwrap(), 2, "i1 and i2");
+    assert_eq!(
+        store.consume_interaction("i1", 100).await.unwrap(),
+        Consumption::NotFound
+    );
+}
+
+pub async fn concurrent_consumption_has_one_winner(ctx: Ctx) {
+    let store = ctx.store.clone();
+    let i = interaction("i1", 10_000);
+    store.create_interaction(&i).await.unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.consume_interaction("i1", 200 + n).await.unwrap()
+        }));
+    }
+    let mut consumed = 0;
+    let mut already = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Consumption::Consumed(got) => {
+                assert_eq!(got, i);
+                consumed += 1;
+            }
+            Consumption::AlreadyConsumed(got) => {
+                assert_eq!(got, i);
+                already += 1;
+            }
+            Consumption::NotFound => panic!("a live interaction was not found"),
+        }
+    }
+    assert_eq!((consumed, already), (1, 7));
+}
+
+pub async fn federated_session_round_trips(ctx: Ctx) {
+    let store = &ctx.store;
+    store
+        .insert_user(&new_user("u1", "u1@example.com"))
+        .await
+        .unwrap();
+    let local = session("s-local", "u1", 1_000);
+    let mut federated = session("s-fed", "u1", 1_000);
+    federated.federation_json = Some(
+        r#"{"partner_id":"p1","home_issuer":"https://home.example","user_risk":{"level":"high","state":"atRisk","detail":"none","updated_at":1764000000}}"#
+            .to_owned(),
+    );
+    store.create_session(&local).await.unwrap();
+    store.create_session(&federated).await.unwrap();
+
+    for (s, hash) in [(&local, "hash-of-s-local"), (&federated, "hash-of-s-fed")] {
+        assert_eq!(
+            store
+                .session_by_token_hash(hash, 500)
+                .await
+                .unwrap()
+                .as_ref(),
+            Some(s)
+        );
+        assert_eq!(store.session_by_id(&s.id).await.unwrap().as_ref(), Some(s));
+    }
+    assert_eq!(
+        store
+            .session_by_id("s-local")
+            .await
+            .unwrap()
+            .unwrap()
+            .federation_json,
+        None
+    );
 }
