@@ -149,31 +149,20 @@ pub async fn start(id: &str) -> TestTenant {
 }
 
 pub async fn start_with(id: &str, extra: &str) -> TestTenant {
-    let dir = fixtures()
-        .dir
-        .join(format!("{id}-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = format!("sqlite://{}", dir.join("tenant.db").display());
+    let (dir, db) = tenant_dir(id);
     start_at(id, &dir, &db, extra).await
 }
 
 /// Start (or restart) a tenant whose database is `db`.
 pub async fn start_at(id: &str, dir: &Path, db: &str, extra: &str) -> TestTenant {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let issuer = format!("https://127.0.0.1:{}", addr.port());
-    let text = config_text(id, &issuer, &addr.to_string(), db, extra);
-    let config = Config::parse(&text, "test.toml").unwrap();
-    let clock = Arc::new(OffsetClock::default());
-    let tenant = Tenant::start(config, listener, clock.clone())
-        .await
-        .unwrap();
-    let t = TestTenant {
-        tenant,
-        issuer,
-        clock,
-        dir: dir.to_path_buf(),
-    };
+    let t = start_on(
+        id,
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        dir,
+        db,
+        extra,
+    )
+    .await;
     if t.state()
         .store
         .user_by_email(ALICE)
@@ -184,6 +173,48 @@ pub async fn start_at(id: &str, dir: &Path, db: &str, extra: &str) -> TestTenant
         add_user(&t, ALICE, ALICE_PW, false).await;
     }
     t
+}
+
+/// A fresh directory and SQLite URL for a tenant.
+pub fn tenant_dir(id: &str) -> (PathBuf, String) {
+    let dir = fixtures()
+        .dir
+        .join(format!("{id}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = format!("sqlite://{}", dir.join("tenant.db").display());
+    (dir, db)
+}
+
+/// The issuer a tenant bound to `listener` has.
+pub fn issuer_of(listener: &TcpListener) -> String {
+    format!(
+        "https://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    )
+}
+
+/// Start a tenant on an already bound listener, seeding nobody.
+pub async fn start_on(
+    id: &str,
+    listener: TcpListener,
+    dir: &Path,
+    db: &str,
+    extra: &str,
+) -> TestTenant {
+    let addr = listener.local_addr().unwrap();
+    let issuer = issuer_of(&listener);
+    let text = config_text(id, &issuer, &addr.to_string(), db, extra);
+    let config = Config::parse(&text, "test.toml").unwrap();
+    let clock = Arc::new(OffsetClock::default());
+    let tenant = Tenant::start(config, listener, clock.clone())
+        .await
+        .unwrap();
+    TestTenant {
+        tenant,
+        issuer,
+        clock,
+        dir: dir.to_path_buf(),
+    }
 }
 
 pub async fn add_user(
@@ -198,9 +229,13 @@ pub async fn add_user(
         .insert_user(&store::NewUser {
             id: uuid::Uuid::new_v4().to_string(),
             email: email.into(),
-            display_name: "Alice Smith".into(),
-            given_name: Some("Alice".into()),
-            family_name: Some("Smith".into()),
+            display_name: if email == ALICE {
+                "Alice Smith".into()
+            } else {
+                email.split('@').next().unwrap_or_default().into()
+            },
+            given_name: (email == ALICE).then(|| "Alice".into()),
+            family_name: (email == ALICE).then(|| "Smith".into()),
             password_hash: Some(hash),
             must_change_password: must_change,
             now: t.state().now(),

@@ -44,6 +44,11 @@ pub fn router(state: AppState) -> Router {
         .route("/logout/confirm", post(logout::confirm))
         .route("/login", get(login::email_page).post(login::email_submit))
         .route("/login/password", post(login::password_submit))
+        .route("/v1.0/invitations", post(crate::admin_api::invite))
+        .route(
+            crate::server::FEDERATION_CALLBACK,
+            get(crate::federated::callback),
+        )
         .route("/login/change-password", post(login::change_submit))
         .route(
             "/consent",

@@ -3,6 +3,7 @@
 use crate::pages;
 use crate::secrets::{random_token, token_hash};
 use crate::session::{self, Current};
+use crate::signin_log;
 use crate::state::{App, AppState};
 use crate::web::{Ctx, PageError, html};
 use axum::extract::{RawForm, RawQuery, State};
@@ -26,6 +27,34 @@ pub struct Pending {
     /// Set when the password was verified but must be changed before a session exists.
     #[serde(default)]
     pub verified_user: Option<String>,
+    /// The sign-in's correlation id: the app's `client-request-id` when it sent a usable one
+    /// (a resource tenant federating here does), else the id of the authorization request.
+    #[serde(default)]
+    pub correlation_id: String,
+}
+
+impl Pending {
+    /// A new pending sign-in for a validated request.
+    pub fn new(request: AuthorizationRequest, correlation_id: String) -> Self {
+        Self {
+            request,
+            verified_user: None,
+            correlation_id,
+        }
+    }
+}
+
+/// The correlation id an app asked for with `client-request-id`, if it is a plausible one
+/// (letters, digits and '-', at most 64): it only joins logs, so anything else is ignored.
+fn client_request_id(params: &Params) -> Option<String> {
+    params
+        .get("client-request-id")
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        .map(str::to_owned)
 }
 
 /// `GET /authorize`.
@@ -72,28 +101,38 @@ async fn authorize(state: AppState, ctx: Ctx, jar: CookieJar, raw: String) -> Re
         Err(e) => return authorize_error(&state, &ctx, e),
     };
     limit_offline_access(&mut request, &app);
+    let correlation_id = client_request_id(&params).unwrap_or_else(|| ctx.correlation_id.clone());
     let current = match session::current(&state, &jar).await {
         Ok(c) => c,
         Err(e) => return PageError::from(e).render(&state, &ctx),
     };
     let current = current.filter(|c| !needs_login(&state, &request, c));
     match current {
-        Some(c) => continue_with_session(state, ctx, jar, request, c).await,
+        Some(c) => {
+            // Single sign-on with the existing session is a sign-in too (Entra logs it).
+            signin_log::write(
+                &state,
+                &ctx,
+                signin_log::Entry {
+                    correlation_id: &correlation_id,
+                    app_id: Some(&request.client_id),
+                    upn: Some(&c.user.email),
+                    user_id: Some(&c.user.id),
+                    guest_of: c.user.partner_id.as_deref(),
+                    details: serde_json::json!({"singleSignOn": true}),
+                },
+                signin_log::Outcome::Success,
+            )
+            .await;
+            continue_with_session(state, ctx, jar, request, c).await
+        }
         None if request.prompt.none => error_to_client(
             &state,
             &ctx,
             &request,
             OAuthError::new(ErrorCode::LoginRequired, "The user is not signed in."),
         ),
-        None => match start_pending(
-            &state,
-            Pending {
-                request,
-                verified_user: None,
-            },
-        )
-        .await
-        {
+        None => match start_pending(&state, Pending::new(request, correlation_id)).await {
             Ok(id) => Redirect::to(&format!("/login?interaction={id}")).into_response(),
             Err(e) => e.render(&state, &ctx),
         },
@@ -142,7 +181,7 @@ fn needs_login(state: &AppState, request: &AuthorizationRequest, c: &Current) ->
     false
 }
 
-async fn start_pending(state: &AppState, pending: Pending) -> Result<String, PageError> {
+pub async fn start_pending(state: &AppState, pending: Pending) -> Result<String, PageError> {
     let id = random_token();
     let now = state.now();
     let json = serde_json::to_string(&pending).map_err(|e| PageError::internal(e.to_string()))?;
@@ -209,14 +248,8 @@ pub async fn continue_with_session(
             );
         }
         Ok(true) => {
-            return match start_pending(
-                &state,
-                Pending {
-                    request,
-                    verified_user: None,
-                },
-            )
-            .await
+            return match start_pending(&state, Pending::new(request, ctx.correlation_id.clone()))
+                .await
             {
                 Ok(id) => {
                     (jar, Redirect::to(&format!("/consent?interaction={id}"))).into_response()

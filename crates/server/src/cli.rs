@@ -11,6 +11,7 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use store::{NewUser, Store, StoreError, UserStatus};
+use tracing_subscriber::EnvFilter;
 
 /// tenantd: a standards-strict OpenID Connect provider with B2B risk semantics.
 #[derive(Debug, Parser)]
@@ -41,6 +42,12 @@ enum Command {
     /// User management.
     #[command(subcommand)]
     User(UserCommand),
+    /// Guests (B2B collaboration) from partner tenants.
+    #[command(subcommand)]
+    Guest(GuestCommand),
+    /// User risk of this tenant's members.
+    #[command(subcommand)]
+    Risk(RiskCommand),
     /// Run the demo relying party on its own.
     DemoApp(DemoArgs),
 }
@@ -125,6 +132,44 @@ enum UserCommand {
         /// Require a change at the next sign-in even for a given password.
         #[arg(long)]
         temporary: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GuestCommand {
+    /// Invite a user of a partner tenant. Their first sign-in through that partner redeems the
+    /// invitation and binds the guest to their home account.
+    Invite {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The guest's email (their sign-in name at home).
+        email: String,
+        /// The partner id (`[[partners]] id`) the guest comes from.
+        #[arg(long)]
+        partner: String,
+        /// Display name until the home tenant supplies one.
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RiskCommand {
+    /// Set a member's user risk (recorded in the risk history).
+    Set {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The member's email.
+        user: String,
+        /// riskLevel: none, low, medium, high, hidden.
+        #[arg(long)]
+        level: String,
+        /// riskState: none, atRisk, confirmedCompromised, remediated, dismissed, confirmedSafe.
+        #[arg(long)]
+        state: String,
+        /// riskDetail (default none).
+        #[arg(long, default_value = "none")]
+        detail: String,
     },
 }
 
@@ -252,6 +297,60 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::User(cmd) => user(cmd).await,
+        Command::Guest(GuestCommand::Invite {
+            config,
+            email,
+            partner,
+            name,
+        }) => {
+            let (cfg, store) = open(&config).await?;
+            let now = SystemClock.now();
+            let (user, invitation) =
+                crate::guests::invite(&store, &cfg, &email, &partner, name.as_deref(), None, now)
+                    .await
+                    .map_err(|e| match e {
+                        crate::guests::InviteError::Exists(_) => Failure::new(5, e.to_string()),
+                        crate::guests::InviteError::UnknownPartner(_) => {
+                            Failure::new(4, e.to_string())
+                        }
+                        crate::guests::InviteError::Store(s) => s.into(),
+                        _ => Failure::new(2, e.to_string()),
+                    })?;
+            println!(
+                "invited {} from partner {} (guest id {}, invitation {})",
+                user.email, partner, user.id, invitation.id
+            );
+            Ok(())
+        }
+        Command::Risk(RiskCommand::Set {
+            config,
+            user,
+            level,
+            state,
+            detail,
+        }) => {
+            let (_, store) = open(&config).await?;
+            let level: risk::RiskLevel = wire_value("--level", &level)?;
+            let state: risk::RiskState = wire_value("--state", &state)?;
+            let detail: risk::RiskDetail = wire_value("--detail", &detail)?;
+            let u = find(&store, &user).await?;
+            crate::guests::set_user_risk(
+                &store,
+                &u,
+                level,
+                state,
+                detail,
+                "cli",
+                SystemClock.now(),
+            )
+            .await
+            .map_err(|e| match e {
+                crate::guests::RiskError::Store(s) => s.into(),
+                e => Failure::new(2, e.to_string()),
+            })?;
+            println!("user risk of {} is now {level} ({state})", u.email);
+            Ok(())
+        }
         Command::DemoApp(a) => {
             let cfg = demo::DemoConfig {
                 listen: a.listen,
@@ -270,6 +369,12 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 .map_err(|e| Failure::new(1, e.to_string()))
         }
     }
+}
+
+/// A Graph enumeration value given on the command line (`high`, `atRisk`, ...).
+fn wire_value<T: serde::de::DeserializeOwned>(flag: &str, value: &str) -> Result<T, Failure> {
+    serde_json::from_value(serde_json::Value::String(value.to_owned()))
+        .map_err(|_| Failure::new(2, format!("{flag}: {value:?} is not a valid value")))
 }
 
 fn read_stdin_password() -> Result<String, Failure> {
@@ -417,4 +522,35 @@ async fn find(store: &Store, email: &str) -> Result<store::User, Failure> {
         .user_by_email(email.trim())
         .await?
         .ok_or_else(|| Failure::new(4, format!("no user with email {email}")))
+}
+
+/// The `tenantd` process: parse the command line, set up logging (`TENANTD_LOG`,
+/// `TENANTD_LOG_FORMAT=json`), run the command on a multi-threaded runtime.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter =
+        EnvFilter::try_from_env("TENANTD_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let json = std::env::var("TENANTD_LOG_FORMAT").is_ok_and(|v| v == "json");
+    if json {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_target(false)
+            .init();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(run(cli))
 }

@@ -10,6 +10,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod partner;
+pub use partner::{PartnerConfig, PartnerCredential};
+
 /// Everything wrong with a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -58,6 +61,8 @@ struct RawConfig {
     passwords: RawPasswords,
     #[serde(default)]
     apps: Vec<RawApp>,
+    #[serde(default)]
+    partners: Vec<partner::RawPartner>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,6 +165,8 @@ struct RawApp {
     scopes: Vec<String>,
     id_token_signed_response_alg: Option<String>,
     jwks_file: Option<PathBuf>,
+    #[serde(default)]
+    partner_tenant: bool,
 }
 
 /// Token and session lifetimes, in seconds.
@@ -263,6 +270,10 @@ pub struct AppConfig {
     pub id_token_alg: SigningAlg,
     /// Public keys for `private_key_jwt`.
     pub jwks: Option<jsonwebtoken::jwk::JwkSet>,
+    /// The app is another tenant federating its guests' sign-ins here: it receives the
+    /// `user_risk` claim (DESIGN.md §4). No other app ever does.
+    #[serde(default)]
+    pub partner_tenant: bool,
 }
 
 /// A validated tenant configuration.
@@ -292,6 +303,8 @@ pub struct Config {
     pub passwords: PasswordPolicy,
     /// Apps.
     pub apps: Vec<AppConfig>,
+    /// Partner tenants whose users may sign in here as guests.
+    pub partners: Vec<PartnerConfig>,
 }
 
 impl Config {
@@ -316,6 +329,19 @@ impl Config {
                         ),
                     });
                 }
+            }
+        }
+        for (i, p) in self.partners.iter().enumerate() {
+            if let Some(ca) = &p.ca_file
+                && let Err(e) = std::fs::metadata(ca)
+            {
+                problems.push(Problem {
+                    key: format!("partners[{i}].ca_file"),
+                    expected: format!(
+                        "a readable PEM file of CA certificates, but {} cannot be read ({e})",
+                        ca.display()
+                    ),
+                });
             }
         }
         if problems.is_empty() {
@@ -540,6 +566,13 @@ impl Validator {
                 apps.push(app);
             }
         }
+        let mut partners = Vec::new();
+        for (i, p) in raw.partners.into_iter().enumerate() {
+            if let Some(p) = self.partner(i, p) {
+                partners.push(p);
+            }
+        }
+        self.partners_unique(&partners);
         Some(Config {
             source: String::new(),
             tenant_id,
@@ -565,6 +598,7 @@ impl Validator {
                 max_concurrent_hashes: p.max_concurrent_hashes,
             },
             apps,
+            partners,
         })
     }
 
@@ -752,6 +786,7 @@ impl Validator {
             scopes: a.scopes,
             id_token_alg,
             jwks,
+            partner_tenant: a.partner_tenant,
         })
     }
 }

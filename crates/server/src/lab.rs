@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 const LAB_TOML: &str = include_str!("../../../config/lab.toml");
 const HOME_TOML: &str = include_str!("../../../config/home.toml");
+const RESOURCE_TOML: &str = include_str!("../../../config/resource.toml");
 
 /// Options of `tenantd lab`.
 #[derive(Debug, Args)]
@@ -54,6 +55,29 @@ pub struct LabTenant {
     /// Users created when missing.
     #[serde(default)]
     pub users: Vec<LabUser>,
+    /// Guests invited when missing.
+    #[serde(default)]
+    pub guests: Vec<LabGuest>,
+}
+
+/// A seeded guest invitation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabGuest {
+    /// The guest's home email.
+    pub email: String,
+    /// The partner they come from.
+    pub partner: String,
+}
+
+/// A seeded user risk.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabRisk {
+    /// `riskLevel`.
+    pub level: risk::RiskLevel,
+    /// `riskState`.
+    pub state: risk::RiskState,
 }
 
 /// A seeded user.
@@ -66,6 +90,9 @@ pub struct LabUser {
     pub name: String,
     /// Password (lab only!).
     pub password: String,
+    /// User risk to set when the user is created.
+    #[serde(default)]
+    pub risk: Option<LabRisk>,
 }
 
 /// The demo app's registration.
@@ -117,10 +144,14 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
     let mut issuers: HashMap<String, String> = HashMap::new();
     for t in &lab.tenants {
         let path = lab_dir.join(&t.config);
-        let mut config = if builtin && t.config == Path::new("home.toml") {
-            Config::parse(HOME_TOML, "config/home.toml (built in)")?
-        } else {
-            Config::load_unchecked(&path)?
+        let mut config = match t.config.to_str() {
+            Some("home.toml") if builtin => {
+                Config::parse(HOME_TOML, "config/home.toml (built in)")?
+            }
+            Some("resource.toml") if builtin => {
+                Config::parse(RESOURCE_TOML, "config/resource.toml (built in)")?
+            }
+            _ => Config::load_unchecked(&path)?,
         };
         let db = lab.data_dir.join(format!("{}.db", config.tenant_id));
         config.database_url = format!("sqlite://{}", db.display());
@@ -128,11 +159,17 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
             tls.cert = dev.cert.clone();
             tls.key = dev.key.clone();
         }
+        // The lab's partners are its other tenants, served with the lab's dev certificates.
+        for p in &mut config.partners {
+            if p.ca_file.is_some() {
+                p.ca_file = Some(dev.ca.clone());
+            }
+        }
         config.check_files()?;
         let listener = std::net::TcpListener::bind(config.listen)
             .with_context(|| format!("binding {} for {}", config.listen, config.tenant_id))?;
         let tenant = Tenant::start(config, listener, Arc::new(SystemClock)).await?;
-        seed(&tenant, &t.users).await?;
+        seed(&tenant, &t.users, &t.guests).await?;
         issuers.insert(
             tenant.state.config.tenant_id.clone(),
             tenant.state.config.issuer.clone(),
@@ -221,14 +258,31 @@ fn parse_lab(text: &str, name: &str) -> anyhow::Result<LabFile> {
     toml::from_str(text).map_err(|e| anyhow::anyhow!("{name}: {e}"))
 }
 
-async fn seed(tenant: &Tenant, users: &[LabUser]) -> anyhow::Result<()> {
+async fn seed(tenant: &Tenant, users: &[LabUser], guests: &[LabGuest]) -> anyhow::Result<()> {
     let state = &tenant.state;
+    let now = SystemClock.now();
+    for g in guests {
+        if state.store.user_by_email(&g.email).await?.is_some() {
+            continue;
+        }
+        crate::guests::invite(
+            &state.store,
+            &state.config,
+            &g.email,
+            &g.partner,
+            None,
+            None,
+            now,
+        )
+        .await
+        .with_context(|| format!("inviting {}", g.email))?;
+    }
     for u in users {
         if state.store.user_by_email(&u.email).await?.is_some() {
             continue;
         }
         let hash = state.passwords.hash(&u.password).await?;
-        state
+        let user = state
             .store
             .insert_user(&store::NewUser {
                 id: uuid::Uuid::new_v4().to_string(),
@@ -238,9 +292,21 @@ async fn seed(tenant: &Tenant, users: &[LabUser]) -> anyhow::Result<()> {
                 family_name: u.name.split_whitespace().nth(1).map(str::to_owned),
                 password_hash: Some(hash),
                 must_change_password: false,
-                now: SystemClock.now(),
+                now,
             })
             .await?;
+        if let Some(r) = &u.risk {
+            crate::guests::set_user_risk(
+                &state.store,
+                &user,
+                r.level,
+                r.state,
+                risk::RiskDetail::None,
+                "lab seed",
+                now,
+            )
+            .await?;
+        }
     }
     Ok(())
 }
@@ -255,5 +321,8 @@ mod tests {
         let lab = parse_lab(LAB_TOML, "lab").unwrap();
         assert!(!lab.tenants.is_empty());
         Config::parse(HOME_TOML, "home").unwrap();
+        let resource = Config::parse(RESOURCE_TOML, "resource").unwrap();
+        assert_eq!(resource.partners.len(), 1);
+        assert!(lab.tenants.iter().any(|t| !t.guests.is_empty()));
     }
 }

@@ -4,18 +4,22 @@
 //! CLI and the lab. Decisions about requests and tokens live in `tenantd-protocol`; handlers
 //! parse, call those checks and the store, and render.
 
+pub mod admin_api;
 pub mod app;
 pub mod authorize;
 pub mod certs;
 pub mod cli;
 pub mod client_ip;
 pub mod config;
+pub mod federated;
+pub mod guests;
 pub mod keys;
 pub mod lab;
 pub mod login;
 pub mod logout;
 pub mod pages;
 pub mod passwords;
+pub mod refusal;
 pub mod resource;
 pub mod secrets;
 pub mod server;

@@ -2,10 +2,11 @@
 //! change, then consent. Every password attempt writes a sign-in log row.
 
 use crate::authorize::{self, Pending};
+use crate::federated;
 use crate::pages;
 use crate::passwords::check_new_password;
 use crate::session;
-use crate::signin_log::{self, Outcome};
+use crate::signin_log::{self, Entry, Outcome};
 use crate::state::AppState;
 use crate::web::{Ctx, PageError, check_csrf, csrf_token, html};
 use axum::Form;
@@ -35,12 +36,46 @@ pub async fn email_page(
         Err(e) => return e.render(&state, &ctx),
     };
     let (jar, csrf) = csrf_token(&state, jar);
-    let hint = pending.request.login_hint.clone().unwrap_or_default();
+    let hint = pending
+        .request
+        .login_hint
+        .as_deref()
+        .map(|h| h.trim().to_lowercase())
+        .unwrap_or_default();
+    // An app (or a resource tenant federating here) that already knows the address skips the
+    // email page, as Entra does with login_hint.
+    if plausible_email(&hint) {
+        let next = after_email(&state, &ctx, &q.interaction, pending, &csrf, &hint).await;
+        return (jar, next).into_response();
+    }
     (
         jar,
         render_email(&state, &pending, &q.interaction, &csrf, &hint, None),
     )
         .into_response()
+}
+
+/// With the email known: home realm discovery sends a partner's user to their home tenant;
+/// everyone else gets the password page (the same page whether or not the account exists, so
+/// addresses cannot be enumerated).
+async fn after_email(
+    state: &AppState,
+    ctx: &Ctx,
+    interaction: &str,
+    pending: Pending,
+    csrf: &str,
+    email: &str,
+) -> Response {
+    if let Some(partner) = state.partner_for_email(email) {
+        return federated::start(state, ctx, interaction, pending, partner, email, csrf).await;
+    }
+    html(&pages::LoginPassword {
+        tenant_name: &state.config.display_name,
+        interaction,
+        csrf_token: csrf,
+        email,
+        error: None,
+    })
 }
 
 fn render_email(
@@ -110,14 +145,7 @@ pub async fn email_submit(
             Some("Enter a valid email address."),
         );
     }
-    // The same page whether or not the account exists: no account enumeration.
-    html(&pages::LoginPassword {
-        tenant_name: &state.config.display_name,
-        interaction: &f.interaction,
-        csrf_token: &f.csrf_token,
-        email: &email,
-        error: None,
-    })
+    after_email(&state, &ctx, &f.interaction, pending, &f.csrf_token, &email).await
 }
 
 fn plausible_email(email: &str) -> bool {
@@ -139,6 +167,25 @@ pub struct PasswordForm {
     email: String,
     #[serde(default)]
     password: String,
+}
+
+/// Log an attempt at the password pages (members of this tenant).
+async fn log_member(
+    state: &AppState,
+    ctx: &Ctx,
+    pending: &Pending,
+    upn: &str,
+    user_id: Option<&str>,
+    outcome: Outcome,
+) {
+    let entry = Entry {
+        correlation_id: &pending.correlation_id,
+        app_id: Some(&pending.request.client_id),
+        upn: Some(upn),
+        user_id,
+        ..Entry::default()
+    };
+    signin_log::write(state, ctx, entry, outcome).await;
 }
 
 const BAD_CREDENTIALS: &str = "Your email or password is incorrect.";
@@ -181,14 +228,13 @@ pub async fn password_submit(
             user.as_ref().and_then(|u| u.password_hash.as_deref()),
         )
         .await;
-    let app_id = pending.request.client_id.as_str();
     let user = match (user, ok) {
         (Some(u), true) if u.status == UserStatus::Active => u,
         (Some(u), true) => {
-            signin_log::record(
+            log_member(
                 &state,
                 &ctx,
-                app_id,
+                &pending,
                 &email,
                 Some(&u.id),
                 Outcome::Failure(50057, "User account is disabled."),
@@ -197,10 +243,10 @@ pub async fn password_submit(
             return again("Your account is disabled. Contact your administrator.");
         }
         (Some(u), false) => {
-            signin_log::record(
+            log_member(
                 &state,
                 &ctx,
-                app_id,
+                &pending,
                 &email,
                 Some(&u.id),
                 Outcome::Failure(50126, "Invalid username or password."),
@@ -209,10 +255,10 @@ pub async fn password_submit(
             return again(BAD_CREDENTIALS);
         }
         (None, _) => {
-            signin_log::record(
+            log_member(
                 &state,
                 &ctx,
-                app_id,
+                &pending,
                 &email,
                 None,
                 Outcome::Failure(50034, "The user account does not exist in this directory."),
@@ -223,8 +269,8 @@ pub async fn password_submit(
     };
     if user.must_change_password {
         let next = Pending {
-            request: pending.request,
             verified_user: Some(user.id.clone()),
+            ..pending
         };
         return match authorize::replace_pending(&state, &f.interaction, next).await {
             Ok(id) => html(&pages::ChangePassword {
@@ -237,10 +283,10 @@ pub async fn password_submit(
             Err(e) => e.render(&state, &ctx),
         };
     }
-    signin_log::record(
+    log_member(
         &state,
         &ctx,
-        app_id,
+        &pending,
         &user.email,
         Some(&user.id),
         Outcome::Success,
@@ -323,10 +369,10 @@ pub async fn change_submit(
     {
         return PageError::from(e).render(&state, &ctx);
     }
-    signin_log::record(
+    log_member(
         &state,
         &ctx,
-        &pending.request.client_id,
+        &pending,
         &user.email,
         Some(&user.id),
         Outcome::Success,

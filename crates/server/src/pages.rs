@@ -134,3 +134,38 @@ pub fn describe_scope(scope: &str) -> Option<&'static str> {
         _ => None,
     }
 }
+
+/// A refused sign-in: plain words, a code to look up, the correlation id, and the way back to
+/// the app carrying the OAuth error (so the app learns what happened when the user continues).
+#[derive(Template)]
+#[template(path = "refused.html")]
+pub struct Refused<'a> {
+    /// Tenant display name.
+    pub tenant_name: &'a str,
+    /// Heading.
+    pub title: &'a str,
+    /// What happened, in plain words.
+    pub message: &'a str,
+    /// Why, and what the user can do about it.
+    pub explanation: Option<&'a str>,
+    /// A link elsewhere (e.g. the home tenant) as (href, text).
+    pub home_link: Option<(String, String)>,
+    /// A short code people can look up.
+    pub error_code: Option<i64>,
+    /// Joins this page to the logs of both tenants.
+    pub correlation_id: &'a str,
+    /// The way back to the app with the OAuth error, when the request is known.
+    pub back: Option<BackToApp>,
+}
+
+/// The authorization error response, as a link (query mode) or a form (form_post mode).
+pub struct BackToApp {
+    /// The app's name.
+    pub app_name: String,
+    /// The redirect URI with the error parameters (query) or without (form_post).
+    pub action: String,
+    /// `form_post`: the fields to post.
+    pub fields: Vec<(&'static str, String)>,
+    /// Whether to post a form instead of following a link.
+    pub post: bool,
+}

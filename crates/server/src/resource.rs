@@ -1,7 +1,7 @@
 //! UserInfo, revocation (RFC 7009) and introspection (RFC 7662).
 
 use crate::state::AppState;
-use crate::token::{authenticate_client, form_params, user_claims, verify_access_token};
+use crate::token::{authenticate_client, form_params, released_claims, verify_access_token};
 use crate::web::{ApiError, BearerError, no_store};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -33,7 +33,10 @@ pub async fn userinfo(
     let Some(user) = user.filter(|u| u.status == UserStatus::Active) else {
         return Err(OAuthError::invalid_token("The user is no longer active.").into());
     };
-    let mut body = user_claims(&user, &scopes);
+    let Some(app) = state.app(&claims.client_id) else {
+        return Err(OAuthError::invalid_token("The app is no longer registered.").into());
+    };
+    let mut body = released_claims(&state, &app, &user, &scopes.to_string()).await?;
     body.insert("sub".into(), user.id.into());
     let mut r = axum::Json(serde_json::Value::Object(body)).into_response();
     no_store(r.headers_mut());

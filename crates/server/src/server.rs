@@ -2,12 +2,13 @@
 //! (TLS with rustls unless plain HTTP is configured), and run the housekeeping tasks.
 
 use crate::app::router;
-use crate::config::Config;
+use crate::config::{Config, PartnerConfig, PartnerCredential};
 use crate::passwords::Passwords;
-use crate::state::{AppState, Clock, SystemClock};
+use crate::state::{AppState, Clock, Partner, SystemClock};
 use crate::{keys, tls};
 use anyhow::Context;
 use axum_server::Handle;
+use protocol::jwt::{SigningAlg, SigningKey};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,7 +39,56 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     let grace = config.tokens.id_token.max(config.tokens.access_token);
     let keyset = keys::load(&store, grace, now).await?;
     let passwords = Passwords::new(&config.passwords)?;
-    Ok(AppState::new(config, store, clock, passwords, keyset))
+    let mut partners = Vec::new();
+    for p in &config.partners {
+        store
+            .upsert_partner(&p.id, &p.public_json().to_string(), now)
+            .await?;
+        partners.push(partner(&config.issuer, p.clone())?);
+    }
+    Ok(AppState::new(
+        config, store, clock, passwords, keyset, partners,
+    ))
+}
+
+/// The path of the callback partners redirect guests back to.
+pub const FEDERATION_CALLBACK: &str = "/federation/callback";
+
+/// A partner's relying party: its own TLS trust and timeouts, and the credential.
+fn partner(issuer: &str, config: PartnerConfig) -> anyhow::Result<Partner> {
+    use federation::{Credential, PartnerSettings, Upstream};
+    let key = |pem: &str| {
+        [SigningAlg::ES256, SigningAlg::RS256]
+            .into_iter()
+            .find_map(|alg| SigningKey::from_pkcs8_pem(alg, pem, 0, None).ok())
+    };
+    let credential = match &config.credential {
+        PartnerCredential::Secret(s) => Credential::Secret(s.clone()),
+        PartnerCredential::PrivateKey { path, pem } => {
+            Credential::PrivateKeyJwt(Box::new(key(pem).with_context(|| {
+                format!(
+                    "partner {}: {} is not a PKCS#8 ES256 or RS256 private key",
+                    config.id,
+                    path.display()
+                )
+            })?))
+        }
+    };
+    let http = tls::http_client(config.ca_file.as_deref(), config.timeout)
+        .with_context(|| format!("partner {}: TLS trust", config.id))?;
+    let settings = PartnerSettings {
+        id: config.id.clone(),
+        issuer: config.issuer.clone(),
+        client_id: config.client_id.clone(),
+        credential,
+        redirect_uri: format!("{issuer}{FEDERATION_CALLBACK}"),
+        scopes: config.scopes.clone(),
+        claim_mapping: config.claim_mapping.clone(),
+    };
+    Ok(Partner {
+        upstream: Upstream::new(settings, http),
+        config,
+    })
 }
 
 /// A running tenant.

@@ -1,5 +1,6 @@
 //! Browser sessions: a random token in a tenant-named cookie, its hash in the database.
 
+use crate::federated::GuestSession;
 use crate::secrets::{random_token, token_hash};
 use crate::state::AppState;
 use crate::web::cookie;
@@ -45,6 +46,29 @@ pub async fn start(
     user: User,
     amr: Vec<String>,
 ) -> Result<(CookieJar, Current), StoreError> {
+    create(state, jar, user, amr, None).await
+}
+
+/// Start a session for a guest whose home tenant just signed them in; the session keeps what
+/// the home said (its `amr`, its user-risk claim) for the policies evaluated on it.
+pub async fn start_federated(
+    state: &AppState,
+    jar: CookieJar,
+    user: User,
+    amr: Vec<String>,
+    facts: &GuestSession,
+) -> Result<(CookieJar, Current), StoreError> {
+    let json = serde_json::to_string(facts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    create(state, jar, user, amr, Some(json)).await
+}
+
+async fn create(
+    state: &AppState,
+    jar: CookieJar,
+    user: User,
+    amr: Vec<String>,
+    federation_json: Option<String>,
+) -> Result<(CookieJar, Current), StoreError> {
     let now = state.now();
     let token = random_token();
     let session = Session {
@@ -57,6 +81,7 @@ pub async fn start(
         created_at: now,
         expires_at: now + state.config.tokens.session,
         revoked_at: None,
+        federation_json,
     };
     state.store.create_session(&session).await?;
     let jar = jar.add(cookie(state, &state.cookies.session, token, None));

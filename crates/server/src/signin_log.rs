@@ -1,6 +1,10 @@
 //! Sign-in log rows (Graph `signIn`-shaped): every interactive sign-in attempt, success or
 //! failure, with the reason and the client IP. Writing the log must never break a sign-in, so a
 //! failure to write is logged loudly instead of returned.
+//!
+//! Both tenants of a federated sign-in log their side under the same correlation id: the
+//! resource sends its id to the home as `client-request-id`, and each tenant keeps it with the
+//! pending sign-in, so the two logs join on `correlationId`.
 
 use crate::state::AppState;
 use crate::web::Ctx;
@@ -15,38 +19,65 @@ pub enum Outcome {
     Failure(i64, &'static str),
 }
 
-/// Record one attempt by a member of this tenant.
-pub async fn record(
-    state: &AppState,
-    ctx: &Ctx,
-    app_id: &str,
-    upn: &str,
-    user_id: Option<&str>,
-    outcome: Outcome,
-) {
+/// Who tried to sign in to what.
+#[derive(Debug, Default)]
+pub struct Entry<'a> {
+    /// The sign-in's correlation id (shared with the other tenant when federated).
+    pub correlation_id: &'a str,
+    /// The app signed in to, when known.
+    pub app_id: Option<&'a str>,
+    /// The sign-in name.
+    pub upn: Option<&'a str>,
+    /// The user's id here, when known.
+    pub user_id: Option<&'a str>,
+    /// For a guest: the partner (home tenant) they come from.
+    pub guest_of: Option<&'a str>,
+    /// Extra facts (the home's user risk, why a federated sign-in failed, ...).
+    pub details: serde_json::Value,
+}
+
+/// Record one attempt.
+pub async fn write(state: &AppState, ctx: &Ctx, entry: Entry<'_>, outcome: Outcome) {
     let (error_code, failure_reason) = match outcome {
         Outcome::Success => (0, None),
         Outcome::Failure(c, r) => (c, Some(r.to_owned())),
     };
+    let here = state.config.tenant_id.clone();
+    // At a home tenant, an app registered as a partner tenant is another tenant signing in
+    // one of our members as its guest.
+    let resource_partner = entry
+        .app_id
+        .and_then(|id| state.app(id))
+        .filter(|a| a.config.partner_tenant)
+        .map(|a| a.config.client_id.clone());
+    let (user_type, access, home, resource) = match (entry.guest_of, resource_partner) {
+        (Some(partner), _) => ("guest", "b2bCollaboration", partner.to_owned(), here),
+        (None, Some(resource)) => ("member", "b2bCollaboration", here, resource),
+        (None, None) => ("member", "none", here.clone(), here),
+    };
+    let details = match entry.details {
+        serde_json::Value::Null => serde_json::json!({}),
+        d => d,
+    };
     let row = SignInLog {
         id: uuid::Uuid::now_v7().to_string(),
         created_at: state.now(),
-        correlation_id: ctx.correlation_id.clone(),
-        user_id: user_id.map(str::to_owned),
-        user_principal_name: Some(upn.to_owned()),
-        app_id: Some(app_id.to_owned()),
+        correlation_id: entry.correlation_id.to_owned(),
+        user_id: entry.user_id.map(str::to_owned),
+        user_principal_name: entry.upn.map(str::to_owned),
+        app_id: entry.app_id.map(str::to_owned),
         ip_address: Some(ctx.ip.to_string()),
         user_agent: ctx.user_agent.clone(),
         error_code,
         failure_reason,
-        user_type: "member".into(),
-        cross_tenant_access_type: "none".into(),
-        home_tenant_id: Some(state.config.tenant_id.clone()),
-        resource_tenant_id: Some(state.config.tenant_id.clone()),
-        details: serde_json::json!({}),
+        user_type: user_type.into(),
+        cross_tenant_access_type: access.into(),
+        home_tenant_id: Some(home),
+        resource_tenant_id: Some(resource),
+        details,
     };
     if let Err(e) = state.store.insert_sign_in(&row).await {
-        tracing::error!(correlation_id = %ctx.correlation_id, error = %e, "could not write the sign-in log");
+        tracing::error!(correlation_id = %entry.correlation_id, error = %e, "could not write the sign-in log");
     }
-    tracing::info!(correlation_id = %ctx.correlation_id, user = upn, app = app_id, ip = %ctx.ip, error_code, "sign-in");
+    tracing::info!(correlation_id = %entry.correlation_id, user = entry.upn.unwrap_or(""), app = entry.app_id.unwrap_or(""), ip = %ctx.ip, error_code, user_type, "sign-in");
 }

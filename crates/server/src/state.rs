@@ -1,6 +1,6 @@
 //! The shared state of a running tenant: config, store, keys, apps, and the clock.
 
-use crate::config::{AppConfig, Config};
+use crate::config::{AppConfig, Config, PartnerConfig};
 use crate::passwords::Passwords;
 use crate::secrets;
 use bytes::Bytes;
@@ -55,6 +55,15 @@ pub struct App {
     pub secret_digest: Option<[u8; 32]>,
 }
 
+/// A partner tenant: its settings and the relying party that federates sign-ins to it.
+#[derive(Debug)]
+pub struct Partner {
+    /// The settings.
+    pub config: PartnerConfig,
+    /// The upstream relying party.
+    pub upstream: federation::Upstream,
+}
+
 /// Cookie names, namespaced per tenant so two tenants on one host never share a cookie.
 #[derive(Debug, Clone)]
 pub struct CookieNames {
@@ -84,6 +93,10 @@ pub struct Inner {
     pub cookies: CookieNames,
     /// Apps by client id.
     pub apps: HashMap<String, Arc<App>>,
+    /// Partners by id.
+    pub partners: HashMap<String, Arc<Partner>>,
+    /// Partner ids by email domain (home realm discovery).
+    partner_domains: HashMap<String, String>,
     /// The discovery document, serialised once.
     pub discovery: Bytes,
     keys: RwLock<Arc<KeySet>>,
@@ -105,6 +118,7 @@ impl AppState {
         clock: Arc<dyn Clock>,
         passwords: Passwords,
         keys: KeySet,
+        partners: Vec<Partner>,
     ) -> Self {
         let prefix = config.cookie_prefix();
         let cookies = CookieNames {
@@ -123,7 +137,23 @@ impl AppState {
                 (a.client_id.clone(), Arc::new(app))
             })
             .collect();
-        let discovery = protocol::discovery::ProviderMetadata::new(&config.issuer, &[]);
+        let partner_domains = partners
+            .iter()
+            .flat_map(|p| {
+                p.config
+                    .domains
+                    .iter()
+                    .map(|d| (d.clone(), p.config.id.clone()))
+            })
+            .collect();
+        let partners = partners
+            .into_iter()
+            .map(|p| (p.config.id.clone(), Arc::new(p)))
+            .collect();
+        let discovery = protocol::discovery::ProviderMetadata::new(
+            &config.issuer,
+            &["user_type", "idp", "home_tenant", "user_risk"],
+        );
         let discovery = Bytes::from(serde_json::to_vec(&discovery).unwrap_or_default());
         let now = clock.now();
         let jwks = jwks_bytes(&keys, now);
@@ -134,6 +164,8 @@ impl AppState {
             passwords,
             cookies,
             apps,
+            partners,
+            partner_domains,
             discovery,
             keys: RwLock::new(Arc::new(keys)),
             jwks: RwLock::new(jwks),
@@ -179,6 +211,18 @@ impl AppState {
     /// Look up an app.
     pub fn app(&self, client_id: &str) -> Option<Arc<App>> {
         self.apps.get(client_id).cloned()
+    }
+
+    /// A partner by id.
+    pub fn partner(&self, id: &str) -> Option<Arc<Partner>> {
+        self.partners.get(id).cloned()
+    }
+
+    /// The partner whose users have addresses in `email`'s domain: home realm discovery.
+    pub fn partner_for_email(&self, email: &str) -> Option<Arc<Partner>> {
+        let (_, domain) = email.rsplit_once('@')?;
+        let id = self.partner_domains.get(&domain.to_ascii_lowercase())?;
+        self.partner(id)
     }
 
     /// How long retired keys stay published: the longest JWT lifetime.

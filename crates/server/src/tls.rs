@@ -62,12 +62,16 @@ pub fn client_config(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientCon
         .with_no_client_auth())
 }
 
-/// An HTTP client for talking to other servers: given trust, no redirects (SSRF), timeouts.
-pub fn http_client(ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+/// An HTTP client for talking to other servers: given trust, no redirects (SSRF), and
+/// `timeout` for each whole request (connecting included), so a slow peer fails fast.
+pub fn http_client(
+    ca_file: Option<&Path>,
+    timeout: std::time::Duration,
+) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .use_preconfigured_tls(client_config(ca_file)?)
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .timeout(std::time::Duration::from_secs(10))
+        .connect_timeout(timeout)
+        .timeout(timeout)
         .build()?)
 }

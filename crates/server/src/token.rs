@@ -15,6 +15,7 @@ use protocol::params::Params;
 use protocol::scope::Scope;
 use protocol::token::{GrantRequest, parse_grant};
 use protocol::{ErrorCode, OAuthError, pkce};
+use risk::{RiskDetail, RiskLevel, RiskState, UserRiskClaim};
 use serde::Serialize;
 use std::sync::Arc;
 use store::{CodeRedemption, Grant, RefreshToken, Rotation, User, UserStatus};
@@ -269,7 +270,16 @@ async fn exchange_code(
         state.store.revoke_grant(&grant.id, now).await?;
         return Err(invalid("The user is no longer active.").into());
     };
-    let mut resp = issue_user_tokens(state, app, &grant, &user, &grant.scope, code_row.nonce)?;
+    let extra = released_claims(state, app, &user, &grant.scope).await?;
+    let mut resp = issue_user_tokens(
+        state,
+        app,
+        &grant,
+        &user,
+        &grant.scope,
+        code_row.nonce,
+        extra,
+    )?;
     resp.refresh_token = first_refresh;
     Ok(resp)
 }
@@ -362,7 +372,9 @@ async fn refresh(
         state.store.revoke_grant(&grant.id, now).await?;
         return Err(invalid().with_detail("user inactive").into());
     };
-    let mut resp = issue_user_tokens(state, app, &grant, &user, &scope.to_string(), None)?;
+    let scope = scope.to_string();
+    let extra = released_claims(state, app, &user, &scope).await?;
+    let mut resp = issue_user_tokens(state, app, &grant, &user, &scope, None, extra)?;
     resp.refresh_token = Some(new_token);
     Ok(resp)
 }
@@ -375,6 +387,7 @@ fn issue_user_tokens(
     user: &User,
     scope: &str,
     nonce: Option<String>,
+    extra: serde_json::Map<String, serde_json::Value>,
 ) -> Result<TokenResponse, ApiError> {
     let now = state.now();
     let cfg = &state.config;
@@ -413,7 +426,7 @@ fn issue_user_tokens(
             acr: grant.acr.clone(),
             azp: Some(app.config.client_id.clone()),
             tid: cfg.tenant_id.clone(),
-            extra: user_claims(user, &scopes),
+            extra,
         };
         Some(
             keys.sign(app.config.id_token_alg, "JWT", &claims)
@@ -429,6 +442,62 @@ fn issue_user_tokens(
         refresh_token: None,
         id_token,
         scope: scope.to_owned(),
+    })
+}
+
+/// Every claim about the user an app receives in the ID token and from userinfo (besides
+/// `sub`): profile and email by scope, `user_type`, for a guest `idp` and `home_tenant`, and
+/// for an app registered as a partner tenant the member's `user_risk` (DESIGN.md §4; no other
+/// app ever receives it).
+pub async fn released_claims(
+    state: &AppState,
+    app: &App,
+    user: &User,
+    scope: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, store::StoreError> {
+    let scopes = Scope::parse(scope).unwrap_or_default();
+    let mut m = user_claims(user, &scopes);
+    m.insert("user_type".into(), user.user_type.as_str().into());
+    if let Some(partner_id) = &user.partner_id {
+        let idp = state
+            .partner(partner_id)
+            .map_or_else(|| partner_id.clone(), |p| p.config.issuer.clone());
+        m.insert("idp".into(), idp.into());
+        m.insert("home_tenant".into(), partner_id.clone().into());
+    } else if app.config.partner_tenant && scopes.contains("openid") {
+        let claim = home_user_risk(state, user).await?;
+        let value =
+            serde_json::to_value(claim).map_err(|e| store::StoreError::Corrupt(e.to_string()))?;
+        m.insert("user_risk".into(), value);
+    }
+    Ok(m)
+}
+
+/// The `user_risk` claim for a member of this tenant: what the store holds, or no risk.
+async fn home_user_risk(state: &AppState, user: &User) -> Result<UserRiskClaim, store::StoreError> {
+    let Some(r) = state.store.user_risk(&user.id).await? else {
+        return Ok(UserRiskClaim {
+            level: RiskLevel::None,
+            state: RiskState::None,
+            detail: RiskDetail::None,
+            updated_at: user.created_at,
+        });
+    };
+    fn parse<T: serde::de::DeserializeOwned>(
+        user: &User,
+        field: &str,
+        v: &str,
+    ) -> Result<T, store::StoreError> {
+        serde_json::from_value(serde_json::Value::String(v.to_owned())).map_err(|_| {
+            store::StoreError::Corrupt(format!("user_risk.{field} = {v:?} for user {}", user.id))
+        })
+    }
+    let parse_level = |f: &str, v: &str| parse::<RiskLevel>(user, f, v);
+    Ok(UserRiskClaim {
+        level: parse_level("level", &r.level)?,
+        state: parse::<RiskState>(user, "state", &r.state)?,
+        detail: parse::<RiskDetail>(user, "detail", &r.detail)?,
+        updated_at: r.updated_at,
     })
 }
 

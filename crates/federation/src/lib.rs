@@ -1,0 +1,89 @@
+//! Federation: the resource tenant's side of a guest sign-in.
+//!
+//! This crate owns the upstream OpenID Connect relying party a resource tenant runs against each
+//! partner (the guest's home tenant): partner discovery with a cached JWKS that is refreshed when
+//! a token names an unknown key, the authorization request (code flow, PKCE S256, `state`,
+//! `nonce`, `login_hint`), the callback checks (RFC 9207 `iss`, code exchange, ID token
+//! signature, `iss`, `aud`, `exp`/`iat` with a small skew, `nonce`, `at_hash`), and reading the
+//! home's `user_risk` claim through the partner's claim mapping (DESIGN.md §4).
+//!
+//! It does no storage and serves no HTTP: the server keeps the per-sign-in secrets, decides what
+//! a partner is trusted for, and renders the outcome.
+
+#![deny(missing_docs)]
+
+pub mod mapping;
+pub mod upstream;
+
+pub use mapping::{ClaimFormat, ClaimMapping, RiskClaimReading};
+pub use upstream::{
+    AuthorizationRedirect, CallbackParams, Credential, FlowSecrets, HomeIdentity, PartnerSettings,
+    Upstream,
+};
+
+/// Why an ID token from a partner was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefusal {
+    /// Signed with a key the partner does not publish (even after discovering again).
+    UnknownKey,
+    /// The signature does not verify, or uses an algorithm the partner does not advertise.
+    BadSignature,
+    /// `aud` does not name the resource's client id (or names others).
+    WrongAudience,
+    /// `iss` is not the partner's issuer.
+    UnknownIssuer,
+    /// `exp` has passed, or `iat` is out of line.
+    Expired,
+    /// `nonce` is not the one this sign-in sent.
+    NonceMismatch,
+    /// Anything else wrong with the token.
+    Invalid,
+}
+
+impl TokenRefusal {
+    /// A short phrase for logs and the sign-in log's `failureReason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenRefusal::UnknownKey => "signed with an unknown key",
+            TokenRefusal::BadSignature => "bad signature",
+            TokenRefusal::WrongAudience => "wrong audience",
+            TokenRefusal::UnknownIssuer => "unknown issuer",
+            TokenRefusal::Expired => "expired",
+            TokenRefusal::NonceMismatch => "nonce mismatch",
+            TokenRefusal::Invalid => "invalid",
+        }
+    }
+}
+
+/// Why a federated sign-in could not be completed. Every variant fails the sign-in closed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FederationError {
+    /// The partner could not be reached, or answered too slowly or with a server error.
+    #[error("the home tenant is unreachable: {0}")]
+    Unreachable(String),
+    /// The partner answered, but not in a way that can be used (discovery, token endpoint).
+    #[error("the home tenant's answer is not usable: {0}")]
+    BadPartner(String),
+    /// The partner answered the authorization request with an OAuth error.
+    #[error("the home tenant returned {error}")]
+    HomeError {
+        /// OAuth error code.
+        error: String,
+        /// Its description, if any.
+        description: Option<String>,
+    },
+    /// The RFC 9207 `iss` parameter is wrong or missing.
+    #[error("the response's issuer is wrong: {0}")]
+    IssuerMismatch(String),
+    /// The ID token was refused.
+    #[error("the home tenant's ID token was refused ({reason}): {detail}", reason = .0.as_str(), detail = .1)]
+    TokenRefused(TokenRefusal, String),
+}
+
+impl FederationError {
+    /// Whether trying again later may help (the app then gets `temporarily_unavailable`).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, FederationError::Unreachable(_))
+            || matches!(self, FederationError::HomeError { error, .. } if error == "temporarily_unavailable" || error == "server_error")
+    }
+}

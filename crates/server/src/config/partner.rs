@@ -1,0 +1,334 @@
+//! `[[partners]]`: the cross-tenant access settings for each partner tenant whose users may sign
+//! in here as guests.
+
+use super::{Validator, check_redirect_uri};
+use federation::{ClaimFormat, ClaimMapping};
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The section as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPartner {
+    id: String,
+    display_name: Option<String>,
+    issuer: String,
+    client_id: String,
+    client_secret: Option<String>,
+    client_secret_env: Option<String>,
+    private_key_file: Option<PathBuf>,
+    #[serde(default)]
+    domains: Vec<String>,
+    #[serde(default = "yes")]
+    inbound_enabled: bool,
+    #[serde(default)]
+    trust_user_risk: bool,
+    #[serde(default)]
+    trust_mfa: bool,
+    #[serde(default)]
+    require_user_risk_claim: bool,
+    ca_file: Option<PathBuf>,
+    #[serde(default = "default_timeout_ms")]
+    timeout_ms: u64,
+    #[serde(default = "default_scopes")]
+    scopes: Vec<String>,
+    #[serde(default)]
+    user_risk_claim: RawClaimMapping,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["email".into(), "profile".into()]
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawClaimMapping {
+    claim: String,
+    format: String,
+    level: String,
+    state: String,
+    detail: String,
+    updated_at: String,
+}
+
+impl Default for RawClaimMapping {
+    fn default() -> Self {
+        Self {
+            claim: "user_risk".into(),
+            format: "object".into(),
+            level: "level".into(),
+            state: "state".into(),
+            detail: "detail".into(),
+            updated_at: "updated_at".into(),
+        }
+    }
+}
+
+/// How the resource authenticates at a partner's token endpoint.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PartnerCredential {
+    /// `client_secret_basic`.
+    Secret(String),
+    /// `private_key_jwt` with this PKCS#8 PEM (ES256 or RS256) key.
+    PrivateKey {
+        /// Where the key was read from.
+        path: PathBuf,
+        /// The PEM text.
+        pem: String,
+    },
+}
+
+impl std::fmt::Debug for PartnerCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PartnerCredential::Secret(_) => f.write_str("Secret(<redacted>)"),
+            PartnerCredential::PrivateKey { path, .. } => {
+                f.debug_struct("PrivateKey").field("path", path).finish()
+            }
+        }
+    }
+}
+
+/// A partner tenant (Entra's cross-tenant access settings for one organization).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartnerConfig {
+    /// Partner id: `home_tenant` in tokens, `homeTenantId` in the sign-in log.
+    pub id: String,
+    /// Name shown on pages.
+    pub display_name: String,
+    /// The partner's issuer URL, exactly as its tokens spell `iss`.
+    pub issuer: String,
+    /// The client id this tenant holds at the partner.
+    pub client_id: String,
+    /// How this tenant authenticates there.
+    pub credential: PartnerCredential,
+    /// Email domains (lowercase) whose users the partner is home to: home realm discovery.
+    pub domains: Vec<String>,
+    /// Whether the partner's users may sign in here at all (B2B collaboration inbound).
+    pub inbound_enabled: bool,
+    /// Whether the partner's `user_risk` claim is believed.
+    pub trust_user_risk: bool,
+    /// Whether the partner's MFA (`amr`) satisfies an MFA requirement here.
+    pub trust_mfa: bool,
+    /// Refuse a sign-in whose token has no readable user-risk claim.
+    pub require_user_risk_claim: bool,
+    /// CA certificates to trust for the partner's TLS; the system roots when unset.
+    pub ca_file: Option<PathBuf>,
+    /// Time limit for each request to the partner (connect plus response).
+    pub timeout: Duration,
+    /// Scopes asked for besides `openid`.
+    pub scopes: Vec<String>,
+    /// Where the user-risk claim is and in what shape.
+    pub claim_mapping: ClaimMapping,
+}
+
+impl PartnerConfig {
+    /// The settings without secrets, as the admin store and API show them.
+    pub fn public_json(&self) -> serde_json::Value {
+        let (format, members) = match &self.claim_mapping.format {
+            ClaimFormat::Level => ("level", serde_json::Value::Null),
+            ClaimFormat::Object {
+                level,
+                state,
+                detail,
+                updated_at,
+            } => (
+                "object",
+                serde_json::json!({"level": level, "state": state, "detail": detail, "updated_at": updated_at}),
+            ),
+        };
+        serde_json::json!({
+            "id": self.id,
+            "displayName": self.display_name,
+            "issuer": self.issuer,
+            "clientId": self.client_id,
+            "tokenEndpointAuthMethod": match self.credential {
+                PartnerCredential::Secret(_) => "client_secret_basic",
+                PartnerCredential::PrivateKey { .. } => "private_key_jwt",
+            },
+            "domains": self.domains,
+            "b2bCollaborationInbound": { "isEnabled": self.inbound_enabled },
+            "inboundTrust": { "isMfaAccepted": self.trust_mfa, "isUserRiskAccepted": self.trust_user_risk },
+            "requireUserRiskClaim": self.require_user_risk_claim,
+            "userRiskClaim": { "claim": self.claim_mapping.claim, "format": format, "members": members },
+        })
+    }
+}
+
+impl Validator {
+    pub(super) fn partner(&mut self, i: usize, p: RawPartner) -> Option<PartnerConfig> {
+        let k = |f: &str| format!("partners[{i}].{f}");
+        if p.id.is_empty()
+            || p.id.len() > 64
+            || !p
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            self.bad(
+                k("id"),
+                format!("1-64 characters of a-z, 0-9 and '-', got {:?}", p.id),
+            );
+        }
+        let issuer_ok = url::Url::parse(&p.issuer).is_ok_and(|u| {
+            (u.scheme() == "https" || check_redirect_uri(&p.issuer).is_ok())
+                && u.query().is_none()
+                && u.fragment().is_none()
+                && u.host().is_some()
+        });
+        if !issuer_ok {
+            self.bad(
+                k("issuer"),
+                format!(
+                    "an absolute https URL (plain http only for loopback), got {:?}",
+                    p.issuer
+                ),
+            );
+        }
+        if p.client_id.is_empty() || !p.client_id.bytes().all(|b| b.is_ascii_graphic()) {
+            self.bad(
+                k("client_id"),
+                "the client id this tenant holds at the partner",
+            );
+        }
+        let secret = match (p.client_secret, p.client_secret_env) {
+            (Some(s), None) => Some(s),
+            (None, Some(var)) => match std::env::var(&var) {
+                Ok(s) => Some(s),
+                Err(_) => {
+                    self.bad(
+                        k("client_secret_env"),
+                        format!("the environment variable {var} to be set"),
+                    );
+                    return None;
+                }
+            },
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                self.bad(
+                    k("client_secret"),
+                    "client_secret or client_secret_env, not both",
+                );
+                return None;
+            }
+        };
+        let credential = match (secret, p.private_key_file) {
+            (Some(s), None) if !s.is_empty() => PartnerCredential::Secret(s),
+            (None, Some(path)) => match std::fs::read_to_string(&path) {
+                Ok(pem) => PartnerCredential::PrivateKey { path, pem },
+                Err(e) => {
+                    self.bad(
+                        k("private_key_file"),
+                        format!(
+                            "a readable PKCS#8 PEM file, but {} cannot be read ({e})",
+                            path.display()
+                        ),
+                    );
+                    return None;
+                }
+            },
+            _ => {
+                self.bad(
+                    k("client_secret"),
+                    "exactly one of client_secret, client_secret_env or private_key_file",
+                );
+                return None;
+            }
+        };
+        let mut domains = Vec::new();
+        for (j, d) in p.domains.iter().enumerate() {
+            let d = d.trim().to_ascii_lowercase();
+            if d.is_empty()
+                || !d.contains('.')
+                || d.contains('@')
+                || d.contains(char::is_whitespace)
+            {
+                self.bad(
+                    format!("partners[{i}].domains[{j}]"),
+                    format!("an email domain such as contoso.test, got {d:?}"),
+                );
+            }
+            domains.push(d);
+        }
+        if !(100..=60_000).contains(&p.timeout_ms) {
+            self.bad(
+                k("timeout_ms"),
+                format!("milliseconds between 100 and 60000, got {}", p.timeout_ms),
+            );
+        }
+        if p.require_user_risk_claim && !p.trust_user_risk {
+            self.bad(
+                k("require_user_risk_claim"),
+                "trust_user_risk = true as well (a claim that is not believed cannot be required)",
+            );
+        }
+        let m = p.user_risk_claim;
+        if m.claim.is_empty() {
+            self.bad(k("user_risk_claim.claim"), "a claim name");
+        }
+        let format = match m.format.as_str() {
+            "object" => ClaimFormat::Object {
+                level: m.level,
+                state: m.state,
+                detail: m.detail,
+                updated_at: m.updated_at,
+            },
+            "level" => ClaimFormat::Level,
+            other => {
+                self.bad(
+                    k("user_risk_claim.format"),
+                    format!("\"object\" (level/state/detail/updated_at members) or \"level\" (a bare level string), got {other:?}"),
+                );
+                ClaimFormat::Level
+            }
+        };
+        Some(PartnerConfig {
+            display_name: p.display_name.unwrap_or_else(|| p.id.clone()),
+            id: p.id,
+            issuer: p.issuer,
+            client_id: p.client_id,
+            credential,
+            domains,
+            inbound_enabled: p.inbound_enabled,
+            trust_user_risk: p.trust_user_risk,
+            trust_mfa: p.trust_mfa,
+            require_user_risk_claim: p.require_user_risk_claim,
+            ca_file: p.ca_file,
+            timeout: Duration::from_millis(p.timeout_ms),
+            scopes: p.scopes,
+            claim_mapping: ClaimMapping {
+                claim: m.claim,
+                format,
+            },
+        })
+    }
+
+    /// Ids and domains must each belong to one partner.
+    pub(super) fn partners_unique(&mut self, partners: &[PartnerConfig]) {
+        for (i, p) in partners.iter().enumerate() {
+            if partners[..i].iter().any(|q| q.id == p.id) {
+                self.bad(
+                    format!("partners[{i}].id"),
+                    format!("a unique partner id; {:?} is used twice", p.id),
+                );
+            }
+            for d in &p.domains {
+                if partners[..i].iter().any(|q| q.domains.contains(d)) {
+                    self.bad(
+                        format!("partners[{i}].domains"),
+                        format!("each domain at one partner only; {d:?} is listed twice"),
+                    );
+                }
+            }
+        }
+    }
+}

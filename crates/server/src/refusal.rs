@@ -1,0 +1,72 @@
+//! A sign-in refused after its authorization request was validated: a page in plain words with
+//! a code people can look up and the correlation id, plus the way back to the app carrying the
+//! standard OAuth error (`access_denied` or `temporarily_unavailable` with a description).
+
+use crate::pages::{self, BackToApp};
+use crate::state::AppState;
+use crate::web::html;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use protocol::OAuthError;
+use protocol::authorize::{self, AuthorizationRequest, ResponseMode};
+
+/// Why a sign-in is refused, for the person and for the app.
+#[derive(Debug)]
+pub struct Refusal {
+    /// Heading.
+    pub title: &'static str,
+    /// What happened.
+    pub message: String,
+    /// Why, and what to do.
+    pub explanation: Option<String>,
+    /// A link elsewhere, as (href, text).
+    pub home_link: Option<(String, String)>,
+    /// Entra-style code (sign-in log `status.errorCode`).
+    pub error_code: i64,
+    /// What the app receives.
+    pub oauth: OAuthError,
+}
+
+/// Render the refusal. With the request known, the page offers the way back to the app with
+/// the OAuth error, `state` and the RFC 9207 `iss`.
+pub fn render(
+    state: &AppState,
+    correlation_id: &str,
+    request: Option<&AuthorizationRequest>,
+    r: Refusal,
+) -> Response {
+    tracing::info!(correlation_id, error_code = r.error_code, error = %r.oauth, description = %r.oauth.description, "sign-in refused");
+    let back = request.and_then(|req| {
+        let params = authorize::error_params(&r.oauth, req.state.as_deref(), &state.config.issuer);
+        let app_name = state
+            .app(&req.client_id)
+            .map_or_else(|| req.client_id.clone(), |a| a.config.name.clone());
+        match req.response_mode {
+            ResponseMode::Query => {
+                authorize::append_query(&req.redirect_uri, &params).map(|action| BackToApp {
+                    app_name,
+                    action,
+                    fields: Vec::new(),
+                    post: false,
+                })
+            }
+            ResponseMode::FormPost => Some(BackToApp {
+                app_name,
+                action: req.redirect_uri.clone(),
+                fields: params,
+                post: true,
+            }),
+        }
+    });
+    let page = pages::Refused {
+        tenant_name: &state.config.display_name,
+        title: r.title,
+        message: &r.message,
+        explanation: r.explanation.as_deref(),
+        home_link: r.home_link,
+        error_code: Some(r.error_code),
+        correlation_id,
+        back,
+    };
+    (StatusCode::FORBIDDEN, html(&page)).into_response()
+}

@@ -1,0 +1,910 @@
+//! Federation end to end: a home tenant and a resource tenant (both real, on ephemeral ports),
+//! guests signing in to the resource with their home credentials, and every refusal failing
+//! closed. A small fake home IdP (plain HTTP on loopback) produces the broken ID tokens a real
+//! tenantd never would.
+
+use crate::flows::decode_payload;
+use crate::support::*;
+use reqwest::Client;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+pub const BOB: &str = "bob@contoso.test";
+pub const BOB_PW: &str = "bob-test-password";
+pub const CAROL: &str = "carol@fabrikam.test";
+pub const CAROL_PW: &str = "carol-test-password";
+const FED_SECRET: &str = "fabrikam-federation-secret";
+
+/// The partner entry for `contoso` at the resource; `lines` adds or sets trust settings.
+pub fn partner_toml(home_issuer: &str, lines: &str) -> String {
+    format!(
+        r#"
+[[partners]]
+id = "contoso"
+display_name = "Contoso"
+issuer = "{home_issuer}"
+client_id = "fabrikam"
+client_secret = "{FED_SECRET}"
+domains = ["contoso.test"]
+ca_file = "{ca}"
+{lines}
+"#,
+        ca = fixtures().ca.display()
+    )
+}
+
+/// The resource's registration at the home.
+pub fn home_app_toml(resource_issuer: &str) -> String {
+    format!(
+        r#"
+[[apps]]
+client_id = "fabrikam"
+name = "Fabrikam"
+client_secret = "{FED_SECRET}"
+redirect_uris = ["{resource_issuer}/federation/callback"]
+grant_types = ["authorization_code"]
+first_party = true
+partner_tenant = true
+"#
+    )
+}
+
+pub struct Pair {
+    pub home: TestTenant,
+    pub resource: TestTenant,
+}
+
+/// contoso (alice, bob) and fabrikam (carol; alice and bob invited from contoso).
+pub async fn pair(partner_lines: &str) -> Pair {
+    let home_l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let res_l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (home_issuer, res_issuer) = (issuer_of(&home_l), issuer_of(&res_l));
+    let (hd, hdb) = tenant_dir("contoso");
+    let home = start_on("contoso", home_l, &hd, &hdb, &home_app_toml(&res_issuer)).await;
+    add_user(&home, ALICE, ALICE_PW, false).await;
+    add_user(&home, BOB, BOB_PW, false).await;
+    let (rd, rdb) = tenant_dir("fabrikam");
+    let resource = start_on(
+        "fabrikam",
+        res_l,
+        &rd,
+        &rdb,
+        &partner_toml(&home_issuer, partner_lines),
+    )
+    .await;
+    add_user(&resource, CAROL, CAROL_PW, false).await;
+    for email in [ALICE, BOB] {
+        invite(&resource, email, "contoso").await;
+    }
+    Pair { home, resource }
+}
+
+pub const TRUSTED: &str = "trust_user_risk = true\nrequire_user_risk_claim = true";
+
+pub async fn invite(t: &TestTenant, email: &str, partner: &str) -> store::User {
+    let s = t.state();
+    server::guests::invite(&s.store, &s.config, email, partner, None, None, s.now())
+        .await
+        .unwrap()
+        .0
+}
+
+/// What the browser ends on after a federated sign-in attempt.
+pub enum Ended {
+    /// Redirected to the app (the Location).
+    App(String),
+    /// A refusal page at the resource: status and text.
+    Page(u16, String),
+}
+
+/// Drive `email` from the resource's authorize URL through home realm discovery, the home's
+/// password page (unless the home session already exists) and back to the resource.
+pub async fn federated_sign_in(
+    p: &Pair,
+    b: &Client,
+    authorize_url: &str,
+    email: &str,
+    password: &str,
+) -> Ended {
+    let r = b.get(authorize_url).send().await.unwrap();
+    assert_eq!(r.status(), 303, "authorize -> sign-in page");
+    let login = location(&r);
+    let page = b.get(p.resource.url(&login)).send().await.unwrap();
+    let mut form = hidden_inputs(&page.text().await.unwrap());
+    form.push(("email".into(), email.into()));
+    let r = b
+        .post(p.resource.url("/login"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    follow_to_home_and_back(p, b, r, password).await
+}
+
+/// From the resource's redirect to the home: sign in there if asked, then the callback.
+pub async fn follow_to_home_and_back(
+    p: &Pair,
+    b: &Client,
+    r: reqwest::Response,
+    password: &str,
+) -> Ended {
+    if r.status() != 303 {
+        let status = r.status().as_u16();
+        return Ended::Page(status, r.text().await.unwrap());
+    }
+    let to_home = location(&r);
+    assert!(
+        to_home.starts_with(&p.home.issuer),
+        "HRD goes to the home: {to_home}"
+    );
+    let q = query(&to_home);
+    assert_eq!(
+        q.get("code_challenge_method").map(String::as_str),
+        Some("S256")
+    );
+    assert!(q.contains_key("nonce") && q.contains_key("state") && q.contains_key("login_hint"));
+    let r = b.get(&to_home).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let mut next = location(&r);
+    if next.starts_with("/login") {
+        // login_hint skips the home's email page: straight to the password form.
+        let page = b.get(p.home.url(&next)).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        let mut form = hidden_inputs(&page.text().await.unwrap());
+        form.push(("password".into(), password.into()));
+        let r = b
+            .post(p.home.url("/login/password"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "home password accepted");
+        next = location(&r);
+    }
+    assert!(
+        next.starts_with(&p.resource.url("/federation/callback")),
+        "home -> resource callback: {next}"
+    );
+    let r = b.get(&next).send().await.unwrap();
+    match r.status().as_u16() {
+        303 => Ended::App(location(&r)),
+        s => Ended::Page(s, r.text().await.unwrap()),
+    }
+}
+
+fn app_redirect(e: Ended) -> String {
+    match e {
+        Ended::App(l) => l,
+        Ended::Page(s, t) => panic!("expected a redirect to the app, got {s}: {t}"),
+    }
+}
+
+/// A refusal page: its text, and the OAuth error the app would receive from its link.
+fn refusal(e: Ended) -> (String, std::collections::HashMap<String, String>) {
+    match e {
+        Ended::App(l) => panic!("expected a refusal page, got a redirect to {l}"),
+        Ended::Page(status, text) => {
+            assert_eq!(status, 403, "{text}");
+            let i = text
+                .find("id=\"continue\" class=\"button\" href=\"")
+                .expect(&text);
+            let rest = &text[i + "id=\"continue\" class=\"button\" href=\"".len()..];
+            let href = rest[..rest.find('"').unwrap()]
+                .replace("&amp;", "&")
+                .replace("&#38;", "&");
+            (text, query(&href))
+        }
+    }
+}
+
+async fn sign_in_rows(t: &TestTenant) -> Vec<store::SignInLog> {
+    t.state()
+        .store
+        .list_sign_ins(&store::SignInFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+async fn exchange(t: &TestTenant, redirect: &str) -> serde_json::Value {
+    let code = code_from(t, redirect, "st-1");
+    let r = rp_token(
+        t,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", RP_REDIRECT),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn guest_signs_in_with_home_credentials_and_both_logs_join() {
+    let p = pair(TRUSTED).await;
+    let b = browser();
+    let redirect = app_redirect(
+        federated_sign_in(&p, &b, &rp_authorize(&p.resource, ""), ALICE, ALICE_PW).await,
+    );
+    let tokens = exchange(&p.resource, &redirect).await;
+    let id = decode_payload(tokens["id_token"].as_str().unwrap());
+    let guest = p
+        .resource
+        .state()
+        .store
+        .user_by_email(ALICE)
+        .await
+        .unwrap()
+        .unwrap();
+    let home_alice = p
+        .home
+        .state()
+        .store
+        .user_by_email(ALICE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(id["iss"], p.resource.issuer.as_str());
+    assert_eq!(
+        id["sub"],
+        guest.id.as_str(),
+        "the resource's own id for the guest"
+    );
+    assert_ne!(id["sub"], home_alice.id.as_str());
+    assert_eq!(id["idp"], p.home.issuer.as_str());
+    assert_eq!(id["user_type"], "guest");
+    assert_eq!(id["home_tenant"], "contoso");
+    assert_eq!(id["amr"], serde_json::json!(["pwd"]));
+    assert_eq!(id["email"], ALICE);
+    assert_eq!(
+        id["name"], "Alice Smith",
+        "profile refreshed from the home token"
+    );
+    assert!(
+        id.get("user_risk").is_none(),
+        "resource apps are not partner tenants"
+    );
+    assert_eq!(guest.home_subject.as_deref(), Some(home_alice.id.as_str()));
+    assert_eq!(
+        guest.invitation_state,
+        Some(store::InvitationState::Accepted)
+    );
+
+    // One sign-in, one correlation id, logged on both sides.
+    let res_rows = sign_in_rows(&p.resource).await;
+    let home_rows = sign_in_rows(&p.home).await;
+    let r = res_rows
+        .iter()
+        .find(|r| r.error_code == 0)
+        .expect("resource row");
+    assert_eq!(r.user_type, "guest");
+    assert_eq!(r.cross_tenant_access_type, "b2bCollaboration");
+    assert_eq!(r.home_tenant_id.as_deref(), Some("contoso"));
+    assert_eq!(r.resource_tenant_id.as_deref(), Some("fabrikam"));
+    assert_eq!(r.details["userRisk"]["level"], "none");
+    let h = home_rows
+        .iter()
+        .find(|h| h.correlation_id == r.correlation_id)
+        .expect("home row with the same correlation id");
+    assert_eq!(h.app_id.as_deref(), Some("fabrikam"));
+    assert_eq!(h.cross_tenant_access_type, "b2bCollaboration");
+    assert_eq!(h.resource_tenant_id.as_deref(), Some("fabrikam"));
+
+    // A second sign-in in a new browser matches on (partner, home sub), not on email.
+    let b2 = browser();
+    app_redirect(federated_sign_in(&p, &b2, &rp_authorize(&p.resource, ""), ALICE, ALICE_PW).await);
+}
+
+#[tokio::test]
+async fn home_releases_user_risk_only_to_partner_apps_and_the_resource_reads_it() {
+    let p = pair(TRUSTED).await;
+    let s = p.home.state();
+    let bob = s.store.user_by_email(BOB).await.unwrap().unwrap();
+    server::guests::set_user_risk(
+        &s.store,
+        &bob,
+        risk::RiskLevel::High,
+        risk::RiskState::AtRisk,
+        risk::RiskDetail::None,
+        "test",
+        s.now(),
+    )
+    .await
+    .unwrap();
+    // An ordinary app at the home never sees the claim.
+    let hb = browser();
+    let redirect = sign_in(&p.home, &hb, &rp_authorize(&p.home, ""), BOB, BOB_PW).await;
+    let tokens = exchange(&p.home, &redirect).await;
+    let id = decode_payload(tokens["id_token"].as_str().unwrap());
+    assert!(id.get("user_risk").is_none(), "{id}");
+    let ui: serde_json::Value = backchannel()
+        .get(p.home.url("/userinfo"))
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(ui.get("user_risk").is_none(), "{ui}");
+    // The resource (a partner-tenant app at the home) gets it and records it.
+    let b = browser();
+    app_redirect(federated_sign_in(&p, &b, &rp_authorize(&p.resource, ""), BOB, BOB_PW).await);
+    let rows = sign_in_rows(&p.resource).await;
+    let row = rows
+        .iter()
+        .find(|r| r.user_principal_name.as_deref() == Some(BOB))
+        .unwrap();
+    assert_eq!(row.details["userRisk"]["level"], "high");
+    assert_eq!(row.details["userRisk"]["state"], "atRisk");
+    // Kept on the guest's session too.
+    let guest = p
+        .resource
+        .state()
+        .store
+        .user_by_email(BOB)
+        .await
+        .unwrap()
+        .unwrap();
+    let _ = guest;
+}
+
+#[tokio::test]
+async fn member_of_the_resource_signs_in_with_a_password_there() {
+    let p = pair(TRUSTED).await;
+    let b = browser();
+    let redirect = sign_in(
+        &p.resource,
+        &b,
+        &rp_authorize(&p.resource, ""),
+        CAROL,
+        CAROL_PW,
+    )
+    .await;
+    let tokens = exchange(&p.resource, &redirect).await;
+    let id = decode_payload(tokens["id_token"].as_str().unwrap());
+    assert_eq!(id["user_type"], "member");
+    assert!(id.get("idp").is_none() && id.get("home_tenant").is_none());
+}
+
+#[tokio::test]
+async fn refusals_for_guests_each_have_a_page_an_oauth_error_and_a_log_row() {
+    let p = pair(TRUSTED).await;
+    // Not invited.
+    add_user(&p.home, "dave@contoso.test", "dave-test-password", false).await;
+    let b = browser();
+    let (text, err) = refusal(
+        federated_sign_in(
+            &p,
+            &b,
+            &rp_authorize(&p.resource, ""),
+            "dave@contoso.test",
+            "dave-test-password",
+        )
+        .await,
+    );
+    assert!(text.contains("has not been invited"), "{text}");
+    assert!(text.contains("50020"));
+    assert_eq!(err.get("error").map(String::as_str), Some("access_denied"));
+    assert_eq!(err.get("state").map(String::as_str), Some("st-1"));
+    assert_eq!(
+        err.get("iss").map(String::as_str),
+        Some(p.resource.issuer.as_str())
+    );
+    assert!(
+        p.resource
+            .state()
+            .store
+            .user_by_email("dave@contoso.test")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Guest disabled.
+    let alice = p
+        .resource
+        .state()
+        .store
+        .user_by_email(ALICE)
+        .await
+        .unwrap()
+        .unwrap();
+    p.resource
+        .state()
+        .store
+        .set_user_status(
+            &alice.id,
+            store::UserStatus::Disabled,
+            p.resource.state().now(),
+        )
+        .await
+        .unwrap();
+    let (text, err) = refusal(
+        federated_sign_in(
+            &p,
+            &browser(),
+            &rp_authorize(&p.resource, ""),
+            ALICE,
+            ALICE_PW,
+        )
+        .await,
+    );
+    assert!(text.contains("disabled"), "{text}");
+    assert_eq!(err.get("error").map(String::as_str), Some("access_denied"));
+    let after = p
+        .resource
+        .state()
+        .store
+        .user_by_email(ALICE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        after.home_subject, None,
+        "nothing written for a refused guest"
+    );
+
+    // Invitation for another partner.
+    let other = "erin@contoso.test";
+    add_user(&p.home, other, "erin-test-password", false).await;
+    // A second partner whose domain is elsewhere; erin's invitation names it.
+    let p2 = pair(&format!(
+        "{TRUSTED}\n[[partners]]\nid = \"northwind\"\nissuer = \"https://northwind.test\"\nclient_id = \"x\"\nclient_secret = \"y\"\ndomains = [\"northwind.test\"]"
+    ))
+    .await;
+    add_user(&p2.home, other, "erin-test-password", false).await;
+    invite(&p2.resource, other, "northwind").await;
+    let (text, _) = refusal(
+        federated_sign_in(
+            &p2,
+            &browser(),
+            &rp_authorize(&p2.resource, ""),
+            other,
+            "erin-test-password",
+        )
+        .await,
+    );
+    assert!(text.contains("another organization"), "{text}");
+    let erin = p2
+        .resource
+        .state()
+        .store
+        .user_by_email(other)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(erin.home_subject, None);
+
+    let codes: Vec<i64> = sign_in_rows(&p.resource)
+        .await
+        .iter()
+        .map(|r| r.error_code)
+        .collect();
+    assert!(
+        codes.contains(&50020) && codes.contains(&50057),
+        "{codes:?}"
+    );
+    let reasons: Vec<String> = sign_in_rows(&p2.resource)
+        .await
+        .iter()
+        .filter_map(|r| r.failure_reason.clone())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("another partner")),
+        "{reasons:?}"
+    );
+}
+
+#[tokio::test]
+async fn partner_with_inbound_disabled_is_refused_before_leaving_the_resource() {
+    let p = pair("inbound_enabled = false").await;
+    let b = browser();
+    let (text, err) =
+        refusal(federated_sign_in(&p, &b, &rp_authorize(&p.resource, ""), ALICE, ALICE_PW).await);
+    assert!(
+        text.contains("500213") && text.contains("does not accept sign-ins"),
+        "{text}"
+    );
+    assert_eq!(err.get("error").map(String::as_str), Some("access_denied"));
+    assert!(
+        sign_in_rows(&p.resource)
+            .await
+            .iter()
+            .any(|r| r.error_code == 500213)
+    );
+    assert!(
+        sign_in_rows(&p.home).await.is_empty(),
+        "the home was never asked"
+    );
+}
+
+#[tokio::test]
+async fn replayed_and_foreign_browser_callbacks_are_refused() {
+    let p = pair(TRUSTED).await;
+    let b = browser();
+    // Walk to the callback URL but keep it.
+    let r = b.get(rp_authorize(&p.resource, "")).send().await.unwrap();
+    let login = location(&r);
+    let page = b.get(p.resource.url(&login)).send().await.unwrap();
+    let mut form = hidden_inputs(&page.text().await.unwrap());
+    form.push(("email".into(), ALICE.into()));
+    let r = b
+        .post(p.resource.url("/login"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let r = b.get(location(&r)).send().await.unwrap();
+    let page = b.get(p.home.url(&location(&r))).send().await.unwrap();
+    let mut form = hidden_inputs(&page.text().await.unwrap());
+    form.push(("password".into(), ALICE_PW.into()));
+    let r = b
+        .post(p.home.url("/login/password"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let callback = location(&r);
+
+    // Another browser presenting it: state belongs to someone else.
+    let (text, err) = refusal(match browser().get(&callback).send().await.unwrap() {
+        r if r.status() == 303 => Ended::App(location(&r)),
+        r => Ended::Page(r.status().as_u16(), r.text().await.unwrap()),
+    });
+    assert!(text.contains("did not come back to the browser"), "{text}");
+    assert_eq!(err.get("error").map(String::as_str), Some("access_denied"));
+    // The state was used up by that attempt: replaying it in the right browser is refused too.
+    let r = b.get(&callback).send().await.unwrap();
+    let (text, _) = refusal(Ended::Page(r.status().as_u16(), r.text().await.unwrap()));
+    assert!(text.contains("already been used"), "{text}");
+    // An unknown state: an expired-request page, no redirect anywhere.
+    let r = b
+        .get(p.resource.url("/federation/callback?code=x&state=nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let codes: Vec<i64> = sign_in_rows(&p.resource)
+        .await
+        .iter()
+        .map(|r| r.error_code)
+        .collect();
+    assert_eq!(
+        codes.iter().filter(|c| **c == 9002313).count(),
+        3,
+        "{codes:?}"
+    );
+    assert!(
+        p.resource
+            .state()
+            .store
+            .user_by_email(ALICE)
+            .await
+            .unwrap()
+            .unwrap()
+            .home_subject
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn home_signing_key_rotation_is_picked_up_from_an_unknown_kid() {
+    let p = pair(TRUSTED).await;
+    let b = browser();
+    app_redirect(federated_sign_in(&p, &b, &rp_authorize(&p.resource, ""), ALICE, ALICE_PW).await);
+    let hs = p.home.state();
+    server::keys::rotate(&hs.store, protocol::jwt::SigningAlg::ES256, hs.now())
+        .await
+        .unwrap();
+    server::server::reload_keys(hs).await;
+    // The home session still exists: the home answers at once with a token under the new key.
+    let r = b
+        .get(rp_authorize(&p.resource, "&prompt=login"))
+        .send()
+        .await
+        .unwrap();
+    let login = location(&r);
+    let page = b.get(p.resource.url(&login)).send().await.unwrap();
+    let mut form = hidden_inputs(&page.text().await.unwrap());
+    form.push(("email".into(), ALICE.into()));
+    let r = b
+        .post(p.resource.url("/login"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    app_redirect(follow_to_home_and_back(&p, &b, r, ALICE_PW).await);
+}
+
+#[tokio::test]
+async fn home_unreachable_fails_closed_with_temporarily_unavailable() {
+    // A "home" that accepts connections and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let issuer = format!("https://127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let keep = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in silent.incoming().take(4) {
+            held.push(c);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(5));
+    });
+    let (d, db) = tenant_dir("fabrikam");
+    let resource = start_at(
+        "fabrikam",
+        &d,
+        &db,
+        &partner_toml(&issuer, "timeout_ms = 300").replace("contoso.test", "slow.test"),
+    )
+    .await;
+    let b = browser();
+    let r = b.get(rp_authorize(&resource, "")).send().await.unwrap();
+    let login = location(&r);
+    let page = b.get(resource.url(&login)).send().await.unwrap();
+    let mut form = hidden_inputs(&page.text().await.unwrap());
+    form.push(("email".into(), "x@slow.test".into()));
+    let r = b
+        .post(resource.url("/login"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let (text, err) = refusal(Ended::Page(r.status().as_u16(), r.text().await.unwrap()));
+    assert!(text.contains("not responding"), "{text}");
+    assert_eq!(
+        err.get("error").map(String::as_str),
+        Some("temporarily_unavailable")
+    );
+    drop(keep);
+}
+
+// ---- a fake home IdP for tokens a real tenantd never sends ----
+
+#[derive(Clone, Copy, PartialEq)]
+enum Forge {
+    Good,
+    BadSignature,
+    WrongAudience,
+    WrongIssuer,
+    Expired,
+    WrongNonce,
+    RiskAsLevel,
+}
+
+struct FakeIdp {
+    issuer: String,
+    forge: Mutex<Forge>,
+    nonce: Mutex<String>,
+    key: protocol::jwt::KeySet,
+    other: protocol::jwt::KeySet,
+}
+
+async fn fake_idp() -> Arc<FakeIdp> {
+    use axum::routing::{get, post};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let key = |_: u8| {
+        let pem = server::keys::generate_pem(protocol::jwt::SigningAlg::ES256).unwrap();
+        protocol::jwt::SigningKey::from_pkcs8_pem(protocol::jwt::SigningAlg::ES256, &pem, 0, None)
+            .unwrap()
+    };
+    let idp = Arc::new(FakeIdp {
+        issuer: issuer.clone(),
+        forge: Mutex::new(Forge::Good),
+        nonce: Mutex::new(String::new()),
+        key: protocol::jwt::KeySet::new(vec![key(0)], 0),
+        other: protocol::jwt::KeySet::new(vec![key(1)], 0),
+    });
+    let discovery = serde_json::json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "token_endpoint": format!("{issuer}/token"),
+        "jwks_uri": format!("{issuer}/jwks"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+    });
+    let jwks = serde_json::to_value(idp.key.jwks(0)).unwrap();
+    let i2 = idp.clone();
+    let app = axum::Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(move || async move { axum::Json(discovery) }),
+        )
+        .route("/jwks", get(move || async move { axum::Json(jwks) }))
+        .route(
+            "/token",
+            post(move || {
+                let idp = i2.clone();
+                async move { axum::Json(idp.token()) }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    idp
+}
+
+impl FakeIdp {
+    fn token(&self) -> serde_json::Value {
+        let forge = *self.forge.lock().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let mut claims = serde_json::json!({
+            "iss": if forge == Forge::WrongIssuer { "http://evil.test" } else { self.issuer.as_str() },
+            "sub": "fake-sub-1",
+            "aud": if forge == Forge::WrongAudience { "someone-else" } else { "fabrikam" },
+            "iat": if forge == Forge::Expired { now - 3600 } else { now },
+            "exp": if forge == Forge::Expired { now - 1800 } else { now + 300 },
+            "nonce": if forge == Forge::WrongNonce { "other".to_owned() } else { self.nonce.lock().unwrap().clone() },
+            "email": ALICE,
+            "name": "Alice from elsewhere",
+            "amr": ["pwd", "mfa"],
+            "user_risk": {"level": "medium", "state": "atRisk", "detail": "none", "updated_at": now},
+        });
+        if forge == Forge::RiskAsLevel {
+            let m = claims.as_object_mut().unwrap();
+            m.remove("user_risk");
+            m.insert("risk_level".into(), "HIGH".into());
+        }
+        let keys = if forge == Forge::BadSignature {
+            // Signed by another key under the published key's id.
+            let mut t = self
+                .other
+                .sign(protocol::jwt::SigningAlg::ES256, "JWT", &claims)
+                .unwrap();
+            let good = self
+                .key
+                .sign(protocol::jwt::SigningAlg::ES256, "JWT", &claims)
+                .unwrap();
+            let header = good.split('.').next().unwrap().to_owned();
+            let rest = t.split_once('.').unwrap().1.to_owned();
+            t = format!("{header}.{rest}");
+            return serde_json::json!({"access_token": "at", "token_type": "Bearer", "id_token": t});
+        } else {
+            &self.key
+        };
+        let id = keys
+            .sign(protocol::jwt::SigningAlg::ES256, "JWT", &claims)
+            .unwrap();
+        serde_json::json!({"access_token": "at", "token_type": "Bearer", "expires_in": 300, "id_token": id})
+    }
+}
+
+/// A resource whose partner `contoso` is the fake IdP; returns it and the fake.
+async fn resource_with_fake(lines: &str) -> (TestTenant, Arc<FakeIdp>) {
+    let idp = fake_idp().await;
+    let (d, db) = tenant_dir("fabrikam");
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let resource = start_on("fabrikam", l, &d, &db, &partner_toml(&idp.issuer, lines)).await;
+    invite(&resource, "alice@contoso.test", "contoso").await;
+    (resource, idp)
+}
+
+/// Start a federated sign-in at `resource` and return the browser, the state and the nonce the
+/// resource sent to the (fake) home.
+async fn to_fake_home(resource: &TestTenant) -> (Client, String, String) {
+    let b = browser();
+    let r = b.get(rp_authorize(resource, "")).send().await.unwrap();
+    let login = location(&r);
+    let page = b.get(resource.url(&login)).send().await.unwrap();
+    let mut form = hidden_inputs(&page.text().await.unwrap());
+    form.push(("email".into(), ALICE.into()));
+    let r = b
+        .post(resource.url("/login"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let q = query(&location(&r));
+    (b, q["state"].clone(), q["nonce"].clone())
+}
+
+async fn fake_callback(
+    resource: &TestTenant,
+    idp: &FakeIdp,
+    forge: Forge,
+    iss: Option<&str>,
+) -> Ended {
+    let (b, state, nonce) = to_fake_home(resource).await;
+    *idp.forge.lock().unwrap() = forge;
+    *idp.nonce.lock().unwrap() = nonce;
+    let mut url = resource.url(&format!(
+        "/federation/callback?code=c&state={}",
+        urlenc(&state)
+    ));
+    if let Some(iss) = iss {
+        url.push_str(&format!("&iss={}", urlenc(iss)));
+    }
+    let r = b.get(url).send().await.unwrap();
+    match r.status().as_u16() {
+        303 => Ended::App(location(&r)),
+        s => Ended::Page(s, r.text().await.unwrap()),
+    }
+}
+
+#[tokio::test]
+async fn forged_or_broken_home_tokens_fail_closed() {
+    let (resource, idp) = resource_with_fake(TRUSTED).await;
+    for (forge, code, words) in [
+        (Forge::BadSignature, 50008, "signature"),
+        (Forge::WrongAudience, 50008, "another audience"),
+        (Forge::WrongIssuer, 50107, "unknown issuer"),
+        (Forge::Expired, 50008, "expired"),
+        (Forge::WrongNonce, 50008, "nonce"),
+    ] {
+        let (text, err) = refusal(fake_callback(&resource, &idp, forge, None).await);
+        assert!(
+            text.contains(&code.to_string()) && text.contains(words),
+            "{words}: {text}"
+        );
+        assert_eq!(err.get("error").map(String::as_str), Some("access_denied"));
+    }
+    // RFC 9207: a response naming another issuer is refused before the code is used.
+    let (text, _) =
+        refusal(fake_callback(&resource, &idp, Forge::Good, Some("https://evil.test")).await);
+    assert!(text.contains("RFC 9207"), "{text}");
+    // The home's own error comes back as access_denied with its code named.
+    let (b, state, _) = to_fake_home(&resource).await;
+    let r = b
+        .get(resource.url(&format!(
+            "/federation/callback?error=access_denied&error_description=no&state={}",
+            urlenc(&state)
+        )))
+        .send()
+        .await
+        .unwrap();
+    let (text, err) = refusal(Ended::Page(r.status().as_u16(), r.text().await.unwrap()));
+    assert!(
+        text.contains("answered the sign-in with an error"),
+        "{text}"
+    );
+    assert_eq!(err.get("error").map(String::as_str), Some("access_denied"));
+    // Nothing but log rows was written: alice's invitation is still open.
+    let alice = resource
+        .state()
+        .store
+        .user_by_email(ALICE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(alice.home_subject, None);
+    assert_eq!(
+        sign_in_rows(&resource)
+            .await
+            .iter()
+            .filter(|r| r.error_code != 0)
+            .count(),
+        7
+    );
+    // And a good token from the same partner works.
+    app_redirect(fake_callback(&resource, &idp, Forge::Good, None).await);
+}
+
+#[tokio::test]
+async fn a_claim_mapping_reads_risk_from_a_differently_named_claim() {
+    let (resource, idp) = resource_with_fake(&format!(
+        "{TRUSTED}\ntrust_mfa = true\n[partners.user_risk_claim]\nclaim = \"risk_level\"\nformat = \"level\""
+    ))
+    .await;
+    app_redirect(fake_callback(&resource, &idp, Forge::RiskAsLevel, None).await);
+    let row = sign_in_rows(&resource)
+        .await
+        .into_iter()
+        .find(|r| r.error_code == 0)
+        .unwrap();
+    assert_eq!(row.details["userRisk"]["level"], "high");
+    assert_eq!(row.details["userRisk"]["state"], "atRisk");
+    // The default mapping finds no user_risk in that token and, required, refuses.
+    let (resource, idp) = resource_with_fake(TRUSTED).await;
+    let (text, _) = refusal(fake_callback(&resource, &idp, Forge::RiskAsLevel, None).await);
+    assert!(
+        text.contains("did not say whether your account is at risk"),
+        "{text}"
+    );
+}
