@@ -54,6 +54,21 @@ pub struct Pair {
     pub resource: TestTenant,
 }
 
+/// The two issuers a federated sign-in goes between.
+pub struct Ends {
+    pub home: String,
+    pub resource: String,
+}
+
+impl Pair {
+    fn ends(&self) -> Ends {
+        Ends {
+            home: self.home.issuer.clone(),
+            resource: self.resource.issuer.clone(),
+        }
+    }
+}
+
 /// contoso (alice, bob) and fabrikam (carol; alice and bob invited from contoso).
 pub async fn pair(partner_lines: &str) -> Pair {
     let home_l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -106,19 +121,34 @@ pub async fn federated_sign_in(
     email: &str,
     password: &str,
 ) -> Ended {
+    sign_in_between(&p.ends(), b, authorize_url, email, password).await
+}
+
+/// [`federated_sign_in`] between any two tenants.
+pub async fn sign_in_between(
+    p: &Ends,
+    b: &Client,
+    authorize_url: &str,
+    email: &str,
+    password: &str,
+) -> Ended {
     let r = b.get(authorize_url).send().await.unwrap();
     assert_eq!(r.status(), 303, "authorize -> sign-in page");
     let login = location(&r);
-    let page = b.get(p.resource.url(&login)).send().await.unwrap();
+    let page = b
+        .get(format!("{}{login}", p.resource))
+        .send()
+        .await
+        .unwrap();
     let mut form = hidden_inputs(&page.text().await.unwrap());
     form.push(("email".into(), email.into()));
     let r = b
-        .post(p.resource.url("/login"))
+        .post(format!("{}/login", p.resource))
         .form(&form)
         .send()
         .await
         .unwrap();
-    follow_to_home_and_back(p, b, r, password).await
+    back_from_home(p, b, r, password).await
 }
 
 /// From the resource's redirect to the home: sign in there if asked, then the callback.
@@ -128,13 +158,17 @@ pub async fn follow_to_home_and_back(
     r: reqwest::Response,
     password: &str,
 ) -> Ended {
+    back_from_home(&p.ends(), b, r, password).await
+}
+
+async fn back_from_home(p: &Ends, b: &Client, r: reqwest::Response, password: &str) -> Ended {
     if r.status() != 303 {
         let status = r.status().as_u16();
         return Ended::Page(status, r.text().await.unwrap());
     }
     let to_home = location(&r);
     assert!(
-        to_home.starts_with(&p.home.issuer),
+        to_home.starts_with(&p.home),
         "HRD goes to the home: {to_home}"
     );
     let q = query(&to_home);
@@ -148,12 +182,12 @@ pub async fn follow_to_home_and_back(
     let mut next = location(&r);
     if next.starts_with("/login") {
         // login_hint skips the home's email page: straight to the password form.
-        let page = b.get(p.home.url(&next)).send().await.unwrap();
+        let page = b.get(format!("{}{next}", p.home)).send().await.unwrap();
         assert_eq!(page.status(), 200);
         let mut form = hidden_inputs(&page.text().await.unwrap());
         form.push(("password".into(), password.into()));
         let r = b
-            .post(p.home.url("/login/password"))
+            .post(format!("{}/login/password", p.home))
             .form(&form)
             .send()
             .await
@@ -162,7 +196,7 @@ pub async fn follow_to_home_and_back(
         next = location(&r);
     }
     assert!(
-        next.starts_with(&p.resource.url("/federation/callback")),
+        next.starts_with(&format!("{}/federation/callback", p.resource)),
         "home -> resource callback: {next}"
     );
     let r = b.get(&next).send().await.unwrap();
@@ -906,5 +940,300 @@ async fn a_claim_mapping_reads_risk_from_a_differently_named_claim() {
     assert!(
         text.contains("did not say whether your account is at risk"),
         "{text}"
+    );
+}
+
+// ---- the binary: two `tenantd serve` processes, the CLI, the admin API ----
+
+fn tenantd(args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tenantd-e2e"))
+        .args(args)
+        .env("TENANTD_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+struct Serving(std::process::Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_ready(issuer: &str) {
+    for _ in 0..100 {
+        if let Ok(r) = backchannel().get(format!("{issuer}/readyz")).send().await
+            && r.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{issuer} never became ready");
+}
+
+#[tokio::test]
+async fn two_tenantd_serve_processes_federate_a_guest() {
+    let dir = fixtures()
+        .dir
+        .join(format!("procs-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Learn two free ports, then let the processes bind them.
+    let (hl, rl) = (
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+    );
+    let (home_issuer, res_issuer) = (issuer_of(&hl), issuer_of(&rl));
+    let (home_addr, res_addr) = (hl.local_addr().unwrap(), rl.local_addr().unwrap());
+    drop((hl, rl));
+    let home_cfg = dir.join("home.toml");
+    let res_cfg = dir.join("resource.toml");
+    let db = |n: &str| format!("sqlite://{}", dir.join(n).display());
+    std::fs::write(
+        &home_cfg,
+        config_text(
+            "contoso",
+            &home_issuer,
+            &home_addr.to_string(),
+            &db("home.db"),
+            &home_app_toml(&res_issuer),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        &res_cfg,
+        config_text(
+            "fabrikam",
+            &res_issuer,
+            &res_addr.to_string(),
+            &db("res.db"),
+            &partner_toml(&home_issuer, TRUSTED),
+        ),
+    )
+    .unwrap();
+    let (home_cfg, res_cfg) = (home_cfg.to_str().unwrap(), res_cfg.to_str().unwrap());
+
+    let out = tenantd(
+        &[
+            "user",
+            "add",
+            "--config",
+            home_cfg,
+            ALICE,
+            "--password-stdin",
+        ],
+        Some(&format!("{ALICE_PW}\n")),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = tenantd(
+        &[
+            "risk", "set", "--config", home_cfg, ALICE, "--level", "medium", "--state", "atRisk",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = tenantd(
+        &[
+            "risk", "set", "--config", home_cfg, ALICE, "--level", "severe", "--state", "atRisk",
+        ],
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "bad level is a usage error: {out:?}"
+    );
+    let out = tenantd(
+        &[
+            "guest",
+            "invite",
+            "--config",
+            res_cfg,
+            ALICE,
+            "--partner",
+            "nope",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(4), "unknown partner: {out:?}");
+    let out = tenantd(
+        &[
+            "guest",
+            "invite",
+            "--config",
+            res_cfg,
+            ALICE,
+            "--partner",
+            "contoso",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = tenantd(
+        &[
+            "guest",
+            "invite",
+            "--config",
+            res_cfg,
+            ALICE,
+            "--partner",
+            "contoso",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(5), "invited twice: {out:?}");
+
+    let spawn = |cfg: &str| {
+        Serving(
+            std::process::Command::new(env!("CARGO_BIN_EXE_tenantd-e2e"))
+                .args(["serve", "--config", cfg])
+                .env("TENANTD_LOG", "warn")
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let _home = spawn(home_cfg);
+    let _res = spawn(res_cfg);
+    wait_ready(&home_issuer).await;
+    wait_ready(&res_issuer).await;
+
+    let ends = Ends {
+        home: home_issuer.clone(),
+        resource: res_issuer.clone(),
+    };
+    let authorize = format!(
+        "{res_issuer}/authorize?response_type=code&client_id={RP_ID}&redirect_uri={}&scope=openid%20profile%20email&state=st-1&nonce=n-1",
+        urlenc(RP_REDIRECT)
+    );
+    let redirect =
+        app_redirect(sign_in_between(&ends, &browser(), &authorize, ALICE, ALICE_PW).await);
+    let q = query(&redirect);
+    assert_eq!(q.get("iss"), Some(&res_issuer));
+    let r = backchannel()
+        .post(format!("{res_issuer}/token"))
+        .basic_auth(RP_ID, Some(RP_SECRET))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &q["code"]),
+            ("redirect_uri", RP_REDIRECT),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let tokens: serde_json::Value = r.json().await.unwrap();
+    let id = decode_payload(tokens["id_token"].as_str().unwrap());
+    assert_eq!(id["user_type"], "guest");
+    assert_eq!(id["idp"], home_issuer.as_str());
+}
+
+#[tokio::test]
+async fn invitations_api_is_graph_shaped_and_admin_only() {
+    let admin = "\n[[apps]]\nclient_id = \"admin-daemon\"\nclient_secret = \"admin-daemon-secret\"\ngrant_types = [\"client_credentials\"]\nscopes = [\"admin\"]\n";
+    let (d, db) = tenant_dir("fabrikam");
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let t = start_on(
+        "fabrikam",
+        l,
+        &d,
+        &db,
+        &format!("{}{admin}", partner_toml("https://127.0.0.1:1", TRUSTED)),
+    )
+    .await;
+    let token = |id: &'static str, secret: &'static str| {
+        let url = t.url("/token");
+        async move {
+            let r: serde_json::Value = backchannel()
+                .post(url)
+                .basic_auth(id, Some(secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            r["access_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let body = serde_json::json!({
+        "invitedUserEmailAddress": "Frank@Contoso.test",
+        "inviteRedirectUrl": "https://apps.fabrikam.test/",
+        "sendInvitationMessage": false,
+    });
+    let post = |tok: Option<String>, body: serde_json::Value| {
+        let mut req = backchannel().post(t.url("/v1.0/invitations")).json(&body);
+        if let Some(tok) = tok {
+            req = req.bearer_auth(tok);
+        }
+        req.send()
+    };
+    let r = post(None, body.clone()).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+    let r = post(Some(token(CC_ID, CC_SECRET).await), body.clone())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a token without the admin scope");
+    let admin_token = token("admin-daemon", "admin-daemon-secret").await;
+    let r = post(Some(admin_token.clone()), body.clone()).await.unwrap();
+    assert_eq!(r.status(), 201);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["status"], "PendingAcceptance");
+    assert_eq!(v["invitedUserEmailAddress"], "frank@contoso.test");
+    let guest = t
+        .state()
+        .store
+        .user_by_email("frank@contoso.test")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v["invitedUser"]["id"], guest.id.as_str());
+    assert_eq!(
+        guest.partner_id.as_deref(),
+        Some("contoso"),
+        "partner found by domain"
+    );
+    assert_eq!(
+        post(Some(admin_token.clone()), body.clone())
+            .await
+            .unwrap()
+            .status(),
+        409
+    );
+    for bad in [
+        serde_json::json!({"invitedUserEmailAddress": "x@unknown.test", "inviteRedirectUrl": "https://a.test/"}),
+        serde_json::json!({"invitedUserEmailAddress": "not-an-email", "inviteRedirectUrl": "https://a.test/", "partnerId": "contoso"}),
+        serde_json::json!({"invitedUserEmailAddress": "g@contoso.test", "inviteRedirectUrl": "javascript:alert(1)"}),
+        serde_json::json!({"invitedUserEmailAddress": "g@contoso.test"}),
+        serde_json::json!({"invitedUserEmailAddress": "g@contoso.test", "inviteRedirectUrl": "https://a.test/", "surprise": 1}),
+    ] {
+        let r = post(Some(admin_token.clone()), bad.clone()).await.unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        let e: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["code"], "BadRequest", "{bad}");
+    }
+    assert!(
+        t.state()
+            .store
+            .user_by_email("g@contoso.test")
+            .await
+            .unwrap()
+            .is_none()
     );
 }
