@@ -1237,3 +1237,91 @@ async fn invitations_api_is_graph_shaped_and_admin_only() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn guest_signs_in_through_the_demo_app_an_openidconnect_rp() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let demo_url = format!("http://127.0.0.1:{port}");
+    let home_l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let res_l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (home_issuer, res_issuer) = (issuer_of(&home_l), issuer_of(&res_l));
+    let (hd, hdb) = tenant_dir("contoso");
+    let home = start_on("contoso", home_l, &hd, &hdb, &home_app_toml(&res_issuer)).await;
+    add_user(&home, ALICE, ALICE_PW, false).await;
+    let demo_app = format!(
+        "\n[[apps]]\nclient_id = \"demo-app\"\nclient_secret = \"demo-app-secret\"\nredirect_uris = [\"{demo_url}/callback\"]\n"
+    );
+    let (rd, rdb) = tenant_dir("fabrikam");
+    let resource = start_on(
+        "fabrikam",
+        res_l,
+        &rd,
+        &rdb,
+        &format!("{}{demo_app}", partner_toml(&home_issuer, TRUSTED)),
+    )
+    .await;
+    invite(&resource, ALICE, "contoso").await;
+    let cfg = demo::DemoConfig {
+        listen: format!("127.0.0.1:{port}").parse().unwrap(),
+        issuer: url::Url::parse(&res_issuer).unwrap(),
+        client_id: "demo-app".into(),
+        client_secret: Some("demo-app-secret".into()),
+        redirect_uri: url::Url::parse(&format!("{demo_url}/callback")).unwrap(),
+        ca_file: Some(fixtures().ca.clone()),
+        scopes: vec!["openid".into(), "profile".into(), "email".into()],
+        title: "demo".into(),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let demo_task = tokio::spawn(demo::serve(cfg, async move {
+        let _ = stopped.await;
+    }));
+    let b = browser();
+    let mut r = None;
+    for _ in 0..50 {
+        if let Ok(resp) = b.get(format!("{demo_url}/login")).send().await {
+            r = Some(resp);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let authorize = location(&r.expect("demo app up"));
+    assert!(authorize.starts_with(&res_issuer), "{authorize}");
+    let ends = Ends {
+        home: home_issuer.clone(),
+        resource: res_issuer.clone(),
+    };
+    // The demo app is not first-party at the resource: the guest consents there.
+    let consent = app_redirect(sign_in_between(&ends, &b, &authorize, ALICE, ALICE_PW).await);
+    assert!(consent.starts_with("/consent"), "{consent}");
+    let page = b.get(resource.url(&consent)).send().await.unwrap();
+    let mut form = hidden_inputs(&page.text().await.unwrap());
+    form.push(("decision".into(), "allow".into()));
+    let r = b
+        .post(resource.url("/consent"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let callback = location(&r);
+    assert!(
+        callback.starts_with(&format!("{demo_url}/callback")),
+        "{callback}"
+    );
+    let page = b.get(&callback).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let text = page.text().await.unwrap();
+    assert!(
+        text.contains("home_tenant") && text.contains("contoso"),
+        "{text}"
+    );
+    assert!(
+        text.contains("guest") && text.contains(&home_issuer),
+        "{text}"
+    );
+    let _ = stop.send(());
+    let _ = demo_task.await;
+}
