@@ -63,22 +63,8 @@ pub async fn password_sign_in(
     steps: &mut Steps,
 ) -> anyhow::Result<Tokens> {
     let req = AuthRequest::new()?;
-    let resp = timed(
-        steps,
-        "authorize",
-        client.get(req.url(t, prompt_login)?).send(),
-    )
-    .await?;
-    let login = redirect_target(t, &resp, "authorize")?;
-    ensure!(
-        login.path() == "/login",
-        "authorize: expected a redirect to /login, got {login}"
-    );
-    let page = timed(steps, "login-page", async {
-        let r = client.get(login.as_str()).send().await?;
-        read_page(r, "GET /login").await
-    })
-    .await?;
+    let login = authorize_to_login(client, t, &req, prompt_login, None, steps).await?;
+    let page = get_page(client, &login, "login-page", "GET /login", steps).await?;
     let interaction = hidden(&page, "interaction").context("GET /login: no interaction field")?;
     let csrf = hidden(&page, "csrf_token").context("GET /login: no csrf_token field")?;
     let page = timed(steps, "email", async {
@@ -94,14 +80,70 @@ pub async fn password_sign_in(
         read_page(r, "POST /login").await
     })
     .await?;
-    let interaction = hidden(&page, "interaction").context("POST /login: no interaction field")?;
-    let csrf = hidden(&page, "csrf_token").context("POST /login: no csrf_token field")?;
-    let email = hidden(&page, "email").unwrap_or_else(|| t.username.clone());
+    let resp = submit_password(client, &t.issuer, t, &page, "POST /login", steps).await?;
+    let code = req.code_from(t, &resp, "POST /login/password")?;
+    req.exchange(client, t, &code, steps).await
+}
+
+/// The app's authorization request at `t` from a browser with no usable session there: the
+/// redirect to the sign-in page (step `authorize`).
+async fn authorize_to_login(
+    client: &reqwest::Client,
+    t: &Target,
+    req: &AuthRequest,
+    prompt_login: bool,
+    login_hint: Option<&str>,
+    steps: &mut Steps,
+) -> anyhow::Result<Url> {
+    let resp = timed(
+        steps,
+        "authorize",
+        client.get(req.url(t, prompt_login, login_hint)?).send(),
+    )
+    .await?;
+    let login = redirect_target(&t.issuer, &resp, "authorize")?;
+    ensure!(
+        at(&login, &t.issuer, "/login"),
+        "authorize: expected a redirect to /login, got {login}"
+    );
+    Ok(login)
+}
+
+/// `GET url` of a sign-in page as step `step`, expecting 200; the page.
+async fn get_page(
+    client: &reqwest::Client,
+    url: &Url,
+    step: &'static str,
+    what: &str,
+    steps: &mut Steps,
+) -> anyhow::Result<String> {
+    timed(steps, step, async {
+        let r = client.get(url.as_str()).send().await?;
+        read_page(r, what).await
+    })
+    .await
+}
+
+/// The password page (`page`, the answer to `what`) submitted with the user's password to
+/// `{base}/login/password`; the redirect a correct password gets.
+async fn submit_password(
+    client: &reqwest::Client,
+    base: &str,
+    t: &Target,
+    page: &str,
+    what: &str,
+    steps: &mut Steps,
+) -> anyhow::Result<reqwest::Response> {
+    let interaction =
+        hidden(page, "interaction").with_context(|| format!("{what}: no interaction field"))?;
+    let csrf =
+        hidden(page, "csrf_token").with_context(|| format!("{what}: no csrf_token field"))?;
+    let email = hidden(page, "email").unwrap_or_else(|| t.username.clone());
     let resp = timed(
         steps,
         "password",
         client
-            .post(format!("{}/login/password", t.issuer))
+            .post(format!("{base}/login/password"))
             .form(&[
                 ("interaction", interaction.as_str()),
                 ("csrf_token", csrf.as_str()),
@@ -114,12 +156,11 @@ pub async fn password_sign_in(
     if resp.status() == StatusCode::OK {
         let page = resp.text().await.unwrap_or_default();
         bail!(
-            "POST /login/password: the page came back instead of a redirect ({})",
+            "POST {base}/login/password: the page came back instead of a redirect ({})",
             page_error(&page).unwrap_or("no message")
         );
     }
-    let code = req.code_from(t, &resp, "POST /login/password")?;
-    req.exchange(client, t, &code, steps).await
+    Ok(resp)
 }
 
 /// An authorization with the browser's existing session, then the code exchange.
@@ -129,11 +170,63 @@ pub async fn code_flow(
     steps: &mut Steps,
 ) -> anyhow::Result<Tokens> {
     let req = AuthRequest::new()?;
-    let resp = timed(steps, "authorize", client.get(req.url(t, false)?).send()).await?;
-    if redirect_target(t, &resp, "authorize").is_ok_and(|u| u.path() == "/login") {
+    let resp = timed(
+        steps,
+        "authorize",
+        client.get(req.url(t, false, None)?).send(),
+    )
+    .await?;
+    if redirect_target(&t.issuer, &resp, "authorize").is_ok_and(|u| u.path() == "/login") {
         return Err(SessionLost.into());
     }
     let code = req.code_from(t, &resp, "authorize")?;
+    req.exchange(client, t, &code, steps).await
+}
+
+/// A partner's user signs in at a resource tenant as a guest, as the browser and the app see
+/// it: the app's authorize at the resource (`login_hint` = the guest's address) → the
+/// resource's `/login`, whose home realm discovery redirects to the home's `/authorize` → the
+/// home answers with its session straight to the resource's `/federation/callback` → the
+/// resource (which redeems the home's code and verifies its ID token meanwhile) redirects to
+/// the app with a code → the app's token exchange at the resource.
+///
+/// `t` is the resource tenant and its app, `t.username` the guest, `home` the home tenant's
+/// issuer URL. The browser must have no session at the resource (else there is nothing to
+/// federate). Without a home session the home asks for the password: with `sign_in` it is given
+/// (steps `home-login`, `password`); without, the flow fails with [`SessionLost`].
+pub async fn federated_flow(
+    client: &reqwest::Client,
+    t: &Target,
+    home: &str,
+    sign_in: bool,
+    steps: &mut Steps,
+) -> anyhow::Result<Tokens> {
+    let req = AuthRequest::new()?;
+    let login = authorize_to_login(client, t, &req, false, Some(&t.username), steps).await?;
+    let resp = timed(steps, "hrd", client.get(login.as_str()).send()).await?;
+    let to_home = redirect_target(&t.issuer, &resp, "GET /login")?;
+    ensure!(
+        at(&to_home, home, "/authorize"),
+        "GET /login: expected home realm discovery to redirect to {home}/authorize, got {to_home}"
+    );
+    let resp = timed(steps, "home-authorize", client.get(to_home.as_str()).send()).await?;
+    let mut back = redirect_target(home, &resp, "home authorize")?;
+    if at(&back, home, "/login") {
+        if !sign_in {
+            return Err(SessionLost.into());
+        }
+        // With login_hint the home shows its password page at once.
+        let page = get_page(client, &back, "home-login", "home GET /login", steps).await?;
+        let resp = submit_password(client, home, t, &page, "home GET /login", steps).await?;
+        back = redirect_target(home, &resp, "home POST /login/password")?;
+    }
+    ensure!(
+        at(&back, &t.issuer, "/federation/callback"),
+        "home: expected a redirect to {}/federation/callback, got {back}",
+        t.issuer
+    );
+    let resp = timed(steps, "callback", client.get(back.as_str()).send()).await?;
+    let code = req.code_from(t, &resp, "federation callback")?;
     req.exchange(client, t, &code, steps).await
 }
 
@@ -192,7 +285,7 @@ impl AuthRequest {
         })
     }
 
-    fn url(&self, t: &Target, prompt_login: bool) -> anyhow::Result<Url> {
+    fn url(&self, t: &Target, prompt_login: bool, login_hint: Option<&str>) -> anyhow::Result<Url> {
         let challenge = URL_SAFE_NO_PAD.encode(
             aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, self.verifier.as_bytes())
                 .as_ref(),
@@ -211,6 +304,9 @@ impl AuthRequest {
             if prompt_login {
                 q.append_pair("prompt", "login");
             }
+            if let Some(hint) = login_hint {
+                q.append_pair("login_hint", hint);
+            }
         }
         Ok(url)
     }
@@ -222,10 +318,10 @@ impl AuthRequest {
         resp: &reqwest::Response,
         what: &str,
     ) -> anyhow::Result<String> {
-        let to = redirect_target(t, resp, what)?;
+        let to = redirect_target(&t.issuer, resp, what)?;
         let back = Url::parse(&t.redirect_uri)?;
         ensure!(
-            to.origin() == back.origin() && to.path() == back.path(),
+            at(&to, &t.redirect_uri, back.path()),
             "{what}: redirected to {} instead of the client",
             to.path()
         );
@@ -323,8 +419,8 @@ async fn timed<T>(
     r.with_context(|| format!("step {name}"))
 }
 
-/// The absolute target of a 303 (or other 3xx) response.
-fn redirect_target(t: &Target, resp: &reqwest::Response, what: &str) -> anyhow::Result<Url> {
+/// The absolute target of a 303 (or other 3xx) response from `base` (an origin URL).
+fn redirect_target(base: &str, resp: &reqwest::Response, what: &str) -> anyhow::Result<Url> {
     let status = resp.status();
     ensure!(
         status.is_redirection(),
@@ -335,7 +431,12 @@ fn redirect_target(t: &Target, resp: &reqwest::Response, what: &str) -> anyhow::
         .get(LOCATION)
         .and_then(|v| v.to_str().ok())
         .with_context(|| format!("{what}: redirect without Location"))?;
-    Ok(Url::parse(&t.issuer)?.join(loc)?)
+    Ok(Url::parse(base)?.join(loc)?)
+}
+
+/// Whether `to` is `path` at the origin of `base`.
+fn at(to: &Url, base: &str, path: &str) -> bool {
+    to.path() == path && Url::parse(base).is_ok_and(|b| b.origin() == to.origin())
 }
 
 async fn read_page(resp: reqwest::Response, what: &str) -> anyhow::Result<String> {
@@ -432,6 +533,63 @@ mod tests {
         let jwt = format!("e30.{body}.sig");
         assert!(check_id_token(&jwt, &t, "n1").is_ok());
         assert!(check_id_token(&jwt, &t, "n2").is_err());
+    }
+
+    fn lab_rp() -> Target {
+        Target {
+            issuer: "https://127.0.0.1:9444".into(),
+            client_id: "lab-rp".into(),
+            client_secret: "lab-rp-secret".into(),
+            redirect_uri: "http://127.0.0.1:9555/callback".into(),
+            scope: "openid profile email".into(),
+            username: "alice@contoso.test".into(),
+            password: String::new(),
+        }
+    }
+
+    #[test]
+    fn authorize_url_carries_pkce_and_the_login_hint() {
+        let t = lab_rp();
+        let req = AuthRequest::new().unwrap();
+        let url = req.url(&t, false, Some(&t.username)).unwrap();
+        assert!(
+            url.as_str()
+                .starts_with("https://127.0.0.1:9444/authorize?")
+        );
+        let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+        assert_eq!(q["response_type"], "code");
+        assert_eq!(q["client_id"], "lab-rp");
+        assert_eq!(q["redirect_uri"], "http://127.0.0.1:9555/callback");
+        assert_eq!(q["scope"], "openid profile email");
+        assert_eq!(q["state"], req.state);
+        assert_eq!(q["nonce"], req.nonce);
+        assert_eq!(q["login_hint"], "alice@contoso.test");
+        assert_eq!(q["code_challenge_method"], "S256");
+        let challenge = URL_SAFE_NO_PAD.encode(
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, req.verifier.as_bytes()).as_ref(),
+        );
+        assert_eq!(q["code_challenge"], challenge);
+        assert!(!q.contains_key("prompt"));
+
+        let url = req.url(&t, true, None).unwrap();
+        let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+        assert_eq!(q["prompt"], "login");
+        assert!(!q.contains_key("login_hint"));
+    }
+
+    #[test]
+    fn hops_are_checked_by_origin_and_path() {
+        let home = "https://127.0.0.1:9443";
+        let resource = "https://127.0.0.1:9444";
+        let to_home = Url::parse("https://127.0.0.1:9443/authorize?client_id=fabrikam").unwrap();
+        assert!(at(&to_home, home, "/authorize"));
+        // Same host, other port: another tenant.
+        assert!(!at(&to_home, resource, "/authorize"));
+        assert!(!at(&to_home, home, "/login"));
+        let back = Url::parse("https://127.0.0.1:9444/federation/callback?code=c&state=s").unwrap();
+        assert!(at(&back, resource, "/federation/callback"));
+        assert!(!at(&back, "http://127.0.0.1:9444", "/federation/callback"));
+        assert!(!at(&back, "not a url", "/federation/callback"));
     }
 
     #[test]

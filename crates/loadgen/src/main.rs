@@ -4,9 +4,11 @@
 //! Scenarios: `discovery` and `jwks` (GETs over keep-alive TLS), `refresh` (each worker signs
 //! in once, then chains refresh-token grants), `code-flow` (each worker signs in once for a
 //! session cookie, then loops authorize → code → token with PKCE), `password-login` (a full
-//! password sign-in each time: argon2id-bound). Loopback only; every run is bounded by time and
-//! optionally by count, and stops by itself.
+//! password sign-in each time: argon2id-bound), `federated-flow` (a partner's user signs in at a
+//! resource tenant as a guest through their home tenant, whose session each worker opened once).
+//! Loopback only; every run is bounded by time and optionally by count, and stops by itself.
 
+mod cookies;
 mod flows;
 mod procfs;
 mod spawn;
@@ -29,7 +31,7 @@ const MAX_DURATION_SECS: u64 = 120;
 const MAX_ERRORS_SHOWN: usize = 8;
 
 /// Load generator for tenantd: discovery/JWKS fetches, refresh grants, code flows with a
-/// session, and password sign-ins, against a tenant on loopback.
+/// session, password sign-ins, and federated guest sign-ins, against tenants on loopback.
 #[derive(Debug, Parser)]
 #[command(
     name = "tenantd-loadgen",
@@ -38,9 +40,14 @@ const MAX_ERRORS_SHOWN: usize = 8;
     after_help = "Exit status: 0 every measured operation succeeded; 3 some failed, or none ran; 1 the run could not be done.\nResults and method: BENCHMARKS.md."
 )]
 struct Cli {
-    /// The tenant's issuer URL (must be a loopback address).
-    #[arg(long, default_value = "https://127.0.0.1:9443")]
+    /// The tenant's issuer URL (must be a loopback address). For federated-flow: the home
+    /// tenant, where the user has a session.
+    #[arg(long, visible_alias = "home", default_value = "https://127.0.0.1:9443")]
     issuer: String,
+    /// For federated-flow: the resource tenant's issuer URL (loopback), where the client is
+    /// registered and the user is an invited guest.
+    #[arg(long, default_value = "https://127.0.0.1:9444")]
+    resource: String,
     /// CA certificate (PEM) to trust for the server's TLS certificate.
     #[arg(long, default_value = "certs/dev-ca.pem")]
     ca: PathBuf,
@@ -63,13 +70,13 @@ struct Cli {
     #[arg(long)]
     http2: bool,
     /// Connections for discovery/jwks, shared round-robin by the workers (default: one per
-    /// worker). Flow scenarios always use one connection and cookie jar per worker.
+    /// worker). Flow scenarios always use one connection (per tenant) and cookie jar per worker.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     connections: Option<u32>,
     /// Runtime threads of the load generator itself.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     threads: u16,
-    /// Client id (client_secret_basic).
+    /// Client id (client_secret_basic); for federated-flow, registered at the resource.
     #[arg(long, default_value = "lab-rp")]
     client_id: String,
     /// Client secret.
@@ -85,7 +92,7 @@ struct Cli {
     /// Scope requested.
     #[arg(long, default_value = "openid profile email")]
     scope: String,
-    /// User who signs in.
+    /// User who signs in (for federated-flow: the guest, sent as login_hint).
     #[arg(long, default_value = "alice@contoso.test")]
     username: String,
     /// That user's password.
@@ -95,9 +102,10 @@ struct Cli {
         env = "TENANTD_LOADGEN_PASSWORD"
     )]
     password: String,
-    /// Pid of the server, to sample its RSS (every 100 ms) and CPU time.
-    #[arg(long, conflicts_with = "spawn_server")]
-    server_pid: Option<u32>,
+    /// A server process to watch, as PID or NAME=PID: its RSS (sampled every 100 ms) and CPU
+    /// time. Repeatable, e.g. --server-pid home=1234 --server-pid resource=1235.
+    #[arg(long, value_name = "[NAME=]PID", value_parser = parse_server_pid, conflicts_with = "spawn_server")]
+    server_pid: Vec<ServerPid>,
     /// Start `tenantd serve --config CONFIG` for the run (and stop it afterwards).
     #[arg(long, value_name = "CONFIG")]
     spawn_server: Option<PathBuf>,
@@ -131,18 +139,53 @@ enum Scenario {
     CodeFlow,
     /// Full sign-in with the password (prompt=login) → code → token, per flow.
     PasswordLogin,
+    /// Guest sign-in: authorize at the resource → home realm discovery → the home's authorize
+    /// with its session → the resource's federation callback → code → token, per flow.
+    FederatedFlow,
 }
 
 impl Scenario {
     fn unit(self) -> &'static str {
         match self {
             Self::Discovery | Self::Jwks | Self::Refresh => "req",
-            Self::CodeFlow | Self::PasswordLogin => "flows",
+            Self::CodeFlow | Self::PasswordLogin | Self::FederatedFlow => "flows",
         }
     }
 
     fn signs_in(self) -> bool {
-        matches!(self, Self::Refresh | Self::CodeFlow | Self::PasswordLogin)
+        matches!(
+            self,
+            Self::Refresh | Self::CodeFlow | Self::PasswordLogin | Self::FederatedFlow
+        )
+    }
+}
+
+/// A server process to watch (`--server-pid [NAME=]PID`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ServerPid {
+    name: Option<String>,
+    pid: u32,
+}
+
+fn parse_server_pid(s: &str) -> Result<ServerPid, String> {
+    let (name, pid) = match s.split_once('=') {
+        Some((n, p)) => (Some(n.trim()), p),
+        None => (None, s),
+    };
+    if name.is_some_and(|n| {
+        n.is_empty()
+            || !n
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    }) {
+        return Err("NAME must be letters, digits, '-' or '_'".into());
+    }
+    match pid.trim().parse::<u32>() {
+        Ok(pid) if pid > 0 => Ok(ServerPid {
+            name: name.map(str::to_owned),
+            pid,
+        }),
+        _ => Err(format!("{pid:?} is not a process id")),
     }
 }
 
@@ -172,7 +215,10 @@ fn main() -> std::process::ExitCode {
 /// Shared by the workers: when to stop, what counts, the first errors.
 struct Control {
     scenario: Scenario,
+    /// The tenant the flows start at (for federated-flow: the resource).
     target: Target,
+    /// For federated-flow: the home tenant's issuer URL.
+    home: String,
     stop: AtomicBool,
     started: OnceLock<Instant>,
     warmup: Duration,
@@ -223,9 +269,12 @@ impl Control {
 
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let issuer = cli.issuer.trim_end_matches('/').to_owned();
-    check_loopback(&issuer)?;
+    check_loopback(&issuer, "--issuer")?;
+    if cli.scenario == Scenario::FederatedFlow {
+        check_loopback(&cli.resource, "--resource")?;
+    }
     let tls = tls_config(&cli.ca, cli.http2)?;
-    let probe = client(&tls, cli.http2, false)?;
+    let probe = client(&tls, cli.http2, None)?;
 
     let mut spawned = None;
     if let Some(config) = &cli.spawn_server {
@@ -246,8 +295,14 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         tokio::time::sleep(Duration::from_secs(cli.settle)).await;
         spawned = Some(server);
     }
-    let pid = spawned.as_ref().map(|s| s.pid).or(cli.server_pid);
-    let result = measure(&cli, &issuer, &tls, pid).await;
+    let servers = match &spawned {
+        Some(s) => vec![ServerPid {
+            name: None,
+            pid: s.pid,
+        }],
+        None => cli.server_pid.clone(),
+    };
+    let result = measure(&cli, &issuer, &tls, &servers).await;
     if let Some(server) = spawned {
         server.stop().await;
     }
@@ -264,22 +319,26 @@ async fn measure(
     cli: &Cli,
     issuer: &str,
     tls: &rustls::ClientConfig,
-    pid: Option<u32>,
+    servers: &[ServerPid],
 ) -> anyhow::Result<Report> {
-    let probe = client(tls, cli.http2, false)?;
-    flows::fetch(
-        &probe,
-        &format!("{issuer}/.well-known/openid-configuration"),
-    )
-    .await
-    .with_context(|| format!("{issuer} does not answer discovery"))?;
+    // federated-flow starts at the resource; the home is `issuer`.
+    let resource = (cli.scenario == Scenario::FederatedFlow)
+        .then(|| cli.resource.trim_end_matches('/').to_owned());
+    let probe = client(tls, cli.http2, None)?;
+    for base in std::iter::once(issuer).chain(resource.as_deref()) {
+        flows::fetch(&probe, &format!("{base}/.well-known/openid-configuration"))
+            .await
+            .with_context(|| format!("{base} does not answer discovery"))?;
+    }
     drop(probe);
 
-    let idle_kib = pid.and_then(procfs::rss_kib);
-    if pid.is_some() && idle_kib.is_none() {
-        bail!("cannot read /proc/{}/status", pid.unwrap_or_default());
+    let mut watched = Vec::new();
+    for s in servers {
+        match procfs::Watch::start(s.name.clone(), s.pid) {
+            Some(w) => watched.push(w),
+            None => bail!("cannot read /proc/{}/status", s.pid),
+        }
     }
-    let sampler = pid.map(procfs::RssSampler::start);
 
     let duration = match (cli.duration, cli.requests) {
         (Some(d), _) => d,
@@ -289,7 +348,7 @@ async fn measure(
     let ctl = Arc::new(Control {
         scenario: cli.scenario,
         target: Target {
-            issuer: issuer.to_owned(),
+            issuer: resource.clone().unwrap_or_else(|| issuer.to_owned()),
             client_id: cli.client_id.clone(),
             client_secret: cli.client_secret.clone(),
             redirect_uri: cli.redirect_uri.clone(),
@@ -297,6 +356,7 @@ async fn measure(
             username: cli.username.clone(),
             password: cli.password.clone(),
         },
+        home: issuer.to_owned(),
         stop: AtomicBool::new(false),
         started: OnceLock::new(),
         warmup: Duration::from_secs(cli.warmup),
@@ -314,13 +374,19 @@ async fn measure(
         cli.connections.unwrap_or(workers).min(workers)
     };
     let clients = (0..connections)
-        .map(|_| client(tls, cli.http2, cli.scenario.signs_in()))
+        .map(|_| {
+            let jar = cli
+                .scenario
+                .signs_in()
+                .then(|| Arc::new(cookies::Jar::default()));
+            Ok((client(tls, cli.http2, jar.clone())?, jar))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let barrier = Arc::new(Barrier::new(workers as usize + 1));
     let mut set = tokio::task::JoinSet::new();
     for id in 0..workers {
-        let client = clients[(id % connections) as usize].clone();
-        set.spawn(worker(id, ctl.clone(), client, barrier.clone()));
+        let (client, jar) = clients[(id % connections) as usize].clone();
+        set.spawn(worker(id, ctl.clone(), client, jar, barrier.clone()));
     }
     drop(clients);
     if cli.scenario.signs_in() && !cli.json {
@@ -333,12 +399,10 @@ async fn measure(
 
     // CPU time is counted from the end of the warm-up.
     tokio::time::sleep_until((started + ctl.warmup).into()).await;
-    let cpu0 = (
-        pid.and_then(|p| procfs::cpu_ticks(Some(p))),
-        procfs::cpu_ticks(None),
-        procfs::machine_busy_ticks(),
-    );
-    let start_kib = pid.and_then(procfs::rss_kib);
+    let cpu0 = (procfs::cpu_ticks(None), procfs::machine_busy_ticks());
+    for w in &mut watched {
+        w.mark();
+    }
     let measure_start = Instant::now();
 
     // Every worker stops at the deadline; allow in-flight requests (10 s timeout) to finish.
@@ -370,25 +434,14 @@ async fn measure(
         }
     }
     let elapsed = measure_start.elapsed();
-    let cpu1 = (
-        pid.and_then(|p| procfs::cpu_ticks(Some(p))),
-        procfs::cpu_ticks(None),
-        procfs::machine_busy_ticks(),
-    );
-    let peak_kib = match (sampler, pid) {
-        (Some(s), Some(p)) => Some(s.finish(p).await),
-        _ => None,
-    };
+    let cpu1 = (procfs::cpu_ticks(None), procfs::machine_busy_ticks());
     let hz = procfs::clock_ticks_per_sec() as f64;
-    let cores = |a: Option<u64>, b: Option<u64>| match (a, b) {
-        (Some(a), Some(b)) if elapsed > Duration::ZERO => {
-            Some(b.saturating_sub(a) as f64 / hz / elapsed.as_secs_f64())
-        }
-        _ => None,
-    };
-    let server_cores = cores(cpu0.0, cpu1.0);
-    let loadgen_cores = cores(cpu0.1, cpu1.1);
-    let machine_cores = cores(cpu0.2, cpu1.2);
+    let mut servers = Vec::new();
+    for w in watched {
+        servers.push(w.finish(elapsed, total.ok, hz).await);
+    }
+    let loadgen_cores = procfs::cores(cpu0.0, cpu1.0, hz, elapsed);
+    let machine_cores = procfs::cores(cpu0.1, cpu1.1, hz, elapsed);
     let secs = elapsed.as_secs_f64().max(1e-9);
     let errors = ctl.errors.lock().map(|v| v.clone()).unwrap_or_default();
     let mut steps = Vec::new();
@@ -400,7 +453,8 @@ async fn measure(
     let ok = total.ok;
     Ok(Report {
         scenario: cli.scenario,
-        issuer: issuer.to_owned(),
+        issuer: ctl.target.issuer.clone(),
+        home: resource.is_some().then(|| issuer.to_owned()),
         http: if cli.http2 { "HTTP/2" } else { "HTTP/1.1" },
         concurrency: workers,
         connections,
@@ -417,14 +471,7 @@ async fn measure(
         unit: cli.scenario.unit(),
         latency: total.total.summary(),
         steps,
-        server_pid: pid,
-        server_threads: pid.and_then(procfs::threads),
-        idle_rss_kib: idle_kib,
-        measure_start_rss_kib: start_kib,
-        peak_rss_kib: peak_kib,
-        end_rss_kib: pid.and_then(procfs::rss_kib),
-        server_cpu_cores: server_cores,
-        server_cpu_us_per_op: server_cores.map(|c| c * secs * 1e6 / (ok.max(1) as f64)),
+        servers,
         loadgen_cpu_cores: loadgen_cores,
         machine_busy_cores: machine_cores,
         machine_cpus: procfs::cpus(),
@@ -438,17 +485,23 @@ async fn worker(
     id: u32,
     ctl: Arc<Control>,
     client: reqwest::Client,
+    jar: Option<Arc<cookies::Jar>>,
     barrier: Arc<Barrier>,
 ) -> Recorder {
     let mut rec = Recorder::default();
     let t = &ctl.target;
+    let jar = jar.as_deref();
     let mut scratch = Steps::new();
-    // Set-up: a session (code-flow) or the head of a refresh-token chain (refresh).
+    // Set-up: a session (code-flow, federated-flow: at the home) or the head of a
+    // refresh-token chain (refresh).
     let mut chain: Option<String> = None;
     let mut ready = true;
-    if matches!(ctl.scenario, Scenario::Refresh | Scenario::CodeFlow) {
-        match flows::password_sign_in(&client, t, false, &mut scratch).await {
-            Ok(tokens) => chain = tokens.refresh_token,
+    if matches!(
+        ctl.scenario,
+        Scenario::Refresh | Scenario::CodeFlow | Scenario::FederatedFlow
+    ) {
+        match sign_in(&ctl, &client, jar).await {
+            Ok(refresh_token) => chain = refresh_token,
             Err(e) => {
                 ctl.error(id, &e.context("set-up sign-in"));
                 ctl.unmeasured_errors.fetch_add(1, Ordering::Relaxed);
@@ -484,6 +537,12 @@ async fn worker(
             Scenario::PasswordLogin => flows::password_sign_in(&client, t, true, &mut scratch)
                 .await
                 .map(drop),
+            Scenario::FederatedFlow => {
+                leave_resource(jar, t);
+                flows::federated_flow(&client, t, &ctl.home, false, &mut scratch)
+                    .await
+                    .map(drop)
+            }
             Scenario::Refresh => match chain.take() {
                 Some(rt) => flows::refresh(&client, t, &rt, &mut scratch)
                     .await
@@ -516,18 +575,17 @@ async fn worker(
                 // A broken chain or a lost session: sign in again (outside the measurements).
                 let lost = match ctl.scenario {
                     Scenario::Refresh => chain.is_none(),
-                    Scenario::CodeFlow => e.downcast_ref::<flows::SessionLost>().is_some(),
+                    Scenario::CodeFlow | Scenario::FederatedFlow => {
+                        e.downcast_ref::<flows::SessionLost>().is_some()
+                    }
                     _ => false,
                 };
                 if lost {
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    let mut ignored = Steps::new();
-                    if let Ok(tokens) =
-                        flows::password_sign_in(&client, t, false, &mut ignored).await
-                    {
+                    if let Ok(refresh_token) = sign_in(&ctl, &client, jar).await {
                         rec.relogins += 1;
                         if ctl.scenario == Scenario::Refresh {
-                            chain = tokens.refresh_token;
+                            chain = refresh_token;
                         }
                     }
                 }
@@ -537,8 +595,35 @@ async fn worker(
     rec
 }
 
-fn check_loopback(issuer: &str) -> anyhow::Result<()> {
-    let url = url::Url::parse(issuer).with_context(|| format!("--issuer {issuer} is not a URL"))?;
+/// A sign-in with the password, outside the measurements: the session that code-flow reuses
+/// (for federated-flow: the session at the home, through a first federated sign-in), or the
+/// refresh token that heads a chain.
+async fn sign_in(
+    ctl: &Control,
+    client: &reqwest::Client,
+    jar: Option<&cookies::Jar>,
+) -> anyhow::Result<Option<String>> {
+    let t = &ctl.target;
+    let mut ignored = Steps::new();
+    let tokens = if ctl.scenario == Scenario::FederatedFlow {
+        leave_resource(jar, t);
+        flows::federated_flow(client, t, &ctl.home, true, &mut ignored).await?
+    } else {
+        flows::password_sign_in(client, t, false, &mut ignored).await?
+    };
+    Ok(tokens.refresh_token)
+}
+
+/// federated-flow: each flow starts with none of the resource's cookies (so without a session
+/// there, and it must federate) and keeps the home's (the session the guest signs in with).
+fn leave_resource(jar: Option<&cookies::Jar>, t: &Target) {
+    if let (Some(jar), Ok(resource)) = (jar, url::Url::parse(&t.issuer)) {
+        jar.forget(&resource);
+    }
+}
+
+fn check_loopback(issuer: &str, flag: &str) -> anyhow::Result<()> {
+    let url = url::Url::parse(issuer).with_context(|| format!("{flag} {issuer} is not a URL"))?;
     let loopback = match url.host() {
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
@@ -547,7 +632,7 @@ fn check_loopback(issuer: &str) -> anyhow::Result<()> {
     };
     if !loopback {
         bail!(
-            "--issuer must be a loopback address (127.0.0.0/8, ::1, localhost): this tool only loads local servers"
+            "{flag} must be a loopback address (127.0.0.0/8, ::1, localhost): this tool only loads local servers"
         );
     }
     Ok(())
@@ -579,20 +664,24 @@ fn tls_config(ca: &std::path::Path, http2: bool) -> anyhow::Result<rustls::Clien
     Ok(cfg)
 }
 
+/// An HTTP client; with a cookie jar for the flow scenarios (one virtual browser).
 fn client(
     tls: &rustls::ClientConfig,
     http2: bool,
-    cookies: bool,
+    jar: Option<Arc<cookies::Jar>>,
 ) -> anyhow::Result<reqwest::Client> {
     let b = reqwest::Client::builder()
         .use_preconfigured_tls(tls.clone())
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .tcp_nodelay(true)
-        .cookie_store(cookies)
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(10))
         .user_agent(concat!("tenantd-loadgen/", env!("CARGO_PKG_VERSION")));
+    let b = match jar {
+        Some(jar) => b.cookie_provider(jar),
+        None => b,
+    };
     let b = if http2 {
         b.http2_prior_knowledge()
     } else {
@@ -604,7 +693,10 @@ fn client(
 #[derive(Debug, serde::Serialize)]
 struct Report {
     scenario: Scenario,
+    /// Where the flows start (for federated-flow: the resource tenant).
     issuer: String,
+    /// For federated-flow: the home tenant.
+    home: Option<String>,
     http: &'static str,
     concurrency: u32,
     connections: u32,
@@ -621,14 +713,7 @@ struct Report {
     unit: &'static str,
     latency: Option<Summary>,
     steps: Vec<(String, Summary)>,
-    server_pid: Option<u32>,
-    server_threads: Option<u64>,
-    idle_rss_kib: Option<u64>,
-    measure_start_rss_kib: Option<u64>,
-    peak_rss_kib: Option<u64>,
-    end_rss_kib: Option<u64>,
-    server_cpu_cores: Option<f64>,
-    server_cpu_us_per_op: Option<f64>,
+    servers: Vec<procfs::ServerStats>,
     loadgen_cpu_cores: Option<f64>,
     machine_busy_cores: Option<f64>,
     machine_cpus: usize,
@@ -641,9 +726,13 @@ impl Report {
         use std::fmt::Write;
         let mut s = String::new();
         let unit = self.unit;
+        let home = self
+            .home
+            .as_ref()
+            .map_or_else(String::new, |h| format!(" (home {h})"));
         let _ = writeln!(
             s,
-            "scenario {:?} against {} over {} with {} workers ({} connections, {} loadgen threads)",
+            "scenario {:?} against {}{home} over {} with {} workers ({} connections, {} loadgen threads)",
             self.scenario,
             self.issuer,
             self.http,
@@ -678,32 +767,38 @@ impl Report {
         }
         if self.steps.len() > 1 || unit == "flows" {
             for (name, l) in &self.steps {
-                let _ = writeln!(s, "    {name:<11} {l}");
+                let _ = writeln!(s, "    {name:<14} {l}");
             }
         }
-        if let Some(pid) = self.server_pid {
-            let kib = |k: Option<u64>| k.map_or_else(|| "?".to_owned(), procfs::mib);
+        let kib = |k: Option<u64>| k.map_or_else(|| "?".to_owned(), procfs::mib);
+        for server in &self.servers {
+            let name = server
+                .name
+                .as_ref()
+                .map_or_else(String::new, |n| format!(" {n}"));
             let _ = writeln!(
                 s,
-                "  server pid {pid}: RSS idle {}, at start of measurement {}, peak {}, after {}; {} threads",
-                kib(self.idle_rss_kib),
-                kib(self.measure_start_rss_kib),
-                kib(self.peak_rss_kib),
-                kib(self.end_rss_kib),
-                self.server_threads
+                "  server{name} pid {}: RSS idle {}, at start of measurement {}, peak {}, after {}; {} threads",
+                server.pid,
+                procfs::mib(server.idle_rss_kib),
+                kib(server.measure_start_rss_kib),
+                procfs::mib(server.peak_rss_kib),
+                kib(server.end_rss_kib),
+                server
+                    .threads
                     .map_or_else(|| "?".to_owned(), |t| t.to_string())
             );
-            if let (Some(c), Some(per)) = (self.server_cpu_cores, self.server_cpu_us_per_op) {
+            if let (Some(c), Some(per)) = (server.cpu_cores, server.cpu_us_per_op) {
                 let op = if unit == "flows" { "flow" } else { "request" };
-                let _ = writeln!(s, "  server CPU: {c:.2} cores, {per:.0} µs per {op}");
+                let _ = writeln!(s, "  server{name} CPU: {c:.2} cores, {per:.0} µs per {op}");
             }
         }
         if let Some(c) = self.loadgen_cpu_cores {
             let _ = writeln!(s, "  loadgen CPU: {c:.2} cores (same machine)");
         }
         if let Some(m) = self.machine_busy_cores {
-            let others =
-                m - self.server_cpu_cores.unwrap_or(0.0) - self.loadgen_cpu_cores.unwrap_or(0.0);
+            let servers: f64 = self.servers.iter().filter_map(|x| x.cpu_cores).sum();
+            let others = m - servers - self.loadgen_cpu_cores.unwrap_or(0.0);
             let _ = writeln!(
                 s,
                 "  machine CPU busy: {m:.2} of {} cores (other processes {:.2})",
@@ -718,5 +813,96 @@ impl Report {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("tenantd-loadgen").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn federated_flow_defaults_point_at_the_lab() {
+        let cli = parse(&["--scenario", "federated-flow"]).unwrap();
+        assert_eq!(cli.scenario, Scenario::FederatedFlow);
+        assert_eq!(cli.resource, "https://127.0.0.1:9444");
+        assert_eq!(cli.issuer, "https://127.0.0.1:9443");
+        assert_eq!(cli.client_id, "lab-rp");
+        assert_eq!(cli.redirect_uri, "http://127.0.0.1:9555/callback");
+        assert_eq!(cli.username, "alice@contoso.test");
+        assert_eq!(cli.ca, PathBuf::from("certs/dev-ca.pem"));
+        assert!(cli.server_pid.is_empty());
+        assert!(Scenario::FederatedFlow.signs_in());
+        assert_eq!(Scenario::FederatedFlow.unit(), "flows");
+    }
+
+    #[test]
+    fn home_is_an_alias_of_issuer() {
+        let cli = parse(&[
+            "--scenario",
+            "federated-flow",
+            "--home",
+            "https://127.0.0.1:9643",
+            "--resource",
+            "https://localhost:9644",
+            "--client-id",
+            "rp",
+            "--client-secret",
+            "s",
+        ])
+        .unwrap();
+        assert_eq!(cli.issuer, "https://127.0.0.1:9643");
+        assert_eq!(cli.resource, "https://localhost:9644");
+        assert_eq!(cli.client_id, "rp");
+        assert_eq!(cli.client_secret, "s");
+    }
+
+    #[test]
+    fn server_pids_repeat_with_optional_names() {
+        let cli = parse(&[
+            "--server-pid",
+            "home=12",
+            "--server-pid",
+            "resource=34",
+            "--server-pid",
+            "56",
+        ])
+        .unwrap();
+        let named = |name: Option<&str>, pid| ServerPid {
+            name: name.map(str::to_owned),
+            pid,
+        };
+        assert_eq!(
+            cli.server_pid,
+            vec![
+                named(Some("home"), 12),
+                named(Some("resource"), 34),
+                named(None, 56)
+            ]
+        );
+        for bad in ["", "0", "x", "home=", "=12", "a b=1", "home=-1", "home=12x"] {
+            assert!(parse_server_pid(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(parse(&["--server-pid", "1", "--spawn-server", "home.toml"]).is_err());
+    }
+
+    #[test]
+    fn only_loopback_tenants() {
+        assert!(check_loopback("https://127.0.0.1:9444", "--resource").is_ok());
+        assert!(check_loopback("https://[::1]:9444", "--resource").is_ok());
+        assert!(check_loopback("https://localhost:9444", "--resource").is_ok());
+        let e = check_loopback("https://192.0.2.1:9444", "--resource").unwrap_err();
+        assert!(e.to_string().starts_with("--resource must be a loopback"));
+        assert!(check_loopback("not a url", "--issuer").is_err());
     }
 }

@@ -1,4 +1,4 @@
-//! The server process as Linux shows it in /proc: resident memory, CPU time, threads.
+//! The server processes as Linux shows them in /proc: resident memory, CPU time, threads.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -113,6 +113,90 @@ impl RssSampler {
         self.stop.store(true, Ordering::Relaxed);
         let _ = tokio::time::timeout(Duration::from_secs(1), self.task).await;
         self.peak_kib.load(Ordering::Relaxed)
+    }
+}
+
+/// CPU cores used on average between two readings of [`cpu_ticks`] or
+/// [`machine_busy_ticks`] taken `elapsed` apart (`hz`: [`clock_ticks_per_sec`]).
+pub fn cores(before: Option<u64>, after: Option<u64>, hz: f64, elapsed: Duration) -> Option<f64> {
+    match (before, after) {
+        (Some(a), Some(b)) if elapsed > Duration::ZERO => {
+            Some(b.saturating_sub(a) as f64 / hz / elapsed.as_secs_f64())
+        }
+        _ => None,
+    }
+}
+
+/// A server process watched through a run: its RSS before, at the start of the measured
+/// window, at its peak and after; its CPU time over the measured window.
+#[derive(Debug)]
+pub struct Watch {
+    name: Option<String>,
+    pid: u32,
+    idle_kib: u64,
+    sampler: RssSampler,
+    cpu_at_start: Option<u64>,
+    start_kib: Option<u64>,
+}
+
+/// What a [`Watch`] saw.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServerStats {
+    /// The name given with `--server-pid NAME=PID`.
+    pub name: Option<String>,
+    /// Its pid.
+    pub pid: u32,
+    /// Threads at the end.
+    pub threads: Option<u64>,
+    /// RSS before the set-up (sign-ins) and warm-up.
+    pub idle_rss_kib: u64,
+    /// RSS when the measured window started.
+    pub measure_start_rss_kib: Option<u64>,
+    /// Highest RSS sampled.
+    pub peak_rss_kib: u64,
+    /// RSS at the end.
+    pub end_rss_kib: Option<u64>,
+    /// CPU cores used during the measured window.
+    pub cpu_cores: Option<f64>,
+    /// CPU time per successful operation.
+    pub cpu_us_per_op: Option<f64>,
+}
+
+impl Watch {
+    /// Start watching `pid`; `None` when its /proc/PID/status cannot be read.
+    pub fn start(name: Option<String>, pid: u32) -> Option<Self> {
+        let idle_kib = rss_kib(pid)?;
+        Some(Self {
+            name,
+            pid,
+            idle_kib,
+            sampler: RssSampler::start(pid),
+            cpu_at_start: None,
+            start_kib: None,
+        })
+    }
+
+    /// The measured window starts now.
+    pub fn mark(&mut self) {
+        self.cpu_at_start = cpu_ticks(Some(self.pid));
+        self.start_kib = rss_kib(self.pid);
+    }
+
+    /// The CPU time since [`Watch::mark`] (`elapsed` ago, `ops` operations done), then stop.
+    pub async fn finish(self, elapsed: Duration, ops: u64, hz: f64) -> ServerStats {
+        let cpu_cores = cores(self.cpu_at_start, cpu_ticks(Some(self.pid)), hz, elapsed);
+        let peak_rss_kib = self.sampler.finish(self.pid).await;
+        ServerStats {
+            name: self.name,
+            pid: self.pid,
+            threads: threads(self.pid),
+            idle_rss_kib: self.idle_kib,
+            measure_start_rss_kib: self.start_kib,
+            peak_rss_kib,
+            end_rss_kib: rss_kib(self.pid),
+            cpu_cores,
+            cpu_us_per_op: cpu_cores.map(|c| c * elapsed.as_secs_f64() * 1e6 / (ops.max(1) as f64)),
+        }
     }
 }
 
