@@ -4,7 +4,6 @@
 //! once when the token names a key the cache does not hold).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -39,15 +38,22 @@ pub const MAX_ID_TOKEN_AGE_SECS: i64 = 600;
 pub enum Credential {
     /// `client_secret_basic` with this secret.
     Secret(String),
-    /// `private_key_jwt` (RFC 7523) signed with this key.
-    PrivateKeyJwt(Box<SigningKey>),
+    /// `private_key_jwt` (RFC 7523), signed with the active key of this set.
+    PrivateKeyJwt(KeySet),
+}
+
+impl Credential {
+    /// `private_key_jwt` with one key.
+    pub fn private_key(key: SigningKey) -> Self {
+        Credential::PrivateKeyJwt(KeySet::new(vec![key], 0))
+    }
 }
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Credential::Secret(_) => f.write_str("Secret(<redacted>)"),
-            Credential::PrivateKeyJwt(k) => f.debug_tuple("PrivateKeyJwt").field(&k.kid).finish(),
+            Credential::PrivateKeyJwt(_) => f.write_str("PrivateKeyJwt"),
         }
     }
 }
@@ -179,7 +185,6 @@ pub struct Upstream {
     // Held across discovery, so concurrent sign-ins wait for one discovery instead of each
     // starting their own.
     current: Mutex<Option<Arc<Provider>>>,
-    assertion_keys: Option<KeySet>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -194,20 +199,11 @@ impl std::fmt::Debug for Upstream {
 impl Upstream {
     /// A relying party for `settings`, talking through `http` (which must not follow redirects
     /// and should carry the partner's TLS trust and timeouts).
-    pub fn new(mut settings: PartnerSettings, http: reqwest::Client) -> Self {
-        let assertion_keys =
-            match std::mem::replace(&mut settings.credential, Credential::Secret(String::new())) {
-                Credential::PrivateKeyJwt(key) => Some(KeySet::new(vec![*key], 0)),
-                secret => {
-                    settings.credential = secret;
-                    None
-                }
-            };
+    pub fn new(settings: PartnerSettings, http: reqwest::Client) -> Self {
         Self {
             settings,
             http,
             current: Mutex::new(None),
-            assertion_keys,
         }
     }
 
@@ -337,7 +333,7 @@ impl Upstream {
             })?
             .set_pkce_verifier(PkceCodeVerifier::new(secrets.pkce_verifier.clone()));
         let assertion;
-        if let Some(keys) = &self.assertion_keys {
+        if let Credential::PrivateKeyJwt(keys) = &self.settings.credential {
             assertion = self.client_assertion(keys, provider, now)?;
             request = request
                 .add_extra_param(
@@ -457,10 +453,8 @@ impl Upstream {
         let token_endpoint = metadata.token_endpoint().map(|u| u.as_str().to_owned());
         tracing::info!(partner = %self.settings.id, keys = metadata.jwks().keys().len(), "discovered the partner");
         let secret = match &self.settings.credential {
-            Credential::Secret(s) if self.assertion_keys.is_none() => {
-                Some(ClientSecret::new(s.clone()))
-            }
-            _ => None,
+            Credential::Secret(s) => Some(ClientSecret::new(s.clone())),
+            Credential::PrivateKeyJwt(_) => None,
         };
         let redirect = RedirectUrl::new(self.settings.redirect_uri.clone())
             .map_err(|e| FederationError::BadPartner(format!("redirect URI: {e}")))?;
@@ -579,6 +573,3 @@ fn chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
-
-/// Timeouts a partner client should use: a slow home must fail the sign-in, not hang it.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);

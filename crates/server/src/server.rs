@@ -65,13 +65,13 @@ fn partner(issuer: &str, config: PartnerConfig) -> anyhow::Result<Partner> {
     let credential = match &config.credential {
         PartnerCredential::Secret(s) => Credential::Secret(s.clone()),
         PartnerCredential::PrivateKey { path, pem } => {
-            Credential::PrivateKeyJwt(Box::new(key(pem).with_context(|| {
+            Credential::private_key(key(pem).with_context(|| {
                 format!(
                     "partner {}: {} is not a PKCS#8 ES256 or RS256 private key",
                     config.id,
                     path.display()
                 )
-            })?))
+            })?)
         }
     };
     let http = tls::http_client(config.ca_file.as_deref(), config.timeout)
