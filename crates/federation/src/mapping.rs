@@ -141,8 +141,9 @@ fn level(value: &Value) -> Result<RiskLevel, String> {
 
 fn enum_value<T: DeserializeOwned>(value: &Value) -> Result<T, String> {
     match value {
-        Value::String(s) => serde_json::from_value(value.clone())
-            .map_err(|_| format!("has the unknown value {s:?}")),
+        Value::String(s) => {
+            risk::from_wire(s).ok_or_else(|| format!("has the unknown value {s:?}"))
+        }
         _ => Err("is not a string".to_owned()),
     }
 }

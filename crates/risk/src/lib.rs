@@ -24,4 +24,6 @@ pub use user_risk::{
     Actor, AgeingConfig, RiskHistoryEntry, RiskTransitionError, Transition, UserRiskClaim,
     UserRiskEvent, UserRiskStatus, aggregate_user_risk, ensure_risk_is_ours, transition,
 };
-pub use vocab::{DetectionTimingType, RiskDetail, RiskEventType, RiskLevel, RiskState, UserType};
+pub use vocab::{
+    DetectionTimingType, RiskDetail, RiskEventType, RiskLevel, RiskState, UserType, from_wire,
+};

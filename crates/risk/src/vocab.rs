@@ -6,6 +6,13 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// Parses one of this module's enumerations from its wire spelling (`"high"`, `"atRisk"`,
+/// `"userPerformedSecuredPasswordReset"`); `None` for anything else. For values that arrive as
+/// plain strings (the store, the command line, a partner's claim).
+pub fn from_wire<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned())).ok()
+}
+
 /// Graph `riskLevel`.
 ///
 /// Ordered by severity: `none < hidden < low < medium < high`. `hidden` is Graph's "there is a

@@ -6,11 +6,11 @@
 use crate::guests::{self, InviteError};
 use crate::state::AppState;
 use crate::token::verify_access_token;
-use crate::web::{BearerError, no_store};
+use crate::web::{BearerError, bearer_header, no_store};
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use protocol::jwt::AccessTokenClaims;
 use protocol::{ErrorCode, OAuthError};
@@ -24,12 +24,8 @@ pub async fn authorize(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<AccessTokenClaims, BearerError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().split_once(' '))
-        .filter(|(scheme, t)| scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty())
-        .map(|(_, t)| t.trim().to_owned())
+    let token = bearer_header(headers)
+        .filter(|t| !t.is_empty())
         .ok_or_else(|| OAuthError::invalid_token("An access token is required."))?;
     let claims = verify_access_token(state, &token).await?;
     let admin = claims

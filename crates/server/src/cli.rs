@@ -373,8 +373,8 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
 
 /// A Graph enumeration value given on the command line (`high`, `atRisk`, ...).
 fn wire_value<T: serde::de::DeserializeOwned>(flag: &str, value: &str) -> Result<T, Failure> {
-    serde_json::from_value(serde_json::Value::String(value.to_owned()))
-        .map_err(|_| Failure::new(2, format!("{flag}: {value:?} is not a valid value")))
+    risk::from_wire(value)
+        .ok_or_else(|| Failure::new(2, format!("{flag}: {value:?} is not a valid value")))
 }
 
 fn read_stdin_password() -> Result<String, Failure> {

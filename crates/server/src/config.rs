@@ -621,6 +621,37 @@ impl Validator {
         Some(s.to_owned())
     }
 
+    /// A secret given inline or by environment variable (`prefix` is the table's key path with
+    /// a trailing dot). `None` when a problem was reported, `Some(None)` when neither is set.
+    fn secret(
+        &mut self,
+        prefix: &str,
+        inline: Option<String>,
+        env: Option<String>,
+    ) -> Option<Option<String>> {
+        match (inline, env) {
+            (Some(s), None) => Some(Some(s)),
+            (None, Some(var)) => match std::env::var(&var) {
+                Ok(s) => Some(Some(s)),
+                Err(_) => {
+                    self.bad(
+                        format!("{prefix}client_secret_env"),
+                        format!("the environment variable {var} to be set"),
+                    );
+                    None
+                }
+            },
+            (None, None) => Some(None),
+            (Some(_), Some(_)) => {
+                self.bad(
+                    format!("{prefix}client_secret"),
+                    "client_secret or client_secret_env, not both",
+                );
+                None
+            }
+        }
+    }
+
     fn alg(&mut self, key: &str, s: &str) -> Option<SigningAlg> {
         let alg = SigningAlg::parse(s);
         if alg.is_none() {
@@ -637,27 +668,9 @@ impl Validator {
         {
             self.bad(k("client_id"), "1-128 printable ASCII characters");
         }
-        let secret = match (a.client_secret, a.client_secret_env) {
-            (Some(s), None) => Some(s),
-            (None, Some(var)) => match std::env::var(&var) {
-                Ok(s) => Some(s),
-                Err(_) => {
-                    self.bad(
-                        k("client_secret_env"),
-                        format!("the environment variable {var} to be set"),
-                    );
-                    None
-                }
-            },
-            (None, None) => None,
-            (Some(_), Some(_)) => {
-                self.bad(
-                    k("client_secret"),
-                    "client_secret or client_secret_env, not both",
-                );
-                None
-            }
-        };
+        let secret = self
+            .secret(&k(""), a.client_secret, a.client_secret_env)
+            .flatten();
         let method = match a.token_endpoint_auth_method.as_deref() {
             None if a.jwks_file.is_some() => AuthMethod::PrivateKeyJwt,
             None if secret.is_some() => AuthMethod::ClientSecretBasic,

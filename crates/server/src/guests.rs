@@ -37,12 +37,7 @@ pub async fn invite(
     now: i64,
 ) -> Result<(User, Invitation), InviteError> {
     let email = email.trim().to_lowercase();
-    let plausible = email.len() <= 254
-        && email
-            .split_once('@')
-            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-    if !plausible {
+    if !crate::login::plausible_email(&email) {
         return Err(InviteError::BadEmail(email));
     }
     if !config.partners.iter().any(|p| p.id == partner_id) {

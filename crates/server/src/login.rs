@@ -148,7 +148,8 @@ pub async fn email_submit(
     after_email(&state, &ctx, &f.interaction, pending, &f.csrf_token, &email).await
 }
 
-fn plausible_email(email: &str) -> bool {
+/// A lowercased address that could be an email (what the sign-in page and invitations accept).
+pub(crate) fn plausible_email(email: &str) -> bool {
     email.len() <= 254
         && email.split_once('@').is_some_and(|(l, d)| {
             !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.')

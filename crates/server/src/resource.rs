@@ -2,10 +2,10 @@
 
 use crate::state::AppState;
 use crate::token::{authenticate_client, form_params, released_claims, verify_access_token};
-use crate::web::{ApiError, BearerError, no_store};
+use crate::web::{ApiError, BearerError, bearer_header, no_store};
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use protocol::jwt::{AT_JWT_TYP, AccessTokenClaims};
 use protocol::scope::Scope;
@@ -44,15 +44,7 @@ pub async fn userinfo(
 }
 
 fn bearer(headers: &HeaderMap, method: &Method, body: &Bytes) -> Result<String, BearerError> {
-    let from_header = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, token) = v.trim().split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| token.trim().to_owned())
-        });
+    let from_header = bearer_header(headers);
     let from_body = if *method == Method::POST {
         form_params(headers, body)
             .ok()

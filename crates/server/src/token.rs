@@ -488,13 +488,12 @@ async fn home_user_risk(state: &AppState, user: &User) -> Result<UserRiskClaim, 
         field: &str,
         v: &str,
     ) -> Result<T, store::StoreError> {
-        serde_json::from_value(serde_json::Value::String(v.to_owned())).map_err(|_| {
+        risk::from_wire(v).ok_or_else(|| {
             store::StoreError::Corrupt(format!("user_risk.{field} = {v:?} for user {}", user.id))
         })
     }
-    let parse_level = |f: &str, v: &str| parse::<RiskLevel>(user, f, v);
     Ok(UserRiskClaim {
-        level: parse_level("level", &r.level)?,
+        level: parse::<RiskLevel>(user, "level", &r.level)?,
         state: parse::<RiskState>(user, "state", &r.state)?,
         detail: parse::<RiskDetail>(user, "detail", &r.detail)?,
         updated_at: r.updated_at,

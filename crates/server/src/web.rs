@@ -98,6 +98,16 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The token of an `Authorization: Bearer` header (RFC 6750 §2.1), if there is one (possibly
+/// empty: callers refuse that).
+pub fn bearer_header(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
 /// An error at a resource endpoint (UserInfo): RFC 6750 §3 `WWW-Authenticate: Bearer`.
 #[derive(Debug)]
 pub struct BearerError(pub OAuthError);

@@ -200,27 +200,7 @@ impl Validator {
                 "the client id this tenant holds at the partner",
             );
         }
-        let secret = match (p.client_secret, p.client_secret_env) {
-            (Some(s), None) => Some(s),
-            (None, Some(var)) => match std::env::var(&var) {
-                Ok(s) => Some(s),
-                Err(_) => {
-                    self.bad(
-                        k("client_secret_env"),
-                        format!("the environment variable {var} to be set"),
-                    );
-                    return None;
-                }
-            },
-            (None, None) => None,
-            (Some(_), Some(_)) => {
-                self.bad(
-                    k("client_secret"),
-                    "client_secret or client_secret_env, not both",
-                );
-                return None;
-            }
-        };
+        let secret = self.secret(&k(""), p.client_secret, p.client_secret_env)?;
         let credential = match (secret, p.private_key_file) {
             (Some(s), None) if !s.is_empty() => PartnerCredential::Secret(s),
             (None, Some(path)) => match std::fs::read_to_string(&path) {
