@@ -132,23 +132,29 @@ pub async fn sign_in_between(
     email: &str,
     password: &str,
 ) -> Ended {
+    let r = submit_email(b, &p.resource, authorize_url, email).await;
+    back_from_home(p, b, r, password).await
+}
+
+/// Open `authorize_url` at the resource and submit `email` on its email page; returns the
+/// answer (home realm discovery's redirect, or a refusal page).
+pub async fn submit_email(
+    b: &Client,
+    resource: &str,
+    authorize_url: &str,
+    email: &str,
+) -> reqwest::Response {
     let r = b.get(authorize_url).send().await.unwrap();
     assert_eq!(r.status(), 303, "authorize -> sign-in page");
     let login = location(&r);
-    let page = b
-        .get(format!("{}{login}", p.resource))
-        .send()
-        .await
-        .unwrap();
+    let page = b.get(format!("{resource}{login}")).send().await.unwrap();
     let mut form = hidden_inputs(&page.text().await.unwrap());
     form.push(("email".into(), email.into()));
-    let r = b
-        .post(format!("{}/login", p.resource))
+    b.post(format!("{resource}/login"))
         .form(&form)
         .send()
         .await
-        .unwrap();
-    back_from_home(p, b, r, password).await
+        .unwrap()
 }
 
 /// From the resource's redirect to the home: sign in there if asked, then the callback.
@@ -367,7 +373,8 @@ async fn home_releases_user_risk_only_to_partner_apps_and_the_resource_reads_it(
     assert!(ui.get("user_risk").is_none(), "{ui}");
     // The resource (a partner-tenant app at the home) gets it and records it.
     let b = browser();
-    app_redirect(federated_sign_in(&p, &b, &rp_authorize(&p.resource, ""), BOB, BOB_PW).await);
+    let redirect =
+        app_redirect(federated_sign_in(&p, &b, &rp_authorize(&p.resource, ""), BOB, BOB_PW).await);
     let rows = sign_in_rows(&p.resource).await;
     let row = rows
         .iter()
@@ -375,16 +382,24 @@ async fn home_releases_user_risk_only_to_partner_apps_and_the_resource_reads_it(
         .unwrap();
     assert_eq!(row.details["userRisk"]["level"], "high");
     assert_eq!(row.details["userRisk"]["state"], "atRisk");
-    // Kept on the guest's session too.
-    let guest = p
+    // Kept on the guest's session too (what the risk policies will evaluate).
+    let id = decode_payload(
+        exchange(&p.resource, &redirect).await["id_token"]
+            .as_str()
+            .unwrap(),
+    );
+    let session = p
         .resource
         .state()
         .store
-        .user_by_email(BOB)
+        .session_by_id(id["sid"].as_str().unwrap())
         .await
         .unwrap()
         .unwrap();
-    let _ = guest;
+    let facts: serde_json::Value =
+        serde_json::from_str(session.federation_json.as_deref().unwrap()).unwrap();
+    assert_eq!(facts["user_risk"]["level"], "high");
+    assert_eq!(facts["partner"], "contoso");
 }
 
 #[tokio::test]
@@ -562,17 +577,13 @@ async fn replayed_and_foreign_browser_callbacks_are_refused() {
     let p = pair(TRUSTED).await;
     let b = browser();
     // Walk to the callback URL but keep it.
-    let r = b.get(rp_authorize(&p.resource, "")).send().await.unwrap();
-    let login = location(&r);
-    let page = b.get(p.resource.url(&login)).send().await.unwrap();
-    let mut form = hidden_inputs(&page.text().await.unwrap());
-    form.push(("email".into(), ALICE.into()));
-    let r = b
-        .post(p.resource.url("/login"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let r = submit_email(
+        &b,
+        &p.resource.issuer,
+        &rp_authorize(&p.resource, ""),
+        ALICE,
+    )
+    .await;
     let r = b.get(location(&r)).send().await.unwrap();
     let page = b.get(p.home.url(&location(&r))).send().await.unwrap();
     let mut form = hidden_inputs(&page.text().await.unwrap());
@@ -637,21 +648,8 @@ async fn home_signing_key_rotation_is_picked_up_from_an_unknown_kid() {
         .unwrap();
     server::server::reload_keys(hs).await;
     // The home session still exists: the home answers at once with a token under the new key.
-    let r = b
-        .get(rp_authorize(&p.resource, "&prompt=login"))
-        .send()
-        .await
-        .unwrap();
-    let login = location(&r);
-    let page = b.get(p.resource.url(&login)).send().await.unwrap();
-    let mut form = hidden_inputs(&page.text().await.unwrap());
-    form.push(("email".into(), ALICE.into()));
-    let r = b
-        .post(p.resource.url("/login"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let authorize = rp_authorize(&p.resource, "&prompt=login");
+    let r = submit_email(&b, &p.resource.issuer, &authorize, ALICE).await;
     app_redirect(follow_to_home_and_back(&p, &b, r, ALICE_PW).await);
 }
 
@@ -675,18 +673,8 @@ async fn home_unreachable_fails_closed_with_temporarily_unavailable() {
         &partner_toml(&issuer, "timeout_ms = 300").replace("contoso.test", "slow.test"),
     )
     .await;
-    let b = browser();
-    let r = b.get(rp_authorize(&resource, "")).send().await.unwrap();
-    let login = location(&r);
-    let page = b.get(resource.url(&login)).send().await.unwrap();
-    let mut form = hidden_inputs(&page.text().await.unwrap());
-    form.push(("email".into(), "x@slow.test".into()));
-    let r = b
-        .post(resource.url("/login"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let authorize = rp_authorize(&resource, "");
+    let r = submit_email(&browser(), &resource.issuer, &authorize, "x@slow.test").await;
     let (text, err) = refusal(Ended::Page(r.status().as_u16(), r.text().await.unwrap()));
     assert!(text.contains("not responding"), "{text}");
     assert_eq!(
@@ -823,17 +811,7 @@ async fn resource_with_fake(lines: &str) -> (TestTenant, Arc<FakeIdp>) {
 /// resource sent to the (fake) home.
 async fn to_fake_home(resource: &TestTenant) -> (Client, String, String) {
     let b = browser();
-    let r = b.get(rp_authorize(resource, "")).send().await.unwrap();
-    let login = location(&r);
-    let page = b.get(resource.url(&login)).send().await.unwrap();
-    let mut form = hidden_inputs(&page.text().await.unwrap());
-    form.push(("email".into(), ALICE.into()));
-    let r = b
-        .post(resource.url("/login"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let r = submit_email(&b, &resource.issuer, &rp_authorize(resource, ""), ALICE).await;
     assert_eq!(r.status(), 303);
     let q = query(&location(&r));
     (b, q["state"].clone(), q["nonce"].clone())
