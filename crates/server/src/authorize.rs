@@ -31,6 +31,35 @@ pub struct Pending {
     /// (a resource tenant federating here does), else the id of the authorization request.
     #[serde(default)]
     pub correlation_id: String,
+    /// What the sign-in gate (`access`) decided and what the user has done since, once the
+    /// user is known: MFA and password-change steps resume from it.
+    #[serde(default)]
+    pub gate: Option<Gate>,
+}
+
+/// A sign-in held by the gate between its steps (MFA, password change): who, how they
+/// authenticated, the risk the policies saw, and what has been satisfied so far.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Gate {
+    /// The user being signed in.
+    pub user_id: String,
+    /// How they authenticated so far (`pwd`, the home's `amr`, then `mfa`/`otp`).
+    pub amr: Vec<String>,
+    /// For a guest: what the home said (becomes the session's `federation_json`).
+    #[serde(default)]
+    pub guest: Option<crate::federated::GuestSession>,
+    /// User risk the policies saw (for a guest: the home's claim when trusted).
+    #[serde(default)]
+    pub user_risk_level: risk::RiskLevel,
+    /// This tenant's real-time sign-in risk.
+    #[serde(default)]
+    pub sign_in_risk_level: risk::RiskLevel,
+    /// MFA done in this sign-in (TOTP here, or the home's MFA when trusted).
+    #[serde(default)]
+    pub mfa_done: bool,
+    /// A secure password change done in this sign-in.
+    #[serde(default)]
+    pub password_changed: bool,
 }
 
 impl Pending {
@@ -40,6 +69,7 @@ impl Pending {
             request,
             verified_user: None,
             correlation_id,
+            gate: None,
         }
     }
 }
