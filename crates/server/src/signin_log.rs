@@ -74,6 +74,9 @@ pub async fn write(state: &AppState, ctx: &Ctx, entry: Entry<'_>, outcome: Outco
         cross_tenant_access_type: access.into(),
         home_tenant_id: Some(home),
         resource_tenant_id: Some(resource),
+        risk_level_aggregated: None,
+        risk_level_during_sign_in: None,
+        conditional_access_status: None,
         details,
     };
     if let Err(e) = state.store.insert_sign_in(&row).await {

@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 
 mod apps;
+mod ca_policies;
 mod error;
 mod grants;
 mod guests;

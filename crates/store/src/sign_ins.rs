@@ -34,6 +34,12 @@ pub struct SignInLog {
     pub home_tenant_id: Option<String>,
     /// The tenant signed in to (`resourceTenantId`).
     pub resource_tenant_id: Option<String>,
+    /// `riskLevelAggregated`: the user risk the sign-in was evaluated with, when evaluated.
+    pub risk_level_aggregated: Option<String>,
+    /// `riskLevelDuringSignIn`: the sign-in's own real-time risk, when evaluated.
+    pub risk_level_during_sign_in: Option<String>,
+    /// `conditionalAccessStatus`: `success`, `failure` or `notApplied`, when evaluated.
+    pub conditional_access_status: Option<String>,
     /// Everything else, as a JSON value (stored as text).
     pub details: serde_json::Value,
 }
@@ -54,6 +60,9 @@ struct SignInRow {
     cross_tenant_access_type: String,
     home_tenant_id: Option<String>,
     resource_tenant_id: Option<String>,
+    risk_level_aggregated: Option<String>,
+    risk_level_during_sign_in: Option<String>,
+    conditional_access_status: Option<String>,
     details: String,
 }
 
@@ -79,6 +88,9 @@ impl TryFrom<SignInRow> for SignInLog {
             cross_tenant_access_type: row.cross_tenant_access_type,
             home_tenant_id: row.home_tenant_id,
             resource_tenant_id: row.resource_tenant_id,
+            risk_level_aggregated: row.risk_level_aggregated,
+            risk_level_during_sign_in: row.risk_level_during_sign_in,
+            conditional_access_status: row.conditional_access_status,
             details,
         })
     }
@@ -88,7 +100,8 @@ macro_rules! sign_in_columns {
     () => {
         "id, created_at, correlation_id, user_id, user_principal_name, app_id, ip_address, \
          user_agent, error_code, failure_reason, user_type, cross_tenant_access_type, \
-         home_tenant_id, resource_tenant_id, details"
+         home_tenant_id, resource_tenant_id, risk_level_aggregated, risk_level_during_sign_in, \
+         conditional_access_status, details"
     };
 }
 
@@ -101,6 +114,16 @@ pub struct SignInFilter {
     pub app_id: Option<String>,
     /// `Some(true)`: only successes (`error_code = 0`); `Some(false)`: only failures.
     pub success: Option<bool>,
+    /// Only sign-ins with this `riskLevelDuringSignIn`.
+    pub risk_level_during_sign_in: Option<String>,
+    /// Only sign-ins with this `riskLevelAggregated`.
+    pub risk_level_aggregated: Option<String>,
+    /// Only sign-ins with this `status.errorCode`.
+    pub error_code: Option<i64>,
+    /// Only sign-ins of this sign-in name (`userPrincipalName`).
+    pub user_principal_name: Option<String>,
+    /// Only sign-ins with this correlation id.
+    pub correlation_id: Option<String>,
     /// Only sign-ins at or after this time (inclusive), unix seconds.
     pub from: Option<i64>,
     /// Only sign-ins at or before this time (inclusive), unix seconds.
@@ -118,6 +141,11 @@ impl Default for SignInFilter {
             user_id: None,
             app_id: None,
             success: None,
+            risk_level_during_sign_in: None,
+            risk_level_aggregated: None,
+            error_code: None,
+            user_principal_name: None,
+            correlation_id: None,
             from: None,
             to: None,
             limit: 50,
@@ -140,7 +168,7 @@ impl Store {
         sqlx::query(concat!(
             "INSERT INTO sign_ins (",
             sign_in_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
         ))
         .bind(&log.id)
         .bind(log.created_at)
@@ -156,6 +184,9 @@ impl Store {
         .bind(&log.cross_tenant_access_type)
         .bind(&log.home_tenant_id)
         .bind(&log.resource_tenant_id)
+        .bind(&log.risk_level_aggregated)
+        .bind(&log.risk_level_during_sign_in)
+        .bind(&log.conditional_access_status)
         .bind(details)
         .execute(&self.pool)
         .await
@@ -176,6 +207,21 @@ impl Store {
         }
         if let Some(app_id) = &filter.app_id {
             push("app_id = ?", Arg::Text(app_id));
+        }
+        if let Some(level) = &filter.risk_level_during_sign_in {
+            push("risk_level_during_sign_in = ?", Arg::Text(level));
+        }
+        if let Some(level) = &filter.risk_level_aggregated {
+            push("risk_level_aggregated = ?", Arg::Text(level));
+        }
+        if let Some(code) = filter.error_code {
+            push("error_code = ?", Arg::Int(code));
+        }
+        if let Some(upn) = &filter.user_principal_name {
+            push("user_principal_name = ?", Arg::Text(upn));
+        }
+        if let Some(id) = &filter.correlation_id {
+            push("correlation_id = ?", Arg::Text(id));
         }
         if let Some(from) = filter.from {
             push("created_at >= ?", Arg::Int(from));

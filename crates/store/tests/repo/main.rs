@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod ca_policies;
 mod grants;
 mod guests;
 mod keys;
@@ -230,6 +231,9 @@ scenarios! {
     sign_ins {
         filters_and_paging,
         details_round_trip,
+    }
+    ca_policies {
+        crud,
     }
     misc {
         survives_reopen,

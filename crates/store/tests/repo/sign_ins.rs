@@ -21,6 +21,9 @@ fn log(i: i64) -> SignInLog {
         cross_tenant_access_type: "none".to_owned(),
         home_tenant_id: None,
         resource_tenant_id: Some("tenant-1".to_owned()),
+        risk_level_aggregated: Some(if i % 5 == 0 { "high" } else { "none" }.to_owned()),
+        risk_level_during_sign_in: Some(if i % 3 == 0 { "medium" } else { "none" }.to_owned()),
+        conditional_access_status: Some("notApplied".to_owned()),
         details: json!({ "n": i }),
     }
 }
@@ -107,6 +110,40 @@ pub async fn filters_and_paging(ctx: Ctx) {
         expect((3..=6).rev())
     );
 
+    let risky = SignInFilter {
+        risk_level_during_sign_in: Some("medium".to_owned()),
+        ..SignInFilter::default()
+    };
+    assert_eq!(
+        ids(&store.list_sign_ins(&risky).await.unwrap()),
+        expect([9, 6, 3, 0].into_iter())
+    );
+    let high_user_risk = SignInFilter {
+        risk_level_aggregated: Some("high".to_owned()),
+        ..SignInFilter::default()
+    };
+    assert_eq!(
+        ids(&store.list_sign_ins(&high_user_risk).await.unwrap()),
+        expect([10, 5, 0].into_iter())
+    );
+    let blocked = SignInFilter {
+        error_code: Some(53003),
+        user_principal_name: Some("user8@example.com".to_owned()),
+        ..SignInFilter::default()
+    };
+    assert_eq!(
+        ids(&store.list_sign_ins(&blocked).await.unwrap()),
+        expect([8].into_iter())
+    );
+    let correlated = SignInFilter {
+        correlation_id: Some("corr-7".to_owned()),
+        ..SignInFilter::default()
+    };
+    assert_eq!(
+        ids(&store.list_sign_ins(&correlated).await.unwrap()),
+        expect([7].into_iter())
+    );
+
     // Everything at once, paged.
     let combined = SignInFilter {
         user_id: Some("u-even".to_owned()),
@@ -116,6 +153,7 @@ pub async fn filters_and_paging(ctx: Ctx) {
         to: Some(1_011),
         limit: 2,
         offset: 1,
+        ..SignInFilter::default()
     };
     // even, app-b (not multiple of 3), success (not multiple of 4), in 1..=11: 2, 10 -> [10, 2]
     assert_eq!(
