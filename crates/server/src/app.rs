@@ -44,7 +44,24 @@ pub fn router(state: AppState) -> Router {
         .route("/logout/confirm", post(logout::confirm))
         .route("/login", get(login::email_page).post(login::email_submit))
         .route("/login/password", post(login::password_submit))
+        .route("/login/continue", get(crate::access::resume))
         .route("/v1.0/invitations", post(crate::admin_api::invite))
+        .route(
+            "/v1.0/identity/conditionalAccess/policies",
+            get(crate::policy_api::list).post(crate::policy_api::create),
+        )
+        .route(
+            "/v1.0/identity/conditionalAccess/policies/{id}",
+            get(crate::policy_api::get)
+                .patch(crate::policy_api::update)
+                .delete(crate::policy_api::delete),
+        )
+        .route(
+            "/v1.0/identity/conditionalAccess/evaluate",
+            post(crate::policy_api::evaluate),
+        )
+        .route("/v1.0/tenantd/reload", post(crate::policy_api::reload))
+        .route("/v1.0/auditLogs/signIns", get(crate::audit_api::sign_ins))
         .route(
             crate::server::FEDERATION_CALLBACK,
             get(crate::federated::callback),

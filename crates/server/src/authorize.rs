@@ -3,7 +3,6 @@
 use crate::pages;
 use crate::secrets::{random_token, token_hash};
 use crate::session::{self, Current};
-use crate::signin_log;
 use crate::state::{App, AppState};
 use crate::web::{Ctx, PageError, html};
 use axum::extract::{RawForm, RawQuery, State};
@@ -139,22 +138,8 @@ async fn authorize(state: AppState, ctx: Ctx, jar: CookieJar, raw: String) -> Re
     let current = current.filter(|c| !needs_login(&state, &request, c));
     match current {
         Some(c) => {
-            // Single sign-on with the existing session is a sign-in too (Entra logs it).
-            signin_log::write(
-                &state,
-                &ctx,
-                signin_log::Entry {
-                    correlation_id: &correlation_id,
-                    app_id: Some(&request.client_id),
-                    upn: Some(&c.user.email),
-                    user_id: Some(&c.user.id),
-                    guest_of: c.user.partner_id.as_deref(),
-                    details: serde_json::json!({"singleSignOn": true}),
-                },
-                signin_log::Outcome::Success,
-            )
-            .await;
-            continue_with_session(state, ctx, jar, request, c).await
+            // Single sign-on with the existing session is a sign-in too: judged and logged.
+            crate::access::judge_single_sign_on(state, ctx, jar, request, correlation_id, c).await
         }
         None if request.prompt.none => error_to_client(
             &state,

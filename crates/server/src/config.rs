@@ -11,7 +11,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 mod partner;
+mod risk;
 pub use partner::{PartnerConfig, PartnerCredential};
+pub use risk::RiskSettings;
 
 /// Everything wrong with a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +65,8 @@ struct RawConfig {
     apps: Vec<RawApp>,
     #[serde(default)]
     partners: Vec<partner::RawPartner>,
+    #[serde(default)]
+    risk: risk::RawRisk,
 }
 
 #[derive(Debug, Deserialize)]
@@ -305,6 +309,8 @@ pub struct Config {
     pub apps: Vec<AppConfig>,
     /// Partner tenants whose users may sign in here as guests.
     pub partners: Vec<PartnerConfig>,
+    /// ID Protection: intel files, policies, risk settings.
+    pub risk: RiskSettings,
 }
 
 impl Config {
@@ -379,7 +385,7 @@ impl Config {
         let mut v = Validator {
             problems: Vec::new(),
         };
-        let cfg = v.config(raw);
+        let cfg = v.config(raw, file);
         match cfg {
             Some(mut c) if v.problems.is_empty() => {
                 c.source = file.to_owned();
@@ -431,7 +437,7 @@ impl Validator {
         });
     }
 
-    fn config(&mut self, raw: RawConfig) -> Option<Config> {
+    fn config(&mut self, raw: RawConfig, file: &str) -> Option<Config> {
         let tenant_id = raw.tenant.id.clone();
         if tenant_id.is_empty()
             || tenant_id.len() > 64
@@ -573,6 +579,7 @@ impl Validator {
             }
         }
         self.partners_unique(&partners);
+        let risk = self.risk(raw.risk, file);
         Some(Config {
             source: String::new(),
             tenant_id,
@@ -599,6 +606,7 @@ impl Validator {
             },
             apps,
             partners,
+            risk,
         })
     }
 

@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 
-use crate::authorize::{self, Pending};
+use crate::access;
+use crate::authorize::{Gate, Pending};
 use crate::refusal::{self, Refusal};
 use crate::secrets::{ct_eq, token_hash};
-use crate::session;
 use crate::signin_log::{self, Entry, Outcome};
 use crate::state::{AppState, Partner};
 use crate::web::{Ctx, PageError};
@@ -51,6 +51,9 @@ pub struct GuestSession {
     pub user_risk: Option<UserRiskClaim>,
     /// Whether the partner's risk was believed.
     pub user_risk_trusted: bool,
+    /// Whether the guest did MFA here (TOTP at this tenant) in this session.
+    #[serde(default)]
+    pub mfa_here: bool,
 }
 
 fn flow_key(state_param: &str) -> String {
@@ -281,40 +284,25 @@ pub async fn callback(
         Ok(g) => g,
         Err(e) => return PageError::from(e).render(&state, &ctx),
     };
-    let facts = GuestSession {
-        partner: partner.config.id.clone(),
-        idp: home.issuer.clone(),
-        home_amr: home.amr.clone(),
-        user_risk,
-        user_risk_trusted: partner.config.trust_user_risk,
-    };
-    let entry = Entry {
-        correlation_id: &flow.pending.correlation_id,
-        app_id: Some(&flow.pending.request.client_id),
-        upn: Some(&guest.email),
-        user_id: Some(&guest.id),
-        guest_of: Some(&partner.config.id),
-        details: serde_json::json!({
-            "homeSubject": home.subject,
-            "userRisk": user_risk,
-            "userRiskTrusted": partner.config.trust_user_risk,
-            "homeAmr": home.amr,
-        }),
-    };
-    signin_log::write(&state, &ctx, entry, Outcome::Success).await;
-    if let Err(e) = state.store.delete_interaction(&flow.interaction).await {
-        return PageError::from(e).render(&state, &ctx);
-    }
     let amr = if home.amr.is_empty() {
         vec!["fed".to_owned()]
     } else {
         home.amr.clone()
     };
-    let (jar, current) = match session::start_federated(&state, jar, guest, amr, &facts).await {
-        Ok(x) => x,
-        Err(e) => return PageError::from(e).render(&state, &ctx),
+    let gate = Gate {
+        user_id: guest.id.clone(),
+        amr,
+        guest: Some(GuestSession {
+            partner: partner.config.id.clone(),
+            idp: home.issuer.clone(),
+            home_amr: home.amr.clone(),
+            user_risk,
+            user_risk_trusted: partner.config.trust_user_risk,
+            mfa_here: false,
+        }),
+        ..Gate::default()
     };
-    authorize::continue_with_session(state, ctx, jar, flow.pending.request, current).await
+    access::judge(state, ctx, jar, &flow.interaction, flow.pending, gate).await
 }
 
 enum GuestRefusal {

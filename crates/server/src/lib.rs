@@ -4,8 +4,10 @@
 //! CLI and the lab. Decisions about requests and tokens live in `tenantd-protocol`; handlers
 //! parse, call those checks and the store, and render.
 
+pub mod access;
 pub mod admin_api;
 pub mod app;
+pub mod audit_api;
 pub mod authorize;
 pub mod certs;
 pub mod cli;
@@ -19,6 +21,8 @@ pub mod login;
 pub mod logout;
 pub mod pages;
 pub mod passwords;
+pub mod policy_api;
+pub mod protection;
 pub mod refusal;
 pub mod resource;
 pub mod secrets;

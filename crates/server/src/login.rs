@@ -1,7 +1,8 @@
 //! The sign-in pages: email first, then password, then (if the account requires it) a password
 //! change, then consent. Every password attempt writes a sign-in log row.
 
-use crate::authorize::{self, Pending};
+use crate::access;
+use crate::authorize::{self, Gate, Pending};
 use crate::federated;
 use crate::pages;
 use crate::passwords::check_new_password;
@@ -284,25 +285,17 @@ pub async fn password_submit(
             Err(e) => e.render(&state, &ctx),
         };
     }
-    log_member(
-        &state,
-        &ctx,
-        &pending,
-        &user.email,
-        Some(&user.id),
-        Outcome::Success,
-    )
-    .await;
-    finish(
-        state,
-        ctx,
-        jar,
-        &f.interaction,
-        pending,
-        user,
-        vec!["pwd".into()],
-    )
-    .await
+    let gate = password_gate(&user);
+    access::judge(state, ctx, jar, &f.interaction, pending, gate).await
+}
+
+/// The gate's starting point for a user who just proved their password.
+fn password_gate(user: &store::User) -> Gate {
+    Gate {
+        user_id: user.id.clone(),
+        amr: vec!["pwd".into()],
+        ..Gate::default()
+    }
 }
 
 /// The change-password form.
@@ -370,44 +363,16 @@ pub async fn change_submit(
     {
         return PageError::from(e).render(&state, &ctx);
     }
-    log_member(
-        &state,
-        &ctx,
-        &pending,
-        &user.email,
-        Some(&user.id),
-        Outcome::Success,
-    )
-    .await;
-    finish(
-        state,
-        ctx,
-        jar,
-        &f.interaction,
-        pending,
-        user,
-        vec!["pwd".into()],
-    )
-    .await
-}
-
-async fn finish(
-    state: AppState,
-    ctx: Ctx,
-    jar: CookieJar,
-    interaction: &str,
-    pending: Pending,
-    user: store::User,
-    amr: Vec<String>,
-) -> Response {
-    if let Err(e) = state.store.delete_interaction(interaction).await {
-        return PageError::from(e).render(&state, &ctx);
-    }
-    let (jar, current) = match session::start(&state, jar, user, amr).await {
-        Ok(x) => x,
-        Err(e) => return PageError::from(e).render(&state, &ctx),
+    // The password was changed in this sign-in: either because the account required it
+    // (a temporary password) or because a risk policy did (the gate is already holding it).
+    let gate = match pending.gate.clone() {
+        Some(mut g) => {
+            g.password_changed = true;
+            g
+        }
+        None => password_gate(&user),
     };
-    authorize::continue_with_session(state, ctx, jar, pending.request, current).await
+    access::judge(state, ctx, jar, &f.interaction, pending, gate).await
 }
 
 /// `GET /consent`.

@@ -46,8 +46,11 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
             .await?;
         partners.push(partner(&config.issuer, p.clone())?);
     }
+    let protection = crate::protection::Protection::load(config.risk.clone(), &store)
+        .await
+        .with_context(|| format!("{}: loading [risk] intel and policies", config.source))?;
     Ok(AppState::new(
-        config, store, clock, passwords, keyset, partners,
+        config, store, clock, passwords, keyset, partners, protection,
     ))
 }
 
@@ -151,8 +154,10 @@ async fn housekeeping(state: AppState) {
     let mut keys_tick = tokio::time::interval(KEY_RELOAD);
     let mut purge_tick = tokio::time::interval(PURGE);
     keys_tick.tick().await;
+    let mut hangup = hangup_signal();
     loop {
         tokio::select! {
+            Some(()) = hangup.recv() => reload_protection(&state).await,
             _ = keys_tick.tick() => reload_keys(&state).await,
             _ = purge_tick.tick() => {
                 let now = state.now();
@@ -163,6 +168,36 @@ async fn housekeeping(state: AppState) {
                     tracing::warn!(error = %e, "deleting old keys failed");
                 }
             }
+        }
+    }
+}
+
+/// SIGHUP, as a channel (nothing arrives where there is no such signal).
+fn hangup_signal() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        tokio::spawn(async move {
+            while s.recv().await.is_some() {
+                if tx.send(()).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    drop(tx);
+    rx
+}
+
+/// Re-read intel and policies (SIGHUP); a bad file keeps the current ones and says why.
+pub async fn reload_protection(state: &AppState) {
+    match state.protection.reload(&state.store).await {
+        Ok(l) => {
+            tracing::info!(intel = %l.intel, policies = l.policies, "intel and policies reloaded")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reloading intel and policies failed; keeping the current ones")
         }
     }
 }

@@ -34,6 +34,34 @@ pub struct Entry<'a> {
     pub guest_of: Option<&'a str>,
     /// Extra facts (the home's user risk, why a federated sign-in failed, ...).
     pub details: serde_json::Value,
+    /// The risk and Conditional Access outcome, for sign-ins the gate judged.
+    pub risk: Option<RiskLog>,
+}
+
+/// What the sign-in gate saw and decided (Graph `signIn` risk and Conditional Access fields).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RiskLog {
+    /// `riskLevelAggregated`: the user risk the policies were evaluated with.
+    pub risk_level_aggregated: risk::RiskLevel,
+    /// `riskLevelDuringSignIn`: this sign-in's real-time risk.
+    pub risk_level_during_sign_in: risk::RiskLevel,
+    /// `riskState` of the sign-in.
+    pub risk_state: risk::RiskState,
+    /// `riskDetail` of the sign-in.
+    pub risk_detail: risk::RiskDetail,
+    /// `riskEventTypes_v2`.
+    #[serde(rename = "riskEventTypes_v2")]
+    pub risk_event_types: Vec<risk::RiskEventType>,
+    /// Each detection with its level and explanation.
+    pub risk_detections: Vec<risk::SignInDetection>,
+    /// `conditionalAccessStatus`.
+    pub conditional_access_status: policy::ConditionalAccessStatus,
+    /// `appliedConditionalAccessPolicies` (id, displayName, enforcedGrantControls, result, why).
+    pub applied_conditional_access_policies: Vec<policy::AppliedPolicy<'static>>,
+    /// Where the IP is (country, city, coordinates, ASN, named locations): kept so later
+    /// sign-ins can be compared with this one (travel, unfamiliar features).
+    pub location: risk::IpFacts,
 }
 
 /// Record one attempt.
@@ -55,9 +83,24 @@ pub async fn write(state: &AppState, ctx: &Ctx, entry: Entry<'_>, outcome: Outco
         (None, Some(resource)) => ("member", "b2bCollaboration", here, resource),
         (None, None) => ("member", "none", here.clone(), here),
     };
-    let details = match entry.details {
+    let mut details = match entry.details {
         serde_json::Value::Null => serde_json::json!({}),
         d => d,
+    };
+    let (aggregated, during, ca_status) = match &entry.risk {
+        Some(r) => {
+            if let (Ok(serde_json::Value::Object(extra)), Some(map)) =
+                (serde_json::to_value(r), details.as_object_mut())
+            {
+                map.extend(extra);
+            }
+            (
+                Some(wire(&r.risk_level_aggregated)),
+                Some(wire(&r.risk_level_during_sign_in)),
+                Some(wire(&r.conditional_access_status)),
+            )
+        }
+        None => (None, None, None),
     };
     let row = SignInLog {
         id: uuid::Uuid::now_v7().to_string(),
@@ -74,13 +117,21 @@ pub async fn write(state: &AppState, ctx: &Ctx, entry: Entry<'_>, outcome: Outco
         cross_tenant_access_type: access.into(),
         home_tenant_id: Some(home),
         resource_tenant_id: Some(resource),
-        risk_level_aggregated: None,
-        risk_level_during_sign_in: None,
-        conditional_access_status: None,
+        risk_level_aggregated: aggregated,
+        risk_level_during_sign_in: during,
+        conditional_access_status: ca_status,
         details,
     };
     if let Err(e) = state.store.insert_sign_in(&row).await {
         tracing::error!(correlation_id = %entry.correlation_id, error = %e, "could not write the sign-in log");
     }
     tracing::info!(correlation_id = %entry.correlation_id, user = entry.upn.unwrap_or(""), app = entry.app_id.unwrap_or(""), ip = %ctx.ip, error_code, user_type, "sign-in");
+}
+
+/// The wire (Graph camelCase) spelling of an enum value, for the filterable columns.
+fn wire<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
 }

@@ -97,6 +97,8 @@ pub struct Inner {
     pub partners: HashMap<String, Arc<Partner>>,
     /// Partner ids by email domain (home realm discovery).
     partner_domains: HashMap<String, String>,
+    /// ID Protection: intel and policies (reloadable).
+    pub protection: crate::protection::Protection,
     /// The discovery document, serialised once.
     pub discovery: Bytes,
     keys: RwLock<Arc<KeySet>>,
@@ -119,6 +121,7 @@ impl AppState {
         passwords: Passwords,
         keys: KeySet,
         partners: Vec<Partner>,
+        protection: crate::protection::Protection,
     ) -> Self {
         let prefix = config.cookie_prefix();
         let cookies = CookieNames {
@@ -166,6 +169,7 @@ impl AppState {
             apps,
             partners,
             partner_domains,
+            protection,
             discovery,
             keys: RwLock::new(Arc::new(keys)),
             jwks: RwLock::new(jwks),
