@@ -251,7 +251,7 @@ mod tests {
         assert_eq!(f.user_id.as_deref(), Some("u1"));
         assert_eq!(f.risk_level_during_sign_in.as_deref(), Some("high"));
         assert_eq!(f.error_code, Some(53011));
-        assert_eq!(f.from, Some(1_764_028_800));
+        assert_eq!(f.from, Some(1_795_564_800));
         assert_eq!((f.limit, f.offset), (10, 20));
     }
 
