@@ -212,7 +212,7 @@ async fn back_from_home(p: &Ends, b: &Client, r: reqwest::Response, password: &s
     }
 }
 
-fn app_redirect(e: Ended) -> String {
+pub fn app_redirect(e: Ended) -> String {
     match e {
         Ended::App(l) => l,
         Ended::Page(s, t) => panic!("expected a redirect to the app, got {s}: {t}"),
@@ -220,7 +220,7 @@ fn app_redirect(e: Ended) -> String {
 }
 
 /// A refusal page: its text, and the OAuth error the app would receive from its link.
-fn refusal(e: Ended) -> (String, std::collections::HashMap<String, String>) {
+pub fn refusal(e: Ended) -> (String, std::collections::HashMap<String, String>) {
     match e {
         Ended::App(l) => panic!("expected a refusal page, got a redirect to {l}"),
         Ended::Page(status, text) => {
@@ -237,7 +237,7 @@ fn refusal(e: Ended) -> (String, std::collections::HashMap<String, String>) {
     }
 }
 
-async fn sign_in_rows(t: &TestTenant) -> Vec<store::SignInLog> {
+pub async fn sign_in_rows(t: &TestTenant) -> Vec<store::SignInLog> {
     t.state()
         .store
         .list_sign_ins(&store::SignInFilter {
@@ -248,7 +248,7 @@ async fn sign_in_rows(t: &TestTenant) -> Vec<store::SignInLog> {
         .unwrap()
 }
 
-async fn exchange(t: &TestTenant, redirect: &str) -> serde_json::Value {
+pub async fn exchange(t: &TestTenant, redirect: &str) -> serde_json::Value {
     let code = code_from(t, redirect, "st-1");
     let r = rp_token(
         t,

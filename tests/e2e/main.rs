@@ -5,5 +5,6 @@
 mod federation;
 mod flows;
 mod operations;
+mod risk;
 mod security;
 mod support;

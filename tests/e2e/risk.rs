@@ -1,0 +1,648 @@
+//! Risk and policies end to end: the resource blocks a guest whose home says high risk with the
+//! seed's sentence, lets a clean guest in, explains every decision in its sign-in log, and
+//! serves the policy, what-if, sign-in log and reload APIs.
+
+use crate::federation::*;
+use crate::support::*;
+use policy::codes::BLOCKED_MESSAGE;
+use std::path::PathBuf;
+
+/// The shipped intel and policies.
+pub fn config_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config")
+}
+
+pub const ADMIN_APP: &str = "\n[[apps]]\nclient_id = \"admin-daemon\"\nclient_secret = \"admin-daemon-secret\"\ngrant_types = [\"client_credentials\"]\nscopes = [\"admin\"]\n";
+
+/// `[risk]` with the shipped intel and the given policies directory.
+pub fn risk_toml(policies_dir: &std::path::Path) -> String {
+    let intel = config_dir().join("intel");
+    format!(
+        r#"
+[risk]
+anonymous_ips = ["{i}/anonymous-ips.txt"]
+malicious_ips = ["{i}/malicious-ips.txt"]
+named_locations = "{i}/named-locations.toml"
+geo = "{i}/geo-city.csv"
+asn = "{i}/asn.csv"
+policies_dir = "{p}"
+"#,
+        i = intel.display(),
+        p = policies_dir.display()
+    )
+}
+
+/// A copy of the shipped policies of `tenant` in a directory of the test's own.
+pub fn policies_copy(tenant: &str) -> PathBuf {
+    let dir = fixtures()
+        .dir
+        .join(format!("policies-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for e in std::fs::read_dir(config_dir().join("policies").join(tenant)).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+    }
+    dir
+}
+
+/// Partner lines for [`pair`]: trusted user risk, the resource's lab policies, an admin app.
+pub fn resource_lines(policies: &std::path::Path, partner: &str) -> String {
+    format!("{partner}\n{}{ADMIN_APP}", risk_toml(policies))
+}
+
+pub async fn admin_token(t: &TestTenant) -> String {
+    let r: serde_json::Value = backchannel()
+        .post(t.url("/token"))
+        .basic_auth("admin-daemon", Some("admin-daemon-secret"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["access_token"].as_str().unwrap().to_owned()
+}
+
+/// A refusal page (unescaped) and the OAuth error its link carries.
+pub fn blocked(e: Ended) -> (String, std::collections::HashMap<String, String>) {
+    let (page, oauth) = refusal(e);
+    (unescaped(&page), oauth)
+}
+
+/// Bob's risk at his home: high and at risk.
+pub async fn bob_at_risk(p: &Pair) {
+    let s = p.home.state();
+    let bob = s.store.user_by_email(BOB).await.unwrap().unwrap();
+    s.store
+        .set_user_risk(
+            &store::UserRiskRecord {
+                user_id: bob.id,
+                level: "high".into(),
+                state: "atRisk".into(),
+                detail: "none".into(),
+                updated_at: s.now(),
+            },
+            "test",
+            Some("leaked credentials (test)"),
+        )
+        .await
+        .unwrap();
+}
+
+/// Authorize, email page, password: the answer to the password form (a redirect or a page).
+pub async fn password_attempt(
+    t: &TestTenant,
+    b: &reqwest::Client,
+    authorize_url: &str,
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
+    let r = b.get(authorize_url).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let mut form = password_form(t, b, &location(&r), email).await;
+    form.push(("password".into(), password.into()));
+    b.post(t.url("/login/password"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A page's text with HTML's escaping of quotes undone (the sentence has an apostrophe).
+pub fn unescaped(html: &str) -> String {
+    html.replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&quot;", "\"")
+        .replace("&#34;", "\"")
+}
+
+pub async fn text_of(r: reqwest::Response) -> String {
+    unescaped(&r.text().await.unwrap())
+}
+
+fn policy_result<'a>(row: &'a store::SignInLog, id: &str) -> &'a str {
+    row.details["appliedConditionalAccessPolicies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == id)
+        .unwrap_or_else(|| panic!("policy {id} in {}", row.details))["result"]
+        .as_str()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn risky_guest_is_blocked_with_the_seed_sentence_and_a_clean_guest_passes() {
+    let policies = policies_copy("fabrikam");
+    let p = pair(&resource_lines(&policies, TRUSTED)).await;
+    bob_at_risk(&p).await;
+
+    // Bob: blocked at the resource, not at home.
+    let b = browser();
+    let (page, oauth) =
+        blocked(federated_sign_in(&p, &b, &rp_authorize(&p.resource, ""), BOB, BOB_PW).await);
+    assert!(
+        page.contains(BLOCKED_MESSAGE),
+        "the seed's exact sentence: {page}"
+    );
+    assert!(page.contains("53011"), "{page}");
+    assert!(
+        page.contains(&format!("{}/password/reset", p.home.issuer)),
+        "the home's password reset link: {page}"
+    );
+    assert_eq!(oauth["error"], "access_denied");
+    assert_eq!(oauth["error_description"], BLOCKED_MESSAGE);
+    assert_eq!(oauth["iss"], p.resource.issuer);
+    assert_eq!(oauth["state"], "st-1");
+    // No session, hence no code: a fresh authorize at the resource asks for sign-in again.
+    let r = b
+        .get(rp_authorize(&p.resource, "&prompt=none"))
+        .send()
+        .await
+        .unwrap();
+    let q = query(&location(&r));
+    assert_eq!(q["error"], "login_required", "no session was created");
+    let rows = sign_in_rows(&p.resource).await;
+    let bob_row = rows
+        .iter()
+        .find(|r| r.user_principal_name.as_deref() == Some(BOB))
+        .unwrap();
+    assert_eq!(bob_row.error_code, 53011);
+    assert_eq!(bob_row.risk_level_aggregated.as_deref(), Some("high"));
+    assert_eq!(
+        bob_row.conditional_access_status.as_deref(),
+        Some("failure")
+    );
+    assert_eq!(bob_row.user_type, "guest");
+    assert_eq!(
+        policy_result(bob_row, "idProtection-userRiskPolicy"),
+        "failure"
+    );
+    assert!(
+        page.contains(&bob_row.correlation_id),
+        "correlation id on the page"
+    );
+
+    // Alice: let in; the report-only guest-MFA policy is reported, not enforced.
+    let a = browser();
+    let redirect = app_redirect(
+        federated_sign_in(&p, &a, &rp_authorize(&p.resource, ""), ALICE, ALICE_PW).await,
+    );
+    exchange(&p.resource, &redirect).await;
+    let rows = sign_in_rows(&p.resource).await;
+    let alice_row = rows
+        .iter()
+        .find(|r| r.user_principal_name.as_deref() == Some(ALICE))
+        .unwrap();
+    assert_eq!(alice_row.error_code, 0);
+    assert_eq!(alice_row.risk_level_aggregated.as_deref(), Some("none"));
+    assert_eq!(alice_row.risk_level_during_sign_in.as_deref(), Some("none"));
+    assert_eq!(
+        policy_result(alice_row, "guests-mfa-report-only"),
+        "reportOnlyFailure"
+    );
+    assert_eq!(
+        policy_result(alice_row, "idProtection-userRiskPolicy"),
+        "notApplied"
+    );
+}
+
+#[tokio::test]
+async fn guest_password_change_policy_blocks_even_without_trusting_mfa() {
+    // The user-risk policy's passwordChange cannot be met by a guest: blocked (53011), and the
+    // home's MFA would not help either.
+    let policies = policies_copy("fabrikam");
+    let p = pair(&resource_lines(
+        &policies,
+        &format!("{TRUSTED}\ntrust_mfa = true"),
+    ))
+    .await;
+    bob_at_risk(&p).await;
+    let b = browser();
+    let (page, oauth) =
+        blocked(federated_sign_in(&p, &b, &rp_authorize(&p.resource, ""), BOB, BOB_PW).await);
+    assert!(page.contains(BLOCKED_MESSAGE));
+    assert_eq!(oauth["error_description"], BLOCKED_MESSAGE);
+}
+
+#[tokio::test]
+async fn malicious_ip_is_blocked_by_the_high_sign_in_risk_policy() {
+    let policies = policies_copy("fabrikam");
+    let p = pair(&resource_lines(&policies, TRUSTED)).await;
+    // Carol, a member of the resource, from the lab's "botnet" (trusted proxy: 127.0.0.1).
+    let b = reqwest::Client::builder()
+        .use_preconfigured_tls(server::tls::client_config(Some(&fixtures().ca)).unwrap())
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(
+            [(
+                reqwest::header::HeaderName::from_static("x-forwarded-for"),
+                reqwest::header::HeaderValue::from_static("203.0.113.66"),
+            )]
+            .into_iter()
+            .collect(),
+        )
+        .build()
+        .unwrap();
+    let r = password_attempt(
+        &p.resource,
+        &b,
+        &rp_authorize(&p.resource, ""),
+        CAROL,
+        CAROL_PW,
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    let page = text_of(r).await;
+    assert!(page.contains(BLOCKED_MESSAGE), "{page}");
+    assert!(page.contains("50053"), "malicious IP code: {page}");
+    let rows = sign_in_rows(&p.resource).await;
+    let row = rows.first().unwrap();
+    assert_eq!(row.ip_address.as_deref(), Some("203.0.113.66"));
+    assert_eq!(row.risk_level_during_sign_in.as_deref(), Some("high"));
+    assert_eq!(row.details["riskEventTypes_v2"][0], "maliciousIPAddress");
+    assert_eq!(policy_result(row, "block-high-sign-in-risk"), "failure");
+}
+
+#[tokio::test]
+async fn policies_api_validates_crud_and_what_if_explains_without_signing_in() {
+    let policies = policies_copy("fabrikam");
+    let p = pair(&resource_lines(&policies, TRUSTED)).await;
+    let tok = admin_token(&p.resource).await;
+    let c = backchannel();
+    let url = p.resource.url("/v1.0/identity/conditionalAccess/policies");
+
+    let list: serde_json::Value = c
+        .get(&url)
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = list["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "block-high-sign-in-risk",
+            "guests-mfa-report-only",
+            "idProtection-userRiskPolicy",
+            "idProtection-signInRiskPolicy"
+        ]
+    );
+
+    // Graph's rule: passwordChange must be AND-ed with mfa. Refused, nothing stored.
+    let bad = serde_json::json!({
+        "displayName": "bad", "state": "enabled",
+        "conditions": {"users": {"includeUsers": ["All"]}, "applications": {"includeApplications": ["All"]}, "userRiskLevels": ["high"]},
+        "grantControls": {"operator": "OR", "builtInControls": ["passwordChange"]}
+    });
+    let r = c
+        .post(&url)
+        .bearer_auth(&tok)
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("mfa"),
+        "{e}"
+    );
+    assert_eq!(
+        p.resource
+            .state()
+            .store
+            .list_ca_policies()
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+
+    // A valid one: block carol's app access from everywhere but trusted locations.
+    let good = serde_json::json!({
+        "displayName": "Block lab-rp outside trusted locations", "state": "enabled",
+        "conditions": {
+            "users": {"includeUsers": ["All"]},
+            "applications": {"includeApplications": [RP_ID]},
+            "locations": {"includeLocations": ["All"], "excludeLocations": ["AllTrusted"]}
+        },
+        "grantControls": {"operator": "OR", "builtInControls": ["block"]}
+    });
+    let r = c
+        .post(&url)
+        .bearer_auth(&tok)
+        .json(&good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let created: serde_json::Value = r.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["tenantdSource"], "api");
+
+    // Carol from 127.0.0.1 (not trusted): blocked by CA, not by risk.
+    let b = browser();
+    let r = password_attempt(
+        &p.resource,
+        &b,
+        &rp_authorize(&p.resource, ""),
+        CAROL,
+        CAROL_PW,
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    let page = text_of(r).await;
+    assert!(
+        page.contains("53003") && page.contains("You cannot access this right now"),
+        "{page}"
+    );
+    assert!(!page.contains(BLOCKED_MESSAGE), "not a risk block");
+
+    // What-if for carol from the trusted Oslo office: allowed; from elsewhere: blocked.
+    let what_if = |ip: &str, user: &str, extra: serde_json::Value| {
+        let mut body = serde_json::json!({"user": user, "appId": RP_ID, "ipAddress": ip});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        c.post(p.resource.url("/v1.0/identity/conditionalAccess/evaluate"))
+            .bearer_auth(&tok)
+            .json(&body)
+            .send()
+    };
+    let before = sign_in_rows(&p.resource).await.len();
+    let v: serde_json::Value = what_if("192.0.2.10", CAROL, serde_json::json!({}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["decision"]["decision"], "allow", "{v}");
+    let v: serde_json::Value = what_if("198.51.100.200", CAROL, serde_json::json!({}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["decision"]["decision"], "block", "{v}");
+    let mine = v["appliedConditionalAccessPolicies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(mine["result"], "failure");
+    // A guest with an assumed high user risk: the user-risk policy blocks (53011).
+    let v: serde_json::Value = what_if(
+        "192.0.2.10",
+        BOB,
+        serde_json::json!({"userRiskLevel": "high"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(v["decision"]["errorCode"], 53011, "{v}");
+    // The anonymous-IP example: medium sign-in risk asks for MFA.
+    let v: serde_json::Value = what_if(
+        "198.51.100.7",
+        ALICE,
+        serde_json::json!({"appId": THIRD_ID}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(v["signInRiskLevel"], "medium", "{v}");
+    assert_eq!(v["decision"]["decision"], "requireMfa", "{v}");
+    assert_eq!(
+        sign_in_rows(&p.resource).await.len(),
+        before,
+        "what-if signs nobody in"
+    );
+
+    // PATCH (merge) to report-only, then the sign-in passes and the policy is reported.
+    let r = c
+        .patch(format!("{url}/{id}"))
+        .bearer_auth(&tok)
+        .json(&serde_json::json!({"state": "enabledForReportingButNotEnforced"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let b = browser();
+    let r = password_attempt(
+        &p.resource,
+        &b,
+        &rp_authorize(&p.resource, ""),
+        CAROL,
+        CAROL_PW,
+    )
+    .await;
+    assert_eq!(r.status(), 303, "report-only is not enforced");
+    let rows = sign_in_rows(&p.resource).await;
+    assert_eq!(policy_result(&rows[0], &id), "reportOnlyFailure");
+
+    // Policies from files are read-only; unknown ids are 404; API policies can be deleted.
+    let r = c
+        .delete(format!("{url}/block-high-sign-in-risk"))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let r = c
+        .delete(format!("{url}/nope"))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = c
+        .delete(format!("{url}/{id}"))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = c
+        .get(format!("{url}/{id}"))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // Without a token: 401.
+    assert_eq!(c.get(&url).send().await.unwrap().status(), 401);
+}
+
+#[tokio::test]
+async fn sign_in_log_api_filters_and_pages() {
+    let policies = policies_copy("fabrikam");
+    let p = pair(&resource_lines(&policies, TRUSTED)).await;
+    bob_at_risk(&p).await;
+    let b = browser();
+    let _ = federated_sign_in(&p, &b, &rp_authorize(&p.resource, ""), BOB, BOB_PW).await;
+    for _ in 0..3 {
+        let b = browser();
+        let r = password_attempt(
+            &p.resource,
+            &b,
+            &rp_authorize(&p.resource, ""),
+            CAROL,
+            CAROL_PW,
+        )
+        .await;
+        assert_eq!(r.status(), 303);
+    }
+    let tok = admin_token(&p.resource).await;
+    let get = |q: &str| {
+        backchannel()
+            .get(format!("{}/v1.0/auditLogs/signIns{q}", p.resource.issuer))
+            .bearer_auth(&tok)
+            .send()
+    };
+    let v: serde_json::Value = get("?$filter=riskLevelAggregated eq 'high'")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows = v["value"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{v}");
+    assert_eq!(rows[0]["userPrincipalName"], BOB);
+    assert_eq!(rows[0]["status"]["errorCode"], 53011);
+    assert_eq!(rows[0]["conditionalAccessStatus"], "failure");
+    assert_eq!(
+        rows[0]["riskState"], "none",
+        "the sign-in itself was not risky"
+    );
+    assert!(
+        rows[0]["appliedConditionalAccessPolicies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == "idProtection-userRiskPolicy"
+                && a["result"] == "failure"
+                && a["enforcedGrantControls"][0] == "mfa")
+    );
+    let v: serde_json::Value = get("?$filter=status/errorCode eq 53011")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["value"].as_array().unwrap().len(), 1);
+    let v: serde_json::Value = get(&format!("?$filter=userPrincipalName eq '{CAROL}'&$top=2"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["value"].as_array().unwrap().len(), 2);
+    let next = v["@odata.nextLink"].as_str().unwrap().to_owned();
+    let v: serde_json::Value = backchannel()
+        .get(next)
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v["value"].as_array().unwrap().len(),
+        1,
+        "the third row on page two"
+    );
+    assert!(v.get("@odata.nextLink").is_none());
+    let r = get("?$filter=displayName eq 'x'").await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("unsupported"));
+}
+
+#[tokio::test]
+async fn bad_intel_or_policy_files_are_refused_and_the_previous_state_kept() {
+    let policies = policies_copy("fabrikam");
+    let p = pair(&resource_lines(&policies, TRUSTED)).await;
+    let tok = admin_token(&p.resource).await;
+    let reload = || {
+        backchannel()
+            .post(p.resource.url("/v1.0/tenantd/reload"))
+            .bearer_auth(&tok)
+            .send()
+    };
+    let r = reload().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let before = p.resource.state().protection.policies().set.len();
+
+    // A policy file with a typo'd field: refused with file, line and field; nothing changes.
+    let bad = policies.join("30-typo.json");
+    std::fs::write(&bad, "{\n  \"id\": \"x\",\n  \"displayName\": \"x\",\n  \"state\": \"enabled\",\n  \"condtions\": {}\n}\n").unwrap();
+    let r = reload().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let msg = r.text().await.unwrap();
+    assert!(
+        msg.contains("30-typo.json") && msg.contains("condtions"),
+        "{msg}"
+    );
+    assert!(msg.contains("nothing was changed"), "{msg}");
+    assert_eq!(p.resource.state().protection.policies().set.len(), before);
+    std::fs::remove_file(&bad).unwrap();
+
+    // A policy that parses but breaks Graph's rules names the policy and its file.
+    std::fs::write(
+        policies.join("40-rules.toml"),
+        "id = \"pw\"\ndisplayName = \"pw\"\nstate = \"enabled\"\n[conditions.users]\nincludeUsers = [\"All\"]\n[conditions.applications]\nincludeApplications = [\"All\"]\n[grantControls]\noperator = \"AND\"\nbuiltInControls = [\"mfa\", \"passwordChange\"]\n",
+    )
+    .unwrap();
+    let msg = reload().await.unwrap().text().await.unwrap();
+    assert!(
+        msg.contains("40-rules.toml") && msg.contains("userRiskLevels"),
+        "{msg}"
+    );
+    std::fs::remove_file(policies.join("40-rules.toml")).unwrap();
+
+    // SIGHUP's path and the API share the loader: a good reload works again.
+    assert_eq!(reload().await.unwrap().status(), 200);
+
+    // Bad intel: a tenant whose anonymous-IP list has a bad line does not start, naming it.
+    let list = fixtures()
+        .dir
+        .join(format!("anon-{}.txt", uuid::Uuid::new_v4()));
+    std::fs::write(&list, "198.51.100.7\n198.51.100.300/24\n").unwrap();
+    let (d, db) = tenant_dir("broken");
+    let text = config_text(
+        "broken",
+        "https://127.0.0.1:1",
+        "127.0.0.1:0",
+        &db,
+        &format!("[risk]\nanonymous_ips = [\"{}\"]\n", list.display()),
+    );
+    let config = server::Config::parse(&text, &d.join("t.toml").display().to_string()).unwrap();
+    let err = server::Tenant::start(
+        config,
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        std::sync::Arc::new(server::OffsetClock::default()),
+    )
+    .await
+    .err()
+    .unwrap();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains(&format!("{}:2", list.display())) && msg.contains("198.51.100.300"),
+        "{msg}"
+    );
+}
