@@ -17,6 +17,7 @@ pub mod keys;
 pub mod lab;
 pub mod login;
 pub mod logout;
+pub mod mfa;
 pub mod pages;
 pub mod passwords;
 pub mod refusal;
