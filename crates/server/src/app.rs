@@ -2,7 +2,7 @@
 //! time limits, security headers, panic catching).
 
 use crate::state::AppState;
-use crate::{authorize, login, logout, resource, token};
+use crate::{authorize, login, logout, mfa, resource, token};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
@@ -67,6 +67,9 @@ pub fn router(state: AppState) -> Router {
             get(crate::federated::callback),
         )
         .route("/login/change-password", post(login::change_submit))
+        .route("/login/mfa", get(mfa::page).post(mfa::verify_submit))
+        .route("/login/mfa/recovery", post(mfa::recovery_submit))
+        .route("/login/mfa/enrol", post(mfa::enrol_submit))
         .route(
             "/consent",
             get(login::consent_page).post(login::consent_submit),

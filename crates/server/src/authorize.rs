@@ -59,6 +59,9 @@ pub struct Gate {
     /// A secure password change done in this sign-in.
     #[serde(default)]
     pub password_changed: bool,
+    /// Wrong MFA codes entered in this sign-in (the sign-in is refused at the fifth).
+    #[serde(default)]
+    pub mfa_failures: u32,
 }
 
 impl Pending {

@@ -1,4 +1,5 @@
-//! Command-line interface: `serve`, `lab`, `certs`, `keys rotate`, `user ...`, `demo-app`.
+//! Command-line interface: `serve`, `lab`, `certs`, `keys rotate`, `user ...`, `mfa reset`,
+//! `demo-app`.
 //! Exit codes are stable for scripts: 0 success, 1 runtime failure, 2 usage error,
 //! 3 invalid configuration, 4 not found, 5 already exists.
 
@@ -42,6 +43,9 @@ enum Command {
     /// User management.
     #[command(subcommand)]
     User(UserCommand),
+    /// Multi-factor authentication of members.
+    #[command(subcommand)]
+    Mfa(MfaCommand),
     /// Guests (B2B collaboration) from partner tenants.
     #[command(subcommand)]
     Guest(GuestCommand),
@@ -132,6 +136,18 @@ enum UserCommand {
         /// Require a change at the next sign-in even for a given password.
         #[arg(long)]
         temporary: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MfaCommand {
+    /// Remove a user's authenticator app and recovery codes (a lost phone): they set up a new
+    /// app at their next sign-in that requires MFA.
+    Reset {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Email.
+        email: String,
     },
 }
 
@@ -297,6 +313,16 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::User(cmd) => user(cmd).await,
+        Command::Mfa(MfaCommand::Reset { config, email }) => {
+            let (_, store) = open(&config).await?;
+            let user = find(&store, &email).await?;
+            let reset = store.delete_mfa(&user.id).await?;
+            println!(
+                "MFA reset for {}: {} authenticator(s) and {} recovery code(s) removed",
+                user.email, reset.methods, reset.recovery_codes
+            );
+            Ok(())
+        }
         Command::Guest(GuestCommand::Invite {
             config,
             email,

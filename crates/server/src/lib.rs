@@ -19,6 +19,7 @@ pub mod keys;
 pub mod lab;
 pub mod login;
 pub mod logout;
+pub mod mfa;
 pub mod pages;
 pub mod passwords;
 pub mod policy_api;

@@ -52,6 +52,54 @@ pub struct ChangePassword<'a> {
     pub error: Option<&'a str>,
 }
 
+/// MFA: the code from the authenticator app, or a recovery code.
+#[derive(Template)]
+#[template(path = "mfa_verify.html")]
+pub struct MfaVerify<'a> {
+    /// Tenant display name.
+    pub tenant_name: &'a str,
+    /// Pending request id.
+    pub interaction: &'a str,
+    /// CSRF token.
+    pub csrf_token: &'a str,
+    /// The user's email.
+    pub email: &'a str,
+    /// Message to show.
+    pub error: Option<&'a str>,
+}
+
+/// MFA enrolment: the key to add to an authenticator app, and its first code to confirm it.
+#[derive(Template)]
+#[template(path = "mfa_enrol.html")]
+pub struct MfaEnrol<'a> {
+    /// Tenant display name.
+    pub tenant_name: &'a str,
+    /// Pending request id.
+    pub interaction: &'a str,
+    /// CSRF token.
+    pub csrf_token: &'a str,
+    /// The user's email.
+    pub email: &'a str,
+    /// The key, base32 in groups of four (`id="totp-secret"`).
+    pub secret: &'a str,
+    /// The `otpauth://` URI for apps that import one (`id="totp-uri"`).
+    pub otpauth_uri: &'a str,
+    /// Message to show.
+    pub error: Option<&'a str>,
+}
+
+/// MFA enrolment done: the recovery codes, shown once, and the way on.
+#[derive(Template)]
+#[template(path = "mfa_recovery_codes.html")]
+pub struct MfaRecoveryCodes<'a> {
+    /// Tenant display name.
+    pub tenant_name: &'a str,
+    /// The codes, in the form the user types them back.
+    pub codes: &'a [String],
+    /// Pending request id, for `/login/continue`.
+    pub interaction: &'a str,
+}
+
 /// Consent.
 #[derive(Template)]
 #[template(path = "consent.html")]

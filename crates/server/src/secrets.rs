@@ -9,13 +9,18 @@ use subtle::ConstantTimeEq;
 
 /// A new 256-bit random token, base64url without padding.
 pub fn random_token() -> String {
-    let mut buf = [0u8; 32];
+    URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+}
+
+/// `N` bytes from the system's secure random number generator.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
     // The system RNG failing is unrecoverable; aws-lc aborts rather than returning weak bytes.
     if aws_lc_rs::rand::fill(&mut buf).is_err() {
         tracing::error!("system random number generator failed");
         std::process::abort();
     }
-    URL_SAFE_NO_PAD.encode(buf)
+    buf
 }
 
 /// The value stored for a token: base64url(SHA-256(token)).

@@ -5,17 +5,19 @@
 //! (trusted other tenants), user risk and its history, apps, consents, browser sessions (local
 //! or federated), pending interactions (consumed at most once), grants with their authorization
 //! codes and refresh tokens, access-token and client-assertion (`jti`) revocation lists, signing
-//! keys and the sign-in log.
+//! keys, the sign-in log, and MFA (TOTP methods and recovery codes).
 //!
 //! One portable query set runs on SQLite (the default, a file) and PostgreSQL through sqlx's
 //! `Any` driver. Conventions every caller relies on:
 //! - time is `i64` unix seconds passed in by the caller; the store never reads the clock, and a
 //!   row "expires at" `t` when `now >= t`;
-//! - ids are chosen by the caller; secrets (session cookies, codes, refresh tokens) are stored
-//!   only as the hashes the caller passes in;
+//! - ids are chosen by the caller; secrets (session cookies, codes, refresh tokens, recovery
+//!   codes) are stored only as the hashes the caller passes in (TOTP keys cannot be: the
+//!   server computes codes from them);
 //! - everything that must be atomic (code redemption, refresh rotation, key rotation, guest
-//!   invitation and redemption, risk changes with their history) is one transaction or one
-//!   conditional statement, and replay or reuse revokes the grant inside that same transaction.
+//!   invitation and redemption, risk changes with their history, TOTP steps and recovery codes
+//!   used once) is one transaction or one conditional statement, and replay or reuse revokes
+//!   the grant inside that same transaction.
 
 #![deny(missing_docs)]
 
@@ -25,6 +27,7 @@ mod error;
 mod grants;
 mod guests;
 mod keys;
+mod mfa;
 mod partners;
 mod revocation;
 mod risk;
@@ -44,6 +47,7 @@ pub use error::StoreError;
 pub use grants::{AuthCode, CodeRedemption, Grant, RefreshToken, Rotation};
 pub use guests::{Invitation, InvitationStatus, NewGuest};
 pub use keys::SigningKeyRecord;
+pub use mfa::{MfaReset, TotpMethod};
 pub use risk::{RiskHistoryItem, UserRiskRecord};
 pub use sessions::{Consumption, Interaction, Session};
 pub use sign_ins::{SignInFilter, SignInLog};

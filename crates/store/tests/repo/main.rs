@@ -10,6 +10,7 @@ mod ca_policies;
 mod grants;
 mod guests;
 mod keys;
+mod mfa;
 mod misc;
 mod risk;
 mod sessions;
@@ -234,6 +235,15 @@ scenarios! {
     }
     ca_policies {
         crud,
+    }
+    mfa {
+        enrolment_replaces_unconfirmed_and_confirms_once,
+        enrolment_errors_change_nothing,
+        totp_steps_are_used_once_and_in_order,
+        concurrent_step_use_has_one_winner,
+        recovery_codes_are_single_use_and_per_user,
+        reset_deletes_only_that_users_mfa,
+        deleting_a_user_deletes_their_mfa,
     }
     misc {
         survives_reopen,
