@@ -646,3 +646,191 @@ async fn bad_intel_or_policy_files_are_refused_and_the_previous_state_kept() {
         "{msg}"
     );
 }
+
+/// A browser behind the tenants' trusted proxy (127.0.0.1) that says the client is `ip`.
+pub fn browser_from(ip: &'static str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(server::tls::client_config(Some(&fixtures().ca)).unwrap())
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(
+            [(
+                reqwest::header::HeaderName::from_static("x-forwarded-for"),
+                reqwest::header::HeaderValue::from_static(ip),
+            )]
+            .into_iter()
+            .collect(),
+        )
+        .build()
+        .unwrap()
+}
+
+/// contoso and fabrikam as in [`pair`], each with extra config (policies, trust settings).
+pub async fn pair_with(home_extra: &str, resource_extra: &str) -> Pair {
+    let home_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let res_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (home_issuer, res_issuer) = (issuer_of(&home_l), issuer_of(&res_l));
+    let (hd, hdb) = tenant_dir("contoso");
+    let home = start_on(
+        "contoso",
+        home_l,
+        &hd,
+        &hdb,
+        &format!("{}{home_extra}", home_app_toml(&res_issuer)),
+    )
+    .await;
+    add_user(&home, ALICE, ALICE_PW, false).await;
+    add_user(&home, BOB, BOB_PW, false).await;
+    let (rd, rdb) = tenant_dir("fabrikam");
+    let resource = start_on(
+        "fabrikam",
+        res_l,
+        &rd,
+        &rdb,
+        &partner_toml(&home_issuer, resource_extra),
+    )
+    .await;
+    add_user(&resource, CAROL, CAROL_PW, false).await;
+    for email in [ALICE, BOB] {
+        invite(&resource, email, "contoso").await;
+    }
+    Pair { home, resource }
+}
+
+/// At `/login/mfa?...` of `base` with no authenticator yet: enrol one, then continue. Returns
+/// the key and the answer of `/login/continue`.
+pub async fn enrol_and_continue(
+    base: &str,
+    b: &reqwest::Client,
+    mfa_path: &str,
+) -> (String, reqwest::Response) {
+    let page = b.get(format!("{base}{mfa_path}")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    let secret = crate::mfa::enrolment_secret(&page).expect("the enrolment page");
+    let mut form = hidden_inputs(&page);
+    form.push(("code".into(), crate::mfa::totp_now(&secret)));
+    let r = b
+        .post(format!("{base}/login/mfa/enrol"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    let interaction = hidden_inputs(&page)
+        .into_iter()
+        .find(|(k, _)| k == "interaction")
+        .unwrap()
+        .1;
+    let r = b
+        .get(format!("{base}/login/continue?interaction={interaction}"))
+        .send()
+        .await
+        .unwrap();
+    (secret, r)
+}
+
+const GUESTS_MFA: &str = r#"{
+  "id": "guests-mfa", "displayName": "Require MFA for guests", "state": "enabled",
+  "conditions": {"users": {"includeUsers": ["GuestsOrExternalUsers"]}, "applications": {"includeApplications": ["All"]}},
+  "grantControls": {"operator": "OR", "builtInControls": ["mfa"]}
+}"#;
+
+#[tokio::test]
+async fn anonymous_ip_guest_is_asked_for_mfa_and_cannot_enrol_during_the_risky_sign_in() {
+    let policies = policies_copy("fabrikam");
+    let p = pair(&resource_lines(&policies, TRUSTED)).await;
+    let b = browser_from("198.51.100.7");
+    let to_mfa =
+        match federated_sign_in(&p, &b, &rp_authorize(&p.resource, ""), ALICE, ALICE_PW).await {
+            Ended::App(l) => l,
+            Ended::Page(s, t) => panic!("{s}: {t}"),
+        };
+    assert!(to_mfa.starts_with("/login/mfa?"), "challenged: {to_mfa}");
+    let r = b.get(p.resource.url(&to_mfa)).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let page = text_of(r).await;
+    assert!(page.contains("53004"), "{page}");
+    let rows = sign_in_rows(&p.resource).await;
+    assert_eq!(rows[0].error_code, 53004);
+    assert_eq!(
+        server::mfa::has_method(p.resource.state(), rows[0].user_id.as_deref().unwrap())
+            .await
+            .unwrap(),
+        false,
+        "no factor was enrolled"
+    );
+}
+
+#[tokio::test]
+async fn guest_mfa_is_done_at_the_resource_unless_the_partner_is_trusted_for_mfa() {
+    // Home: lab-rp requires MFA of everyone, so alice's home session carries amr mfa.
+    let home_policies = fixtures().dir.join(format!("hp-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&home_policies).unwrap();
+    std::fs::write(
+        home_policies.join("mfa.json"),
+        format!(
+            r#"{{"id": "mfa-rp", "displayName": "MFA for lab-rp", "state": "enabled",
+  "conditions": {{"users": {{"includeUsers": ["All"]}}, "applications": {{"includeApplications": ["{RP_ID}"]}}}},
+  "grantControls": {{"operator": "OR", "builtInControls": ["mfa"]}}}}"#
+        ),
+    )
+    .unwrap();
+    for trust_mfa in [false, true] {
+        let policies = policies_copy("fabrikam");
+        std::fs::write(policies.join("30-guests-mfa.json"), GUESTS_MFA).unwrap();
+        let p = pair_with(
+            &risk_toml(&home_policies),
+            &resource_lines(&policies, &format!("{TRUSTED}\ntrust_mfa = {trust_mfa}")),
+        )
+        .await;
+        let b = browser();
+        // MFA at home first (enrolment, then the code).
+        let r = b.get(rp_authorize(&p.home, "")).send().await.unwrap();
+        let mut form = password_form(&p.home, &b, &location(&r), ALICE).await;
+        form.push(("password".into(), ALICE_PW.into()));
+        let r = b
+            .post(p.home.url("/login/password"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        let to_mfa = location(&r);
+        assert!(to_mfa.starts_with("/login/mfa?"), "{to_mfa}");
+        let (_, r) = enrol_and_continue(&p.home.issuer, &b, &to_mfa).await;
+        assert_eq!(r.status(), 303);
+        assert!(
+            location(&r).starts_with(RP_REDIRECT),
+            "signed in at home with MFA"
+        );
+
+        // Then the resource, in the same browser: the home signs alice in by SSO (amr mfa).
+        let r = submit_email(
+            &b,
+            &p.resource.issuer,
+            &rp_authorize(&p.resource, ""),
+            ALICE,
+        )
+        .await;
+        let ended = follow_to_home_and_back(&p, &b, r, ALICE_PW).await;
+        let l = match ended {
+            Ended::App(l) => l,
+            Ended::Page(s, t) => panic!("{s}: {t}"),
+        };
+        let rows = sign_in_rows(&p.resource).await;
+        if trust_mfa {
+            assert!(l.starts_with(RP_REDIRECT), "the home's MFA counts: {l}");
+            assert_eq!(policy_result(&rows[0], "guests-mfa"), "success");
+        } else {
+            assert!(l.starts_with("/login/mfa?"), "MFA here: {l}");
+            let (_, r) = enrol_and_continue(&p.resource.issuer, &b, &l).await;
+            assert_eq!(r.status(), 303);
+            assert!(location(&r).starts_with(RP_REDIRECT));
+            let rows = sign_in_rows(&p.resource).await;
+            assert_eq!(rows[0].error_code, 0);
+            assert_eq!(policy_result(&rows[0], "guests-mfa"), "success");
+        }
+    }
+}
