@@ -217,3 +217,19 @@ pub struct BackToApp {
     /// Whether to post a form instead of following a link.
     pub post: bool,
 }
+
+/// Self-service password reset: the email form, then (with `email`) the code + new password form.
+#[derive(Template)]
+#[template(path = "password_reset.html")]
+pub struct PasswordReset<'a> {
+    /// Tenant display name.
+    pub tenant_name: &'a str,
+    /// CSRF token.
+    pub csrf_token: &'a str,
+    /// The reset in progress (second step).
+    pub reset: &'a str,
+    /// The account being reset (second step).
+    pub email: Option<&'a str>,
+    /// Message to show.
+    pub error: Option<&'a str>,
+}

@@ -1,0 +1,236 @@
+//! Self-service password reset (`/password/reset`), where remediation of a member's user risk
+//! happens without an administrator: the user proves possession of the authenticator they
+//! registered here (TOTP or a recovery code), chooses a new password, and their risk is
+//! remediated (`userPerformedSecuredPasswordReset`). Their sessions and grants are revoked:
+//! whoever held the old password loses what it got them.
+//!
+//! This is the page a resource tenant's block page links a guest to (the seed: remediation of
+//! a B2B user's risk happens in their home directory). The answers are the same whether or not
+//! the address exists or has an authenticator, so the page cannot be used to probe accounts.
+
+use crate::mfa;
+use crate::pages;
+use crate::passwords::check_new_password;
+use crate::secrets::random_token;
+use crate::state::AppState;
+use crate::user_risk;
+use crate::web::{Ctx, PageError, check_csrf, csrf_token, html};
+use axum::Form;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::CookieJar;
+use risk::{Actor, UserRiskEvent};
+use serde::{Deserialize, Serialize};
+use store::{Consumption, Interaction, UserStatus, UserType};
+
+/// Wrong codes allowed per reset before it must be started again.
+const MAX_FAILURES: u32 = 5;
+
+/// A reset in progress, stored under `sspr.<random>` and consumed by each attempt.
+#[derive(Debug, Serialize, Deserialize)]
+struct Reset {
+    /// The account, when the address names an active member here.
+    user_id: Option<String>,
+    email: String,
+    failures: u32,
+}
+
+/// `GET /password/reset`: the email form.
+pub async fn page(State(state): State<AppState>, jar: CookieJar) -> Response {
+    let (jar, csrf) = csrf_token(&state, jar);
+    (
+        jar,
+        html(&pages::PasswordReset {
+            tenant_name: &state.config.display_name,
+            csrf_token: &csrf,
+            reset: "",
+            email: None,
+            error: None,
+        }),
+    )
+        .into_response()
+}
+
+/// The email form.
+#[derive(Debug, Deserialize)]
+pub struct EmailForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    email: String,
+}
+
+/// `POST /password/reset`: start a reset for an address.
+pub async fn start(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    jar: CookieJar,
+    Form(f): Form<EmailForm>,
+) -> Response {
+    if let Err(e) = check_csrf(&state, &jar, &f.csrf_token) {
+        return e.render(&state, &ctx);
+    }
+    let email = f.email.trim().to_lowercase();
+    if !crate::login::plausible_email(&email) {
+        return html(&pages::PasswordReset {
+            tenant_name: &state.config.display_name,
+            csrf_token: &f.csrf_token,
+            reset: "",
+            email: None,
+            error: Some("Enter a valid email address."),
+        });
+    }
+    let user = match state.store.user_by_email(&email).await {
+        Ok(u) => u.filter(|u| u.status == UserStatus::Active && u.user_type == UserType::Member),
+        Err(e) => return PageError::from(e).render(&state, &ctx),
+    };
+    let reset = Reset {
+        user_id: user.map(|u| u.id),
+        email,
+        failures: 0,
+    };
+    second_step(&state, &ctx, &f.csrf_token, &reset, None).await
+}
+
+/// Store the reset under a new id and show the code + new password form.
+async fn second_step(
+    state: &AppState,
+    ctx: &Ctx,
+    csrf: &str,
+    reset: &Reset,
+    error: Option<&str>,
+) -> Response {
+    let id = format!("sspr.{}", random_token());
+    let now = state.now();
+    let json = match serde_json::to_string(reset) {
+        Ok(j) => j,
+        Err(e) => return PageError::internal(e.to_string()).render(state, ctx),
+    };
+    if let Err(e) = state
+        .store
+        .create_interaction(&Interaction {
+            id: id.clone(),
+            request_json: json,
+            created_at: now,
+            expires_at: now + state.config.tokens.sign_in_request,
+        })
+        .await
+    {
+        return PageError::from(e).render(state, ctx);
+    }
+    html(&pages::PasswordReset {
+        tenant_name: &state.config.display_name,
+        csrf_token: csrf,
+        reset: &id,
+        email: Some(&reset.email),
+        error,
+    })
+}
+
+/// The code + new password form.
+#[derive(Debug, Deserialize)]
+pub struct NewPasswordForm {
+    #[serde(default)]
+    reset: String,
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    new_password: String,
+    #[serde(default)]
+    confirm_password: String,
+}
+
+/// `POST /password/reset/new`: verify the code, set the password, remediate the risk.
+pub async fn finish(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    jar: CookieJar,
+    Form(f): Form<NewPasswordForm>,
+) -> Response {
+    if let Err(e) = check_csrf(&state, &jar, &f.csrf_token) {
+        return e.render(&state, &ctx);
+    }
+    if !f.reset.starts_with("sspr.") || f.reset.len() > 64 {
+        return PageError::expired_request().render(&state, &ctx);
+    }
+    // Each attempt consumes the reset (one winner for parallel posts), then a new one carries
+    // the failure count on.
+    let mut reset: Reset = match state.store.consume_interaction(&f.reset, state.now()).await {
+        Ok(Consumption::Consumed(i)) => match serde_json::from_str(&i.request_json) {
+            Ok(r) => r,
+            Err(e) => return PageError::internal(e.to_string()).render(&state, &ctx),
+        },
+        Ok(_) => return PageError::expired_request().render(&state, &ctx),
+        Err(e) => return PageError::from(e).render(&state, &ctx),
+    };
+    if f.new_password != f.confirm_password {
+        return second_step(&state, &ctx, &f.csrf_token, &reset, Some("The passwords do not match.")).await;
+    }
+    if let Err(msg) = check_new_password(&f.new_password) {
+        return second_step(&state, &ctx, &f.csrf_token, &reset, Some(msg)).await;
+    }
+    let verified = match &reset.user_id {
+        Some(id) => match mfa::verify_code(&state, id, f.code.trim()).await {
+            Ok(ok) => ok,
+            Err(e) => return PageError::from(e).render(&state, &ctx),
+        },
+        None => false,
+    };
+    let Some(user_id) = reset.user_id.clone().filter(|_| verified) else {
+        reset.failures += 1;
+        tracing::info!(correlation_id = %ctx.correlation_id, failures = reset.failures, "password reset: wrong code");
+        if reset.failures >= MAX_FAILURES {
+            return PageError::bad_request(
+                "Too many wrong codes",
+                "Start the password reset again, or contact your administrator.",
+            )
+            .render(&state, &ctx);
+        }
+        return second_step(
+            &state,
+            &ctx,
+            &f.csrf_token,
+            &reset,
+            Some("That code is not right. Use the current code from your authenticator app, or an unused recovery code."),
+        )
+        .await;
+    };
+    let hash = match state.passwords.hash(&f.new_password).await {
+        Ok(h) => h,
+        Err(e) => return PageError::internal(e.to_string()).render(&state, &ctx),
+    };
+    let now = state.now();
+    if let Err(e) = state.store.set_password(&user_id, &hash, false, now).await {
+        return PageError::from(e).render(&state, &ctx);
+    }
+    if let Err(e) = user_risk::after_password_set(&state, &user_id, &f.new_password).await {
+        tracing::warn!(error = %e, "password reset: leak fingerprint not refreshed");
+    }
+    let remediated = user_risk::remediate(
+        &state,
+        &user_id,
+        UserRiskEvent::SecuredPasswordReset,
+        Actor::User(user_id.clone()),
+    )
+    .await;
+    if let Err(e) = remediated {
+        // The password is changed either way; an account without risk has nothing to remediate.
+        tracing::info!(correlation_id = %ctx.correlation_id, error = %e, "password reset: risk not remediated");
+    }
+    for revoked in [
+        state.store.revoke_user_sessions(&user_id, now).await,
+        state.store.revoke_user_grants(&user_id, now).await,
+    ] {
+        if let Err(e) = revoked {
+            return PageError::from(e).render(&state, &ctx);
+        }
+    }
+    tracing::info!(correlation_id = %ctx.correlation_id, user = %user_id, "password reset by the user (SSPR)");
+    html(&pages::SignedOut {
+        tenant_name: &state.config.display_name,
+        title: "Your password was reset",
+        message: "Your new password is set and any risk on your account is cleared. You were signed out everywhere; sign in again from your app.",
+    })
+}
