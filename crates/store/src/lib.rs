@@ -5,7 +5,7 @@
 //! (trusted other tenants), user risk and its history, apps, consents, browser sessions (local
 //! or federated), pending interactions (consumed at most once), grants with their authorization
 //! codes and refresh tokens, access-token and client-assertion (`jti`) revocation lists, signing
-//! keys and the sign-in log.
+//! keys, the sign-in log, risk detections and the leaked-credentials corpus.
 //!
 //! One portable query set runs on SQLite (the default, a file) and PostgreSQL through sqlx's
 //! `Any` driver. Conventions every caller relies on:
@@ -20,10 +20,12 @@
 #![deny(missing_docs)]
 
 mod apps;
+mod detections;
 mod error;
 mod grants;
 mod guests;
 mod keys;
+mod leaked;
 mod partners;
 mod revocation;
 mod risk;
@@ -39,10 +41,12 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
 use tokio::sync::{Mutex, MutexGuard, OwnedMutexGuard};
 
+pub use detections::{DETECTION_ACTIVE, DetectionFilter, DetectionRecord, RiskChange};
 pub use error::StoreError;
 pub use grants::{AuthCode, CodeRedemption, Grant, RefreshToken, Rotation};
 pub use guests::{Invitation, InvitationStatus, NewGuest};
 pub use keys::SigningKeyRecord;
+pub use leaked::LeakedCredential;
 pub use risk::{RiskHistoryItem, UserRiskRecord};
 pub use sessions::{Consumption, Interaction, Session};
 pub use sign_ins::{SignInFilter, SignInLog};
