@@ -28,6 +28,7 @@ pub mod signin_log;
 pub mod state;
 pub mod tls;
 pub mod token;
+pub mod user_risk;
 pub mod web;
 
 pub use config::Config;

@@ -370,6 +370,7 @@ pub async fn change_submit(
     {
         return PageError::from(e).render(&state, &ctx);
     }
+    let _ = crate::user_risk::after_password_set(&state, &user.id, &f.new_password).await;
     log_member(
         &state,
         &ctx,

@@ -116,14 +116,18 @@ impl Store {
         Ok(())
     }
 
-    /// A user's leak fingerprint, if one was ever set.
-    pub async fn leak_fingerprint(&self, user_id: &str) -> Result<Option<String>, StoreError> {
-        let row: Option<(String,)> =
-            sqlx::query_as("SELECT fingerprint FROM leak_fingerprints WHERE user_id = $1")
-                .bind(user_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|(f,)| f))
+    /// A user's leak fingerprint and when it was last set (unix seconds), if one ever was.
+    pub async fn leak_fingerprint(
+        &self,
+        user_id: &str,
+    ) -> Result<Option<(String, i64)>, StoreError> {
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "SELECT fingerprint, updated_at FROM leak_fingerprints WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row)
     }
 
     /// The users whose fingerprint is one of `fingerprints`, as `(user_id, fingerprint)` pairs.

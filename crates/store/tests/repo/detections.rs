@@ -274,8 +274,8 @@ pub async fn fingerprints_and_tenant_secret(ctx: Ctx) {
     store.set_leak_fingerprint("u3", "fp-a", 100).await.unwrap();
     store.set_leak_fingerprint("u2", "fp-c", 110).await.unwrap();
     assert_eq!(
-        store.leak_fingerprint("u2").await.unwrap().as_deref(),
-        Some("fp-c")
+        store.leak_fingerprint("u2").await.unwrap(),
+        Some(("fp-c".to_owned(), 110))
     );
     assert!(matches!(
         store.set_leak_fingerprint("ghost", "fp", 100).await,
