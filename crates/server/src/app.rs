@@ -2,7 +2,7 @@
 //! time limits, security headers, panic catching).
 
 use crate::state::AppState;
-use crate::{authorize, login, logout, resource, token};
+use crate::{authorize, login, logout, resource, risk_api, token};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
@@ -45,6 +45,30 @@ pub fn router(state: AppState) -> Router {
         .route("/login", get(login::email_page).post(login::email_submit))
         .route("/login/password", post(login::password_submit))
         .route("/v1.0/invitations", post(crate::admin_api::invite))
+        .route(
+            "/v1.0/identityProtection/riskyUsers",
+            get(risk_api::list_risky_users),
+        )
+        .route(
+            "/v1.0/identityProtection/riskyUsers/dismiss",
+            post(risk_api::dismiss),
+        )
+        .route(
+            "/v1.0/identityProtection/riskyUsers/confirmCompromised",
+            post(risk_api::confirm_compromised),
+        )
+        .route(
+            "/v1.0/identityProtection/riskyUsers/{id}",
+            get(risk_api::get_risky_user),
+        )
+        .route(
+            "/v1.0/identityProtection/riskyUsers/{id}/history",
+            get(risk_api::risky_user_history),
+        )
+        .route(
+            "/v1.0/identityProtection/riskDetections",
+            get(risk_api::list_risk_detections),
+        )
         .route(
             crate::server::FEDERATION_CALLBACK,
             get(crate::federated::callback),

@@ -21,6 +21,7 @@ pub mod pages;
 pub mod passwords;
 pub mod refusal;
 pub mod resource;
+pub mod risk_api;
 pub mod secrets;
 pub mod server;
 pub mod session;
