@@ -7,3 +7,4 @@ mod flows;
 mod operations;
 mod security;
 mod support;
+mod user_risk;

@@ -203,7 +203,13 @@ pub async fn confirm_compromised(
     headers: HeaderMap,
     body: Result<Json<UserIds>, JsonRejection>,
 ) -> Response {
-    admin_action(state, headers, body, UserRiskEvent::AdminConfirmedCompromised).await
+    admin_action(
+        state,
+        headers,
+        body,
+        UserRiskEvent::AdminConfirmedCompromised,
+    )
+    .await
 }
 
 async fn admin_action(
