@@ -66,6 +66,9 @@ impl Store {
     /// Sets a user's current risk to `record` and appends the change to the risk history
     /// (with `actor` and `reason`, at `record.updated_at`), in one transaction.
     /// [`StoreError::NotFound`] (and nothing changes) if there is no such user.
+    ///
+    /// A low-level primitive: the server changes risk only through
+    /// [`Store::apply_risk_changes`], guarded by the status it read.
     pub async fn set_user_risk(
         &self,
         record: &UserRiskRecord,
