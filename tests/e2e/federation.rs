@@ -344,17 +344,16 @@ async fn home_releases_user_risk_only_to_partner_apps_and_the_resource_reads_it(
     let p = pair(TRUSTED).await;
     let s = p.home.state();
     let bob = s.store.user_by_email(BOB).await.unwrap().unwrap();
-    server::guests::set_user_risk(
-        &s.store,
-        &bob,
+    // Bob's risk comes from a real detection at his home.
+    let leaked = server::user_risk::new_detection(
+        risk::RiskEventType::LeakedCredentials,
         risk::RiskLevel::High,
-        risk::RiskState::AtRisk,
-        risk::RiskDetail::None,
-        "test",
+        risk::DetectionTimingType::Offline,
+        None,
         s.now(),
-    )
-    .await
-    .unwrap();
+        "bob's password is in a leaked-credentials list".into(),
+    );
+    server::user_risk::raise(s, &bob.id, leaked).await.unwrap();
     // An ordinary app at the home never sees the claim.
     let hb = browser();
     let redirect = sign_in(&p.home, &hb, &rp_authorize(&p.home, ""), BOB, BOB_PW).await;
@@ -1018,24 +1017,29 @@ async fn two_tenantd_serve_processes_federate_a_guest() {
         Some(&format!("{ALICE_PW}\n")),
     );
     assert!(out.status.success(), "{out:?}");
-    let out = tenantd(
-        &[
-            "risk", "set", "--config", home_cfg, ALICE, "--level", "medium", "--state", "atRisk",
-        ],
-        None,
-    );
+    let out = tenantd(&["risk", "show", "--config", home_cfg, ALICE], None);
     assert!(out.status.success(), "{out:?}");
-    let out = tenantd(
-        &[
-            "risk", "set", "--config", home_cfg, ALICE, "--level", "severe", "--state", "atRisk",
-        ],
-        None,
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("level none, state none"),
+        "{out:?}"
     );
+    let out = tenantd(&["risk", "dismiss", "--config", home_cfg, ALICE], None);
     assert_eq!(
         out.status.code(),
-        Some(2),
-        "bad level is a usage error: {out:?}"
+        Some(6),
+        "no risk to dismiss is refused by the risk rules: {out:?}"
     );
+    let out = tenantd(
+        &[
+            "risk",
+            "confirm-compromised",
+            "--config",
+            home_cfg,
+            "nobody@contoso.test",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(4), "unknown user: {out:?}");
     let out = tenantd(
         &[
             "guest",

@@ -9,3 +9,4 @@ mod operations;
 mod risk;
 mod security;
 mod support;
+mod user_risk;

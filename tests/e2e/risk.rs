@@ -70,24 +70,18 @@ pub fn blocked(e: Ended) -> (String, std::collections::HashMap<String, String>) 
     (unescaped(&page), oauth)
 }
 
-/// Bob's risk at his home: high and at risk.
+/// Bob's risk at his home: high and at risk, from a real `leakedCredentials` detection (his
+/// password is in an imported credential-pair list).
 pub async fn bob_at_risk(p: &Pair) {
     let s = p.home.state();
-    let bob = s.store.user_by_email(BOB).await.unwrap().unwrap();
-    s.store
-        .set_user_risk(
-            &store::UserRiskRecord {
-                user_id: bob.id,
-                level: "high".into(),
-                state: "atRisk".into(),
-                detail: "none".into(),
-                updated_at: s.now(),
-            },
-            "test",
-            Some("leaked credentials (test)"),
-        )
-        .await
-        .unwrap();
+    let report = server::user_risk::import_leaked(
+        &server::user_risk::Home::of(s),
+        "leaked.txt",
+        &format!("{BOB}:{BOB_PW}\n"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.users_flagged, 1);
 }
 
 /// Authorize, email page, password: the answer to the password form (a redirect or a page).

@@ -251,15 +251,16 @@ pub(crate) async fn sign_in_risk(
     ))
 }
 
-/// A member's current user risk at this (their home) tenant.
+/// A member's current user risk at this (their home) tenant: remediated, dismissed and aged-out
+/// risk counts as none.
 pub(crate) async fn member_risk(state: &AppState, user_id: &str) -> Result<RiskLevel, StoreError> {
-    let Some(record) = state.store.user_risk(user_id).await? else {
-        return Ok(RiskLevel::None);
+    let status = match crate::user_risk::current(state, user_id).await {
+        Ok(s) => s,
+        Err(crate::user_risk::UserRiskError::Store(e)) => return Err(e),
+        Err(e) => return Err(StoreError::Corrupt(format!("user risk of {user_id}: {e}"))),
     };
-    let level: RiskLevel = risk::from_wire(&record.level).unwrap_or(RiskLevel::None);
-    let state_: RiskState = risk::from_wire(&record.state).unwrap_or(RiskState::None);
-    Ok(match state_ {
-        RiskState::AtRisk | RiskState::ConfirmedCompromised => level,
+    Ok(match status.risk_state {
+        RiskState::AtRisk | RiskState::ConfirmedCompromised => status.risk_level,
         _ => RiskLevel::None,
     })
 }
@@ -328,6 +329,9 @@ async fn decide(
             PageError::internal("MFA satisfied but still required").render(&state, &ctx)
         }
         Decision::RequirePasswordChange { .. } => {
+            // MFA is satisfied here (by this sign-in or the session's): the change page checks
+            // this mark, so a pending sign-in still waiting for MFA cannot change the password.
+            case.gate.mfa_done = true;
             step(&state, &ctx, jar, interaction, case, Step::PasswordChange).await
         }
     }
@@ -398,6 +402,12 @@ async fn allow(
     sso: Option<Current>,
 ) -> Response {
     log(&state, &ctx, &case, sso.is_some(), Outcome::Success).await;
+    if sso.is_none()
+        && let Err(e) = risky_sign_in_raises_user_risk(&state, &case).await
+    {
+        return PageError::internal(format!("recording the risky sign-in failed: {e}"))
+            .render(&state, &ctx);
+    }
     let Case {
         pending,
         gate,
@@ -425,6 +435,35 @@ async fn allow(
         }
         Err(e) => PageError::from(e).render(&state, &ctx),
     }
+}
+
+/// A member's risky sign-in that still succeeded, without MFA remediating it, counts towards
+/// their user risk here at their home (DESIGN.md §5): its strongest detection is recorded at
+/// most `medium` — one sign-in is evidence, not proof of compromise.
+async fn risky_sign_in_raises_user_risk(
+    state: &AppState,
+    case: &Case,
+) -> Result<(), crate::user_risk::UserRiskError> {
+    let sign_in = &case.a.sign_in;
+    if case.gate.guest.is_some() || case.gate.mfa_done || sign_in.risk_level == RiskLevel::None {
+        return Ok(());
+    }
+    let Some(strongest) = sign_in.detections.iter().max_by_key(|d| d.risk_level) else {
+        return Ok(());
+    };
+    let detection = crate::user_risk::new_detection(
+        strongest.risk_event_type,
+        strongest.risk_level.min(RiskLevel::Medium),
+        risk::DetectionTimingType::Realtime,
+        sign_in.facts.ip,
+        state.now(),
+        format!(
+            "a sign-in that succeeded without MFA was risky: {}",
+            strongest.explanation
+        ),
+    );
+    crate::user_risk::raise(state, &case.user.id, detection).await?;
+    Ok(())
 }
 
 /// Where a user can reset their password: a guest's home tenant (their risk lives there), or

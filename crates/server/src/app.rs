@@ -2,7 +2,7 @@
 //! time limits, security headers, panic catching).
 
 use crate::state::AppState;
-use crate::{authorize, login, logout, mfa, resource, token};
+use crate::{authorize, login, logout, mfa, resource, risk_api, token};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
@@ -45,6 +45,11 @@ pub fn router(state: AppState) -> Router {
         .route("/login", get(login::email_page).post(login::email_submit))
         .route("/login/password", post(login::password_submit))
         .route("/login/continue", get(crate::access::resume))
+        .route(
+            crate::access::PASSWORD_RESET_PATH,
+            get(crate::sspr::page).post(crate::sspr::start),
+        )
+        .route("/password/reset/new", post(crate::sspr::finish))
         .route("/v1.0/invitations", post(crate::admin_api::invite))
         .route(
             "/v1.0/identity/conditionalAccess/policies",
@@ -62,6 +67,30 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1.0/tenantd/reload", post(crate::policy_api::reload))
         .route("/v1.0/auditLogs/signIns", get(crate::audit_api::sign_ins))
+        .route(
+            "/v1.0/identityProtection/riskyUsers",
+            get(risk_api::list_risky_users),
+        )
+        .route(
+            "/v1.0/identityProtection/riskyUsers/dismiss",
+            post(risk_api::dismiss),
+        )
+        .route(
+            "/v1.0/identityProtection/riskyUsers/confirmCompromised",
+            post(risk_api::confirm_compromised),
+        )
+        .route(
+            "/v1.0/identityProtection/riskyUsers/{id}",
+            get(risk_api::get_risky_user),
+        )
+        .route(
+            "/v1.0/identityProtection/riskyUsers/{id}/history",
+            get(risk_api::risky_user_history),
+        )
+        .route(
+            "/v1.0/identityProtection/riskDetections",
+            get(risk_api::list_risk_detections),
+        )
         .route(
             crate::server::FEDERATION_CALLBACK,
             get(crate::federated::callback),

@@ -1,17 +1,20 @@
-//! Command-line interface: `serve`, `lab`, `certs`, `keys rotate`, `user ...`, `mfa reset`,
-//! `demo-app`.
-//! Exit codes are stable for scripts: 0 success, 1 runtime failure, 2 usage error,
-//! 3 invalid configuration, 4 not found, 5 already exists.
+//! Command-line interface: `serve`, `lab`, `certs`, `keys rotate`, `user ...`, `guest ...`,
+//! `risk ...`, `mfa reset`, `demo-app`.
+//! Exit codes are stable for scripts: 0 success, 1 runtime failure, 2 usage error (or a bad
+//! line in an imported file), 3 invalid configuration, 4 not found, 5 already exists,
+//! 6 refused by the user-risk rules (no risk to dismiss, a guest's risk held by their home).
 
 use crate::config::Config;
 use crate::passwords::{Passwords, check_new_password};
 use crate::state::{Clock, SystemClock};
+use crate::user_risk::{self, Home, ImportError, UserRiskError};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use protocol::jwt::SigningAlg;
+use risk::{Actor, UserRiskEvent};
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use store::{NewUser, Store, StoreError, UserStatus};
+use store::{NewUser, Store, StoreError, UserStatus, UserType};
 use tracing_subscriber::EnvFilter;
 
 /// tenantd: a standards-strict OpenID Connect provider with B2B risk semantics.
@@ -49,7 +52,7 @@ enum Command {
     /// Guests (B2B collaboration) from partner tenants.
     #[command(subcommand)]
     Guest(GuestCommand),
-    /// User risk of this tenant's members.
+    /// User risk of this tenant's members: detections, imports, admin actions.
     #[command(subcommand)]
     Risk(RiskCommand),
     /// Run the demo relying party on its own.
@@ -171,21 +174,46 @@ enum GuestCommand {
 
 #[derive(Debug, Subcommand)]
 enum RiskCommand {
-    /// Set a member's user risk (recorded in the risk history).
-    Set {
+    /// Import leaked-credential files: SHA-1 range files (`SUFFIX:COUNT`, named after their
+    /// 5-hex-digit prefix), full SHA-1 lists (`HASH[:COUNT]`) or `email:password` pair lists.
+    /// Every file is checked first: one bad line and nothing is imported. Members whose current
+    /// password is in the import get a leakedCredentials detection.
+    ImportLeaked {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Import threat intelligence: one user id or email per line (`#` comments). Each named
+    /// member gets an investigationsThreatIntelligence detection; an unknown user is an error
+    /// and nothing is imported.
+    ImportThreatIntel {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The file.
+        path: PathBuf,
+    },
+    /// Confirm a member compromised (user risk high, state confirmedCompromised).
+    ConfirmCompromised {
         #[command(flatten)]
         config: ConfigArg,
         /// The member's email.
-        user: String,
-        /// riskLevel: none, low, medium, high, hidden.
-        #[arg(long)]
-        level: String,
-        /// riskState: none, atRisk, confirmedCompromised, remediated, dismissed, confirmedSafe.
-        #[arg(long)]
-        state: String,
-        /// riskDetail (default none).
-        #[arg(long, default_value = "none")]
-        detail: String,
+        email: String,
+    },
+    /// Dismiss a member's user risk (the password is left alone).
+    Dismiss {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The member's email.
+        email: String,
+    },
+    /// Show a user's risk: status, detections and history.
+    Show {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The user's email.
+        email: String,
     },
 }
 
@@ -348,35 +376,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             );
             Ok(())
         }
-        Command::Risk(RiskCommand::Set {
-            config,
-            user,
-            level,
-            state,
-            detail,
-        }) => {
-            let (_, store) = open(&config).await?;
-            let level: risk::RiskLevel = wire_value("--level", &level)?;
-            let state: risk::RiskState = wire_value("--state", &state)?;
-            let detail: risk::RiskDetail = wire_value("--detail", &detail)?;
-            let u = find(&store, &user).await?;
-            crate::guests::set_user_risk(
-                &store,
-                &u,
-                level,
-                state,
-                detail,
-                "cli",
-                SystemClock.now(),
-            )
-            .await
-            .map_err(|e| match e {
-                crate::guests::RiskError::Store(s) => s.into(),
-                e => Failure::new(2, e.to_string()),
-            })?;
-            println!("user risk of {} is now {level} ({state})", u.email);
-            Ok(())
-        }
+        Command::Risk(cmd) => risk_command(cmd).await,
         Command::DemoApp(a) => {
             let cfg = demo::DemoConfig {
                 listen: a.listen,
@@ -397,10 +397,165 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
     }
 }
 
-/// A Graph enumeration value given on the command line (`high`, `atRisk`, ...).
-fn wire_value<T: serde::de::DeserializeOwned>(flag: &str, value: &str) -> Result<T, Failure> {
-    risk::from_wire(value)
-        .ok_or_else(|| Failure::new(2, format!("{flag}: {value:?} is not a valid value")))
+impl From<UserRiskError> for Failure {
+    fn from(e: UserRiskError) -> Self {
+        match e {
+            UserRiskError::UnknownUser(_) => Self::new(4, e.to_string()),
+            UserRiskError::Refused(_) | UserRiskError::NotAnAction(_) => {
+                Self::new(6, e.to_string())
+            }
+            UserRiskError::Store(s) => s.into(),
+            UserRiskError::Busy(_) => Self::new(1, e.to_string()),
+        }
+    }
+}
+
+impl From<ImportError> for Failure {
+    fn from(e: ImportError) -> Self {
+        match e {
+            ImportError::Line { .. } => Self::new(2, e.to_string()),
+            ImportError::Risk(r) => r.into(),
+            ImportError::Store(s) => s.into(),
+        }
+    }
+}
+
+fn read_file(path: &std::path::Path) -> Result<String, Failure> {
+    std::fs::read_to_string(path)
+        .map_err(|e| Failure::new(2, format!("{}: cannot read: {e}", path.display())))
+}
+
+async fn risk_command(cmd: RiskCommand) -> Result<(), Failure> {
+    match cmd {
+        RiskCommand::ImportLeaked { config, paths } => {
+            let (cfg, store) = open(&config).await?;
+            // Every file is read and checked before anything is written.
+            let mut files = Vec::new();
+            for path in &paths {
+                let text = read_file(path)?;
+                files.push(user_risk::parse_leaked(&path.display().to_string(), &text)?);
+            }
+            let passwords = hasher(&cfg)?;
+            let home = Home::new(&store, &passwords, &SystemClock, &cfg.risk);
+            let report = home.import_leaked_files(&files).await?;
+            println!(
+                "imported {} entr{} from {} file(s) ({} new); {} user(s) flagged with leakedCredentials{}",
+                report.entries,
+                if report.entries == 1 { "y" } else { "ies" },
+                files.len(),
+                report.new,
+                report.users_flagged,
+                if report.already_flagged > 0 {
+                    format!(" ({} already flagged)", report.already_flagged)
+                } else {
+                    String::new()
+                }
+            );
+            Ok(())
+        }
+        RiskCommand::ImportThreatIntel { config, path } => {
+            let (cfg, store) = open(&config).await?;
+            let text = read_file(&path)?;
+            let passwords = hasher(&cfg)?;
+            let home = Home::new(&store, &passwords, &SystemClock, &cfg.risk);
+            let report = home
+                .import_threat_intel(&path.display().to_string(), &text)
+                .await?;
+            println!(
+                "{} user(s) flagged with investigationsThreatIntelligence ({} already flagged)",
+                report.users_flagged, report.already_flagged
+            );
+            Ok(())
+        }
+        RiskCommand::ConfirmCompromised { config, email } => {
+            admin_action(&config, &email, UserRiskEvent::AdminConfirmedCompromised).await
+        }
+        RiskCommand::Dismiss { config, email } => {
+            admin_action(&config, &email, UserRiskEvent::AdminDismissed).await
+        }
+        RiskCommand::Show { config, email } => {
+            let (cfg, store) = open(&config).await?;
+            let user = find(&store, &email).await?;
+            let passwords = hasher(&cfg)?;
+            let home = Home::new(&store, &passwords, &SystemClock, &cfg.risk);
+            let status = home.current(&user.id).await?;
+            let updated = store.user_risk(&user.id).await?.map(|r| r.updated_at);
+            println!(
+                "user {} ({}, {})",
+                user.email,
+                user.id,
+                user.user_type.as_str()
+            );
+            println!(
+                "risk: level {}, state {}, detail {}{}",
+                status.risk_level,
+                status.risk_state,
+                status.risk_detail,
+                updated
+                    .map(|t| format!(", updated {}", user_risk::iso(t)))
+                    .unwrap_or_default()
+            );
+            let detections = store
+                .list_detections(&store::DetectionFilter {
+                    user_id: Some(user.id.clone()),
+                    limit: 1000,
+                    offset: 0,
+                })
+                .await?;
+            println!("detections ({}):", detections.len());
+            for d in detections {
+                println!(
+                    "  {}  {} {} {} {} source {}{}: {}",
+                    user_risk::iso(d.detected_at),
+                    d.risk_event_type,
+                    d.risk_level,
+                    d.detection_timing_type,
+                    d.state,
+                    d.source,
+                    d.ip_address
+                        .map(|ip| format!(" ip {ip}"))
+                        .unwrap_or_default(),
+                    d.explanation
+                );
+            }
+            let history = store.risk_history(&user.id).await?;
+            println!("history ({}):", history.len());
+            for h in history {
+                println!(
+                    "  {}  {} {} {} by {}: {}",
+                    user_risk::iso(h.created_at),
+                    h.state,
+                    h.level,
+                    h.detail,
+                    h.actor,
+                    h.reason.unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The CLI's operator, as written in the risk history.
+const CLI_ADMIN: &str = "cli";
+
+async fn admin_action(
+    config: &ConfigArg,
+    email: &str,
+    event: UserRiskEvent,
+) -> Result<(), Failure> {
+    let (cfg, store) = open(config).await?;
+    let user = find(&store, email).await?;
+    let passwords = hasher(&cfg)?;
+    let home = Home::new(&store, &passwords, &SystemClock, &cfg.risk);
+    let status = home
+        .remediate(&user.id, event, Actor::Admin(CLI_ADMIN.to_owned()))
+        .await?;
+    println!(
+        "user risk of {} is now {} ({}, {})",
+        user.email, status.risk_level, status.risk_state, status.risk_detail
+    );
+    Ok(())
 }
 
 fn read_stdin_password() -> Result<String, Failure> {
@@ -441,7 +596,8 @@ async fn user(cmd: UserCommand) -> Result<(), Failure> {
             } else {
                 (temporary_password(), true)
             };
-            let hash = hasher(&cfg)?
+            let passwords = hasher(&cfg)?;
+            let hash = passwords
                 .hash(&password)
                 .await
                 .map_err(|e| Failure::new(1, e.to_string()))?;
@@ -457,6 +613,9 @@ async fn user(cmd: UserCommand) -> Result<(), Failure> {
                     must_change_password: temporary,
                     now,
                 })
+                .await?;
+            Home::new(&store, &passwords, &SystemClock, &cfg.risk)
+                .after_password_set(&user.id, &password)
                 .await?;
             println!("added {} (id {})", user.email, user.id);
             if temporary {
@@ -515,13 +674,34 @@ async fn user(cmd: UserCommand) -> Result<(), Failure> {
             } else {
                 (temporary_password(), true)
             };
-            let hash = hasher(&cfg)?
+            let passwords = hasher(&cfg)?;
+            let hash = passwords
                 .hash(&password)
                 .await
                 .map_err(|e| Failure::new(1, e.to_string()))?;
             store
                 .set_password(&user.id, &hash, must_change, now)
                 .await?;
+            let home = Home::new(&store, &passwords, &SystemClock, &cfg.risk);
+            home.after_password_set(&user.id, &password).await?;
+            // A temporary password an admin set, to be changed at next sign-in, remediates
+            // the member's user risk (the seed's "Reset the user's password").
+            if must_change && user.user_type == UserType::Member {
+                let before = home.current(&user.id).await?;
+                let after = home
+                    .remediate(
+                        &user.id,
+                        UserRiskEvent::AdminGeneratedTemporaryPassword,
+                        Actor::Admin(CLI_ADMIN.to_owned()),
+                    )
+                    .await?;
+                if after != before {
+                    println!(
+                        "user risk of {} remediated ({})",
+                        user.email, after.risk_detail
+                    );
+                }
+            }
             println!(
                 "password set for {}{}",
                 user.email,

@@ -1,9 +1,9 @@
-//! Inviting guests (B2B collaboration) and setting a member's user risk: the domain actions the
-//! CLI, the admin API and the lab share.
+//! Inviting guests (B2B collaboration): the domain action the CLI, the admin API and the lab
+//! share. (User risk has its own module, [`crate::user_risk`]: it is only ever changed by
+//! detections and the state machine, never set by hand.)
 
 use crate::config::Config;
-use risk::{RiskDetail, RiskLevel, RiskState};
-use store::{Invitation, NewGuest, Store, StoreError, User, UserRiskRecord};
+use store::{Invitation, NewGuest, Store, StoreError, User};
 
 /// Why an invitation was not created. Nothing is written in any case.
 #[derive(Debug, thiserror::Error)]
@@ -70,50 +70,4 @@ pub async fn invite(
             StoreError::Conflict(_) => InviteError::Exists(email),
             e => InviteError::Store(e),
         })
-}
-
-/// Why user risk was not set.
-#[derive(Debug, thiserror::Error)]
-pub enum RiskError {
-    /// The user is a guest: their risk belongs to their home tenant (seed: a resource cannot
-    /// remediate or change a guest's risk).
-    #[error("{email} is a guest from {partner}: their user risk is held by their home tenant")]
-    Guest {
-        /// The guest's address.
-        email: String,
-        /// The home tenant.
-        partner: String,
-    },
-    /// Storage failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// Set a member's user risk by hand, recorded in the risk history with who did it.
-pub async fn set_user_risk(
-    store: &Store,
-    user: &User,
-    level: RiskLevel,
-    state: RiskState,
-    detail: RiskDetail,
-    actor: &str,
-    now: i64,
-) -> Result<(), RiskError> {
-    if let Some(partner) = &user.partner_id {
-        return Err(RiskError::Guest {
-            email: user.email.clone(),
-            partner: partner.clone(),
-        });
-    }
-    let record = UserRiskRecord {
-        user_id: user.id.clone(),
-        level: level.as_str().to_owned(),
-        state: state.as_str().to_owned(),
-        detail: detail.as_str().to_owned(),
-        updated_at: now,
-    };
-    store
-        .set_user_risk(&record, actor, Some("set by an administrator"))
-        .await?;
-    Ok(())
 }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 const LAB_TOML: &str = include_str!("../../../config/lab.toml");
 const HOME_TOML: &str = include_str!("../../../config/home.toml");
 const RESOURCE_TOML: &str = include_str!("../../../config/resource.toml");
+const LEAKED_TXT: &str = include_str!("../../../config/intel/leaked-credentials.txt");
 
 /// Options of `tenantd lab`.
 #[derive(Debug, Args)]
@@ -58,6 +59,10 @@ pub struct LabTenant {
     /// Guests invited when missing.
     #[serde(default)]
     pub guests: Vec<LabGuest>,
+    /// Leaked-credential files (relative to the lab file) imported after the users are seeded,
+    /// so user risk comes from real detections. Importing again on restart changes nothing.
+    #[serde(default)]
+    pub leaked_credentials: Vec<PathBuf>,
 }
 
 /// A seeded guest invitation.
@@ -70,16 +75,6 @@ pub struct LabGuest {
     pub partner: String,
 }
 
-/// A seeded user risk.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LabRisk {
-    /// `riskLevel`.
-    pub level: risk::RiskLevel,
-    /// `riskState`.
-    pub state: risk::RiskState,
-}
-
 /// A seeded user.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,9 +85,6 @@ pub struct LabUser {
     pub name: String,
     /// Password (lab only!).
     pub password: String,
-    /// User risk to set when the user is created.
-    #[serde(default)]
-    pub risk: Option<LabRisk>,
 }
 
 /// The demo app's registration.
@@ -170,6 +162,7 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
             .with_context(|| format!("binding {} for {}", config.listen, config.tenant_id))?;
         let tenant = Tenant::start(config, listener, Arc::new(SystemClock)).await?;
         seed(&tenant, &t.users, &t.guests).await?;
+        import_leaked(&tenant, &lab_dir, builtin, &t.leaked_credentials).await?;
         issuers.insert(
             tenant.state.config.tenant_id.clone(),
             tenant.state.config.issuer.clone(),
@@ -254,6 +247,40 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Imports the tenant's leaked-credential files (the built-in copy of
+/// `intel/leaked-credentials.txt` when running the built-in lab).
+async fn import_leaked(
+    tenant: &Tenant,
+    lab_dir: &Path,
+    builtin: bool,
+    files: &[PathBuf],
+) -> anyhow::Result<()> {
+    let state = &tenant.state;
+    let home = crate::user_risk::Home::of(state);
+    for f in files {
+        let text = match f.to_str() {
+            Some("intel/leaked-credentials.txt") if builtin => LEAKED_TXT.to_owned(),
+            _ => {
+                let path = lab_dir.join(f);
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?
+            }
+        };
+        let report = crate::user_risk::import_leaked(&home, &f.display().to_string(), &text)
+            .await
+            .with_context(|| format!("importing {}", f.display()))?;
+        if report.users_flagged > 0 {
+            println!(
+                "{}: {} imported, {} user(s) flagged with leakedCredentials",
+                state.config.tenant_id,
+                f.display(),
+                report.users_flagged
+            );
+        }
+    }
+    Ok(())
+}
+
 fn parse_lab(text: &str, name: &str) -> anyhow::Result<LabFile> {
     toml::from_str(text).map_err(|e| anyhow::anyhow!("{name}: {e}"))
 }
@@ -295,18 +322,7 @@ async fn seed(tenant: &Tenant, users: &[LabUser], guests: &[LabGuest]) -> anyhow
                 now,
             })
             .await?;
-        if let Some(r) = &u.risk {
-            crate::guests::set_user_risk(
-                &state.store,
-                &user,
-                r.level,
-                r.state,
-                risk::RiskDetail::None,
-                "lab seed",
-                now,
-            )
-            .await?;
-        }
+        crate::user_risk::after_password_set(state, &user.id, &u.password).await?;
     }
     Ok(())
 }
@@ -324,5 +340,12 @@ mod tests {
         let resource = Config::parse(RESOURCE_TOML, "resource").unwrap();
         assert_eq!(resource.partners.len(), 1);
         assert!(lab.tenants.iter().any(|t| !t.guests.is_empty()));
+        let leaked = crate::user_risk::parse_leaked("leaked-credentials.txt", LEAKED_TXT).unwrap();
+        assert!(
+            leaked
+                .entries
+                .iter()
+                .any(|e| e.email.as_deref() == Some("bob@contoso.test"))
+        );
     }
 }

@@ -26,13 +26,16 @@ pub mod policy_api;
 pub mod protection;
 pub mod refusal;
 pub mod resource;
+pub mod risk_api;
 pub mod secrets;
 pub mod server;
 pub mod session;
 pub mod signin_log;
+pub mod sspr;
 pub mod state;
 pub mod tls;
 pub mod token;
+pub mod user_risk;
 pub mod web;
 
 pub use config::Config;

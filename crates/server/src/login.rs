@@ -285,6 +285,12 @@ pub async fn password_submit(
             Err(e) => e.render(&state, &ctx),
         };
     }
+    // Leaked-credential and password-spray checks see the password and the IP only here.
+    if let Err(e) =
+        crate::user_risk::after_password_verified(&state, &user, &f.password, Some(ctx.ip)).await
+    {
+        return PageError::internal(format!("user risk checks failed: {e}")).render(&state, &ctx);
+    }
     let gate = password_gate(&user);
     access::judge(state, ctx, jar, &f.interaction, pending, gate).await
 }
@@ -325,6 +331,11 @@ pub async fn change_submit(
     let Some(user_id) = pending.verified_user.clone() else {
         return PageError::expired_request().render(&state, &ctx);
     };
+    // Only a sign-in the gate sent to this page (MFA done) may change the password here; one
+    // still waiting for MFA may not skip it.
+    if pending.gate.as_ref().is_some_and(|g| !g.mfa_done) {
+        return PageError::expired_request().render(&state, &ctx);
+    }
     let user = match state.store.user_by_id(&user_id).await {
         Ok(Some(u)) if u.status == UserStatus::Active => u,
         Ok(_) => return PageError::expired_request().render(&state, &ctx),
@@ -363,11 +374,26 @@ pub async fn change_submit(
     {
         return PageError::from(e).render(&state, &ctx);
     }
+    if let Err(e) = crate::user_risk::after_password_set(&state, &user.id, &f.new_password).await {
+        tracing::warn!(correlation_id = %ctx.correlation_id, error = %e, "leak fingerprint not refreshed");
+    }
     // The password was changed in this sign-in: either because the account required it
-    // (a temporary password) or because a risk policy did (the gate is already holding it).
+    // (a temporary password, already remediated when the admin set it) or because the user-risk
+    // policy did, after MFA: a secure password change, which remediates the user's risk.
     let gate = match pending.gate.clone() {
         Some(mut g) => {
             g.password_changed = true;
+            let remediated = crate::user_risk::remediate(
+                &state,
+                &user.id,
+                risk::UserRiskEvent::SecuredPasswordChange,
+                risk::Actor::User(user.id.clone()),
+            )
+            .await;
+            if let Err(e) = remediated {
+                return PageError::internal(format!("remediation failed: {e}"))
+                    .render(&state, &ctx);
+            }
             g
         }
         None => password_gate(&user),

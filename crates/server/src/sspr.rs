@@ -166,7 +166,14 @@ pub async fn finish(
         Err(e) => return PageError::from(e).render(&state, &ctx),
     };
     if f.new_password != f.confirm_password {
-        return second_step(&state, &ctx, &f.csrf_token, &reset, Some("The passwords do not match.")).await;
+        return second_step(
+            &state,
+            &ctx,
+            &f.csrf_token,
+            &reset,
+            Some("The passwords do not match."),
+        )
+        .await;
     }
     if let Err(msg) = check_new_password(&f.new_password) {
         return second_step(&state, &ctx, &f.csrf_token, &reset, Some(msg)).await;

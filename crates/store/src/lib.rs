@@ -5,7 +5,8 @@
 //! (trusted other tenants), user risk and its history, apps, consents, browser sessions (local
 //! or federated), pending interactions (consumed at most once), grants with their authorization
 //! codes and refresh tokens, access-token and client-assertion (`jti`) revocation lists, signing
-//! keys, the sign-in log, and MFA (TOTP methods and recovery codes).
+//! keys, the sign-in log, MFA (TOTP methods and recovery codes), risk detections and the
+//! leaked-credentials corpus.
 //!
 //! One portable query set runs on SQLite (the default, a file) and PostgreSQL through sqlx's
 //! `Any` driver. Conventions every caller relies on:
@@ -23,10 +24,12 @@
 
 mod apps;
 mod ca_policies;
+mod detections;
 mod error;
 mod grants;
 mod guests;
 mod keys;
+mod leaked;
 mod mfa;
 mod partners;
 mod revocation;
@@ -43,10 +46,12 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
 use tokio::sync::{Mutex, MutexGuard, OwnedMutexGuard};
 
+pub use detections::{DETECTION_ACTIVE, DetectionFilter, DetectionRecord, RiskChange};
 pub use error::StoreError;
 pub use grants::{AuthCode, CodeRedemption, Grant, RefreshToken, Rotation};
 pub use guests::{Invitation, InvitationStatus, NewGuest};
 pub use keys::SigningKeyRecord;
+pub use leaked::LeakedCredential;
 pub use mfa::{MfaReset, TotpMethod};
 pub use risk::{RiskHistoryItem, UserRiskRecord};
 pub use sessions::{Consumption, Interaction, Session};

@@ -3,7 +3,7 @@
 //! Level, state and detail are Graph's camelCase strings (`high`, `atRisk`, `none`, ...),
 //! stored as given: the server owns and validates the vocabulary.
 
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, WriteTx};
 
 /// A user's current risk: one row per user whose risk was ever set.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -44,7 +44,7 @@ pub struct RiskHistoryItem {
 }
 
 /// Maps a foreign-key violation (the user does not exist) to [`StoreError::NotFound`].
-fn not_found_or_db(err: sqlx::Error) -> StoreError {
+pub(crate) fn not_found_or_db(err: sqlx::Error) -> StoreError {
     match &err {
         sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
         _ => StoreError::Database(err),
@@ -66,6 +66,9 @@ impl Store {
     /// Sets a user's current risk to `record` and appends the change to the risk history
     /// (with `actor` and `reason`, at `record.updated_at`), in one transaction.
     /// [`StoreError::NotFound`] (and nothing changes) if there is no such user.
+    ///
+    /// A low-level primitive: the server changes risk only through
+    /// [`Store::apply_risk_changes`], guarded by the status it read.
     pub async fn set_user_risk(
         &self,
         record: &UserRiskRecord,
@@ -80,37 +83,7 @@ impl Store {
         if exists.is_none() {
             return Err(StoreError::NotFound);
         }
-        // The foreign keys still guard a user deleted concurrently (PostgreSQL).
-        sqlx::query(
-            "INSERT INTO user_risk (user_id, level, state, detail, updated_at) \
-             VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (user_id) DO UPDATE SET level = excluded.level, \
-             state = excluded.state, detail = excluded.detail, updated_at = excluded.updated_at",
-        )
-        .bind(&record.user_id)
-        .bind(&record.level)
-        .bind(&record.state)
-        .bind(&record.detail)
-        .bind(record.updated_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(not_found_or_db)?;
-        sqlx::query(
-            "INSERT INTO risk_history \
-             (id, user_id, level, state, detail, actor, reason, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(&record.user_id)
-        .bind(&record.level)
-        .bind(&record.state)
-        .bind(&record.detail)
-        .bind(actor)
-        .bind(reason)
-        .bind(record.updated_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(not_found_or_db)?;
+        write_user_risk(&mut tx, record, actor, reason).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -137,4 +110,45 @@ impl Store {
         .await?;
         Ok(records)
     }
+}
+
+/// Upserts `record` and appends its history line inside `tx`.
+pub(crate) async fn write_user_risk(
+    tx: &mut WriteTx,
+    record: &UserRiskRecord,
+    actor: &str,
+    reason: Option<&str>,
+) -> Result<(), StoreError> {
+    // The foreign keys still guard a user deleted concurrently (PostgreSQL).
+    sqlx::query(
+        "INSERT INTO user_risk (user_id, level, state, detail, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (user_id) DO UPDATE SET level = excluded.level, \
+             state = excluded.state, detail = excluded.detail, updated_at = excluded.updated_at",
+    )
+    .bind(&record.user_id)
+    .bind(&record.level)
+    .bind(&record.state)
+    .bind(&record.detail)
+    .bind(record.updated_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(not_found_or_db)?;
+    sqlx::query(
+        "INSERT INTO risk_history \
+             (id, user_id, level, state, detail, actor, reason, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(&record.user_id)
+    .bind(&record.level)
+    .bind(&record.state)
+    .bind(&record.detail)
+    .bind(actor)
+    .bind(reason)
+    .bind(record.updated_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(not_found_or_db)?;
+    Ok(())
 }

@@ -22,6 +22,8 @@ pub(super) struct RawRisk {
     asn: Option<PathBuf>,
     policies_dir: Option<PathBuf>,
     low_risk_max_age_days: Option<u32>,
+    password_spray_accounts: Option<i64>,
+    password_spray_window_secs: Option<i64>,
     #[serde(default)]
     sign_in: toml::Table,
 }
@@ -46,6 +48,8 @@ pub struct RiskSettings {
     pub ageing: AgeingConfig,
     /// Sign-in risk thresholds and levels.
     pub sign_in: SignInRiskConfig,
+    /// When failed passwords from one IP count as a password spray.
+    pub password_spray: crate::user_risk::PasswordSprayConfig,
 }
 
 impl Validator {
@@ -63,6 +67,25 @@ impl Validator {
             ageing.low_level_max_age_days = days;
         }
         let sign_in = self.sign_in_risk(raw.sign_in);
+        let mut password_spray = crate::user_risk::PasswordSprayConfig::default();
+        if let Some(n) = raw.password_spray_accounts {
+            if !(2..=10_000).contains(&n) {
+                self.bad(
+                    "risk.password_spray_accounts",
+                    format!("a number of accounts from 2 to 10000, got {n}"),
+                );
+            }
+            password_spray.min_accounts = n;
+        }
+        if let Some(w) = raw.password_spray_window_secs {
+            if !(60..=7 * 86_400).contains(&w) {
+                self.bad(
+                    "risk.password_spray_window_secs",
+                    format!("seconds from 60 to 604800, got {w}"),
+                );
+            }
+            password_spray.window_secs = w;
+        }
         RiskSettings {
             anonymous_ips: raw.anonymous_ips.into_iter().map(at).collect(),
             malicious_ips: raw.malicious_ips.into_iter().map(at).collect(),
@@ -72,6 +95,7 @@ impl Validator {
             policies_dir: raw.policies_dir.map(at),
             ageing,
             sign_in,
+            password_spray,
         }
     }
 

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod ca_policies;
+mod detections;
 mod grants;
 mod guests;
 mod keys;
@@ -201,6 +202,13 @@ scenarios! {
         profile_refresh,
         corrupt_guest_columns_are_reported,
         partners_upsert_list_delete,
+    }
+    detections {
+        detection_and_status_are_one_change,
+        detections_list_newest_first_with_paging,
+        leaked_corpus_imports_and_matches,
+        fingerprints_and_tenant_secret,
+        failed_accounts_are_counted_per_ip_and_window,
     }
     risk {
         user_risk_upserts_with_history,

@@ -1,0 +1,249 @@
+//! Risk detections (Graph `riskDetection`) and atomic user-risk changes: `risk_detections`,
+//! together with `user_risk` and `risk_history`.
+//!
+//! Every change of a user's risk goes through [`Store::apply_risk_changes`]: the new status,
+//! its history line, the detection that caused it (if any) and the detections it resolves (if
+//! any) are written in one transaction, guarded by the status the caller read, so two
+//! concurrent changes cannot lose each other's update.
+
+use crate::risk::{UserRiskRecord, not_found_or_db, write_user_risk};
+use crate::{Store, StoreError};
+
+/// A detection as stored. Level, type, timing and state are Graph's camelCase strings.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DetectionRecord {
+    /// Caller-chosen id.
+    pub id: String,
+    /// The user it is about.
+    pub user_id: String,
+    /// `riskEventType` (`leakedCredentials`, `passwordSpray`, ...).
+    pub risk_event_type: String,
+    /// `riskLevel`.
+    pub risk_level: String,
+    /// `detectionTimingType`: `realtime`, `nearRealtime` or `offline`.
+    pub detection_timing_type: String,
+    /// Who detected it (`IdentityProtection`, `admin`, ...).
+    pub source: String,
+    /// The IP address involved, if any.
+    pub ip_address: Option<String>,
+    /// When, unix seconds.
+    pub detected_at: i64,
+    /// `active`, `dismissed` or `remediated`.
+    pub state: String,
+    /// Why, in plain words.
+    pub explanation: String,
+}
+
+/// The state of a detection that still counts.
+pub const DETECTION_ACTIVE: &str = "active";
+
+/// One change of one user's risk, for [`Store::apply_risk_changes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RiskChange {
+    /// The user's new status (its `user_id` names the user; `updated_at` is the change time).
+    pub record: UserRiskRecord,
+    /// The status the caller computed the change from; `None` when the user had none. The
+    /// change is refused with [`StoreError::Conflict`] if the stored status differs.
+    pub expected: Option<UserRiskRecord>,
+    /// A new detection to record with the change (its `user_id` must be the record's).
+    pub detection: Option<DetectionRecord>,
+    /// Move the user's active detections to this state (`dismissed`, `remediated`).
+    pub resolve_active_to: Option<String>,
+    /// Who made the change.
+    pub actor: String,
+    /// Why.
+    pub reason: Option<String>,
+}
+
+/// Which detections [`Store::list_detections`] returns, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetectionFilter {
+    /// Only this user's.
+    pub user_id: Option<String>,
+    /// Page size; negative counts as 0.
+    pub limit: i64,
+    /// Rows to skip; negative counts as 0.
+    pub offset: i64,
+}
+
+impl Default for DetectionFilter {
+    /// Everyone's, the first 100.
+    fn default() -> Self {
+        Self {
+            user_id: None,
+            limit: 100,
+            offset: 0,
+        }
+    }
+}
+
+macro_rules! detection_columns {
+    () => {
+        "id, user_id, risk_event_type, risk_level, detection_timing_type, source, ip_address, \
+         detected_at, state, explanation"
+    };
+}
+
+impl Store {
+    /// Applies `changes` in one transaction: for each, checks the stored status still equals
+    /// `expected`, records the detection, resolves the active detections, sets the status and
+    /// appends the history line. All or nothing: [`StoreError::Conflict`] if a status changed
+    /// meanwhile, [`StoreError::NotFound`] if a user does not exist.
+    pub async fn apply_risk_changes(&self, changes: &[RiskChange]) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for change in changes {
+            let user_id = &change.record.user_id;
+            let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE id = $1")
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            let stored: Option<UserRiskRecord> = sqlx::query_as(
+                "SELECT user_id, level, state, detail, updated_at FROM user_risk \
+                 WHERE user_id = $1",
+            )
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if stored != change.expected {
+                return Err(StoreError::Conflict(format!(
+                    "the user risk of {user_id} changed meanwhile"
+                )));
+            }
+            if let Some(state) = &change.resolve_active_to {
+                sqlx::query(
+                    "UPDATE risk_detections SET state = $1 WHERE user_id = $2 AND state = $3",
+                )
+                .bind(state)
+                .bind(user_id)
+                .bind(DETECTION_ACTIVE)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let Some(d) = &change.detection {
+                if &d.user_id != user_id {
+                    return Err(StoreError::Corrupt(format!(
+                        "detection {} is about {}, not {user_id}",
+                        d.id, d.user_id
+                    )));
+                }
+                sqlx::query(concat!(
+                    "INSERT INTO risk_detections (",
+                    detection_columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                ))
+                .bind(&d.id)
+                .bind(&d.user_id)
+                .bind(&d.risk_event_type)
+                .bind(&d.risk_level)
+                .bind(&d.detection_timing_type)
+                .bind(&d.source)
+                .bind(&d.ip_address)
+                .bind(d.detected_at)
+                .bind(&d.state)
+                .bind(&d.explanation)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match &e {
+                    sqlx::Error::Database(db) if db.is_unique_violation() => {
+                        StoreError::Conflict(format!("detection id already exists: {}", d.id))
+                    }
+                    _ => not_found_or_db(e),
+                })?;
+            }
+            write_user_risk(
+                &mut tx,
+                &change.record,
+                &change.actor,
+                change.reason.as_deref(),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Detections, newest first (by time, then id), paged.
+    pub async fn list_detections(
+        &self,
+        filter: &DetectionFilter,
+    ) -> Result<Vec<DetectionRecord>, StoreError> {
+        let limit = filter.limit.max(0);
+        let offset = filter.offset.max(0);
+        let rows: Vec<DetectionRecord> =
+            match &filter.user_id {
+                Some(user) => {
+                    sqlx::query_as(concat!(
+                        "SELECT ",
+                        detection_columns!(),
+                        " FROM risk_detections WHERE user_id = $1 \
+                     ORDER BY detected_at DESC, id DESC LIMIT $2 OFFSET $3"
+                    ))
+                    .bind(user)
+                    .bind(limit)
+                    .bind(offset)
+                    .fetch_all(&self.pool)
+                    .await?
+                }
+                None => sqlx::query_as(concat!(
+                    "SELECT ",
+                    detection_columns!(),
+                    " FROM risk_detections ORDER BY detected_at DESC, id DESC LIMIT $1 OFFSET $2"
+                ))
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(&self.pool)
+                .await?,
+            };
+        Ok(rows)
+    }
+
+    /// A user's active detections (the ones that can count towards their risk), newest first.
+    pub async fn active_detections(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<DetectionRecord>, StoreError> {
+        let rows: Vec<DetectionRecord> = sqlx::query_as(concat!(
+            "SELECT ",
+            detection_columns!(),
+            " FROM risk_detections WHERE user_id = $1 AND state = $2 \
+             ORDER BY detected_at DESC, id DESC"
+        ))
+        .bind(user_id)
+        .bind(DETECTION_ACTIVE)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    /// How many distinct sign-in names failed with one of `error_codes` from `ip_address` at or
+    /// after `since` (unix seconds): the password-spray signal.
+    pub async fn failed_accounts_from_ip(
+        &self,
+        ip_address: &str,
+        since: i64,
+        error_codes: &[i64],
+    ) -> Result<i64, StoreError> {
+        if error_codes.is_empty() {
+            return Ok(0);
+        }
+        let placeholders: Vec<String> = (0..error_codes.len())
+            .map(|i| format!("${}", i + 3))
+            .collect();
+        let sql = format!(
+            "SELECT COUNT(DISTINCT user_principal_name) FROM sign_ins \
+             WHERE ip_address = $1 AND created_at >= $2 AND error_code IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(sql))
+            .bind(ip_address)
+            .bind(since);
+        for code in error_codes {
+            query = query.bind(*code);
+        }
+        let (count,) = query.fetch_one(&self.pool).await?;
+        Ok(count)
+    }
+}

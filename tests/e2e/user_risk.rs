@@ -1,0 +1,592 @@
+//! User risk at the home tenant: leaked-credentials and threat-intelligence imports, the
+//! realtime detections after a verified password (leaked credentials, password spray), and the
+//! admin actions through the Graph identityProtection API and the CLI.
+//!
+//! The sign-in page does not call `user_risk::after_password_verified` yet (the sign-in gate
+//! wires it); these tests sign in over HTTP, so the sign-in log holds the real attempts with
+//! their IPs, then call the hook in-process exactly as the gate will.
+
+use std::net::IpAddr;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+const ADMIN_APP: &str = "\n[[apps]]\nclient_id = \"admin-daemon\"\nclient_secret = \"admin-daemon-secret\"\ngrant_types = [\"client_credentials\"]\nscopes = [\"admin\"]\n";
+const BOB: &str = "bob@contoso.test";
+const BOB_PW: &str = "bob-test-password";
+const CAROL: &str = "carol@contoso.test";
+const CAROL_PW: &str = "carol-test-password";
+
+fn sha1_hex(pw: &str) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, pw.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect()
+}
+
+async fn start_home() -> TestTenant {
+    start_with("contoso", ADMIN_APP).await
+}
+
+/// The tenant's config as a file, for the CLI (same database as the running tenant).
+fn config_file(t: &TestTenant) -> String {
+    let db = format!("sqlite://{}", t.dir.join("tenant.db").display());
+    let listen = t.issuer.trim_start_matches("https://");
+    let path = t.dir.join("tenant.toml");
+    std::fs::write(
+        &path,
+        config_text("contoso", &t.issuer, listen, &db, ADMIN_APP),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+fn tenantd(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tenantd-e2e"))
+        .args(args)
+        .env("TENANTD_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn admin_token(t: &TestTenant) -> String {
+    let r: Value = backchannel()
+        .post(t.url("/token"))
+        .basic_auth("admin-daemon", Some("admin-daemon-secret"))
+        .form(&[("grant_type", "client_credentials"), ("scope", "admin")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn get(t: &TestTenant, token: &str, path: &str) -> (u16, Value) {
+    let r = backchannel()
+        .get(t.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn post(t: &TestTenant, token: &str, path: &str, body: Value) -> (u16, Value) {
+    let r = backchannel()
+        .post(t.url(path))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn user(t: &TestTenant, email: &str) -> store::User {
+    t.state().store.user_by_email(email).await.unwrap().unwrap()
+}
+
+async fn risky(t: &TestTenant, token: &str, email: &str) -> Value {
+    let id = user(t, email).await.id;
+    let (status, body) = get(
+        t,
+        token,
+        &format!("/v1.0/identityProtection/riskyUsers/{id}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn detections(t: &TestTenant, token: &str) -> Vec<Value> {
+    let (status, body) = get(t, token, "/v1.0/identityProtection/riskDetections").await;
+    assert_eq!(status, 200, "{body}");
+    body["value"].as_array().unwrap().clone()
+}
+
+/// A browser whose requests come through the trusted proxy from `ip`.
+fn browser_from(ip: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-forwarded-for", ip.parse().unwrap());
+    reqwest::Client::builder()
+        .use_preconfigured_tls(server::tls::client_config(Some(&fixtures().ca)).unwrap())
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// One failed password sign-in from `ip`.
+async fn fail_from(t: &TestTenant, ip: &str, email: &str) {
+    let b = browser_from(ip);
+    let r = b.get(rp_authorize(t, "")).send().await.unwrap();
+    let login = location(&r);
+    let mut form = password_form(t, &b, &login, email).await;
+    form.push(("password".into(), "wrong-password-123".into()));
+    let r = b
+        .post(t.url("/login/password"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "a wrong password shows the page again");
+}
+
+#[tokio::test]
+async fn leaked_credentials_import_flags_users_offline_and_atomically() {
+    let t = start_home().await;
+    let s = t.state();
+    // Bob's password is only known as a hash (no fingerprint yet): a pair list finds him by
+    // verifying the pair's password. Carol's fingerprint is set as the password setters do.
+    add_user(&t, BOB, BOB_PW, false).await;
+    let carol = add_user(&t, CAROL, CAROL_PW, false).await;
+    server::user_risk::after_password_set(s, &carol.id, CAROL_PW)
+        .await
+        .unwrap();
+    let cfg = config_file(&t);
+    let dir = t.dir.join("intel");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pairs = dir.join("pairs.txt");
+    std::fs::write(
+        &pairs,
+        format!("# pairs\n{BOB}:{BOB_PW}\nsomeone@else.test:other-password\n"),
+    )
+    .unwrap();
+    let carol_sha = sha1_hex(CAROL_PW);
+    let range = dir.join(format!("{}.txt", &carol_sha[..5]));
+    std::fs::write(
+        &range,
+        format!(
+            "{}:12\n{}:0\n",
+            &carol_sha[5..],
+            "0".repeat(35) // padding
+        ),
+    )
+    .unwrap();
+    // A bad file next to good ones: nothing at all is imported, and the error names file:line.
+    let bad = dir.join("bad.txt");
+    std::fs::write(
+        &bad,
+        format!("{}:3\n# fine so far\nnot-a-hash:1\n", sha1_hex(ALICE_PW)),
+    )
+    .unwrap();
+    let (code, _, err) = tenantd(&[
+        "risk",
+        "import-leaked",
+        "--config",
+        &cfg,
+        pairs.to_str().unwrap(),
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("bad.txt:3:"), "{err}");
+    assert!(err.contains("HASH"), "{err}");
+    assert_eq!(s.store.leaked_credentials_count().await.unwrap(), 0);
+    let token = admin_token(&t).await;
+    let (_, list) = get(&t, &token, "/v1.0/identityProtection/riskyUsers").await;
+    assert_eq!(list["value"], serde_json::json!([]), "nothing changed");
+
+    let (code, out, err) = tenantd(&[
+        "risk",
+        "import-leaked",
+        "--config",
+        &cfg,
+        pairs.to_str().unwrap(),
+        range.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("imported 3 entries"), "{out}");
+    assert!(out.contains("2 user(s) flagged"), "{out}");
+
+    let (_, list) = get(&t, &token, "/v1.0/identityProtection/riskyUsers").await;
+    let list = list["value"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+    for u in list {
+        assert_eq!(u["riskLevel"], "high");
+        assert_eq!(u["riskState"], "atRisk");
+        assert_eq!(u["riskDetail"], "none");
+        assert_eq!(u["isDeleted"], false);
+        assert!(
+            u["riskLastUpdatedDateTime"]
+                .as_str()
+                .unwrap()
+                .ends_with('Z')
+        );
+    }
+    let bob = risky(&t, &token, BOB).await;
+    assert_eq!(bob["userPrincipalName"], BOB);
+    let ds = detections(&t, &token).await;
+    assert_eq!(ds.len(), 2);
+    for d in &ds {
+        assert_eq!(d["riskEventType"], "leakedCredentials");
+        assert_eq!(d["detectionTimingType"], "offline");
+        assert_eq!(d["riskLevel"], "high");
+        assert_eq!(d["riskState"], "atRisk");
+        assert_eq!(d["source"], "IdentityProtection");
+    }
+    // Alice (password not listed) is not in the report.
+    let alice = user(&t, ALICE).await;
+    let a = risky(&t, &token, ALICE).await;
+    assert_eq!(a["riskLevel"], "none");
+    assert_eq!(a["id"], alice.id);
+
+    // Importing again adds nothing and flags nobody twice.
+    let (code, out, err) = tenantd(&[
+        "risk",
+        "import-leaked",
+        "--config",
+        &cfg,
+        pairs.to_str().unwrap(),
+        range.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("(0 new)"), "{out}");
+    assert!(out.contains("0 user(s) flagged"), "{out}");
+    assert_eq!(detections(&t, &token).await.len(), 2);
+
+    // Threat intelligence: a bad line (unknown user) changes nothing; a good file flags.
+    let intel = dir.join("intel.txt");
+    std::fs::write(&intel, format!("# tip\n{ALICE}\nghost@contoso.test\n")).unwrap();
+    let (code, _, err) = tenantd(&[
+        "risk",
+        "import-threat-intel",
+        "--config",
+        &cfg,
+        intel.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("intel.txt:3:"), "{err}");
+    assert_eq!(risky(&t, &token, ALICE).await["riskLevel"], "none");
+    std::fs::write(&intel, format!("# tip\n{ALICE}\n\n{}\n", alice.id)).unwrap();
+    let (code, out, err) = tenantd(&[
+        "risk",
+        "import-threat-intel",
+        "--config",
+        &cfg,
+        intel.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("1 user(s) flagged"), "{out}");
+    let a = risky(&t, &token, ALICE).await;
+    assert_eq!(
+        (a["riskLevel"].as_str(), a["riskState"].as_str()),
+        (Some("high"), Some("atRisk"))
+    );
+}
+
+#[tokio::test]
+async fn a_sign_in_with_a_leaked_password_raises_a_realtime_detection_once() {
+    let t = start_home().await;
+    let s = t.state();
+    let token = admin_token(&t).await;
+    let home = server::user_risk::Home::of(s);
+    let report = server::user_risk::import_leaked(
+        &home,
+        "hashes.txt",
+        &format!("{}:42\n", sha1_hex(ALICE_PW)),
+    )
+    .await
+    .unwrap();
+    // No fingerprint for alice yet (seeded straight into the store): not found offline.
+    assert_eq!((report.new, report.users_flagged), (1, 0));
+
+    let b = browser_from("192.0.2.44");
+    let redirect = sign_in(&t, &b, &rp_authorize(&t, ""), ALICE, ALICE_PW).await;
+    assert!(redirect.starts_with(RP_REDIRECT), "{redirect}");
+    let alice = user(&t, ALICE).await;
+    let ip: IpAddr = "192.0.2.44".parse().unwrap();
+    let status = server::user_risk::after_password_verified(s, &alice, ALICE_PW, Some(ip))
+        .await
+        .unwrap();
+    assert_eq!(status.risk_level, risk::RiskLevel::High);
+    assert_eq!(status.risk_state, risk::RiskState::AtRisk);
+    let ds = detections(&t, &token).await;
+    assert_eq!(ds.len(), 1);
+    assert_eq!(ds[0]["riskEventType"], "leakedCredentials");
+    assert_eq!(ds[0]["detectionTimingType"], "realtime");
+    assert_eq!(ds[0]["ipAddress"], "192.0.2.44");
+    assert_eq!(ds[0]["userId"], alice.id);
+
+    // The same password again: already judged, no second detection.
+    server::user_risk::after_password_verified(s, &alice, ALICE_PW, Some(ip))
+        .await
+        .unwrap();
+    assert_eq!(detections(&t, &token).await.len(), 1);
+
+    // Dismissed by an admin, it stays dismissed on the next sign-in with that password.
+    let (status, body) = post(
+        &t,
+        &token,
+        "/v1.0/identityProtection/riskyUsers/dismiss",
+        serde_json::json!({"userIds": [alice.id]}),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let status = server::user_risk::after_password_verified(s, &alice, ALICE_PW, Some(ip))
+        .await
+        .unwrap();
+    assert_eq!(status.risk_state, risk::RiskState::Dismissed);
+    let ds = detections(&t, &token).await;
+    assert_eq!(ds.len(), 1);
+    assert_eq!(ds[0]["riskState"], "dismissed");
+
+    // A new password that is not leaked: nothing new.
+    server::user_risk::after_password_set(s, &alice.id, "a-fresh-password-1")
+        .await
+        .unwrap();
+    let status =
+        server::user_risk::after_password_verified(s, &alice, "a-fresh-password-1", Some(ip))
+            .await
+            .unwrap();
+    assert_eq!(status.risk_state, risk::RiskState::Dismissed);
+    assert_eq!(detections(&t, &token).await.len(), 1);
+}
+
+#[tokio::test]
+async fn password_spray_from_one_ip_flags_the_account_that_signs_in_from_it() {
+    let t = start_home().await;
+    let s = t.state();
+    let token = admin_token(&t).await;
+    let spray_ip = "203.0.113.50";
+    // Ten distinct accounts fail from one IP: nine unknown (50034), alice's wrong password (50126).
+    for i in 0..9 {
+        fail_from(&t, spray_ip, &format!("user{i}@contoso.test")).await;
+    }
+    fail_from(&t, spray_ip, ALICE).await;
+    // Another IP with a single failure.
+    fail_from(&t, "198.51.100.9", ALICE).await;
+    let alice = user(&t, ALICE).await;
+
+    // Alice signs in from the quiet IP: no spray.
+    let b = browser_from("198.51.100.9");
+    sign_in(&t, &b, &rp_authorize(&t, ""), ALICE, ALICE_PW).await;
+    let quiet: IpAddr = "198.51.100.9".parse().unwrap();
+    let status = server::user_risk::after_password_verified(s, &alice, ALICE_PW, Some(quiet))
+        .await
+        .unwrap();
+    assert_eq!(status.risk_state, risk::RiskState::None);
+
+    // Then from the spraying IP: passwordSpray, high, realtime, with the IP.
+    let b = browser_from(spray_ip);
+    sign_in(&t, &b, &rp_authorize(&t, ""), ALICE, ALICE_PW).await;
+    let ip: IpAddr = spray_ip.parse().unwrap();
+    let status = server::user_risk::after_password_verified(s, &alice, ALICE_PW, Some(ip))
+        .await
+        .unwrap();
+    assert_eq!(status.risk_level, risk::RiskLevel::High);
+    assert_eq!(status.risk_state, risk::RiskState::AtRisk);
+    let ds = detections(&t, &token).await;
+    assert_eq!(ds.len(), 1, "{ds:?}");
+    assert_eq!(ds[0]["riskEventType"], "passwordSpray");
+    assert_eq!(ds[0]["detectionTimingType"], "realtime");
+    assert_eq!(ds[0]["ipAddress"], spray_ip);
+    assert!(
+        ds[0]["additionalInfo"]
+            .as_str()
+            .unwrap()
+            .contains("10 accounts"),
+        "{}",
+        ds[0]
+    );
+    // The same failures do not raise it again.
+    server::user_risk::after_password_verified(s, &alice, ALICE_PW, Some(ip))
+        .await
+        .unwrap();
+    assert_eq!(detections(&t, &token).await.len(), 1);
+}
+
+#[tokio::test]
+async fn admins_dismiss_and_confirm_through_the_api_and_the_cli() {
+    let t = start_home().await;
+    let s = t.state();
+    let bob = add_user(&t, BOB, BOB_PW, false).await;
+    let alice = user(&t, ALICE).await;
+    let guest = s
+        .store
+        .invite_guest(
+            &store::NewGuest {
+                id: "guest-1".into(),
+                email: "gina@partner.test".into(),
+                display_name: "Gina".into(),
+                partner_id: "partner-1".into(),
+                now: s.now(),
+            },
+            "inv-1",
+            None,
+        )
+        .await
+        .unwrap()
+        .0;
+    let token = admin_token(&t).await;
+    const CONFIRM: &str = "/v1.0/identityProtection/riskyUsers/confirmCompromised";
+    const DISMISS: &str = "/v1.0/identityProtection/riskyUsers/dismiss";
+
+    // Authentication and bad input: 401/403/400/404, and nothing changes.
+    let r = backchannel()
+        .get(t.url("/v1.0/identityProtection/riskyUsers"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    for bad in [
+        serde_json::json!({}),
+        serde_json::json!({"userIds": []}),
+        serde_json::json!({"userIds": "x"}),
+        serde_json::json!({"userIds": [alice.id], "extra": 1}),
+    ] {
+        let (status, body) = post(&t, &token, CONFIRM, bad.clone()).await;
+        assert_eq!(status, 400, "{bad} -> {body}");
+        assert!(body["error"]["message"].is_string(), "{body}");
+    }
+    let (status, body) = post(
+        &t,
+        &token,
+        CONFIRM,
+        serde_json::json!({"userIds": [alice.id, "no-such-user"]}),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "ResourceNotFound");
+    let (status, body) = post(
+        &t,
+        &token,
+        CONFIRM,
+        serde_json::json!({"userIds": [alice.id, guest.id]}),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("held by their home organization (partner-1)"),
+        "{body}"
+    );
+    let (status, body) = post(
+        &t,
+        &token,
+        DISMISS,
+        serde_json::json!({"userIds": [alice.id]}),
+    )
+    .await;
+    assert_eq!(status, 400, "no risk to dismiss: {body}");
+    assert_eq!(risky(&t, &token, ALICE).await["riskState"], "none");
+    let (status, _) = get(
+        &t,
+        &token,
+        &format!("/v1.0/identityProtection/riskyUsers/{}", guest.id),
+    )
+    .await;
+    assert_eq!(status, 404, "guests are not in the home's report");
+    let (status, _) = get(&t, &token, "/v1.0/identityProtection/riskDetections?$top=0").await;
+    assert_eq!(status, 400);
+
+    // Confirm, then dismiss, through the API.
+    let (status, body) = post(
+        &t,
+        &token,
+        CONFIRM,
+        serde_json::json!({"userIds": [alice.id, alice.id]}),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let a = risky(&t, &token, ALICE).await;
+    assert_eq!(a["riskLevel"], "high");
+    assert_eq!(a["riskState"], "confirmedCompromised");
+    assert_eq!(a["riskDetail"], "adminConfirmedUserCompromised");
+    let ds = detections(&t, &token).await;
+    assert_eq!(ds.len(), 1);
+    assert_eq!(ds[0]["riskEventType"], "adminConfirmedUserCompromised");
+    let (status, _) = post(
+        &t,
+        &token,
+        CONFIRM,
+        serde_json::json!({"userIds": [alice.id]}),
+    )
+    .await;
+    assert_eq!(status, 400, "already confirmed compromised");
+    let (status, body) = post(
+        &t,
+        &token,
+        DISMISS,
+        serde_json::json!({"userIds": [alice.id]}),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let a = risky(&t, &token, ALICE).await;
+    assert_eq!(
+        (
+            a["riskLevel"].as_str(),
+            a["riskState"].as_str(),
+            a["riskDetail"].as_str()
+        ),
+        (
+            Some("none"),
+            Some("dismissed"),
+            Some("adminDismissedAllRiskForUser")
+        )
+    );
+    let (status, history) = get(
+        &t,
+        &token,
+        &format!("/v1.0/identityProtection/riskyUsers/{}/history", alice.id),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let h = history["value"].as_array().unwrap();
+    assert_eq!(h.len(), 2);
+    assert_eq!(h[0]["riskState"], "dismissed");
+    assert_eq!(h[0]["initiatedBy"], "admin:admin-daemon");
+    assert_eq!(h[1]["riskState"], "confirmedCompromised");
+    assert_eq!(detections(&t, &token).await[0]["riskState"], "dismissed");
+
+    // The CLI: confirm bob, show, then an admin temporary password remediates.
+    let cfg = config_file(&t);
+    let (code, out, err) = tenantd(&["risk", "confirm-compromised", "--config", &cfg, BOB]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("confirmedCompromised"), "{out}");
+    let (code, out, _) = tenantd(&["risk", "show", "--config", &cfg, BOB]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("level high, state confirmedCompromised"),
+        "{out}"
+    );
+    assert!(out.contains("adminConfirmedUserCompromised"), "{out}");
+    assert!(out.contains("by admin:cli"), "{out}");
+    let (code, out, err) = tenantd(&["user", "set-password", "--config", &cfg, BOB]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("remediated (adminGeneratedTemporaryPassword)"),
+        "{out}"
+    );
+    let b = risky(&t, &token, BOB).await;
+    assert_eq!(b["riskState"], "remediated");
+    assert_eq!(b["riskDetail"], "adminGeneratedTemporaryPassword");
+    let bob_ds = s
+        .store
+        .list_detections(&store::DetectionFilter {
+            user_id: Some(bob.id.clone()),
+            ..store::DetectionFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(bob_ds.iter().all(|d| d.state == "remediated"), "{bob_ds:?}");
+    // Dismissing a user with no risk left is refused by the risk rules; a guest's risk is not ours.
+    let (code, _, err) = tenantd(&["risk", "dismiss", "--config", &cfg, BOB]);
+    assert_eq!(code, Some(6), "{err}");
+    let (code, _, err) = tenantd(&["risk", "dismiss", "--config", &cfg, "gina@partner.test"]);
+    assert_eq!(code, Some(6), "{err}");
+    assert!(err.contains("home organization"), "{err}");
+}
