@@ -827,3 +827,226 @@ async fn guest_mfa_is_done_at_the_resource_unless_the_partner_is_trusted_for_mfa
         }
     }
 }
+
+/// The home with contoso's shipped policies; alice has a TOTP authenticator (returns its key).
+async fn home_with_policies_and_alice_enrolled() -> (TestTenant, String) {
+    let policies = policies_copy("contoso");
+    let t = start_with("contoso", &format!("{}{ADMIN_APP}", risk_toml(&policies))).await;
+    // Enrol alice while she is not at risk: a first sign-in with MFA required by a policy.
+    std::fs::write(
+        policies.join("mfa.json"),
+        GUESTS_MFA
+            .replace("GuestsOrExternalUsers", "All")
+            .replace("guests-mfa", "all-mfa"),
+    )
+    .unwrap();
+    t.state().protection.reload(&t.state().store).await.unwrap();
+    let b = browser();
+    let r = password_attempt(&t, &b, &rp_authorize(&t, ""), ALICE, ALICE_PW).await;
+    let (secret, r) = enrol_and_continue(&t.issuer, &b, &location(&r)).await;
+    assert!(location(&r).starts_with(RP_REDIRECT));
+    std::fs::remove_file(policies.join("mfa.json")).unwrap();
+    t.state().protection.reload(&t.state().store).await.unwrap();
+    (t, secret)
+}
+
+/// `interaction` and `csrf_token` of a page, once each (the MFA page has two forms).
+fn form_fields(page: &str) -> Vec<(String, String)> {
+    let mut f: Vec<(String, String)> = hidden_inputs(page)
+        .into_iter()
+        .filter(|(k, _)| k == "interaction" || k == "csrf_token")
+        .collect();
+    f.sort();
+    f.dedup();
+    f
+}
+
+async fn alice_risk(t: &TestTenant) -> risk::UserRiskStatus {
+    let alice = t.state().store.user_by_email(ALICE).await.unwrap().unwrap();
+    server::user_risk::current(t.state(), &alice.id)
+        .await
+        .unwrap()
+}
+
+async fn confirm_alice_compromised(t: &TestTenant) {
+    let alice = t.state().store.user_by_email(ALICE).await.unwrap().unwrap();
+    server::user_risk::remediate(
+        t.state(),
+        &alice.id,
+        risk::UserRiskEvent::AdminConfirmedCompromised,
+        risk::Actor::Admin("test".into()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(alice_risk(t).await.risk_level, risk::RiskLevel::High);
+}
+
+#[tokio::test]
+async fn risky_member_does_mfa_then_a_secure_password_change_which_remediates() {
+    let (t, secret) = home_with_policies_and_alice_enrolled().await;
+    confirm_alice_compromised(&t).await;
+    // Wait for the next TOTP step: the enrolment's code is spent.
+    let b = browser();
+    let r = password_attempt(&t, &b, &rp_authorize(&t, ""), ALICE, ALICE_PW).await;
+    let to_mfa = location(&r);
+    assert!(
+        to_mfa.starts_with("/login/mfa?"),
+        "user risk high: MFA first: {to_mfa}"
+    );
+    let page = b
+        .get(t.url(&to_mfa))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        crate::mfa::enrolment_secret(&page).is_none(),
+        "verify, not enrol"
+    );
+
+    // A pending sign-in still waiting for MFA cannot jump to the password change.
+    let mut skip = form_fields(&page);
+    skip.push(("new_password".into(), "brand-new-password-1".into()));
+    skip.push(("confirm_password".into(), "brand-new-password-1".into()));
+    let r = b
+        .post(t.url("/login/change-password"))
+        .form(&skip)
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), 303);
+    assert_eq!(
+        alice_risk(&t).await.risk_state,
+        risk::RiskState::ConfirmedCompromised
+    );
+
+    // The code from the next step (the enrolment used this one).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut form = form_fields(&page);
+    form.push(("code".into(), crate::mfa::totp_at(&secret, now + 30)));
+    let r = b
+        .post(t.url("/login/mfa"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "MFA accepted");
+    let r = b.get(t.url(&location(&r))).send().await.unwrap();
+    assert_eq!(r.status(), 200, "then the password change page");
+    let page = r.text().await.unwrap();
+    assert!(page.contains("/login/change-password"), "{page}");
+    let mut form = hidden_inputs(&page);
+    form.push(("new_password".into(), "brand-new-password-1".into()));
+    form.push(("confirm_password".into(), "brand-new-password-1".into()));
+    let r = b
+        .post(t.url("/login/change-password"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(
+        location(&r).starts_with(RP_REDIRECT),
+        "signed in: {}",
+        location(&r)
+    );
+    let status = alice_risk(&t).await;
+    assert_eq!(status.risk_state, risk::RiskState::Remediated);
+    assert_eq!(
+        status.risk_detail,
+        risk::RiskDetail::UserPerformedSecuredPasswordChange
+    );
+    assert_eq!(status.risk_level, risk::RiskLevel::None);
+    let rows = sign_in_rows(&t).await;
+    assert_eq!(rows[0].error_code, 0);
+    assert_eq!(
+        policy_result(&rows[0], "idProtection-userRiskPolicy"),
+        "success"
+    );
+}
+
+#[tokio::test]
+async fn self_service_password_reset_remediates_at_home() {
+    let (t, secret) = home_with_policies_and_alice_enrolled().await;
+    confirm_alice_compromised(&t).await;
+    let b = browser();
+    let page = b
+        .get(t.url("/password/reset"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut form = hidden_inputs(&page);
+    form.push(("email".into(), ALICE.into()));
+    let page = b
+        .post(t.url("/password/reset"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // A wrong code: refused, nothing changes.
+    let mut bad = hidden_inputs(&page);
+    bad.push(("code".into(), "000000".into()));
+    bad.push(("new_password".into(), "reset-password-2".into()));
+    bad.push(("confirm_password".into(), "reset-password-2".into()));
+    let page = b
+        .post(t.url("/password/reset/new"))
+        .form(&bad)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("not right"), "{page}");
+    assert_eq!(
+        alice_risk(&t).await.risk_state,
+        risk::RiskState::ConfirmedCompromised
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut form = hidden_inputs(&page);
+    form.push(("code".into(), crate::mfa::totp_at(&secret, now + 30)));
+    form.push(("new_password".into(), "reset-password-2".into()));
+    form.push(("confirm_password".into(), "reset-password-2".into()));
+    let page = b
+        .post(t.url("/password/reset/new"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Your password was reset"), "{page}");
+    let status = alice_risk(&t).await;
+    assert_eq!(status.risk_state, risk::RiskState::Remediated);
+    assert_eq!(
+        status.risk_detail,
+        risk::RiskDetail::UserPerformedSecuredPasswordReset
+    );
+    // The new password works; the old one does not.
+    let r = password_attempt(&t, &browser(), &rp_authorize(&t, ""), ALICE, ALICE_PW).await;
+    assert_eq!(r.status(), 200, "old password refused");
+    let r = password_attempt(
+        &t,
+        &browser(),
+        &rp_authorize(&t, ""),
+        ALICE,
+        "reset-password-2",
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+}

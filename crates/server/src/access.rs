@@ -164,6 +164,9 @@ async fn assess(
 ) -> Result<Assessment, PageError> {
     let user_risk = match &gate.guest {
         Some(g) => UserRiskClaim::effective_level(g.user_risk.as_ref(), g.user_risk_trusted),
+        // The change this sign-in just made remediated the risk; the policies (and the log)
+        // judge the sign-in on the risk that required it, now satisfied.
+        None if gate.password_changed => gate.user_risk_level,
         None => member_risk(state, &user.id).await?,
     };
     let sign_in = sign_in_risk(
