@@ -2,10 +2,10 @@
 //!
 //! This crate owns the tenant's database: the schema (embedded migrations under `migrations/`)
 //! and every query against it, for users (members and guests), guest invitations, partners
-//! (trusted other tenants), user risk and its history, apps, consents, browser sessions (local
-//! or federated), pending interactions (consumed at most once), grants with their authorization
-//! codes and refresh tokens, access-token and client-assertion (`jti`) revocation lists, signing
-//! keys and the sign-in log.
+//! (trusted other tenants) and the claim profile of their ID tokens, user risk and its history,
+//! apps, consents, browser sessions (local or federated), pending interactions (consumed at most
+//! once), grants with their authorization codes and refresh tokens, access-token and
+//! client-assertion (`jti`) revocation lists, signing keys and the sign-in log.
 //!
 //! One portable query set runs on SQLite (the default, a file) and PostgreSQL through sqlx's
 //! `Any` driver. Conventions every caller relies on:
@@ -25,6 +25,7 @@ mod error;
 mod grants;
 mod guests;
 mod keys;
+mod partner_profiles;
 mod partners;
 mod revocation;
 mod risk;
@@ -44,6 +45,7 @@ pub use error::StoreError;
 pub use grants::{AuthCode, CodeRedemption, Grant, RefreshToken, Rotation};
 pub use guests::{Invitation, InvitationStatus, NewGuest};
 pub use keys::SigningKeyRecord;
+pub use partner_profiles::PartnerProfile;
 pub use risk::{RiskHistoryItem, UserRiskRecord};
 pub use sessions::{Consumption, Interaction, Session};
 pub use sign_ins::{SignInFilter, SignInLog};

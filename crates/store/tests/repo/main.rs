@@ -11,6 +11,7 @@ mod grants;
 mod guests;
 mod keys;
 mod misc;
+mod partner_profiles;
 mod risk;
 mod sessions;
 mod sign_ins;
@@ -234,6 +235,10 @@ scenarios! {
     }
     ca_policies {
         crud,
+    }
+    partner_profiles {
+        learns_intersection_and_union_and_survives_reopen,
+        concurrent_tokens_are_all_counted,
     }
     misc {
         survives_reopen,
