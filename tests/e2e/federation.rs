@@ -694,6 +694,8 @@ enum Forge {
     Expired,
     WrongNonce,
     RiskAsLevel,
+    /// Without `amr` (which the fake always sends) and with a `groups` claim it never sent.
+    OddClaims,
 }
 
 struct FakeIdp {
@@ -702,6 +704,8 @@ struct FakeIdp {
     nonce: Mutex<String>,
     key: protocol::jwt::KeySet,
     other: protocol::jwt::KeySet,
+    /// The takeover: sign with `other` and publish only `other` in the JWKS.
+    swapped: Mutex<bool>,
 }
 
 async fn fake_idp() -> Arc<FakeIdp> {
@@ -719,6 +723,7 @@ async fn fake_idp() -> Arc<FakeIdp> {
         nonce: Mutex::new(String::new()),
         key: protocol::jwt::KeySet::new(vec![key(0)], 0),
         other: protocol::jwt::KeySet::new(vec![key(1)], 0),
+        swapped: Mutex::new(false),
     });
     let discovery = serde_json::json!({
         "issuer": issuer,
@@ -729,14 +734,20 @@ async fn fake_idp() -> Arc<FakeIdp> {
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["ES256"],
     });
-    let jwks = serde_json::to_value(idp.key.jwks(0)).unwrap();
     let i2 = idp.clone();
+    let i3 = idp.clone();
     let app = axum::Router::new()
         .route(
             "/.well-known/openid-configuration",
             get(move || async move { axum::Json(discovery) }),
         )
-        .route("/jwks", get(move || async move { axum::Json(jwks) }))
+        .route(
+            "/jwks",
+            get(move || {
+                let idp = i3.clone();
+                async move { axum::Json(serde_json::to_value(idp.signing().jwks(0)).unwrap()) }
+            }),
+        )
         .route(
             "/token",
             post(move || {
@@ -749,6 +760,15 @@ async fn fake_idp() -> Arc<FakeIdp> {
 }
 
 impl FakeIdp {
+    /// The key set it signs with and publishes.
+    fn signing(&self) -> &protocol::jwt::KeySet {
+        if *self.swapped.lock().unwrap() {
+            &self.other
+        } else {
+            &self.key
+        }
+    }
+
     fn token(&self) -> serde_json::Value {
         let forge = *self.forge.lock().unwrap();
         let now = std::time::SystemTime::now()
@@ -772,6 +792,11 @@ impl FakeIdp {
             m.remove("user_risk");
             m.insert("risk_level".into(), "HIGH".into());
         }
+        if forge == Forge::OddClaims {
+            let m = claims.as_object_mut().unwrap();
+            m.remove("amr");
+            m.insert("groups".into(), serde_json::json!(["admins"]));
+        }
         let keys = if forge == Forge::BadSignature {
             // Signed by another key under the published key's id.
             let mut t = self
@@ -787,7 +812,7 @@ impl FakeIdp {
             t = format!("{header}.{rest}");
             return serde_json::json!({"access_token": "at", "token_type": "Bearer", "id_token": t});
         } else {
-            &self.key
+            self.signing()
         };
         let id = keys
             .sign(protocol::jwt::SigningAlg::ES256, "JWT", &claims)
@@ -918,6 +943,99 @@ async fn a_claim_mapping_reads_risk_from_a_differently_named_claim() {
         text.contains("did not say whether your account is at risk"),
         "{text}"
     );
+}
+
+/// The resource's log row of the last successful sign-in.
+async fn last_success(resource: &TestTenant) -> store::SignInLog {
+    sign_in_rows(resource)
+        .await
+        .into_iter()
+        .find(|r| r.error_code == 0)
+        .unwrap()
+}
+
+fn token_anomaly(row: &store::SignInLog) -> Option<String> {
+    let types = row.details["riskEventTypes_v2"].as_array().unwrap();
+    if !types.iter().any(|t| t == "tokenIssuerAnomaly") {
+        return None;
+    }
+    let d = row.details["riskDetections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["riskEventType"] == "tokenIssuerAnomaly")
+        .unwrap();
+    Some(d["explanation"].as_str().unwrap().to_owned())
+}
+
+/// Three ordinary sign-ins through the fake home: the claim profile is learned and nothing is
+/// raised.
+async fn three_ordinary_sign_ins(resource: &TestTenant, idp: &FakeIdp) {
+    for _ in 0..3 {
+        app_redirect(fake_callback(resource, idp, Forge::Good, None).await);
+        let row = last_success(resource).await;
+        assert_eq!(token_anomaly(&row), None, "{:#}", row.details);
+        assert_eq!(row.risk_level_during_sign_in.as_deref(), Some("none"));
+    }
+}
+
+#[tokio::test]
+async fn a_partner_token_under_a_swapped_key_is_a_high_token_issuer_anomaly() {
+    let (resource, idp) = resource_with_fake(TRUSTED).await;
+    three_ordinary_sign_ins(&resource, &idp).await;
+    // The partner's key is swapped at once: a new kid, the old one gone from the JWKS. The token
+    // verifies (the resource discovers again for the unknown kid), but it looks like a takeover.
+    *idp.swapped.lock().unwrap() = true;
+    for _ in 0..2 {
+        // No policy here blocks it, so the sign-in goes through and the log tells.
+        app_redirect(fake_callback(&resource, &idp, Forge::Good, None).await);
+        let row = last_success(&resource).await;
+        assert_eq!(row.risk_level_during_sign_in.as_deref(), Some("high"));
+        let why = token_anomaly(&row).expect("tokenIssuerAnomaly");
+        let kid = &idp
+            .other
+            .active(protocol::jwt::SigningAlg::ES256)
+            .unwrap()
+            .kid;
+        assert!(
+            why.contains(&format!("signed with key {kid} first seen")),
+            "{why}"
+        );
+        assert!(why.contains("vanished from its JWKS"), "{why}");
+        // Same claims as ever: only the key is judged.
+        assert!(!why.contains("claims deviate"), "{why}");
+    }
+}
+
+#[tokio::test]
+async fn a_partner_token_whose_claims_deviate_is_a_medium_token_issuer_anomaly() {
+    let (resource, idp) = resource_with_fake(TRUSTED).await;
+    three_ordinary_sign_ins(&resource, &idp).await;
+    app_redirect(fake_callback(&resource, &idp, Forge::OddClaims, None).await);
+    let row = last_success(&resource).await;
+    assert_eq!(row.risk_level_during_sign_in.as_deref(), Some("medium"));
+    let why = token_anomaly(&row).expect("tokenIssuerAnomaly");
+    assert!(why.contains("missing amr"), "{why}");
+    assert!(why.contains("unexpected groups"), "{why}");
+    assert!(!why.contains("vanished"), "{why}");
+    // The profile is the partner's, persisted: it is what the next token is judged against.
+    let profile = resource
+        .state()
+        .store
+        .partner_profile("contoso")
+        .await
+        .unwrap();
+    assert_eq!(profile.tokens_seen, 4);
+    assert!(!profile.always.iter().any(|c| c == "amr"));
+}
+
+#[tokio::test]
+async fn odd_claims_are_not_judged_while_the_profile_is_learned() {
+    let (resource, idp) = resource_with_fake(TRUSTED).await;
+    app_redirect(fake_callback(&resource, &idp, Forge::Good, None).await);
+    app_redirect(fake_callback(&resource, &idp, Forge::OddClaims, None).await);
+    let row = last_success(&resource).await;
+    assert_eq!(token_anomaly(&row), None, "{:#}", row.details);
 }
 
 // ---- the binary: two `tenantd serve` processes, the CLI, the admin API ----

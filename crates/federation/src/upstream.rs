@@ -1,9 +1,13 @@
 //! The relying party a resource tenant runs against one partner: discovery (cached), the
 //! authorization request (code flow, PKCE S256, `state`, `nonce`, `login_hint`), and the
 //! callback (RFC 9207 `iss`, code exchange, ID token verification with the cached JWKS, refreshed
-//! once when the token names a key the cache does not hold).
+//! once when the token names a key the cache does not hold). It also remembers, per partner,
+//! when each signing key was first seen and which key signed before, so a token signed by a
+//! brand-new key that replaced a vanished one can be told from an honest rotation
+//! (`tokenIssuerAnomaly`, judged by the `risk` crate).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,13 +20,15 @@ use openidconnect::core::{
 use openidconnect::{
     AccessTokenHash, AdditionalProviderMetadata, AuthorizationCode, ClaimsVerificationError,
     ClientId, ClientSecret, CsrfToken, DiscoveryError, EndpointMaybeSet, EndpointNotSet,
-    EndpointSet, IssuerUrl, LoginHint, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    EndpointSet, IssuerUrl, JsonWebKey, LoginHint, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
     PkceCodeVerifier, ProviderMetadata, RedirectUrl, RequestTokenError, Scope,
     SignatureVerificationError, TokenResponse,
 };
 use protocol::jwt::{KeySet, SigningKey};
+use risk::TokenIssuerFacts;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
 use crate::mapping::{ClaimMapping, RiskClaimReading};
@@ -115,6 +121,8 @@ struct Provider {
     client: OidcClient,
     iss_parameter_supported: bool,
     token_endpoint: Option<String>,
+    /// The `kid`s of the JWKS fetched with this discovery.
+    kids: Vec<String>,
 }
 
 /// The secrets of one outgoing authorization request, kept by the caller (server-side, keyed by
@@ -176,6 +184,69 @@ pub struct HomeIdentity {
     pub issued_at: i64,
     /// The user-risk claim, as the partner's mapping reads it.
     pub user_risk: RiskClaimReading,
+    /// What the resource knows about the token itself (signing key, its age, whether the key
+    /// that signed before vanished, `iat`, `auth_time`, claim names), for `tokenIssuerAnomaly`.
+    /// `usual_claim_names` is left empty: the caller keeps the partner's claim profile.
+    pub token: TokenIssuerFacts,
+}
+
+/// What this relying party has seen of one partner's signing keys (in memory: after a restart
+/// every key counts as first seen at the next sign-in and no key counts as having vanished, so
+/// a restart never raises an alarm, it only forgets).
+#[derive(Debug, Default)]
+struct KeyHistory {
+    /// `kid` -> unix seconds it was first seen in the partner's JWKS (keys still published).
+    first_seen: HashMap<String, i64>,
+    /// When any key of this partner was first seen (stands in for a token without `kid`).
+    since: Option<i64>,
+    /// The `kid` that signed the last verified token.
+    last_signer: Option<String>,
+    /// `kid` -> the `kid` that signed before it took over. Kept per key rather than only
+    /// comparing with the last token, so every token of a swapped-in key stays suspicious while
+    /// the key is young, not only the first one (which the resource may well have refused).
+    predecessor: HashMap<String, String>,
+}
+
+/// The key facts of one verified token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KeyFacts {
+    first_seen: i64,
+    previous_key_vanished: bool,
+}
+
+impl KeyHistory {
+    /// Records the JWKS `kids` that verified a token signed by `signer` at `now`.
+    fn observe(&mut self, kids: &[String], signer: Option<&str>, now: i64) -> KeyFacts {
+        for kid in kids {
+            self.first_seen.entry(kid.clone()).or_insert(now);
+        }
+        // Only published keys can verify a token: forgetting the others bounds the maps by the
+        // JWKS size (a key that comes back is new again, which is what it is to this tenant).
+        self.first_seen.retain(|k, _| kids.contains(k));
+        self.predecessor.retain(|k, _| kids.contains(k));
+        let since = *self.since.get_or_insert(now);
+        let Some(signer) = signer else {
+            // Without a `kid` keys cannot be told apart: judge the partner's oldest key.
+            return KeyFacts {
+                first_seen: since,
+                previous_key_vanished: false,
+            };
+        };
+        let predecessor = if self.last_signer.as_deref() == Some(signer) {
+            self.predecessor.get(signer).cloned()
+        } else {
+            let before = self.last_signer.replace(signer.to_owned());
+            match &before {
+                Some(b) => self.predecessor.insert(signer.to_owned(), b.clone()),
+                None => self.predecessor.remove(signer),
+            };
+            before
+        };
+        KeyFacts {
+            first_seen: self.first_seen.get(signer).copied().unwrap_or(now),
+            previous_key_vanished: predecessor.is_some_and(|p| !kids.contains(&p)),
+        }
+    }
 }
 
 /// The relying party for one partner. Cheap to share behind an `Arc`.
@@ -185,6 +256,8 @@ pub struct Upstream {
     // Held across discovery, so concurrent sign-ins wait for one discovery instead of each
     // starting their own.
     current: Mutex<Option<Arc<Provider>>>,
+    // Never held across an await.
+    keys: std::sync::Mutex<KeyHistory>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -204,6 +277,7 @@ impl Upstream {
             settings,
             http,
             current: Mutex::new(None),
+            keys: std::sync::Mutex::new(KeyHistory::default()),
         }
     }
 
@@ -251,6 +325,9 @@ impl Upstream {
     /// partner error into [`FederationError::HomeError`], exchanges the code and verifies the ID
     /// token (signature, `iss`, `aud`, `exp`/`iat` within [`CLOCK_SKEW_SECS`], `nonce`,
     /// `at_hash`). `now` is unix seconds. The caller has already matched `state`.
+    ///
+    /// The identity carries [`HomeIdentity::token`]: the signing key's first-seen time is the
+    /// `now` of the first completed sign-in whose JWKS held it.
     pub async fn complete(
         &self,
         callback: &CallbackParams,
@@ -293,6 +370,8 @@ impl Upstream {
             other => other?,
         };
         let issued_at = claims.iat;
+        let auth_time = claims.raw.get("auth_time").and_then(Value::as_i64);
+        let token = self.token_facts(&provider, &tokens.0, &claims, auth_time, now)?;
         let text = |k: &str| claims.raw.get(k).and_then(Value::as_str).map(str::to_owned);
         Ok(HomeIdentity {
             issuer: self.settings.issuer.clone(),
@@ -312,9 +391,50 @@ impl Upstream {
                         .collect()
                 })
                 .unwrap_or_default(),
-            auth_time: claims.raw.get("auth_time").and_then(Value::as_i64),
+            auth_time,
             issued_at,
             user_risk: self.settings.claim_mapping.read(&claims.raw, issued_at),
+            token,
+        })
+    }
+
+    /// The facts about a verified token that `tokenIssuerAnomaly` judges; records its key.
+    fn token_facts(
+        &self,
+        provider: &Provider,
+        id_token: &CoreIdToken,
+        claims: &VerifiedClaims,
+        auth_time: Option<i64>,
+        now: i64,
+    ) -> Result<TokenIssuerFacts, FederationError> {
+        let at = |t: i64, what: &str| {
+            OffsetDateTime::from_unix_timestamp(t).map_err(|_| {
+                FederationError::TokenRefused(
+                    TokenRefusal::Invalid,
+                    format!("{what} is out of range"),
+                )
+            })
+        };
+        let issued_at = at(claims.iat, "iat")?;
+        // A verified token with an `auth_time` past year 9999 is not one to let in.
+        let auth_time = auth_time.map(|t| at(t, "auth_time")).transpose()?;
+        let key_id = header_kid(id_token);
+        let keys = self
+            .keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .observe(&provider.kids, key_id.as_deref(), now);
+        let mut claim_names: Vec<String> = claims.raw.keys().cloned().collect();
+        claim_names.sort();
+        Ok(TokenIssuerFacts {
+            issuer: self.settings.issuer.clone(),
+            key_id,
+            key_first_seen: at(keys.first_seen, "the key's first-seen time")?,
+            previous_key_vanished: keys.previous_key_vanished,
+            issued_at,
+            auth_time,
+            claim_names,
+            usual_claim_names: Vec::new(),
         })
     }
 
@@ -451,6 +571,12 @@ impl Upstream {
             .authorization_response_iss_parameter_supported
             .unwrap_or(false);
         let token_endpoint = metadata.token_endpoint().map(|u| u.as_str().to_owned());
+        let kids = metadata
+            .jwks()
+            .keys()
+            .iter()
+            .filter_map(|k| k.key_id().map(|id| id.as_str().to_owned()))
+            .collect();
         tracing::info!(partner = %self.settings.id, keys = metadata.jwks().keys().len(), "discovered the partner");
         let secret = match &self.settings.credential {
             Credential::Secret(s) => Some(ClientSecret::new(s.clone())),
@@ -468,6 +594,7 @@ impl Upstream {
             client,
             iss_parameter_supported,
             token_endpoint,
+            kids,
         })
     }
 }
@@ -563,6 +690,15 @@ fn payload(id_token: &CoreIdToken) -> Result<Map<String, Value>, FederationError
     serde_json::from_slice(&bytes).map_err(|_| bad("payload is not a JSON object"))
 }
 
+/// The `kid` of the token's JWS header (already verified, so only read here).
+fn header_kid(id_token: &CoreIdToken) -> Option<String> {
+    let compact = id_token.to_string();
+    let header = compact.split('.').next()?;
+    let bytes = URL_SAFE_NO_PAD.decode(header).ok()?;
+    let header: Value = serde_json::from_slice(&bytes).ok()?;
+    header.get("kid")?.as_str().map(str::to_owned)
+}
+
 fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
@@ -572,4 +708,80 @@ fn chain(e: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     s
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn kids(k: &[&str]) -> Vec<String> {
+        k.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn keys_are_dated_when_first_seen_and_a_restart_raises_nothing() {
+        let mut h = KeyHistory::default();
+        let f = h.observe(&kids(&["a"]), Some("a"), 100);
+        assert_eq!(
+            f,
+            KeyFacts {
+                first_seen: 100,
+                previous_key_vanished: false
+            }
+        );
+        assert_eq!(h.observe(&kids(&["a"]), Some("a"), 500).first_seen, 100);
+    }
+
+    #[test]
+    fn honest_rotation_keeps_the_old_key_published() {
+        let mut h = KeyHistory::default();
+        h.observe(&kids(&["a"]), Some("a"), 100);
+        let f = h.observe(&kids(&["a", "b"]), Some("b"), 200);
+        assert_eq!(f.first_seen, 200);
+        assert!(!f.previous_key_vanished);
+        // Later the old key is retired: it did vanish, but the new key is no longer young by
+        // then, which is what the risk evaluator weighs it with.
+        let f = h.observe(&kids(&["b"]), Some("b"), 9_000);
+        assert!(f.previous_key_vanished);
+        assert_eq!(f.first_seen, 200);
+    }
+
+    #[test]
+    fn a_swap_stays_suspicious_for_every_token_of_the_new_key() {
+        let mut h = KeyHistory::default();
+        h.observe(&kids(&["a"]), Some("a"), 100);
+        let f = h.observe(&kids(&["x"]), Some("x"), 300);
+        assert_eq!(
+            f,
+            KeyFacts {
+                first_seen: 300,
+                previous_key_vanished: true
+            }
+        );
+        // The next token of the same key still replaced a vanished key.
+        assert!(
+            h.observe(&kids(&["x"]), Some("x"), 310)
+                .previous_key_vanished
+        );
+        // The forgotten key comes back: new again, and its predecessor x is gone.
+        let f = h.observe(&kids(&["a"]), Some("a"), 400);
+        assert_eq!(f.first_seen, 400);
+        assert!(f.previous_key_vanished);
+        assert_eq!(h.first_seen.len(), 1);
+    }
+
+    #[test]
+    fn tokens_without_kid_use_the_oldest_key() {
+        let mut h = KeyHistory::default();
+        h.observe(&kids(&["a"]), Some("a"), 100);
+        let f = h.observe(&kids(&["b"]), None, 200);
+        assert_eq!(
+            f,
+            KeyFacts {
+                first_seen: 100,
+                previous_key_vanished: false
+            }
+        );
+    }
 }

@@ -174,6 +174,7 @@ async fn assess(
         ctx.ip,
         ctx.user_agent.as_deref().unwrap_or(""),
         &user.id,
+        gate.guest.as_ref().and_then(|g| g.token.as_ref()),
     )
     .await?;
     let mfa_satisfied = gate.mfa_done
@@ -230,12 +231,14 @@ async fn assess(
 }
 
 /// Real-time sign-in risk of a sign-in by `user_id` from `ip` now: one read (the user's recent
-/// sign-ins here), the rest pure.
+/// sign-ins here), the rest pure. `token`: the facts about the partner's ID token of a
+/// federated guest sign-in, for `tokenIssuerAnomaly`.
 pub(crate) async fn sign_in_risk(
     state: &AppState,
     ip: std::net::IpAddr,
     user_agent: &str,
     user_id: &str,
+    token: Option<&risk::TokenIssuerFacts>,
 ) -> Result<SignInRisk, StoreError> {
     let history = past_sign_ins(state, user_id).await?;
     let intel = state.protection.intel();
@@ -247,7 +250,7 @@ pub(crate) async fn sign_in_risk(
             user_agent,
             at,
             history: &history,
-            token: None,
+            token,
         },
         &intel,
         &state.protection.settings().sign_in,

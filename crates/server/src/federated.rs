@@ -19,9 +19,41 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
 use federation::{CallbackParams, FederationError, FlowSecrets, HomeIdentity, RiskClaimReading};
 use protocol::{ErrorCode, OAuthError};
-use risk::UserRiskClaim;
+use risk::{TokenIssuerFacts, UserRiskClaim};
 use serde::{Deserialize, Serialize};
-use store::{Consumption, Interaction, InvitationState, StoreError, User, UserStatus, UserType};
+use store::{
+    Consumption, Interaction, InvitationState, PartnerProfile, StoreError, User, UserStatus,
+    UserType,
+};
+
+/// How many verified ID tokens of a partner are learned from before its claim set is judged:
+/// a single token cannot tell what the partner always sends from what that user's token had.
+pub const CLAIM_PROFILE_LEARNING_TOKENS: i64 = 3;
+
+/// OpenID Connect's standard user claims (Core §5.1): present or not depending on what the home
+/// knows about each user (a user without a family name), so their absence or presence says
+/// nothing about the issuer and they are left out of the claim comparison.
+const PER_USER_CLAIMS: &[&str] = &[
+    "name",
+    "given_name",
+    "family_name",
+    "middle_name",
+    "nickname",
+    "preferred_username",
+    "profile",
+    "picture",
+    "website",
+    "email",
+    "email_verified",
+    "gender",
+    "birthdate",
+    "zoneinfo",
+    "locale",
+    "phone_number",
+    "phone_number_verified",
+    "address",
+    "updated_at",
+];
 
 /// What the resource remembers between sending the browser to the partner and its return,
 /// stored under the hash of `state` and consumed once.
@@ -54,6 +86,11 @@ pub struct GuestSession {
     /// Whether the guest did MFA here (TOTP at this tenant) in this session.
     #[serde(default)]
     pub mfa_here: bool,
+    /// The partner's ID token of this sign-in next to the partner's usual, for
+    /// `tokenIssuerAnomaly`. Only for the sign-in that verified the token: a session does not
+    /// keep it (single sign-on presents no partner token).
+    #[serde(default)]
+    pub token: Option<TokenIssuerFacts>,
 }
 
 fn flow_key(state_param: &str) -> String {
@@ -229,6 +266,16 @@ pub async fn callback(
             .await;
         }
     };
+    // The token verified: learn from it, and judge it against the profile as it was before.
+    let profile = match state
+        .store
+        .record_partner_token(&partner.config.id, &home.token.claim_names, now)
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => return PageError::from(e).render(&state, &ctx),
+    };
+    let token = judged_token(&home.token, &profile);
     let user_risk = match (&home.user_risk, partner.config.trust_user_risk) {
         (RiskClaimReading::Present(c), true) => Some(*c),
         (reading, true) if partner.config.require_user_risk_claim => {
@@ -299,10 +346,39 @@ pub async fn callback(
             user_risk,
             user_risk_trusted: partner.config.trust_user_risk,
             mfa_here: false,
+            token: Some(token),
         }),
         ..Gate::default()
     };
     access::judge(state, ctx, jar, &flow.interaction, flow.pending, gate).await
+}
+
+/// The token's facts with the claims the partner's profile can judge: once the profile is
+/// learned, the claims the partner always sent (`usual_claim_names`) against this token's claims
+/// that are either among them or never seen from this partner before. Claims the partner sends
+/// only sometimes, and per-user claims, are left out of both, so only a claim the partner always
+/// sent going missing, or one it never sent appearing, is a deviation.
+fn judged_token(token: &TokenIssuerFacts, profile: &PartnerProfile) -> TokenIssuerFacts {
+    let judged = |c: &&String| !PER_USER_CLAIMS.contains(&c.as_str());
+    if profile.tokens_seen < CLAIM_PROFILE_LEARNING_TOKENS {
+        return TokenIssuerFacts {
+            usual_claim_names: Vec::new(),
+            ..token.clone()
+        };
+    }
+    let usual: Vec<String> = profile.always.iter().filter(judged).cloned().collect();
+    let claim_names = token
+        .claim_names
+        .iter()
+        .filter(judged)
+        .filter(|c| usual.contains(c) || !profile.seen.contains(c))
+        .cloned()
+        .collect();
+    TokenIssuerFacts {
+        claim_names,
+        usual_claim_names: usual,
+        ..token.clone()
+    }
 }
 
 enum GuestRefusal {
@@ -578,5 +654,65 @@ fn federation_refusal(partner: &Partner, e: &FederationError) -> Refusal {
         home_link: None,
         error_code: failure_code(e),
         oauth,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use time::OffsetDateTime;
+
+    fn names(n: &[&str]) -> Vec<String> {
+        n.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn token(claims: &[&str]) -> TokenIssuerFacts {
+        TokenIssuerFacts {
+            issuer: "https://home.test".into(),
+            key_id: Some("k".into()),
+            key_first_seen: OffsetDateTime::UNIX_EPOCH,
+            previous_key_vanished: false,
+            issued_at: OffsetDateTime::UNIX_EPOCH,
+            auth_time: None,
+            claim_names: names(claims),
+            usual_claim_names: Vec::new(),
+        }
+    }
+
+    fn profile(tokens_seen: i64, always: &[&str], seen: &[&str]) -> PartnerProfile {
+        PartnerProfile {
+            partner_id: "contoso".into(),
+            tokens_seen,
+            always: names(always),
+            seen: names(seen),
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn claims_are_not_judged_while_learning() {
+        let t = judged_token(
+            &token(&["iss", "x"]),
+            &profile(2, &["iss", "amr"], &["iss", "amr"]),
+        );
+        assert!(t.usual_claim_names.is_empty());
+        assert_eq!(t.claim_names, names(&["iss", "x"]));
+    }
+
+    #[test]
+    fn only_always_and_never_seen_claims_are_judged() {
+        let p = profile(
+            5,
+            &["amr", "email", "iss", "user_risk"],
+            &["amr", "email", "family_name", "iss", "sid", "user_risk"],
+        );
+        // sid is sometimes sent, family_name is per user: neither counts; groups is new.
+        let t = judged_token(
+            &token(&["family_name", "groups", "iss", "sid", "user_risk"]),
+            &p,
+        );
+        assert_eq!(t.usual_claim_names, names(&["amr", "iss", "user_risk"]));
+        assert_eq!(t.claim_names, names(&["groups", "iss", "user_risk"]));
     }
 }

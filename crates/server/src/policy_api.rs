@@ -415,6 +415,8 @@ pub async fn evaluate(
         req.ip_address,
         req.user_agent.as_deref().unwrap_or(""),
         &user.id,
+        // What-if has no partner token to judge.
+        None,
     )
     .await
     {

@@ -58,7 +58,14 @@ pub async fn start_federated(
     amr: Vec<String>,
     facts: &GuestSession,
 ) -> Result<(CookieJar, Current), StoreError> {
-    let json = serde_json::to_string(facts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    // The partner token's facts judge the sign-in that verified it; single sign-on on this
+    // session presents no partner token, so judging that old token again (older each time)
+    // would only raise stale anomalies.
+    let facts = GuestSession {
+        token: None,
+        ..facts.clone()
+    };
+    let json = serde_json::to_string(&facts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     create(state, jar, user, amr, Some(json)).await
 }
 

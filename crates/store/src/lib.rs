@@ -2,11 +2,11 @@
 //!
 //! This crate owns the tenant's database: the schema (embedded migrations under `migrations/`)
 //! and every query against it, for users (members and guests), guest invitations, partners
-//! (trusted other tenants), user risk and its history, apps, consents, browser sessions (local
-//! or federated), pending interactions (consumed at most once), grants with their authorization
-//! codes and refresh tokens, access-token and client-assertion (`jti`) revocation lists, signing
-//! keys, the sign-in log, MFA (TOTP methods and recovery codes), risk detections and the
-//! leaked-credentials corpus.
+//! (trusted other tenants) and the claim profile of their ID tokens, user risk and its history,
+//! apps, consents, browser sessions (local or federated), pending interactions (consumed at most
+//! once), grants with their authorization codes and refresh tokens, access-token and
+//! client-assertion (`jti`) revocation lists, signing keys, the sign-in log, MFA (TOTP methods
+//! and recovery codes), risk detections and the leaked-credentials corpus.
 //!
 //! One portable query set runs on SQLite (the default, a file) and PostgreSQL through sqlx's
 //! `Any` driver. Conventions every caller relies on:
@@ -31,6 +31,7 @@ mod guests;
 mod keys;
 mod leaked;
 mod mfa;
+mod partner_profiles;
 mod partners;
 mod revocation;
 mod risk;
@@ -53,6 +54,7 @@ pub use guests::{Invitation, InvitationStatus, NewGuest};
 pub use keys::SigningKeyRecord;
 pub use leaked::LeakedCredential;
 pub use mfa::{MfaReset, TotpMethod};
+pub use partner_profiles::PartnerProfile;
 pub use risk::{RiskHistoryItem, UserRiskRecord};
 pub use sessions::{Consumption, Interaction, Session};
 pub use sign_ins::{SignInFilter, SignInLog};

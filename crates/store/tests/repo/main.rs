@@ -13,6 +13,7 @@ mod guests;
 mod keys;
 mod mfa;
 mod misc;
+mod partner_profiles;
 mod risk;
 mod sessions;
 mod sign_ins;
@@ -252,6 +253,10 @@ scenarios! {
         recovery_codes_are_single_use_and_per_user,
         reset_deletes_only_that_users_mfa,
         deleting_a_user_deletes_their_mfa,
+    }
+    partner_profiles {
+        learns_intersection_and_union_and_survives_reopen,
+        concurrent_tokens_are_all_counted,
     }
     misc {
         survives_reopen,
