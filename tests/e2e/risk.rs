@@ -1050,3 +1050,67 @@ async fn self_service_password_reset_remediates_at_home() {
     .await;
     assert_eq!(r.status(), 303);
 }
+
+#[tokio::test]
+async fn passing_mfa_for_a_risky_sign_in_remediates_it_and_leaves_user_risk_alone() {
+    let (t, secret) = home_with_policies_and_alice_enrolled().await;
+    // From the lab's "Tor exit": sign-in risk medium → contoso's sign-in-risk policy asks for MFA.
+    let b = browser_from("198.51.100.7");
+    let r = password_attempt(&t, &b, &rp_authorize(&t, ""), ALICE, ALICE_PW).await;
+    let to_mfa = location(&r);
+    assert!(to_mfa.starts_with("/login/mfa?"), "{to_mfa}");
+    let page = b
+        .get(t.url(&to_mfa))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut form = form_fields(&page);
+    form.push(("code".into(), crate::mfa::totp_at(&secret, now + 30)));
+    let r = b
+        .post(t.url("/login/mfa"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let r = b.get(t.url(&location(&r))).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(location(&r).starts_with(RP_REDIRECT));
+    let rows = sign_in_rows(&t).await;
+    let row = &rows[0];
+    assert_eq!(row.error_code, 0);
+    assert_eq!(row.risk_level_during_sign_in.as_deref(), Some("medium"));
+    assert_eq!(row.details["riskState"], "remediated");
+    assert_eq!(
+        row.details["riskDetail"],
+        "userPassedMFADrivenByRiskBasedPolicy"
+    );
+    assert_eq!(
+        policy_result(row, "idProtection-signInRiskPolicy"),
+        "success"
+    );
+    assert_eq!(
+        alice_risk(&t).await.risk_level,
+        risk::RiskLevel::None,
+        "a remediated sign-in does not count towards user risk"
+    );
+
+    // The same from the botnet range without MFA being possible would be blocked; and a risky
+    // sign-in that succeeds without MFA (no policy asks) raises the member's user risk.
+    let policies_dir = t.dir.join("no-policies");
+    std::fs::create_dir_all(&policies_dir).unwrap();
+    let t2 = start_with("contoso2", &risk_toml(&policies_dir)).await;
+    let b = browser_from("198.51.100.7");
+    let r = password_attempt(&t2, &b, &rp_authorize(&t2, ""), ALICE, ALICE_PW).await;
+    assert_eq!(r.status(), 303);
+    let status = alice_risk(&t2).await;
+    assert_eq!(status.risk_state, risk::RiskState::AtRisk);
+    assert_eq!(status.risk_level, risk::RiskLevel::Medium);
+}
