@@ -1061,7 +1061,7 @@ fn tenantd(args: &[&str], stdin: Option<&str>) -> std::process::Output {
     child.wait_with_output().unwrap()
 }
 
-struct Serving(std::process::Child);
+pub struct Serving(pub std::process::Child);
 
 impl Drop for Serving {
     fn drop(&mut self) {
@@ -1070,7 +1070,7 @@ impl Drop for Serving {
     }
 }
 
-async fn wait_ready(issuer: &str) {
+pub async fn wait_ready(issuer: &str) {
     for _ in 0..100 {
         if let Ok(r) = backchannel().get(format!("{issuer}/readyz")).send().await
             && r.status() == 200

@@ -1114,3 +1114,95 @@ async fn passing_mfa_for_a_risky_sign_in_remediates_it_and_leaves_user_risk_alon
     assert_eq!(status.risk_state, risk::RiskState::AtRisk);
     assert_eq!(status.risk_level, risk::RiskLevel::Medium);
 }
+
+#[tokio::test]
+async fn sighup_reloads_policies_and_a_bad_file_keeps_the_previous_ones() {
+    let policies = policies_copy("fabrikam");
+    let (dir, db) = tenant_dir("hup");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let issuer = format!("https://127.0.0.1:{port}");
+    let cfg = dir.join("tenant.toml");
+    std::fs::write(
+        &cfg,
+        config_text(
+            "hup",
+            &issuer,
+            &format!("127.0.0.1:{port}"),
+            &db,
+            &format!("{}{ADMIN_APP}", risk_toml(&policies)),
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_tenantd-e2e"))
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .env("TENANTD_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let _serving = Serving(child);
+    wait_ready(&issuer).await;
+    let tok: serde_json::Value = backchannel()
+        .post(format!("{issuer}/token"))
+        .basic_auth("admin-daemon", Some("admin-daemon-secret"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tok = tok["access_token"].as_str().unwrap().to_owned();
+    let ids = || async {
+        let v: serde_json::Value = backchannel()
+            .get(format!("{issuer}/v1.0/identity/conditionalAccess/policies"))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let hup = || {
+        let s = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap();
+        assert!(s.success());
+    };
+    let before = ids().await;
+    assert!(!before.contains(&"guests-mfa".to_owned()));
+
+    std::fs::write(policies.join("30-guests-mfa.json"), GUESTS_MFA).unwrap();
+    hup();
+    let mut after = Vec::new();
+    for _ in 0..50 {
+        after = ids().await;
+        if after.len() > before.len() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(after.contains(&"guests-mfa".to_owned()), "{after:?}");
+
+    std::fs::write(policies.join("40-broken.json"), "{ not json").unwrap();
+    hup();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(ids().await, after, "a bad file keeps the previous policies");
+    let r = backchannel()
+        .get(format!("{issuer}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "still serving");
+}
