@@ -1097,6 +1097,15 @@ async fn passing_mfa_for_a_risky_sign_in_remediates_it_and_leaves_user_risk_alon
         "success"
     );
     assert_eq!(
+        rows[1].error_code, 50074,
+        "the interruption is on record too"
+    );
+    assert_eq!(rows[1].correlation_id, row.correlation_id);
+    assert_eq!(
+        policy_result(&rows[1], "idProtection-signInRiskPolicy"),
+        "failure"
+    );
+    assert_eq!(
         alice_risk(&t).await.risk_level,
         risk::RiskLevel::None,
         "a remediated sign-in does not count towards user risk"

@@ -594,6 +594,19 @@ async fn step(
     case: Case,
     step: Step,
 ) -> Response {
+    // The interruption is a sign-in log row of its own, as in Entra: the decision and why are
+    // on record even if the user never finishes the step.
+    let (code, reason): (i64, &'static str) = match step {
+        Step::Mfa => (
+            i64::from(codes::STRONG_AUTH_REQUIRED),
+            "Strong authentication is required (interrupted: MFA).",
+        ),
+        Step::PasswordChange => (
+            i64::from(codes::PASSWORD_CHANGE_REQUIRED),
+            "A password change is required due to user risk (interrupted).",
+        ),
+    };
+    log(state, ctx, &case, false, Outcome::Failure(code, reason)).await;
     let Case {
         mut pending,
         gate,

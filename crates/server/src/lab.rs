@@ -235,6 +235,18 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
         "  TLS: dev CA {} (see certs/README.md to trust it)",
         dev.ca.display()
     );
+    if builtin {
+        println!();
+        println!("  try (README, \"Lab walk-through\"):");
+        println!("    alice@contoso.test   signs in to the demo app as a guest of fabrikam");
+        println!(
+            "    bob@contoso.test     is blocked at fabrikam: his password is in contoso's leaked-credentials list (53011)"
+        );
+        println!(
+            "    alice with X-Forwarded-For: 198.51.100.7 (an anonymous IP) is asked for MFA at fabrikam (53004: no enrolment while risky)"
+        );
+        println!("    policies: config/policies/, intel: config/intel/");
+    }
     println!();
 
     crate::server::shutdown_signal().await;
