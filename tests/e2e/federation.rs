@@ -71,11 +71,24 @@ impl Pair {
 
 /// contoso (alice, bob) and fabrikam (carol; alice and bob invited from contoso).
 pub async fn pair(partner_lines: &str) -> Pair {
+    pair_with("", partner_lines).await
+}
+
+/// [`pair`] with extra config for each tenant (the home's policies; at the resource, lines
+/// added to the partner entry, and anything after them).
+pub async fn pair_with(home_extra: &str, resource_extra: &str) -> Pair {
     let home_l = TcpListener::bind("127.0.0.1:0").unwrap();
     let res_l = TcpListener::bind("127.0.0.1:0").unwrap();
     let (home_issuer, res_issuer) = (issuer_of(&home_l), issuer_of(&res_l));
     let (hd, hdb) = tenant_dir("contoso");
-    let home = start_on("contoso", home_l, &hd, &hdb, &home_app_toml(&res_issuer)).await;
+    let home = start_on(
+        "contoso",
+        home_l,
+        &hd,
+        &hdb,
+        &format!("{}{home_extra}", home_app_toml(&res_issuer)),
+    )
+    .await;
     add_user(&home, ALICE, ALICE_PW, false).await;
     add_user(&home, BOB, BOB_PW, false).await;
     let (rd, rdb) = tenant_dir("fabrikam");
@@ -84,7 +97,7 @@ pub async fn pair(partner_lines: &str) -> Pair {
         res_l,
         &rd,
         &rdb,
-        &partner_toml(&home_issuer, partner_lines),
+        &partner_toml(&home_issuer, resource_extra),
     )
     .await;
     add_user(&resource, CAROL, CAROL_PW, false).await;

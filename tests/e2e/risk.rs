@@ -12,8 +12,6 @@ pub fn config_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config")
 }
 
-pub const ADMIN_APP: &str = "\n[[apps]]\nclient_id = \"admin-daemon\"\nclient_secret = \"admin-daemon-secret\"\ngrant_types = [\"client_credentials\"]\nscopes = [\"admin\"]\n";
-
 /// `[risk]` with the shipped intel and the given policies directory.
 pub fn risk_toml(policies_dir: &std::path::Path) -> String {
     let intel = config_dir().join("intel");
@@ -48,20 +46,6 @@ pub fn policies_copy(tenant: &str) -> PathBuf {
 /// Partner lines for [`pair`]: trusted user risk, the resource's lab policies, an admin app.
 pub fn resource_lines(policies: &std::path::Path, partner: &str) -> String {
     format!("{partner}\n{}{ADMIN_APP}", risk_toml(policies))
-}
-
-pub async fn admin_token(t: &TestTenant) -> String {
-    let r: serde_json::Value = backchannel()
-        .post(t.url("/token"))
-        .basic_auth("admin-daemon", Some("admin-daemon-secret"))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["access_token"].as_str().unwrap().to_owned()
 }
 
 /// A refusal page (unescaped) and the OAuth error its link carries.
@@ -225,20 +209,7 @@ async fn malicious_ip_is_blocked_by_the_high_sign_in_risk_policy() {
     let policies = policies_copy("fabrikam");
     let p = pair(&resource_lines(&policies, TRUSTED)).await;
     // Carol, a member of the resource, from the lab's "botnet" (trusted proxy: 127.0.0.1).
-    let b = reqwest::Client::builder()
-        .use_preconfigured_tls(server::tls::client_config(Some(&fixtures().ca)).unwrap())
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .default_headers(
-            [(
-                reqwest::header::HeaderName::from_static("x-forwarded-for"),
-                reqwest::header::HeaderValue::from_static("203.0.113.66"),
-            )]
-            .into_iter()
-            .collect(),
-        )
-        .build()
-        .unwrap();
+    let b = browser_from("203.0.113.66");
     let r = password_attempt(
         &p.resource,
         &b,
@@ -639,56 +610,6 @@ async fn bad_intel_or_policy_files_are_refused_and_the_previous_state_kept() {
         msg.contains(&format!("{}:2", list.display())) && msg.contains("198.51.100.300"),
         "{msg}"
     );
-}
-
-/// A browser behind the tenants' trusted proxy (127.0.0.1) that says the client is `ip`.
-pub fn browser_from(ip: &'static str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .use_preconfigured_tls(server::tls::client_config(Some(&fixtures().ca)).unwrap())
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .default_headers(
-            [(
-                reqwest::header::HeaderName::from_static("x-forwarded-for"),
-                reqwest::header::HeaderValue::from_static(ip),
-            )]
-            .into_iter()
-            .collect(),
-        )
-        .build()
-        .unwrap()
-}
-
-/// contoso and fabrikam as in [`pair`], each with extra config (policies, trust settings).
-pub async fn pair_with(home_extra: &str, resource_extra: &str) -> Pair {
-    let home_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let res_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let (home_issuer, res_issuer) = (issuer_of(&home_l), issuer_of(&res_l));
-    let (hd, hdb) = tenant_dir("contoso");
-    let home = start_on(
-        "contoso",
-        home_l,
-        &hd,
-        &hdb,
-        &format!("{}{home_extra}", home_app_toml(&res_issuer)),
-    )
-    .await;
-    add_user(&home, ALICE, ALICE_PW, false).await;
-    add_user(&home, BOB, BOB_PW, false).await;
-    let (rd, rdb) = tenant_dir("fabrikam");
-    let resource = start_on(
-        "fabrikam",
-        res_l,
-        &rd,
-        &rdb,
-        &partner_toml(&home_issuer, resource_extra),
-    )
-    .await;
-    add_user(&resource, CAROL, CAROL_PW, false).await;
-    for email in [ALICE, BOB] {
-        invite(&resource, email, "contoso").await;
-    }
-    Pair { home, resource }
 }
 
 /// At `/login/mfa?...` of `base` with no authenticator yet: enrol one, then continue. Returns

@@ -428,3 +428,34 @@ pub async fn alice_tokens(t: &TestTenant, b: &reqwest::Client) -> serde_json::Va
     assert_eq!(r.status(), 200);
     r.json().await.unwrap()
 }
+
+/// An app allowed the `admin` scope (client credentials), for the admin API.
+pub const ADMIN_APP: &str = "\n[[apps]]\nclient_id = \"admin-daemon\"\nclient_secret = \"admin-daemon-secret\"\ngrant_types = [\"client_credentials\"]\nscopes = [\"admin\"]\n";
+
+/// An admin API token from [`ADMIN_APP`].
+pub async fn admin_token(t: &TestTenant) -> String {
+    let r: serde_json::Value = backchannel()
+        .post(t.url("/token"))
+        .basic_auth("admin-daemon", Some("admin-daemon-secret"))
+        .form(&[("grant_type", "client_credentials"), ("scope", "admin")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["access_token"].as_str().unwrap().to_owned()
+}
+
+/// A browser behind the tenants' trusted proxy (127.0.0.1) that says the client is `ip`.
+pub fn browser_from(ip: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-forwarded-for", ip.parse().unwrap());
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls())
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}

@@ -12,7 +12,6 @@ use serde_json::Value;
 
 use crate::support::*;
 
-const ADMIN_APP: &str = "\n[[apps]]\nclient_id = \"admin-daemon\"\nclient_secret = \"admin-daemon-secret\"\ngrant_types = [\"client_credentials\"]\nscopes = [\"admin\"]\n";
 const BOB: &str = "bob@contoso.test";
 const BOB_PW: &str = "bob-test-password";
 const CAROL: &str = "carol@contoso.test";
@@ -54,20 +53,6 @@ fn tenantd(args: &[&str]) -> (Option<i32>, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-async fn admin_token(t: &TestTenant) -> String {
-    let r: Value = backchannel()
-        .post(t.url("/token"))
-        .basic_auth("admin-daemon", Some("admin-daemon-secret"))
-        .form(&[("grant_type", "client_credentials"), ("scope", "admin")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["access_token"].as_str().unwrap().to_owned()
 }
 
 async fn get(t: &TestTenant, token: &str, path: &str) -> (u16, Value) {
@@ -116,18 +101,6 @@ async fn detections(t: &TestTenant, token: &str) -> Vec<Value> {
 }
 
 /// A browser whose requests come through the trusted proxy from `ip`.
-fn browser_from(ip: &str) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert("x-forwarded-for", ip.parse().unwrap());
-    reqwest::Client::builder()
-        .use_preconfigured_tls(server::tls::client_config(Some(&fixtures().ca)).unwrap())
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .default_headers(headers)
-        .build()
-        .unwrap()
-}
-
 /// One failed password sign-in from `ip`.
 async fn fail_from(t: &TestTenant, ip: &str, email: &str) {
     let b = browser_from(ip);
