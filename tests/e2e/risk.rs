@@ -857,7 +857,15 @@ async fn risky_member_does_mfa_then_a_secure_password_change_which_remediates() 
         .await
         .unwrap();
     assert_eq!(r.status(), 303, "MFA accepted");
-    let r = b.get(t.url(&location(&r))).send().await.unwrap();
+    let resume = location(&r);
+    let stolen = browser().get(t.url(&resume)).send().await.unwrap();
+    assert_ne!(
+        stolen.status(),
+        200,
+        "another browser cannot resume the sign-in"
+    );
+    assert_ne!(stolen.status(), 303);
+    let r = b.get(t.url(&resume)).send().await.unwrap();
     assert_eq!(r.status(), 200, "then the password change page");
     let page = r.text().await.unwrap();
     assert!(page.contains("/login/change-password"), "{page}");

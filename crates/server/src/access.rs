@@ -19,6 +19,7 @@
 use crate::authorize::{self, Gate, Pending};
 use crate::pages;
 use crate::refusal::{self, Refusal};
+use crate::secrets::{ct_eq, token_hash};
 use crate::session::{self, Current};
 use crate::signin_log::{self, Entry, Outcome, RiskLog};
 use crate::state::AppState;
@@ -143,6 +144,12 @@ pub async fn resume(
     let Some(gate) = pending.gate.clone() else {
         return PageError::expired_request().render(&state, &ctx);
     };
+    let same_browser = jar.get(&state.cookies.csrf).is_some_and(|c| {
+        !gate.binding.is_empty() && ct_eq(token_hash(c.value()).as_bytes(), gate.binding.as_bytes())
+    });
+    if !same_browser {
+        return PageError::expired_request().render(&state, &ctx);
+    }
     judge(state, ctx, jar, &q.interaction, pending, gate).await
 }
 
@@ -609,10 +616,14 @@ async fn step(
     log(state, ctx, &case, false, Outcome::Failure(code, reason)).await;
     let Case {
         mut pending,
-        gate,
+        mut gate,
         user,
         ..
     } = case;
+    // The browser gets a CSRF cookie now if it had none (single sign-on), and the held sign-in
+    // is bound to it.
+    let (jar, csrf) = csrf_token(state, jar);
+    gate.binding = token_hash(&csrf);
     pending.verified_user = Some(user.id.clone());
     pending.gate = Some(gate);
     let id = match interaction {
@@ -624,9 +635,8 @@ async fn step(
         Err(e) => return e.render(state, ctx),
     };
     match step {
-        Step::Mfa => Redirect::to(&format!("/login/mfa?interaction={id}")).into_response(),
+        Step::Mfa => (jar, Redirect::to(&format!("/login/mfa?interaction={id}"))).into_response(),
         Step::PasswordChange => {
-            let (jar, csrf) = csrf_token(state, jar);
             let page = pages::ChangePassword {
                 tenant_name: &state.config.display_name,
                 interaction: &id,

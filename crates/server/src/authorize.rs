@@ -62,6 +62,10 @@ pub struct Gate {
     /// Wrong MFA codes entered in this sign-in (the sign-in is refused at the fifth).
     #[serde(default)]
     pub mfa_failures: u32,
+    /// Hash of the CSRF cookie of the browser the gate held the sign-in for: only that
+    /// browser may resume it (`/login/continue` is a GET whose URL could leak).
+    #[serde(default)]
+    pub binding: String,
 }
 
 impl Pending {
