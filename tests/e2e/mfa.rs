@@ -81,11 +81,27 @@ async fn at_mfa_step(
 ) -> String {
     let r = b.get(rp_authorize(t, "")).send().await.unwrap();
     assert_eq!(r.status(), 303);
-    let id = query(&t.url(&location(&r)))["interaction"].clone();
+    let login = location(&r);
+    let id = query(&t.url(&login))["interaction"].clone();
+    // The email page gives the browser its CSRF cookie; the gate binds the sign-in to it.
+    let page = b
+        .get(t.url(&login))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden_inputs(&page)
+        .into_iter()
+        .find(|(k, _)| k == "csrf_token")
+        .unwrap()
+        .1;
     let mut pending = authorize::load_pending(t.state(), &id).await.unwrap();
     pending.gate = Some(Gate {
         user_id: user.id.clone(),
         amr: vec!["pwd".into()],
+        binding: server::secrets::token_hash(&csrf),
         ..gate
     });
     let id = authorize::replace_pending(t.state(), &id, pending)

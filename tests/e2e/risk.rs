@@ -814,6 +814,8 @@ async fn risky_member_does_mfa_then_a_secure_password_change_which_remediates() 
         to_mfa.starts_with("/login/mfa?"),
         "user risk high: MFA first: {to_mfa}"
     );
+    let stolen = browser().get(t.url(&to_mfa)).send().await.unwrap();
+    assert_ne!(stolen.status(), 200, "another browser never sees the MFA step");
     let page = b
         .get(t.url(&to_mfa))
         .send()

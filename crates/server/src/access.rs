@@ -144,13 +144,17 @@ pub async fn resume(
     let Some(gate) = pending.gate.clone() else {
         return PageError::expired_request().render(&state, &ctx);
     };
-    let same_browser = jar.get(&state.cookies.csrf).is_some_and(|c| {
-        !gate.binding.is_empty() && ct_eq(token_hash(c.value()).as_bytes(), gate.binding.as_bytes())
-    });
-    if !same_browser {
+    if !same_browser(&state, &jar, &gate) {
         return PageError::expired_request().render(&state, &ctx);
     }
     judge(state, ctx, jar, &q.interaction, pending, gate).await
+}
+
+/// Whether this browser is the one the gate held the sign-in for (its CSRF cookie).
+pub(crate) fn same_browser(state: &AppState, jar: &CookieJar, gate: &Gate) -> bool {
+    jar.get(&state.cookies.csrf).is_some_and(|c| {
+        !gate.binding.is_empty() && ct_eq(token_hash(c.value()).as_bytes(), gate.binding.as_bytes())
+    })
 }
 
 async fn active_user(state: &AppState, id: &str) -> Result<User, PageError> {

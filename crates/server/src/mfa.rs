@@ -177,10 +177,15 @@ struct Step {
     user: User,
 }
 
-async fn load(state: &AppState, interaction: &str) -> Result<Step, PageError> {
+async fn load(state: &AppState, jar: &CookieJar, interaction: &str) -> Result<Step, PageError> {
     let pending = authorize::load_pending(state, interaction).await?;
-    // Only a sign-in the gate sent here (user known, MFA required) has an MFA step.
-    let Some(gate) = pending.gate.clone() else {
+    // Only a sign-in the gate sent here (user known, MFA required) has an MFA step, and only
+    // in the browser it was held for: a leaked URL must not let another browser enrol a factor.
+    let Some(gate) = pending
+        .gate
+        .clone()
+        .filter(|g| crate::access::same_browser(state, jar, g))
+    else {
         return Err(PageError::expired_request());
     };
     let user = match state.store.user_by_id(&gate.user_id).await? {
@@ -202,7 +207,7 @@ async fn submitted(
     interaction: &str,
 ) -> Result<Step, PageError> {
     check_csrf(state, jar, csrf)?;
-    load(state, interaction).await
+    load(state, jar, interaction).await
 }
 
 /// Take the pending sign-in for this submission: only one submission of a form goes on.
@@ -436,7 +441,7 @@ async fn page_inner(
     jar: CookieJar,
     interaction: &str,
 ) -> Result<Response, PageError> {
-    let step = load(state, interaction).await?;
+    let step = load(state, &jar, interaction).await?;
     let (jar, csrf) = csrf_token(state, jar);
     if has_method(state, &step.user.id).await? {
         return Ok((
