@@ -815,7 +815,11 @@ async fn risky_member_does_mfa_then_a_secure_password_change_which_remediates() 
         "user risk high: MFA first: {to_mfa}"
     );
     let stolen = browser().get(t.url(&to_mfa)).send().await.unwrap();
-    assert_ne!(stolen.status(), 200, "another browser never sees the MFA step");
+    assert_ne!(
+        stolen.status(),
+        200,
+        "another browser never sees the MFA step"
+    );
     let page = b
         .get(t.url(&to_mfa))
         .send()

@@ -271,11 +271,7 @@ pub(crate) async fn sign_in_risk(
 /// A member's current user risk at this (their home) tenant: remediated, dismissed and aged-out
 /// risk counts as none.
 pub(crate) async fn member_risk(state: &AppState, user_id: &str) -> Result<RiskLevel, StoreError> {
-    let status = match crate::user_risk::current(state, user_id).await {
-        Ok(s) => s,
-        Err(crate::user_risk::UserRiskError::Store(e)) => return Err(e),
-        Err(e) => return Err(StoreError::Corrupt(format!("user risk of {user_id}: {e}"))),
-    };
+    let status = crate::user_risk::current(state, user_id).await?;
     Ok(match status.risk_state {
         RiskState::AtRisk | RiskState::ConfirmedCompromised => status.risk_level,
         _ => RiskLevel::None,

@@ -15,7 +15,7 @@ use protocol::params::Params;
 use protocol::scope::Scope;
 use protocol::token::{GrantRequest, parse_grant};
 use protocol::{ErrorCode, OAuthError, pkce};
-use risk::{RiskDetail, RiskLevel, RiskState, UserRiskClaim};
+use risk::UserRiskClaim;
 use serde::Serialize;
 use std::sync::Arc;
 use store::{CodeRedemption, Grant, RefreshToken, Rotation, User, UserStatus};
@@ -475,28 +475,18 @@ pub async fn released_claims(
 
 /// The `user_risk` claim for a member of this tenant: what the store holds, or no risk.
 async fn home_user_risk(state: &AppState, user: &User) -> Result<UserRiskClaim, store::StoreError> {
-    let Some(r) = state.store.user_risk(&user.id).await? else {
-        return Ok(UserRiskClaim {
-            level: RiskLevel::None,
-            state: RiskState::None,
-            detail: RiskDetail::None,
-            updated_at: user.created_at,
-        });
-    };
-    fn parse<T: serde::de::DeserializeOwned>(
-        user: &User,
-        field: &str,
-        v: &str,
-    ) -> Result<T, store::StoreError> {
-        risk::from_wire(v).ok_or_else(|| {
-            store::StoreError::Corrupt(format!("user_risk.{field} = {v:?} for user {}", user.id))
-        })
-    }
+    // `current` ages low detections out first, so the claim never says more than the home knows.
+    let status = crate::user_risk::current(state, &user.id).await?;
+    let updated_at = state
+        .store
+        .user_risk(&user.id)
+        .await?
+        .map_or(user.created_at, |r| r.updated_at);
     Ok(UserRiskClaim {
-        level: parse::<RiskLevel>(user, "level", &r.level)?,
-        state: parse::<RiskState>(user, "state", &r.state)?,
-        detail: parse::<RiskDetail>(user, "detail", &r.detail)?,
-        updated_at: r.updated_at,
+        level: status.risk_level,
+        state: status.risk_state,
+        detail: status.risk_detail,
+        updated_at,
     })
 }
 

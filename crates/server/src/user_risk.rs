@@ -94,6 +94,17 @@ pub enum UserRiskError {
     Store(#[from] StoreError),
 }
 
+/// For callers that only read risk (the gate, the `user_risk` claim): a refusal of the state
+/// machine cannot happen there, so anything but a storage error is unexpected data.
+impl From<UserRiskError> for StoreError {
+    fn from(e: UserRiskError) -> StoreError {
+        match e {
+            UserRiskError::Store(e) => e,
+            other => StoreError::Corrupt(other.to_string()),
+        }
+    }
+}
+
 /// The home tenant's user-risk engine over one store. [`Home::of`] builds it from a running
 /// tenant; the CLI builds one from a config.
 #[derive(Clone, Copy)]
