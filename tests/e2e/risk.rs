@@ -1150,3 +1150,49 @@ async fn sighup_reloads_policies_and_a_bad_file_keeps_the_previous_ones() {
         .unwrap();
     assert_eq!(r.status(), 200, "still serving");
 }
+
+#[tokio::test]
+async fn travel_between_sign_ins_is_judged_from_the_users_history_here() {
+    let policies_dir = fixtures()
+        .dir
+        .join(format!("none-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&policies_dir).unwrap();
+    let t = start_with("travel", &risk_toml(&policies_dir)).await;
+    // Oslo (192.0.2.x), then Sydney (198.51.100.x) minutes later: ~15,950 km.
+    let r = password_attempt(
+        &t,
+        &browser_from("192.0.2.10"),
+        &rp_authorize(&t, ""),
+        ALICE,
+        ALICE_PW,
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    t.clock.advance(600);
+    let r = password_attempt(
+        &t,
+        &browser_from("198.51.100.200"),
+        &rp_authorize(&t, ""),
+        ALICE,
+        ALICE_PW,
+    )
+    .await;
+    assert_eq!(r.status(), 303, "no policy: allowed, but judged");
+    let rows = sign_in_rows(&t).await;
+    let last = &rows[0];
+    assert_eq!(last.ip_address.as_deref(), Some("198.51.100.200"));
+    let types = last.details["riskEventTypes_v2"].as_array().unwrap();
+    assert!(
+        types.iter().any(|t| t == "impossibleTravel"),
+        "{}",
+        last.details
+    );
+    assert_eq!(last.risk_level_during_sign_in.as_deref(), Some("high"));
+    let why = last.details["riskDetections"].to_string();
+    assert!(why.contains("Oslo") && why.contains("Sydney"), "{why}");
+    assert_eq!(
+        rows[1].risk_level_during_sign_in.as_deref(),
+        Some("none"),
+        "the first sign-in had nothing to compare with"
+    );
+}

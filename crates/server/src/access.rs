@@ -35,7 +35,7 @@ use risk::{
     UserRiskClaim, UserType,
 };
 use serde::Deserialize;
-use store::{SignInFilter, StoreError, User, UserStatus};
+use store::{StoreError, User, UserStatus};
 use time::OffsetDateTime;
 
 /// How many of the user's recent successful sign-ins here sign-in risk compares with.
@@ -280,37 +280,34 @@ pub(crate) async fn member_risk(state: &AppState, user_id: &str) -> Result<RiskL
 
 /// The user's recent successful sign-ins here, as sign-in risk compares them.
 async fn past_sign_ins(state: &AppState, user_id: &str) -> Result<Vec<PastSignIn>, StoreError> {
-    let rows = state
-        .store
-        .list_sign_ins(&SignInFilter {
-            user_id: Some(user_id.to_owned()),
-            success: Some(true),
-            limit: HISTORY,
-            ..SignInFilter::default()
-        })
-        .await?;
+    #[derive(Default, Deserialize)]
+    struct Location {
+        country: Option<String>,
+        city: Option<String>,
+        latitude: Option<f64>,
+        longitude: Option<f64>,
+        asn: Option<u32>,
+    }
+    let rows = state.store.recent_sign_ins(user_id, HISTORY).await?;
     Ok(rows
         .into_iter()
         .filter_map(|r| {
             let at = OffsetDateTime::from_unix_timestamp(r.created_at).ok()?;
-            let loc = r.details.get("location");
-            let text = |k: &str| {
-                loc.and_then(|l| l.get(k))
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned)
-            };
-            let num = |k: &str| loc.and_then(|l| l.get(k)).and_then(|v| v.as_f64());
+            // A row from before locations were recorded (or unreadable) still counts for time,
+            // IP and user agent.
+            let loc: Location = r
+                .location
+                .as_deref()
+                .and_then(|l| serde_json::from_str(l).ok())
+                .unwrap_or_default();
             Some(PastSignIn {
                 at,
                 ip: r.ip_address.as_deref().and_then(|i| i.parse().ok()),
-                country: text("country"),
-                city: text("city"),
-                latitude: num("latitude"),
-                longitude: num("longitude"),
-                asn: loc
-                    .and_then(|l| l.get("asn"))
-                    .and_then(|v| v.as_u64())
-                    .and_then(|v| u32::try_from(v).ok()),
+                country: loc.country,
+                city: loc.city,
+                latitude: loc.latitude,
+                longitude: loc.longitude,
+                asn: loc.asn,
                 user_agent: r.user_agent,
             })
         })

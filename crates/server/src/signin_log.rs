@@ -87,6 +87,14 @@ pub async fn write(state: &AppState, ctx: &Ctx, entry: Entry<'_>, outcome: Outco
         serde_json::Value::Null => serde_json::json!({}),
         d => d,
     };
+    let location = entry.risk.as_ref().map(|r| {
+        let f = &r.location;
+        serde_json::json!({
+            "country": f.country, "city": f.city,
+            "latitude": f.latitude, "longitude": f.longitude, "asn": f.asn,
+        })
+        .to_string()
+    });
     let (aggregated, during, ca_status) = match &entry.risk {
         Some(r) => {
             if let (Ok(serde_json::Value::Object(extra)), Some(map)) =
@@ -120,6 +128,7 @@ pub async fn write(state: &AppState, ctx: &Ctx, entry: Entry<'_>, outcome: Outco
         risk_level_aggregated: aggregated,
         risk_level_during_sign_in: during,
         conditional_access_status: ca_status,
+        location,
         details,
     };
     if let Err(e) = state.store.insert_sign_in(&row).await {

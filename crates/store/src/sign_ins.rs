@@ -40,6 +40,8 @@ pub struct SignInLog {
     pub risk_level_during_sign_in: Option<String>,
     /// `conditionalAccessStatus`: `success`, `failure` or `notApplied`, when evaluated.
     pub conditional_access_status: Option<String>,
+    /// Where the client IP is (JSON: country, city, latitude, longitude, asn), when known.
+    pub location: Option<String>,
     /// Everything else, as a JSON value (stored as text).
     pub details: serde_json::Value,
 }
@@ -63,6 +65,7 @@ struct SignInRow {
     risk_level_aggregated: Option<String>,
     risk_level_during_sign_in: Option<String>,
     conditional_access_status: Option<String>,
+    location: Option<String>,
     details: String,
 }
 
@@ -91,6 +94,7 @@ impl TryFrom<SignInRow> for SignInLog {
             risk_level_aggregated: row.risk_level_aggregated,
             risk_level_during_sign_in: row.risk_level_during_sign_in,
             conditional_access_status: row.conditional_access_status,
+            location: row.location,
             details,
         })
     }
@@ -101,8 +105,21 @@ macro_rules! sign_in_columns {
         "id, created_at, correlation_id, user_id, user_principal_name, app_id, ip_address, \
          user_agent, error_code, failure_reason, user_type, cross_tenant_access_type, \
          home_tenant_id, resource_tenant_id, risk_level_aggregated, risk_level_during_sign_in, \
-         conditional_access_status, details"
+         conditional_access_status, location, details"
     };
+}
+
+/// One earlier successful sign-in, as [`Store::recent_sign_ins`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RecentSignIn {
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Client IP.
+    pub ip_address: Option<String>,
+    /// Browser user agent.
+    pub user_agent: Option<String>,
+    /// The location JSON written with it.
+    pub location: Option<String>,
 }
 
 /// Which sign-ins [`Store::list_sign_ins`] returns. Every `Some` narrows the result.
@@ -168,7 +185,7 @@ impl Store {
         sqlx::query(concat!(
             "INSERT INTO sign_ins (",
             sign_in_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
         ))
         .bind(&log.id)
         .bind(log.created_at)
@@ -187,11 +204,30 @@ impl Store {
         .bind(&log.risk_level_aggregated)
         .bind(&log.risk_level_during_sign_in)
         .bind(&log.conditional_access_status)
+        .bind(&log.location)
         .bind(details)
         .execute(&self.pool)
         .await
         .map_err(|e| StoreError::conflict_or_db(e, || format!("sign-in exists: {}", log.id)))?;
         Ok(())
+    }
+
+    /// A user's most recent successful sign-ins, newest first, without their details: what
+    /// sign-in risk compares a new sign-in with (one indexed read on `(user_id, created_at)`).
+    pub async fn recent_sign_ins(
+        &self,
+        user_id: &str,
+        limit: i64,
+    ) -> Result<Vec<RecentSignIn>, StoreError> {
+        let rows: Vec<RecentSignIn> = sqlx::query_as(
+            "SELECT created_at, ip_address, user_agent, location FROM sign_ins \
+             WHERE user_id = $1 AND error_code = 0 ORDER BY created_at DESC, id DESC LIMIT $2",
+        )
+        .bind(user_id)
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
     }
 
     /// Sign-ins matching `filter`, newest first (ties by id, descending), one page.

@@ -317,6 +317,7 @@ fn attempt(i: i64, ip: &str, upn: &str, code: i64, at: i64) -> SignInLog {
         risk_level_aggregated: None,
         risk_level_during_sign_in: None,
         conditional_access_status: None,
+        location: None,
         details: json!({}),
     }
 }

@@ -241,6 +241,7 @@ scenarios! {
     sign_ins {
         filters_and_paging,
         details_round_trip,
+        recent_sign_ins_are_the_users_successes_newest_first,
     }
     ca_policies {
         crud,

@@ -24,6 +24,7 @@ fn log(i: i64) -> SignInLog {
         risk_level_aggregated: Some(if i % 5 == 0 { "high" } else { "none" }.to_owned()),
         risk_level_during_sign_in: Some(if i % 3 == 0 { "medium" } else { "none" }.to_owned()),
         conditional_access_status: Some("notApplied".to_owned()),
+        location: None,
         details: json!({ "n": i }),
     }
 }
@@ -179,4 +180,27 @@ pub async fn details_round_trip(ctx: Ctx) {
     store.insert_sign_in(&entry).await.unwrap();
     let read = store.list_sign_ins(&SignInFilter::default()).await.unwrap();
     assert_eq!(read, [entry]);
+}
+
+pub async fn recent_sign_ins_are_the_users_successes_newest_first(ctx: Ctx) {
+    let store = &ctx.store;
+    for i in 0..12 {
+        let mut l = log(i);
+        l.location = Some(format!("{{\"n\":{i}}}"));
+        store.insert_sign_in(&l).await.unwrap();
+    }
+    // u-even's successes (not multiples of 4): 10, 6, 2.
+    let recent = store.recent_sign_ins("u-even", 10).await.unwrap();
+    let at: Vec<i64> = recent.iter().map(|r| r.created_at - 1_000).collect();
+    assert_eq!(at, [10, 6, 2]);
+    assert_eq!(recent[0].location.as_deref(), Some("{\"n\":10}"));
+    assert_eq!(recent[0].ip_address.as_deref(), Some("192.0.2.7"));
+    assert_eq!(store.recent_sign_ins("u-even", 2).await.unwrap().len(), 2);
+    assert!(
+        store
+            .recent_sign_ins("nobody", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
