@@ -267,11 +267,7 @@ pub async fn callback(
         }
     };
     // The token verified: learn from it, and judge it against the profile as it was before.
-    let profile = match state
-        .store
-        .record_partner_token(&partner.config.id, &home.token.claim_names, now)
-        .await
-    {
+    let profile = match learn_claims(&state, &partner, &home.token.claim_names, now).await {
         Ok(p) => p,
         Err(e) => return PageError::from(e).render(&state, &ctx),
     };
@@ -379,6 +375,39 @@ fn judged_token(token: &TokenIssuerFacts, profile: &PartnerProfile) -> TokenIssu
         usual_claim_names: usual,
         ..token.clone()
     }
+}
+
+/// The partner's claim profile before this token, updated with it. Once learned, a token whose
+/// claims are all known and include every usual one changes nothing: it is judged against the
+/// cached profile and nothing is written (a write per sign-in would cost a database write turn).
+async fn learn_claims(
+    state: &AppState,
+    partner: &Partner,
+    claim_names: &[String],
+    now: i64,
+) -> Result<store::PartnerProfile, StoreError> {
+    let cached = partner
+        .profile
+        .lock()
+        .map(|p| p.clone())
+        .unwrap_or_else(|p| p.into_inner().clone());
+    if let Some(p) = cached
+        && p.tokens_seen >= CLAIM_PROFILE_LEARNING_TOKENS
+        && p.always.iter().all(|c| claim_names.contains(c))
+        && claim_names.iter().all(|c| p.seen.contains(c))
+    {
+        return Ok(p);
+    }
+    let before = state
+        .store
+        .record_partner_token(&partner.config.id, claim_names, now)
+        .await?;
+    let after = state.store.partner_profile(&partner.config.id).await?;
+    match partner.profile.lock() {
+        Ok(mut p) => *p = Some(after),
+        Err(poisoned) => *poisoned.into_inner() = Some(after),
+    }
+    Ok(before)
 }
 
 enum GuestRefusal {

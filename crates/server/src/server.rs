@@ -91,6 +91,7 @@ fn partner(issuer: &str, config: PartnerConfig) -> anyhow::Result<Partner> {
     Ok(Partner {
         upstream: Upstream::new(settings, http),
         config,
+        profile: std::sync::Mutex::new(None),
     })
 }
 

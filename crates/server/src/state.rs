@@ -62,6 +62,9 @@ pub struct Partner {
     pub config: PartnerConfig,
     /// The upstream relying party.
     pub upstream: federation::Upstream,
+    /// The claim profile of the partner's tokens as last read or written here: a token that
+    /// changes nothing in a learned profile is judged against it without a write.
+    pub profile: std::sync::Mutex<Option<store::PartnerProfile>>,
 }
 
 /// Cookie names, namespaced per tenant so two tenants on one host never share a cookie.

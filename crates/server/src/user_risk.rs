@@ -795,12 +795,14 @@ impl<'a> Home<'a> {
                 report.already_flagged += 1;
                 continue;
             }
+            // Dated now, not at the start of the import: a fingerprint refreshed above must
+            // not be newer than the detection judging it, or a re-import would flag it again.
             let d = new_detection(
                 RiskEventType::LeakedCredentials,
                 RiskLevel::High,
                 DetectionTimingType::Offline,
                 None,
-                now,
+                self.now(),
                 format!("the user's current password is in the leaked-credentials import {file}"),
             );
             detections.push((user_id, d));
