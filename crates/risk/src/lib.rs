@@ -26,4 +26,5 @@ pub use user_risk::{
 };
 pub use vocab::{
     DetectionTimingType, RiskDetail, RiskEventType, RiskLevel, RiskState, UserType, from_wire,
+    to_wire,
 };

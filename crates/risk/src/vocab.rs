@@ -13,6 +13,15 @@ pub fn from_wire<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
     serde_json::from_value(serde_json::Value::String(text.to_owned())).ok()
 }
 
+/// The wire spelling of any enumeration that serializes as a string (this module's, the policy
+/// crate's): the inverse of [`from_wire`]. Empty for a value that is not a string.
+pub fn to_wire<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
 /// Graph `riskLevel`.
 ///
 /// Ordered by severity: `none < hidden < low < medium < high`. `hidden` is Graph's "there is a

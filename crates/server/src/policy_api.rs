@@ -149,7 +149,11 @@ async fn apply(
     if let Err(e) = store_change.await {
         return Some(match e {
             store::StoreError::Conflict(m) => graph_error(StatusCode::CONFLICT, "Conflict", m),
-            store::StoreError::NotFound => not_found("(gone)"),
+            store::StoreError::NotFound => graph_error(
+                StatusCode::NOT_FOUND,
+                "ResourceNotFound",
+                "The policy was deleted while this change was being made.",
+            ),
             e => internal(e),
         });
     }

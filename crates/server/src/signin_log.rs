@@ -103,9 +103,9 @@ pub async fn write(state: &AppState, ctx: &Ctx, entry: Entry<'_>, outcome: Outco
                 map.extend(extra);
             }
             (
-                Some(wire(&r.risk_level_aggregated)),
-                Some(wire(&r.risk_level_during_sign_in)),
-                Some(wire(&r.conditional_access_status)),
+                Some(risk::to_wire(&r.risk_level_aggregated)),
+                Some(risk::to_wire(&r.risk_level_during_sign_in)),
+                Some(risk::to_wire(&r.conditional_access_status)),
             )
         }
         None => (None, None, None),
@@ -135,12 +135,4 @@ pub async fn write(state: &AppState, ctx: &Ctx, entry: Entry<'_>, outcome: Outco
         tracing::error!(correlation_id = %entry.correlation_id, error = %e, "could not write the sign-in log");
     }
     tracing::info!(correlation_id = %entry.correlation_id, user = entry.upn.unwrap_or(""), app = entry.app_id.unwrap_or(""), ip = %ctx.ip, error_code, user_type, "sign-in");
-}
-
-/// The wire (Graph camelCase) spelling of an enum value, for the filterable columns.
-fn wire<T: serde::Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => String::new(),
-    }
 }

@@ -232,13 +232,6 @@ fn record_of(user_id: &str, status: UserRiskStatus, at: i64) -> UserRiskRecord {
     }
 }
 
-fn wire<T: serde::Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => String::new(),
-    }
-}
-
 /// A stored detection as the risk crate's type.
 pub fn detection_of(r: &DetectionRecord) -> Result<Detection, StoreError> {
     let bad = |field: &str, v: &str| corrupt(format!("detection {}: {field} {v:?}", r.id));
@@ -266,11 +259,11 @@ fn detection_record(user_id: &str, d: &Detection) -> DetectionRecord {
         user_id: user_id.to_owned(),
         risk_event_type: d.risk_event_type.as_str().to_owned(),
         risk_level: d.risk_level.as_str().to_owned(),
-        detection_timing_type: wire(&d.detection_timing_type),
+        detection_timing_type: risk::to_wire(&d.detection_timing_type),
         source: d.source.clone(),
         ip_address: d.ip_address.map(|ip| ip.to_string()),
         detected_at: d.detected_date_time.unix_timestamp(),
-        state: wire(&d.state),
+        state: risk::to_wire(&d.state),
         explanation: d.explanation.clone(),
     }
 }
@@ -568,7 +561,7 @@ impl<'a> Home<'a> {
                 record: record_of(user_id, t.status, now),
                 expected: record,
                 detection,
-                resolve_active_to: resolve.map(|s| wire(&s)),
+                resolve_active_to: resolve.map(|s| risk::to_wire(&s)),
                 actor: actor_label(&actor),
                 reason: Some(t.history.reason),
             };
