@@ -384,15 +384,13 @@ impl<'a> Home<'a> {
     }
 
     /// The user's current risk: the stored status, recomputed (a `levelRecomputed` line in the
-    /// history) when detections aged out since it was stored. [`UserRiskError::UnknownUser`]
-    /// for an unknown id.
+    /// history) when detections aged out since it was stored. It is read on every sign-in, so
+    /// it does not look the user up again: for an id that is no user it answers "no risk".
     pub async fn current(&self, user_id: &str) -> Result<UserRiskStatus, UserRiskError> {
         for _ in 0..RETRIES {
             let (record, status) = self.read(user_id).await?;
+            // Callers look the user up first; a user whose risk was never touched has none.
             if record.is_none() {
-                if self.store.user_by_id(user_id).await?.is_none() {
-                    return Err(UserRiskError::UnknownUser(user_id.to_owned()));
-                }
                 return Ok(status);
             }
             if status.risk_state != risk::RiskState::AtRisk {
