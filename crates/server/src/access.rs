@@ -200,24 +200,17 @@ async fn assess(
             }
             None => gate.amr.iter().any(|a| a == "mfa"),
         };
-    let input = EvaluationInput {
-        user: UserFacts {
-            id: user.id.clone(),
-            user_type: match gate.guest {
-                Some(_) => UserType::Guest,
-                None => UserType::Member,
-            },
-            groups: Vec::new(),
-        },
-        app_id: app_id.to_owned(),
-        location: (&sign_in.facts).into(),
-        user_risk_level: user_risk,
-        sign_in_risk_level: sign_in.risk_level,
-        satisfied: Satisfied {
+    let input = evaluation_input(
+        user,
+        app_id,
+        &sign_in.facts,
+        user_risk,
+        sign_in.risk_level,
+        Satisfied {
             mfa: mfa_satisfied,
             password_change: gate.password_changed,
         },
-    };
+    );
     // A partner tenant signing one of our members in as its guest enforces its own policies
     // (as Entra: the resource tenant's Conditional Access applies to B2B access); here the home
     // only authenticates, and its own risk travels in the `user_risk` claim.
@@ -239,6 +232,32 @@ async fn assess(
         evaluation,
         mfa_satisfied,
     })
+}
+
+/// What the policies read about one sign-in (the gate's, or a what-if's).
+pub(crate) fn evaluation_input(
+    user: &User,
+    app_id: &str,
+    facts: &risk::IpFacts,
+    user_risk: RiskLevel,
+    sign_in_risk: RiskLevel,
+    satisfied: Satisfied,
+) -> EvaluationInput {
+    EvaluationInput {
+        user: UserFacts {
+            id: user.id.clone(),
+            user_type: match user.user_type {
+                store::UserType::Guest => UserType::Guest,
+                store::UserType::Member => UserType::Member,
+            },
+            groups: Vec::new(),
+        },
+        app_id: app_id.to_owned(),
+        location: facts.into(),
+        user_risk_level: user_risk,
+        sign_in_risk_level: sign_in_risk,
+        satisfied,
+    }
 }
 
 /// Real-time sign-in risk of a sign-in by `user_id` from `ip` now: one read (the user's recent

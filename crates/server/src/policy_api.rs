@@ -16,10 +16,8 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use policy::{
-    ConditionalAccessPolicy, EvaluationInput, LocationFacts, PolicyError, Satisfied, UserFacts,
-};
-use risk::{RiskLevel, UserType};
+use policy::{ConditionalAccessPolicy, PolicyError, Satisfied};
+use risk::RiskLevel;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -427,22 +425,14 @@ pub async fn evaluate(
         Ok(s) => s,
         Err(e) => return internal(e),
     };
-    let input = EvaluationInput {
-        user: UserFacts {
-            id: user.id.clone(),
-            user_type: if guest {
-                UserType::Guest
-            } else {
-                UserType::Member
-            },
-            groups: Vec::new(),
-        },
-        app_id: req.app_id,
-        location: LocationFacts::from(&sign_in.facts),
-        user_risk_level: user_risk,
-        sign_in_risk_level: req.sign_in_risk_level.unwrap_or(sign_in.risk_level),
-        satisfied: req.satisfied,
-    };
+    let input = access::evaluation_input(
+        &user,
+        &req.app_id,
+        &sign_in.facts,
+        user_risk,
+        req.sign_in_risk_level.unwrap_or(sign_in.risk_level),
+        req.satisfied,
+    );
     let policies = state.protection.policies();
     let evaluation = policies.set.what_if(&input);
     ok(
