@@ -57,8 +57,8 @@ struct Assessment {
     mfa_satisfied: bool,
 }
 
-/// A new sign-in whose user was just authenticated (password, or a partner's ID token). `gate`
-/// says who and how; `interaction` is the pending sign-in's id.
+/// A new sign-in whose user (active) was just authenticated (password, or a partner's ID token).
+/// `gate` says how; `interaction` is the pending sign-in's id.
 pub async fn judge(
     state: AppState,
     ctx: Ctx,
@@ -66,11 +66,8 @@ pub async fn judge(
     interaction: &str,
     pending: Pending,
     gate: Gate,
+    user: User,
 ) -> Response {
-    let user = match active_user(&state, &gate.user_id).await {
-        Ok(u) => u,
-        Err(e) => return e.render(&state, &ctx),
-    };
     let assessment = match assess(&state, &ctx, &user, &gate, &pending.request.client_id).await {
         Ok(a) => a,
         Err(e) => return e.render(&state, &ctx),
@@ -147,7 +144,12 @@ pub async fn resume(
     if !same_browser(&state, &jar, &gate) {
         return PageError::expired_request().render(&state, &ctx);
     }
-    judge(state, ctx, jar, &q.interaction, pending, gate).await
+    // Between the steps the user may have been disabled: look them up again.
+    let user = match active_user(&state, &gate.user_id).await {
+        Ok(u) => u,
+        Err(e) => return e.render(&state, &ctx),
+    };
+    judge(state, ctx, jar, &q.interaction, pending, gate, user).await
 }
 
 /// Whether this browser is the one the gate held the sign-in for (its CSRF cookie).

@@ -346,7 +346,16 @@ pub async fn callback(
         }),
         ..Gate::default()
     };
-    access::judge(state, ctx, jar, &flow.interaction, flow.pending, gate).await
+    access::judge(
+        state,
+        ctx,
+        jar,
+        &flow.interaction,
+        flow.pending,
+        gate,
+        guest,
+    )
+    .await
 }
 
 /// The token's facts with the claims the partner's profile can judge: once the profile is

@@ -292,7 +292,7 @@ pub async fn password_submit(
         return PageError::internal(format!("user risk checks failed: {e}")).render(&state, &ctx);
     }
     let gate = password_gate(&user);
-    access::judge(state, ctx, jar, &f.interaction, pending, gate).await
+    access::judge(state, ctx, jar, &f.interaction, pending, gate, user).await
 }
 
 /// The gate's starting point for a user who just proved their password.
@@ -398,7 +398,7 @@ pub async fn change_submit(
         }
         None => password_gate(&user),
     };
-    access::judge(state, ctx, jar, &f.interaction, pending, gate).await
+    access::judge(state, ctx, jar, &f.interaction, pending, gate, user).await
 }
 
 /// `GET /consent`.
