@@ -1438,3 +1438,80 @@ async fn guest_signs_in_through_the_demo_app_an_openidconnect_rp() {
     let _ = stop.send(());
     let _ = demo_task.await;
 }
+
+#[tokio::test]
+async fn the_resource_authenticates_to_the_home_with_private_key_jwt() {
+    let home_l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let res_l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (home_issuer, res_issuer) = (issuer_of(&home_l), issuer_of(&res_l));
+    let f = fixtures();
+    let (hd, hdb) = tenant_dir("contoso");
+    let home = start_on(
+        "contoso",
+        home_l,
+        &hd,
+        &hdb,
+        &format!(
+            r#"
+[[apps]]
+client_id = "fabrikam"
+name = "Fabrikam"
+token_endpoint_auth_method = "private_key_jwt"
+jwks_file = "{jwks}"
+redirect_uris = ["{res_issuer}/federation/callback"]
+grant_types = ["authorization_code"]
+first_party = true
+partner_tenant = true
+"#,
+            jwks = f.client_jwks.display()
+        ),
+    )
+    .await;
+    add_user(&home, ALICE, ALICE_PW, false).await;
+    let key = hd.join("fabrikam-federation-key.pem");
+    std::fs::write(&key, &f.client_key_pem).unwrap();
+    let (rd, rdb) = tenant_dir("fabrikam");
+    let resource = start_on(
+        "fabrikam",
+        res_l,
+        &rd,
+        &rdb,
+        &format!(
+            r#"
+[[partners]]
+id = "contoso"
+display_name = "Contoso"
+issuer = "{home_issuer}"
+client_id = "fabrikam"
+private_key_file = "{key}"
+domains = ["contoso.test"]
+ca_file = "{ca}"
+trust_user_risk = true
+require_user_risk_claim = true
+"#,
+            key = key.display(),
+            ca = f.ca.display()
+        ),
+    )
+    .await;
+    invite(&resource, ALICE, "contoso").await;
+    let p = Pair { home, resource };
+    let redirect = app_redirect(
+        federated_sign_in(
+            &p,
+            &browser(),
+            &rp_authorize(&p.resource, ""),
+            ALICE,
+            ALICE_PW,
+        )
+        .await,
+    );
+    let tokens = exchange(&p.resource, &redirect).await;
+    let id = decode_payload(tokens["id_token"].as_str().unwrap());
+    assert_eq!(id["idp"], p.home.issuer.as_str());
+    // The home's registration has no secret and accepts only private_key_jwt: the code
+    // exchange behind this sign-in could only succeed with the resource's signed assertion.
+    let rows = sign_in_rows(&p.home).await;
+    assert_eq!(rows[0].app_id.as_deref(), Some("fabrikam"));
+    assert_eq!(rows[0].error_code, 0);
+}
