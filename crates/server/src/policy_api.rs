@@ -52,9 +52,24 @@ fn internal(e: impl std::fmt::Display) -> Response {
     )
 }
 
-/// A policy as the API shows it: Graph's shape plus where it comes from.
-fn shown(state: &AppState, p: &ConditionalAccessPolicy, origin: Option<&Origin>) -> Value {
+/// A policy as the API shows it in a list: Graph's shape plus where it comes from.
+fn shown(p: &ConditionalAccessPolicy, origin: Option<&Origin>) -> Value {
     let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
+    if let Some(map) = v.as_object_mut() {
+        let source = match origin {
+            Some(Origin::File(f)) => format!("file:{f}"),
+            Some(Origin::Api) => "api".into(),
+            Some(Origin::BuiltIn) => "builtIn".into(),
+            None => "unknown".into(),
+        };
+        map.insert("tenantdSource".into(), Value::String(source));
+    }
+    v
+}
+
+/// One policy as a response of its own (Graph adds the entity's `@odata.context`).
+fn entity(state: &AppState, p: &ConditionalAccessPolicy, origin: Option<&Origin>) -> Value {
+    let mut v = shown(p, origin);
     if let Some(map) = v.as_object_mut() {
         map.insert(
             "@odata.context".into(),
@@ -63,13 +78,6 @@ fn shown(state: &AppState, p: &ConditionalAccessPolicy, origin: Option<&Origin>)
                 state.config.issuer
             )),
         );
-        let source = match origin {
-            Some(Origin::File(f)) => format!("file:{f}"),
-            Some(Origin::Api) => "api".into(),
-            Some(Origin::BuiltIn) => "builtIn".into(),
-            None => "unknown".into(),
-        };
-        map.insert("tenantdSource".into(), Value::String(source));
     }
     v
 }
@@ -84,13 +92,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response
         .set
         .policies()
         .iter()
-        .map(|p| {
-            let mut v = shown(&state, p, policies.origin(&p.id));
-            if let Some(m) = v.as_object_mut() {
-                m.remove("@odata.context");
-            }
-            v
-        })
+        .map(|p| shown(p, policies.origin(&p.id)))
         .collect();
     ok(
         StatusCode::OK,
@@ -112,7 +114,7 @@ pub async fn get(
     }
     let policies = state.protection.policies();
     match policies.set.policies().iter().find(|p| p.id == id) {
-        Some(p) => ok(StatusCode::OK, shown(&state, p, policies.origin(&id))),
+        Some(p) => ok(StatusCode::OK, entity(&state, p, policies.origin(&id))),
         None => not_found(&id),
     }
 }
@@ -221,7 +223,7 @@ pub async fn create(
         return r;
     }
     tracing::info!(app = %claims.client_id, policy = %p.id, "conditional access policy created");
-    ok(StatusCode::CREATED, shown(&state, &p, Some(&Origin::Api)))
+    ok(StatusCode::CREATED, entity(&state, &p, Some(&Origin::Api)))
 }
 
 /// `PATCH /v1.0/identity/conditionalAccess/policies/{id}`: JSON merge patch (RFC 7396) of an

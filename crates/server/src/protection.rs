@@ -59,8 +59,8 @@ pub struct Policies {
     pub set: PolicySet,
     /// The built-in policies' settings.
     pub builtin: IdentityProtectionPolicies,
-    /// Policies from files, in file-name order.
-    pub files: Vec<ConditionalAccessPolicy>,
+    /// Policies from files, in file-name order, with the file each came from.
+    pub files: Vec<(String, ConditionalAccessPolicy)>,
     /// Policies created through the API, in creation order.
     pub api: Vec<ConditionalAccessPolicy>,
     origins: HashMap<String, Origin>,
@@ -89,8 +89,12 @@ impl Policies {
         for p in builtin.to_conditional_access() {
             origins.insert(p.id, Origin::BuiltIn);
         }
-        let files: Vec<ConditionalAccessPolicy> = files.into_iter().map(|(_, p)| p).collect();
-        let all: Vec<ConditionalAccessPolicy> = files.iter().chain(api.iter()).cloned().collect();
+        let all: Vec<ConditionalAccessPolicy> = files
+            .iter()
+            .map(|(_, p)| p)
+            .chain(api.iter())
+            .cloned()
+            .collect();
         let set = PolicySet::compile(all, &builtin).map_err(|e| match e {
             PolicyError::Invalid(errors) => PolicyError::Invalid(
                 errors
@@ -198,17 +202,7 @@ impl Protection {
     /// how a change through the API is validated before it is stored.
     pub fn try_api_policies(&self, api: Vec<ConditionalAccessPolicy>) -> Result<(), PolicyError> {
         let current = self.policies();
-        let files = current
-            .files
-            .iter()
-            .map(|p| {
-                let file = match current.origin(&p.id) {
-                    Some(Origin::File(f)) => f.clone(),
-                    _ => String::new(),
-                };
-                (file, p.clone())
-            })
-            .collect();
+        let files = current.files.clone();
         Policies::compile(files, api, current.builtin.clone()).map(|_| ())
     }
 }
