@@ -38,8 +38,8 @@ use risk::{
     aggregate_user_risk, from_wire, transition,
 };
 use store::{
-    DetectionFilter, DetectionRecord, LeakedCredential, RiskChange, Store, StoreError, User,
-    UserRiskRecord, UserType,
+    DetectionRecord, LeakedCredential, RiskChange, Store, StoreError, User, UserRiskRecord,
+    UserType,
 };
 use time::OffsetDateTime;
 
@@ -606,19 +606,9 @@ impl<'a> Home<'a> {
         kind: RiskEventType,
         since: i64,
     ) -> Result<Option<i64>, StoreError> {
-        let all = self
-            .store
-            .list_detections(&DetectionFilter {
-                user_id: Some(user_id.to_owned()),
-                limit: 1000,
-                offset: 0,
-            })
-            .await?;
-        Ok(all
-            .iter()
-            .filter(|d| d.risk_event_type == kind.as_str() && d.detected_at >= since)
-            .map(|d| d.detected_at)
-            .max())
+        self.store
+            .latest_detection_since(user_id, kind.as_str(), since)
+            .await
     }
 
     /// Every place that sets a password calls this: refreshes the user's leak fingerprint.

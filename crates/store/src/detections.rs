@@ -200,6 +200,26 @@ impl Store {
         Ok(rows)
     }
 
+    /// When the user's latest detection of `risk_event_type` (in any state) at or after
+    /// `since` was made; `None` if there is none.
+    pub async fn latest_detection_since(
+        &self,
+        user_id: &str,
+        risk_event_type: &str,
+        since: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let (latest,): (Option<i64>,) = sqlx::query_as(
+            "SELECT MAX(detected_at) FROM risk_detections \
+             WHERE user_id = $1 AND risk_event_type = $2 AND detected_at >= $3",
+        )
+        .bind(user_id)
+        .bind(risk_event_type)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(latest)
+    }
+
     /// A user's active detections (the ones that can count towards their risk), newest first.
     pub async fn active_detections(
         &self,

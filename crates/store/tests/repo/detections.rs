@@ -209,6 +209,21 @@ pub async fn detections_list_newest_first_with_paging(ctx: Ctx) {
         .await
         .unwrap();
     assert_eq!(ids(u2), ["d3", "d1"]);
+    // The latest of a kind since a time: u1 has passwordSpray at 300, 302, 304.
+    let latest = |user: &'static str, kind: &'static str, since: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .latest_detection_since(user, kind, since)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(latest("u1", "passwordSpray", 0).await, Some(304));
+    assert_eq!(latest("u1", "passwordSpray", 304).await, Some(304));
+    assert_eq!(latest("u1", "passwordSpray", 305).await, None);
+    assert_eq!(latest("u1", "leakedCredentials", 0).await, None);
+    assert_eq!(latest("u2", "passwordSpray", 0).await, Some(305));
 }
 
 fn leaked(sha1: &str, email: Option<&str>) -> LeakedCredential {
