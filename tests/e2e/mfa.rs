@@ -84,14 +84,7 @@ async fn at_mfa_step(
     let login = location(&r);
     let id = query(&t.url(&login))["interaction"].clone();
     // The email page gives the browser its CSRF cookie; the gate binds the sign-in to it.
-    let page = b
-        .get(t.url(&login))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(b, t.url(&login)).await;
     let csrf = hidden_inputs(&page)
         .into_iter()
         .find(|(k, _)| k == "csrf_token")
@@ -147,14 +140,7 @@ async fn mfa_enrolment_then_verification_and_recovery_codes() {
 
     // No authenticator yet: enrolment. A wrong code keeps the same key on the page.
     let path = at_mfa_step(&t, &b, &alice, Gate::default()).await;
-    let page = b
-        .get(t.url(&path))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&b, t.url(&path)).await;
     let secret = enrolment_secret(&page).expect("enrolment page shows the key");
     assert!(page.contains("otpauth://totp/"), "{page}");
     let wrong = if totp_now(&secret) == "000000" {
@@ -186,14 +172,7 @@ async fn mfa_enrolment_then_verification_and_recovery_codes() {
 
     // Next sign-in: the code page. The enrolment's code is spent (RFC 6238 §5.2).
     let path = at_mfa_step(&t, &b, &alice, Gate::default()).await;
-    let page = b
-        .get(t.url(&path))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&b, t.url(&path)).await;
     assert!(enrolment_secret(&page).is_none(), "no second enrolment");
     let r = post(&t, &b, "/login/mfa", &page, ("code", &code)).await;
     assert_eq!(r.status(), 200, "a replayed code is refused");
@@ -215,14 +194,7 @@ async fn mfa_enrolment_then_verification_and_recovery_codes() {
     assert_eq!(gate.amr, ["pwd", "mfa", "otp"]);
 
     let path = at_mfa_step(&t, &b, &alice, Gate::default()).await;
-    let page = b
-        .get(t.url(&path))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&b, t.url(&path)).await;
     let r = post(
         &t,
         &b,
@@ -324,14 +296,7 @@ async fn mfa_five_wrong_codes_refuse_the_sign_in() {
     assert!(store.confirm_totp("m1", 1, 0).await.unwrap());
     let b = browser();
     let path = at_mfa_step(&t, &b, &alice, Gate::default()).await;
-    let mut page = b
-        .get(t.url(&path))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let mut page = page_text(&b, t.url(&path)).await;
     let now = u64::try_from(t.state().now()).unwrap();
     let valid: Vec<String> = [now - 30, now, now + 30]
         .into_iter()

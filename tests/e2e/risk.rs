@@ -820,14 +820,7 @@ async fn risky_member_does_mfa_then_a_secure_password_change_which_remediates() 
         200,
         "another browser never sees the MFA step"
     );
-    let page = b
-        .get(t.url(&to_mfa))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&b, t.url(&to_mfa)).await;
     assert!(
         crate::mfa::enrolment_secret(&page).is_none(),
         "verify, not enrol"
@@ -910,14 +903,7 @@ async fn self_service_password_reset_remediates_at_home() {
     let (t, secret) = home_with_policies_and_alice_enrolled().await;
     confirm_alice_compromised(&t).await;
     let b = browser();
-    let page = b
-        .get(t.url("/password/reset"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&b, t.url("/password/reset")).await;
     let mut form = hidden_inputs(&page);
     form.push(("email".into(), ALICE.into()));
     let page = b
@@ -994,14 +980,7 @@ async fn passing_mfa_for_a_risky_sign_in_remediates_it_and_leaves_user_risk_alon
     let r = password_attempt(&t, &b, &rp_authorize(&t, ""), ALICE, ALICE_PW).await;
     let to_mfa = location(&r);
     assert!(to_mfa.starts_with("/login/mfa?"), "{to_mfa}");
-    let page = b
-        .get(t.url(&to_mfa))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&b, t.url(&to_mfa)).await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -459,3 +459,8 @@ pub fn browser_from(ip: &str) -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// GET `url` in browser `b` and return the page's text.
+pub async fn page_text(b: &reqwest::Client, url: impl reqwest::IntoUrl) -> String {
+    b.get(url).send().await.unwrap().text().await.unwrap()
+}
