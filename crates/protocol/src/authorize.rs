@@ -71,6 +71,10 @@ pub struct AuthorizationRequest {
     pub login_hint: Option<String>,
     /// `id_token_hint` as sent (checked by the server against its own keys).
     pub id_token_hint: Option<String>,
+    /// `acr_values` as sent (space-separated, in order of preference). tenantd has one level
+    /// of its own; a resource forwards them to a guest's home.
+    #[serde(default)]
+    pub acr_values: Option<String>,
 }
 
 impl AuthorizationRequest {
@@ -137,6 +141,10 @@ pub fn validate(
     let nonce = params.get("nonce").map(str::to_owned);
     let login_hint = params.get("login_hint").map(str::to_owned);
     let id_token_hint = params.get("id_token_hint").map(str::to_owned);
+    let acr_values = params
+        .get("acr_values")
+        .filter(|v| !v.trim().is_empty())
+        .map(str::to_owned);
     Ok(AuthorizationRequest {
         client_id: client.client_id.to_owned(),
         redirect_uri,
@@ -149,6 +157,7 @@ pub fn validate(
         max_age,
         login_hint,
         id_token_hint,
+        acr_values,
     })
 }
 
@@ -267,6 +276,65 @@ fn check_max_age(params: &Params) -> Result<Option<u64>, OAuthError> {
         .transpose()
 }
 
+/// How far two clocks may disagree when one judges the other's `auth_time`.
+pub const AUTH_TIME_SKEW_SECS: i64 = 60;
+
+/// Whether an existing session, authenticated at `auth_time`, is good enough for this request
+/// (OIDC Core §3.1.2.1): not with `prompt=login` or `select_account`, nor older than `max_age`.
+pub fn session_satisfies(request: &AuthorizationRequest, auth_time: i64, now: i64) -> bool {
+    if request.prompt.login || request.prompt.select_account {
+        return false;
+    }
+    match request.max_age {
+        Some(max_age) => {
+            let age = now.saturating_sub(auth_time);
+            age >= 0 && u64::try_from(age).is_ok_and(|a| a <= max_age)
+        }
+        None => true,
+    }
+}
+
+/// Whether an authentication done elsewhere (a guest's home) at `auth_time` answers what the
+/// app asked of this request, which was forwarded there at `started_at`: with `max_age`, the
+/// `auth_time` must be known and recent enough (OIDC Core §2: `auth_time` is required then);
+/// with `prompt=login`, the user must have authenticated after the request was forwarded.
+/// [`AUTH_TIME_SKEW_SECS`] allows for the other clock. Refused: `login_required`.
+pub fn check_remote_auth_time(
+    request: &AuthorizationRequest,
+    auth_time: Option<i64>,
+    started_at: i64,
+    now: i64,
+) -> Result<(), OAuthError> {
+    let needs_fresh = request.prompt.login || request.prompt.select_account;
+    if request.max_age.is_none() && !needs_fresh {
+        return Ok(());
+    }
+    let Some(auth_time) = auth_time else {
+        return Err(OAuthError::new(
+            ErrorCode::LoginRequired,
+            "The user's home organization did not say when the user authenticated.",
+        ));
+    };
+    if let Some(max_age) = request.max_age {
+        let age = now
+            .saturating_sub(auth_time)
+            .saturating_sub(AUTH_TIME_SKEW_SECS);
+        if u64::try_from(age).is_ok_and(|a| a > max_age) {
+            return Err(OAuthError::new(
+                ErrorCode::LoginRequired,
+                "The user's authentication at their home organization is older than max_age.",
+            ));
+        }
+    }
+    if needs_fresh && auth_time < started_at.saturating_sub(AUTH_TIME_SKEW_SECS) {
+        return Err(OAuthError::new(
+            ErrorCode::LoginRequired,
+            "The user's home organization did not authenticate the user again (prompt=login).",
+        ));
+    }
+    Ok(())
+}
+
 /// The parameters of a successful authorization response, RFC 9207 `iss` included.
 pub fn success_params(
     code: &str,
@@ -339,6 +407,53 @@ mod tests {
 
     fn uris() -> Vec<String> {
         vec!["https://app.test/cb".to_owned()]
+    }
+
+    fn request(extra: &str) -> AuthorizationRequest {
+        let p = Params::parse(&format!("{}{extra}", base())).unwrap();
+        let u = uris();
+        validate(&p, &rules(&u, false)).unwrap()
+    }
+
+    #[test]
+    fn a_session_satisfies_unless_login_or_too_old() {
+        assert!(session_satisfies(&request(""), 0, 10_000));
+        assert!(!session_satisfies(&request("&prompt=login"), 9_999, 10_000));
+        assert!(session_satisfies(&request("&max_age=60"), 9_940, 10_000));
+        assert!(!session_satisfies(&request("&max_age=60"), 9_939, 10_000));
+        assert!(!session_satisfies(&request("&max_age=0"), 9_999, 10_000));
+        // A session from the future (a clock moved back) is not trusted with max_age.
+        assert!(!session_satisfies(&request("&max_age=60"), 10_100, 10_000));
+    }
+
+    #[test]
+    fn a_remote_auth_time_must_answer_max_age_and_prompt_login() {
+        let now = 10_000;
+        // Nothing asked: anything goes, even no auth_time.
+        assert!(check_remote_auth_time(&request(""), None, now - 5, now).is_ok());
+        // max_age: auth_time required and recent (within the skew).
+        let r = request("&max_age=0");
+        let e = check_remote_auth_time(&r, None, now - 5, now).unwrap_err();
+        assert_eq!(e.code, ErrorCode::LoginRequired);
+        assert!(check_remote_auth_time(&r, Some(now - 3), now - 5, now).is_ok());
+        let e = check_remote_auth_time(&r, Some(now - 3600), now - 5, now).unwrap_err();
+        assert_eq!(e.code, ErrorCode::LoginRequired);
+        // prompt=login: authenticated after the request was forwarded.
+        let r = request("&prompt=login");
+        assert!(check_remote_auth_time(&r, Some(now - 2), now - 5, now).is_ok());
+        let e = check_remote_auth_time(&r, Some(now - 600), now - 5, now).unwrap_err();
+        assert_eq!(e.code, ErrorCode::LoginRequired);
+    }
+
+    #[test]
+    fn acr_values_are_kept_as_sent() {
+        assert_eq!(
+            request("&acr_values=urn%3Aa%20urn%3Ab")
+                .acr_values
+                .as_deref(),
+            Some("urn:a urn:b")
+        );
+        assert_eq!(request("").acr_values, None);
     }
 
     #[test]

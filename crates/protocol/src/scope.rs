@@ -6,6 +6,16 @@ use std::collections::BTreeSet;
 /// (RFC 6749 §3.3 lets the server ignore part of the request) unless the app registers them.
 pub const STANDARD_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
 
+/// Scopes that give power over the tenant itself. A client gets them only by asking for them by
+/// name: a request without `scope` is served with the client's other registered scopes
+/// (RFC 6749 §3.3's "pre-defined default value"), never with these.
+pub const PRIVILEGED_SCOPES: &[&str] = &["admin"];
+
+/// Whether `scope` is one of [`PRIVILEGED_SCOPES`].
+pub fn is_privileged(scope: &str) -> bool {
+    PRIVILEGED_SCOPES.contains(&scope)
+}
+
 /// A set of scopes, kept sorted so equal sets print the same.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scope(BTreeSet<String>);

@@ -70,10 +70,58 @@ pub fn parse_grant(params: &Params) -> Result<GrantRequest, OAuthError> {
     }
 }
 
+/// The scope a `client_credentials` token is granted (RFC 6749 §4.4.2, §3.3): what the client
+/// asked for, if every scope is registered for it; without a `scope` parameter, the registered
+/// scopes except the privileged ones, which must be asked for by name.
+pub fn client_credentials_scope(
+    requested: Option<Scope>,
+    registered: &[String],
+) -> Result<Scope, OAuthError> {
+    let registered_scope = |s: &str| registered.iter().any(|r| r == s);
+    match requested {
+        Some(s) if s.iter().all(registered_scope) => Ok(s),
+        Some(_) => Err(OAuthError::new(
+            ErrorCode::InvalidScope,
+            "The requested scope is not allowed for this client.",
+        )),
+        None => {
+            let defaults: Vec<&str> = registered
+                .iter()
+                .map(String::as_str)
+                .filter(|s| !crate::scope::is_privileged(s))
+                .collect();
+            Scope::parse(&defaults.join(" ")).ok_or_else(|| {
+                OAuthError::server_error("a registered scope is not a valid scope token")
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    fn registered(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| (*x).to_owned()).collect()
+    }
+
+    #[test]
+    fn client_credentials_without_scope_never_gets_admin() {
+        let s = client_credentials_scope(None, &registered(&["admin", "reports.read"])).unwrap();
+        assert_eq!(s.to_string(), "reports.read");
+        let s = client_credentials_scope(None, &registered(&["admin"])).unwrap();
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn client_credentials_gets_what_it_asked_for_if_registered() {
+        let reg = registered(&["admin", "reports.read"]);
+        let s = client_credentials_scope(Scope::parse("admin"), &reg).unwrap();
+        assert_eq!(s.to_string(), "admin");
+        let e = client_credentials_scope(Scope::parse("admin other"), &reg).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidScope);
+    }
 
     #[test]
     fn parses_each_grant() {
