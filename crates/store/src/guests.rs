@@ -158,6 +158,7 @@ impl Store {
             partner_id: Some(guest.partner_id.clone()),
             home_subject: None,
             invitation_state: Some(InvitationState::PendingAcceptance),
+            home_user_risk: None,
         };
         let invitation = Invitation {
             id: invitation_id.to_owned(),

@@ -57,7 +57,7 @@ pub use mfa::{MfaReset, TotpMethod};
 pub use partner_profiles::PartnerProfile;
 pub use risk::{RiskHistoryItem, UserRiskRecord};
 pub use sessions::{Consumption, Interaction, Session};
-pub use sign_ins::{RecentSignIn, SignInFilter, SignInLog};
+pub use sign_ins::{INTERACTIVE_USER, NON_INTERACTIVE_USER, RecentSignIn, SignInFilter, SignInLog};
 pub use users::{InvitationState, NewUser, User, UserStatus, UserType};
 
 /// The embedded schema migrations (portable DDL, one folder for both backends).

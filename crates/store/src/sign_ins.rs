@@ -44,7 +44,15 @@ pub struct SignInLog {
     pub location: Option<String>,
     /// Everything else, as a JSON value (stored as text).
     pub details: serde_json::Value,
+    /// `interactiveUser` (a person at the pages) or `nonInteractiveUser` (a refresh-token
+    /// grant), Graph's `signInEventTypes`.
+    pub sign_in_event_type: String,
 }
+
+/// Graph's `signInEventTypes` value of an interactive sign-in.
+pub const INTERACTIVE_USER: &str = "interactiveUser";
+/// Graph's `signInEventTypes` value of a sign-in with a refresh token.
+pub const NON_INTERACTIVE_USER: &str = "nonInteractiveUser";
 
 #[derive(sqlx::FromRow)]
 struct SignInRow {
@@ -67,6 +75,7 @@ struct SignInRow {
     conditional_access_status: Option<String>,
     location: Option<String>,
     details: String,
+    sign_in_event_type: String,
 }
 
 impl TryFrom<SignInRow> for SignInLog {
@@ -96,6 +105,7 @@ impl TryFrom<SignInRow> for SignInLog {
             conditional_access_status: row.conditional_access_status,
             location: row.location,
             details,
+            sign_in_event_type: row.sign_in_event_type,
         })
     }
 }
@@ -105,7 +115,7 @@ macro_rules! sign_in_columns {
         "id, created_at, correlation_id, user_id, user_principal_name, app_id, ip_address, \
          user_agent, error_code, failure_reason, user_type, cross_tenant_access_type, \
          home_tenant_id, resource_tenant_id, risk_level_aggregated, risk_level_during_sign_in, \
-         conditional_access_status, location, details"
+         conditional_access_status, location, details, sign_in_event_type"
     };
 }
 
@@ -141,6 +151,8 @@ pub struct SignInFilter {
     pub user_principal_name: Option<String>,
     /// Only sign-ins with this correlation id.
     pub correlation_id: Option<String>,
+    /// Only sign-ins of this `signInEventTypes` value.
+    pub sign_in_event_type: Option<String>,
     /// Only sign-ins at or after this time (inclusive), unix seconds.
     pub from: Option<i64>,
     /// Only sign-ins at or before this time (inclusive), unix seconds.
@@ -163,6 +175,7 @@ impl Default for SignInFilter {
             error_code: None,
             user_principal_name: None,
             correlation_id: None,
+            sign_in_event_type: None,
             from: None,
             to: None,
             limit: 50,
@@ -185,7 +198,7 @@ impl Store {
         sqlx::query(concat!(
             "INSERT INTO sign_ins (",
             sign_in_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
         ))
         .bind(&log.id)
         .bind(log.created_at)
@@ -206,15 +219,17 @@ impl Store {
         .bind(&log.conditional_access_status)
         .bind(&log.location)
         .bind(details)
+        .bind(&log.sign_in_event_type)
         .execute(&self.pool)
         .await
         .map_err(|e| StoreError::conflict_or_db(e, || format!("sign-in exists: {}", log.id)))?;
         Ok(())
     }
 
-    /// A user's most recent successful sign-ins, newest first (in no particular order within
-    /// one second), without their details: what
-    /// sign-in risk compares a new sign-in with (one indexed read on `(user_id, created_at)`).
+    /// A user's most recent successful interactive sign-ins, newest first (in no particular
+    /// order within one second), without their details: what sign-in risk compares a new
+    /// sign-in with (one indexed read on `(user_id, created_at)`). Refreshes are left out: a
+    /// confidential client's IP is its server's, and a public client's repeats its user's.
     pub async fn recent_sign_ins(
         &self,
         user_id: &str,
@@ -225,7 +240,8 @@ impl Store {
             // risk, and without it the (user_id, created_at) index yields the rows in order,
             // so the read stops after `limit` of them instead of sorting a busy second.
             "SELECT created_at, ip_address, user_agent, location FROM sign_ins \
-             WHERE user_id = $1 AND error_code = 0 ORDER BY created_at DESC LIMIT $2",
+             WHERE user_id = $1 AND error_code = 0 AND sign_in_event_type = 'interactiveUser' \
+             ORDER BY created_at DESC LIMIT $2",
         )
         .bind(user_id)
         .bind(limit.max(0))
@@ -262,6 +278,9 @@ impl Store {
         }
         if let Some(id) = &filter.correlation_id {
             push("correlation_id = ?", Arg::Text(id));
+        }
+        if let Some(t) = &filter.sign_in_event_type {
+            push("sign_in_event_type = ?", Arg::Text(t));
         }
         if let Some(from) = filter.from {
             push("created_at >= ?", Arg::Int(from));

@@ -122,6 +122,9 @@ pub struct User {
     pub home_subject: Option<String>,
     /// Guests: whether the invitation has been redeemed; `None` for members.
     pub invitation_state: Option<InvitationState>,
+    /// Guests: the last `user_risk` claim their home sent (JSON), which a refresh is judged
+    /// with; `None` for members (their risk is this tenant's own) and before any claim.
+    pub home_user_risk: Option<String>,
 }
 
 impl fmt::Debug for User {
@@ -144,6 +147,7 @@ impl fmt::Debug for User {
             .field("partner_id", &self.partner_id)
             .field("home_subject", &self.home_subject)
             .field("invitation_state", &self.invitation_state)
+            .field("home_user_risk", &self.home_user_risk)
             .finish()
     }
 }
@@ -205,6 +209,7 @@ pub(crate) struct UserRow {
     partner_id: Option<String>,
     home_subject: Option<String>,
     invitation_state: Option<String>,
+    home_user_risk: Option<String>,
 }
 
 impl TryFrom<UserRow> for User {
@@ -247,6 +252,7 @@ impl TryFrom<UserRow> for User {
             partner_id: row.partner_id,
             home_subject: row.home_subject,
             invitation_state,
+            home_user_risk: row.home_user_risk,
         })
     }
 }
@@ -256,7 +262,7 @@ macro_rules! user_columns {
     () => {
         "id, email, display_name, given_name, family_name, password_hash, status, \
          must_change_password, created_at, updated_at, user_type, partner_id, home_subject, \
-         invitation_state"
+         invitation_state, home_user_risk"
     };
 }
 pub(crate) use user_columns;
@@ -275,7 +281,7 @@ where
     sqlx::query(concat!(
         "INSERT INTO users (",
         user_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
     ))
     .bind(&user.id)
     .bind(&user.email)
@@ -291,6 +297,7 @@ where
     .bind(&user.partner_id)
     .bind(&user.home_subject)
     .bind(user.invitation_state.map(InvitationState::as_str))
+    .bind(&user.home_user_risk)
     .execute(executor)
     .await?;
     Ok(())
@@ -316,6 +323,7 @@ impl Store {
             partner_id: None,
             home_subject: None,
             invitation_state: None,
+            home_user_risk: None,
         };
         let inserted = {
             let _turn = self.write_turn().await;
@@ -406,8 +414,30 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces a user's password hash and sets whether the next sign-in must change it.
-    /// [`StoreError::NotFound`] if there is no such user.
+    /// Records the `user_risk` claim (JSON) a guest's home just sent, or `None` when it sent
+    /// none. Guests only: a member's risk is this tenant's own. [`StoreError::NotFound`] if
+    /// there is no such guest.
+    pub async fn set_home_user_risk(
+        &self,
+        id: &str,
+        claim_json: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
+        let done = sqlx::query(
+            "UPDATE users SET home_user_risk = $1 WHERE id = $2 AND user_type = 'guest'",
+        )
+        .bind(claim_json)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Replaces a member's password hash and sets whether the next sign-in must change it.
+    /// [`StoreError::NotFound`] if there is no such user, [`StoreError::Conflict`] for a guest.
     pub async fn set_password(
         &self,
         id: &str,
@@ -415,19 +445,29 @@ impl Store {
         must_change_password: bool,
         now: i64,
     ) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        let done = sqlx::query(
-            "UPDATE users SET password_hash = $1, must_change_password = $2, updated_at = $3 \
-             WHERE id = $4",
-        )
-        .bind(hash)
-        .bind(bool_to_db(must_change_password))
-        .bind(now)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        let done = {
+            let _turn = self.write_turn().await;
+            // Members only: a guest's credentials live at their home tenant, and a local
+            // password would let them sign in here around the home's risk.
+            sqlx::query(
+                "UPDATE users SET password_hash = $1, must_change_password = $2, updated_at = $3 \
+                 WHERE id = $4 AND user_type = 'member'",
+            )
+            .bind(hash)
+            .bind(bool_to_db(must_change_password))
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+        };
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+            return Err(match self.user_by_id(id).await? {
+                Some(_) => StoreError::Conflict(
+                    "a guest has no local password (their credentials live at their home tenant)"
+                        .into(),
+                ),
+                None => StoreError::NotFound,
+            });
         }
         Ok(())
     }

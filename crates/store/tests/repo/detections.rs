@@ -334,6 +334,7 @@ fn attempt(i: i64, ip: &str, upn: &str, code: i64, at: i64) -> SignInLog {
         conditional_access_status: None,
         location: None,
         details: json!({}),
+        sign_in_event_type: "interactiveUser".to_owned(),
     }
 }
 

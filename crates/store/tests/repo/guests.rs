@@ -58,6 +58,27 @@ pub async fn invite_creates_pending_guest(ctx: Ctx) {
 
     // What was returned is what was stored.
     assert_eq!(user(&ctx, "g1").await, guest);
+
+    // A guest's credentials live at their home: no local password, ever.
+    assert_conflict(
+        store.set_password("g1", "$argon2id$x", false, 101).await,
+        "guest",
+    );
+    assert_eq!(user(&ctx, "g1").await.password_hash, None);
+
+    // The home's last user_risk claim is kept on the guest for their refreshes.
+    let claim = r#"{"level":"high","state":"atRisk","detail":"none","updated_at":5}"#;
+    store.set_home_user_risk("g1", Some(claim)).await.unwrap();
+    assert_eq!(
+        user(&ctx, "g1").await.home_user_risk.as_deref(),
+        Some(claim)
+    );
+    store.set_home_user_risk("g1", None).await.unwrap();
+    assert_eq!(user(&ctx, "g1").await.home_user_risk, None);
+    assert!(matches!(
+        store.set_home_user_risk("nobody", None).await,
+        Err(StoreError::NotFound)
+    ));
     assert_eq!(
         store.user_by_email("ALICE@partner.example").await.unwrap(),
         Some(guest.clone())

@@ -26,6 +26,13 @@ fn log(i: i64) -> SignInLog {
         conditional_access_status: Some("notApplied".to_owned()),
         location: None,
         details: json!({ "n": i }),
+        // Every seventh is a refresh.
+        sign_in_event_type: if i % 7 == 6 {
+            "nonInteractiveUser"
+        } else {
+            "interactiveUser"
+        }
+        .to_owned(),
     }
 }
 
@@ -51,6 +58,14 @@ pub async fn filters_and_paging(ctx: Ctx) {
     let all = store.list_sign_ins(&SignInFilter::default()).await.unwrap();
     assert_eq!(ids(&all), expect((0..12).rev()), "newest first");
     assert_eq!(all[0], log(11));
+    let refreshes = SignInFilter {
+        sign_in_event_type: Some("nonInteractiveUser".to_owned()),
+        ..SignInFilter::default()
+    };
+    assert_eq!(
+        ids(&store.list_sign_ins(&refreshes).await.unwrap()),
+        expect([6].into_iter())
+    );
 
     let page = |limit, offset| SignInFilter {
         limit,
@@ -189,10 +204,10 @@ pub async fn recent_sign_ins_are_the_users_successes_newest_first(ctx: Ctx) {
         l.location = Some(format!("{{\"n\":{i}}}"));
         store.insert_sign_in(&l).await.unwrap();
     }
-    // u-even's successes (not multiples of 4): 10, 6, 2.
+    // u-even's interactive successes (not multiples of 4; 6 is a refresh): 10, 2.
     let recent = store.recent_sign_ins("u-even", 10).await.unwrap();
     let at: Vec<i64> = recent.iter().map(|r| r.created_at - 1_000).collect();
-    assert_eq!(at, [10, 6, 2]);
+    assert_eq!(at, [10, 2]);
     assert_eq!(recent[0].location.as_deref(), Some("{\"n\":10}"));
     assert_eq!(recent[0].ip_address.as_deref(), Some("192.0.2.7"));
     assert_eq!(store.recent_sign_ins("u-even", 2).await.unwrap().len(), 2);
