@@ -699,7 +699,7 @@ async fn home_unreachable_fails_closed_with_temporarily_unavailable() {
 // ---- a fake home IdP for tokens a real tenantd never sends ----
 
 #[derive(Clone, Copy, PartialEq)]
-enum Forge {
+pub enum Forge {
     Good,
     BadSignature,
     WrongAudience,
@@ -709,12 +709,14 @@ enum Forge {
     RiskAsLevel,
     /// Without `amr` (which the fake always sends) and with a `groups` claim it never sent.
     OddClaims,
+    /// `email_verified: false`: the home does not vouch for the address.
+    UnverifiedEmail,
 }
 
-struct FakeIdp {
+pub struct FakeIdp {
     issuer: String,
     forge: Mutex<Forge>,
-    nonce: Mutex<String>,
+    pub nonce: Mutex<String>,
     key: protocol::jwt::KeySet,
     other: protocol::jwt::KeySet,
     /// The takeover: sign with `other` and publish only `other` in the JWKS.
@@ -796,6 +798,7 @@ impl FakeIdp {
             "exp": if forge == Forge::Expired { now - 1800 } else { now + 300 },
             "nonce": if forge == Forge::WrongNonce { "other".to_owned() } else { self.nonce.lock().unwrap().clone() },
             "email": ALICE,
+            "email_verified": forge != Forge::UnverifiedEmail,
             "name": "Alice from elsewhere",
             "amr": ["pwd", "mfa"],
             "user_risk": {"level": "medium", "state": "atRisk", "detail": "none", "updated_at": now},
@@ -835,7 +838,7 @@ impl FakeIdp {
 }
 
 /// A resource whose partner `contoso` is the fake IdP; returns it and the fake.
-async fn resource_with_fake(lines: &str) -> (TestTenant, Arc<FakeIdp>) {
+pub async fn resource_with_fake(lines: &str) -> (TestTenant, Arc<FakeIdp>) {
     let idp = fake_idp().await;
     let (d, db) = tenant_dir("fabrikam");
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -956,6 +959,41 @@ async fn a_claim_mapping_reads_risk_from_a_differently_named_claim() {
         text.contains("did not say whether your account is at risk"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn an_invitation_is_redeemed_only_with_an_email_the_home_verified() {
+    let (resource, idp) = resource_with_fake(TRUSTED).await;
+    let (text, err) = refusal(fake_callback(&resource, &idp, Forge::UnverifiedEmail, None).await);
+    assert!(
+        text.contains("90072") && text.contains("did not confirm"),
+        "{text}"
+    );
+    assert_eq!(err.get("error").map(String::as_str), Some("access_denied"));
+    let alice = resource
+        .state()
+        .store
+        .user_by_email(ALICE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(alice.home_subject, None, "nothing redeemed");
+    let row = sign_in_rows(&resource).await.into_iter().next().unwrap();
+    assert_eq!(row.error_code, 90072);
+    // The same home account with a verified address redeems it.
+    app_redirect(fake_callback(&resource, &idp, Forge::Good, None).await);
+    let alice = resource
+        .state()
+        .store
+        .user_by_email(ALICE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(alice.home_subject.as_deref(), Some("fake-sub-1"));
+
+    // A partner configured to vouch for its addresses needs no email_verified.
+    let (resource, idp) = resource_with_fake(&format!("{TRUSTED}\nemails_verified = true")).await;
+    app_redirect(fake_callback(&resource, &idp, Forge::UnverifiedEmail, None).await);
 }
 
 /// The resource's log row of the last successful sign-in.
@@ -1268,13 +1306,13 @@ async fn invitations_api_is_graph_shaped_and_admin_only() {
         &format!("{}{admin}", partner_toml("https://127.0.0.1:1", TRUSTED)),
     )
     .await;
-    let token = |id: &'static str, secret: &'static str| {
+    let token = |id: &'static str, secret: &'static str, scope: &'static str| {
         let url = t.url("/token");
         async move {
             let r: serde_json::Value = backchannel()
                 .post(url)
                 .basic_auth(id, Some(secret))
-                .form(&[("grant_type", "client_credentials")])
+                .form(&[("grant_type", "client_credentials"), ("scope", scope)])
                 .send()
                 .await
                 .unwrap()
@@ -1299,11 +1337,14 @@ async fn invitations_api_is_graph_shaped_and_admin_only() {
     let r = post(None, body.clone()).await.unwrap();
     assert_eq!(r.status(), 401);
     assert!(r.headers().contains_key("www-authenticate"));
-    let r = post(Some(token(CC_ID, CC_SECRET).await), body.clone())
-        .await
-        .unwrap();
+    let r = post(
+        Some(token(CC_ID, CC_SECRET, "reports.read").await),
+        body.clone(),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), 403, "a token without the admin scope");
-    let admin_token = token("admin-daemon", "admin-daemon-secret").await;
+    let admin_token = token("admin-daemon", "admin-daemon-secret", "admin").await;
     let r = post(Some(admin_token.clone()), body.clone()).await.unwrap();
     assert_eq!(r.status(), 201);
     let v: serde_json::Value = r.json().await.unwrap();

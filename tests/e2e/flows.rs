@@ -649,3 +649,35 @@ async fn every_password_attempt_is_in_the_sign_in_log() {
     assert_eq!(success.user_type, "member");
     assert!(!success.correlation_id.is_empty());
 }
+
+#[tokio::test]
+async fn client_credentials_without_scope_is_not_admin() {
+    let t = start_with("contoso", ADMIN_APP).await;
+    let r: serde_json::Value = backchannel()
+        .post(t.url("/token"))
+        .basic_auth("admin-daemon", Some("admin-daemon-secret"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["scope"], "", "no scope asked, no admin: {r}");
+    let token = r["access_token"].as_str().unwrap();
+    let r = backchannel()
+        .get(t.url("/v1.0/auditLogs/signIns"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // Asked for by name, it is granted and works.
+    let r = backchannel()
+        .get(t.url("/v1.0/auditLogs/signIns"))
+        .bearer_auth(admin_token(&t).await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -4,6 +4,7 @@
 
 mod federation;
 mod flows;
+mod gate;
 mod mfa;
 mod operations;
 mod risk;

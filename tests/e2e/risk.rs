@@ -1071,7 +1071,7 @@ async fn sighup_reloads_policies_and_a_bad_file_keeps_the_previous_ones() {
     let tok: serde_json::Value = backchannel()
         .post(format!("{issuer}/token"))
         .basic_auth("admin-daemon", Some("admin-daemon-secret"))
-        .form(&[("grant_type", "client_credentials")])
+        .form(&[("grant_type", "client_credentials"), ("scope", "admin")])
         .send()
         .await
         .unwrap()

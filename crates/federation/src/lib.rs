@@ -18,7 +18,7 @@ pub mod upstream;
 pub use mapping::{ClaimFormat, ClaimMapping, RiskClaimReading};
 pub use upstream::{
     AuthorizationRedirect, CallbackParams, Credential, FlowSecrets, HomeIdentity, PartnerSettings,
-    Upstream,
+    Reauthentication, Upstream,
 };
 
 /// Why an ID token from a partner was not accepted.

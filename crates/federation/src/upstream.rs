@@ -12,16 +12,16 @@ use std::sync::{Arc, PoisonError};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use openidconnect::core::{
-    CoreAuthDisplay, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient,
-    CoreClientAuthMethod, CoreGrantType, CoreIdToken, CoreJsonWebKey,
+    CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreClaimName, CoreClaimType,
+    CoreClient, CoreClientAuthMethod, CoreGrantType, CoreIdToken, CoreJsonWebKey,
     CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreResponseMode,
     CoreResponseType, CoreSubjectIdentifierType,
 };
 use openidconnect::{
-    AccessTokenHash, AdditionalProviderMetadata, AuthorizationCode, ClaimsVerificationError,
-    ClientId, ClientSecret, CsrfToken, DiscoveryError, EndpointMaybeSet, EndpointNotSet,
-    EndpointSet, IssuerUrl, JsonWebKey, LoginHint, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
-    PkceCodeVerifier, ProviderMetadata, RedirectUrl, RequestTokenError, Scope,
+    AccessTokenHash, AdditionalProviderMetadata, AuthenticationContextClass, AuthorizationCode,
+    ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, DiscoveryError, EndpointMaybeSet,
+    EndpointNotSet, EndpointSet, IssuerUrl, JsonWebKey, LoginHint, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl, RequestTokenError, Scope,
     SignatureVerificationError, TokenResponse,
 };
 use protocol::jwt::{KeySet, SigningKey};
@@ -161,6 +161,18 @@ pub struct CallbackParams {
     pub error_description: Option<String>,
 }
 
+/// What an app asked of the user's authentication (OIDC Core §3.1.2.1), forwarded to the home:
+/// a resource cannot authenticate a guest again itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reauthentication {
+    /// `prompt=login`: authenticate again even with a session at the home.
+    pub login: bool,
+    /// `max_age` in seconds.
+    pub max_age: Option<u64>,
+    /// `acr_values`, in order of preference.
+    pub acr_values: Vec<String>,
+}
+
 /// Who the partner says signed in, from a verified ID token.
 #[derive(Debug, Clone)]
 pub struct HomeIdentity {
@@ -170,6 +182,9 @@ pub struct HomeIdentity {
     pub subject: String,
     /// `email`, lowercased.
     pub email: Option<String>,
+    /// `email_verified` (OIDC Core §5.1): true only when the home sent the boolean `true`
+    /// (some homes send the string "true"; that counts too). Anything else is unverified.
+    pub email_verified: bool,
     /// `name`.
     pub name: Option<String>,
     /// `given_name`.
@@ -292,6 +307,7 @@ impl Upstream {
         &self,
         login_hint: Option<&str>,
         correlation_id: &str,
+        reauthentication: &Reauthentication,
     ) -> Result<AuthorizationRedirect, FederationError> {
         let provider = self.provider().await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -309,6 +325,16 @@ impl Upstream {
         }
         if let Some(hint) = login_hint {
             request = request.set_login_hint(LoginHint::new(hint.to_owned()));
+        }
+        // Only the home can authenticate a guest again: what the app asked for goes there.
+        if reauthentication.login {
+            request = request.add_prompt(CoreAuthPrompt::Login);
+        }
+        if let Some(max_age) = reauthentication.max_age {
+            request = request.set_max_age(std::time::Duration::from_secs(max_age));
+        }
+        for acr in &reauthentication.acr_values {
+            request = request.add_auth_context_value(AuthenticationContextClass::new(acr.clone()));
         }
         let (url, state, nonce) = request.url();
         Ok(AuthorizationRedirect {
@@ -377,6 +403,11 @@ impl Upstream {
             issuer: self.settings.issuer.clone(),
             subject: claims.sub,
             email: text("email").map(|e| e.to_lowercase()),
+            email_verified: match claims.raw.get("email_verified") {
+                Some(Value::Bool(b)) => *b,
+                Some(Value::String(s)) => s == "true",
+                _ => false,
+            },
             name: text("name"),
             given_name: text("given_name"),
             family_name: text("family_name"),

@@ -21,3 +21,17 @@ pub const LOCKED_OR_MALICIOUS_IP: u32 = 50053;
 pub const PASSWORD_CHANGE_REQUIRED: u32 = 50135;
 /// Strong authentication (MFA) required: the sign-in is interrupted for MFA.
 pub const STRONG_AUTH_REQUIRED: u32 = 50074;
+/// The home's token does not vouch for the email address an invitation would be redeemed with
+/// (Entra's 90072 family: the external account cannot be matched to a guest here).
+pub const UNVERIFIED_EMAIL: u32 = 90072;
+/// A guest tried to sign in with a password here: their credentials live at their home tenant
+/// (Entra's "invalid username or password" for an account with no local credential).
+pub const GUEST_HAS_NO_LOCAL_PASSWORD: u32 = 50126;
+/// The app asked for a fresh authentication (`prompt=login`, `max_age`) and the guest's home did
+/// not confirm one (Entra's "session information is not sufficient").
+pub const REAUTHENTICATION_REQUIRED: u32 = 50058;
+/// Strong authentication (MFA) required for a non-interactive sign-in (a refresh), which cannot
+/// provide it: the app must send the user to sign in again.
+pub const STRONG_AUTH_REQUIRED_NON_INTERACTIVE: u32 = 50076;
+/// The user account is disabled.
+pub const ACCOUNT_DISABLED: u32 = 50057;

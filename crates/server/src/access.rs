@@ -17,11 +17,13 @@
 //! with what has been satisfied since.
 
 use crate::authorize::{self, Gate, Pending};
+use crate::federated::GuestSession;
 use crate::pages;
 use crate::refusal::{self, Refusal};
 use crate::secrets::{ct_eq, token_hash};
 use crate::session::{self, Current};
 use crate::signin_log::{self, Entry, Outcome, RiskLog};
+use crate::state::App;
 use crate::state::AppState;
 use crate::web::{Ctx, PageError, csrf_token, html};
 use axum::extract::{Query, State};
@@ -35,7 +37,7 @@ use risk::{
     UserRiskClaim, UserType,
 };
 use serde::Deserialize;
-use store::{StoreError, User, UserStatus};
+use store::{Grant, StoreError, User, UserStatus};
 use time::OffsetDateTime;
 
 /// How many of the user's recent successful sign-ins here sign-in risk compares with.
@@ -54,7 +56,59 @@ struct Assessment {
     user_risk: RiskLevel,
     sign_in: SignInRisk,
     evaluation: policy::Evaluation<'static>,
-    mfa_satisfied: bool,
+    verdict: Verdict,
+}
+
+/// The gate's decision about one sign-in, once the policies have been read against what was
+/// satisfied so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Let the sign-in (or refresh) through.
+    Allow,
+    /// Refuse it: the Entra-style code people can look up, and the policies' reason.
+    Block {
+        /// 53011, 53003 or 50053.
+        code: u32,
+        /// Why, in the policies' words (for the logs).
+        reason: String,
+    },
+    /// The user must do something first, interactively.
+    Step(Step),
+}
+
+/// What a held sign-in waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// MFA at this tenant.
+    Mfa,
+    /// A secure password change (members; MFA done first).
+    PasswordChange,
+}
+
+/// Where a sign-in comes from, as far as sign-in risk may judge it.
+#[derive(Debug, Clone, Copy)]
+pub enum Origin<'a> {
+    /// The user's own device (a browser, or a public client's refresh): its IP and user agent
+    /// are the user's and are judged (IP lists, travel, familiarity, velocity).
+    Device {
+        /// Client IP.
+        ip: std::net::IpAddr,
+        /// User agent.
+        user_agent: &'a str,
+    },
+    /// A confidential client's back channel: the IP is its server's, not the user's, so it
+    /// never feeds sign-in risk (a web app hosted abroad must not make its users look like
+    /// impossible travellers).
+    BackChannel,
+}
+
+impl<'a> Origin<'a> {
+    fn of(ctx: &'a Ctx) -> Self {
+        Origin::Device {
+            ip: ctx.ip,
+            user_agent: ctx.user_agent.as_deref().unwrap_or(""),
+        }
+    }
 }
 
 /// A new sign-in whose user (active) was just authenticated (password, or a partner's ID token).
@@ -68,9 +122,10 @@ pub async fn judge(
     gate: Gate,
     user: User,
 ) -> Response {
-    let assessment = match assess(&state, &ctx, &user, &gate, &pending.request.client_id).await {
+    let app_id = pending.request.client_id.clone();
+    let assessment = match assess(&state, Origin::of(&ctx), &user, &gate, &app_id).await {
         Ok(a) => a,
-        Err(e) => return e.render(&state, &ctx),
+        Err(e) => return PageError::from(e).render(&state, &ctx),
     };
     let case = Case {
         pending,
@@ -107,9 +162,17 @@ pub async fn judge_single_sign_on(
         guest,
         ..Gate::default()
     };
-    let assessment = match assess(&state, &ctx, &current.user, &gate, &request.client_id).await {
+    let assessment = match assess(
+        &state,
+        Origin::of(&ctx),
+        &current.user,
+        &gate,
+        &request.client_id,
+    )
+    .await
+    {
         Ok(a) => a,
-        Err(e) => return e.render(&state, &ctx),
+        Err(e) => return PageError::from(e).render(&state, &ctx),
     };
     let case = Case {
         pending: Pending::new(request, correlation_id),
@@ -170,11 +233,11 @@ async fn active_user(state: &AppState, id: &str) -> Result<User, PageError> {
 /// user's recent sign-ins; everything else is pure.
 async fn assess(
     state: &AppState,
-    ctx: &Ctx,
+    origin: Origin<'_>,
     user: &User,
     gate: &Gate,
     app_id: &str,
-) -> Result<Assessment, PageError> {
+) -> Result<Assessment, StoreError> {
     let user_risk = match &gate.guest {
         Some(g) => UserRiskClaim::effective_level(g.user_risk.as_ref(), g.user_risk_trusted),
         // The change this sign-in just made remediated the risk; the policies (and the log)
@@ -182,14 +245,21 @@ async fn assess(
         None if gate.password_changed => gate.user_risk_level,
         None => member_risk(state, &user.id).await?,
     };
-    let sign_in = sign_in_risk(
-        state,
-        ctx.ip,
-        ctx.user_agent.as_deref().unwrap_or(""),
-        &user.id,
-        gate.guest.as_ref().and_then(|g| g.token.as_ref()),
-    )
-    .await?;
+    let sign_in = match origin {
+        Origin::Device { ip, user_agent } => {
+            sign_in_risk(
+                state,
+                ip,
+                user_agent,
+                &user.id,
+                gate.guest.as_ref().and_then(|g| g.token.as_ref()),
+            )
+            .await?
+        }
+        Origin::BackChannel => SignInRisk::not_evaluated(
+            "a confidential client's refresh comes from its server, not the user's device",
+        ),
+    };
     let mfa_satisfied = gate.mfa_done
         || match &gate.guest {
             // A guest's own MFA at the home counts only where the partner entry says so.
@@ -228,12 +298,47 @@ async fn assess(
             .evaluate(&input)
             .into_owned()
     };
+    let verdict = verdict(&evaluation.decision, mfa_satisfied, &sign_in);
     Ok(Assessment {
         user_risk,
         sign_in,
         evaluation,
-        mfa_satisfied,
+        verdict,
     })
+}
+
+/// The policies' decision, read against what this sign-in has satisfied.
+fn verdict(decision: &Decision, mfa_satisfied: bool, sign_in: &SignInRisk) -> Verdict {
+    match decision {
+        Decision::Allow => Verdict::Allow,
+        Decision::Block { reason, error_code } => {
+            let malicious_ip = sign_in
+                .detections
+                .iter()
+                .any(|d| d.risk_event_type == RiskEventType::MaliciousIpAddress);
+            let code = if *error_code == codes::BLOCKED_BY_CONDITIONAL_ACCESS && malicious_ip {
+                codes::LOCKED_OR_MALICIOUS_IP
+            } else {
+                *error_code
+            };
+            Verdict::Block {
+                code,
+                reason: reason.clone(),
+            }
+        }
+        Decision::RequireMfa | Decision::RequirePasswordChange { mfa_first: true }
+            if !mfa_satisfied =>
+        {
+            Verdict::Step(Step::Mfa)
+        }
+        // MFA is satisfied yet still required: only a policy bug gets here; refuse rather than
+        // let it through.
+        Decision::RequireMfa => Verdict::Block {
+            code: codes::BLOCKED_BY_CONDITIONAL_ACCESS,
+            reason: "MFA satisfied but still required".to_owned(),
+        },
+        Decision::RequirePasswordChange { .. } => Verdict::Step(Step::PasswordChange),
+    }
 }
 
 /// What the policies read about one sign-in (the gate's, or a what-if's).
@@ -345,21 +450,11 @@ async fn decide(
 ) -> Response {
     case.gate.user_risk_level = case.a.user_risk;
     case.gate.sign_in_risk_level = case.a.sign_in.risk_level;
-    match case.a.evaluation.decision.clone() {
-        Decision::Allow => allow(state, ctx, jar, interaction, case, sso).await,
-        Decision::Block { reason, error_code } => {
-            block(&state, &ctx, &case, &reason, error_code).await
-        }
-        Decision::RequireMfa | Decision::RequirePasswordChange { mfa_first: true }
-            if !case.a.mfa_satisfied =>
-        {
-            step(&state, &ctx, jar, interaction, case, Step::Mfa).await
-        }
-        Decision::RequireMfa => {
-            // Only reachable when MFA is satisfied yet still pending: a policy bug; refuse.
-            PageError::internal("MFA satisfied but still required").render(&state, &ctx)
-        }
-        Decision::RequirePasswordChange { .. } => {
+    match case.a.verdict.clone() {
+        Verdict::Allow => allow(state, ctx, jar, interaction, case, sso).await,
+        Verdict::Block { code, reason } => block(&state, &ctx, &case, &reason, code).await,
+        Verdict::Step(Step::Mfa) => step(&state, &ctx, jar, interaction, case, Step::Mfa).await,
+        Verdict::Step(Step::PasswordChange) => {
             // MFA is satisfied here (by this sign-in or the session's): the change page checks
             // this mark, so a pending sign-in still waiting for MFA cannot change the password.
             case.gate.mfa_done = true;
@@ -402,6 +497,30 @@ async fn log(state: &AppState, ctx: &Ctx, case: &Case, sso: bool, outcome: Outco
         user,
         a,
     } = case;
+    let how = if sso {
+        How::SingleSignOn
+    } else {
+        How::Interactive
+    };
+    let entry = Entry {
+        correlation_id: &pending.correlation_id,
+        app_id: Some(&pending.request.client_id),
+        ..judged_entry(user, gate, a, how)
+    };
+    signin_log::write(state, ctx, entry, outcome).await;
+}
+
+/// How a judged sign-in happened, for its log row.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum How {
+    Interactive,
+    SingleSignOn,
+    Refresh,
+}
+
+/// The log entry of a sign-in the gate judged (the caller adds correlation id and app).
+fn judged_entry<'a>(user: &'a User, gate: &'a Gate, a: &Assessment, how: How) -> Entry<'a> {
+    let sso = how == How::SingleSignOn;
     let details = match &gate.guest {
         Some(g) => serde_json::json!({
             "homeSubject": user.home_subject,
@@ -412,16 +531,15 @@ async fn log(state: &AppState, ctx: &Ctx, case: &Case, sso: bool, outcome: Outco
         }),
         None => serde_json::json!({ "singleSignOn": sso }),
     };
-    let entry = Entry {
-        correlation_id: &pending.correlation_id,
-        app_id: Some(&pending.request.client_id),
+    Entry {
         upn: Some(&user.email),
         user_id: Some(&user.id),
         guest_of: gate.guest.as_ref().map(|g| g.partner.as_str()),
         details,
         risk: Some(risk_log(a, gate)),
-    };
-    signin_log::write(state, ctx, entry, outcome).await;
+        non_interactive: how == How::Refresh,
+        ..Entry::default()
+    }
 }
 
 async fn allow(
@@ -497,6 +615,21 @@ async fn risky_sign_in_raises_user_risk(
     Ok(())
 }
 
+/// Whether risk (the user's or the sign-in's) played a part: the block page then says the seed's
+/// sentence and how to remediate.
+fn is_risky(a: &Assessment) -> bool {
+    a.user_risk > RiskLevel::None || a.sign_in.risk_level > RiskLevel::None
+}
+
+/// The sign-in log's `failureReason` for a block code.
+fn block_reason(code: u32) -> &'static str {
+    match code {
+        codes::BLOCKED_DUE_TO_HOME_RISK => "Blocked due to user risk on the home tenant.",
+        codes::LOCKED_OR_MALICIOUS_IP => "Sign-in from a malicious IP address was blocked.",
+        _ => "Blocked by Conditional Access.",
+    }
+}
+
 /// Where a user can reset their password: a guest's home tenant (their risk lives there), or
 /// this tenant for a member.
 fn password_reset_link(state: &AppState, gate: &Gate) -> (String, String) {
@@ -536,22 +669,9 @@ async fn block(
         user,
         a,
     } = case;
-    let risky = a.user_risk > RiskLevel::None || a.sign_in.risk_level > RiskLevel::None;
-    let malicious_ip = a
-        .sign_in
-        .detections
-        .iter()
-        .any(|d| d.risk_event_type == RiskEventType::MaliciousIpAddress);
-    let code = if error_code == codes::BLOCKED_BY_CONDITIONAL_ACCESS && malicious_ip {
-        codes::LOCKED_OR_MALICIOUS_IP
-    } else {
-        error_code
-    };
-    let failure: &'static str = match code {
-        codes::BLOCKED_DUE_TO_HOME_RISK => "Blocked due to user risk on the home tenant.",
-        codes::LOCKED_OR_MALICIOUS_IP => "Sign-in from a malicious IP address was blocked.",
-        _ => "Blocked by Conditional Access.",
-    };
+    let risky = is_risky(a);
+    let code = error_code;
+    let failure = block_reason(code);
     tracing::info!(correlation_id = %pending.correlation_id, user = %user.id, %reason, code, "sign-in blocked");
     log(
         state,
@@ -603,11 +723,6 @@ async fn block(
         oauth: OAuthError::new(ErrorCode::AccessDenied, description),
     };
     refusal::render(state, &pending.correlation_id, Some(&pending.request), r)
-}
-
-enum Step {
-    Mfa,
-    PasswordChange,
 }
 
 /// Hold the sign-in (a new pending id, the gate inside) and send the user to the step.
@@ -665,4 +780,162 @@ async fn step(
             (jar, html(&page)).into_response()
         }
     }
+}
+
+/// Why a refresh was refused, for the token endpoint.
+#[derive(Debug)]
+pub struct RefreshRefusal {
+    /// `invalid_grant`, the Entra code in the description.
+    pub error: OAuthError,
+    /// Whether the refresh token's family must go: the user's account or risk requires a new
+    /// interactive sign-in (remediation), not merely another network.
+    pub revoke_family: bool,
+}
+
+impl From<StoreError> for RefreshRefusal {
+    fn from(e: StoreError) -> Self {
+        Self {
+            error: OAuthError::server_error(e.to_string()),
+            revoke_family: false,
+        }
+    }
+}
+
+/// A refresh-token grant is a non-interactive sign-in, as in Entra: the user's account state
+/// and risk are read again (a member's own; a guest's the last claim their home sent), sign-in
+/// risk judges what belongs to the user (a public client's IP is the user's device; a
+/// confidential client's is its server's and is not judged), and the same policies decide. Each
+/// refresh is a `nonInteractiveUser` row in the sign-in log. Returns the user to issue tokens
+/// for.
+pub async fn judge_refresh(
+    state: &AppState,
+    ctx: &Ctx,
+    app: &App,
+    grant: &Grant,
+) -> Result<User, RefreshRefusal> {
+    let refuse = |code: u32, message: &str, revoke_family: bool| RefreshRefusal {
+        error: OAuthError::invalid_grant(format!("{message} (error code {code})")),
+        revoke_family,
+    };
+    let user = match state.store.user_by_id(&grant.user_id).await? {
+        Some(u) if u.status == UserStatus::Active => u,
+        _ => {
+            return Err(refuse(
+                codes::ACCOUNT_DISABLED,
+                "The user account is disabled or no longer exists.",
+                true,
+            ));
+        }
+    };
+    let guest = match user.user_type {
+        store::UserType::Guest => Some(guest_on_refresh(state, &user, grant).await?),
+        store::UserType::Member => None,
+    };
+    let gate = Gate {
+        user_id: user.id.clone(),
+        amr: grant.amr.clone(),
+        guest,
+        ..Gate::default()
+    };
+    let origin = if app.config.auth_method == protocol::client_auth::AuthMethod::None {
+        Origin::of(ctx)
+    } else {
+        Origin::BackChannel
+    };
+    let a = assess(state, origin, &user, &gate, &app.config.client_id).await?;
+    // The user-risk policy's password change is a remediation only an interactive sign-in can
+    // do (MFA first or not): refuse, and end the family.
+    let verdict = match (&a.verdict, &a.evaluation.decision) {
+        (Verdict::Step(Step::Mfa), Decision::RequirePasswordChange { .. }) => {
+            Verdict::Step(Step::PasswordChange)
+        }
+        (v, _) => v.clone(),
+    };
+    let (outcome, refusal) = match &verdict {
+        Verdict::Allow => (Outcome::Success, None),
+        Verdict::Block { code, .. } => {
+            let message = if is_risky(&a) {
+                codes::BLOCKED_MESSAGE
+            } else {
+                "Access has been blocked by Conditional Access policies."
+            };
+            let revoke = a.user_risk > RiskLevel::None;
+            (
+                Outcome::Failure(i64::from(*code), block_reason(*code)),
+                Some(refuse(*code, message, revoke)),
+            )
+        }
+        Verdict::Step(Step::Mfa) => (
+            Outcome::Failure(
+                i64::from(codes::STRONG_AUTH_REQUIRED_NON_INTERACTIVE),
+                "Strong authentication is required; a refresh cannot provide it.",
+            ),
+            Some(refuse(
+                codes::STRONG_AUTH_REQUIRED_NON_INTERACTIVE,
+                "Multi-factor authentication is required: sign in again.",
+                false,
+            )),
+        ),
+        Verdict::Step(Step::PasswordChange) => (
+            Outcome::Failure(
+                i64::from(codes::PASSWORD_CHANGE_REQUIRED),
+                "A password change is required due to user risk.",
+            ),
+            Some(refuse(
+                codes::PASSWORD_CHANGE_REQUIRED,
+                codes::BLOCKED_MESSAGE,
+                true,
+            )),
+        ),
+    };
+    let entry = Entry {
+        correlation_id: &ctx.correlation_id,
+        app_id: Some(&app.config.client_id),
+        ..judged_entry(&user, &gate, &a, How::Refresh)
+    };
+    signin_log::write(state, ctx, entry, outcome).await;
+    match refusal {
+        None => Ok(user),
+        Some(r) => Err(r),
+    }
+}
+
+/// What a guest's refresh is judged with: the partner they come from, the home's last
+/// `user_risk` claim (kept on the guest at each federated sign-in; real-time updates come with
+/// shared signals), and whether MFA was done here in the session the grant came from.
+async fn guest_on_refresh(
+    state: &AppState,
+    user: &User,
+    grant: &Grant,
+) -> Result<GuestSession, StoreError> {
+    let partner_id = user.partner_id.clone().unwrap_or_default();
+    let partner = state.partner(&partner_id);
+    let user_risk_trusted = partner.as_ref().is_some_and(|p| p.config.trust_user_risk);
+    let user_risk: Option<UserRiskClaim> = user
+        .home_user_risk
+        .as_deref()
+        .and_then(|json| serde_json::from_str(json).ok());
+    // The session may be gone (an offline grant outlives it): then MFA done here is not
+    // known, and only the home's MFA counts (if the partner is trusted for it).
+    let session_facts: Option<GuestSession> = match &grant.session_id {
+        Some(id) => state
+            .store
+            .session_by_id(id)
+            .await?
+            .and_then(|s| s.federation_json)
+            .and_then(|json| serde_json::from_str(&json).ok()),
+        None => None,
+    };
+    Ok(GuestSession {
+        idp: partner
+            .as_ref()
+            .map_or_else(String::new, |p| p.config.issuer.clone()),
+        partner: partner_id,
+        home_amr: grant.amr.clone(),
+        user_risk,
+        user_risk_trusted,
+        home_auth_time: Some(grant.auth_time),
+        mfa_here: session_facts.is_some_and(|f| f.mfa_here),
+        token: None,
+    })
 }

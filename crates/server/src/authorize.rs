@@ -142,7 +142,9 @@ async fn authorize(state: AppState, ctx: Ctx, jar: CookieJar, raw: String) -> Re
         Ok(c) => c,
         Err(e) => return PageError::from(e).render(&state, &ctx),
     };
-    let current = current.filter(|c| !needs_login(&state, &request, c));
+    let now = state.now();
+    let current =
+        current.filter(|c| authorize::session_satisfies(&request, c.session.auth_time, now));
     match current {
         Some(c) => {
             // Single sign-on with the existing session is a sign-in too: judged and logged.
@@ -186,21 +188,6 @@ fn limit_offline_access(request: &mut AuthorizationRequest, app: &App) {
             request.scope = scopes.to_string();
         }
     }
-}
-
-/// Whether an existing session is not good enough for this request: `prompt=login`,
-/// `select_account`, or `max_age` exceeded.
-fn needs_login(state: &AppState, request: &AuthorizationRequest, c: &Current) -> bool {
-    if request.prompt.login || request.prompt.select_account {
-        return true;
-    }
-    if let Some(max_age) = request.max_age {
-        let age = state.now().saturating_sub(c.session.auth_time);
-        if age < 0 || age as u64 > max_age {
-            return true;
-        }
-    }
-    false
 }
 
 pub async fn start_pending(state: &AppState, pending: Pending) -> Result<String, PageError> {

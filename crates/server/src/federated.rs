@@ -18,6 +18,7 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
 use federation::{CallbackParams, FederationError, FlowSecrets, HomeIdentity, RiskClaimReading};
+use policy::codes;
 use protocol::{ErrorCode, OAuthError};
 use risk::{TokenIssuerFacts, UserRiskClaim};
 use serde::{Deserialize, Serialize};
@@ -68,6 +69,10 @@ struct Flow {
     secrets: FlowSecrets,
     /// Hash of this browser's CSRF cookie: the callback must come back to the same browser.
     binding: String,
+    /// When the browser was sent to the partner: with `prompt=login`, the home must have
+    /// authenticated the user after this.
+    #[serde(default)]
+    started_at: i64,
 }
 
 /// What a guest session records about the federated sign-in (the session's `federation_json`).
@@ -83,6 +88,10 @@ pub struct GuestSession {
     pub user_risk: Option<UserRiskClaim>,
     /// Whether the partner's risk was believed.
     pub user_risk_trusted: bool,
+    /// When the home authenticated the user (its `auth_time`, else its token's `iat`): the
+    /// guest's session, and so `max_age` and the guest's ID tokens here, go by it.
+    #[serde(default)]
+    pub home_auth_time: Option<i64>,
     /// Whether the guest did MFA here (TOTP at this tenant) in this session.
     #[serde(default)]
     pub mfa_here: bool,
@@ -126,9 +135,19 @@ pub async fn start(
         .await;
         return refuse(state, &pending, inbound_disabled(&partner));
     }
+    let request = &pending.request;
+    let reauthentication = federation::Reauthentication {
+        login: request.prompt.login || request.prompt.select_account,
+        max_age: request.max_age,
+        acr_values: request
+            .acr_values
+            .as_deref()
+            .map(|v| v.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default(),
+    };
     let redirect = match partner
         .upstream
-        .authorization_redirect(Some(email), &pending.correlation_id)
+        .authorization_redirect(Some(email), &pending.correlation_id, &reauthentication)
         .await
     {
         Ok(r) => r,
@@ -149,6 +168,7 @@ pub async fn start(
         email: email.to_owned(),
         secrets: redirect.secrets,
         binding: token_hash(csrf),
+        started_at: now,
     };
     let json = match serde_json::to_string(&flow) {
         Ok(j) => j,
@@ -266,6 +286,35 @@ pub async fn callback(
             .await;
         }
     };
+    // What the app asked of the authentication was forwarded; the home's answer must meet it.
+    if let Err(e) = protocol::authorize::check_remote_auth_time(
+        &flow.pending.request,
+        home.auth_time,
+        flow.started_at,
+        now,
+    ) {
+        let r = Refusal {
+            title: "You need to sign in again",
+            message: format!(
+                "The app asked for a fresh sign-in, and {} did not confirm one.",
+                partner.config.display_name
+            ),
+            explanation: Some(format!(
+                "Start again from the app and enter your password at {}.",
+                partner.config.display_name
+            )),
+            home_link: None,
+            error_code: i64::from(codes::REAUTHENTICATION_REQUIRED),
+            oauth: e.clone(),
+        };
+        return fail(
+            i64::from(codes::REAUTHENTICATION_REQUIRED),
+            "The home tenant's authentication does not satisfy the app's prompt=login or max_age.",
+            serde_json::json!({"federation": e.description, "homeAuthTime": home.auth_time}),
+            r,
+        )
+        .await;
+    }
     // The token verified: learn from it, and judge it against the profile as it was before.
     let profile = match learn_claims(&state, &partner, &home.token.claim_names, now).await {
         Ok(p) => p,
@@ -301,7 +350,7 @@ pub async fn callback(
         Err(GuestRefusal::Store(e)) => return PageError::from(e).render(&state, &ctx),
         Err(GuestRefusal::Refused(reason, r)) => {
             return fail(
-                50020,
+                r.error_code,
                 reason,
                 serde_json::json!({"homeSubject": home.subject}),
                 *r,
@@ -327,6 +376,23 @@ pub async fn callback(
         Ok(g) => g,
         Err(e) => return PageError::from(e).render(&state, &ctx),
     };
+    // The claim this sign-in brought is what the guest's refreshes are judged with until the
+    // next one: kept on the guest (written only when it changed).
+    let claim_json = match &user_risk {
+        Some(c) => match serde_json::to_string(c) {
+            Ok(j) => Some(j),
+            Err(e) => return PageError::internal(e.to_string()).render(&state, &ctx),
+        },
+        None => None,
+    };
+    if guest.home_user_risk != claim_json
+        && let Err(e) = state
+            .store
+            .set_home_user_risk(&guest.id, claim_json.as_deref())
+            .await
+    {
+        return PageError::from(e).render(&state, &ctx);
+    }
     let amr = if home.amr.is_empty() {
         vec!["fed".to_owned()]
     } else {
@@ -341,6 +407,7 @@ pub async fn callback(
             home_amr: home.amr.clone(),
             user_risk,
             user_risk_trusted: partner.config.trust_user_risk,
+            home_auth_time: Some(home.auth_time.unwrap_or(home.issued_at)),
             mfa_here: false,
             token: Some(token),
         }),
@@ -491,6 +558,32 @@ async fn find_guest(
                 "Your invitation is for an account at another organization, not {}.",
                 partner.config.display_name
             ),
+        ));
+    }
+    // An invitation is bound for good to the home account that redeems it, so the address must
+    // be the home's word, not the user's: a home that lets people set their own email would
+    // otherwise let anyone claim anyone's invitation.
+    if !home.email_verified && !partner.config.emails_verified {
+        return Err(GuestRefusal::Refused(
+            "The home tenant did not verify the email address (email_verified is not true).",
+            Box::new(Refusal {
+                title: "Your email address is not verified",
+                message: format!(
+                    "{} did not confirm that {} is your address, so your invitation to {} \
+                     cannot be accepted with this account.",
+                    partner.config.display_name, email, state.config.display_name
+                ),
+                explanation: Some(format!(
+                    "Verify your email address at {}, then sign in again.",
+                    partner.config.display_name
+                )),
+                home_link: None,
+                error_code: i64::from(codes::UNVERIFIED_EMAIL),
+                oauth: OAuthError::new(
+                    ErrorCode::AccessDenied,
+                    "The home tenant did not verify the user's email address.",
+                ),
+            }),
         ));
     }
     // A disabled guest is refused before the invitation is redeemed: nothing is written.

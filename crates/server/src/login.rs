@@ -223,6 +223,38 @@ pub async fn password_submit(
         Ok(u) => u,
         Err(e) => return PageError::from(e).render(&state, &ctx),
     };
+    if let Some(guest) = user
+        .as_ref()
+        .filter(|u| u.user_type == store::UserType::Guest)
+    {
+        // A guest's credentials and risk live only at their home tenant: a password here,
+        // whatever it is, would sign them in around the home's risk.
+        let home = guest
+            .partner_id
+            .as_deref()
+            .and_then(|p| state.partner(p))
+            .map_or_else(
+                || "your home organization".to_owned(),
+                |p| p.config.display_name.clone(),
+            );
+        log_member(
+            &state,
+            &ctx,
+            &pending,
+            &email,
+            Some(&guest.id),
+            Outcome::Failure(
+                i64::from(policy::codes::GUEST_HAS_NO_LOCAL_PASSWORD),
+                "Guests sign in at their home tenant; this tenant holds no password for them.",
+            ),
+        )
+        .await;
+        return again(&format!(
+            "This is a guest account: sign in with your {home} account. {} does not keep a \
+             password for it.",
+            state.config.display_name
+        ));
+    }
     let ok = state
         .passwords
         .verify(

@@ -251,7 +251,7 @@ async fn log(
         user_id: Some(&step.user.id),
         guest_of: step.user.partner_id.as_deref(),
         details,
-        risk: None,
+        ..Entry::default()
     };
     signin_log::write(state, ctx, entry, outcome).await;
 }

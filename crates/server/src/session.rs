@@ -46,7 +46,7 @@ pub async fn start(
     user: User,
     amr: Vec<String>,
 ) -> Result<(CookieJar, Current), StoreError> {
-    create(state, jar, user, amr, None).await
+    create(state, jar, user, amr, None, None).await
 }
 
 /// Start a session for a guest whose home tenant just signed them in; the session keeps what
@@ -66,7 +66,7 @@ pub async fn start_federated(
         ..facts.clone()
     };
     let json = serde_json::to_string(&facts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    create(state, jar, user, amr, Some(json)).await
+    create(state, jar, user, amr, facts.home_auth_time, Some(json)).await
 }
 
 async fn create(
@@ -74,15 +74,19 @@ async fn create(
     jar: CookieJar,
     user: User,
     amr: Vec<String>,
+    auth_time: Option<i64>,
     federation_json: Option<String>,
 ) -> Result<(CookieJar, Current), StoreError> {
     let now = state.now();
+    // A guest authenticated at their home, not here: the session is as old as that (never
+    // newer than now, whatever the home's clock says).
+    let auth_time = auth_time.map_or(now, |t| t.min(now));
     let token = random_token();
     let session = Session {
         id: uuid::Uuid::new_v4().to_string(),
         token_hash: token_hash(&token),
         user_id: user.id.clone(),
-        auth_time: now,
+        auth_time,
         amr,
         acr: None,
         created_at: now,

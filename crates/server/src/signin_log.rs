@@ -1,5 +1,5 @@
-//! Sign-in log rows (Graph `signIn`-shaped): every interactive sign-in attempt, success or
-//! failure, with the reason and the client IP. Writing the log must never break a sign-in, so a
+//! Sign-in log rows (Graph `signIn`-shaped): every sign-in attempt, interactive or with a
+//! refresh token, success or failure, with the reason and the client IP. Writing the log must never break a sign-in, so a
 //! failure to write is logged loudly instead of returned.
 //!
 //! Both tenants of a federated sign-in log their side under the same correlation id: the
@@ -36,6 +36,8 @@ pub struct Entry<'a> {
     pub details: serde_json::Value,
     /// The risk and Conditional Access outcome, for sign-ins the gate judged.
     pub risk: Option<RiskLog>,
+    /// A refresh-token grant (`nonInteractiveUser`) rather than a person at the pages.
+    pub non_interactive: bool,
 }
 
 /// What the sign-in gate saw and decided (Graph `signIn` risk and Conditional Access fields).
@@ -130,6 +132,12 @@ pub async fn write(state: &AppState, ctx: &Ctx, entry: Entry<'_>, outcome: Outco
         conditional_access_status: ca_status,
         location,
         details,
+        sign_in_event_type: if entry.non_interactive {
+            store::NON_INTERACTIVE_USER
+        } else {
+            store::INTERACTIVE_USER
+        }
+        .to_owned(),
     };
     if let Err(e) = state.store.insert_sign_in(&row).await {
         tracing::error!(correlation_id = %entry.correlation_id, error = %e, "could not write the sign-in log");

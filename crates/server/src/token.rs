@@ -1,6 +1,7 @@
 //! The token endpoint (authorization_code, refresh_token, client_credentials), client
 //! authentication, and the tokens themselves.
 
+use crate::access;
 use crate::config::GrantType;
 use crate::secrets::{ct_eq, random_token, secret_digest, token_hash};
 use crate::state::{App, AppState};
@@ -187,7 +188,7 @@ pub async fn token(
         GrantRequest::RefreshToken {
             refresh_token,
             scope,
-        } => refresh(&state, &app, &refresh_token, scope).await?,
+        } => refresh(&state, &ctx, &app, &refresh_token, scope).await?,
         GrantRequest::ClientCredentials { scope } => client_credentials(&state, &app, scope)?,
     };
     tracing::debug!(correlation_id = %ctx.correlation_id, client = %app.config.client_id, "tokens issued");
@@ -318,12 +319,19 @@ async fn active_user(state: &AppState, id: &str) -> Result<Option<User>, ApiErro
 
 async fn refresh(
     state: &AppState,
+    ctx: &Ctx,
     app: &App,
     token: &str,
     scope: Option<Scope>,
 ) -> Result<TokenResponse, ApiError> {
     let now = state.now();
     let hash = token_hash(token);
+    // The gate judges a live token before it is rotated, so a refusal (another network, a
+    // policy) does not burn it; the rotation below checks everything again atomically.
+    let judged = match live_refresh_grant(state, app, &hash, now).await? {
+        Some(grant) => Some(judge_refresh(state, ctx, app, &grant).await?),
+        None => None,
+    };
     let invalid = || OAuthError::invalid_grant("The refresh token is invalid, expired or revoked.");
     let new_token = random_token();
     let new_hash = token_hash(&new_token);
@@ -368,15 +376,55 @@ async fn refresh(
         }
     };
     let scope = scope.unwrap_or_else(|| Scope::parse(&grant.scope).unwrap_or_default());
-    let Some(user) = active_user(state, &grant.user_id).await? else {
-        state.store.revoke_grant(&grant.id, now).await?;
-        return Err(invalid().with_detail("user inactive").into());
+    let user = match judged {
+        Some(user) => user,
+        // The token was not live a moment ago yet rotated now (a race): judge it now; it is
+        // spent either way.
+        None => judge_refresh(state, ctx, app, &grant).await?,
     };
     let scope = scope.to_string();
     let extra = released_claims(state, app, &user, &scope).await?;
     let mut resp = issue_user_tokens(state, app, &grant, &user, &scope, None, extra)?;
     resp.refresh_token = Some(new_token);
     Ok(resp)
+}
+
+/// The grant of a refresh token that is live for this client, without changing anything.
+async fn live_refresh_grant(
+    state: &AppState,
+    app: &App,
+    hash: &str,
+    now: i64,
+) -> Result<Option<Grant>, ApiError> {
+    let Some(old) = state.store.refresh_token(hash).await? else {
+        return Ok(None);
+    };
+    if old.used_at.is_some() || old.expires_at <= now || old.client_id != app.config.client_id {
+        return Ok(None);
+    }
+    Ok(state
+        .store
+        .grant(&old.grant_id)
+        .await?
+        .filter(|g| g.revoked_at.is_none() && g.expires_at > now))
+}
+
+/// The gate's judgement of a refresh; a refusal that calls for remediation ends the family.
+async fn judge_refresh(
+    state: &AppState,
+    ctx: &Ctx,
+    app: &App,
+    grant: &Grant,
+) -> Result<User, ApiError> {
+    match access::judge_refresh(state, ctx, app, grant).await {
+        Ok(user) => Ok(user),
+        Err(r) => {
+            if r.revoke_family {
+                state.store.revoke_grant(&grant.id, state.now()).await?;
+            }
+            Err(r.error.into())
+        }
+    }
 }
 
 /// Sign the access token and ID token for a user grant (the caller adds the refresh token).
@@ -524,18 +572,7 @@ fn client_credentials(
         )
         .into());
     }
-    let allowed: Vec<&str> = app.config.scopes.iter().map(String::as_str).collect();
-    let scope = match scope {
-        Some(s) if s.iter().all(|x| allowed.contains(&x)) => s,
-        Some(_) => {
-            return Err(OAuthError::new(
-                ErrorCode::InvalidScope,
-                "The requested scope is not allowed for this client.",
-            )
-            .into());
-        }
-        None => Scope::parse(&allowed.join(" ")).unwrap_or_default(),
-    };
+    let scope = protocol::token::client_credentials_scope(scope, &app.config.scopes)?;
     let now = state.now();
     let cfg = &state.config;
     let at = AccessTokenClaims {

@@ -566,6 +566,9 @@ impl<'a> Home<'a> {
             match self.store.apply_risk_changes(&[change]).await {
                 Ok(()) => {
                     tracing::info!(user = %user_id, actor = %actor_label(&actor), state = %t.status.risk_state, "user risk changed");
+                    if ends_sign_ins(&event) {
+                        self.end_sign_ins(user_id, now).await?;
+                    }
                     return Ok(t.status);
                 }
                 Err(StoreError::Conflict(_)) => continue,
@@ -573,6 +576,15 @@ impl<'a> Home<'a> {
             }
         }
         Err(UserRiskError::Busy(user_id.to_owned()))
+    }
+
+    /// Ends every session and grant (refresh tokens, and the access tokens tied to them) of
+    /// the user at once: whoever holds them may be the attacker.
+    async fn end_sign_ins(&self, user_id: &str, now: i64) -> Result<(), StoreError> {
+        let sessions = self.store.revoke_user_sessions(user_id, now).await?;
+        let grants = self.store.revoke_user_grants(user_id, now).await?;
+        tracing::info!(user = %user_id, sessions, grants, "sessions and grants revoked");
+        Ok(())
     }
 
     async fn leak_key(&self) -> Result<hmac::Key, StoreError> {
@@ -870,6 +882,18 @@ impl<'a> Home<'a> {
 }
 
 /// Refuses a guest: their risk is held by their home tenant (the seed's limitation).
+/// Whether a risk action means the user's credentials may be in someone else's hands, so
+/// their sessions and refresh tokens must end now: confirmed compromised, or a password reset
+/// (the old password is no longer theirs alone).
+fn ends_sign_ins(event: &UserRiskEvent) -> bool {
+    matches!(
+        event,
+        UserRiskEvent::AdminConfirmedCompromised
+            | UserRiskEvent::AdminGeneratedTemporaryPassword
+            | UserRiskEvent::SecuredPasswordReset
+    )
+}
+
 pub fn ensure_ours(user: &User) -> Result<(), RiskTransitionError> {
     let kind = match user.user_type {
         UserType::Member => risk::UserType::Member,

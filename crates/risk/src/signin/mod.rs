@@ -252,6 +252,19 @@ pub struct SignInRisk {
 }
 
 impl SignInRisk {
+    /// The risk of a sign-in whose client IP is not the user's (a confidential client's
+    /// refresh, sent from its server): neither the network nor the user's history can be judged
+    /// from it, so nothing is raised and `why` is noted.
+    pub fn not_evaluated(why: &str) -> Self {
+        Self {
+            risk_level: RiskLevel::None,
+            detections: Vec::new(),
+            aggregation: format!("not evaluated: {why}"),
+            facts: IpFacts::default(),
+            notes: vec![why.to_owned()],
+        }
+    }
+
     /// `riskEventTypes_v2` for the sign-in log.
     pub fn risk_event_types(&self) -> Vec<RiskEventType> {
         let mut v: Vec<RiskEventType> = self.detections.iter().map(|d| d.risk_event_type).collect();

@@ -28,6 +28,8 @@ pub(super) struct RawPartner {
     trust_mfa: bool,
     #[serde(default)]
     require_user_risk_claim: bool,
+    #[serde(default)]
+    emails_verified: bool,
     ca_file: Option<PathBuf>,
     #[serde(default = "default_timeout_ms")]
     timeout_ms: u64,
@@ -121,6 +123,10 @@ pub struct PartnerConfig {
     pub trust_mfa: bool,
     /// Refuse a sign-in whose token has no readable user-risk claim.
     pub require_user_risk_claim: bool,
+    /// The partner vouches for every email address it puts in a token, so an invitation may be
+    /// redeemed without `email_verified: true` in it. Off by default: a home that lets users
+    /// choose their address could otherwise claim someone else's invitation.
+    pub emails_verified: bool,
     /// CA certificates to trust for the partner's TLS; the system roots when unset.
     pub ca_file: Option<PathBuf>,
     /// Time limit for each request to the partner (connect plus response).
@@ -159,6 +165,7 @@ impl PartnerConfig {
             "b2bCollaborationInbound": { "isEnabled": self.inbound_enabled },
             "inboundTrust": { "isMfaAccepted": self.trust_mfa, "isUserRiskAccepted": self.trust_user_risk },
             "requireUserRiskClaim": self.require_user_risk_claim,
+            "emailsVerified": self.emails_verified,
             "userRiskClaim": { "claim": self.claim_mapping.claim, "format": format, "members": members },
         })
     }
@@ -282,6 +289,7 @@ impl Validator {
             trust_user_risk: p.trust_user_risk,
             trust_mfa: p.trust_mfa,
             require_user_risk_claim: p.require_user_risk_claim,
+            emails_verified: p.emails_verified,
             ca_file: p.ca_file,
             timeout: Duration::from_millis(p.timeout_ms),
             scopes: p.scopes,
