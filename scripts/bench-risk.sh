@@ -13,7 +13,7 @@
 #                      Every detection and policy is still evaluated.
 #
 # Usage (from the repository root, after
-#   CARGO_TARGET_DIR=/work/target-bench cargo build --release -p tenantd-server -p tenantd-loadgen):
+#   CARGO_TARGET_DIR=/work/target-bench cargo build --release -p tenantd -p tenantd-loadgen):
 #
 #   scripts/bench-risk.sh setup                # once: copies configs, intel, policies, makes certs
 #   scripts/bench-risk.sh run on|off|onv C SECONDS [loadgen options, e.g. --json]

@@ -2,5 +2,5 @@
 //! processes (`tenantd serve`) without depending on a separate build step.
 
 fn main() -> std::process::ExitCode {
-    server::cli::main()
+    tenantd::cli::main()
 }

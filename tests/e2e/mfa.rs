@@ -228,9 +228,9 @@ async fn mfa_enrolment_then_verification_and_recovery_codes() {
     // The CLI reset removes the authenticator: the next sign-in enrols again.
     let run = |args: Vec<String>| {
         use clap::Parser;
-        let cli = server::cli::Cli::try_parse_from(["tenantd".to_owned()].into_iter().chain(args))
+        let cli = tenantd::cli::Cli::try_parse_from(["tenantd".to_owned()].into_iter().chain(args))
             .unwrap();
-        async move { server::cli::execute(cli).await.map_err(|f| f.code) }
+        async move { tenantd::cli::execute(cli).await.map_err(|f| f.code) }
     };
     let config = t.dir.join("cli.toml");
     let db = format!("sqlite://{}", t.dir.join("tenant.db").display());

@@ -165,8 +165,9 @@ async fn cli_user_commands_against_the_configured_database() {
     .unwrap();
     let c = config.to_str().unwrap();
     let run = |args: Vec<&str>| {
-        let cli = server::cli::Cli::try_parse_from(std::iter::once("tenantd").chain(args)).unwrap();
-        async move { server::cli::execute(cli).await.map_err(|f| f.code) }
+        let cli =
+            tenantd::cli::Cli::try_parse_from(std::iter::once("tenantd").chain(args)).unwrap();
+        async move { tenantd::cli::execute(cli).await.map_err(|f| f.code) }
     };
     assert_eq!(
         run(vec![

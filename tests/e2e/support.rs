@@ -42,7 +42,7 @@ pub fn fixtures() -> &'static Fixtures {
     F.get_or_init(|| {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let dir = std::env::temp_dir().join(format!("tenantd-e2e-{}", uuid::Uuid::new_v4()));
-        let (certs, _) = server::certs::ensure(&dir.join("certs"), true).unwrap();
+        let (certs, _) = tenantd::certs::ensure(&dir.join("certs"), true).unwrap();
         let client_key_pem = server::keys::generate_pem(protocol::jwt::SigningAlg::ES256).unwrap();
         let k = protocol::jwt::SigningKey::from_pkcs8_pem(
             protocol::jwt::SigningAlg::ES256,

@@ -1,22 +1,20 @@
 //! The `tenantd` server: one tenant as an OpenID Connect provider over HTTP.
 //!
-//! This crate does the I/O: axum routes and pages, sessions and cookies, TLS, the store, the
-//! CLI and the lab. Decisions about requests and tokens live in `tenantd-protocol`; handlers
-//! parse, call those checks and the store, and render.
+//! This crate does the I/O: axum routes and pages, sessions and cookies, TLS, the store.
+//! Decisions about requests and tokens live in `tenantd-protocol`; handlers parse, call those
+//! checks and the store, and render. The CLI, the lab and dev certificates are in the `tenantd`
+//! crate (the binary), which depends on this one.
 
 pub mod access;
 pub mod admin_api;
 pub mod app;
 pub mod audit_api;
 pub mod authorize;
-pub mod certs;
-pub mod cli;
 pub mod client_ip;
 pub mod config;
 pub mod federated;
 pub mod guests;
 pub mod keys;
-pub mod lab;
 pub mod login;
 pub mod logout;
 pub mod mfa;

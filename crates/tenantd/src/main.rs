@@ -1,5 +1,5 @@
 //! The `tenantd` binary.
 
 fn main() -> std::process::ExitCode {
-    tenantd_server::cli::main()
+    tenantd::cli::main()
 }

@@ -4,13 +4,13 @@
 //! line in an imported file), 3 invalid configuration, 4 not found, 5 already exists,
 //! 6 refused by the user-risk rules (no risk to dismiss, a guest's risk held by their home).
 
-use crate::config::Config;
-use crate::passwords::{Passwords, check_new_password};
-use crate::state::{Clock, SystemClock};
-use crate::user_risk::{self, Home, ImportError, UserRiskError};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use protocol::jwt::SigningAlg;
 use risk::{Actor, UserRiskEvent};
+use server::config::Config;
+use server::passwords::{Passwords, check_new_password};
+use server::state::{Clock, SystemClock};
+use server::user_risk::{self, Home, ImportError, UserRiskError};
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -298,7 +298,7 @@ async fn open(arg: &ConfigArg) -> Result<(Config, Store), Failure> {
 
 async fn dispatch(command: Command) -> Result<(), Failure> {
     match command {
-        Command::Serve(arg) => Ok(crate::server::serve(load(&arg)?).await?),
+        Command::Serve(arg) => Ok(server::server::serve(load(&arg)?).await?),
         Command::Lab(args) => Ok(crate::lab::run(args).await?),
         Command::Certs { dir, force } => {
             let (files, written) = crate::certs::ensure(&dir, force)?;
@@ -321,7 +321,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Keys(KeysCommand::Rotate { config, alg }) => {
             let (_, store) = open(&config).await?;
             let now = SystemClock.now();
-            crate::keys::ensure_keys(&store, now)
+            server::keys::ensure_keys(&store, now)
                 .await
                 .map_err(|e| Failure::new(1, e.to_string()))?;
             let algs = match alg {
@@ -330,7 +330,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 AlgChoice::Rs256 => vec![SigningAlg::RS256],
             };
             for a in algs {
-                let kid = crate::keys::rotate(&store, a, now)
+                let kid = server::keys::rotate(&store, a, now)
                     .await
                     .map_err(|e| Failure::new(1, e.to_string()))?;
                 println!("{} key rotated: new kid {kid}", a.as_str());
@@ -360,14 +360,14 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             let (cfg, store) = open(&config).await?;
             let now = SystemClock.now();
             let (user, invitation) =
-                crate::guests::invite(&store, &cfg, &email, &partner, name.as_deref(), None, now)
+                server::guests::invite(&store, &cfg, &email, &partner, name.as_deref(), None, now)
                     .await
                     .map_err(|e| match e {
-                        crate::guests::InviteError::Exists(_) => Failure::new(5, e.to_string()),
-                        crate::guests::InviteError::UnknownPartner(_) => {
+                        server::guests::InviteError::Exists(_) => Failure::new(5, e.to_string()),
+                        server::guests::InviteError::UnknownPartner(_) => {
                             Failure::new(4, e.to_string())
                         }
-                        crate::guests::InviteError::Store(s) => s.into(),
+                        server::guests::InviteError::Store(s) => s.into(),
                         _ => Failure::new(2, e.to_string()),
                     })?;
             println!(
@@ -390,7 +390,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 title: "tenantd demo app".into(),
             };
             println!("demo app on http://{}", a.listen);
-            demo::serve(cfg, crate::server::shutdown_signal())
+            demo::serve(cfg, server::server::shutdown_signal())
                 .await
                 .map_err(|e| Failure::new(1, e.to_string()))
         }
@@ -571,7 +571,7 @@ fn read_stdin_password() -> Result<String, Failure> {
 
 /// A temporary password: readable, 128 bits of randomness.
 fn temporary_password() -> String {
-    crate::secrets::random_token().chars().take(22).collect()
+    server::secrets::random_token().chars().take(22).collect()
 }
 
 async fn user(cmd: UserCommand) -> Result<(), Failure> {

@@ -5,12 +5,13 @@
 //! works from a fresh clone; `--config` reads another file). Each tenant entry names a tenant
 //! config file; the lab only swaps its database for one under the lab data dir.
 
-use crate::config::Config;
-use crate::state::{Clock, SystemClock};
-use crate::{Tenant, certs};
+use crate::certs;
 use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
+use server::Tenant;
+use server::config::Config;
+use server::state::{Clock, SystemClock};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -249,7 +250,7 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
     }
     println!();
 
-    crate::server::shutdown_signal().await;
+    server::server::shutdown_signal().await;
     println!("stopping the lab");
     let _ = stop_demo.send(());
     let _ = demo_task.await;
@@ -268,7 +269,7 @@ async fn import_leaked(
     files: &[PathBuf],
 ) -> anyhow::Result<()> {
     let state = &tenant.state;
-    let home = crate::user_risk::Home::of(state);
+    let home = server::user_risk::Home::of(state);
     for f in files {
         let text = match f.to_str() {
             Some("intel/leaked-credentials.txt") if builtin => LEAKED_TXT.to_owned(),
@@ -278,7 +279,7 @@ async fn import_leaked(
                     .with_context(|| format!("reading {}", path.display()))?
             }
         };
-        let report = crate::user_risk::import_leaked(&home, &f.display().to_string(), &text)
+        let report = server::user_risk::import_leaked(&home, &f.display().to_string(), &text)
             .await
             .with_context(|| format!("importing {}", f.display()))?;
         if report.users_flagged > 0 {
@@ -304,7 +305,7 @@ async fn seed(tenant: &Tenant, users: &[LabUser], guests: &[LabGuest]) -> anyhow
         if state.store.user_by_email(&g.email).await?.is_some() {
             continue;
         }
-        crate::guests::invite(
+        server::guests::invite(
             &state.store,
             &state.config,
             &g.email,
@@ -334,7 +335,7 @@ async fn seed(tenant: &Tenant, users: &[LabUser], guests: &[LabGuest]) -> anyhow
                 now,
             })
             .await?;
-        crate::user_risk::after_password_set(state, &user.id, &u.password).await?;
+        server::user_risk::after_password_set(state, &user.id, &u.password).await?;
     }
     Ok(())
 }
@@ -352,7 +353,7 @@ mod tests {
         let resource = Config::parse(RESOURCE_TOML, "resource").unwrap();
         assert_eq!(resource.partners.len(), 1);
         assert!(lab.tenants.iter().any(|t| !t.guests.is_empty()));
-        let leaked = crate::user_risk::parse_leaked("leaked-credentials.txt", LEAKED_TXT).unwrap();
+        let leaked = server::user_risk::parse_leaked("leaked-credentials.txt", LEAKED_TXT).unwrap();
         assert!(
             leaked
                 .entries
