@@ -298,23 +298,6 @@ fn invitation_json(state: &AppState, user: &User, invitation: &Invitation, partn
     })
 }
 
-/// Check the bearer token by hand (until every admin handler takes [`Admin`]).
-pub async fn authorize(
-    state: &AppState,
-    headers: &axum::http::HeaderMap,
-) -> Result<AccessTokenClaims, BearerError> {
-    let mut parts = axum::http::Request::new(()).into_parts().0;
-    parts.headers = headers.clone();
-    Admin::from_request_parts(&mut parts, state)
-        .await
-        .map(|a| a.claims)
-}
-
-/// A Graph-style error response (until every admin handler returns [`GraphError`]).
-pub fn graph_error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
-    GraphError::new(status, code, message).into_response()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
