@@ -1,51 +1,199 @@
 //! The admin JSON API, Graph-shaped where Graph has a shape. Every call needs a bearer access
 //! token this tenant issued with the `admin` scope to a confidential app (client credentials).
-//! Errors use Graph's `{"error": {"code", "message"}}` body; authentication failures use
-//! RFC 6750 challenges.
+//!
+//! The pieces every admin handler shares live here: the [`Admin`] extractor (authentication,
+//! refused with RFC 6750 challenges), the [`GraphJson`] body extractor, [`GraphError`] (Graph's
+//! `{"error": {"code", "message"}}` body) and [`reply`]. A handler reads: extract, one domain
+//! call, render. This module also serves `POST /v1.0/invitations`.
+
+use std::fmt;
+use std::panic::Location;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use protocol::jwt::AccessTokenClaims;
+use protocol::{ErrorCode, OAuthError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use store::{Invitation, User};
 
 use crate::guests::{self, InviteError};
 use crate::state::AppState;
 use crate::token::verify_access_token;
 use crate::web::{BearerError, bearer_header, no_store};
-use axum::Json;
-use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use protocol::jwt::AccessTokenClaims;
-use protocol::{ErrorCode, OAuthError};
-use serde::Deserialize;
 
 /// The scope an access token needs for the admin API.
 pub const ADMIN_SCOPE: &str = "admin";
 
-/// Check the bearer token: issued here, live, with the admin scope, to an app (not a user).
-pub async fn authorize(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<AccessTokenClaims, BearerError> {
-    let token = bearer_header(headers)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| OAuthError::invalid_token("An access token is required."))?;
-    let claims = verify_access_token(state, &token).await?;
-    let admin = claims
+/// The app calling the admin API: a live access token issued here, with the `admin` scope, to an
+/// app for itself (client credentials). Taking it as a handler parameter is the authentication;
+/// when it is refused the handler never runs and the client gets an RFC 6750 challenge.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// The app's client id (who the audit lines name).
+    pub client_id: String,
+    /// The verified token.
+    pub claims: AccessTokenClaims,
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = BearerError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer_header(&parts.headers)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| OAuthError::invalid_token("An access token is required."))?;
+        let claims = verify_access_token(state, &token).await?;
+        if !is_admin_app(&claims) {
+            return Err(OAuthError::new(
+                ErrorCode::InsufficientScope,
+                "The admin API needs an app token with the admin scope.",
+            )
+            .into());
+        }
+        Ok(Self {
+            client_id: claims.client_id.clone(),
+            claims,
+        })
+    }
+}
+
+/// The admin scope alone is not enough: a user's token is never its app's own (`sub` is the
+/// user), so requiring `sub == client_id` keeps user-delegated tokens out of the admin API.
+fn is_admin_app(claims: &AccessTokenClaims) -> bool {
+    let admin_scope = claims
         .scope
         .as_deref()
         .is_some_and(|s| s.split(' ').any(|x| x == ADMIN_SCOPE));
-    if !admin || claims.sub != claims.client_id {
-        return Err(OAuthError::new(
-            ErrorCode::InsufficientScope,
-            "The admin API needs an app token with the admin scope.",
-        )
-        .into());
-    }
-    Ok(claims)
+    admin_scope && claims.sub == claims.client_id
 }
 
-/// A Graph-style error response.
-pub fn graph_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    let body = serde_json::json!({"error": {"code": code, "message": message.into()}});
+/// The client sees this instead of internal detail, which goes to the log only.
+const INTERNAL_MESSAGE: &str = "The request could not be completed.";
+
+/// An admin API error: Graph's `{"error": {"code", "message"}}` body (with `details` where there
+/// is more than one thing to say), its HTTP status, and `Cache-Control: no-store`.
+#[derive(Debug)]
+pub struct GraphError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    details: Option<Vec<GraphErrorDetail>>,
+}
+
+/// One entry of a [`GraphError`]'s `details`: what is wrong with one part of the request.
+#[derive(Debug, Clone, Serialize)]
+pub struct GraphErrorDetail {
+    /// Machine-readable reason.
+    pub code: &'static str,
+    /// The field it is about.
+    pub target: String,
+    /// Plain words.
+    pub message: String,
+}
+
+impl GraphError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    /// 400 `BadRequest`: the request is wrong; the message says how.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BadRequest", message)
+    }
+
+    /// 403 `Forbidden`: understood, authenticated, and not allowed.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "Forbidden", message)
+    }
+
+    /// 404 `ResourceNotFound`; the message names what was looked for.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "ResourceNotFound", message)
+    }
+
+    /// 409 `Conflict`: the request clashes with what exists.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "Conflict", message)
+    }
+
+    /// 500 `InternalServerError`. The detail is logged with the caller's source location (the
+    /// client's message is generic, so the log is the only place saying which call failed).
+    #[track_caller]
+    pub fn internal(detail: impl fmt::Display) -> Self {
+        let at = Location::caller();
+        tracing::error!(error = %detail, at = %at, "admin API request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            INTERNAL_MESSAGE,
+        )
+    }
+
+    /// Adds `details` (shown even when empty, as Graph does for validation errors).
+    #[must_use]
+    pub fn with_details(mut self, details: Vec<GraphErrorDetail>) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    fn body(&self) -> Value {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let (Some(details), Some(map)) = (&self.details, error.as_object_mut()) {
+            map.insert("details".into(), json!(details));
+        }
+        json!({ "error": error })
+    }
+}
+
+impl IntoResponse for GraphError {
+    fn into_response(self) -> Response {
+        reply(self.status, self.body())
+    }
+}
+
+impl From<store::StoreError> for GraphError {
+    #[track_caller]
+    fn from(e: store::StoreError) -> Self {
+        Self::internal(e)
+    }
+}
+
+impl From<JsonRejection> for GraphError {
+    fn from(e: JsonRejection) -> Self {
+        // Whatever axum's own status (415, 422, ...), the admin API has always said 400.
+        Self::bad_request(e.body_text())
+    }
+}
+
+/// A JSON request body; a body that is not the expected JSON is a [`GraphError`] 400. Put it
+/// last among a handler's parameters, so [`Admin`] refuses an unauthenticated call first.
+#[derive(Debug, FromRequest)]
+#[from_request(via(Json), rejection(GraphError))]
+pub struct GraphJson<T>(pub T);
+
+/// A JSON answer with `Cache-Control: no-store` (admin answers are about live security state).
+pub fn reply(status: StatusCode, body: Value) -> Response {
     let mut r = (status, Json(body)).into_response();
+    no_store(r.headers_mut());
+    r
+}
+
+/// A 204 with `Cache-Control: no-store`.
+pub fn no_content() -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
     no_store(r.headers_mut());
     r
 }
@@ -70,47 +218,54 @@ pub struct InvitationRequest {
     invited_user_message_info: Option<serde_json::Value>,
 }
 
+impl InvitationRequest {
+    /// The partner the guest comes from: named, or found by the email's domain.
+    fn partner(&self, state: &AppState) -> Result<String, GraphError> {
+        if self
+            .invited_user_type
+            .as_deref()
+            .is_some_and(|t| !t.eq_ignore_ascii_case("guest"))
+        {
+            return Err(GraphError::bad_request("invitedUserType must be Guest."));
+        }
+        let _ = (
+            &self.send_invitation_message,
+            &self.invited_user_message_info,
+        );
+        self.partner_id
+            .clone()
+            .or_else(|| {
+                state
+                    .partner_for_email(&self.invited_user_email_address)
+                    .map(|p| p.config.id.clone())
+            })
+            .ok_or_else(|| {
+                GraphError::bad_request(
+                    "No partner organization has this email domain; name one with partnerId.",
+                )
+            })
+    }
+}
+
+impl From<InviteError> for GraphError {
+    #[track_caller]
+    fn from(e: InviteError) -> Self {
+        match e {
+            InviteError::Store(e) => Self::internal(e),
+            e @ InviteError::Exists(_) => Self::conflict(e.to_string()),
+            e => Self::bad_request(e.to_string()),
+        }
+    }
+}
+
 /// `POST /v1.0/invitations`: invite a guest from a partner tenant.
 pub async fn invite(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Json<InvitationRequest>, JsonRejection>,
-) -> Response {
-    let claims = match authorize(&state, &headers).await {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
-    };
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(e) => return graph_error(StatusCode::BAD_REQUEST, "BadRequest", e.body_text()),
-    };
-    if req
-        .invited_user_type
-        .as_deref()
-        .is_some_and(|t| !t.eq_ignore_ascii_case("guest"))
-    {
-        return graph_error(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            "invitedUserType must be Guest.",
-        );
-    }
-    let _ = (&req.send_invitation_message, &req.invited_user_message_info);
-    let partner = match req.partner_id.clone().or_else(|| {
-        state
-            .partner_for_email(&req.invited_user_email_address)
-            .map(|p| p.config.id.clone())
-    }) {
-        Some(p) => p,
-        None => {
-            return graph_error(
-                StatusCode::BAD_REQUEST,
-                "BadRequest",
-                "No partner organization has this email domain; name one with partnerId.",
-            );
-        }
-    };
-    let invited = guests::invite(
+    admin: Admin,
+    GraphJson(req): GraphJson<InvitationRequest>,
+) -> Result<Response, GraphError> {
+    let partner = req.partner(&state)?;
+    let (user, invitation) = guests::invite(
         &state.store,
         &state.config,
         &req.invited_user_email_address,
@@ -119,24 +274,17 @@ pub async fn invite(
         Some(&req.invite_redirect_url),
         state.now(),
     )
-    .await;
-    let (user, invitation) = match invited {
-        Ok(x) => x,
-        Err(InviteError::Store(e)) => {
-            tracing::error!(error = %e, "invitation failed");
-            return graph_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalServerError",
-                "The invitation could not be stored.",
-            );
-        }
-        Err(e @ InviteError::Exists(_)) => {
-            return graph_error(StatusCode::CONFLICT, "Conflict", e.to_string());
-        }
-        Err(e) => return graph_error(StatusCode::BAD_REQUEST, "BadRequest", e.to_string()),
-    };
-    tracing::info!(app = %claims.client_id, guest = %user.id, partner = %partner, "guest invited");
-    let body = serde_json::json!({
+    .await?;
+    tracing::info!(app = %admin.client_id, guest = %user.id, partner = %partner, "guest invited");
+    Ok(reply(
+        StatusCode::CREATED,
+        invitation_json(&state, &user, &invitation, &partner),
+    ))
+}
+
+/// Graph `invitation`, plus the partner (a tenantd extension).
+fn invitation_json(state: &AppState, user: &User, invitation: &Invitation, partner: &str) -> Value {
+    json!({
         "id": invitation.id,
         "invitedUserEmailAddress": user.email,
         "invitedUserDisplayName": user.display_name,
@@ -147,8 +295,67 @@ pub async fn invite(
         "status": invitation.status.as_str(),
         "invitedUser": {"id": user.id},
         "partnerId": partner,
-    });
-    let mut r = (StatusCode::CREATED, Json(body)).into_response();
-    no_store(r.headers_mut());
-    r
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use axum::http::header;
+
+    async fn rendered(e: GraphError) -> (StatusCode, String, Value) {
+        let r = e.into_response();
+        let status = r.status();
+        let cache = r.headers()[header::CACHE_CONTROL]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let bytes = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, cache, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn errors_have_graphs_shape_status_and_no_store() {
+        for (e, status, code) in [
+            (GraphError::bad_request("m"), 400, "BadRequest"),
+            (GraphError::forbidden("m"), 403, "Forbidden"),
+            (GraphError::not_found("m"), 404, "ResourceNotFound"),
+            (GraphError::conflict("m"), 409, "Conflict"),
+        ] {
+            let (s, cache, body) = rendered(e).await;
+            assert_eq!(s.as_u16(), status);
+            assert_eq!(cache, "no-store");
+            assert_eq!(body, json!({"error": {"code": code, "message": "m"}}));
+        }
+    }
+
+    #[tokio::test]
+    async fn internal_errors_hide_the_detail() {
+        let e = GraphError::from(store::StoreError::Corrupt("secret row 42".into()));
+        let (s, _, body) = rendered(e).await;
+        assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            body,
+            json!({"error": {"code": "InternalServerError", "message": INTERNAL_MESSAGE}})
+        );
+    }
+
+    #[tokio::test]
+    async fn details_are_shown_when_given_even_empty() {
+        let (_, _, body) = rendered(GraphError::bad_request("m").with_details(vec![])).await;
+        assert_eq!(body["error"]["details"], json!([]));
+        let detail = GraphErrorDetail {
+            code: "InvalidPolicy",
+            target: "state".into(),
+            message: "bad".into(),
+        };
+        let (_, _, body) = rendered(GraphError::bad_request("m").with_details(vec![detail])).await;
+        assert_eq!(
+            body["error"]["details"],
+            json!([{"code": "InvalidPolicy", "target": "state", "message": "bad"}])
+        );
+    }
 }

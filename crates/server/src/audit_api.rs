@@ -5,13 +5,11 @@
 //! `riskLevelAggregated` (all `eq 'text'`), `status/errorCode eq N`, and `createdDateTime`
 //! with `ge`/`le` and an RFC 3339 time.
 
-use crate::admin_api::{authorize, graph_error};
+use crate::admin_api::{Admin, GraphError, reply};
 use crate::state::AppState;
-use crate::web::no_store;
-use axum::Json;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde_json::{Value, json};
 use store::{SignInFilter, SignInLog};
 use time::OffsetDateTime;
@@ -23,28 +21,12 @@ const MAX_TOP: i64 = 1000;
 /// `GET /v1.0/auditLogs/signIns`
 pub async fn sign_ins(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _admin: Admin,
     RawQuery(query): RawQuery,
-) -> Response {
-    if let Err(e) = authorize(&state, &headers).await {
-        return e.into_response();
-    }
+) -> Result<Response, GraphError> {
     let query = query.unwrap_or_default();
-    let filter = match parse_query(&query) {
-        Ok(f) => f,
-        Err(message) => return graph_error(StatusCode::BAD_REQUEST, "BadRequest", message),
-    };
-    let rows = match state.store.list_sign_ins(&filter).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "reading the sign-in log failed");
-            return graph_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalServerError",
-                "The sign-in log could not be read.",
-            );
-        }
-    };
+    let filter = parse_query(&query).map_err(GraphError::bad_request)?;
+    let rows = state.store.list_sign_ins(&filter).await?;
     let full_page = rows.len() as i64 == filter.limit;
     let value: Vec<Value> = rows.iter().map(sign_in).collect();
     let mut body = json!({
@@ -61,9 +43,7 @@ pub async fn sign_ins(
             )),
         );
     }
-    let mut r = (StatusCode::OK, Json(body)).into_response();
-    no_store(r.headers_mut());
-    r
+    Ok(reply(StatusCode::OK, body))
 }
 
 /// The same query with `$skiptoken` moved on.

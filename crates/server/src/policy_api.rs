@@ -7,49 +7,31 @@
 //! would produce, so an invalid change is refused with each broken rule and nothing changes.
 
 use crate::access;
-use crate::admin_api::{authorize, graph_error};
-use crate::protection::Origin;
+use crate::admin_api::{Admin, GraphError, GraphErrorDetail, GraphJson, no_content, reply};
+use crate::protection::{Origin, Policies};
 use crate::state::AppState;
-use crate::web::no_store;
-use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use policy::{ConditionalAccessPolicy, PolicyError, Satisfied};
 use risk::RiskLevel;
 use serde::Deserialize;
 use serde_json::Value;
 
-fn ok(status: StatusCode, body: Value) -> Response {
-    let mut r = (status, Json(body)).into_response();
-    no_store(r.headers_mut());
-    r
-}
-
-fn invalid(e: &PolicyError) -> Response {
-    let details: Vec<Value> = e
-        .field_errors()
-        .iter()
-        .map(|f| serde_json::json!({"code": "InvalidPolicy", "target": f.field, "message": f.to_string()}))
-        .collect();
-    let body = serde_json::json!({"error": {
-        "code": "BadRequest",
-        "message": e.to_string(),
-        "details": details,
-    }});
-    let mut r = (StatusCode::BAD_REQUEST, Json(body)).into_response();
-    no_store(r.headers_mut());
-    r
-}
-
-fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "policy API failed");
-    graph_error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "InternalServerError",
-        "The policy change could not be completed.",
-    )
+/// A refused policy: the message, and each broken rule as a detail naming its field.
+impl From<PolicyError> for GraphError {
+    fn from(e: PolicyError) -> Self {
+        let details = e
+            .field_errors()
+            .iter()
+            .map(|f| GraphErrorDetail {
+                code: "InvalidPolicy",
+                target: f.field.clone(),
+                message: f.to_string(),
+            })
+            .collect();
+        GraphError::bad_request(e.to_string()).with_details(details)
+    }
 }
 
 /// A policy as the API shows it in a list: Graph's shape plus where it comes from.
@@ -83,10 +65,7 @@ fn entity(state: &AppState, p: &ConditionalAccessPolicy, origin: Option<&Origin>
 }
 
 /// `GET /v1.0/identity/conditionalAccess/policies`
-pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(e) = authorize(&state, &headers).await {
-        return e.into_response();
-    }
+pub async fn list(State(state): State<AppState>, _admin: Admin) -> Result<Response, GraphError> {
     let policies = state.protection.policies();
     let value: Vec<Value> = policies
         .set
@@ -94,47 +73,52 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response
         .iter()
         .map(|p| shown(p, policies.origin(&p.id)))
         .collect();
-    ok(
+    Ok(reply(
         StatusCode::OK,
         serde_json::json!({
             "@odata.context": format!("{}/v1.0/$metadata#identity/conditionalAccess/policies", state.config.issuer),
             "value": value,
         }),
-    )
+    ))
 }
 
 /// `GET /v1.0/identity/conditionalAccess/policies/{id}`
 pub async fn get(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _admin: Admin,
     Path(id): Path<String>,
-) -> Response {
-    if let Err(e) = authorize(&state, &headers).await {
-        return e.into_response();
-    }
+) -> Result<Response, GraphError> {
     let policies = state.protection.policies();
-    match policies.set.policies().iter().find(|p| p.id == id) {
-        Some(p) => ok(StatusCode::OK, entity(&state, p, policies.origin(&id))),
-        None => not_found(&id),
-    }
+    let p = policies
+        .set
+        .policies()
+        .iter()
+        .find(|p| p.id == id)
+        .ok_or_else(|| no_policy(&id))?;
+    Ok(reply(
+        StatusCode::OK,
+        entity(&state, p, policies.origin(&id)),
+    ))
 }
 
-fn not_found(id: &str) -> Response {
-    graph_error(
-        StatusCode::NOT_FOUND,
-        "ResourceNotFound",
-        format!("No Conditional Access policy has id {id:?}."),
-    )
+fn no_policy(id: &str) -> GraphError {
+    GraphError::not_found(format!("No Conditional Access policy has id {id:?}."))
 }
 
-fn read_only(id: &str, origin: &Origin) -> Response {
-    let why = match origin {
-        Origin::File(f) => format!("policy {id:?} is defined in {f}; edit the file and reload"),
-        _ => format!(
+/// Only policies created through the API can be changed through it: a file or the ID Protection
+/// configuration is the source of the others, and a reload would undo the change.
+fn ensure_api_owned(policies: &Policies, id: &str) -> Result<(), GraphError> {
+    let why = match policies.origin(id) {
+        None => return Err(no_policy(id)),
+        Some(Origin::Api) => return Ok(()),
+        Some(Origin::File(f)) => {
+            format!("policy {id:?} is defined in {f}; edit the file and reload")
+        }
+        Some(_) => format!(
             "policy {id:?} is a built-in ID Protection policy; configure it in identity-protection.toml"
         ),
     };
-    graph_error(StatusCode::CONFLICT, "Conflict", why)
+    Err(GraphError::conflict(why))
 }
 
 /// Validates the API policies as they would be, then stores the change and reloads.
@@ -142,25 +126,26 @@ async fn apply(
     state: &AppState,
     api: Vec<ConditionalAccessPolicy>,
     store_change: impl std::future::Future<Output = Result<(), store::StoreError>>,
-) -> Option<Response> {
-    if let Err(e) = state.protection.try_api_policies(api) {
-        return Some(invalid(&e));
+) -> Result<(), GraphError> {
+    state.protection.try_api_policies(api)?;
+    store_change.await.map_err(store_change_error)?;
+    state
+        .protection
+        .reload_policies(&state.store)
+        .await
+        .map_err(GraphError::internal)
+}
+
+/// Another admin may have changed the same policy since it was read.
+#[track_caller]
+fn store_change_error(e: store::StoreError) -> GraphError {
+    match e {
+        store::StoreError::Conflict(m) => GraphError::conflict(m),
+        store::StoreError::NotFound => {
+            GraphError::not_found("The policy was deleted while this change was being made.")
+        }
+        e => e.into(),
     }
-    if let Err(e) = store_change.await {
-        return Some(match e {
-            store::StoreError::Conflict(m) => graph_error(StatusCode::CONFLICT, "Conflict", m),
-            store::StoreError::NotFound => graph_error(
-                StatusCode::NOT_FOUND,
-                "ResourceNotFound",
-                "The policy was deleted while this change was being made.",
-            ),
-            e => internal(e),
-        });
-    }
-    if let Err(e) = state.protection.reload_policies(&state.store).await {
-        return Some(internal(e));
-    }
-    None
 }
 
 fn parse_body(body: &[u8]) -> Result<ConditionalAccessPolicy, PolicyError> {
@@ -173,123 +158,90 @@ fn parse_body(body: &[u8]) -> Result<ConditionalAccessPolicy, PolicyError> {
     policy::parse_policy_json("request body", text)
 }
 
+/// Now in RFC 3339, as Graph dates policies.
+fn timestamp(state: &AppState) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp(state.now())
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+}
+
 /// `POST /v1.0/identity/conditionalAccess/policies`: create (201 with the policy).
+///
+/// The body is raw bytes, not [`GraphJson`]: the policy parser reports each bad field itself.
 pub async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    admin: Admin,
     body: axum::body::Bytes,
-) -> Response {
-    let claims = match authorize(&state, &headers).await {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
-    };
-    let mut p = match parse_body(&body) {
-        Ok(p) => p,
-        Err(e) => return invalid(&e),
-    };
+) -> Result<Response, GraphError> {
+    let mut p = parse_body(&body)?;
     if p.id.is_empty() {
         p.id = uuid::Uuid::new_v4().to_string();
     }
     let current = state.protection.policies();
     if let Some(origin) = current.origin(&p.id) {
-        return graph_error(
-            StatusCode::CONFLICT,
-            "Conflict",
-            format!("a policy with id {:?} exists already ({origin:?})", p.id),
-        );
+        return Err(GraphError::conflict(format!(
+            "a policy with id {:?} exists already ({origin:?})",
+            p.id
+        )));
     }
-    let now = time::OffsetDateTime::from_unix_timestamp(state.now())
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        });
-    p.created_date_time = now;
+    p.created_date_time = timestamp(&state);
     p.modified_date_time = None;
     p.odata_context = None;
-    let json = match serde_json::to_string(&p) {
-        Ok(j) => j,
-        Err(e) => return internal(e),
-    };
+    let json = serde_json::to_string(&p).map_err(GraphError::internal)?;
     let mut api = current.api.clone();
     api.push(p.clone());
-    if let Some(r) = apply(
+    apply(
         &state,
         api,
         state.store.insert_ca_policy(&p.id, &json, state.now()),
     )
-    .await
-    {
-        return r;
-    }
-    tracing::info!(app = %claims.client_id, policy = %p.id, "conditional access policy created");
-    ok(StatusCode::CREATED, entity(&state, &p, Some(&Origin::Api)))
+    .await?;
+    tracing::info!(app = %admin.client_id, policy = %p.id, "conditional access policy created");
+    Ok(reply(
+        StatusCode::CREATED,
+        entity(&state, &p, Some(&Origin::Api)),
+    ))
 }
 
 /// `PATCH /v1.0/identity/conditionalAccess/policies/{id}`: JSON merge patch (RFC 7396) of an
 /// API-created policy; 204.
 pub async fn update(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    admin: Admin,
     Path(id): Path<String>,
-    body: Result<Json<Value>, JsonRejection>,
-) -> Response {
-    let claims = match authorize(&state, &headers).await {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
-    };
-    let Json(patch) = match body {
-        Ok(b) => b,
-        Err(e) => return graph_error(StatusCode::BAD_REQUEST, "BadRequest", e.body_text()),
-    };
+    GraphJson(patch): GraphJson<Value>,
+) -> Result<Response, GraphError> {
     let current = state.protection.policies();
-    match current.origin(&id) {
-        None => return not_found(&id),
-        Some(Origin::Api) => {}
-        Some(o) => return read_only(&id, o),
-    }
-    let Some(existing) = current.api.iter().find(|p| p.id == id) else {
-        return not_found(&id);
-    };
-    let mut merged = serde_json::to_value(existing).unwrap_or(Value::Null);
+    ensure_api_owned(&current, &id)?;
+    let existing = current
+        .api
+        .iter()
+        .find(|p| p.id == id)
+        .ok_or_else(|| no_policy(&id))?;
+    let mut merged = serde_json::to_value(existing).map_err(GraphError::internal)?;
     merge_patch(&mut merged, &patch);
     if merged.get("id").and_then(Value::as_str) != Some(id.as_str()) {
-        return graph_error(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            "A policy's id cannot be changed.",
-        );
+        return Err(GraphError::bad_request("A policy's id cannot be changed."));
     }
-    let mut p = match parse_body(merged.to_string().as_bytes()) {
-        Ok(p) => p,
-        Err(e) => return invalid(&e),
-    };
-    p.modified_date_time = time::OffsetDateTime::from_unix_timestamp(state.now())
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        });
-    let json = match serde_json::to_string(&p) {
-        Ok(j) => j,
-        Err(e) => return internal(e),
-    };
+    let mut p = parse_body(merged.to_string().as_bytes())?;
+    p.modified_date_time = timestamp(&state);
+    let json = serde_json::to_string(&p).map_err(GraphError::internal)?;
     let api: Vec<ConditionalAccessPolicy> = current
         .api
         .iter()
         .map(|q| if q.id == id { p.clone() } else { q.clone() })
         .collect();
-    if let Some(r) = apply(
+    apply(
         &state,
         api,
         state.store.update_ca_policy(&id, &json, state.now()),
     )
-    .await
-    {
-        return r;
-    }
-    tracing::info!(app = %claims.client_id, policy = %id, "conditional access policy updated");
-    StatusCode::NO_CONTENT.into_response()
+    .await?;
+    tracing::info!(app = %admin.client_id, policy = %id, "conditional access policy updated");
+    Ok(no_content())
 }
 
 /// RFC 7396: objects merge, `null` removes, anything else replaces.
@@ -316,19 +268,11 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 /// `DELETE /v1.0/identity/conditionalAccess/policies/{id}`: 204.
 pub async fn delete(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    admin: Admin,
     Path(id): Path<String>,
-) -> Response {
-    let claims = match authorize(&state, &headers).await {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
-    };
+) -> Result<Response, GraphError> {
     let current = state.protection.policies();
-    match current.origin(&id) {
-        None => return not_found(&id),
-        Some(Origin::Api) => {}
-        Some(o) => return read_only(&id, o),
-    }
+    ensure_api_owned(&current, &id)?;
     let api: Vec<ConditionalAccessPolicy> =
         current.api.iter().filter(|p| p.id != id).cloned().collect();
     let gone = async {
@@ -338,11 +282,9 @@ pub async fn delete(
             Err(e) => Err(e),
         }
     };
-    if let Some(r) = apply(&state, api, gone).await {
-        return r;
-    }
-    tracing::info!(app = %claims.client_id, policy = %id, "conditional access policy deleted");
-    StatusCode::NO_CONTENT.into_response()
+    apply(&state, api, gone).await?;
+    tracing::info!(app = %admin.client_id, policy = %id, "conditional access policy deleted");
+    Ok(no_content())
 }
 
 /// `POST /v1.0/identity/conditionalAccess/evaluate` body: who, what, from where, and
@@ -372,49 +314,23 @@ pub struct WhatIfRequest {
 /// a sign-in that does not happen. Nothing is signed in, stored or changed.
 pub async fn evaluate(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Json<WhatIfRequest>, JsonRejection>,
-) -> Response {
-    if let Err(e) = authorize(&state, &headers).await {
-        return e.into_response();
-    }
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(e) => return graph_error(StatusCode::BAD_REQUEST, "BadRequest", e.body_text()),
-    };
-    let found = if req.user.contains('@') {
-        state.store.user_by_email(&req.user.to_lowercase()).await
-    } else {
-        state.store.user_by_id(&req.user).await
-    };
-    let user = match found {
-        Ok(Some(u)) => u,
-        Ok(None) => {
-            return graph_error(
-                StatusCode::NOT_FOUND,
-                "ResourceNotFound",
-                format!("No user {:?} in this tenant.", req.user),
-            );
-        }
-        Err(e) => return internal(e),
-    };
+    _admin: Admin,
+    GraphJson(req): GraphJson<WhatIfRequest>,
+) -> Result<Response, GraphError> {
+    let user = what_if_user(&state, &req.user).await?;
     if state.app(&req.app_id).is_none() {
-        return graph_error(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            format!("No app {:?} is registered here.", req.app_id),
-        );
+        return Err(GraphError::bad_request(format!(
+            "No app {:?} is registered here.",
+            req.app_id
+        )));
     }
     let guest = user.user_type == store::UserType::Guest;
     let user_risk = match req.user_risk_level {
         Some(l) => l,
         None if guest => RiskLevel::None,
-        None => match access::member_risk(&state, &user.id).await {
-            Ok(l) => l,
-            Err(e) => return internal(e),
-        },
+        None => access::member_risk(&state, &user.id).await?,
     };
-    let sign_in = match access::sign_in_risk(
+    let sign_in = access::sign_in_risk(
         &state,
         req.ip_address,
         req.user_agent.as_deref().unwrap_or(""),
@@ -422,11 +338,7 @@ pub async fn evaluate(
         // What-if has no partner token to judge.
         None,
     )
-    .await
-    {
-        Ok(s) => s,
-        Err(e) => return internal(e),
-    };
+    .await?;
     let input = access::evaluation_input(
         &user,
         &req.app_id,
@@ -437,7 +349,7 @@ pub async fn evaluate(
     );
     let policies = state.protection.policies();
     let evaluation = policies.set.what_if(&input);
-    ok(
+    Ok(reply(
         StatusCode::OK,
         serde_json::json!({
             "userId": user.id,
@@ -450,27 +362,28 @@ pub async fn evaluate(
             "conditionalAccessStatus": evaluation.conditional_access_status,
             "appliedConditionalAccessPolicies": evaluation.applied_conditional_access_policies,
         }),
-    )
+    ))
+}
+
+/// The what-if user, named by id or by sign-in name.
+async fn what_if_user(state: &AppState, user: &str) -> Result<store::User, GraphError> {
+    let found = if user.contains('@') {
+        state.store.user_by_email(&user.to_lowercase()).await?
+    } else {
+        state.store.user_by_id(user).await?
+    };
+    found.ok_or_else(|| GraphError::not_found(format!("No user {user:?} in this tenant.")))
 }
 
 /// `POST /v1.0/tenantd/reload`: re-read intel and policy files (as SIGHUP does). A bad file is
 /// a 400 naming it, and the tenant keeps serving with what it had.
-pub async fn reload(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(e) = authorize(&state, &headers).await {
-        return e.into_response();
-    }
-    match state.protection.reload(&state.store).await {
-        Ok(l) => ok(
-            StatusCode::OK,
-            serde_json::to_value(l).unwrap_or(Value::Null),
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, "reload refused; keeping the current intel and policies");
-            graph_error(
-                StatusCode::BAD_REQUEST,
-                "BadRequest",
-                format!("{e} (nothing was changed; the previous intel and policies stay in use)"),
-            )
-        }
-    }
+pub async fn reload(State(state): State<AppState>, _admin: Admin) -> Result<Response, GraphError> {
+    let loaded = state.protection.reload(&state.store).await.map_err(|e| {
+        tracing::warn!(error = %e, "reload refused; keeping the current intel and policies");
+        GraphError::bad_request(format!(
+            "{e} (nothing was changed; the previous intel and policies stay in use)"
+        ))
+    })?;
+    let body = serde_json::to_value(loaded).map_err(GraphError::internal)?;
+    Ok(reply(StatusCode::OK, body))
 }

@@ -1,7 +1,7 @@
 //! Graph's ID Protection API at the home tenant (`/v1.0/identityProtection/...`): the risky
 //! users report with history, the admin actions dismiss and confirm compromised, and the risk
 //! detections. Protected like the rest of the admin API (an app token with the `admin` scope,
-//! see [`crate::admin_api::authorize`]); errors are Graph's `{"error": {"code", "message"}}`.
+//! see [`crate::admin_api::Admin`]); errors are Graph's `{"error": {"code", "message"}}`.
 //!
 //! The seed's limitations hold here: guests do not appear in the risky users report, and
 //! their risk cannot be dismissed or confirmed here (it is held by their home tenant).
@@ -9,20 +9,17 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use risk::{Actor, RiskState, UserRiskEvent, UserRiskStatus, transition};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use store::{DetectionFilter, DetectionRecord, User, UserType};
 
-use crate::admin_api::{authorize, graph_error};
+use crate::admin_api::{Admin, GraphError, GraphJson, no_content, reply};
 use crate::state::AppState;
 use crate::user_risk::{self, Home, UserRiskError, iso, status_of};
-use crate::web::no_store;
 
 /// Most users one dismiss/confirmCompromised call may name (Graph's limit).
 pub const MAX_USER_IDS: usize = 60;
@@ -30,39 +27,22 @@ pub const MAX_USER_IDS: usize = 60;
 const DEFAULT_TOP: i64 = 100;
 const MAX_TOP: i64 = 1000;
 
-fn ok_json(body: Value) -> Response {
-    let mut r = (StatusCode::OK, Json(body)).into_response();
-    no_store(r.headers_mut());
-    r
+fn no_user(id: &str) -> GraphError {
+    GraphError::not_found(format!("No user with id {id} in this tenant."))
 }
 
-fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "identity protection API failed");
-    graph_error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "InternalServerError",
-        "The request could not be completed.",
-    )
-}
-
-fn not_found(id: &str) -> Response {
-    graph_error(
-        StatusCode::NOT_FOUND,
-        "ResourceNotFound",
-        format!("No user with id {id} in this tenant."),
-    )
-}
-
-fn risk_error(e: UserRiskError) -> Response {
-    match e {
-        UserRiskError::UnknownUser(id) => not_found(&id),
-        UserRiskError::Refused(r) => {
-            graph_error(StatusCode::BAD_REQUEST, "BadRequest", r.to_string())
+impl From<UserRiskError> for GraphError {
+    #[track_caller]
+    fn from(e: UserRiskError) -> Self {
+        match e {
+            UserRiskError::UnknownUser(id) => no_user(&id),
+            UserRiskError::Refused(r) => GraphError::bad_request(r.to_string()),
+            // The request was fine; the user's risk was busy or the call cannot apply now.
+            UserRiskError::NotAnAction(_) | UserRiskError::Busy(_) => {
+                GraphError::conflict(e.to_string())
+            }
+            UserRiskError::Store(s) => GraphError::internal(s),
         }
-        UserRiskError::NotAnAction(_) | UserRiskError::Busy(_) => {
-            graph_error(StatusCode::CONFLICT, "Conflict", e.to_string())
-        }
-        UserRiskError::Store(s) => internal(s),
     }
 }
 
@@ -83,81 +63,56 @@ fn risky_user_json(user: &User, status: UserRiskStatus, updated_at: Option<i64>)
 
 /// The user and their current risk (recomputed if detections aged out); `None` for an unknown
 /// user or a guest (not in this tenant's report).
-async fn risky_user(state: &AppState, id: &str) -> Result<Option<Value>, Response> {
-    let Some(user) = state.store.user_by_id(id).await.map_err(internal)? else {
+async fn risky_user(state: &AppState, id: &str) -> Result<Option<Value>, GraphError> {
+    let Some(user) = state.store.user_by_id(id).await? else {
         return Ok(None);
     };
     if user.user_type == UserType::Guest {
         return Ok(None);
     }
-    let status = user_risk::current(state, &user.id)
-        .await
-        .map_err(risk_error)?;
-    let updated = state
-        .store
-        .user_risk(&user.id)
-        .await
-        .map_err(internal)?
-        .map(|r| r.updated_at);
+    let status = user_risk::current(state, &user.id).await?;
+    let updated = state.store.user_risk(&user.id).await?.map(|r| r.updated_at);
     Ok(Some(risky_user_json(&user, status, updated)))
 }
 
 /// `GET /v1.0/identityProtection/riskyUsers`: members whose risk was ever recorded, most
 /// recently changed first. Guests never appear (their risk is their home's).
-pub async fn list_risky_users(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(e) = authorize(&state, &headers).await {
-        return e.into_response();
-    }
-    let records = match state.store.list_user_risk().await {
-        Ok(r) => r,
-        Err(e) => return internal(e),
-    };
+pub async fn list_risky_users(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<Response, GraphError> {
+    let records = state.store.list_user_risk().await?;
     let mut value = Vec::with_capacity(records.len());
     for r in records {
-        match risky_user(&state, &r.user_id).await {
-            Ok(Some(v)) => value.push(v),
-            Ok(None) => {}
-            Err(resp) => return resp,
-        }
+        value.extend(risky_user(&state, &r.user_id).await?);
     }
-    ok_json(json!({ "value": value }))
+    Ok(reply(StatusCode::OK, json!({ "value": value })))
 }
 
 /// `GET /v1.0/identityProtection/riskyUsers/{id}`.
 pub async fn get_risky_user(
     State(state): State<AppState>,
+    _admin: Admin,
     Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(e) = authorize(&state, &headers).await {
-        return e.into_response();
-    }
-    match risky_user(&state, &id).await {
-        Ok(Some(v)) => ok_json(v),
-        Ok(None) => not_found(&id),
-        Err(resp) => resp,
-    }
+) -> Result<Response, GraphError> {
+    let user = risky_user(&state, &id).await?.ok_or_else(|| no_user(&id))?;
+    Ok(reply(StatusCode::OK, user))
 }
 
 /// `GET /v1.0/identityProtection/riskyUsers/{id}/history`: Graph `riskyUserHistoryItem`s,
 /// newest first, each with who initiated it and why (`reason`, a tenantd extension).
 pub async fn risky_user_history(
     State(state): State<AppState>,
+    _admin: Admin,
     Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(e) = authorize(&state, &headers).await {
-        return e.into_response();
-    }
-    let user = match state.store.user_by_id(&id).await {
-        Ok(Some(u)) if u.user_type == UserType::Member => u,
-        Ok(_) => return not_found(&id),
-        Err(e) => return internal(e),
-    };
-    let items = match state.store.risk_history(&user.id).await {
-        Ok(h) => h,
-        Err(e) => return internal(e),
-    };
+) -> Result<Response, GraphError> {
+    let user = state
+        .store
+        .user_by_id(&id)
+        .await?
+        .filter(|u| u.user_type == UserType::Member)
+        .ok_or_else(|| no_user(&id))?;
+    let items = state.store.risk_history(&user.id).await?;
     let value: Vec<Value> = items
         .into_iter()
         .map(|h| {
@@ -178,7 +133,7 @@ pub async fn risky_user_history(
             })
         })
         .collect();
-    ok_json(json!({ "value": value }))
+    Ok(reply(StatusCode::OK, json!({ "value": value })))
 }
 
 /// `POST .../dismiss` and `.../confirmCompromised` body.
@@ -191,87 +146,74 @@ pub struct UserIds {
 /// `POST /v1.0/identityProtection/riskyUsers/dismiss`: 204.
 pub async fn dismiss(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Json<UserIds>, JsonRejection>,
-) -> Response {
-    admin_action(state, headers, body, UserRiskEvent::AdminDismissed).await
+    admin: Admin,
+    GraphJson(req): GraphJson<UserIds>,
+) -> Result<Response, GraphError> {
+    admin_action(&state, &admin, &req, UserRiskEvent::AdminDismissed).await
 }
 
 /// `POST /v1.0/identityProtection/riskyUsers/confirmCompromised`: 204.
 pub async fn confirm_compromised(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Json<UserIds>, JsonRejection>,
-) -> Response {
+    admin: Admin,
+    GraphJson(req): GraphJson<UserIds>,
+) -> Result<Response, GraphError> {
     admin_action(
-        state,
-        headers,
-        body,
+        &state,
+        &admin,
+        &req,
         UserRiskEvent::AdminConfirmedCompromised,
     )
     .await
 }
 
 async fn admin_action(
-    state: AppState,
-    headers: HeaderMap,
-    body: Result<Json<UserIds>, JsonRejection>,
+    state: &AppState,
+    admin: &Admin,
+    req: &UserIds,
     event: UserRiskEvent,
-) -> Response {
-    let claims = match authorize(&state, &headers).await {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
-    };
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(e) => return graph_error(StatusCode::BAD_REQUEST, "BadRequest", e.body_text()),
-    };
-    if req.user_ids.is_empty() || req.user_ids.len() > MAX_USER_IDS {
-        return graph_error(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            format!("userIds must name between 1 and {MAX_USER_IDS} users."),
-        );
+) -> Result<Response, GraphError> {
+    let actor = Actor::Admin(admin.client_id.clone());
+    let home = Home::of(state);
+    let ids = accepting_users(state, &home, req, &event, &actor).await?;
+    for id in &ids {
+        home.remediate(id, event.clone(), actor.clone()).await?;
     }
-    let actor = Actor::Admin(claims.client_id.clone());
-    // Check every user first: one bad id and nothing changes.
+    tracing::info!(app = %admin.client_id, users = ids.len(), "admin risk action");
+    Ok(no_content())
+}
+
+/// The named users, once each, after checking every one: one bad id and nothing changes.
+async fn accepting_users(
+    state: &AppState,
+    home: &Home<'_>,
+    req: &UserIds,
+    event: &UserRiskEvent,
+    actor: &Actor,
+) -> Result<Vec<String>, GraphError> {
+    if req.user_ids.is_empty() || req.user_ids.len() > MAX_USER_IDS {
+        return Err(GraphError::bad_request(format!(
+            "userIds must name between 1 and {MAX_USER_IDS} users."
+        )));
+    }
     let mut ids = Vec::new();
     let mut seen = BTreeSet::new();
-    let home = Home::of(&state);
     for id in &req.user_ids {
-        if !seen.insert(id.clone()) {
+        if !seen.insert(id.as_str()) {
             continue;
         }
-        let user = match state.store.user_by_id(id).await {
-            Ok(Some(u)) => u,
-            Ok(None) => return not_found(id),
-            Err(e) => return internal(e),
-        };
-        if let Err(e) = user_risk::ensure_ours(&user) {
-            return graph_error(StatusCode::FORBIDDEN, "Forbidden", e.to_string());
-        }
-        let status = match home.current(&user.id).await {
-            Ok(s) => s,
-            Err(e) => return risk_error(e),
-        };
-        if let Err(e) = transition(status, &event, &actor, time::OffsetDateTime::now_utc()) {
-            return graph_error(
-                StatusCode::BAD_REQUEST,
-                "BadRequest",
-                format!("user {id}: {e}"),
-            );
-        }
+        let user = state
+            .store
+            .user_by_id(id)
+            .await?
+            .ok_or_else(|| no_user(id))?;
+        user_risk::ensure_ours(&user).map_err(|e| GraphError::forbidden(e.to_string()))?;
+        let status = home.current(&user.id).await?;
+        transition(status, event, actor, time::OffsetDateTime::now_utc())
+            .map_err(|e| GraphError::bad_request(format!("user {id}: {e}")))?;
         ids.push(user.id);
     }
-    for id in &ids {
-        if let Err(e) = home.remediate(id, event.clone(), actor.clone()).await {
-            return risk_error(e);
-        }
-    }
-    tracing::info!(app = %claims.client_id, users = ids.len(), "admin risk action");
-    let mut r = StatusCode::NO_CONTENT.into_response();
-    no_store(r.headers_mut());
-    r
+    Ok(ids)
 }
 
 /// Graph's `riskState`/`riskDetail` of a detection, from its own state (and, for a remediated
@@ -300,55 +242,77 @@ fn parse_filter(filter: &str) -> Option<String> {
     (!id.is_empty() && !id.contains('\'')).then(|| id.to_owned())
 }
 
-/// `GET /v1.0/identityProtection/riskDetections`: newest first; `$top` (1..=1000, default
-/// 100), `$skip`, and `$filter=userId eq '<id>'`. An `@odata.nextLink` follows a full page.
-pub async fn list_risk_detections(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    if let Err(e) = authorize(&state, &headers).await {
-        return e.into_response();
-    }
-    let bad = |m: String| graph_error(StatusCode::BAD_REQUEST, "BadRequest", m);
+/// `$top`, `$skip` and `$filter` of `riskDetections`.
+fn detection_filter(query: &HashMap<String, String>) -> Result<DetectionFilter, GraphError> {
     let mut filter = DetectionFilter {
         user_id: None,
         limit: DEFAULT_TOP,
         offset: 0,
     };
-    for (k, v) in &query {
+    for (k, v) in query {
         match k.as_str() {
             "$top" => match v.parse::<i64>() {
                 Ok(n) if (1..=MAX_TOP).contains(&n) => filter.limit = n,
-                _ => return bad(format!("$top must be an integer from 1 to {MAX_TOP}.")),
+                _ => {
+                    return Err(GraphError::bad_request(format!(
+                        "$top must be an integer from 1 to {MAX_TOP}."
+                    )));
+                }
             },
             "$skip" => match v.parse::<i64>() {
                 Ok(n) if n >= 0 => filter.offset = n,
-                _ => return bad("$skip must be a non-negative integer.".into()),
+                _ => {
+                    return Err(GraphError::bad_request(
+                        "$skip must be a non-negative integer.",
+                    ));
+                }
             },
             "$filter" => match parse_filter(v) {
                 Some(id) => filter.user_id = Some(id),
-                None => return bad("$filter supports only userId eq '<id>'.".into()),
+                None => {
+                    return Err(GraphError::bad_request(
+                        "$filter supports only userId eq '<id>'.",
+                    ));
+                }
             },
-            other => return bad(format!("Unsupported query parameter {other}.")),
+            other => {
+                return Err(GraphError::bad_request(format!(
+                    "Unsupported query parameter {other}."
+                )));
+            }
         }
     }
-    let rows = match state.store.list_detections(&filter).await {
-        Ok(r) => r,
-        Err(e) => return internal(e),
-    };
+    Ok(filter)
+}
+
+/// `GET /v1.0/identityProtection/riskDetections`: newest first; `$top` (1..=1000, default
+/// 100), `$skip`, and `$filter=userId eq '<id>'`. An `@odata.nextLink` follows a full page.
+pub async fn list_risk_detections(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, GraphError> {
+    let filter = detection_filter(&query)?;
+    let rows = state.store.list_detections(&filter).await?;
+    let mut body = json!({ "value": detections_json(&state, &rows).await? });
+    if rows.len() as i64 == filter.limit {
+        body["@odata.nextLink"] = Value::String(detections_next_link(&state, &filter));
+    }
+    Ok(reply(StatusCode::OK, body))
+}
+
+/// Graph `riskDetection`s, each user (and their risk) read once however many rows name them.
+async fn detections_json(
+    state: &AppState,
+    rows: &[DetectionRecord],
+) -> Result<Vec<Value>, GraphError> {
     let mut users: HashMap<String, (Option<User>, Option<UserRiskStatus>)> = HashMap::new();
     let mut value = Vec::with_capacity(rows.len());
-    for d in &rows {
+    for d in rows {
         if !users.contains_key(&d.user_id) {
-            let user = match state.store.user_by_id(&d.user_id).await {
-                Ok(u) => u,
-                Err(e) => return internal(e),
-            };
-            let status = match state.store.user_risk(&d.user_id).await {
-                Ok(r) => status_of(r.as_ref()).ok(),
-                Err(e) => return internal(e),
-            };
+            let user = state.store.user_by_id(&d.user_id).await?;
+            let record = state.store.user_risk(&d.user_id).await?;
+            let status = status_of(record.as_ref()).ok();
             users.insert(d.user_id.clone(), (user, status));
         }
         let (user, status) = users.get(&d.user_id).cloned().unwrap_or_default();
@@ -370,24 +334,25 @@ pub async fn list_risk_detections(
             "additionalInfo": d.explanation,
         }));
     }
-    let mut body = json!({ "value": value });
-    if rows.len() as i64 == filter.limit {
-        let mut next = format!(
-            "{}/v1.0/identityProtection/riskDetections?$top={}&$skip={}",
-            state.config.issuer,
-            filter.limit,
-            filter.offset + filter.limit
-        );
-        if let Some(id) = &filter.user_id {
-            next.push_str(&format!(
-                "&$filter={}",
-                url::form_urlencoded::byte_serialize(format!("userId eq '{id}'").as_bytes())
-                    .collect::<String>()
-            ));
-        }
-        body["@odata.nextLink"] = Value::String(next);
+    Ok(value)
+}
+
+/// The next page: the same filter, moved on by one page.
+fn detections_next_link(state: &AppState, filter: &DetectionFilter) -> String {
+    let mut next = format!(
+        "{}/v1.0/identityProtection/riskDetections?$top={}&$skip={}",
+        state.config.issuer,
+        filter.limit,
+        filter.offset + filter.limit
+    );
+    if let Some(id) = &filter.user_id {
+        next.push_str(&format!(
+            "&$filter={}",
+            url::form_urlencoded::byte_serialize(format!("userId eq '{id}'").as_bytes())
+                .collect::<String>()
+        ));
     }
-    ok_json(body)
+    next
 }
 
 #[cfg(test)]
