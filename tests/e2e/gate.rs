@@ -41,6 +41,32 @@ async fn a_guest_has_no_local_credentials_at_the_resource() {
     let row = sign_in_rows(&p.resource).await.into_iter().next().unwrap();
     assert_eq!(row.error_code, 50126);
     assert_eq!(row.user_id.as_deref(), Some(alice.id.as_str()));
+
+    // The CLI refuses too, naming the home, and changes nothing.
+    let t = &p.resource;
+    let cfg = t.dir.join("resource.toml");
+    std::fs::write(
+        &cfg,
+        config_text(
+            "fabrikam",
+            &t.issuer,
+            t.issuer.trim_start_matches("https://"),
+            &format!("sqlite://{}", t.dir.join("tenant.db").display()),
+            &partner_toml(&p.home.issuer, TRUSTED),
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.display().to_string();
+    for args in [
+        &["user", "set-password", "--config", &cfg, ALICE][..],
+        &["mfa", "reset", "--config", &cfg, ALICE][..],
+    ] {
+        let (code, _, err) = crate::user_risk::tenantd(args);
+        assert_eq!(code, Some(6), "{args:?}: {err}");
+        assert!(err.contains("guest from Contoso"), "{err}");
+    }
+    let alice = store.user_by_email(ALICE).await.unwrap().unwrap();
+    assert_eq!(alice.password_hash, None);
 }
 
 /// POST /token with `form`, as the lab RP (Basic auth) or, with `client: None`, a public
@@ -102,7 +128,11 @@ async fn introspect_active(t: &TestTenant, token: &str) -> bool {
 #[tokio::test]
 async fn a_members_refresh_is_a_non_interactive_sign_in_judged_again() {
     let policies = crate::risk::policies_copy("contoso");
-    let t = start_with("contoso", &crate::risk::risk_toml(&policies)).await;
+    let t = start_with(
+        "contoso",
+        &format!("{}{ADMIN_APP}", crate::risk::risk_toml(&policies)),
+    )
+    .await;
     let tokens = alice_tokens(&t, &browser()).await;
     let (status, body) = refresh_as_rp(&t, tokens["refresh_token"].as_str().unwrap()).await;
     assert_eq!(status, 200, "{body}");
@@ -145,6 +175,26 @@ async fn a_members_refresh_is_a_non_interactive_sign_in_judged_again() {
     assert_eq!(rows[0].error_code, 50135);
     assert_eq!(rows[0].risk_level_aggregated.as_deref(), Some("high"));
     assert_eq!(rows[0].sign_in_event_type, "nonInteractiveUser");
+    // The sign-in log API filters them as Graph does.
+    let r: serde_json::Value = backchannel()
+        .get(t.url(
+            "/v1.0/auditLogs/signIns?$filter=signInEventTypes/any(t:%20t%20eq%20'nonInteractiveUser')",
+        ))
+        .bearer_auth(admin_token(&t).await)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let v = r["value"].as_array().unwrap();
+    assert_eq!(v.len(), 2, "{r}");
+    assert_eq!(v[0]["status"]["errorCode"], 50135);
+    assert_eq!(v[0]["isInteractive"], false);
+    assert_eq!(
+        v[0]["signInEventTypes"],
+        serde_json::json!(["nonInteractiveUser"])
+    );
     // Refreshes are not interactive history.
     assert!(
         t.state()

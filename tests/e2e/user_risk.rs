@@ -42,7 +42,7 @@ fn config_file(t: &TestTenant) -> String {
     path.display().to_string()
 }
 
-fn tenantd(args: &[&str]) -> (Option<i32>, String, String) {
+pub fn tenantd(args: &[&str]) -> (Option<i32>, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tenantd-e2e"))
         .args(args)
         .env("TENANTD_LOG", "warn")

@@ -90,6 +90,10 @@ fn parse_query(query: &str) -> Result<SignInFilter, String> {
 /// `clause and clause ...`, each `field op value`.
 fn parse_filter(text: &str, f: &mut SignInFilter) -> Result<(), String> {
     for clause in split_and(text) {
+        if let Some(t) = event_type_clause(clause.trim()) {
+            f.sign_in_event_type = Some(t?);
+            continue;
+        }
         let mut parts = clause.trim().splitn(3, ' ');
         let (Some(field), Some(op), Some(value)) = (parts.next(), parts.next(), parts.next())
         else {
@@ -122,12 +126,33 @@ fn parse_filter(text: &str, f: &mut SignInFilter) -> Result<(), String> {
                 return Err(format!(
                     "unsupported $filter clause {clause:?}; supported: userId, appId, \
                      userPrincipalName, correlationId, riskLevelDuringSignIn, riskLevelAggregated \
-                     (eq 'text'), status/errorCode eq N, createdDateTime ge|le TIME"
+                     (eq 'text'), status/errorCode eq N, createdDateTime ge|le TIME, \
+                     signInEventTypes/any(t: t eq 'interactiveUser'|'nonInteractiveUser')"
                 ));
             }
         }
     }
     Ok(())
+}
+
+/// Graph's lambda on the `signInEventTypes` collection, `signInEventTypes/any(t: t eq 'X')`
+/// (any variable name): `None` if the clause is about something else.
+fn event_type_clause(clause: &str) -> Option<Result<String, String>> {
+    let body = clause
+        .strip_prefix("signInEventTypes/any(")?
+        .strip_suffix(')')?;
+    let parsed = body.split_once(':').and_then(|(var, test)| {
+        let test = test.trim().strip_prefix(var.trim())?.trim_start();
+        let value = test.strip_prefix("eq ")?.trim();
+        value.strip_prefix('\'')?.strip_suffix('\'')
+    });
+    Some(match parsed {
+        Some(t @ (store::INTERACTIVE_USER | store::NON_INTERACTIVE_USER)) => Ok(t.to_owned()),
+        _ => Err(format!(
+            "{clause:?}: expected signInEventTypes/any(t: t eq 'interactiveUser' or \
+             'nonInteractiveUser')"
+        )),
+    })
 }
 
 /// Splits on ` and ` outside quotes.
@@ -189,7 +214,8 @@ fn sign_in(r: &SignInLog) -> Value {
         "clientAppUsed": "Browser",
         "userAgent": r.user_agent,
         "correlationId": r.correlation_id,
-        "isInteractive": true,
+        "isInteractive": r.sign_in_event_type == store::INTERACTIVE_USER,
+        "signInEventTypes": [r.sign_in_event_type],
         "userType": r.user_type,
         "crossTenantAccessType": r.cross_tenant_access_type,
         "homeTenantId": r.home_tenant_id,
@@ -233,6 +259,19 @@ mod tests {
         assert_eq!(f.error_code, Some(53011));
         assert_eq!(f.from, Some(1_795_564_800));
         assert_eq!((f.limit, f.offset), (10, 20));
+    }
+
+    #[test]
+    fn sign_in_event_types_filter_with_any_lambda() {
+        let f = parse_query(
+            "%24filter=signInEventTypes%2Fany%28t%3A+t+eq+%27nonInteractiveUser%27%29+and+userId+eq+%27u1%27",
+        )
+        .unwrap();
+        assert_eq!(f.sign_in_event_type.as_deref(), Some("nonInteractiveUser"));
+        assert_eq!(f.user_id.as_deref(), Some("u1"));
+        let e =
+            parse_query("%24filter=signInEventTypes%2Fany%28t%3A+t+eq+%27other%27%29").unwrap_err();
+        assert!(e.contains("nonInteractiveUser"), "{e}");
     }
 
     #[test]

@@ -342,8 +342,9 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         }
         Command::User(cmd) => user(cmd).await,
         Command::Mfa(MfaCommand::Reset { config, email }) => {
-            let (_, store) = open(&config).await?;
+            let (cfg, store) = open(&config).await?;
             let user = find(&store, &email).await?;
+            members_only(&cfg, &user, "MFA")?;
             let reset = store.delete_mfa(&user.id).await?;
             println!(
                 "MFA reset for {}: {} authenticator(s) and {} recovery code(s) removed",
@@ -649,7 +650,12 @@ async fn user(cmd: UserCommand) -> Result<(), Failure> {
                 .set_user_status(&user.id, UserStatus::Disabled, now)
                 .await?;
             let ended = store.revoke_user_sessions(&user.id, now).await?;
-            println!("disabled {} ({ended} session(s) ended)", user.email);
+            // Refresh tokens, and the access tokens of their grants, end with the account.
+            let grants = store.revoke_user_grants(&user.id, now).await?;
+            println!(
+                "disabled {} ({ended} session(s) and {grants} grant(s) ended)",
+                user.email
+            );
             Ok(())
         }
         UserCommand::Enable { config, email } => {
@@ -669,6 +675,7 @@ async fn user(cmd: UserCommand) -> Result<(), Failure> {
         } => {
             let (cfg, store) = open(&config).await?;
             let user = find(&store, &email).await?;
+            members_only(&cfg, &user, "the password")?;
             let (password, must_change) = if password_stdin {
                 (read_stdin_password()?, temporary)
             } else {
@@ -682,6 +689,10 @@ async fn user(cmd: UserCommand) -> Result<(), Failure> {
             store
                 .set_password(&user.id, &hash, must_change, now)
                 .await?;
+            // An admin's password reset: whoever holds the old password's sessions and refresh
+            // tokens must sign in again.
+            let ended = store.revoke_user_sessions(&user.id, now).await?;
+            let grants = store.revoke_user_grants(&user.id, now).await?;
             let home = Home::new(&store, &passwords, &SystemClock, &cfg.risk);
             home.after_password_set(&user.id, &password).await?;
             // A temporary password an admin set, to be changed at next sign-in, remediates
@@ -703,7 +714,7 @@ async fn user(cmd: UserCommand) -> Result<(), Failure> {
                 }
             }
             println!(
-                "password set for {}{}",
+                "password set for {}{} ({ended} session(s) and {grants} grant(s) ended)",
                 user.email,
                 if must_change {
                     " (must be changed at next sign-in)"
@@ -717,6 +728,27 @@ async fn user(cmd: UserCommand) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// A guest's credentials and MFA live at their home tenant (the seed: their risk can only be
+/// remediated there), so this tenant refuses to set them, naming the home.
+fn members_only(cfg: &Config, user: &store::User, what: &str) -> Result<(), Failure> {
+    if user.user_type != UserType::Guest {
+        return Ok(());
+    }
+    let partner = user.partner_id.clone().unwrap_or_default();
+    let home = cfg
+        .partners
+        .iter()
+        .find(|p| p.id == partner)
+        .map_or(partner, |p| p.display_name.clone());
+    Err(Failure::new(
+        6,
+        format!(
+            "{} is a guest from {home}: {what} of this account is managed at {home}, not here",
+            user.email
+        ),
+    ))
 }
 
 fn hasher(cfg: &Config) -> Result<Passwords, Failure> {
