@@ -276,6 +276,28 @@ fn check_max_age(params: &Params) -> Result<Option<u64>, OAuthError> {
         .transpose()
 }
 
+/// OIDC Core §11: `offline_access` is ignored unless the user is asked (`prompt=consent`), or
+/// the app is first-party (its access is the organization's decision, not the user's).
+pub fn limit_offline_access(request: &mut AuthorizationRequest, first_party: bool) {
+    if !first_party && !request.prompt.consent {
+        let mut scopes = request.scopes();
+        if scopes.contains("offline_access") {
+            scopes.remove("offline_access");
+            request.scope = scopes.to_string();
+        }
+    }
+}
+
+/// Whether the user must be asked to consent: never for a first-party app (the organization
+/// decided), always with `prompt=consent`, else when the request asks for scopes beyond those
+/// `given` before.
+pub fn consent_needed(request: &AuthorizationRequest, first_party: bool, given: &Scope) -> bool {
+    if first_party {
+        return false;
+    }
+    request.prompt.consent || !request.scopes().is_subset(given)
+}
+
 /// How far two clocks may disagree when one judges the other's `auth_time`.
 pub const AUTH_TIME_SKEW_SECS: i64 = 60;
 
@@ -443,6 +465,37 @@ mod tests {
         assert!(check_remote_auth_time(&r, Some(now - 2), now - 5, now).is_ok());
         let e = check_remote_auth_time(&r, Some(now - 600), now - 5, now).unwrap_err();
         assert_eq!(e.code, ErrorCode::LoginRequired);
+    }
+
+    #[test]
+    fn offline_access_needs_consent_or_a_first_party_app() {
+        let offline = |extra| {
+            let mut r = request(extra);
+            r.scope = "offline_access openid".into();
+            r
+        };
+        let mut r = offline("");
+        limit_offline_access(&mut r, false);
+        assert_eq!(r.scope, "openid");
+        let mut r = offline("");
+        limit_offline_access(&mut r, true);
+        assert_eq!(r.scope, "offline_access openid");
+        let mut r = offline("&prompt=consent");
+        limit_offline_access(&mut r, false);
+        assert_eq!(r.scope, "offline_access openid");
+    }
+
+    #[test]
+    fn consent_is_asked_for_new_scopes_or_prompt_consent() {
+        let given = Scope::parse("openid profile").unwrap();
+        assert!(!consent_needed(&request(""), false, &given));
+        assert!(consent_needed(&request(""), false, &Scope::default()));
+        assert!(consent_needed(&request("&prompt=consent"), false, &given));
+        assert!(!consent_needed(
+            &request("&prompt=consent"),
+            true,
+            &Scope::default()
+        ));
     }
 
     #[test]

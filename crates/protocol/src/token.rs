@@ -70,6 +70,46 @@ pub fn parse_grant(params: &Params) -> Result<GrantRequest, OAuthError> {
     }
 }
 
+/// What the authorization request that produced a code bound it to.
+#[derive(Debug, Clone, Copy)]
+pub struct CodeBinding<'a> {
+    /// The client the code was issued to.
+    pub client_id: &'a str,
+    /// The request's `redirect_uri`.
+    pub redirect_uri: &'a str,
+    /// Its PKCE S256 challenge, if it had one.
+    pub code_challenge: Option<&'a str>,
+}
+
+/// RFC 6749 §4.1.3 and RFC 7636 §4.6: a code is redeemed only by the client it was issued to,
+/// with the same `redirect_uri`, and with the verifier of its challenge. A verifier for a code
+/// issued without a challenge is a PKCE downgrade attempt and is refused too.
+pub fn check_code_redemption(
+    code: &CodeBinding<'_>,
+    client_id: &str,
+    redirect_uri: Option<&str>,
+    code_verifier: Option<&str>,
+) -> Result<(), OAuthError> {
+    if code.client_id != client_id {
+        return Err(OAuthError::invalid_grant(
+            "The authorization code was issued to another client.",
+        ));
+    }
+    if redirect_uri != Some(code.redirect_uri) {
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri does not match the authorization request.",
+        ));
+    }
+    match (code.code_challenge, code_verifier) {
+        (Some(challenge), Some(v)) => crate::pkce::verify(v, challenge),
+        (Some(_), None) => Err(OAuthError::invalid_grant("code_verifier is required.")),
+        (None, Some(_)) => Err(OAuthError::invalid_grant(
+            "code_verifier was sent but the authorization request had no code_challenge.",
+        )),
+        (None, None) => Ok(()),
+    }
+}
+
 /// The scope a `client_credentials` token is granted (RFC 6749 §4.4.2, §3.3): what the client
 /// asked for, if every scope is registered for it; without a `scope` parameter, the registered
 /// scopes except the privileged ones, which must be asked for by name.
@@ -104,6 +144,40 @@ mod tests {
 
     fn registered(s: &[&str]) -> Vec<String> {
         s.iter().map(|x| (*x).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_code_is_redeemed_by_its_client_redirect_and_verifier_only() {
+        let verifier = "v".repeat(43);
+        let challenge = crate::pkce::s256_challenge(&verifier);
+        let code = CodeBinding {
+            client_id: "app",
+            redirect_uri: "https://app.test/cb",
+            code_challenge: Some(&challenge),
+        };
+        let cb = Some("https://app.test/cb");
+        assert!(check_code_redemption(&code, "app", cb, Some(&verifier)).is_ok());
+        for (client, redirect, v) in [
+            ("other", cb, Some(verifier.as_str())),
+            (
+                "app",
+                Some("https://app.test/other"),
+                Some(verifier.as_str()),
+            ),
+            ("app", None, Some(verifier.as_str())),
+            ("app", cb, None),
+            ("app", cb, Some("w".repeat(43).as_str())),
+        ] {
+            let e = check_code_redemption(&code, client, redirect, v).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidGrant, "{client} {redirect:?}");
+        }
+        let plain = CodeBinding {
+            code_challenge: None,
+            ..code
+        };
+        assert!(check_code_redemption(&plain, "app", cb, None).is_ok());
+        let e = check_code_redemption(&plain, "app", cb, Some(&verifier)).unwrap_err();
+        assert!(e.description.contains("no code_challenge"));
     }
 
     #[test]

@@ -136,7 +136,7 @@ async fn authorize(state: AppState, ctx: Ctx, jar: CookieJar, raw: String) -> Re
         Ok(r) => r,
         Err(e) => return authorize_error(&state, &ctx, e),
     };
-    limit_offline_access(&mut request, &app);
+    authorize::limit_offline_access(&mut request, app.config.first_party);
     let correlation_id = client_request_id(&params).unwrap_or_else(|| ctx.correlation_id.clone());
     let current = match session::current(&state, &jar).await {
         Ok(c) => c,
@@ -175,18 +175,6 @@ pub fn rules(app: &App) -> ClientRules<'_> {
             .grant_types
             .contains(&GrantType::AuthorizationCode),
         extra_scopes: &app.config.scopes,
-    }
-}
-
-/// OIDC Core §11: `offline_access` is ignored unless the user is asked (`prompt=consent`), or
-/// the app is first-party (its access is the organization's decision, not the user's).
-fn limit_offline_access(request: &mut AuthorizationRequest, app: &App) {
-    if !app.config.first_party && !request.prompt.consent {
-        let mut scopes = request.scopes();
-        if scopes.contains("offline_access") {
-            scopes.remove("offline_access");
-            request.scope = scopes.to_string();
-        }
     }
 }
 
@@ -291,17 +279,13 @@ async fn needs_consent(
     if app.config.first_party {
         return Ok(false);
     }
-    if request.prompt.consent {
-        return Ok(true);
-    }
     let given = state
         .store
         .consent(&c.user.id, &app.config.client_id)
-        .await?;
-    let given = given
+        .await?
         .and_then(|s| protocol::scope::Scope::parse(&s))
         .unwrap_or_default();
-    Ok(!request.scopes().is_subset(&given))
+    Ok(authorize::consent_needed(request, false, &given))
 }
 
 /// Create the grant and its single-use code.

@@ -15,7 +15,7 @@ use protocol::jwt::{AT_JWT_TYP, AccessTokenClaims, Audience, IdTokenClaims};
 use protocol::params::Params;
 use protocol::scope::Scope;
 use protocol::token::{GrantRequest, parse_grant};
-use protocol::{ErrorCode, OAuthError, pkce};
+use protocol::{ErrorCode, OAuthError};
 use risk::UserRiskClaim;
 use serde::Serialize;
 use std::sync::Arc;
@@ -212,27 +212,17 @@ async fn exchange_code(
     let check = |code_row: &store::AuthCode,
                  grant: &Grant|
      -> Result<Option<(String, RefreshToken)>, OAuthError> {
-        if code_row.client_id != app.config.client_id {
-            return Err(invalid(
-                "The authorization code was issued to another client.",
-            ));
-        }
-        if redirect_uri != Some(code_row.redirect_uri.as_str()) {
-            return Err(invalid(
-                "redirect_uri does not match the authorization request.",
-            ));
-        }
-        match (&code_row.code_challenge, verifier) {
-            (Some(challenge), Some(v)) => pkce::verify(v, challenge)?,
-            (Some(_), None) => return Err(invalid("code_verifier is required.")),
-            // A verifier for a code issued without a challenge is a PKCE downgrade attempt.
-            (None, Some(_)) => {
-                return Err(invalid(
-                    "code_verifier was sent but the authorization request had no code_challenge.",
-                ));
-            }
-            (None, None) => {}
-        }
+        let bound = protocol::token::CodeBinding {
+            client_id: &code_row.client_id,
+            redirect_uri: &code_row.redirect_uri,
+            code_challenge: code_row.code_challenge.as_deref(),
+        };
+        protocol::token::check_code_redemption(
+            &bound,
+            &app.config.client_id,
+            redirect_uri,
+            verifier,
+        )?;
         Ok(first_refresh_token(state, app, grant, now))
     };
     let mut first_refresh = None;
