@@ -436,6 +436,13 @@ async fn logout_cannot_be_an_open_redirect() {
             let r = b.get(t.url(&q)).send().await.unwrap();
             assert_eq!(r.status(), 400, "{q}");
             assert!(r.headers().get("location").is_none());
+            // A page in plain words, naming the tenant and the request's correlation id.
+            let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+            let page = r.text().await.unwrap();
+            assert!(
+                page.contains("Tenant contoso") && page.contains(&id),
+                "{page}"
+            );
         }
     }
     // Mismatched client_id and hint.

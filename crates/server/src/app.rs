@@ -107,6 +107,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::web::render_page_errors,
+        ))
         .with_state(state);
     let headers = ServiceBuilder::new()
         .layer(SetResponseHeaderLayer::if_not_present(

@@ -83,7 +83,7 @@ pub async fn get(
     ctx: Ctx,
     jar: CookieJar,
     RawQuery(q): RawQuery,
-) -> Response {
+) -> Result<Response, PageError> {
     logout(state, ctx, jar, q.unwrap_or_default()).await
 }
 
@@ -93,30 +93,28 @@ pub async fn post(
     ctx: Ctx,
     jar: CookieJar,
     RawForm(body): RawForm,
-) -> Response {
+) -> Result<Response, PageError> {
     logout(state, ctx, jar, String::from_utf8_lossy(&body).into_owned()).await
 }
 
-async fn logout(state: AppState, ctx: Ctx, jar: CookieJar, raw: String) -> Response {
-    let params = match Params::parse(&raw) {
-        Ok(p) => p,
-        Err(e) => {
-            return PageError::bad_request("Sign-out request not valid", e.description)
-                .render(&state, &ctx);
-        }
-    };
-    let req = match check(&state, &params) {
-        Ok(r) => r,
-        Err(e) => return e.render(&state, &ctx),
-    };
-    let current = match session::current(&state, &jar).await {
-        Ok(c) => c,
-        Err(e) => return PageError::from(e).render(&state, &ctx),
-    };
-    match current {
+/// A sign-out request's parameters, or the page that says they are not valid.
+fn parse(raw: &str) -> Result<Params, PageError> {
+    Params::parse(raw)
+        .map_err(|e| PageError::bad_request("Sign-out request not valid", e.description))
+}
+
+async fn logout(
+    state: AppState,
+    ctx: Ctx,
+    jar: CookieJar,
+    raw: String,
+) -> Result<Response, PageError> {
+    let params = parse(&raw)?;
+    let req = check(&state, &params)?;
+    Ok(match session::current(&state, &jar).await? {
         None => done(&state, jar, &req),
         Some(c) if req.hint_sid.as_deref() == Some(c.session.id.as_str()) => {
-            end(&state, &ctx, jar, &c, &req).await
+            end(&state, &ctx, jar, &c, &req).await?
         }
         Some(_) => {
             let (jar, csrf) = csrf_token(&state, jar);
@@ -144,7 +142,7 @@ async fn logout(state: AppState, ctx: Ctx, jar: CookieJar, raw: String) -> Respo
             };
             (jar, html(&page)).into_response()
         }
-    }
+    })
 }
 
 /// `POST /logout/confirm`.
@@ -153,33 +151,20 @@ pub async fn confirm(
     ctx: Ctx,
     jar: CookieJar,
     RawForm(body): RawForm,
-) -> Response {
-    let raw = String::from_utf8_lossy(&body).into_owned();
-    let params = match Params::parse(&raw) {
-        Ok(p) => p,
-        Err(e) => {
-            return PageError::bad_request("Sign-out request not valid", e.description)
-                .render(&state, &ctx);
-        }
-    };
-    if let Err(e) = check_csrf(&state, &jar, params.get("csrf_token").unwrap_or("")) {
-        return e.render(&state, &ctx);
-    }
-    let req = match check(&state, &params) {
-        Ok(r) => r,
-        Err(e) => return e.render(&state, &ctx),
-    };
+) -> Result<Response, PageError> {
+    let params = parse(&String::from_utf8_lossy(&body))?;
+    check_csrf(&state, &jar, params.get("csrf_token").unwrap_or(""))?;
+    let req = check(&state, &params)?;
     if params.get("decision") != Some("yes") {
-        return html(&pages::SignedOut {
+        return Ok(html(&pages::SignedOut {
             tenant_name: &state.config.display_name,
             title: "You are still signed in",
             message: "You can close this window.",
-        });
+        }));
     }
-    match session::current(&state, &jar).await {
-        Ok(Some(c)) => end(&state, &ctx, jar, &c, &req).await,
-        Ok(None) => done(&state, jar, &req),
-        Err(e) => PageError::from(e).render(&state, &ctx),
+    match session::current(&state, &jar).await? {
+        Some(c) => end(&state, &ctx, jar, &c, &req).await,
+        None => Ok(done(&state, jar, &req)),
     }
 }
 
@@ -189,22 +174,16 @@ async fn end(
     jar: CookieJar,
     c: &session::Current,
     req: &LogoutRequest,
-) -> Response {
+) -> Result<Response, PageError> {
     let now = state.now();
     // Refresh tokens without offline_access are bound to the session and end with it.
-    let result = async {
-        state.store.revoke_session(&c.session.id, now).await?;
-        state
-            .store
-            .revoke_session_grants(&c.session.id, false, now)
-            .await
-    }
-    .await;
-    if let Err(e) = result {
-        return PageError::from(e).render(state, ctx);
-    }
+    state.store.revoke_session(&c.session.id, now).await?;
+    state
+        .store
+        .revoke_session_grants(&c.session.id, false, now)
+        .await?;
     tracing::info!(correlation_id = %ctx.correlation_id, user = %c.user.email, "signed out");
-    done(state, jar, req)
+    Ok(done(state, jar, req))
 }
 
 fn done(state: &AppState, jar: CookieJar, req: &LogoutRequest) -> Response {

@@ -151,8 +151,10 @@ fn log_oauth_error(e: &OAuthError) {
     }
 }
 
-/// An error shown to a person as a page.
-#[derive(Debug)]
+/// An error shown to a person as a page. Handlers return it (`Result<Response, PageError>`
+/// and `?`); [`render_page_errors`] turns it into the tenant's error page with the request's
+/// correlation id, so a handler needs neither to render it.
+#[derive(Debug, Clone)]
 pub struct PageError {
     /// HTTP status.
     pub status: StatusCode,
@@ -200,25 +202,77 @@ impl PageError {
 
     /// Render with the tenant name and correlation id.
     pub fn render(self, state: &AppState, ctx: &Ctx) -> Response {
+        self.page(&PageContext {
+            tenant_name: state.config.display_name.clone(),
+            correlation_id: ctx.correlation_id.clone(),
+        })
+    }
+
+    fn page(self, context: &PageContext) -> Response {
+        let correlation_id = &context.correlation_id;
         match &self.detail {
             Some(d) if self.status.is_server_error() => {
-                tracing::error!(correlation_id = %ctx.correlation_id, detail = %d, "page error")
+                tracing::error!(%correlation_id, detail = %d, "page error")
             }
             Some(d) => {
-                tracing::info!(correlation_id = %ctx.correlation_id, detail = %d, title = self.title, "page refusal")
+                tracing::info!(%correlation_id, detail = %d, title = self.title, "page refusal")
             }
             None => {
-                tracing::info!(correlation_id = %ctx.correlation_id, title = self.title, "page refusal")
+                tracing::info!(%correlation_id, title = self.title, "page refusal")
             }
         }
         let page = pages::ErrorPage {
-            tenant_name: &state.config.display_name,
+            tenant_name: &context.tenant_name,
             title: self.title,
             message: &self.message,
             error_code: self.error_code,
-            correlation_id: &ctx.correlation_id,
+            correlation_id,
         };
         (self.status, html(&page)).into_response()
+    }
+}
+
+/// What an error page names besides the error: the tenant, and the correlation id of the
+/// request. [`render_page_errors`] puts it in each request's extensions.
+#[derive(Debug, Clone)]
+pub struct PageContext {
+    /// The tenant's display name.
+    pub tenant_name: String,
+    /// The request's correlation id (`x-request-id`).
+    pub correlation_id: String,
+}
+
+impl IntoResponse for PageError {
+    /// The error travels in the response's extensions to [`render_page_errors`], which knows
+    /// the tenant and the request.
+    fn into_response(self) -> Response {
+        let mut r = self.status.into_response();
+        r.extensions_mut().insert(self);
+        r
+    }
+}
+
+/// Middleware: gives every request its [`PageContext`] and renders a [`PageError`] a handler
+/// returned as the tenant's error page.
+pub async fn render_page_errors(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let context = PageContext {
+        tenant_name: state.config.display_name.clone(),
+        correlation_id: req
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    req.extensions_mut().insert(context.clone());
+    let mut resp = next.run(req).await;
+    match resp.extensions_mut().remove::<PageError>() {
+        Some(e) => e.page(&context),
+        None => resp,
     }
 }
 
