@@ -14,7 +14,6 @@ pub mod client_ip;
 pub mod config;
 pub mod federated;
 pub mod guests;
-pub mod keys;
 pub mod login;
 pub mod logout;
 pub mod mfa;
@@ -25,7 +24,6 @@ pub mod protection;
 pub mod refusal;
 pub mod resource;
 pub mod risk_api;
-pub mod secrets;
 pub mod server;
 pub mod session;
 pub mod signin_log;
@@ -35,6 +33,8 @@ pub mod tls;
 pub mod token;
 pub mod user_risk;
 pub mod web;
+
+pub use signin::{keys, secrets};
 
 pub use config::Config;
 pub use server::Tenant;
