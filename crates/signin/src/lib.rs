@@ -1,9 +1,31 @@
-//! The application layer of a tenant, between HTTP and the pure crates, with no HTTP types in
-//! it: no axum, no http, no templates. The server crate parses requests and renders responses;
-//! what a sign-in means for the directory lives here.
+//! The application layer of a tenant, between HTTP and the pure crates (`protocol`, `risk`,
+//! `policy`), over `store` and `federation`. It has no HTTP types in it: no axum, no http, no
+//! templates. The server crate parses requests and renders responses; what a sign-in means for
+//! the tenant lives here.
 //!
-//! - [`secrets`]: random tokens, their storage hashes, constant-time comparison.
+//! What it owns, or will own as the server is split up:
+//!
+//! - [`Directory`]: a tenant's config, store, clock, apps, partners (partner trust and home
+//!   realm discovery), ID Protection and signing keys.
+//! - [`config`]: the validated TOML config.
+//! - [`passwords`]: argon2id on dedicated threads, and the password policy.
+//! - [`protection`]: intel and compiled policies, reloadable.
+//! - [`user_risk`]: the home's user-risk service ([`user_risk::Home`]), imports, detections.
+//! - [`guests`]: inviting guests.
 //! - [`keys`]: signing key creation, loading and rotation.
+//! - [`secrets`]: random tokens, their storage hashes, constant-time comparison.
+//!
+//! The sign-in in progress, the gate and the MFA core are still in the server crate; they move
+//! here in later steps.
 
+pub mod config;
+mod directory;
+pub mod guests;
 pub mod keys;
+pub mod passwords;
+pub mod protection;
 pub mod secrets;
+pub mod user_risk;
+
+pub use config::Config;
+pub use directory::{App, Clock, Directory, OffsetClock, Partner, SystemClock, plausible_email};
