@@ -22,7 +22,6 @@ pub mod resource;
 pub mod risk_api;
 pub mod server;
 pub mod session;
-pub mod signin_log;
 pub mod sspr;
 pub mod state;
 pub mod tls;
@@ -31,5 +30,5 @@ pub mod web;
 
 pub use server::Tenant;
 pub use signin::config::Config;
-pub use signin::{config, guests, keys, passwords, protection, secrets, user_risk};
+pub use signin::{config, guests, keys, passwords, protection, secrets, signin_log, user_risk};
 pub use state::{AppState, Clock, OffsetClock, SystemClock};

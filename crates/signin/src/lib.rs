@@ -12,12 +12,14 @@
 //! - [`protection`]: intel and compiled policies, reloadable.
 //! - [`user_risk`]: the home's user-risk service ([`user_risk::Home`]), imports, detections.
 //! - [`guests`]: inviting guests.
+//! - [`signin_log`]: sign-in log entries (Graph `signIn`-shaped), for the [`Client`] that asked.
 //! - [`keys`]: signing key creation, loading and rotation.
 //! - [`secrets`]: random tokens, their storage hashes, constant-time comparison.
 //!
 //! The sign-in in progress, the gate and the MFA core are still in the server crate; they move
 //! here in later steps.
 
+mod client;
 pub mod config;
 mod directory;
 pub mod guests;
@@ -25,7 +27,9 @@ pub mod keys;
 pub mod passwords;
 pub mod protection;
 pub mod secrets;
+pub mod signin_log;
 pub mod user_risk;
 
+pub use client::Client;
 pub use config::Config;
 pub use directory::{App, Clock, Directory, OffsetClock, Partner, SystemClock, plausible_email};
