@@ -12,6 +12,7 @@
 //! - [`protection`]: intel and compiled policies, reloadable.
 //! - [`user_risk`]: the home's user-risk service ([`user_risk::Home`]), imports, detections.
 //! - [`guests`]: inviting guests.
+//! - [`codes`]: the error codes people can look up (Entra's numbers), all in one place.
 //! - [`signin_log`]: sign-in log entries (Graph `signIn`-shaped), for the [`Client`] that asked.
 //! - [`keys`]: signing key creation, loading and rotation.
 //! - [`secrets`]: random tokens, their storage hashes, constant-time comparison.
@@ -20,6 +21,7 @@
 //! here in later steps.
 
 mod client;
+pub mod codes;
 pub mod config;
 mod directory;
 pub mod guests;

@@ -9,13 +9,13 @@
 use crate::{Client, Directory};
 use store::SignInLog;
 
-/// How the attempt ended: success, or an Entra-style error code and a reason.
+/// How the attempt ended: success, or an error code ([`crate::codes`]) and a reason.
 #[derive(Debug, Clone, Copy)]
 pub enum Outcome {
     /// Signed in.
     Success,
     /// Refused, with the code and reason.
-    Failure(i64, &'static str),
+    Failure(u32, &'static str),
 }
 
 /// Who tried to sign in to what.
@@ -75,7 +75,7 @@ pub async fn write<'c>(
     let client = client.into();
     let (error_code, failure_reason) = match outcome {
         Outcome::Success => (0, None),
-        Outcome::Failure(c, r) => (c, Some(r.to_owned())),
+        Outcome::Failure(c, r) => (i64::from(c), Some(r.to_owned())),
     };
     let here = dir.config.tenant_id.clone();
     // At a home tenant, an app registered as a partner tenant is another tenant signing in

@@ -43,11 +43,16 @@ use store::{
 };
 use time::OffsetDateTime;
 
+use crate::codes;
 use crate::passwords::Passwords;
 use crate::{Clock, Directory};
 
-/// Sign-in failures that count towards password spray: 50126 wrong password, 50034 unknown user.
-pub const SPRAY_ERROR_CODES: [i64; 2] = [50126, 50034];
+/// Sign-in failures that count towards password spray: wrong password, unknown user (as the
+/// sign-in log stores them).
+pub const SPRAY_ERROR_CODES: [i64; 2] = [
+    codes::INVALID_USERNAME_OR_PASSWORD as i64,
+    codes::USER_NOT_FOUND as i64,
+];
 
 /// The name of the HMAC key of leak fingerprints in `tenant_secrets`.
 const LEAK_KEY: &str = "leak-fingerprint-key";
