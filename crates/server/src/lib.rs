@@ -1,9 +1,11 @@
 //! The `tenantd` server: one tenant as an OpenID Connect provider over HTTP.
 //!
-//! This crate does the I/O: axum routes and pages, sessions and cookies, TLS, the store.
-//! Decisions about requests and tokens live in `tenantd-protocol`; handlers parse, call those
-//! checks and the store, and render. The CLI, the lab and dev certificates are in the `tenantd`
-//! crate (the binary), which depends on this one.
+//! This crate does the HTTP: axum routes and pages, sessions and cookies, TLS. Decisions about
+//! requests and tokens live in `tenantd-protocol`; the application layer (the tenant's
+//! [`signin::Directory`], config, passwords, user risk, the sign-in log, error codes) lives in
+//! `tenantd-signin`, whose modules are re-exported here under their old paths. Handlers parse,
+//! call those and the store, and render. The CLI, the lab and dev certificates are in the
+//! `tenantd` crate (the binary), which depends on this one.
 
 pub mod access;
 pub mod admin_api;
