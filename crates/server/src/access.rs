@@ -29,7 +29,7 @@ use crate::web::{Ctx, PageError, csrf_token, html};
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
-use policy::{Decision, EvaluationInput, PolicySet, Satisfied, UserFacts, codes};
+use policy::{Decision, EvaluationInput, PolicySet, Satisfied, UserFacts};
 use protocol::authorize::AuthorizationRequest;
 use protocol::{ErrorCode, OAuthError};
 use risk::{
@@ -37,6 +37,7 @@ use risk::{
     UserRiskClaim, UserType,
 };
 use serde::Deserialize;
+use signin::codes;
 use store::{Grant, StoreError, User, UserStatus};
 use time::OffsetDateTime;
 
@@ -673,14 +674,7 @@ async fn block(
     let code = error_code;
     let failure = block_reason(code);
     tracing::info!(correlation_id = %pending.correlation_id, user = %user.id, %reason, code, "sign-in blocked");
-    log(
-        state,
-        ctx,
-        case,
-        false,
-        Outcome::Failure(i64::from(code), failure),
-    )
-    .await;
+    log(state, ctx, case, false, Outcome::Failure(code, failure)).await;
     let (message, explanation, link) = if risky {
         let explanation = match gate.guest.as_ref().and_then(|g| state.partner(&g.partner)) {
             Some(p) if code == codes::BLOCKED_DUE_TO_HOME_RISK => format!(
@@ -719,7 +713,7 @@ async fn block(
         message,
         explanation: Some(explanation),
         home_link: link,
-        error_code: i64::from(code),
+        error_code: code,
         oauth: OAuthError::new(ErrorCode::AccessDenied, description),
     };
     refusal::render(state, &pending.correlation_id, Some(&pending.request), r)
@@ -736,13 +730,13 @@ async fn step(
 ) -> Response {
     // The interruption is a sign-in log row of its own, as in Entra: the decision and why are
     // on record even if the user never finishes the step.
-    let (code, reason): (i64, &'static str) = match step {
+    let (code, reason): (u32, &'static str) = match step {
         Step::Mfa => (
-            i64::from(codes::STRONG_AUTH_REQUIRED),
+            codes::STRONG_AUTH_REQUIRED,
             "Strong authentication is required (interrupted: MFA).",
         ),
         Step::PasswordChange => (
-            i64::from(codes::PASSWORD_CHANGE_REQUIRED),
+            codes::PASSWORD_CHANGE_REQUIRED,
             "A password change is required due to user risk (interrupted).",
         ),
     };
@@ -861,13 +855,13 @@ pub async fn judge_refresh(
             };
             let revoke = a.user_risk > RiskLevel::None;
             (
-                Outcome::Failure(i64::from(*code), block_reason(*code)),
+                Outcome::Failure(*code, block_reason(*code)),
                 Some(refuse(*code, message, revoke)),
             )
         }
         Verdict::Step(Step::Mfa) => (
             Outcome::Failure(
-                i64::from(codes::STRONG_AUTH_REQUIRED_NON_INTERACTIVE),
+                codes::STRONG_AUTH_REQUIRED_NON_INTERACTIVE,
                 "Strong authentication is required; a refresh cannot provide it.",
             ),
             Some(refuse(
@@ -878,7 +872,7 @@ pub async fn judge_refresh(
         ),
         Verdict::Step(Step::PasswordChange) => (
             Outcome::Failure(
-                i64::from(codes::PASSWORD_CHANGE_REQUIRED),
+                codes::PASSWORD_CHANGE_REQUIRED,
                 "A password change is required due to user risk.",
             ),
             Some(refuse(

@@ -18,10 +18,10 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
 use federation::{CallbackParams, FederationError, FlowSecrets, HomeIdentity, RiskClaimReading};
-use policy::codes;
 use protocol::{ErrorCode, OAuthError};
 use risk::{TokenIssuerFacts, UserRiskClaim};
 use serde::{Deserialize, Serialize};
+use signin::codes;
 use store::{
     Consumption, Interaction, InvitationState, PartnerProfile, StoreError, User, UserStatus,
     UserType,
@@ -129,7 +129,10 @@ pub async fn start(
     };
     if !partner.config.inbound_enabled {
         log(
-            Outcome::Failure(500213, "Blocked by the inbound cross-tenant access policy."),
+            Outcome::Failure(
+                codes::BLOCKED_BY_INBOUND_POLICY,
+                "Blocked by the inbound cross-tenant access policy.",
+            ),
             serde_json::json!({}),
         )
         .await;
@@ -228,7 +231,7 @@ pub async fn callback(
     let Some(partner) = state.partner(&flow.partner) else {
         return PageError::expired_request().render(&state, &ctx);
     };
-    let fail = |code: i64, reason: &'static str, details: serde_json::Value, r: Refusal| {
+    let fail = |code: u32, reason: &'static str, details: serde_json::Value, r: Refusal| {
         let flow = &flow;
         let state = &state;
         let ctx = &ctx;
@@ -251,7 +254,7 @@ pub async fn callback(
         .is_some_and(|c| ct_eq(token_hash(c.value()).as_bytes(), flow.binding.as_bytes()));
     if !bound {
         return fail(
-            9002313,
+            codes::INVALID_FEDERATION_RESPONSE,
             "The sign-in response came back to a different browser (state mismatch).",
             serde_json::json!({}),
             Refusal {
@@ -259,7 +262,7 @@ pub async fn callback(
                 message: "The answer from your home organization did not come back to the browser that started the sign-in.".into(),
                 explanation: Some("Start signing in again from the app.".into()),
                 home_link: None,
-                error_code: 9002313,
+                error_code: codes::INVALID_FEDERATION_RESPONSE,
                 oauth: OAuthError::new(ErrorCode::AccessDenied, "The federated sign-in response does not belong to this browser."),
             },
         )
@@ -267,7 +270,7 @@ pub async fn callback(
     }
     if !partner.config.inbound_enabled {
         return fail(
-            500213,
+            codes::BLOCKED_BY_INBOUND_POLICY,
             "Blocked by the inbound cross-tenant access policy.",
             serde_json::json!({}),
             inbound_disabled(&partner),
@@ -304,11 +307,11 @@ pub async fn callback(
                 partner.config.display_name
             )),
             home_link: None,
-            error_code: i64::from(codes::REAUTHENTICATION_REQUIRED),
+            error_code: codes::REAUTHENTICATION_REQUIRED,
             oauth: e.clone(),
         };
         return fail(
-            i64::from(codes::REAUTHENTICATION_REQUIRED),
+            codes::REAUTHENTICATION_REQUIRED,
             "The home tenant's authentication does not satisfy the app's prompt=login or max_age.",
             serde_json::json!({"federation": e.description, "homeAuthTime": home.auth_time}),
             r,
@@ -329,7 +332,7 @@ pub async fn callback(
                 _ => format!("claim {:?} is missing", partner.config.claim_mapping.claim),
             };
             return fail(
-                50008,
+                codes::INVALID_HOME_TOKEN,
                 "The home tenant's token has no readable user risk claim, which this tenant requires.",
                 serde_json::json!({"federation": why}),
                 Refusal {
@@ -337,7 +340,7 @@ pub async fn callback(
                     message: format!("{} did not say whether your account is at risk, and this organization requires it.", partner.config.display_name),
                     explanation: Some("Contact the administrator of this organization.".into()),
                     home_link: None,
-                    error_code: 50008,
+                    error_code: codes::INVALID_HOME_TOKEN,
                     oauth: OAuthError::new(ErrorCode::AccessDenied, "The home tenant's ID token carries no valid user_risk claim."),
                 },
             )
@@ -366,10 +369,16 @@ pub async fn callback(
                 ),
                 explanation: Some("Contact the administrator of this organization.".into()),
                 home_link: None,
-                error_code: 50057,
+                error_code: codes::ACCOUNT_DISABLED,
                 oauth: OAuthError::new(ErrorCode::AccessDenied, "The guest account is disabled."),
             };
-            return fail(50057, "User account is disabled.", serde_json::json!({}), r).await;
+            return fail(
+                codes::ACCOUNT_DISABLED,
+                "User account is disabled.",
+                serde_json::json!({}),
+                r,
+            )
+            .await;
         }
     };
     let guest = match refresh_profile(&state, guest, &home, now).await {
@@ -524,7 +533,7 @@ async fn find_guest(
                 ),
                 explanation: Some(detail),
                 home_link: None,
-                error_code: 50020,
+                error_code: codes::USER_NOT_INVITED,
                 oauth: OAuthError::new(
                     ErrorCode::AccessDenied,
                     "The user has not been invited to this tenant.",
@@ -578,7 +587,7 @@ async fn find_guest(
                     partner.config.display_name
                 )),
                 home_link: None,
-                error_code: i64::from(codes::UNVERIFIED_EMAIL),
+                error_code: codes::UNVERIFIED_EMAIL,
                 oauth: OAuthError::new(
                     ErrorCode::AccessDenied,
                     "The home tenant did not verify the user's email address.",
@@ -665,7 +674,13 @@ async fn replayed(state: &AppState, ctx: &Ctx, flow: Option<Flow>) -> Response {
         ..Entry::default()
     };
     let reason = "The sign-in response was replayed (state already used).";
-    signin_log::write(state, ctx, entry, Outcome::Failure(9002313, reason)).await;
+    signin_log::write(
+        state,
+        ctx,
+        entry,
+        Outcome::Failure(codes::INVALID_FEDERATION_RESPONSE, reason),
+    )
+    .await;
     refuse(
         state,
         &flow.pending,
@@ -674,7 +689,7 @@ async fn replayed(state: &AppState, ctx: &Ctx, flow: Option<Flow>) -> Response {
             message: "The answer from your home organization has already been used once.".into(),
             explanation: Some("Start signing in again from the app.".into()),
             home_link: None,
-            error_code: 9002313,
+            error_code: codes::INVALID_FEDERATION_RESPONSE,
             oauth: OAuthError::new(
                 ErrorCode::AccessDenied,
                 "The federated sign-in response was already used.",
@@ -695,7 +710,7 @@ async fn stale_callback(state: &AppState, ctx: &Ctx, why: &'static str) -> Respo
         ctx,
         entry,
         Outcome::Failure(
-            9002313,
+            codes::INVALID_FEDERATION_RESPONSE,
             "The sign-in response matches no sign-in in progress.",
         ),
     )
@@ -716,7 +731,7 @@ fn inbound_disabled(partner: &Partner) -> Refusal {
         ),
         explanation: Some("Contact the administrator of this organization.".into()),
         home_link: None,
-        error_code: 500213,
+        error_code: codes::BLOCKED_BY_INBOUND_POLICY,
         oauth: OAuthError::new(
             ErrorCode::AccessDenied,
             "Sign-ins from the user's home tenant are blocked by the inbound cross-tenant access policy.",
@@ -725,11 +740,13 @@ fn inbound_disabled(partner: &Partner) -> Refusal {
 }
 
 /// Sign-in log codes for federation failures.
-fn failure_code(e: &FederationError) -> i64 {
+fn failure_code(e: &FederationError) -> u32 {
     match e {
-        FederationError::Unreachable(_) => 90033,
-        FederationError::TokenRefused(federation::TokenRefusal::UnknownIssuer, _) => 50107,
-        _ => 50008,
+        FederationError::Unreachable(_) => codes::HOME_UNREACHABLE,
+        FederationError::TokenRefused(federation::TokenRefusal::UnknownIssuer, _) => {
+            codes::UNKNOWN_HOME_ISSUER
+        }
+        _ => codes::INVALID_HOME_TOKEN,
     }
 }
 

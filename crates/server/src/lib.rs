@@ -1,9 +1,11 @@
 //! The `tenantd` server: one tenant as an OpenID Connect provider over HTTP.
 //!
-//! This crate does the I/O: axum routes and pages, sessions and cookies, TLS, the store.
-//! Decisions about requests and tokens live in `tenantd-protocol`; handlers parse, call those
-//! checks and the store, and render. The CLI, the lab and dev certificates are in the `tenantd`
-//! crate (the binary), which depends on this one.
+//! This crate does the HTTP: axum routes and pages, sessions and cookies, TLS. Decisions about
+//! requests and tokens live in `tenantd-protocol`; the application layer (the tenant's
+//! [`signin::Directory`], config, passwords, user risk, the sign-in log, error codes) lives in
+//! `tenantd-signin`, whose modules are re-exported here under their old paths. Handlers parse,
+//! call those and the store, and render. The CLI, the lab and dev certificates are in the
+//! `tenantd` crate (the binary), which depends on this one.
 
 pub mod access;
 pub mod admin_api;
@@ -11,31 +13,24 @@ pub mod app;
 pub mod audit_api;
 pub mod authorize;
 pub mod client_ip;
-pub mod config;
 pub mod federated;
-pub mod guests;
-pub mod keys;
 pub mod login;
 pub mod logout;
 pub mod mfa;
 pub mod pages;
-pub mod passwords;
 pub mod policy_api;
-pub mod protection;
 pub mod refusal;
 pub mod resource;
 pub mod risk_api;
-pub mod secrets;
 pub mod server;
 pub mod session;
-pub mod signin_log;
 pub mod sspr;
 pub mod state;
 pub mod tls;
 pub mod token;
-pub mod user_risk;
 pub mod web;
 
-pub use config::Config;
 pub use server::Tenant;
+pub use signin::config::Config;
+pub use signin::{config, guests, keys, passwords, protection, secrets, signin_log, user_risk};
 pub use state::{AppState, Clock, OffsetClock, SystemClock};

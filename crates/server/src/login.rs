@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::CookieJar;
 use protocol::{ErrorCode, OAuthError};
 use serde::Deserialize;
+use signin::codes;
 use store::UserStatus;
 
 /// `?interaction=`
@@ -244,7 +245,7 @@ pub async fn password_submit(
             &email,
             Some(&guest.id),
             Outcome::Failure(
-                i64::from(policy::codes::GUEST_HAS_NO_LOCAL_PASSWORD),
+                codes::GUEST_HAS_NO_LOCAL_PASSWORD,
                 "Guests sign in at their home tenant; this tenant holds no password for them.",
             ),
         )
@@ -271,7 +272,7 @@ pub async fn password_submit(
                 &pending,
                 &email,
                 Some(&u.id),
-                Outcome::Failure(50057, "User account is disabled."),
+                Outcome::Failure(codes::ACCOUNT_DISABLED, "User account is disabled."),
             )
             .await;
             return again("Your account is disabled. Contact your administrator.");
@@ -283,7 +284,10 @@ pub async fn password_submit(
                 &pending,
                 &email,
                 Some(&u.id),
-                Outcome::Failure(50126, "Invalid username or password."),
+                Outcome::Failure(
+                    codes::INVALID_USERNAME_OR_PASSWORD,
+                    "Invalid username or password.",
+                ),
             )
             .await;
             return again(BAD_CREDENTIALS);
@@ -295,7 +299,10 @@ pub async fn password_submit(
                 &pending,
                 &email,
                 None,
-                Outcome::Failure(50034, "The user account does not exist in this directory."),
+                Outcome::Failure(
+                    codes::USER_NOT_FOUND,
+                    "The user account does not exist in this directory.",
+                ),
             )
             .await;
             return again(BAD_CREDENTIALS);

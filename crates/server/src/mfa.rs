@@ -24,6 +24,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
 use protocol::{ErrorCode, OAuthError};
 use serde::Deserialize;
+use signin::codes::STRONG_AUTH_FAILED;
 use store::{Consumption, StoreError, TotpMethod, User, UserStatus};
 use totp_rs::{Algorithm, Builder, Secret, Totp};
 
@@ -39,8 +40,6 @@ const SECRET_BYTES: usize = 20;
 pub const RECOVERY_CODES: usize = 10;
 /// Wrong codes after which a sign-in is refused.
 pub const MAX_FAILURES: u32 = 5;
-/// Entra's "Authentication failed during strong authentication request".
-const STRONG_AUTH_FAILED: i64 = 500121;
 /// Recovery code characters: RFC 4648 base32, lowercase (no case or look-alike doubts when
 /// typed back), 5 bits each.
 const RECOVERY_ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
@@ -278,7 +277,7 @@ async fn refuse_risky_registration(state: &AppState, ctx: &Ctx, step: &Step) -> 
     if let Err(e) = state.store.delete_interaction(&step.id).await {
         return Some(PageError::from(e).render(state, ctx));
     }
-    let code = i64::from(blocked.error_code);
+    let code = blocked.error_code;
     log(
         state,
         ctx,

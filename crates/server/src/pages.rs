@@ -199,7 +199,7 @@ pub struct Refused<'a> {
     /// A link elsewhere (e.g. the home tenant) as (href, text).
     pub home_link: Option<(String, String)>,
     /// A short code people can look up.
-    pub error_code: Option<i64>,
+    pub error_code: Option<u32>,
     /// Joins this page to the logs of both tenants.
     pub correlation_id: &'a str,
     /// The way back to the app with the OAuth error, when the request is known.

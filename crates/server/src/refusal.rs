@@ -21,8 +21,8 @@ pub struct Refusal {
     pub explanation: Option<String>,
     /// A link elsewhere, as (href, text).
     pub home_link: Option<(String, String)>,
-    /// Entra-style code (sign-in log `status.errorCode`).
-    pub error_code: i64,
+    /// The code people can look up ([`signin::codes`]; sign-in log `status.errorCode`).
+    pub error_code: u32,
     /// What the app receives.
     pub oauth: OAuthError,
 }

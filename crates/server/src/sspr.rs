@@ -71,7 +71,7 @@ pub async fn start(
         return e.render(&state, &ctx);
     }
     let email = f.email.trim().to_lowercase();
-    if !crate::login::plausible_email(&email) {
+    if !signin::plausible_email(&email) {
         return html(&pages::PasswordReset {
             tenant_name: &state.config.display_name,
             csrf_token: &f.csrf_token,

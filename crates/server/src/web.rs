@@ -26,6 +26,23 @@ pub struct Ctx {
     pub user_agent: Option<String>,
 }
 
+impl Ctx {
+    /// The request's facts for the application layer (sign-in log rows, the gate's inputs).
+    pub fn client(&self) -> signin::Client<'_> {
+        signin::Client {
+            correlation_id: &self.correlation_id,
+            ip: self.ip,
+            user_agent: self.user_agent.as_deref(),
+        }
+    }
+}
+
+impl<'a> From<&'a Ctx> for signin::Client<'a> {
+    fn from(ctx: &'a Ctx) -> Self {
+        ctx.client()
+    }
+}
+
 impl FromRequestParts<AppState> for Ctx {
     type Rejection = std::convert::Infallible;
 

@@ -6,17 +6,16 @@
 //! resource sends its id to the home as `client-request-id`, and each tenant keeps it with the
 //! pending sign-in, so the two logs join on `correlationId`.
 
-use crate::state::AppState;
-use crate::web::Ctx;
+use crate::{Client, Directory};
 use store::SignInLog;
 
-/// How the attempt ended: success, or an Entra-style error code and a reason.
+/// How the attempt ended: success, or an error code ([`crate::codes`]) and a reason.
 #[derive(Debug, Clone, Copy)]
 pub enum Outcome {
     /// Signed in.
     Success,
     /// Refused, with the code and reason.
-    Failure(i64, &'static str),
+    Failure(u32, &'static str),
 }
 
 /// Who tried to sign in to what.
@@ -66,18 +65,24 @@ pub struct RiskLog {
     pub location: risk::IpFacts,
 }
 
-/// Record one attempt.
-pub async fn write(state: &AppState, ctx: &Ctx, entry: Entry<'_>, outcome: Outcome) {
+/// Record one attempt by `client` (the server passes its request context).
+pub async fn write<'c>(
+    dir: &Directory,
+    client: impl Into<Client<'c>>,
+    entry: Entry<'_>,
+    outcome: Outcome,
+) {
+    let client = client.into();
     let (error_code, failure_reason) = match outcome {
         Outcome::Success => (0, None),
-        Outcome::Failure(c, r) => (c, Some(r.to_owned())),
+        Outcome::Failure(c, r) => (i64::from(c), Some(r.to_owned())),
     };
-    let here = state.config.tenant_id.clone();
+    let here = dir.config.tenant_id.clone();
     // At a home tenant, an app registered as a partner tenant is another tenant signing in
     // one of our members as its guest.
     let resource_partner = entry
         .app_id
-        .and_then(|id| state.app(id))
+        .and_then(|id| dir.app(id))
         .filter(|a| a.config.partner_tenant)
         .map(|a| a.config.client_id.clone());
     let (user_type, access, home, resource) = match (entry.guest_of, resource_partner) {
@@ -114,13 +119,13 @@ pub async fn write(state: &AppState, ctx: &Ctx, entry: Entry<'_>, outcome: Outco
     };
     let row = SignInLog {
         id: uuid::Uuid::now_v7().to_string(),
-        created_at: state.now(),
+        created_at: dir.now(),
         correlation_id: entry.correlation_id.to_owned(),
         user_id: entry.user_id.map(str::to_owned),
         user_principal_name: entry.upn.map(str::to_owned),
         app_id: entry.app_id.map(str::to_owned),
-        ip_address: Some(ctx.ip.to_string()),
-        user_agent: ctx.user_agent.clone(),
+        ip_address: Some(client.ip.to_string()),
+        user_agent: client.user_agent.map(str::to_owned),
         error_code,
         failure_reason,
         user_type: user_type.into(),
@@ -139,8 +144,8 @@ pub async fn write(state: &AppState, ctx: &Ctx, entry: Entry<'_>, outcome: Outco
         }
         .to_owned(),
     };
-    if let Err(e) = state.store.insert_sign_in(&row).await {
+    if let Err(e) = dir.store.insert_sign_in(&row).await {
         tracing::error!(correlation_id = %entry.correlation_id, error = %e, "could not write the sign-in log");
     }
-    tracing::info!(correlation_id = %entry.correlation_id, user = entry.upn.unwrap_or(""), app = entry.app_id.unwrap_or(""), ip = %ctx.ip, error_code, user_type, "sign-in");
+    tracing::info!(correlation_id = %entry.correlation_id, user = entry.upn.unwrap_or(""), app = entry.app_id.unwrap_or(""), ip = %client.ip, error_code, user_type, "sign-in");
 }

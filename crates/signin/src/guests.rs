@@ -37,7 +37,7 @@ pub async fn invite(
     now: i64,
 ) -> Result<(User, Invitation), InviteError> {
     let email = email.trim().to_lowercase();
-    if !crate::login::plausible_email(&email) {
+    if !crate::plausible_email(&email) {
         return Err(InviteError::BadEmail(email));
     }
     if !config.partners.iter().any(|p| p.id == partner_id) {

@@ -43,11 +43,16 @@ use store::{
 };
 use time::OffsetDateTime;
 
+use crate::codes;
 use crate::passwords::Passwords;
-use crate::state::{AppState, Clock};
+use crate::{Clock, Directory};
 
-/// Sign-in failures that count towards password spray: 50126 wrong password, 50034 unknown user.
-pub const SPRAY_ERROR_CODES: [i64; 2] = [50126, 50034];
+/// Sign-in failures that count towards password spray: wrong password, unknown user (as the
+/// sign-in log stores them).
+pub const SPRAY_ERROR_CODES: [i64; 2] = [
+    codes::INVALID_USERNAME_OR_PASSWORD as i64,
+    codes::USER_NOT_FOUND as i64,
+];
 
 /// The name of the HMAC key of leak fingerprints in `tenant_secrets`.
 const LEAK_KEY: &str = "leak-fingerprint-key";
@@ -131,48 +136,48 @@ impl fmt::Debug for Home<'_> {
 }
 
 /// A user's current risk (see [`Home::current`]).
-pub async fn current(state: &AppState, user_id: &str) -> Result<UserRiskStatus, UserRiskError> {
-    Home::of(state).current(user_id).await
+pub async fn current(dir: &Directory, user_id: &str) -> Result<UserRiskStatus, UserRiskError> {
+    Home::of(dir).current(user_id).await
 }
 
 /// Record a detection and move the user's risk (see [`Home::raise`]).
 pub async fn raise(
-    state: &AppState,
+    dir: &Directory,
     user_id: &str,
     detection: Detection,
 ) -> Result<UserRiskStatus, UserRiskError> {
-    Home::of(state).raise(user_id, detection).await
+    Home::of(dir).raise(user_id, detection).await
 }
 
 /// Remediate, dismiss or confirm compromised (see [`Home::remediate`]).
 pub async fn remediate(
-    state: &AppState,
+    dir: &Directory,
     user_id: &str,
     event: UserRiskEvent,
     actor: Actor,
 ) -> Result<UserRiskStatus, UserRiskError> {
-    Home::of(state).remediate(user_id, event, actor).await
+    Home::of(dir).remediate(user_id, event, actor).await
 }
 
 /// The sign-in page's hook after a correct password (see [`Home::after_password_verified`]).
 pub async fn after_password_verified(
-    state: &AppState,
+    dir: &Directory,
     user: &User,
     password: &str,
     ip: Option<IpAddr>,
 ) -> Result<UserRiskStatus, UserRiskError> {
-    Home::of(state)
+    Home::of(dir)
         .after_password_verified(user, password, ip)
         .await
 }
 
 /// Every place that sets a password calls this (see [`Home::after_password_set`]).
 pub async fn after_password_set(
-    state: &AppState,
+    dir: &Directory,
     user_id: &str,
     password: &str,
 ) -> Result<(), UserRiskError> {
-    Home::of(state).after_password_set(user_id, password).await
+    Home::of(dir).after_password_set(user_id, password).await
 }
 
 /// Import one leaked-credentials file (see [`Home::import_leaked_files`]).
@@ -328,13 +333,13 @@ fn is_remediation_without_risk_ok(event: &UserRiskEvent) -> bool {
 
 impl<'a> Home<'a> {
     /// The engine of a running tenant (its `[risk]` ageing and password-spray settings).
-    pub fn of(state: &'a AppState) -> Home<'a> {
+    pub fn of(dir: &'a Directory) -> Home<'a> {
         Home {
-            store: &state.store,
-            passwords: &state.passwords,
-            clock: &*state.clock,
-            ageing: &state.config.risk.ageing,
-            spray: &state.config.risk.password_spray,
+            store: &dir.store,
+            passwords: &dir.passwords,
+            clock: &*dir.clock,
+            ageing: &dir.config.risk.ageing,
+            spray: &dir.config.risk.password_spray,
         }
     }
 
@@ -1121,7 +1126,7 @@ pub fn parse_leaked(file_name: &str, text: &str) -> Result<LeakedFile, ImportErr
                     return Err(bad(line_no, expected.to_owned()));
                 };
                 let email = email.trim().to_lowercase();
-                if !crate::login::plausible_email(&email) || password.is_empty() {
+                if !crate::plausible_email(&email) || password.is_empty() {
                     return Err(bad(line_no, expected.to_owned()));
                 }
                 LeakedEntry {

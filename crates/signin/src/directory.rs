@@ -1,0 +1,208 @@
+//! A tenant's directory: its config, store, clock, password hashing, apps, partners, ID
+//! Protection and signing keys. Everything a sign-in needs from the tenant, with no HTTP in it;
+//! the server wraps it with its HTTP-only parts (cookie names, cached documents).
+
+use crate::config::{AppConfig, Config, PartnerConfig};
+use crate::passwords::Passwords;
+use crate::protection::Protection;
+use crate::secrets;
+use protocol::jwt::KeySet;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+use store::Store;
+
+/// Where "now" comes from. Tests move it forward instead of sleeping.
+pub trait Clock: Send + Sync + 'static {
+    /// Unix seconds.
+    fn now(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    }
+}
+
+/// The system clock plus an adjustable offset, for tests of expiry.
+#[derive(Debug, Default)]
+pub struct OffsetClock(AtomicI64);
+
+impl OffsetClock {
+    /// Move time forward by `secs`.
+    pub fn advance(&self, secs: i64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> i64 {
+        SystemClock.now() + self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A registered app with its secret reduced to a digest.
+#[derive(Debug)]
+pub struct App {
+    /// The registration.
+    pub config: AppConfig,
+    /// SHA-256 of the client secret.
+    pub secret_digest: Option<[u8; 32]>,
+}
+
+/// A partner tenant: its settings and the relying party that federates sign-ins to it.
+#[derive(Debug)]
+pub struct Partner {
+    /// The settings.
+    pub config: PartnerConfig,
+    /// The upstream relying party.
+    pub upstream: federation::Upstream,
+    /// The claim profile of the partner's tokens as last read or written here: a token that
+    /// changes nothing in a learned profile is judged against it without a write.
+    pub profile: std::sync::Mutex<Option<store::PartnerProfile>>,
+}
+
+/// A tenant's directory. Built once at start-up; only the key set and what [`Protection`]
+/// holds change while it runs.
+pub struct Directory {
+    /// The validated config.
+    pub config: Config,
+    /// Storage.
+    pub store: Store,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Password hashing.
+    pub passwords: Passwords,
+    /// Apps by client id.
+    pub apps: HashMap<String, Arc<App>>,
+    /// Partners by id.
+    pub partners: HashMap<String, Arc<Partner>>,
+    /// Partner ids by email domain (home realm discovery).
+    partner_domains: HashMap<String, String>,
+    /// ID Protection: intel and policies (reloadable).
+    pub protection: Protection,
+    keys: RwLock<Arc<KeySet>>,
+}
+
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Directory")
+            .field("tenant_id", &self.config.tenant_id)
+            .field("apps", &self.apps.len())
+            .field("partners", &self.partners.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Directory {
+    /// Assemble the directory.
+    pub fn new(
+        config: Config,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        passwords: Passwords,
+        keys: KeySet,
+        partners: Vec<Partner>,
+        protection: Protection,
+    ) -> Self {
+        let apps = config
+            .apps
+            .iter()
+            .map(|a| {
+                let app = App {
+                    secret_digest: a.client_secret.as_deref().map(secrets::secret_digest),
+                    config: a.clone(),
+                };
+                (a.client_id.clone(), Arc::new(app))
+            })
+            .collect();
+        let partner_domains = partners
+            .iter()
+            .flat_map(|p| {
+                p.config
+                    .domains
+                    .iter()
+                    .map(|d| (d.clone(), p.config.id.clone()))
+            })
+            .collect();
+        let partners = partners
+            .into_iter()
+            .map(|p| (p.config.id.clone(), Arc::new(p)))
+            .collect();
+        Self {
+            config,
+            store,
+            clock,
+            passwords,
+            apps,
+            partners,
+            partner_domains,
+            protection,
+            keys: RwLock::new(Arc::new(keys)),
+        }
+    }
+
+    /// Unix seconds now.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// The current key set.
+    pub fn keys(&self) -> Arc<KeySet> {
+        self.keys
+            .read()
+            .map(|k| k.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Swap in a freshly loaded key set. (A running server calls its own `set_keys`, which
+    /// also refreshes the JWKS document it publishes.)
+    pub fn set_keys(&self, keys: KeySet) {
+        match self.keys.write() {
+            Ok(mut k) => *k = Arc::new(keys),
+            Err(p) => *p.into_inner() = Arc::new(keys),
+        }
+    }
+
+    /// Look up an app.
+    pub fn app(&self, client_id: &str) -> Option<Arc<App>> {
+        self.apps.get(client_id).cloned()
+    }
+
+    /// A partner by id.
+    pub fn partner(&self, id: &str) -> Option<Arc<Partner>> {
+        self.partners.get(id).cloned()
+    }
+
+    /// The partner whose users have addresses in `email`'s domain: home realm discovery.
+    pub fn partner_for_email(&self, email: &str) -> Option<Arc<Partner>> {
+        let (_, domain) = email.rsplit_once('@')?;
+        let id = self.partner_domains.get(&domain.to_ascii_lowercase())?;
+        self.partner(id)
+    }
+
+    /// How long retired keys stay published: the longest JWT lifetime.
+    pub fn key_grace(&self) -> i64 {
+        self.config
+            .tokens
+            .id_token
+            .max(self.config.tokens.access_token)
+    }
+}
+
+/// Whether `email` looks like an address a user could sign in with (a sign-in name, an
+/// invitation, a leaked-credential pair): a local part, `@`, a dotted domain, at most 254
+/// bytes, no whitespace or control characters. Deliverability is not checked.
+pub fn plausible_email(email: &str) -> bool {
+    email.len() <= 254
+        && email.split_once('@').is_some_and(|(l, d)| {
+            !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.')
+        })
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+}

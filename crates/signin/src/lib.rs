@@ -1,0 +1,37 @@
+//! The application layer of a tenant, between HTTP and the pure crates (`protocol`, `risk`,
+//! `policy`), over `store` and `federation`. It has no HTTP types in it: no axum, no http, no
+//! templates. The server crate parses requests and renders responses; what a sign-in means for
+//! the tenant lives here.
+//!
+//! What it owns, or will own as the server is split up:
+//!
+//! - [`Directory`]: a tenant's config, store, clock, apps, partners (partner trust and home
+//!   realm discovery), ID Protection and signing keys.
+//! - [`config`]: the validated TOML config.
+//! - [`passwords`]: argon2id on dedicated threads, and the password policy.
+//! - [`protection`]: intel and compiled policies, reloadable.
+//! - [`user_risk`]: the home's user-risk service ([`user_risk::Home`]), imports, detections.
+//! - [`guests`]: inviting guests.
+//! - [`codes`]: the error codes people can look up (Entra's numbers), all in one place.
+//! - [`signin_log`]: sign-in log entries (Graph `signIn`-shaped), for the [`Client`] that asked.
+//! - [`keys`]: signing key creation, loading and rotation.
+//! - [`secrets`]: random tokens, their storage hashes, constant-time comparison.
+//!
+//! The sign-in in progress, the gate and the MFA core are still in the server crate; they move
+//! here in later steps.
+
+mod client;
+pub mod codes;
+pub mod config;
+mod directory;
+pub mod guests;
+pub mod keys;
+pub mod passwords;
+pub mod protection;
+pub mod secrets;
+pub mod signin_log;
+pub mod user_risk;
+
+pub use client::Client;
+pub use config::Config;
+pub use directory::{App, Clock, Directory, OffsetClock, Partner, SystemClock, plausible_email};
