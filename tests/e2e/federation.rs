@@ -615,7 +615,9 @@ async fn replayed_and_foreign_browser_callbacks_are_refused() {
     });
     assert!(text.contains("did not come back to the browser"), "{text}");
     assert_eq!(err.get("error").map(String::as_str), Some("access_denied"));
-    // The state was used up by that attempt: replaying it in the right browser is refused too.
+    // That attempt did not use up the real browser's sign-in: it completes, once.
+    let r = b.get(&callback).send().await.unwrap();
+    assert_eq!(r.status(), 303, "the right browser goes on");
     let r = b.get(&callback).send().await.unwrap();
     let (text, _) = refusal(Ended::Page(r.status().as_u16(), r.text().await.unwrap()));
     assert!(text.contains("already been used"), "{text}");
@@ -645,7 +647,8 @@ async fn replayed_and_foreign_browser_callbacks_are_refused() {
             .unwrap()
             .unwrap()
             .home_subject
-            .is_none()
+            .is_some(),
+        "redeemed by the right browser only"
     );
 }
 

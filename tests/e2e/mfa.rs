@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::support::*;
-use server::authorize::{self, Gate};
+use signin::sign_in::{self as progress, SignIn};
 use totp_rs::{Algorithm, Builder, Secret};
 
 /// The current 6-digit code for a base32 key (SHA-1, 30 s steps: what the enrolment page
@@ -77,7 +77,7 @@ async fn at_mfa_step(
     t: &TestTenant,
     b: &reqwest::Client,
     user: &store::User,
-    gate: Gate,
+    sign_in_risk: risk::RiskLevel,
 ) -> String {
     let r = b.get(rp_authorize(t, "")).send().await.unwrap();
     assert_eq!(r.status(), 303);
@@ -90,31 +90,23 @@ async fn at_mfa_step(
         .find(|(k, _)| k == "csrf_token")
         .unwrap()
         .1;
-    let mut pending = authorize::load_pending(t.state(), &id).await.unwrap();
-    pending.gate = Some(Gate {
-        user_id: user.id.clone(),
-        amr: vec!["pwd".into()],
-        binding: server::secrets::token_hash(&csrf),
-        ..gate
-    });
-    let id = authorize::replace_pending(t.state(), &id, pending)
-        .await
-        .unwrap();
+    let pending = progress::load(t.state(), &id).await.unwrap();
+    let mut held = pending.authenticated(&user.id, vec!["pwd".into()]);
+    held.held = true;
+    held.bound_to = Some(server::secrets::token_hash(&csrf));
+    held.sign_in_risk_level = sign_in_risk;
+    let id = progress::replace(t.state(), &id, &held).await.unwrap();
     format!("/login/mfa?interaction={id}")
 }
 
-/// The gate a `/login/continue?interaction=` location leads to.
-async fn gate_at(t: &TestTenant, continue_location: &str) -> Gate {
+/// The held sign-in a `/login/continue?interaction=` location leads to.
+async fn gate_at(t: &TestTenant, continue_location: &str) -> SignIn {
     assert!(
         continue_location.starts_with("/login/continue?interaction="),
         "{continue_location}"
     );
     let id = &query(&t.url(continue_location))["interaction"];
-    authorize::load_pending(t.state(), id)
-        .await
-        .unwrap()
-        .gate
-        .unwrap()
+    progress::load(t.state(), id).await.unwrap()
 }
 
 async fn post(
@@ -139,7 +131,7 @@ async fn mfa_enrolment_then_verification_and_recovery_codes() {
     let b = browser();
 
     // No authenticator yet: enrolment. A wrong code keeps the same key on the page.
-    let path = at_mfa_step(&t, &b, &alice, Gate::default()).await;
+    let path = at_mfa_step(&t, &b, &alice, risk::RiskLevel::None).await;
     let page = page_text(&b, t.url(&path)).await;
     let secret = enrolment_secret(&page).expect("enrolment page shows the key");
     assert!(page.contains("otpauth://totp/"), "{page}");
@@ -168,10 +160,10 @@ async fn mfa_enrolment_then_verification_and_recovery_codes() {
     assert!(gate.mfa_done);
     assert_eq!(gate.amr, ["pwd", "mfa", "otp"]);
     assert_eq!(gate.mfa_failures, 1);
-    assert!(server::mfa::has_method(t.state(), &alice.id).await.unwrap());
+    assert!(signin::mfa::has_method(t.state(), &alice.id).await.unwrap());
 
     // Next sign-in: the code page. The enrolment's code is spent (RFC 6238 §5.2).
-    let path = at_mfa_step(&t, &b, &alice, Gate::default()).await;
+    let path = at_mfa_step(&t, &b, &alice, risk::RiskLevel::None).await;
     let page = page_text(&b, t.url(&path)).await;
     assert!(enrolment_secret(&page).is_none(), "no second enrolment");
     let r = post(&t, &b, "/login/mfa", &page, ("code", &code)).await;
@@ -193,7 +185,7 @@ async fn mfa_enrolment_then_verification_and_recovery_codes() {
     assert!(gate.mfa_done);
     assert_eq!(gate.amr, ["pwd", "mfa", "otp"]);
 
-    let path = at_mfa_step(&t, &b, &alice, Gate::default()).await;
+    let path = at_mfa_step(&t, &b, &alice, risk::RiskLevel::None).await;
     let page = page_text(&b, t.url(&path)).await;
     let r = post(
         &t,
@@ -243,7 +235,7 @@ async fn mfa_enrolment_then_verification_and_recovery_codes() {
     let args = |email: &str| ["mfa", "reset", "--config", config, email].map(str::to_owned);
     assert_eq!(run(args("nobody@contoso.test").to_vec()).await, Err(4));
     assert_eq!(run(args(ALICE).to_vec()).await, Ok(()));
-    assert!(!server::mfa::has_method(t.state(), &alice.id).await.unwrap());
+    assert!(!signin::mfa::has_method(t.state(), &alice.id).await.unwrap());
     assert_eq!(
         t.state()
             .store
@@ -259,11 +251,7 @@ async fn mfa_registration_is_refused_during_a_risky_sign_in() {
     let t = start("mfa-risky").await;
     let alice = t.state().store.user_by_email(ALICE).await.unwrap().unwrap();
     let b = browser();
-    let gate = Gate {
-        sign_in_risk_level: risk::RiskLevel::Medium,
-        ..Gate::default()
-    };
-    let path = at_mfa_step(&t, &b, &alice, gate).await;
+    let path = at_mfa_step(&t, &b, &alice, risk::RiskLevel::Medium).await;
     let r = b.get(t.url(&path)).send().await.unwrap();
     assert_eq!(r.status(), 403);
     let page = r.text().await.unwrap();
@@ -295,7 +283,7 @@ async fn mfa_five_wrong_codes_refuse_the_sign_in() {
         .unwrap();
     assert!(store.confirm_totp("m1", 1, 0).await.unwrap());
     let b = browser();
-    let path = at_mfa_step(&t, &b, &alice, Gate::default()).await;
+    let path = at_mfa_step(&t, &b, &alice, risk::RiskLevel::None).await;
     let mut page = page_text(&b, t.url(&path)).await;
     let now = u64::try_from(t.state().now()).unwrap();
     let valid: Vec<String> = [now - 30, now, now + 30]

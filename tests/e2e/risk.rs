@@ -670,7 +670,7 @@ async fn anonymous_ip_guest_is_asked_for_mfa_and_cannot_enrol_during_the_risky_s
     let rows = sign_in_rows(&p.resource).await;
     assert_eq!(rows[0].error_code, 53004);
     assert!(
-        !server::mfa::has_method(p.resource.state(), rows[0].user_id.as_deref().unwrap())
+        !signin::mfa::has_method(p.resource.state(), rows[0].user_id.as_deref().unwrap())
             .await
             .unwrap(),
         "no factor was enrolled"

@@ -14,71 +14,9 @@ use protocol::authorize::{
 };
 use protocol::params::Params;
 use protocol::{ErrorCode, OAuthError};
-use serde::{Deserialize, Serialize};
+use signin::sign_in::{self as progress, SignIn};
 use std::sync::Arc;
-use store::{AuthCode, Grant, Interaction};
-
-/// A sign-in in progress, kept in the store under a random id while pages are shown.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Pending {
-    /// The validated authorization request.
-    pub request: AuthorizationRequest,
-    /// Set when the password was verified but must be changed before a session exists.
-    #[serde(default)]
-    pub verified_user: Option<String>,
-    /// The sign-in's correlation id: the app's `client-request-id` when it sent a usable one
-    /// (a resource tenant federating here does), else the id of the authorization request.
-    #[serde(default)]
-    pub correlation_id: String,
-    /// What the sign-in gate (`access`) decided and what the user has done since, once the
-    /// user is known: MFA and password-change steps resume from it.
-    #[serde(default)]
-    pub gate: Option<Gate>,
-}
-
-/// A sign-in held by the gate between its steps (MFA, password change): who, how they
-/// authenticated, the risk the policies saw, and what has been satisfied so far.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Gate {
-    /// The user being signed in.
-    pub user_id: String,
-    /// How they authenticated so far (`pwd`, the home's `amr`, then `mfa`/`otp`).
-    pub amr: Vec<String>,
-    /// For a guest: what the home said (becomes the session's `federation_json`).
-    #[serde(default)]
-    pub guest: Option<crate::federated::GuestSession>,
-    /// User risk the policies saw (for a guest: the home's claim when trusted).
-    #[serde(default)]
-    pub user_risk_level: risk::RiskLevel,
-    /// This tenant's real-time sign-in risk.
-    #[serde(default)]
-    pub sign_in_risk_level: risk::RiskLevel,
-    /// MFA done in this sign-in (TOTP here, or the home's MFA when trusted).
-    #[serde(default)]
-    pub mfa_done: bool,
-    /// A secure password change done in this sign-in.
-    #[serde(default)]
-    pub password_changed: bool,
-    /// Wrong MFA codes entered in this sign-in (the sign-in is refused at the fifth).
-    #[serde(default)]
-    pub mfa_failures: u32,
-    /// Hash of the CSRF cookie of the browser the gate held the sign-in for: only that
-    /// browser may resume it (`/login/continue` is a GET whose URL could leak).
-    #[serde(default)]
-    pub binding: String,
-}
-
-impl Pending {
-    /// A new pending sign-in for a validated request.
-    pub fn new(request: AuthorizationRequest, correlation_id: String) -> Self {
-        Self {
-            request,
-            verified_user: None,
-            correlation_id,
-            gate: None,
-        }
-    }
-}
+use store::{AuthCode, Grant};
 
 /// The correlation id an app asked for with `client-request-id`, if it is a plausible one
 /// (letters, digits and '-', at most 64): it only joins logs, so anything else is ignored.
@@ -156,9 +94,9 @@ async fn authorize(state: AppState, ctx: Ctx, jar: CookieJar, raw: String) -> Re
             &request,
             OAuthError::new(ErrorCode::LoginRequired, "The user is not signed in."),
         ),
-        None => match start_pending(&state, Pending::new(request, correlation_id)).await {
+        None => match progress::save(&state, &SignIn::new(request, correlation_id)).await {
             Ok(id) => Redirect::to(&format!("/login?interaction={id}")).into_response(),
-            Err(e) => e.render(&state, &ctx),
+            Err(e) => PageError::from(e).render(&state, &ctx),
         },
     }
 }
@@ -176,44 +114,6 @@ pub fn rules(app: &App) -> ClientRules<'_> {
             .contains(&GrantType::AuthorizationCode),
         extra_scopes: &app.config.scopes,
     }
-}
-
-pub async fn start_pending(state: &AppState, pending: Pending) -> Result<String, PageError> {
-    let id = random_token();
-    let now = state.now();
-    let json = serde_json::to_string(&pending).map_err(|e| PageError::internal(e.to_string()))?;
-    state
-        .store
-        .create_interaction(&Interaction {
-            id: id.clone(),
-            request_json: json,
-            created_at: now,
-            expires_at: now + state.config.tokens.sign_in_request,
-        })
-        .await?;
-    Ok(id)
-}
-
-/// Load a pending sign-in by id.
-pub async fn load_pending(state: &AppState, id: &str) -> Result<Pending, PageError> {
-    if id.is_empty() || id.len() > 64 {
-        return Err(PageError::expired_request());
-    }
-    let Some(i) = state.store.interaction(id, state.now()).await? else {
-        return Err(PageError::expired_request());
-    };
-    serde_json::from_str(&i.request_json)
-        .map_err(|e| PageError::internal(format!("pending sign-in unreadable: {e}")))
-}
-
-/// Replace a pending sign-in (a new id, the old one deleted).
-pub async fn replace_pending(
-    state: &AppState,
-    old_id: &str,
-    pending: Pending,
-) -> Result<String, PageError> {
-    state.store.delete_interaction(old_id).await?;
-    start_pending(state, pending).await
 }
 
 /// With an authenticated user: ask for consent if needed, else issue the code.
@@ -245,13 +145,12 @@ pub async fn continue_with_session(
             );
         }
         Ok(true) => {
-            return match start_pending(&state, Pending::new(request, ctx.correlation_id.clone()))
-                .await
-            {
+            let sign_in = SignIn::new(request, ctx.correlation_id.clone());
+            return match progress::save(&state, &sign_in).await {
                 Ok(id) => {
                     (jar, Redirect::to(&format!("/consent?interaction={id}"))).into_response()
                 }
-                Err(e) => e.render(&state, &ctx),
+                Err(e) => PageError::from(e).render(&state, &ctx),
             };
         }
         Err(e) => return e.render(&state, &ctx),

@@ -2,7 +2,7 @@
 //! change, then consent. Every password attempt writes a sign-in log row.
 
 use crate::access;
-use crate::authorize::{self, Gate, Pending};
+use crate::authorize;
 use crate::federated;
 use crate::pages;
 use crate::passwords::check_new_password;
@@ -17,6 +17,8 @@ use axum_extra::extract::cookie::CookieJar;
 use protocol::{ErrorCode, OAuthError};
 use serde::Deserialize;
 use signin::codes;
+use signin::plausible_email;
+use signin::sign_in::{self as progress, SignIn};
 use store::UserStatus;
 
 /// `?interaction=`
@@ -33,7 +35,10 @@ pub async fn email_page(
     jar: CookieJar,
     Query(q): Query<InteractionQuery>,
 ) -> Response {
-    let pending = match authorize::load_pending(&state, &q.interaction).await {
+    let pending = match progress::load(&state, &q.interaction)
+        .await
+        .map_err(PageError::from)
+    {
         Ok(p) => p,
         Err(e) => return e.render(&state, &ctx),
     };
@@ -64,7 +69,7 @@ async fn after_email(
     state: &AppState,
     ctx: &Ctx,
     interaction: &str,
-    pending: Pending,
+    pending: SignIn,
     csrf: &str,
     email: &str,
 ) -> Response {
@@ -82,7 +87,7 @@ async fn after_email(
 
 fn render_email(
     state: &AppState,
-    pending: &Pending,
+    pending: &SignIn,
     interaction: &str,
     csrf: &str,
     email: &str,
@@ -109,9 +114,9 @@ async fn submitted_pending(
     jar: &CookieJar,
     csrf_token: &str,
     interaction: &str,
-) -> Result<Pending, PageError> {
+) -> Result<SignIn, PageError> {
     check_csrf(state, jar, csrf_token)?;
-    authorize::load_pending(state, interaction).await
+    Ok(progress::load(state, interaction).await?)
 }
 
 /// The email form.
@@ -150,15 +155,6 @@ pub async fn email_submit(
     after_email(&state, &ctx, &f.interaction, pending, &f.csrf_token, &email).await
 }
 
-/// A lowercased address that could be an email (what the sign-in page and invitations accept).
-pub(crate) fn plausible_email(email: &str) -> bool {
-    email.len() <= 254
-        && email.split_once('@').is_some_and(|(l, d)| {
-            !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.')
-        })
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-}
-
 /// The password form.
 #[derive(Debug, Deserialize)]
 pub struct PasswordForm {
@@ -176,7 +172,7 @@ pub struct PasswordForm {
 async fn log_member(
     state: &AppState,
     ctx: &Ctx,
-    pending: &Pending,
+    pending: &SignIn,
     upn: &str,
     user_id: Option<&str>,
     outcome: Outcome,
@@ -308,12 +304,9 @@ pub async fn password_submit(
             return again(BAD_CREDENTIALS);
         }
     };
+    let pending = pending.authenticated(&user.id, vec!["pwd".into()]);
     if user.must_change_password {
-        let next = Pending {
-            verified_user: Some(user.id.clone()),
-            ..pending
-        };
-        return match authorize::replace_pending(&state, &f.interaction, next).await {
+        return match progress::replace(&state, &f.interaction, &pending).await {
             Ok(id) => html(&pages::ChangePassword {
                 tenant_name: &state.config.display_name,
                 interaction: &id,
@@ -321,7 +314,7 @@ pub async fn password_submit(
                 email: &user.email,
                 error: None,
             }),
-            Err(e) => e.render(&state, &ctx),
+            Err(e) => PageError::from(e).render(&state, &ctx),
         };
     }
     // Leaked-credential and password-spray checks see the password and the IP only here.
@@ -330,17 +323,7 @@ pub async fn password_submit(
     {
         return PageError::internal(format!("user risk checks failed: {e}")).render(&state, &ctx);
     }
-    let gate = password_gate(&user);
-    access::judge(state, ctx, jar, &f.interaction, pending, gate, user).await
-}
-
-/// The gate's starting point for a user who just proved their password.
-fn password_gate(user: &store::User) -> Gate {
-    Gate {
-        user_id: user.id.clone(),
-        amr: vec!["pwd".into()],
-        ..Gate::default()
-    }
+    access::judge(state, ctx, jar, &f.interaction, pending, user).await
 }
 
 /// The change-password form.
@@ -367,12 +350,12 @@ pub async fn change_submit(
         Ok(p) => p,
         Err(e) => return e.render(&state, &ctx),
     };
-    let Some(user_id) = pending.verified_user.clone() else {
+    let Some(user_id) = pending.user_id.clone() else {
         return PageError::expired_request().render(&state, &ctx);
     };
-    // Only a sign-in the gate sent to this page (MFA done) may change the password here; one
-    // still waiting for MFA may not skip it.
-    if pending.gate.as_ref().is_some_and(|g| !g.mfa_done) {
+    // Only a sign-in the gate sent to this page (MFA done), in the browser it holds it for,
+    // may change the password here; one still waiting for MFA may not skip it.
+    if pending.held && (!pending.mfa_done || !access::same_browser(&state, &jar, &pending)) {
         return PageError::expired_request().render(&state, &ctx);
     }
     let user = match state.store.user_by_id(&user_id).await {
@@ -419,25 +402,21 @@ pub async fn change_submit(
     // The password was changed in this sign-in: either because the account required it
     // (a temporary password, already remediated when the admin set it) or because the user-risk
     // policy did, after MFA: a secure password change, which remediates the user's risk.
-    let gate = match pending.gate.clone() {
-        Some(mut g) => {
-            g.password_changed = true;
-            let remediated = crate::user_risk::remediate(
-                &state,
-                &user.id,
-                risk::UserRiskEvent::SecuredPasswordChange,
-                risk::Actor::User(user.id.clone()),
-            )
-            .await;
-            if let Err(e) = remediated {
-                return PageError::internal(format!("remediation failed: {e}"))
-                    .render(&state, &ctx);
-            }
-            g
+    let mut pending = pending;
+    if pending.held {
+        pending.password_changed = true;
+        let remediated = crate::user_risk::remediate(
+            &state,
+            &user.id,
+            risk::UserRiskEvent::SecuredPasswordChange,
+            risk::Actor::User(user.id.clone()),
+        )
+        .await;
+        if let Err(e) = remediated {
+            return PageError::internal(format!("remediation failed: {e}")).render(&state, &ctx);
         }
-        None => password_gate(&user),
-    };
-    access::judge(state, ctx, jar, &f.interaction, pending, gate, user).await
+    }
+    access::judge(state, ctx, jar, &f.interaction, pending, user).await
 }
 
 /// `GET /consent`.
@@ -447,7 +426,10 @@ pub async fn consent_page(
     jar: CookieJar,
     Query(q): Query<InteractionQuery>,
 ) -> Response {
-    let pending = match authorize::load_pending(&state, &q.interaction).await {
+    let pending = match progress::load(&state, &q.interaction)
+        .await
+        .map_err(PageError::from)
+    {
         Ok(p) => p,
         Err(e) => return e.render(&state, &ctx),
     };

@@ -1,20 +1,19 @@
 //! TOTP multi-factor authentication at sign-in (RFC 6238): verification, enrolment with
 //! recovery codes, and the refusals around them.
 //!
-//! The sign-in gate sends the browser to `GET /login/mfa?interaction=` with
-//! [`Pending::gate`](crate::authorize::Pending) set when a policy requires MFA. Once a code is
-//! accepted this module marks the gate (`mfa_done`, `amr` gains RFC 8176's `mfa` and `otp`),
-//! moves the pending sign-in to a new id and answers 303 to `/login/continue?interaction=`,
-//! where the gate resumes. That redirect is the whole contract with the gate.
+//! The sign-in gate sends the browser to `GET /login/mfa?interaction=` with the sign-in held
+//! (`SignIn::held`) when a policy requires MFA. Once a code is accepted this module marks the
+//! sign-in (`mfa_done`, `amr` gains RFC 8176's `mfa` and `otp`), keeps it under a new id and
+//! answers 303 to `/login/continue?interaction=`, where the gate resumes. That redirect is the
+//! whole contract with the gate. The TOTP and recovery-code core is `signin::mfa`.
 //!
 //! Each form submission first claims its pending sign-in (consumed at most once) and only
 //! then checks the code, so racing submissions of one form get one verdict between them and
 //! cannot fork the count of wrong codes.
 
-use crate::authorize::{self, Gate, Pending};
 use crate::pages;
 use crate::refusal::{self, Refusal};
-use crate::secrets::{random_bytes, token_hash};
+use crate::secrets::token_hash;
 use crate::signin_log::{self, Entry, Outcome};
 use crate::state::AppState;
 use crate::web::{Ctx, PageError, check_csrf, csrf_token, html};
@@ -25,176 +24,31 @@ use axum_extra::extract::cookie::CookieJar;
 use protocol::{ErrorCode, OAuthError};
 use serde::Deserialize;
 use signin::codes::STRONG_AUTH_FAILED;
-use store::{Consumption, StoreError, TotpMethod, User, UserStatus};
-use totp_rs::{Algorithm, Builder, Secret, Totp};
+use signin::mfa::{
+    MAX_FAILURES, RECOVERY_CODES, check_totp, grouped, has_method, new_recovery_code, new_secret,
+    normalize_recovery_code, otpauth_uri, use_recovery_code, verify_totp,
+};
+use signin::sign_in::{self as progress, SignIn};
+use store::{Consumption, TotpMethod, User};
 
-/// Digits of a code (RFC 6238's default, what every authenticator app shows).
-const DIGITS: usize = 6;
-/// Seconds per time step (RFC 6238 §5.2's recommendation).
-const STEP_SECS: u64 = 30;
-/// Time steps of clock drift accepted either way (RFC 6238 §5.2 recommends at most one).
-const SKEW: u16 = 1;
-/// Key length: 160 bits, RFC 4226 §4's recommendation.
-const SECRET_BYTES: usize = 20;
-/// Recovery codes issued at enrolment.
-pub const RECOVERY_CODES: usize = 10;
-/// Wrong codes after which a sign-in is refused.
-pub const MAX_FAILURES: u32 = 5;
-/// Recovery code characters: RFC 4648 base32, lowercase (no case or look-alike doubts when
-/// typed back), 5 bits each.
-const RECOVERY_ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
-/// Characters in a recovery code: 80 bits, beyond guessing online and, unsalted, offline.
-const RECOVERY_LEN: usize = 16;
-
-fn totp(secret_base32: &str) -> Option<Totp> {
-    let secret = Secret::try_from_base32(secret_base32).ok()?;
-    Builder::new()
-        .with_algorithm(Algorithm::SHA1)
-        .with_digits(DIGITS as u8)
-        .with_skew(SKEW)
-        .with_step_duration(STEP_SECS)
-        .with_secret(secret)
-        .build()
-        .ok()
-}
-
-/// The RFC 6238 time step whose code `code` is, for the base32 key `secret` at unix time
-/// `now`, within one step of drift; `None` for a wrong or malformed code (spaces are ignored).
-/// Pure: the caller must still refuse a step already used (see [`verify_code`]).
-pub fn verify_totp(secret: &str, code: &str, now: i64) -> Option<u64> {
-    let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
-    totp(secret)?.check(&code, u64::try_from(now).ok()?)
-}
-
-/// The `otpauth://` URI authenticator apps import (Key Uri Format): SHA-1, 6 digits, 30 s.
-pub fn otpauth_uri(issuer: &str, account: &str, secret: &str) -> String {
-    let enc = |s: &str| -> String {
-        url::form_urlencoded::byte_serialize(s.as_bytes())
-            .collect::<String>()
-            .replace('+', "%20")
-    };
-    format!(
-        "otpauth://totp/{}:{}?secret={secret}&issuer={}&algorithm=SHA1&digits={DIGITS}&period={STEP_SECS}",
-        enc(issuer),
-        enc(account),
-        enc(issuer),
-    )
-}
-
-/// A new random key, base32.
-fn new_secret() -> String {
-    Secret::from(random_bytes::<SECRET_BYTES>()).to_base32()
-}
-
-/// The key in groups of four, easier to type into an app.
-fn grouped(secret: &str) -> String {
-    let chars: Vec<char> = secret.chars().collect();
-    chars
-        .chunks(4)
-        .map(|c| c.iter().collect::<String>())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// A new recovery code, `xxxx-xxxx-xxxx-xxxx`.
-fn new_recovery_code() -> String {
-    let mut code = String::with_capacity(RECOVERY_LEN + 3);
-    for (i, b) in random_bytes::<RECOVERY_LEN>().iter().enumerate() {
-        if i > 0 && i % 4 == 0 {
-            code.push('-');
-        }
-        code.push(char::from(RECOVERY_ALPHABET[usize::from(b & 31)]));
-    }
-    code
-}
-
-/// A recovery code as typed, reduced to what is hashed: lowercase, separators dropped.
-fn normalize_recovery_code(code: &str) -> String {
-    code.chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
-}
-
-/// Whether the user has a confirmed authenticator.
-pub async fn has_method(state: &AppState, user_id: &str) -> Result<bool, StoreError> {
-    Ok(state.store.confirmed_totp(user_id).await?.is_some())
-}
-
-/// Whether `code` proves the user's second factor now: a code of their confirmed authenticator
-/// (each time step is accepted once, and never one older than the last accepted), or one of
-/// their unused recovery codes, which this call spends.
-pub async fn verify_code(state: &AppState, user_id: &str, code: &str) -> Result<bool, StoreError> {
-    let digits = code.chars().filter(|c| !c.is_whitespace());
-    if digits.clone().count() == DIGITS && digits.clone().all(|c| c.is_ascii_digit()) {
-        check_totp(state, user_id, code).await
-    } else {
-        use_recovery_code(state, user_id, code).await
-    }
-}
-
-async fn check_totp(state: &AppState, user_id: &str, code: &str) -> Result<bool, StoreError> {
-    let Some(method) = state.store.confirmed_totp(user_id).await? else {
-        return Ok(false);
-    };
-    match verify_totp(&method.secret, code, state.now()).and_then(|s| i64::try_from(s).ok()) {
-        Some(step) => state.store.use_totp_step(&method.id, step).await,
-        None => Ok(false),
-    }
-}
-
-async fn use_recovery_code(
-    state: &AppState,
-    user_id: &str,
-    code: &str,
-) -> Result<bool, StoreError> {
-    let code = normalize_recovery_code(code);
-    if code.len() != RECOVERY_LEN {
-        return Ok(false);
-    }
-    state
-        .store
-        .consume_recovery_code(user_id, &token_hash(&code), state.now())
-        .await
-}
-
-/// Record MFA done in this sign-in: RFC 8176 `mfa` and `otp`, each once.
-fn mark_done(gate: &mut Gate) {
-    gate.mfa_done = true;
-    for method in ["mfa", "otp"] {
-        if !gate.amr.iter().any(|a| a == method) {
-            gate.amr.push(method.to_owned());
-        }
-    }
-}
-
-/// A pending sign-in at the MFA step: its id, the request, the gate and the user it names.
+/// A held sign-in at the MFA step: its id, the sign-in and the user it names.
 struct Step {
     id: String,
-    pending: Pending,
-    gate: Gate,
+    sign_in: SignIn,
     user: User,
 }
 
 async fn load(state: &AppState, jar: &CookieJar, interaction: &str) -> Result<Step, PageError> {
-    let pending = authorize::load_pending(state, interaction).await?;
-    // Only a sign-in the gate sent here (user known, MFA required) has an MFA step, and only
-    // in the browser it was held for: a leaked URL must not let another browser enrol a factor.
-    let Some(gate) = pending
-        .gate
-        .clone()
-        .filter(|g| crate::access::same_browser(state, jar, g))
-    else {
+    let sign_in = progress::load(state, interaction).await?;
+    // Only a sign-in the gate holds (user known, MFA required) has an MFA step, and only in
+    // the browser it was held for: a leaked URL must not let another browser enrol a factor.
+    if !sign_in.held || !crate::access::same_browser(state, jar, &sign_in) {
         return Err(PageError::expired_request());
-    };
-    let user = match state.store.user_by_id(&gate.user_id).await? {
-        Some(u) if u.status == UserStatus::Active => u,
-        _ => return Err(PageError::expired_request()),
-    };
+    }
+    let user = crate::access::held_user(state, &sign_in).await?;
     Ok(Step {
         id: interaction.to_owned(),
-        pending,
-        gate,
+        sign_in,
         user,
     })
 }
@@ -223,13 +77,9 @@ async fn claim(state: &AppState, step: &Step) -> Result<(), PageError> {
     }
 }
 
-/// Store the pending sign-in with its updated gate under a new id.
+/// Keep the sign-in, updated, under a new id.
 async fn resume(state: &AppState, step: &Step) -> Result<String, PageError> {
-    let pending = Pending {
-        gate: Some(step.gate.clone()),
-        ..step.pending.clone()
-    };
-    authorize::start_pending(state, pending).await
+    Ok(progress::save(state, &step.sign_in).await?)
 }
 
 fn continue_url(id: &str) -> String {
@@ -244,8 +94,8 @@ async fn log(
     details: serde_json::Value,
 ) {
     let entry = Entry {
-        correlation_id: &step.pending.correlation_id,
-        app_id: Some(&step.pending.request.client_id),
+        correlation_id: &step.sign_in.correlation_id,
+        app_id: Some(&step.sign_in.request.client_id),
         upn: Some(&step.user.email),
         user_id: Some(&step.user.id),
         guest_of: step.user.partner_id.as_deref(),
@@ -258,8 +108,8 @@ async fn log(
 fn refuse(state: &AppState, step: &Step, r: Refusal) -> Response {
     refusal::render(
         state,
-        &step.pending.correlation_id,
-        Some(&step.pending.request),
+        &step.sign_in.correlation_id,
+        Some(&step.sign_in.request),
         r,
     )
 }
@@ -269,8 +119,8 @@ fn refuse(state: &AppState, step: &Step, r: Refusal) -> Response {
 /// enrol their own authenticator. The sign-in ends; nothing is registered.
 async fn refuse_risky_registration(state: &AppState, ctx: &Ctx, step: &Step) -> Option<Response> {
     let blocked = policy::mfa_registration_allowed(
-        step.gate.user_risk_level,
-        step.gate.sign_in_risk_level,
+        step.sign_in.user_risk_level,
+        step.sign_in.sign_in_risk_level,
         risk::RiskLevel::Low,
     )
     .err()?;
@@ -326,8 +176,8 @@ async fn wrong_code(
     mut step: Step,
     retry: Retry<'_>,
 ) -> Result<Response, PageError> {
-    step.gate.mfa_failures += 1;
-    if step.gate.mfa_failures >= MAX_FAILURES {
+    step.sign_in.mfa_failures += 1;
+    if step.sign_in.mfa_failures >= MAX_FAILURES {
         // The claimed interaction stays consumed: this sign-in cannot go on.
         log(
             state,
@@ -337,7 +187,7 @@ async fn wrong_code(
                 STRONG_AUTH_FAILED,
                 "Authentication failed during strong authentication request.",
             ),
-            serde_json::json!({"mfaFailures": step.gate.mfa_failures}),
+            serde_json::json!({"mfaFailures": step.sign_in.mfa_failures}),
         )
         .await;
         return Ok(refuse(
@@ -376,7 +226,7 @@ async fn wrong_code(
 
 /// MFA done: on to the gate.
 async fn done(state: &AppState, mut step: Step) -> Result<String, PageError> {
-    mark_done(&mut step.gate);
+    step.sign_in.mfa_passed();
     resume(state, &step).await
 }
 
@@ -518,7 +368,7 @@ pub async fn recovery_submit(
         let step = submitted(&state, &jar, &f.csrf_token, &f.interaction).await?;
         claim(&state, &step).await?;
         if use_recovery_code(&state, &step.user.id, &f.recovery_code).await? {
-            tracing::info!(correlation_id = %step.pending.correlation_id, user = %step.user.id, "recovery code used");
+            tracing::info!(correlation_id = %step.sign_in.correlation_id, user = %step.user.id, "recovery code used");
             let id = done(&state, step).await?;
             return Ok(Redirect::to(&continue_url(&id)).into_response());
         }
@@ -579,120 +429,11 @@ async fn enrol_inner(
         .store
         .replace_recovery_codes(&step.user.id, &hashes, now)
         .await?;
-    tracing::info!(correlation_id = %step.pending.correlation_id, user = %step.user.id, "authenticator app registered");
+    tracing::info!(correlation_id = %step.sign_in.correlation_id, user = %step.user.id, "authenticator app registered");
     let id = done(state, step).await?;
     Ok(html(&pages::MfaRecoveryCodes {
         tenant_name: &state.config.display_name,
         codes: &codes,
         interaction: &id,
     }))
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod tests {
-    use super::*;
-
-    /// RFC 6238 Appendix B's SHA-1 key, ASCII "12345678901234567890", in base32.
-    const RFC_SECRET: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
-
-    #[test]
-    fn rfc6238_sha1_vectors() {
-        // Appendix B lists 8 digits; 6 digits are the last six.
-        assert_eq!(verify_totp(RFC_SECRET, "287082", 59), Some(1));
-        assert_eq!(
-            verify_totp(RFC_SECRET, "081804", 1_111_111_109),
-            Some(1_111_111_109 / 30)
-        );
-        assert_eq!(
-            verify_totp(RFC_SECRET, "050471", 1_111_111_111),
-            Some(1_111_111_111 / 30)
-        );
-        assert_eq!(verify_totp(RFC_SECRET, "287 082", 59), Some(1), "spaces");
-    }
-
-    #[test]
-    fn one_step_of_skew_either_way() {
-        // "287082" is step 1 (t = 30..59).
-        assert_eq!(verify_totp(RFC_SECRET, "287082", 30), Some(1));
-        assert_eq!(
-            verify_totp(RFC_SECRET, "287082", 89),
-            Some(1),
-            "a step late"
-        );
-        assert_eq!(
-            verify_totp(RFC_SECRET, "287082", 0),
-            Some(1),
-            "a step early"
-        );
-        assert_eq!(
-            verify_totp(RFC_SECRET, "287082", 90),
-            None,
-            "two steps late"
-        );
-        let t: i64 = 1_111_111_109;
-        let step = Some(1_111_111_109 / 30);
-        assert_eq!(verify_totp(RFC_SECRET, "081804", t + 30), step);
-        assert_eq!(verify_totp(RFC_SECRET, "081804", t - 30), step);
-        assert_eq!(verify_totp(RFC_SECRET, "081804", t + 60), None);
-        assert_eq!(verify_totp(RFC_SECRET, "081804", t - 60), None);
-    }
-
-    #[test]
-    fn wrong_and_malformed_codes() {
-        assert_eq!(verify_totp(RFC_SECRET, "287083", 59), None);
-        assert_eq!(verify_totp(RFC_SECRET, "94287082", 59), None, "8 digits");
-        assert_eq!(verify_totp(RFC_SECRET, "28708", 59), None);
-        assert_eq!(verify_totp(RFC_SECRET, "+87082", 59), None);
-        assert_eq!(verify_totp(RFC_SECRET, "", 59), None);
-        assert_eq!(verify_totp(RFC_SECRET, "287082", -1), None);
-        assert_eq!(verify_totp("not base32!", "287082", 59), None);
-        assert_eq!(verify_totp("GEZDGNBV", "287082", 59), None, "key too short");
-    }
-
-    #[test]
-    fn new_secrets_are_160_bit_and_verify() {
-        let s = new_secret();
-        assert_ne!(s, new_secret());
-        assert_eq!(Secret::try_from_base32(&s).unwrap().as_bytes().len(), 20);
-        let code = totp(&s).unwrap().generate(1_000_000).to_string();
-        assert_eq!(verify_totp(&s, &code, 1_000_000), Some(1_000_000 / 30));
-        assert_eq!(grouped("ABCDEFGHIJ"), "ABCD EFGH IJ");
-    }
-
-    #[test]
-    fn otpauth_uri_names_issuer_and_account() {
-        assert_eq!(
-            otpauth_uri("Contoso Home", "alice@contoso.example", RFC_SECRET),
-            "otpauth://totp/Contoso%20Home:alice%40contoso.example?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Contoso%20Home&algorithm=SHA1&digits=6&period=30"
-        );
-        assert!(otpauth_uri("A:B&c", "x", "S").starts_with("otpauth://totp/A%3AB%26c:x?"));
-    }
-
-    #[test]
-    fn recovery_codes_are_random_and_normalized() {
-        let c = new_recovery_code();
-        assert_eq!(c.len(), 19);
-        assert_eq!(c.matches('-').count(), 3);
-        assert_ne!(c, new_recovery_code());
-        let n = normalize_recovery_code(&c);
-        assert_eq!(n.len(), RECOVERY_LEN);
-        assert!(n.bytes().all(|b| RECOVERY_ALPHABET.contains(&b)));
-        assert_eq!(
-            normalize_recovery_code(&format!(" {} ", c.to_uppercase())),
-            n
-        );
-    }
-
-    #[test]
-    fn mark_done_adds_rfc8176_values_once() {
-        let mut g = Gate {
-            amr: vec!["pwd".into(), "mfa".into()],
-            ..Gate::default()
-        };
-        mark_done(&mut g);
-        mark_done(&mut g);
-        assert!(g.mfa_done);
-        assert_eq!(g.amr, ["pwd", "mfa", "otp"]);
-    }
 }

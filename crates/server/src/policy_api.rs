@@ -6,7 +6,6 @@
 //! the API are stored in the database. Every change is validated by compiling the whole set it
 //! would produce, so an invalid change is refused with each broken rule and nothing changes.
 
-use crate::access;
 use crate::admin_api::{Admin, GraphError, GraphErrorDetail, GraphJson, no_content, reply};
 use crate::protection::{Origin, Policies};
 use crate::state::AppState;
@@ -328,9 +327,9 @@ pub async fn evaluate(
     let user_risk = match req.user_risk_level {
         Some(l) => l,
         None if guest => RiskLevel::None,
-        None => access::member_risk(&state, &user.id).await?,
+        None => signin::gate::member_risk(&state, &user.id).await?,
     };
-    let sign_in = access::sign_in_risk(
+    let sign_in = signin::gate::sign_in_risk(
         &state,
         req.ip_address,
         req.user_agent.as_deref().unwrap_or(""),
@@ -339,7 +338,7 @@ pub async fn evaluate(
         None,
     )
     .await?;
-    let input = access::evaluation_input(
+    let input = signin::gate::evaluation_input(
         &user,
         &req.app_id,
         &sign_in.facts,

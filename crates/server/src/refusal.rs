@@ -7,25 +7,9 @@ use crate::state::AppState;
 use crate::web::html;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use protocol::OAuthError;
 use protocol::authorize::{self, AuthorizationRequest, ResponseMode};
 
-/// Why a sign-in is refused, for the person and for the app.
-#[derive(Debug)]
-pub struct Refusal {
-    /// Heading.
-    pub title: &'static str,
-    /// What happened.
-    pub message: String,
-    /// Why, and what to do.
-    pub explanation: Option<String>,
-    /// A link elsewhere, as (href, text).
-    pub home_link: Option<(String, String)>,
-    /// The code people can look up ([`signin::codes`]; sign-in log `status.errorCode`).
-    pub error_code: u32,
-    /// What the app receives.
-    pub oauth: OAuthError,
-}
+pub use signin::refusal::Refusal;
 
 /// Render the refusal. With the request known, the page offers the way back to the app with
 /// the OAuth error, `state` and the RFC 9207 `iss`.

@@ -1,10 +1,10 @@
 //! Browser sessions: a random token in a tenant-named cookie, its hash in the database.
 
-use crate::federated::GuestSession;
 use crate::secrets::{random_token, token_hash};
 use crate::state::AppState;
 use crate::web::cookie;
 use axum_extra::extract::cookie::CookieJar;
+use signin::sign_in::GuestSession;
 use store::{Session, StoreError, User, UserStatus};
 
 /// A live session and its user.

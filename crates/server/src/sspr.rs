@@ -8,7 +8,6 @@
 //! a B2B user's risk happens in their home directory). The answers are the same whether or not
 //! the address exists or has an authenticator, so the page cannot be used to probe accounts.
 
-use crate::mfa;
 use crate::pages;
 use crate::passwords::check_new_password;
 use crate::secrets::random_token;
@@ -21,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::CookieJar;
 use risk::{Actor, UserRiskEvent};
 use serde::{Deserialize, Serialize};
+use signin::mfa;
 use store::{Consumption, Interaction, UserStatus, UserType};
 
 /// Wrong codes allowed per reset before it must be started again.

@@ -1,7 +1,6 @@
 //! The token endpoint (authorization_code, refresh_token, client_credentials), client
 //! authentication, and the tokens themselves.
 
-use crate::access;
 use crate::config::GrantType;
 use crate::secrets::{ct_eq, random_token, secret_digest, token_hash};
 use crate::state::{App, AppState};
@@ -406,7 +405,7 @@ async fn judge_refresh(
     app: &App,
     grant: &Grant,
 ) -> Result<User, ApiError> {
-    match access::judge_refresh(state, ctx, app, grant).await {
+    match signin::gate::judge_refresh(state, ctx.client(), app, grant).await {
         Ok(user) => Ok(user),
         Err(r) => {
             if r.revoke_family {

@@ -299,6 +299,15 @@ impl From<store::StoreError> for PageError {
     }
 }
 
+impl From<signin::sign_in::SignInError> for PageError {
+    fn from(e: signin::sign_in::SignInError) -> Self {
+        match e {
+            signin::sign_in::SignInError::Expired => Self::expired_request(),
+            other => Self::internal(other.to_string()),
+        }
+    }
+}
+
 /// Render a template to an HTML response; a template failure becomes a bare 500.
 pub fn html<T: Template>(t: &T) -> Response {
     match t.render() {

@@ -24,11 +24,16 @@ mod client;
 pub mod codes;
 pub mod config;
 mod directory;
+pub mod federation;
+pub mod gate;
 pub mod guests;
 pub mod keys;
+pub mod mfa;
 pub mod passwords;
 pub mod protection;
+pub mod refusal;
 pub mod secrets;
+pub mod sign_in;
 pub mod signin_log;
 pub mod user_risk;
 

@@ -1,0 +1,686 @@
+//! The sign-in gate (DESIGN.md §5, §6): one decision for every token. Every sign-in, once the
+//! user is known — a password just verified, a partner's ID token just accepted, a session
+//! reused for single sign-on, a refresh token presented (a non-interactive sign-in) — is judged
+//! here before any session, code or token exists for it:
+//!
+//! 1. **user risk**: a member's own (this tenant is their home); a guest's is the home's
+//!    `user_risk` claim when the partner entry trusts it — the seed: "The user risk for B2B
+//!    collaboration users is evaluated at their home directory";
+//! 2. **sign-in risk**, in real time, from this tenant's intel and the user's recent sign-ins
+//!    here — the seed: "evaluated at the resource directory when they try to access the
+//!    resource" — from what belongs to the user ([`Origin`]);
+//! 3. **Conditional Access** and the built-in risk policies, evaluated on both;
+//! 4. the [`Verdict`]: allow, block (the seed's sentence, nothing created), or a step the user
+//!    must take first (MFA here, or a members' secure password change).
+
+use crate::codes;
+use crate::refusal::Refusal;
+use crate::sign_in::{GuestSession, SignIn};
+use crate::signin_log::{self, Entry, Outcome, RiskLog};
+use crate::user_risk::{self, UserRiskError};
+use crate::{App, Client, Directory};
+use policy::{Decision, EvaluationInput, PolicySet, Satisfied, UserFacts};
+use protocol::{ErrorCode, OAuthError};
+use risk::{
+    PastSignIn, RiskDetail, RiskEventType, RiskLevel, RiskState, SignInContext, SignInRisk,
+    UserRiskClaim, UserType,
+};
+use serde::Deserialize;
+use store::{Grant, StoreError, User, UserStatus};
+use time::OffsetDateTime;
+
+/// How many of the user's recent successful sign-ins here sign-in risk compares with.
+const HISTORY: i64 = 50;
+
+/// The self-service password reset page of a tenant.
+pub const PASSWORD_RESET_PATH: &str = "/password/reset";
+
+/// The gate's decision about one sign-in, once the policies have been read against what was
+/// satisfied so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Let the sign-in (or refresh) through.
+    Allow,
+    /// Refuse it: the code people can look up, and the policies' reason.
+    Block {
+        /// 53011, 53003 or 50053.
+        code: u32,
+        /// Why, in the policies' words (for the logs).
+        reason: String,
+    },
+    /// The user must do something first, interactively.
+    Step(Step),
+}
+
+/// What a held sign-in waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// MFA at this tenant.
+    Mfa,
+    /// A secure password change (members; MFA done first).
+    PasswordChange,
+}
+
+/// Where a sign-in comes from, as far as sign-in risk may judge it.
+#[derive(Debug, Clone, Copy)]
+pub enum Origin<'a> {
+    /// The user's own device (a browser, or a public client's refresh): its IP and user agent
+    /// are the user's and are judged (IP lists, travel, familiarity, velocity).
+    Device {
+        /// Client IP.
+        ip: std::net::IpAddr,
+        /// User agent.
+        user_agent: &'a str,
+    },
+    /// A confidential client's back channel: the IP is its server's, not the user's, so it
+    /// never feeds sign-in risk (a web app hosted abroad must not make its users look like
+    /// impossible travellers).
+    BackChannel,
+}
+
+impl<'a> From<Client<'a>> for Origin<'a> {
+    fn from(c: Client<'a>) -> Self {
+        Origin::Device {
+            ip: c.ip,
+            user_agent: c.user_agent.unwrap_or(""),
+        }
+    }
+}
+
+/// How a judged sign-in happened, for its log row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum How {
+    /// A person at the pages (password, federation, a step done).
+    Interactive,
+    /// A live session reused for another app.
+    SingleSignOn,
+    /// A refresh-token grant (`nonInteractiveUser`).
+    Refresh,
+}
+
+/// What the gate found for one sign-in, and its verdict.
+#[derive(Debug, Clone)]
+pub struct Assessment {
+    /// The user risk the policies saw.
+    pub user_risk: RiskLevel,
+    /// This sign-in's real-time risk, each detection explained.
+    pub sign_in: SignInRisk,
+    /// Every policy's result and why.
+    pub evaluation: policy::Evaluation<'static>,
+    /// The decision.
+    pub verdict: Verdict,
+}
+
+impl Assessment {
+    /// Whether risk (the user's or the sign-in's) played a part: a block then says the seed's
+    /// sentence and how to remediate.
+    pub fn is_risky(&self) -> bool {
+        self.user_risk > RiskLevel::None || self.sign_in.risk_level > RiskLevel::None
+    }
+
+    /// The sign-in's own risk state for the log: remediated when MFA was done in it.
+    fn sign_in_risk_state(&self, sign_in: &SignIn) -> (RiskState, RiskDetail) {
+        if self.sign_in.risk_level > RiskLevel::None && sign_in.mfa_done {
+            risk::signin::remediated_by_mfa()
+        } else {
+            self.sign_in.risk_state()
+        }
+    }
+
+    fn risk_log(&self, sign_in: &SignIn) -> RiskLog {
+        let (risk_state, risk_detail) = self.sign_in_risk_state(sign_in);
+        RiskLog {
+            risk_level_aggregated: self.user_risk,
+            risk_level_during_sign_in: self.sign_in.risk_level,
+            risk_state,
+            risk_detail,
+            risk_event_types: self.sign_in.risk_event_types(),
+            risk_detections: self.sign_in.detections.clone(),
+            conditional_access_status: self.evaluation.conditional_access_status,
+            applied_conditional_access_policies: self
+                .evaluation
+                .applied_conditional_access_policies
+                .clone(),
+            location: self.sign_in.facts.clone(),
+        }
+    }
+}
+
+/// User risk, sign-in risk and the policies' verdict for `user` signing in to `app_id` as
+/// `sign_in` says so far. Reads the member's risk and the user's recent sign-ins; the rest is
+/// pure.
+pub async fn assess(
+    dir: &Directory,
+    origin: Origin<'_>,
+    user: &User,
+    sign_in: &SignIn,
+    app_id: &str,
+) -> Result<Assessment, StoreError> {
+    let user_risk = match &sign_in.guest {
+        Some(g) => UserRiskClaim::effective_level(g.user_risk.as_ref(), g.user_risk_trusted),
+        // The change this sign-in just made remediated the risk; the policies (and the log)
+        // judge the sign-in on the risk that required it, now satisfied.
+        None if sign_in.password_changed => sign_in.user_risk_level,
+        None => member_risk(dir, &user.id).await?,
+    };
+    let risk = match origin {
+        Origin::Device { ip, user_agent } => {
+            sign_in_risk(
+                dir,
+                ip,
+                user_agent,
+                &user.id,
+                sign_in.guest.as_ref().and_then(|g| g.token.as_ref()),
+            )
+            .await?
+        }
+        Origin::BackChannel => SignInRisk::not_evaluated(
+            "a confidential client's refresh comes from its server, not the user's device",
+        ),
+    };
+    let mfa_satisfied = mfa_satisfied(dir, sign_in);
+    let input = evaluation_input(
+        user,
+        app_id,
+        &risk.facts,
+        user_risk,
+        risk.risk_level,
+        Satisfied {
+            mfa: mfa_satisfied,
+            password_change: sign_in.password_changed,
+        },
+    );
+    // A partner tenant signing one of our members in as its guest enforces its own policies
+    // (as Entra: the resource tenant's Conditional Access applies to B2B access); here the home
+    // only authenticates, and its own risk travels in the `user_risk` claim.
+    let partner_app =
+        sign_in.guest.is_none() && dir.app(app_id).is_some_and(|a| a.config.partner_tenant);
+    let evaluation = if partner_app {
+        PolicySet::default().evaluate(&input).into_owned()
+    } else {
+        dir.protection.policies().set.evaluate(&input).into_owned()
+    };
+    let verdict = verdict(&evaluation.decision, mfa_satisfied, &risk);
+    Ok(Assessment {
+        user_risk,
+        sign_in: risk,
+        evaluation,
+        verdict,
+    })
+}
+
+/// Whether MFA is satisfied for this sign-in: done here, or in its amr; for a guest the home's
+/// MFA counts only where the partner entry trusts it.
+fn mfa_satisfied(dir: &Directory, sign_in: &SignIn) -> bool {
+    sign_in.mfa_done
+        || match &sign_in.guest {
+            Some(g) => {
+                g.mfa_here
+                    || (dir.partner(&g.partner).is_some_and(|p| p.config.trust_mfa)
+                        && g.home_amr.iter().any(|a| a == "mfa"))
+            }
+            None => sign_in.amr.iter().any(|a| a == "mfa"),
+        }
+}
+
+/// The policies' decision, read against what this sign-in has satisfied.
+fn verdict(decision: &Decision, mfa_satisfied: bool, sign_in: &SignInRisk) -> Verdict {
+    match decision {
+        Decision::Allow => Verdict::Allow,
+        Decision::Block { reason, error_code } => {
+            let malicious_ip = sign_in
+                .detections
+                .iter()
+                .any(|d| d.risk_event_type == RiskEventType::MaliciousIpAddress);
+            let code = if *error_code == codes::BLOCKED_BY_CONDITIONAL_ACCESS && malicious_ip {
+                codes::LOCKED_OR_MALICIOUS_IP
+            } else {
+                *error_code
+            };
+            Verdict::Block {
+                code,
+                reason: reason.clone(),
+            }
+        }
+        Decision::RequireMfa | Decision::RequirePasswordChange { mfa_first: true }
+            if !mfa_satisfied =>
+        {
+            Verdict::Step(Step::Mfa)
+        }
+        // MFA is satisfied yet still required: only a policy bug gets here; refuse rather than
+        // let it through.
+        Decision::RequireMfa => Verdict::Block {
+            code: codes::BLOCKED_BY_CONDITIONAL_ACCESS,
+            reason: "MFA satisfied but still required".to_owned(),
+        },
+        Decision::RequirePasswordChange { .. } => Verdict::Step(Step::PasswordChange),
+    }
+}
+
+/// What the policies read about one sign-in (the gate's, or a what-if's).
+pub fn evaluation_input(
+    user: &User,
+    app_id: &str,
+    facts: &risk::IpFacts,
+    user_risk: RiskLevel,
+    sign_in_risk: RiskLevel,
+    satisfied: Satisfied,
+) -> EvaluationInput {
+    EvaluationInput {
+        user: UserFacts {
+            id: user.id.clone(),
+            user_type: match user.user_type {
+                store::UserType::Guest => UserType::Guest,
+                store::UserType::Member => UserType::Member,
+            },
+            groups: Vec::new(),
+        },
+        app_id: app_id.to_owned(),
+        location: facts.into(),
+        user_risk_level: user_risk,
+        sign_in_risk_level: sign_in_risk,
+        satisfied,
+    }
+}
+
+/// Real-time sign-in risk of a sign-in by `user_id` from `ip` now: one read (the user's recent
+/// sign-ins here), the rest pure. `token`: the facts about the partner's ID token of a
+/// federated guest sign-in, for `tokenIssuerAnomaly`.
+pub async fn sign_in_risk(
+    dir: &Directory,
+    ip: std::net::IpAddr,
+    user_agent: &str,
+    user_id: &str,
+    token: Option<&risk::TokenIssuerFacts>,
+) -> Result<SignInRisk, StoreError> {
+    let history = past_sign_ins(dir, user_id).await?;
+    let intel = dir.protection.intel();
+    let at = OffsetDateTime::from_unix_timestamp(dir.now())
+        .map_err(|e| StoreError::Corrupt(format!("clock out of range: {e}")))?;
+    Ok(risk::evaluate_sign_in(
+        &SignInContext {
+            ip,
+            user_agent,
+            at,
+            history: &history,
+            token,
+        },
+        &intel,
+        &dir.protection.settings().sign_in,
+    ))
+}
+
+/// A member's current user risk at this (their home) tenant: remediated, dismissed and aged-out
+/// risk counts as none.
+pub async fn member_risk(dir: &Directory, user_id: &str) -> Result<RiskLevel, StoreError> {
+    let status = user_risk::current(dir, user_id).await?;
+    Ok(match status.risk_state {
+        RiskState::AtRisk | RiskState::ConfirmedCompromised => status.risk_level,
+        _ => RiskLevel::None,
+    })
+}
+
+/// The user's recent successful interactive sign-ins here, as sign-in risk compares them.
+async fn past_sign_ins(dir: &Directory, user_id: &str) -> Result<Vec<PastSignIn>, StoreError> {
+    #[derive(Default, Deserialize)]
+    struct Location {
+        country: Option<String>,
+        city: Option<String>,
+        latitude: Option<f64>,
+        longitude: Option<f64>,
+        asn: Option<u32>,
+    }
+    let rows = dir.store.recent_sign_ins(user_id, HISTORY).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let at = OffsetDateTime::from_unix_timestamp(r.created_at).ok()?;
+            // A row from before locations were recorded (or unreadable) still counts for time,
+            // IP and user agent.
+            let loc: Location = r
+                .location
+                .as_deref()
+                .and_then(|l| serde_json::from_str(l).ok())
+                .unwrap_or_default();
+            Some(PastSignIn {
+                at,
+                ip: r.ip_address.as_deref().and_then(|i| i.parse().ok()),
+                country: loc.country,
+                city: loc.city,
+                latitude: loc.latitude,
+                longitude: loc.longitude,
+                asn: loc.asn,
+                user_agent: r.user_agent,
+            })
+        })
+        .collect())
+}
+
+/// Write the sign-in log row of a judged sign-in: who, how, the risk fields and the policies'
+/// results, with `outcome`.
+pub async fn log(
+    dir: &Directory,
+    client: Client<'_>,
+    sign_in: &SignIn,
+    user: &User,
+    a: &Assessment,
+    how: How,
+    outcome: Outcome,
+) {
+    let sso = how == How::SingleSignOn;
+    let details = match &sign_in.guest {
+        Some(g) => serde_json::json!({
+            "homeSubject": user.home_subject,
+            "userRisk": g.user_risk,
+            "userRiskTrusted": g.user_risk_trusted,
+            "homeAmr": g.home_amr,
+            "singleSignOn": sso,
+        }),
+        None => serde_json::json!({ "singleSignOn": sso }),
+    };
+    let entry = Entry {
+        correlation_id: &sign_in.correlation_id,
+        app_id: Some(&sign_in.request.client_id),
+        upn: Some(&user.email),
+        user_id: Some(&user.id),
+        guest_of: sign_in.guest.as_ref().map(|g| g.partner.as_str()),
+        details,
+        risk: Some(a.risk_log(sign_in)),
+        non_interactive: how == How::Refresh,
+    };
+    signin_log::write(dir, client, entry, outcome).await;
+}
+
+/// The interruption of a sign-in held for `step`, as a sign-in log outcome of its own (as in
+/// Entra: the decision and why are on record even if the user never finishes the step).
+pub fn interrupted(step: Step) -> Outcome {
+    match step {
+        Step::Mfa => Outcome::Failure(
+            codes::STRONG_AUTH_REQUIRED,
+            "Strong authentication is required (interrupted: MFA).",
+        ),
+        Step::PasswordChange => Outcome::Failure(
+            codes::PASSWORD_CHANGE_REQUIRED,
+            "A password change is required due to user risk (interrupted).",
+        ),
+    }
+}
+
+/// A member's risky sign-in that still succeeded, without MFA remediating it, counts towards
+/// their user risk here at their home (DESIGN.md §5): its strongest detection is recorded at
+/// most `medium` — one sign-in is evidence, not proof of compromise.
+pub async fn risky_sign_in_raises_user_risk(
+    dir: &Directory,
+    sign_in: &SignIn,
+    user: &User,
+    a: &Assessment,
+) -> Result<(), UserRiskError> {
+    let risk = &a.sign_in;
+    if sign_in.guest.is_some() || sign_in.mfa_done || risk.risk_level == RiskLevel::None {
+        return Ok(());
+    }
+    let Some(strongest) = risk.detections.iter().max_by_key(|d| d.risk_level) else {
+        return Ok(());
+    };
+    let detection = user_risk::new_detection(
+        strongest.risk_event_type,
+        strongest.risk_level.min(RiskLevel::Medium),
+        risk::DetectionTimingType::Realtime,
+        risk.facts.ip,
+        dir.now(),
+        format!(
+            "a sign-in that succeeded without MFA was risky: {}",
+            strongest.explanation
+        ),
+    );
+    user_risk::raise(dir, &user.id, detection).await?;
+    Ok(())
+}
+
+/// The sign-in log's `failureReason` for a block code.
+pub fn block_reason(code: u32) -> &'static str {
+    match code {
+        codes::BLOCKED_DUE_TO_HOME_RISK => "Blocked due to user risk on the home tenant.",
+        codes::LOCKED_OR_MALICIOUS_IP => "Sign-in from a malicious IP address was blocked.",
+        _ => "Blocked by Conditional Access.",
+    }
+}
+
+/// Where a user can reset their password: a guest's home tenant (their risk lives there), or
+/// this tenant for a member.
+fn password_reset_link(dir: &Directory, sign_in: &SignIn) -> (String, String) {
+    match sign_in.guest.as_ref().and_then(|g| dir.partner(&g.partner)) {
+        Some(p) => (
+            format!(
+                "{}{}",
+                p.config.issuer.trim_end_matches('/'),
+                PASSWORD_RESET_PATH
+            ),
+            format!("Reset your password at {}", p.config.display_name),
+        ),
+        None => (
+            format!(
+                "{}{}",
+                dir.config.issuer.trim_end_matches('/'),
+                PASSWORD_RESET_PATH
+            ),
+            "Reset your password".to_owned(),
+        ),
+    }
+}
+
+/// What a blocked sign-in tells the person and the app: with risk involved, the seed's
+/// sentence, why, and where to remediate (a guest's home); without, a plain Conditional Access
+/// refusal.
+pub fn blocked(dir: &Directory, sign_in: &SignIn, a: &Assessment, code: u32) -> Refusal {
+    let here = &dir.config.display_name;
+    let (message, explanation, link) = if a.is_risky() {
+        let explanation = match sign_in.guest.as_ref().and_then(|g| dir.partner(&g.partner)) {
+            Some(p) if code == codes::BLOCKED_DUE_TO_HOME_RISK => format!(
+                "Your account belongs to {home}, and {home} considers it at risk. \
+                 {here} cannot clear that risk: only {home} can. Reset your password at \
+                 {home} (it takes you to your own organization's page), then sign in again.",
+                home = p.config.display_name,
+            ),
+            Some(p) => format!(
+                "This sign-in looked risky to {here}. If it was you, try again from your usual \
+                 network; if your account is at risk, reset your password at {home}.",
+                home = p.config.display_name,
+            ),
+            None => "Reset your password to secure your account, or contact your administrator."
+                .to_owned(),
+        };
+        (
+            codes::BLOCKED_MESSAGE.to_owned(),
+            explanation,
+            Some(password_reset_link(dir, sign_in)),
+        )
+    } else {
+        (
+            "You cannot access this right now.".to_owned(),
+            "Your sign-in was successful, but a Conditional Access policy of this \
+             organization blocks access to this app."
+                .to_owned(),
+            None,
+        )
+    };
+    Refusal {
+        title: "Sign-in blocked",
+        oauth: OAuthError::new(ErrorCode::AccessDenied, message.clone()),
+        message,
+        explanation: Some(explanation),
+        home_link: link,
+        error_code: code,
+    }
+}
+
+/// Why a refresh was refused, for the token endpoint.
+#[derive(Debug)]
+pub struct RefreshRefusal {
+    /// `invalid_grant`, the code in the description.
+    pub error: OAuthError,
+    /// Whether the refresh token's family must go: the user's account or risk requires a new
+    /// interactive sign-in (remediation), not merely another network.
+    pub revoke_family: bool,
+}
+
+impl From<StoreError> for RefreshRefusal {
+    fn from(e: StoreError) -> Self {
+        Self {
+            error: OAuthError::server_error(e.to_string()),
+            revoke_family: false,
+        }
+    }
+}
+
+/// A refresh-token grant is a non-interactive sign-in, as in Entra: the user's account state
+/// and risk are read again (a member's own; a guest's the last claim their home sent), sign-in
+/// risk judges what belongs to the user (a public client's IP is the user's device; a
+/// confidential client's is its server's and is not judged), and the same policies decide.
+/// Each refresh is a `nonInteractiveUser` row in the sign-in log. Returns the user to issue
+/// tokens for.
+pub async fn judge_refresh(
+    dir: &Directory,
+    client: Client<'_>,
+    app: &App,
+    grant: &Grant,
+) -> Result<User, RefreshRefusal> {
+    let refuse = |code: u32, message: &str, revoke_family: bool| RefreshRefusal {
+        error: OAuthError::invalid_grant(format!("{message} (error code {code})")),
+        revoke_family,
+    };
+    let user = match dir.store.user_by_id(&grant.user_id).await? {
+        Some(u) if u.status == UserStatus::Active => u,
+        _ => {
+            return Err(refuse(
+                codes::ACCOUNT_DISABLED,
+                "The user account is disabled or no longer exists.",
+                true,
+            ));
+        }
+    };
+    let request = refreshed_request(app, grant);
+    let mut sign_in = SignIn::new(request, client.correlation_id.to_owned())
+        .authenticated(&user.id, grant.amr.clone());
+    sign_in.guest = match user.user_type {
+        store::UserType::Guest => Some(guest_on_refresh(dir, &user, grant).await?),
+        store::UserType::Member => None,
+    };
+    let origin = if app.config.auth_method == protocol::client_auth::AuthMethod::None {
+        Origin::from(client)
+    } else {
+        Origin::BackChannel
+    };
+    let a = assess(dir, origin, &user, &sign_in, &app.config.client_id).await?;
+    let (outcome, refusal) = refresh_outcome(&a);
+    log(dir, client, &sign_in, &user, &a, How::Refresh, outcome).await;
+    match refusal {
+        None => Ok(user),
+        Some((code, message, revoke_family)) => Err(refuse(code, message, revoke_family)),
+    }
+}
+
+/// A refresh's log outcome, and its refusal: (code, message, whether the family ends).
+fn refresh_outcome(a: &Assessment) -> (Outcome, Option<(u32, &'static str, bool)>) {
+    // The user-risk policy's password change is a remediation only an interactive sign-in can
+    // do (MFA first or not): refuse, and end the family.
+    if matches!(
+        a.evaluation.decision,
+        Decision::RequirePasswordChange { .. }
+    ) {
+        return (
+            Outcome::Failure(
+                codes::PASSWORD_CHANGE_REQUIRED,
+                "A password change is required due to user risk.",
+            ),
+            Some((
+                codes::PASSWORD_CHANGE_REQUIRED,
+                codes::BLOCKED_MESSAGE,
+                true,
+            )),
+        );
+    }
+    match &a.verdict {
+        Verdict::Allow => (Outcome::Success, None),
+        Verdict::Block { code, .. } => {
+            let message = if a.is_risky() {
+                codes::BLOCKED_MESSAGE
+            } else {
+                "Access has been blocked by Conditional Access policies."
+            };
+            (
+                Outcome::Failure(*code, block_reason(*code)),
+                Some((*code, message, a.user_risk > RiskLevel::None)),
+            )
+        }
+        Verdict::Step(_) => (
+            Outcome::Failure(
+                codes::STRONG_AUTH_REQUIRED_NON_INTERACTIVE,
+                "Strong authentication is required; a refresh cannot provide it.",
+            ),
+            Some((
+                codes::STRONG_AUTH_REQUIRED_NON_INTERACTIVE,
+                "Multi-factor authentication is required: sign in again.",
+                false,
+            )),
+        ),
+    }
+}
+
+/// The authorization request a refresh stands for: the grant's app and scope (for the log and
+/// the policies; nothing is redirected).
+fn refreshed_request(app: &App, grant: &Grant) -> protocol::authorize::AuthorizationRequest {
+    protocol::authorize::AuthorizationRequest {
+        client_id: app.config.client_id.clone(),
+        redirect_uri: String::new(),
+        response_mode: protocol::authorize::ResponseMode::Query,
+        scope: grant.scope.clone(),
+        state: None,
+        nonce: None,
+        code_challenge: None,
+        prompt: protocol::authorize::Prompt::default(),
+        max_age: None,
+        login_hint: None,
+        id_token_hint: None,
+        acr_values: None,
+    }
+}
+
+/// What a guest's refresh is judged with: the partner they come from, the home's last
+/// `user_risk` claim (kept on the guest at each federated sign-in; real-time updates come with
+/// shared signals), and whether MFA was done here in the session the grant came from.
+async fn guest_on_refresh(
+    dir: &Directory,
+    user: &User,
+    grant: &Grant,
+) -> Result<GuestSession, StoreError> {
+    let partner_id = user.partner_id.clone().unwrap_or_default();
+    let partner = dir.partner(&partner_id);
+    let user_risk: Option<UserRiskClaim> = user
+        .home_user_risk
+        .as_deref()
+        .and_then(|json| serde_json::from_str(json).ok());
+    // The session may be gone (an offline grant outlives it): then MFA done here is not
+    // known, and only the home's MFA counts (if the partner is trusted for it).
+    let session_facts: Option<GuestSession> = match &grant.session_id {
+        Some(id) => dir
+            .store
+            .session_by_id(id)
+            .await?
+            .and_then(|s| s.federation_json)
+            .and_then(|json| serde_json::from_str(&json).ok()),
+        None => None,
+    };
+    Ok(GuestSession {
+        idp: partner
+            .as_ref()
+            .map_or_else(String::new, |p| p.config.issuer.clone()),
+        user_risk_trusted: partner.as_ref().is_some_and(|p| p.config.trust_user_risk),
+        partner: partner_id,
+        home_amr: grant.amr.clone(),
+        user_risk,
+        home_auth_time: Some(grant.auth_time),
+        mfa_here: session_facts.is_some_and(|f| f.mfa_here),
+        token: None,
+    })
+}
