@@ -684,3 +684,437 @@ async fn guest_on_refresh(
         token: None,
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    //! The gate's decisions, without a server: a directory on a temporary SQLite database with
+    //! a fake clock, the shipped intel (its anonymous and malicious IP lists) and a resource
+    //! tenant's shipped policies (user risk high → password change; sign-in risk medium or
+    //! high → MFA; sign-in risk high → block).
+
+    use super::*;
+    use crate::config::Config;
+    use crate::passwords::Passwords;
+    use crate::protection::Protection;
+    use crate::{Clock, OffsetClock, sign_in::SignIn};
+    use std::sync::Arc;
+
+    const CLEAN: &str = "192.0.2.10";
+    const ANONYMOUS: &str = "198.51.100.7";
+    const MALICIOUS: &str = "203.0.113.66";
+
+    async fn directory() -> Directory {
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let dir = std::env::temp_dir().join(format!("tenantd-gate-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = format!(
+            r#"
+[tenant]
+id = "fabrikam"
+display_name = "Fabrikam"
+issuer = "https://fabrikam.test"
+[server]
+listen = "127.0.0.1:0"
+plain_http = true
+[database]
+url = "sqlite://{db}"
+[[apps]]
+client_id = "web"
+name = "Web app"
+client_secret = "web-secret-123"
+redirect_uris = ["https://web.test/cb"]
+[[apps]]
+client_id = "spa"
+name = "Single-page app"
+token_endpoint_auth_method = "none"
+redirect_uris = ["https://spa.test/cb"]
+[risk]
+anonymous_ips = ["{i}/anonymous-ips.txt"]
+malicious_ips = ["{i}/malicious-ips.txt"]
+policies_dir = "{p}"
+"#,
+            db = dir.join("t.db").display(),
+            i = root.join("intel").display(),
+            p = root.join("policies/fabrikam").display(),
+        );
+        let config = Config::parse(&text, "gate-test.toml").unwrap();
+        let store = store::Store::connect(&config.database_url).await.unwrap();
+        let clock = Arc::new(OffsetClock::default());
+        let now = clock.now();
+        crate::keys::ensure_keys(&store, now).await.unwrap();
+        let keys = crate::keys::load(&store, 600, now).await.unwrap();
+        let passwords = Passwords::new(&config.passwords).unwrap();
+        let protection = Protection::load(config.risk.clone(), &store).await.unwrap();
+        Directory::new(
+            config,
+            store,
+            clock,
+            passwords,
+            keys,
+            Vec::new(),
+            protection,
+        )
+    }
+
+    async fn member(dir: &Directory, email: &str) -> User {
+        dir.store
+            .insert_user(&store::NewUser {
+                id: uuid::Uuid::new_v4().to_string(),
+                email: email.into(),
+                display_name: email.into(),
+                given_name: None,
+                family_name: None,
+                password_hash: None,
+                must_change_password: false,
+                now: dir.now(),
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn guest(dir: &Directory, email: &str) -> User {
+        let (user, _) = dir
+            .store
+            .invite_guest(
+                &store::NewGuest {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    email: email.into(),
+                    display_name: email.into(),
+                    partner_id: "contoso".into(),
+                    now: dir.now(),
+                },
+                &uuid::Uuid::new_v4().to_string(),
+                None,
+            )
+            .await
+            .unwrap();
+        user
+    }
+
+    async fn high_user_risk(dir: &Directory, user: &User) {
+        let d = user_risk::new_detection(
+            RiskEventType::LeakedCredentials,
+            RiskLevel::High,
+            risk::DetectionTimingType::Offline,
+            None,
+            dir.now(),
+            "test".into(),
+        );
+        user_risk::raise(dir, &user.id, d).await.unwrap();
+    }
+
+    fn request(app: &str) -> protocol::authorize::AuthorizationRequest {
+        protocol::authorize::AuthorizationRequest {
+            client_id: app.into(),
+            redirect_uri: "https://web.test/cb".into(),
+            response_mode: protocol::authorize::ResponseMode::Query,
+            scope: "openid".into(),
+            state: None,
+            nonce: None,
+            code_challenge: None,
+            prompt: protocol::authorize::Prompt::default(),
+            max_age: None,
+            login_hint: None,
+            id_token_hint: None,
+            acr_values: None,
+        }
+    }
+
+    fn signed_in(user: &User, amr: &[&str]) -> SignIn {
+        SignIn::new(request("web"), "corr".into())
+            .authenticated(&user.id, amr.iter().map(|a| (*a).to_owned()).collect())
+    }
+
+    fn from(ip: &str) -> Origin<'static> {
+        Origin::Device {
+            ip: ip.parse().unwrap(),
+            user_agent: "test-agent",
+        }
+    }
+
+    fn guest_from_home(level: RiskLevel, trusted: bool, home_amr: &[&str]) -> GuestSession {
+        GuestSession {
+            partner: "contoso".into(),
+            idp: "https://contoso.test".into(),
+            home_amr: home_amr.iter().map(|a| (*a).to_owned()).collect(),
+            user_risk: Some(UserRiskClaim {
+                level,
+                state: if level == RiskLevel::None {
+                    RiskState::None
+                } else {
+                    RiskState::AtRisk
+                },
+                detail: RiskDetail::None,
+                updated_at: 0,
+            }),
+            user_risk_trusted: trusted,
+            home_auth_time: None,
+            mfa_here: false,
+            token: None,
+        }
+    }
+
+    async fn verdict_of(dir: &Directory, origin: Origin<'_>, user: &User, s: &SignIn) -> Verdict {
+        assess(dir, origin, user, s, "web").await.unwrap().verdict
+    }
+
+    #[tokio::test]
+    async fn a_clean_member_is_allowed() {
+        let dir = directory().await;
+        let alice = member(&dir, "alice@fabrikam.test").await;
+        let a = assess(
+            &dir,
+            from(CLEAN),
+            &alice,
+            &signed_in(&alice, &["pwd"]),
+            "web",
+        )
+        .await
+        .unwrap();
+        assert_eq!(a.verdict, Verdict::Allow);
+        assert_eq!(a.user_risk, RiskLevel::None);
+        assert!(!a.is_risky());
+    }
+
+    #[tokio::test]
+    async fn a_high_risk_member_does_mfa_then_a_password_change() {
+        let dir = directory().await;
+        let bob = member(&dir, "bob@fabrikam.test").await;
+        high_user_risk(&dir, &bob).await;
+        let mut s = signed_in(&bob, &["pwd"]);
+        assert_eq!(
+            verdict_of(&dir, from(CLEAN), &bob, &s).await,
+            Verdict::Step(Step::Mfa)
+        );
+        s.mfa_passed();
+        assert_eq!(
+            verdict_of(&dir, from(CLEAN), &bob, &s).await,
+            Verdict::Step(Step::PasswordChange)
+        );
+        // The change remediates (the sign-in keeps the level that required it) and passes.
+        s.password_changed = true;
+        s.user_risk_level = RiskLevel::High;
+        assert_eq!(
+            verdict_of(&dir, from(CLEAN), &bob, &s).await,
+            Verdict::Allow
+        );
+    }
+
+    #[tokio::test]
+    async fn a_risky_sign_in_needs_mfa_and_a_malicious_ip_is_blocked() {
+        let dir = directory().await;
+        let alice = member(&dir, "alice@fabrikam.test").await;
+        let mut s = signed_in(&alice, &["pwd"]);
+        let a = assess(&dir, from(ANONYMOUS), &alice, &s, "web")
+            .await
+            .unwrap();
+        assert_eq!(a.verdict, Verdict::Step(Step::Mfa));
+        assert!(a.sign_in.risk_level >= RiskLevel::Medium);
+        s.mfa_passed();
+        assert_eq!(
+            verdict_of(&dir, from(ANONYMOUS), &alice, &s).await,
+            Verdict::Allow
+        );
+        match verdict_of(&dir, from(MALICIOUS), &alice, &s).await {
+            Verdict::Block { code, .. } => assert_eq!(code, codes::LOCKED_OR_MALICIOUS_IP),
+            v => panic!("{v:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn single_sign_on_with_mfa_in_the_session_satisfies_mfa() {
+        let dir = directory().await;
+        let alice = member(&dir, "alice@fabrikam.test").await;
+        // A session's amr carries the MFA of the sign-in that made it.
+        let sso = signed_in(&alice, &["pwd", "mfa", "otp"]);
+        assert_eq!(
+            verdict_of(&dir, from(ANONYMOUS), &alice, &sso).await,
+            Verdict::Allow
+        );
+    }
+
+    #[tokio::test]
+    async fn a_guest_is_judged_on_the_homes_claim_only_when_trusted() {
+        let dir = directory().await;
+        let gina = guest(&dir, "gina@contoso.test").await;
+        let mut s = signed_in(&gina, &["pwd"]);
+        s.guest = Some(guest_from_home(RiskLevel::High, true, &["pwd"]));
+        let a = assess(&dir, from(CLEAN), &gina, &s, "web").await.unwrap();
+        // passwordChange cannot be met by a guest here: blocked, with the home named.
+        assert!(
+            matches!(
+                a.verdict,
+                Verdict::Block {
+                    code: codes::BLOCKED_DUE_TO_HOME_RISK,
+                    ..
+                }
+            ),
+            "{:?}",
+            a.verdict
+        );
+        let r = blocked(&dir, &s, &a, codes::BLOCKED_DUE_TO_HOME_RISK);
+        assert_eq!(r.message, codes::BLOCKED_MESSAGE);
+        assert_eq!(r.oauth.code, ErrorCode::AccessDenied);
+        // The same claim from an untrusted partner counts as no risk.
+        s.guest = Some(guest_from_home(RiskLevel::High, false, &["pwd"]));
+        assert_eq!(
+            verdict_of(&dir, from(CLEAN), &gina, &s).await,
+            Verdict::Allow
+        );
+    }
+
+    #[tokio::test]
+    async fn a_guests_home_mfa_counts_only_with_trust_and_mfa_here_does() {
+        let dir = directory().await;
+        let gina = guest(&dir, "gina@contoso.test").await;
+        let mut s = signed_in(&gina, &["pwd", "mfa"]);
+        s.guest = Some(guest_from_home(RiskLevel::None, true, &["pwd", "mfa"]));
+        // No partner entry trusts contoso's MFA here: a risky sign-in still needs MFA here.
+        assert_eq!(
+            verdict_of(&dir, from(ANONYMOUS), &gina, &s).await,
+            Verdict::Step(Step::Mfa)
+        );
+        s.mfa_passed();
+        assert_eq!(
+            verdict_of(&dir, from(ANONYMOUS), &gina, &s).await,
+            Verdict::Allow
+        );
+    }
+
+    fn grant(user: &User, app: &str, amr: &[&str]) -> Grant {
+        Grant {
+            id: uuid::Uuid::new_v4().to_string(),
+            client_id: app.into(),
+            user_id: user.id.clone(),
+            session_id: None,
+            scope: "openid offline_access".into(),
+            auth_time: 0,
+            amr: amr.iter().map(|a| (*a).to_owned()).collect(),
+            acr: None,
+            offline: true,
+            created_at: 0,
+            expires_at: i64::MAX,
+            revoked_at: None,
+        }
+    }
+
+    fn client(ip: &str) -> Client<'static> {
+        Client {
+            correlation_id: "refresh-corr",
+            ip: ip.parse().unwrap(),
+            user_agent: Some("test-agent"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refresh_is_judged_again_and_logged_as_non_interactive() {
+        let dir = directory().await;
+        let web = dir.app("web").unwrap();
+        let spa = dir.app("spa").unwrap();
+        let alice = member(&dir, "alice@fabrikam.test").await;
+        let g = grant(&alice, "web", &["pwd"]);
+        assert_eq!(
+            judge_refresh(&dir, client(CLEAN), &web, &g)
+                .await
+                .unwrap()
+                .id,
+            alice.id
+        );
+        let rows = dir
+            .store
+            .list_sign_ins(&store::SignInFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(rows[0].sign_in_event_type, store::NON_INTERACTIVE_USER);
+        assert_eq!(rows[0].error_code, 0);
+
+        // A confidential client's back channel from a malicious IP is its server: not judged.
+        assert!(
+            judge_refresh(&dir, client(MALICIOUS), &web, &g)
+                .await
+                .is_ok()
+        );
+        // A public client's IP is the user's device: blocked, the family kept.
+        let r = judge_refresh(
+            &dir,
+            client(MALICIOUS),
+            &spa,
+            &grant(&alice, "spa", &["pwd"]),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            r.error.description.contains("50053"),
+            "{}",
+            r.error.description
+        );
+        assert!(!r.revoke_family);
+        // A public client from an anonymous IP needs MFA, which a refresh cannot do.
+        let r = judge_refresh(
+            &dir,
+            client(ANONYMOUS),
+            &spa,
+            &grant(&alice, "spa", &["pwd"]),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            r.error.description.contains("50076"),
+            "{}",
+            r.error.description
+        );
+        assert!(!r.revoke_family);
+    }
+
+    #[tokio::test]
+    async fn a_refresh_of_a_risky_or_disabled_user_ends_the_family() {
+        let dir = directory().await;
+        let web = dir.app("web").unwrap();
+        let bob = member(&dir, "bob@fabrikam.test").await;
+        high_user_risk(&dir, &bob).await;
+        // Even with MFA in the grant: the password change needs an interactive sign-in.
+        let r = judge_refresh(
+            &dir,
+            client(CLEAN),
+            &web,
+            &grant(&bob, "web", &["pwd", "mfa"]),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            r.error.description.contains("50135"),
+            "{}",
+            r.error.description
+        );
+        assert_eq!(r.error.code, ErrorCode::InvalidGrant);
+        assert!(r.revoke_family);
+        let carol = member(&dir, "carol@fabrikam.test").await;
+        dir.store
+            .set_user_status(&carol.id, store::UserStatus::Disabled, dir.now())
+            .await
+            .unwrap();
+        let r = judge_refresh(&dir, client(CLEAN), &web, &grant(&carol, "web", &["pwd"]))
+            .await
+            .unwrap_err();
+        assert!(r.revoke_family);
+    }
+
+    #[tokio::test]
+    async fn a_guests_refresh_uses_the_last_claim_their_home_sent() {
+        let dir = directory().await;
+        let web = dir.app("web").unwrap();
+        let gina = guest(&dir, "gina@contoso.test").await;
+        let g = grant(&gina, "web", &["pwd"]);
+        // No claim kept yet (and no partner entry to trust it): allowed.
+        assert!(judge_refresh(&dir, client(CLEAN), &web, &g).await.is_ok());
+        let claim =
+            serde_json::to_string(&guest_from_home(RiskLevel::High, true, &[]).user_risk).unwrap();
+        dir.store
+            .set_home_user_risk(&gina.id, Some(&claim))
+            .await
+            .unwrap();
+        // Kept, but this tenant has no partner entry trusting contoso's risk: still none.
+        assert!(judge_refresh(&dir, client(CLEAN), &web, &g).await.is_ok());
+    }
+}
