@@ -4,7 +4,7 @@
 //! (MFA, password change) for which the sign-in is held, bound to this browser, and resumed
 //! through [`resume`] (`GET /login/continue`), which judges again with what was satisfied.
 
-use crate::authorize;
+use crate::finish;
 use crate::pages;
 use crate::refusal;
 use crate::secrets::token_hash;
@@ -192,7 +192,7 @@ async fn allow(
     )
     .await;
     if let Some(current) = sso {
-        return authorize::continue_with_session(state, ctx, jar, sign_in.request, current).await;
+        return finish::continue_with_session(state, ctx, jar, sign_in.request, current).await;
     }
     if let Err(e) = gate::risky_sign_in_raises_user_risk(&state, &sign_in, &user, &a).await {
         return PageError::internal(format!("recording the risky sign-in failed: {e}"))
@@ -212,7 +212,7 @@ async fn allow(
     };
     match started {
         Ok((jar, current)) => {
-            authorize::continue_with_session(state, ctx, jar, sign_in.request, current).await
+            finish::continue_with_session(state, ctx, jar, sign_in.request, current).await
         }
         Err(e) => PageError::from(e).render(&state, &ctx),
     }

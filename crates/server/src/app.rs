@@ -92,7 +92,7 @@ pub fn router(state: AppState) -> Router {
             get(risk_api::list_risk_detections),
         )
         .route(
-            crate::server::FEDERATION_CALLBACK,
+            crate::federated::CALLBACK_PATH,
             get(crate::federated::callback),
         )
         .route("/login/change-password", post(login::change_submit))

@@ -26,6 +26,9 @@ use signin::federation::{
 use signin::sign_in::{self as progress, AtHome, SignIn};
 use store::Consumption;
 
+/// The path of the callback partners redirect guests back to.
+pub const CALLBACK_PATH: &str = "/federation/callback";
+
 fn flow_key(state_param: &str) -> String {
     format!("fed.{}", token_hash(state_param))
 }

@@ -14,6 +14,7 @@ pub mod audit_api;
 pub mod authorize;
 pub mod client_ip;
 pub mod federated;
+pub mod finish;
 pub mod login;
 pub mod logout;
 pub mod mfa;

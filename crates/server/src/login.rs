@@ -2,8 +2,8 @@
 //! change, then consent. Every password attempt writes a sign-in log row.
 
 use crate::access;
-use crate::authorize;
 use crate::federated;
+use crate::finish;
 use crate::pages;
 use crate::passwords::check_new_password;
 use crate::session;
@@ -494,7 +494,7 @@ pub async fn consent_submit(
             ErrorCode::AccessDenied,
             "The user declined to grant access.",
         );
-        return authorize::error_to_client(&state, &ctx, &pending.request, e);
+        return finish::error_to_client(&state, &ctx, &pending.request, e);
     }
     let mut request = pending.request;
     if let Err(e) = state
@@ -511,7 +511,7 @@ pub async fn consent_submit(
     }
     // Consent is now recorded; don't ask again within this request.
     request.prompt.consent = false;
-    authorize::continue_with_session(state, ctx, jar, request, current).await
+    finish::continue_with_session(state, ctx, jar, request, current).await
 }
 
 /// `GET /` — nothing to see without an app; say so plainly.

@@ -54,9 +54,6 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     ))
 }
 
-/// The path of the callback partners redirect guests back to.
-pub const FEDERATION_CALLBACK: &str = "/federation/callback";
-
 /// A partner's relying party: its own TLS trust and timeouts, and the credential.
 fn partner(issuer: &str, config: PartnerConfig) -> anyhow::Result<Partner> {
     use federation::{Credential, PartnerSettings, Upstream};
@@ -84,7 +81,7 @@ fn partner(issuer: &str, config: PartnerConfig) -> anyhow::Result<Partner> {
         issuer: config.issuer.clone(),
         client_id: config.client_id.clone(),
         credential,
-        redirect_uri: format!("{issuer}{FEDERATION_CALLBACK}"),
+        redirect_uri: format!("{issuer}{}", crate::federated::CALLBACK_PATH),
         scopes: config.scopes.clone(),
         claim_mapping: config.claim_mapping.clone(),
     };
