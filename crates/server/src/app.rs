@@ -1,8 +1,9 @@
 //! The router: every endpoint, and the middleware around it (request ids, tracing, body and
 //! time limits, security headers, panic catching).
 
+use crate::login::mfa;
 use crate::state::AppState;
-use crate::{authorize, login, logout, mfa, resource, risk_api, token};
+use crate::{authorize, login, logout, resource, risk_api, token};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
@@ -44,12 +45,12 @@ pub fn router(state: AppState) -> Router {
         .route("/logout/confirm", post(logout::confirm))
         .route("/login", get(login::email_page).post(login::email_submit))
         .route("/login/password", post(login::password_submit))
-        .route("/login/continue", get(crate::access::resume))
+        .route("/login/continue", get(crate::login::gate::resume))
         .route(
-            crate::access::PASSWORD_RESET_PATH,
-            get(crate::sspr::page).post(crate::sspr::start),
+            crate::login::gate::PASSWORD_RESET_PATH,
+            get(crate::login::sspr::page).post(crate::login::sspr::start),
         )
-        .route("/password/reset/new", post(crate::sspr::finish))
+        .route("/password/reset/new", post(crate::login::sspr::finish))
         .route("/v1.0/invitations", post(crate::admin_api::invite))
         .route(
             "/v1.0/identity/conditionalAccess/policies",

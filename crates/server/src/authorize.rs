@@ -81,7 +81,8 @@ async fn authorize(state: AppState, ctx: Ctx, jar: CookieJar, raw: String) -> Re
     match current {
         Some(c) => {
             // Single sign-on with the existing session is a sign-in too: judged and logged.
-            crate::access::judge_single_sign_on(state, ctx, jar, request, correlation_id, c).await
+            crate::login::gate::judge_single_sign_on(state, ctx, jar, request, correlation_id, c)
+                .await
         }
         None if request.prompt.none => error_to_client(
             &state,

@@ -8,8 +8,8 @@
 
 use std::sync::Arc;
 
-use crate::access;
-use crate::refusal::{self, Refusal};
+use crate::login::gate;
+use crate::login::refusal::{self, Refusal};
 use crate::secrets::token_hash;
 use crate::signin_log::{self, Entry, Outcome};
 use crate::state::{AppState, Partner};
@@ -128,7 +128,7 @@ pub async fn callback(
         Err(e) => return PageError::from(e).render(&state, &ctx),
     };
     if let Some(w) = &waiting
-        && !access::same_browser(&state, &jar, w)
+        && !gate::same_browser(&state, &jar, w)
     {
         return foreign_browser(&state, &ctx, w).await;
     }
@@ -146,7 +146,7 @@ pub async fn callback(
         Err(e) => return PageError::from(e).render(&state, &ctx),
     };
     // Consumed between the look and the take by another browser's request: same refusal.
-    if !access::same_browser(&state, &jar, &sign_in) {
+    if !gate::same_browser(&state, &jar, &sign_in) {
         return foreign_browser(&state, &ctx, &sign_in).await;
     }
     let Some(at_home) = sign_in.at_home.clone() else {
@@ -192,7 +192,7 @@ pub async fn callback(
             // Back here, the sign-in is no longer bound or waiting: the gate decides.
             sign_in.bound_to = None;
             sign_in.at_home = None;
-            access::judge(state, ctx, jar, &at_home.page, sign_in, guest).await
+            gate::judge(state, ctx, jar, &at_home.page, sign_in, guest).await
         }
         Err(NotAccepted::Refused(r)) => {
             fail(

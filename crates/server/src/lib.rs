@@ -7,7 +7,6 @@
 //! call those and the store, and render. The CLI, the lab and dev certificates are in the
 //! `tenantd` crate (the binary), which depends on this one.
 
-pub mod access;
 pub mod admin_api;
 pub mod app;
 pub mod audit_api;
@@ -17,15 +16,12 @@ pub mod federated;
 pub mod finish;
 pub mod login;
 pub mod logout;
-pub mod mfa;
 pub mod pages;
 pub mod policy_api;
-pub mod refusal;
 pub mod resource;
 pub mod risk_api;
 pub mod server;
 pub mod session;
-pub mod sspr;
 pub mod state;
 pub mod tls;
 pub mod token;

@@ -1,7 +1,14 @@
-//! The sign-in pages: email first, then password, then (if the account requires it) a password
-//! change, then consent. Every password attempt writes a sign-in log row.
+//! The sign-in pages: email first (home realm discovery sends a partner's user home), then
+//! password, then (if the account requires it) a password change, then consent; the gate's
+//! pages ([`gate`]: block, MFA and password-change steps), MFA ([`mfa`]), self-service
+//! password reset ([`sspr`]) and refusals ([`refusal`]). Every attempt writes a sign-in log
+//! row.
 
-use crate::access;
+pub mod gate;
+pub mod mfa;
+pub mod refusal;
+pub mod sspr;
+
 use crate::federated;
 use crate::finish;
 use crate::pages;
@@ -323,7 +330,7 @@ pub async fn password_submit(
     {
         return PageError::internal(format!("user risk checks failed: {e}")).render(&state, &ctx);
     }
-    access::judge(state, ctx, jar, &f.interaction, pending, user).await
+    gate::judge(state, ctx, jar, &f.interaction, pending, user).await
 }
 
 /// The change-password form.
@@ -355,7 +362,7 @@ pub async fn change_submit(
     };
     // Only a sign-in the gate sent to this page (MFA done), in the browser it holds it for,
     // may change the password here; one still waiting for MFA may not skip it.
-    if pending.held && (!pending.mfa_done || !access::same_browser(&state, &jar, &pending)) {
+    if pending.held && (!pending.mfa_done || !gate::same_browser(&state, &jar, &pending)) {
         return PageError::expired_request().render(&state, &ctx);
     }
     let user = match state.store.user_by_id(&user_id).await {
@@ -416,7 +423,7 @@ pub async fn change_submit(
             return PageError::internal(format!("remediation failed: {e}")).render(&state, &ctx);
         }
     }
-    access::judge(state, ctx, jar, &f.interaction, pending, user).await
+    gate::judge(state, ctx, jar, &f.interaction, pending, user).await
 }
 
 /// `GET /consent`.

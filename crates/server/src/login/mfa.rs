@@ -11,8 +11,8 @@
 //! then checks the code, so racing submissions of one form get one verdict between them and
 //! cannot fork the count of wrong codes.
 
+use crate::login::refusal::{self, Refusal};
 use crate::pages;
-use crate::refusal::{self, Refusal};
 use crate::secrets::token_hash;
 use crate::signin_log::{self, Entry, Outcome};
 use crate::state::AppState;
@@ -42,10 +42,10 @@ async fn load(state: &AppState, jar: &CookieJar, interaction: &str) -> Result<St
     let sign_in = progress::load(state, interaction).await?;
     // Only a sign-in the gate holds (user known, MFA required) has an MFA step, and only in
     // the browser it was held for: a leaked URL must not let another browser enrol a factor.
-    if !sign_in.held || !crate::access::same_browser(state, jar, &sign_in) {
+    if !sign_in.held || !crate::login::gate::same_browser(state, jar, &sign_in) {
         return Err(PageError::expired_request());
     }
-    let user = crate::access::held_user(state, &sign_in).await?;
+    let user = crate::login::gate::held_user(state, &sign_in).await?;
     Ok(Step {
         id: interaction.to_owned(),
         sign_in,

@@ -5,8 +5,8 @@
 //! through [`resume`] (`GET /login/continue`), which judges again with what was satisfied.
 
 use crate::finish;
+use crate::login::refusal;
 use crate::pages;
-use crate::refusal;
 use crate::secrets::token_hash;
 use crate::session::{self, Current};
 use crate::state::AppState;
