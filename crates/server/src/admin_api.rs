@@ -23,8 +23,8 @@ use store::{Invitation, User};
 
 use crate::guests::{self, InviteError};
 use crate::state::AppState;
-use crate::token::verify_access_token;
 use crate::web::{BearerError, bearer_header, no_store};
+use signin::tokens::verify_access_token;
 
 /// The scope an access token needs for the admin API.
 pub const ADMIN_SCOPE: &str = "admin";

@@ -1,7 +1,9 @@
-//! UserInfo, revocation (RFC 7009) and introspection (RFC 7662).
+//! UserInfo, revocation (RFC 7009) and introspection (RFC 7662). Access tokens are checked and
+//! the released claims decided by [`signin::tokens`]; clients authenticate through
+//! [`crate::token::authenticate_client`].
 
 use crate::state::AppState;
-use crate::token::{authenticate_client, form_params, released_claims, verify_access_token};
+use crate::token::{authenticate_client, form_params};
 use crate::web::{ApiError, BearerError, bearer_header, no_store};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -10,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use protocol::jwt::{AT_JWT_TYP, AccessTokenClaims};
 use protocol::scope::Scope;
 use protocol::{ErrorCode, OAuthError};
+use signin::tokens::{released_claims, verify_access_token};
 use store::UserStatus;
 
 /// `GET|POST /userinfo` with a bearer access token (RFC 6750 §2.1, or §2.2 form body).

@@ -1,22 +1,25 @@
-//! The token endpoint (authorization_code, refresh_token, client_credentials), client
-//! authentication, and the tokens themselves.
+//! The token endpoint (authorization_code, refresh_token, client_credentials) and client
+//! authentication over HTTP. Minting and checking tokens, and authenticating a client from what
+//! it presented, are [`signin::tokens`]; the code exchange and refresh orchestration (which the
+//! sign-in gate judges) stay here for now.
 
 use crate::config::GrantType;
-use crate::secrets::{ct_eq, random_token, secret_digest, token_hash};
+use crate::secrets::{random_token, token_hash};
 use crate::state::{App, AppState};
 use crate::web::{ApiError, Ctx, no_store};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use protocol::client_auth::{self, AuthMethod, Presented};
-use protocol::jwt::{AT_JWT_TYP, AccessTokenClaims, Audience, IdTokenClaims};
+use protocol::client_auth;
 use protocol::params::Params;
 use protocol::scope::Scope;
 use protocol::token::{GrantRequest, parse_grant};
 use protocol::{ErrorCode, OAuthError};
-use risk::UserRiskClaim;
-use serde::Serialize;
+use signin::tokens::{
+    TokenResponse, client_credentials, first_refresh_token, issue_user_tokens, refresh_token_row,
+    released_claims,
+};
 use std::sync::Arc;
 use store::{CodeRedemption, Grant, RefreshToken, Rotation, User, UserStatus};
 
@@ -37,7 +40,9 @@ pub fn form_params(headers: &HeaderMap, body: &Bytes) -> Result<Params, OAuthErr
     Params::parse(text)
 }
 
-/// Authenticate the calling client by its registered method.
+/// Authenticate the calling client by its registered method: read the `Authorization` header,
+/// work out what was presented ([`client_auth::presented`]) and check it
+/// ([`signin::tokens::authenticate_client`]). A 401 after Basic challenges Basic (RFC 6749 §5.2).
 pub async fn authenticate_client(
     state: &AppState,
     headers: &HeaderMap,
@@ -52,99 +57,9 @@ pub async fn authenticate_client(
         basic_challenge: basic,
     };
     let presented = client_auth::presented(authz, params).map_err(fail)?;
-    let unknown = || fail(OAuthError::invalid_client("Client authentication failed."));
-    let client_id = match &presented {
-        Presented::Secret { client_id, .. } | Presented::None { client_id } => client_id.clone(),
-        Presented::Assertion {
-            client_id,
-            assertion,
-        } => match client_id {
-            Some(c) => c.clone(),
-            None => assertion_subject(assertion).ok_or_else(unknown)?,
-        },
-    };
-    let app = state
-        .app(&client_id)
-        .ok_or_else(|| {
-            unknown()
-                .error
-                .with_detail(format!("unknown client {client_id}"))
-        })
-        .map_err(fail)?;
-    if presented.method() != app.config.auth_method {
-        return Err(fail(
-            OAuthError::invalid_client("Client authentication failed.").with_detail(format!(
-                "client {client_id} used {} but is registered for {}",
-                presented.method().as_str(),
-                app.config.auth_method.as_str()
-            )),
-        ));
-    }
-    match presented {
-        Presented::Secret { secret, .. } => {
-            let ok = app
-                .secret_digest
-                .is_some_and(|d| ct_eq(&d, &secret_digest(&secret)));
-            if !ok {
-                return Err(fail(
-                    OAuthError::invalid_client("Client authentication failed.")
-                        .with_detail("wrong secret"),
-                ));
-            }
-        }
-        Presented::Assertion { assertion, .. } => {
-            let jwks = app.config.jwks.as_ref().ok_or_else(unknown)?;
-            let token_endpoint = format!(
-                "{}{}",
-                state.config.issuer,
-                protocol::discovery::paths::TOKEN
-            );
-            let now = state.now();
-            let verified = protocol::jwt::verify_client_assertion(
-                &assertion,
-                &client_id,
-                jwks,
-                &[token_endpoint.as_str(), state.config.issuer.as_str()],
-                now,
-            )
-            .map_err(fail)?;
-            let fresh = state
-                .store
-                .remember_jti(&client_id, &verified.jti, verified.exp, now)
-                .await?;
-            if !fresh {
-                return Err(fail(OAuthError::invalid_client(
-                    "The client assertion was already used.",
-                )));
-            }
-        }
-        Presented::None { .. } => {}
-    }
-    Ok(app)
-}
-
-fn assertion_subject(assertion: &str) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Sub {
-        sub: String,
-    }
-    // Only to find which client's keys to verify with; the claims are verified afterwards.
-    jsonwebtoken::dangerous::insecure_decode::<Sub>(assertion)
-        .ok()
-        .map(|d| d.claims.sub)
-}
-
-/// RFC 6749 §5.1 successful response.
-#[derive(Debug, Serialize)]
-struct TokenResponse {
-    access_token: String,
-    token_type: &'static str,
-    expires_in: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    refresh_token: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id_token: Option<String>,
-    scope: String,
+    signin::tokens::authenticate_client(state, presented)
+        .await
+        .map_err(fail)
 }
 
 /// `POST /token`.
@@ -274,30 +189,6 @@ async fn exchange_code(
     Ok(resp)
 }
 
-/// The first refresh token of a grant's family, for the code exchange (if the client may use
-/// the refresh grant): the token to hand out and the row to store.
-fn first_refresh_token(
-    state: &AppState,
-    app: &App,
-    grant: &Grant,
-    now: i64,
-) -> Option<(String, RefreshToken)> {
-    if !app.config.grant_types.contains(&GrantType::RefreshToken) {
-        return None;
-    }
-    let token = random_token();
-    let row = RefreshToken {
-        token_hash: token_hash(&token),
-        grant_id: grant.id.clone(),
-        client_id: app.config.client_id.clone(),
-        scope: grant.scope.clone(),
-        created_at: now,
-        expires_at: (now + state.config.tokens.refresh_token).min(grant.expires_at),
-        used_at: None,
-    };
-    Some((token, row))
-}
-
 async fn active_user(state: &AppState, id: &str) -> Result<Option<User>, ApiError> {
     Ok(state
         .store
@@ -338,15 +229,7 @@ async fn refresh(
                 "The requested scope exceeds the original grant.",
             ));
         }
-        Ok(RefreshToken {
-            token_hash: new_hash,
-            grant_id: grant.id.clone(),
-            client_id: app.config.client_id.clone(),
-            scope: grant.scope.clone(),
-            created_at: now,
-            expires_at: (now + state.config.tokens.refresh_token).min(grant.expires_at),
-            used_at: None,
-        })
+        Ok(refresh_token_row(state, app, grant, new_hash, now))
     };
     let rotation = state
         .store
@@ -414,222 +297,4 @@ async fn judge_refresh(
             Err(r.error.into())
         }
     }
-}
-
-/// Sign the access token and ID token for a user grant (the caller adds the refresh token).
-fn issue_user_tokens(
-    state: &AppState,
-    app: &App,
-    grant: &Grant,
-    user: &User,
-    scope: &str,
-    nonce: Option<String>,
-    extra: serde_json::Map<String, serde_json::Value>,
-) -> Result<TokenResponse, ApiError> {
-    let now = state.now();
-    let cfg = &state.config;
-    let keys = state.keys();
-    let scopes = Scope::parse(scope).unwrap_or_default();
-    let at = AccessTokenClaims {
-        iss: cfg.issuer.clone(),
-        exp: now + cfg.tokens.access_token,
-        aud: Audience::One(cfg.issuer.clone()),
-        sub: user.id.clone(),
-        client_id: app.config.client_id.clone(),
-        iat: now,
-        jti: uuid::Uuid::new_v4().to_string(),
-        scope: Some(scope.to_owned()),
-        auth_time: Some(grant.auth_time),
-        acr: grant.acr.clone(),
-        amr: Some(grant.amr.clone()),
-        sid: grant.session_id.clone(),
-        tid: cfg.tenant_id.clone(),
-        gid: Some(grant.id.clone()),
-    };
-    let access_token = keys
-        .sign(cfg.signing_alg, AT_JWT_TYP, &at)
-        .map_err(OAuthError::from)?;
-    let id_token = if scopes.contains("openid") {
-        let claims = IdTokenClaims {
-            iss: cfg.issuer.clone(),
-            sub: user.id.clone(),
-            aud: Audience::One(app.config.client_id.clone()),
-            exp: now + cfg.tokens.id_token,
-            iat: now,
-            auth_time: Some(grant.auth_time),
-            nonce,
-            sid: grant.session_id.clone(),
-            amr: Some(grant.amr.clone()),
-            acr: grant.acr.clone(),
-            azp: Some(app.config.client_id.clone()),
-            tid: cfg.tenant_id.clone(),
-            extra,
-        };
-        Some(
-            keys.sign(app.config.id_token_alg, "JWT", &claims)
-                .map_err(OAuthError::from)?,
-        )
-    } else {
-        None
-    };
-    Ok(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: cfg.tokens.access_token,
-        refresh_token: None,
-        id_token,
-        scope: scope.to_owned(),
-    })
-}
-
-/// Every claim about the user an app receives in the ID token and from userinfo (besides
-/// `sub`): profile and email by scope, `user_type`, for a guest `idp` and `home_tenant`, and
-/// for an app registered as a partner tenant the member's `user_risk` (DESIGN.md §4; no other
-/// app ever receives it).
-pub async fn released_claims(
-    state: &AppState,
-    app: &App,
-    user: &User,
-    scope: &str,
-) -> Result<serde_json::Map<String, serde_json::Value>, store::StoreError> {
-    let scopes = Scope::parse(scope).unwrap_or_default();
-    let mut m = user_claims(user, &scopes);
-    m.insert("user_type".into(), user.user_type.as_str().into());
-    if let Some(partner_id) = &user.partner_id {
-        let idp = state
-            .partner(partner_id)
-            .map_or_else(|| partner_id.clone(), |p| p.config.issuer.clone());
-        m.insert("idp".into(), idp.into());
-        m.insert("home_tenant".into(), partner_id.clone().into());
-    } else if app.config.partner_tenant && scopes.contains("openid") {
-        let claim = home_user_risk(state, user).await?;
-        let value =
-            serde_json::to_value(claim).map_err(|e| store::StoreError::Corrupt(e.to_string()))?;
-        m.insert("user_risk".into(), value);
-    }
-    Ok(m)
-}
-
-/// The `user_risk` claim for a member of this tenant: what the store holds, or no risk.
-async fn home_user_risk(state: &AppState, user: &User) -> Result<UserRiskClaim, store::StoreError> {
-    // `current` ages low detections out first, so the claim never says more than the home knows.
-    let status = crate::user_risk::current(state, &user.id).await?;
-    let updated_at = state
-        .store
-        .user_risk(&user.id)
-        .await?
-        .map_or(user.created_at, |r| r.updated_at);
-    Ok(UserRiskClaim {
-        level: status.risk_level,
-        state: status.risk_state,
-        detail: status.risk_detail,
-        updated_at,
-    })
-}
-
-/// Profile and email claims released by scope (OIDC Core §5.4).
-pub fn user_claims(user: &User, scopes: &Scope) -> serde_json::Map<String, serde_json::Value> {
-    let mut m = serde_json::Map::new();
-    if scopes.contains("profile") {
-        m.insert("name".into(), user.display_name.clone().into());
-        if let Some(g) = &user.given_name {
-            m.insert("given_name".into(), g.clone().into());
-        }
-        if let Some(f) = &user.family_name {
-            m.insert("family_name".into(), f.clone().into());
-        }
-        m.insert("preferred_username".into(), user.email.clone().into());
-        m.insert("updated_at".into(), user.updated_at.into());
-    }
-    if scopes.contains("email") {
-        m.insert("email".into(), user.email.clone().into());
-        // Addresses are assigned by the directory's administrators, not self-asserted.
-        m.insert("email_verified".into(), true.into());
-    }
-    m
-}
-
-fn client_credentials(
-    state: &AppState,
-    app: &App,
-    scope: Option<Scope>,
-) -> Result<TokenResponse, ApiError> {
-    if app.config.auth_method == AuthMethod::None {
-        return Err(OAuthError::new(
-            ErrorCode::UnauthorizedClient,
-            "Public clients cannot use client_credentials.",
-        )
-        .into());
-    }
-    let scope = protocol::token::client_credentials_scope(scope, &app.config.scopes)?;
-    let now = state.now();
-    let cfg = &state.config;
-    let at = AccessTokenClaims {
-        iss: cfg.issuer.clone(),
-        exp: now + cfg.tokens.access_token,
-        aud: Audience::One(cfg.issuer.clone()),
-        sub: app.config.client_id.clone(),
-        client_id: app.config.client_id.clone(),
-        iat: now,
-        jti: uuid::Uuid::new_v4().to_string(),
-        scope: Some(scope.to_string()),
-        auth_time: None,
-        acr: None,
-        amr: None,
-        sid: None,
-        tid: cfg.tenant_id.clone(),
-        gid: None,
-    };
-    let access_token = state
-        .keys()
-        .sign(cfg.signing_alg, AT_JWT_TYP, &at)
-        .map_err(OAuthError::from)?;
-    Ok(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: cfg.tokens.access_token,
-        refresh_token: None,
-        id_token: None,
-        scope: scope.to_string(),
-    })
-}
-
-/// Verify one of our access tokens and that it has not been revoked.
-pub async fn verify_access_token(
-    state: &AppState,
-    token: &str,
-) -> Result<AccessTokenClaims, OAuthError> {
-    let now = state.now();
-    let claims: AccessTokenClaims = state.keys().verify(token, AT_JWT_TYP, now)?;
-    if claims.iss != state.config.issuer {
-        return Err(OAuthError::invalid_token(
-            "The token was issued by someone else.",
-        ));
-    }
-    protocol::jwt::check_times(claims.exp, Some(claims.iat), None, now)?;
-    let store_err = |e: store::StoreError| OAuthError::server_error(e.to_string());
-    match &claims.gid {
-        Some(gid) => {
-            let live = state
-                .store
-                .grant(gid)
-                .await
-                .map_err(store_err)?
-                .is_some_and(|g| g.revoked_at.is_none());
-            if !live {
-                return Err(OAuthError::invalid_token("The token has been revoked."));
-            }
-        }
-        None => {
-            if state
-                .store
-                .access_token_revoked(&claims.jti)
-                .await
-                .map_err(store_err)?
-            {
-                return Err(OAuthError::invalid_token("The token has been revoked."));
-            }
-        }
-    }
-    Ok(claims)
 }

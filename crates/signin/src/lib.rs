@@ -14,6 +14,8 @@
 //! - [`guests`]: inviting guests.
 //! - [`codes`]: the error codes people can look up (Entra's numbers), all in one place.
 //! - [`signin_log`]: sign-in log entries (Graph `signIn`-shaped), for the [`Client`] that asked.
+//! - [`tokens`]: client authentication from what a client presented, minting access, ID and
+//!   refresh tokens, verifying our access tokens, and the claims an app receives about a user.
 //! - [`keys`]: signing key creation, loading and rotation.
 //! - [`secrets`]: random tokens, their storage hashes, constant-time comparison.
 //!
@@ -35,6 +37,7 @@ pub mod refusal;
 pub mod secrets;
 pub mod sign_in;
 pub mod signin_log;
+pub mod tokens;
 pub mod user_risk;
 
 pub use client::Client;
