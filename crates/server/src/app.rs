@@ -1,9 +1,11 @@
 //! The router: every endpoint, and the middleware around it (request ids, tracing, body and
 //! time limits, security headers, panic catching).
 
+use crate::admin;
+use crate::login;
 use crate::login::mfa;
+use crate::oidc::{authorize, logout, resource, token};
 use crate::state::AppState;
-use crate::{authorize, login, logout, resource, risk_api, token};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
@@ -51,46 +53,46 @@ pub fn router(state: AppState) -> Router {
             get(crate::login::sspr::page).post(crate::login::sspr::start),
         )
         .route("/password/reset/new", post(crate::login::sspr::finish))
-        .route("/v1.0/invitations", post(crate::admin_api::invite))
+        .route("/v1.0/invitations", post(admin::invite))
         .route(
             "/v1.0/identity/conditionalAccess/policies",
-            get(crate::policy_api::list).post(crate::policy_api::create),
+            get(admin::policies::list).post(admin::policies::create),
         )
         .route(
             "/v1.0/identity/conditionalAccess/policies/{id}",
-            get(crate::policy_api::get)
-                .patch(crate::policy_api::update)
-                .delete(crate::policy_api::delete),
+            get(admin::policies::get)
+                .patch(admin::policies::update)
+                .delete(admin::policies::delete),
         )
         .route(
             "/v1.0/identity/conditionalAccess/evaluate",
-            post(crate::policy_api::evaluate),
+            post(admin::policies::evaluate),
         )
-        .route("/v1.0/tenantd/reload", post(crate::policy_api::reload))
-        .route("/v1.0/auditLogs/signIns", get(crate::audit_api::sign_ins))
+        .route("/v1.0/tenantd/reload", post(admin::policies::reload))
+        .route("/v1.0/auditLogs/signIns", get(admin::sign_ins::sign_ins))
         .route(
             "/v1.0/identityProtection/riskyUsers",
-            get(risk_api::list_risky_users),
+            get(admin::risk::list_risky_users),
         )
         .route(
             "/v1.0/identityProtection/riskyUsers/dismiss",
-            post(risk_api::dismiss),
+            post(admin::risk::dismiss),
         )
         .route(
             "/v1.0/identityProtection/riskyUsers/confirmCompromised",
-            post(risk_api::confirm_compromised),
+            post(admin::risk::confirm_compromised),
         )
         .route(
             "/v1.0/identityProtection/riskyUsers/{id}",
-            get(risk_api::get_risky_user),
+            get(admin::risk::get_risky_user),
         )
         .route(
             "/v1.0/identityProtection/riskyUsers/{id}/history",
-            get(risk_api::risky_user_history),
+            get(admin::risk::risky_user_history),
         )
         .route(
             "/v1.0/identityProtection/riskDetections",
-            get(risk_api::list_risk_detections),
+            get(admin::risk::list_risk_detections),
         )
         .route(
             crate::federated::CALLBACK_PATH,

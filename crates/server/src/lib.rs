@@ -7,24 +7,17 @@
 //! call those and the store, and render. The CLI, the lab and dev certificates are in the
 //! `tenantd` crate (the binary), which depends on this one.
 
-pub mod admin_api;
+pub mod admin;
 pub mod app;
-pub mod audit_api;
-pub mod authorize;
 pub mod client_ip;
 pub mod federated;
-pub mod finish;
 pub mod login;
-pub mod logout;
+pub mod oidc;
 pub mod pages;
-pub mod policy_api;
-pub mod resource;
-pub mod risk_api;
 pub mod server;
 pub mod session;
 pub mod state;
 pub mod tls;
-pub mod token;
 pub mod web;
 
 pub use server::Tenant;

@@ -4,8 +4,8 @@
 //! (MFA, password change) for which the sign-in is held, bound to this browser, and resumed
 //! through [`resume`] (`GET /login/continue`), which judges again with what was satisfied.
 
-use crate::finish;
 use crate::login::refusal;
+use crate::oidc::finish;
 use crate::pages;
 use crate::secrets::token_hash;
 use crate::session::{self, Current};

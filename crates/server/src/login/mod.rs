@@ -10,7 +10,7 @@ pub mod refusal;
 pub mod sspr;
 
 use crate::federated;
-use crate::finish;
+use crate::oidc::finish;
 use crate::pages;
 use crate::passwords::check_new_password;
 use crate::session;

@@ -1,7 +1,7 @@
 //! The authorization endpoint (RFC 6749 §4.1.1, OIDC Core §3.1.2): validate, then hand the
 //! request to the gate through the browser's session (single sign-on) or the sign-in pages.
 
-use crate::finish::{authorize_error, error_to_client};
+use crate::oidc::finish::{authorize_error, error_to_client};
 use crate::session;
 use crate::state::{App, AppState};
 use crate::web::{Ctx, PageError};

@@ -4,7 +4,12 @@
 //! The pieces every admin handler shares live here: the [`Admin`] extractor (authentication,
 //! refused with RFC 6750 challenges), the [`GraphJson`] body extractor, [`GraphError`] (Graph's
 //! `{"error": {"code", "message"}}` body) and [`reply`]. A handler reads: extract, one domain
-//! call, render. This module also serves `POST /v1.0/invitations`.
+//! call, render. This module also serves `POST /v1.0/invitations`; Conditional Access is
+//! [`policies`], the sign-in log [`sign_ins`], ID Protection's reports and actions [`risk`].
+
+pub mod policies;
+pub mod risk;
+pub mod sign_ins;
 
 use std::fmt;
 use std::panic::Location;

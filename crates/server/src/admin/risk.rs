@@ -1,7 +1,7 @@
 //! Graph's ID Protection API at the home tenant (`/v1.0/identityProtection/...`): the risky
 //! users report with history, the admin actions dismiss and confirm compromised, and the risk
 //! detections. Protected like the rest of the admin API (an app token with the `admin` scope,
-//! see [`crate::admin_api::Admin`]); errors are Graph's `{"error": {"code", "message"}}`.
+//! see [`crate::admin::Admin`]); errors are Graph's `{"error": {"code", "message"}}`.
 //!
 //! The seed's limitations hold here: guests do not appear in the risky users report, and
 //! their risk cannot be dismissed or confirmed here (it is held by their home tenant).
@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use store::{DetectionFilter, DetectionRecord, User, UserType};
 
-use crate::admin_api::{Admin, GraphError, GraphJson, no_content, reply};
+use crate::admin::{Admin, GraphError, GraphJson, no_content, reply};
 use crate::state::AppState;
 use crate::user_risk::{self, Home, UserRiskError, iso, status_of};
 

@@ -1,9 +1,9 @@
 //! UserInfo, revocation (RFC 7009) and introspection (RFC 7662). Access tokens are checked and
 //! the released claims decided by [`signin::tokens`]; clients authenticate through
-//! [`crate::token::authenticate_client`].
+//! [`crate::oidc::token::authenticate_client`].
 
+use crate::oidc::token::{authenticate_client, form_params};
 use crate::state::AppState;
-use crate::token::{authenticate_client, form_params};
 use crate::web::{ApiError, BearerError, bearer_header, no_store};
 use axum::body::Bytes;
 use axum::extract::State;

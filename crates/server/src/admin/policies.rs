@@ -6,7 +6,7 @@
 //! the API are stored in the database. Every change is validated by compiling the whole set it
 //! would produce, so an invalid change is refused with each broken rule and nothing changes.
 
-use crate::admin_api::{Admin, GraphError, GraphErrorDetail, GraphJson, no_content, reply};
+use crate::admin::{Admin, GraphError, GraphErrorDetail, GraphJson, no_content, reply};
 use crate::protection::{Origin, Policies};
 use crate::state::AppState;
 use axum::extract::{Path, State};

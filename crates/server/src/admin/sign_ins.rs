@@ -5,7 +5,7 @@
 //! `riskLevelAggregated` (all `eq 'text'`), `status/errorCode eq N`, and `createdDateTime`
 //! with `ge`/`le` and an RFC 3339 time.
 
-use crate::admin_api::{Admin, GraphError, reply};
+use crate::admin::{Admin, GraphError, reply};
 use crate::state::AppState;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;

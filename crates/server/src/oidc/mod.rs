@@ -1,0 +1,9 @@
+//! The OpenID Connect and OAuth endpoints: authorization ([`authorize`], then [`finish`] once
+//! the gate has let the user through), token ([`token`]), userinfo, revocation and
+//! introspection ([`resource`]), RP-initiated logout ([`logout`]).
+
+pub mod authorize;
+pub mod finish;
+pub mod logout;
+pub mod resource;
+pub mod token;
