@@ -586,8 +586,7 @@ impl<'a> Home<'a> {
     /// Ends every session and grant (refresh tokens, and the access tokens tied to them) of
     /// the user at once: whoever holds them may be the attacker.
     async fn end_sign_ins(&self, user_id: &str, now: i64) -> Result<(), StoreError> {
-        let sessions = self.store.revoke_user_sessions(user_id, now).await?;
-        let grants = self.store.revoke_user_grants(user_id, now).await?;
+        let (sessions, grants) = self.store.end_user_sign_ins(user_id, now).await?;
         tracing::info!(user = %user_id, sessions, grants, "sessions and grants revoked");
         Ok(())
     }

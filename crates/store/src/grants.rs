@@ -589,18 +589,33 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Revokes every grant of a user, offline ones included (account disabled, credential
-    /// change, risk). Returns how many were revoked.
-    pub async fn revoke_user_grants(&self, user_id: &str, now: i64) -> Result<u64, StoreError> {
-        let _turn = self.write_turn().await;
-        let done = sqlx::query(
+    /// Ends what a user's sign-ins got them, in one transaction: every session and every grant
+    /// (refresh tokens, and the access tokens tied to their grants), offline ones included —
+    /// the user's credentials may be in someone else's hands (compromise confirmed, password
+    /// reset, account disabled). Returns how many sessions and grants were revoked.
+    pub async fn end_user_sign_ins(
+        &self,
+        user_id: &str,
+        now: i64,
+    ) -> Result<(u64, u64), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut ended = [0; 2];
+        for (n, sql) in [
+            "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
             "UPDATE grants SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(user_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            ended[n] = sqlx::query(sql)
+                .bind(now)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok((ended[0], ended[1]))
     }
 
     /// Stores a refresh token (the first of a family, issued with the code exchange).

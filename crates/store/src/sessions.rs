@@ -172,19 +172,6 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Revokes every unrevoked session of a user. Returns how many were revoked.
-    pub async fn revoke_user_sessions(&self, user_id: &str, now: i64) -> Result<u64, StoreError> {
-        let _turn = self.write_turn().await;
-        let done = sqlx::query(
-            "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(user_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
-    }
-
     /// Stores a pending interaction. [`StoreError::Conflict`] if the id is taken.
     pub async fn create_interaction(&self, interaction: &Interaction) -> Result<(), StoreError> {
         let _turn = self.write_turn().await;

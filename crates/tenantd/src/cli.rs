@@ -649,9 +649,8 @@ async fn user(cmd: UserCommand) -> Result<(), Failure> {
             store
                 .set_user_status(&user.id, UserStatus::Disabled, now)
                 .await?;
-            let ended = store.revoke_user_sessions(&user.id, now).await?;
-            // Refresh tokens, and the access tokens of their grants, end with the account.
-            let grants = store.revoke_user_grants(&user.id, now).await?;
+            // Sessions, refresh tokens and the access tokens of their grants end with it.
+            let (ended, grants) = store.end_user_sign_ins(&user.id, now).await?;
             println!(
                 "disabled {} ({ended} session(s) and {grants} grant(s) ended)",
                 user.email
@@ -691,8 +690,7 @@ async fn user(cmd: UserCommand) -> Result<(), Failure> {
                 .await?;
             // An admin's password reset: whoever holds the old password's sessions and refresh
             // tokens must sign in again.
-            let ended = store.revoke_user_sessions(&user.id, now).await?;
-            let grants = store.revoke_user_grants(&user.id, now).await?;
+            let (ended, grants) = store.end_user_sign_ins(&user.id, now).await?;
             let home = Home::new(&store, &passwords, &SystemClock, &cfg.risk);
             home.after_password_set(&user.id, &password).await?;
             // A temporary password an admin set, to be changed at next sign-in, remediates

@@ -226,13 +226,8 @@ pub async fn finish(
         // The password is changed either way; an account without risk has nothing to remediate.
         tracing::info!(correlation_id = %ctx.correlation_id, error = %e, "password reset: risk not remediated");
     }
-    for revoked in [
-        state.store.revoke_user_sessions(&user_id, now).await,
-        state.store.revoke_user_grants(&user_id, now).await,
-    ] {
-        if let Err(e) = revoked {
-            return PageError::from(e).render(&state, &ctx);
-        }
+    if let Err(e) = state.store.end_user_sign_ins(&user_id, now).await {
+        return PageError::from(e).render(&state, &ctx);
     }
     tracing::info!(correlation_id = %ctx.correlation_id, user = %user_id, "password reset by the user (SSPR)");
     html(&pages::SignedOut {

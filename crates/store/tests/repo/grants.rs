@@ -405,7 +405,7 @@ pub async fn session_grants_respect_offline(ctx: Ctx) {
     );
 }
 
-pub async fn revoke_user_grants_counts(ctx: Ctx) {
+pub async fn ending_a_users_sign_ins_revokes_their_grants(ctx: Ctx) {
     let store = &ctx.store;
     user_with_grant(store).await;
     store
@@ -420,8 +420,8 @@ pub async fn revoke_user_grants_counts(ctx: Ctx) {
         .create_grant_with_code(&grant("g3", "u2", None, false), &code("c3", "g3", 160))
         .await
         .unwrap();
-    assert_eq!(store.revoke_user_grants("u1", 200).await.unwrap(), 2);
-    assert_eq!(store.revoke_user_grants("u1", 201).await.unwrap(), 0);
+    assert_eq!(store.end_user_sign_ins("u1", 200).await.unwrap().1, 2);
+    assert_eq!(store.end_user_sign_ins("u1", 201).await.unwrap().1, 0);
     assert_eq!(store.grant("g3").await.unwrap().unwrap().revoked_at, None);
 }
 

@@ -189,7 +189,7 @@ scenarios! {
     }
     sessions {
         session_expiry_and_revocation,
-        revoke_user_sessions_counts,
+        ending_a_users_sign_ins_revokes_their_sessions,
         interactions_expire_and_delete,
         interactions_are_consumed_once,
         concurrent_consumption_has_one_winner,
@@ -230,7 +230,7 @@ scenarios! {
         grant_revoke_kills_refresh,
         concurrent_rotation_has_one_winner,
         session_grants_respect_offline,
-        revoke_user_grants_counts,
+        ending_a_users_sign_ins_revokes_their_grants,
         jti_replay_is_detected,
         access_token_revocation,
     }

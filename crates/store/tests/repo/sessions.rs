@@ -70,7 +70,7 @@ pub async fn session_expiry_and_revocation(ctx: Ctx) {
     assert!(store.session_by_id("nope").await.unwrap().is_none());
 }
 
-pub async fn revoke_user_sessions_counts(ctx: Ctx) {
+pub async fn ending_a_users_sign_ins_revokes_their_sessions(ctx: Ctx) {
     let store = &ctx.store;
     store
         .insert_user(&new_user("u1", "u1@example.com"))
@@ -98,8 +98,8 @@ pub async fn revoke_user_sessions_counts(ctx: Ctx) {
         .unwrap();
     store.revoke_session("c", 150).await.unwrap();
 
-    assert_eq!(store.revoke_user_sessions("u1", 200).await.unwrap(), 2);
-    assert_eq!(store.revoke_user_sessions("u1", 201).await.unwrap(), 0);
+    assert_eq!(store.end_user_sign_ins("u1", 200).await.unwrap().0, 2);
+    assert_eq!(store.end_user_sign_ins("u1", 201).await.unwrap().0, 0);
     for id in ["a", "b"] {
         assert_eq!(
             store.session_by_id(id).await.unwrap().unwrap().revoked_at,
