@@ -35,7 +35,7 @@ pub async fn judge(
 ) -> Response {
     let app_id = sign_in.request.client_id.clone();
     match gate::assess(&state, ctx.client().into(), &user, &sign_in, &app_id).await {
-        Ok(a) => decide(state, ctx, jar, Some(page), sign_in, user, a, None).await,
+        Ok(a) => decide(state, ctx, jar, Via::Page(page), sign_in, user, a).await,
         Err(e) => PageError::from(e).render(&state, &ctx),
     }
 }
@@ -66,7 +66,10 @@ pub async fn judge_single_sign_on(
     let app_id = sign_in.request.client_id.clone();
     let user = current.user.clone();
     match gate::assess(&state, ctx.client().into(), &user, &sign_in, &app_id).await {
-        Ok(a) => decide(state, ctx, jar, None, sign_in, user, a, Some(current)).await,
+        Ok(a) => {
+            let via = Via::Session(Box::new(current));
+            decide(state, ctx, jar, via, sign_in, user, a).await
+        }
         Err(e) => PageError::from(e).render(&state, &ctx),
     }
 }
@@ -109,21 +112,27 @@ pub(crate) async fn held_user(state: &AppState, sign_in: &SignIn) -> Result<User
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// How a judged sign-in reached the gate.
+enum Via<'a> {
+    /// Through the sign-in pages: the id it is kept under.
+    Page(&'a str),
+    /// A live session reused for another app (single sign-on).
+    Session(Box<Current>),
+}
+
 async fn decide(
     state: AppState,
     ctx: Ctx,
     jar: CookieJar,
-    page: Option<&str>,
+    via: Via<'_>,
     mut sign_in: SignIn,
     user: User,
     a: Assessment,
-    sso: Option<Current>,
 ) -> Response {
     sign_in.user_risk_level = a.user_risk;
     sign_in.sign_in_risk_level = a.sign_in.risk_level;
     match a.verdict.clone() {
-        Verdict::Allow => allow(state, ctx, jar, page, sign_in, user, a, sso).await,
+        Verdict::Allow => allow(state, ctx, jar, via, sign_in, user, a).await,
         Verdict::Block { code, reason } => {
             tracing::info!(correlation_id = %sign_in.correlation_id, user = %user.id, %reason, code, "sign-in blocked");
             let outcome = Outcome::Failure(code, gate::block_reason(code));
@@ -158,6 +167,10 @@ async fn decide(
                 outcome,
             )
             .await;
+            let page = match via {
+                Via::Page(id) => Some(id),
+                Via::Session(_) => None,
+            };
             hold(&state, &ctx, jar, page, sign_in, &user, step)
                 .await
                 .unwrap_or_else(|e| e.render(&state, &ctx))
@@ -165,22 +178,33 @@ async fn decide(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn allow(
     state: AppState,
     ctx: Ctx,
     jar: CookieJar,
-    page: Option<&str>,
+    via: Via<'_>,
     sign_in: SignIn,
     user: User,
     a: Assessment,
-    sso: Option<Current>,
 ) -> Response {
-    let how = if sso.is_some() {
-        How::SingleSignOn
-    } else {
-        How::Interactive
+    let page = match via {
+        Via::Session(current) => {
+            let how = How::SingleSignOn;
+            gate::log(
+                &state,
+                ctx.client(),
+                &sign_in,
+                &user,
+                &a,
+                how,
+                Outcome::Success,
+            )
+            .await;
+            return finish::continue_with_session(state, ctx, jar, sign_in.request, *current).await;
+        }
+        Via::Page(id) => id,
     };
+    let how = How::Interactive;
     gate::log(
         &state,
         ctx.client(),
@@ -191,16 +215,11 @@ async fn allow(
         Outcome::Success,
     )
     .await;
-    if let Some(current) = sso {
-        return finish::continue_with_session(state, ctx, jar, sign_in.request, current).await;
-    }
     if let Err(e) = gate::risky_sign_in_raises_user_risk(&state, &sign_in, &user, &a).await {
         return PageError::internal(format!("recording the risky sign-in failed: {e}"))
             .render(&state, &ctx);
     }
-    if let Some(id) = page
-        && let Err(e) = state.store.delete_interaction(id).await
-    {
+    if let Err(e) = state.store.delete_interaction(page).await {
         return PageError::from(e).render(&state, &ctx);
     }
     let started = match sign_in.guest.clone() {

@@ -208,9 +208,15 @@ async fn refresh(
     let hash = token_hash(token);
     // The gate judges a live token before it is rotated, so a refusal (another network, a
     // policy) does not burn it; the rotation below checks everything again atomically.
+    // A request the rotation will refuse anyway (a scope beyond the grant) is not a sign-in.
+    let within = |grant: &Grant| {
+        scope
+            .as_ref()
+            .is_none_or(|s| s.is_subset(&Scope::parse(&grant.scope).unwrap_or_default()))
+    };
     let judged = match live_refresh_grant(state, app, &hash, now).await? {
-        Some(grant) => Some(judge_refresh(state, ctx, app, &grant).await?),
-        None => None,
+        Some(grant) if within(&grant) => Some(judge_refresh(state, ctx, app, &grant).await?),
+        _ => None,
     };
     let invalid = || OAuthError::invalid_grant("The refresh token is invalid, expired or revoked.");
     let new_token = random_token();
@@ -221,9 +227,7 @@ async fn refresh(
         if old.client_id != app.config.client_id {
             return Err(invalid().with_detail("refresh token of another client"));
         }
-        if let Some(s) = &scope
-            && !s.is_subset(&Scope::parse(&grant.scope).unwrap_or_default())
-        {
+        if !within(grant) {
             return Err(OAuthError::new(
                 ErrorCode::InvalidScope,
                 "The requested scope exceeds the original grant.",
