@@ -38,15 +38,15 @@ pub async fn start(
     state: &AppState,
     ctx: &Ctx,
     page: &str,
-    pending: SignIn,
+    sign_in: SignIn,
     partner: Arc<Partner>,
     email: &str,
     csrf: &str,
 ) -> Response {
     let log = |outcome, details| {
         let entry = Entry {
-            correlation_id: &pending.correlation_id,
-            app_id: Some(&pending.request.client_id),
+            correlation_id: &sign_in.correlation_id,
+            app_id: Some(&sign_in.request.client_id),
             upn: Some(email),
             guest_of: Some(&partner.config.id),
             details,
@@ -63,9 +63,9 @@ pub async fn start(
             serde_json::json!({}),
         )
         .await;
-        return refuse(state, &pending, inbound_disabled(&partner));
+        return refuse(state, &sign_in, inbound_disabled(&partner));
     }
-    let request = &pending.request;
+    let request = &sign_in.request;
     let reauthentication = federation::Reauthentication {
         login: request.prompt.login || request.prompt.select_account,
         max_age: request.max_age,
@@ -77,7 +77,7 @@ pub async fn start(
     };
     let redirect = match partner
         .upstream
-        .authorization_redirect(Some(email), &pending.correlation_id, &reauthentication)
+        .authorization_redirect(Some(email), &sign_in.correlation_id, &reauthentication)
         .await
     {
         Ok(r) => r,
@@ -87,10 +87,10 @@ pub async fn start(
                 serde_json::json!({"federation": e.to_string()}),
             )
             .await;
-            return refuse(state, &pending, federation_refusal(&partner, &e));
+            return refuse(state, &sign_in, federation_refusal(&partner, &e));
         }
     };
-    let mut sign_in = pending;
+    let mut sign_in = sign_in;
     sign_in.bound_to = Some(token_hash(csrf));
     sign_in.at_home = Some(AtHome {
         page: page.to_owned(),
@@ -307,6 +307,6 @@ async fn stale_callback(state: &AppState, ctx: &Ctx, why: &'static str) -> Respo
     PageError::expired_request().render(state, ctx)
 }
 
-fn refuse(state: &AppState, pending: &SignIn, r: Refusal) -> Response {
-    refusal::render(state, &pending.correlation_id, Some(&pending.request), r)
+fn refuse(state: &AppState, sign_in: &SignIn, r: Refusal) -> Response {
+    refusal::render(state, &sign_in.correlation_id, Some(&sign_in.request), r)
 }

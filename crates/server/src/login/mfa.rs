@@ -7,7 +7,7 @@
 //! answers 303 to `/login/continue?interaction=`, where the gate resumes. That redirect is the
 //! whole contract with the gate. The TOTP and recovery-code core is `signin::mfa`.
 //!
-//! Each form submission first claims its pending sign-in (consumed at most once) and only
+//! Each form submission first claims its held sign-in (consumed at most once) and only
 //! then checks the code, so racing submissions of one form get one verdict between them and
 //! cannot fork the count of wrong codes.
 
@@ -63,7 +63,7 @@ async fn submitted(
     load(state, jar, interaction).await
 }
 
-/// Take the pending sign-in for this submission: only one submission of a form goes on.
+/// Take the held sign-in for this submission: only one submission of a form goes on.
 async fn claim(state: &AppState, step: &Step) -> Result<(), PageError> {
     match state
         .store

@@ -42,7 +42,7 @@ pub async fn email_page(
     jar: CookieJar,
     Query(q): Query<InteractionQuery>,
 ) -> Response {
-    let pending = match progress::load(&state, &q.interaction)
+    let sign_in = match progress::load(&state, &q.interaction)
         .await
         .map_err(PageError::from)
     {
@@ -50,7 +50,7 @@ pub async fn email_page(
         Err(e) => return e.render(&state, &ctx),
     };
     let (jar, csrf) = csrf_token(&state, jar);
-    let hint = pending
+    let hint = sign_in
         .request
         .login_hint
         .as_deref()
@@ -59,12 +59,12 @@ pub async fn email_page(
     // An app (or a resource tenant federating here) that already knows the address skips the
     // email page, as Entra does with login_hint.
     if plausible_email(&hint) {
-        let next = after_email(&state, &ctx, &q.interaction, pending, &csrf, &hint).await;
+        let next = after_email(&state, &ctx, &q.interaction, sign_in, &csrf, &hint).await;
         return (jar, next).into_response();
     }
     (
         jar,
-        render_email(&state, &pending, &q.interaction, &csrf, &hint, None),
+        render_email(&state, &sign_in, &q.interaction, &csrf, &hint, None),
     )
         .into_response()
 }
@@ -76,12 +76,12 @@ async fn after_email(
     state: &AppState,
     ctx: &Ctx,
     interaction: &str,
-    pending: SignIn,
+    sign_in: SignIn,
     csrf: &str,
     email: &str,
 ) -> Response {
     if let Some(partner) = state.partner_for_email(email) {
-        return federated::start(state, ctx, interaction, pending, partner, email, csrf).await;
+        return federated::start(state, ctx, interaction, sign_in, partner, email, csrf).await;
     }
     html(&pages::LoginPassword {
         tenant_name: &state.config.display_name,
@@ -94,14 +94,14 @@ async fn after_email(
 
 fn render_email(
     state: &AppState,
-    pending: &SignIn,
+    sign_in: &SignIn,
     interaction: &str,
     csrf: &str,
     email: &str,
     error: Option<&str>,
 ) -> Response {
     let app_name = state
-        .app(&pending.request.client_id)
+        .app(&sign_in.request.client_id)
         .map(|a| a.config.name.clone())
         .unwrap_or_default();
     html(&pages::LoginEmail {
@@ -114,9 +114,9 @@ fn render_email(
     })
 }
 
-/// Every form of the sign-in pages starts the same way: the CSRF check, then the pending
-/// sign-in it belongs to.
-async fn submitted_pending(
+/// Every form of the sign-in pages starts the same way: the CSRF check, then the sign-in it
+/// belongs to.
+async fn submitted_sign_in(
     state: &AppState,
     jar: &CookieJar,
     csrf_token: &str,
@@ -144,7 +144,7 @@ pub async fn email_submit(
     jar: CookieJar,
     Form(f): Form<EmailForm>,
 ) -> Response {
-    let pending = match submitted_pending(&state, &jar, &f.csrf_token, &f.interaction).await {
+    let sign_in = match submitted_sign_in(&state, &jar, &f.csrf_token, &f.interaction).await {
         Ok(p) => p,
         Err(e) => return e.render(&state, &ctx),
     };
@@ -152,14 +152,14 @@ pub async fn email_submit(
     if !plausible_email(&email) {
         return render_email(
             &state,
-            &pending,
+            &sign_in,
             &f.interaction,
             &f.csrf_token,
             &email,
             Some("Enter a valid email address."),
         );
     }
-    after_email(&state, &ctx, &f.interaction, pending, &f.csrf_token, &email).await
+    after_email(&state, &ctx, &f.interaction, sign_in, &f.csrf_token, &email).await
 }
 
 /// The password form.
@@ -179,14 +179,14 @@ pub struct PasswordForm {
 async fn log_member(
     state: &AppState,
     ctx: &Ctx,
-    pending: &SignIn,
+    sign_in: &SignIn,
     upn: &str,
     user_id: Option<&str>,
     outcome: Outcome,
 ) {
     let entry = Entry {
-        correlation_id: &pending.correlation_id,
-        app_id: Some(&pending.request.client_id),
+        correlation_id: &sign_in.correlation_id,
+        app_id: Some(&sign_in.request.client_id),
         upn: Some(upn),
         user_id,
         ..Entry::default()
@@ -203,7 +203,7 @@ pub async fn password_submit(
     jar: CookieJar,
     Form(f): Form<PasswordForm>,
 ) -> Response {
-    let pending = match submitted_pending(&state, &jar, &f.csrf_token, &f.interaction).await {
+    let sign_in = match submitted_sign_in(&state, &jar, &f.csrf_token, &f.interaction).await {
         Ok(p) => p,
         Err(e) => return e.render(&state, &ctx),
     };
@@ -244,7 +244,7 @@ pub async fn password_submit(
         log_member(
             &state,
             &ctx,
-            &pending,
+            &sign_in,
             &email,
             Some(&guest.id),
             Outcome::Failure(
@@ -272,7 +272,7 @@ pub async fn password_submit(
             log_member(
                 &state,
                 &ctx,
-                &pending,
+                &sign_in,
                 &email,
                 Some(&u.id),
                 Outcome::Failure(codes::ACCOUNT_DISABLED, "User account is disabled."),
@@ -284,7 +284,7 @@ pub async fn password_submit(
             log_member(
                 &state,
                 &ctx,
-                &pending,
+                &sign_in,
                 &email,
                 Some(&u.id),
                 Outcome::Failure(
@@ -299,7 +299,7 @@ pub async fn password_submit(
             log_member(
                 &state,
                 &ctx,
-                &pending,
+                &sign_in,
                 &email,
                 None,
                 Outcome::Failure(
@@ -311,9 +311,9 @@ pub async fn password_submit(
             return again(BAD_CREDENTIALS);
         }
     };
-    let pending = pending.authenticated(&user.id, vec!["pwd".into()]);
+    let sign_in = sign_in.authenticated(&user.id, vec!["pwd".into()]);
     if user.must_change_password {
-        return match progress::replace(&state, &f.interaction, &pending).await {
+        return match progress::replace(&state, &f.interaction, &sign_in).await {
             Ok(id) => html(&pages::ChangePassword {
                 tenant_name: &state.config.display_name,
                 interaction: &id,
@@ -330,7 +330,7 @@ pub async fn password_submit(
     {
         return PageError::internal(format!("user risk checks failed: {e}")).render(&state, &ctx);
     }
-    gate::judge(state, ctx, jar, &f.interaction, pending, user).await
+    gate::judge(state, ctx, jar, &f.interaction, sign_in, user).await
 }
 
 /// The change-password form.
@@ -353,16 +353,16 @@ pub async fn change_submit(
     jar: CookieJar,
     Form(f): Form<ChangeForm>,
 ) -> Response {
-    let pending = match submitted_pending(&state, &jar, &f.csrf_token, &f.interaction).await {
+    let sign_in = match submitted_sign_in(&state, &jar, &f.csrf_token, &f.interaction).await {
         Ok(p) => p,
         Err(e) => return e.render(&state, &ctx),
     };
-    let Some(user_id) = pending.user_id.clone() else {
+    let Some(user_id) = sign_in.user_id.clone() else {
         return PageError::expired_request().render(&state, &ctx);
     };
     // Only a sign-in the gate sent to this page (MFA done), in the browser it holds it for,
     // may change the password here; one still waiting for MFA may not skip it.
-    if pending.held && (!pending.mfa_done || !gate::same_browser(&state, &jar, &pending)) {
+    if sign_in.held && (!sign_in.mfa_done || !gate::same_browser(&state, &jar, &sign_in)) {
         return PageError::expired_request().render(&state, &ctx);
     }
     let user = match state.store.user_by_id(&user_id).await {
@@ -409,9 +409,9 @@ pub async fn change_submit(
     // The password was changed in this sign-in: either because the account required it
     // (a temporary password, already remediated when the admin set it) or because the user-risk
     // policy did, after MFA: a secure password change, which remediates the user's risk.
-    let mut pending = pending;
-    if pending.held {
-        pending.password_changed = true;
+    let mut sign_in = sign_in;
+    if sign_in.held {
+        sign_in.password_changed = true;
         let remediated = crate::user_risk::remediate(
             &state,
             &user.id,
@@ -423,7 +423,7 @@ pub async fn change_submit(
             return PageError::internal(format!("remediation failed: {e}")).render(&state, &ctx);
         }
     }
-    gate::judge(state, ctx, jar, &f.interaction, pending, user).await
+    gate::judge(state, ctx, jar, &f.interaction, sign_in, user).await
 }
 
 /// `GET /consent`.
@@ -433,7 +433,7 @@ pub async fn consent_page(
     jar: CookieJar,
     Query(q): Query<InteractionQuery>,
 ) -> Response {
-    let pending = match progress::load(&state, &q.interaction)
+    let sign_in = match progress::load(&state, &q.interaction)
         .await
         .map_err(PageError::from)
     {
@@ -445,11 +445,11 @@ pub async fn consent_page(
         Ok(None) => return PageError::expired_request().render(&state, &ctx),
         Err(e) => return PageError::from(e).render(&state, &ctx),
     };
-    let Some(app) = state.app(&pending.request.client_id) else {
+    let Some(app) = state.app(&sign_in.request.client_id) else {
         return PageError::expired_request().render(&state, &ctx);
     };
     let (jar, csrf) = csrf_token(&state, jar);
-    let scopes = pending
+    let scopes = sign_in
         .request
         .scopes()
         .iter()
@@ -484,7 +484,7 @@ pub async fn consent_submit(
     jar: CookieJar,
     Form(f): Form<ConsentForm>,
 ) -> Response {
-    let pending = match submitted_pending(&state, &jar, &f.csrf_token, &f.interaction).await {
+    let sign_in = match submitted_sign_in(&state, &jar, &f.csrf_token, &f.interaction).await {
         Ok(p) => p,
         Err(e) => return e.render(&state, &ctx),
     };
@@ -501,9 +501,9 @@ pub async fn consent_submit(
             ErrorCode::AccessDenied,
             "The user declined to grant access.",
         );
-        return finish::error_to_client(&state, &ctx, &pending.request, e);
+        return finish::error_to_client(&state, &ctx, &sign_in.request, e);
     }
-    let mut request = pending.request;
+    let mut request = sign_in.request;
     if let Err(e) = state
         .store
         .grant_consent(
