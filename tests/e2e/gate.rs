@@ -437,12 +437,16 @@ async fn a_home_that_does_not_reauthenticate_is_refused_with_login_required() {
     let r = submit_email(
         &b,
         &resource.issuer,
-        &rp_authorize(&resource, "&prompt=login"),
+        &rp_authorize(&resource, "&prompt=login&acr_values=urn%3Aexample%3Amfa"),
         ALICE,
     )
     .await;
     let q = query(&location(&r));
     assert_eq!(q.get("prompt").map(String::as_str), Some("login"));
+    assert_eq!(
+        q.get("acr_values").map(String::as_str),
+        Some("urn:example:mfa")
+    );
     *idp.nonce.lock().unwrap() = q["nonce"].clone();
     let r = b
         .get(resource.url(&format!(
