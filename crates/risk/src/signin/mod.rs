@@ -6,7 +6,7 @@
 //! Evaluators are grouped by phase (after keycloak-adaptive-authn): [`Phase::Network`] runs on
 //! what the request alone shows (anonymous and malicious IPs), [`Phase::UserKnown`] compares the
 //! sign-in with this user's own history here (travel, new country, unfamiliar features,
-//! velocity), [`Phase::PartnerToken`] inspects a partner's ID token that verified but may still
+//! velocity across different networks or devices), [`Phase::PartnerToken`] inspects a partner's ID token that verified but may still
 //! look wrong. Each evaluator produces explained evidence; one aggregation step
 //! ([`aggregate`]) turns the evidence into the sign-in's level. Nothing here does I/O: intel,
 //! history and the clock come in as arguments.
@@ -84,10 +84,17 @@ pub struct SignInRiskConfig {
     /// `unfamiliarFeatures` when at least this many of {country, ASN, user agent} were never
     /// seen for this user here. Default 2 (one new property alone is ordinary life).
     pub unfamiliar_min_properties: usize,
-    /// `suspiciousVelocity` when more than `velocityMaxSignIns` sign-ins (this one included)
-    /// fall within this many seconds. Default 300.
+    /// `suspiciousVelocity` when sign-ins from more than `velocityMaxSignIns` different
+    /// networks or devices (this one included) fall within this many seconds. Default 300.
     pub velocity_window_seconds: u32,
-    /// Default 10.
+    /// How many different networks or devices one user may sign in from within
+    /// `velocityWindowSeconds`. Default 10. Sign-ins are told apart by network (the IPv4 /24
+    /// or IPv6 /64 of the address) and device (the user agent, version numbers ignored); all
+    /// sign-ins with the same network and device count once, and a sign-in whose network and
+    /// device match an earlier one of the user's history here — a *familiar device and
+    /// network* — is never `suspiciousVelocity`, however many there are: test suites sign one
+    /// user in thousands of times from one machine. The same ASN alone is not the same
+    /// network (a carrier or cloud provider serves millions).
     pub velocity_max_sign_ins: usize,
     /// A sign-in from a trusted named location is where the organisation knows its users are:
     /// `unfamiliarFeatures`, `newCountry` and `unlikelyTravel` are not raised, and
