@@ -1,5 +1,10 @@
 //! Phase 2, the user is known: this sign-in against the user's own recent sign-ins at this
 //! tenant (travel, new country, unfamiliar features, velocity).
+//!
+//! Repeats from a familiar device and network are never suspicious (test suites sign one user
+//! in thousands of times from one machine): a sign-in from the IP address and user agent of
+//! earlier ones is not travel (same address), not a new country and not unfamiliar (nothing in
+//! it is new), and not velocity, which counts different networks or devices, not sign-ins.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -36,7 +41,8 @@ pub(super) fn evaluate(
 /// any airliner over ground) is impossible; `unlikelyTravelKmh` (default 500) up to that is
 /// unlikely (only by air with next to no time on the ground). Moves shorter than
 /// `travelMinDistanceKm` are geolocation noise. A sign-in through an anonymizer is skipped: its
-/// exit's location says nothing about the user (and is its own detection).
+/// exit's location says nothing about the user (and is its own detection). A sign-in from the
+/// IP address of the previous one (or of one since) is never travel: the user did not move.
 fn travel(
     ctx: &SignInContext<'_>,
     facts: &IpFacts,
@@ -61,6 +67,15 @@ fn travel(
     else {
         return;
     };
+    // A repeat from the address the user was last seen at is not a move, whatever the
+    // geolocation says now (intel is reloaded; a second may hold sign-ins from two places).
+    if ctx
+        .history
+        .iter()
+        .any(|p| p.at >= prev.at && p.at <= ctx.at && p.ip == Some(ctx.ip))
+    {
+        return;
+    }
     let km = haversine_km((plat, plon), (lat, lon));
     if km < config.travel_min_distance_km {
         return;
@@ -117,7 +132,8 @@ fn travel(
 }
 
 /// `newCountry`: the country was never seen for this user here (needs at least one earlier
-/// sign-in with a known country).
+/// sign-in with a known country). An address the user already signed in from is never a new
+/// country, whatever the geolocation said of it then (intel is reloaded).
 fn new_country(
     ctx: &SignInContext<'_>,
     facts: &IpFacts,
@@ -129,6 +145,9 @@ fn new_country(
     let Some(country) = facts.country.as_deref() else {
         return;
     };
+    if ctx.history.iter().any(|p| p.ip == Some(ctx.ip)) {
+        return;
+    }
     let mut known = ctx
         .history
         .iter()
@@ -158,7 +177,8 @@ fn new_country(
 /// `unfamiliarFeatures`: at least `unfamiliarMinProperties` of {country, ASN, user agent} were
 /// never seen for this user here, and only after the learning period
 /// (`familiarityMinHistory` earlier sign-ins). User agents are compared without version numbers
-/// so a browser update is not "unfamiliar".
+/// so a browser update is not "unfamiliar". An earlier sign-in from the same address counts as
+/// having this one's country and ASN (the geolocation may have changed since, the user did not).
 fn unfamiliar(
     ctx: &SignInContext<'_>,
     facts: &IpFacts,
@@ -171,15 +191,24 @@ fn unfamiliar(
         return;
     }
     let mut new: Vec<String> = Vec::with_capacity(3);
+    let same_address = |p: &PastSignIn| p.ip == Some(ctx.ip);
     if let Some(c) = facts.country.as_deref()
         && unseen(ctx.history, |p| {
+            if same_address(p) {
+                return Some(true);
+            }
             p.country.as_deref().map(|k| k.eq_ignore_ascii_case(c))
         })
     {
         new.push(format!("country {c}"));
     }
     if let Some(a) = facts.asn
-        && unseen(ctx.history, |p| p.asn.map(|k| k == a))
+        && unseen(ctx.history, |p| {
+            if same_address(p) {
+                return Some(true);
+            }
+            p.asn.map(|k| k == a)
+        })
     {
         new.push(format!("network AS{a}"));
     }
@@ -932,6 +961,52 @@ mod tests {
             r.detections[0]
                 .explanation
                 .contains("4 different networks or devices within 10 min"),
+            "{r:#?}"
+        );
+    }
+
+    #[test]
+    fn a_repeat_from_the_same_address_is_never_travel_new_country_or_unfamiliar() {
+        let i = intel(false);
+        let cfg = SignInRiskConfig::default();
+        // The address was geolocated in Oslo (NO, AS64500) when it was recorded; the intel
+        // now says Sydney (AU, AS64501). The user did not move: no travel, no new country, and
+        // neither the country nor the network is unfamiliar.
+        let h: Vec<PastSignIn> = [-10, -20, -30]
+            .iter()
+            .map(|m| PastSignIn {
+                ip: Some("198.51.100.1".parse().unwrap()),
+                ..past(&i, "192.0.2.1", *m, FIREFOX)
+            })
+            .collect();
+        let r = eval_with(&i, "198.51.100.1", 0, FIREFOX, &h, &cfg);
+        assert!(r.detections.is_empty(), "{r:#?}");
+        // The same intel change under another address of that network is judged as ever.
+        let r = eval_with(&i, "198.51.100.2", 0, CURL, &h, &cfg);
+        for kind in [
+            RiskEventType::ImpossibleTravel,
+            RiskEventType::NewCountry,
+            RiskEventType::UnfamiliarFeatures,
+        ] {
+            assert!(types(&r).contains(&kind), "{kind}: {r:#?}");
+        }
+        // Oslo and Sydney in the same second, then Sydney again: judged against Sydney,
+        // whichever the history lists first.
+        let h = [
+            past(&i, "198.51.100.1", -1, FIREFOX),
+            past(&i, "192.0.2.1", -1, FIREFOX),
+        ];
+        let r = eval_with(&i, "198.51.100.1", 0, FIREFOX, &h, &cfg);
+        assert!(r.detections.is_empty(), "{r:#?}");
+        // A different address in the same place as the last one is still judged: Oslo, then
+        // Sydney, then back to Oslo within the hour.
+        let h = [
+            past(&i, "192.0.2.1", -60, FIREFOX),
+            past(&i, "198.51.100.1", -30, FIREFOX),
+        ];
+        let r = eval_with(&i, "192.0.2.1", 0, FIREFOX, &h, &cfg);
+        assert!(
+            types(&r).contains(&RiskEventType::ImpossibleTravel),
             "{r:#?}"
         );
     }
