@@ -1175,3 +1175,92 @@ async fn travel_between_sign_ins_is_judged_from_the_users_history_here() {
         "the first sign-in had nothing to compare with"
     );
 }
+
+/// A scripted client on one machine: one IP (`ip`, through the tenant's trusted proxy), one
+/// user agent, and a fresh cookie jar, so nothing is remembered between sign-ins.
+fn test_suite_client(ip: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-forwarded-for", ip.parse().unwrap());
+    reqwest::Client::builder()
+        .use_preconfigured_tls(server::tls::client_config(Some(&fixtures().ca)).unwrap())
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent("rp-test-suite/2.4 python-requests/2.32.3")
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_test_suite_signing_one_user_in_200_times_from_one_machine_is_never_risky() {
+    // The shipped intel and Fabrikam's shipped policies: the sign-in risk policy asks for MFA
+    // at medium and above, which a script cannot do. A relying-party test suite signs the same
+    // user in again and again from one machine, far more than `velocity_max_sign_ins` (10)
+    // times within `velocity_window_seconds` (300): repeats from a familiar network and device
+    // are never suspicious, so every one of them ends with a code.
+    const SIGN_INS: usize = 200;
+    let policies = policies_copy("fabrikam");
+    let t = start_with("suite", &risk_toml(&policies)).await;
+    // Sydney, AS64497: geolocated, with an ASN, on no IP list and in no trusted named
+    // location, so travel, new country and unfamiliar features are all judged.
+    let ip = "198.51.100.20";
+    for i in 0..SIGN_INS {
+        // A fresh client each time: no session, so each is a real password sign-in.
+        let b = test_suite_client(ip);
+        let redirect = sign_in(&t, &b, &rp_authorize(&t, ""), ALICE, ALICE_PW).await;
+        assert!(
+            redirect.starts_with(RP_REDIRECT),
+            "sign-in {} ended at {redirect}, not at the app",
+            i + 1
+        );
+        let code = code_from(&t, &redirect, "st-1");
+        let r = rp_token(
+            &t,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", RP_REDIRECT),
+            ],
+        )
+        .await;
+        assert_eq!(r.status(), 200, "sign-in {}: the code is redeemed", i + 1);
+    }
+    let rows = t
+        .state()
+        .store
+        .list_sign_ins(&store::SignInFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), SIGN_INS, "one log row per sign-in");
+    for row in &rows {
+        assert_eq!(row.error_code, 0, "{:?}", row.failure_reason);
+        assert_eq!(row.ip_address.as_deref(), Some(ip));
+        assert_eq!(
+            row.risk_level_during_sign_in.as_deref(),
+            Some("none"),
+            "{}",
+            row.details
+        );
+        assert_eq!(row.risk_level_aggregated.as_deref(), Some("none"));
+        assert_eq!(
+            row.details["riskEventTypes_v2"],
+            serde_json::json!([]),
+            "{}",
+            row.details
+        );
+        assert_eq!(
+            row.details["riskDetections"],
+            serde_json::json!([]),
+            "{}",
+            row.details
+        );
+    }
+    assert_eq!(
+        alice_risk(&t).await.risk_level,
+        risk::RiskLevel::None,
+        "no risky sign-in raised alice's user risk"
+    );
+}
