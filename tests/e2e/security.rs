@@ -674,3 +674,123 @@ async fn security_headers_on_pages() {
         "{html}"
     );
 }
+
+/// RFC 6749 §3.1 / §4.1.2.1: parameters whose bytes are not UTF-8 are refused with
+/// `invalid_request`, never decoded with replacement characters, and an altered `state` is
+/// never sent back.
+#[tokio::test]
+async fn parameters_that_are_not_utf8_are_refused_never_altered() {
+    let t = start("contoso").await;
+    let b = browser();
+    let refused_to_app = |r: &reqwest::Response, state: Option<&str>| {
+        assert_eq!(r.status(), 303, "{}", r.url());
+        let to = location(r);
+        assert!(to.starts_with(RP_REDIRECT), "{to}");
+        let q = query(&to);
+        assert_eq!(q["error"], "invalid_request", "{to}");
+        assert_eq!(q["iss"], t.issuer);
+        assert_eq!(q.get("state").map(String::as_str), state, "{to}");
+    };
+    // Client and redirect URI known to be right: the error goes to the app, without the state.
+    let bad_state = rp_authorize(&t, "").replace("state=st-1", "state=%FF%FE");
+    let r = b.get(&bad_state).send().await.unwrap();
+    refused_to_app(&r, None);
+    // Another parameter that is not UTF-8: the readable state comes back.
+    let r = b
+        .get(rp_authorize(&t, "&login_hint=x%C3"))
+        .send()
+        .await
+        .unwrap();
+    refused_to_app(&r, Some("st-1"));
+    // The same as a form POST, percent-encoded or as raw bytes.
+    let body = bad_state.split_once('?').unwrap().1.to_owned();
+    let mut raw = rp_authorize(&t, "")
+        .split_once('?')
+        .unwrap()
+        .1
+        .replace("state=st-1", "state=")
+        .into_bytes();
+    raw.extend_from_slice(b"&login_hint=\xff\xfe");
+    for body in [body.into_bytes(), raw] {
+        let r = b
+            .post(t.url("/authorize"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        refused_to_app(&r, None);
+    }
+    // Until client and redirect URI are known to be right: a page, no redirect.
+    for url in [
+        rp_authorize(&t, "").replace(&urlenc(RP_REDIRECT), "http%3A%2F%2F127.0.0.1%3A9555%2F%FF"),
+        rp_authorize(&t, "").replace("client_id=lab-rp", "client_id=lab-rp%FF"),
+    ] {
+        let r = b.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{url}");
+        assert!(r.headers().get("location").is_none());
+        assert!(r.text().await.unwrap().contains("not valid UTF-8"));
+    }
+    // Back channel: token, revocation, introspection, userinfo; Basic credentials too.
+    for path in ["/token", "/revoke", "/introspect"] {
+        let r = backchannel()
+            .post(t.url(path))
+            .basic_auth(RP_ID, Some(RP_SECRET))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials&token=t%FF")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{path}");
+        assert_eq!(
+            r.json::<serde_json::Value>().await.unwrap()["error"],
+            "invalid_request",
+            "{path}"
+        );
+    }
+    let r = backchannel()
+        .post(t.url("/token"))
+        .basic_auth(RP_ID, Some("lab-rp-secret%FF"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
+    let r = backchannel()
+        .post(t.url("/userinfo"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("access_token=a%FF")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
+    // Logout: a page, and no redirect carrying an altered state.
+    let logout = format!(
+        "client_id={RP_ID}&post_logout_redirect_uri={}&state=%FF",
+        urlenc(RP_LOGOUT)
+    );
+    let r = b
+        .get(t.url(&format!("/logout?{logout}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("location").is_none());
+    let r = b
+        .post(t.url("/logout"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(logout)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("location").is_none());
+    assert_nothing_stored(&t).await;
+}

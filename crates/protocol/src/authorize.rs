@@ -161,6 +161,29 @@ pub fn validate(
     })
 }
 
+/// Where to refuse a request whose parameters could not all be read ([`Params::parse`] failed,
+/// e.g. on bytes that are not UTF-8), given what could be ([`Params::parse_decodable`]) and the
+/// client it names: to the client's redirect URI if that is right (RFC 6749 §4.1.2.1), with
+/// `state` only if it was readable itself (an altered `state` is never sent back), else to a page.
+pub fn refuse_unreadable(
+    readable: &Params,
+    client: &ClientRules<'_>,
+    error: OAuthError,
+) -> AuthorizeError {
+    if readable.get("client_id") != Some(client.client_id) {
+        return AuthorizeError::Page(error);
+    }
+    match check_redirect_uri(readable, client) {
+        Ok(redirect_uri) => AuthorizeError::Redirect(ErrorRedirect {
+            error,
+            redirect_uri,
+            state: readable.get("state").map(str::to_owned),
+            response_mode: check_response_mode(readable).unwrap_or(ResponseMode::Query),
+        }),
+        Err(_) => AuthorizeError::Page(error),
+    }
+}
+
 /// `redirect_uri` is required (OIDC Core §3.1.2.1) and must equal a registered URI byte for
 /// byte: no prefix, wildcard or normalisation, so an attacker cannot steer codes elsewhere.
 pub fn check_redirect_uri(params: &Params, client: &ClientRules<'_>) -> Result<String, OAuthError> {
@@ -639,6 +662,54 @@ mod tests {
         }
         let p = Params::parse(&format!("{}&max_age=-1", base())).unwrap();
         assert!(validate(&p, &rules(&u, false)).is_err());
+    }
+
+    #[test]
+    fn unreadable_requests_go_back_to_a_verified_redirect_uri_without_an_altered_state() {
+        let u = uris();
+        let raw = format!("{}&nonce=%FF", base());
+        let e = Params::parse(&raw).unwrap_err();
+        let readable = Params::parse_decodable(&raw).unwrap();
+        match refuse_unreadable(&readable, &rules(&u, false), e.clone()) {
+            AuthorizeError::Redirect(r) => {
+                assert_eq!(r.error.code, ErrorCode::InvalidRequest);
+                assert_eq!(r.redirect_uri, "https://app.test/cb");
+                assert_eq!(r.state.as_deref(), Some("s1"), "a readable state is echoed");
+                assert_eq!(r.response_mode, ResponseMode::Query);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A state that is not UTF-8 is left out, never sent back altered.
+        let raw = format!("{}&response_mode=form_post", base()).replace("state=s1", "state=%FF%FE");
+        let readable = Params::parse_decodable(&raw).unwrap();
+        match refuse_unreadable(&readable, &rules(&u, false), e.clone()) {
+            AuthorizeError::Redirect(r) => {
+                assert_eq!(r.state, None);
+                assert_eq!(r.response_mode, ResponseMode::FormPost);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Until client and redirect URI are known to be right, a page.
+        for raw in [
+            base().replace(
+                "redirect_uri=https%3A%2F%2Fapp.test%2Fcb",
+                "redirect_uri=%FF",
+            ),
+            base().replace(
+                "https%3A%2F%2Fapp.test%2Fcb",
+                "https%3A%2F%2Fevil.test%2Fcb",
+            ),
+            base().replace("client_id=app", "client_id=other"),
+        ] {
+            let readable = Params::parse_decodable(&raw).unwrap();
+            assert!(
+                matches!(
+                    refuse_unreadable(&readable, &rules(&u, false), e.clone()),
+                    AuthorizeError::Page(_)
+                ),
+                "{raw}"
+            );
+        }
     }
 
     #[test]

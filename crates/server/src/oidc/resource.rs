@@ -48,10 +48,12 @@ pub async fn userinfo(
 
 fn bearer(headers: &HeaderMap, method: &Method, body: &Bytes) -> Result<String, BearerError> {
     let from_header = bearer_header(headers);
-    let from_body = if *method == Method::POST {
-        form_params(headers, body)
-            .ok()
-            .and_then(|p| p.get("access_token").map(str::to_owned))
+    // RFC 6750 §2.2: a form body (and only a form body) may carry the token; one that cannot
+    // be read is refused, not ignored.
+    let from_body = if *method == Method::POST && is_form(headers) {
+        form_params(headers, body)?
+            .get("access_token")
+            .map(str::to_owned)
     } else {
         None
     };
@@ -62,6 +64,17 @@ fn bearer(headers: &HeaderMap, method: &Method, body: &Bytes) -> Result<String, 
         (Some(t), None) | (None, Some(t)) if !t.is_empty() => Ok(t),
         _ => Err(OAuthError::invalid_token("An access token is required.").into()),
     }
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
 }
 
 /// `POST /revoke` (RFC 7009). Unknown or foreign tokens still get 200: revocation must not

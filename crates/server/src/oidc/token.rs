@@ -23,7 +23,8 @@ use signin::tokens::{
 use std::sync::Arc;
 use store::{CodeRedemption, Grant, RefreshToken, Rotation, User, UserStatus};
 
-/// Parse a form-encoded body; anything else is refused (RFC 6749 §3.2).
+/// Parse a form-encoded body; anything else, or bytes that are not UTF-8, is refused with
+/// `invalid_request` (RFC 6749 §3.2).
 pub fn form_params(headers: &HeaderMap, body: &Bytes) -> Result<Params, OAuthError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -35,9 +36,7 @@ pub fn form_params(headers: &HeaderMap, body: &Bytes) -> Result<Params, OAuthErr
             "The body must be application/x-www-form-urlencoded.",
         ));
     }
-    let text = std::str::from_utf8(body)
-        .map_err(|_| OAuthError::invalid_request("The body is not UTF-8."))?;
-    Params::parse(text)
+    Params::parse(body)
 }
 
 /// Authenticate the calling client by its registered method: read the `Authorization` header,
