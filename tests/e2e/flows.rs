@@ -681,3 +681,77 @@ async fn client_credentials_without_scope_is_not_admin() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// OIDC Core §3.1.2.1 and §5.3.1: the authorization and userinfo endpoints accept POST, and
+/// userinfo takes the access token from a form body too (RFC 6750 §2.2).
+#[tokio::test]
+async fn authorize_and_userinfo_accept_post() {
+    let t = start("contoso").await;
+    let b = browser();
+    let form = "application/x-www-form-urlencoded";
+    let body = rp_authorize(&t, "").split_once('?').unwrap().1.to_owned();
+    let r = b
+        .post(t.url("/authorize"))
+        .header("content-type", form)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let login = location(&r);
+    assert!(login.starts_with("/login?interaction="), "{login}");
+    let redirect = submit_password(&t, &b, &login, ALICE, ALICE_PW).await;
+    let code = code_from(&t, &redirect, "st-1");
+    let tokens: serde_json::Value = rp_token(
+        &t,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", RP_REDIRECT),
+        ],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let at = tokens["access_token"].as_str().unwrap();
+    let http = backchannel();
+    let url = t.url("/userinfo");
+    let answers = [
+        http.get(&url).bearer_auth(at).send().await.unwrap(),
+        http.post(&url).bearer_auth(at).send().await.unwrap(),
+        http.post(&url)
+            .form(&[("access_token", at)])
+            .send()
+            .await
+            .unwrap(),
+    ];
+    for r in answers {
+        assert_eq!(r.status(), 200);
+        let info: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(info["email"], ALICE);
+        assert!(info["sub"].is_string());
+    }
+    // One place only; and a form without a token is no token.
+    let r = http
+        .post(&url)
+        .bearer_auth(at)
+        .form(&[("access_token", at)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = http
+        .post(&url)
+        .form(&[("other", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+}

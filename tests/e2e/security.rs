@@ -794,3 +794,45 @@ async fn parameters_that_are_not_utf8_are_refused_never_altered() {
     assert!(r.headers().get("location").is_none());
     assert_nothing_stored(&t).await;
 }
+
+/// RFC 6749 §4.1.2: `state` comes back exactly as sent, whatever valid UTF-8 it holds, in the
+/// success redirect, the error redirect and `form_post`.
+#[tokio::test]
+async fn an_awkward_state_comes_back_byte_for_byte() {
+    let t = start("contoso").await;
+    let b = browser();
+    let state = "a b+c&d=e;f/g?h#i %20%zz% \u{e9}t\u{e9} \u{2713}\u{1F600} \"<'>\\";
+    let with_state = |extra: &str| {
+        rp_authorize(&t, extra).replace("state=st-1", &format!("state={}", urlenc(state)))
+    };
+    // An error redirect (no session yet).
+    let r = b.get(with_state("&prompt=none")).send().await.unwrap();
+    let q = query(&location(&r));
+    assert_eq!(q["error"], "login_required");
+    assert_eq!(q["state"], state);
+    // Success, through the sign-in pages.
+    let redirect = sign_in(&t, &b, &with_state(""), ALICE, ALICE_PW).await;
+    code_from(&t, &redirect, state);
+    // Single sign-on, and the same request as a POST.
+    let r = b.get(with_state("")).send().await.unwrap();
+    code_from(&t, &location(&r), state);
+    let r = b
+        .post(t.url("/authorize"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(with_state("").split_once('?').unwrap().1.to_owned())
+        .send()
+        .await
+        .unwrap();
+    code_from(&t, &location(&r), state);
+    // form_post: the hidden field holds it exactly.
+    let r = b
+        .get(with_state("&response_mode=form_post"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let fields = hidden_inputs(&r.text().await.unwrap());
+    let got: std::collections::HashMap<_, _> = fields.into_iter().collect();
+    assert_eq!(got["state"], state);
+    assert!(got.contains_key("code"));
+}
