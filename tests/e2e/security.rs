@@ -836,3 +836,52 @@ async fn an_awkward_state_comes_back_byte_for_byte() {
     assert_eq!(got["state"], state);
     assert!(got.contains_key("code"));
 }
+
+/// OIDC Core §6: request objects are not supported; once the client and redirect URI are known
+/// to be right the app hears so (`request_not_supported`, `request_uri_not_supported`, with its
+/// state), and discovery says so.
+#[tokio::test]
+async fn request_objects_are_refused_to_the_app_and_discovery_says_so() {
+    let t = start("contoso").await;
+    let b = browser();
+    for (param, code) in [
+        ("request", "request_not_supported"),
+        ("request_uri", "request_uri_not_supported"),
+    ] {
+        let value = urlenc("https://127.0.0.1:9555/request.jwt");
+        let r = b
+            .get(rp_authorize(&t, &format!("&{param}={value}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        let to = location(&r);
+        assert!(to.starts_with(RP_REDIRECT), "{to}");
+        let q = query(&to);
+        assert_eq!(q["error"], code);
+        assert_eq!(q["state"], "st-1");
+        assert_eq!(q["iss"], t.issuer);
+        // A redirect URI that is not registered: a page, whatever else is wrong.
+        let r = b
+            .get(
+                rp_authorize(&t, &format!("&{param}={value}"))
+                    .replace(&urlenc(RP_REDIRECT), &urlenc("https://evil.test/cb")),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        assert!(r.headers().get("location").is_none());
+    }
+    let meta: serde_json::Value = backchannel()
+        .get(t.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["request_parameter_supported"], false);
+    assert_eq!(meta["request_uri_parameter_supported"], false);
+    assert_nothing_stored(&t).await;
+}

@@ -656,10 +656,31 @@ mod tests {
         let p = Params::parse(&format!("{}&request=eyJ", base())).unwrap();
         match validate(&p, &rules(&u, false)) {
             Err(AuthorizeError::Redirect(r)) => {
-                assert_eq!(r.error.code, ErrorCode::RequestNotSupported)
+                assert_eq!(r.error.code, ErrorCode::RequestNotSupported);
+                assert_eq!(r.error.code.as_str(), "request_not_supported");
             }
             other => panic!("{other:?}"),
         }
+        let p = Params::parse(&format!(
+            "{}&request_uri=https%3A%2F%2Fapp.test%2Fr",
+            base()
+        ))
+        .unwrap();
+        match validate(&p, &rules(&u, false)) {
+            Err(AuthorizeError::Redirect(r)) => {
+                assert_eq!(r.error.code, ErrorCode::RequestUriNotSupported);
+                assert_eq!(r.error.code.as_str(), "request_uri_not_supported");
+                assert_eq!(r.state.as_deref(), Some("s1"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Only once the client and redirect URI are known to be right.
+        let p = Params::parse(&format!("{}&request=eyJ", base()).replace("app.test", "evil.test"))
+            .unwrap();
+        assert!(matches!(
+            validate(&p, &rules(&u, false)),
+            Err(AuthorizeError::Page(_))
+        ));
         let p = Params::parse(&format!("{}&max_age=-1", base())).unwrap();
         assert!(validate(&p, &rules(&u, false)).is_err());
     }

@@ -170,5 +170,9 @@ mod tests {
             serde_json::json!(["S256"])
         );
         assert_eq!(m["authorization_response_iss_parameter_supported"], true);
+        // OIDC Core §6: request objects are refused (request_not_supported and
+        // request_uri_not_supported), and discovery says so.
+        assert_eq!(m["request_parameter_supported"], false);
+        assert_eq!(m["request_uri_parameter_supported"], false);
     }
 }
