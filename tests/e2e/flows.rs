@@ -755,3 +755,128 @@ async fn authorize_and_userinfo_accept_post() {
             .starts_with("Bearer")
     );
 }
+
+/// OIDC Core §5.5: standard claims asked for by name with the `claims` parameter are released
+/// where they were asked for (ID token, userinfo) without their scope, on refresh too; the user
+/// consents to them as to their scope; malformed JSON is `invalid_request`.
+#[tokio::test]
+async fn the_claims_parameter_releases_standard_claims_by_name() {
+    let t = start("contoso").await;
+    let meta: serde_json::Value = backchannel()
+        .get(t.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["claims_parameter_supported"], true);
+    let claims =
+        r#"{"id_token":{"email":null,"name":{"essential":true}},"userinfo":{"email":null}}"#;
+    let only_openid = |extra: &str| {
+        rp_authorize(&t, &format!("&claims={}{extra}", urlenc(claims))).replace(
+            "scope=openid%20profile%20email",
+            "scope=openid%20offline_access",
+        )
+    };
+    let b = browser();
+    let redirect = sign_in(&t, &b, &only_openid(""), ALICE, ALICE_PW).await;
+    let code = code_from(&t, &redirect, "st-1");
+    let tokens: serde_json::Value = rp_token(
+        &t,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", RP_REDIRECT),
+        ],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(tokens["scope"], "offline_access openid");
+    let id = decode_payload(tokens["id_token"].as_str().unwrap());
+    assert_eq!(id["email"], ALICE);
+    assert_eq!(id["name"], "Alice Smith");
+    for not_asked in ["email_verified", "preferred_username", "given_name"] {
+        assert!(id.get(not_asked).is_none(), "{not_asked}: {id}");
+    }
+    let userinfo = |at: String| {
+        let url = t.url("/userinfo");
+        async move {
+            backchannel()
+                .get(url)
+                .bearer_auth(at)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let info = userinfo(tokens["access_token"].as_str().unwrap().to_owned()).await;
+    assert_eq!(info["email"], ALICE);
+    assert!(
+        info.get("name").is_none(),
+        "name was asked for in the ID token only"
+    );
+    // A refresh keeps what was asked for.
+    let refreshed: serde_json::Value = rp_token(
+        &t,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+        ],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = decode_payload(refreshed["id_token"].as_str().unwrap());
+    assert_eq!(id["email"], ALICE);
+    assert_eq!(id["name"], "Alice Smith");
+    let info = userinfo(refreshed["access_token"].as_str().unwrap().to_owned()).await;
+    assert_eq!(info["email"], ALICE);
+    // Without the parameter, the scope alone decides.
+    let plain = rp_authorize(&t, "").replace("scope=openid%20profile%20email", "scope=openid");
+    let r = b.get(plain).send().await.unwrap();
+    let tokens: serde_json::Value = rp_token(
+        &t,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code_from(&t, &location(&r), "st-1")),
+            ("redirect_uri", RP_REDIRECT),
+        ],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = decode_payload(tokens["id_token"].as_str().unwrap());
+    assert!(
+        id.get("email").is_none() && id.get("name").is_none(),
+        "{id}"
+    );
+    // Malformed: invalid_request to the app, with its state.
+    let r = b
+        .get(rp_authorize(&t, "&claims=%7B%22id_token%22%3A"))
+        .send()
+        .await
+        .unwrap();
+    let q = query(&location(&r));
+    assert_eq!(q["error"], "invalid_request");
+    assert_eq!(q["state"], "st-1");
+    // A third-party app asks the user for what the claims reveal, as for the scope.
+    let third = format!(
+        "/authorize?response_type=code&client_id={THIRD_ID}&redirect_uri={}&scope=openid&state=c1&claims={}",
+        urlenc(THIRD_REDIRECT),
+        urlenc(r#"{"userinfo":{"email":null}}"#)
+    );
+    let r = b.get(t.url(&third)).send().await.unwrap();
+    let next = location(&r);
+    assert!(next.starts_with("/consent?interaction="), "{next}");
+    let page = page_text(&b, t.url(&next)).await;
+    assert!(page.contains("See your email address"), "{page}");
+    assert!(!page.contains("See your name"));
+}

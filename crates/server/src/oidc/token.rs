@@ -17,8 +17,8 @@ use protocol::scope::Scope;
 use protocol::token::{GrantRequest, parse_grant};
 use protocol::{ErrorCode, OAuthError};
 use signin::tokens::{
-    TokenResponse, client_credentials, first_refresh_token, issue_user_tokens, refresh_token_row,
-    released_claims,
+    TokenResponse, client_credentials, first_refresh_token, grant_claims, issue_user_tokens,
+    refresh_token_row, released_claims,
 };
 use std::sync::Arc;
 use store::{CodeRedemption, Grant, RefreshToken, Rotation, User, UserStatus};
@@ -174,7 +174,8 @@ async fn exchange_code(
         state.store.revoke_grant(&grant.id, now).await?;
         return Err(invalid("The user is no longer active.").into());
     };
-    let extra = released_claims(state, app, &user, &grant.scope).await?;
+    let requested = grant_claims(&grant)?.id_token;
+    let extra = released_claims(state, app, &user, &grant.scope, &requested).await?;
     let mut resp = issue_user_tokens(
         state,
         app,
@@ -258,7 +259,8 @@ async fn refresh(
         None => judge_refresh(state, ctx, app, &grant).await?,
     };
     let scope = scope.to_string();
-    let extra = released_claims(state, app, &user, &scope).await?;
+    let requested = grant_claims(&grant)?.id_token;
+    let extra = released_claims(state, app, &user, &scope, &requested).await?;
     let mut resp = issue_user_tokens(state, app, &grant, &user, &scope, None, extra)?;
     resp.refresh_token = Some(new_token);
     Ok(resp)
