@@ -210,6 +210,10 @@ async fn public_client_with_pkce_and_form_post() {
         .unwrap()
         .to_owned();
     assert!(csp.contains("form-action http://127.0.0.1:9556"), "{csp}");
+    assert!(
+        !csp.contains("'self'"),
+        "its own policy, not the pages' default: {csp}"
+    );
     let html = r.text().await.unwrap();
     assert!(html.contains(&format!("action=\"{PUBLIC_REDIRECT}\"")));
     let fields: std::collections::HashMap<_, _> = hidden_inputs(&html).into_iter().collect();

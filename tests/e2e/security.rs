@@ -643,12 +643,22 @@ async fn security_headers_on_pages() {
     let h = r.headers();
     assert_eq!(h["x-frame-options"], "DENY");
     assert_eq!(h["x-content-type-options"], "nosniff");
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    // Forms post here, and end (after a 303, which Chrome and Safari check too) only at the
+    // apps' registered redirect URIs.
     assert!(
-        h["content-security-policy"]
-            .to_str()
-            .unwrap()
-            .contains("frame-ancestors 'none'")
+        csp.contains("form-action 'self' http://127.0.0.1:9555 http://127.0.0.1:9556 https://jwt.test https://partner.test;"),
+        "{csp}"
     );
+    // Served over TLS: HSTS, on pages and on the API alike.
+    assert_eq!(h["strict-transport-security"], "max-age=31536000");
+    let r = backchannel()
+        .get(t.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["strict-transport-security"], "max-age=31536000");
     assert_eq!(h["cache-control"], "no-store");
     assert!(h.get("x-request-id").is_some());
     // Autoescaping: a hostile login_hint is rendered inert.
