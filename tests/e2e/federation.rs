@@ -280,6 +280,19 @@ pub async fn exchange(t: &TestTenant, redirect: &str) -> serde_json::Value {
 async fn guest_signs_in_with_home_credentials_and_both_logs_join() {
     let p = pair(TRUSTED).await;
     let b = browser();
+    // The email page's form may end at the home (its answer is a 303 there), and its policy
+    // says so: Chrome and Safari hold the redirect to form-action.
+    let r = b.get(rp_authorize(&p.resource, "")).send().await.unwrap();
+    let page = b.get(p.resource.url(&location(&r))).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    let form_action = csp
+        .split(';')
+        .find(|d| d.trim().starts_with("form-action"))
+        .unwrap();
+    assert!(
+        form_action.split_whitespace().any(|s| s == p.home.issuer),
+        "{csp}"
+    );
     let redirect = app_redirect(
         federated_sign_in(&p, &b, &rp_authorize(&p.resource, ""), ALICE, ALICE_PW).await,
     );

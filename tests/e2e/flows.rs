@@ -210,6 +210,10 @@ async fn public_client_with_pkce_and_form_post() {
         .unwrap()
         .to_owned();
     assert!(csp.contains("form-action http://127.0.0.1:9556"), "{csp}");
+    assert!(
+        !csp.contains("'self'"),
+        "its own policy, not the pages' default: {csp}"
+    );
     let html = r.text().await.unwrap();
     assert!(html.contains(&format!("action=\"{PUBLIC_REDIRECT}\"")));
     let fields: std::collections::HashMap<_, _> = hidden_inputs(&html).into_iter().collect();
@@ -680,4 +684,203 @@ async fn client_credentials_without_scope_is_not_admin() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// OIDC Core §3.1.2.1 and §5.3.1: the authorization and userinfo endpoints accept POST, and
+/// userinfo takes the access token from a form body too (RFC 6750 §2.2).
+#[tokio::test]
+async fn authorize_and_userinfo_accept_post() {
+    let t = start("contoso").await;
+    let b = browser();
+    let form = "application/x-www-form-urlencoded";
+    let body = rp_authorize(&t, "").split_once('?').unwrap().1.to_owned();
+    let r = b
+        .post(t.url("/authorize"))
+        .header("content-type", form)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let login = location(&r);
+    assert!(login.starts_with("/login?interaction="), "{login}");
+    let redirect = submit_password(&t, &b, &login, ALICE, ALICE_PW).await;
+    let code = code_from(&t, &redirect, "st-1");
+    let tokens: serde_json::Value = rp_token(
+        &t,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", RP_REDIRECT),
+        ],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let at = tokens["access_token"].as_str().unwrap();
+    let http = backchannel();
+    let url = t.url("/userinfo");
+    let answers = [
+        http.get(&url).bearer_auth(at).send().await.unwrap(),
+        http.post(&url).bearer_auth(at).send().await.unwrap(),
+        http.post(&url)
+            .form(&[("access_token", at)])
+            .send()
+            .await
+            .unwrap(),
+    ];
+    for r in answers {
+        assert_eq!(r.status(), 200);
+        let info: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(info["email"], ALICE);
+        assert!(info["sub"].is_string());
+    }
+    // One place only; and a form without a token is no token.
+    let r = http
+        .post(&url)
+        .bearer_auth(at)
+        .form(&[("access_token", at)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = http
+        .post(&url)
+        .form(&[("other", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+}
+
+/// OIDC Core §5.5: standard claims asked for by name with the `claims` parameter are released
+/// where they were asked for (ID token, userinfo) without their scope, on refresh too; the user
+/// consents to them as to their scope; malformed JSON is `invalid_request`.
+#[tokio::test]
+async fn the_claims_parameter_releases_standard_claims_by_name() {
+    let t = start("contoso").await;
+    let meta: serde_json::Value = backchannel()
+        .get(t.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["claims_parameter_supported"], true);
+    let claims =
+        r#"{"id_token":{"email":null,"name":{"essential":true}},"userinfo":{"email":null}}"#;
+    let only_openid = |extra: &str| {
+        rp_authorize(&t, &format!("&claims={}{extra}", urlenc(claims))).replace(
+            "scope=openid%20profile%20email",
+            "scope=openid%20offline_access",
+        )
+    };
+    let b = browser();
+    let redirect = sign_in(&t, &b, &only_openid(""), ALICE, ALICE_PW).await;
+    let code = code_from(&t, &redirect, "st-1");
+    let tokens: serde_json::Value = rp_token(
+        &t,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", RP_REDIRECT),
+        ],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(tokens["scope"], "offline_access openid");
+    let id = decode_payload(tokens["id_token"].as_str().unwrap());
+    assert_eq!(id["email"], ALICE);
+    assert_eq!(id["name"], "Alice Smith");
+    for not_asked in ["email_verified", "preferred_username", "given_name"] {
+        assert!(id.get(not_asked).is_none(), "{not_asked}: {id}");
+    }
+    let userinfo = |at: String| {
+        let url = t.url("/userinfo");
+        async move {
+            backchannel()
+                .get(url)
+                .bearer_auth(at)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let info = userinfo(tokens["access_token"].as_str().unwrap().to_owned()).await;
+    assert_eq!(info["email"], ALICE);
+    assert!(
+        info.get("name").is_none(),
+        "name was asked for in the ID token only"
+    );
+    // A refresh keeps what was asked for.
+    let refreshed: serde_json::Value = rp_token(
+        &t,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+        ],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = decode_payload(refreshed["id_token"].as_str().unwrap());
+    assert_eq!(id["email"], ALICE);
+    assert_eq!(id["name"], "Alice Smith");
+    let info = userinfo(refreshed["access_token"].as_str().unwrap().to_owned()).await;
+    assert_eq!(info["email"], ALICE);
+    // Without the parameter, the scope alone decides.
+    let plain = rp_authorize(&t, "").replace("scope=openid%20profile%20email", "scope=openid");
+    let r = b.get(plain).send().await.unwrap();
+    let tokens: serde_json::Value = rp_token(
+        &t,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code_from(&t, &location(&r), "st-1")),
+            ("redirect_uri", RP_REDIRECT),
+        ],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = decode_payload(tokens["id_token"].as_str().unwrap());
+    assert!(
+        id.get("email").is_none() && id.get("name").is_none(),
+        "{id}"
+    );
+    // Malformed: invalid_request to the app, with its state.
+    let r = b
+        .get(rp_authorize(&t, "&claims=%7B%22id_token%22%3A"))
+        .send()
+        .await
+        .unwrap();
+    let q = query(&location(&r));
+    assert_eq!(q["error"], "invalid_request");
+    assert_eq!(q["state"], "st-1");
+    // A third-party app asks the user for what the claims reveal, as for the scope.
+    let third = format!(
+        "/authorize?response_type=code&client_id={THIRD_ID}&redirect_uri={}&scope=openid&state=c1&claims={}",
+        urlenc(THIRD_REDIRECT),
+        urlenc(r#"{"userinfo":{"email":null}}"#)
+    );
+    let r = b.get(t.url(&third)).send().await.unwrap();
+    let next = location(&r);
+    assert!(next.starts_with("/consent?interaction="), "{next}");
+    let page = page_text(&b, t.url(&next)).await;
+    assert!(page.contains("See your email address"), "{page}");
+    assert!(!page.contains("See your name"));
 }

@@ -643,12 +643,22 @@ async fn security_headers_on_pages() {
     let h = r.headers();
     assert_eq!(h["x-frame-options"], "DENY");
     assert_eq!(h["x-content-type-options"], "nosniff");
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    // Forms post here, and end (after a 303, which Chrome and Safari check too) only at the
+    // apps' registered redirect URIs.
     assert!(
-        h["content-security-policy"]
-            .to_str()
-            .unwrap()
-            .contains("frame-ancestors 'none'")
+        csp.contains("form-action 'self' http://127.0.0.1:9555 http://127.0.0.1:9556 https://jwt.test https://partner.test;"),
+        "{csp}"
     );
+    // Served over TLS: HSTS, on pages and on the API alike.
+    assert_eq!(h["strict-transport-security"], "max-age=31536000");
+    let r = backchannel()
+        .get(t.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["strict-transport-security"], "max-age=31536000");
     assert_eq!(h["cache-control"], "no-store");
     assert!(h.get("x-request-id").is_some());
     // Autoescaping: a hostile login_hint is rendered inert.
@@ -673,4 +683,215 @@ async fn security_headers_on_pages() {
         html.contains("&#34;&#62;&#60;script&#62;") || html.contains("&quot;&gt;&lt;script&gt;"),
         "{html}"
     );
+}
+
+/// RFC 6749 §3.1 / §4.1.2.1: parameters whose bytes are not UTF-8 are refused with
+/// `invalid_request`, never decoded with replacement characters, and an altered `state` is
+/// never sent back.
+#[tokio::test]
+async fn parameters_that_are_not_utf8_are_refused_never_altered() {
+    let t = start("contoso").await;
+    let b = browser();
+    let refused_to_app = |r: &reqwest::Response, state: Option<&str>| {
+        assert_eq!(r.status(), 303, "{}", r.url());
+        let to = location(r);
+        assert!(to.starts_with(RP_REDIRECT), "{to}");
+        let q = query(&to);
+        assert_eq!(q["error"], "invalid_request", "{to}");
+        assert_eq!(q["iss"], t.issuer);
+        assert_eq!(q.get("state").map(String::as_str), state, "{to}");
+    };
+    // Client and redirect URI known to be right: the error goes to the app, without the state.
+    let bad_state = rp_authorize(&t, "").replace("state=st-1", "state=%FF%FE");
+    let r = b.get(&bad_state).send().await.unwrap();
+    refused_to_app(&r, None);
+    // Another parameter that is not UTF-8: the readable state comes back.
+    let r = b
+        .get(rp_authorize(&t, "&login_hint=x%C3"))
+        .send()
+        .await
+        .unwrap();
+    refused_to_app(&r, Some("st-1"));
+    // The same as a form POST, percent-encoded or as raw bytes.
+    let body = bad_state.split_once('?').unwrap().1.to_owned();
+    let mut raw = rp_authorize(&t, "")
+        .split_once('?')
+        .unwrap()
+        .1
+        .replace("state=st-1", "state=")
+        .into_bytes();
+    raw.extend_from_slice(b"&login_hint=\xff\xfe");
+    for body in [body.into_bytes(), raw] {
+        let r = b
+            .post(t.url("/authorize"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        refused_to_app(&r, None);
+    }
+    // Until client and redirect URI are known to be right: a page, no redirect.
+    for url in [
+        rp_authorize(&t, "").replace(&urlenc(RP_REDIRECT), "http%3A%2F%2F127.0.0.1%3A9555%2F%FF"),
+        rp_authorize(&t, "").replace("client_id=lab-rp", "client_id=lab-rp%FF"),
+    ] {
+        let r = b.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{url}");
+        assert!(r.headers().get("location").is_none());
+        assert!(r.text().await.unwrap().contains("not valid UTF-8"));
+    }
+    // Back channel: token, revocation, introspection, userinfo; Basic credentials too.
+    for path in ["/token", "/revoke", "/introspect"] {
+        let r = backchannel()
+            .post(t.url(path))
+            .basic_auth(RP_ID, Some(RP_SECRET))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials&token=t%FF")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{path}");
+        assert_eq!(
+            r.json::<serde_json::Value>().await.unwrap()["error"],
+            "invalid_request",
+            "{path}"
+        );
+    }
+    let r = backchannel()
+        .post(t.url("/token"))
+        .basic_auth(RP_ID, Some("lab-rp-secret%FF"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
+    let r = backchannel()
+        .post(t.url("/userinfo"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("access_token=a%FF")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
+    // Logout: a page, and no redirect carrying an altered state.
+    let logout = format!(
+        "client_id={RP_ID}&post_logout_redirect_uri={}&state=%FF",
+        urlenc(RP_LOGOUT)
+    );
+    let r = b
+        .get(t.url(&format!("/logout?{logout}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("location").is_none());
+    let r = b
+        .post(t.url("/logout"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(logout)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("location").is_none());
+    assert_nothing_stored(&t).await;
+}
+
+/// RFC 6749 §4.1.2: `state` comes back exactly as sent, whatever valid UTF-8 it holds, in the
+/// success redirect, the error redirect and `form_post`.
+#[tokio::test]
+async fn an_awkward_state_comes_back_byte_for_byte() {
+    let t = start("contoso").await;
+    let b = browser();
+    let state = "a b+c&d=e;f/g?h#i %20%zz% \u{e9}t\u{e9} \u{2713}\u{1F600} \"<'>\\";
+    let with_state = |extra: &str| {
+        rp_authorize(&t, extra).replace("state=st-1", &format!("state={}", urlenc(state)))
+    };
+    // An error redirect (no session yet).
+    let r = b.get(with_state("&prompt=none")).send().await.unwrap();
+    let q = query(&location(&r));
+    assert_eq!(q["error"], "login_required");
+    assert_eq!(q["state"], state);
+    // Success, through the sign-in pages.
+    let redirect = sign_in(&t, &b, &with_state(""), ALICE, ALICE_PW).await;
+    code_from(&t, &redirect, state);
+    // Single sign-on, and the same request as a POST.
+    let r = b.get(with_state("")).send().await.unwrap();
+    code_from(&t, &location(&r), state);
+    let r = b
+        .post(t.url("/authorize"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(with_state("").split_once('?').unwrap().1.to_owned())
+        .send()
+        .await
+        .unwrap();
+    code_from(&t, &location(&r), state);
+    // form_post: the hidden field holds it exactly.
+    let r = b
+        .get(with_state("&response_mode=form_post"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let fields = hidden_inputs(&r.text().await.unwrap());
+    let got: std::collections::HashMap<_, _> = fields.into_iter().collect();
+    assert_eq!(got["state"], state);
+    assert!(got.contains_key("code"));
+}
+
+/// OIDC Core §6: request objects are not supported; once the client and redirect URI are known
+/// to be right the app hears so (`request_not_supported`, `request_uri_not_supported`, with its
+/// state), and discovery says so.
+#[tokio::test]
+async fn request_objects_are_refused_to_the_app_and_discovery_says_so() {
+    let t = start("contoso").await;
+    let b = browser();
+    for (param, code) in [
+        ("request", "request_not_supported"),
+        ("request_uri", "request_uri_not_supported"),
+    ] {
+        let value = urlenc("https://127.0.0.1:9555/request.jwt");
+        let r = b
+            .get(rp_authorize(&t, &format!("&{param}={value}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        let to = location(&r);
+        assert!(to.starts_with(RP_REDIRECT), "{to}");
+        let q = query(&to);
+        assert_eq!(q["error"], code);
+        assert_eq!(q["state"], "st-1");
+        assert_eq!(q["iss"], t.issuer);
+        // A redirect URI that is not registered: a page, whatever else is wrong.
+        let r = b
+            .get(
+                rp_authorize(&t, &format!("&{param}={value}"))
+                    .replace(&urlenc(RP_REDIRECT), &urlenc("https://evil.test/cb")),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        assert!(r.headers().get("location").is_none());
+    }
+    let meta: serde_json::Value = backchannel()
+        .get(t.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["request_parameter_supported"], false);
+    assert_eq!(meta["request_uri_parameter_supported"], false);
+    assert_nothing_stored(&t).await;
 }

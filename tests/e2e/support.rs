@@ -289,9 +289,12 @@ pub fn hidden_inputs(html: &str) -> Vec<(String, String)> {
 fn html_unescape(s: &str) -> String {
     s.replace("&#34;", "\"")
         .replace("&#39;", "'")
+        .replace("&#60;", "<")
+        .replace("&#62;", ">")
         .replace("&lt;", "<")
         .replace("&gt;", ">")
         .replace("&quot;", "\"")
+        .replace("&#38;", "&")
         .replace("&amp;", "&")
 }
 

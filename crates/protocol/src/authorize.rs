@@ -2,6 +2,7 @@
 //! (client and redirect URI first, because until they are known to be right no error may be
 //! sent back to the redirect URI), then response type, mode, scope, PKCE, prompt and friends.
 
+use crate::claims::ClaimsRequest;
 use crate::params::Params;
 use crate::pkce;
 use crate::scope::{STANDARD_SCOPES, Scope};
@@ -75,12 +76,27 @@ pub struct AuthorizationRequest {
     /// of its own; a resource forwards them to a guest's home.
     #[serde(default)]
     pub acr_values: Option<String>,
+    /// The standard claims asked for by name with the `claims` parameter (OIDC Core §5.5).
+    #[serde(default, skip_serializing_if = "ClaimsRequest::is_empty")]
+    pub claims: ClaimsRequest,
 }
 
 impl AuthorizationRequest {
     /// The parsed scope.
     pub fn scopes(&self) -> Scope {
         Scope::parse(&self.scope).unwrap_or_default()
+    }
+
+    /// What the user consents to: the scopes, and with `openid` the scopes of the claims asked
+    /// for by name (a `claims` request for `email` needs the same consent as the `email` scope).
+    pub fn consent_scopes(&self) -> Scope {
+        let mut scopes = self.scopes();
+        if scopes.contains("openid") {
+            for s in self.claims.scopes().iter() {
+                scopes.insert(s);
+            }
+        }
+        scopes
     }
 }
 
@@ -138,6 +154,7 @@ pub fn validate(
     let code_challenge = check_pkce(params, client).map_err(to_client)?;
     let prompt = check_prompt(params).map_err(to_client)?;
     let max_age = check_max_age(params).map_err(to_client)?;
+    let claims = check_claims(params).map_err(to_client)?;
     let nonce = params.get("nonce").map(str::to_owned);
     let login_hint = params.get("login_hint").map(str::to_owned);
     let id_token_hint = params.get("id_token_hint").map(str::to_owned);
@@ -158,7 +175,31 @@ pub fn validate(
         login_hint,
         id_token_hint,
         acr_values,
+        claims,
     })
+}
+
+/// Where to refuse a request whose parameters could not all be read ([`Params::parse`] failed,
+/// e.g. on bytes that are not UTF-8), given what could be ([`Params::parse_decodable`]) and the
+/// client it names: to the client's redirect URI if that is right (RFC 6749 §4.1.2.1), with
+/// `state` only if it was readable itself (an altered `state` is never sent back), else to a page.
+pub fn refuse_unreadable(
+    readable: &Params,
+    client: &ClientRules<'_>,
+    error: OAuthError,
+) -> AuthorizeError {
+    if readable.get("client_id") != Some(client.client_id) {
+        return AuthorizeError::Page(error);
+    }
+    match check_redirect_uri(readable, client) {
+        Ok(redirect_uri) => AuthorizeError::Redirect(ErrorRedirect {
+            error,
+            redirect_uri,
+            state: readable.get("state").map(str::to_owned),
+            response_mode: check_response_mode(readable).unwrap_or(ResponseMode::Query),
+        }),
+        Err(_) => AuthorizeError::Page(error),
+    }
 }
 
 /// `redirect_uri` is required (OIDC Core §3.1.2.1) and must equal a registered URI byte for
@@ -276,6 +317,13 @@ fn check_max_age(params: &Params) -> Result<Option<u64>, OAuthError> {
         .transpose()
 }
 
+/// The `claims` parameter (OIDC Core §5.5), if sent: malformed JSON is `invalid_request`.
+fn check_claims(params: &Params) -> Result<ClaimsRequest, OAuthError> {
+    params
+        .get("claims")
+        .map_or_else(|| Ok(ClaimsRequest::default()), ClaimsRequest::parse)
+}
+
 /// OIDC Core §11: `offline_access` is ignored unless the user is asked (`prompt=consent`), or
 /// the app is first-party (its access is the organization's decision, not the user's).
 pub fn limit_offline_access(request: &mut AuthorizationRequest, first_party: bool) {
@@ -289,13 +337,13 @@ pub fn limit_offline_access(request: &mut AuthorizationRequest, first_party: boo
 }
 
 /// Whether the user must be asked to consent: never for a first-party app (the organization
-/// decided), always with `prompt=consent`, else when the request asks for scopes beyond those
-/// `given` before.
+/// decided), always with `prompt=consent`, else when the request asks for scopes (or claims, see
+/// [`AuthorizationRequest::consent_scopes`]) beyond those `given` before.
 pub fn consent_needed(request: &AuthorizationRequest, first_party: bool, given: &Scope) -> bool {
     if first_party {
         return false;
     }
-    request.prompt.consent || !request.scopes().is_subset(given)
+    request.prompt.consent || !request.consent_scopes().is_subset(given)
 }
 
 /// How far two clocks may disagree when one judges the other's `auth_time`.
@@ -499,6 +547,61 @@ mod tests {
     }
 
     #[test]
+    fn the_claims_parameter_is_kept_and_needs_consent_for_its_scopes() {
+        let claims = urlenc(
+            r#"{"id_token":{"email":null,"name":{"essential":true}},"userinfo":{"email":null}}"#,
+        );
+        let mut r = request(&format!("&claims={claims}"));
+        r.scope = "openid".into();
+        assert_eq!(
+            r.claims
+                .id_token
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            ["email", "name"]
+        );
+        assert_eq!(r.claims.userinfo.len(), 1);
+        assert_eq!(r.consent_scopes().to_string(), "email openid profile");
+        let given = Scope::parse("openid").unwrap();
+        assert!(consent_needed(&r, false, &given));
+        assert!(!consent_needed(&r, false, &r.consent_scopes()));
+        assert!(!consent_needed(&r, true, &given));
+        // Without openid, claims are not OpenID Connect's and ask for nothing.
+        let mut plain = r.clone();
+        plain.scope = "offline_access".into();
+        assert_eq!(plain.consent_scopes().to_string(), "offline_access");
+        // Kept through the stored sign-in; a sign-in stored before has none.
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            serde_json::from_str::<AuthorizationRequest>(&json).unwrap(),
+            r
+        );
+        let old = serde_json::to_string(&request("")).unwrap();
+        assert!(!old.contains("claims"));
+        assert!(
+            serde_json::from_str::<AuthorizationRequest>(&old)
+                .unwrap()
+                .claims
+                .is_empty()
+        );
+        // Malformed JSON goes back to the app as invalid_request, with its state.
+        let u = uris();
+        let p = Params::parse(&format!("{}&claims=%7B%22id_token%22", base())).unwrap();
+        match validate(&p, &rules(&u, false)) {
+            Err(AuthorizeError::Redirect(r)) => {
+                assert_eq!(r.error.code, ErrorCode::InvalidRequest);
+                assert_eq!(r.state.as_deref(), Some("s1"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn urlenc(s: &str) -> String {
+        url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+    }
+
+    #[test]
     fn acr_values_are_kept_as_sent() {
         assert_eq!(
             request("&acr_values=urn%3Aa%20urn%3Ab")
@@ -633,12 +736,81 @@ mod tests {
         let p = Params::parse(&format!("{}&request=eyJ", base())).unwrap();
         match validate(&p, &rules(&u, false)) {
             Err(AuthorizeError::Redirect(r)) => {
-                assert_eq!(r.error.code, ErrorCode::RequestNotSupported)
+                assert_eq!(r.error.code, ErrorCode::RequestNotSupported);
+                assert_eq!(r.error.code.as_str(), "request_not_supported");
             }
             other => panic!("{other:?}"),
         }
+        let p = Params::parse(&format!(
+            "{}&request_uri=https%3A%2F%2Fapp.test%2Fr",
+            base()
+        ))
+        .unwrap();
+        match validate(&p, &rules(&u, false)) {
+            Err(AuthorizeError::Redirect(r)) => {
+                assert_eq!(r.error.code, ErrorCode::RequestUriNotSupported);
+                assert_eq!(r.error.code.as_str(), "request_uri_not_supported");
+                assert_eq!(r.state.as_deref(), Some("s1"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Only once the client and redirect URI are known to be right.
+        let p = Params::parse(&format!("{}&request=eyJ", base()).replace("app.test", "evil.test"))
+            .unwrap();
+        assert!(matches!(
+            validate(&p, &rules(&u, false)),
+            Err(AuthorizeError::Page(_))
+        ));
         let p = Params::parse(&format!("{}&max_age=-1", base())).unwrap();
         assert!(validate(&p, &rules(&u, false)).is_err());
+    }
+
+    #[test]
+    fn unreadable_requests_go_back_to_a_verified_redirect_uri_without_an_altered_state() {
+        let u = uris();
+        let raw = format!("{}&nonce=%FF", base());
+        let e = Params::parse(&raw).unwrap_err();
+        let readable = Params::parse_decodable(&raw).unwrap();
+        match refuse_unreadable(&readable, &rules(&u, false), e.clone()) {
+            AuthorizeError::Redirect(r) => {
+                assert_eq!(r.error.code, ErrorCode::InvalidRequest);
+                assert_eq!(r.redirect_uri, "https://app.test/cb");
+                assert_eq!(r.state.as_deref(), Some("s1"), "a readable state is echoed");
+                assert_eq!(r.response_mode, ResponseMode::Query);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A state that is not UTF-8 is left out, never sent back altered.
+        let raw = format!("{}&response_mode=form_post", base()).replace("state=s1", "state=%FF%FE");
+        let readable = Params::parse_decodable(&raw).unwrap();
+        match refuse_unreadable(&readable, &rules(&u, false), e.clone()) {
+            AuthorizeError::Redirect(r) => {
+                assert_eq!(r.state, None);
+                assert_eq!(r.response_mode, ResponseMode::FormPost);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Until client and redirect URI are known to be right, a page.
+        for raw in [
+            base().replace(
+                "redirect_uri=https%3A%2F%2Fapp.test%2Fcb",
+                "redirect_uri=%FF",
+            ),
+            base().replace(
+                "https%3A%2F%2Fapp.test%2Fcb",
+                "https%3A%2F%2Fevil.test%2Fcb",
+            ),
+            base().replace("client_id=app", "client_id=other"),
+        ] {
+            let readable = Params::parse_decodable(&raw).unwrap();
+            assert!(
+                matches!(
+                    refuse_unreadable(&readable, &rules(&u, false), e.clone()),
+                    AuthorizeError::Page(_)
+                ),
+                "{raw}"
+            );
+        }
     }
 
     #[test]

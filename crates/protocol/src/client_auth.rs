@@ -139,23 +139,20 @@ fn parse_basic(header: &str) -> Result<(String, String), OAuthError> {
         ));
     }
     let decoded = STANDARD.decode(value.trim()).map_err(|_| bad())?;
-    let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+    let decoded = String::from_utf8(decoded)
+        .map_err(|_| OAuthError::invalid_request("The Basic credentials are not valid UTF-8."))?;
     let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
-    let id = form_decode(id);
-    let secret = form_decode(secret);
+    // RFC 6749 §2.3.1: both are form-encoded; bytes that are not UTF-8 are refused, not replaced.
+    let decode = |s: &str| {
+        crate::params::form_decode(s.as_bytes())
+            .map_err(|_| OAuthError::invalid_request("The Basic credentials are not valid UTF-8."))
+    };
+    let id = decode(id)?;
+    let secret = decode(secret)?;
     if id.is_empty() {
         return Err(bad());
     }
     Ok((id, secret))
-}
-
-fn form_decode(s: &str) -> String {
-    // A lone value parses as one key with no '=': exactly the application/x-www-form-urlencoded
-    // decoding RFC 6749 asks for.
-    url::form_urlencoded::parse(s.as_bytes())
-        .map(|(k, _)| k.into_owned())
-        .next()
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -220,5 +217,18 @@ mod tests {
         let p = Params::default();
         assert!(presented(Some("Basic !!!"), &p).is_err());
         assert!(presented(Some(&format!("Basic {}", STANDARD.encode("nocolon"))), &p).is_err());
+    }
+
+    #[test]
+    fn basic_credentials_that_are_not_utf8_are_invalid_request() {
+        let p = Params::default();
+        for header in [
+            basic("app", "s%FF"),
+            basic("%C3", "secret"),
+            format!("Basic {}", STANDARD.encode(b"app:\xff\xfe")),
+        ] {
+            let e = presented(Some(&header), &p).unwrap_err();
+            assert_eq!(e.code, crate::ErrorCode::InvalidRequest, "{header}");
+        }
     }
 }

@@ -70,7 +70,7 @@ pub struct ProviderMetadata {
     pub code_challenge_methods_supported: Vec<&'static str>,
     /// Claims that may be released.
     pub claims_supported: Vec<&'static str>,
-    /// No `claims` request parameter.
+    /// The `claims` request parameter (OIDC Core §5.5), for standard claims.
     pub claims_parameter_supported: bool,
     /// No request objects.
     pub request_parameter_supported: bool,
@@ -145,7 +145,7 @@ impl ProviderMetadata {
             introspection_endpoint_auth_methods_supported: auth,
             code_challenge_methods_supported: vec!["S256"],
             claims_supported: claims,
-            claims_parameter_supported: false,
+            claims_parameter_supported: true,
             request_parameter_supported: false,
             request_uri_parameter_supported: false,
             authorization_response_iss_parameter_supported: true,
@@ -170,5 +170,10 @@ mod tests {
             serde_json::json!(["S256"])
         );
         assert_eq!(m["authorization_response_iss_parameter_supported"], true);
+        // OIDC Core §6: request objects are refused (request_not_supported and
+        // request_uri_not_supported), and discovery says so.
+        assert_eq!(m["claims_parameter_supported"], true);
+        assert_eq!(m["request_parameter_supported"], false);
+        assert_eq!(m["request_uri_parameter_supported"], false);
     }
 }

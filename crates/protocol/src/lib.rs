@@ -8,6 +8,7 @@
 //! tested on its own. The server crate wires these decisions to HTTP and storage.
 
 pub mod authorize;
+pub mod claims;
 pub mod client_auth;
 pub mod discovery;
 pub mod error;

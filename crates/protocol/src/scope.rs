@@ -16,6 +16,18 @@ pub fn is_privileged(scope: &str) -> bool {
     PRIVILEGED_SCOPES.contains(&scope)
 }
 
+/// The scope that releases a standard claim (OIDC Core §5.4), among the scopes tenantd serves:
+/// `profile` or `email`; `None` for any other claim.
+pub fn scope_of_claim(claim: &str) -> Option<&'static str> {
+    match claim {
+        "name" | "family_name" | "given_name" | "middle_name" | "nickname"
+        | "preferred_username" | "profile" | "picture" | "website" | "gender" | "birthdate"
+        | "zoneinfo" | "locale" | "updated_at" => Some("profile"),
+        "email" | "email_verified" => Some("email"),
+        _ => None,
+    }
+}
+
 /// A set of scopes, kept sorted so equal sets print the same.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scope(BTreeSet<String>);
@@ -47,6 +59,11 @@ impl Scope {
     pub fn retain(mut self, allowed: impl Fn(&str) -> bool) -> Self {
         self.0.retain(|s| allowed(s));
         self
+    }
+
+    /// Add one scope.
+    pub fn insert(&mut self, s: &str) {
+        self.0.insert(s.to_owned());
     }
 
     /// Remove one scope.
@@ -100,6 +117,15 @@ mod tests {
     fn invalid_characters_are_refused() {
         assert!(Scope::parse("open\"id").is_none());
         assert!(Scope::parse("a\\b").is_none());
+    }
+
+    #[test]
+    fn standard_claims_belong_to_profile_or_email() {
+        assert_eq!(scope_of_claim("given_name"), Some("profile"));
+        assert_eq!(scope_of_claim("updated_at"), Some("profile"));
+        assert_eq!(scope_of_claim("email_verified"), Some("email"));
+        assert_eq!(scope_of_claim("sub"), None);
+        assert_eq!(scope_of_claim("user_risk"), None);
     }
 
     #[test]

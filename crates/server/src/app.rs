@@ -30,6 +30,14 @@ pub const MAX_URI: usize = 8 * 1024;
 /// Build the router for a tenant.
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static(crate::web::REQUEST_ID);
+    let csp = page_csp(&state.config);
+    // HSTS only where this tenant serves TLS itself (RFC 6797 §7.2: never over plain HTTP).
+    let hsts = state.config.tls.is_some().then(|| {
+        SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        )
+    });
     let routes = Router::new()
         .route("/", get(login::root))
         .route(paths::DISCOVERY, get(discovery))
@@ -118,11 +126,21 @@ pub fn router(state: AppState) -> Router {
     let headers = ServiceBuilder::new()
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'"),
+            csp,
         ))
-        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
-        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")));
+        .option_layer(hsts)
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ));
     routes.layer(
         ServiceBuilder::new()
             .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
@@ -140,6 +158,45 @@ pub fn router(state: AppState) -> Router {
             .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
             .layer(headers),
     )
+}
+
+/// The pages' default Content-Security-Policy (a response that sets its own, like `form_post`'s,
+/// keeps it). `form-action` allows `'self'` and where this tenant's forms legitimately end up:
+/// Chrome and Safari hold a form submission's redirects to `form-action` too
+/// (w3c/webappsec-csp#8), and the sign-in's forms are answered with a 303 to the app's redirect
+/// URI (password, MFA, consent), a refused sign-in's page posts to it, a confirmed logout goes to
+/// a post-logout redirect URI, and the email page sends a guest on to their home. So the origins
+/// of the apps' registered redirect and post-logout redirect URIs and of the partners' issuers
+/// (where their authorization endpoints are) — never any other.
+fn page_csp(config: &crate::config::Config) -> HeaderValue {
+    let targets = config
+        .apps
+        .iter()
+        .flat_map(|a| a.redirect_uris.iter().chain(&a.post_logout_redirect_uris))
+        .chain(config.partners.iter().map(|p| &p.issuer));
+    let csp = format!(
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action {}; frame-ancestors 'none'; base-uri 'none'",
+        form_action_sources(targets.map(String::as_str))
+    );
+    HeaderValue::from_str(&csp).unwrap_or_else(|_| {
+        HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+    })
+}
+
+/// `'self'` and the CSP source of each URI: its origin (`https://app.test:8443`), or for a
+/// URI without one (a native app's private-use scheme) its scheme (`com.example.app:`).
+fn form_action_sources<'a>(uris: impl Iterator<Item = &'a str>) -> String {
+    let sources: std::collections::BTreeSet<String> = uris
+        .filter_map(|u| url::Url::parse(u).ok())
+        .map(|u| match u.origin() {
+            url::Origin::Tuple(..) => u.origin().ascii_serialization(),
+            url::Origin::Opaque(_) => format!("{}:", u.scheme()),
+        })
+        .collect();
+    std::iter::once("'self'".to_owned())
+        .chain(sources)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 async fn limit_uri(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
@@ -198,4 +255,26 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "not found").into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_action_names_self_and_the_origins_forms_end_at() {
+        let uris = [
+            "https://app.test/cb",
+            "https://app.test/other?x=1",
+            "http://127.0.0.1:9555/callback",
+            "https://login.partner.test/tenant/v2.0",
+            "com.example.app:/oauth2redirect",
+            "not a uri",
+        ];
+        assert_eq!(
+            form_action_sources(uris.into_iter()),
+            "'self' com.example.app: http://127.0.0.1:9555 https://app.test https://login.partner.test"
+        );
+        assert_eq!(form_action_sources(std::iter::empty()), "'self'");
+    }
 }

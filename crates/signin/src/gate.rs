@@ -643,6 +643,7 @@ fn refreshed_request(app: &App, grant: &Grant) -> protocol::authorize::Authoriza
         login_hint: None,
         id_token_hint: None,
         acr_values: None,
+        claims: Default::default(),
     }
 }
 
@@ -818,6 +819,7 @@ policies_dir = "{p}"
             login_hint: None,
             id_token_hint: None,
             acr_values: None,
+            claims: Default::default(),
         }
     }
 
@@ -996,6 +998,7 @@ policies_dir = "{p}"
             created_at: 0,
             expires_at: i64::MAX,
             revoked_at: None,
+            claims: None,
         }
     }
 

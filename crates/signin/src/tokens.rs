@@ -8,12 +8,14 @@
 use crate::config::{AppConfig, GrantType};
 use crate::secrets::{ct_eq, random_token, secret_digest, token_hash};
 use crate::{App, Directory};
+use protocol::claims::ClaimsRequest;
 use protocol::client_auth::{AuthMethod, Presented};
 use protocol::jwt::{AT_JWT_TYP, AccessTokenClaims, Audience, IdTokenClaims};
-use protocol::scope::Scope;
+use protocol::scope::{Scope, scope_of_claim};
 use protocol::{ErrorCode, OAuthError};
 use risk::UserRiskClaim;
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use store::{Grant, RefreshToken, StoreError, User};
 
@@ -277,6 +279,17 @@ pub async fn verify_access_token(
     dir: &Directory,
     token: &str,
 ) -> Result<AccessTokenClaims, OAuthError> {
+    verify_access_token_grant(dir, token)
+        .await
+        .map(|(claims, _)| claims)
+}
+
+/// [`verify_access_token`], with the live grant of a user's token (`None` for an app's token),
+/// read once for both.
+pub async fn verify_access_token_grant(
+    dir: &Directory,
+    token: &str,
+) -> Result<(AccessTokenClaims, Option<Grant>), OAuthError> {
     let now = dir.now();
     let claims: AccessTokenClaims = dir.keys().verify(token, AT_JWT_TYP, now)?;
     if claims.iss != dir.config.issuer {
@@ -285,27 +298,44 @@ pub async fn verify_access_token(
         ));
     }
     protocol::jwt::check_times(claims.exp, Some(claims.iat), None, now)?;
-    let revoked = match &claims.gid {
-        Some(gid) => dir
-            .store
-            .grant(gid)
-            .await
-            .map_err(server_error)?
-            .is_none_or(|g| g.revoked_at.is_some()),
-        None => dir
+    let revoked = || OAuthError::invalid_token("The token has been revoked.");
+    let grant = match &claims.gid {
+        Some(gid) => Some(
+            dir.store
+                .grant(gid)
+                .await
+                .map_err(server_error)?
+                .filter(|g| g.revoked_at.is_none())
+                .ok_or_else(revoked)?,
+        ),
+        None if dir
             .store
             .access_token_revoked(&claims.jti)
             .await
-            .map_err(server_error)?,
+            .map_err(server_error)? =>
+        {
+            return Err(revoked());
+        }
+        None => None,
     };
-    if revoked {
-        return Err(OAuthError::invalid_token("The token has been revoked."));
-    }
-    Ok(claims)
+    Ok((claims, grant))
+}
+
+/// The `claims` request parameter a grant was made with (OIDC Core §5.5); empty for a grant
+/// made without one.
+pub fn grant_claims(grant: &Grant) -> Result<ClaimsRequest, StoreError> {
+    grant.claims.as_deref().map_or_else(
+        || Ok(ClaimsRequest::default()),
+        |json| {
+            serde_json::from_str(json)
+                .map_err(|e| StoreError::Corrupt(format!("grants.claims of {}: {e}", grant.id)))
+        },
+    )
 }
 
 /// Every claim about the user an app receives in the ID token and from userinfo (besides
-/// `sub`): profile and email by scope, `user_type`, for a guest `idp` and `home_tenant`, and
+/// `sub`): profile and email by scope or asked for by name (`requested`, the grant's `claims`
+/// request for the ID token or for userinfo, see [`grant_claims`]), `user_type`, for a guest `idp` and `home_tenant`, and
 /// for an app registered as a partner tenant the member's `user_risk` (DESIGN.md §4; no other
 /// app ever receives it). The rules are [`claims_for`]; this looks up what they need.
 pub async fn released_claims(
@@ -313,6 +343,7 @@ pub async fn released_claims(
     app: &App,
     user: &User,
     scope: &str,
+    requested: &BTreeSet<String>,
 ) -> Result<UserClaims, StoreError> {
     let scopes = Scope::parse(scope).unwrap_or_default();
     let home_issuer = user
@@ -329,6 +360,7 @@ pub async fn released_claims(
         &app.config,
         user,
         &scopes,
+        requested,
         home_issuer.as_deref(),
         user_risk.as_ref(),
     )
@@ -343,7 +375,7 @@ pub fn receives_user_risk(app: &AppConfig, user: &User, scopes: &Scope) -> bool 
 }
 
 /// The release rules of [`released_claims`], given what the directory knows: [`user_claims`]
-/// by scope; `user_type`; for a guest, `idp` (`home_issuer`, the issuer of the partner they
+/// by scope and by name; `user_type`; for a guest, `idp` (`home_issuer`, the issuer of the partner they
 /// come from, or the partner id if it is no longer configured) and `home_tenant`; for a member,
 /// `user_risk` if [`receives_user_risk`] — a claim passed for anyone else is dropped, never
 /// released.
@@ -351,10 +383,11 @@ pub fn claims_for(
     app: &AppConfig,
     user: &User,
     scopes: &Scope,
+    requested: &BTreeSet<String>,
     home_issuer: Option<&str>,
     user_risk: Option<&UserRiskClaim>,
 ) -> Result<UserClaims, serde_json::Error> {
-    let mut m = user_claims(user, scopes);
+    let mut m = user_claims(user, scopes, requested);
     m.insert("user_type".into(), user.user_type.as_str().into());
     if let Some(partner_id) = &user.partner_id {
         let idp = home_issuer.unwrap_or(partner_id);
@@ -385,25 +418,31 @@ async fn home_user_risk(dir: &Directory, user: &User) -> Result<UserRiskClaim, S
     })
 }
 
-/// Profile and email claims released by scope (OIDC Core §5.4).
-pub fn user_claims(user: &User, scopes: &Scope) -> UserClaims {
+/// Profile and email claims (OIDC Core §5.4) the user has: those of a granted scope, and those
+/// `requested` by name with the `claims` parameter (§5.5) even without their scope (the user
+/// consented to them as to that scope, see `AuthorizationRequest::consent_scopes`).
+pub fn user_claims(user: &User, scopes: &Scope, requested: &BTreeSet<String>) -> UserClaims {
+    let released = |claim: &str| {
+        requested.contains(claim) || scope_of_claim(claim).is_some_and(|s| scopes.contains(s))
+    };
     let mut m = serde_json::Map::new();
-    if scopes.contains("profile") {
-        m.insert("name".into(), user.display_name.clone().into());
-        if let Some(g) = &user.given_name {
-            m.insert("given_name".into(), g.clone().into());
+    let mut put = |claim: &str, value: serde_json::Value| {
+        if released(claim) {
+            m.insert(claim.into(), value);
         }
-        if let Some(f) = &user.family_name {
-            m.insert("family_name".into(), f.clone().into());
-        }
-        m.insert("preferred_username".into(), user.email.clone().into());
-        m.insert("updated_at".into(), user.updated_at.into());
+    };
+    put("name", user.display_name.clone().into());
+    if let Some(g) = &user.given_name {
+        put("given_name", g.clone().into());
     }
-    if scopes.contains("email") {
-        m.insert("email".into(), user.email.clone().into());
-        // Addresses are assigned by the directory's administrators, not self-asserted.
-        m.insert("email_verified".into(), true.into());
+    if let Some(f) = &user.family_name {
+        put("family_name", f.clone().into());
     }
+    put("preferred_username", user.email.clone().into());
+    put("updated_at", user.updated_at.into());
+    put("email", user.email.clone().into());
+    // Addresses are assigned by the directory's administrators, not self-asserted.
+    put("email_verified", true.into());
     m
 }
 
@@ -533,6 +572,7 @@ partner_tenant = true
             created_at: now,
             expires_at: now + 600,
             revoked_at: None,
+            claims: None,
         };
         let code = AuthCode {
             code_hash: token_hash(&random_token()),
@@ -588,6 +628,14 @@ partner_tenant = true
         Scope::parse(s).unwrap()
     }
 
+    fn unnamed() -> BTreeSet<String> {
+        BTreeSet::new()
+    }
+
+    fn named(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+
     const HIGH: UserRiskClaim = UserRiskClaim {
         level: RiskLevel::High,
         state: RiskState::AtRisk,
@@ -598,7 +646,15 @@ partner_tenant = true
     #[test]
     fn profile_and_email_follow_the_scope() {
         let member = user(None);
-        let none = claims_for(&app_config(false), &member, &scopes("openid"), None, None).unwrap();
+        let none = claims_for(
+            &app_config(false),
+            &member,
+            &scopes("openid"),
+            &unnamed(),
+            None,
+            None,
+        )
+        .unwrap();
         assert_eq!(
             serde_json::Value::Object(none),
             serde_json::json!({"user_type": "member"})
@@ -607,6 +663,7 @@ partner_tenant = true
             &app_config(false),
             &member,
             &scopes("openid profile email"),
+            &unnamed(),
             None,
             None,
         )
@@ -618,15 +675,79 @@ partner_tenant = true
         assert_eq!(all["updated_at"], 2000);
         assert_eq!(all["email"], "adele@contoso.test");
         assert_eq!(all["email_verified"], true);
-        let email = user_claims(&member, &scopes("email"));
+        let email = user_claims(&member, &scopes("email"), &unnamed());
         assert!(email.contains_key("email") && !email.contains_key("name"));
+    }
+
+    #[test]
+    fn claims_asked_for_by_name_are_released_without_their_scope() {
+        let member = user(None);
+        let openid = scopes("openid");
+        let c = user_claims(&member, &openid, &named(&["email", "name"]));
+        assert_eq!(
+            serde_json::Value::Object(c),
+            serde_json::json!({"email": "adele@contoso.test", "name": "Adele Vance"})
+        );
+        // Only what the user has: no middle name, and nothing that is not a standard claim.
+        let mut no_family = member.clone();
+        no_family.family_name = None;
+        let c = user_claims(
+            &no_family,
+            &openid,
+            &named(&["family_name", "middle_name", "user_risk"]),
+        );
+        assert!(c.is_empty(), "{c:?}");
+        // By name and by scope together; the rest of the scope's claims stay out.
+        let c = user_claims(&member, &scopes("openid email"), &named(&["given_name"]));
+        let mut keys: Vec<_> = c.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["email", "email_verified", "given_name"]);
+        // A member's user_risk is never released by name.
+        let c = claims_for(
+            &app_config(false),
+            &member,
+            &openid,
+            &named(&["user_risk"]),
+            None,
+            Some(&HIGH),
+        )
+        .unwrap();
+        assert!(!c.contains_key("user_risk"));
+    }
+
+    #[tokio::test]
+    async fn a_grants_claims_request_is_read_back() {
+        let (dir, _) = directory().await;
+        let adele = member(&dir, "adele").await;
+        let mut g = grant(&dir, &adele, "web", "openid").await;
+        assert!(grant_claims(&g).unwrap().is_empty());
+        g.claims = Some(r#"{"id_token":["name"],"userinfo":["email"]}"#.into());
+        let requested = grant_claims(&g).unwrap();
+        assert_eq!(requested.id_token, named(&["name"]));
+        assert_eq!(requested.userinfo, named(&["email"]));
+        let web = dir.app("web").unwrap();
+        let c = released_claims(&dir, &web, &adele, &g.scope, &requested.userinfo)
+            .await
+            .unwrap();
+        assert_eq!(c["email"], "adele@contoso.test");
+        assert!(!c.contains_key("name"));
+        g.claims = Some("{".into());
+        assert!(matches!(grant_claims(&g), Err(StoreError::Corrupt(_))));
     }
 
     #[test]
     fn only_partner_tenant_apps_receive_a_members_user_risk() {
         let member = user(None);
         let openid = scopes("openid");
-        let partner = claims_for(&app_config(true), &member, &openid, None, Some(&HIGH)).unwrap();
+        let partner = claims_for(
+            &app_config(true),
+            &member,
+            &openid,
+            &unnamed(),
+            None,
+            Some(&HIGH),
+        )
+        .unwrap();
         assert_eq!(
             partner["user_risk"],
             serde_json::json!({"level": "high", "state": "atRisk", "detail": "none", "updated_at": 1500})
@@ -634,12 +755,28 @@ partner_tenant = true
         assert!(receives_user_risk(&app_config(true), &member, &openid));
         // Any other app: never, even when a claim is at hand.
         assert!(!receives_user_risk(&app_config(false), &member, &openid));
-        let other = claims_for(&app_config(false), &member, &openid, None, Some(&HIGH)).unwrap();
+        let other = claims_for(
+            &app_config(false),
+            &member,
+            &openid,
+            &unnamed(),
+            None,
+            Some(&HIGH),
+        )
+        .unwrap();
         assert!(!other.contains_key("user_risk"));
         // A partner tenant's app without openid gets no claims to carry it.
         let api = scopes("profile");
         assert!(!receives_user_risk(&app_config(true), &member, &api));
-        let api = claims_for(&app_config(true), &member, &api, None, Some(&HIGH)).unwrap();
+        let api = claims_for(
+            &app_config(true),
+            &member,
+            &api,
+            &unnamed(),
+            None,
+            Some(&HIGH),
+        )
+        .unwrap();
         assert!(!api.contains_key("user_risk"));
     }
 
@@ -652,6 +789,7 @@ partner_tenant = true
             &app_config(true),
             &guest,
             &openid,
+            &unnamed(),
             Some("https://login.fabrikam.test"),
             Some(&HIGH),
         )
@@ -665,7 +803,7 @@ partner_tenant = true
             })
         );
         // A partner no longer configured is named by its id.
-        let c = claims_for(&app_config(false), &guest, &openid, None, None).unwrap();
+        let c = claims_for(&app_config(false), &guest, &openid, &unnamed(), None, None).unwrap();
         assert_eq!(c["idp"], "fabrikam");
     }
 
@@ -675,13 +813,13 @@ partner_tenant = true
         let adele = member(&dir, "adele").await;
         let fabrikam = dir.app("fabrikam").unwrap();
         let web = dir.app("web").unwrap();
-        let c = released_claims(&dir, &fabrikam, &adele, "openid email")
+        let c = released_claims(&dir, &fabrikam, &adele, "openid email", &unnamed())
             .await
             .unwrap();
         assert_eq!(c["user_risk"]["level"], "none");
         assert_eq!(c["user_risk"]["updated_at"], adele.created_at);
         assert_eq!(c["email"], "adele@contoso.test");
-        let c = released_claims(&dir, &web, &adele, "openid email")
+        let c = released_claims(&dir, &web, &adele, "openid email", &unnamed())
             .await
             .unwrap();
         assert!(!c.contains_key("user_risk"));
@@ -795,7 +933,9 @@ partner_tenant = true
         let web = dir.app("web").unwrap();
         let adele = member(&dir, "adele").await;
         let g = grant(&dir, &adele, "web", "openid profile").await;
-        let extra = released_claims(&dir, &web, &adele, &g.scope).await.unwrap();
+        let extra = released_claims(&dir, &web, &adele, &g.scope, &unnamed())
+            .await
+            .unwrap();
         let issued = issue_user_tokens(
             &dir,
             &web,

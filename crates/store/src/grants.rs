@@ -34,6 +34,8 @@ pub struct Grant {
     pub expires_at: i64,
     /// When it was revoked, if it was.
     pub revoked_at: Option<i64>,
+    /// The claims the app asked for by name (the `claims` request parameter, as JSON), if any.
+    pub claims: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -50,6 +52,7 @@ struct GrantRow {
     created_at: i64,
     expires_at: i64,
     revoked_at: Option<i64>,
+    claims: Option<String>,
 }
 
 impl TryFrom<GrantRow> for Grant {
@@ -69,6 +72,7 @@ impl TryFrom<GrantRow> for Grant {
             created_at: row.created_at,
             expires_at: row.expires_at,
             revoked_at: row.revoked_at,
+            claims: row.claims,
         })
     }
 }
@@ -76,7 +80,7 @@ impl TryFrom<GrantRow> for Grant {
 macro_rules! grant_columns {
     () => {
         "id, client_id, user_id, session_id, scope, auth_time, amr, acr, offline, created_at, \
-         expires_at, revoked_at"
+         expires_at, revoked_at, claims"
     };
 }
 
@@ -257,6 +261,7 @@ struct GrantJoinRow {
     g_created_at: i64,
     g_expires_at: i64,
     g_revoked_at: Option<i64>,
+    g_claims: Option<String>,
 }
 
 impl GrantJoinRow {
@@ -274,6 +279,7 @@ impl GrantJoinRow {
             created_at: self.g_created_at,
             expires_at: self.g_expires_at,
             revoked_at: self.g_revoked_at,
+            claims: self.g_claims,
         })
     }
 }
@@ -284,7 +290,7 @@ macro_rules! grant_join_columns {
         "g.client_id AS g_client_id, g.user_id AS g_user_id, g.session_id AS g_session_id, \
          g.scope AS g_scope, g.auth_time AS g_auth_time, g.amr AS g_amr, g.acr AS g_acr, \
          g.offline AS g_offline, g.created_at AS g_created_at, g.expires_at AS g_expires_at, \
-         g.revoked_at AS g_revoked_at"
+         g.revoked_at AS g_revoked_at, g.claims AS g_claims"
     };
 }
 
@@ -393,7 +399,7 @@ impl Store {
         sqlx::query(concat!(
             "INSERT INTO grants (",
             grant_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         ))
         .bind(&grant.id)
         .bind(&grant.client_id)
@@ -407,6 +413,7 @@ impl Store {
         .bind(grant.created_at)
         .bind(grant.expires_at)
         .bind(grant.revoked_at)
+        .bind(&grant.claims)
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::conflict_or_db(e, || format!("grant exists: {}", grant.id)))?;

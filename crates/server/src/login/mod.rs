@@ -451,7 +451,7 @@ pub async fn consent_page(
     let (jar, csrf) = csrf_token(&state, jar);
     let scopes = sign_in
         .request
-        .scopes()
+        .consent_scopes()
         .iter()
         .filter_map(pages::describe_scope)
         .collect();
@@ -509,7 +509,7 @@ pub async fn consent_submit(
         .grant_consent(
             &current.user.id,
             &request.client_id,
-            &request.scope,
+            &request.consent_scopes().to_string(),
             state.now(),
         )
         .await

@@ -8,7 +8,7 @@ use crate::web::{Ctx, PageError};
 use axum::extract::{RawForm, RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
-use protocol::authorize::{self, ClientRules};
+use protocol::authorize::{self, AuthorizeError, ClientRules};
 use protocol::params::Params;
 use protocol::{ErrorCode, OAuthError};
 use signin::sign_in::{self as progress, SignIn};
@@ -33,7 +33,7 @@ pub async fn get(
     jar: CookieJar,
     RawQuery(q): RawQuery,
 ) -> Response {
-    authorize(state, ctx, jar, q.unwrap_or_default()).await
+    authorize(state, ctx, jar, q.unwrap_or_default().as_bytes()).await
 }
 
 /// `POST /authorize` (OIDC Core §3.1.2.1 allows form-encoded POST).
@@ -43,16 +43,13 @@ pub async fn post(
     jar: CookieJar,
     RawForm(body): RawForm,
 ) -> Response {
-    authorize(state, ctx, jar, String::from_utf8_lossy(&body).into_owned()).await
+    authorize(state, ctx, jar, &body).await
 }
 
-async fn authorize(state: AppState, ctx: Ctx, jar: CookieJar, raw: String) -> Response {
-    let params = match Params::parse(&raw) {
+async fn authorize(state: AppState, ctx: Ctx, jar: CookieJar, raw: &[u8]) -> Response {
+    let params = match Params::parse(raw) {
         Ok(p) => p,
-        Err(e) => {
-            return PageError::bad_request("Invalid sign-in request", e.description)
-                .render(&state, &ctx);
-        }
+        Err(e) => return refuse_unreadable(&state, &ctx, raw, e),
     };
     let client_id = match authorize::client_id(&params) {
         Ok(c) => c,
@@ -95,6 +92,21 @@ async fn authorize(state: AppState, ctx: Ctx, jar: CookieJar, raw: String) -> Re
             Err(e) => PageError::from(e).render(&state, &ctx),
         },
     }
+}
+
+/// A request whose parameters could not all be read (bytes that are not UTF-8): refused to the
+/// app if its client and redirect URI can still be read and are right, else with a page.
+fn refuse_unreadable(state: &AppState, ctx: &Ctx, raw: &[u8], e: OAuthError) -> Response {
+    let readable = Params::parse_decodable(raw).ok();
+    let app = readable
+        .as_ref()
+        .and_then(|p| p.get("client_id"))
+        .and_then(|c| state.app(c));
+    let refusal = match (&readable, &app) {
+        (Some(p), Some(app)) => authorize::refuse_unreadable(p, &rules(app), e),
+        _ => AuthorizeError::Page(e),
+    };
+    authorize_error(state, ctx, refusal)
 }
 
 /// The rules the protocol checks need from an app.

@@ -98,6 +98,16 @@ async fn issue_code(
     let now = state.now();
     let t = &state.config.tokens;
     let offline = request.scopes().contains("offline_access");
+    // The claims asked for by name go with the grant, for the code exchange, refreshes and
+    // userinfo (OIDC Core §5.5).
+    let claims = if request.claims.is_empty() {
+        None
+    } else {
+        Some(
+            serde_json::to_string(&request.claims)
+                .map_err(|e| PageError::internal(e.to_string()))?,
+        )
+    };
     let grant = Grant {
         id: uuid::Uuid::new_v4().to_string(),
         client_id: request.client_id.clone(),
@@ -116,6 +126,7 @@ async fn issue_code(
             c.session.expires_at.max(now + t.code)
         },
         revoked_at: None,
+        claims,
     };
     let code = random_token();
     let auth_code = AuthCode {

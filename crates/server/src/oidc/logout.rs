@@ -84,7 +84,7 @@ pub async fn get(
     jar: CookieJar,
     RawQuery(q): RawQuery,
 ) -> Result<Response, PageError> {
-    logout(state, ctx, jar, q.unwrap_or_default()).await
+    logout(state, ctx, jar, q.unwrap_or_default().as_bytes()).await
 }
 
 /// `POST /logout`.
@@ -94,11 +94,12 @@ pub async fn post(
     jar: CookieJar,
     RawForm(body): RawForm,
 ) -> Result<Response, PageError> {
-    logout(state, ctx, jar, String::from_utf8_lossy(&body).into_owned()).await
+    logout(state, ctx, jar, &body).await
 }
 
-/// A sign-out request's parameters, or the page that says they are not valid.
-fn parse(raw: &str) -> Result<Params, PageError> {
+/// A sign-out request's parameters, or the page that says they are not valid (bytes that are
+/// not UTF-8 included: a `state` is sent back as it came or not at all).
+fn parse(raw: &[u8]) -> Result<Params, PageError> {
     Params::parse(raw)
         .map_err(|e| PageError::bad_request("Sign-out request not valid", e.description))
 }
@@ -107,9 +108,9 @@ async fn logout(
     state: AppState,
     ctx: Ctx,
     jar: CookieJar,
-    raw: String,
+    raw: &[u8],
 ) -> Result<Response, PageError> {
-    let params = parse(&raw)?;
+    let params = parse(raw)?;
     let req = check(&state, &params)?;
     Ok(match session::current(&state, &jar).await? {
         None => done(&state, jar, &req),
@@ -152,7 +153,7 @@ pub async fn confirm(
     jar: CookieJar,
     RawForm(body): RawForm,
 ) -> Result<Response, PageError> {
-    let params = parse(&String::from_utf8_lossy(&body))?;
+    let params = parse(&body)?;
     check_csrf(&state, &jar, params.get("csrf_token").unwrap_or(""))?;
     let req = check(&state, &params)?;
     if params.get("decision") != Some("yes") {

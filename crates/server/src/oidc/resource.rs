@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Response};
 use protocol::jwt::{AT_JWT_TYP, AccessTokenClaims};
 use protocol::scope::Scope;
 use protocol::{ErrorCode, OAuthError};
-use signin::tokens::{released_claims, verify_access_token};
+use signin::tokens::{
+    grant_claims, released_claims, verify_access_token, verify_access_token_grant,
+};
 use store::UserStatus;
 
 /// `GET|POST /userinfo` with a bearer access token (RFC 6750 §2.1, or §2.2 form body).
@@ -23,7 +25,7 @@ pub async fn userinfo(
     body: Bytes,
 ) -> Result<Response, BearerError> {
     let token = bearer(&headers, &method, &body)?;
-    let claims = verify_access_token(&state, &token).await?;
+    let (claims, grant) = verify_access_token_grant(&state, &token).await?;
     let scopes = Scope::parse(claims.scope.as_deref().unwrap_or("")).unwrap_or_default();
     if !scopes.contains("openid") {
         return Err(OAuthError::new(
@@ -39,7 +41,12 @@ pub async fn userinfo(
     let Some(app) = state.app(&claims.client_id) else {
         return Err(OAuthError::invalid_token("The app is no longer registered.").into());
     };
-    let mut body = released_claims(&state, &app, &user, &scopes.to_string()).await?;
+    // The claims asked for at userinfo by name (OIDC Core §5.5), with the grant.
+    let requested = match &grant {
+        Some(g) => grant_claims(g)?.userinfo,
+        None => Default::default(),
+    };
+    let mut body = released_claims(&state, &app, &user, &scopes.to_string(), &requested).await?;
     body.insert("sub".into(), user.id.into());
     let mut r = axum::Json(serde_json::Value::Object(body)).into_response();
     no_store(r.headers_mut());
@@ -48,10 +55,12 @@ pub async fn userinfo(
 
 fn bearer(headers: &HeaderMap, method: &Method, body: &Bytes) -> Result<String, BearerError> {
     let from_header = bearer_header(headers);
-    let from_body = if *method == Method::POST {
-        form_params(headers, body)
-            .ok()
-            .and_then(|p| p.get("access_token").map(str::to_owned))
+    // RFC 6750 §2.2: a form body (and only a form body) may carry the token; one that cannot
+    // be read is refused, not ignored.
+    let from_body = if *method == Method::POST && is_form(headers) {
+        form_params(headers, body)?
+            .get("access_token")
+            .map(str::to_owned)
     } else {
         None
     };
@@ -62,6 +71,17 @@ fn bearer(headers: &HeaderMap, method: &Method, body: &Bytes) -> Result<String, 
         (Some(t), None) | (None, Some(t)) if !t.is_empty() => Ok(t),
         _ => Err(OAuthError::invalid_token("An access token is required.").into()),
     }
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
 }
 
 /// `POST /revoke` (RFC 7009). Unknown or foreign tokens still get 200: revocation must not

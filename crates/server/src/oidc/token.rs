@@ -17,13 +17,14 @@ use protocol::scope::Scope;
 use protocol::token::{GrantRequest, parse_grant};
 use protocol::{ErrorCode, OAuthError};
 use signin::tokens::{
-    TokenResponse, client_credentials, first_refresh_token, issue_user_tokens, refresh_token_row,
-    released_claims,
+    TokenResponse, client_credentials, first_refresh_token, grant_claims, issue_user_tokens,
+    refresh_token_row, released_claims,
 };
 use std::sync::Arc;
 use store::{CodeRedemption, Grant, RefreshToken, Rotation, User, UserStatus};
 
-/// Parse a form-encoded body; anything else is refused (RFC 6749 §3.2).
+/// Parse a form-encoded body; anything else, or bytes that are not UTF-8, is refused with
+/// `invalid_request` (RFC 6749 §3.2).
 pub fn form_params(headers: &HeaderMap, body: &Bytes) -> Result<Params, OAuthError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -35,9 +36,7 @@ pub fn form_params(headers: &HeaderMap, body: &Bytes) -> Result<Params, OAuthErr
             "The body must be application/x-www-form-urlencoded.",
         ));
     }
-    let text = std::str::from_utf8(body)
-        .map_err(|_| OAuthError::invalid_request("The body is not UTF-8."))?;
-    Params::parse(text)
+    Params::parse(body)
 }
 
 /// Authenticate the calling client by its registered method: read the `Authorization` header,
@@ -175,7 +174,8 @@ async fn exchange_code(
         state.store.revoke_grant(&grant.id, now).await?;
         return Err(invalid("The user is no longer active.").into());
     };
-    let extra = released_claims(state, app, &user, &grant.scope).await?;
+    let requested = grant_claims(&grant)?.id_token;
+    let extra = released_claims(state, app, &user, &grant.scope, &requested).await?;
     let mut resp = issue_user_tokens(
         state,
         app,
@@ -259,7 +259,8 @@ async fn refresh(
         None => judge_refresh(state, ctx, app, &grant).await?,
     };
     let scope = scope.to_string();
-    let extra = released_claims(state, app, &user, &scope).await?;
+    let requested = grant_claims(&grant)?.id_token;
+    let extra = released_claims(state, app, &user, &scope, &requested).await?;
     let mut resp = issue_user_tokens(state, app, &grant, &user, &scope, None, extra)?;
     resp.refresh_token = Some(new_token);
     Ok(resp)

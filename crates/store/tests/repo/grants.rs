@@ -154,6 +154,48 @@ pub async fn grant_with_code_is_atomic(ctx: Ctx) {
     );
 }
 
+/// The `claims` a grant was asked with come back from every read: by id, with its code and
+/// with its refresh token.
+pub async fn grant_claims_round_trip(ctx: Ctx) {
+    let store = &ctx.store;
+    store
+        .insert_user(&new_user("u1", "u1@example.com"))
+        .await
+        .unwrap();
+    let mut g = grant("g1", "u1", None, false);
+    g.claims = Some(r#"{"userinfo":["email"]}"#.to_owned());
+    store
+        .create_grant_with_code(&g, &code("c1", "g1", 160))
+        .await
+        .unwrap();
+    assert_eq!(store.grant("g1").await.unwrap(), Some(g.clone()));
+    let CodeRedemption::Redeemed {
+        grant: redeemed, ..
+    } = store.redeem_code("c1", 120).await.unwrap()
+    else {
+        panic!("the code redeems");
+    };
+    assert_eq!(redeemed, g);
+    store
+        .insert_refresh_token(&refresh("r1", "g1", 5_000))
+        .await
+        .unwrap();
+    let Rotation::Rotated { grant: rotated, .. } = store
+        .rotate_refresh_token("r1", &refresh("r2", "g1", 5_000), 200)
+        .await
+        .unwrap()
+    else {
+        panic!("the refresh token rotates");
+    };
+    assert_eq!(rotated, g);
+    // Without claims: NULL, read back as none.
+    store
+        .create_grant_with_code(&grant("g2", "u1", None, false), &code("c2", "g2", 160))
+        .await
+        .unwrap();
+    assert_eq!(store.grant("g2").await.unwrap().unwrap().claims, None);
+}
+
 pub async fn rotation_and_reuse_revokes_family(ctx: Ctx) {
     let store = &ctx.store;
     user_with_grant(store).await;

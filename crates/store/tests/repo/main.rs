@@ -221,6 +221,7 @@ scenarios! {
         code_of_revoked_grant_is_refused,
         concurrent_redemption_has_one_winner,
         grant_with_code_is_atomic,
+        grant_claims_round_trip,
         rotation_and_reuse_revokes_family,
         rotation_refuses_another_grant,
         refused_rotation_changes_nothing,
@@ -320,6 +321,7 @@ pub fn grant(id: &str, user_id: &str, session_id: Option<&str>, offline: bool) -
         created_at: 100,
         expires_at: 10_000,
         revoked_at: None,
+        claims: None,
     }
 }
 
