@@ -230,3 +230,106 @@ async fn cli_user_commands_against_the_configured_database() {
     std::fs::write(&config, "[tenant]\nid = 1\n").unwrap();
     assert_eq!(run(vec!["user", "list", "--config", c]).await, Err(3));
 }
+
+/// `tenantd serve` with a config that has a value of the wrong type and names a broken intel
+/// list and a broken policy file: exit code 3, each mistake named once with its file, line and
+/// key, and nothing created (no database, so no signing keys). `tenantd lab` and the other
+/// commands that load a config refuse it the same way.
+#[test]
+fn every_config_mistake_is_reported_at_once_with_exit_code_3_and_nothing_is_created() {
+    let dir = fixtures()
+        .dir
+        .join(format!("bad-config-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::write(dir.join("anon.txt"), "192.0.2.1\n198.51.100.300\n").unwrap();
+    std::fs::write(
+        dir.join("policies/10-typo.json"),
+        "{\n  \"id\": \"x\",\n  \"displayName\": \"x\",\n  \"state\": \"enabled\",\n  \"condtions\": {}\n}\n",
+    )
+    .unwrap();
+    let db = dir.join("bad.db");
+    let text = config_text(
+        "bad",
+        "https://127.0.0.1:1",
+        "127.0.0.1:0",
+        &format!("sqlite://{}", db.display()),
+        "[tokens]\ncode_lifetime_secs = \"60\"\n[risk]\nanonymous_ips = [\"anon.txt\"]\npolicies_dir = \"policies\"\n",
+    );
+    let type_error_line = text
+        .lines()
+        .position(|l| l.starts_with("code_lifetime_secs"))
+        .unwrap()
+        + 1;
+    let config = dir.join("bad.toml");
+    std::fs::write(&config, &text).unwrap();
+    let (c, d) = (config.display().to_string(), dir.display().to_string());
+    let nothing_created = || {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["anon.txt", "bad.toml", "policies"]);
+        assert!(!db.exists());
+    };
+
+    let (code, _, stderr) = crate::user_risk::tenantd(&["serve", "--config", &c]);
+    assert_eq!(code, Some(3), "{stderr}");
+    for (mistake, said) in [
+        (
+            format!("{c}:{type_error_line}: tokens.code_lifetime_secs: i64, got string \"60\""),
+            "tokens.code_lifetime_secs",
+        ),
+        (
+            format!("{d}/anon.txt:2: risk.anonymous_ips[0]: not an IP address or CIDR network"),
+            "anon.txt",
+        ),
+        (
+            format!("{d}/policies/10-typo.json:5: condtions: unknown field `condtions`"),
+            "10-typo.json",
+        ),
+    ] {
+        assert!(stderr.contains(&mistake), "{mistake}\nnot in\n{stderr}");
+        assert_eq!(stderr.matches(said).count(), 1, "{said} once:\n{stderr}");
+    }
+    assert!(
+        stderr.starts_with(&format!("error: {c}: 3 problem(s) in the configuration:\n")),
+        "{stderr}"
+    );
+    nothing_created();
+
+    // Every command that loads the config: the same refusal, before the database is opened.
+    let (code, _, stderr) = crate::user_risk::tenantd(&["user", "list", "--config", &c]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("10-typo.json:5"), "{stderr}");
+    nothing_created();
+
+    // The lab checks its tenants' configs (and the files they name) before making its data
+    // directory or certificates.
+    let lab_dir = fixtures()
+        .dir
+        .join(format!("bad-lab-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&lab_dir).unwrap();
+    std::fs::write(
+        lab_dir.join("lab.toml"),
+        format!(
+            "data_dir = \"{l}/data\"\ncerts_dir = \"{l}/certs\"\n[[tenants]]\nconfig = \"{c}\"\nrole = \"home\"\nleaked_credentials = [\"no-such-file.txt\"]\n[demo_app]\nlisten = \"127.0.0.1:0\"\ntenant = \"bad\"\nclient_id = \"demo-app\"\nclient_secret = \"demo-app-secret\"\n",
+            l = lab_dir.display()
+        ),
+    )
+    .unwrap();
+    let lab = lab_dir.join("lab.toml").display().to_string();
+    let (code, _, stderr) = crate::user_risk::tenantd(&["lab", "--config", &lab]);
+    assert_eq!(code, Some(3), "{stderr}");
+    for said in [
+        "tokens.code_lifetime_secs",
+        "anon.txt:2",
+        "10-typo.json:5",
+        "tenants[0].leaked_credentials[0]",
+    ] {
+        assert_eq!(stderr.matches(said).count(), 1, "{said} once:\n{stderr}");
+    }
+    assert!(!lab_dir.join("data").exists() && !lab_dir.join("certs").exists());
+    std::fs::remove_dir_all(&lab_dir).unwrap();
+    nothing_created();
+}

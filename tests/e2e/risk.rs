@@ -610,6 +610,14 @@ async fn bad_intel_or_policy_files_are_refused_and_the_previous_state_kept() {
         msg.contains(&format!("{}:2", list.display())) && msg.contains("198.51.100.300"),
         "{msg}"
     );
+    // Said once, and found before the database (and its signing keys) was created.
+    assert_eq!(msg.matches("198.51.100.300").count(), 1, "{msg}");
+    assert!(
+        err.chain()
+            .any(|c| c.downcast_ref::<server::config::ConfigError>().is_some()),
+        "{err:?}"
+    );
+    assert!(!d.join("tenant.db").exists(), "no database was created");
 }
 
 /// At `/login/mfa?...` of `base` with no authenticator yet: enrol one, then continue. Returns

@@ -2,8 +2,9 @@
 //! (TLS with rustls unless plain HTTP is configured), and run the housekeeping tasks.
 
 use crate::app::router;
-use crate::config::{Config, PartnerConfig, PartnerCredential};
+use crate::config::{Config, ConfigError, PartnerConfig, PartnerCredential, Problem};
 use crate::passwords::Passwords;
+use crate::protection::{LoadError, Prepared, Protection};
 use crate::state::{AppState, Clock, Partner, SystemClock};
 use crate::{keys, tls};
 use anyhow::Context;
@@ -20,8 +21,35 @@ const KEY_RELOAD: Duration = Duration::from_secs(30);
 /// How often expired rows are purged.
 const PURGE: Duration = Duration::from_secs(300);
 
-/// Open the store and assemble the state for a config.
-pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+/// Assemble the state for a config whose named files were read and checked (`prepared`):
+/// first what needs only files (password hashing, the partners' relying parties), so a bad
+/// file is reported before anything exists; then the store is opened, apps and partners are
+/// written, keys are created, and the policies created through the admin API are added.
+pub async fn build_state(
+    config: Config,
+    prepared: Prepared,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<AppState> {
+    let passwords = Passwords::new(&config.passwords)?;
+    let mut partners = Vec::new();
+    let mut problems = Vec::new();
+    for (i, p) in config.partners.iter().enumerate() {
+        match partner(&config.issuer, p.clone()) {
+            Ok(p) => partners.push(p),
+            Err(e) => problems.push(Problem::new(
+                config.source.clone(),
+                format!("partners[{i}]"),
+                format!("settings this tenant can talk to the partner with ({e:#})"),
+            )),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ConfigError {
+            file: config.source.clone(),
+            problems,
+        }
+        .into());
+    }
     let store = Store::connect(&config.database_url)
         .await
         .with_context(|| {
@@ -38,17 +66,19 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     keys::ensure_keys(&store, now).await?;
     let grace = config.tokens.id_token.max(config.tokens.access_token);
     let keyset = keys::load(&store, grace, now).await?;
-    let passwords = Passwords::new(&config.passwords)?;
-    let mut partners = Vec::new();
     for p in &config.partners {
         store
             .upsert_partner(&p.id, &p.public_json().to_string(), now)
             .await?;
-        partners.push(partner(&config.issuer, p.clone())?);
     }
-    let protection = crate::protection::Protection::load(config.risk.clone(), &store)
+    let protection = Protection::with_files(config.risk.clone(), prepared, &store)
         .await
-        .with_context(|| format!("{}: loading [risk] intel and policies", config.source))?;
+        .with_context(|| {
+            format!(
+                "{}: the Conditional Access policies with those created through the admin API",
+                config.source
+            )
+        })?;
     Ok(AppState::new(
         config, store, clock, passwords, keyset, partners, protection,
     ))
@@ -105,16 +135,48 @@ pub struct Tenant {
 
 impl Tenant {
     /// Start serving on an already bound listener (tests bind port 0 first to learn the issuer).
+    /// The files the config names are read and checked first: a bad one is a [`ConfigError`]
+    /// (with every problem) and nothing is created.
     pub async fn start(
         config: Config,
         listener: std::net::TcpListener,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
+        let prepared = match Prepared::read_blocking(config.risk.clone()).await {
+            Ok(p) => p,
+            Err(LoadError::Files(problems)) => {
+                return Err(ConfigError {
+                    file: config.source.clone(),
+                    problems,
+                }
+                .into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Self::start_prepared(config, prepared, listener, clock).await
+    }
+
+    /// [`Tenant::start`] with the intel and file policies already read (by
+    /// [`Config::load_checked`]). A TLS certificate and key rustls refuses, or a partner this
+    /// tenant cannot build a client for, is a [`ConfigError`], found before anything is created.
+    pub async fn start_prepared(
+        config: Config,
+        prepared: Prepared,
+        listener: std::net::TcpListener,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
         let tls = match &config.tls {
-            Some(files) => Some(tls::server_config(files)?),
+            Some(files) => Some(tls::server_config(files).map_err(|e| ConfigError {
+                file: config.source.clone(),
+                problems: vec![Problem::new(
+                    files.cert.display().to_string(),
+                    "server.tls",
+                    format!("a certificate chain and its private key ({e:#})"),
+                )],
+            })?),
             None => None,
         };
-        let state = build_state(config, clock).await?;
+        let state = build_state(config, prepared, clock).await?;
         let addr = listener.local_addr()?;
         let handle = Handle::new();
         let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
@@ -210,11 +272,12 @@ pub async fn reload_keys(state: &AppState) {
     }
 }
 
-/// `tenantd serve`: bind the configured address and serve until Ctrl-C / SIGTERM.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+/// `tenantd serve`: bind the configured address and serve until Ctrl-C / SIGTERM, with the
+/// intel and file policies [`Config::load_checked`] read.
+pub async fn serve(config: Config, prepared: Prepared) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("binding {}", config.listen))?;
-    let tenant = Tenant::start(config, listener, Arc::new(SystemClock)).await?;
+    let tenant = Tenant::start_prepared(config, prepared, listener, Arc::new(SystemClock)).await?;
     let scheme = if tenant.state.config.tls.is_some() {
         "https"
     } else {

@@ -1,7 +1,10 @@
 //! Tenant configuration: one TOML file per tenant. Parsing is strict (unknown keys are errors)
-//! and every mistake is reported with the file, the key and what was expected, all at once, so a
-//! tenant never starts half-configured.
+//! and every mistake is reported with the file, the line, the key and what was expected, all at
+//! once — syntax errors, wrong types and invalid values in the config, and what is wrong in the
+//! files it names (TLS and CA certificates, partner keys, intel lists, policies) — before a
+//! tenant creates anything, so it never starts half-configured.
 
+use crate::protection::Prepared;
 use ipnet::IpNet;
 use protocol::client_auth::AuthMethod;
 use protocol::jwt::SigningAlg;
@@ -10,27 +13,74 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod files;
 mod partner;
 mod risk;
+mod source;
 pub use partner::{PartnerConfig, PartnerCredential};
 pub use risk::RiskSettings;
+use source::{Doc, Section};
 
-/// Everything wrong with a config file.
+/// Everything wrong with a config file and the files it names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    /// The file (or a description of where the config came from).
+    /// The config file (or a description of where the config came from).
     pub file: String,
-    /// One entry per problem.
+    /// One entry per problem, each naming its own file (the config or a file it names).
     pub problems: Vec<Problem>,
 }
 
-/// One problem: which key, and what was expected there.
+/// One problem: where it is, which key, and what was expected there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    /// Dotted key path, e.g. `apps[0].redirect_uris[1]`.
+    /// The file the problem is in: the config file, or a file it names.
+    pub file: String,
+    /// 1-based line, where there is one.
+    pub line: Option<usize>,
+    /// 1-based column, for syntax errors.
+    pub column: Option<usize>,
+    /// Dotted key path, e.g. `apps[0].redirect_uris[1]`; for a problem in a named file, the
+    /// key inside it when it has keys (a policy's field), else the config key naming the file.
     pub key: String,
     /// What was expected (and what was found, where useful).
     pub expected: String,
+}
+
+impl Problem {
+    /// A problem in `file` at `key`, without a line yet.
+    pub fn new(
+        file: impl Into<String>,
+        key: impl Into<String>,
+        expected: impl Into<String>,
+    ) -> Self {
+        Self {
+            file: file.into(),
+            line: None,
+            column: None,
+            key: key.into(),
+            expected: expected.into(),
+        }
+    }
+
+    /// The same problem at `line`.
+    pub fn at(mut self, line: Option<usize>) -> Self {
+        self.line = line;
+        self
+    }
+}
+
+/// `file:line:column: key: expected`, leaving out what is not known.
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        write!(f, ": {}: {}", self.key, self.expected)
+    }
 }
 
 impl fmt::Display for ConfigError {
@@ -42,7 +92,7 @@ impl fmt::Display for ConfigError {
             self.problems.len()
         )?;
         for p in &self.problems {
-            writeln!(f, "  {}: {}: {}", self.file, p.key, p.expected)?;
+            writeln!(f, "  {p}")?;
         }
         Ok(())
     }
@@ -50,23 +100,56 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// The file as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    tenant: RawTenant,
-    server: RawServer,
-    database: RawDatabase,
-    #[serde(default)]
-    tokens: RawTokens,
-    #[serde(default)]
-    passwords: RawPasswords,
-    #[serde(default)]
-    apps: Vec<RawApp>,
-    #[serde(default)]
-    partners: Vec<partner::RawPartner>,
-    #[serde(default)]
-    risk: risk::RawRisk,
+/// Which of the files a config names are checked with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileCheck {
+    /// All of them.
+    All,
+    /// All but the TLS certificate and key and the partners' CA files, which the lab replaces
+    /// with its development certificates.
+    ExceptTls,
+}
+
+/// The top-level sections.
+const SECTIONS: [&str; 8] = [
+    "tenant",
+    "server",
+    "database",
+    "tokens",
+    "passwords",
+    "apps",
+    "partners",
+    "risk",
+];
+
+/// The file's sections, each deserialized on its own.
+struct Sections {
+    tenant: Section<RawTenant>,
+    server: Section<RawServer>,
+    database: Section<RawDatabase>,
+    tokens: Section<RawTokens>,
+    passwords: Section<RawPasswords>,
+    apps: Vec<Option<RawApp>>,
+    partners: Vec<Option<partner::RawPartner>>,
+    risk: Section<risk::RawRisk>,
+}
+
+/// The files a config names that are read apart from parsing it.
+#[derive(Debug, Default)]
+struct NamedFiles {
+    tls: Option<TlsFiles>,
+    /// `(key, path)` of each partner's CA file.
+    ca_files: Vec<(String, PathBuf)>,
+    risk: Option<RiskSettings>,
+}
+
+/// A parse: the config when it is complete, the files it names when checked, and every
+/// problem found.
+struct Parsed {
+    config: Option<Config>,
+    /// The intel and file policies, when the named files were checked and are good.
+    prepared: Option<Prepared>,
+    problems: Vec<Problem>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -314,86 +397,68 @@ pub struct Config {
 }
 
 impl Config {
-    /// Read and validate a config file, including that the files it names can be read.
+    /// Reads and validates a config file and every file it names (see [`Config::load_checked`]).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let config = Self::load_unchecked(path)?;
-        config.check_files()?;
-        Ok(config)
+        Self::load_checked(path, FileCheck::All).map(|(config, _)| config)
     }
 
-    /// Check that the files the config names (TLS certificate and key) can be read.
-    pub fn check_files(&self) -> Result<(), ConfigError> {
+    /// Reads and validates a config file and the files it names — TLS and CA certificates,
+    /// partner keys, intel lists, named locations, geo and ASN data, the policies directory —
+    /// reporting every mistake in all of them at once. Nothing is created: the intel and file
+    /// policies come back read and checked, for [`crate::protection::Protection`].
+    pub fn load_checked(path: &Path, check: FileCheck) -> Result<(Self, Prepared), ConfigError> {
+        let file = path.display().to_string();
+        let text = read_config(path, &file)?;
+        Self::parse_checked(&text, &file, check)
+    }
+
+    /// [`Config::load_checked`] for config text; `file` names it in messages and is where
+    /// `[risk]` paths are relative to.
+    pub fn parse_checked(
+        text: &str,
+        file: &str,
+        check: FileCheck,
+    ) -> Result<(Self, Prepared), ConfigError> {
+        let parsed = parse(text, file, Some(check));
+        match (parsed.config, parsed.prepared) {
+            (Some(config), Some(prepared)) if parsed.problems.is_empty() => Ok((config, prepared)),
+            _ => Err(ConfigError {
+                file: file.to_owned(),
+                problems: parsed.problems,
+            }),
+        }
+    }
+
+    /// Checks the files this config names (after a caller changed them, as the lab does with
+    /// its certificates): every problem at once, or the intel and file policies, read.
+    pub fn check_files(&self) -> Result<Prepared, ConfigError> {
         let mut problems = Vec::new();
-        if let Some(tls) = &self.tls {
-            for (key, path) in [("server.tls.cert", &tls.cert), ("server.tls.key", &tls.key)] {
-                if let Err(e) = std::fs::metadata(path) {
-                    problems.push(Problem {
-                        key: key.into(),
-                        expected: format!(
-                            "a readable PEM file, but {} cannot be read ({e}); `tenantd certs` writes dev ones",
-                            path.display()
-                        ),
-                    });
-                }
-            }
-        }
-        for (i, p) in self.partners.iter().enumerate() {
-            if let Some(ca) = &p.ca_file
-                && let Err(e) = std::fs::metadata(ca)
-            {
-                problems.push(Problem {
-                    key: format!("partners[{i}].ca_file"),
-                    expected: format!(
-                        "a readable PEM file of CA certificates, but {} cannot be read ({e})",
-                        ca.display()
-                    ),
-                });
-            }
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError {
+        let prepared = self.named_files().check(FileCheck::All, &mut problems);
+        match prepared {
+            Some(p) if problems.is_empty() => Ok(p),
+            _ => Err(ConfigError {
                 file: self.source.clone(),
                 problems,
-            })
+            }),
         }
     }
 
-    /// Read and validate a config file without looking at the files it names.
+    /// Read and validate a config file without looking at the files it names (TLS, CA, intel,
+    /// policies; the JWKS and partner key files are read, they are part of the config).
     pub fn load_unchecked(path: &Path) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: file.clone(),
-            problems: vec![Problem {
-                key: "(file)".into(),
-                expected: format!("a readable TOML file ({e})"),
-            }],
-        })?;
+        let text = read_config(path, &file)?;
         Self::parse(&text, &file)
     }
 
     /// Validate config text; `file` names it in messages.
     pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
-            file: file.to_owned(),
-            problems: vec![Problem {
-                key: toml_error_key(&e),
-                expected: e.message().trim().to_owned(),
-            }],
-        })?;
-        let mut v = Validator {
-            problems: Vec::new(),
-        };
-        let cfg = v.config(raw, file);
-        match cfg {
-            Some(mut c) if v.problems.is_empty() => {
-                c.source = file.to_owned();
-                Ok(c)
-            }
+        let parsed = parse(text, file, None);
+        match parsed.config {
+            Some(config) if parsed.problems.is_empty() => Ok(config),
             _ => Err(ConfigError {
                 file: file.to_owned(),
-                problems: v.problems,
+                problems: parsed.problems,
             }),
         }
     }
@@ -407,38 +472,251 @@ impl Config {
             format!("tenantd-{id}")
         }
     }
-}
 
-fn toml_error_key(e: &toml::de::Error) -> String {
-    // toml reports a span; the message carries line and column in Display.
-    let line = e
-        .to_string()
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
-    if line.is_empty() {
-        "(document)".into()
-    } else {
-        line
+    fn named_files(&self) -> NamedFiles {
+        NamedFiles {
+            tls: self.tls.clone(),
+            ca_files: self
+                .partners
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| Some((format!("partners[{i}].ca_file"), p.ca_file.clone()?)))
+                .collect(),
+            risk: Some(self.risk.clone()),
+        }
     }
 }
 
+/// Deserializes another TOML file (the lab's) the way the config is read: every syntax error
+/// with line, column and key, and a wrong type or unknown key with its key path and line.
+pub fn from_toml<'t, T: Deserialize<'t>>(text: &'t str, file: &'t str) -> Result<T, ConfigError> {
+    let mut problems = Vec::new();
+    let doc = Doc::parse(text, file, &mut problems);
+    let value = doc.whole(&mut problems);
+    problems.retain(|p| p.column.is_some() || !doc.has_syntax_error(p.line));
+    problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+    match value {
+        Some(v) if problems.is_empty() => Ok(v),
+        _ => Err(ConfigError {
+            file: file.to_owned(),
+            problems,
+        }),
+    }
+}
+
+fn read_config(path: &Path, file: &str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: file.to_owned(),
+        problems: vec![Problem::new(
+            file,
+            "(file)",
+            format!("a readable TOML file ({e})"),
+        )],
+    })
+}
+
+/// Parses and validates config text, and checks the files it names (unless `check` is
+/// `None`): the config if it is complete, and every problem, each with its line.
+fn parse(text: &str, file: &str, check: Option<FileCheck>) -> Parsed {
+    let mut problems = Vec::new();
+    let doc = Doc::parse(text, file, &mut problems);
+    for (key, line) in doc.top_level_keys() {
+        if !SECTIONS.contains(&key.as_str()) {
+            problems.push(
+                Problem::new(
+                    file,
+                    key.clone(),
+                    format!(
+                        "one of the sections {}; there is no section `{key}`",
+                        SECTIONS.join(", ")
+                    ),
+                )
+                .at(Some(line)),
+            );
+        }
+    }
+    let sections = Sections {
+        tenant: doc.section("tenant", &mut problems),
+        server: doc.section("server", &mut problems),
+        database: doc.section("database", &mut problems),
+        tokens: doc.section("tokens", &mut problems),
+        passwords: doc.section("passwords", &mut problems),
+        apps: doc.entries("apps", &mut problems),
+        partners: doc.entries("partners", &mut problems),
+        risk: doc.section("risk", &mut problems),
+    };
+    let mut v = Validator {
+        file: file.to_owned(),
+        problems: Vec::new(),
+    };
+    let (config, named) = v.config(sections, file);
+    let mut found = v.problems;
+    let prepared = check.and_then(|check| named.check(check, &mut found));
+    for p in found {
+        // What is found at a key mended after a type error follows from that error.
+        if doc.mended(&p.key) {
+            continue;
+        }
+        // Problems in the files the config names have their own lines (or none); the
+        // config's own are at their key's line.
+        let line = match p.line {
+            None if p.file == file => doc.line_of(&p.key),
+            line => line,
+        };
+        problems.push(p.at(line));
+    }
+    // A value the parser recovered from a syntax error is not reported a second time.
+    problems.retain(|p| p.column.is_some() || !doc.has_syntax_error(p.line));
+    // The config's problems in line order, then those in the files it names as found.
+    problems.sort_by_key(|p| {
+        if p.file == file {
+            (false, p.line.unwrap_or(usize::MAX))
+        } else {
+            (true, 0)
+        }
+    });
+    Parsed {
+        config: config.map(|mut c| {
+            c.source = file.to_owned();
+            c
+        }),
+        prepared,
+        problems,
+    }
+}
+
+/// The parts of `[server]`.
+struct ServerParts {
+    listen: Option<SocketAddr>,
+    tls: Option<TlsFiles>,
+    trusted_proxies: Vec<IpNet>,
+}
+
 struct Validator {
+    /// The config file, for problems.
+    file: String,
     problems: Vec<Problem>,
 }
 
 impl Validator {
     fn bad(&mut self, key: impl Into<String>, expected: impl Into<String>) {
-        self.problems.push(Problem {
-            key: key.into(),
-            expected: expected.into(),
-        });
+        self.problems
+            .push(Problem::new(self.file.clone(), key, expected));
     }
 
-    fn config(&mut self, raw: RawConfig, file: &str) -> Option<Config> {
-        let tenant_id = raw.tenant.id.clone();
+    /// A required section: `None` (with a problem when it is missing) unless it is there.
+    fn required<T>(&mut self, section: Section<T>, key: &str, expected: &str) -> Option<T> {
+        match section {
+            Section::Ok(t) => Some(t),
+            Section::Missing => {
+                self.bad(key, expected);
+                None
+            }
+            Section::Bad => None,
+        }
+    }
+
+    /// An optional section: its defaults when it is missing, `None` when it is bad.
+    fn optional<T: Default>(section: Section<T>) -> Option<T> {
+        match section {
+            Section::Ok(t) => Some(t),
+            Section::Missing => Some(T::default()),
+            Section::Bad => None,
+        }
+    }
+
+    /// Validates every section there is, so one bad section does not hide the others' problems;
+    /// the config when every section was there and well-formed.
+    fn config(&mut self, raw: Sections, file: &str) -> (Option<Config>, NamedFiles) {
+        let mut named = NamedFiles::default();
+        // The issuer's scheme depends on plain_http; when [server] is unusable, do not guess.
+        let plain_http = match &raw.server {
+            Section::Ok(s) => s.plain_http,
+            _ => true,
+        };
+        let tenant = self
+            .required(
+                raw.tenant,
+                "tenant",
+                "a [tenant] section with id, display_name and issuer",
+            )
+            .map(|t| self.tenant(t, plain_http));
+        let server = self
+            .required(
+                raw.server,
+                "server",
+                "a [server] section with listen and [server.tls] (or plain_http = true)",
+            )
+            .map(|s| self.server(s));
+        if let Some(s) = &server {
+            named.tls = s.tls.clone();
+        }
+        let database = self
+            .required(raw.database, "database", "a [database] section with url")
+            .map(|d| self.database(d));
+        let tokens = Self::optional(raw.tokens).map(|t| self.tokens(t));
+        let passwords = Self::optional(raw.passwords).map(|p| self.passwords(p));
+        let mut apps = Some(Vec::new());
+        for (i, a) in raw.apps.into_iter().enumerate() {
+            let app = a.and_then(|a| self.app(i, a));
+            if let Some(app) = &app
+                && let Some(list) = &apps
+                && list
+                    .iter()
+                    .any(|x: &AppConfig| x.client_id == app.client_id)
+            {
+                self.bad(
+                    format!("apps[{i}].client_id"),
+                    format!("a unique client id; {:?} is used twice", app.client_id),
+                );
+            }
+            match (app, &mut apps) {
+                (Some(app), Some(list)) => list.push(app),
+                _ => apps = None,
+            }
+        }
+        let mut partners = Some(Vec::new());
+        for (i, p) in raw.partners.into_iter().enumerate() {
+            let partner = p.and_then(|p| self.partner(i, p));
+            if let Some(ca) = partner.as_ref().and_then(|p| p.ca_file.clone()) {
+                named.ca_files.push((format!("partners[{i}].ca_file"), ca));
+            }
+            match (partner, &mut partners) {
+                (Some(p), Some(list)) => list.push(p),
+                _ => partners = None,
+            }
+        }
+        if let Some(list) = &partners {
+            self.partners_unique(list);
+        }
+        let risk = Self::optional(raw.risk).map(|r| self.risk(r, file));
+        named.risk = risk.clone();
+        let build = || {
+            let (tenant_id, display_name, issuer) = tenant?;
+            let server = server?;
+            let (tokens, signing_alg) = tokens?;
+            Some(Config {
+                source: String::new(),
+                tenant_id,
+                display_name,
+                issuer: issuer?,
+                listen: server.listen?,
+                tls: server.tls,
+                trusted_proxies: server.trusted_proxies,
+                database_url: database?,
+                tokens,
+                signing_alg: signing_alg?,
+                passwords: passwords?,
+                apps: apps?,
+                partners: partners?,
+                risk: risk?,
+            })
+        };
+        (build(), named)
+    }
+
+    fn tenant(&mut self, t: RawTenant, plain_http: bool) -> (String, String, Option<String>) {
+        let tenant_id = t.id;
         if tenant_id.is_empty()
             || tenant_id.len() > 64
             || !tenant_id
@@ -450,24 +728,28 @@ impl Validator {
                 format!("1-64 characters of a-z, 0-9 and '-', got {tenant_id:?}"),
             );
         }
-        if raw.tenant.display_name.trim().is_empty() {
+        if t.display_name.trim().is_empty() {
             self.bad("tenant.display_name", "a non-empty name");
         }
-        let issuer = self.issuer(&raw.tenant.issuer, raw.server.plain_http);
-        let listen = match raw.server.listen.parse::<SocketAddr>() {
+        let issuer = self.issuer(&t.issuer, plain_http);
+        (tenant_id, t.display_name, issuer)
+    }
+
+    fn server(&mut self, s: RawServer) -> ServerParts {
+        let listen = match s.listen.parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
                 self.bad(
                     "server.listen",
                     format!(
                         "an IP:port socket address such as 127.0.0.1:9443, got {:?}",
-                        raw.server.listen
+                        s.listen
                     ),
                 );
                 None
             }
         };
-        let tls = match (raw.server.tls, raw.server.plain_http) {
+        let tls = match (s.tls, s.plain_http) {
             (Some(t), false) => Some(TlsFiles {
                 cert: t.cert,
                 key: t.key,
@@ -486,7 +768,7 @@ impl Validator {
             }
         };
         let mut trusted_proxies = Vec::new();
-        for (i, p) in raw.server.trusted_proxies.iter().enumerate() {
+        for (i, p) in s.trusted_proxies.iter().enumerate() {
             match parse_net(p) {
                 Some(n) => trusted_proxies.push(n),
                 None => self.bad(
@@ -495,7 +777,15 @@ impl Validator {
                 ),
             }
         }
-        let db = raw.database.url.clone();
+        ServerParts {
+            listen,
+            tls,
+            trusted_proxies,
+        }
+    }
+
+    fn database(&mut self, d: RawDatabase) -> String {
+        let db = d.url;
         if !(db.starts_with("sqlite:")
             || db.starts_with("postgres://")
             || db.starts_with("postgresql://"))
@@ -508,7 +798,10 @@ impl Validator {
                 ),
             );
         }
-        let t = &raw.tokens;
+        db
+    }
+
+    fn tokens(&mut self, t: RawTokens) -> (TokenLifetimes, Option<SigningAlg>) {
         for (key, value, min, max) in [
             (
                 "tokens.id_token_lifetime_secs",
@@ -547,7 +840,18 @@ impl Validator {
             }
         }
         let signing_alg = self.alg("tokens.signing_alg", &t.signing_alg);
-        let p = &raw.passwords;
+        let lifetimes = TokenLifetimes {
+            id_token: t.id_token_lifetime_secs,
+            access_token: t.access_token_lifetime_secs,
+            refresh_token: t.refresh_token_lifetime_secs,
+            code: t.code_lifetime_secs,
+            session: t.session_lifetime_secs,
+            sign_in_request: t.sign_in_request_lifetime_secs,
+        };
+        (lifetimes, signing_alg)
+    }
+
+    fn passwords(&mut self, p: RawPasswords) -> PasswordPolicy {
         if p.argon2_memory_kib < 19 * 1024 || p.argon2_iterations < 2 || p.argon2_parallelism == 0 {
             self.bad(
                 "passwords",
@@ -557,57 +861,12 @@ impl Validator {
         if p.max_concurrent_hashes == 0 {
             self.bad("passwords.max_concurrent_hashes", "at least 1");
         }
-        let mut apps = Vec::new();
-        for (i, a) in raw.apps.into_iter().enumerate() {
-            if let Some(app) = self.app(i, a) {
-                if apps
-                    .iter()
-                    .any(|x: &AppConfig| x.client_id == app.client_id)
-                {
-                    self.bad(
-                        format!("apps[{i}].client_id"),
-                        format!("a unique client id; {:?} is used twice", app.client_id),
-                    );
-                }
-                apps.push(app);
-            }
+        PasswordPolicy {
+            memory_kib: p.argon2_memory_kib,
+            iterations: p.argon2_iterations,
+            parallelism: p.argon2_parallelism,
+            max_concurrent_hashes: p.max_concurrent_hashes,
         }
-        let mut partners = Vec::new();
-        for (i, p) in raw.partners.into_iter().enumerate() {
-            if let Some(p) = self.partner(i, p) {
-                partners.push(p);
-            }
-        }
-        self.partners_unique(&partners);
-        let risk = self.risk(raw.risk, file);
-        Some(Config {
-            source: String::new(),
-            tenant_id,
-            display_name: raw.tenant.display_name,
-            issuer: issuer?,
-            listen: listen?,
-            tls,
-            trusted_proxies,
-            database_url: db,
-            tokens: TokenLifetimes {
-                id_token: t.id_token_lifetime_secs,
-                access_token: t.access_token_lifetime_secs,
-                refresh_token: t.refresh_token_lifetime_secs,
-                code: t.code_lifetime_secs,
-                session: t.session_lifetime_secs,
-                sign_in_request: t.sign_in_request_lifetime_secs,
-            },
-            signing_alg: signing_alg?,
-            passwords: PasswordPolicy {
-                memory_kib: p.argon2_memory_kib,
-                iterations: p.argon2_iterations,
-                parallelism: p.argon2_parallelism,
-                max_concurrent_hashes: p.max_concurrent_hashes,
-            },
-            apps,
-            partners,
-            risk,
-        })
     }
 
     fn issuer(&mut self, s: &str, plain_http: bool) -> Option<String> {
@@ -719,11 +978,19 @@ impl Validator {
                 }) {
                 Ok(set) if !set.keys.is_empty() => Some(set),
                 Ok(_) => {
-                    self.bad(k("jwks_file"), "a JWKS with at least one public key");
+                    self.problems.push(Problem::new(
+                        path.display().to_string(),
+                        k("jwks_file"),
+                        "a JWKS with at least one public key",
+                    ));
                     None
                 }
                 Err(e) => {
-                    self.bad(k("jwks_file"), format!("a readable JWKS JSON file ({e})"));
+                    self.problems.push(Problem::new(
+                        path.display().to_string(),
+                        k("jwks_file"),
+                        format!("a readable JWKS JSON file ({e})"),
+                    ));
                     None
                 }
             },
@@ -903,7 +1170,257 @@ first_party = true
         assert!(keys.contains(&"tenant.issuer"), "{e}");
         assert!(keys.contains(&"server.trusted_proxies[0]"), "{e}");
         assert!(keys.contains(&"apps[0].redirect_uris[0]"), "{e}");
-        assert!(e.to_string().contains("home.toml: tenant.id"));
+        // Each at its line, in line order.
+        let shown = e.to_string();
+        assert!(
+            shown.contains("  home.toml:3: tenant.id: 1-64 characters"),
+            "{e}"
+        );
+        assert!(shown.contains("  home.toml:5: tenant.issuer: "), "{e}");
+        assert!(
+            shown.contains("  home.toml:8: server.trusted_proxies[0]: "),
+            "{e}"
+        );
+        assert!(
+            shown.contains("  home.toml:17: apps[0].redirect_uris[0]: "),
+            "{e}"
+        );
+        let lines: Vec<_> = e.problems.iter().map(|p| p.line).collect();
+        assert!(lines.is_sorted(), "{e}");
+    }
+
+    #[test]
+    fn a_type_error_names_the_key_path_and_line_and_hides_nothing_else() {
+        let text = format!(
+            "{GOOD}[[partners]]\nid = \"fabrikam\"\nissuer = \"https://127.0.0.1:9444\"\nclient_id = \"c\"\nclient_secret = \"secret-secret\"\ntimeout_ms = \"5\"\n"
+        )
+        .replace("id = \"contoso\"", "id = \"Contoso!\"");
+        let e = Config::parse(&text, "home.toml").unwrap_err();
+        let p = e
+            .problems
+            .iter()
+            .find(|p| p.key == "partners[0].timeout_ms")
+            .unwrap_or_else(|| panic!("{e}"));
+        assert_eq!(p.line, Some(24), "{e}");
+        assert_eq!(p.expected, "u64, got string \"5\"");
+        assert!(
+            e.to_string()
+                .contains("home.toml:24: partners[0].timeout_ms: u64, got string \"5\""),
+            "{e}"
+        );
+        // The other sections are still validated.
+        assert!(e.problems.iter().any(|p| p.key == "tenant.id"), "{e}");
+        assert_eq!(e.problems.len(), 2, "{e}");
+
+        // A required key of the wrong type is one problem (not also "missing", nor invalid
+        // as the placeholder that lets the rest be checked).
+        let e = Config::parse(&GOOD.replace("id = \"contoso\"", "id = 1"), "x.toml").unwrap_err();
+        assert_eq!(e.problems.len(), 1, "{e}");
+        assert_eq!(
+            e.to_string(),
+            "x.toml: 1 problem(s) in the configuration:\n  x.toml:3: tenant.id: a string, got integer `1`\n"
+        );
+
+        // Inside an array, in an optional section, and a missing required key.
+        let e = Config::parse(
+            &GOOD
+                .replace("\"::1\"]", "3]")
+                .replace(
+                    "[database]\nurl = \"sqlite://data/contoso.db\"",
+                    "[database]",
+                )
+                .replace(
+                    "[[apps]]",
+                    "[tokens]\ncode_lifetime_secs = \"60\"\n[[apps]]",
+                ),
+            "x.toml",
+        )
+        .unwrap_err();
+        let found: Vec<(String, Option<usize>)> =
+            e.problems.iter().map(|p| (p.key.clone(), p.line)).collect();
+        assert_eq!(
+            found,
+            [
+                ("server.trusted_proxies[1]".to_owned(), Some(8)),
+                ("database.url".to_owned(), Some(12)),
+                ("tokens.code_lifetime_secs".to_owned(), Some(14)),
+            ],
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_names_line_column_and_key_and_the_rest_is_still_checked() {
+        let bad = GOOD
+            .replace("listen = \"127.0.0.1:9443\"", "listen = 127.0.0.1:9443")
+            .replace("id = \"contoso\"", "id = \"Contoso!\"")
+            .replace(
+                "first_party = true",
+                "first_party = true\nscopes = [\n  \"a\",\n  b c,\n]",
+            );
+        let e = Config::parse(&bad, "home.toml").unwrap_err();
+        let shown = e.to_string();
+        let listen = e
+            .problems
+            .iter()
+            .find(|p| p.key == "server.listen")
+            .unwrap_or_else(|| panic!("{e}"));
+        // Where toml's parser stopped: `127.0` is a float, the second `.` is not.
+        assert_eq!((listen.line, listen.column), (Some(7), Some(15)), "{e}");
+        assert!(listen.expected.starts_with("valid TOML ("), "{e}");
+        assert!(
+            shown.contains("  home.toml:7:15: server.listen: valid TOML ("),
+            "{e}"
+        );
+        // In a multi-line array of an [[apps]] entry.
+        assert!(
+            e.problems
+                .iter()
+                .any(|p| p.key == "apps[0].scopes" && p.line == Some(21) && p.column.is_some()),
+            "{e}"
+        );
+        // The mistakes on other lines are reported in the same run, the recovered lines not
+        // a second time.
+        assert!(e.problems.iter().any(|p| p.key == "tenant.id"), "{e}");
+        assert!(
+            e.problems
+                .iter()
+                .all(|p| p.line != Some(7) || p.column.is_some()),
+            "{e}"
+        );
+        // The files named in the section with the syntax error are checked as well.
+        let e = Config::parse_checked(
+            &bad.replace("cert = \"Cargo.toml\"", "cert = \"no/such.pem\""),
+            "home.toml",
+            FileCheck::All,
+        )
+        .unwrap_err();
+        assert!(
+            e.problems
+                .iter()
+                .any(|p| p.key == "server.tls.cert" && p.file == "no/such.pem"),
+            "{e}"
+        );
+        // A broken table header names the table.
+        let e = Config::parse(&GOOD.replace("[database]", "[database"), "x.toml").unwrap_err();
+        assert!(
+            e.problems
+                .iter()
+                .any(|p| p.key == "database" && p.line == Some(12) && p.column.is_some()),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_sections_are_named_where_they_are() {
+        let e = Config::parse(
+            &GOOD
+                .replace("[database]", "[database]\npool = 3")
+                .replace("[[apps]]", "[databse]\nurl = \"x\"\n[[apps]]"),
+            "x.toml",
+        )
+        .unwrap_err();
+        let found: Vec<(&str, Option<usize>)> = e
+            .problems
+            .iter()
+            .map(|p| (p.key.as_str(), p.line))
+            .collect();
+        assert_eq!(
+            found,
+            [("database.pool", Some(13)), ("databse", Some(15))],
+            "{e}"
+        );
+        assert!(e.problems[0].expected.contains("`url`"), "{e}");
+    }
+
+    /// A directory with a config that has mistakes of every kind, in itself and in the files it
+    /// names.
+    fn broken_tenant() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tenantd-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(dir.join("policies")).unwrap();
+        std::fs::write(dir.join("anon.txt"), "192.0.2.1\n198.51.100.300/24\nnope\n").unwrap();
+        std::fs::write(dir.join("mal.txt"), "203.0.113.0/24\n").unwrap();
+        std::fs::write(
+            dir.join("policies/10-typo.json"),
+            "{\n  \"id\": \"x\",\n  \"displayName\": \"x\",\n  \"state\": \"enabled\",\n  \"condtions\": {}\n}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("policies/20-rules.toml"),
+            "id = \"pw\"\ndisplayName = \"pw\"\nstate = \"enabled\"\n[conditions.users]\nincludeUsers = [\"All\"]\n[conditions.applications]\nincludeApplications = [\"All\"]\n[grantControls]\noperator = \"AND\"\nbuiltInControls = [\"mfa\", \"passwordChange\"]\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("not-a-key.pem"), "hello\n").unwrap();
+        let text = format!(
+            "{}[[partners]]\nid = \"fabrikam\"\nissuer = \"https://127.0.0.1:9444\"\nclient_id = \"c\"\nprivate_key_file = \"{}\"\n\n[risk]\nanonymous_ips = [\"anon.txt\", \"missing.txt\"]\nmalicious_ips = [\"mal.txt\"]\npolicies_dir = \"policies\"\nlow_risk_max_age_days = \"180\"\n",
+            GOOD.replace("cert = \"Cargo.toml\"", "cert = \"no/such.pem\"")
+                .replace("id = \"contoso\"", "id = \"Contoso!\""),
+            dir.join("not-a-key.pem").display()
+        );
+        std::fs::write(dir.join("tenant.toml"), text).unwrap();
+        dir
+    }
+
+    #[test]
+    fn every_mistake_in_the_config_and_the_files_it_names_is_reported_at_once() {
+        let dir = broken_tenant();
+        let file = dir.join("tenant.toml");
+        let e = Config::load(&file).unwrap_err();
+        let shown = e.to_string();
+        let d = dir.display();
+        let c = file.display();
+        for expected in [
+            format!("{c}:3: tenant.id: 1-64 characters"),
+            "no/such.pem: server.tls.cert: a PEM file of certificates, but it cannot be read"
+                .to_owned(),
+            "Cargo.toml: server.tls.key: a PEM file with a private key, found none".to_owned(),
+            format!("{d}/not-a-key.pem: partners[0].private_key_file: a PKCS#8 PEM"),
+            format!("{c}:29: risk.low_risk_max_age_days: u32, got string \"180\""),
+            format!("{d}/anon.txt:2: risk.anonymous_ips[0]: not a CIDR network"),
+            format!(
+                "{d}/anon.txt:3: risk.anonymous_ips[0]: not an IP address or CIDR network (`nope`)"
+            ),
+            format!("{d}/missing.txt: risk.anonymous_ips[1]: a readable file ("),
+            format!("{d}/policies/10-typo.json:5: "),
+            format!("{d}/policies/20-rules.toml: "),
+        ] {
+            assert!(shown.contains(&expected), "{expected}\nnot in\n{shown}");
+        }
+        assert!(shown.contains("condtions"), "{shown}");
+        assert!(shown.contains("policy `pw`"), "{shown}");
+        assert_eq!(e.problems.len(), 10, "{shown}");
+        assert!(shown.starts_with(&format!("{c}: 10 problem(s) in the configuration:\n")));
+        // Said once each.
+        assert_eq!(shown.matches("anon.txt:2").count(), 1, "{shown}");
+        assert_eq!(shown.matches("10-typo.json").count(), 1, "{shown}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn named_files_are_read_and_checked_with_a_good_config() {
+        let dir = std::env::temp_dir().join(format!("tenantd-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let text = GOOD
+            .replace(
+                "[server.tls]\ncert = \"Cargo.toml\"\nkey = \"Cargo.toml\"\n",
+                "",
+            )
+            .replace("listen =", "plain_http = true\nlisten =")
+            .replace("https://127", "http://127")
+            + &format!(
+                "[risk]\nanonymous_ips = [\"{0}/intel/anonymous-ips.txt\"]\npolicies_dir = \"{0}/policies/contoso\"\n",
+                shipped.display()
+            );
+        let file = dir.join("t.toml");
+        std::fs::write(&file, &text).unwrap();
+        let (config, prepared) = Config::load_checked(&file, FileCheck::All).unwrap();
+        assert!(
+            prepared.describe().starts_with("3 anonymous-IP ranges"),
+            "{prepared:?}"
+        );
+        config.check_files().unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
@@ -944,7 +1461,7 @@ first_party = true
         assert!(
             e.problems
                 .iter()
-                .any(|p| p.key == "server.tls.cert" && p.expected.contains("no/such.pem")),
+                .any(|p| p.key == "server.tls.cert" && p.file == "no/such.pem"),
             "{e}"
         );
     }

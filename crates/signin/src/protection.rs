@@ -2,11 +2,15 @@
 //! files, policies created through the admin API, and the built-in user-risk and sign-in-risk
 //! policies), loaded at start-up and reloaded on SIGHUP or through the admin API.
 //!
+//! The files come first, with no store: [`Prepared::read`] reads and checks every intel and
+//! policy file `[risk]` names and reports every problem in all of them (file, line, key, what
+//! was expected), which is how the config check finds them before a tenant creates anything.
+//! The policies created through the API are added from the store after.
+//!
 //! A load is all or nothing: every file is read and checked before anything is swapped in, so a
-//! bad line in one file leaves the tenant serving with the previous good intel and policies, and
-//! the error names the file, the line and what is wrong.
+//! bad line in one file leaves the tenant serving with the previous good intel and policies.
 
-use crate::config::RiskSettings;
+use crate::config::{Problem, RiskSettings};
 use arc_swap::ArcSwap;
 use policy::{ConditionalAccessPolicy, IdentityProtectionPolicies, PolicyError, PolicySet};
 use risk::{Intel, IntelError, IntelSource, IntelSources};
@@ -21,24 +25,27 @@ pub const IDENTITY_PROTECTION_FILE: &str = "identity-protection.toml";
 /// Why intel or policies could not be (re)loaded. Nothing was swapped in.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// A file could not be read.
-    #[error("{file}: cannot be read ({message})")]
-    Read {
-        /// The file.
-        file: String,
-        /// The I/O error.
-        message: String,
-    },
-    /// An intel file is wrong.
-    #[error("{0}")]
-    Intel(#[from] IntelError),
-    /// A policy is wrong (parse errors name the file and line; rule violations the policy, and
-    /// here also the file it came from).
+    /// Intel or policy files are wrong: every problem, each naming its file (and line).
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Files(Vec<Problem>),
+    /// The policies from files and the admin API break Graph's rules together (each names
+    /// the policy and where it comes from).
     #[error("{0}")]
     Policy(PolicyError),
     /// The database could not be read (API-created policies).
     #[error("policies in the database: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
+    /// The blocking task reading the files did not finish.
+    #[error("reading intel and policy files: {0}")]
+    Task(String),
+}
+
+// Not `#[from]`: that would make the store error the source as well as part of the message,
+// and a report of the error chain would print it twice.
+impl From<StoreError> for LoadError {
+    fn from(e: StoreError) -> Self {
+        LoadError::Store(e)
+    }
 }
 
 /// Where a policy comes from.
@@ -152,13 +159,24 @@ pub struct Loaded {
 }
 
 impl Protection {
-    /// Loads everything or fails with the first bad file.
+    /// Reads the files and the API-created policies; fails with every problem in the files.
     pub async fn load(settings: RiskSettings, store: &Store) -> Result<Protection, LoadError> {
-        let intel = load_intel(&settings).await?;
-        let policies = load_policies(&settings, store).await?;
+        let prepared = Prepared::read_blocking(settings.clone()).await?;
+        Self::with_files(settings, prepared, store).await
+    }
+
+    /// The files as [`Prepared::read`] read them, with the API-created policies from the store.
+    pub async fn with_files(
+        settings: RiskSettings,
+        prepared: Prepared,
+        store: &Store,
+    ) -> Result<Protection, LoadError> {
+        let api = api_policies(store).await?;
+        let policies =
+            Policies::compile(prepared.files, api, prepared.builtin).map_err(LoadError::Policy)?;
         Ok(Protection {
             settings,
-            intel: ArcSwap::from_pointee(intel),
+            intel: ArcSwap::from_pointee(prepared.intel),
             policies: ArcSwap::from_pointee(policies),
         })
     }
@@ -180,20 +198,35 @@ impl Protection {
 
     /// Re-reads intel and policies; on any error nothing changes.
     pub async fn reload(&self, store: &Store) -> Result<Loaded, LoadError> {
-        let intel = load_intel(&self.settings).await?;
-        let policies = load_policies(&self.settings, store).await?;
+        let prepared = Prepared::read_blocking(self.settings.clone()).await?;
+        let api = api_policies(store).await?;
+        let policies =
+            Policies::compile(prepared.files, api, prepared.builtin).map_err(LoadError::Policy)?;
         let loaded = Loaded {
-            intel: intel.describe(),
+            intel: prepared.intel.describe(),
             policies: policies.set.len(),
         };
-        self.intel.store(Arc::new(intel));
+        self.intel.store(Arc::new(prepared.intel));
         self.policies.store(Arc::new(policies));
         Ok(loaded)
     }
 
     /// Re-reads only the policies (after an API change); on error nothing changes.
     pub async fn reload_policies(&self, store: &Store) -> Result<(), LoadError> {
-        let policies = load_policies(&self.settings, store).await?;
+        let settings = self.settings.clone();
+        let (files, builtin) = tokio::task::spawn_blocking(move || {
+            let mut problems = Vec::new();
+            let files = read_policy_files(&settings, &mut problems);
+            if problems.is_empty() {
+                Ok(files)
+            } else {
+                Err(LoadError::Files(problems))
+            }
+        })
+        .await
+        .map_err(|e| LoadError::Task(e.to_string()))??;
+        let api = api_policies(store).await?;
+        let policies = Policies::compile(files, api, builtin).map_err(LoadError::Policy)?;
         self.policies.store(Arc::new(policies));
         Ok(())
     }
@@ -207,93 +240,222 @@ impl Protection {
     }
 }
 
-async fn read(path: &Path) -> Result<IntelSource, LoadError> {
-    let name = path.display().to_string();
-    match tokio::fs::read(path).await {
-        Ok(bytes) => Ok(IntelSource::new(name, bytes)),
-        Err(e) => Err(LoadError::Read {
-            file: name,
-            message: e.to_string(),
-        }),
-    }
+/// The intel and the policy files a tenant's `[risk]` names, read and checked, with no store:
+/// the config check reads them before anything is created, and a tenant starts with them.
+#[derive(Debug)]
+pub struct Prepared {
+    intel: Intel,
+    files: Vec<(String, ConditionalAccessPolicy)>,
+    builtin: IdentityProtectionPolicies,
 }
 
-async fn read_all(paths: &[PathBuf]) -> Result<Vec<IntelSource>, LoadError> {
-    let mut out = Vec::with_capacity(paths.len());
-    for p in paths {
-        out.push(read(p).await?);
-    }
-    Ok(out)
-}
-
-async fn read_opt(path: &Option<PathBuf>) -> Result<Option<IntelSource>, LoadError> {
-    match path {
-        Some(p) => Ok(Some(read(p).await?)),
-        None => Ok(None),
-    }
-}
-
-async fn load_intel(s: &RiskSettings) -> Result<Intel, LoadError> {
-    let sources = IntelSources {
-        anonymous_ips: read_all(&s.anonymous_ips).await?,
-        malicious_ips: read_all(&s.malicious_ips).await?,
-        named_locations: read_opt(&s.named_locations).await?,
-        geo: read_opt(&s.geo).await?,
-        asn: read_opt(&s.asn).await?,
-    };
-    // Parsing a large geo table takes a while: keep it off the async workers.
-    tokio::task::spawn_blocking(move || Intel::load(sources))
-        .await
-        .map_err(|e| LoadError::Read {
-            file: "intel".into(),
-            message: e.to_string(),
-        })?
-        .map_err(LoadError::from)
-}
-
-async fn load_policies(s: &RiskSettings, store: &Store) -> Result<Policies, LoadError> {
-    let mut files = Vec::new();
-    let mut builtin = IdentityProtectionPolicies::default();
-    if let Some(dir) = &s.policies_dir {
-        let mut entries = tokio::fs::read_dir(dir)
-            .await
-            .map_err(|e| LoadError::Read {
-                file: dir.display().to_string(),
-                message: e.to_string(),
-            })?;
-        let mut paths = Vec::new();
-        while let Some(entry) = entries.next_entry().await.map_err(|e| LoadError::Read {
-            file: dir.display().to_string(),
-            message: e.to_string(),
-        })? {
-            let path = entry.path();
-            let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-            if ext == "json" || ext == "toml" {
-                paths.push(path);
-            }
-        }
-        // File-name order is evaluation order, so it does not depend on the file system.
-        paths.sort();
-        for path in paths {
+impl Prepared {
+    /// Reads every intel and policy file `settings` names and checks them (file policies are
+    /// also compiled together with the built-in ones, for Graph's rules). The error is every
+    /// problem in all of them: each bad file (every bad line of an IP list), each policy parse
+    /// error with its line and field, each broken rule with its policy, each naming the file and
+    /// the config key that names it.
+    pub fn read(settings: &RiskSettings) -> Result<Prepared, Vec<Problem>> {
+        let mut problems = Vec::new();
+        // Which config key named each file, for the problems intel reports by file name.
+        let mut keys: HashMap<String, String> = HashMap::new();
+        let mut source = |key: String, path: &Path, problems: &mut Vec<Problem>| {
             let name = path.display().to_string();
-            let text = tokio::fs::read_to_string(&path)
-                .await
-                .map_err(|e| LoadError::Read {
-                    file: name.clone(),
-                    message: e.to_string(),
-                })?;
-            if path.file_name().and_then(|f| f.to_str()) == Some(IDENTITY_PROTECTION_FILE) {
-                builtin = policy::parse_identity_protection_toml(&name, &text)
-                    .map_err(LoadError::Policy)?;
-            } else {
-                for p in policy::parse_policy_file(&name, &text).map_err(LoadError::Policy)? {
-                    files.push((name.clone(), p));
+            keys.entry(name.clone()).or_insert_with(|| key.clone());
+            match std::fs::read(path) {
+                Ok(bytes) => Some(IntelSource::new(name, bytes)),
+                Err(e) => {
+                    problems.push(Problem::new(name, key, format!("a readable file ({e})")));
+                    None
                 }
             }
+        };
+        let mut list = |key: &str, paths: &[PathBuf], problems: &mut Vec<Problem>| {
+            paths
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| source(format!("{key}[{i}]"), p, problems))
+                .collect::<Vec<_>>()
+        };
+        let anonymous_ips = list("risk.anonymous_ips", &settings.anonymous_ips, &mut problems);
+        let malicious_ips = list("risk.malicious_ips", &settings.malicious_ips, &mut problems);
+        let mut one = |key: &str, path: &Option<PathBuf>, problems: &mut Vec<Problem>| {
+            path.as_deref()
+                .and_then(|p| source(key.to_owned(), p, problems))
+        };
+        let sources = IntelSources {
+            anonymous_ips,
+            malicious_ips,
+            named_locations: one(
+                "risk.named_locations",
+                &settings.named_locations,
+                &mut problems,
+            ),
+            geo: one("risk.geo", &settings.geo, &mut problems),
+            asn: one("risk.asn", &settings.asn, &mut problems),
+        };
+        let intel = match Intel::load_each(sources) {
+            Ok(intel) => Some(intel),
+            Err(errors) => {
+                problems.extend(errors.into_iter().map(|e| intel_problem(e, &keys)));
+                None
+            }
+        };
+        let (files, builtin) = read_policy_files(settings, &mut problems);
+        match intel {
+            Some(intel) if problems.is_empty() => Ok(Prepared {
+                intel,
+                files,
+                builtin,
+            }),
+            _ => Err(problems),
         }
     }
-    let api = api_policies(store).await?;
-    Policies::compile(files, api, builtin).map_err(LoadError::Policy)
+
+    /// [`Prepared::read`] off the async workers (a large geo table takes a while to parse).
+    pub async fn read_blocking(settings: RiskSettings) -> Result<Prepared, LoadError> {
+        tokio::task::spawn_blocking(move || Prepared::read(&settings))
+            .await
+            .map_err(|e| LoadError::Task(e.to_string()))?
+            .map_err(LoadError::Files)
+    }
+
+    /// The intel, in words.
+    pub fn describe(&self) -> String {
+        self.intel.describe()
+    }
+}
+
+fn intel_problem(e: IntelError, keys: &HashMap<String, String>) -> Problem {
+    let key = keys.get(&e.file).cloned().unwrap_or_else(|| "risk".into());
+    let expected = match &e.content {
+        Some(c) => format!("{} (`{c}`)", e.message),
+        None => e.message.clone(),
+    };
+    Problem::new(e.file, key, expected).at(e.line)
+}
+
+/// Reads, parses and checks the policy files of `policies_dir`, in file-name order (which is
+/// evaluation order, so it does not depend on the file system). Problems are added to
+/// `problems`; what could be read is returned.
+fn read_policy_files(
+    settings: &RiskSettings,
+    problems: &mut Vec<Problem>,
+) -> (
+    Vec<(String, ConditionalAccessPolicy)>,
+    IdentityProtectionPolicies,
+) {
+    const KEY: &str = "risk.policies_dir";
+    let mut files = Vec::new();
+    let mut builtin = IdentityProtectionPolicies::default();
+    let Some(dir) = &settings.policies_dir else {
+        return (files, builtin);
+    };
+    let dir_name = dir.display().to_string();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            problems.push(Problem::new(
+                dir_name,
+                KEY,
+                format!("a readable directory of policy files ({e})"),
+            ));
+            return (files, builtin);
+        }
+    };
+    let mut paths = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(entry) => {
+                let path = entry.path();
+                let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+                if ext == "json" || ext == "toml" {
+                    paths.push(path);
+                }
+            }
+            Err(e) => problems.push(Problem::new(
+                dir_name.clone(),
+                KEY,
+                format!("a readable directory of policy files ({e})"),
+            )),
+        }
+    }
+    paths.sort();
+    let mut builtin_file = None;
+    for path in paths {
+        let name = path.display().to_string();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) => {
+                problems.push(Problem::new(
+                    name,
+                    KEY,
+                    format!("a readable policy file ({e})"),
+                ));
+                continue;
+            }
+        };
+        if path.file_name().and_then(|f| f.to_str()) == Some(IDENTITY_PROTECTION_FILE) {
+            match policy::parse_identity_protection_toml(&name, &text) {
+                Ok(b) => builtin = b,
+                Err(e) => problems.extend(policy_problems(e, &name, &[])),
+            }
+            builtin_file = Some(name);
+        } else {
+            match policy::parse_policy_file(&name, &text) {
+                Ok(policies) => files.extend(policies.into_iter().map(|p| (name.clone(), p))),
+                Err(e) => problems.extend(policy_problems(e, &name, &[])),
+            }
+        }
+    }
+    // Graph's rules, for the file policies with the built-in ones (the API's are checked
+    // against these when they are added).
+    let policies: Vec<ConditionalAccessPolicy> = files.iter().map(|(_, p)| p.clone()).collect();
+    if let Err(e) = PolicySet::compile(policies, &builtin) {
+        let fallback = builtin_file.unwrap_or(dir_name);
+        problems.extend(policy_problems(e, &fallback, &files));
+    }
+    (files, builtin)
+}
+
+/// A policy error as problems: a parse error at its file, line and field; each broken rule at
+/// the file of its policy (a built-in policy's, or one the set as a whole breaks, at
+/// `fallback`).
+fn policy_problems(
+    e: PolicyError,
+    fallback: &str,
+    files: &[(String, ConditionalAccessPolicy)],
+) -> Vec<Problem> {
+    match e {
+        PolicyError::Parse {
+            file,
+            line,
+            field,
+            message,
+        } => {
+            let key = if field.is_empty() {
+                "risk.policies_dir".to_owned()
+            } else {
+                field
+            };
+            vec![Problem::new(file, key, message).at(line)]
+        }
+        PolicyError::Invalid(errors) => errors
+            .into_iter()
+            .map(|fe| {
+                let file = files
+                    .iter()
+                    .find(|(_, p)| p.id == fe.policy || p.display_name == fe.policy)
+                    .map_or(fallback, |(f, _)| f.as_str());
+                let key = if fe.field.is_empty() {
+                    "risk.policies_dir".to_owned()
+                } else {
+                    fe.field
+                };
+                Problem::new(file, key, format!("policy `{}`: {}", fe.policy, fe.message))
+            })
+            .collect(),
+    }
 }
 
 /// The API-created policies as stored.

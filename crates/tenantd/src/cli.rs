@@ -1,14 +1,16 @@
 //! Command-line interface: `serve`, `lab`, `certs`, `keys rotate`, `user ...`, `guest ...`,
 //! `risk ...`, `mfa reset`, `demo-app`.
 //! Exit codes are stable for scripts: 0 success, 1 runtime failure, 2 usage error (or a bad
-//! line in an imported file), 3 invalid configuration, 4 not found, 5 already exists,
+//! line in an imported file), 3 invalid configuration (any mistake in the config or the files it
+//! names, all reported at once before anything is created), 4 not found, 5 already exists,
 //! 6 refused by the user-risk rules (no risk to dismiss, a guest's risk held by their home).
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use protocol::jwt::SigningAlg;
 use risk::{Actor, UserRiskEvent};
-use server::config::Config;
+use server::config::{Config, ConfigError, FileCheck};
 use server::passwords::{Passwords, check_new_password};
+use server::protection::Prepared;
 use server::state::{Clock, SystemClock};
 use server::user_risk::{self, Home, ImportError, UserRiskError};
 use std::io::BufRead;
@@ -255,8 +257,13 @@ impl Failure {
 }
 
 impl From<anyhow::Error> for Failure {
+    /// A [`ConfigError`] anywhere in the chain is an invalid configuration (exit code 3),
+    /// printed as it is (it names every problem); anything else is a runtime failure.
     fn from(e: anyhow::Error) -> Self {
-        Self::new(1, format!("{e:#}"))
+        match e.chain().find_map(|c| c.downcast_ref::<ConfigError>()) {
+            Some(config) => Self::new(3, config.to_string()),
+            None => Self::new(1, format!("{e:#}")),
+        }
     }
 }
 
@@ -286,8 +293,14 @@ pub async fn execute(cli: Cli) -> Result<(), Failure> {
     dispatch(cli.command).await
 }
 
+/// The config and every file it names, checked: any mistake is exit code 3, before anything
+/// is created or changed.
 fn load(arg: &ConfigArg) -> Result<Config, Failure> {
-    Config::load(&arg.config).map_err(|e| Failure::new(3, e.to_string()))
+    load_checked(arg).map(|(config, _)| config)
+}
+
+fn load_checked(arg: &ConfigArg) -> Result<(Config, Prepared), Failure> {
+    Config::load_checked(&arg.config, FileCheck::All).map_err(|e| Failure::new(3, e.to_string()))
 }
 
 async fn open(arg: &ConfigArg) -> Result<(Config, Store), Failure> {
@@ -298,7 +311,10 @@ async fn open(arg: &ConfigArg) -> Result<(Config, Store), Failure> {
 
 async fn dispatch(command: Command) -> Result<(), Failure> {
     match command {
-        Command::Serve(arg) => Ok(server::server::serve(load(&arg)?).await?),
+        Command::Serve(arg) => {
+            let (config, prepared) = load_checked(&arg)?;
+            Ok(server::server::serve(config, prepared).await?)
+        }
         Command::Lab(args) => Ok(crate::lab::run(args).await?),
         Command::Certs { dir, force } => {
             let (files, written) = crate::certs::ensure(&dir, force)?;

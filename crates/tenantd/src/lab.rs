@@ -10,8 +10,10 @@ use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
 use server::Tenant;
-use server::config::Config;
+use server::config::{Config, ConfigError, FileCheck, Problem};
+use server::protection::Prepared;
 use server::state::{Clock, SystemClock};
+use server::user_risk::{ImportError, LeakedFile};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -102,21 +104,145 @@ pub struct LabDemo {
     pub client_secret: String,
 }
 
-/// Run the lab until Ctrl-C.
-pub async fn run(args: LabArgs) -> anyhow::Result<()> {
-    let (lab, lab_dir, builtin) = match &args.config {
+/// A lab tenant, checked and ready to start.
+struct Ready {
+    config: Config,
+    prepared: Prepared,
+    /// Its leaked-credential files, read and parsed.
+    leaked: Vec<LeakedFile>,
+}
+
+/// Reads and checks the lab file, every tenant config and every file they name, and the
+/// leaked-credential files: all mistakes in one [`ConfigError`], before anything is created.
+fn check(args: &LabArgs) -> Result<(LabFile, Vec<Ready>, bool), ConfigError> {
+    let (lab, lab_name, lab_dir, builtin) = match &args.config {
         Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let name = p.display().to_string();
+            let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
+                file: name.clone(),
+                problems: vec![Problem::new(
+                    name.clone(),
+                    "(file)",
+                    format!("a readable TOML file ({e})"),
+                )],
+            })?;
             let dir = p.parent().map(Path::to_path_buf).unwrap_or_default();
-            (parse_lab(&text, &p.display().to_string())?, dir, false)
+            (parse_lab(&text, &name)?, name, dir, false)
         }
-        None => (
-            parse_lab(LAB_TOML, "config/lab.toml (built in)")?,
-            PathBuf::from("config"),
-            true,
-        ),
+        None => {
+            let name = "config/lab.toml (built in)".to_owned();
+            (
+                parse_lab(LAB_TOML, &name)?,
+                name,
+                PathBuf::from("config"),
+                true,
+            )
+        }
     };
+    let mut problems = Vec::new();
+    let mut ready = Vec::new();
+    for (i, t) in lab.tenants.iter().enumerate() {
+        let path = lab_dir.join(&t.config);
+        let (text, name) = match t.config.to_str() {
+            Some("home.toml") if builtin => (
+                HOME_TOML.to_owned(),
+                "config/home.toml (built in)".to_owned(),
+            ),
+            Some("resource.toml") if builtin => (
+                RESOURCE_TOML.to_owned(),
+                "config/resource.toml (built in)".to_owned(),
+            ),
+            _ => match std::fs::read_to_string(&path) {
+                Ok(text) => (text, path.display().to_string()),
+                Err(e) => {
+                    problems.push(Problem::new(
+                        path.display().to_string(),
+                        format!("tenants[{i}].config"),
+                        format!("a readable tenant config file ({e})"),
+                    ));
+                    continue;
+                }
+            },
+        };
+        // The lab serves its tenants with its own dev certificates (made below if missing).
+        let checked = Config::parse_checked(&text, &name, FileCheck::ExceptTls);
+        let mut leaked = Vec::new();
+        for (j, f) in t.leaked_credentials.iter().enumerate() {
+            let text = match f.to_str() {
+                Some("intel/leaked-credentials.txt") if builtin => LEAKED_TXT.to_owned(),
+                _ => {
+                    let path = lab_dir.join(f);
+                    match std::fs::read_to_string(&path) {
+                        Ok(text) => text,
+                        Err(e) => {
+                            problems.push(Problem::new(
+                                path.display().to_string(),
+                                format!("tenants[{i}].leaked_credentials[{j}]"),
+                                format!("a readable leaked-credentials file ({e})"),
+                            ));
+                            continue;
+                        }
+                    }
+                }
+            };
+            match server::user_risk::parse_leaked(&f.display().to_string(), &text) {
+                Ok(file) => leaked.push(file),
+                Err(ImportError::Line {
+                    file,
+                    line,
+                    message,
+                }) => problems.push(
+                    Problem::new(
+                        file,
+                        format!("tenants[{i}].leaked_credentials[{j}]"),
+                        message,
+                    )
+                    .at(Some(line)),
+                ),
+                Err(e) => problems.push(Problem::new(
+                    f.display().to_string(),
+                    format!("tenants[{i}].leaked_credentials[{j}]"),
+                    e.to_string(),
+                )),
+            }
+        }
+        match checked {
+            Ok((config, prepared)) => ready.push(Ready {
+                config,
+                prepared,
+                leaked,
+            }),
+            Err(e) => problems.extend(e.problems),
+        }
+    }
+    if problems.is_empty()
+        && !ready
+            .iter()
+            .any(|r| r.config.tenant_id == lab.demo_app.tenant)
+    {
+        problems.push(Problem::new(
+            lab_name.clone(),
+            "demo_app.tenant",
+            format!(
+                "the id of one of the lab's tenants, got {:?}",
+                lab.demo_app.tenant
+            ),
+        ));
+    }
+    if problems.is_empty() {
+        Ok((lab, ready, builtin))
+    } else {
+        Err(ConfigError {
+            file: lab_name,
+            problems,
+        })
+    }
+}
+
+/// Run the lab until Ctrl-C. The lab file, the tenants' configs and every file they name are
+/// checked first; a mistake anywhere is a [`ConfigError`] and nothing is created.
+pub async fn run(args: LabArgs) -> anyhow::Result<()> {
+    let (lab, ready, builtin) = check(&args)?;
     if args.reset && lab.data_dir.exists() {
         std::fs::remove_dir_all(&lab.data_dir)
             .with_context(|| format!("removing {}", lab.data_dir.display()))?;
@@ -135,17 +261,12 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
 
     let mut tenants: Vec<(Tenant, String)> = Vec::new();
     let mut issuers: HashMap<String, String> = HashMap::new();
-    for t in &lab.tenants {
-        let path = lab_dir.join(&t.config);
-        let mut config = match t.config.to_str() {
-            Some("home.toml") if builtin => {
-                Config::parse(HOME_TOML, "config/home.toml (built in)")?
-            }
-            Some("resource.toml") if builtin => {
-                Config::parse(RESOURCE_TOML, "config/resource.toml (built in)")?
-            }
-            _ => Config::load_unchecked(&path)?,
-        };
+    for (t, r) in lab.tenants.iter().zip(ready) {
+        let Ready {
+            mut config,
+            prepared,
+            leaked,
+        } = r;
         let db = lab.data_dir.join(format!("{}.db", config.tenant_id));
         config.database_url = format!("sqlite://{}", db.display());
         if let Some(tls) = &mut config.tls {
@@ -158,12 +279,12 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
                 p.ca_file = Some(dev.ca.clone());
             }
         }
-        config.check_files()?;
         let listener = std::net::TcpListener::bind(config.listen)
             .with_context(|| format!("binding {} for {}", config.listen, config.tenant_id))?;
-        let tenant = Tenant::start(config, listener, Arc::new(SystemClock)).await?;
+        let tenant =
+            Tenant::start_prepared(config, prepared, listener, Arc::new(SystemClock)).await?;
         seed(&tenant, &t.users, &t.guests).await?;
-        import_leaked(&tenant, &lab_dir, builtin, &t.leaked_credentials).await?;
+        import_leaked(&tenant, &leaked).await?;
         issuers.insert(
             tenant.state.config.tenant_id.clone(),
             tenant.state.config.issuer.clone(),
@@ -260,42 +381,27 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Imports the tenant's leaked-credential files (the built-in copy of
-/// `intel/leaked-credentials.txt` when running the built-in lab).
-async fn import_leaked(
-    tenant: &Tenant,
-    lab_dir: &Path,
-    builtin: bool,
-    files: &[PathBuf],
-) -> anyhow::Result<()> {
+/// Imports the tenant's leaked-credential files (read and parsed by the lab's check).
+async fn import_leaked(tenant: &Tenant, files: &[LeakedFile]) -> anyhow::Result<()> {
     let state = &tenant.state;
     let home = server::user_risk::Home::of(state);
     for f in files {
-        let text = match f.to_str() {
-            Some("intel/leaked-credentials.txt") if builtin => LEAKED_TXT.to_owned(),
-            _ => {
-                let path = lab_dir.join(f);
-                std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading {}", path.display()))?
-            }
-        };
-        let report = server::user_risk::import_leaked(&home, &f.display().to_string(), &text)
+        let report = home
+            .import_leaked_files(std::slice::from_ref(f))
             .await
-            .with_context(|| format!("importing {}", f.display()))?;
+            .with_context(|| format!("importing {}", f.name))?;
         if report.users_flagged > 0 {
             println!(
                 "{}: {} imported, {} user(s) flagged with leakedCredentials",
-                state.config.tenant_id,
-                f.display(),
-                report.users_flagged
+                state.config.tenant_id, f.name, report.users_flagged
             );
         }
     }
     Ok(())
 }
 
-fn parse_lab(text: &str, name: &str) -> anyhow::Result<LabFile> {
-    toml::from_str(text).map_err(|e| anyhow::anyhow!("{name}: {e}"))
+fn parse_lab(text: &str, name: &str) -> Result<LabFile, ConfigError> {
+    server::config::from_toml(text, name)
 }
 
 async fn seed(tenant: &Tenant, users: &[LabUser], guests: &[LabGuest]) -> anyhow::Result<()> {

@@ -8,6 +8,9 @@ use ipnet::IpNet;
 use super::IntelError;
 use super::range::{IpRange, IpRangeSet};
 
+/// How many bad lines of one list file [`parse_cidr_list_each`] names; more are counted.
+pub const MAX_BAD_LINES: usize = 10;
+
 /// Parses one list file. Errors name the file, the 1-based line and its content.
 pub fn parse_cidr_list(file: &str, text: &str) -> Result<Vec<IpRange>, IntelError> {
     let mut out = Vec::new();
@@ -22,6 +25,36 @@ pub fn parse_cidr_list(file: &str, text: &str) -> Result<Vec<IpRange>, IntelErro
         );
     }
     Ok(out)
+}
+
+/// Parses one list file, reporting every bad line (the first [`MAX_BAD_LINES`], then how many
+/// more there are), for a check that shows all mistakes at once.
+pub fn parse_cidr_list_each(file: &str, text: &str) -> Result<Vec<IpRange>, Vec<IntelError>> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    let mut more = 0usize;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        match parse_cidr_or_ip(line) {
+            Ok(r) => out.push(r),
+            Err(_) if errors.len() == MAX_BAD_LINES => more += 1,
+            Err(message) => errors.push(IntelError::at_line(file, i + 1, raw.trim(), message)),
+        }
+    }
+    if more > 0 {
+        errors.push(IntelError::file(
+            file,
+            format!("{more} more bad line(s) not shown"),
+        ));
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 /// `a.b.c.d/n`, `x::/n`, or a single address. A CIDR with host bits set (`192.0.2.7/24`) is
@@ -95,6 +128,9 @@ mod tests {
             ),
         ];
         for (text, line, content, msg) in cases {
+            let all = parse_cidr_list_each("lists/anon.txt", text).unwrap_err();
+            assert_eq!(all.len(), 1, "{all:?}");
+            assert_eq!(all[0].line, Some(line), "{text:?}");
             let err = parse_cidr_list("lists/anon.txt", text).unwrap_err();
             assert_eq!(err.file, "lists/anon.txt");
             assert_eq!(err.line, Some(line), "{text:?}");
@@ -107,5 +143,20 @@ mod tests {
             );
             assert!(shown.contains(content), "{shown}");
         }
+    }
+
+    #[test]
+    fn every_bad_line_is_reported_up_to_a_limit() {
+        let text = "192.0.2.1\nbad-1\n192.0.2.0/24\nbad-2\n";
+        let errors = parse_cidr_list_each("anon.txt", text).unwrap_err();
+        let lines: Vec<_> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [Some(2), Some(4)]);
+        let many = "x\n".repeat(MAX_BAD_LINES + 5);
+        let errors = parse_cidr_list_each("anon.txt", &many).unwrap_err();
+        assert_eq!(errors.len(), MAX_BAD_LINES + 1);
+        assert!(
+            errors[MAX_BAD_LINES].message.contains("5 more"),
+            "{errors:?}"
+        );
     }
 }

@@ -150,53 +150,62 @@ impl Intel {
     /// Loads all sources into a new value; the first bad file or line is the error. Takes the
     /// sources by value so a large MMDB file is not copied.
     pub fn load(sources: IntelSources) -> Result<Intel, IntelError> {
-        let mut anon = Vec::new();
-        for s in &sources.anonymous_ips {
-            anon.extend(lists::parse_cidr_list(&s.name, s.text()?)?);
-        }
-        let mut mal = Vec::new();
-        for s in &sources.malicious_ips {
-            mal.extend(lists::parse_cidr_list(&s.name, s.text()?)?);
-        }
-        let named_locations = match &sources.named_locations {
+        Self::load_each(sources).map_err(|errors| {
+            errors
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| IntelError::file("intel", "not loaded"))
+        })
+    }
+
+    /// Loads all sources like [`Intel::load`], but reads every file whatever is wrong with the
+    /// others: the error is every bad file (every bad line of a CIDR list, up to
+    /// [`lists::MAX_BAD_LINES`]; the first problem of the other formats), in source order, so a
+    /// start-up check can report them all at once.
+    pub fn load_each(sources: IntelSources) -> Result<Intel, Vec<IntelError>> {
+        let mut errors = Vec::new();
+        let mut parse_lists = |files: &[IntelSource]| {
+            let mut ranges = Vec::new();
+            for s in files {
+                match s.text() {
+                    Err(e) => errors.push(e),
+                    Ok(text) => match lists::parse_cidr_list_each(&s.name, text) {
+                        Ok(r) => ranges.extend(r),
+                        Err(e) => errors.extend(e),
+                    },
+                }
+            }
+            ranges
+        };
+        let anon = parse_lists(&sources.anonymous_ips);
+        let mal = parse_lists(&sources.malicious_ips);
+        let named_locations = match sources.named_locations.as_ref().map(named_locations) {
             None => NamedLocations::default(),
-            Some(s) => match s.extension().as_str() {
-                "toml" => NamedLocations::from_toml(&s.name, s.text()?)?,
-                "json" => NamedLocations::from_json(&s.name, s.text()?)?,
-                other => {
-                    return Err(IntelError::file(
-                        &s.name,
-                        format!("named locations must be .toml or .json, not `.{other}`"),
-                    ));
-                }
-            },
+            Some(Ok(n)) => n,
+            Some(Err(e)) => {
+                errors.push(e);
+                NamedLocations::default()
+            }
         };
-        let geo = match sources.geo {
+        let geo = match sources.geo.map(geo) {
             None => None,
-            Some(s) => Some(match s.extension().as_str() {
-                "csv" => GeoDb::Table(GeoTable::from_csv(&s.name, s.text()?)?),
-                "mmdb" => GeoDb::Mmdb(Mmdb::from_bytes(&s.name, s.bytes)?),
-                other => {
-                    return Err(IntelError::file(
-                        &s.name,
-                        format!("geolocation must be .csv or .mmdb, not `.{other}`"),
-                    ));
-                }
-            }),
+            Some(Ok(g)) => Some(g),
+            Some(Err(e)) => {
+                errors.push(e);
+                None
+            }
         };
-        let asn = match sources.asn {
+        let asn = match sources.asn.map(asn) {
             None => None,
-            Some(s) => Some(match s.extension().as_str() {
-                "csv" => AsnDb::Table(AsnTable::from_csv(&s.name, s.text()?)?),
-                "mmdb" => AsnDb::Mmdb(Mmdb::from_bytes(&s.name, s.bytes)?),
-                other => {
-                    return Err(IntelError::file(
-                        &s.name,
-                        format!("ASN data must be .csv or .mmdb, not `.{other}`"),
-                    ));
-                }
-            }),
+            Some(Ok(a)) => Some(a),
+            Some(Err(e)) => {
+                errors.push(e);
+                None
+            }
         };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
         Ok(Intel {
             anonymous_ips: IpRangeSet::from_ranges(anon),
             malicious_ips: IpRangeSet::from_ranges(mal),
@@ -249,6 +258,39 @@ impl Intel {
             named_locations,
             trusted_location,
         }
+    }
+}
+
+fn named_locations(s: &IntelSource) -> Result<NamedLocations, IntelError> {
+    match s.extension().as_str() {
+        "toml" => NamedLocations::from_toml(&s.name, s.text()?),
+        "json" => NamedLocations::from_json(&s.name, s.text()?),
+        other => Err(IntelError::file(
+            &s.name,
+            format!("named locations must be .toml or .json, not `.{other}`"),
+        )),
+    }
+}
+
+fn geo(s: IntelSource) -> Result<GeoDb, IntelError> {
+    match s.extension().as_str() {
+        "csv" => Ok(GeoDb::Table(GeoTable::from_csv(&s.name, s.text()?)?)),
+        "mmdb" => Ok(GeoDb::Mmdb(Mmdb::from_bytes(&s.name, s.bytes)?)),
+        other => Err(IntelError::file(
+            &s.name,
+            format!("geolocation must be .csv or .mmdb, not `.{other}`"),
+        )),
+    }
+}
+
+fn asn(s: IntelSource) -> Result<AsnDb, IntelError> {
+    match s.extension().as_str() {
+        "csv" => Ok(AsnDb::Table(AsnTable::from_csv(&s.name, s.text()?)?)),
+        "mmdb" => Ok(AsnDb::Mmdb(Mmdb::from_bytes(&s.name, s.bytes)?)),
+        other => Err(IntelError::file(
+            &s.name,
+            format!("ASN data must be .csv or .mmdb, not `.{other}`"),
+        )),
     }
 }
 
@@ -329,6 +371,30 @@ mod tests {
         let err = Intel::load(s).unwrap_err();
         assert_eq!(err.line, Some(2));
         assert!(err.message.contains("UTF-8"));
+    }
+
+    #[test]
+    fn load_each_reports_every_bad_file() {
+        let mut s = shipped();
+        s.anonymous_ips
+            .push(IntelSource::new("a.txt", "192.0.2.1\nnope\n300.0.0.1\n"));
+        s.malicious_ips
+            .push(IntelSource::new("m.txt", "10.0.0.0/8x\n"));
+        s.geo = Some(IntelSource::new("geo.xlsx", "x"));
+        let errors = Intel::load_each(s).unwrap_err();
+        let shown: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{}:{:?}", e.file, e.line))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "a.txt:Some(2)",
+                "a.txt:Some(3)",
+                "m.txt:Some(1)",
+                "geo.xlsx:None"
+            ]
+        );
     }
 
     #[test]

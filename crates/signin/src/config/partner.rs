@@ -1,8 +1,9 @@
 //! `[[partners]]`: the cross-tenant access settings for each partner tenant whose users may sign
 //! in here as guests.
 
-use super::{Validator, check_redirect_uri};
+use super::{Problem, Validator, check_redirect_uri};
 use federation::{ClaimFormat, ClaimMapping};
+use protocol::jwt::{SigningAlg, SigningKey};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -210,19 +211,32 @@ impl Validator {
         let secret = self.secret(&k(""), p.client_secret, p.client_secret_env)?;
         let credential = match (secret, p.private_key_file) {
             (Some(s), None) if !s.is_empty() => PartnerCredential::Secret(s),
-            (None, Some(path)) => match std::fs::read_to_string(&path) {
-                Ok(pem) => PartnerCredential::PrivateKey { path, pem },
-                Err(e) => {
-                    self.bad(
+            (None, Some(path)) => {
+                let file = path.display().to_string();
+                let pem = match std::fs::read_to_string(&path) {
+                    Ok(pem) => pem,
+                    Err(e) => {
+                        self.problems.push(Problem::new(
+                            file,
+                            k("private_key_file"),
+                            format!("a readable PKCS#8 PEM private key file ({e})"),
+                        ));
+                        return None;
+                    }
+                };
+                let usable = [SigningAlg::ES256, SigningAlg::RS256]
+                    .into_iter()
+                    .any(|alg| SigningKey::from_pkcs8_pem(alg, &pem, 0, None).is_ok());
+                if !usable {
+                    self.problems.push(Problem::new(
+                        file,
                         k("private_key_file"),
-                        format!(
-                            "a readable PKCS#8 PEM file, but {} cannot be read ({e})",
-                            path.display()
-                        ),
-                    );
+                        "a PKCS#8 PEM ES256 (P-256) or RS256 (RSA) private key",
+                    ));
                     return None;
                 }
-            },
+                PartnerCredential::PrivateKey { path, pem }
+            }
             _ => {
                 self.bad(
                     k("client_secret"),

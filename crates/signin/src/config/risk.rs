@@ -103,10 +103,19 @@ impl Validator {
     /// onto the risk crate's settings.
     fn sign_in_risk(&mut self, table: toml::Table) -> SignInRiskConfig {
         let value = serde_json::to_value(camel_keys(toml::Value::Table(table)));
-        let parsed = value.map_err(|e| e.to_string()).and_then(|v| {
-            serde_path_to_error::deserialize::<_, SignInRiskConfig>(v)
-                .map_err(|e| format!("{} ({})", e.inner(), snake(&e.path().to_string())))
-        });
+        let parsed = value
+            .map_err(|e| ("risk.sign_in".to_owned(), e.to_string()))
+            .and_then(|v| {
+                serde_path_to_error::deserialize::<_, SignInRiskConfig>(v).map_err(|e| {
+                    let path = snake(&e.path().to_string());
+                    let key = if path == "." {
+                        "risk.sign_in".to_owned()
+                    } else {
+                        format!("risk.sign_in.{path}")
+                    };
+                    super::source::explain(key, &snake(&e.inner().to_string()))
+                })
+            });
         match parsed {
             Ok(c) => {
                 if let Err(e) = c.validate() {
@@ -114,8 +123,8 @@ impl Validator {
                 }
                 c
             }
-            Err(e) => {
-                self.bad("risk.sign_in", e);
+            Err((key, expected)) => {
+                self.bad(key, expected);
                 SignInRiskConfig::default()
             }
         }
