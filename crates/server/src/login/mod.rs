@@ -41,14 +41,8 @@ pub async fn email_page(
     ctx: Ctx,
     jar: CookieJar,
     Query(q): Query<InteractionQuery>,
-) -> Response {
-    let sign_in = match progress::load(&state, &q.interaction)
-        .await
-        .map_err(PageError::from)
-    {
-        Ok(p) => p,
-        Err(e) => return e.render(&state, &ctx),
-    };
+) -> Result<Response, PageError> {
+    let sign_in = progress::load(&state, &q.interaction).await?;
     let (jar, csrf) = csrf_token(&state, jar);
     let hint = sign_in
         .request
@@ -60,13 +54,17 @@ pub async fn email_page(
     // email page, as Entra does with login_hint.
     if plausible_email(&hint) {
         let next = after_email(&state, &ctx, &q.interaction, sign_in, &csrf, &hint).await;
-        return (jar, next).into_response();
+        return Ok((jar, next).into_response());
     }
-    (
-        jar,
-        render_email(&state, &sign_in, &q.interaction, &csrf, &hint, None),
-    )
-        .into_response()
+    let page = render_email(&state, &sign_in, &q.interaction, &csrf, &hint, None);
+    Ok((jar, page).into_response())
+}
+
+/// The live session a consent form or page belongs to.
+async fn consenting(state: &AppState, jar: &CookieJar) -> Result<session::Current, PageError> {
+    session::current(state, jar)
+        .await?
+        .ok_or_else(PageError::expired_request)
 }
 
 /// With the email known: home realm discovery sends a partner's user to their home tenant;
@@ -429,25 +427,14 @@ pub async fn change_submit(
 /// `GET /consent`.
 pub async fn consent_page(
     State(state): State<AppState>,
-    ctx: Ctx,
     jar: CookieJar,
     Query(q): Query<InteractionQuery>,
-) -> Response {
-    let sign_in = match progress::load(&state, &q.interaction)
-        .await
-        .map_err(PageError::from)
-    {
-        Ok(p) => p,
-        Err(e) => return e.render(&state, &ctx),
-    };
-    let current = match session::current(&state, &jar).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return PageError::expired_request().render(&state, &ctx),
-        Err(e) => return PageError::from(e).render(&state, &ctx),
-    };
-    let Some(app) = state.app(&sign_in.request.client_id) else {
-        return PageError::expired_request().render(&state, &ctx);
-    };
+) -> Result<Response, PageError> {
+    let sign_in = progress::load(&state, &q.interaction).await?;
+    let current = consenting(&state, &jar).await?;
+    let app = state
+        .app(&sign_in.request.client_id)
+        .ok_or_else(PageError::expired_request)?;
     let (jar, csrf) = csrf_token(&state, jar);
     let scopes = sign_in
         .request
@@ -463,7 +450,7 @@ pub async fn consent_page(
         interaction: &q.interaction,
         csrf_token: &csrf,
     };
-    (jar, html(&page)).into_response()
+    Ok((jar, html(&page)).into_response())
 }
 
 /// The consent form.
@@ -483,28 +470,19 @@ pub async fn consent_submit(
     ctx: Ctx,
     jar: CookieJar,
     Form(f): Form<ConsentForm>,
-) -> Response {
-    let sign_in = match submitted_sign_in(&state, &jar, &f.csrf_token, &f.interaction).await {
-        Ok(p) => p,
-        Err(e) => return e.render(&state, &ctx),
-    };
-    let current = match session::current(&state, &jar).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return PageError::expired_request().render(&state, &ctx),
-        Err(e) => return PageError::from(e).render(&state, &ctx),
-    };
-    if let Err(e) = state.store.delete_interaction(&f.interaction).await {
-        return PageError::from(e).render(&state, &ctx);
-    }
+) -> Result<Response, PageError> {
+    let sign_in = submitted_sign_in(&state, &jar, &f.csrf_token, &f.interaction).await?;
+    let current = consenting(&state, &jar).await?;
+    state.store.delete_interaction(&f.interaction).await?;
     if f.decision != "allow" {
         let e = OAuthError::new(
             ErrorCode::AccessDenied,
             "The user declined to grant access.",
         );
-        return finish::error_to_client(&state, &ctx, &sign_in.request, e);
+        return Ok(finish::error_to_client(&state, &ctx, &sign_in.request, e));
     }
     let mut request = sign_in.request;
-    if let Err(e) = state
+    state
         .store
         .grant_consent(
             &current.user.id,
@@ -512,13 +490,10 @@ pub async fn consent_submit(
             &request.consent_scopes().to_string(),
             state.now(),
         )
-        .await
-    {
-        return PageError::from(e).render(&state, &ctx);
-    }
+        .await?;
     // Consent is now recorded; don't ask again within this request.
     request.prompt.consent = false;
-    finish::continue_with_session(state, ctx, jar, request, current).await
+    Ok(finish::continue_with_session(state, ctx, jar, request, current).await)
 }
 
 /// `GET /` — nothing to see without an app; say so plainly.
