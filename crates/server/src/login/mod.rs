@@ -141,23 +141,20 @@ pub async fn email_submit(
     ctx: Ctx,
     jar: CookieJar,
     Form(f): Form<EmailForm>,
-) -> Response {
-    let sign_in = match submitted_sign_in(&state, &jar, &f.csrf_token, &f.interaction).await {
-        Ok(p) => p,
-        Err(e) => return e.render(&state, &ctx),
-    };
+) -> Result<Response, PageError> {
+    let sign_in = submitted_sign_in(&state, &jar, &f.csrf_token, &f.interaction).await?;
     let email = f.email.trim().to_lowercase();
     if !plausible_email(&email) {
-        return render_email(
+        return Ok(render_email(
             &state,
             &sign_in,
             &f.interaction,
             &f.csrf_token,
             &email,
             Some("Enter a valid email address."),
-        );
+        ));
     }
-    after_email(&state, &ctx, &f.interaction, sign_in, &f.csrf_token, &email).await
+    Ok(after_email(&state, &ctx, &f.interaction, sign_in, &f.csrf_token, &email).await)
 }
 
 /// The password form.
