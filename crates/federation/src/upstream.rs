@@ -1,13 +1,11 @@
 //! The relying party a resource tenant runs against one partner: discovery (cached), the
 //! authorization request (code flow, PKCE S256, `state`, `nonce`, `login_hint`), and the
 //! callback (RFC 9207 `iss`, code exchange, ID token verification with the cached JWKS, refreshed
-//! once when the token names a key the cache does not hold). It also remembers, per partner,
-//! when each signing key was first seen and which key signed before, so a token signed by a
-//! brand-new key that replaced a vanished one can be told from an honest rotation
-//! (`tokenIssuerAnomaly`, judged by the `risk` crate).
+//! once when the token names a key the cache does not hold, so a partner's key rotation is
+//! picked up without a restart). Any key the partner publishes in its JWKS is the partner's:
+//! which one signed is reported, never judged.
 
-use std::collections::HashMap;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -20,7 +18,7 @@ use openidconnect::core::{
 use openidconnect::{
     AccessTokenHash, AdditionalProviderMetadata, AuthenticationContextClass, AuthorizationCode,
     ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, DiscoveryError, EndpointMaybeSet,
-    EndpointNotSet, EndpointSet, IssuerUrl, JsonWebKey, LoginHint, Nonce, OAuth2TokenResponse,
+    EndpointNotSet, EndpointSet, IssuerUrl, LoginHint, Nonce, OAuth2TokenResponse,
     PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl, RequestTokenError, Scope,
     SignatureVerificationError, TokenResponse,
 };
@@ -121,8 +119,6 @@ struct Provider {
     client: OidcClient,
     iss_parameter_supported: bool,
     token_endpoint: Option<String>,
-    /// The `kid`s of the JWKS fetched with this discovery.
-    kids: Vec<String>,
 }
 
 /// The secrets of one outgoing authorization request, kept by the caller (server-side, keyed by
@@ -199,69 +195,10 @@ pub struct HomeIdentity {
     pub issued_at: i64,
     /// The user-risk claim, as the partner's mapping reads it.
     pub user_risk: RiskClaimReading,
-    /// What the resource knows about the token itself (signing key, its age, whether the key
-    /// that signed before vanished, `iat`, `auth_time`, claim names), for `tokenIssuerAnomaly`.
+    /// What the resource knows about the token itself (its `kid`, `iat`, `auth_time`, claim
+    /// names), for `tokenIssuerAnomaly`.
     /// `usual_claim_names` is left empty: the caller keeps the partner's claim profile.
     pub token: TokenIssuerFacts,
-}
-
-/// What this relying party has seen of one partner's signing keys (in memory: after a restart
-/// every key counts as first seen at the next sign-in and no key counts as having vanished, so
-/// a restart never raises an alarm, it only forgets).
-#[derive(Debug, Default)]
-struct KeyHistory {
-    /// `kid` -> unix seconds it was first seen in the partner's JWKS (keys still published).
-    first_seen: HashMap<String, i64>,
-    /// When any key of this partner was first seen (stands in for a token without `kid`).
-    since: Option<i64>,
-    /// The `kid` that signed the last verified token.
-    last_signer: Option<String>,
-    /// `kid` -> the `kid` that signed before it took over. Kept per key rather than only
-    /// comparing with the last token, so every token of a swapped-in key stays suspicious while
-    /// the key is young, not only the first one (which the resource may well have refused).
-    predecessor: HashMap<String, String>,
-}
-
-/// The key facts of one verified token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct KeyFacts {
-    first_seen: i64,
-    previous_key_vanished: bool,
-}
-
-impl KeyHistory {
-    /// Records the JWKS `kids` that verified a token signed by `signer` at `now`.
-    fn observe(&mut self, kids: &[String], signer: Option<&str>, now: i64) -> KeyFacts {
-        for kid in kids {
-            self.first_seen.entry(kid.clone()).or_insert(now);
-        }
-        // Only published keys can verify a token: forgetting the others bounds the maps by the
-        // JWKS size (a key that comes back is new again, which is what it is to this tenant).
-        self.first_seen.retain(|k, _| kids.contains(k));
-        self.predecessor.retain(|k, _| kids.contains(k));
-        let since = *self.since.get_or_insert(now);
-        let Some(signer) = signer else {
-            // Without a `kid` keys cannot be told apart: judge the partner's oldest key.
-            return KeyFacts {
-                first_seen: since,
-                previous_key_vanished: false,
-            };
-        };
-        let predecessor = if self.last_signer.as_deref() == Some(signer) {
-            self.predecessor.get(signer).cloned()
-        } else {
-            let before = self.last_signer.replace(signer.to_owned());
-            match &before {
-                Some(b) => self.predecessor.insert(signer.to_owned(), b.clone()),
-                None => self.predecessor.remove(signer),
-            };
-            before
-        };
-        KeyFacts {
-            first_seen: self.first_seen.get(signer).copied().unwrap_or(now),
-            previous_key_vanished: predecessor.is_some_and(|p| !kids.contains(&p)),
-        }
-    }
 }
 
 /// The relying party for one partner. Cheap to share behind an `Arc`.
@@ -271,8 +208,6 @@ pub struct Upstream {
     // Held across discovery, so concurrent sign-ins wait for one discovery instead of each
     // starting their own.
     current: Mutex<Option<Arc<Provider>>>,
-    // Never held across an await.
-    keys: std::sync::Mutex<KeyHistory>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -292,7 +227,6 @@ impl Upstream {
             settings,
             http,
             current: Mutex::new(None),
-            keys: std::sync::Mutex::new(KeyHistory::default()),
         }
     }
 
@@ -397,7 +331,7 @@ impl Upstream {
         };
         let issued_at = claims.iat;
         let auth_time = claims.raw.get("auth_time").and_then(Value::as_i64);
-        let token = self.token_facts(&provider, &tokens.0, &claims, auth_time, now)?;
+        let token = self.token_facts(&tokens.0, &claims, auth_time)?;
         let text = |k: &str| claims.raw.get(k).and_then(Value::as_str).map(str::to_owned);
         Ok(HomeIdentity {
             issuer: self.settings.issuer.clone(),
@@ -429,14 +363,12 @@ impl Upstream {
         })
     }
 
-    /// The facts about a verified token that `tokenIssuerAnomaly` judges; records its key.
+    /// The facts about a verified token that `tokenIssuerAnomaly` judges.
     fn token_facts(
         &self,
-        provider: &Provider,
         id_token: &CoreIdToken,
         claims: &VerifiedClaims,
         auth_time: Option<i64>,
-        now: i64,
     ) -> Result<TokenIssuerFacts, FederationError> {
         let at = |t: i64, what: &str| {
             OffsetDateTime::from_unix_timestamp(t).map_err(|_| {
@@ -450,18 +382,11 @@ impl Upstream {
         // A verified token with an `auth_time` past year 9999 is not one to let in.
         let auth_time = auth_time.map(|t| at(t, "auth_time")).transpose()?;
         let key_id = header_kid(id_token);
-        let keys = self
-            .keys
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .observe(&provider.kids, key_id.as_deref(), now);
         let mut claim_names: Vec<String> = claims.raw.keys().cloned().collect();
         claim_names.sort();
         Ok(TokenIssuerFacts {
             issuer: self.settings.issuer.clone(),
             key_id,
-            key_first_seen: at(keys.first_seen, "the key's first-seen time")?,
-            previous_key_vanished: keys.previous_key_vanished,
             issued_at,
             auth_time,
             claim_names,
@@ -602,12 +527,6 @@ impl Upstream {
             .authorization_response_iss_parameter_supported
             .unwrap_or(false);
         let token_endpoint = metadata.token_endpoint().map(|u| u.as_str().to_owned());
-        let kids = metadata
-            .jwks()
-            .keys()
-            .iter()
-            .filter_map(|k| k.key_id().map(|id| id.as_str().to_owned()))
-            .collect();
         tracing::info!(partner = %self.settings.id, keys = metadata.jwks().keys().len(), "discovered the partner");
         let secret = match &self.settings.credential {
             Credential::Secret(s) => Some(ClientSecret::new(s.clone())),
@@ -625,7 +544,6 @@ impl Upstream {
             client,
             iss_parameter_supported,
             token_endpoint,
-            kids,
         })
     }
 }
@@ -739,80 +657,4 @@ fn chain(e: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     s
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod tests {
-    use super::*;
-
-    fn kids(k: &[&str]) -> Vec<String> {
-        k.iter().map(|s| (*s).to_owned()).collect()
-    }
-
-    #[test]
-    fn keys_are_dated_when_first_seen_and_a_restart_raises_nothing() {
-        let mut h = KeyHistory::default();
-        let f = h.observe(&kids(&["a"]), Some("a"), 100);
-        assert_eq!(
-            f,
-            KeyFacts {
-                first_seen: 100,
-                previous_key_vanished: false
-            }
-        );
-        assert_eq!(h.observe(&kids(&["a"]), Some("a"), 500).first_seen, 100);
-    }
-
-    #[test]
-    fn honest_rotation_keeps_the_old_key_published() {
-        let mut h = KeyHistory::default();
-        h.observe(&kids(&["a"]), Some("a"), 100);
-        let f = h.observe(&kids(&["a", "b"]), Some("b"), 200);
-        assert_eq!(f.first_seen, 200);
-        assert!(!f.previous_key_vanished);
-        // Later the old key is retired: it did vanish, but the new key is no longer young by
-        // then, which is what the risk evaluator weighs it with.
-        let f = h.observe(&kids(&["b"]), Some("b"), 9_000);
-        assert!(f.previous_key_vanished);
-        assert_eq!(f.first_seen, 200);
-    }
-
-    #[test]
-    fn a_swap_stays_suspicious_for_every_token_of_the_new_key() {
-        let mut h = KeyHistory::default();
-        h.observe(&kids(&["a"]), Some("a"), 100);
-        let f = h.observe(&kids(&["x"]), Some("x"), 300);
-        assert_eq!(
-            f,
-            KeyFacts {
-                first_seen: 300,
-                previous_key_vanished: true
-            }
-        );
-        // The next token of the same key still replaced a vanished key.
-        assert!(
-            h.observe(&kids(&["x"]), Some("x"), 310)
-                .previous_key_vanished
-        );
-        // The forgotten key comes back: new again, and its predecessor x is gone.
-        let f = h.observe(&kids(&["a"]), Some("a"), 400);
-        assert_eq!(f.first_seen, 400);
-        assert!(f.previous_key_vanished);
-        assert_eq!(h.first_seen.len(), 1);
-    }
-
-    #[test]
-    fn tokens_without_kid_use_the_oldest_key() {
-        let mut h = KeyHistory::default();
-        h.observe(&kids(&["a"]), Some("a"), 100);
-        let f = h.observe(&kids(&["b"]), None, 200);
-        assert_eq!(
-            f,
-            KeyFacts {
-                first_seen: 100,
-                previous_key_vanished: false
-            }
-        );
-    }
 }

@@ -548,8 +548,6 @@ mod tests {
         TokenIssuerFacts {
             issuer: "https://home.test".into(),
             key_id: Some("k".into()),
-            key_first_seen: OffsetDateTime::UNIX_EPOCH,
-            previous_key_vanished: false,
             issued_at: OffsetDateTime::UNIX_EPOCH,
             auth_time: None,
             claim_names: names(claims),
