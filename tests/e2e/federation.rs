@@ -1514,6 +1514,53 @@ async fn the_resource_authenticates_to_the_home_with_private_key_jwt() {
     let (home_issuer, res_issuer) = (issuer_of(&home_l), issuer_of(&res_l));
     let f = fixtures();
     let (hd, hdb) = tenant_dir("contoso");
+    let (rd, rdb) = tenant_dir("fabrikam");
+    let key = rd.join("fabrikam-federation-key.pem");
+    std::fs::write(&key, &f.client_key_pem).unwrap();
+    let partner = format!(
+        r#"
+[[partners]]
+id = "contoso"
+display_name = "Contoso"
+issuer = "{home_issuer}"
+client_id = "fabrikam"
+private_key_file = "{key}"
+domains = ["contoso.test"]
+ca_file = "{ca}"
+trust_user_risk = true
+require_user_risk_claim = true
+"#,
+        key = key.display(),
+        ca = f.ca.display()
+    );
+    // What the home registers is what `tenantd keys public --partner` prints for the resource.
+    let res_config = rd.join("fabrikam.toml");
+    std::fs::write(
+        &res_config,
+        config_text(
+            "fabrikam",
+            &res_issuer,
+            &res_l.local_addr().unwrap().to_string(),
+            &rdb,
+            &partner,
+        ),
+    )
+    .unwrap();
+    let (code, jwks, stderr) = crate::user_risk::tenantd(&[
+        "keys",
+        "public",
+        "--config",
+        res_config.to_str().unwrap(),
+        "--partner",
+        "contoso",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let printed: serde_json::Value = serde_json::from_str(&jwks).unwrap();
+    let keys = printed["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert!(keys[0].get("d").is_none(), "no private parts: {jwks}");
+    let jwks_file = hd.join("fabrikam-jwks.json");
+    std::fs::write(&jwks_file, &jwks).unwrap();
     let home = start_on(
         "contoso",
         home_l,
@@ -1531,37 +1578,12 @@ grant_types = ["authorization_code"]
 first_party = true
 partner_tenant = true
 "#,
-            jwks = f.client_jwks.display()
+            jwks = jwks_file.display()
         ),
     )
     .await;
     add_user(&home, ALICE, ALICE_PW, false).await;
-    let key = hd.join("fabrikam-federation-key.pem");
-    std::fs::write(&key, &f.client_key_pem).unwrap();
-    let (rd, rdb) = tenant_dir("fabrikam");
-    let resource = start_on(
-        "fabrikam",
-        res_l,
-        &rd,
-        &rdb,
-        &format!(
-            r#"
-[[partners]]
-id = "contoso"
-display_name = "Contoso"
-issuer = "{home_issuer}"
-client_id = "fabrikam"
-private_key_file = "{key}"
-domains = ["contoso.test"]
-ca_file = "{ca}"
-trust_user_risk = true
-require_user_risk_claim = true
-"#,
-            key = key.display(),
-            ca = f.ca.display()
-        ),
-    )
-    .await;
+    let resource = start_on("fabrikam", res_l, &rd, &rdb, &partner).await;
     invite(&resource, ALICE, "contoso").await;
     let p = Pair { home, resource };
     let redirect = app_redirect(

@@ -333,3 +333,57 @@ fn every_config_mistake_is_reported_at_once_with_exit_code_3_and_nothing_is_crea
     std::fs::remove_dir_all(&lab_dir).unwrap();
     nothing_created();
 }
+
+/// `--lab TENANT` reaches the lab run from the current directory; where no lab ran, it says so
+/// (exit 4) and creates nothing: the CLI never starts a lab database of its own.
+#[test]
+fn the_cli_reaches_lab_tenants_only_where_a_lab_runs() {
+    let dir = fixtures()
+        .dir
+        .join(format!("no-lab-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tenantd-e2e"))
+            .args(args)
+            .current_dir(&dir)
+            .env_remove("TENANTD_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(&["user", "list", "--lab", "contoso"]);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("run `tenantd lab`"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+
+    // A lab written here (as `tenantd lab` does outside a checkout) that never ran: the tenant
+    // is known, its data is not.
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    copy_tree(&shipped, &dir.join("lab-config"));
+    let (code, stderr) = run(&["risk", "show", "--lab", "contoso", "bob@contoso.test"]);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("has no data yet"), "{stderr}");
+    let (code, stderr) = run(&["user", "list", "--lab", "northwind"]);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("contoso, fabrikam"), "{stderr}");
+    let (code, stderr) = run(&["user", "list", "--lab", "contoso", "--config", "x.toml"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(!dir.join("lab-data").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}

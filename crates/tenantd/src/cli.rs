@@ -1,4 +1,4 @@
-//! Command-line interface: `serve`, `lab`, `certs`, `keys rotate`, `user ...`, `guest ...`,
+//! Command-line interface: `serve`, `lab`, `certs`, `keys rotate|public`, `user ...`, `guest ...`,
 //! `risk ...`, `mfa reset`, `demo-app`.
 //! Exit codes are stable for scripts: 0 success, 1 runtime failure, 2 usage error (or a bad
 //! line in an imported file), 3 invalid configuration (any mistake in the config or the files it
@@ -6,9 +6,9 @@
 //! 6 refused by the user-risk rules (no risk to dismiss, a guest's risk held by their home).
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use protocol::jwt::SigningAlg;
+use protocol::jwt::{SigningAlg, SigningKey};
 use risk::{Actor, UserRiskEvent};
-use server::config::{Config, ConfigError, FileCheck};
+use server::config::{Config, ConfigError, FileCheck, PartnerCredential};
 use server::passwords::{Passwords, check_new_password};
 use server::protection::Prepared;
 use server::state::{Clock, SystemClock};
@@ -61,11 +61,17 @@ enum Command {
     DemoApp(DemoArgs),
 }
 
+/// Which tenant a command works on: a config file, or a tenant of the lab run from the
+/// current directory (its config as the lab runs it: the lab's database and certificates).
 #[derive(Debug, Args)]
 struct ConfigArg {
     /// The tenant's TOML config file.
-    #[arg(long, short, env = "TENANTD_CONFIG")]
-    config: PathBuf,
+    #[arg(long, short, env = "TENANTD_CONFIG", required_unless_present = "lab")]
+    config: Option<PathBuf>,
+    /// A tenant of the lab (`tenantd lab`) run from this directory, by id (e.g. contoso).
+    /// Takes precedence over TENANTD_CONFIG.
+    #[arg(long, value_name = "TENANT")]
+    lab: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,6 +83,16 @@ enum KeysCommand {
         /// Which algorithm's key to rotate.
         #[arg(long, value_enum, default_value_t = AlgChoice::All)]
         alg: AlgChoice,
+    },
+    /// Print a public JWK set: the tenant's signing keys (what its jwks_uri serves), or with
+    /// --partner the key this tenant authenticates with at that partner (private_key_jwt), to
+    /// register there.
+    Public {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The partner whose private_key_jwt key to print.
+        #[arg(long, value_name = "ID")]
+        partner: Option<String>,
     },
 }
 
@@ -300,7 +316,33 @@ fn load(arg: &ConfigArg) -> Result<Config, Failure> {
 }
 
 fn load_checked(arg: &ConfigArg) -> Result<(Config, Prepared), Failure> {
-    Config::load_checked(&arg.config, FileCheck::All).map_err(|e| Failure::new(3, e.to_string()))
+    match (&arg.lab, &arg.config) {
+        // clap would count TENANTD_CONFIG as a conflicting --config: only an explicit one is.
+        (Some(_), Some(path))
+            if std::env::var_os("TENANTD_CONFIG")
+                .map(PathBuf::from)
+                .as_ref()
+                != Some(path) =>
+        {
+            Err(Failure::new(
+                2,
+                "give --config FILE or --lab TENANT, not both",
+            ))
+        }
+        (Some(tenant), _) => crate::lab::tenant(tenant).map_err(|e| {
+            use crate::lab::LabTenantError as E;
+            let code = match e {
+                E::Config(_) => 3,
+                E::NoLab(_) | E::UnknownTenant { .. } | E::NoData { .. } => 4,
+            };
+            Failure::new(code, e.to_string())
+        }),
+        (None, Some(path)) => {
+            Config::load_checked(path, FileCheck::All).map_err(|e| Failure::new(3, e.to_string()))
+        }
+        // clap requires one of them.
+        (None, None) => Err(Failure::new(2, "give --config FILE or --lab TENANT")),
+    }
 }
 
 async fn open(arg: &ConfigArg) -> Result<(Config, Store), Failure> {
@@ -354,6 +396,30 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             println!(
                 "running tenants pick up the new keys within 30 seconds; old keys stay published until their tokens expire"
             );
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Public { config, partner }) => {
+            let jwks = match partner {
+                Some(id) => partner_jwks(&load(&config)?, &id)?,
+                None => {
+                    let (cfg, store) = open(&config).await?;
+                    let grace = cfg.tokens.id_token.max(cfg.tokens.access_token);
+                    let keys = server::keys::load(&store, grace, SystemClock.now())
+                        .await
+                        .map_err(|e| Failure::new(1, e.to_string()))?
+                        .jwks(SystemClock.now());
+                    if keys.keys.is_empty() {
+                        return Err(Failure::new(
+                            4,
+                            "no signing keys yet: the tenant creates them when it first starts",
+                        ));
+                    }
+                    serde_json::to_value(keys).map_err(|e| Failure::new(1, e.to_string()))?
+                }
+            };
+            let json =
+                serde_json::to_string_pretty(&jwks).map_err(|e| Failure::new(1, e.to_string()))?;
+            println!("{json}");
             Ok(())
         }
         Command::User(cmd) => user(cmd).await,
@@ -746,6 +812,32 @@ async fn user(cmd: UserCommand) -> Result<(), Failure> {
 
 /// A guest's credentials and MFA live at their home tenant (the seed: their risk can only be
 /// remediated there), so this tenant refuses to set them, naming the home.
+/// The public half of the key this tenant signs its `private_key_jwt` client assertions with at
+/// partner `id`; its `kid` is the RFC 7638 thumbprint, the one the assertions carry.
+fn partner_jwks(cfg: &Config, id: &str) -> Result<serde_json::Value, Failure> {
+    let partner = cfg
+        .partners
+        .iter()
+        .find(|p| p.id == id)
+        .ok_or_else(|| Failure::new(4, format!("no partner {id:?} in this tenant's config")))?;
+    let PartnerCredential::PrivateKey { pem, path } = &partner.credential else {
+        return Err(Failure::new(
+            2,
+            format!("partner {id:?} authenticates with a client secret (no private_key_file)"),
+        ));
+    };
+    [SigningAlg::ES256, SigningAlg::RS256]
+        .into_iter()
+        .find_map(|alg| SigningKey::from_pkcs8_pem(alg, pem, 0, None).ok())
+        .map(|key| serde_json::json!({ "keys": [key.public_jwk()] }))
+        .ok_or_else(|| {
+            Failure::new(
+                3,
+                format!("{}: not an ES256 or RS256 PKCS#8 key", path.display()),
+            )
+        })
+}
+
 fn members_only(cfg: &Config, user: &store::User, what: &str) -> Result<(), Failure> {
     if user.user_type != UserType::Guest {
         return Ok(());

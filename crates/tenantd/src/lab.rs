@@ -1,11 +1,15 @@
 //! `tenantd lab`: the tenants and the demo app on loopback, SQLite under a lab data dir, dev TLS
 //! certificates generated if missing, seeded users, and the URLs to click printed.
 //!
-//! The lab is described by `config/lab.toml` (compiled in, so `cargo run --release -- lab`
-//! works from a fresh clone; `--config` reads another file). Each tenant entry names a tenant
-//! config file; the lab only swaps its database for one under the lab data dir.
+//! The lab is described by a lab file naming each tenant's config. Run from the repository it
+//! reads `config/lab.toml` and the files it names, so an edit there is what runs. Elsewhere
+//! (an installed binary), the shipped `config/` tree is compiled in and written once to
+//! `lab-config/`, then read from there like any other files. The lab runs each tenant config
+//! with three changes ([`as_lab_tenant`]): its database under the lab data dir, the lab's dev
+//! certificates, and its partners (the other lab tenants) trusted through the dev CA. The CLI's
+//! `--lab TENANT` applies the same changes, so it reaches the data the lab runs on.
 
-use crate::certs;
+use crate::certs::{self, DevCerts};
 use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
@@ -18,15 +22,71 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-const LAB_TOML: &str = include_str!("../../../config/lab.toml");
-const HOME_TOML: &str = include_str!("../../../config/home.toml");
-const RESOURCE_TOML: &str = include_str!("../../../config/resource.toml");
-const LEAKED_TXT: &str = include_str!("../../../config/intel/leaked-credentials.txt");
+/// The lab file in a checkout of the repository.
+const REPOSITORY_LAB: &str = "config/lab.toml";
+/// Where the compiled-in lab is written when there is no checkout.
+const WRITTEN_LAB_DIR: &str = "lab-config";
+
+/// The shipped `config/` tree, relative paths and contents. A unit test keeps it equal to the
+/// directory, so the fallback is exactly what the repository ships.
+const BUILT_IN: &[(&str, &str)] = &[
+    ("lab.toml", include_str!("../../../config/lab.toml")),
+    ("home.toml", include_str!("../../../config/home.toml")),
+    (
+        "resource.toml",
+        include_str!("../../../config/resource.toml"),
+    ),
+    (
+        "intel/anonymous-ips.txt",
+        include_str!("../../../config/intel/anonymous-ips.txt"),
+    ),
+    (
+        "intel/asn.csv",
+        include_str!("../../../config/intel/asn.csv"),
+    ),
+    (
+        "intel/geo-city.csv",
+        include_str!("../../../config/intel/geo-city.csv"),
+    ),
+    (
+        "intel/leaked-credentials.txt",
+        include_str!("../../../config/intel/leaked-credentials.txt"),
+    ),
+    (
+        "intel/malicious-ips.txt",
+        include_str!("../../../config/intel/malicious-ips.txt"),
+    ),
+    (
+        "intel/named-locations.toml",
+        include_str!("../../../config/intel/named-locations.toml"),
+    ),
+    (
+        "policies/README.md",
+        include_str!("../../../config/policies/README.md"),
+    ),
+    (
+        "policies/contoso/identity-protection.toml",
+        include_str!("../../../config/policies/contoso/identity-protection.toml"),
+    ),
+    (
+        "policies/fabrikam/10-block-high-sign-in-risk.json",
+        include_str!("../../../config/policies/fabrikam/10-block-high-sign-in-risk.json"),
+    ),
+    (
+        "policies/fabrikam/20-guests-mfa-report-only.toml",
+        include_str!("../../../config/policies/fabrikam/20-guests-mfa-report-only.toml"),
+    ),
+    (
+        "policies/fabrikam/identity-protection.toml",
+        include_str!("../../../config/policies/fabrikam/identity-protection.toml"),
+    ),
+];
 
 /// Options of `tenantd lab`.
 #[derive(Debug, Args)]
 pub struct LabArgs {
-    /// Lab description (default: the built-in copy of config/lab.toml).
+    /// Lab file (default: config/lab.toml when run from the repository, else the built-in lab
+    /// written to lab-config/).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Delete the lab's data first and start from freshly seeded data.
@@ -112,80 +172,162 @@ struct Ready {
     leaked: Vec<LeakedFile>,
 }
 
+/// Why `--lab TENANT` cannot reach a lab tenant.
+#[derive(Debug, thiserror::Error)]
+pub enum LabTenantError {
+    /// No lab file here.
+    #[error(
+        "no lab here: neither {REPOSITORY_LAB} nor {WRITTEN_LAB_DIR}/lab.toml exists in {0}; run `tenantd lab` from this directory first"
+    )]
+    NoLab(String),
+    /// The lab file or a tenant config is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// No lab tenant with that id.
+    #[error("the lab in {lab} has no tenant {tenant:?} (its tenants: {known})")]
+    UnknownTenant {
+        /// The lab file.
+        lab: String,
+        /// The id asked for.
+        tenant: String,
+        /// The ids it has.
+        known: String,
+    },
+    /// The lab never ran here, so the tenant has no database.
+    #[error("lab tenant {tenant:?} has no data yet ({db} is missing); run `tenantd lab` first")]
+    NoData {
+        /// The tenant.
+        tenant: String,
+        /// Its database file.
+        db: String,
+    },
+}
+
+/// The lab file to use, relative to `cwd`: the one given, the repository's, or a previously
+/// written built-in lab. `None` when there is none of them.
+fn find_lab_file(cwd: &Path, given: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = given {
+        return Some(p.to_path_buf());
+    }
+    [
+        PathBuf::from(REPOSITORY_LAB),
+        Path::new(WRITTEN_LAB_DIR).join("lab.toml"),
+    ]
+    .into_iter()
+    .find(|p| cwd.join(p).is_file())
+}
+
+/// Writes the built-in lab tree under `dir` (files that exist are kept: they may be edits).
+fn write_built_in(dir: &Path) -> anyhow::Result<()> {
+    for (name, text) in BUILT_IN {
+        let path = dir.join(name);
+        if path.exists() {
+            continue;
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// How the lab runs a tenant config: the database under the lab data dir, the lab's dev
+/// certificates, and partners (the lab's other tenants) trusted through the dev CA.
+fn as_lab_tenant(config: &mut Config, lab: &LabFile, dev: &DevCerts) {
+    let db = lab.data_dir.join(format!("{}.db", config.tenant_id));
+    config.database_url = format!("sqlite://{}", db.display());
+    if let Some(tls) = &mut config.tls {
+        tls.cert = dev.cert.clone();
+        tls.key = dev.key.clone();
+    }
+    for p in &mut config.partners {
+        if p.ca_file.is_some() {
+            p.ca_file = Some(dev.ca.clone());
+        }
+    }
+}
+
+/// A lab tenant's config as the lab runs it, for the CLI's `--lab TENANT`: found from the
+/// current directory like `tenantd lab` finds its lab, checked the same way, and refused when
+/// the lab has not run here (the CLI must not create a lab database of its own).
+pub fn tenant(tenant: &str) -> Result<(Config, Prepared), LabTenantError> {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let path = find_lab_file(&cwd, None)
+        .ok_or_else(|| LabTenantError::NoLab(cwd.display().to_string()))?;
+    let (lab, ready) = check(&path)?;
+    let known: Vec<String> = ready.iter().map(|r| r.config.tenant_id.clone()).collect();
+    let Some(Ready {
+        mut config,
+        prepared,
+        ..
+    }) = ready.into_iter().find(|r| r.config.tenant_id == tenant)
+    else {
+        return Err(LabTenantError::UnknownTenant {
+            lab: path.display().to_string(),
+            tenant: tenant.to_owned(),
+            known: known.join(", "),
+        });
+    };
+    as_lab_tenant(&mut config, &lab, &DevCerts::in_dir(&lab.certs_dir));
+    let db = lab.data_dir.join(format!("{tenant}.db"));
+    if !db.is_file() {
+        return Err(LabTenantError::NoData {
+            tenant: tenant.to_owned(),
+            db: db.display().to_string(),
+        });
+    }
+    Ok((config, prepared))
+}
+
 /// Reads and checks the lab file, every tenant config and every file they name, and the
 /// leaked-credential files: all mistakes in one [`ConfigError`], before anything is created.
-fn check(args: &LabArgs) -> Result<(LabFile, Vec<Ready>, bool), ConfigError> {
-    let (lab, lab_name, lab_dir, builtin) = match &args.config {
-        Some(p) => {
-            let name = p.display().to_string();
-            let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
-                file: name.clone(),
-                problems: vec![Problem::new(
-                    name.clone(),
-                    "(file)",
-                    format!("a readable TOML file ({e})"),
-                )],
-            })?;
-            let dir = p.parent().map(Path::to_path_buf).unwrap_or_default();
-            (parse_lab(&text, &name)?, name, dir, false)
-        }
-        None => {
-            let name = "config/lab.toml (built in)".to_owned();
-            (
-                parse_lab(LAB_TOML, &name)?,
-                name,
-                PathBuf::from("config"),
-                true,
-            )
-        }
-    };
+fn check(path: &Path) -> Result<(LabFile, Vec<Ready>), ConfigError> {
+    let lab_name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: lab_name.clone(),
+        problems: vec![Problem::new(
+            lab_name.clone(),
+            "(file)",
+            format!("a readable TOML file ({e})"),
+        )],
+    })?;
+    let lab = parse_lab(&text, &lab_name)?;
+    let lab_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut problems = Vec::new();
     let mut ready = Vec::new();
     for (i, t) in lab.tenants.iter().enumerate() {
         let path = lab_dir.join(&t.config);
-        let (text, name) = match t.config.to_str() {
-            Some("home.toml") if builtin => (
-                HOME_TOML.to_owned(),
-                "config/home.toml (built in)".to_owned(),
-            ),
-            Some("resource.toml") if builtin => (
-                RESOURCE_TOML.to_owned(),
-                "config/resource.toml (built in)".to_owned(),
-            ),
-            _ => match std::fs::read_to_string(&path) {
-                Ok(text) => (text, path.display().to_string()),
-                Err(e) => {
-                    problems.push(Problem::new(
-                        path.display().to_string(),
-                        format!("tenants[{i}].config"),
-                        format!("a readable tenant config file ({e})"),
-                    ));
-                    continue;
-                }
-            },
+        let name = path.display().to_string();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) => {
+                problems.push(Problem::new(
+                    name,
+                    format!("tenants[{i}].config"),
+                    format!("a readable tenant config file ({e})"),
+                ));
+                continue;
+            }
         };
         // The lab serves its tenants with its own dev certificates (made below if missing).
         let checked = Config::parse_checked(&text, &name, FileCheck::ExceptTls);
         let mut leaked = Vec::new();
         for (j, f) in t.leaked_credentials.iter().enumerate() {
-            let text = match f.to_str() {
-                Some("intel/leaked-credentials.txt") if builtin => LEAKED_TXT.to_owned(),
-                _ => {
-                    let path = lab_dir.join(f);
-                    match std::fs::read_to_string(&path) {
-                        Ok(text) => text,
-                        Err(e) => {
-                            problems.push(Problem::new(
-                                path.display().to_string(),
-                                format!("tenants[{i}].leaked_credentials[{j}]"),
-                                format!("a readable leaked-credentials file ({e})"),
-                            ));
-                            continue;
-                        }
-                    }
+            let path = lab_dir.join(f);
+            let text = match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(e) => {
+                    problems.push(Problem::new(
+                        path.display().to_string(),
+                        format!("tenants[{i}].leaked_credentials[{j}]"),
+                        format!("a readable leaked-credentials file ({e})"),
+                    ));
+                    continue;
                 }
             };
-            match server::user_risk::parse_leaked(&f.display().to_string(), &text) {
+            match server::user_risk::parse_leaked(&path.display().to_string(), &text) {
                 Ok(file) => leaked.push(file),
                 Err(ImportError::Line {
                     file,
@@ -200,7 +342,7 @@ fn check(args: &LabArgs) -> Result<(LabFile, Vec<Ready>, bool), ConfigError> {
                     .at(Some(line)),
                 ),
                 Err(e) => problems.push(Problem::new(
-                    f.display().to_string(),
+                    path.display().to_string(),
                     format!("tenants[{i}].leaked_credentials[{j}]"),
                     e.to_string(),
                 )),
@@ -230,7 +372,7 @@ fn check(args: &LabArgs) -> Result<(LabFile, Vec<Ready>, bool), ConfigError> {
         ));
     }
     if problems.is_empty() {
-        Ok((lab, ready, builtin))
+        Ok((lab, ready))
     } else {
         Err(ConfigError {
             file: lab_name,
@@ -242,7 +384,20 @@ fn check(args: &LabArgs) -> Result<(LabFile, Vec<Ready>, bool), ConfigError> {
 /// Run the lab until Ctrl-C. The lab file, the tenants' configs and every file they name are
 /// checked first; a mistake anywhere is a [`ConfigError`] and nothing is created.
 pub async fn run(args: LabArgs) -> anyhow::Result<()> {
-    let (lab, ready, builtin) = check(&args)?;
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let path = match find_lab_file(&cwd, args.config.as_deref()) {
+        Some(path) => path,
+        None => {
+            // Not in a checkout: the shipped files, written once so they can be edited.
+            write_built_in(Path::new(WRITTEN_LAB_DIR))?;
+            println!(
+                "no {REPOSITORY_LAB} here: wrote the built-in lab to {WRITTEN_LAB_DIR}/ (edit it there; it is read from disk from now on)"
+            );
+            Path::new(WRITTEN_LAB_DIR).join("lab.toml")
+        }
+    };
+    let shipped = args.config.is_none();
+    let (lab, ready) = check(&path)?;
     if args.reset && lab.data_dir.exists() {
         std::fs::remove_dir_all(&lab.data_dir)
             .with_context(|| format!("removing {}", lab.data_dir.display()))?;
@@ -267,18 +422,7 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
             prepared,
             leaked,
         } = r;
-        let db = lab.data_dir.join(format!("{}.db", config.tenant_id));
-        config.database_url = format!("sqlite://{}", db.display());
-        if let Some(tls) = &mut config.tls {
-            tls.cert = dev.cert.clone();
-            tls.key = dev.key.clone();
-        }
-        // The lab's partners are its other tenants, served with the lab's dev certificates.
-        for p in &mut config.partners {
-            if p.ca_file.is_some() {
-                p.ca_file = Some(dev.ca.clone());
-            }
-        }
+        as_lab_tenant(&mut config, &lab, &dev);
         let listener = std::net::TcpListener::bind(config.listen)
             .with_context(|| format!("binding {} for {}", config.listen, config.tenant_id))?;
         let tenant =
@@ -317,7 +461,8 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
 
     println!();
     println!(
-        "tenantd lab is running (data in {}, Ctrl-C to stop)",
+        "tenantd lab is running ({}, data in {}, Ctrl-C to stop)",
+        path.display(),
         lab.data_dir.display()
     );
     for (t, role) in &tenants {
@@ -357,7 +502,8 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
         "  TLS: dev CA {} (see certs/README.md to trust it)",
         dev.ca.display()
     );
-    if builtin {
+    if shipped {
+        let dir = path.parent().unwrap_or(Path::new("")).display();
         println!();
         println!("  try (README, \"Lab walk-through\"):");
         println!("    alice@contoso.test   signs in to the demo app as a guest of fabrikam");
@@ -367,7 +513,9 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
         println!(
             "    alice with X-Forwarded-For: 198.51.100.7 (an anonymous IP) is asked for MFA at fabrikam (53004: no enrolment while risky)"
         );
-        println!("    policies: config/policies/, intel: config/intel/");
+        println!(
+            "    policies: {dir}/policies/, intel: {dir}/intel/ (read from disk: edit and restart)"
+        );
     }
     println!();
 
@@ -451,20 +599,132 @@ async fn seed(tenant: &Tenant, users: &[LabUser], guests: &[LabGuest]) -> anyhow
 mod tests {
     use super::*;
 
+    fn scratch() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tenantd-lab-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Every file under `dir`, relative, with `/` separators.
+    fn files_under(dir: &Path, base: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files_under(&path, base, out);
+            } else {
+                let rel = path.strip_prefix(base).unwrap();
+                out.push(rel.to_str().unwrap().replace('\\', "/"));
+            }
+        }
+    }
+
     #[test]
-    fn built_in_lab_and_home_configs_are_valid() {
-        let lab = parse_lab(LAB_TOML, "lab").unwrap();
-        assert!(!lab.tenants.is_empty());
-        Config::parse(HOME_TOML, "home").unwrap();
-        let resource = Config::parse(RESOURCE_TOML, "resource").unwrap();
-        assert_eq!(resource.partners.len(), 1);
+    fn the_built_in_lab_is_exactly_the_shipped_config_tree() {
+        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let mut shipped = Vec::new();
+        files_under(&config, &config, &mut shipped);
+        shipped.sort();
+        let mut built_in: Vec<String> = BUILT_IN.iter().map(|(n, _)| (*n).to_owned()).collect();
+        built_in.sort();
+        assert_eq!(built_in, shipped, "add new config files to BUILT_IN");
+        for (name, text) in BUILT_IN {
+            assert_eq!(
+                std::fs::read_to_string(config.join(name)).unwrap(),
+                *text,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_built_in_lab_written_out_passes_the_lab_check() {
+        let dir = scratch();
+        write_built_in(&dir).unwrap();
+        let (lab, ready) = check(&dir.join("lab.toml")).unwrap();
+        assert_eq!(ready.len(), 2);
         assert!(lab.tenants.iter().any(|t| !t.guests.is_empty()));
-        let leaked = server::user_risk::parse_leaked("leaked-credentials.txt", LEAKED_TXT).unwrap();
+        let resource = ready
+            .iter()
+            .find(|r| r.config.tenant_id == "fabrikam")
+            .unwrap();
+        assert_eq!(resource.config.partners.len(), 1);
+        let home = ready
+            .iter()
+            .find(|r| r.config.tenant_id == "contoso")
+            .unwrap();
         assert!(
-            leaked
-                .entries
+            home.leaked
                 .iter()
+                .flat_map(|f| &f.entries)
                 .any(|e| e.email.as_deref() == Some("bob@contoso.test"))
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_lab_reads_the_repository_first_and_never_overwrites_edits() {
+        let cwd = scratch();
+        assert_eq!(find_lab_file(&cwd, None), None);
+        let written = cwd.join(WRITTEN_LAB_DIR);
+        write_built_in(&written).unwrap();
+        assert_eq!(
+            find_lab_file(&cwd, None),
+            Some(Path::new(WRITTEN_LAB_DIR).join("lab.toml"))
+        );
+        // An edit survives the next start (which writes only missing files).
+        std::fs::write(written.join("home.toml"), "# edited").unwrap();
+        std::fs::remove_file(written.join("intel/asn.csv")).unwrap();
+        write_built_in(&written).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(written.join("home.toml")).unwrap(),
+            "# edited"
+        );
+        assert!(written.join("intel/asn.csv").is_file());
+        // A checkout's config wins over a written copy; a given file wins over both.
+        std::fs::create_dir_all(cwd.join("config")).unwrap();
+        std::fs::write(cwd.join(REPOSITORY_LAB), "").unwrap();
+        assert_eq!(
+            find_lab_file(&cwd, None),
+            Some(PathBuf::from(REPOSITORY_LAB))
+        );
+        assert_eq!(
+            find_lab_file(&cwd, Some(Path::new("x.toml"))),
+            Some(PathBuf::from("x.toml"))
+        );
+        std::fs::remove_dir_all(&cwd).unwrap();
+    }
+
+    #[test]
+    fn a_lab_tenant_runs_on_the_lab_database_and_certificates() {
+        let dir = scratch();
+        write_built_in(&dir).unwrap();
+        let (lab, ready) = check(&dir.join("lab.toml")).unwrap();
+        let dev = DevCerts::in_dir(&lab.certs_dir);
+        for r in ready {
+            let mut config = r.config;
+            as_lab_tenant(&mut config, &lab, &dev);
+            assert_eq!(
+                config.database_url,
+                format!(
+                    "sqlite://{}",
+                    lab.data_dir
+                        .join(format!("{}.db", config.tenant_id))
+                        .display()
+                )
+            );
+            assert!(
+                config
+                    .tls
+                    .iter()
+                    .all(|t| t.cert == dev.cert && t.key == dev.key)
+            );
+            assert!(
+                config
+                    .partners
+                    .iter()
+                    .all(|p| p.ca_file.as_ref() == Some(&dev.ca))
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
