@@ -685,6 +685,73 @@ async fn security_headers_on_pages() {
     );
 }
 
+/// Pages, the federation callback and the admin API refuse text that is not UTF-8 (400) instead
+/// of acting on a value with replacement characters, and the refusal changes nothing: the same
+/// sign-in goes on with the right bytes.
+#[tokio::test]
+async fn pages_callbacks_and_the_admin_api_refuse_text_that_is_not_utf8() {
+    let t = start_with("contoso", ADMIN_APP).await;
+    let b = browser();
+    let r = b.get(rp_authorize(&t, "")).send().await.unwrap();
+    let login = location(&r);
+    let mut form = password_form(&t, &b, &login, ALICE).await;
+    form.push(("password".into(), ALICE_PW.into()));
+    let encoded = |form: &[(String, String)]| {
+        form.iter()
+            .map(|(k, v)| format!("{}={}", urlenc(k), urlenc(v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    let good = encoded(&form);
+    for bad in [
+        good.replace(&urlenc(ALICE_PW), "alice-test-password%FF"),
+        format!("{good}&extra=%C3"),
+    ] {
+        let r = b
+            .post(t.url("/login/password"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        assert!(r.text().await.unwrap().contains("not valid UTF-8"));
+    }
+    let r = b
+        .post(t.url("/login/password"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "the refusals used nothing up");
+    code_from(&t, &location(&r), "st-1");
+
+    let r = b
+        .get(t.url("/federation/callback?code=abc&state=%FF%FE"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("not valid UTF-8"));
+
+    let token = admin_token(&t).await;
+    for path in [
+        "/v1.0/auditLogs/signIns?$filter=userPrincipalName%20eq%20'%FF'",
+        "/v1.0/identityProtection/riskDetections?$filter=userId%20eq%20'%FF'",
+    ] {
+        let r = backchannel()
+            .get(t.url(path))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{path}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "BadRequest", "{path}");
+    }
+}
+
 /// RFC 6749 §3.1 / §4.1.2.1: parameters whose bytes are not UTF-8 are refused with
 /// `invalid_request`, never decoded with replacement characters, and an altered `state` is
 /// never sent back.

@@ -113,6 +113,13 @@ impl Params {
     }
 }
 
+/// Whether every name and value of a form-encoded string decodes to UTF-8. Decoders that
+/// replace bad bytes (serde's form decoder, `url::form_urlencoded`) are lossless exactly when
+/// this holds, so a caller checks it first and refuses the request otherwise.
+pub fn is_utf8_form(encoded: &[u8]) -> bool {
+    split_pairs(encoded).all(|(n, v)| form_decode(n).is_ok() && form_decode(v).is_ok())
+}
+
 /// The `name=value` pairs of a form-encoded string, as bytes still encoded (empty pieces, as in
 /// `a=1&&b=2`, are skipped; a piece without `=` is a name with an empty value).
 fn split_pairs(encoded: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
@@ -200,6 +207,18 @@ mod tests {
         let ours = Params::parse(q).unwrap();
         for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
             assert_eq!(ours.get(&k), Some(v.as_ref()), "{k}");
+        }
+    }
+
+    #[test]
+    fn utf8_forms_are_told_apart_from_forms_a_decoder_would_alter() {
+        for good in ["", "a=1&b=%C3%A9", "x=100%&y=%zz", "e&&f=="] {
+            assert!(is_utf8_form(good.as_bytes()), "{good}");
+        }
+        // Percent-encoded bytes that are not UTF-8, and a raw byte that is not.
+        let bad: [&[u8]; 4] = [b"state=%FF", b"a=1&b=%C3", b"%FE=1", b"a=\xff"];
+        for raw in bad {
+            assert!(!is_utf8_form(raw), "{raw:?}");
         }
     }
 

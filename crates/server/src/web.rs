@@ -4,12 +4,13 @@
 use crate::pages;
 use crate::state::AppState;
 use askama::Template;
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawForm, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use protocol::OAuthError;
+use serde::de::DeserializeOwned;
 use std::net::{IpAddr, SocketAddr};
 
 /// The header carrying the request / correlation id.
@@ -305,6 +306,55 @@ impl From<signin::sign_in::SignInError> for PageError {
             signin::sign_in::SignInError::Expired => Self::expired_request(),
             other => Self::internal(other.to_string()),
         }
+    }
+}
+
+/// A page's form body, deserialized like axum's `Form`, except that text which is not UTF-8 is
+/// refused instead of replaced: a page never acts on a value other than the one the browser
+/// sent. Any unreadable form is the tenant's 400 page, not a plain-text rejection.
+#[derive(Debug)]
+pub struct Form<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
+    type Rejection = PageError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let RawForm(bytes) = RawForm::from_request(req, state)
+            .await
+            .map_err(|e| unreadable(e.body_text()))?;
+        strict_decode(&bytes).map(Self)
+    }
+}
+
+/// A page's query string, deserialized like axum's `Query` with [`Form`]'s rules.
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        strict_decode(parts.uri.query().unwrap_or_default().as_bytes()).map(Self)
+    }
+}
+
+fn strict_decode<T: DeserializeOwned>(encoded: &[u8]) -> Result<T, PageError> {
+    if !protocol::params::is_utf8_form(encoded) {
+        return Err(PageError::bad_request(
+            "Invalid request",
+            "The request contains text that is not valid UTF-8. Go back and try again.",
+        ));
+    }
+    serde_urlencoded::from_bytes(encoded).map_err(|e| unreadable(e.to_string()))
+}
+
+fn unreadable(detail: String) -> PageError {
+    PageError {
+        detail: Some(detail),
+        ..PageError::bad_request(
+            "Invalid request",
+            "The request could not be read. Go back and try again.",
+        )
     }
 }
 

@@ -2,7 +2,7 @@
 //! token this tenant issued with the `admin` scope to a confidential app (client credentials).
 //!
 //! The pieces every admin handler shares live here: the [`Admin`] extractor (authentication,
-//! refused with RFC 6750 challenges), the [`GraphJson`] body extractor, [`GraphError`] (Graph's
+//! refused with RFC 6750 challenges), the [`GraphJson`] body and [`GraphQuery`] extractors, [`GraphError`] (Graph's
 //! `{"error": {"code", "message"}}` body) and [`reply`]. A handler reads: extract, one domain
 //! call, render. This module also serves `POST /v1.0/invitations`; Conditional Access is
 //! [`policies`], the sign-in log [`sign_ins`], ID Protection's reports and actions [`risk`].
@@ -33,6 +33,28 @@ use signin::tokens::verify_access_token;
 
 /// The scope an access token needs for the admin API.
 pub const ADMIN_SCOPE: &str = "admin";
+
+/// An admin call's query string (`$filter`, `$top`, ...) as name → value. Text that is not
+/// UTF-8 is refused with 400 rather than decoded with replacements: a filter is applied exactly
+/// as sent or not at all.
+#[derive(Debug, Default)]
+pub struct GraphQuery(pub std::collections::HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for GraphQuery {
+    type Rejection = GraphError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        if !protocol::params::is_utf8_form(query.as_bytes()) {
+            return Err(GraphError::bad_request(
+                "The query string is not valid UTF-8.",
+            ));
+        }
+        serde_urlencoded::from_str(query).map(Self).map_err(|e| {
+            GraphError::bad_request(format!("The query string could not be read: {e}"))
+        })
+    }
+}
 
 /// The app calling the admin API: a live access token issued here, with the `admin` scope, to an
 /// app for itself (client credentials). Taking it as a handler parameter is the authentication;

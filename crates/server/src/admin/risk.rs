@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use risk::{Actor, RiskState, UserRiskEvent, UserRiskStatus, transition};
@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use store::{DetectionFilter, DetectionRecord, User, UserType};
 
-use crate::admin::{Admin, GraphError, GraphJson, no_content, reply};
+use crate::admin::{Admin, GraphError, GraphJson, GraphQuery, no_content, reply};
 use crate::state::AppState;
 use crate::user_risk::{self, Home, UserRiskError, iso, status_of};
 
@@ -290,7 +290,7 @@ fn detection_filter(query: &HashMap<String, String>) -> Result<DetectionFilter, 
 pub async fn list_risk_detections(
     State(state): State<AppState>,
     _admin: Admin,
-    Query(query): Query<HashMap<String, String>>,
+    GraphQuery(query): GraphQuery,
 ) -> Result<Response, GraphError> {
     let filter = detection_filter(&query)?;
     let rows = state.store.list_detections(&filter).await?;

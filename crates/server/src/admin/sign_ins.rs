@@ -60,6 +60,10 @@ fn next_link(issuer: &str, query: &str, offset: i64) -> String {
 }
 
 fn parse_query(query: &str) -> Result<SignInFilter, String> {
+    // The url crate's decoder replaces bytes that are not UTF-8: refuse them instead.
+    if !protocol::params::is_utf8_form(query.as_bytes()) {
+        return Err("the query string is not valid UTF-8".into());
+    }
     let mut f = SignInFilter {
         limit: DEFAULT_TOP,
         ..SignInFilter::default()
