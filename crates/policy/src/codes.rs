@@ -1,4 +1,4 @@
-//! Error codes people can look up (DESIGN.md §9): Entra's numbers where one fits.
+//! Error codes people can look up: Entra's numbers where one fits.
 
 /// The seed's block message, exactly: shown on the block page and sent to the app as the OAuth
 /// `error_description`.

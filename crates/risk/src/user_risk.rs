@@ -57,7 +57,7 @@ pub struct UserRiskStatus {
     pub risk_detail: RiskDetail,
 }
 
-/// The home -> resource contract (DESIGN.md §4): the `user_risk` claim in ID tokens and
+/// The home -> resource contract: the `user_risk` claim in ID tokens and
 /// userinfo, released only to apps registered at the home as partner tenants.
 ///
 /// ```json

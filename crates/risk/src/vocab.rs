@@ -1,4 +1,4 @@
-//! The ID Protection vocabulary (DESIGN.md §3), spelled on the wire exactly as Microsoft Graph
+//! The ID Protection vocabulary, spelled on the wire exactly as Microsoft Graph
 //! spells it (camelCase strings), so people who know Entra can read tenantd's data.
 
 use std::cmp::Ordering;
@@ -176,7 +176,7 @@ impl fmt::Display for RiskDetail {
 
 /// Graph `riskEventType`: the kind of a detection.
 ///
-/// `tokenIssuerAnomaly` and `partnerReportedRisk` are tenantd's own (DESIGN.md §5, §8): a
+/// `tokenIssuerAnomaly` and `partnerReportedRisk` are tenantd's own: a
 /// partner's ID token that verifies but looks wrong, and a block reported back by a resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

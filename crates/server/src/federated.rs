@@ -1,4 +1,4 @@
-//! Guest sign-in by federation (DESIGN.md §4), its HTTP side: home realm discovery sends the
+//! Guest sign-in by federation, its HTTP side: home realm discovery sends the
 //! browser to the partner (the guest's home tenant), with what the app asked of the
 //! authentication; the partner's redirect comes back to `/federation/callback`, which takes
 //! the sign-in waiting under its `state` (once, in the browser that started it), lets

@@ -1,4 +1,4 @@
-//! Error codes people can look up (DESIGN.md §9), all in one place: the sign-in log's
+//! Error codes people can look up, all in one place: the sign-in log's
 //! `status.errorCode` and the code on a refusal page. Entra's (AADSTS) numbers where one fits,
 //! so a code means here what it means there.
 //!

@@ -358,7 +358,7 @@ pub struct AppConfig {
     /// Public keys for `private_key_jwt`.
     pub jwks: Option<jsonwebtoken::jwk::JwkSet>,
     /// The app is another tenant federating its guests' sign-ins here: it receives the
-    /// `user_risk` claim (DESIGN.md §4). No other app ever does.
+    /// `user_risk` claim. No other app ever does.
     #[serde(default)]
     pub partner_tenant: bool,
 }

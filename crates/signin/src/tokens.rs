@@ -336,7 +336,7 @@ pub fn grant_claims(grant: &Grant) -> Result<ClaimsRequest, StoreError> {
 /// Every claim about the user an app receives in the ID token and from userinfo (besides
 /// `sub`): profile and email by scope or asked for by name (`requested`, the grant's `claims`
 /// request for the ID token or for userinfo, see [`grant_claims`]), `user_type`, for a guest `idp` and `home_tenant`, and
-/// for an app registered as a partner tenant the member's `user_risk` (DESIGN.md §4; no other
+/// for an app registered as a partner tenant the member's `user_risk` (no other
 /// app ever receives it). The rules are [`claims_for`]; this looks up what they need.
 pub async fn released_claims(
     dir: &Directory,

@@ -22,7 +22,7 @@ pub struct SignInLog {
     pub ip_address: Option<String>,
     /// Browser user agent.
     pub user_agent: Option<String>,
-    /// `status.errorCode`: 0 = success, else the code people can look up (DESIGN §9).
+    /// `status.errorCode`: 0 = success, else the code people can look up.
     pub error_code: i64,
     /// `status.failureReason`.
     pub failure_reason: Option<String>,
