@@ -59,10 +59,16 @@ pub async fn build_state(
             )
         })?;
     let now = clock.now();
-    for app in &config.apps {
-        let json = serde_json::to_string(app)?;
-        store.upsert_app(&app.client_id, &json, now).await?;
-    }
+    let file_apps = config
+        .apps
+        .iter()
+        .map(|app| Ok((app.client_id.clone(), serde_json::to_string(app)?)))
+        .collect::<Result<Vec<_>, serde_json::Error>>()?;
+    // A client id in the file that is also registered through the API is refused here.
+    store
+        .sync_config_apps(&file_apps, now)
+        .await
+        .context("writing the config file's apps")?;
     keys::ensure_keys(&store, now).await?;
     let grace = config.tokens.id_token.max(config.tokens.access_token);
     let keyset = keys::load(&store, grace, now).await?;

@@ -47,6 +47,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
 use tokio::sync::{Mutex, MutexGuard, OwnedMutexGuard};
 
+pub use apps::{AppRecord, AppSource};
 pub use detections::{DETECTION_ACTIVE, DetectionFilter, DetectionRecord, RiskChange};
 pub use error::StoreError;
 pub use grants::{AuthCode, CodeRedemption, Grant, RefreshToken, Rotation};

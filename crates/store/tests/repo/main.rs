@@ -185,6 +185,8 @@ scenarios! {
         email_lookup_is_case_insensitive,
         list_status_and_password,
         apps_upsert_list_delete,
+        registered_apps_live_beside_config_apps,
+        deleting_an_app_revokes_its_grants,
         consent_grows_by_union,
     }
     sessions {

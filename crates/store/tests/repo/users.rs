@@ -1,8 +1,8 @@
 //! Users, apps and consents.
 
-use tenantd_store::{StoreError, UserStatus};
+use tenantd_store::{AppRecord, AppSource, StoreError, UserStatus};
 
-use crate::{Ctx, new_user};
+use crate::{Ctx, new_user, user_with_grant};
 
 pub async fn duplicate_email_conflicts(ctx: Ctx) {
     let store = &ctx.store;
@@ -166,9 +166,124 @@ pub async fn apps_upsert_list_delete(ctx: Ctx) {
             ("zeta".to_owned(), r#"{"name":"Z2"}"#.to_owned()),
         ]
     );
-    assert!(store.delete_app("zeta").await.unwrap());
-    assert!(!store.delete_app("zeta").await.unwrap());
+    assert!(store.delete_app("zeta", 300).await.unwrap());
+    assert!(!store.delete_app("zeta", 300).await.unwrap());
     assert_eq!(store.list_apps().await.unwrap().len(), 1);
+}
+
+fn registered(client_id: &str, source: AppSource, at: i64) -> AppRecord {
+    AppRecord {
+        client_id: client_id.to_owned(),
+        config_json: format!(r#"{{"name":"{client_id}"}}"#),
+        source,
+        secrets: "[]".to_owned(),
+        registration_token_hash: (source == AppSource::Dynamic).then(|| "rat".to_owned()),
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+pub async fn registered_apps_live_beside_config_apps(ctx: Ctx) {
+    let store = &ctx.store;
+    let file = |ids: &[&str]| -> Vec<(String, String)> {
+        ids.iter()
+            .map(|id| ((*id).to_owned(), format!(r#"{{"name":"{id}"}}"#)))
+            .collect()
+    };
+    store
+        .sync_config_apps(&file(&["old", "kept"]), 100)
+        .await
+        .unwrap();
+    store
+        .insert_app(&registered("api-1", AppSource::Api, 100))
+        .await
+        .unwrap();
+    store
+        .insert_app(&registered("dyn-1", AppSource::Dynamic, 100))
+        .await
+        .unwrap();
+    // A taken client id, whatever its source, changes nothing.
+    for taken in ["api-1", "kept"] {
+        assert!(matches!(
+            store
+                .insert_app(&registered(taken, AppSource::Api, 150))
+                .await,
+            Err(StoreError::Conflict(_))
+        ));
+    }
+    // The next start: "old" left the file; registered apps stay.
+    store
+        .sync_config_apps(&file(&["kept", "new"]), 200)
+        .await
+        .unwrap();
+    let ids: Vec<(String, AppSource)> = store
+        .app_records()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.client_id, a.source))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("api-1".to_owned(), AppSource::Api),
+            ("dyn-1".to_owned(), AppSource::Dynamic),
+            ("kept".to_owned(), AppSource::Config),
+            ("new".to_owned(), AppSource::Config),
+        ]
+    );
+    // A file app with a registered app's id is refused, and nothing of the file is written.
+    let e = store
+        .sync_config_apps(&file(&["kept", "api-1", "newer"]), 300)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Conflict(m) if m.contains("api-1")),
+        "{e}"
+    );
+    assert!(store.app_record("newer").await.unwrap().is_none());
+    assert_eq!(
+        store.app_record("dyn-1").await.unwrap().unwrap(),
+        registered("dyn-1", AppSource::Dynamic, 100)
+    );
+
+    // Updates apply to what the caller read, and never to config apps.
+    let mut changed = registered("api-1", AppSource::Api, 100);
+    changed.config_json = r#"{"name":"renamed"}"#.to_owned();
+    changed.updated_at = 400;
+    assert!(store.update_app(&changed, 100).await.unwrap());
+    assert!(
+        !store.update_app(&changed, 100).await.unwrap(),
+        "stale read"
+    );
+    let mut config = registered("kept", AppSource::Api, 200);
+    config.updated_at = 500;
+    assert!(!store.update_app(&config, 200).await.unwrap(), "read-only");
+    assert_eq!(
+        store
+            .app_record("api-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .config_json,
+        r#"{"name":"renamed"}"#
+    );
+}
+
+pub async fn deleting_an_app_revokes_its_grants(ctx: Ctx) {
+    let store = &ctx.store;
+    store
+        .insert_app(&registered("app-1", AppSource::Api, 100))
+        .await
+        .unwrap();
+    user_with_grant(store).await;
+    assert!(store.delete_app("app-1", 300).await.unwrap());
+    assert_eq!(
+        store.grant("g1").await.unwrap().unwrap().revoked_at,
+        Some(300)
+    );
+    assert!(store.app_record("app-1").await.unwrap().is_none());
+    assert!(!store.delete_app("app-1", 400).await.unwrap());
 }
 
 pub async fn consent_grows_by_union(ctx: Ctx) {
