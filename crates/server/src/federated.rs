@@ -64,7 +64,7 @@ pub async fn start(
             serde_json::json!({}),
         )
         .await;
-        return refuse(state, &sign_in, inbound_disabled(&partner));
+        return refuse(state, &sign_in, inbound_disabled(&partner)).await;
     }
     let request = &sign_in.request;
     let reauthentication = federation::Reauthentication {
@@ -88,7 +88,7 @@ pub async fn start(
                 serde_json::json!({"federation": e.to_string()}),
             )
             .await;
-            return refuse(state, &sign_in, federation_refusal(&partner, &e));
+            return refuse(state, &sign_in, federation_refusal(&partner, &e)).await;
         }
     };
     let mut sign_in = sign_in;
@@ -226,7 +226,7 @@ async fn fail(
         ..Entry::default()
     };
     signin_log::write(state, ctx, entry, Outcome::Failure(code, reason)).await;
-    refuse(state, sign_in, r)
+    refuse(state, sign_in, r).await
 }
 
 /// The partner's response came back to another browser than the one that started the sign-in
@@ -286,6 +286,7 @@ async fn replayed(state: &AppState, ctx: &Ctx, sign_in: Option<SignIn>) -> Respo
             ),
         },
     )
+    .await
 }
 
 /// A callback that matches no sign-in in progress: there is no app to tell, only the log.
@@ -308,6 +309,6 @@ async fn stale_callback(state: &AppState, ctx: &Ctx, why: &'static str) -> Respo
     PageError::expired_request().render(state, ctx)
 }
 
-fn refuse(state: &AppState, sign_in: &SignIn, r: Refusal) -> Response {
-    refusal::render(state, &sign_in.correlation_id, Some(&sign_in.request), r)
+async fn refuse(state: &AppState, sign_in: &SignIn, r: Refusal) -> Response {
+    refusal::render(state, &sign_in.correlation_id, Some(&sign_in.request), r).await
 }

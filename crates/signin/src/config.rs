@@ -1081,7 +1081,7 @@ impl Validator {
 
 /// Redirect URIs must be absolute, without fragment (RFC 6749 §3.1.2), and https except for
 /// loopback (RFC 8252 §7.3) or a private-use scheme of a native app.
-fn check_redirect_uri(u: &str) -> Result<(), String> {
+pub(crate) fn check_redirect_uri(u: &str) -> Result<(), String> {
     let url = url::Url::parse(u).map_err(|_| format!("an absolute URI, got {u:?}"))?;
     if url.fragment().is_some() || u.contains('#') {
         return Err(format!("a URI without fragment, got {u:?}"));

@@ -2,10 +2,10 @@
 //! Protection and signing keys. Everything a sign-in needs from the tenant, with no HTTP in it;
 //! the server wraps it with its HTTP-only parts (cookie names, cached documents).
 
-use crate::config::{AppConfig, Config, PartnerConfig};
+use crate::apps::App;
+use crate::config::{Config, PartnerConfig};
 use crate::passwords::Passwords;
 use crate::protection::Protection;
-use crate::secrets;
 use protocol::jwt::KeySet;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -47,15 +47,6 @@ impl Clock for OffsetClock {
     }
 }
 
-/// A registered app with its secret reduced to a digest.
-#[derive(Debug)]
-pub struct App {
-    /// The registration.
-    pub config: AppConfig,
-    /// SHA-256 of the client secret.
-    pub secret_digest: Option<[u8; 32]>,
-}
-
 /// A partner tenant: its settings and the relying party that federates sign-ins to it.
 #[derive(Debug)]
 pub struct Partner {
@@ -79,7 +70,7 @@ pub struct Directory {
     pub clock: Arc<dyn Clock>,
     /// Password hashing.
     pub passwords: Passwords,
-    /// Apps by client id.
+    /// The config file's apps by client id (registered apps are read from the store).
     pub apps: HashMap<String, Arc<App>>,
     /// Partners by id.
     pub partners: HashMap<String, Arc<Partner>>,
@@ -114,13 +105,7 @@ impl Directory {
         let apps = config
             .apps
             .iter()
-            .map(|a| {
-                let app = App {
-                    secret_digest: a.client_secret.as_deref().map(secrets::secret_digest),
-                    config: a.clone(),
-                };
-                (a.client_id.clone(), Arc::new(app))
-            })
+            .map(|a| (a.client_id.clone(), Arc::new(App::from_config(a))))
             .collect();
         let partner_domains = partners
             .iter()
@@ -170,9 +155,19 @@ impl Directory {
         }
     }
 
-    /// Look up an app.
-    pub fn app(&self, client_id: &str) -> Option<Arc<App>> {
-        self.apps.get(client_id).cloned()
+    /// Looks up an app: the config file's, else a registered one, read from the store so that
+    /// a change made on any replica holds here at once.
+    pub async fn app(&self, client_id: &str) -> Result<Option<Arc<App>>, store::StoreError> {
+        if let Some(app) = self.apps.get(client_id) {
+            return Ok(Some(app.clone()));
+        }
+        match self.store.app_record(client_id).await? {
+            // A config-file app this replica's file does not have: not ours to serve.
+            Some(r) if r.source != store::AppSource::Config => {
+                Ok(Some(Arc::new(App::from_record(&r)?)))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// A partner by id.

@@ -193,8 +193,11 @@ pub async fn assess(
     // A partner tenant signing one of our members in as its guest enforces its own policies
     // (as Entra: the resource tenant's Conditional Access applies to B2B access); here the home
     // only authenticates, and its own risk travels in the `user_risk` claim.
-    let partner_app =
-        sign_in.guest.is_none() && dir.app(app_id).is_some_and(|a| a.config.partner_tenant);
+    let partner_app = sign_in.guest.is_none()
+        && dir
+            .app(app_id)
+            .await?
+            .is_some_and(|a| a.config.partner_tenant);
     let evaluation = if partner_app {
         PolicySet::default().evaluate(&input).into_owned()
     } else {
@@ -1013,8 +1016,8 @@ policies_dir = "{p}"
     #[tokio::test]
     async fn a_refresh_is_judged_again_and_logged_as_non_interactive() {
         let dir = directory().await;
-        let web = dir.app("web").unwrap();
-        let spa = dir.app("spa").unwrap();
+        let web = dir.app("web").await.unwrap().unwrap();
+        let spa = dir.app("spa").await.unwrap().unwrap();
         let alice = member(&dir, "alice@fabrikam.test").await;
         let g = grant(&alice, "web", &["pwd"]);
         assert_eq!(
@@ -1057,7 +1060,7 @@ policies_dir = "{p}"
     #[tokio::test]
     async fn a_refresh_of_a_risky_or_disabled_user_ends_the_family() {
         let dir = directory().await;
-        let web = dir.app("web").unwrap();
+        let web = dir.app("web").await.unwrap().unwrap();
         let bob = member(&dir, "bob@fabrikam.test").await;
         high_user_risk(&dir, &bob).await;
         // Even with MFA in the grant: the password change needs an interactive sign-in.
@@ -1090,7 +1093,7 @@ policies_dir = "{p}"
     #[tokio::test]
     async fn a_guests_refresh_uses_the_last_claim_their_home_sent() {
         let dir = directory().await;
-        let web = dir.app("web").unwrap();
+        let web = dir.app("web").await.unwrap().unwrap();
         let gina = guest(&dir, "gina@contoso.test").await;
         let g = grant(&gina, "web", &["pwd"]);
         // No claim kept yet (and no partner entry to trust it): allowed.

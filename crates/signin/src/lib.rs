@@ -22,6 +22,7 @@
 //! The sign-in in progress, the gate and the MFA core are still in the server crate; they move
 //! here in later steps.
 
+pub mod apps;
 mod client;
 pub mod codes;
 pub mod config;
@@ -40,6 +41,7 @@ pub mod signin_log;
 pub mod tokens;
 pub mod user_risk;
 
+pub use apps::App;
 pub use client::Client;
 pub use config::Config;
-pub use directory::{App, Clock, Directory, OffsetClock, Partner, SystemClock, plausible_email};
+pub use directory::{Clock, Directory, OffsetClock, Partner, SystemClock, plausible_email};

@@ -28,13 +28,6 @@ pub fn token_hash(token: &str) -> String {
     URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, token.as_bytes()).as_ref())
 }
 
-/// SHA-256 of a client secret, compared in constant time at authentication.
-pub fn secret_digest(secret: &str) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest::digest(&digest::SHA256, secret.as_bytes()).as_ref());
-    out
-}
-
 /// Constant-time equality of two byte strings.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()

@@ -80,9 +80,14 @@ pub async fn write<'c>(
     let here = dir.config.tenant_id.clone();
     // At a home tenant, an app registered as a partner tenant is another tenant signing in
     // one of our members as its guest.
-    let resource_partner = entry
-        .app_id
-        .and_then(|id| dir.app(id))
+    let app = match entry.app_id {
+        Some(id) => dir.app(id).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, app = id, "sign-in log: app lookup failed");
+            None
+        }),
+        None => None,
+    };
+    let resource_partner = app
         .filter(|a| a.config.partner_tenant)
         .map(|a| a.config.client_id.clone());
     let (user_type, access, home, resource) = match (entry.guest_of, resource_partner) {

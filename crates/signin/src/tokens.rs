@@ -6,7 +6,7 @@
 //! the request (headers, form body), call these, and render the result or the [`OAuthError`].
 
 use crate::config::{AppConfig, GrantType};
-use crate::secrets::{ct_eq, random_token, secret_digest, token_hash};
+use crate::secrets::{random_token, token_hash};
 use crate::{App, Directory};
 use protocol::claims::ClaimsRequest;
 use protocol::client_auth::{AuthMethod, Presented};
@@ -66,6 +66,8 @@ pub async fn authenticate_client(
     };
     let app = dir
         .app(&client_id)
+        .await
+        .map_err(server_error)?
         .ok_or_else(|| failed().with_detail(format!("unknown client {client_id}")))?;
     if presented.method() != app.config.auth_method {
         return Err(failed().with_detail(format!(
@@ -76,10 +78,7 @@ pub async fn authenticate_client(
     }
     match presented {
         Presented::Secret { secret, .. } => {
-            let ok = app
-                .secret_digest
-                .is_some_and(|d| ct_eq(&d, &secret_digest(&secret)));
-            if !ok {
+            if !app.accepts_secret(&secret, dir.now()) {
                 return Err(failed().with_detail("wrong secret"));
             }
         }
@@ -725,7 +724,7 @@ partner_tenant = true
         let requested = grant_claims(&g).unwrap();
         assert_eq!(requested.id_token, named(&["name"]));
         assert_eq!(requested.userinfo, named(&["email"]));
-        let web = dir.app("web").unwrap();
+        let web = dir.app("web").await.unwrap().unwrap();
         let c = released_claims(&dir, &web, &adele, &g.scope, &requested.userinfo)
             .await
             .unwrap();
@@ -811,8 +810,8 @@ partner_tenant = true
     async fn released_claims_read_a_members_risk_for_partner_tenants_only() {
         let (dir, _) = directory().await;
         let adele = member(&dir, "adele").await;
-        let fabrikam = dir.app("fabrikam").unwrap();
-        let web = dir.app("web").unwrap();
+        let fabrikam = dir.app("fabrikam").await.unwrap().unwrap();
+        let web = dir.app("web").await.unwrap().unwrap();
         let c = released_claims(&dir, &fabrikam, &adele, "openid email", &unnamed())
             .await
             .unwrap();
@@ -896,7 +895,7 @@ partner_tenant = true
     #[tokio::test]
     async fn app_tokens_verify_until_their_jti_is_revoked() {
         let (dir, _) = directory().await;
-        let daemon = dir.app("daemon").unwrap();
+        let daemon = dir.app("daemon").await.unwrap().unwrap();
         let issued = client_credentials(&dir, &daemon, Some(scopes("admin"))).unwrap();
         assert_eq!(issued.token_type, "Bearer");
         assert_eq!(issued.scope, "admin");
@@ -919,7 +918,7 @@ partner_tenant = true
         // Beyond the registered scopes, or a public client: refused.
         let e = client_credentials(&dir, &daemon, Some(scopes("payroll"))).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidScope);
-        let spa = dir.app("spa").unwrap();
+        let spa = dir.app("spa").await.unwrap().unwrap();
         let e = client_credentials(&dir, &spa, None).unwrap_err();
         assert_eq!(e.code, ErrorCode::UnauthorizedClient);
         // Not ours.
@@ -930,7 +929,7 @@ partner_tenant = true
     #[tokio::test]
     async fn user_tokens_live_and_die_with_their_grant() {
         let (dir, _) = directory().await;
-        let web = dir.app("web").unwrap();
+        let web = dir.app("web").await.unwrap().unwrap();
         let adele = member(&dir, "adele").await;
         let g = grant(&dir, &adele, "web", "openid profile").await;
         let extra = released_claims(&dir, &web, &adele, &g.scope, &unnamed())
@@ -977,7 +976,7 @@ partner_tenant = true
         let (dir, _) = directory().await;
         let adele = member(&dir, "adele").await;
         let g = grant(&dir, &adele, "web", "openid").await;
-        let web = dir.app("web").unwrap();
+        let web = dir.app("web").await.unwrap().unwrap();
         let now = dir.now();
         let (token, row) = first_refresh_token(&dir, &web, &g, now).unwrap();
         assert_eq!(row.token_hash, token_hash(&token));
@@ -995,7 +994,7 @@ partner_tenant = true
         assert_eq!(next.expires_at, now + dir.config.tokens.refresh_token);
         assert!(next.used_at.is_none());
         // A client without the refresh grant gets none.
-        let spa = dir.app("spa").unwrap();
+        let spa = dir.app("spa").await.unwrap().unwrap();
         assert!(first_refresh_token(&dir, &spa, &g, now).is_none());
     }
 }

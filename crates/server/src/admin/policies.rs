@@ -317,7 +317,7 @@ pub async fn evaluate(
     GraphJson(req): GraphJson<WhatIfRequest>,
 ) -> Result<Response, GraphError> {
     let user = what_if_user(&state, &req.user).await?;
-    if state.app(&req.app_id).is_none() {
+    if state.app(&req.app_id).await?.is_none() {
         return Err(GraphError::bad_request(format!(
             "No app {:?} is registered here.",
             req.app_id

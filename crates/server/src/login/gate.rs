@@ -148,7 +148,7 @@ async fn decide(
             )
             .await;
             let r = gate::blocked(&state, &sign_in, &a, code);
-            refusal::render(&state, &sign_in.correlation_id, Some(&sign_in.request), r)
+            refusal::render(&state, &sign_in.correlation_id, Some(&sign_in.request), r).await
         }
         Verdict::Step(step) => {
             if step == Step::PasswordChange {

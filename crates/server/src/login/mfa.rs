@@ -106,13 +106,14 @@ async fn log(
     signin_log::write(state, ctx, entry, outcome).await;
 }
 
-fn refuse(state: &AppState, step: &Step, r: Refusal) -> Response {
+async fn refuse(state: &AppState, step: &Step, r: Refusal) -> Response {
     refusal::render(
         state,
         &step.sign_in.correlation_id,
         Some(&step.sign_in.request),
         r,
     )
+    .await
 }
 
 /// Registering a method is refused while the user or the sign-in is at any risk
@@ -159,7 +160,8 @@ async fn refuse_risky_registration(state: &AppState, ctx: &Ctx, step: &Step) -> 
                 "MFA registration is blocked because the user or the sign-in is at risk.",
             ),
         },
-    ))
+    )
+    .await)
 }
 
 /// Which page a wrong code goes back to.
@@ -207,7 +209,8 @@ async fn wrong_code(
                     "Authentication failed during strong authentication request.",
                 ),
             },
-        ));
+        )
+        .await);
     }
     let id = resume(state, &step).await?;
     Ok(match retry {

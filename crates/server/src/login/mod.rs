@@ -57,7 +57,7 @@ pub async fn email_page(
         let next = after_email(&state, &ctx, &q.interaction, sign_in, &csrf, &hint).await;
         return Ok((jar, next).into_response());
     }
-    let page = render_email(&state, &sign_in, &q.interaction, &csrf, &hint, None);
+    let page = render_email(&state, &sign_in, &q.interaction, &csrf, &hint, None).await;
     Ok((jar, page).into_response())
 }
 
@@ -91,7 +91,7 @@ async fn after_email(
     })
 }
 
-fn render_email(
+async fn render_email(
     state: &AppState,
     sign_in: &SignIn,
     interaction: &str,
@@ -99,10 +99,7 @@ fn render_email(
     email: &str,
     error: Option<&str>,
 ) -> Response {
-    let app_name = state
-        .app(&sign_in.request.client_id)
-        .map(|a| a.config.name.clone())
-        .unwrap_or_default();
+    let app_name = refusal::app_name(state, &sign_in.request.client_id).await;
     html(&pages::LoginEmail {
         tenant_name: &state.config.display_name,
         app_name: &app_name,
@@ -153,7 +150,8 @@ pub async fn email_submit(
             &f.csrf_token,
             &email,
             Some("Enter a valid email address."),
-        ));
+        )
+        .await);
     }
     Ok(after_email(&state, &ctx, &f.interaction, sign_in, &f.csrf_token, &email).await)
 }
@@ -432,6 +430,7 @@ pub async fn consent_page(
     let current = consenting(&state, &jar).await?;
     let app = state
         .app(&sign_in.request.client_id)
+        .await?
         .ok_or_else(PageError::expired_request)?;
     let (jar, csrf) = csrf_token(&state, jar);
     let scopes = sign_in

@@ -13,18 +13,20 @@ pub use signin::refusal::Refusal;
 
 /// Render the refusal. With the request known, the page offers the way back to the app with
 /// the OAuth error, `state` and the RFC 9207 `iss`.
-pub fn render(
+pub async fn render(
     state: &AppState,
     correlation_id: &str,
     request: Option<&AuthorizationRequest>,
     r: Refusal,
 ) -> Response {
     tracing::info!(correlation_id, error_code = r.error_code, error = %r.oauth, description = %r.oauth.description, "sign-in refused");
+    let app_name = match request {
+        Some(req) => app_name(state, &req.client_id).await,
+        None => String::new(),
+    };
     let back = request.and_then(|req| {
         let params = authorize::error_params(&r.oauth, req.state.as_deref(), &state.config.issuer);
-        let app_name = state
-            .app(&req.client_id)
-            .map_or_else(|| req.client_id.clone(), |a| a.config.name.clone());
+        let app_name = app_name.clone();
         match req.response_mode {
             ResponseMode::Query => {
                 authorize::append_query(&req.redirect_uri, &params).map(|action| BackToApp {
@@ -53,4 +55,17 @@ pub fn render(
         back,
     };
     (StatusCode::FORBIDDEN, html(&page)).into_response()
+}
+
+/// The name pages show for an app: its registered name, or its client id when it is gone or
+/// cannot be read (a page about a refusal must still render).
+pub async fn app_name(state: &AppState, client_id: &str) -> String {
+    match state.app(client_id).await {
+        Ok(Some(app)) => app.config.name.clone(),
+        Ok(None) => client_id.to_owned(),
+        Err(e) => {
+            tracing::warn!(error = %e, client_id, "app lookup failed");
+            client_id.to_owned()
+        }
+    }
 }

@@ -49,13 +49,17 @@ pub async fn post(
 async fn authorize(state: AppState, ctx: Ctx, jar: CookieJar, raw: &[u8]) -> Response {
     let params = match Params::parse(raw) {
         Ok(p) => p,
-        Err(e) => return refuse_unreadable(&state, &ctx, raw, e),
+        Err(e) => return refuse_unreadable(&state, &ctx, raw, e).await,
     };
     let client_id = match authorize::client_id(&params) {
         Ok(c) => c,
         Err(e) => return authorize_error(&state, &ctx, e),
     };
-    let Some(app) = state.app(client_id) else {
+    let app = match state.app(client_id).await {
+        Ok(app) => app,
+        Err(e) => return PageError::from(e).render(&state, &ctx),
+    };
+    let Some(app) = app else {
         return PageError::bad_request(
             "Unknown application",
             "The application that sent you here is not registered with this organization.",
@@ -96,12 +100,13 @@ async fn authorize(state: AppState, ctx: Ctx, jar: CookieJar, raw: &[u8]) -> Res
 
 /// A request whose parameters could not all be read (bytes that are not UTF-8): refused to the
 /// app if its client and redirect URI can still be read and are right, else with a page.
-fn refuse_unreadable(state: &AppState, ctx: &Ctx, raw: &[u8], e: OAuthError) -> Response {
+async fn refuse_unreadable(state: &AppState, ctx: &Ctx, raw: &[u8], e: OAuthError) -> Response {
     let readable = Params::parse_decodable(raw).ok();
-    let app = readable
-        .as_ref()
-        .and_then(|p| p.get("client_id"))
-        .and_then(|c| state.app(c));
+    let app = match readable.as_ref().and_then(|p| p.get("client_id")) {
+        // A store failure here only loses the way back to the app: the refusal stays a page.
+        Some(c) => state.app(c).await.ok().flatten(),
+        None => None,
+    };
     let refusal = match (&readable, &app) {
         (Some(p), Some(app)) => authorize::refuse_unreadable(p, &rules(app), e),
         _ => AuthorizeError::Page(e),

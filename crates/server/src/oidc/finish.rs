@@ -26,7 +26,11 @@ pub async fn continue_with_session(
     request: AuthorizationRequest,
     current: Current,
 ) -> Response {
-    let Some(app) = state.app(&request.client_id) else {
+    let app = match state.app(&request.client_id).await {
+        Ok(app) => app,
+        Err(e) => return PageError::from(e).render(&state, &ctx),
+    };
+    let Some(app) = app else {
         return PageError::bad_request(
             "Unknown application",
             "The application is no longer registered.",

@@ -21,7 +21,7 @@ struct LogoutRequest {
     hint_sid: Option<String>,
 }
 
-fn check(state: &AppState, params: &Params) -> Result<LogoutRequest, PageError> {
+async fn check(state: &AppState, params: &Params) -> Result<LogoutRequest, PageError> {
     let bad = |m: &str| PageError::bad_request("Sign-out request not valid", m.to_owned());
     let mut hint_client = None;
     let mut hint_sid = None;
@@ -52,10 +52,11 @@ fn check(state: &AppState, params: &Params) -> Result<LogoutRequest, PageError> 
     let redirect = match params.get("post_logout_redirect_uri") {
         None => None,
         Some(uri) => {
-            let app = client_id
-                .as_deref()
-                .and_then(|c| state.app(c))
-                .ok_or_else(|| bad("post_logout_redirect_uri needs client_id or id_token_hint to identify the application."))?;
+            let app = match client_id.as_deref() {
+                Some(c) => state.app(c).await?,
+                None => None,
+            };
+            let app = app.ok_or_else(|| bad("post_logout_redirect_uri needs client_id or id_token_hint to identify the application."))?;
             if !app
                 .config
                 .post_logout_redirect_uris
@@ -111,7 +112,7 @@ async fn logout(
     raw: &[u8],
 ) -> Result<Response, PageError> {
     let params = parse(raw)?;
-    let req = check(&state, &params)?;
+    let req = check(&state, &params).await?;
     Ok(match session::current(&state, &jar).await? {
         None => done(&state, jar, &req),
         Some(c) if req.hint_sid.as_deref() == Some(c.session.id.as_str()) => {
@@ -119,11 +120,10 @@ async fn logout(
         }
         Some(_) => {
             let (jar, csrf) = csrf_token(&state, jar);
-            let app_name = req
-                .client_id
-                .as_deref()
-                .and_then(|c| state.app(c))
-                .map(|a| a.config.name.clone());
+            let app_name = match req.client_id.as_deref() {
+                Some(c) => Some(crate::login::refusal::app_name(&state, c).await),
+                None => None,
+            };
             let mut fields = Vec::new();
             for key in [
                 "client_id",
@@ -155,7 +155,7 @@ pub async fn confirm(
 ) -> Result<Response, PageError> {
     let params = parse(&body)?;
     check_csrf(&state, &jar, params.get("csrf_token").unwrap_or(""))?;
-    let req = check(&state, &params)?;
+    let req = check(&state, &params).await?;
     if params.get("decision") != Some("yes") {
         return Ok(html(&pages::SignedOut {
             tenant_name: &state.config.display_name,

@@ -38,7 +38,7 @@ pub async fn userinfo(
     let Some(user) = user.filter(|u| u.status == UserStatus::Active) else {
         return Err(OAuthError::invalid_token("The user is no longer active.").into());
     };
-    let Some(app) = state.app(&claims.client_id) else {
+    let Some(app) = state.app(&claims.client_id).await? else {
         return Err(OAuthError::invalid_token("The app is no longer registered.").into());
     };
     // The claims asked for at userinfo by name (OIDC Core §5.5), with the grant.

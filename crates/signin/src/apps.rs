@@ -1,0 +1,538 @@
+//! The app registry: apps (OIDC clients) from the config file, and apps registered while the
+//! tenant runs — through the admin API (`/v1.0/applications`) or RFC 7591 dynamic registration.
+//!
+//! Config-file apps are read-only and held in memory. Registered apps live in the store and are
+//! read from it at each use, so a change made on one replica (a new redirect URI, a removed
+//! secret, a deleted app) holds on every replica at once. A registration is validated here, as
+//! RFC 7591 §2 metadata, whichever door it came through; client secrets are generated here,
+//! shown once, and stored only as digests.
+
+use crate::config::{AppConfig, GrantType, check_redirect_uri};
+use crate::secrets::{ct_eq, random_token, token_hash};
+use protocol::client_auth::AuthMethod;
+use protocol::jwt::SigningAlg;
+use serde::{Deserialize, Serialize};
+use store::{AppRecord, AppSource, StoreError};
+
+/// A registered app with its secrets reduced to digests.
+#[derive(Debug)]
+pub struct App {
+    /// The registration.
+    pub config: AppConfig,
+    /// The client secrets it may authenticate with (for a config-file app, the one configured).
+    pub secrets: Vec<ClientSecret>,
+    /// Where the registration comes from.
+    pub source: AppSource,
+    /// Creation time, unix seconds (0 for config-file apps).
+    pub created_at: i64,
+    /// Last change, unix seconds: an update applies only to the version it read.
+    pub updated_at: i64,
+    /// Digest of the RFC 7592 registration access token (dynamic registrations).
+    pub registration_token_hash: Option<String>,
+}
+
+/// One client secret: its digest and Graph's `passwordCredential` metadata. The secret itself
+/// is shown once, when it is made, and never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientSecret {
+    /// Stable id (`keyId`), used to remove it.
+    pub key_id: String,
+    /// A label.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// The secret's first three characters, to tell secrets apart.
+    pub hint: String,
+    /// Valid from, unix seconds.
+    pub start: i64,
+    /// Valid until, unix seconds; `None` for no expiry.
+    #[serde(default)]
+    pub end: Option<i64>,
+    /// [`token_hash`] of the secret.
+    pub digest: String,
+}
+
+impl ClientSecret {
+    /// A new random secret (256 bits, base64url) valid from `now` until `end`, and its record.
+    pub fn generate(display_name: Option<String>, now: i64, end: Option<i64>) -> (String, Self) {
+        let secret = random_token();
+        let record = Self {
+            key_id: uuid::Uuid::new_v4().to_string(),
+            display_name,
+            hint: secret.chars().take(3).collect(),
+            start: now,
+            end,
+            digest: token_hash(&secret),
+        };
+        (secret, record)
+    }
+}
+
+impl App {
+    /// A config-file app.
+    pub fn from_config(config: &AppConfig) -> Self {
+        let secrets = config
+            .client_secret
+            .as_deref()
+            .map(|s| ClientSecret {
+                key_id: "config".to_owned(),
+                display_name: Some("config file".to_owned()),
+                hint: String::new(),
+                start: 0,
+                end: None,
+                digest: token_hash(s),
+            })
+            .into_iter()
+            .collect();
+        Self {
+            config: config.clone(),
+            secrets,
+            source: AppSource::Config,
+            created_at: 0,
+            updated_at: 0,
+            registration_token_hash: None,
+        }
+    }
+
+    /// A registered app as stored.
+    pub fn from_record(record: &AppRecord) -> Result<Self, StoreError> {
+        let corrupt = |what: &str, e: serde_json::Error| {
+            StoreError::Corrupt(format!("app {}: {what}: {e}", record.client_id))
+        };
+        let config: AppConfig =
+            serde_json::from_str(&record.config_json).map_err(|e| corrupt("registration", e))?;
+        let secrets: Vec<ClientSecret> =
+            serde_json::from_str(&record.secrets).map_err(|e| corrupt("secrets", e))?;
+        Ok(Self {
+            config,
+            secrets,
+            source: record.source,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+            registration_token_hash: record.registration_token_hash.clone(),
+        })
+    }
+
+    /// The record to store for this app.
+    pub fn record(&self) -> Result<AppRecord, StoreError> {
+        let json = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+        Ok(AppRecord {
+            client_id: self.config.client_id.clone(),
+            config_json: serde_json::to_string(&self.config).map_err(json)?,
+            source: self.source,
+            secrets: serde_json::to_string(&self.secrets).map_err(json)?,
+            registration_token_hash: self.registration_token_hash.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+
+    /// Whether `secret` is one of the app's secrets, valid at `now`. Every stored digest is
+    /// compared in constant time.
+    pub fn accepts_secret(&self, secret: &str, now: i64) -> bool {
+        let presented = token_hash(secret);
+        self.secrets.iter().fold(false, |ok, s| {
+            let valid = s.start <= now && s.end.is_none_or(|end| now < end);
+            ct_eq(s.digest.as_bytes(), presented.as_bytes()) && valid || ok
+        })
+    }
+
+    /// Whether the registration can be changed here (not from the config file).
+    pub fn is_read_only(&self) -> bool {
+        self.source == AppSource::Config
+    }
+}
+
+/// Client metadata as RFC 7591 §2 names it, whichever door a registration comes through (the
+/// admin API maps Graph's shape onto it). Absent fields take the RFC's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Metadata {
+    /// `client_name`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<String>,
+    /// `redirect_uris`.
+    pub redirect_uris: Vec<String>,
+    /// `post_logout_redirect_uris` (OpenID RP-Initiated Logout §3.1).
+    pub post_logout_redirect_uris: Vec<String>,
+    /// `grant_types`; default `["authorization_code"]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant_types: Option<Vec<String>>,
+    /// `response_types`; default `["code"]`, the only one supported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_types: Option<Vec<String>>,
+    /// `token_endpoint_auth_method`; default `client_secret_basic`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_method: Option<String>,
+    /// `scope`: extra scopes the app may ask for, space-separated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// `id_token_signed_response_alg`; default ES256.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token_signed_response_alg: Option<String>,
+    /// `jwks`: the client's public keys for `private_key_jwt`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<jsonwebtoken::jwk::JwkSet>,
+    /// `jwks_uri`: not supported (keys are registered by value), refused when present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+}
+
+/// What the admin API may set beyond RFC 7591 metadata. Dynamic registration never can: an app
+/// registering itself is third-party and gets no user risk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Trust {
+    /// Skip the consent page.
+    pub first_party: bool,
+    /// The app is another tenant federating its guests' sign-ins here (gets `user_risk`).
+    pub partner_tenant: bool,
+}
+
+/// Why metadata is refused (RFC 7591 §3.2.2).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataError {
+    /// `invalid_redirect_uri`.
+    #[error("{0}")]
+    RedirectUri(String),
+    /// `invalid_client_metadata`.
+    #[error("{0}")]
+    ClientMetadata(String),
+}
+
+impl MetadataError {
+    /// The RFC 7591 error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::RedirectUri(_) => "invalid_redirect_uri",
+            Self::ClientMetadata(_) => "invalid_client_metadata",
+        }
+    }
+}
+
+/// Validates metadata into the registration of app `client_id`. The rules are the config
+/// file's, with one more: a private-use URI scheme only for a public (native) client.
+pub fn validate(
+    client_id: &str,
+    meta: &Metadata,
+    trust: Trust,
+) -> Result<AppConfig, MetadataError> {
+    let bad = |m: String| Err(MetadataError::ClientMetadata(m));
+    let method = match meta.token_endpoint_auth_method.as_deref() {
+        None | Some("client_secret_basic") => AuthMethod::ClientSecretBasic,
+        Some("client_secret_post") => AuthMethod::ClientSecretPost,
+        Some("private_key_jwt") => AuthMethod::PrivateKeyJwt,
+        Some("none") => AuthMethod::None,
+        Some(other) => {
+            return bad(format!(
+                "token_endpoint_auth_method: client_secret_basic, client_secret_post, private_key_jwt or none, got {other:?}"
+            ));
+        }
+    };
+    if meta.jwks_uri.is_some() {
+        return bad("jwks_uri is not supported: register the public keys by value in jwks".into());
+    }
+    let jwks = match (&meta.jwks, method) {
+        (Some(set), AuthMethod::PrivateKeyJwt) if !set.keys.is_empty() => Some(set.clone()),
+        (_, AuthMethod::PrivateKeyJwt) => {
+            return bad("jwks: at least one public key for private_key_jwt".into());
+        }
+        (Some(_), _) => return bad("jwks: only with private_key_jwt".into()),
+        (None, _) => None,
+    };
+    if let Some(jwks) = &jwks
+        && let Some(private) = jwks.keys.iter().find(|k| has_private_parts(k))
+    {
+        return bad(format!(
+            "jwks: public keys only (key {:?} has private parts)",
+            private.common.key_id.as_deref().unwrap_or("")
+        ));
+    }
+    let mut grant_types = Vec::new();
+    for g in meta
+        .grant_types
+        .clone()
+        .unwrap_or_else(|| vec!["authorization_code".into()])
+    {
+        let grant = match g.as_str() {
+            "authorization_code" => GrantType::AuthorizationCode,
+            "refresh_token" => GrantType::RefreshToken,
+            "client_credentials" => GrantType::ClientCredentials,
+            other => {
+                return bad(format!(
+                    "grant_types: authorization_code, refresh_token or client_credentials, got {other:?}"
+                ));
+            }
+        };
+        if !grant_types.contains(&grant) {
+            grant_types.push(grant);
+        }
+    }
+    let code = grant_types.contains(&GrantType::AuthorizationCode);
+    match meta.response_types.as_deref() {
+        None => {}
+        Some([r]) if r == "code" && code => {}
+        Some([]) if !code => {}
+        Some(other) => {
+            return bad(format!(
+                "response_types: [\"code\"] with the authorization_code grant (and only then), got {other:?}"
+            ));
+        }
+    }
+    if grant_types.contains(&GrantType::ClientCredentials) && method == AuthMethod::None {
+        return bad("grant_types: client_credentials needs a confidential client".into());
+    }
+    if grant_types.contains(&GrantType::RefreshToken) && !code {
+        return bad("grant_types: refresh_token comes with authorization_code".into());
+    }
+    if code && meta.redirect_uris.is_empty() {
+        return Err(MetadataError::RedirectUri(
+            "redirect_uris: at least one for the authorization_code grant".into(),
+        ));
+    }
+    for (field, uris) in [
+        ("redirect_uris", &meta.redirect_uris),
+        ("post_logout_redirect_uris", &meta.post_logout_redirect_uris),
+    ] {
+        for u in uris {
+            check_redirect_uri(u)
+                .map_err(|e| MetadataError::RedirectUri(format!("{field}: {e}")))?;
+            let web = u.starts_with("https:") || u.starts_with("http:");
+            if !web && method != AuthMethod::None {
+                return Err(MetadataError::RedirectUri(format!(
+                    "{field}: a private-use scheme only for a public (native) client, got {u:?}"
+                )));
+            }
+        }
+    }
+    let scopes: Vec<String> = meta
+        .scope
+        .as_deref()
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if let Some(s) = scopes
+        .iter()
+        .find(|s| protocol::scope::Scope::parse(s).is_none_or(|p| p.iter().count() != 1))
+    {
+        return bad(format!(
+            "scope: scope tokens separated by spaces, got {s:?}"
+        ));
+    }
+    let id_token_alg = match meta.id_token_signed_response_alg.as_deref() {
+        None | Some("ES256") => SigningAlg::ES256,
+        Some("RS256") => SigningAlg::RS256,
+        Some(other) => {
+            return bad(format!(
+                "id_token_signed_response_alg: ES256 or RS256, got {other:?}"
+            ));
+        }
+    };
+    let name = meta
+        .client_name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .unwrap_or(client_id);
+    if name.chars().count() > 256 || name.chars().any(char::is_control) {
+        return bad("client_name: at most 256 characters, no control characters".into());
+    }
+    Ok(AppConfig {
+        client_id: client_id.to_owned(),
+        name: name.to_owned(),
+        client_secret: None,
+        auth_method: method,
+        redirect_uris: meta.redirect_uris.clone(),
+        post_logout_redirect_uris: meta.post_logout_redirect_uris.clone(),
+        grant_types,
+        first_party: trust.first_party,
+        scopes,
+        id_token_alg,
+        jwks,
+        partner_tenant: trust.partner_tenant,
+    })
+}
+
+/// The metadata a registration answers with (RFC 7591 §3.2.1 echoes it).
+pub fn metadata_of(app: &AppConfig) -> Metadata {
+    Metadata {
+        client_name: Some(app.name.clone()),
+        redirect_uris: app.redirect_uris.clone(),
+        post_logout_redirect_uris: app.post_logout_redirect_uris.clone(),
+        grant_types: Some(
+            app.grant_types
+                .iter()
+                .map(|g| grant_type_str(*g).to_owned())
+                .collect(),
+        ),
+        response_types: Some(if app.grant_types.contains(&GrantType::AuthorizationCode) {
+            vec!["code".to_owned()]
+        } else {
+            Vec::new()
+        }),
+        token_endpoint_auth_method: Some(app.auth_method.as_str().to_owned()),
+        scope: (!app.scopes.is_empty()).then(|| app.scopes.join(" ")),
+        id_token_signed_response_alg: Some(app.id_token_alg.as_str().to_owned()),
+        jwks: app.jwks.clone(),
+        jwks_uri: None,
+    }
+}
+
+/// The registered spelling of a grant type.
+pub fn grant_type_str(g: GrantType) -> &'static str {
+    match g {
+        GrantType::AuthorizationCode => "authorization_code",
+        GrantType::RefreshToken => "refresh_token",
+        GrantType::ClientCredentials => "client_credentials",
+    }
+}
+
+/// Whether a JWK carries private key material (`d` for EC and RSA keys, `k` for octet keys).
+fn has_private_parts(key: &jsonwebtoken::jwk::Jwk) -> bool {
+    serde_json::to_value(key)
+        .ok()
+        .and_then(|v| {
+            v.as_object()
+                .map(|o| o.contains_key("d") || o.contains_key("k"))
+        })
+        .unwrap_or(true)
+}
+
+/// Whether the app needs a client secret.
+pub fn uses_secret(app: &AppConfig) -> bool {
+    matches!(
+        app.auth_method,
+        AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn meta(redirects: &[&str]) -> Metadata {
+        Metadata {
+            redirect_uris: redirects.iter().map(|s| (*s).to_owned()).collect(),
+            ..Metadata::default()
+        }
+    }
+
+    #[test]
+    fn defaults_follow_rfc_7591() {
+        let app = validate("c1", &meta(&["https://app.example/cb"]), Trust::default()).unwrap();
+        assert_eq!(app.auth_method, AuthMethod::ClientSecretBasic);
+        assert_eq!(app.grant_types, [GrantType::AuthorizationCode]);
+        assert_eq!(app.id_token_alg, SigningAlg::ES256);
+        assert_eq!(app.name, "c1");
+        assert!(!app.first_party && !app.partner_tenant);
+        let echoed = metadata_of(&app);
+        assert_eq!(
+            echoed.response_types.as_deref(),
+            Some(&["code".to_owned()][..])
+        );
+        assert_eq!(
+            echoed.token_endpoint_auth_method.as_deref(),
+            Some("client_secret_basic")
+        );
+    }
+
+    #[test]
+    fn redirect_uris_are_https_loopback_or_native_for_public_clients() {
+        for ok in [
+            "https://app.example/cb",
+            "http://127.0.0.1:8080/cb",
+            "http://[::1]/cb",
+        ] {
+            validate("c", &meta(&[ok]), Trust::default()).unwrap();
+        }
+        for bad in [
+            "http://app.example/cb",
+            "https://app.example/cb#frag",
+            "/relative",
+            "com.example.app:/cb",
+        ] {
+            let e = validate("c", &meta(&[bad]), Trust::default()).unwrap_err();
+            assert_eq!(e.code(), "invalid_redirect_uri", "{bad}: {e}");
+        }
+        let native = Metadata {
+            token_endpoint_auth_method: Some("none".into()),
+            ..meta(&["com.example.app:/cb"])
+        };
+        validate("c", &native, Trust::default()).unwrap();
+        let e = validate("c", &meta(&[]), Trust::default()).unwrap_err();
+        assert_eq!(e.code(), "invalid_redirect_uri");
+    }
+
+    #[test]
+    fn inconsistent_metadata_is_refused() {
+        let cases = [
+            Metadata {
+                token_endpoint_auth_method: Some("client_secret_jwt".into()),
+                ..meta(&["https://a.example/cb"])
+            },
+            Metadata {
+                grant_types: Some(vec!["implicit".into()]),
+                ..meta(&["https://a.example/cb"])
+            },
+            Metadata {
+                response_types: Some(vec!["token".into()]),
+                ..meta(&["https://a.example/cb"])
+            },
+            Metadata {
+                token_endpoint_auth_method: Some("none".into()),
+                grant_types: Some(vec!["client_credentials".into()]),
+                ..meta(&[])
+            },
+            Metadata {
+                token_endpoint_auth_method: Some("private_key_jwt".into()),
+                ..meta(&["https://a.example/cb"])
+            },
+            Metadata {
+                jwks_uri: Some("https://a.example/jwks".into()),
+                ..meta(&["https://a.example/cb"])
+            },
+            Metadata {
+                scope: Some("ok bad\"scope".into()),
+                ..meta(&["https://a.example/cb"])
+            },
+            Metadata {
+                id_token_signed_response_alg: Some("none".into()),
+                ..meta(&["https://a.example/cb"])
+            },
+        ];
+        for m in cases {
+            let e = validate("c", &m, Trust::default()).unwrap_err();
+            assert_eq!(e.code(), "invalid_client_metadata", "{m:?}: {e}");
+        }
+        // A daemon: client credentials only, no redirect URIs, no response types.
+        let daemon = Metadata {
+            grant_types: Some(vec!["client_credentials".into()]),
+            response_types: Some(vec![]),
+            ..meta(&[])
+        };
+        validate("d", &daemon, Trust::default()).unwrap();
+    }
+
+    #[test]
+    fn secrets_are_kept_as_digests_and_honour_their_validity() {
+        let (secret, record) = ClientSecret::generate(Some("ci".into()), 100, Some(200));
+        assert_eq!(secret.len(), 43);
+        assert!(!record.digest.contains(&secret));
+        assert_eq!(record.hint, secret[..3]);
+        let mut app = App::from_config(
+            &validate("c", &meta(&["https://a.example/cb"]), Trust::default()).unwrap(),
+        );
+        app.secrets.push(record);
+        assert!(app.accepts_secret(&secret, 150));
+        assert!(!app.accepts_secret(&secret, 200), "expired");
+        assert!(!app.accepts_secret(&secret, 99), "not yet valid");
+        assert!(!app.accepts_secret("wrong", 150));
+        // Stored and read back unchanged.
+        app.source = AppSource::Api;
+        let again = App::from_record(&app.record().unwrap()).unwrap();
+        assert_eq!(again.config, app.config);
+        assert_eq!(again.secrets, app.secrets);
+    }
+}
