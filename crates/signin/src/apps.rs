@@ -8,10 +8,12 @@
 //! shown once, and stored only as digests.
 
 use crate::config::{AppConfig, GrantType, check_redirect_uri};
+use crate::directory::Directory;
 use crate::secrets::{ct_eq, random_token, token_hash};
 use protocol::client_auth::AuthMethod;
 use protocol::jwt::SigningAlg;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use store::{AppRecord, AppSource, StoreError};
 
 /// A registered app with its secrets reduced to digests.
@@ -407,6 +409,259 @@ pub fn uses_secret(app: &AppConfig) -> bool {
     )
 }
 
+/// Why a registry change is refused. Nothing is changed in any case.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The metadata is not acceptable.
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    /// The client id is taken (by a config-file app or a registered one).
+    #[error("client id already exists: {0}")]
+    Exists(String),
+    /// No such app.
+    #[error("no app {0:?}")]
+    NotFound(String),
+    /// The app comes from the config file: change it there.
+    #[error("app {0:?} comes from the config file and is read-only here")]
+    ReadOnly(String),
+    /// The app changed between reading and writing: read it again.
+    #[error("app {0:?} was changed meanwhile; read it again and retry")]
+    Changed(String),
+    /// No client secret with that key id.
+    #[error("app {0:?} has no secret with key id {1:?}")]
+    NoSuchSecret(String, String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for RegistryError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => Self::Exists(m),
+            other => Self::Store(other),
+        }
+    }
+}
+
+/// A registration just made: the app, and the credentials shown this once.
+#[derive(Debug)]
+pub struct Registered {
+    /// The app as stored.
+    pub app: Arc<App>,
+    /// The client secret, for a secret-based app registered dynamically (RFC 7591 §3.2.1).
+    pub client_secret: Option<String>,
+    /// The RFC 7592 registration access token, for a dynamic registration.
+    pub registration_token: Option<String>,
+}
+
+/// Registers an app from `meta` (validated as [`validate`] does). `client_id` is generated
+/// (a UUID, as Entra's `appId`) unless given. A dynamic registration gets its client secret
+/// (when it uses one) and a registration access token at once; an API registration gets
+/// secrets through [`add_secret`], as in Graph.
+pub async fn register(
+    dir: &Directory,
+    client_id: Option<&str>,
+    meta: &Metadata,
+    trust: Trust,
+    source: AppSource,
+) -> Result<Registered, RegistryError> {
+    let client_id = match client_id {
+        Some(id) => {
+            if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(MetadataError::ClientMetadata(
+                    "client_id: 1-128 printable ASCII characters".into(),
+                )
+                .into());
+            }
+            id.to_owned()
+        }
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    if dir.apps.contains_key(&client_id) {
+        return Err(RegistryError::Exists(client_id));
+    }
+    let config = validate(&client_id, meta, trust)?;
+    let now = dir.now();
+    let mut app = App {
+        config,
+        secrets: Vec::new(),
+        source,
+        created_at: now,
+        updated_at: now,
+        registration_token_hash: None,
+    };
+    let (mut client_secret, mut registration_token) = (None, None);
+    if source == AppSource::Dynamic {
+        if uses_secret(&app.config) {
+            let (secret, record) = ClientSecret::generate(None, now, None);
+            app.secrets.push(record);
+            client_secret = Some(secret);
+        }
+        let token = random_token();
+        app.registration_token_hash = Some(token_hash(&token));
+        registration_token = Some(token);
+    }
+    dir.store.insert_app(&app.record()?).await?;
+    Ok(Registered {
+        app: Arc::new(app),
+        client_secret,
+        registration_token,
+    })
+}
+
+/// A registered app that may be changed here: refuses config-file and unknown apps.
+async fn changeable(dir: &Directory, client_id: &str) -> Result<Arc<App>, RegistryError> {
+    let app = dir
+        .app(client_id)
+        .await?
+        .ok_or_else(|| RegistryError::NotFound(client_id.to_owned()))?;
+    if app.is_read_only() {
+        return Err(RegistryError::ReadOnly(client_id.to_owned()));
+    }
+    Ok(app)
+}
+
+/// Writes `app` over the version `read` (optimistically: a concurrent change wins and this
+/// one is refused with [`RegistryError::Changed`]).
+async fn write_over(dir: &Directory, read: &App, mut app: App) -> Result<Arc<App>, RegistryError> {
+    // Versions only move forward, even within one second.
+    app.updated_at = dir.now().max(read.updated_at + 1);
+    if !dir
+        .store
+        .update_app(&app.record()?, read.updated_at)
+        .await?
+    {
+        return Err(RegistryError::Changed(app.config.client_id.clone()));
+    }
+    Ok(Arc::new(app))
+}
+
+/// Replaces a registered app's metadata (and, from the admin API, its trust), keeping its
+/// client id, secrets and registration token. Returns the app as stored.
+pub async fn update(
+    dir: &Directory,
+    client_id: &str,
+    meta: &Metadata,
+    trust: Trust,
+) -> Result<Arc<App>, RegistryError> {
+    let read = changeable(dir, client_id).await?;
+    let config = validate(client_id, meta, trust)?;
+    let app = App {
+        config,
+        secrets: read.secrets.clone(),
+        source: read.source,
+        created_at: read.created_at,
+        updated_at: read.updated_at,
+        registration_token_hash: read.registration_token_hash.clone(),
+    };
+    write_over(dir, &read, app).await
+}
+
+/// Adds a client secret (Graph `addPassword`): returns the secret, shown this once, and its
+/// record. `end` defaults to no expiry.
+pub async fn add_secret(
+    dir: &Directory,
+    client_id: &str,
+    display_name: Option<String>,
+    end: Option<i64>,
+) -> Result<(String, ClientSecret), RegistryError> {
+    let read = changeable(dir, client_id).await?;
+    if !uses_secret(&read.config) {
+        return Err(MetadataError::ClientMetadata(format!(
+            "app {client_id:?} authenticates with {}: it has no use for a client secret",
+            read.config.auth_method.as_str()
+        ))
+        .into());
+    }
+    let now = dir.now();
+    if end.is_some_and(|e| e <= now) {
+        return Err(
+            MetadataError::ClientMetadata("endDateTime: a time in the future".into()).into(),
+        );
+    }
+    let (secret, record) = ClientSecret::generate(display_name, now, end);
+    let mut secrets = read.secrets.clone();
+    secrets.push(record.clone());
+    let app = App {
+        config: read.config.clone(),
+        secrets,
+        source: read.source,
+        created_at: read.created_at,
+        updated_at: read.updated_at,
+        registration_token_hash: read.registration_token_hash.clone(),
+    };
+    write_over(dir, &read, app).await?;
+    Ok((secret, record))
+}
+
+/// Removes a client secret (Graph `removePassword`); it stops working at once.
+pub async fn remove_secret(
+    dir: &Directory,
+    client_id: &str,
+    key_id: &str,
+) -> Result<(), RegistryError> {
+    let read = changeable(dir, client_id).await?;
+    if !read.secrets.iter().any(|s| s.key_id == key_id) {
+        return Err(RegistryError::NoSuchSecret(
+            client_id.to_owned(),
+            key_id.to_owned(),
+        ));
+    }
+    let app = App {
+        config: read.config.clone(),
+        secrets: read
+            .secrets
+            .iter()
+            .filter(|s| s.key_id != key_id)
+            .cloned()
+            .collect(),
+        source: read.source,
+        created_at: read.created_at,
+        updated_at: read.updated_at,
+        registration_token_hash: read.registration_token_hash.clone(),
+    };
+    write_over(dir, &read, app).await?;
+    Ok(())
+}
+
+/// Deletes a registered app: its codes can no longer be redeemed, its grants (with their
+/// refresh and access tokens) are revoked, its consents removed.
+pub async fn delete(dir: &Directory, client_id: &str) -> Result<(), RegistryError> {
+    changeable(dir, client_id).await?;
+    if !dir.store.delete_app(client_id, dir.now()).await? {
+        return Err(RegistryError::NotFound(client_id.to_owned()));
+    }
+    Ok(())
+}
+
+/// Every app: the config file's (read-only) and the registered ones, by client id. A stored
+/// row that cannot be read is skipped with an error in the log rather than hiding the rest.
+pub async fn list(dir: &Directory) -> Result<Vec<Arc<App>>, StoreError> {
+    let mut apps: Vec<Arc<App>> = dir.apps.values().cloned().collect();
+    for record in dir.store.app_records().await? {
+        if record.source == AppSource::Config {
+            continue;
+        }
+        match App::from_record(&record) {
+            Ok(app) => apps.push(Arc::new(app)),
+            Err(e) => {
+                tracing::error!(error = %e, client_id = %record.client_id, "unreadable app registration")
+            }
+        }
+    }
+    apps.sort_by(|a, b| a.config.client_id.cmp(&b.config.client_id));
+    Ok(apps)
+}
+
+/// Whether `token` is the registration access token of dynamic app `app` (RFC 7592 §3),
+/// compared in constant time.
+pub fn accepts_registration_token(app: &App, token: &str) -> bool {
+    app.registration_token_hash
+        .as_deref()
+        .is_some_and(|h| ct_eq(h.as_bytes(), token_hash(token).as_bytes()))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
@@ -534,5 +789,111 @@ mod tests {
         let again = App::from_record(&app.record().unwrap()).unwrap();
         assert_eq!(again.config, app.config);
         assert_eq!(again.secrets, app.secrets);
+    }
+
+    async fn directory() -> Directory {
+        let dir = std::env::temp_dir().join(format!("tenantd-apps-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = format!(
+            "[tenant]\nid = \"t\"\ndisplay_name = \"T\"\nissuer = \"https://t.test\"\n[server]\nlisten = \"127.0.0.1:0\"\nplain_http = true\n[database]\nurl = \"sqlite://{}\"\n[[apps]]\nclient_id = \"file-app\"\nclient_secret = \"file-secret-123\"\nredirect_uris = [\"https://f.test/cb\"]\n",
+            dir.join("t.db").display()
+        );
+        let config = crate::Config::parse(&text, "apps-test.toml").unwrap();
+        let store = store::Store::connect(&config.database_url).await.unwrap();
+        let clock = Arc::new(crate::OffsetClock::default());
+        let passwords = crate::passwords::Passwords::new(&config.passwords).unwrap();
+        let protection = crate::protection::Protection::load(config.risk.clone(), &store)
+            .await
+            .unwrap();
+        Directory::new(
+            config,
+            store,
+            clock,
+            passwords,
+            protocol::jwt::KeySet::new(Vec::new(), 600),
+            Vec::new(),
+            protection,
+        )
+    }
+
+    #[tokio::test]
+    async fn the_registry_registers_changes_and_deletes_what_it_owns() {
+        let dir = directory().await;
+        let web = meta(&["https://a.example/cb"]);
+        // A dynamic registration gets its secret and registration token at once.
+        let r = register(&dir, None, &web, Trust::default(), AppSource::Dynamic)
+            .await
+            .unwrap();
+        let id = r.app.config.client_id.clone();
+        let secret = r.client_secret.unwrap();
+        let found = dir.app(&id).await.unwrap().unwrap();
+        assert!(found.accepts_secret(&secret, dir.now()));
+        assert!(accepts_registration_token(
+            &found,
+            &r.registration_token.unwrap()
+        ));
+        // An API registration gets secrets one by one; removing one ends it at once.
+        let api = register(
+            &dir,
+            Some("api-app"),
+            &web,
+            Trust::default(),
+            AppSource::Api,
+        )
+        .await
+        .unwrap();
+        assert!(api.client_secret.is_none() && api.registration_token.is_none());
+        let (s1, rec1) = add_secret(&dir, "api-app", Some("ci".into()), None)
+            .await
+            .unwrap();
+        let (s2, _) = add_secret(&dir, "api-app", None, None).await.unwrap();
+        let app = dir.app("api-app").await.unwrap().unwrap();
+        assert!(app.accepts_secret(&s1, dir.now()) && app.accepts_secret(&s2, dir.now()));
+        remove_secret(&dir, "api-app", &rec1.key_id).await.unwrap();
+        let app = dir.app("api-app").await.unwrap().unwrap();
+        assert!(!app.accepts_secret(&s1, dir.now()) && app.accepts_secret(&s2, dir.now()));
+        // Updates keep the secrets; bad metadata changes nothing.
+        let more = meta(&["https://a.example/cb", "https://a.example/cb2"]);
+        update(&dir, "api-app", &more, Trust::default())
+            .await
+            .unwrap();
+        assert!(matches!(
+            update(
+                &dir,
+                "api-app",
+                &meta(&["http://a.example/cb"]),
+                Trust::default()
+            )
+            .await,
+            Err(RegistryError::Metadata(MetadataError::RedirectUri(_)))
+        ));
+        let app = dir.app("api-app").await.unwrap().unwrap();
+        assert_eq!(app.config.redirect_uris.len(), 2);
+        assert!(app.accepts_secret(&s2, dir.now()));
+        // Names are unique across the file and the registry; the file's apps are read-only.
+        for taken in ["api-app", "file-app"] {
+            assert!(matches!(
+                register(&dir, Some(taken), &web, Trust::default(), AppSource::Api).await,
+                Err(RegistryError::Exists(_))
+            ));
+        }
+        assert!(matches!(
+            delete(&dir, "file-app").await,
+            Err(RegistryError::ReadOnly(_))
+        ));
+        let ids: Vec<String> = list(&dir)
+            .await
+            .unwrap()
+            .iter()
+            .map(|a| a.config.client_id.clone())
+            .collect();
+        assert_eq!(ids.len(), 3);
+        assert!(ids.contains(&"file-app".to_owned()));
+        delete(&dir, "api-app").await.unwrap();
+        assert!(dir.app("api-app").await.unwrap().is_none());
+        assert!(matches!(
+            delete(&dir, "api-app").await,
+            Err(RegistryError::NotFound(_))
+        ));
     }
 }
