@@ -467,3 +467,14 @@ pub fn browser_from(ip: &str) -> reqwest::Client {
 pub async fn page_text(b: &reqwest::Client, url: impl reqwest::IntoUrl) -> String {
     b.get(url).send().await.unwrap().text().await.unwrap()
 }
+
+/// From a `/consent?interaction=` path: allow, and return where the answer sends the browser.
+pub async fn consent(t: &TestTenant, b: &reqwest::Client, consent_path: &str) -> String {
+    let page = b.get(t.url(consent_path)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let mut form = hidden_inputs(&page.text().await.unwrap());
+    form.push(("decision".into(), "allow".into()));
+    let r = b.post(t.url("/consent")).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    location(&r)
+}

@@ -63,6 +63,24 @@ pub fn router(state: AppState) -> Router {
         .route("/password/reset/new", post(crate::login::sspr::finish))
         .route("/v1.0/invitations", post(admin::invite))
         .route(
+            "/v1.0/applications",
+            get(admin::applications::list).post(admin::applications::create),
+        )
+        .route(
+            "/v1.0/applications/{id}",
+            get(admin::applications::get)
+                .patch(admin::applications::patch)
+                .delete(admin::applications::delete),
+        )
+        .route(
+            "/v1.0/applications/{id}/addPassword",
+            post(admin::applications::add_password),
+        )
+        .route(
+            "/v1.0/applications/{id}/removePassword",
+            post(admin::applications::remove_password),
+        )
+        .route(
             "/v1.0/identity/conditionalAccess/policies",
             get(admin::policies::list).post(admin::policies::create),
         )

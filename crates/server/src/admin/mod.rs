@@ -7,6 +7,7 @@
 //! call, render. This module also serves `POST /v1.0/invitations`; Conditional Access is
 //! [`policies`], the sign-in log [`sign_ins`], ID Protection's reports and actions [`risk`].
 
+pub mod applications;
 pub mod policies;
 pub mod risk;
 pub mod sign_ins;
