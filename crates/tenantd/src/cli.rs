@@ -881,9 +881,11 @@ pub fn main() -> ExitCode {
             .with_env_filter(filter)
             .init();
     } else {
+        // Colour codes only for a terminal: piped or captured output stays plain text.
         tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_target(false)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
             .init();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
