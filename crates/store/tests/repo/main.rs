@@ -186,6 +186,10 @@ scenarios! {
         list_status_and_password,
         apps_upsert_list_delete,
         consent_grows_by_union,
+        users_page_filters_and_keyset_paging,
+        members_may_be_created_disabled,
+        update_user_applies_together_and_ends_sign_ins,
+        deleting_a_user_deletes_everything_hanging_off_them,
     }
     sessions {
         session_expiry_and_revocation,
