@@ -63,6 +63,16 @@ pub fn router(state: AppState) -> Router {
         .route("/password/reset/new", post(crate::login::sspr::finish))
         .route("/v1.0/invitations", post(admin::invite))
         .route(
+            "/v1.0/users",
+            get(admin::users::list).post(admin::users::create),
+        )
+        .route(
+            "/v1.0/users/{id}",
+            get(admin::users::get)
+                .patch(admin::users::update)
+                .delete(admin::users::delete),
+        )
+        .route(
             "/v1.0/identity/conditionalAccess/policies",
             get(admin::policies::list).post(admin::policies::create),
         )
