@@ -696,25 +696,11 @@ impl Store {
             };
         }
         q.bind(id).execute(&mut *tx).await?;
-        let mut ended = (0, 0);
-        if update.end_sign_ins {
-            ended.0 = sqlx::query(
-                "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
-            )
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            ended.1 = sqlx::query(
-                "UPDATE grants SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
-            )
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        }
+        let ended = if update.end_sign_ins {
+            crate::grants::end_user_sign_ins_in(&mut tx, id, now).await?
+        } else {
+            (0, 0)
+        };
         tx.commit().await?;
         Ok(ended)
     }
