@@ -91,7 +91,8 @@ pub enum UserError {
     /// Hashing the password failed.
     #[error(transparent)]
     Password(#[from] PasswordError),
-    /// The password was set, but remediating the user's risk failed.
+    /// The user was created or changed, but a user-risk step after it failed (refreshing the
+    /// leak fingerprint, or remediating a member's risk after a temporary password).
     #[error(transparent)]
     Risk(#[from] UserRiskError),
     /// Storage failed.
