@@ -12,3 +12,4 @@ mod risk;
 mod security;
 mod support;
 mod user_risk;
+mod users;

@@ -81,6 +81,16 @@ pub fn router(state: AppState) -> Router {
             post(admin::applications::remove_password),
         )
         .route(
+            "/v1.0/users",
+            get(admin::users::list).post(admin::users::create),
+        )
+        .route(
+            "/v1.0/users/{id}",
+            get(admin::users::get)
+                .patch(admin::users::update)
+                .delete(admin::users::delete),
+        )
+        .route(
             "/v1.0/identity/conditionalAccess/policies",
             get(admin::policies::list).post(admin::policies::create),
         )

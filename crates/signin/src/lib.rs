@@ -12,6 +12,7 @@
 //! - [`protection`]: intel and compiled policies, reloadable.
 //! - [`user_risk`]: the home's user-risk service ([`user_risk::Home`]), imports, detections.
 //! - [`guests`]: inviting guests.
+//! - [`users`]: the users the admin API lists, creates, changes and deletes (Graph `user`).
 //! - [`codes`]: the error codes people can look up (Entra's numbers), all in one place.
 //! - [`signin_log`]: sign-in log entries (Graph `signIn`-shaped), for the [`Client`] that asked.
 //! - [`tokens`]: client authentication from what a client presented, minting access, ID and
@@ -40,6 +41,7 @@ pub mod sign_in;
 pub mod signin_log;
 pub mod tokens;
 pub mod user_risk;
+pub mod users;
 
 pub use apps::App;
 pub use client::Client;

@@ -387,6 +387,31 @@ async fn insert_refresh_in(tx: &mut Tx, token: &RefreshToken) -> Result<(), Stor
     Ok(())
 }
 
+/// [`Store::end_user_sign_ins`] inside the caller's transaction: revokes the user's live
+/// sessions and grants at `now`; returns how many of each.
+pub(crate) async fn end_user_sign_ins_in(
+    conn: &mut sqlx::AnyConnection,
+    user_id: &str,
+    now: i64,
+) -> Result<(u64, u64), sqlx::Error> {
+    let mut ended = [0; 2];
+    for (n, sql) in [
+        "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        "UPDATE grants SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        ended[n] = sqlx::query(sql)
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    }
+    Ok((ended[0], ended[1]))
+}
+
 impl Store {
     /// Stores a new grant and its authorization code, in one transaction.
     /// [`StoreError::Conflict`] if the grant id or code hash is taken.
@@ -606,23 +631,9 @@ impl Store {
         now: i64,
     ) -> Result<(u64, u64), StoreError> {
         let mut tx = self.begin_write().await?;
-        let mut ended = [0; 2];
-        for (n, sql) in [
-            "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
-            "UPDATE grants SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            ended[n] = sqlx::query(sql)
-                .bind(now)
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        }
+        let ended = end_user_sign_ins_in(&mut tx, user_id, now).await?;
         tx.commit().await?;
-        Ok((ended[0], ended[1]))
+        Ok(ended)
     }
 
     /// Stores a refresh token (the first of a family, issued with the code exchange).

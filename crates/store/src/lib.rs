@@ -59,7 +59,10 @@ pub use partner_profiles::PartnerProfile;
 pub use risk::{RiskHistoryItem, UserRiskRecord};
 pub use sessions::{Consumption, Interaction, Session};
 pub use sign_ins::{INTERACTIVE_USER, NON_INTERACTIVE_USER, RecentSignIn, SignInFilter, SignInLog};
-pub use users::{InvitationState, NewUser, User, UserStatus, UserType};
+pub use users::{
+    InvitationState, NewUser, User, UserCondition, UserDeletion, UserPageQuery, UserStatus,
+    UserType, UserUpdate,
+};
 
 /// The embedded schema migrations (portable DDL, one folder for both backends).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -303,11 +303,127 @@ where
     Ok(())
 }
 
+/// One condition of [`Store::list_users_page`]; a page's conditions all hold (`AND`). Text is
+/// compared case-insensitively, as Graph compares directory strings (emails are stored
+/// lowercased; display names are compared with `LOWER`, which on SQLite folds ASCII only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserCondition {
+    /// The sign-in name (`userPrincipalName`) is this address.
+    EmailIs(String),
+    /// The sign-in name starts with this text (taken literally: `%`, `_` and `\` match only
+    /// themselves).
+    EmailStartsWith(String),
+    /// The display name is this text.
+    DisplayNameIs(String),
+    /// The display name starts with this text (taken literally).
+    DisplayNameStartsWith(String),
+    /// Member or guest.
+    TypeIs(UserType),
+}
+
+/// One page of [`Store::list_users_page`]: users ordered by email (unique, so the order is
+/// stable), after a given email (keyset paging: a page is the same whatever was added or
+/// deleted before it).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UserPageQuery {
+    /// What every user on the page satisfies.
+    pub conditions: Vec<UserCondition>,
+    /// Only users whose (lowercased) email sorts after this one: the last of the previous page.
+    pub after_email: Option<String>,
+    /// Page size; negative counts as 0.
+    pub limit: i64,
+}
+
+/// Changes to one user, applied together by [`Store::update_user`]; `None` leaves a column
+/// as it is.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct UserUpdate {
+    /// New display name.
+    pub display_name: Option<String>,
+    /// New given name (`Some(None)` clears it).
+    pub given_name: Option<Option<String>>,
+    /// New family name (`Some(None)` clears it).
+    pub family_name: Option<Option<String>>,
+    /// Enable or disable.
+    pub status: Option<UserStatus>,
+    /// A new password hash (PHC) and whether the next sign-in must change it. Members only.
+    pub password: Option<(String, bool)>,
+    /// End every session and grant of the user in the same transaction (see
+    /// [`Store::end_user_sign_ins`]).
+    pub end_sign_ins: bool,
+}
+
+impl fmt::Debug for UserUpdate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserUpdate")
+            .field("display_name", &self.display_name)
+            .field("given_name", &self.given_name)
+            .field("family_name", &self.family_name)
+            .field("status", &self.status)
+            .field(
+                "password",
+                &self.password.as_ref().map(|(_, must)| ("<redacted>", must)),
+            )
+            .field("end_sign_ins", &self.end_sign_ins)
+            .finish()
+    }
+}
+
+/// What [`Store::delete_user`] removed with the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UserDeletion {
+    /// Browser sessions.
+    pub sessions: u64,
+    /// Grants (with their codes, refresh tokens and the access tokens tied to them).
+    pub grants: u64,
+}
+
+/// `text` as a `LIKE` pattern matching what starts with it, with `\` as the escape character.
+fn like_prefix(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 1);
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// The rows that hang off a user and go with them (besides sessions and grants, counted apart),
+/// children first: the codes and refresh tokens of the user's grants, then every table with a
+/// `user_id`. The foreign keys cascade too; deleting explicitly does not depend on that.
+const USER_DEPENDENTS: [&str; 10] = [
+    "DELETE FROM auth_codes WHERE grant_id IN (SELECT id FROM grants WHERE user_id = $1)",
+    "DELETE FROM refresh_tokens WHERE grant_id IN (SELECT id FROM grants WHERE user_id = $1)",
+    "DELETE FROM consents WHERE user_id = $1",
+    "DELETE FROM mfa_methods WHERE user_id = $1",
+    "DELETE FROM recovery_codes WHERE user_id = $1",
+    "DELETE FROM user_risk WHERE user_id = $1",
+    "DELETE FROM risk_history WHERE user_id = $1",
+    "DELETE FROM risk_detections WHERE user_id = $1",
+    "DELETE FROM leak_fingerprints WHERE user_id = $1",
+    "DELETE FROM invitations WHERE user_id = $1",
+];
+
 impl Store {
     /// Creates an active user. The email is stored lowercased.
     ///
     /// Fails with [`StoreError::Conflict`] when the email (in any case) or the id is taken.
     pub async fn insert_user(&self, new: &NewUser) -> Result<User, StoreError> {
+        self.insert_member(new, UserStatus::Active).await
+    }
+
+    /// Creates a member with the given status (an admin may create an account disabled). The
+    /// email is stored lowercased.
+    ///
+    /// Fails with [`StoreError::Conflict`] when the email (in any case) or the id is taken.
+    pub async fn insert_member(
+        &self,
+        new: &NewUser,
+        status: UserStatus,
+    ) -> Result<User, StoreError> {
         let user = User {
             id: new.id.clone(),
             email: normalize_email(&new.email),
@@ -315,7 +431,7 @@ impl Store {
             given_name: new.given_name.clone(),
             family_name: new.family_name.clone(),
             password_hash: new.password_hash.clone(),
-            status: UserStatus::Active,
+            status,
             must_change_password: new.must_change_password,
             created_at: new.now,
             updated_at: new.now,
@@ -470,5 +586,162 @@ impl Store {
             });
         }
         Ok(())
+    }
+
+    /// One page of users matching every condition of `query`, ordered by email.
+    pub async fn list_users_page(&self, query: &UserPageQuery) -> Result<Vec<User>, StoreError> {
+        let mut conditions: Vec<String> = Vec::new();
+        let mut args: Vec<String> = Vec::new();
+        let mut push = |condition: &str, arg: String| {
+            args.push(arg);
+            conditions.push(condition.replace('?', &format!("${}", args.len())));
+        };
+        for c in &query.conditions {
+            match c {
+                UserCondition::EmailIs(email) => push("email = ?", normalize_email(email)),
+                UserCondition::EmailStartsWith(prefix) => push(
+                    r"email LIKE ? ESCAPE '\'",
+                    like_prefix(&normalize_email(prefix)),
+                ),
+                UserCondition::DisplayNameIs(name) => {
+                    push("LOWER(display_name) = LOWER(?)", name.clone());
+                }
+                UserCondition::DisplayNameStartsWith(prefix) => push(
+                    r"LOWER(display_name) LIKE LOWER(?) ESCAPE '\'",
+                    like_prefix(prefix),
+                ),
+                UserCondition::TypeIs(t) => push("user_type = ?", t.as_str().to_owned()),
+            }
+        }
+        if let Some(after) = &query.after_email {
+            push("email > ?", normalize_email(after));
+        }
+        let mut sql = String::from(concat!("SELECT ", user_columns!(), " FROM users"));
+        if !conditions.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conditions.join(" AND "));
+        }
+        sql.push_str(&format!(" ORDER BY email LIMIT ${}", args.len() + 1));
+        let mut q = sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql));
+        for arg in args {
+            q = q.bind(arg);
+        }
+        let rows = q.bind(query.limit.max(0)).fetch_all(&self.pool).await?;
+        rows.into_iter().map(User::try_from).collect()
+    }
+
+    /// Applies `update` to the user `id` in one transaction, ending the user's sessions and
+    /// grants in it when asked. Returns how many sessions and grants were ended.
+    ///
+    /// [`StoreError::NotFound`] if there is no such user; [`StoreError::Conflict`] for a
+    /// password on a guest (their credentials live at their home tenant). Nothing changes
+    /// when it fails.
+    pub async fn update_user(
+        &self,
+        id: &str,
+        update: &UserUpdate,
+        now: i64,
+    ) -> Result<(u64, u64), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let found: Option<(String,)> = sqlx::query_as("SELECT user_type FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((user_type,)) = found else {
+            return Err(StoreError::NotFound);
+        };
+        if update.password.is_some() && user_type != UserType::Member.as_str() {
+            return Err(StoreError::Conflict(
+                "a guest has no local password (their credentials live at their home tenant)"
+                    .into(),
+            ));
+        }
+        enum Value<'a> {
+            Text(Option<&'a str>),
+            Int(i64),
+        }
+        let mut sets: Vec<String> = Vec::new();
+        let mut values: Vec<Value<'_>> = Vec::new();
+        let mut set = |column: &str, value| {
+            values.push(value);
+            sets.push(format!("{column} = ${}", values.len()));
+        };
+        if let Some(name) = &update.display_name {
+            set("display_name", Value::Text(Some(name)));
+        }
+        if let Some(name) = &update.given_name {
+            set("given_name", Value::Text(name.as_deref()));
+        }
+        if let Some(name) = &update.family_name {
+            set("family_name", Value::Text(name.as_deref()));
+        }
+        if let Some(status) = update.status {
+            set("status", Value::Text(Some(status.as_str())));
+        }
+        if let Some((hash, must_change)) = &update.password {
+            set("password_hash", Value::Text(Some(hash)));
+            set("must_change_password", Value::Int(bool_to_db(*must_change)));
+        }
+        set("updated_at", Value::Int(now));
+        let sql = format!(
+            "UPDATE users SET {} WHERE id = ${}",
+            sets.join(", "),
+            values.len() + 1
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for v in values {
+            q = match v {
+                Value::Text(t) => q.bind(t),
+                Value::Int(i) => q.bind(i),
+            };
+        }
+        q.bind(id).execute(&mut *tx).await?;
+        let ended = if update.end_sign_ins {
+            crate::grants::end_user_sign_ins_in(&mut tx, id, now).await?
+        } else {
+            (0, 0)
+        };
+        tx.commit().await?;
+        Ok(ended)
+    }
+
+    /// Deletes the user `id` and everything that hangs off them (sessions, grants with their
+    /// codes and refresh tokens, consents, MFA, user risk with its history and detections, the
+    /// leak fingerprint, a guest's invitations) in one transaction. The sign-in log keeps its
+    /// rows (it records who signed in, whatever happened to them since). `None` if there is no
+    /// such user (nothing changes).
+    pub async fn delete_user(&self, id: &str) -> Result<Option<UserDeletion>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        for sql in USER_DEPENDENTS {
+            sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+        }
+        let mut deletion = UserDeletion::default();
+        for (count, sql) in [
+            (
+                &mut deletion.sessions,
+                "DELETE FROM sessions WHERE user_id = $1",
+            ),
+            (
+                &mut deletion.grants,
+                "DELETE FROM grants WHERE user_id = $1",
+            ),
+        ] {
+            *count = sqlx::query(sql)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            // Dropping the transaction rolls it back (there was nothing to delete anyway).
+            return Ok(None);
+        }
+        tx.commit().await?;
+        Ok(Some(deletion))
     }
 }

@@ -5,12 +5,14 @@
 //! refused with RFC 6750 challenges), the [`GraphJson`] body and [`GraphQuery`] extractors, [`GraphError`] (Graph's
 //! `{"error": {"code", "message"}}` body) and [`reply`]. A handler reads: extract, one domain
 //! call, render. This module also serves `POST /v1.0/invitations`; Conditional Access is
-//! [`policies`], the sign-in log [`sign_ins`], ID Protection's reports and actions [`risk`].
+//! [`policies`], the sign-in log [`sign_ins`], ID Protection's reports and actions [`risk`],
+//! the directory's users [`users`].
 
 pub mod applications;
 pub mod policies;
 pub mod risk;
 pub mod sign_ins;
+pub mod users;
 
 use std::fmt;
 use std::panic::Location;

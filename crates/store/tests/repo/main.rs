@@ -188,6 +188,10 @@ scenarios! {
         registered_apps_live_beside_config_apps,
         deleting_an_app_revokes_its_grants,
         consent_grows_by_union,
+        users_page_filters_and_keyset_paging,
+        members_may_be_created_disabled,
+        update_user_applies_together_and_ends_sign_ins,
+        deleting_a_user_deletes_everything_hanging_off_them,
     }
     sessions {
         session_expiry_and_revocation,

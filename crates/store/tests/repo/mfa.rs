@@ -271,8 +271,9 @@ pub async fn deleting_a_user_deletes_their_mfa(ctx: Ctx) {
             .await
             .unwrap();
     }
-    // The store has no user deletion: delete behind its back, with SQLite enforcing foreign
-    // keys as the store's own connections do.
+    // Delete behind the store's back (not with `delete_user`, which deletes MFA itself), to
+    // check the foreign keys cascade, with SQLite enforcing them as the store's own
+    // connections do.
     let mut raw = sqlx::AnyConnection::connect(&ctx.url).await.unwrap();
     if ctx.url.starts_with("sqlite") {
         raw.execute("PRAGMA foreign_keys = ON").await.unwrap();
