@@ -1213,6 +1213,41 @@ async fn two_tenantd_serve_processes_federate_a_guest() {
         Some(&format!("{ALICE_PW}\n")),
     );
     assert!(out.status.success(), "{out:?}");
+    // An admin cannot hand out a password from the leaked-credentials corpus.
+    let leaked = dir.join("leaked.txt");
+    std::fs::write(&leaked, "erin@contoso.test:Known-leaked-passw0rd\n").unwrap();
+    let out = tenantd(
+        &[
+            "risk",
+            "import-leaked",
+            "--config",
+            home_cfg,
+            leaked.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = tenantd(
+        &[
+            "user",
+            "add",
+            "--config",
+            home_cfg,
+            "erin@contoso.test",
+            "--password-stdin",
+        ],
+        Some("Known-leaked-passw0rd\n"),
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("leaked"),
+        "{out:?}"
+    );
+    let out = tenantd(&["user", "list", "--config", home_cfg], None);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("erin@"),
+        "{out:?}"
+    );
     let out = tenantd(&["risk", "show", "--config", home_cfg, ALICE], None);
     assert!(out.status.success(), "{out:?}");
     assert!(
@@ -1462,7 +1497,7 @@ async fn guest_signs_in_through_the_demo_app_an_openidconnect_rp() {
     }));
     let b = browser();
     let mut r = None;
-    for _ in 0..50 {
+    for _ in 0..400 {
         if let Ok(resp) = b.get(format!("{demo_url}/login")).send().await {
             r = Some(resp);
             break;

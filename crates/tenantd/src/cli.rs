@@ -652,6 +652,19 @@ fn read_stdin_password() -> Result<String, Failure> {
     Ok(pw)
 }
 
+/// A password read from stdin, held to the rules the admin API uses: the password policy, and
+/// not in the leaked-credentials corpus (an admin must not hand out a known-leaked password).
+async fn chosen_password(store: &Store, email: &str) -> Result<String, Failure> {
+    let password = read_stdin_password()?;
+    server::users::check_password(store, email, &password)
+        .await
+        .map_err(|e| match e {
+            server::users::UserError::Store(s) => s.into(),
+            other => Failure::new(2, format!("password not accepted: {other}")),
+        })?;
+    Ok(password)
+}
+
 /// A temporary password: readable, 128 bits of randomness.
 fn temporary_password() -> String {
     server::secrets::random_token().chars().take(22).collect()
@@ -675,7 +688,7 @@ async fn user(cmd: UserCommand) -> Result<(), Failure> {
                 ));
             }
             let (password, temporary) = if password_stdin {
-                (read_stdin_password()?, false)
+                (chosen_password(&store, &email).await?, false)
             } else {
                 (temporary_password(), true)
             };
@@ -758,7 +771,7 @@ async fn user(cmd: UserCommand) -> Result<(), Failure> {
             let user = find(&store, &email).await?;
             members_only(&cfg, &user, "the password")?;
             let (password, must_change) = if password_stdin {
-                (read_stdin_password()?, temporary)
+                (chosen_password(&store, &user.email).await?, temporary)
             } else {
                 (temporary_password(), true)
             };
