@@ -29,6 +29,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
+use crate::certificate::certificate_problem;
 use crate::mapping::{ClaimMapping, RiskClaimReading};
 use crate::{FederationError, TokenRefusal};
 
@@ -422,9 +423,7 @@ impl Upstream {
             .request_async(&self.http)
             .await
             .map_err(|e| match e {
-                RequestTokenError::Request(e) => {
-                    FederationError::Unreachable(format!("token endpoint: {}", chain(&e)))
-                }
+                RequestTokenError::Request(e) => request_failure("token endpoint", &e),
                 RequestTokenError::ServerResponse(r) => FederationError::BadPartner(format!(
                     "the token endpoint refused the code: {}{}",
                     r.error(),
@@ -511,9 +510,7 @@ impl Upstream {
         let metadata = Metadata::discover_async(issuer, &self.http)
             .await
             .map_err(|e| match e {
-                DiscoveryError::Request(e) => {
-                    FederationError::Unreachable(format!("discovery: {}", chain(&e)))
-                }
+                DiscoveryError::Request(e) => request_failure("discovery", &e),
                 DiscoveryError::Response(status, _, _) => {
                     FederationError::Unreachable(format!("discovery answered HTTP {status}"))
                 }
@@ -646,6 +643,17 @@ fn header_kid(id_token: &CoreIdToken) -> Option<String> {
     let bytes = URL_SAFE_NO_PAD.decode(header).ok()?;
     let header: Value = serde_json::from_slice(&bytes).ok()?;
     header.get("kid")?.as_str().map(str::to_owned)
+}
+
+/// A request to the partner that got no answer: an untrusted certificate if the TLS handshake
+/// refused the partner's certificate (a configuration to fix, not an outage), else unreachable.
+fn request_failure(what: &str, e: &(dyn std::error::Error + 'static)) -> FederationError {
+    match certificate_problem(e) {
+        Some(problem) => {
+            FederationError::UntrustedCertificate(problem, format!("{what}: {}", chain(e)))
+        }
+        None => FederationError::Unreachable(format!("{what}: {}", chain(e))),
+    }
 }
 
 fn chain(e: &dyn std::error::Error) -> String {

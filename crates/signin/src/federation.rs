@@ -472,6 +472,7 @@ pub fn inbound_disabled(partner: &Partner) -> Refusal {
 pub fn failure_code(e: &FederationError) -> u32 {
     match e {
         FederationError::Unreachable(_) => codes::HOME_UNREACHABLE,
+        FederationError::UntrustedCertificate(..) => codes::HOME_CERTIFICATE_NOT_TRUSTED,
         FederationError::TokenRefused(federation::TokenRefusal::UnknownIssuer, _) => {
             codes::UNKNOWN_HOME_ISSUER
         }
@@ -479,10 +480,25 @@ pub fn failure_code(e: &FederationError) -> u32 {
     }
 }
 
+/// The sign-in log's details for a federation failure: the error, and for an untrusted
+/// certificate what was wrong with it (`homeCertificate`: `unknownIssuer`, `expired`,
+/// `wrongName`, `other`).
+pub fn failure_details(e: &FederationError) -> serde_json::Value {
+    let mut details = serde_json::json!({"federation": e.to_string()});
+    if let (FederationError::UntrustedCertificate(problem, _), Some(map)) =
+        (e, details.as_object_mut())
+    {
+        map.insert("homeCertificate".into(), problem.kind().into());
+    }
+    details
+}
+
+/// The sign-in log's `failureReason` for a federation failure.
 pub fn failure_reason(e: &FederationError) -> &'static str {
     use federation::TokenRefusal as T;
     match e {
         FederationError::Unreachable(_) => "The home tenant could not be reached in time.",
+        FederationError::UntrustedCertificate(..) => "Home tenant TLS certificate not trusted.",
         FederationError::BadPartner(_) => "The home tenant's answer could not be used.",
         FederationError::HomeError { .. } => "The home tenant returned an error.",
         FederationError::IssuerMismatch(_) => {
@@ -499,6 +515,7 @@ pub fn failure_reason(e: &FederationError) -> &'static str {
     }
 }
 
+/// What the guest and the app are told about a federation failure.
 pub fn federation_refusal(partner: &Partner, e: &FederationError) -> Refusal {
     let home = &partner.config.display_name;
     let code = if e.is_transient() {
@@ -507,6 +524,17 @@ pub fn federation_refusal(partner: &Partner, e: &FederationError) -> Refusal {
         ErrorCode::AccessDenied
     };
     let (title, message, description) = match e {
+        // Not "not responding": the home answered, with a certificate this tenant does not
+        // trust, and trying again will not help until an administrator fixes the trust.
+        FederationError::UntrustedCertificate(..) => (
+            "Your organization's certificate is not trusted",
+            format!(
+                "The secure connection to {home} could not be verified, so you were not signed \
+                 in. An administrator of this organization needs to fix the trust in {home}'s \
+                 certificate; trying again will not help until then."
+            ),
+            "The user's home tenant presented a TLS certificate that is not trusted.".to_owned(),
+        ),
         FederationError::Unreachable(_) => (
             "Your organization is not responding",
             format!("{home} could not be reached to sign you in. Try again in a few minutes."),
@@ -563,6 +591,29 @@ mod tests {
             seen: names(seen),
             updated_at: 0,
         }
+    }
+
+    #[test]
+    fn an_untrusted_certificate_is_not_an_outage() {
+        let e = FederationError::UntrustedCertificate(
+            federation::CertificateProblem::UnknownIssuer,
+            "discovery: invalid peer certificate: UnknownIssuer".into(),
+        );
+        assert!(!e.is_transient(), "the app gets access_denied");
+        assert_eq!(failure_code(&e), codes::HOME_CERTIFICATE_NOT_TRUSTED);
+        assert_ne!(failure_code(&e), codes::HOME_UNREACHABLE);
+        assert!(failure_reason(&e).contains("certificate not trusted"));
+        let details = failure_details(&e);
+        assert_eq!(details["homeCertificate"], "unknownIssuer");
+        assert!(
+            details["federation"]
+                .as_str()
+                .unwrap()
+                .contains("UnknownIssuer")
+        );
+        let down = FederationError::Unreachable("discovery: timed out".into());
+        assert_eq!(failure_code(&down), codes::HOME_UNREACHABLE);
+        assert!(failure_details(&down).get("homeCertificate").is_none());
     }
 
     #[test]
