@@ -5,8 +5,10 @@
 //! a token names an unknown key, the authorization request (code flow, PKCE S256, `state`,
 //! `nonce`, `login_hint`), the callback checks (RFC 9207 `iss`, code exchange, ID token
 //! signature, `iss`, `aud`, `exp`/`iat` with a small skew, `nonce`, `at_hash`), and reading the
-//! home's `user_risk` claim through the partner's claim mapping (DESIGN.md §4). A partner
-//! whose TLS certificate is refused is told apart from one that is down ([`certificate`]).
+//! home's `user_risk` claim through the partner's claim mapping (DESIGN.md §4). A partner can
+//! be checked before a guest needs it ([`check`]: discovery, JWKS, the mapped risk claim), and
+//! a partner whose TLS certificate is refused is told apart from one that is down
+//! ([`certificate`]).
 //!
 //! It does no storage and serves no HTTP: the server keeps the per-sign-in secrets, decides what
 //! a partner is trusted for, and renders the outcome.
@@ -14,10 +16,12 @@
 #![deny(missing_docs)]
 
 pub mod certificate;
+pub mod check;
 pub mod mapping;
 pub mod upstream;
 
 pub use certificate::CertificateProblem;
+pub use check::{Finding, PartnerReport};
 pub use mapping::{ClaimFormat, ClaimMapping, RiskClaimReading};
 pub use upstream::{
     AuthorizationRedirect, CallbackParams, Credential, FlowSecrets, HomeIdentity, PartnerSettings,

@@ -65,6 +65,15 @@ pub enum RiskClaimReading {
 }
 
 impl ClaimMapping {
+    /// Whether a partner's `claims_supported` list names the claim: its whole name, or for a
+    /// dotted path the top-level claim it reaches into (the way [`ClaimMapping::read`] finds it).
+    pub fn is_listed_in(&self, claims_supported: &[String]) -> bool {
+        let top = self.claim.split('.').next().unwrap_or(&self.claim);
+        claims_supported
+            .iter()
+            .any(|c| *c == self.claim || c == top)
+    }
+
     /// Reads the claim from a verified token's payload. `issued_at` stands in for a missing
     /// update time.
     pub fn read(&self, claims: &Map<String, Value>, issued_at: i64) -> RiskClaimReading {
@@ -194,6 +203,20 @@ mod tests {
                 updated_at: 1_764_000_000,
             })
         );
+    }
+
+    #[test]
+    fn a_claims_supported_list_names_the_claim_or_its_top_level_object() {
+        let list = |n: &[&str]| n.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let mapping = |claim: &str| ClaimMapping {
+            claim: claim.into(),
+            format: ClaimFormat::Level,
+        };
+        assert!(ClaimMapping::default().is_listed_in(&list(&["sub", "user_risk"])));
+        assert!(!ClaimMapping::default().is_listed_in(&list(&["sub", "risk"])));
+        assert!(mapping("ext.risk").is_listed_in(&list(&["ext"])));
+        assert!(mapping("https://idp.test/risk").is_listed_in(&list(&["https://idp.test/risk"])));
+        assert!(!mapping("ext.risk").is_listed_in(&list(&["risk"])));
     }
 
     #[test]

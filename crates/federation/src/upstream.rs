@@ -84,14 +84,14 @@ pub struct PartnerSettings {
 
 /// Discovery fields beyond what openidconnect's core metadata reads.
 #[derive(Clone, Debug, Deserialize, Serialize)]
-struct ExtraMetadata {
+pub(crate) struct ExtraMetadata {
     /// RFC 9207 §3.
     #[serde(default)]
     authorization_response_iss_parameter_supported: Option<bool>,
 }
 impl AdditionalProviderMetadata for ExtraMetadata {}
 
-type Metadata = ProviderMetadata<
+pub(crate) type Metadata = ProviderMetadata<
     ExtraMetadata,
     CoreAuthDisplay,
     CoreClientAuthMethod,
@@ -234,6 +234,11 @@ impl Upstream {
     /// The settings this relying party was built with.
     pub fn settings(&self) -> &PartnerSettings {
         &self.settings
+    }
+
+    /// The HTTP client that talks to the partner (its TLS trust and timeout).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// Builds the authorization request that sends a guest to the partner. `correlation_id`
@@ -656,7 +661,7 @@ fn request_failure(what: &str, e: &(dyn std::error::Error + 'static)) -> Federat
     }
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(inner) = source {
