@@ -68,6 +68,17 @@ pub struct Partner {
     pub profile: std::sync::Mutex<Option<store::PartnerProfile>>,
 }
 
+impl Partner {
+    /// A partner with nothing learned or warned about yet.
+    pub fn new(config: PartnerConfig, upstream: federation::Upstream) -> Self {
+        Self {
+            config,
+            upstream,
+            profile: std::sync::Mutex::new(None),
+        }
+    }
+}
+
 /// A tenant's directory. Built once at start-up; only the key set and what [`Protection`]
 /// holds change while it runs.
 pub struct Directory {
