@@ -22,7 +22,7 @@ pub mod upstream;
 
 pub use certificate::CertificateProblem;
 pub use check::{Finding, PartnerReport};
-pub use mapping::{ClaimFormat, ClaimMapping, RiskClaimReading};
+pub use mapping::{ClaimFormat, ClaimMapping, ClaimPresence, RiskClaimReading};
 pub use upstream::{
     AuthorizationRedirect, CallbackParams, Credential, FlowSecrets, HomeIdentity, PartnerSettings,
     Reauthentication, Upstream,

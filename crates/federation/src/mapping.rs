@@ -7,6 +7,7 @@
 
 use risk::{RiskDetail, RiskLevel, RiskState, UserRiskClaim};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// Where a partner puts user risk and in what shape.
@@ -62,6 +63,29 @@ pub enum RiskClaimReading {
     Malformed(String),
     /// The claim, read.
     Present(UserRiskClaim),
+}
+
+/// Whether a token carried the mapped claim, for the sign-in log (`homeRiskClaim`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClaimPresence {
+    /// There and read.
+    Present,
+    /// Not there.
+    Absent,
+    /// There, but not in the configured shape.
+    Unreadable,
+}
+
+impl RiskClaimReading {
+    /// Whether the claim was there and readable.
+    pub fn presence(&self) -> ClaimPresence {
+        match self {
+            RiskClaimReading::Present(_) => ClaimPresence::Present,
+            RiskClaimReading::Absent => ClaimPresence::Absent,
+            RiskClaimReading::Malformed(_) => ClaimPresence::Unreadable,
+        }
+    }
 }
 
 impl ClaimMapping {
@@ -240,7 +264,13 @@ mod tests {
                 matches!(r, RiskClaimReading::Malformed(ref why) if why.contains("user_risk")),
                 "{bad} -> {r:?}"
             );
+            assert_eq!(r.presence(), ClaimPresence::Unreadable);
         }
+        assert_eq!(RiskClaimReading::Absent.presence(), ClaimPresence::Absent);
+        assert_eq!(
+            serde_json::to_value(ClaimPresence::Unreadable).unwrap(),
+            json!("unreadable")
+        );
     }
 
     #[test]

@@ -8,11 +8,12 @@
 
 use crate::codes;
 use crate::refusal::Refusal;
-use crate::sign_in::{GuestSession, SignIn};
+use crate::sign_in::{GuestSession, RiskClaimSeen, SignIn};
 use crate::{Directory, Partner};
-use federation::{FederationError, HomeIdentity, RiskClaimReading};
+use federation::{ClaimPresence, FederationError, HomeIdentity, RiskClaimReading};
 use protocol::{ErrorCode, OAuthError};
 use risk::TokenIssuerFacts;
+use std::sync::atomic::Ordering;
 use store::{InvitationState, PartnerProfile, StoreError, User, UserStatus, UserType};
 
 /// How many verified ID tokens of a partner are learned from before its claim set is judged:
@@ -91,12 +92,77 @@ fn refused(
 /// partner's trust, the guest (found by home `sub`, or their invitation redeemed), their
 /// profile and last home claim kept. Returns the sign-in with the guest authenticated and what
 /// the home said, for the gate, and the guest.
+///
+/// Every sign-in log row of the answer, accepted or refused, says whether the token carried the
+/// risk claim the partner's mapping looks for (`homeRiskClaim`).
 pub async fn accept(
     dir: &Directory,
     partner: &Partner,
     home: &HomeIdentity,
     sign_in: SignIn,
     started_at: i64,
+) -> Result<(SignIn, User), NotAccepted> {
+    let seen = RiskClaimSeen::new(&partner.config.claim_mapping, &home.user_risk);
+    warn_about_risk_claim(partner, &seen);
+    match judge(dir, partner, home, sign_in, started_at, &seen).await {
+        Err(NotAccepted::Refused(mut r)) => {
+            seen.add_to(&mut r.details);
+            Err(NotAccepted::Refused(r))
+        }
+        accepted => accepted,
+    }
+}
+
+/// A partner whose tokens lack the mapped risk claim (or carry it in another shape) has its
+/// user risk read as absent: with `trust_user_risk` that fails open quietly, the likely cause
+/// being a claim mapping that names the wrong claim. Said once per partner and kind: every
+/// token of the partner would say it again.
+fn warn_about_risk_claim(partner: &Partner, seen: &RiskClaimSeen) {
+    let config = &partner.config;
+    // Without trust the claim is not read, so its name does not matter.
+    if !config.trust_user_risk {
+        return;
+    }
+    let (slot, found) = match (&seen.presence, &seen.problem) {
+        (ClaimPresence::Present, _) => return,
+        (ClaimPresence::Absent, _) => (0, format!("carries no claim {:?}", seen.claim)),
+        (ClaimPresence::Unreadable, why) => (
+            1,
+            format!(
+                "carries claim {:?} in another shape than configured ({})",
+                seen.claim,
+                why.as_deref().unwrap_or("unreadable")
+            ),
+        ),
+    };
+    if partner.risk_claim_warned[slot].swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let outcome = if config.require_user_risk_claim {
+        "its guests' sign-ins are refused (require_user_risk_claim)"
+    } else {
+        "its guests' user risk reads as none"
+    };
+    tracing::warn!(
+        partner = %config.id,
+        issuer = %config.issuer,
+        claim = %seen.claim,
+        "partner {} ({}): an ID token {found}, so {outcome}. The claim mapping may be wrong: set \
+         user_risk_claim.claim and user_risk_claim.format to where the partner sends user risk, \
+         or have the partner release the claim to this tenant. (Logged once per partner; each \
+         sign-in log row has homeRiskClaim.)",
+        config.id,
+        config.issuer,
+    );
+}
+
+async fn judge(
+    dir: &Directory,
+    partner: &Partner,
+    home: &HomeIdentity,
+    sign_in: SignIn,
+    started_at: i64,
+    seen: &RiskClaimSeen,
 ) -> Result<(SignIn, User), NotAccepted> {
     let now = dir.now();
     let config = &partner.config;
@@ -219,6 +285,7 @@ pub async fn accept(
         home_auth_time: Some(home.auth_time.unwrap_or(home.issued_at)),
         mfa_here: false,
         token: Some(token),
+        risk_claim: Some(seen.clone()),
     });
     Ok((sign_in, guest))
 }
