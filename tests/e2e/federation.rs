@@ -740,6 +740,11 @@ pub struct FakeIdp {
 }
 
 async fn fake_idp() -> Arc<FakeIdp> {
+    fake_idp_with(serde_json::json!({})).await
+}
+
+/// A fake home whose discovery document also has the members of `discovery_extra`.
+pub async fn fake_idp_with(discovery_extra: serde_json::Value) -> Arc<FakeIdp> {
     use axum::routing::{get, post};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let issuer = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
@@ -765,6 +770,10 @@ async fn fake_idp() -> Arc<FakeIdp> {
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["ES256"],
     });
+    let mut discovery = discovery;
+    if let (Some(d), Some(extra)) = (discovery.as_object_mut(), discovery_extra.as_object()) {
+        d.extend(extra.clone());
+    }
     let i2 = idp.clone();
     let i3 = idp.clone();
     let app = axum::Router::new()
@@ -856,11 +865,16 @@ impl FakeIdp {
 /// A resource whose partner `contoso` is the fake IdP; returns it and the fake.
 pub async fn resource_with_fake(lines: &str) -> (TestTenant, Arc<FakeIdp>) {
     let idp = fake_idp().await;
+    (resource_of(&idp, lines).await, idp)
+}
+
+/// A resource whose partner `contoso` is `idp`.
+pub async fn resource_of(idp: &FakeIdp, lines: &str) -> TestTenant {
     let (d, db) = tenant_dir("fabrikam");
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let resource = start_on("fabrikam", l, &d, &db, &partner_toml(&idp.issuer, lines)).await;
     invite(&resource, "alice@contoso.test", "contoso").await;
-    (resource, idp)
+    resource
 }
 
 /// Start a federated sign-in at `resource` and return the browser, the state and the nonce the
@@ -873,7 +887,7 @@ async fn to_fake_home(resource: &TestTenant) -> (Client, String, String) {
     (b, q["state"].clone(), q["nonce"].clone())
 }
 
-async fn fake_callback(
+pub async fn fake_callback(
     resource: &TestTenant,
     idp: &FakeIdp,
     forge: Forge,
@@ -1013,7 +1027,7 @@ async fn an_invitation_is_redeemed_only_with_an_email_the_home_verified() {
 }
 
 /// The resource's log row of the last successful sign-in.
-async fn last_success(resource: &TestTenant) -> store::SignInLog {
+pub async fn last_success(resource: &TestTenant) -> store::SignInLog {
     sign_in_rows(resource)
         .await
         .into_iter()

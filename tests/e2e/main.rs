@@ -8,6 +8,7 @@ mod flows;
 mod gate;
 mod mfa;
 mod operations;
+mod partner_check;
 mod risk;
 mod security;
 mod support;

@@ -5,17 +5,24 @@
 //! a token names an unknown key, the authorization request (code flow, PKCE S256, `state`,
 //! `nonce`, `login_hint`), the callback checks (RFC 9207 `iss`, code exchange, ID token
 //! signature, `iss`, `aud`, `exp`/`iat` with a small skew, `nonce`, `at_hash`), and reading the
-//! home's `user_risk` claim through the partner's claim mapping (DESIGN.md §4).
+//! home's `user_risk` claim through the partner's claim mapping (DESIGN.md §4). A partner can
+//! be checked before a guest needs it ([`check`]: discovery, JWKS, the mapped risk claim), and
+//! a partner whose TLS certificate is refused is told apart from one that is down
+//! ([`certificate`]).
 //!
 //! It does no storage and serves no HTTP: the server keeps the per-sign-in secrets, decides what
 //! a partner is trusted for, and renders the outcome.
 
 #![deny(missing_docs)]
 
+pub mod certificate;
+pub mod check;
 pub mod mapping;
 pub mod upstream;
 
-pub use mapping::{ClaimFormat, ClaimMapping, RiskClaimReading};
+pub use certificate::CertificateProblem;
+pub use check::{Finding, PartnerReport};
+pub use mapping::{ClaimFormat, ClaimMapping, ClaimPresence, RiskClaimReading};
 pub use upstream::{
     AuthorizationRedirect, CallbackParams, Credential, FlowSecrets, HomeIdentity, PartnerSettings,
     Reauthentication, Upstream,
@@ -61,6 +68,10 @@ pub enum FederationError {
     /// The partner could not be reached, or answered too slowly or with a server error.
     #[error("the home tenant is unreachable: {0}")]
     Unreachable(String),
+    /// The partner's TLS certificate was refused: not an outage, a configuration to fix (this
+    /// tenant's `ca_file`, or the partner's certificate). Trying again does not help.
+    #[error("the home tenant's TLS certificate is not trusted ({problem}): {detail}", problem = .0, detail = .1)]
+    UntrustedCertificate(CertificateProblem, String),
     /// The partner answered, but not in a way that can be used (discovery, token endpoint).
     #[error("the home tenant's answer is not usable: {0}")]
     BadPartner(String),

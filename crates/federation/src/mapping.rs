@@ -7,6 +7,7 @@
 
 use risk::{RiskDetail, RiskLevel, RiskState, UserRiskClaim};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// Where a partner puts user risk and in what shape.
@@ -64,7 +65,39 @@ pub enum RiskClaimReading {
     Present(UserRiskClaim),
 }
 
+/// Whether a token carried the mapped claim, for the sign-in log (`homeRiskClaim`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClaimPresence {
+    /// There and read.
+    Present,
+    /// Not there.
+    Absent,
+    /// There, but not in the configured shape.
+    Unreadable,
+}
+
+impl RiskClaimReading {
+    /// Whether the claim was there and readable.
+    pub fn presence(&self) -> ClaimPresence {
+        match self {
+            RiskClaimReading::Present(_) => ClaimPresence::Present,
+            RiskClaimReading::Absent => ClaimPresence::Absent,
+            RiskClaimReading::Malformed(_) => ClaimPresence::Unreadable,
+        }
+    }
+}
+
 impl ClaimMapping {
+    /// Whether a partner's `claims_supported` list names the claim: its whole name, or for a
+    /// dotted path the top-level claim it reaches into (the way [`ClaimMapping::read`] finds it).
+    pub fn is_listed_in(&self, claims_supported: &[String]) -> bool {
+        let top = self.claim.split('.').next().unwrap_or(&self.claim);
+        claims_supported
+            .iter()
+            .any(|c| *c == self.claim || c == top)
+    }
+
     /// Reads the claim from a verified token's payload. `issued_at` stands in for a missing
     /// update time.
     pub fn read(&self, claims: &Map<String, Value>, issued_at: i64) -> RiskClaimReading {
@@ -197,6 +230,20 @@ mod tests {
     }
 
     #[test]
+    fn a_claims_supported_list_names_the_claim_or_its_top_level_object() {
+        let list = |n: &[&str]| n.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let mapping = |claim: &str| ClaimMapping {
+            claim: claim.into(),
+            format: ClaimFormat::Level,
+        };
+        assert!(ClaimMapping::default().is_listed_in(&list(&["sub", "user_risk"])));
+        assert!(!ClaimMapping::default().is_listed_in(&list(&["sub", "risk"])));
+        assert!(mapping("ext.risk").is_listed_in(&list(&["ext"])));
+        assert!(mapping("https://idp.test/risk").is_listed_in(&list(&["https://idp.test/risk"])));
+        assert!(!mapping("ext.risk").is_listed_in(&list(&["risk"])));
+    }
+
+    #[test]
     fn absent_and_malformed_are_told_apart() {
         let m = ClaimMapping::default();
         assert_eq!(
@@ -217,7 +264,13 @@ mod tests {
                 matches!(r, RiskClaimReading::Malformed(ref why) if why.contains("user_risk")),
                 "{bad} -> {r:?}"
             );
+            assert_eq!(r.presence(), ClaimPresence::Unreadable);
         }
+        assert_eq!(RiskClaimReading::Absent.presence(), ClaimPresence::Absent);
+        assert_eq!(
+            serde_json::to_value(ClaimPresence::Unreadable).unwrap(),
+            json!("unreadable")
+        );
     }
 
     #[test]

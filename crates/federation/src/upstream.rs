@@ -29,6 +29,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
+use crate::certificate::certificate_problem;
 use crate::mapping::{ClaimMapping, RiskClaimReading};
 use crate::{FederationError, TokenRefusal};
 
@@ -83,14 +84,14 @@ pub struct PartnerSettings {
 
 /// Discovery fields beyond what openidconnect's core metadata reads.
 #[derive(Clone, Debug, Deserialize, Serialize)]
-struct ExtraMetadata {
+pub(crate) struct ExtraMetadata {
     /// RFC 9207 §3.
     #[serde(default)]
     authorization_response_iss_parameter_supported: Option<bool>,
 }
 impl AdditionalProviderMetadata for ExtraMetadata {}
 
-type Metadata = ProviderMetadata<
+pub(crate) type Metadata = ProviderMetadata<
     ExtraMetadata,
     CoreAuthDisplay,
     CoreClientAuthMethod,
@@ -233,6 +234,11 @@ impl Upstream {
     /// The settings this relying party was built with.
     pub fn settings(&self) -> &PartnerSettings {
         &self.settings
+    }
+
+    /// The HTTP client that talks to the partner (its TLS trust and timeout).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// Builds the authorization request that sends a guest to the partner. `correlation_id`
@@ -422,9 +428,7 @@ impl Upstream {
             .request_async(&self.http)
             .await
             .map_err(|e| match e {
-                RequestTokenError::Request(e) => {
-                    FederationError::Unreachable(format!("token endpoint: {}", chain(&e)))
-                }
+                RequestTokenError::Request(e) => request_failure("token endpoint", &e),
                 RequestTokenError::ServerResponse(r) => FederationError::BadPartner(format!(
                     "the token endpoint refused the code: {}{}",
                     r.error(),
@@ -511,9 +515,7 @@ impl Upstream {
         let metadata = Metadata::discover_async(issuer, &self.http)
             .await
             .map_err(|e| match e {
-                DiscoveryError::Request(e) => {
-                    FederationError::Unreachable(format!("discovery: {}", chain(&e)))
-                }
+                DiscoveryError::Request(e) => request_failure("discovery", &e),
                 DiscoveryError::Response(status, _, _) => {
                     FederationError::Unreachable(format!("discovery answered HTTP {status}"))
                 }
@@ -648,7 +650,18 @@ fn header_kid(id_token: &CoreIdToken) -> Option<String> {
     header.get("kid")?.as_str().map(str::to_owned)
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
+/// A request to the partner that got no answer: an untrusted certificate if the TLS handshake
+/// refused the partner's certificate (a configuration to fix, not an outage), else unreachable.
+fn request_failure(what: &str, e: &(dyn std::error::Error + 'static)) -> FederationError {
+    match certificate_problem(e) {
+        Some(problem) => {
+            FederationError::UntrustedCertificate(problem, format!("{what}: {}", chain(e)))
+        }
+        None => FederationError::Unreachable(format!("{what}: {}", chain(e))),
+    }
+}
+
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(inner) = source {

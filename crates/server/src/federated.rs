@@ -22,7 +22,8 @@ use federation::CallbackParams;
 use protocol::{ErrorCode, OAuthError};
 use signin::codes;
 use signin::federation::{
-    NotAccepted, failure_code, failure_reason, federation_refusal, inbound_disabled,
+    NotAccepted, failure_code, failure_details, failure_reason, federation_refusal,
+    inbound_disabled,
 };
 use signin::sign_in::{self as progress, AtHome, SignIn};
 use store::Consumption;
@@ -85,7 +86,7 @@ pub async fn start(
         Err(e) => {
             log(
                 Outcome::Failure(failure_code(&e), failure_reason(&e)),
-                serde_json::json!({"federation": e.to_string()}),
+                failure_details(&e),
             )
             .await;
             return refuse(state, &sign_in, federation_refusal(&partner, &e)).await;
@@ -181,7 +182,7 @@ pub async fn callback(
                 &sign_in,
                 failure_code(&e),
                 failure_reason(&e),
-                serde_json::json!({"federation": e.to_string()}),
+                failure_details(&e),
                 federation_refusal(&partner, &e),
             )
             .await;

@@ -10,6 +10,7 @@ use crate::{keys, tls};
 use anyhow::Context;
 use axum_server::Handle;
 use protocol::jwt::{SigningAlg, SigningKey};
+use signin::partner_check::{Occasion, check_partners};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,11 +122,7 @@ fn partner(issuer: &str, config: PartnerConfig) -> anyhow::Result<Partner> {
         scopes: config.scopes.clone(),
         claim_mapping: config.claim_mapping.clone(),
     };
-    Ok(Partner {
-        upstream: Upstream::new(settings, http),
-        config,
-        profile: std::sync::Mutex::new(None),
-    })
+    Ok(Partner::new(config, Upstream::new(settings, http)))
 }
 
 /// A running tenant.
@@ -137,6 +134,7 @@ pub struct Tenant {
     handle: Handle<SocketAddr>,
     server: JoinHandle<std::io::Result<()>>,
     housekeeping: JoinHandle<()>,
+    partner_check: JoinHandle<()>,
 }
 
 impl Tenant {
@@ -198,12 +196,16 @@ impl Tenant {
         };
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
         tracing::info!(tenant = %state.config.tenant_id, issuer = %state.config.issuer, %addr, "tenant started");
+        // In the background: a partner that is down or slow must not hold up serving, and what
+        // the check finds is only reported (sign-ins fail closed on their own).
+        let partner_check = spawn_partner_check(&state, Occasion::StartUp);
         Ok(Self {
             addr,
             state,
             handle,
             server,
             housekeeping,
+            partner_check,
         })
     }
 
@@ -211,6 +213,7 @@ impl Tenant {
     pub async fn shutdown(self) {
         self.handle.graceful_shutdown(Some(Duration::from_secs(10)));
         self.housekeeping.abort();
+        self.partner_check.abort();
         let _ = self.server.await;
         self.state.store.close().await;
     }
@@ -223,7 +226,11 @@ async fn housekeeping(state: AppState) {
     let mut hangup = hangup_signal();
     loop {
         tokio::select! {
-            Some(()) = hangup.recv() => reload_protection(&state).await,
+            Some(()) = hangup.recv() => {
+                reload_protection(&state).await;
+                // Detached, so a slow partner does not hold up key reloads and purges.
+                drop(spawn_partner_check(&state, Occasion::Reload));
+            }
             _ = keys_tick.tick() => reload_keys(&state).await,
             _ = purge_tick.tick() => {
                 let now = state.now();
@@ -256,7 +263,8 @@ fn hangup_signal() -> tokio::sync::mpsc::Receiver<()> {
     rx
 }
 
-/// Re-read intel and policies (SIGHUP); a bad file keeps the current ones and says why.
+/// Re-read intel and policies (SIGHUP); a bad file keeps the current ones and says why. (The
+/// partners are checked again too; see the housekeeping loop.)
 pub async fn reload_protection(state: &AppState) {
     match state.protection.reload(&state.store).await {
         Ok(l) => {
@@ -266,6 +274,15 @@ pub async fn reload_protection(state: &AppState) {
             tracing::error!(error = %e, "reloading intel and policies failed; keeping the current ones")
         }
     }
+}
+
+/// Check every partner (discovery, JWKS, the risk claim) in the background; findings are
+/// logged as warnings with what to fix.
+fn spawn_partner_check(state: &AppState, occasion: Occasion) -> JoinHandle<()> {
+    let state = state.clone();
+    tokio::spawn(async move {
+        check_partners(&state, occasion).await;
+    })
 }
 
 /// Re-read keys from the store and swap them in.

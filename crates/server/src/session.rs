@@ -58,11 +58,12 @@ pub async fn start_federated(
     amr: Vec<String>,
     facts: &GuestSession,
 ) -> Result<(CookieJar, Current), StoreError> {
-    // The partner token's facts judge the sign-in that verified it; single sign-on on this
-    // session presents no partner token, so judging that old token again (older each time)
-    // would only raise stale anomalies.
+    // The partner token's facts judge (and are logged with) the sign-in that verified it;
+    // single sign-on on this session presents no partner token, so judging that old token
+    // again (older each time) would only raise stale anomalies.
     let facts = GuestSession {
         token: None,
+        risk_claim: None,
         ..facts.clone()
     };
     let json = serde_json::to_string(&facts).map_err(|e| StoreError::Corrupt(e.to_string()))?;

@@ -32,3 +32,9 @@ pub const UNKNOWN_HOME_ISSUER: u32 = 50107;
 /// The home tenant could not be reached in time (Entra 90033, "a transient error has
 /// occurred"); the app gets `temporarily_unavailable`.
 pub const HOME_UNREACHABLE: u32 = 90033;
+/// The home tenant's TLS certificate is not trusted (an unknown CA, expired, another host
+/// name): not an outage, so it is not [`HOME_UNREACHABLE`] — trying again does not help until
+/// an administrator fixes the trust (the partner's `ca_file`) or the partner its certificate.
+/// tenantd's own number, not an Entra one (none is known to fit), next to 90033 to be found
+/// with it.
+pub const HOME_CERTIFICATE_NOT_TRUSTED: u32 = 9003301;

@@ -8,7 +8,7 @@ use crate::passwords::Passwords;
 use crate::protection::Protection;
 use protocol::jwt::KeySet;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use store::Store;
 
@@ -57,6 +57,22 @@ pub struct Partner {
     /// The claim profile of the partner's tokens as last read or written here: a token that
     /// changes nothing in a learned profile is judged against it without a write.
     pub profile: std::sync::Mutex<Option<store::PartnerProfile>>,
+    /// Whether a token without the mapped risk claim, or with one that cannot be read, was
+    /// warned about: a wrong claim mapping shows in every token, so once per partner says it
+    /// without flooding the log.
+    pub(crate) risk_claim_warned: [AtomicBool; 2],
+}
+
+impl Partner {
+    /// A partner with nothing learned or warned about yet.
+    pub fn new(config: PartnerConfig, upstream: federation::Upstream) -> Self {
+        Self {
+            config,
+            upstream,
+            profile: std::sync::Mutex::new(None),
+            risk_claim_warned: Default::default(),
+        }
+    }
 }
 
 /// A tenant's directory. Built once at start-up; only the key set and what [`Protection`]

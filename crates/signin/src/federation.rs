@@ -8,11 +8,12 @@
 
 use crate::codes;
 use crate::refusal::Refusal;
-use crate::sign_in::{GuestSession, SignIn};
+use crate::sign_in::{GuestSession, RiskClaimSeen, SignIn};
 use crate::{Directory, Partner};
-use federation::{FederationError, HomeIdentity, RiskClaimReading};
+use federation::{ClaimPresence, FederationError, HomeIdentity, RiskClaimReading};
 use protocol::{ErrorCode, OAuthError};
 use risk::TokenIssuerFacts;
+use std::sync::atomic::Ordering;
 use store::{InvitationState, PartnerProfile, StoreError, User, UserStatus, UserType};
 
 /// How many verified ID tokens of a partner are learned from before its claim set is judged:
@@ -91,12 +92,77 @@ fn refused(
 /// partner's trust, the guest (found by home `sub`, or their invitation redeemed), their
 /// profile and last home claim kept. Returns the sign-in with the guest authenticated and what
 /// the home said, for the gate, and the guest.
+///
+/// Every sign-in log row of the answer, accepted or refused, says whether the token carried the
+/// risk claim the partner's mapping looks for (`homeRiskClaim`).
 pub async fn accept(
     dir: &Directory,
     partner: &Partner,
     home: &HomeIdentity,
     sign_in: SignIn,
     started_at: i64,
+) -> Result<(SignIn, User), NotAccepted> {
+    let seen = RiskClaimSeen::new(&partner.config.claim_mapping, &home.user_risk);
+    warn_about_risk_claim(partner, &seen);
+    match judge(dir, partner, home, sign_in, started_at, &seen).await {
+        Err(NotAccepted::Refused(mut r)) => {
+            seen.add_to(&mut r.details);
+            Err(NotAccepted::Refused(r))
+        }
+        accepted => accepted,
+    }
+}
+
+/// A partner whose tokens lack the mapped risk claim (or carry it in another shape) has its
+/// user risk read as absent: with `trust_user_risk` that fails open quietly, the likely cause
+/// being a claim mapping that names the wrong claim. Said once per partner and kind: every
+/// token of the partner would say it again.
+fn warn_about_risk_claim(partner: &Partner, seen: &RiskClaimSeen) {
+    let config = &partner.config;
+    // Without trust the claim is not read, so its name does not matter.
+    if !config.trust_user_risk {
+        return;
+    }
+    let (slot, found) = match (&seen.presence, &seen.problem) {
+        (ClaimPresence::Present, _) => return,
+        (ClaimPresence::Absent, _) => (0, format!("carries no claim {:?}", seen.claim)),
+        (ClaimPresence::Unreadable, why) => (
+            1,
+            format!(
+                "carries claim {:?} in another shape than configured ({})",
+                seen.claim,
+                why.as_deref().unwrap_or("unreadable")
+            ),
+        ),
+    };
+    if partner.risk_claim_warned[slot].swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let outcome = if config.require_user_risk_claim {
+        "its guests' sign-ins are refused (require_user_risk_claim)"
+    } else {
+        "its guests' user risk reads as none"
+    };
+    tracing::warn!(
+        partner = %config.id,
+        issuer = %config.issuer,
+        claim = %seen.claim,
+        "partner {} ({}): an ID token {found}, so {outcome}. The claim mapping may be wrong: set \
+         user_risk_claim.claim and user_risk_claim.format to where the partner sends user risk, \
+         or have the partner release the claim to this tenant. (Logged once per partner; each \
+         sign-in log row has homeRiskClaim.)",
+        config.id,
+        config.issuer,
+    );
+}
+
+async fn judge(
+    dir: &Directory,
+    partner: &Partner,
+    home: &HomeIdentity,
+    sign_in: SignIn,
+    started_at: i64,
+    seen: &RiskClaimSeen,
 ) -> Result<(SignIn, User), NotAccepted> {
     let now = dir.now();
     let config = &partner.config;
@@ -219,6 +285,7 @@ pub async fn accept(
         home_auth_time: Some(home.auth_time.unwrap_or(home.issued_at)),
         mfa_here: false,
         token: Some(token),
+        risk_claim: Some(seen.clone()),
     });
     Ok((sign_in, guest))
 }
@@ -472,6 +539,7 @@ pub fn inbound_disabled(partner: &Partner) -> Refusal {
 pub fn failure_code(e: &FederationError) -> u32 {
     match e {
         FederationError::Unreachable(_) => codes::HOME_UNREACHABLE,
+        FederationError::UntrustedCertificate(..) => codes::HOME_CERTIFICATE_NOT_TRUSTED,
         FederationError::TokenRefused(federation::TokenRefusal::UnknownIssuer, _) => {
             codes::UNKNOWN_HOME_ISSUER
         }
@@ -479,10 +547,25 @@ pub fn failure_code(e: &FederationError) -> u32 {
     }
 }
 
+/// The sign-in log's details for a federation failure: the error, and for an untrusted
+/// certificate what was wrong with it (`homeCertificate`: `unknownIssuer`, `expired`,
+/// `wrongName`, `other`).
+pub fn failure_details(e: &FederationError) -> serde_json::Value {
+    let mut details = serde_json::json!({"federation": e.to_string()});
+    if let (FederationError::UntrustedCertificate(problem, _), Some(map)) =
+        (e, details.as_object_mut())
+    {
+        map.insert("homeCertificate".into(), problem.kind().into());
+    }
+    details
+}
+
+/// The sign-in log's `failureReason` for a federation failure.
 pub fn failure_reason(e: &FederationError) -> &'static str {
     use federation::TokenRefusal as T;
     match e {
         FederationError::Unreachable(_) => "The home tenant could not be reached in time.",
+        FederationError::UntrustedCertificate(..) => "Home tenant TLS certificate not trusted.",
         FederationError::BadPartner(_) => "The home tenant's answer could not be used.",
         FederationError::HomeError { .. } => "The home tenant returned an error.",
         FederationError::IssuerMismatch(_) => {
@@ -499,6 +582,7 @@ pub fn failure_reason(e: &FederationError) -> &'static str {
     }
 }
 
+/// What the guest and the app are told about a federation failure.
 pub fn federation_refusal(partner: &Partner, e: &FederationError) -> Refusal {
     let home = &partner.config.display_name;
     let code = if e.is_transient() {
@@ -507,6 +591,17 @@ pub fn federation_refusal(partner: &Partner, e: &FederationError) -> Refusal {
         ErrorCode::AccessDenied
     };
     let (title, message, description) = match e {
+        // Not "not responding": the home answered, with a certificate this tenant does not
+        // trust, and trying again will not help until an administrator fixes the trust.
+        FederationError::UntrustedCertificate(..) => (
+            "Your organization's certificate is not trusted",
+            format!(
+                "The secure connection to {home} could not be verified, so you were not signed \
+                 in. An administrator of this organization needs to fix the trust in {home}'s \
+                 certificate; trying again will not help until then."
+            ),
+            "The user's home tenant presented a TLS certificate that is not trusted.".to_owned(),
+        ),
         FederationError::Unreachable(_) => (
             "Your organization is not responding",
             format!("{home} could not be reached to sign you in. Try again in a few minutes."),
@@ -563,6 +658,29 @@ mod tests {
             seen: names(seen),
             updated_at: 0,
         }
+    }
+
+    #[test]
+    fn an_untrusted_certificate_is_not_an_outage() {
+        let e = FederationError::UntrustedCertificate(
+            federation::CertificateProblem::UnknownIssuer,
+            "discovery: invalid peer certificate: UnknownIssuer".into(),
+        );
+        assert!(!e.is_transient(), "the app gets access_denied");
+        assert_eq!(failure_code(&e), codes::HOME_CERTIFICATE_NOT_TRUSTED);
+        assert_ne!(failure_code(&e), codes::HOME_UNREACHABLE);
+        assert!(failure_reason(&e).contains("certificate not trusted"));
+        let details = failure_details(&e);
+        assert_eq!(details["homeCertificate"], "unknownIssuer");
+        assert!(
+            details["federation"]
+                .as_str()
+                .unwrap()
+                .contains("UnknownIssuer")
+        );
+        let down = FederationError::Unreachable("discovery: timed out".into());
+        assert_eq!(failure_code(&down), codes::HOME_UNREACHABLE);
+        assert!(failure_details(&down).get("homeCertificate").is_none());
     }
 
     #[test]

@@ -372,13 +372,19 @@ pub async fn log(
 ) {
     let sso = how == How::SingleSignOn;
     let details = match &sign_in.guest {
-        Some(g) => serde_json::json!({
-            "homeSubject": user.home_subject,
-            "userRisk": g.user_risk,
-            "userRiskTrusted": g.user_risk_trusted,
-            "homeAmr": g.home_amr,
-            "singleSignOn": sso,
-        }),
+        Some(g) => {
+            let mut d = serde_json::json!({
+                "homeSubject": user.home_subject,
+                "userRisk": g.user_risk,
+                "userRiskTrusted": g.user_risk_trusted,
+                "homeAmr": g.home_amr,
+                "singleSignOn": sso,
+            });
+            if let Some(seen) = &g.risk_claim {
+                seen.add_to(&mut d);
+            }
+            d
+        }
         None => serde_json::json!({ "singleSignOn": sso }),
     };
     let entry = Entry {
@@ -686,6 +692,7 @@ async fn guest_on_refresh(
         home_auth_time: Some(grant.auth_time),
         mfa_here: session_facts.is_some_and(|f| f.mfa_here),
         token: None,
+        risk_claim: None,
     })
 }
 
@@ -857,6 +864,7 @@ policies_dir = "{p}"
             home_auth_time: None,
             mfa_here: false,
             token: None,
+            risk_claim: None,
         }
     }
 

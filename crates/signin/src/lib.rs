@@ -10,6 +10,8 @@
 //! - [`config`]: the validated TOML config.
 //! - [`passwords`]: argon2id on dedicated threads, and the password policy.
 //! - [`protection`]: intel and compiled policies, reloadable.
+//! - [`partner_check`]: each partner's discovery and JWKS checked at start-up and on reload,
+//!   findings logged with what to fix.
 //! - [`user_risk`]: the home's user-risk service ([`user_risk::Home`]), imports, detections.
 //! - [`guests`]: inviting guests.
 //! - [`users`]: the users the admin API lists, creates, changes and deletes (Graph `user`).
@@ -33,6 +35,7 @@ pub mod gate;
 pub mod guests;
 pub mod keys;
 pub mod mfa;
+pub mod partner_check;
 pub mod passwords;
 pub mod protection;
 pub mod refusal;

@@ -8,7 +8,7 @@
 
 use crate::Directory;
 use crate::secrets::random_token;
-use federation::FlowSecrets;
+use federation::{ClaimMapping, ClaimPresence, FlowSecrets, RiskClaimReading};
 use protocol::authorize::AuthorizationRequest;
 use risk::{RiskLevel, TokenIssuerFacts, UserRiskClaim};
 use serde::{Deserialize, Serialize};
@@ -100,6 +100,50 @@ pub struct GuestSession {
     /// keep it (single sign-on presents no partner token).
     #[serde(default)]
     pub token: Option<TokenIssuerFacts>,
+    /// Whether that token carried the risk claim the partner's mapping looks for, for the
+    /// sign-in log. Only for the sign-in that verified the token, like `token`.
+    #[serde(default)]
+    pub risk_claim: Option<RiskClaimSeen>,
+}
+
+/// What the partner's claim mapping found in a token: the claim looked for and whether it was
+/// there and readable. A mapping that names the wrong claim fails open (user risk reads as
+/// none), so each guest sign-in's log row says what was found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RiskClaimSeen {
+    /// The mapped claim (`user_risk_claim.claim`).
+    pub claim: String,
+    /// Present, absent or unreadable.
+    pub presence: ClaimPresence,
+    /// Why an unreadable claim could not be read.
+    #[serde(default)]
+    pub problem: Option<String>,
+}
+
+impl RiskClaimSeen {
+    /// What `mapping` read.
+    pub fn new(mapping: &ClaimMapping, reading: &RiskClaimReading) -> Self {
+        Self {
+            claim: mapping.claim.clone(),
+            presence: reading.presence(),
+            problem: match reading {
+                RiskClaimReading::Malformed(why) => Some(why.clone()),
+                _ => None,
+            },
+        }
+    }
+
+    /// Adds `homeRiskClaim` (`present`, `absent`, `unreadable`), `homeRiskClaimName` and, when
+    /// unreadable, `homeRiskClaimProblem` to sign-in log details.
+    pub fn add_to(&self, details: &mut serde_json::Value) {
+        if let Some(map) = details.as_object_mut() {
+            map.insert("homeRiskClaim".into(), serde_json::json!(self.presence));
+            map.insert("homeRiskClaimName".into(), self.claim.clone().into());
+            if let Some(why) = &self.problem {
+                map.insert("homeRiskClaimProblem".into(), why.clone().into());
+            }
+        }
+    }
 }
 
 /// Why a stored sign-in cannot be used.
@@ -219,6 +263,26 @@ pub async fn replace(
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_says_what_the_claim_mapping_found() {
+        let mapping = ClaimMapping::default();
+        let mut details = serde_json::json!({"homeSubject": "s"});
+        RiskClaimSeen::new(&mapping, &RiskClaimReading::Absent).add_to(&mut details);
+        assert_eq!(details["homeRiskClaim"], "absent");
+        assert_eq!(details["homeRiskClaimName"], "user_risk");
+        assert!(details.get("homeRiskClaimProblem").is_none());
+        let bad = RiskClaimReading::Malformed("claim \"user_risk\" is not a JSON object".into());
+        let mut details = serde_json::json!({});
+        RiskClaimSeen::new(&mapping, &bad).add_to(&mut details);
+        assert_eq!(details["homeRiskClaim"], "unreadable");
+        assert!(
+            details["homeRiskClaimProblem"]
+                .as_str()
+                .unwrap()
+                .contains("JSON object")
+        );
+    }
 
     fn request() -> AuthorizationRequest {
         let p = protocol::params::Params::parse(

@@ -16,6 +16,7 @@ use policy::{ConditionalAccessPolicy, PolicyError, Satisfied};
 use risk::RiskLevel;
 use serde::Deserialize;
 use serde_json::Value;
+use signin::partner_check::{Occasion, check_partners};
 
 /// A refused policy: the message, and each broken rule as a detail naming its field.
 impl From<PolicyError> for GraphError {
@@ -374,8 +375,9 @@ async fn what_if_user(state: &AppState, user: &str) -> Result<store::User, Graph
     found.ok_or_else(|| GraphError::not_found(format!("No user {user:?} in this tenant.")))
 }
 
-/// `POST /v1.0/tenantd/reload`: re-read intel and policy files (as SIGHUP does). A bad file is
-/// a 400 naming it, and the tenant keeps serving with what it had.
+/// `POST /v1.0/tenantd/reload`: re-read intel and policy files (as SIGHUP does) and check the
+/// partners again; the answer lists each partner's findings (`partners`). A bad file is a 400
+/// naming it, and the tenant keeps serving with what it had.
 pub async fn reload(State(state): State<AppState>, _admin: Admin) -> Result<Response, GraphError> {
     let loaded = state.protection.reload(&state.store).await.map_err(|e| {
         tracing::warn!(error = %e, "reload refused; keeping the current intel and policies");
@@ -383,6 +385,13 @@ pub async fn reload(State(state): State<AppState>, _admin: Admin) -> Result<Resp
             "{e} (nothing was changed; the previous intel and policies stay in use)"
         ))
     })?;
-    let body = serde_json::to_value(loaded).map_err(GraphError::internal)?;
+    let partners = check_partners(&state, Occasion::Reload).await;
+    let mut body = serde_json::to_value(loaded).map_err(GraphError::internal)?;
+    if let Some(map) = body.as_object_mut() {
+        map.insert(
+            "partners".into(),
+            serde_json::to_value(partners).map_err(GraphError::internal)?,
+        );
+    }
     Ok(reply(StatusCode::OK, body))
 }
