@@ -32,8 +32,8 @@ use time::OffsetDateTime;
 /// How many of the user's recent successful sign-ins here sign-in risk compares with.
 const HISTORY: i64 = 50;
 
-/// The self-service password reset page of a tenant.
-pub const PASSWORD_RESET_PATH: &str = "/password/reset";
+/// The self-service password reset page of a tenant (advertised in its discovery document).
+pub const PASSWORD_RESET_PATH: &str = protocol::discovery::paths::PASSWORD_RESET;
 
 /// The gate's decision about one sign-in, once the policies have been read against what was
 /// satisfied so far.
