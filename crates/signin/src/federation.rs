@@ -219,6 +219,7 @@ pub async fn accept(
         home_auth_time: Some(home.auth_time.unwrap_or(home.issued_at)),
         mfa_here: false,
         token: Some(token),
+        home_password_reset_uri: home.password_reset_uri.clone(),
     });
     Ok((sign_in, guest))
 }

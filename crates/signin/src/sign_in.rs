@@ -100,6 +100,11 @@ pub struct GuestSession {
     /// keep it (single sign-on presents no partner token).
     #[serde(default)]
     pub token: Option<TokenIssuerFacts>,
+    /// The self-service password reset page the home advertised in its discovery document
+    /// when it signed the guest in: the block page links to it unless the partner entry names
+    /// one (`password_reset_url`). Kept on the session, so a block at single sign-on has it too.
+    #[serde(default)]
+    pub home_password_reset_uri: Option<String>,
 }
 
 /// Why a stored sign-in cannot be used.
