@@ -743,7 +743,17 @@ async fn fake_idp() -> Arc<FakeIdp> {
     fake_idp_with(serde_json::json!({})).await
 }
 
-/// A fake home whose discovery document also has the members of `discovery_extra`.
+/// A fake home whose discovery document advertises `password_reset_uri` (`{issuer}` in it is
+/// replaced by the fake's issuer), as tenantd does; third-party homes usually advertise none.
+async fn fake_idp_advertising(password_reset_uri: Option<&str>) -> Arc<FakeIdp> {
+    match password_reset_uri {
+        Some(u) => fake_idp_with(serde_json::json!({ "password_reset_uri": u })).await,
+        None => fake_idp().await,
+    }
+}
+
+/// A fake home whose discovery document also has the members of `discovery_extra` (`{issuer}`
+/// in a string value is replaced by the fake's issuer).
 pub async fn fake_idp_with(discovery_extra: serde_json::Value) -> Arc<FakeIdp> {
     use axum::routing::{get, post};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -772,7 +782,13 @@ pub async fn fake_idp_with(discovery_extra: serde_json::Value) -> Arc<FakeIdp> {
     });
     let mut discovery = discovery;
     if let (Some(d), Some(extra)) = (discovery.as_object_mut(), discovery_extra.as_object()) {
-        d.extend(extra.clone());
+        for (k, v) in extra {
+            let v = match v.as_str() {
+                Some(text) => text.replace("{issuer}", &issuer).into(),
+                None => v.clone(),
+            };
+            d.insert(k.clone(), v);
+        }
     }
     let i2 = idp.clone();
     let i3 = idp.clone();
@@ -865,6 +881,11 @@ impl FakeIdp {
 /// A resource whose partner `contoso` is the fake IdP; returns it and the fake.
 pub async fn resource_with_fake(lines: &str) -> (TestTenant, Arc<FakeIdp>) {
     let idp = fake_idp().await;
+    (resource_of(&idp, lines).await, idp)
+}
+
+/// [`resource_with_fake`] with a fake home of the caller's.
+async fn resource_with_fake_home(idp: Arc<FakeIdp>, lines: &str) -> (TestTenant, Arc<FakeIdp>) {
     (resource_of(&idp, lines).await, idp)
 }
 
@@ -1128,6 +1149,139 @@ async fn odd_claims_are_not_judged_while_the_profile_is_learned() {
     app_redirect(fake_callback(&resource, &idp, Forge::OddClaims, None).await);
     let row = last_success(&resource).await;
     assert_eq!(token_anomaly(&row), None, "{:#}", row.details);
+}
+
+// ---- the block page's password reset link, whatever the home ----
+
+/// Partner lines for a resource whose only policy is the built-in user-risk policy at
+/// `medium` (the fake home always says medium), so a trusted fake's guest is blocked (53011).
+fn blocking_medium_user_risk(partner_lines: &str) -> String {
+    let policies = fixtures()
+        .dir
+        .join(format!("policies-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(
+        policies.join("identity-protection.toml"),
+        "[userRiskPolicy]\nstate = \"enabled\"\nuserRiskLevels = [\"medium\", \"high\"]\n",
+    )
+    .unwrap();
+    format!(
+        "{TRUSTED}\n{partner_lines}\n[risk]\npolicies_dir = \"{}\"\n",
+        policies.display()
+    )
+}
+
+/// A blocked guest's page (quotes unescaped), checked for what every block page says.
+fn blocked_page(e: Ended) -> String {
+    let (page, oauth) = crate::risk::blocked(e);
+    assert!(page.contains(policy::codes::BLOCKED_MESSAGE), "{page}");
+    assert!(page.contains("53011"), "{page}");
+    assert_eq!(oauth["error"], "access_denied");
+    page
+}
+
+const ASK_ADMIN: &str =
+    "Contact your organization's administrator (at Contoso) to reset your password.";
+
+#[tokio::test]
+async fn a_tenantd_home_advertises_its_reset_page_and_the_block_page_links_to_it() {
+    let policies = crate::risk::policies_copy("fabrikam");
+    let p = pair(&crate::risk::resource_lines(&policies, TRUSTED)).await;
+    // The home says where its page is; the resource's partner entry names none.
+    let reset = format!("{}/password/reset", p.home.issuer);
+    let discovery: serde_json::Value = browser()
+        .get(p.home.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(discovery["password_reset_uri"], reset.as_str());
+    assert_eq!(
+        p.resource
+            .state()
+            .partner("contoso")
+            .unwrap()
+            .config
+            .password_reset_url,
+        None
+    );
+    crate::risk::bob_at_risk(&p).await;
+    let page = blocked_page(
+        federated_sign_in(&p, &browser(), &rp_authorize(&p.resource, ""), BOB, BOB_PW).await,
+    );
+    assert!(
+        page.contains(&format!(
+            "href=\"{reset}\">Reset your password at Contoso</a>"
+        )),
+        "the page the home advertised: {page}"
+    );
+    assert!(!page.contains("administrator"), "{page}");
+
+    // Kept on the guest's session: a block at single sign-on (here, from a malicious IP)
+    // links to the same page.
+    let a = browser();
+    let redirect = app_redirect(
+        federated_sign_in(&p, &a, &rp_authorize(&p.resource, ""), ALICE, ALICE_PW).await,
+    );
+    exchange(&p.resource, &redirect).await;
+    let r = a
+        .get(rp_authorize(&p.resource, ""))
+        .header("x-forwarded-for", "203.0.113.66")
+        .send()
+        .await
+        .unwrap();
+    let (page, oauth) =
+        crate::risk::blocked(Ended::Page(r.status().as_u16(), r.text().await.unwrap()));
+    assert!(page.contains(policy::codes::BLOCKED_MESSAGE), "{page}");
+    assert_eq!(oauth["error"], "access_denied");
+    assert!(
+        page.contains(&format!(
+            "href=\"{reset}\">Reset your password at Contoso</a>"
+        )),
+        "single sign-on: {page}"
+    );
+}
+
+#[tokio::test]
+async fn a_third_party_homes_configured_reset_page_wins_over_the_advertised_one() {
+    let idp = fake_idp_advertising(Some("{issuer}/advertised/reset")).await;
+    let configured = "https://sspr.contoso.example/reset?tenant=contoso&lang=en";
+    let (resource, idp) = resource_with_fake_home(
+        idp,
+        &blocking_medium_user_risk(&format!("password_reset_url = \"{configured}\"")),
+    )
+    .await;
+    let page = blocked_page(fake_callback(&resource, &idp, Forge::Good, None).await);
+    // The template escapes the URL's `&` (a browser reads it back as `&`).
+    let page = page.replace("&#38;", "&").replace("&amp;", "&");
+    assert!(
+        page.contains(&format!(
+            "href=\"{configured}\">Reset your password at Contoso</a>"
+        )),
+        "the configured page: {page}"
+    );
+    assert!(!page.contains("/advertised/reset"), "{page}");
+    assert!(!page.contains(ASK_ADMIN), "{page}");
+}
+
+#[tokio::test]
+async fn a_third_party_home_with_no_reset_page_gets_the_administrator_sentence() {
+    // Neither configured nor advertised: no link to a page that does not exist.
+    let (resource, idp) = resource_with_fake(&blocking_medium_user_risk("")).await;
+    let page = blocked_page(fake_callback(&resource, &idp, Forge::Good, None).await);
+    assert!(page.contains(ASK_ADMIN), "{page}");
+    assert!(!page.contains("/password/reset"), "no dead link: {page}");
+    assert!(!page.contains("Reset your password at"), "{page}");
+
+    // An advertised page a guest could not safely follow (plain http across a network) is
+    // ignored the same way.
+    let idp = fake_idp_advertising(Some("http://sspr.contoso.example/reset")).await;
+    let (resource, idp) = resource_with_fake_home(idp, &blocking_medium_user_risk("")).await;
+    let page = blocked_page(fake_callback(&resource, &idp, Forge::Good, None).await);
+    assert!(page.contains(ASK_ADMIN), "{page}");
+    assert!(!page.contains("sspr.contoso.example"), "{page}");
 }
 
 // ---- the binary: two `tenantd serve` processes, the CLI, the admin API ----

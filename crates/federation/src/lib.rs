@@ -28,6 +28,28 @@ pub use upstream::{
     Reauthentication, Upstream,
 };
 
+/// Whether `url` is one a resource may use for a partner — its issuer, the pages it sends guests
+/// to: an absolute `https` URL, or plain `http` only on a loopback host (`127.0.0.1`, `::1`,
+/// `localhost`), where nothing travels over a network (labs, tests). Anything else (another
+/// scheme such as `javascript:`, plain http across a network) could be read or rewritten on the
+/// way, or is no web page at all. Queries and fragments are the caller's to judge.
+pub fn is_https_or_loopback(url: &str) -> bool {
+    let Ok(u) = url::Url::parse(url) else {
+        return false;
+    };
+    let loopback = match u.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip == std::net::Ipv4Addr::LOCALHOST,
+        Some(url::Host::Ipv6(ip)) => ip == std::net::Ipv6Addr::LOCALHOST,
+        None => return false,
+    };
+    match u.scheme() {
+        "https" => true,
+        "http" => loopback,
+        _ => false,
+    }
+}
+
 /// Why an ID token from a partner was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenRefusal {
@@ -96,5 +118,39 @@ impl FederationError {
     pub fn is_transient(&self) -> bool {
         matches!(self, FederationError::Unreachable(_))
             || matches!(self, FederationError::HomeError { error, .. } if error == "temporarily_unavailable" || error == "server_error")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_anywhere_and_plain_http_only_on_loopback() {
+        for ok in [
+            "https://contoso.example",
+            "https://contoso.example/password/reset?tenant=1",
+            "https://127.0.0.1:9443/password/reset",
+            "http://127.0.0.1:9443/password/reset",
+            "http://[::1]:9443/",
+            "http://localhost/reset",
+            "http://LOCALHOST/reset",
+        ] {
+            assert!(is_https_or_loopback(ok), "{ok}");
+        }
+        for bad in [
+            "http://contoso.example/reset",
+            "http://127.0.0.2/reset",
+            "http://localhost.contoso.example/reset",
+            "javascript:alert(1)",
+            "data:text/html,hi",
+            "com.contoso.app://reset",
+            "ftp://127.0.0.1/reset",
+            "/password/reset",
+            "https//contoso.example",
+            "",
+        ] {
+            assert!(!is_https_or_loopback(bad), "{bad}");
+        }
     }
 }

@@ -88,6 +88,10 @@ pub(crate) struct ExtraMetadata {
     /// RFC 9207 §3.
     #[serde(default)]
     authorization_response_iss_parameter_supported: Option<bool>,
+    /// tenantd's extension: the home's self-service password reset page. Read as any JSON
+    /// value, so a home that puts something odd there still federates.
+    #[serde(default)]
+    password_reset_uri: Option<Value>,
 }
 impl AdditionalProviderMetadata for ExtraMetadata {}
 
@@ -120,6 +124,7 @@ struct Provider {
     client: OidcClient,
     iss_parameter_supported: bool,
     token_endpoint: Option<String>,
+    password_reset_uri: Option<String>,
 }
 
 /// The secrets of one outgoing authorization request, kept by the caller (server-side, keyed by
@@ -200,6 +205,10 @@ pub struct HomeIdentity {
     /// names), for `tokenIssuerAnomaly`.
     /// `usual_claim_names` is left empty: the caller keeps the partner's claim profile.
     pub token: TokenIssuerFacts,
+    /// The self-service password reset page the partner advertises in its discovery document
+    /// (`password_reset_uri`), when it is an https (or loopback http) URL: where a guest blocked
+    /// at the resource can remediate.
+    pub password_reset_uri: Option<String>,
 }
 
 /// The relying party for one partner. Cheap to share behind an `Arc`.
@@ -366,6 +375,7 @@ impl Upstream {
             issued_at,
             user_risk: self.settings.claim_mapping.read(&claims.raw, issued_at),
             token,
+            password_reset_uri: provider.password_reset_uri.clone(),
         })
     }
 
@@ -529,6 +539,15 @@ impl Upstream {
             .authorization_response_iss_parameter_supported
             .unwrap_or(false);
         let token_endpoint = metadata.token_endpoint().map(|u| u.as_str().to_owned());
+        // A link the resource shows its guests: only one they can safely follow is kept.
+        let password_reset_uri = match &metadata.additional_metadata().password_reset_uri {
+            Some(Value::String(u)) if crate::is_https_or_loopback(u) => Some(u.clone()),
+            Some(other) => {
+                tracing::debug!(partner = %self.settings.id, value = %other, "ignoring the advertised password_reset_uri: not an https (or loopback http) URL");
+                None
+            }
+            None => None,
+        };
         tracing::info!(partner = %self.settings.id, keys = metadata.jwks().keys().len(), "discovered the partner");
         let secret = match &self.settings.credential {
             Credential::Secret(s) => Some(ClientSecret::new(s.clone())),
@@ -546,6 +565,7 @@ impl Upstream {
             client,
             iss_parameter_supported,
             token_endpoint,
+            password_reset_uri,
         })
     }
 }

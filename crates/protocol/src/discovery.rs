@@ -23,6 +23,8 @@ pub mod paths {
     pub const INTROSPECT: &str = "/introspect";
     /// RP-initiated logout.
     pub const LOGOUT: &str = "/logout";
+    /// Self-service password reset (a page for people, advertised as `password_reset_uri`).
+    pub const PASSWORD_RESET: &str = "/password/reset";
 }
 
 /// Provider metadata. Only what is true of this provider is advertised.
@@ -82,6 +84,10 @@ pub struct ProviderMetadata {
     pub prompt_values_supported: Vec<&'static str>,
     /// `sid` in ID tokens.
     pub frontchannel_logout_session_supported: bool,
+    /// tenantd's extension: the self-service password reset page. A resource tenant that
+    /// blocks one of this tenant's users as a guest links to it, so the user can remediate at
+    /// home (only the home can clear a user's risk).
+    pub password_reset_uri: String,
 }
 
 impl ProviderMetadata {
@@ -151,6 +157,7 @@ impl ProviderMetadata {
             authorization_response_iss_parameter_supported: true,
             prompt_values_supported: vec!["none", "login", "consent", "select_account"],
             frontchannel_logout_session_supported: false,
+            password_reset_uri: at(paths::PASSWORD_RESET),
         }
     }
 }
@@ -175,5 +182,7 @@ mod tests {
         assert_eq!(m["claims_parameter_supported"], true);
         assert_eq!(m["request_parameter_supported"], false);
         assert_eq!(m["request_uri_parameter_supported"], false);
+        // The extension a resource tenant reads to send a blocked guest home to reset.
+        assert_eq!(m["password_reset_uri"], "https://idp.test/password/reset");
     }
 }

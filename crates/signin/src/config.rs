@@ -1086,10 +1086,9 @@ pub(crate) fn check_redirect_uri(u: &str) -> Result<(), String> {
     if url.fragment().is_some() || u.contains('#') {
         return Err(format!("a URI without fragment, got {u:?}"));
     }
-    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "[::1]" | "localhost"));
     match url.scheme() {
         "https" => Ok(()),
-        "http" if loopback => Ok(()),
+        "http" if federation::is_https_or_loopback(u) => Ok(()),
         "http" => Err(format!("https (plain http only for loopback), got {u:?}")),
         s if s.contains('.') => Ok(()),
         _ => Err(format!(
@@ -1421,6 +1420,55 @@ first_party = true
         );
         config.check_files().unwrap();
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_partners_password_reset_url_is_https_or_loopback_http() {
+        let partner = |line: &str| {
+            format!(
+                "{GOOD}[[partners]]\nid = \"fabrikam\"\nissuer = \"https://127.0.0.1:9444\"\nclient_id = \"c\"\nclient_secret = \"secret-secret\"\n{line}\n"
+            )
+        };
+        let url = |u: &str| partner(&format!("password_reset_url = {u:?}"));
+        for ok in [
+            "https://sspr.fabrikam.example/reset?tenant=fabrikam",
+            "http://127.0.0.1:9444/password/reset",
+            "http://[::1]:9444/password/reset",
+            "http://localhost:9444/password/reset",
+        ] {
+            let c = Config::parse(&url(ok), "resource.toml").unwrap();
+            assert_eq!(c.partners[0].password_reset_url.as_deref(), Some(ok));
+        }
+        // Unset: the partner entry names no page (its discovery may still advertise one).
+        let c = Config::parse(&partner(""), "resource.toml").unwrap();
+        assert_eq!(c.partners[0].password_reset_url, None);
+        for bad in [
+            "http://sspr.fabrikam.example/reset",
+            "javascript:alert(1)",
+            "/password/reset",
+            "sspr.fabrikam.example",
+        ] {
+            let e = Config::parse(&url(bad), "resource.toml").unwrap_err();
+            assert_eq!(e.problems.len(), 1, "{e}");
+            assert_eq!(
+                e.problems[0].to_string(),
+                format!(
+                    "resource.toml:24: partners[0].password_reset_url: an absolute https URL \
+                     (plain http only for loopback) of the partner's password reset page, got {bad:?}"
+                ),
+            );
+        }
+        // The issuer follows the same rule.
+        let e = Config::parse(
+            &url("https://sspr.fabrikam.example/")
+                .replace("https://127.0.0.1:9444", "http://fabrikam.example"),
+            "resource.toml",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("resource.toml:21: partners[0].issuer: an absolute https URL (plain http only for loopback)"),
+            "{e}"
+        );
     }
 
     #[test]

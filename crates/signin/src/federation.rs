@@ -286,6 +286,7 @@ async fn judge(
         mfa_here: false,
         token: Some(token),
         risk_claim: Some(seen.clone()),
+        home_password_reset_uri: home.password_reset_uri.clone(),
     });
     Ok((sign_in, guest))
 }

@@ -14,6 +14,7 @@
 //!    must take first (MFA here, or a members' secure password change).
 
 use crate::codes;
+use crate::config::PartnerConfig;
 use crate::refusal::Refusal;
 use crate::sign_in::{GuestSession, SignIn};
 use crate::signin_log::{self, Entry, Outcome, RiskLog};
@@ -32,8 +33,8 @@ use time::OffsetDateTime;
 /// How many of the user's recent successful sign-ins here sign-in risk compares with.
 const HISTORY: i64 = 50;
 
-/// The self-service password reset page of a tenant.
-pub const PASSWORD_RESET_PATH: &str = "/password/reset";
+/// The self-service password reset page of a tenant (advertised in its discovery document).
+pub const PASSWORD_RESET_PATH: &str = protocol::discovery::paths::PASSWORD_RESET;
 
 /// The gate's decision about one sign-in, once the policies have been read against what was
 /// satisfied so far.
@@ -455,26 +456,56 @@ pub fn block_reason(code: u32) -> &'static str {
     }
 }
 
-/// Where a user can reset their password: a guest's home tenant (their risk lives there), or
-/// this tenant for a member.
-fn password_reset_link(dir: &Directory, sign_in: &SignIn) -> (String, String) {
-    match sign_in.guest.as_ref().and_then(|g| dir.partner(&g.partner)) {
-        Some(p) => (
-            format!(
-                "{}{}",
-                p.config.issuer.trim_end_matches('/'),
-                PASSWORD_RESET_PATH
-            ),
-            format!("Reset your password at {}", p.config.display_name),
-        ),
-        None => (
-            format!(
-                "{}{}",
-                dir.config.issuer.trim_end_matches('/'),
-                PASSWORD_RESET_PATH
-            ),
-            "Reset your password".to_owned(),
-        ),
+/// Where a blocked user resets their password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordReset {
+    /// A page to send them to.
+    Link {
+        /// Its absolute URL.
+        href: String,
+        /// The link's text.
+        text: String,
+    },
+    /// No page is known (a home that neither the partner entry nor its discovery names one
+    /// for): the seed's fallback, the guest's own organization's administrator.
+    AskAdministrator,
+}
+
+/// Where a user can reset their password. A member: this tenant's own page. A guest: at home,
+/// where their password and their risk live — the partner entry's `password_reset_url` (the
+/// admins here know their partner), else the page the home advertised in discovery
+/// (`password_reset_uri`, kept on the guest's sign-in), else nowhere: a link to
+/// `<home issuer>/password/reset` would be a dead end at any home that is not tenantd.
+pub fn password_reset(
+    issuer: &str,
+    guest: Option<&GuestSession>,
+    partner: Option<&PartnerConfig>,
+) -> PasswordReset {
+    let Some(guest) = guest else {
+        return PasswordReset::Link {
+            href: format!("{}{}", issuer.trim_end_matches('/'), PASSWORD_RESET_PATH),
+            text: "Reset your password".to_owned(),
+        };
+    };
+    let configured = partner.and_then(|p| p.password_reset_url.as_deref());
+    match configured.or(guest.home_password_reset_uri.as_deref()) {
+        Some(href) => PasswordReset::Link {
+            href: href.to_owned(),
+            text: format!("Reset your password at {}", home_name(guest, partner)),
+        },
+        None => PasswordReset::AskAdministrator,
+    }
+}
+
+/// How a guest's home is named to them: the partner entry's display name, or (the entry gone)
+/// the host of the home's issuer.
+fn home_name(guest: &GuestSession, partner: Option<&PartnerConfig>) -> String {
+    match partner {
+        Some(p) => p.display_name.clone(),
+        None => url::Url::parse(&guest.idp)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| guest.idp.clone()),
     }
 }
 
@@ -482,27 +513,18 @@ fn password_reset_link(dir: &Directory, sign_in: &SignIn) -> (String, String) {
 /// sentence, why, and where to remediate (a guest's home); without, a plain Conditional Access
 /// refusal.
 pub fn blocked(dir: &Directory, sign_in: &SignIn, a: &Assessment, code: u32) -> Refusal {
-    let here = &dir.config.display_name;
     let (message, explanation, link) = if a.is_risky() {
-        let explanation = match sign_in.guest.as_ref().and_then(|g| dir.partner(&g.partner)) {
-            Some(p) if code == codes::BLOCKED_DUE_TO_HOME_RISK => format!(
-                "Your account belongs to {home}, and {home} considers it at risk. \
-                 {here} cannot clear that risk: only {home} can. Reset your password at \
-                 {home} (it takes you to your own organization's page), then sign in again.",
-                home = p.config.display_name,
-            ),
-            Some(p) => format!(
-                "This sign-in looked risky to {here}. If it was you, try again from your usual \
-                 network; if your account is at risk, reset your password at {home}.",
-                home = p.config.display_name,
-            ),
-            None => "Reset your password to secure your account, or contact your administrator."
-                .to_owned(),
-        };
+        let guest = sign_in.guest.as_ref();
+        let partner = guest.and_then(|g| dir.partner(&g.partner));
+        let partner = partner.as_ref().map(|p| &p.config);
+        let reset = password_reset(&dir.config.issuer, guest, partner);
         (
             codes::BLOCKED_MESSAGE.to_owned(),
-            explanation,
-            Some(password_reset_link(dir, sign_in)),
+            risky_explanation(&dir.config.display_name, guest, partner, &reset, code),
+            match reset {
+                PasswordReset::Link { href, text } => Some((href, text)),
+                PasswordReset::AskAdministrator => None,
+            },
         )
     } else {
         (
@@ -520,6 +542,43 @@ pub fn blocked(dir: &Directory, sign_in: &SignIn, a: &Assessment, code: u32) -> 
         explanation: Some(explanation),
         home_link: link,
         error_code: code,
+    }
+}
+
+/// Why a risky sign-in was blocked and what to do, in plain words. For a guest with no reset
+/// page known, the seed's fallback: "reach out to your organization's IT administrator".
+fn risky_explanation(
+    here: &str,
+    guest: Option<&GuestSession>,
+    partner: Option<&PartnerConfig>,
+    reset: &PasswordReset,
+    code: u32,
+) -> String {
+    let Some(guest) = guest else {
+        return "Reset your password to secure your account, or contact your administrator."
+            .to_owned();
+    };
+    let home = home_name(guest, partner);
+    let ask_admin =
+        format!("Contact your organization's administrator (at {home}) to reset your password.");
+    match (code == codes::BLOCKED_DUE_TO_HOME_RISK, reset) {
+        (true, PasswordReset::Link { .. }) => format!(
+            "Your account belongs to {home}, and {home} considers it at risk. {here} cannot \
+             clear that risk: only {home} can. Reset your password at {home} (it takes you to \
+             your own organization's page), then sign in again."
+        ),
+        (true, PasswordReset::AskAdministrator) => format!(
+            "Your account belongs to {home}, and {home} considers it at risk. {here} cannot \
+             clear that risk: only {home} can. {ask_admin} Then sign in again."
+        ),
+        (false, PasswordReset::Link { .. }) => format!(
+            "This sign-in looked risky to {here}. If it was you, try again from your usual \
+             network; if your account is at risk, reset your password at {home}."
+        ),
+        (false, PasswordReset::AskAdministrator) => format!(
+            "This sign-in looked risky to {here}. If it was you, try again from your usual \
+             network. If your account is at risk: {ask_admin}"
+        ),
     }
 }
 
@@ -690,9 +749,11 @@ async fn guest_on_refresh(
         home_amr: grant.amr.clone(),
         user_risk,
         home_auth_time: Some(grant.auth_time),
-        mfa_here: session_facts.is_some_and(|f| f.mfa_here),
+        mfa_here: session_facts.as_ref().is_some_and(|f| f.mfa_here),
         token: None,
         risk_claim: None,
+        // A refusal of a refresh is an OAuth error, never a page: kept only to be complete.
+        home_password_reset_uri: session_facts.and_then(|f| f.home_password_reset_uri),
     })
 }
 
@@ -865,6 +926,7 @@ policies_dir = "{p}"
             mfa_here: false,
             token: None,
             risk_claim: None,
+            home_password_reset_uri: None,
         }
     }
 
@@ -974,6 +1036,148 @@ policies_dir = "{p}"
         assert_eq!(
             verdict_of(&dir, from(CLEAN), &gina, &s).await,
             Verdict::Allow
+        );
+    }
+
+    /// The partner entry for contoso, with `extra` lines.
+    fn contoso(extra: &str) -> PartnerConfig {
+        let text = format!(
+            r#"
+[tenant]
+id = "fabrikam"
+display_name = "Fabrikam"
+issuer = "https://fabrikam.test"
+[server]
+listen = "127.0.0.1:0"
+plain_http = true
+[database]
+url = "sqlite://unused.db"
+[[partners]]
+id = "contoso"
+display_name = "Contoso"
+issuer = "https://contoso.test"
+client_id = "fabrikam"
+client_secret = "fabrikam-secret"
+{extra}
+"#
+        );
+        Config::parse(&text, "t.toml").unwrap().partners.remove(0)
+    }
+
+    #[test]
+    fn the_reset_link_is_the_configured_page_then_the_advertised_one_then_none() {
+        const HERE: &str = "https://fabrikam.test";
+        let configured = contoso("password_reset_url = \"https://sspr.contoso.test/reset\"");
+        let plain = contoso("");
+        let mut g = guest_from_home(RiskLevel::High, true, &["pwd"]);
+        let link = |href: &str, text: &str| PasswordReset::Link {
+            href: href.into(),
+            text: text.into(),
+        };
+        // Neither: no link to a page that may not exist.
+        assert_eq!(
+            password_reset(HERE, Some(&g), Some(&plain)),
+            PasswordReset::AskAdministrator
+        );
+        assert_eq!(
+            password_reset(HERE, Some(&g), Some(&configured)),
+            link(
+                "https://sspr.contoso.test/reset",
+                "Reset your password at Contoso"
+            )
+        );
+        g.home_password_reset_uri = Some("https://contoso.test/password/reset".into());
+        assert_eq!(
+            password_reset(HERE, Some(&g), Some(&plain)),
+            link(
+                "https://contoso.test/password/reset",
+                "Reset your password at Contoso"
+            )
+        );
+        // The partner entry wins over the home's discovery.
+        assert_eq!(
+            password_reset(HERE, Some(&g), Some(&configured)),
+            link(
+                "https://sspr.contoso.test/reset",
+                "Reset your password at Contoso"
+            )
+        );
+        // A partner entry since removed: the home is named by its issuer's host.
+        assert_eq!(
+            password_reset(HERE, Some(&g), None),
+            link(
+                "https://contoso.test/password/reset",
+                "Reset your password at contoso.test"
+            )
+        );
+        // A member resets here.
+        assert_eq!(
+            password_reset(HERE, None, Some(&configured)),
+            link(
+                "https://fabrikam.test/password/reset",
+                "Reset your password"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_blocked_guest_is_sent_home_to_reset_or_to_their_administrator() {
+        let dir = directory().await;
+        let gina = guest(&dir, "gina@contoso.test").await;
+        let mut s = signed_in(&gina, &["pwd"]);
+        s.guest = Some(guest_from_home(RiskLevel::High, true, &["pwd"]));
+        let a = assess(&dir, from(CLEAN), &gina, &s, "web").await.unwrap();
+        let code = codes::BLOCKED_DUE_TO_HOME_RISK;
+        assert!(
+            matches!(a.verdict, Verdict::Block { code: c, .. } if c == code),
+            "{:?}",
+            a.verdict
+        );
+        // The home advertised no page (and no partner entry names one): no dead link, the
+        // seed's fallback instead.
+        let r = blocked(&dir, &s, &a, code);
+        assert_eq!(r.message, codes::BLOCKED_MESSAGE);
+        assert_eq!(r.home_link, None);
+        let explanation = r.explanation.unwrap();
+        assert!(
+            explanation.contains(
+                "Contact your organization's administrator (at contoso.test) to reset your password."
+            ),
+            "{explanation}"
+        );
+        // The page its home advertised when it signed the guest in.
+        if let Some(g) = s.guest.as_mut() {
+            g.home_password_reset_uri = Some("https://contoso.test/password/reset".into());
+        }
+        let r = blocked(&dir, &s, &a, code);
+        assert_eq!(r.message, codes::BLOCKED_MESSAGE);
+        assert_eq!(
+            r.home_link,
+            Some((
+                "https://contoso.test/password/reset".into(),
+                "Reset your password at contoso.test".into()
+            ))
+        );
+        assert!(!r.explanation.unwrap().contains("administrator"));
+    }
+
+    #[tokio::test]
+    async fn a_blocked_member_resets_here() {
+        let dir = directory().await;
+        let alice = member(&dir, "alice@fabrikam.test").await;
+        let mut s = signed_in(&alice, &["pwd"]);
+        s.mfa_passed();
+        let a = assess(&dir, from(MALICIOUS), &alice, &s, "web")
+            .await
+            .unwrap();
+        let r = blocked(&dir, &s, &a, codes::LOCKED_OR_MALICIOUS_IP);
+        assert_eq!(r.message, codes::BLOCKED_MESSAGE);
+        assert_eq!(
+            r.home_link,
+            Some((
+                "https://fabrikam.test/password/reset".into(),
+                "Reset your password".into()
+            ))
         );
     }
 

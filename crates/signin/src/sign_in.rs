@@ -104,6 +104,11 @@ pub struct GuestSession {
     /// sign-in log. Only for the sign-in that verified the token, like `token`.
     #[serde(default)]
     pub risk_claim: Option<RiskClaimSeen>,
+    /// The self-service password reset page the home advertised in its discovery document
+    /// when it signed the guest in: the block page links to it unless the partner entry names
+    /// one (`password_reset_url`). Kept on the session, so a block at single sign-on has it too.
+    #[serde(default)]
+    pub home_password_reset_uri: Option<String>,
 }
 
 /// What the partner's claim mapping found in a token: the claim looked for and whether it was

@@ -1,7 +1,7 @@
 //! `[[partners]]`: the cross-tenant access settings for each partner tenant whose users may sign
 //! in here as guests.
 
-use super::{Problem, Validator, check_redirect_uri};
+use super::{Problem, Validator};
 use federation::{ClaimFormat, ClaimMapping};
 use protocol::jwt::{SigningAlg, SigningKey};
 use serde::Deserialize;
@@ -38,6 +38,7 @@ pub(super) struct RawPartner {
     scopes: Vec<String>,
     #[serde(default)]
     user_risk_claim: RawClaimMapping,
+    password_reset_url: Option<String>,
 }
 
 fn yes() -> bool {
@@ -136,6 +137,10 @@ pub struct PartnerConfig {
     pub scopes: Vec<String>,
     /// Where the user-risk claim is and in what shape.
     pub claim_mapping: ClaimMapping,
+    /// The partner's self-service password reset page, which the block page sends its users
+    /// to. It wins over the `password_reset_uri` the partner's discovery may advertise: the
+    /// admins here know their partner, and most homes that are not tenantd advertise nothing.
+    pub password_reset_url: Option<String>,
 }
 
 impl PartnerConfig {
@@ -168,6 +173,7 @@ impl PartnerConfig {
             "requireUserRiskClaim": self.require_user_risk_claim,
             "emailsVerified": self.emails_verified,
             "userRiskClaim": { "claim": self.claim_mapping.claim, "format": format, "members": members },
+            "passwordResetUrl": self.password_reset_url,
         })
     }
 }
@@ -187,18 +193,26 @@ impl Validator {
                 format!("1-64 characters of a-z, 0-9 and '-', got {:?}", p.id),
             );
         }
-        let issuer_ok = url::Url::parse(&p.issuer).is_ok_and(|u| {
-            (u.scheme() == "https" || check_redirect_uri(&p.issuer).is_ok())
-                && u.query().is_none()
-                && u.fragment().is_none()
-                && u.host().is_some()
-        });
+        let issuer_ok = federation::is_https_or_loopback(&p.issuer)
+            && url::Url::parse(&p.issuer)
+                .is_ok_and(|u| u.query().is_none() && u.fragment().is_none());
         if !issuer_ok {
             self.bad(
                 k("issuer"),
                 format!(
                     "an absolute https URL (plain http only for loopback), got {:?}",
                     p.issuer
+                ),
+            );
+        }
+        // A link on the block page: the same rule as the issuer (a query is fine here).
+        if let Some(u) = &p.password_reset_url
+            && !federation::is_https_or_loopback(u)
+        {
+            self.bad(
+                k("password_reset_url"),
+                format!(
+                    "an absolute https URL (plain http only for loopback) of the partner's password reset page, got {u:?}"
                 ),
             );
         }
@@ -311,6 +325,7 @@ impl Validator {
                 claim: m.claim,
                 format,
             },
+            password_reset_url: p.password_reset_url,
         })
     }
 
