@@ -5,7 +5,7 @@
 //! a token names an unknown key, the authorization request (code flow, PKCE S256, `state`,
 //! `nonce`, `login_hint`), the callback checks (RFC 9207 `iss`, code exchange, ID token
 //! signature, `iss`, `aud`, `exp`/`iat` with a small skew, `nonce`, `at_hash`), and reading the
-//! home's `user_risk` claim through the partner's claim mapping (DESIGN.md §4). A partner can
+//! home's `user_risk` claim through the partner's claim mapping. A partner can
 //! be checked before a guest needs it ([`check`]: discovery, JWKS, the mapped risk claim), and
 //! a partner whose TLS certificate is refused is told apart from one that is down
 //! ([`certificate`]).

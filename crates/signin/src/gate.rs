@@ -1,4 +1,4 @@
-//! The sign-in gate (DESIGN.md §5, §6): one decision for every token. Every sign-in, once the
+//! The sign-in gate: one decision for every token. Every sign-in, once the
 //! user is known — a password just verified, a partner's ID token just accepted, a session
 //! reused for single sign-on, a refresh token presented (a non-interactive sign-in) — is judged
 //! here before any session, code or token exists for it:
@@ -417,7 +417,7 @@ pub fn interrupted(step: Step) -> Outcome {
 }
 
 /// A member's risky sign-in that still succeeded, without MFA remediating it, counts towards
-/// their user risk here at their home (DESIGN.md §5): its strongest detection is recorded at
+/// their user risk here at their home: its strongest detection is recorded at
 /// most `medium` — one sign-in is evidence, not proof of compromise.
 pub async fn risky_sign_in_raises_user_risk(
     dir: &Directory,
