@@ -1,7 +1,7 @@
 //! Reading user risk out of a partner's ID token.
 //!
-//! tenantd homes send the `user_risk` object (README, "The `user_risk` claim"). A third-party home IdP may carry
-//! the same facts under another name or as a bare level string; the partner entry's
+//! tenantd homes send the `user_risk` object (README, "The `user_risk` claim"). A third-party
+//! home IdP may carry the same facts under another name or as a bare level string; the partner entry's
 //! [`ClaimMapping`] says where to look and in what shape, so the rest of the resource only ever
 //! sees a [`UserRiskClaim`].
 
