@@ -356,6 +356,27 @@ pub fn validate(
     })
 }
 
+/// The scope of the admin API (`server::admin::ADMIN_SCOPE`).
+const ADMIN_SCOPE: &str = "admin";
+
+/// What a dynamic registration may not have on top of [`validate`]'s rules. An app registering
+/// itself has no administrator behind it, so it gets no application permissions: never the
+/// admin API's `admin` scope, and no scopes with the `client_credentials` grant (no user
+/// consents to those). The admin API and the CLI register such apps.
+pub fn check_dynamic(app: &AppConfig) -> Result<(), MetadataError> {
+    if app.scopes.iter().any(|s| s == ADMIN_SCOPE) {
+        return Err(MetadataError::ClientMetadata(
+            "scope: admin is not available to a dynamically registered client".into(),
+        ));
+    }
+    if app.grant_types.contains(&GrantType::ClientCredentials) && !app.scopes.is_empty() {
+        return Err(MetadataError::ClientMetadata(
+            "scope: a dynamically registered client using client_credentials registers no scopes (application permissions are granted by an administrator)".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The metadata a registration answers with (RFC 7591 §3.2.1 echoes it).
 pub fn metadata_of(app: &AppConfig) -> Metadata {
     Metadata {
@@ -482,6 +503,9 @@ pub async fn register(
         return Err(RegistryError::Exists(client_id));
     }
     let config = validate(&client_id, meta, trust)?;
+    if source == AppSource::Dynamic {
+        check_dynamic(&config)?;
+    }
     let now = dir.now();
     let mut app = App {
         config,
@@ -547,6 +571,9 @@ pub async fn update(
 ) -> Result<Arc<App>, RegistryError> {
     let read = changeable(dir, client_id).await?;
     let config = validate(client_id, meta, trust)?;
+    if read.source == AppSource::Dynamic {
+        check_dynamic(&config)?;
+    }
     let app = App {
         config,
         secrets: read.secrets.clone(),
@@ -771,6 +798,36 @@ mod tests {
     }
 
     #[test]
+    fn a_dynamic_registration_gets_no_application_permissions() {
+        let web = meta(&["https://a.example/cb"]);
+        let with = |scope: &str, grants: &[&str]| Metadata {
+            scope: Some(scope.into()),
+            grant_types: Some(grants.iter().map(|g| (*g).to_owned()).collect()),
+            response_types: (!grants.contains(&"authorization_code")).then(Vec::new),
+            ..web.clone()
+        };
+        for (m, ok) in [
+            (with("calendar.read", &["authorization_code"]), true),
+            (with("admin", &["authorization_code"]), false),
+            (with("reports.read", &["client_credentials"]), false),
+            (
+                Metadata {
+                    scope: None,
+                    ..with("", &["client_credentials"])
+                },
+                true,
+            ),
+        ] {
+            let app = validate("c", &m, Trust::default()).unwrap();
+            let checked = check_dynamic(&app);
+            assert_eq!(checked.is_ok(), ok, "{m:?}: {checked:?}");
+            if let Err(e) = checked {
+                assert_eq!(e.code(), "invalid_client_metadata");
+            }
+        }
+    }
+
+    #[test]
     fn secrets_are_kept_as_digests_and_honour_their_validity() {
         let (secret, record) = ClientSecret::generate(Some("ci".into()), 100, Some(200));
         assert_eq!(secret.len(), 43);
@@ -831,6 +888,19 @@ mod tests {
         assert!(accepts_registration_token(
             &found,
             &r.registration_token.unwrap()
+        ));
+        // It cannot give itself the admin API, neither at registration nor by an update.
+        let admin = Metadata {
+            scope: Some("admin".into()),
+            ..web.clone()
+        };
+        assert!(matches!(
+            register(&dir, None, &admin, Trust::default(), AppSource::Dynamic).await,
+            Err(RegistryError::Metadata(MetadataError::ClientMetadata(_)))
+        ));
+        assert!(matches!(
+            update(&dir, &id, &admin, Trust::default()).await,
+            Err(RegistryError::Metadata(MetadataError::ClientMetadata(_)))
         ));
         // An API registration gets secrets one by one; removing one ends it at once.
         let api = register(
