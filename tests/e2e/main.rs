@@ -7,6 +7,7 @@ mod flows;
 mod gate;
 mod mfa;
 mod operations;
+mod registration;
 mod risk;
 mod security;
 mod support;

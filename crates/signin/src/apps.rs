@@ -180,6 +180,28 @@ pub struct Metadata {
     pub jwks_uri: Option<String>,
 }
 
+/// Client metadata sent as JSON (an RFC 7591 registration request, an RFC 7592 update): the
+/// metadata and the whole object, for the members that are not metadata (`client_id`,
+/// `client_secret` in an update). Members this server does not understand are ignored
+/// (RFC 7591 §2) and a `null` member counts as absent; a body that is not a JSON object, or a
+/// known member of the wrong type, is `invalid_client_metadata`.
+pub fn parse_metadata(
+    body: &[u8],
+) -> Result<(Metadata, serde_json::Map<String, serde_json::Value>), MetadataError> {
+    let bad = |m: String| MetadataError::ClientMetadata(m);
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| bad(format!("the request body is not JSON ({e})")))?;
+    let serde_json::Value::Object(mut object) = value else {
+        return Err(bad(
+            "the request body must be a JSON object of client metadata".into(),
+        ));
+    };
+    object.retain(|_, v| !v.is_null());
+    let meta = serde_path_to_error::deserialize(serde_json::Value::Object(object.clone()))
+        .map_err(|e| bad(format!("{}: {}", e.path(), e.inner())))?;
+    Ok((meta, object))
+}
+
 /// What the admin API may set beyond RFC 7591 metadata. Dynamic registration never can: an app
 /// registering itself is third-party and gets no user risk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -795,6 +817,31 @@ mod tests {
             ..meta(&[])
         };
         validate("d", &daemon, Trust::default()).unwrap();
+    }
+
+    #[test]
+    fn metadata_is_read_from_a_json_object_ignoring_what_is_not_understood() {
+        let (m, object) = parse_metadata(
+            br#"{"redirect_uris":["https://a.example/cb"],"client_name":null,"logo_uri":"https://a.example/l.png","client_id":"x"}"#,
+        )
+        .unwrap();
+        assert_eq!(m, meta(&["https://a.example/cb"]));
+        assert_eq!(object["client_id"], "x");
+        assert!(!object.contains_key("client_name"), "null is absent");
+        for (body, expected) in [
+            (&b"[]"[..], "a JSON object"),
+            (br#""x""#, "a JSON object"),
+            (b"not json", "not JSON"),
+            (
+                br#"{"redirect_uris":"https://a.example/cb"}"#,
+                "redirect_uris: invalid type",
+            ),
+            (br#"{"grant_types":[1]}"#, "grant_types[0]: invalid type"),
+        ] {
+            let e = parse_metadata(body).unwrap_err();
+            assert_eq!(e.code(), "invalid_client_metadata");
+            assert!(e.to_string().contains(expected), "{e}");
+        }
     }
 
     #[test]

@@ -97,10 +97,7 @@ mod tests {
     use super::super::{Config, tests::GOOD};
     use super::*;
 
-    fn validate(
-        raw: RawRegistration,
-        env: &[(&str, &str)],
-    ) -> (RegistrationSettings, Vec<String>) {
+    fn validate(raw: RawRegistration, env: &[(&str, &str)]) -> (RegistrationSettings, Vec<String>) {
         let mut v = Validator {
             file: "x.toml".into(),
             problems: Vec::new(),
@@ -123,8 +120,8 @@ mod tests {
         let c = Config::parse(GOOD, "x.toml").unwrap();
         assert_eq!(c.registration, RegistrationSettings::default());
         assert!(!c.registration.enabled);
-        let c = Config::parse(&format!("{GOOD}[registration]\nenabled = true\n"), "x.toml")
-            .unwrap();
+        let c =
+            Config::parse(&format!("{GOOD}[registration]\nenabled = true\n"), "x.toml").unwrap();
         assert!(c.registration.enabled);
         assert_eq!(c.registration.initial_access_token, None);
     }
@@ -144,26 +141,31 @@ mod tests {
         let (_, problems) = validate(raw(true, "IAT"), &[]);
         assert_eq!(
             problems,
-            ["registration.initial_access_token_env: the environment variable IAT to be set (it holds the initial access token)"]
+            [
+                "registration.initial_access_token_env: the environment variable IAT to be set (it holds the initial access token)"
+            ]
         );
         for weak in ["short", "has a space in it somewhere"] {
             let (s, problems) = validate(raw(true, "IAT"), &[("IAT", weak)]);
             assert_eq!(problems.len(), 1, "{weak:?}");
-            assert!(problems[0].contains("at least 16 printable"), "{problems:?}");
+            assert!(
+                problems[0].contains("at least 16 printable"),
+                "{problems:?}"
+            );
             assert_eq!(s.initial_access_token, None);
         }
         let (_, problems) = validate(raw(false, "IAT"), &[("IAT", token)]);
         assert_eq!(
             problems,
-            ["registration.initial_access_token_env: only with enabled = true (registration is off, so no token is needed)"]
+            [
+                "registration.initial_access_token_env: only with enabled = true (registration is off, so no token is needed)"
+            ]
         );
     }
 
     #[test]
     fn mistakes_in_the_section_are_named_with_their_line() {
-        let text = format!(
-            "{GOOD}[registration]\nenabled = \"yes\"\nopen = true\n"
-        );
+        let text = format!("{GOOD}[registration]\nenabled = \"yes\"\nopen = true\n");
         let e = Config::parse(&text, "x.toml").unwrap_err();
         let shown = e.to_string();
         let line = GOOD.lines().count() + 2;
@@ -171,15 +173,17 @@ mod tests {
             shown.contains(&format!("x.toml:{line}: registration.enabled: a boolean")),
             "{shown}"
         );
-        let e = Config::parse(&format!("{GOOD}[registration]\nopen = true\n"), "x.toml")
-            .unwrap_err();
+        let e =
+            Config::parse(&format!("{GOOD}[registration]\nopen = true\n"), "x.toml").unwrap_err();
         assert_eq!(e.problems.len(), 1, "{e}");
         assert_eq!(e.problems[0].key, "registration.open", "{e}");
         assert_eq!(e.problems[0].line, Some(GOOD.lines().count() + 2), "{e}");
         // An unset variable, at its key's line.
         let var = format!("TENANTD_TEST_UNSET_{}", uuid::Uuid::new_v4().simple());
         let e = Config::parse(
-            &format!("{GOOD}[registration]\nenabled = true\ninitial_access_token_env = \"{var}\"\n"),
+            &format!(
+                "{GOOD}[registration]\nenabled = true\ninitial_access_token_env = \"{var}\"\n"
+            ),
             "x.toml",
         )
         .unwrap_err();
