@@ -22,5 +22,7 @@ pub mod web;
 
 pub use server::Tenant;
 pub use signin::config::Config;
-pub use signin::{config, guests, keys, passwords, protection, secrets, signin_log, user_risk};
+pub use signin::{
+    apps, config, guests, keys, passwords, protection, secrets, signin_log, user_risk,
+};
 pub use state::{AppState, Clock, OffsetClock, SystemClock};
