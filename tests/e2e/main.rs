@@ -9,6 +9,7 @@ mod gate;
 mod mfa;
 mod operations;
 mod partner_check;
+mod registration;
 mod risk;
 mod security;
 mod support;

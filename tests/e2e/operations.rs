@@ -387,3 +387,146 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// `tenantd app add|list|show|remove` against a tenant's database, through the binary: the
+/// registry's rules and exit codes, a secret printed once that then works at the token
+/// endpoint, and a removal that holds at once for the running tenant.
+#[tokio::test]
+async fn cli_app_commands_register_list_show_and_remove() {
+    let tenantd = crate::user_risk::tenantd;
+    let (dir, db) = tenant_dir("cliapps");
+    let config = dir.join("tenant.toml");
+    std::fs::write(
+        &config,
+        config_text("cliapps", "https://127.0.0.1:1", "127.0.0.1:1", &db, ""),
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let field = |out: &str, name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+    };
+
+    let (code, out, err) = tenantd(&[
+        "app",
+        "add",
+        "--config",
+        c,
+        "Reports",
+        "--redirect-uri",
+        "https://reports.test/cb",
+        "--grant",
+        "authorization_code",
+        "--grant",
+        "client_credentials",
+        "--scope",
+        "reports.read",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let id = field(&out, "client id:").unwrap();
+    let secret = field(&out, "client secret:").unwrap();
+    assert_eq!(uuid::Uuid::parse_str(&id).unwrap().to_string(), id);
+
+    // A public app with a chosen client id gets no secret.
+    let (code, out, err) = tenantd(&[
+        "app",
+        "add",
+        "--config",
+        c,
+        "Native",
+        "--public",
+        "--redirect-uri",
+        "com.example.native:/cb",
+        "--client-id",
+        "native-app",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(field(&out, "client id:").as_deref(), Some("native-app"));
+    assert_eq!(field(&out, "client secret:"), None);
+
+    // Taken ids (registered, or in the config file) are 5; metadata the registry refuses is 2.
+    for taken in ["native-app", RP_ID] {
+        let (code, _, err) = tenantd(&[
+            "app",
+            "add",
+            "--config",
+            c,
+            "Again",
+            "--redirect-uri",
+            "https://again.test/cb",
+            "--client-id",
+            taken,
+        ]);
+        assert_eq!(code, Some(5), "{taken}: {err}");
+    }
+    for bad in ["http://plain.test/cb", "https://frag.test/cb#x"] {
+        let (code, _, err) = tenantd(&["app", "add", "--config", c, "Bad", "--redirect-uri", bad]);
+        assert_eq!(code, Some(2), "{bad}: {err}");
+        assert!(err.contains("redirect_uris"), "{err}");
+    }
+    let (code, _, _) = tenantd(&[
+        "app", "add", "--config", c, "NoGrant", "--grant", "implicit",
+    ]);
+    assert_eq!(code, Some(2), "clap refuses an unknown grant");
+
+    // Every app, the config file's marked read-only.
+    let (code, out, err) = tenantd(&["app", "list", "--config", c]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("lab-rp\tconfig (read-only)\tLab RP\n"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("{id}\tapi\tReports\n")), "{out}");
+    assert!(out.contains("native-app\tapi\tNative\n"), "{out}");
+    assert!(!out.contains("Again") && !out.contains("Bad"), "{out}");
+    let (_, out, _) = tenantd(&["app", "list", "--config", c, "--json"]);
+    let listed: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(listed.contains(&serde_json::json!({"client_id": RP_ID, "client_name": "Lab RP", "source": "config", "read_only": true})));
+
+    let (code, out, err) = tenantd(&["app", "show", "--config", c, &id]);
+    assert_eq!(code, Some(0), "{err}");
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["client_id"], id.as_str());
+    assert_eq!(shown["client_name"], "Reports");
+    assert_eq!(shown["source"], "api");
+    assert_eq!(shown["scope"], "reports.read");
+    assert_eq!(
+        shown["grant_types"],
+        serde_json::json!(["authorization_code", "client_credentials"])
+    );
+    assert_eq!(shown["token_endpoint_auth_method"], "client_secret_basic");
+    assert_eq!(shown["client_secrets"][0]["hint"], &secret[..3]);
+    assert!(!out.contains("digest") && !out.contains(&secret), "{out}");
+    let (code, _, _) = tenantd(&["app", "show", "--config", c, "no-such-app"]);
+    assert_eq!(code, Some(4));
+
+    // A config-file app is not removed here.
+    let (code, _, err) = tenantd(&["app", "remove", "--config", c, RP_ID]);
+    assert_eq!(code, Some(6), "{err}");
+    assert!(err.contains("config file"), "{err}");
+
+    // The running tenant serves the app at once, and stops when it is removed.
+    let t = start_at("cliapps", &dir, &db, "").await;
+    let cc = || {
+        backchannel()
+            .post(t.url("/token"))
+            .basic_auth(&id, Some(&secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+    };
+    let r = cc().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["scope"], "reports.read");
+    let (code, out, err) = tenantd(&["app", "remove", "--config", c, &id]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(cc().await.unwrap().status(), 401);
+    let (code, _, _) = tenantd(&["app", "remove", "--config", c, &id]);
+    assert_eq!(code, Some(4));
+    let (code, _, _) = tenantd(&["app", "show", "--config", c, &id]);
+    assert_eq!(code, Some(4));
+}

@@ -25,6 +25,9 @@ pub mod paths {
     pub const LOGOUT: &str = "/logout";
     /// Self-service password reset (a page for people, advertised as `password_reset_uri`).
     pub const PASSWORD_RESET: &str = "/password/reset";
+    /// Dynamic client registration (RFC 7591); a registration is managed at
+    /// `/register/{client_id}` (RFC 7592).
+    pub const REGISTER: &str = "/register";
 }
 
 /// Provider metadata. Only what is true of this provider is advertised.
@@ -46,6 +49,9 @@ pub struct ProviderMetadata {
     pub introspection_endpoint: String,
     /// RP-initiated logout endpoint.
     pub end_session_endpoint: String,
+    /// Dynamic client registration (RFC 7591), when the tenant allows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registration_endpoint: Option<String>,
     /// Scopes.
     pub scopes_supported: Vec<&'static str>,
     /// Only `code`.
@@ -132,6 +138,7 @@ impl ProviderMetadata {
             revocation_endpoint: at(paths::REVOKE),
             introspection_endpoint: at(paths::INTROSPECT),
             end_session_endpoint: at(paths::LOGOUT),
+            registration_endpoint: None,
             scopes_supported: vec!["openid", "profile", "email", "offline_access"],
             response_types_supported: vec!["code"],
             response_modes_supported: vec!["query", "form_post"],
@@ -160,6 +167,13 @@ impl ProviderMetadata {
             password_reset_uri: at(paths::PASSWORD_RESET),
         }
     }
+
+    /// The same, advertising dynamic client registration at `<issuer>/register`.
+    #[must_use]
+    pub fn with_registration(mut self) -> Self {
+        self.registration_endpoint = Some(format!("{}{}", self.issuer, paths::REGISTER));
+        self
+    }
 }
 
 #[cfg(test)]
@@ -184,5 +198,12 @@ mod tests {
         assert_eq!(m["request_uri_parameter_supported"], false);
         // The extension a resource tenant reads to send a blocked guest home to reset.
         assert_eq!(m["password_reset_uri"], "https://idp.test/password/reset");
+        // Registration is advertised only when the tenant allows it.
+        assert!(m.get("registration_endpoint").is_none());
+        let m = serde_json::to_value(
+            ProviderMetadata::new("https://idp.test", &[]).with_registration(),
+        )
+        .unwrap();
+        assert_eq!(m["registration_endpoint"], "https://idp.test/register");
     }
 }

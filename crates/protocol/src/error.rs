@@ -4,8 +4,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
-/// Error codes from RFC 6749 §4.1.2.1 and §5.2, RFC 6750 §3.1, RFC 7009 §2.2.1 and
-/// OpenID Connect Core §3.1.2.6.
+/// Error codes from RFC 6749 §4.1.2.1 and §5.2, RFC 6750 §3.1, RFC 7009 §2.2.1,
+/// RFC 7591 §3.2.2 and OpenID Connect Core §3.1.2.6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     /// `invalid_request`
@@ -44,6 +44,10 @@ pub enum ErrorCode {
     InsufficientScope,
     /// `unsupported_token_type` (RFC 7009)
     UnsupportedTokenType,
+    /// `invalid_redirect_uri` (RFC 7591)
+    InvalidRedirectUri,
+    /// `invalid_client_metadata` (RFC 7591)
+    InvalidClientMetadata,
 }
 
 impl ErrorCode {
@@ -68,6 +72,8 @@ impl ErrorCode {
             Self::InvalidToken => "invalid_token",
             Self::InsufficientScope => "insufficient_scope",
             Self::UnsupportedTokenType => "unsupported_token_type",
+            Self::InvalidRedirectUri => "invalid_redirect_uri",
+            Self::InvalidClientMetadata => "invalid_client_metadata",
         }
     }
 
@@ -181,6 +187,11 @@ mod tests {
         assert_eq!(ErrorCode::InvalidToken.http_status(), 401);
         assert_eq!(ErrorCode::InsufficientScope.http_status(), 403);
         assert_eq!(ErrorCode::InvalidGrant.http_status(), 400);
+        assert_eq!(ErrorCode::InvalidClientMetadata.http_status(), 400);
+        assert_eq!(
+            ErrorCode::InvalidRedirectUri.as_str(),
+            "invalid_redirect_uri"
+        );
         assert_eq!(ErrorCode::ServerError.http_status(), 500);
     }
 }

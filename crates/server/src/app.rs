@@ -4,7 +4,7 @@
 use crate::admin;
 use crate::login;
 use crate::login::mfa;
-use crate::oidc::{authorize, logout, resource, token};
+use crate::oidc::{authorize, logout, registration, resource, token};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route(paths::INTROSPECT, post(resource::introspect))
         .route(paths::LOGOUT, get(logout::get).post(logout::post))
         .route("/logout/confirm", post(logout::confirm))
+        .merge(registration_routes(state.config.registration.enabled))
         .route("/login", get(login::email_page).post(login::email_submit))
         .route("/login/password", post(login::password_submit))
         .route("/login/continue", get(crate::login::gate::resume))
@@ -186,6 +187,22 @@ pub fn router(state: AppState) -> Router {
             .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
             .layer(headers),
     )
+}
+
+/// Dynamic client registration (RFC 7591, RFC 7592), when the tenant allows it; otherwise
+/// these paths are not found.
+fn registration_routes(enabled: bool) -> Router<AppState> {
+    if !enabled {
+        return Router::new();
+    }
+    Router::new()
+        .route(paths::REGISTER, post(registration::register))
+        .route(
+            "/register/{client_id}",
+            get(registration::read)
+                .put(registration::replace)
+                .delete(registration::delete),
+        )
 }
 
 /// The pages' default Content-Security-Policy (a response that sets its own, like `form_post`'s,

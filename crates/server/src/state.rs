@@ -65,10 +65,13 @@ impl AppState {
             csrf: format!("{prefix}-csrf"),
             secure: config.tls.is_some(),
         };
-        let discovery = protocol::discovery::ProviderMetadata::new(
+        let mut discovery = protocol::discovery::ProviderMetadata::new(
             &config.issuer,
             &["user_type", "idp", "home_tenant", "user_risk"],
         );
+        if config.registration.enabled {
+            discovery = discovery.with_registration();
+        }
         let discovery = Bytes::from(serde_json::to_vec(&discovery).unwrap_or_default());
         let jwks = jwks_bytes(&directory.keys(), directory.now());
         Self {

@@ -180,6 +180,28 @@ pub struct Metadata {
     pub jwks_uri: Option<String>,
 }
 
+/// Client metadata sent as JSON (an RFC 7591 registration request, an RFC 7592 update): the
+/// metadata and the whole object, for the members that are not metadata (`client_id`,
+/// `client_secret` in an update). Members this server does not understand are ignored
+/// (RFC 7591 §2) and a `null` member counts as absent; a body that is not a JSON object, or a
+/// known member of the wrong type, is `invalid_client_metadata`.
+pub fn parse_metadata(
+    body: &[u8],
+) -> Result<(Metadata, serde_json::Map<String, serde_json::Value>), MetadataError> {
+    let bad = |m: String| MetadataError::ClientMetadata(m);
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| bad(format!("the request body is not JSON ({e})")))?;
+    let serde_json::Value::Object(mut object) = value else {
+        return Err(bad(
+            "the request body must be a JSON object of client metadata".into(),
+        ));
+    };
+    object.retain(|_, v| !v.is_null());
+    let meta = serde_path_to_error::deserialize(serde_json::Value::Object(object.clone()))
+        .map_err(|e| bad(format!("{}: {}", e.path(), e.inner())))?;
+    Ok((meta, object))
+}
+
 /// What the admin API may set beyond RFC 7591 metadata. Dynamic registration never can: an app
 /// registering itself is third-party and gets no user risk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -356,6 +378,27 @@ pub fn validate(
     })
 }
 
+/// The scope of the admin API (`server::admin::ADMIN_SCOPE`).
+const ADMIN_SCOPE: &str = "admin";
+
+/// What a dynamic registration may not have on top of [`validate`]'s rules. An app registering
+/// itself has no administrator behind it, so it gets no application permissions: never the
+/// admin API's `admin` scope, and no scopes with the `client_credentials` grant (no user
+/// consents to those). The admin API and the CLI register such apps.
+pub fn check_dynamic(app: &AppConfig) -> Result<(), MetadataError> {
+    if app.scopes.iter().any(|s| s == ADMIN_SCOPE) {
+        return Err(MetadataError::ClientMetadata(
+            "scope: admin is not available to a dynamically registered client".into(),
+        ));
+    }
+    if app.grant_types.contains(&GrantType::ClientCredentials) && !app.scopes.is_empty() {
+        return Err(MetadataError::ClientMetadata(
+            "scope: a dynamically registered client using client_credentials registers no scopes (application permissions are granted by an administrator)".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The metadata a registration answers with (RFC 7591 §3.2.1 echoes it).
 pub fn metadata_of(app: &AppConfig) -> Metadata {
     Metadata {
@@ -482,6 +525,9 @@ pub async fn register(
         return Err(RegistryError::Exists(client_id));
     }
     let config = validate(&client_id, meta, trust)?;
+    if source == AppSource::Dynamic {
+        check_dynamic(&config)?;
+    }
     let now = dir.now();
     let mut app = App {
         config,
@@ -547,6 +593,9 @@ pub async fn update(
 ) -> Result<Arc<App>, RegistryError> {
     let read = changeable(dir, client_id).await?;
     let config = validate(client_id, meta, trust)?;
+    if read.source == AppSource::Dynamic {
+        check_dynamic(&config)?;
+    }
     let app = App {
         config,
         secrets: read.secrets.clone(),
@@ -771,6 +820,61 @@ mod tests {
     }
 
     #[test]
+    fn metadata_is_read_from_a_json_object_ignoring_what_is_not_understood() {
+        let (m, object) = parse_metadata(
+            br#"{"redirect_uris":["https://a.example/cb"],"client_name":null,"logo_uri":"https://a.example/l.png","client_id":"x"}"#,
+        )
+        .unwrap();
+        assert_eq!(m, meta(&["https://a.example/cb"]));
+        assert_eq!(object["client_id"], "x");
+        assert!(!object.contains_key("client_name"), "null is absent");
+        for (body, expected) in [
+            (&b"[]"[..], "a JSON object"),
+            (br#""x""#, "a JSON object"),
+            (b"not json", "not JSON"),
+            (
+                br#"{"redirect_uris":"https://a.example/cb"}"#,
+                "redirect_uris: invalid type",
+            ),
+            (br#"{"grant_types":[1]}"#, "grant_types[0]: invalid type"),
+        ] {
+            let e = parse_metadata(body).unwrap_err();
+            assert_eq!(e.code(), "invalid_client_metadata");
+            assert!(e.to_string().contains(expected), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_dynamic_registration_gets_no_application_permissions() {
+        let web = meta(&["https://a.example/cb"]);
+        let with = |scope: &str, grants: &[&str]| Metadata {
+            scope: Some(scope.into()),
+            grant_types: Some(grants.iter().map(|g| (*g).to_owned()).collect()),
+            response_types: (!grants.contains(&"authorization_code")).then(Vec::new),
+            ..web.clone()
+        };
+        for (m, ok) in [
+            (with("calendar.read", &["authorization_code"]), true),
+            (with("admin", &["authorization_code"]), false),
+            (with("reports.read", &["client_credentials"]), false),
+            (
+                Metadata {
+                    scope: None,
+                    ..with("", &["client_credentials"])
+                },
+                true,
+            ),
+        ] {
+            let app = validate("c", &m, Trust::default()).unwrap();
+            let checked = check_dynamic(&app);
+            assert_eq!(checked.is_ok(), ok, "{m:?}: {checked:?}");
+            if let Err(e) = checked {
+                assert_eq!(e.code(), "invalid_client_metadata");
+            }
+        }
+    }
+
+    #[test]
     fn secrets_are_kept_as_digests_and_honour_their_validity() {
         let (secret, record) = ClientSecret::generate(Some("ci".into()), 100, Some(200));
         assert_eq!(secret.len(), 43);
@@ -831,6 +935,19 @@ mod tests {
         assert!(accepts_registration_token(
             &found,
             &r.registration_token.unwrap()
+        ));
+        // It cannot give itself the admin API, neither at registration nor by an update.
+        let admin = Metadata {
+            scope: Some("admin".into()),
+            ..web.clone()
+        };
+        assert!(matches!(
+            register(&dir, None, &admin, Trust::default(), AppSource::Dynamic).await,
+            Err(RegistryError::Metadata(MetadataError::ClientMetadata(_)))
+        ));
+        assert!(matches!(
+            update(&dir, &id, &admin, Trust::default()).await,
+            Err(RegistryError::Metadata(MetadataError::ClientMetadata(_)))
         ));
         // An API registration gets secrets one by one; removing one ends it at once.
         let api = register(

@@ -15,9 +15,11 @@ use std::path::{Path, PathBuf};
 
 mod files;
 mod partner;
+mod registration;
 mod risk;
 mod source;
 pub use partner::{PartnerConfig, PartnerCredential};
+pub use registration::RegistrationSettings;
 pub use risk::RiskSettings;
 use source::{Doc, Section};
 
@@ -111,7 +113,7 @@ pub enum FileCheck {
 }
 
 /// The top-level sections.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "tenant",
     "server",
     "database",
@@ -120,6 +122,7 @@ const SECTIONS: [&str; 8] = [
     "apps",
     "partners",
     "risk",
+    "registration",
 ];
 
 /// The file's sections, each deserialized on its own.
@@ -132,6 +135,7 @@ struct Sections {
     apps: Vec<Option<RawApp>>,
     partners: Vec<Option<partner::RawPartner>>,
     risk: Section<risk::RawRisk>,
+    registration: Section<registration::RawRegistration>,
 }
 
 /// The files a config names that are read apart from parsing it.
@@ -394,6 +398,8 @@ pub struct Config {
     pub partners: Vec<PartnerConfig>,
     /// ID Protection: intel files, policies, risk settings.
     pub risk: RiskSettings,
+    /// Dynamic client registration (RFC 7591 / RFC 7592).
+    pub registration: RegistrationSettings,
 }
 
 impl Config {
@@ -544,6 +550,7 @@ fn parse(text: &str, file: &str, check: Option<FileCheck>) -> Parsed {
         apps: doc.entries("apps", &mut problems),
         partners: doc.entries("partners", &mut problems),
         risk: doc.section("risk", &mut problems),
+        registration: doc.section("registration", &mut problems),
     };
     let mut v = Validator {
         file: file.to_owned(),
@@ -691,6 +698,7 @@ impl Validator {
         }
         let risk = Self::optional(raw.risk).map(|r| self.risk(r, file));
         named.risk = risk.clone();
+        let registration = Self::optional(raw.registration).map(|r| self.registration(r));
         let build = || {
             let (tenant_id, display_name, issuer) = tenant?;
             let server = server?;
@@ -710,6 +718,7 @@ impl Validator {
                 apps: apps?,
                 partners: partners?,
                 risk: risk?,
+                registration: registration?,
             })
         };
         (build(), named)
@@ -1119,7 +1128,7 @@ pub fn redact_url(u: &str) -> String {
 mod tests {
     use super::*;
 
-    const GOOD: &str = r#"
+    pub(super) const GOOD: &str = r#"
 [tenant]
 id = "contoso"
 display_name = "Contoso"

@@ -1,22 +1,25 @@
-//! Command-line interface: `serve`, `lab`, `certs`, `keys rotate|public`, `user ...`, `guest ...`,
-//! `risk ...`, `mfa reset`, `demo-app`.
+//! Command-line interface: `serve`, `lab`, `certs`, `keys rotate|public`, `user ...`, `app ...`,
+//! `guest ...`, `risk ...`, `mfa reset`, `demo-app`.
 //! Exit codes are stable for scripts: 0 success, 1 runtime failure, 2 usage error (or a bad
-//! line in an imported file), 3 invalid configuration (any mistake in the config or the files it
-//! names, all reported at once before anything is created), 4 not found, 5 already exists,
-//! 6 refused by the user-risk rules (no risk to dismiss, a guest's risk held by their home).
+//! line in an imported file, or app metadata the registry refuses), 3 invalid configuration (any
+//! mistake in the config or the files it names, all reported at once before anything is
+//! created), 4 not found, 5 already exists, 6 refused: by the user-risk rules (no risk to
+//! dismiss, a guest's risk held by their home), or a change to an app of the config file.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use protocol::jwt::{SigningAlg, SigningKey};
 use risk::{Actor, UserRiskEvent};
+use server::apps::{self, Metadata, RegistryError, Trust};
 use server::config::{Config, ConfigError, FileCheck, PartnerCredential};
 use server::passwords::{Passwords, check_new_password};
-use server::protection::Prepared;
-use server::state::{Clock, SystemClock};
+use server::protection::{Prepared, Protection};
+use server::state::{Clock, Directory, SystemClock};
 use server::user_risk::{self, Home, ImportError, UserRiskError};
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use store::{NewUser, Store, StoreError, UserStatus, UserType};
+use std::sync::Arc;
+use store::{AppSource, NewUser, Store, StoreError, UserStatus, UserType};
 use tracing_subscriber::EnvFilter;
 
 /// tenantd: a standards-strict OpenID Connect provider with B2B risk semantics.
@@ -48,6 +51,9 @@ enum Command {
     /// User management.
     #[command(subcommand)]
     User(UserCommand),
+    /// Apps (OIDC clients): register, list, show, remove.
+    #[command(subcommand)]
+    App(AppCommand),
     /// Multi-factor authentication of members.
     #[command(subcommand)]
     Mfa(MfaCommand),
@@ -157,6 +163,61 @@ enum UserCommand {
         /// Require a change at the next sign-in even for a given password.
         #[arg(long)]
         temporary: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AppCommand {
+    /// Register an app, by the same rules as the admin API and dynamic registration (RFC 7591
+    /// metadata). A confidential app gets a client secret, printed this once.
+    Add {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Display name, shown on the consent page.
+        name: String,
+        /// An exact redirect URI (repeat for more): https, loopback http, or a reverse-domain
+        /// scheme for a public (native) app. Needed for the authorization_code grant.
+        #[arg(long = "redirect-uri", value_name = "URI")]
+        redirect_uris: Vec<String>,
+        /// A public client: no secret, PKCE required (token_endpoint_auth_method none).
+        #[arg(long)]
+        public: bool,
+        /// A grant the app may use (repeat for more); default authorization_code.
+        #[arg(long = "grant", value_name = "GRANT", value_parser = ["authorization_code", "refresh_token", "client_credentials"])]
+        grants: Vec<String>,
+        /// A scope beyond openid, profile, email and offline_access the app may ask for (repeat
+        /// for more; `admin` for the admin API with client_credentials).
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// Skip the consent page.
+        #[arg(long)]
+        first_party: bool,
+        /// The client id; default a generated UUID.
+        #[arg(long, value_name = "ID")]
+        client_id: Option<String>,
+    },
+    /// List every app: the config file's (read-only here) and the registered ones.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print an app's registration as JSON (RFC 7591 metadata; secrets by hint only).
+    Show {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Client id.
+        client_id: String,
+    },
+    /// Delete a registered app: its codes stop working and its grants, refresh and access
+    /// tokens are revoked. An app of the config file is removed from the file instead.
+    Remove {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Client id.
+        client_id: String,
     },
 }
 
@@ -423,6 +484,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::User(cmd) => user(cmd).await,
+        Command::App(cmd) => app(cmd).await,
         Command::Mfa(MfaCommand::Reset { config, email }) => {
             let (cfg, store) = open(&config).await?;
             let user = find(&store, &email).await?;
@@ -478,6 +540,149 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 .map_err(|e| Failure::new(1, e.to_string()))
         }
     }
+}
+
+impl From<RegistryError> for Failure {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::Metadata(m) => Self::new(2, format!("not accepted: {m}")),
+            RegistryError::Exists(_) => Self::new(5, e.to_string()),
+            RegistryError::NotFound(_) | RegistryError::NoSuchSecret(..) => {
+                Self::new(4, e.to_string())
+            }
+            RegistryError::ReadOnly(_) => {
+                Self::new(6, format!("{e}: change it in the config file and restart"))
+            }
+            RegistryError::Changed(_) => Self::new(1, e.to_string()),
+            RegistryError::Store(s) => s.into(),
+        }
+    }
+}
+
+/// The tenant's directory for the app registry: the config file's apps and the store. No
+/// signing keys or partners: the registry needs neither.
+async fn directory(arg: &ConfigArg) -> Result<Directory, Failure> {
+    let (config, prepared) = load_checked(arg)?;
+    let store = Store::connect(&config.database_url).await?;
+    let passwords = hasher(&config)?;
+    let protection = Protection::with_files(config.risk.clone(), prepared, &store)
+        .await
+        .map_err(|e| Failure::new(1, e.to_string()))?;
+    let grace = config.tokens.id_token.max(config.tokens.access_token);
+    Ok(Directory::new(
+        config,
+        store,
+        Arc::new(SystemClock),
+        passwords,
+        protocol::jwt::KeySet::new(Vec::new(), grace),
+        Vec::new(),
+        protection,
+    ))
+}
+
+async fn app(cmd: AppCommand) -> Result<(), Failure> {
+    match cmd {
+        AppCommand::Add {
+            config,
+            name,
+            redirect_uris,
+            public,
+            grants,
+            scopes,
+            first_party,
+            client_id,
+        } => {
+            let dir = directory(&config).await?;
+            let meta = Metadata {
+                client_name: Some(name),
+                redirect_uris,
+                grant_types: (!grants.is_empty()).then_some(grants),
+                token_endpoint_auth_method: public.then(|| "none".to_owned()),
+                scope: (!scopes.is_empty()).then(|| scopes.join(" ")),
+                ..Metadata::default()
+            };
+            let trust = Trust {
+                first_party,
+                partner_tenant: false,
+            };
+            let registered =
+                apps::register(&dir, client_id.as_deref(), &meta, trust, AppSource::Api).await?;
+            let app = &registered.app.config;
+            println!("registered {:?}", app.name);
+            println!("client id:     {}", app.client_id);
+            if apps::uses_secret(app) {
+                let (secret, _) =
+                    apps::add_secret(&dir, &app.client_id, Some("cli".to_owned()), None).await?;
+                println!("client secret: {secret}");
+                println!("(the secret is shown only this once: it is stored as a digest)");
+            }
+            Ok(())
+        }
+        AppCommand::List { config, json } => {
+            let dir = directory(&config).await?;
+            for a in apps::list(&dir).await? {
+                let c = &a.config;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"client_id": c.client_id, "client_name": c.name, "source": a.source.as_str(), "read_only": a.is_read_only()})
+                    );
+                } else {
+                    let source = if a.is_read_only() {
+                        "config (read-only)"
+                    } else {
+                        a.source.as_str()
+                    };
+                    println!("{}\t{}\t{}", c.client_id, source, c.name);
+                }
+            }
+            Ok(())
+        }
+        AppCommand::Show { config, client_id } => {
+            let dir = directory(&config).await?;
+            let app = dir
+                .app(&client_id)
+                .await?
+                .ok_or_else(|| Failure::new(4, format!("no app {client_id:?}")))?;
+            let json = serde_json::to_string_pretty(&shown(&app))
+                .map_err(|e| Failure::new(1, e.to_string()))?;
+            println!("{json}");
+            Ok(())
+        }
+        AppCommand::Remove { config, client_id } => {
+            let dir = directory(&config).await?;
+            apps::delete(&dir, &client_id).await?;
+            println!("removed app {client_id} (its grants, refresh and access tokens are revoked)");
+            Ok(())
+        }
+    }
+}
+
+/// An app as `app show` prints it: RFC 7591 metadata, the client id, where it comes from, its
+/// trust, and its secrets by key id and hint (never a digest).
+fn shown(app: &apps::App) -> serde_json::Value {
+    let mut v = serde_json::to_value(apps::metadata_of(&app.config)).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        let c = &app.config;
+        o.insert("client_id".into(), c.client_id.clone().into());
+        o.insert("source".into(), app.source.as_str().into());
+        o.insert("read_only".into(), app.is_read_only().into());
+        if app.created_at > 0 {
+            o.insert("client_id_issued_at".into(), app.created_at.into());
+        }
+        o.insert("first_party".into(), c.first_party.into());
+        o.insert("partner_tenant".into(), c.partner_tenant.into());
+        o.insert(
+            "client_secrets".into(),
+            app.secrets
+                .iter()
+                .map(|s| {
+                    serde_json::json!({"key_id": s.key_id, "display_name": s.display_name, "hint": s.hint, "start": s.start, "end": s.end})
+                })
+                .collect(),
+        );
+    }
+    v
 }
 
 impl From<UserRiskError> for Failure {

@@ -498,6 +498,24 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
             }
         }
     }
+    if let Some((t, _)) = tenants
+        .iter()
+        .find(|(t, _)| t.state.config.registration.enabled)
+    {
+        let c = &t.state.config;
+        let auth = if c.registration.initial_access_token.is_some() {
+            " -H \"Authorization: Bearer $INITIAL_ACCESS_TOKEN\""
+        } else {
+            ""
+        };
+        println!(
+            "  register an app at {} (RFC 7591): curl --cacert {}{auth} -H 'content-type: application/json' -d '{{\"client_name\":\"My app\",\"redirect_uris\":[\"http://127.0.0.1:9555/callback\"]}}' {}{}",
+            c.tenant_id,
+            dev.ca.display(),
+            c.issuer,
+            protocol::discovery::paths::REGISTER
+        );
+    }
     println!(
         "  TLS: dev CA {} (see certs/README.md to trust it)",
         dev.ca.display()
