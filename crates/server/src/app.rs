@@ -6,12 +6,14 @@ use crate::login;
 use crate::login::mfa;
 use crate::oidc::{authorize, logout, registration, resource, token};
 use crate::state::AppState;
+use crate::web::FormTarget;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use protocol::discovery::paths;
+use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -30,7 +32,7 @@ pub const MAX_URI: usize = 8 * 1024;
 /// Build the router for a tenant.
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static(crate::web::REQUEST_ID);
-    let csp = page_csp(&state.config);
+    let page_targets: Arc<Vec<String>> = Arc::new(page_targets(&state.config));
     // HSTS only where this tenant serves TLS itself (RFC 6797 §7.2: never over plain HTTP).
     let hsts = state.config.tls.is_some().then(|| {
         SetResponseHeaderLayer::overriding(
@@ -151,11 +153,13 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             crate::web::render_page_errors,
         ))
+        .layer(axum::middleware::from_fn_with_state(page_targets, page_csp))
         .with_state(state);
     let headers = ServiceBuilder::new()
+        // What the layers outside the router answer themselves (a timeout, a URI too long).
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
-            csp,
+            HeaderValue::from_static(STRICT_CSP),
         ))
         .option_layer(hsts)
         .layer(SetResponseHeaderLayer::overriding(
@@ -205,27 +209,49 @@ fn registration_routes(enabled: bool) -> Router<AppState> {
         )
 }
 
-/// The pages' default Content-Security-Policy (a response that sets its own, like `form_post`'s,
-/// keeps it). `form-action` allows `'self'` and where this tenant's forms legitimately end up:
-/// Chrome and Safari hold a form submission's redirects to `form-action` too
-/// (w3c/webappsec-csp#8), and the sign-in's forms are answered with a 303 to the app's redirect
-/// URI (password, MFA, consent), a refused sign-in's page posts to it, a confirmed logout goes to
-/// a post-logout redirect URI, and the email page sends a guest on to their home. So the origins
-/// of the apps' registered redirect and post-logout redirect URIs and of the partners' issuers
-/// (where their authorization endpoints are) — never any other.
-fn page_csp(config: &crate::config::Config) -> HeaderValue {
-    let targets = config
+/// The page CSP with forms allowed to this tenant only.
+const STRICT_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Where this tenant's pages' forms legitimately end up, known at start-up: the origins of the
+/// config file's apps' redirect and post-logout redirect URIs and of the partners' issuers
+/// (where their authorization endpoints are).
+fn page_targets(config: &crate::config::Config) -> Vec<String> {
+    config
         .apps
         .iter()
         .flat_map(|a| a.redirect_uris.iter().chain(&a.post_logout_redirect_uris))
-        .chain(config.partners.iter().map(|p| &p.issuer));
+        .chain(config.partners.iter().map(|p| &p.issuer))
+        .cloned()
+        .collect()
+}
+
+/// Middleware: the pages' default Content-Security-Policy (a response that sets its own, like
+/// `form_post`'s, keeps it). `form-action` allows `'self'` and where this tenant's forms
+/// legitimately end up: Chrome and Safari hold a form submission's redirects to `form-action`
+/// too (w3c/webappsec-csp#8), and the sign-in's forms are answered with a 303 to the app's
+/// redirect URI (password, MFA, consent), a refused sign-in's page posts to it, a confirmed
+/// logout goes to a post-logout redirect URI, and the email page sends a guest on to their home.
+/// So: the start-up [`page_targets`], plus the page's own [`FormTarget`] (the redirect URI of
+/// the sign-in it serves, which is how an app registered while the tenant runs is reached) —
+/// never any other.
+async fn page_csp(
+    State(targets): State<Arc<Vec<String>>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut resp = next.run(req).await;
+    if resp.headers().contains_key(header::CONTENT_SECURITY_POLICY) {
+        return resp;
+    }
+    let extra = resp.extensions().get::<FormTarget>().map(|t| t.0.as_str());
     let csp = format!(
         "default-src 'none'; style-src 'self'; img-src 'self'; form-action {}; frame-ancestors 'none'; base-uri 'none'",
-        form_action_sources(targets.map(String::as_str))
+        form_action_sources(targets.iter().map(String::as_str).chain(extra))
     );
-    HeaderValue::from_str(&csp).unwrap_or_else(|_| {
-        HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-    })
+    let value = HeaderValue::from_str(&csp).unwrap_or(HeaderValue::from_static(STRICT_CSP));
+    resp.headers_mut()
+        .insert(header::CONTENT_SECURITY_POLICY, value);
+    resp
 }
 
 /// `'self'` and the CSP source of each URI: its origin (`https://app.test:8443`), or for a

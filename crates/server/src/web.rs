@@ -358,6 +358,19 @@ fn unreadable(detail: String) -> PageError {
     }
 }
 
+/// Where a page's forms may end up besides this tenant: the redirect URI (or post-logout
+/// redirect URI) of the app the page serves. The page CSP's `form-action` adds its origin, so a
+/// registered app (known only from the store) is reached as a config-file app is.
+#[derive(Debug, Clone)]
+pub struct FormTarget(pub String);
+
+/// [`html`] for a page whose forms end up at `target` (see [`FormTarget`]).
+pub fn html_to<T: Template>(t: &T, target: &str) -> Response {
+    let mut r = html(t);
+    r.extensions_mut().insert(FormTarget(target.to_owned()));
+    r
+}
+
 /// Render a template to an HTML response; a template failure becomes a bare 500.
 pub fn html<T: Template>(t: &T) -> Response {
     match t.render() {

@@ -11,7 +11,7 @@ use crate::secrets::token_hash;
 use crate::session::{self, Current};
 use crate::state::AppState;
 use crate::web::Query;
-use crate::web::{Ctx, PageError, csrf_token, html};
+use crate::web::{Ctx, PageError, csrf_token, html_to};
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
@@ -268,7 +268,7 @@ async fn hold(
                 email: &user.email,
                 error: None,
             };
-            (jar, html(&page)).into_response()
+            (jar, html_to(&page, &sign_in.request.redirect_uri)).into_response()
         }
     })
 }

@@ -18,7 +18,7 @@ use crate::signin_log::{self, Entry, Outcome};
 use crate::state::AppState;
 use crate::web::Form;
 use crate::web::Query;
-use crate::web::{Ctx, PageError, check_csrf, csrf_token, html};
+use crate::web::{Ctx, PageError, check_csrf, csrf_token, html_to};
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
@@ -214,12 +214,12 @@ async fn wrong_code(
     }
     let id = resume(state, &step).await?;
     Ok(match retry {
-        Retry::Verify(msg) => verify_page(state, &id, csrf, &step.user, Some(msg)),
+        Retry::Verify(msg) => verify_page(state, &id, csrf, &step, Some(msg)),
         Retry::Enrol(method) => enrol_page(
             state,
             &id,
             csrf,
-            &step.user,
+            &step,
             method,
             Some(
                 "That code didn't match. Check the setup key in your app and enter the code it shows now.",
@@ -238,35 +238,42 @@ fn verify_page(
     state: &AppState,
     interaction: &str,
     csrf: &str,
-    user: &User,
+    step: &Step,
     error: Option<&str>,
 ) -> Response {
-    html(&pages::MfaVerify {
-        tenant_name: &state.config.display_name,
-        interaction,
-        csrf_token: csrf,
-        email: &user.email,
-        error,
-    })
+    html_to(
+        &pages::MfaVerify {
+            tenant_name: &state.config.display_name,
+            interaction,
+            csrf_token: csrf,
+            email: &step.user.email,
+            error,
+        },
+        &step.sign_in.request.redirect_uri,
+    )
 }
 
 fn enrol_page(
     state: &AppState,
     interaction: &str,
     csrf: &str,
-    user: &User,
+    step: &Step,
     method: &TotpMethod,
     error: Option<&str>,
 ) -> Response {
-    html(&pages::MfaEnrol {
-        tenant_name: &state.config.display_name,
-        interaction,
-        csrf_token: csrf,
-        email: &user.email,
-        secret: &grouped(&method.secret),
-        otpauth_uri: &otpauth_uri(&state.config.display_name, &user.email, &method.secret),
-        error,
-    })
+    let email = &step.user.email;
+    html_to(
+        &pages::MfaEnrol {
+            tenant_name: &state.config.display_name,
+            interaction,
+            csrf_token: csrf,
+            email,
+            secret: &grouped(&method.secret),
+            otpauth_uri: &otpauth_uri(&state.config.display_name, email, &method.secret),
+            error,
+        },
+        &step.sign_in.request.redirect_uri,
+    )
 }
 
 /// `?interaction=`
@@ -297,11 +304,7 @@ async fn page_inner(
     let step = load(state, &jar, interaction).await?;
     let (jar, csrf) = csrf_token(state, jar);
     if has_method(state, &step.user.id).await? {
-        return Ok((
-            jar,
-            verify_page(state, interaction, &csrf, &step.user, None),
-        )
-            .into_response());
+        return Ok((jar, verify_page(state, interaction, &csrf, &step, None)).into_response());
     }
     if let Some(refused) = refuse_risky_registration(state, ctx, &step).await {
         return Ok(refused);
@@ -315,7 +318,7 @@ async fn page_inner(
             state.now(),
         )
         .await?;
-    let page = enrol_page(state, interaction, &csrf, &step.user, &method, None);
+    let page = enrol_page(state, interaction, &csrf, &step, &method, None);
     Ok((jar, page).into_response())
 }
 
@@ -434,10 +437,14 @@ async fn enrol_inner(
         .replace_recovery_codes(&step.user.id, &hashes, now)
         .await?;
     tracing::info!(correlation_id = %step.sign_in.correlation_id, user = %step.user.id, "authenticator app registered");
+    let target = step.sign_in.request.redirect_uri.clone();
     let id = done(state, step).await?;
-    Ok(html(&pages::MfaRecoveryCodes {
-        tenant_name: &state.config.display_name,
-        codes: &codes,
-        interaction: &id,
-    }))
+    Ok(html_to(
+        &pages::MfaRecoveryCodes {
+            tenant_name: &state.config.display_name,
+            codes: &codes,
+            interaction: &id,
+        },
+        &target,
+    ))
 }

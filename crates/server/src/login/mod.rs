@@ -18,7 +18,7 @@ use crate::signin_log::{self, Entry, Outcome};
 use crate::state::AppState;
 use crate::web::Form;
 use crate::web::Query;
-use crate::web::{Ctx, PageError, check_csrf, csrf_token, html};
+use crate::web::{Ctx, PageError, check_csrf, csrf_token, html, html_to};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::CookieJar;
@@ -82,13 +82,16 @@ async fn after_email(
     if let Some(partner) = state.partner_for_email(email) {
         return federated::start(state, ctx, interaction, sign_in, partner, email, csrf).await;
     }
-    html(&pages::LoginPassword {
-        tenant_name: &state.config.display_name,
-        interaction,
-        csrf_token: csrf,
-        email,
-        error: None,
-    })
+    html_to(
+        &pages::LoginPassword {
+            tenant_name: &state.config.display_name,
+            interaction,
+            csrf_token: csrf,
+            email,
+            error: None,
+        },
+        &sign_in.request.redirect_uri,
+    )
 }
 
 async fn render_email(
@@ -202,14 +205,18 @@ pub async fn password_submit(
         Err(e) => return e.render(&state, &ctx),
     };
     let email = f.email.trim().to_lowercase();
+    let target = sign_in.request.redirect_uri.clone();
     let again = |msg: &str| {
-        html(&pages::LoginPassword {
-            tenant_name: &state.config.display_name,
-            interaction: &f.interaction,
-            csrf_token: &f.csrf_token,
-            email: &email,
-            error: Some(msg),
-        })
+        html_to(
+            &pages::LoginPassword {
+                tenant_name: &state.config.display_name,
+                interaction: &f.interaction,
+                csrf_token: &f.csrf_token,
+                email: &email,
+                error: Some(msg),
+            },
+            &target,
+        )
     };
     if f.password.is_empty()
         || f.password.len() > crate::passwords::MAX_PASSWORD_LEN
@@ -308,13 +315,16 @@ pub async fn password_submit(
     let sign_in = sign_in.authenticated(&user.id, vec!["pwd".into()]);
     if user.must_change_password {
         return match progress::replace(&state, &f.interaction, &sign_in).await {
-            Ok(id) => html(&pages::ChangePassword {
-                tenant_name: &state.config.display_name,
-                interaction: &id,
-                csrf_token: &f.csrf_token,
-                email: &user.email,
-                error: None,
-            }),
+            Ok(id) => html_to(
+                &pages::ChangePassword {
+                    tenant_name: &state.config.display_name,
+                    interaction: &id,
+                    csrf_token: &f.csrf_token,
+                    email: &user.email,
+                    error: None,
+                },
+                &sign_in.request.redirect_uri,
+            ),
             Err(e) => PageError::from(e).render(&state, &ctx),
         };
     }
@@ -364,14 +374,18 @@ pub async fn change_submit(
         Ok(_) => return PageError::expired_request().render(&state, &ctx),
         Err(e) => return PageError::from(e).render(&state, &ctx),
     };
+    let target = sign_in.request.redirect_uri.clone();
     let again = |msg: &str| {
-        html(&pages::ChangePassword {
-            tenant_name: &state.config.display_name,
-            interaction: &f.interaction,
-            csrf_token: &f.csrf_token,
-            email: &user.email,
-            error: Some(msg),
-        })
+        html_to(
+            &pages::ChangePassword {
+                tenant_name: &state.config.display_name,
+                interaction: &f.interaction,
+                csrf_token: &f.csrf_token,
+                email: &user.email,
+                error: Some(msg),
+            },
+            &target,
+        )
     };
     if f.new_password != f.confirm_password {
         return again("The passwords do not match.");
@@ -447,7 +461,7 @@ pub async fn consent_page(
         interaction: &q.interaction,
         csrf_token: &csrf,
     };
-    Ok((jar, html(&page)).into_response())
+    Ok((jar, html_to(&page, &sign_in.request.redirect_uri)).into_response())
 }
 
 /// The consent form.

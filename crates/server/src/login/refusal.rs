@@ -4,7 +4,7 @@
 
 use crate::pages::{self, BackToApp};
 use crate::state::AppState;
-use crate::web::html;
+use crate::web::{html, html_to};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use protocol::authorize::{self, AuthorizationRequest, ResponseMode};
@@ -54,7 +54,11 @@ pub async fn render(
         correlation_id,
         back,
     };
-    (StatusCode::FORBIDDEN, html(&page)).into_response()
+    let page = match request {
+        Some(req) => html_to(&page, &req.redirect_uri),
+        None => html(&page),
+    };
+    (StatusCode::FORBIDDEN, page).into_response()
 }
 
 /// The name pages show for an app: its registered name, or its client id when it is gone or

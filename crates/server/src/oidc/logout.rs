@@ -6,7 +6,7 @@
 use crate::pages;
 use crate::session;
 use crate::state::AppState;
-use crate::web::{Ctx, PageError, check_csrf, csrf_token, html};
+use crate::web::{Ctx, PageError, check_csrf, csrf_token, html, html_to};
 use axum::extract::{RawForm, RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
@@ -141,7 +141,11 @@ async fn logout(
                 csrf_token: &csrf,
                 fields,
             };
-            (jar, html(&page)).into_response()
+            let page = match &req.redirect {
+                Some(to) => html_to(&page, to),
+                None => html(&page),
+            };
+            (jar, page).into_response()
         }
     })
 }
