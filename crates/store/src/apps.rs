@@ -55,6 +55,12 @@ pub struct AppRecord {
 
 type AppRow = (String, String, String, String, Option<String>, i64, i64);
 
+/// Writes a config-file app (the `source` column keeps its default, `config`).
+const UPSERT_CONFIG_APP: &str = "INSERT INTO apps (client_id, config_json, created_at, updated_at) \
+     VALUES ($1, $2, $3, $3) \
+     ON CONFLICT (client_id) DO UPDATE \
+     SET config_json = excluded.config_json, updated_at = excluded.updated_at";
+
 macro_rules! app_columns {
     () => {
         "client_id, config_json, source, secrets, registration_token_hash, created_at, updated_at"
@@ -86,17 +92,12 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         let _turn = self.write_turn().await;
-        sqlx::query(
-            "INSERT INTO apps (client_id, config_json, created_at, updated_at) \
-             VALUES ($1, $2, $3, $3) \
-             ON CONFLICT (client_id) DO UPDATE \
-             SET config_json = excluded.config_json, updated_at = excluded.updated_at",
-        )
-        .bind(client_id)
-        .bind(config_json)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(UPSERT_CONFIG_APP)
+            .bind(client_id)
+            .bind(config_json)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -140,17 +141,12 @@ impl Store {
                 .await?;
         }
         for (client_id, json) in apps {
-            sqlx::query(
-                "INSERT INTO apps (client_id, config_json, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $3) \
-                 ON CONFLICT (client_id) DO UPDATE \
-                 SET config_json = excluded.config_json, updated_at = excluded.updated_at",
-            )
-            .bind(client_id)
-            .bind(json)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(UPSERT_CONFIG_APP)
+                .bind(client_id)
+                .bind(json)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
