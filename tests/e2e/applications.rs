@@ -265,6 +265,16 @@ async fn bad_registrations_and_config_apps_change_nothing() {
         let (status, err) = call(&t, &token, method, &path, body).await;
         assert_eq!(status, 409, "{path}: {err}");
     }
+    let (status, err) = call(
+        &t,
+        &token,
+        reqwest::Method::GET,
+        "/v1.0/applications?$filter=displayName%20eq%20'x'",
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "a filter is never ignored");
+    assert_eq!(err["error"]["code"], "Request_UnsupportedQuery");
     let (_, after) = call(&t, &token, reqwest::Method::GET, "/v1.0/applications", None).await;
     assert_eq!(count(&after), count(&before));
     assert_eq!(after, before);

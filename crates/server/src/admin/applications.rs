@@ -19,7 +19,7 @@ use signin::apps::{self, App, Metadata, RegistryError, Trust};
 use signin::config::AppConfig;
 use store::AppSource;
 
-use crate::admin::{Admin, GraphError, GraphJson, no_content, reply};
+use crate::admin::{Admin, GraphError, GraphJson, GraphQuery, no_content, reply};
 use crate::state::AppState;
 use crate::user_risk::iso;
 use protocol::client_auth::AuthMethod;
@@ -225,8 +225,18 @@ fn registry_error(e: RegistryError) -> GraphError {
     }
 }
 
-/// `GET /v1.0/applications`
-pub async fn list(State(state): State<AppState>, _admin: Admin) -> Result<Response, GraphError> {
+/// `GET /v1.0/applications`: every app, by client id. No query options (`$filter`, `$top`, ...)
+/// are supported, and one given is refused rather than ignored.
+pub async fn list(
+    State(state): State<AppState>,
+    _admin: Admin,
+    GraphQuery(query): GraphQuery,
+) -> Result<Response, GraphError> {
+    if let Some(option) = query.keys().next() {
+        return Err(GraphError::unsupported_query(format!(
+            "Query option {option:?} is not supported on applications."
+        )));
+    }
     let value: Vec<Value> = apps::list(&state)
         .await?
         .iter()

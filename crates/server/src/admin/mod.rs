@@ -144,6 +144,12 @@ impl GraphError {
         Self::new(StatusCode::BAD_REQUEST, "BadRequest", message)
     }
 
+    /// 400 `Request_UnsupportedQuery`: a query option this server cannot answer exactly (never
+    /// ignored: an ignored filter would answer with more than was asked for).
+    pub fn unsupported_query(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "Request_UnsupportedQuery", message)
+    }
+
     /// 403 `Forbidden`: understood, authenticated, and not allowed.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "Forbidden", message)

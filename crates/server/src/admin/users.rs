@@ -28,7 +28,7 @@ fn bad_request(message: impl Into<String>) -> GraphError {
 }
 
 fn unsupported_query(message: impl Into<String>) -> GraphError {
-    GraphError::new(StatusCode::BAD_REQUEST, "Request_UnsupportedQuery", message)
+    GraphError::unsupported_query(message)
 }
 
 impl From<UserError> for GraphError {
