@@ -946,8 +946,29 @@ async fn self_service_password_reset_remediates_at_home() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
+    // The right code, but the current password again: not a secure reset, nothing changes.
+    let mut same = hidden_inputs(&page);
+    same.push(("code".into(), crate::mfa::totp_at(&secret, now + 30)));
+    same.push(("new_password".into(), ALICE_PW.into()));
+    same.push(("confirm_password".into(), ALICE_PW.into()));
+    let page = b
+        .post(t.url("/password/reset/new"))
+        .form(&same)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("must differ from your current one"), "{page}");
+    assert_eq!(
+        alice_risk(&t).await.risk_state,
+        risk::RiskState::ConfirmedCompromised
+    );
+    // A TOTP step is used once: the next code is a minute on.
+    t.clock.advance(60);
     let mut form = hidden_inputs(&page);
-    form.push(("code".into(), crate::mfa::totp_at(&secret, now + 30)));
+    form.push(("code".into(), crate::mfa::totp_at(&secret, now + 60)));
     form.push(("new_password".into(), "reset-password-2".into()));
     form.push(("confirm_password".into(), "reset-password-2".into()));
     let page = b

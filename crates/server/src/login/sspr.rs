@@ -204,6 +204,33 @@ pub async fn finish(
         )
         .await;
     };
+    // A secure reset: the new password is not the current one, nor one known to be leaked
+    // (checked only now, after the code, so the page is no oracle for the current password).
+    let user = match state.store.user_by_id(&user_id).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return PageError::expired_request().render(&state, &ctx),
+        Err(e) => return PageError::from(e).render(&state, &ctx),
+    };
+    let refused = if state
+        .passwords
+        .verify(&f.new_password, user.password_hash.as_deref())
+        .await
+    {
+        Some("Choose a new password: it must differ from your current one.")
+    } else {
+        match crate::users::check_password(&state.store, &user.email, &f.new_password).await {
+            Ok(()) => None,
+            Err(crate::users::UserError::LeakedPassword) => {
+                Some("This password appears in a list of leaked passwords. Choose another one.")
+            }
+            Err(crate::users::UserError::WeakPassword(msg)) => Some(msg),
+            Err(e) => return PageError::internal(e.to_string()).render(&state, &ctx),
+        }
+    };
+    if let Some(msg) = refused {
+        tracing::info!(correlation_id = %ctx.correlation_id, user = %user_id, "password reset: new password refused");
+        return second_step(&state, &ctx, &f.csrf_token, &reset, Some(msg)).await;
+    }
     let hash = match state.passwords.hash(&f.new_password).await {
         Ok(h) => h,
         Err(e) => return PageError::internal(e.to_string()).render(&state, &ctx),
