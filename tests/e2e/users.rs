@@ -288,6 +288,27 @@ async fn a_temporary_password_must_be_changed_at_first_sign_in() {
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(html.contains("Change your password"), "{html}");
+    // A password from a leak is no secure change.
+    let leaked = "Summer-2024-leaked!";
+    server::user_risk::import_leaked(
+        &server::user_risk::Home::of(t.state()),
+        "leaked.txt",
+        &format!("{}:12\n", server::user_risk::password_sha1(leaked)),
+    )
+    .await
+    .unwrap();
+    let mut form = hidden_inputs(&html);
+    form.push(("new_password".into(), leaked.into()));
+    form.push(("confirm_password".into(), leaked.into()));
+    let page = b
+        .post(t.url("/login/change-password"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("leaked passwords"), "{html}");
     let mut form = hidden_inputs(&html);
     form.push(("new_password".into(), "my-own-new-password".into()));
     form.push(("confirm_password".into(), "my-own-new-password".into()));

@@ -400,6 +400,16 @@ pub async fn change_submit(
     {
         return again("Choose a password different from the current one.");
     }
+    match crate::users::check_password(&state.store, &user.email, &f.new_password).await {
+        Ok(()) => {}
+        Err(crate::users::UserError::LeakedPassword) => {
+            return again(
+                "This password appears in a list of leaked passwords. Choose another one.",
+            );
+        }
+        Err(crate::users::UserError::WeakPassword(msg)) => return again(msg),
+        Err(e) => return PageError::internal(e.to_string()).render(&state, &ctx),
+    }
     let hash = match state.passwords.hash(&f.new_password).await {
         Ok(h) => h,
         Err(e) => return PageError::internal(e.to_string()).render(&state, &ctx),
