@@ -1065,6 +1065,21 @@ async fn passing_mfa_for_a_risky_sign_in_remediates_it_and_leaves_user_risk_alon
     let status = alice_risk(&t2).await;
     assert_eq!(status.risk_state, risk::RiskState::AtRisk);
     assert_eq!(status.risk_level, risk::RiskLevel::Medium);
+    // The same sign-in retried adds no more detections: one of a kind per window.
+    for _ in 0..3 {
+        let b = browser_from("198.51.100.7");
+        let r = password_attempt(&t2, &b, &rp_authorize(&t2, ""), ALICE, ALICE_PW).await;
+        assert_eq!(r.status(), 303);
+    }
+    let alice = t2
+        .state()
+        .store
+        .user_by_email(ALICE)
+        .await
+        .unwrap()
+        .unwrap();
+    let detections = t2.state().store.active_detections(&alice.id).await.unwrap();
+    assert_eq!(detections.len(), 1, "{detections:?}");
 }
 
 #[tokio::test]

@@ -461,6 +461,12 @@ impl<'a> Home<'a> {
             for (user_id, detection) in &detections {
                 let (record, status) = self.read(user_id).await?;
                 let mut counted = self.active(user_id).await?;
+                // The same sign-in retried (a guest's blocked retries reaching the home) must not
+                // inflate the user's detections: one of a kind per window.
+                if detection.repeats(&counted) {
+                    statuses.push(status);
+                    continue;
+                }
                 counted.push(detection.clone());
                 let level = aggregate_user_risk(&counted, datetime(now), self.ageing);
                 let t = transition(
@@ -482,10 +488,15 @@ impl<'a> Home<'a> {
                     reason: Some(format!("{} ({})", t.history.reason, detection.explanation)),
                 });
             }
+            if changes.is_empty() {
+                return Ok(statuses);
+            }
             match self.store.apply_risk_changes(&changes).await {
                 Ok(()) => {
-                    for (user_id, d) in &detections {
-                        tracing::info!(user = %user_id, risk_event_type = %d.risk_event_type, level = %d.risk_level, "risk detection raised");
+                    for c in &changes {
+                        if let Some(d) = &c.detection {
+                            tracing::info!(user = %c.record.user_id, risk_event_type = %d.risk_event_type, level = %d.risk_level, "risk detection raised");
+                        }
                     }
                     return Ok(statuses);
                 }
