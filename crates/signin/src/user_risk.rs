@@ -896,7 +896,6 @@ impl<'a> Home<'a> {
     }
 }
 
-/// Refuses a guest: their risk is held by their home tenant (the seed's limitation).
 /// Whether a risk action means the user's credentials may be in someone else's hands, so
 /// their sessions and refresh tokens must end now: confirmed compromised, or a password reset
 /// (the old password is no longer theirs alone).
@@ -909,6 +908,7 @@ fn ends_sign_ins(event: &UserRiskEvent) -> bool {
     )
 }
 
+/// Refuses a guest: their risk is held by their home tenant (the seed's limitation).
 pub fn ensure_ours(user: &User) -> Result<(), RiskTransitionError> {
     let kind = match user.user_type {
         UserType::Member => risk::UserType::Member,
