@@ -198,6 +198,8 @@ pub struct Refused<'a> {
     pub explanation: Option<&'a str>,
     /// A link elsewhere (e.g. the home tenant) as (href, text).
     pub home_link: Option<(String, String)>,
+    /// A last line after the link.
+    pub footnote: Option<&'a str>,
     /// A short code people can look up.
     pub error_code: Option<u32>,
     /// Joins this page to the logs of both tenants.
