@@ -22,8 +22,8 @@ mod sspr;
 pub use partner::{PartnerConfig, PartnerCredential};
 pub use registration::RegistrationSettings;
 pub use risk::RiskSettings;
-pub use sspr::SsprSettings;
 use source::{Doc, Section};
+pub use sspr::SsprSettings;
 
 /// Everything wrong with a config file and the files it names.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1179,7 +1179,10 @@ client_secret = "fabrikam-secret"
             .unwrap();
         let r = blocked(&dir, &s, &a, codes::LOCKED_OR_MALICIOUS_IP);
         assert_eq!(r.message, codes::BLOCKED_MESSAGE);
-        assert_eq!(r.footnote, None, "a member is not a guest blocked for home risk");
+        assert_eq!(
+            r.footnote, None,
+            "a member is not a guest blocked for home risk"
+        );
         assert_eq!(
             r.home_link,
             Some((

@@ -60,8 +60,8 @@ pub use mfa::{MfaReset, TotpMethod};
 pub use partner_profiles::PartnerProfile;
 pub use risk::{RiskHistoryItem, UserRiskRecord};
 pub use sessions::{Consumption, Interaction, Session};
-pub use sspr::AttemptCount;
 pub use sign_ins::{INTERACTIVE_USER, NON_INTERACTIVE_USER, RecentSignIn, SignInFilter, SignInLog};
+pub use sspr::AttemptCount;
 pub use users::{
     InvitationState, NewUser, User, UserCondition, UserDeletion, UserPageQuery, UserStatus,
     UserType, UserUpdate,

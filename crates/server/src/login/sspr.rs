@@ -198,7 +198,12 @@ pub async fn finish(
     }
     if !state.config.sspr.enabled {
         // Turned off (a reload) while this reset was in progress.
-        return administrator(&state, &ctx, &reset.email, "self-service password reset is off");
+        return administrator(
+            &state,
+            &ctx,
+            &reset.email,
+            "self-service password reset is off",
+        );
     }
     if f.new_password != f.confirm_password {
         return second_step(
@@ -364,7 +369,10 @@ fn administrator(state: &AppState, ctx: &Ctx, account: &str, why: &str) -> Respo
     let now = state.now();
     let time = time::OffsetDateTime::from_unix_timestamp(now)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| now.to_string());
     tracing::info!(
         correlation_id = %ctx.correlation_id,
