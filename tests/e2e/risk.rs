@@ -1428,3 +1428,42 @@ async fn reset_attempts_are_limited_per_account_and_per_ip_for_any_account() {
     let r = reset_for(&t, &browser_from("203.0.113.1"), ALICE).await;
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn each_code_submitted_counts_as_a_reset_attempt() {
+    let t = start_with("contoso", "\n[sspr]\nmax_attempts_per_account = 3\n").await;
+    let alice = t.state().store.user_by_email(ALICE).await.unwrap().unwrap();
+    let store = &t.state().store;
+    store
+        .add_unconfirmed_totp("m1", &alice.id, "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", 0)
+        .await
+        .unwrap();
+    assert!(store.confirm_totp("m1", 1, 0).await.unwrap());
+    let b = browser();
+    // With a method: the code form (attempt 1).
+    let r = reset_for(&t, &b, ALICE).await;
+    assert_eq!(r.status(), 200);
+    let mut page = text_of(r).await;
+    assert!(page.contains("name=\"code\""), "{page}");
+    // Two wrong codes (attempts 2 and 3), then the limit.
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let mut form = hidden_inputs(&page);
+        form.push(("code".into(), "000000".into()));
+        form.push(("new_password".into(), "reset-password-2".into()));
+        form.push(("confirm_password".into(), "reset-password-2".into()));
+        let r = b
+            .post(t.url("/password/reset/new"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+        }
+        page = text_of(r).await;
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    assert!(page.contains("Too many attempts"), "{page}");
+}
