@@ -1308,3 +1308,177 @@ async fn a_test_suite_signing_one_user_in_200_times_from_one_machine_is_never_ri
         "no risky sign-in raised alice's user risk"
     );
 }
+
+/// The email step of `/password/reset` in browser `b` for `account`.
+async fn reset_for(t: &TestTenant, b: &reqwest::Client, account: &str) -> reqwest::Response {
+    let page = page_text(b, t.url("/password/reset")).await;
+    let mut form = hidden_inputs(&page);
+    form.push(("email".into(), account.into()));
+    b.post(t.url("/password/reset"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The text of the administrator page's fact `id` (`<dd id="fact-...">`).
+fn fact(page: &str, id: &str) -> String {
+    let open = format!("<dd id=\"fact-{id}\">");
+    let start = page.find(&open).unwrap_or_else(|| panic!("{id}: {page}")) + open.len();
+    let rest = &page[start..];
+    rest[..rest.find("</dd>").unwrap()]
+        .replace("<code>", "")
+        .replace("</code>", "")
+}
+
+/// An administrator page: the four facts to hand over, checked; returns the page with the
+/// facts that differ per request (time, correlation id) taken out.
+async fn administrator_page(t: &TestTenant, r: reqwest::Response, typed: &str) -> String {
+    assert_eq!(r.status(), 200);
+    let correlation_id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let page = text_of(r).await;
+    assert!(page.contains("Contact your administrator"), "{page}");
+    assert!(!page.contains("name=\"code\""), "no code form: {page}");
+    assert_eq!(fact(&page, "account"), typed);
+    assert_eq!(fact(&page, "tenant"), "Tenant contoso (contoso)");
+    assert_eq!(fact(&page, "correlation-id"), correlation_id);
+    let time = fact(&page, "time");
+    let at = time::OffsetDateTime::parse(&time, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{time}: {e}"));
+    assert_eq!(at.offset(), time::UtcOffset::UTC, "{time}");
+    assert!((t.state().now() - at.unix_timestamp()).abs() <= 5, "{time}");
+    page.replace(&time, "TIME")
+        .replace(&correlation_id, "CORRELATION")
+        .replace(typed, "ACCOUNT")
+}
+
+#[tokio::test]
+async fn sspr_off_sends_even_an_enrolled_user_to_their_administrator() {
+    let t = start_with("contoso", "\n[sspr]\nenabled = false\n").await;
+    assert!(!t.state().config.sspr.enabled);
+    // Alice has an authenticator: off is off all the same.
+    let alice = t.state().store.user_by_email(ALICE).await.unwrap().unwrap();
+    let store = &t.state().store;
+    store
+        .add_unconfirmed_totp("m1", &alice.id, "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", 0)
+        .await
+        .unwrap();
+    assert!(store.confirm_totp("m1", 1, 0).await.unwrap());
+    let b = browser();
+    let page = page_text(&b, t.url("/password/reset")).await;
+    assert!(page.contains("what to give your administrator"), "{page}");
+    // Still CSRF-protected.
+    let r = b
+        .post(t.url("/password/reset"))
+        .form(&[("email", ALICE), ("csrf_token", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), 200);
+    assert!(!text_of(r).await.contains("fact-account"));
+    // The account as typed.
+    let typed = "Alice@Contoso.test";
+    administrator_page(&t, reset_for(&t, &b, typed).await, typed).await;
+}
+
+#[tokio::test]
+async fn a_user_without_a_method_and_an_unknown_user_get_the_same_answer() {
+    let t = start("contoso").await;
+    assert!(t.state().config.sspr.enabled);
+    let b = browser();
+    // Alice exists, without an authenticator.
+    let known = administrator_page(&t, reset_for(&t, &b, ALICE).await, ALICE).await;
+    let nobody = "nobody@contoso.test";
+    let unknown = administrator_page(&t, reset_for(&t, &b, nobody).await, nobody).await;
+    assert_eq!(known, unknown);
+}
+
+#[tokio::test]
+async fn reset_attempts_are_limited_per_account_and_per_ip_for_any_account() {
+    let t = start_with(
+        "contoso",
+        "\n[sspr]\nmax_attempts_per_account = 2\nmax_attempts_per_ip = 3\nwindow_secs = 600\n",
+    )
+    .await;
+    // Per account: an existing one and an unknown one alike, each from its own network.
+    let mut refusals = Vec::new();
+    for (ip, account) in [
+        ("203.0.113.1", ALICE),
+        ("203.0.113.2", "nobody@contoso.test"),
+    ] {
+        let b = browser_from(ip);
+        for _ in 0..2 {
+            assert_eq!(reset_for(&t, &b, account).await.status(), 200);
+        }
+        let r = reset_for(&t, &b, account).await;
+        assert_eq!(r.status(), 429, "{account}");
+        let retry: i64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=600).contains(&retry), "{retry}");
+        let page = text_of(r).await;
+        assert!(page.contains("Too many attempts"), "{page}");
+        assert!(!page.contains(account), "{page}");
+        refusals.push(
+            page.split("Correlation ID")
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    assert_eq!(refusals[0], refusals[1], "the same answer for both");
+    // Per IP: a fourth account from one address.
+    let b = browser_from("203.0.113.3");
+    for n in 0..3 {
+        let r = reset_for(&t, &b, &format!("user{n}@contoso.test")).await;
+        assert_eq!(r.status(), 200);
+    }
+    let r = reset_for(&t, &b, "user3@contoso.test").await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    // The window ends: alice may try again.
+    t.clock.advance(601);
+    let r = reset_for(&t, &browser_from("203.0.113.1"), ALICE).await;
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn each_code_submitted_counts_as_a_reset_attempt() {
+    let t = start_with("contoso", "\n[sspr]\nmax_attempts_per_account = 3\n").await;
+    let alice = t.state().store.user_by_email(ALICE).await.unwrap().unwrap();
+    let store = &t.state().store;
+    store
+        .add_unconfirmed_totp("m1", &alice.id, "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", 0)
+        .await
+        .unwrap();
+    assert!(store.confirm_totp("m1", 1, 0).await.unwrap());
+    let b = browser();
+    // With a method: the code form (attempt 1).
+    let r = reset_for(&t, &b, ALICE).await;
+    assert_eq!(r.status(), 200);
+    let mut page = text_of(r).await;
+    assert!(page.contains("name=\"code\""), "{page}");
+    // Two wrong codes (attempts 2 and 3), then the limit.
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let mut form = hidden_inputs(&page);
+        form.push(("code".into(), "000000".into()));
+        form.push(("new_password".into(), "reset-password-2".into()));
+        form.push(("confirm_password".into(), "reset-password-2".into()));
+        let r = b
+            .post(t.url("/password/reset/new"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+        }
+        page = text_of(r).await;
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    assert!(page.contains("Too many attempts"), "{page}");
+}

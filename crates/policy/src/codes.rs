@@ -5,6 +5,10 @@
 pub const BLOCKED_MESSAGE: &str =
     "Your account is blocked. We've detected suspicious activity on your account.";
 
+/// The seed's last line on a guest's block page for user risk, exactly.
+pub const STILL_BLOCKED_AFTER_RESET: &str =
+    "If you're still blocked after resetting your password, contact your IT administrator.";
+
 /// Blocked due to risk on the home tenant (a guest's home user risk).
 pub const BLOCKED_DUE_TO_HOME_RISK: u32 = 53011;
 /// Blocked by Conditional Access.

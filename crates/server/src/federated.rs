@@ -245,6 +245,7 @@ async fn foreign_browser(state: &AppState, ctx: &Ctx, sign_in: &SignIn) -> Respo
             message: "The answer from your home organization did not come back to the browser that started the sign-in.".into(),
             explanation: Some("Start signing in again from the app.".into()),
             home_link: None,
+            footnote: None,
             error_code: codes::INVALID_FEDERATION_RESPONSE,
             oauth: OAuthError::new(ErrorCode::AccessDenied, "The federated sign-in response does not belong to this browser."),
         },
@@ -280,6 +281,7 @@ async fn replayed(state: &AppState, ctx: &Ctx, sign_in: Option<SignIn>) -> Respo
             message: "The answer from your home organization has already been used once.".into(),
             explanation: Some("Start signing in again from the app.".into()),
             home_link: None,
+            footnote: None,
             error_code: codes::INVALID_FEDERATION_RESPONSE,
             oauth: OAuthError::new(
                 ErrorCode::AccessDenied,

@@ -198,6 +198,8 @@ pub struct Refused<'a> {
     pub explanation: Option<&'a str>,
     /// A link elsewhere (e.g. the home tenant) as (href, text).
     pub home_link: Option<(String, String)>,
+    /// A last line after the link.
+    pub footnote: Option<&'a str>,
     /// A short code people can look up.
     pub error_code: Option<u32>,
     /// Joins this page to the logs of both tenants.
@@ -224,6 +226,8 @@ pub struct BackToApp {
 pub struct PasswordReset<'a> {
     /// Tenant display name.
     pub tenant_name: &'a str,
+    /// Whether self-service password reset is on (`[sspr] enabled`).
+    pub enabled: bool,
     /// CSRF token.
     pub csrf_token: &'a str,
     /// The reset in progress (second step).
@@ -232,4 +236,21 @@ pub struct PasswordReset<'a> {
     pub email: Option<&'a str>,
     /// Message to show.
     pub error: Option<&'a str>,
+}
+
+/// Self-service password reset is not possible (off, or no registered method): what to hand
+/// the administrator.
+#[derive(Template)]
+#[template(path = "password_reset_administrator.html")]
+pub struct PasswordResetAdministrator<'a> {
+    /// Tenant display name.
+    pub tenant_name: &'a str,
+    /// Tenant id.
+    pub tenant_id: &'a str,
+    /// The account as the user typed it.
+    pub account: &'a str,
+    /// When (UTC, RFC 3339).
+    pub time: &'a str,
+    /// Joins this page to the logs.
+    pub correlation_id: &'a str,
 }

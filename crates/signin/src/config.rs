@@ -18,10 +18,12 @@ mod partner;
 mod registration;
 mod risk;
 mod source;
+mod sspr;
 pub use partner::{PartnerConfig, PartnerCredential};
 pub use registration::RegistrationSettings;
 pub use risk::RiskSettings;
 use source::{Doc, Section};
+pub use sspr::SsprSettings;
 
 /// Everything wrong with a config file and the files it names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +115,7 @@ pub enum FileCheck {
 }
 
 /// The top-level sections.
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "tenant",
     "server",
     "database",
@@ -123,6 +125,7 @@ const SECTIONS: [&str; 9] = [
     "partners",
     "risk",
     "registration",
+    "sspr",
 ];
 
 /// The file's sections, each deserialized on its own.
@@ -136,6 +139,7 @@ struct Sections {
     partners: Vec<Option<partner::RawPartner>>,
     risk: Section<risk::RawRisk>,
     registration: Section<registration::RawRegistration>,
+    sspr: Section<sspr::RawSspr>,
 }
 
 /// The files a config names that are read apart from parsing it.
@@ -400,6 +404,8 @@ pub struct Config {
     pub risk: RiskSettings,
     /// Dynamic client registration (RFC 7591 / RFC 7592).
     pub registration: RegistrationSettings,
+    /// Self-service password reset.
+    pub sspr: SsprSettings,
 }
 
 impl Config {
@@ -551,6 +557,7 @@ fn parse(text: &str, file: &str, check: Option<FileCheck>) -> Parsed {
         partners: doc.entries("partners", &mut problems),
         risk: doc.section("risk", &mut problems),
         registration: doc.section("registration", &mut problems),
+        sspr: doc.section("sspr", &mut problems),
     };
     let mut v = Validator {
         file: file.to_owned(),
@@ -699,6 +706,7 @@ impl Validator {
         let risk = Self::optional(raw.risk).map(|r| self.risk(r, file));
         named.risk = risk.clone();
         let registration = Self::optional(raw.registration).map(|r| self.registration(r));
+        let sspr = Self::optional(raw.sspr).map(|r| self.sspr(r));
         let build = || {
             let (tenant_id, display_name, issuer) = tenant?;
             let server = server?;
@@ -719,6 +727,7 @@ impl Validator {
                 partners: partners?,
                 risk: risk?,
                 registration: registration?,
+                sspr: sspr?,
             })
         };
         (build(), named)

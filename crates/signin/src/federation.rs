@@ -184,6 +184,7 @@ async fn judge(
                 config.display_name
             )),
             home_link: None,
+            footnote: None,
             error_code: codes::REAUTHENTICATION_REQUIRED,
             oauth: e.clone(),
         };
@@ -216,6 +217,7 @@ async fn judge(
                     ),
                     explanation: Some("Contact the administrator of this organization.".into()),
                     home_link: None,
+                    footnote: None,
                     error_code: codes::INVALID_HOME_TOKEN,
                     oauth: OAuthError::new(
                         ErrorCode::AccessDenied,
@@ -246,6 +248,7 @@ async fn judge(
                 ),
                 explanation: Some("Contact the administrator of this organization.".into()),
                 home_link: None,
+                footnote: None,
                 error_code: codes::ACCOUNT_DISABLED,
                 oauth: OAuthError::new(ErrorCode::AccessDenied, "The guest account is disabled."),
             };
@@ -390,6 +393,7 @@ async fn find_guest(
                 ),
                 explanation: Some(detail),
                 home_link: None,
+                footnote: None,
                 error_code: codes::USER_NOT_INVITED,
                 oauth: OAuthError::new(
                     ErrorCode::AccessDenied,
@@ -444,6 +448,7 @@ async fn find_guest(
                     partner.config.display_name
                 )),
                 home_link: None,
+                footnote: None,
                 error_code: codes::UNVERIFIED_EMAIL,
                 oauth: OAuthError::new(
                     ErrorCode::AccessDenied,
@@ -528,6 +533,7 @@ pub fn inbound_disabled(partner: &Partner) -> Refusal {
         ),
         explanation: Some("Contact the administrator of this organization.".into()),
         home_link: None,
+        footnote: None,
         error_code: codes::BLOCKED_BY_INBOUND_POLICY,
         oauth: OAuthError::new(
             ErrorCode::AccessDenied,
@@ -625,6 +631,7 @@ pub fn federation_refusal(partner: &Partner, e: &FederationError) -> Refusal {
         message,
         explanation: Some(failure_reason(e).to_owned()),
         home_link: None,
+        footnote: None,
         error_code: failure_code(e),
         oauth,
     }

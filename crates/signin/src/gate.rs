@@ -511,7 +511,8 @@ fn home_name(guest: &GuestSession, partner: Option<&PartnerConfig>) -> String {
 
 /// What a blocked sign-in tells the person and the app: with risk involved, the seed's
 /// sentence, why, and where to remediate (a guest's home); without, a plain Conditional Access
-/// refusal.
+/// refusal. A guest blocked for user risk also gets the seed's last line: contact the IT
+/// administrator if resetting the password did not help.
 pub fn blocked(dir: &Directory, sign_in: &SignIn, a: &Assessment, code: u32) -> Refusal {
     let (message, explanation, link) = if a.is_risky() {
         let guest = sign_in.guest.as_ref();
@@ -541,6 +542,10 @@ pub fn blocked(dir: &Directory, sign_in: &SignIn, a: &Assessment, code: u32) -> 
         message,
         explanation: Some(explanation),
         home_link: link,
+        footnote: (a.is_risky()
+            && sign_in.guest.is_some()
+            && code == codes::BLOCKED_DUE_TO_HOME_RISK)
+            .then_some(codes::STILL_BLOCKED_AFTER_RESET),
         error_code: code,
     }
 }
@@ -1138,6 +1143,7 @@ client_secret = "fabrikam-secret"
         let r = blocked(&dir, &s, &a, code);
         assert_eq!(r.message, codes::BLOCKED_MESSAGE);
         assert_eq!(r.home_link, None);
+        assert_eq!(r.footnote, Some(codes::STILL_BLOCKED_AFTER_RESET));
         let explanation = r.explanation.unwrap();
         assert!(
             explanation.contains(
@@ -1158,6 +1164,7 @@ client_secret = "fabrikam-secret"
                 "Reset your password at contoso.test".into()
             ))
         );
+        assert_eq!(r.footnote, Some(codes::STILL_BLOCKED_AFTER_RESET));
         assert!(!r.explanation.unwrap().contains("administrator"));
     }
 
@@ -1172,6 +1179,10 @@ client_secret = "fabrikam-secret"
             .unwrap();
         let r = blocked(&dir, &s, &a, codes::LOCKED_OR_MALICIOUS_IP);
         assert_eq!(r.message, codes::BLOCKED_MESSAGE);
+        assert_eq!(
+            r.footnote, None,
+            "a member is not a guest blocked for home risk"
+        );
         assert_eq!(
             r.home_link,
             Some((

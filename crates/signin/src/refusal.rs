@@ -15,6 +15,9 @@ pub struct Refusal {
     pub explanation: Option<String>,
     /// A link elsewhere (a guest's home password reset), as (href, text).
     pub home_link: Option<(String, String)>,
+    /// A last line, after the link (a guest blocked for user risk: what to do if resetting
+    /// the password did not help).
+    pub footnote: Option<&'static str>,
     /// The code people can look up ([`crate::codes`]; sign-in log `status.errorCode`).
     pub error_code: u32,
     /// What the app receives.

@@ -6,7 +6,8 @@
 //! apps, consents, browser sessions (local or federated), pending interactions (consumed at most
 //! once), grants with their authorization codes and refresh tokens, access-token and
 //! client-assertion (`jti`) revocation lists, signing keys, the sign-in log, MFA (TOTP methods
-//! and recovery codes), risk detections and the leaked-credentials corpus.
+//! and recovery codes), risk detections, the leaked-credentials corpus and self-service password
+//! reset attempts.
 //!
 //! One portable query set runs on SQLite (the default, a file) and PostgreSQL through sqlx's
 //! `Any` driver. Conventions every caller relies on:
@@ -37,6 +38,7 @@ mod revocation;
 mod risk;
 mod sessions;
 mod sign_ins;
+mod sspr;
 mod users;
 
 use std::ops::{Deref, DerefMut};
@@ -59,6 +61,7 @@ pub use partner_profiles::PartnerProfile;
 pub use risk::{RiskHistoryItem, UserRiskRecord};
 pub use sessions::{Consumption, Interaction, Session};
 pub use sign_ins::{INTERACTIVE_USER, NON_INTERACTIVE_USER, RecentSignIn, SignInFilter, SignInLog};
+pub use sspr::AttemptCount;
 pub use users::{
     InvitationState, NewUser, User, UserCondition, UserDeletion, UserPageQuery, UserStatus,
     UserType, UserUpdate,
@@ -216,12 +219,13 @@ impl Store {
 
     /// Deletes what can no longer be used at `now`: expired authorization codes, interactions,
     /// sessions, refresh tokens, grants (with their codes and tokens), revoked-access-token
-    /// entries and remembered client `jti`s. Returns the number of rows deleted.
+    /// entries, remembered client `jti`s and ended password reset windows. Returns the number
+    /// of rows deleted.
     ///
     /// Retired signing keys are not touched: see
     /// [`Store::delete_signing_keys_retired_before`].
     pub async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
-        const PURGES: [&str; 7] = [
+        const PURGES: [&str; 8] = [
             // Codes and tokens of expired grants explicitly (not by cascade) so they count.
             "DELETE FROM auth_codes WHERE expires_at <= $1 \
              OR grant_id IN (SELECT id FROM grants WHERE expires_at <= $1)",
@@ -232,6 +236,7 @@ impl Store {
             "DELETE FROM interactions WHERE expires_at <= $1",
             "DELETE FROM revoked_access_tokens WHERE expires_at <= $1",
             "DELETE FROM client_jtis WHERE expires_at <= $1",
+            "DELETE FROM sspr_attempts WHERE expires_at <= $1",
         ];
         let mut tx = self.begin_write().await?;
         let mut deleted = 0;

@@ -154,6 +154,7 @@ async fn refuse_risky_registration(state: &AppState, ctx: &Ctx, step: &Step) -> 
                 "Methods are never registered during a risky sign-in: someone who has learned your password could otherwise register their own authenticator to your account. Try again later from a device and network you usually use, or ask your administrator to help you set up verification.".into(),
             ),
             home_link: None,
+            footnote: None,
             error_code: code,
             oauth: OAuthError::new(
                 ErrorCode::AccessDenied,
@@ -203,6 +204,7 @@ async fn wrong_code(
                     "Start signing in again from the app. If you no longer have your authenticator app or your recovery codes, ask your administrator to reset your verification methods.".into(),
                 ),
                 home_link: None,
+                footnote: None,
                 error_code: STRONG_AUTH_FAILED,
                 oauth: OAuthError::new(
                     ErrorCode::AccessDenied,

@@ -50,6 +50,7 @@ pub async fn render(
         message: &r.message,
         explanation: r.explanation.as_deref(),
         home_link: r.home_link,
+        footnote: r.footnote,
         error_code: Some(r.error_code),
         correlation_id,
         back,

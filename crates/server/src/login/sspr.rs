@@ -5,8 +5,15 @@
 //! whoever held the old password loses what it got them.
 //!
 //! This is the page a resource tenant's block page links a guest to (the seed: remediation of
-//! a B2B user's risk happens in their home directory). The answers are the same whether or not
-//! the address exists or has an authenticator, so the page cannot be used to probe accounts.
+//! a B2B user's risk happens in their home directory).
+//!
+//! When the tenant turned it off (`[sspr] enabled = false`), or the account has no registered
+//! method, the page says to contact the administrator and shows what to hand over: the account
+//! as typed, the tenant, the time and the correlation id. An unknown address gets exactly the
+//! answer of an account without a method, after the same work, so the page tells no one which
+//! accounts exist. Attempts (the address step and each code) are counted per account and per
+//! client IP in the database (`[sspr]` limits), so the limit holds across replicas and
+//! restarts; over it, a 429 with `Retry-After`, whoever the account is.
 
 use crate::pages;
 use crate::passwords::check_new_password;
@@ -16,6 +23,7 @@ use crate::user_risk;
 use crate::web::Form;
 use crate::web::{Ctx, PageError, check_csrf, csrf_token, html};
 use axum::extract::State;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::CookieJar;
 use risk::{Actor, UserRiskEvent};
@@ -29,7 +37,7 @@ const MAX_FAILURES: u32 = 5;
 /// A reset in progress, stored under `sspr.<random>` and consumed by each attempt.
 #[derive(Debug, Serialize, Deserialize)]
 struct Reset {
-    /// The account, when the address names an active member here.
+    /// The account: an active member here with a registered method.
     user_id: Option<String>,
     email: String,
     failures: u32,
@@ -42,6 +50,7 @@ pub async fn page(State(state): State<AppState>, jar: CookieJar) -> Response {
         jar,
         html(&pages::PasswordReset {
             tenant_name: &state.config.display_name,
+            enabled: state.config.sspr.enabled,
             csrf_token: &csrf,
             reset: "",
             email: None,
@@ -70,22 +79,40 @@ pub async fn start(
     if let Err(e) = check_csrf(&state, &jar, &f.csrf_token) {
         return e.render(&state, &ctx);
     }
-    let email = f.email.trim().to_lowercase();
+    let typed = f.email.trim();
+    let email = typed.to_lowercase();
     if !signin::plausible_email(&email) {
         return html(&pages::PasswordReset {
             tenant_name: &state.config.display_name,
+            enabled: state.config.sspr.enabled,
             csrf_token: &f.csrf_token,
             reset: "",
             email: None,
             error: Some("Enter a valid email address."),
         });
     }
+    if let Some(refused) = over_limit(&state, &ctx, &email).await {
+        return refused;
+    }
+    if !state.config.sspr.enabled {
+        return administrator(&state, &ctx, typed, "self-service password reset is off");
+    }
     let user = match state.store.user_by_email(&email).await {
         Ok(u) => u.filter(|u| u.status == UserStatus::Active && u.user_type == UserType::Member),
         Err(e) => return PageError::from(e).render(&state, &ctx),
     };
+    // The same work for an unknown address: its method lookup (of no one) runs too.
+    let has_method = match mfa::has_method(&state, user.as_ref().map_or("", |u| &u.id)).await {
+        Ok(has) => has,
+        Err(e) => return PageError::from(e).render(&state, &ctx),
+    };
+    let user = match user {
+        Some(u) if has_method => u,
+        Some(_) => return administrator(&state, &ctx, typed, "no registered method"),
+        None => return administrator(&state, &ctx, typed, "no active member with this address"),
+    };
     let reset = Reset {
-        user_id: user.map(|u| u.id),
+        user_id: Some(user.id),
         email,
         failures: 0,
     };
@@ -120,6 +147,7 @@ async fn second_step(
     }
     html(&pages::PasswordReset {
         tenant_name: &state.config.display_name,
+        enabled: state.config.sspr.enabled,
         csrf_token: csrf,
         reset: &id,
         email: Some(&reset.email),
@@ -165,6 +193,18 @@ pub async fn finish(
         Ok(_) => return PageError::expired_request().render(&state, &ctx),
         Err(e) => return PageError::from(e).render(&state, &ctx),
     };
+    if let Some(refused) = over_limit(&state, &ctx, &reset.email).await {
+        return refused;
+    }
+    if !state.config.sspr.enabled {
+        // Turned off (a reload) while this reset was in progress.
+        return administrator(
+            &state,
+            &ctx,
+            &reset.email,
+            "self-service password reset is off",
+        );
+    }
     if f.new_password != f.confirm_password {
         return second_step(
             &state,
@@ -261,5 +301,89 @@ pub async fn finish(
         tenant_name: &state.config.display_name,
         title: "Your password was reset",
         message: "Your new password is set and any risk on your account is cleared. You were signed out everywhere; sign in again from your app.",
+    })
+}
+
+/// Counts a reset attempt for `account` (lowercased) and the client's IP (an IPv6 client's
+/// /64); over either limit, the page to try later (429 with `Retry-After`) — the same for any
+/// account, known or not.
+async fn over_limit(state: &AppState, ctx: &Ctx, account: &str) -> Option<Response> {
+    let limits = state.config.sspr;
+    let now = state.now();
+    let ip = match ctx.ip {
+        std::net::IpAddr::V6(v6) => ipnet::Ipv6Net::new(v6, 64)
+            .map(|n| n.trunc().to_string())
+            .unwrap_or_else(|_| v6.to_string()),
+        v4 => v4.to_string(),
+    };
+    let buckets = [format!("account:{account}"), format!("ip:{ip}")];
+    let counts = match state
+        .store
+        .count_sspr_attempt(
+            &[buckets[0].as_str(), buckets[1].as_str()],
+            limits.window_secs,
+            now,
+        )
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return Some(PageError::from(e).render(state, ctx)),
+    };
+    let retry_after = counts
+        .iter()
+        .zip([limits.max_attempts_per_account, limits.max_attempts_per_ip])
+        .filter(|(c, max)| c.attempts > *max)
+        .map(|(c, _)| c.window_ends_at - now)
+        .max()?
+        .max(1);
+    tracing::info!(
+        correlation_id = %ctx.correlation_id,
+        retry_after,
+        "password reset: too many attempts"
+    );
+    let minutes = (retry_after + 59) / 60;
+    let message = format!(
+        "There were too many password reset attempts. Try again in {minutes} minute{}.",
+        if minutes == 1 { "" } else { "s" }
+    );
+    let page = pages::ErrorPage {
+        tenant_name: &state.config.display_name,
+        title: "Too many attempts",
+        message: &message,
+        error_code: None,
+        correlation_id: &ctx.correlation_id,
+    };
+    Some(
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, retry_after.to_string())],
+            html(&page),
+        )
+            .into_response(),
+    )
+}
+
+/// The user cannot reset their password here: what to give their administrator. `why` is for
+/// the log only; the page is the same whatever it is.
+fn administrator(state: &AppState, ctx: &Ctx, account: &str, why: &str) -> Response {
+    let now = state.now();
+    let time = time::OffsetDateTime::from_unix_timestamp(now)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| now.to_string());
+    tracing::info!(
+        correlation_id = %ctx.correlation_id,
+        reason = why,
+        "password reset: not possible here, the user is sent to their administrator"
+    );
+    html(&pages::PasswordResetAdministrator {
+        tenant_name: &state.config.display_name,
+        tenant_id: &state.config.tenant_id,
+        account,
+        time: &time,
+        correlation_id: &ctx.correlation_id,
     })
 }

@@ -18,6 +18,7 @@ mod risk;
 mod sessions;
 mod sign_ins;
 mod sqlite_only;
+mod sspr;
 mod users;
 
 use std::future::Future;
@@ -265,6 +266,10 @@ scenarios! {
     partner_profiles {
         learns_intersection_and_union_and_survives_reopen,
         concurrent_tokens_are_all_counted,
+    }
+    sspr {
+        attempts_are_counted_per_bucket_in_a_fixed_window,
+        concurrent_attempts_are_each_counted,
     }
     misc {
         survives_reopen,
