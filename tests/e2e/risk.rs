@@ -1355,6 +1355,16 @@ async fn administrator_page(t: &TestTenant, r: reqwest::Response, typed: &str) -
 #[tokio::test]
 async fn sspr_off_sends_even_an_enrolled_user_to_their_administrator() {
     let t = start_with("contoso", "\n[sspr]\nenabled = false\n").await;
+    // No reset page to send blocked guests to: discovery does not advertise one.
+    let meta: serde_json::Value = backchannel()
+        .get(t.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(meta.get("password_reset_uri").is_none(), "{meta}");
     assert!(!t.state().config.sspr.enabled);
     // Alice has an authenticator: off is off all the same.
     let alice = t.state().store.user_by_email(ALICE).await.unwrap().unwrap();

@@ -92,8 +92,10 @@ pub struct ProviderMetadata {
     pub frontchannel_logout_session_supported: bool,
     /// tenantd's extension: the self-service password reset page. A resource tenant that
     /// blocks one of this tenant's users as a guest links to it, so the user can remediate at
-    /// home (only the home can clear a user's risk).
-    pub password_reset_uri: String,
+    /// home (only the home can clear a user's risk). Absent when the tenant has no self-service
+    /// reset ([`ProviderMetadata::without_password_reset`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_reset_uri: Option<String>,
 }
 
 impl ProviderMetadata {
@@ -164,8 +166,15 @@ impl ProviderMetadata {
             authorization_response_iss_parameter_supported: true,
             prompt_values_supported: vec!["none", "login", "consent", "select_account"],
             frontchannel_logout_session_supported: false,
-            password_reset_uri: at(paths::PASSWORD_RESET),
+            password_reset_uri: Some(at(paths::PASSWORD_RESET)),
         }
+    }
+
+    /// The same, not advertising a self-service password reset page (the tenant switched it off).
+    #[must_use]
+    pub fn without_password_reset(mut self) -> Self {
+        self.password_reset_uri = None;
+        self
     }
 
     /// The same, advertising dynamic client registration at `<issuer>/register`.
@@ -198,6 +207,11 @@ mod tests {
         assert_eq!(m["request_uri_parameter_supported"], false);
         // The extension a resource tenant reads to send a blocked guest home to reset.
         assert_eq!(m["password_reset_uri"], "https://idp.test/password/reset");
+        let off = serde_json::to_value(
+            ProviderMetadata::new("https://idp.test", &[]).without_password_reset(),
+        )
+        .unwrap();
+        assert!(off.get("password_reset_uri").is_none());
         // Registration is advertised only when the tenant allows it.
         assert!(m.get("registration_endpoint").is_none());
         let m = serde_json::to_value(

@@ -72,6 +72,10 @@ impl AppState {
         if config.registration.enabled {
             discovery = discovery.with_registration();
         }
+        // A resource's block page links to this page: only when a reset can be done there.
+        if !config.sspr.enabled {
+            discovery = discovery.without_password_reset();
+        }
         let discovery = Bytes::from(serde_json::to_vec(&discovery).unwrap_or_default());
         let jwks = jwks_bytes(&directory.keys(), directory.now());
         Self {
