@@ -393,22 +393,10 @@ pub async fn change_submit(
     if let Err(msg) = check_new_password(&f.new_password) {
         return again(msg);
     }
-    if state
-        .passwords
-        .verify(&f.new_password, user.password_hash.as_deref())
-        .await
-    {
-        return again("Choose a password different from the current one.");
-    }
-    match crate::users::check_password(&state.store, &user.email, &f.new_password).await {
-        Ok(()) => {}
-        Err(crate::users::UserError::LeakedPassword) => {
-            return again(
-                "This password appears in a list of leaked passwords. Choose another one.",
-            );
-        }
-        Err(crate::users::UserError::WeakPassword(msg)) => return again(msg),
-        Err(e) => return PageError::internal(e.to_string()).render(&state, &ctx),
+    match new_password_problem(&state, &user, &f.new_password).await {
+        Ok(None) => {}
+        Ok(Some(msg)) => return again(msg),
+        Err(e) => return e.render(&state, &ctx),
     }
     let hash = match state.passwords.hash(&f.new_password).await {
         Ok(h) => h,
@@ -442,6 +430,32 @@ pub async fn change_submit(
         }
     }
     gate::judge(state, ctx, jar, &f.interaction, sign_in, user).await
+}
+
+/// Why a user's own new password is no secure one, in words for the page: the current password
+/// again, under the password policy, or in the leaked-credentials corpus. `None`: it will do.
+pub(crate) async fn new_password_problem(
+    state: &AppState,
+    user: &store::User,
+    password: &str,
+) -> Result<Option<&'static str>, PageError> {
+    if state
+        .passwords
+        .verify(password, user.password_hash.as_deref())
+        .await
+    {
+        return Ok(Some(
+            "Choose a new password: it must differ from your current one.",
+        ));
+    }
+    match crate::users::check_password(&state.store, &user.email, password).await {
+        Ok(()) => Ok(None),
+        Err(crate::users::UserError::LeakedPassword) => Ok(Some(
+            "This password appears in a list of leaked passwords. Choose another one.",
+        )),
+        Err(crate::users::UserError::WeakPassword(msg)) => Ok(Some(msg)),
+        Err(e) => Err(PageError::internal(e.to_string())),
+    }
 }
 
 /// `GET /consent`.

@@ -251,21 +251,9 @@ pub async fn finish(
         Ok(None) => return PageError::expired_request().render(&state, &ctx),
         Err(e) => return PageError::from(e).render(&state, &ctx),
     };
-    let refused = if state
-        .passwords
-        .verify(&f.new_password, user.password_hash.as_deref())
-        .await
-    {
-        Some("Choose a new password: it must differ from your current one.")
-    } else {
-        match crate::users::check_password(&state.store, &user.email, &f.new_password).await {
-            Ok(()) => None,
-            Err(crate::users::UserError::LeakedPassword) => {
-                Some("This password appears in a list of leaked passwords. Choose another one.")
-            }
-            Err(crate::users::UserError::WeakPassword(msg)) => Some(msg),
-            Err(e) => return PageError::internal(e.to_string()).render(&state, &ctx),
-        }
+    let refused = match super::new_password_problem(&state, &user, &f.new_password).await {
+        Ok(refused) => refused,
+        Err(e) => return e.render(&state, &ctx),
     };
     if let Some(msg) = refused {
         tracing::info!(correlation_id = %ctx.correlation_id, user = %user_id, "password reset: new password refused");
