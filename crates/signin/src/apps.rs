@@ -17,7 +17,7 @@ use std::sync::Arc;
 use store::{AppRecord, AppSource, StoreError};
 
 /// A registered app with its secrets reduced to digests.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct App {
     /// The registration.
     pub config: AppConfig,
@@ -568,9 +568,17 @@ async fn changeable(dir: &Directory, client_id: &str) -> Result<Arc<App>, Regist
     Ok(app)
 }
 
-/// Writes `app` over the version `read` (optimistically: a concurrent change wins and this
-/// one is refused with [`RegistryError::Changed`]).
-async fn write_over(dir: &Directory, read: &App, mut app: App) -> Result<Arc<App>, RegistryError> {
+/// Changes a registered app by `edit` and writes it over the version read, optimistically: a
+/// concurrent change wins and this one is refused with [`RegistryError::Changed`]. Nothing is
+/// written when `edit` refuses. Returns the app as stored and what `edit` returned.
+async fn change<T>(
+    dir: &Directory,
+    client_id: &str,
+    edit: impl FnOnce(&mut App) -> Result<T, RegistryError>,
+) -> Result<(Arc<App>, T), RegistryError> {
+    let read = changeable(dir, client_id).await?;
+    let mut app = App::clone(&read);
+    let made = edit(&mut app)?;
     // Versions only move forward, even within one second.
     app.updated_at = dir.now().max(read.updated_at + 1);
     if !dir
@@ -578,9 +586,9 @@ async fn write_over(dir: &Directory, read: &App, mut app: App) -> Result<Arc<App
         .update_app(&app.record()?, read.updated_at)
         .await?
     {
-        return Err(RegistryError::Changed(app.config.client_id.clone()));
+        return Err(RegistryError::Changed(client_id.to_owned()));
     }
-    Ok(Arc::new(app))
+    Ok((Arc::new(app), made))
 }
 
 /// Replaces a registered app's metadata (and, from the admin API, its trust), keeping its
@@ -591,20 +599,16 @@ pub async fn update(
     meta: &Metadata,
     trust: Trust,
 ) -> Result<Arc<App>, RegistryError> {
-    let read = changeable(dir, client_id).await?;
-    let config = validate(client_id, meta, trust)?;
-    if read.source == AppSource::Dynamic {
-        check_dynamic(&config)?;
-    }
-    let app = App {
-        config,
-        secrets: read.secrets.clone(),
-        source: read.source,
-        created_at: read.created_at,
-        updated_at: read.updated_at,
-        registration_token_hash: read.registration_token_hash.clone(),
-    };
-    write_over(dir, &read, app).await
+    change(dir, client_id, |app| {
+        let config = validate(client_id, meta, trust)?;
+        if app.source == AppSource::Dynamic {
+            check_dynamic(&config)?;
+        }
+        app.config = config;
+        Ok(())
+    })
+    .await
+    .map(|(app, ())| app)
 }
 
 /// Adds a client secret (Graph `addPassword`): returns the secret, shown this once, and its
@@ -615,33 +619,26 @@ pub async fn add_secret(
     display_name: Option<String>,
     end: Option<i64>,
 ) -> Result<(String, ClientSecret), RegistryError> {
-    let read = changeable(dir, client_id).await?;
-    if !uses_secret(&read.config) {
-        return Err(MetadataError::ClientMetadata(format!(
-            "app {client_id:?} authenticates with {}: it has no use for a client secret",
-            read.config.auth_method.as_str()
-        ))
-        .into());
-    }
     let now = dir.now();
-    if end.is_some_and(|e| e <= now) {
-        return Err(
-            MetadataError::ClientMetadata("endDateTime: a time in the future".into()).into(),
-        );
-    }
-    let (secret, record) = ClientSecret::generate(display_name, now, end);
-    let mut secrets = read.secrets.clone();
-    secrets.push(record.clone());
-    let app = App {
-        config: read.config.clone(),
-        secrets,
-        source: read.source,
-        created_at: read.created_at,
-        updated_at: read.updated_at,
-        registration_token_hash: read.registration_token_hash.clone(),
-    };
-    write_over(dir, &read, app).await?;
-    Ok((secret, record))
+    let (_, made) = change(dir, client_id, |app| {
+        if !uses_secret(&app.config) {
+            return Err(MetadataError::ClientMetadata(format!(
+                "app {client_id:?} authenticates with {}: it has no use for a client secret",
+                app.config.auth_method.as_str()
+            ))
+            .into());
+        }
+        if end.is_some_and(|e| e <= now) {
+            return Err(
+                MetadataError::ClientMetadata("endDateTime: a time in the future".into()).into(),
+            );
+        }
+        let (secret, record) = ClientSecret::generate(display_name, now, end);
+        app.secrets.push(record.clone());
+        Ok((secret, record))
+    })
+    .await?;
+    Ok(made)
 }
 
 /// Removes a client secret (Graph `removePassword`); it stops working at once.
@@ -650,27 +647,17 @@ pub async fn remove_secret(
     client_id: &str,
     key_id: &str,
 ) -> Result<(), RegistryError> {
-    let read = changeable(dir, client_id).await?;
-    if !read.secrets.iter().any(|s| s.key_id == key_id) {
-        return Err(RegistryError::NoSuchSecret(
-            client_id.to_owned(),
-            key_id.to_owned(),
-        ));
-    }
-    let app = App {
-        config: read.config.clone(),
-        secrets: read
-            .secrets
-            .iter()
-            .filter(|s| s.key_id != key_id)
-            .cloned()
-            .collect(),
-        source: read.source,
-        created_at: read.created_at,
-        updated_at: read.updated_at,
-        registration_token_hash: read.registration_token_hash.clone(),
-    };
-    write_over(dir, &read, app).await?;
+    change(dir, client_id, |app| {
+        if !app.secrets.iter().any(|s| s.key_id == key_id) {
+            return Err(RegistryError::NoSuchSecret(
+                client_id.to_owned(),
+                key_id.to_owned(),
+            ));
+        }
+        app.secrets.retain(|s| s.key_id != key_id);
+        Ok(())
+    })
+    .await?;
     Ok(())
 }
 
