@@ -281,17 +281,19 @@ pub fn tenant(tenant: &str) -> Result<(Config, Prepared), LabTenantError> {
     Ok((config, prepared))
 }
 
+/// A file the lab names, or the problem naming it, the lab file's `key` and what was expected.
+fn read(path: &Path, key: &str, expected: &str) -> Result<String, Problem> {
+    std::fs::read_to_string(path)
+        .map_err(|e| Problem::new(path.display().to_string(), key, format!("{expected} ({e})")))
+}
+
 /// Reads and checks the lab file, every tenant config and every file they name, and the
 /// leaked-credential files: all mistakes in one [`ConfigError`], before anything is created.
 fn check(path: &Path) -> Result<(LabFile, Vec<Ready>), ConfigError> {
     let lab_name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let text = read(path, "(file)", "a readable TOML file").map_err(|p| ConfigError {
         file: lab_name.clone(),
-        problems: vec![Problem::new(
-            lab_name.clone(),
-            "(file)",
-            format!("a readable TOML file ({e})"),
-        )],
+        problems: vec![p],
     })?;
     let lab = parse_lab(&text, &lab_name)?;
     let lab_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -300,14 +302,14 @@ fn check(path: &Path) -> Result<(LabFile, Vec<Ready>), ConfigError> {
     for (i, t) in lab.tenants.iter().enumerate() {
         let path = lab_dir.join(&t.config);
         let name = path.display().to_string();
-        let text = match std::fs::read_to_string(&path) {
+        let text = match read(
+            &path,
+            &format!("tenants[{i}].config"),
+            "a readable tenant config file",
+        ) {
             Ok(text) => text,
-            Err(e) => {
-                problems.push(Problem::new(
-                    name,
-                    format!("tenants[{i}].config"),
-                    format!("a readable tenant config file ({e})"),
-                ));
+            Err(p) => {
+                problems.push(p);
                 continue;
             }
         };
@@ -316,14 +318,11 @@ fn check(path: &Path) -> Result<(LabFile, Vec<Ready>), ConfigError> {
         let mut leaked = Vec::new();
         for (j, f) in t.leaked_credentials.iter().enumerate() {
             let path = lab_dir.join(f);
-            let text = match std::fs::read_to_string(&path) {
+            let key = format!("tenants[{i}].leaked_credentials[{j}]");
+            let text = match read(&path, &key, "a readable leaked-credentials file") {
                 Ok(text) => text,
-                Err(e) => {
-                    problems.push(Problem::new(
-                        path.display().to_string(),
-                        format!("tenants[{i}].leaked_credentials[{j}]"),
-                        format!("a readable leaked-credentials file ({e})"),
-                    ));
+                Err(p) => {
+                    problems.push(p);
                     continue;
                 }
             };
@@ -333,19 +332,10 @@ fn check(path: &Path) -> Result<(LabFile, Vec<Ready>), ConfigError> {
                     file,
                     line,
                     message,
-                }) => problems.push(
-                    Problem::new(
-                        file,
-                        format!("tenants[{i}].leaked_credentials[{j}]"),
-                        message,
-                    )
-                    .at(Some(line)),
-                ),
-                Err(e) => problems.push(Problem::new(
-                    path.display().to_string(),
-                    format!("tenants[{i}].leaked_credentials[{j}]"),
-                    e.to_string(),
-                )),
+                }) => problems.push(Problem::new(file, key, message).at(Some(line))),
+                Err(e) => {
+                    problems.push(Problem::new(path.display().to_string(), key, e.to_string()))
+                }
             }
         }
         match checked {
