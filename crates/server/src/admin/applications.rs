@@ -208,20 +208,23 @@ fn password_credentials(app: &App) -> Vec<Value> {
         .collect()
 }
 
-fn registry_error(e: RegistryError) -> GraphError {
-    match e {
-        RegistryError::Metadata(m) => GraphError::bad_request(format!("{} ({})", m, m.code())),
-        RegistryError::Exists(_) => GraphError::bad_request(format!(
-            "Another object with the same value for property appId already exists. ({e})"
-        )),
-        RegistryError::NotFound(id) => {
-            GraphError::not_found(format!("Application {id:?} does not exist."))
+impl From<RegistryError> for GraphError {
+    #[track_caller]
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::Metadata(m) => GraphError::bad_request(format!("{} ({})", m, m.code())),
+            RegistryError::Exists(_) => GraphError::bad_request(format!(
+                "Another object with the same value for property appId already exists. ({e})"
+            )),
+            RegistryError::NotFound(id) => {
+                GraphError::not_found(format!("Application {id:?} does not exist."))
+            }
+            RegistryError::ReadOnly(_) | RegistryError::Changed(_) => {
+                GraphError::conflict(e.to_string())
+            }
+            RegistryError::NoSuchSecret(..) => GraphError::not_found(e.to_string()),
+            RegistryError::Store(s) => GraphError::internal(s),
         }
-        RegistryError::ReadOnly(_) | RegistryError::Changed(_) => {
-            GraphError::conflict(e.to_string())
-        }
-        RegistryError::NoSuchSecret(..) => GraphError::not_found(e.to_string()),
-        RegistryError::Store(s) => GraphError::internal(s),
     }
 }
 
@@ -266,7 +269,7 @@ pub async fn get(
     let app = state
         .app(&id)
         .await?
-        .ok_or_else(|| registry_error(RegistryError::NotFound(id)))?;
+        .ok_or_else(|| GraphError::from(RegistryError::NotFound(id)))?;
     Ok(reply(StatusCode::OK, application(&state, &app)))
 }
 
@@ -284,9 +287,7 @@ pub async fn create(
         return Err(GraphError::bad_request("displayName is required."));
     }
     let (meta, trust) = desired(None, body);
-    let registered = apps::register(&state, None, &meta, trust, AppSource::Api)
-        .await
-        .map_err(registry_error)?;
+    let registered = apps::register(&state, None, &meta, trust, AppSource::Api).await?;
     tracing::info!(admin = %admin.client_id, app = %registered.app.config.client_id, "application registered");
     Ok(reply(
         StatusCode::CREATED,
@@ -304,14 +305,12 @@ pub async fn patch(
     let current = state
         .app(&id)
         .await?
-        .ok_or_else(|| registry_error(RegistryError::NotFound(id.clone())))?;
+        .ok_or_else(|| GraphError::from(RegistryError::NotFound(id.clone())))?;
     if current.is_read_only() {
-        return Err(registry_error(RegistryError::ReadOnly(id)));
+        return Err(GraphError::from(RegistryError::ReadOnly(id)));
     }
     let (meta, trust) = desired(Some(&current.config), body);
-    apps::update(&state, &id, &meta, trust)
-        .await
-        .map_err(registry_error)?;
+    apps::update(&state, &id, &meta, trust).await?;
     tracing::info!(admin = %admin.client_id, app = %id, "application changed");
     Ok(no_content())
 }
@@ -322,7 +321,7 @@ pub async fn delete(
     admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Response, GraphError> {
-    apps::delete(&state, &id).await.map_err(registry_error)?;
+    apps::delete(&state, &id).await?;
     tracing::info!(admin = %admin.client_id, app = %id, "application deleted");
     Ok(no_content())
 }
@@ -348,9 +347,7 @@ pub async fn add_password(
         ),
     };
     let (secret, record) =
-        apps::add_secret(&state, &id, body.password_credential.display_name, end)
-            .await
-            .map_err(registry_error)?;
+        apps::add_secret(&state, &id, body.password_credential.display_name, end).await?;
     tracing::info!(admin = %admin.client_id, app = %id, key_id = %record.key_id, "client secret added");
     Ok(reply(
         StatusCode::OK,
@@ -373,9 +370,7 @@ pub async fn remove_password(
     Path(id): Path<String>,
     GraphJson(body): GraphJson<RemovePassword>,
 ) -> Result<Response, GraphError> {
-    apps::remove_secret(&state, &id, &body.key_id)
-        .await
-        .map_err(registry_error)?;
+    apps::remove_secret(&state, &id, &body.key_id).await?;
     tracing::info!(admin = %admin.client_id, app = %id, key_id = %body.key_id, "client secret removed");
     Ok(no_content())
 }
