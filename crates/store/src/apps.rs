@@ -55,12 +55,6 @@ pub struct AppRecord {
 
 type AppRow = (String, String, String, String, Option<String>, i64, i64);
 
-/// Writes a config-file app (the `source` column keeps its default, `config`).
-const UPSERT_CONFIG_APP: &str = "INSERT INTO apps (client_id, config_json, created_at, updated_at) \
-     VALUES ($1, $2, $3, $3) \
-     ON CONFLICT (client_id) DO UPDATE \
-     SET config_json = excluded.config_json, updated_at = excluded.updated_at";
-
 macro_rules! app_columns {
     () => {
         "client_id, config_json, source, secrets, registration_token_hash, created_at, updated_at"
@@ -84,23 +78,6 @@ fn app_record(row: AppRow) -> Result<AppRecord, StoreError> {
 }
 
 impl Store {
-    /// Creates or replaces the config-file app `client_id` with `config_json`.
-    pub async fn upsert_app(
-        &self,
-        client_id: &str,
-        config_json: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        sqlx::query(UPSERT_CONFIG_APP)
-            .bind(client_id)
-            .bind(config_json)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// Makes the config-file apps exactly `apps` (`(client_id, config_json)`), in one
     /// transaction: each is written, and config-file apps no longer in the file are removed.
     /// Fails with [`StoreError::Conflict`], changing nothing, when one of them has the client id
@@ -141,24 +118,21 @@ impl Store {
                 .await?;
         }
         for (client_id, json) in apps {
-            sqlx::query(UPSERT_CONFIG_APP)
-                .bind(client_id)
-                .bind(json)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            // `source` keeps its default, `config`.
+            sqlx::query(
+                "INSERT INTO apps (client_id, config_json, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $3) \
+                 ON CONFLICT (client_id) DO UPDATE \
+                 SET config_json = excluded.config_json, updated_at = excluded.updated_at",
+            )
+            .bind(client_id)
+            .bind(json)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
-    }
-
-    /// All apps as `(client_id, config_json)`, ordered by client id.
-    pub async fn list_apps(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT client_id, config_json FROM apps ORDER BY client_id")
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(rows)
     }
 
     /// Every app registration, ordered by client id.

@@ -570,7 +570,7 @@ pub async fn partners_upsert_list_delete(ctx: Ctx) {
     );
     assert_eq!(user(&ctx, "g1").await.partner_id.as_deref(), Some("zeta"));
     // Apps are a separate table.
-    assert!(store.list_apps().await.unwrap().is_empty());
+    assert!(store.app_records().await.unwrap().is_empty());
 }
 
 // ---- upgrade: a database at migration 0001, with data, opened by this version ----

@@ -13,7 +13,10 @@ pub async fn survives_reopen(ctx: Ctx) {
         .create_session(&session("s1", "u1", 5_000))
         .await
         .unwrap();
-    store.upsert_app("app-1", "{}", 100).await.unwrap();
+    store
+        .sync_config_apps(&[("app-1".to_owned(), "{}".to_owned())], 100)
+        .await
+        .unwrap();
     let k = SigningKeyRecord {
         kid: "k1".to_owned(),
         alg: "ES256".to_owned(),
@@ -44,7 +47,7 @@ pub async fn survives_reopen(ctx: Ctx) {
             .unwrap()
             .is_some()
     );
-    assert_eq!(reopened.list_apps().await.unwrap().len(), 1);
+    assert_eq!(reopened.app_records().await.unwrap().len(), 1);
     assert_eq!(reopened.signing_keys().await.unwrap(), [k]);
     assert!(matches!(
         reopened.redeem_code("c1", 120).await.unwrap(),

@@ -150,29 +150,44 @@ pub async fn list_status_and_password(ctx: Ctx) {
 
 pub async fn apps_upsert_list_delete(ctx: Ctx) {
     let store = &ctx.store;
-    assert!(store.list_apps().await.unwrap().is_empty());
+    let texts = |records: Vec<AppRecord>| -> Vec<(String, String)> {
+        records
+            .into_iter()
+            .map(|a| (a.client_id, a.config_json))
+            .collect()
+    };
+    assert!(store.app_records().await.unwrap().is_empty());
+    let app = |id: &str, json: &str| (id.to_owned(), json.to_owned());
     store
-        .upsert_app("zeta", r#"{"name":"Z"}"#, 100)
+        .sync_config_apps(
+            &[
+                app("zeta", r#"{"name":"Z"}"#),
+                app("alpha", r#"{"name":"A"}"#),
+            ],
+            100,
+        )
         .await
         .unwrap();
     store
-        .upsert_app("alpha", r#"{"name":"A"}"#, 100)
-        .await
-        .unwrap();
-    store
-        .upsert_app("zeta", r#"{"name":"Z2"}"#, 200)
+        .sync_config_apps(
+            &[
+                app("zeta", r#"{"name":"Z2"}"#),
+                app("alpha", r#"{"name":"A"}"#),
+            ],
+            200,
+        )
         .await
         .unwrap();
     assert_eq!(
-        store.list_apps().await.unwrap(),
+        texts(store.app_records().await.unwrap()),
         [
-            ("alpha".to_owned(), r#"{"name":"A"}"#.to_owned()),
-            ("zeta".to_owned(), r#"{"name":"Z2"}"#.to_owned()),
+            app("alpha", r#"{"name":"A"}"#),
+            app("zeta", r#"{"name":"Z2"}"#)
         ]
     );
     assert!(store.delete_app("zeta", 300).await.unwrap());
     assert!(!store.delete_app("zeta", 300).await.unwrap());
-    assert_eq!(store.list_apps().await.unwrap().len(), 1);
+    assert_eq!(store.app_records().await.unwrap().len(), 1);
 }
 
 fn registered(client_id: &str, source: AppSource, at: i64) -> AppRecord {
