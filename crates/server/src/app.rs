@@ -13,6 +13,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use protocol::discovery::paths;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceBuilder;
@@ -32,7 +33,7 @@ pub const MAX_URI: usize = 8 * 1024;
 /// Build the router for a tenant.
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static(crate::web::REQUEST_ID);
-    let page_targets: Arc<Vec<String>> = Arc::new(page_targets(&state.config));
+    let page_csp_header = Arc::new(PageCsp::new(&state.config));
     // HSTS only where this tenant serves TLS itself (RFC 6797 §7.2: never over plain HTTP).
     let hsts = state.config.tls.is_some().then(|| {
         SetResponseHeaderLayer::overriding(
@@ -153,7 +154,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             crate::web::render_page_errors,
         ))
-        .layer(axum::middleware::from_fn_with_state(page_targets, page_csp))
+        .layer(axum::middleware::from_fn_with_state(
+            page_csp_header,
+            page_csp,
+        ))
         .with_state(state);
     let headers = ServiceBuilder::new()
         // What the layers outside the router answer themselves (a timeout, a URI too long).
@@ -212,60 +216,86 @@ fn registration_routes(enabled: bool) -> Router<AppState> {
 /// The page CSP with forms allowed to this tenant only.
 const STRICT_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// Where this tenant's pages' forms legitimately end up, known at start-up: the origins of the
-/// config file's apps' redirect and post-logout redirect URIs and of the partners' issuers
-/// (where their authorization endpoints are).
-fn page_targets(config: &crate::config::Config) -> Vec<String> {
-    config
-        .apps
-        .iter()
-        .flat_map(|a| a.redirect_uris.iter().chain(&a.post_logout_redirect_uris))
-        .chain(config.partners.iter().map(|p| &p.issuer))
-        .cloned()
-        .collect()
-}
-
-/// Middleware: the pages' default Content-Security-Policy (a response that sets its own, like
+/// The pages' default Content-Security-Policy (a response that sets its own, like
 /// `form_post`'s, keeps it). `form-action` allows `'self'` and where this tenant's forms
 /// legitimately end up: Chrome and Safari hold a form submission's redirects to `form-action`
 /// too (w3c/webappsec-csp#8), and the sign-in's forms are answered with a 303 to the app's
 /// redirect URI (password, MFA, consent), a refused sign-in's page posts to it, a confirmed
 /// logout goes to a post-logout redirect URI, and the email page sends a guest on to their home.
-/// So: the start-up [`page_targets`], plus the page's own [`FormTarget`] (the redirect URI of
-/// the sign-in it serves, which is how an app registered while the tenant runs is reached) —
-/// never any other.
+/// So: the origins known at start-up (the config file's apps' redirect and post-logout redirect
+/// URIs, the partners' issuers), plus the page's own [`FormTarget`] (the redirect URI of the
+/// sign-in it serves, which is how an app registered while the tenant runs is reached) — never
+/// any other. The header for the start-up origins is made once; a page adds to it only when its
+/// target is not among them.
+struct PageCsp {
+    sources: BTreeSet<String>,
+    header: HeaderValue,
+}
+
+impl PageCsp {
+    fn new(config: &crate::config::Config) -> Self {
+        let sources: BTreeSet<String> = config
+            .apps
+            .iter()
+            .flat_map(|a| a.redirect_uris.iter().chain(&a.post_logout_redirect_uris))
+            .chain(config.partners.iter().map(|p| &p.issuer))
+            .filter_map(|u| csp_source(u))
+            .collect();
+        let header = csp_header(&sources);
+        Self { sources, header }
+    }
+
+    /// The header for a page whose forms end at `target` (if any).
+    fn for_target(&self, target: Option<&str>) -> HeaderValue {
+        match target.and_then(csp_source) {
+            Some(extra) if !self.sources.contains(&extra) => {
+                let mut sources = self.sources.clone();
+                sources.insert(extra);
+                csp_header(&sources)
+            }
+            _ => self.header.clone(),
+        }
+    }
+}
+
+/// Middleware: sets [`PageCsp`] on every response that has no CSP of its own.
 async fn page_csp(
-    State(targets): State<Arc<Vec<String>>>,
+    State(csp): State<Arc<PageCsp>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     let mut resp = next.run(req).await;
-    if resp.headers().contains_key(header::CONTENT_SECURITY_POLICY) {
-        return resp;
+    if !resp.headers().contains_key(header::CONTENT_SECURITY_POLICY) {
+        let target = resp.extensions().get::<FormTarget>().map(|t| t.0.as_str());
+        let value = csp.for_target(target);
+        resp.headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, value);
     }
-    let extra = resp.extensions().get::<FormTarget>().map(|t| t.0.as_str());
-    let csp = format!(
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action {}; frame-ancestors 'none'; base-uri 'none'",
-        form_action_sources(targets.iter().map(String::as_str).chain(extra))
-    );
-    let value = HeaderValue::from_str(&csp).unwrap_or(HeaderValue::from_static(STRICT_CSP));
-    resp.headers_mut()
-        .insert(header::CONTENT_SECURITY_POLICY, value);
     resp
 }
 
-/// `'self'` and the CSP source of each URI: its origin (`https://app.test:8443`), or for a
-/// URI without one (a native app's private-use scheme) its scheme (`com.example.app:`).
-fn form_action_sources<'a>(uris: impl Iterator<Item = &'a str>) -> String {
-    let sources: std::collections::BTreeSet<String> = uris
-        .filter_map(|u| url::Url::parse(u).ok())
-        .map(|u| match u.origin() {
-            url::Origin::Tuple(..) => u.origin().ascii_serialization(),
-            url::Origin::Opaque(_) => format!("{}:", u.scheme()),
-        })
-        .collect();
-    std::iter::once("'self'".to_owned())
-        .chain(sources)
+fn csp_header(sources: &BTreeSet<String>) -> HeaderValue {
+    let csp = format!(
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action {}; frame-ancestors 'none'; base-uri 'none'",
+        form_action(sources)
+    );
+    HeaderValue::from_str(&csp).unwrap_or(HeaderValue::from_static(STRICT_CSP))
+}
+
+/// The CSP source of a URI: its origin (`https://app.test:8443`), or for a URI without one (a
+/// native app's private-use scheme) its scheme (`com.example.app:`).
+fn csp_source(uri: &str) -> Option<String> {
+    let u = url::Url::parse(uri).ok()?;
+    Some(match u.origin() {
+        origin @ url::Origin::Tuple(..) => origin.ascii_serialization(),
+        url::Origin::Opaque(_) => format!("{}:", u.scheme()),
+    })
+}
+
+/// `'self'` and `sources`, as `form-action` lists them.
+fn form_action(sources: &BTreeSet<String>) -> String {
+    std::iter::once("'self'")
+        .chain(sources.iter().map(String::as_str))
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -342,10 +372,11 @@ mod tests {
             "com.example.app:/oauth2redirect",
             "not a uri",
         ];
+        let sources: BTreeSet<String> = uris.into_iter().filter_map(csp_source).collect();
         assert_eq!(
-            form_action_sources(uris.into_iter()),
+            form_action(&sources),
             "'self' com.example.app: http://127.0.0.1:9555 https://app.test https://login.partner.test"
         );
-        assert_eq!(form_action_sources(std::iter::empty()), "'self'");
+        assert_eq!(form_action(&BTreeSet::new()), "'self'");
     }
 }
