@@ -1,5 +1,6 @@
 //! Apps (OIDC clients, kept as the server's JSON text) and user consents: `apps`, `consents`.
 
+use crate::db::query;
 use crate::{Store, StoreError};
 
 /// Where an app's registration comes from.
@@ -89,8 +90,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         let registered: Vec<(String,)> =
-            sqlx::query_as("SELECT client_id FROM apps WHERE source <> 'config'")
-                .fetch_all(&mut *tx)
+            query("SELECT client_id FROM apps WHERE source <> 'config'")
+                .fetch_all(&mut tx)
                 .await?;
         let clashes: Vec<&str> = registered
             .iter()
@@ -104,22 +105,21 @@ impl Store {
                 clashes.join(", ")
             )));
         }
-        let stale: Vec<(String,)> =
-            sqlx::query_as("SELECT client_id FROM apps WHERE source = 'config'")
-                .fetch_all(&mut *tx)
-                .await?;
+        let stale: Vec<(String,)> = query("SELECT client_id FROM apps WHERE source = 'config'")
+            .fetch_all(&mut tx)
+            .await?;
         for (id,) in stale
             .iter()
             .filter(|(id,)| !apps.iter().any(|(c, _)| c == id))
         {
-            sqlx::query("DELETE FROM apps WHERE client_id = $1")
+            query("DELETE FROM apps WHERE client_id = $1")
                 .bind(id)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
         }
         for (client_id, json) in apps {
             // `source` keeps its default, `config`.
-            sqlx::query(
+            query(
                 "INSERT INTO apps (client_id, config_json, created_at, updated_at) \
                  VALUES ($1, $2, $3, $3) \
                  ON CONFLICT (client_id) DO UPDATE \
@@ -128,7 +128,7 @@ impl Store {
             .bind(client_id)
             .bind(json)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         }
         tx.commit().await?;
@@ -137,33 +137,32 @@ impl Store {
 
     /// Every app registration, ordered by client id.
     pub async fn app_records(&self) -> Result<Vec<AppRecord>, StoreError> {
-        let rows: Vec<AppRow> = sqlx::query_as(concat!(
+        let rows: Vec<AppRow> = query(concat!(
             "SELECT ",
             app_columns!(),
             " FROM apps ORDER BY client_id"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.into_iter().map(app_record).collect()
     }
 
     /// The app registration `client_id`, if any.
     pub async fn app_record(&self, client_id: &str) -> Result<Option<AppRecord>, StoreError> {
-        let row: Option<AppRow> = sqlx::query_as(concat!(
+        let row: Option<AppRow> = query(concat!(
             "SELECT ",
             app_columns!(),
             " FROM apps WHERE client_id = $1"
         ))
         .bind(client_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         row.map(app_record).transpose()
     }
 
     /// Registers a new app (API or dynamic). [`StoreError::Conflict`] if the client id is taken.
     pub async fn insert_app(&self, app: &AppRecord) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        sqlx::query(concat!(
+        query(concat!(
             "INSERT INTO apps (",
             app_columns!(),
             ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
@@ -175,7 +174,7 @@ impl Store {
         .bind(&app.registration_token_hash)
         .bind(app.created_at)
         .bind(app.updated_at)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await
         .map_err(|e| {
             StoreError::conflict_or_db(e, || format!("client id already exists: {}", app.client_id))
@@ -187,8 +186,7 @@ impl Store {
     /// read (`updated_at` unchanged) and not from the config file. Returns whether it was
     /// written: `false` means it is gone, read-only, or changed meanwhile.
     pub async fn update_app(&self, app: &AppRecord, read_at: i64) -> Result<bool, StoreError> {
-        let _turn = self.write_turn().await;
-        let done = sqlx::query(
+        let done = query(
             "UPDATE apps SET config_json = $1, secrets = $2, updated_at = $3 \
              WHERE client_id = $4 AND updated_at = $5 AND source <> 'config'",
         )
@@ -197,7 +195,7 @@ impl Store {
         .bind(app.updated_at)
         .bind(&app.client_id)
         .bind(read_at)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -207,23 +205,21 @@ impl Store {
     /// whether it existed.
     pub async fn delete_app(&self, client_id: &str, now: i64) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let done = sqlx::query("DELETE FROM apps WHERE client_id = $1")
+        let done = query("DELETE FROM apps WHERE client_id = $1")
             .bind(client_id)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        sqlx::query(
-            "UPDATE grants SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(client_id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM consents WHERE client_id = $1")
+        query("UPDATE grants SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL")
+            .bind(now)
             .bind(client_id)
-            .execute(&mut *tx)
+            .execute(&mut tx)
+            .await?;
+        query("DELETE FROM consents WHERE client_id = $1")
+            .bind(client_id)
+            .execute(&mut tx)
             .await?;
         tx.commit().await?;
         Ok(true)
@@ -236,10 +232,10 @@ impl Store {
         client_id: &str,
     ) -> Result<Option<String>, StoreError> {
         let scopes: Option<(String,)> =
-            sqlx::query_as("SELECT scopes FROM consents WHERE user_id = $1 AND client_id = $2")
+            query("SELECT scopes FROM consents WHERE user_id = $1 AND client_id = $2")
                 .bind(user_id)
                 .bind(client_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.db)
                 .await?;
         Ok(scopes.map(|(s,)| s))
     }
@@ -261,7 +257,7 @@ impl Store {
             }
         }
         let mut tx = self.begin_write().await?;
-        let inserted = sqlx::query(
+        let inserted = query(
             "INSERT INTO consents (user_id, client_id, scopes, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $4) ON CONFLICT (user_id, client_id) DO NOTHING",
         )
@@ -269,24 +265,22 @@ impl Store {
         .bind(client_id)
         .bind(requested.join(" "))
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         if inserted.rows_affected() == 0 {
             // Write before reading so PostgreSQL holds the row lock while we merge (SQLite
             // holds the database write lock already): no concurrent grant is lost.
-            sqlx::query(
-                "UPDATE consents SET updated_at = $1 WHERE user_id = $2 AND client_id = $3",
-            )
-            .bind(now)
-            .bind(user_id)
-            .bind(client_id)
-            .execute(&mut *tx)
-            .await?;
+            query("UPDATE consents SET updated_at = $1 WHERE user_id = $2 AND client_id = $3")
+                .bind(now)
+                .bind(user_id)
+                .bind(client_id)
+                .execute(&mut tx)
+                .await?;
             let (old,): (String,) =
-                sqlx::query_as("SELECT scopes FROM consents WHERE user_id = $1 AND client_id = $2")
+                query("SELECT scopes FROM consents WHERE user_id = $1 AND client_id = $2")
                     .bind(user_id)
                     .bind(client_id)
-                    .fetch_one(&mut *tx)
+                    .fetch_one(&mut tx)
                     .await?;
             let mut merged: Vec<&str> = old.split_whitespace().collect();
             for scope in requested {
@@ -294,11 +288,11 @@ impl Store {
                     merged.push(scope);
                 }
             }
-            sqlx::query("UPDATE consents SET scopes = $1 WHERE user_id = $2 AND client_id = $3")
+            query("UPDATE consents SET scopes = $1 WHERE user_id = $2 AND client_id = $3")
                 .bind(merged.join(" "))
                 .bind(user_id)
                 .bind(client_id)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
         }
         tx.commit().await?;

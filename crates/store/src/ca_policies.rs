@@ -1,14 +1,15 @@
 //! Conditional Access policies created through the admin API: `ca_policies`. The server owns
 //! the JSON shape (Graph's `conditionalAccessPolicy`) and validates it before it gets here.
 
+use crate::db::query;
 use crate::{Store, StoreError};
 
 impl Store {
     /// All API-created policies as `(id, policy_json)`, oldest first (the evaluation order).
     pub async fn list_ca_policies(&self) -> Result<Vec<(String, String)>, StoreError> {
         let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT id, policy_json FROM ca_policies ORDER BY created_at, id")
-                .fetch_all(&self.pool)
+            query("SELECT id, policy_json FROM ca_policies ORDER BY created_at, id")
+                .fetch_all(&self.db)
                 .await?;
         Ok(rows)
     }
@@ -20,15 +21,14 @@ impl Store {
         policy_json: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        sqlx::query(
+        query(
             "INSERT INTO ca_policies (id, policy_json, created_at, updated_at) \
              VALUES ($1, $2, $3, $3)",
         )
         .bind(id)
         .bind(policy_json)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await
         .map_err(|e| StoreError::conflict_or_db(e, || format!("policy exists: {id}")))?;
         Ok(())
@@ -41,14 +41,12 @@ impl Store {
         policy_json: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        let done =
-            sqlx::query("UPDATE ca_policies SET policy_json = $2, updated_at = $3 WHERE id = $1")
-                .bind(id)
-                .bind(policy_json)
-                .bind(now)
-                .execute(&self.pool)
-                .await?;
+        let done = query("UPDATE ca_policies SET policy_json = $2, updated_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(policy_json)
+            .bind(now)
+            .execute(&self.db)
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -57,10 +55,9 @@ impl Store {
 
     /// Deletes policy `id`. Returns whether it existed.
     pub async fn delete_ca_policy(&self, id: &str) -> Result<bool, StoreError> {
-        let _turn = self.write_turn().await;
-        let done = sqlx::query("DELETE FROM ca_policies WHERE id = $1")
+        let done = query("DELETE FROM ca_policies WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?;
         Ok(done.rows_affected() > 0)
     }

@@ -6,11 +6,12 @@
 //! any) are written in one transaction, guarded by the status the caller read, so two
 //! concurrent changes cannot lose each other's update.
 
+use crate::db::{from_row, query, query_assembled};
 use crate::risk::{UserRiskRecord, not_found_or_db, write_user_risk};
 use crate::{Store, StoreError};
 
 /// A detection as stored. Level, type, timing and state are Graph's camelCase strings.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DetectionRecord {
     /// Caller-chosen id.
     pub id: String,
@@ -33,6 +34,18 @@ pub struct DetectionRecord {
     /// Why, in plain words.
     pub explanation: String,
 }
+from_row!(DetectionRecord {
+    id,
+    user_id,
+    risk_event_type,
+    risk_level,
+    detection_timing_type,
+    source,
+    ip_address,
+    detected_at,
+    state,
+    explanation
+});
 
 /// The state of a detection that still counts.
 pub const DETECTION_ACTIVE: &str = "active";
@@ -93,19 +106,19 @@ impl Store {
         let mut tx = self.begin_write().await?;
         for change in changes {
             let user_id = &change.record.user_id;
-            let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE id = $1")
+            let exists: Option<(String,)> = query("SELECT id FROM users WHERE id = $1")
                 .bind(user_id)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut tx)
                 .await?;
             if exists.is_none() {
                 return Err(StoreError::NotFound);
             }
-            let stored: Option<UserRiskRecord> = sqlx::query_as(
+            let stored: Option<UserRiskRecord> = query(
                 "SELECT user_id, level, state, detail, updated_at FROM user_risk \
                  WHERE user_id = $1",
             )
             .bind(user_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut tx)
             .await?;
             if stored != change.expected {
                 return Err(StoreError::Conflict(format!(
@@ -113,14 +126,12 @@ impl Store {
                 )));
             }
             if let Some(state) = &change.resolve_active_to {
-                sqlx::query(
-                    "UPDATE risk_detections SET state = $1 WHERE user_id = $2 AND state = $3",
-                )
-                .bind(state)
-                .bind(user_id)
-                .bind(DETECTION_ACTIVE)
-                .execute(&mut *tx)
-                .await?;
+                query("UPDATE risk_detections SET state = $1 WHERE user_id = $2 AND state = $3")
+                    .bind(state)
+                    .bind(user_id)
+                    .bind(DETECTION_ACTIVE)
+                    .execute(&mut tx)
+                    .await?;
             }
             if let Some(d) = &change.detection {
                 if &d.user_id != user_id {
@@ -129,7 +140,7 @@ impl Store {
                         d.id, d.user_id
                     )));
                 }
-                sqlx::query(concat!(
+                query(concat!(
                     "INSERT INTO risk_detections (",
                     detection_columns!(),
                     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
@@ -144,10 +155,10 @@ impl Store {
                 .bind(d.detected_at)
                 .bind(&d.state)
                 .bind(&d.explanation)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await
                 .map_err(|e| match &e {
-                    sqlx::Error::Database(db) if db.is_unique_violation() => {
+                    e if e.is_unique_violation() => {
                         StoreError::Conflict(format!("detection id already exists: {}", d.id))
                     }
                     _ => not_found_or_db(e),
@@ -175,7 +186,7 @@ impl Store {
         let rows: Vec<DetectionRecord> =
             match &filter.user_id {
                 Some(user) => {
-                    sqlx::query_as(concat!(
+                    query(concat!(
                         "SELECT ",
                         detection_columns!(),
                         " FROM risk_detections WHERE user_id = $1 \
@@ -184,17 +195,17 @@ impl Store {
                     .bind(user)
                     .bind(limit)
                     .bind(offset)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.db)
                     .await?
                 }
-                None => sqlx::query_as(concat!(
+                None => query(concat!(
                     "SELECT ",
                     detection_columns!(),
                     " FROM risk_detections ORDER BY detected_at DESC, id DESC LIMIT $1 OFFSET $2"
                 ))
                 .bind(limit)
                 .bind(offset)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.db)
                 .await?,
             };
         Ok(rows)
@@ -208,14 +219,14 @@ impl Store {
         risk_event_type: &str,
         since: i64,
     ) -> Result<Option<i64>, StoreError> {
-        let (latest,): (Option<i64>,) = sqlx::query_as(
+        let (latest,): (Option<i64>,) = query(
             "SELECT MAX(detected_at) FROM risk_detections \
              WHERE user_id = $1 AND risk_event_type = $2 AND detected_at >= $3",
         )
         .bind(user_id)
         .bind(risk_event_type)
         .bind(since)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.db)
         .await?;
         Ok(latest)
     }
@@ -225,7 +236,7 @@ impl Store {
         &self,
         user_id: &str,
     ) -> Result<Vec<DetectionRecord>, StoreError> {
-        let rows: Vec<DetectionRecord> = sqlx::query_as(concat!(
+        let rows: Vec<DetectionRecord> = query(concat!(
             "SELECT ",
             detection_columns!(),
             " FROM risk_detections WHERE user_id = $1 AND state = $2 \
@@ -233,7 +244,7 @@ impl Store {
         ))
         .bind(user_id)
         .bind(DETECTION_ACTIVE)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         Ok(rows)
     }
@@ -257,13 +268,11 @@ impl Store {
              WHERE ip_address = $1 AND created_at >= $2 AND error_code IN ({})",
             placeholders.join(", ")
         );
-        let mut query = sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(sql))
-            .bind(ip_address)
-            .bind(since);
+        let mut query = query_assembled(sql).bind(ip_address).bind(since);
         for code in error_codes {
             query = query.bind(*code);
         }
-        let (count,) = query.fetch_one(&self.pool).await?;
+        let (count,) = query.fetch_one::<(i64,)>(&self.db).await?;
         Ok(count)
     }
 }

@@ -14,7 +14,7 @@ pub enum StoreError {
     Config(String),
     /// The database refused or failed the operation.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(#[from] crate::DbError),
     /// Applying the embedded migrations failed.
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -26,10 +26,11 @@ pub enum StoreError {
 impl StoreError {
     /// Turns a unique-constraint violation into [`StoreError::Conflict`] with `what` as the
     /// message; every other error stays a [`StoreError::Database`].
-    pub(crate) fn conflict_or_db(err: sqlx::Error, what: impl FnOnce() -> String) -> Self {
-        match &err {
-            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what()),
-            _ => StoreError::Database(err),
+    pub(crate) fn conflict_or_db(err: crate::DbError, what: impl FnOnce() -> String) -> Self {
+        if err.is_unique_violation() {
+            StoreError::Conflict(what())
+        } else {
+            StoreError::Database(err)
         }
     }
 }

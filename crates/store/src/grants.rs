@@ -5,6 +5,7 @@
 //! grant kills them all, and a replayed code or reused refresh token revokes the grant in the
 //! same transaction that detects it (RFC 9700 §2.1.1 and §4.14.2).
 
+use crate::db::{DbError, FromRow, Row, Tx, from_row, query};
 use crate::{Store, StoreError, bool_from_db, bool_to_db, strings_from_json, strings_to_json};
 
 /// One user's authorization of one client.
@@ -38,7 +39,6 @@ pub struct Grant {
     pub claims: Option<String>,
 }
 
-#[derive(sqlx::FromRow)]
 struct GrantRow {
     id: String,
     client_id: String,
@@ -54,6 +54,21 @@ struct GrantRow {
     revoked_at: Option<i64>,
     claims: Option<String>,
 }
+from_row!(GrantRow {
+    id,
+    client_id,
+    user_id,
+    session_id,
+    scope,
+    auth_time,
+    amr,
+    acr,
+    offline,
+    created_at,
+    expires_at,
+    revoked_at,
+    claims
+});
 
 impl TryFrom<GrantRow> for Grant {
     type Error = StoreError;
@@ -85,7 +100,7 @@ macro_rules! grant_columns {
 }
 
 /// An authorization code, stored by hash.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthCode {
     /// SHA-256 of the code, computed by the caller.
     pub code_hash: String,
@@ -110,6 +125,19 @@ pub struct AuthCode {
     /// When it was redeemed, if it was.
     pub consumed_at: Option<i64>,
 }
+from_row!(AuthCode {
+    code_hash,
+    grant_id,
+    client_id,
+    redirect_uri,
+    scope,
+    nonce,
+    code_challenge,
+    code_challenge_method,
+    created_at,
+    expires_at,
+    consumed_at
+});
 
 macro_rules! code_columns {
     () => {
@@ -146,7 +174,7 @@ pub enum CodeRedemption {
 }
 
 /// A refresh token, stored by hash. All refresh tokens of one grant form one rotation family.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshToken {
     /// SHA-256 of the token, computed by the caller.
     pub token_hash: String,
@@ -163,6 +191,15 @@ pub struct RefreshToken {
     /// When it was rotated away (a second use is reuse), if it was.
     pub used_at: Option<i64>,
 }
+from_row!(RefreshToken {
+    token_hash,
+    grant_id,
+    client_id,
+    scope,
+    created_at,
+    expires_at,
+    used_at
+});
 
 macro_rules! refresh_columns {
     () => {
@@ -196,46 +233,43 @@ pub enum Rotation {
     NotFound,
 }
 
-type Tx = crate::WriteTx;
-
 async fn grant_in(tx: &mut Tx, id: &str) -> Result<Option<Grant>, StoreError> {
-    let row: Option<GrantRow> = sqlx::query_as(concat!(
+    let row: Option<GrantRow> = query(concat!(
         "SELECT ",
         grant_columns!(),
         " FROM grants WHERE id = $1"
     ))
     .bind(id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?;
     row.map(Grant::try_from).transpose()
 }
 
 async fn code_in(tx: &mut Tx, code_hash: &str) -> Result<Option<AuthCode>, StoreError> {
-    let code: Option<AuthCode> = sqlx::query_as(concat!(
+    let code: Option<AuthCode> = query(concat!(
         "SELECT ",
         code_columns!(),
         " FROM auth_codes WHERE code_hash = $1"
     ))
     .bind(code_hash)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?;
     Ok(code)
 }
 
 async fn refresh_in(tx: &mut Tx, token_hash: &str) -> Result<Option<RefreshToken>, StoreError> {
-    let token: Option<RefreshToken> = sqlx::query_as(concat!(
+    let token: Option<RefreshToken> = query(concat!(
         "SELECT ",
         refresh_columns!(),
         " FROM refresh_tokens WHERE token_hash = $1"
     ))
     .bind(token_hash)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?;
     Ok(token)
 }
 
 /// A refresh token joined with its grant (one statement instead of two).
-#[derive(sqlx::FromRow)]
 struct RefreshGrantRow {
     token_hash: String,
     grant_id: String,
@@ -244,11 +278,24 @@ struct RefreshGrantRow {
     created_at: i64,
     expires_at: i64,
     used_at: Option<i64>,
-    #[sqlx(flatten)]
     grant: GrantJoinRow,
 }
 
-#[derive(sqlx::FromRow)]
+impl FromRow for RefreshGrantRow {
+    fn from_row(row: &Row<'_>) -> Result<Self, DbError> {
+        Ok(RefreshGrantRow {
+            token_hash: row.get("token_hash")?,
+            grant_id: row.get("grant_id")?,
+            client_id: row.get("client_id")?,
+            scope: row.get("scope")?,
+            created_at: row.get("created_at")?,
+            expires_at: row.get("expires_at")?,
+            used_at: row.get("used_at")?,
+            grant: GrantJoinRow::from_row(row)?,
+        })
+    }
+}
+
 struct GrantJoinRow {
     g_client_id: String,
     g_user_id: String,
@@ -263,6 +310,20 @@ struct GrantJoinRow {
     g_revoked_at: Option<i64>,
     g_claims: Option<String>,
 }
+from_row!(GrantJoinRow {
+    g_client_id,
+    g_user_id,
+    g_session_id,
+    g_scope,
+    g_auth_time,
+    g_amr,
+    g_acr,
+    g_offline,
+    g_created_at,
+    g_expires_at,
+    g_revoked_at,
+    g_claims
+});
 
 impl GrantJoinRow {
     fn into_grant(self, id: String) -> Result<Grant, StoreError> {
@@ -295,26 +356,32 @@ macro_rules! grant_join_columns {
 }
 
 /// An authorization code joined with its grant (`None` for the grant if it is gone).
-#[derive(sqlx::FromRow)]
 struct CodeGrantRow {
-    #[sqlx(flatten)]
     code: AuthCode,
-    #[sqlx(flatten)]
     grant: GrantJoinRow,
+}
+
+impl FromRow for CodeGrantRow {
+    fn from_row(row: &Row<'_>) -> Result<Self, DbError> {
+        Ok(CodeGrantRow {
+            code: AuthCode::from_row(row)?,
+            grant: GrantJoinRow::from_row(row)?,
+        })
+    }
 }
 
 async fn code_with_grant_in(
     tx: &mut Tx,
     code_hash: &str,
 ) -> Result<Option<(AuthCode, Grant)>, StoreError> {
-    let row: Option<CodeGrantRow> = sqlx::query_as(concat!(
+    let row: Option<CodeGrantRow> = query(concat!(
         "SELECT c.code_hash, c.grant_id, c.client_id, c.redirect_uri, c.scope, c.nonce, \
          c.code_challenge, c.code_challenge_method, c.created_at, c.expires_at, c.consumed_at, ",
         grant_join_columns!(),
         " FROM auth_codes c JOIN grants g ON g.id = c.grant_id WHERE c.code_hash = $1"
     ))
     .bind(code_hash)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?;
     row.map(|r| {
         let grant = r.grant.into_grant(r.code.grant_id.clone())?;
@@ -323,14 +390,11 @@ async fn code_with_grant_in(
     .transpose()
 }
 
-async fn refresh_with_grant<'e, E>(
-    executor: E,
+async fn refresh_with_grant(
+    executor: impl crate::db::Executor,
     token_hash: &str,
-) -> Result<Option<(RefreshToken, Grant)>, StoreError>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
-    let row: Option<RefreshGrantRow> = sqlx::query_as(concat!(
+) -> Result<Option<(RefreshToken, Grant)>, StoreError> {
+    let row: Option<RefreshGrantRow> = query(concat!(
         "SELECT r.token_hash, r.grant_id, r.client_id, r.scope, r.created_at, r.expires_at, \
          r.used_at, ",
         grant_join_columns!(),
@@ -357,17 +421,16 @@ where
 
 /// Revokes a grant unless already revoked (the first revocation time is kept).
 async fn revoke_grant_in(tx: &mut Tx, id: &str, now: i64) -> Result<bool, StoreError> {
-    let done =
-        sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(id)
-            .execute(&mut **tx)
-            .await?;
+    let done = query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     Ok(done.rows_affected() > 0)
 }
 
 async fn insert_refresh_in(tx: &mut Tx, token: &RefreshToken) -> Result<(), StoreError> {
-    sqlx::query(concat!(
+    query(concat!(
         "INSERT INTO refresh_tokens (",
         refresh_columns!(),
         ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
@@ -379,7 +442,7 @@ async fn insert_refresh_in(tx: &mut Tx, token: &RefreshToken) -> Result<(), Stor
     .bind(token.created_at)
     .bind(token.expires_at)
     .bind(token.used_at)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await
     .map_err(|e| {
         StoreError::conflict_or_db(e, || "refresh token hash already exists".to_owned())
@@ -390,10 +453,10 @@ async fn insert_refresh_in(tx: &mut Tx, token: &RefreshToken) -> Result<(), Stor
 /// [`Store::end_user_sign_ins`] inside the caller's transaction: revokes the user's live
 /// sessions and grants at `now`; returns how many of each.
 pub(crate) async fn end_user_sign_ins_in(
-    conn: &mut sqlx::AnyConnection,
+    tx: &mut Tx,
     user_id: &str,
     now: i64,
-) -> Result<(u64, u64), sqlx::Error> {
+) -> Result<(u64, u64), DbError> {
     let mut ended = [0; 2];
     for (n, sql) in [
         "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
@@ -402,10 +465,10 @@ pub(crate) async fn end_user_sign_ins_in(
     .into_iter()
     .enumerate()
     {
-        ended[n] = sqlx::query(sql)
+        ended[n] = query(sql)
             .bind(now)
             .bind(user_id)
-            .execute(&mut *conn)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
     }
@@ -421,7 +484,7 @@ impl Store {
         code: &AuthCode,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(concat!(
+        query(concat!(
             "INSERT INTO grants (",
             grant_columns!(),
             ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
@@ -439,10 +502,10 @@ impl Store {
         .bind(grant.expires_at)
         .bind(grant.revoked_at)
         .bind(&grant.claims)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await
         .map_err(|e| StoreError::conflict_or_db(e, || format!("grant exists: {}", grant.id)))?;
-        sqlx::query(concat!(
+        query(concat!(
             "INSERT INTO auth_codes (",
             code_columns!(),
             ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
@@ -458,7 +521,7 @@ impl Store {
         .bind(code.created_at)
         .bind(code.expires_at)
         .bind(code.consumed_at)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await
         .map_err(|e| StoreError::conflict_or_db(e, || "code hash already exists".to_owned()))?;
         tx.commit().await?;
@@ -503,13 +566,13 @@ impl Store {
         check: impl FnOnce(&AuthCode, &Grant) -> Result<Option<RefreshToken>, E>,
     ) -> Result<Result<CodeRedemption, E>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let consumed = sqlx::query(
+        let consumed = query(
             "UPDATE auth_codes SET consumed_at = $1 \
              WHERE code_hash = $2 AND consumed_at IS NULL AND expires_at > $1",
         )
         .bind(now)
         .bind(code_hash)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?
         .rows_affected();
         if consumed == 1 {
@@ -576,13 +639,13 @@ impl Store {
 
     /// The grant with this id, whatever its state (check `expires_at` and `revoked_at`).
     pub async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
-        let row: Option<GrantRow> = sqlx::query_as(concat!(
+        let row: Option<GrantRow> = query(concat!(
             "SELECT ",
             grant_columns!(),
             " FROM grants WHERE id = $1"
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         row.map(Grant::try_from).transpose()
     }
@@ -590,13 +653,11 @@ impl Store {
     /// Revokes a grant, and with it its code, access tokens and refresh token family.
     /// Returns whether this call revoked it (false if unknown or already revoked).
     pub async fn revoke_grant(&self, id: &str, now: i64) -> Result<bool, StoreError> {
-        let _turn = self.write_turn().await;
-        let done =
-            sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-                .bind(now)
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
+        let done = query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&self.db)
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -608,15 +669,14 @@ impl Store {
         include_offline: bool,
         now: i64,
     ) -> Result<u64, StoreError> {
-        let _turn = self.write_turn().await;
-        let done = sqlx::query(
+        let done = query(
             "UPDATE grants SET revoked_at = $1 \
              WHERE session_id = $2 AND revoked_at IS NULL AND ($3 = 1 OR offline = 0)",
         )
         .bind(now)
         .bind(session_id)
         .bind(bool_to_db(include_offline))
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(done.rows_affected())
     }
@@ -647,13 +707,13 @@ impl Store {
 
     /// The refresh token with this hash, whatever its state.
     pub async fn refresh_token(&self, hash: &str) -> Result<Option<RefreshToken>, StoreError> {
-        let token: Option<RefreshToken> = sqlx::query_as(concat!(
+        let token: Option<RefreshToken> = query(concat!(
             "SELECT ",
             refresh_columns!(),
             " FROM refresh_tokens WHERE token_hash = $1"
         ))
         .bind(hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         Ok(token)
     }
@@ -700,7 +760,7 @@ impl Store {
         // What is checked here cannot change under us: a token's grant and client and a
         // grant's scope and expiry are never updated. What can change (the token being used,
         // the grant being revoked) is re-checked atomically by the UPDATE below.
-        let Some((mut old, grant)) = refresh_with_grant(&self.pool, old_hash).await? else {
+        let Some((mut old, grant)) = refresh_with_grant(&self.db, old_hash).await? else {
             return Ok(Ok(Rotation::NotFound));
         };
         let new = match prepare(&old, &grant) {
@@ -715,7 +775,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         // The conditions are checked by the UPDATE itself: a concurrent rotation or revocation
         // may have committed since the read above.
-        let used = sqlx::query(
+        let used = query(
             "UPDATE refresh_tokens SET used_at = $1 \
              WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 \
              AND EXISTS (SELECT 1 FROM grants g WHERE g.id = refresh_tokens.grant_id \
@@ -723,7 +783,7 @@ impl Store {
         )
         .bind(now)
         .bind(old_hash)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?
         .rows_affected();
         let outcome = if used == 1 {

@@ -5,6 +5,7 @@
 //! identity, the pair (`partner_id`, `home_subject`), for good, and later sign-ins find the guest
 //! by that pair ([`Store::guest_by_home_subject`]), never by email.
 
+use crate::db::{from_row, query};
 use crate::users::{UserRow, insert_user_row, normalize_email, user_columns};
 use crate::{InvitationState, Store, StoreError, User, UserStatus, UserType};
 
@@ -72,7 +73,6 @@ pub struct Invitation {
     pub redeemed_at: Option<i64>,
 }
 
-#[derive(sqlx::FromRow)]
 struct InvitationRow {
     id: String,
     user_id: String,
@@ -83,6 +83,16 @@ struct InvitationRow {
     created_at: i64,
     redeemed_at: Option<i64>,
 }
+from_row!(InvitationRow {
+    id,
+    user_id,
+    email,
+    partner_id,
+    invite_redirect_url,
+    status,
+    created_at,
+    redeemed_at
+});
 
 impl TryFrom<InvitationRow> for Invitation {
     type Error = StoreError;
@@ -114,11 +124,11 @@ macro_rules! invitation_columns {
 }
 
 /// The user with this id, read through `executor` (a transaction or the pool).
-async fn user_with<'e, E>(executor: E, id: &str) -> Result<Option<User>, StoreError>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
-    let row: Option<UserRow> = sqlx::query_as(concat!(
+async fn user_with(
+    executor: impl crate::db::Executor,
+    id: &str,
+) -> Result<Option<User>, StoreError> {
+    let row: Option<UserRow> = query(concat!(
         "SELECT ",
         user_columns!(),
         " FROM users WHERE id = $1"
@@ -171,12 +181,12 @@ impl Store {
             redeemed_at: None,
         };
         let mut tx = self.begin_write().await?;
-        if let Err(err) = insert_user_row(&mut *tx, &user).await {
+        if let Err(err) = insert_user_row(&mut tx, &user).await {
             // Roll back (and release the write turn) before looking at what clashed.
             drop(tx);
             return Err(self.user_insert_error(err, &user).await);
         }
-        sqlx::query(concat!(
+        query(concat!(
             "INSERT INTO invitations (",
             invitation_columns!(),
             ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -189,7 +199,7 @@ impl Store {
         .bind(invitation.status.as_str())
         .bind(invitation.created_at)
         .bind(invitation.redeemed_at)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await
         .map_err(|e| {
             StoreError::conflict_or_db(e, || format!("invitation exists: {}", invitation.id))
@@ -203,13 +213,13 @@ impl Store {
         &self,
         user_id: &str,
     ) -> Result<Option<Invitation>, StoreError> {
-        let row: Option<InvitationRow> = sqlx::query_as(concat!(
+        let row: Option<InvitationRow> = query(concat!(
             "SELECT ",
             invitation_columns!(),
             " FROM invitations WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1"
         ))
         .bind(user_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         row.map(Invitation::try_from).transpose()
     }
@@ -221,14 +231,14 @@ impl Store {
         partner_id: &str,
         home_subject: &str,
     ) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> = sqlx::query_as(concat!(
+        let row: Option<UserRow> = query(concat!(
             "SELECT ",
             user_columns!(),
             " FROM users WHERE partner_id = $1 AND home_subject = $2 AND user_type = 'guest'"
         ))
         .bind(partner_id)
         .bind(home_subject)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         row.map(User::try_from).transpose()
     }
@@ -249,7 +259,7 @@ impl Store {
         now: i64,
     ) -> Result<User, StoreError> {
         let mut tx = self.begin_write().await?;
-        let bound = sqlx::query(
+        let bound = query(
             "UPDATE users SET home_subject = $1, invitation_state = $2, updated_at = $3 \
              WHERE id = $4 AND user_type = 'guest' AND partner_id = $5 \
              AND home_subject IS NULL",
@@ -259,7 +269,7 @@ impl Store {
         .bind(now)
         .bind(user_id)
         .bind(partner_id)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await
         .map_err(|e| {
             StoreError::conflict_or_db(e, || {
@@ -267,7 +277,7 @@ impl Store {
             })
         })?;
         if bound.rows_affected() == 0 {
-            let Some(user) = user_with(&mut *tx, user_id).await? else {
+            let Some(user) = user_with(&mut tx, user_id).await? else {
                 return Err(StoreError::NotFound);
             };
             let why = if user.user_type != UserType::Guest {
@@ -279,7 +289,7 @@ impl Store {
             };
             return Err(StoreError::Conflict(format!("user {user_id}: {why}")));
         }
-        sqlx::query(
+        query(
             "UPDATE invitations SET status = $1, redeemed_at = $2 \
              WHERE user_id = $3 AND status = $4",
         )
@@ -287,9 +297,9 @@ impl Store {
         .bind(now)
         .bind(user_id)
         .bind(InvitationStatus::PendingAcceptance.as_str())
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
-        let user = user_with(&mut *tx, user_id)
+        let user = user_with(&mut tx, user_id)
             .await?
             .ok_or(StoreError::NotFound)?;
         tx.commit().await?;
@@ -311,8 +321,7 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         let email = normalize_email(email);
-        let _turn = self.write_turn().await;
-        let done = sqlx::query(
+        let done = query(
             "UPDATE users SET email = $1, display_name = $2, given_name = $3, \
              family_name = $4, updated_at = $5 WHERE id = $6 AND user_type = 'guest'",
         )
@@ -322,7 +331,7 @@ impl Store {
         .bind(family_name)
         .bind(now)
         .bind(user_id)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await
         .map_err(|e| {
             StoreError::conflict_or_db(e, || format!("email already registered: {email}"))

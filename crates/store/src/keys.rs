@@ -4,12 +4,13 @@
 //! server decides) until [`Store::delete_signing_keys_retired_before`] removes them, so tokens
 //! signed just before a rotation still verify.
 
+use crate::db::{from_row, query};
 use std::fmt;
 
 use crate::{Store, StoreError};
 
 /// A signing key with its private half. `Debug` leaves out the private key.
-#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SigningKeyRecord {
     /// Key id (`kid`), caller-chosen (e.g. the RFC 7638 thumbprint).
     pub kid: String,
@@ -22,6 +23,13 @@ pub struct SigningKeyRecord {
     /// When it stopped signing, if it did.
     pub retired_at: Option<i64>,
 }
+from_row!(SigningKeyRecord {
+    kid,
+    alg,
+    private_key_pem,
+    created_at,
+    retired_at
+});
 
 impl fmt::Debug for SigningKeyRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -35,11 +43,11 @@ impl fmt::Debug for SigningKeyRecord {
     }
 }
 
-async fn insert_key<'e, E>(executor: E, key: &SigningKeyRecord) -> Result<(), StoreError>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
-    sqlx::query(
+async fn insert_key(
+    executor: impl crate::db::Executor,
+    key: &SigningKeyRecord,
+) -> Result<(), StoreError> {
+    query(
         "INSERT INTO signing_keys (kid, alg, private_key_pem, created_at, retired_at) \
          VALUES ($1, $2, $3, $4, $5)",
     )
@@ -57,11 +65,11 @@ where
 impl Store {
     /// All signing keys, active (`retired_at` is `None`) and retired, oldest first.
     pub async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
-        let keys: Vec<SigningKeyRecord> = sqlx::query_as(
+        let keys: Vec<SigningKeyRecord> = query(
             "SELECT kid, alg, private_key_pem, created_at, retired_at FROM signing_keys \
              ORDER BY created_at, kid",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         Ok(keys)
     }
@@ -69,8 +77,7 @@ impl Store {
     /// Stores a key (e.g. the first one at start-up). [`StoreError::Conflict`] if the kid is
     /// taken.
     pub async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        insert_key(&self.pool, key).await
+        insert_key(&self.db, key).await
     }
 
     /// In one transaction: retires every active key of `alg` at `now` and stores `new`.
@@ -82,27 +89,23 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "UPDATE signing_keys SET retired_at = $1 WHERE alg = $2 AND retired_at IS NULL",
-        )
-        .bind(now)
-        .bind(alg)
-        .execute(&mut *tx)
-        .await?;
-        insert_key(&mut *tx, new).await?;
+        query("UPDATE signing_keys SET retired_at = $1 WHERE alg = $2 AND retired_at IS NULL")
+            .bind(now)
+            .bind(alg)
+            .execute(&mut tx)
+            .await?;
+        insert_key(&mut tx, new).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Deletes keys retired before `t` (strictly). Returns how many were deleted.
     pub async fn delete_signing_keys_retired_before(&self, t: i64) -> Result<u64, StoreError> {
-        let _turn = self.write_turn().await;
-        let done = sqlx::query(
-            "DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < $1",
-        )
-        .bind(t)
-        .execute(&self.pool)
-        .await?;
+        let done =
+            query("DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < $1")
+                .bind(t)
+                .execute(&self.db)
+                .await?;
         Ok(done.rows_affected())
     }
 }

@@ -5,6 +5,7 @@
 //! email is a credential pair (that address with that password), one without is a password
 //! seen leaked for anyone.
 
+use crate::db::{query, query_assembled};
 use crate::{Store, StoreError};
 
 /// One corpus entry.
@@ -52,7 +53,7 @@ impl Store {
                  VALUES {} ON CONFLICT (sha1, email) DO NOTHING",
                 values.join(", ")
             );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut query = query_assembled(sql);
             for e in batch {
                 query = query
                     .bind(e.sha1.to_ascii_uppercase())
@@ -66,7 +67,7 @@ impl Store {
                     .bind(source)
                     .bind(now);
             }
-            new += query.execute(&mut *tx).await?.rows_affected();
+            new += query.execute(&mut tx).await?.rows_affected();
         }
         tx.commit().await?;
         Ok(new)
@@ -75,21 +76,21 @@ impl Store {
     /// Whether a password with this SHA-1 is in the corpus for `email`: as a password-only
     /// entry, or as a credential pair with this address.
     pub async fn is_leaked(&self, sha1: &str, email: &str) -> Result<bool, StoreError> {
-        let found: Option<(String,)> = sqlx::query_as(
+        let found: Option<(String,)> = query(
             "SELECT sha1 FROM leaked_credentials WHERE sha1 = $1 AND (email = '' OR email = $2) \
              LIMIT 1",
         )
         .bind(sha1.to_ascii_uppercase())
         .bind(email.to_lowercase())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         Ok(found.is_some())
     }
 
     /// How many entries the corpus holds.
     pub async fn leaked_credentials_count(&self) -> Result<i64, StoreError> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM leaked_credentials")
-            .fetch_one(&self.pool)
+        let (n,): (i64,) = query("SELECT COUNT(*) FROM leaked_credentials")
+            .fetch_one(&self.db)
             .await?;
         Ok(n)
     }
@@ -101,8 +102,7 @@ impl Store {
         fingerprint: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        sqlx::query(
+        query(
             "INSERT INTO leak_fingerprints (user_id, fingerprint, updated_at) VALUES ($1, $2, $3) \
              ON CONFLICT (user_id) DO UPDATE SET fingerprint = excluded.fingerprint, \
              updated_at = excluded.updated_at",
@@ -110,7 +110,7 @@ impl Store {
         .bind(user_id)
         .bind(fingerprint)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await
         .map_err(crate::risk::not_found_or_db)?;
         Ok(())
@@ -121,12 +121,11 @@ impl Store {
         &self,
         user_id: &str,
     ) -> Result<Option<(String, i64)>, StoreError> {
-        let row: Option<(String, i64)> = sqlx::query_as(
-            "SELECT fingerprint, updated_at FROM leak_fingerprints WHERE user_id = $1",
-        )
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<(String, i64)> =
+            query("SELECT fingerprint, updated_at FROM leak_fingerprints WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_optional(&self.db)
+                .await?;
         Ok(row)
     }
 
@@ -143,11 +142,11 @@ impl Store {
                  ORDER BY user_id",
                 placeholders.join(", ")
             );
-            let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
+            let mut query = query_assembled(sql);
             for f in batch {
                 query = query.bind(f);
             }
-            found.extend(query.fetch_all(&self.pool).await?);
+            found.extend(query.fetch_all::<(String, String)>(&self.db).await?);
         }
         Ok(found)
     }
@@ -160,31 +159,28 @@ impl Store {
         candidate: &str,
         now: i64,
     ) -> Result<String, StoreError> {
-        let existing: Option<(String,)> =
-            sqlx::query_as("SELECT value FROM tenant_secrets WHERE name = $1")
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?;
+        let existing: Option<(String,)> = query("SELECT value FROM tenant_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.db)
+            .await?;
         if let Some((value,)) = existing {
             return Ok(value);
         }
         {
-            let _turn = self.write_turn().await;
-            sqlx::query(
+            query(
                 "INSERT INTO tenant_secrets (name, value, created_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (name) DO NOTHING",
             )
             .bind(name)
             .bind(candidate)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?;
         }
-        let (value,): (String,) =
-            sqlx::query_as("SELECT value FROM tenant_secrets WHERE name = $1")
-                .bind(name)
-                .fetch_one(&self.pool)
-                .await?;
+        let (value,): (String,) = query("SELECT value FROM tenant_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.db)
+            .await?;
         Ok(value)
     }
 }

@@ -9,8 +9,9 @@
 //! and recovery codes), risk detections, the leaked-credentials corpus and self-service password
 //! reset attempts.
 //!
-//! One portable query set runs on SQLite (the default, a file) and PostgreSQL through sqlx's
-//! `Any` driver. Conventions every caller relies on:
+//! One portable query set runs on SQLite (the default, a file: one rusqlite connection used in
+//! place) and PostgreSQL (sqlx): see the `db` module. sqlx applies the migrations on both.
+//! Conventions every caller relies on:
 //! - time is `i64` unix seconds passed in by the caller; the store never reads the clock, and a
 //!   row "expires at" `t` when `now >= t`;
 //! - ids are chosen by the caller; secrets (session cookies, codes, refresh tokens, recovery
@@ -25,6 +26,7 @@
 
 mod apps;
 mod ca_policies;
+mod db;
 mod detections;
 mod error;
 mod grants;
@@ -41,13 +43,14 @@ mod sign_ins;
 mod sspr;
 mod users;
 
-use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
-use tokio::sync::{Mutex, MutexGuard, OwnedMutexGuard};
+use sqlx::Connection as _;
+use sqlx::postgres::PgPoolOptions;
+
+pub use db::DbError;
+use db::{Db, Tx, query};
 
 pub use apps::{AppRecord, AppSource};
 pub use detections::{DETECTION_ACTIVE, DetectionFilter, DetectionRecord, RiskChange};
@@ -70,8 +73,12 @@ pub use users::{
 /// The embedded schema migrations (portable DDL, one folder for both backends).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// How long a SQLite connection waits for another writer before failing with `SQLITE_BUSY`.
-const SQLITE_BUSY_TIMEOUT_MS: u64 = 5_000;
+/// How long a SQLite connection waits for another process's writer before failing with
+/// `SQLITE_BUSY` (this process's writers queue on the store's connection instead).
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the background thread checkpoints the SQLite write-ahead log into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 /// Which database engine a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,47 +103,12 @@ impl Backend {
     }
 }
 
-/// A handle on the tenant's database: a connection pool plus the backend it talks to.
+/// A handle on the tenant's database.
 ///
-/// Cloning is cheap and shares the pool.
+/// Cloning is cheap and shares the connection (SQLite) or pool (PostgreSQL).
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: AnyPool,
-    backend: Backend,
-    /// On SQLite, the turn to write: held for every write (a write transaction from
-    /// `begin_write` to commit or rollback, or a single autocommit write statement), so
-    /// concurrent writers queue here in FIFO order instead of sleeping in SQLite's busy handler.
-    /// `None` on PostgreSQL, which has row locks.
-    write_turn: Option<Arc<Mutex<()>>>,
-}
-
-/// A write transaction (see [`Store::begin_write`]). Derefs to the connection for queries; on
-/// SQLite it holds the store's write turn until it is committed or dropped.
-pub(crate) struct WriteTx {
-    // Declared before `_turn`, so on drop the rollback is queued before the turn is released.
-    tx: Transaction<'static, Any>,
-    _turn: Option<OwnedMutexGuard<()>>,
-}
-
-impl WriteTx {
-    /// Commits, then releases the write turn.
-    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
-    }
-}
-
-impl Deref for WriteTx {
-    type Target = AnyConnection;
-
-    fn deref(&self) -> &AnyConnection {
-        &self.tx
-    }
-}
-
-impl DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
-        &mut self.tx
-    }
+    db: Db,
 }
 
 impl Store {
@@ -144,77 +116,54 @@ impl Store {
     /// migrations.
     ///
     /// For SQLite the file and its parent directory are created if missing, the journal is
-    /// switched to WAL, and every connection gets `synchronous=NORMAL`, `foreign_keys=ON` and a
-    /// 5 s busy timeout. `sqlite::memory:` works too (one connection, gone on close), for tests.
+    /// switched to WAL with `synchronous=NORMAL` (a commit is durable against a crash of the
+    /// process as soon as it returns; only a power loss can take the last commits), and
+    /// foreign keys are enforced. `sqlite::memory:` works too (gone on close), for tests.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        install_default_drivers();
-        let backend = Backend::from_url(url)?;
-        let (url, options) = match backend {
-            Backend::Sqlite => {
-                let (url, in_memory) = prepare_sqlite_url(url)?;
-                let options = AnyPoolOptions::new().after_connect(|conn, _meta| {
-                    Box::pin(async move {
-                        let busy = format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}");
-                        for pragma in [
-                            "PRAGMA foreign_keys = ON".to_owned(),
-                            "PRAGMA synchronous = NORMAL".to_owned(),
-                            busy,
-                        ] {
-                            sqlx::query(sqlx::AssertSqlSafe(pragma))
-                                .execute(&mut *conn)
-                                .await?;
-                        }
-                        Ok(())
-                    })
-                });
-                let options = if in_memory {
-                    // Every new connection to `:memory:` would be a new, empty database.
-                    options
-                        .max_connections(1)
-                        .min_connections(1)
-                        .idle_timeout(None)
-                        .max_lifetime(None)
-                } else {
-                    options.max_connections(8)
-                };
-                // A local file does not drop connections: skip the ping (one more round trip
-                // to the connection's worker thread) on every acquire.
-                (url, options.test_before_acquire(false))
+        let db = match Backend::from_url(url)? {
+            Backend::Sqlite => connect_sqlite(url).await?,
+            Backend::Postgres => {
+                let pool = PgPoolOptions::new()
+                    .max_connections(10)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(url)
+                    .await
+                    .map_err(DbError::from)?;
+                migrate(&pool).await?;
+                Db::Postgres(pool)
             }
-            Backend::Postgres => (url.to_owned(), AnyPoolOptions::new().max_connections(10)),
         };
-        let pool = options
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(&url)
-            .await?;
-        if backend == Backend::Sqlite {
-            // Persistent in the file; needs an exclusive lock, so set it once here rather than
-            // on every connection.
-            pool.execute("PRAGMA journal_mode = WAL").await?;
-        }
-        MIGRATOR.run(&pool).await?;
-        let write_turn = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
-        Ok(Store {
-            pool,
-            backend,
-            write_turn,
-        })
+        Ok(Store { db })
     }
 
     /// The backend this store talks to.
     pub fn backend(&self) -> Backend {
-        self.backend
+        match self.db {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
     }
 
     /// Checks that the database answers (for `/readyz`).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        query("SELECT 1").execute(&self.db).await?;
         Ok(())
     }
 
-    /// Closes the pool, waiting for connections in use to be returned.
+    /// Closes the database: on PostgreSQL waits for connections in use to be returned; on
+    /// SQLite waits for the statement in progress and checkpoints the log.
     pub async fn close(&self) {
-        self.pool.close().await;
+        match &self.db {
+            Db::Postgres(pool) => pool.close().await,
+            Db::Sqlite(conn) => {
+                if let Some(conn) = conn.lock().await.take()
+                    && let Err(e) =
+                        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                {
+                    tracing::warn!(error = %e, "final SQLite checkpoint failed");
+                }
+            }
+        }
     }
 
     /// Deletes what can no longer be used at `now`: expired authorization codes, interactions,
@@ -241,53 +190,114 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let mut deleted = 0;
         for sql in PURGES {
-            deleted += sqlx::query(sql)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            deleted += query(sql).bind(now).execute(&mut tx).await?.rows_affected();
         }
         tx.commit().await?;
         Ok(deleted)
     }
 
-    /// Begins a transaction that will write.
-    ///
-    /// On SQLite this first waits for the store's write turn (writers queue in-process, FIFO),
-    /// then runs `BEGIN IMMEDIATE`: the write lock is taken before the first read, so a
-    /// transaction never fails half-way when it upgrades from reading to writing. The turn is
-    /// held until the transaction is committed or dropped, so no writer of this process meets
-    /// `SQLITE_BUSY`; the busy timeout only covers other processes on the same file.
-    pub(crate) async fn begin_write(&self) -> Result<WriteTx, StoreError> {
-        let tx = match &self.write_turn {
-            Some(turn) => {
-                let turn = Arc::clone(turn).lock_owned().await;
-                WriteTx {
-                    tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
-                    _turn: Some(turn),
-                }
-            }
-            None => WriteTx {
-                tx: self.pool.begin().await?,
-                _turn: None,
-            },
-        };
-        Ok(tx)
-    }
-
-    /// Waits for the write turn before a single autocommit write statement (on SQLite; a no-op
-    /// on PostgreSQL). Hold the guard until the statement has run.
-    pub(crate) async fn write_turn(&self) -> Option<MutexGuard<'_, ()>> {
-        match &self.write_turn {
-            Some(turn) => Some(turn.lock().await),
-            None => None,
-        }
+    /// Begins a transaction that will write (see [`Db::begin_write`]).
+    pub(crate) async fn begin_write(&self) -> Result<Tx, StoreError> {
+        Ok(self.db.begin_write().await?)
     }
 }
 
-/// Splits a SQLite URL, creates the database's parent directory, and makes sure the file is
-/// created if missing (`mode=rwc`). Returns the URL to connect with and whether it is in memory.
-fn prepare_sqlite_url(url: &str) -> Result<(String, bool), StoreError> {
+/// Opens the SQLite database: migrations through sqlx (the one migration runner for both
+/// engines, which keeps its bookkeeping table), then the store's own connection, and a
+/// checkpoint thread for a file.
+async fn connect_sqlite(url: &str) -> Result<Db, StoreError> {
+    use rusqlite::OpenFlags;
+    let (path, in_memory) = sqlite_path(url)?;
+    let (conn, migrator) = if in_memory {
+        // A private in-memory database, shared by name between the migration connection and
+        // the store's, and gone when the store's closes.
+        let name = format!("file:tenantd-{}", uuid::Uuid::new_v4());
+        let flags = OpenFlags::default()
+            | OpenFlags::SQLITE_OPEN_MEMORY
+            | OpenFlags::SQLITE_OPEN_SHARED_CACHE;
+        let migrator = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&name)
+            .in_memory(true)
+            .shared_cache(true);
+        (open_sqlite(&name, flags)?, migrator)
+    } else {
+        let migrator = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        (open_sqlite(&path, OpenFlags::default())?, migrator)
+    };
+    let mut migrator =
+        sqlx::sqlite::SqliteConnection::connect_with(&migrator.busy_timeout(SQLITE_BUSY_TIMEOUT))
+            .await
+            .map_err(DbError::from)?;
+    migrate(&mut migrator).await?;
+    migrator.close().await.map_err(DbError::from)?;
+    let db = Db::sqlite(conn);
+    if let Db::Sqlite(conn) = &db
+        && !in_memory
+    {
+        spawn_checkpoints(&path, Arc::downgrade(conn))?;
+    }
+    Ok(db)
+}
+
+/// Applies the pending migrations.
+///
+/// The future is boxed as `Send`: `Migrator::run` is generic over `Acquire<'a>`, which makes
+/// every caller's future `Send` only for one specific lifetime, and a generic `Send` bound
+/// (`tokio::spawn` of a future that connects) then fails with "not general enough".
+fn migrate<'a, A>(
+    conn: A,
+) -> std::pin::Pin<Box<dyn Future<Output = Result<(), sqlx::migrate::MigrateError>> + Send + 'a>>
+where
+    A: sqlx::Acquire<'a> + Send + 'a,
+    <A::Connection as std::ops::Deref>::Target: sqlx::migrate::Migrate,
+{
+    Box::pin(MIGRATOR.run(conn))
+}
+
+/// Opens one SQLite connection with the store's settings.
+fn open_sqlite(path: &str, flags: rusqlite::OpenFlags) -> Result<rusqlite::Connection, StoreError> {
+    let conn = rusqlite::Connection::open_with_flags(path, flags).map_err(DbError::from)?;
+    conn.busy_timeout(SQLITE_BUSY_TIMEOUT)
+        .map_err(DbError::from)?;
+    for (pragma, value) in [
+        ("journal_mode", "WAL"),
+        ("synchronous", "NORMAL"),
+        ("foreign_keys", "ON"),
+        // Checkpoints run on their own thread (see `spawn_checkpoints`).
+        ("wal_autocheckpoint", "0"),
+    ] {
+        conn.pragma_update(None, pragma, value)
+            .map_err(DbError::from)?;
+    }
+    Ok(conn)
+}
+
+/// Checkpoints the write-ahead log from a thread of its own, so no request's commit pays for
+/// it. A passive checkpoint copies what no reader still needs and never blocks a writer. The
+/// thread ends once the store it serves is dropped.
+fn spawn_checkpoints(
+    path: &str,
+    store: std::sync::Weak<tokio::sync::Mutex<Option<rusqlite::Connection>>>,
+) -> Result<(), StoreError> {
+    let conn = open_sqlite(path, rusqlite::OpenFlags::default())?;
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            while store.strong_count() > 0 {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "SQLite checkpoint failed");
+                }
+            }
+        })
+        .map_err(|e| StoreError::Config(format!("cannot start the checkpoint thread: {e}")))?;
+    Ok(())
+}
+
+/// The file a SQLite URL names (its parent directory created), or that it is in memory.
+fn sqlite_path(url: &str) -> Result<(String, bool), StoreError> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -296,24 +306,20 @@ fn prepare_sqlite_url(url: &str) -> Result<(String, bool), StoreError> {
         Some((path, params)) => (path, Some(params)),
         None => (rest, None),
     };
-    let has_mode = params.is_some_and(|p| p.split('&').any(|kv| kv.starts_with("mode=")));
     let in_memory = path == ":memory:" || params.is_some_and(|p| p.contains("mode=memory"));
-    if path.is_empty() && !in_memory {
+    if in_memory {
+        return Ok((String::new(), true));
+    }
+    if path.is_empty() {
         return Err(StoreError::Config(format!("no database file in {url}")));
     }
-    if !in_memory
-        && let Some(parent) = std::path::Path::new(path).parent()
+    if let Some(parent) = std::path::Path::new(path).parent()
         && !parent.as_os_str().is_empty()
     {
         std::fs::create_dir_all(parent)
             .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", parent.display())))?;
     }
-    let url = match (has_mode || in_memory, params) {
-        (true, _) => url.to_owned(),
-        (false, Some(_)) => format!("{url}&mode=rwc"),
-        (false, None) => format!("{url}?mode=rwc"),
-    };
-    Ok((url, in_memory))
+    Ok((path.to_owned(), false))
 }
 
 /// Encodes a boolean for a BIGINT 0/1 column.

@@ -6,13 +6,14 @@
 //! recovery code is spent by the `UPDATE` that finds it unused. Two concurrent sign-ins with
 //! the same code therefore have one winner.
 
+use crate::db::{DbError, from_row, query};
 use crate::{Store, StoreError};
 
 /// The `kind` of a TOTP method (RFC 6238).
 const TOTP: &str = "totp";
 
 /// A TOTP authenticator registered to a user.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TotpMethod {
     /// Caller-chosen id.
     pub id: String,
@@ -27,6 +28,14 @@ pub struct TotpMethod {
     /// The newest RFC 6238 time step accepted so far, if any.
     pub last_used_step: Option<i64>,
 }
+from_row!(TotpMethod {
+    id,
+    user_id,
+    secret,
+    created_at,
+    confirmed_at,
+    last_used_step
+});
 
 /// What [`Store::delete_mfa`] removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,9 +53,9 @@ macro_rules! method_columns {
 }
 
 /// Maps a foreign-key violation (the user does not exist) to [`StoreError::NotFound`].
-fn not_found_or_db(err: sqlx::Error) -> StoreError {
+fn not_found_or_db(err: DbError) -> StoreError {
     match &err {
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+        e if e.is_foreign_key_violation() => StoreError::NotFound,
         _ => StoreError::Database(err),
     }
 }
@@ -64,14 +73,12 @@ impl Store {
         now: i64,
     ) -> Result<TotpMethod, StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "DELETE FROM mfa_methods WHERE user_id = $1 AND kind = $2 AND confirmed_at IS NULL",
-        )
-        .bind(user_id)
-        .bind(TOTP)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
+        query("DELETE FROM mfa_methods WHERE user_id = $1 AND kind = $2 AND confirmed_at IS NULL")
+            .bind(user_id)
+            .bind(TOTP)
+            .execute(&mut tx)
+            .await?;
+        query(
             "INSERT INTO mfa_methods (id, user_id, kind, secret, created_at) \
              VALUES ($1, $2, $3, $4, $5)",
         )
@@ -80,10 +87,10 @@ impl Store {
         .bind(TOTP)
         .bind(secret)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await
         .map_err(|e| match &e {
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
+            e if e.is_unique_violation() => {
                 StoreError::Conflict(format!("MFA method exists: {id}"))
             }
             _ => not_found_or_db(e),
@@ -132,10 +139,10 @@ impl Store {
         user_id: &str,
         sql: &'static str,
     ) -> Result<Option<TotpMethod>, StoreError> {
-        let method: Option<TotpMethod> = sqlx::query_as(sql)
+        let method: Option<TotpMethod> = query(sql)
             .bind(user_id)
             .bind(TOTP)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
         Ok(method)
     }
@@ -146,22 +153,22 @@ impl Store {
     /// already confirmed; nothing changes then).
     pub async fn confirm_totp(&self, id: &str, step: i64, now: i64) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let confirmed: Option<(String,)> = sqlx::query_as(
+        let confirmed: Option<(String,)> = query(
             "UPDATE mfa_methods SET confirmed_at = $1, last_used_step = $2 \
              WHERE id = $3 AND confirmed_at IS NULL RETURNING user_id",
         )
         .bind(now)
         .bind(step)
         .bind(id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut tx)
         .await?;
         let Some((user_id,)) = confirmed else {
             return Ok(false);
         };
-        sqlx::query("DELETE FROM mfa_methods WHERE user_id = $1 AND id <> $2")
+        query("DELETE FROM mfa_methods WHERE user_id = $1 AND id <> $2")
             .bind(&user_id)
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         tx.commit().await?;
         Ok(true)
@@ -172,14 +179,13 @@ impl Store {
     /// an older code after a newer one is refused too). One conditional `UPDATE`, so of two
     /// concurrent calls with the same step exactly one gets true.
     pub async fn use_totp_step(&self, id: &str, step: i64) -> Result<bool, StoreError> {
-        let _turn = self.write_turn().await;
-        let done = sqlx::query(
+        let done = query(
             "UPDATE mfa_methods SET last_used_step = $1 WHERE id = $2 \
              AND confirmed_at IS NOT NULL AND (last_used_step IS NULL OR last_used_step < $1)",
         )
         .bind(step)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -194,21 +200,21 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+        query("DELETE FROM recovery_codes WHERE user_id = $1")
             .bind(user_id)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         for hash in code_hashes {
-            sqlx::query(
+            query(
                 "INSERT INTO recovery_codes (user_id, code_hash, created_at) VALUES ($1, $2, $3)",
             )
             .bind(user_id)
             .bind(hash)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await
             .map_err(|e| match &e {
-                sqlx::Error::Database(db) if db.is_unique_violation() => {
+                e if e.is_unique_violation() => {
                     StoreError::Conflict("repeated recovery code".into())
                 }
                 _ => not_found_or_db(e),
@@ -227,27 +233,25 @@ impl Store {
         code_hash: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let _turn = self.write_turn().await;
-        let done = sqlx::query(
+        let done = query(
             "UPDATE recovery_codes SET used_at = $1 \
              WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL",
         )
         .bind(now)
         .bind(user_id)
         .bind(code_hash)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(done.rows_affected() > 0)
     }
 
     /// How many of the user's recovery codes are still unused.
     pub async fn unused_recovery_codes(&self, user_id: &str) -> Result<u64, StoreError> {
-        let (count,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL",
-        )
-        .bind(user_id)
-        .fetch_one(&self.pool)
-        .await?;
+        let (count,): (i64,) =
+            query("SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL")
+                .bind(user_id)
+                .fetch_one(&self.db)
+                .await?;
         u64::try_from(count).map_err(|_| StoreError::Corrupt(format!("count is {count}")))
     }
 
@@ -255,14 +259,14 @@ impl Store {
     /// user enrols again at their next sign-in that requires MFA), in one transaction.
     pub async fn delete_mfa(&self, user_id: &str) -> Result<MfaReset, StoreError> {
         let mut tx = self.begin_write().await?;
-        let methods = sqlx::query("DELETE FROM mfa_methods WHERE user_id = $1")
+        let methods = query("DELETE FROM mfa_methods WHERE user_id = $1")
             .bind(user_id)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?
             .rows_affected();
-        let recovery_codes = sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+        let recovery_codes = query("DELETE FROM recovery_codes WHERE user_id = $1")
             .bind(user_id)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?
             .rows_affected();
         tx.commit().await?;

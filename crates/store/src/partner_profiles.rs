@@ -2,6 +2,7 @@
 //! token carried and every claim name ever seen, so the server can tell a token whose claims
 //! deviate from what the partner always sends (`tokenIssuerAnomaly`).
 
+use crate::db::query;
 use crate::{Backend, Store, StoreError};
 
 /// A partner's claim profile.
@@ -22,12 +23,12 @@ pub struct PartnerProfile {
 impl Store {
     /// The claim profile of `partner_id` (with nothing learned yet if no token was recorded).
     pub async fn partner_profile(&self, partner_id: &str) -> Result<PartnerProfile, StoreError> {
-        let row: Option<(i64, String, String, i64)> = sqlx::query_as(
+        let row: Option<(i64, String, String, i64)> = query(
             "SELECT tokens_seen, always_json, seen_json, updated_at \
              FROM partner_profiles WHERE partner_id = $1",
         )
         .bind(partner_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         profile(partner_id, row)
     }
@@ -44,16 +45,16 @@ impl Store {
     ) -> Result<PartnerProfile, StoreError> {
         let mut tx = self.begin_write().await?;
         // The row exists before it is locked, so two first tokens do not race on the insert.
-        sqlx::query(
+        query(
             "INSERT INTO partner_profiles \
              (partner_id, tokens_seen, always_json, seen_json, updated_at) \
              VALUES ($1, 0, '[]', '[]', 0) ON CONFLICT (partner_id) DO NOTHING",
         )
         .bind(partner_id)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         // SQLite's BEGIN IMMEDIATE already serialises writers; PostgreSQL needs the row lock.
-        let select = match self.backend {
+        let select = match self.backend() {
             Backend::Sqlite => {
                 "SELECT tokens_seen, always_json, seen_json, updated_at \
                  FROM partner_profiles WHERE partner_id = $1"
@@ -63,9 +64,9 @@ impl Store {
                  FROM partner_profiles WHERE partner_id = $1 FOR UPDATE"
             }
         };
-        let row: Option<(i64, String, String, i64)> = sqlx::query_as(select)
+        let row: Option<(i64, String, String, i64)> = query(select)
             .bind(partner_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut tx)
             .await?;
         let before = profile(partner_id, row)?;
         let mut names: Vec<String> = claim_names.to_vec();
@@ -87,7 +88,7 @@ impl Store {
         seen.dedup();
         let json =
             |v: &[String]| serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()));
-        sqlx::query(
+        query(
             "UPDATE partner_profiles SET tokens_seen = tokens_seen + 1, always_json = $2, \
              seen_json = $3, updated_at = $4 WHERE partner_id = $1",
         )
@@ -95,7 +96,7 @@ impl Store {
         .bind(json(&always)?)
         .bind(json(&seen)?)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         tx.commit().await?;
         Ok(before)

@@ -1,5 +1,6 @@
 //! Partners (trusted other tenants, kept as the server's JSON text): `partners`.
 
+use crate::db::query;
 use crate::{Store, StoreError};
 
 impl Store {
@@ -10,8 +11,7 @@ impl Store {
         config_json: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        sqlx::query(
+        query(
             "INSERT INTO partners (id, config_json, created_at, updated_at) \
              VALUES ($1, $2, $3, $3) \
              ON CONFLICT (id) DO UPDATE \
@@ -20,27 +20,25 @@ impl Store {
         .bind(id)
         .bind(config_json)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(())
     }
 
     /// All partners as `(id, config_json)`, ordered by id.
     pub async fn list_partners(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT id, config_json FROM partners ORDER BY id")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<(String, String)> = query("SELECT id, config_json FROM partners ORDER BY id")
+            .fetch_all(&self.db)
+            .await?;
         Ok(rows)
     }
 
     /// Deletes a partner. Returns whether it existed. Its guests are kept: `users.partner_id`
     /// is not a foreign key, so deleting a partner never deletes users.
     pub async fn delete_partner(&self, id: &str) -> Result<bool, StoreError> {
-        let _turn = self.write_turn().await;
-        let done = sqlx::query("DELETE FROM partners WHERE id = $1")
+        let done = query("DELETE FROM partners WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?;
         Ok(done.rows_affected() > 0)
     }

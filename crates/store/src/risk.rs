@@ -3,10 +3,11 @@
 //! Level, state and detail are Graph's camelCase strings (`high`, `atRisk`, `none`, ...),
 //! stored as given: the server owns and validates the vocabulary.
 
-use crate::{Store, StoreError, WriteTx};
+use crate::db::{DbError, Tx, from_row, query};
+use crate::{Store, StoreError};
 
 /// A user's current risk: one row per user whose risk was ever set.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRiskRecord {
     /// The user.
     pub user_id: String,
@@ -20,9 +21,16 @@ pub struct UserRiskRecord {
     /// When it last changed, unix seconds.
     pub updated_at: i64,
 }
+from_row!(UserRiskRecord {
+    user_id,
+    level,
+    state,
+    detail,
+    updated_at
+});
 
 /// One change of a user's risk, kept forever (while the user exists): who did it and why.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RiskHistoryItem {
     /// Store-chosen id: a UUID v7, so within one process later changes have greater ids
     /// (the tie-break for changes in the same second).
@@ -42,11 +50,21 @@ pub struct RiskHistoryItem {
     /// When, unix seconds (the record's `updated_at`).
     pub created_at: i64,
 }
+from_row!(RiskHistoryItem {
+    id,
+    user_id,
+    level,
+    state,
+    detail,
+    actor,
+    reason,
+    created_at
+});
 
 /// Maps a foreign-key violation (the user does not exist) to [`StoreError::NotFound`].
-pub(crate) fn not_found_or_db(err: sqlx::Error) -> StoreError {
+pub(crate) fn not_found_or_db(err: DbError) -> StoreError {
     match &err {
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+        e if e.is_foreign_key_violation() => StoreError::NotFound,
         _ => StoreError::Database(err),
     }
 }
@@ -54,11 +72,11 @@ pub(crate) fn not_found_or_db(err: sqlx::Error) -> StoreError {
 impl Store {
     /// The user's current risk; `None` if it was never set.
     pub async fn user_risk(&self, user_id: &str) -> Result<Option<UserRiskRecord>, StoreError> {
-        let record: Option<UserRiskRecord> = sqlx::query_as(
+        let record: Option<UserRiskRecord> = query(
             "SELECT user_id, level, state, detail, updated_at FROM user_risk WHERE user_id = $1",
         )
         .bind(user_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         Ok(record)
     }
@@ -76,9 +94,9 @@ impl Store {
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE id = $1")
+        let exists: Option<(String,)> = query("SELECT id FROM users WHERE id = $1")
             .bind(&record.user_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut tx)
             .await?;
         if exists.is_none() {
             return Err(StoreError::NotFound);
@@ -90,23 +108,23 @@ impl Store {
 
     /// A user's risk changes, newest first (empty for an unknown user).
     pub async fn risk_history(&self, user_id: &str) -> Result<Vec<RiskHistoryItem>, StoreError> {
-        let items: Vec<RiskHistoryItem> = sqlx::query_as(
+        let items: Vec<RiskHistoryItem> = query(
             "SELECT id, user_id, level, state, detail, actor, reason, created_at \
              FROM risk_history WHERE user_id = $1 ORDER BY created_at DESC, id DESC",
         )
         .bind(user_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         Ok(items)
     }
 
     /// Every user's current risk, most recently changed first.
     pub async fn list_user_risk(&self) -> Result<Vec<UserRiskRecord>, StoreError> {
-        let records: Vec<UserRiskRecord> = sqlx::query_as(
+        let records: Vec<UserRiskRecord> = query(
             "SELECT user_id, level, state, detail, updated_at FROM user_risk \
              ORDER BY updated_at DESC, user_id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         Ok(records)
     }
@@ -114,13 +132,13 @@ impl Store {
 
 /// Upserts `record` and appends its history line inside `tx`.
 pub(crate) async fn write_user_risk(
-    tx: &mut WriteTx,
+    tx: &mut Tx,
     record: &UserRiskRecord,
     actor: &str,
     reason: Option<&str>,
 ) -> Result<(), StoreError> {
     // The foreign keys still guard a user deleted concurrently (PostgreSQL).
-    sqlx::query(
+    query(
         "INSERT INTO user_risk (user_id, level, state, detail, updated_at) \
              VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (user_id) DO UPDATE SET level = excluded.level, \
@@ -131,10 +149,10 @@ pub(crate) async fn write_user_risk(
     .bind(&record.state)
     .bind(&record.detail)
     .bind(record.updated_at)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await
     .map_err(not_found_or_db)?;
-    sqlx::query(
+    query(
         "INSERT INTO risk_history \
              (id, user_id, level, state, detail, actor, reason, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -147,7 +165,7 @@ pub(crate) async fn write_user_risk(
     .bind(actor)
     .bind(reason)
     .bind(record.updated_at)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await
     .map_err(not_found_or_db)?;
     Ok(())

@@ -1,5 +1,6 @@
 //! Browser sessions and pending interactions: `sessions`, `interactions`.
 
+use crate::db::{from_row, query};
 use crate::{Store, StoreError, strings_from_json, strings_to_json};
 
 /// A browser session. The cookie holds a random token; only its hash is stored.
@@ -29,7 +30,6 @@ pub struct Session {
     pub federation_json: Option<String>,
 }
 
-#[derive(sqlx::FromRow)]
 struct SessionRow {
     id: String,
     token_hash: String,
@@ -42,6 +42,18 @@ struct SessionRow {
     revoked_at: Option<i64>,
     federation_json: Option<String>,
 }
+from_row!(SessionRow {
+    id,
+    token_hash,
+    user_id,
+    auth_time,
+    amr,
+    acr,
+    created_at,
+    expires_at,
+    revoked_at,
+    federation_json
+});
 
 impl TryFrom<SessionRow> for Session {
     type Error = StoreError;
@@ -71,7 +83,7 @@ macro_rules! session_columns {
 
 /// A pending authorization request, kept while the user signs in, and finished at most once
 /// (see [`Store::consume_interaction`]).
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interaction {
     /// Caller-chosen id (goes in the sign-in page URL).
     pub id: String,
@@ -82,6 +94,12 @@ pub struct Interaction {
     /// Dead from this time on, unix seconds.
     pub expires_at: i64,
 }
+from_row!(Interaction {
+    id,
+    request_json,
+    created_at,
+    expires_at
+});
 
 /// What [`Store::consume_interaction`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,8 +122,7 @@ macro_rules! interaction_columns {
 impl Store {
     /// Stores a new session. [`StoreError::Conflict`] if the id or token hash is taken.
     pub async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        sqlx::query(concat!(
+        query(concat!(
             "INSERT INTO sessions (",
             session_columns!(),
             ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
@@ -120,7 +137,7 @@ impl Store {
         .bind(session.expires_at)
         .bind(session.revoked_at)
         .bind(&session.federation_json)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await
         .map_err(|e| StoreError::conflict_or_db(e, || format!("session exists: {}", session.id)))?;
         Ok(())
@@ -133,27 +150,27 @@ impl Store {
         hash: &str,
         now: i64,
     ) -> Result<Option<Session>, StoreError> {
-        let row: Option<SessionRow> = sqlx::query_as(concat!(
+        let row: Option<SessionRow> = query(concat!(
             "SELECT ",
             session_columns!(),
             " FROM sessions WHERE token_hash = $1 AND expires_at > $2 AND revoked_at IS NULL"
         ))
         .bind(hash)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         row.map(Session::try_from).transpose()
     }
 
     /// The session with this id, whatever its state (check `expires_at` and `revoked_at`).
     pub async fn session_by_id(&self, id: &str) -> Result<Option<Session>, StoreError> {
-        let row: Option<SessionRow> = sqlx::query_as(concat!(
+        let row: Option<SessionRow> = query(concat!(
             "SELECT ",
             session_columns!(),
             " FROM sessions WHERE id = $1"
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         row.map(Session::try_from).transpose()
     }
@@ -162,20 +179,18 @@ impl Store {
     /// revoked; the first revocation time is kept). Its grants are revoked separately, see
     /// [`Store::revoke_session_grants`].
     pub async fn revoke_session(&self, id: &str, now: i64) -> Result<bool, StoreError> {
-        let _turn = self.write_turn().await;
         let done =
-            sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
                 .bind(now)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
         Ok(done.rows_affected() > 0)
     }
 
     /// Stores a pending interaction. [`StoreError::Conflict`] if the id is taken.
     pub async fn create_interaction(&self, interaction: &Interaction) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        sqlx::query(concat!(
+        query(concat!(
             "INSERT INTO interactions (",
             interaction_columns!(),
             ") VALUES ($1, $2, $3, $4)"
@@ -184,7 +199,7 @@ impl Store {
         .bind(&interaction.request_json)
         .bind(interaction.created_at)
         .bind(interaction.expires_at)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await
         .map_err(|e| {
             StoreError::conflict_or_db(e, || format!("interaction exists: {}", interaction.id))
@@ -194,14 +209,14 @@ impl Store {
 
     /// The interaction with this id, unless it has expired at `now` or has been consumed.
     pub async fn interaction(&self, id: &str, now: i64) -> Result<Option<Interaction>, StoreError> {
-        let row: Option<Interaction> = sqlx::query_as(concat!(
+        let row: Option<Interaction> = query(concat!(
             "SELECT ",
             interaction_columns!(),
             " FROM interactions WHERE id = $1 AND expires_at > $2 AND consumed_at IS NULL"
         ))
         .bind(id)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         Ok(row)
     }
@@ -215,39 +230,37 @@ impl Store {
     /// [`Store::purge_expired`] removes them at expiry.
     pub async fn consume_interaction(&self, id: &str, now: i64) -> Result<Consumption, StoreError> {
         let consumed: Option<Interaction> = {
-            let _turn = self.write_turn().await;
-            sqlx::query_as(concat!(
+            query(concat!(
                 "UPDATE interactions SET consumed_at = $1 \
                  WHERE id = $2 AND consumed_at IS NULL AND expires_at > $1 RETURNING ",
                 interaction_columns!()
             ))
             .bind(now)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?
         };
         if let Some(interaction) = consumed {
             return Ok(Consumption::Consumed(interaction));
         }
         // Not consumed by this call: consumed already (the column is never reset), or gone.
-        let earlier: Option<Interaction> = sqlx::query_as(concat!(
+        let earlier: Option<Interaction> = query(concat!(
             "SELECT ",
             interaction_columns!(),
             " FROM interactions WHERE id = $1 AND expires_at > $2 AND consumed_at IS NOT NULL"
         ))
         .bind(id)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         Ok(earlier.map_or(Consumption::NotFound, Consumption::AlreadyConsumed))
     }
 
     /// Deletes an interaction (it is finished or abandoned). Returns whether it existed.
     pub async fn delete_interaction(&self, id: &str) -> Result<bool, StoreError> {
-        let _turn = self.write_turn().await;
-        let done = sqlx::query("DELETE FROM interactions WHERE id = $1")
+        let done = query("DELETE FROM interactions WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?;
         Ok(done.rows_affected() > 0)
     }

@@ -1,5 +1,6 @@
 //! The sign-in log (Graph `signIn`-shaped): `sign_ins`.
 
+use crate::db::{from_row, query, query_assembled};
 use crate::{Store, StoreError};
 
 /// One sign-in attempt, successful or not. Fields later features add (risk, policies, MFA)
@@ -54,7 +55,6 @@ pub const INTERACTIVE_USER: &str = "interactiveUser";
 /// Graph's `signInEventTypes` value of a sign-in with a refresh token.
 pub const NON_INTERACTIVE_USER: &str = "nonInteractiveUser";
 
-#[derive(sqlx::FromRow)]
 struct SignInRow {
     id: String,
     created_at: i64,
@@ -77,6 +77,28 @@ struct SignInRow {
     details: String,
     sign_in_event_type: String,
 }
+from_row!(SignInRow {
+    id,
+    created_at,
+    correlation_id,
+    user_id,
+    user_principal_name,
+    app_id,
+    ip_address,
+    user_agent,
+    error_code,
+    failure_reason,
+    user_type,
+    cross_tenant_access_type,
+    home_tenant_id,
+    resource_tenant_id,
+    risk_level_aggregated,
+    risk_level_during_sign_in,
+    conditional_access_status,
+    location,
+    details,
+    sign_in_event_type
+});
 
 impl TryFrom<SignInRow> for SignInLog {
     type Error = StoreError;
@@ -120,7 +142,7 @@ macro_rules! sign_in_columns {
 }
 
 /// One earlier successful sign-in, as [`Store::recent_sign_ins`] returns it.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecentSignIn {
     /// Unix seconds.
     pub created_at: i64,
@@ -131,6 +153,12 @@ pub struct RecentSignIn {
     /// The location JSON written with it.
     pub location: Option<String>,
 }
+from_row!(RecentSignIn {
+    created_at,
+    ip_address,
+    user_agent,
+    location
+});
 
 /// Which sign-ins [`Store::list_sign_ins`] returns. Every `Some` narrows the result.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,10 +220,9 @@ enum Arg<'a> {
 impl Store {
     /// Appends a sign-in to the log. [`StoreError::Conflict`] if the id is taken.
     pub async fn insert_sign_in(&self, log: &SignInLog) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
         let details = serde_json::to_string(&log.details)
             .map_err(|e| StoreError::Corrupt(format!("cannot encode details: {e}")))?;
-        sqlx::query(concat!(
+        query(concat!(
             "INSERT INTO sign_ins (",
             sign_in_columns!(),
             ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
@@ -220,7 +247,7 @@ impl Store {
         .bind(&log.location)
         .bind(details)
         .bind(&log.sign_in_event_type)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await
         .map_err(|e| StoreError::conflict_or_db(e, || format!("sign-in exists: {}", log.id)))?;
         Ok(())
@@ -235,7 +262,7 @@ impl Store {
         user_id: &str,
         limit: i64,
     ) -> Result<Vec<RecentSignIn>, StoreError> {
-        let rows: Vec<RecentSignIn> = sqlx::query_as(
+        let rows: Vec<RecentSignIn> = query(
             // No tie-break on id: the order within one second does not matter to sign-in
             // risk, and without it the (user_id, created_at) index yields the rows in order,
             // so the read stops after `limit` of them instead of sorting a busy second.
@@ -245,7 +272,7 @@ impl Store {
         )
         .bind(user_id)
         .bind(limit.max(0))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         Ok(rows)
     }
@@ -303,17 +330,17 @@ impl Store {
             args.len() + 1,
             args.len() + 2
         ));
-        let mut query = sqlx::query_as::<_, SignInRow>(sqlx::AssertSqlSafe(sql));
+        let mut query = query_assembled(sql);
         for arg in args {
             query = match arg {
                 Arg::Text(text) => query.bind(text),
                 Arg::Int(int) => query.bind(int),
             };
         }
-        let rows = query
+        let rows: Vec<SignInRow> = query
             .bind(filter.limit.max(0))
             .bind(filter.offset.max(0))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db)
             .await?;
         rows.into_iter().map(SignInLog::try_from).collect()
     }

@@ -1,6 +1,7 @@
 //! Self-service password reset attempts (`sspr_attempts`): a counter per bucket (an account or
 //! a client IP) in a fixed window, in the database so every replica and a restart see it.
 
+use crate::db::query;
 use crate::{Store, StoreError};
 
 /// One bucket's count after an attempt.
@@ -28,7 +29,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let mut counts = Vec::with_capacity(buckets.len());
         for bucket in buckets {
-            let (attempts, window_ends_at): (i64, i64) = sqlx::query_as(
+            let (attempts, window_ends_at): (i64, i64) = query(
                 "INSERT INTO sspr_attempts (bucket, attempts, expires_at) VALUES ($1, 1, $2) \
                  ON CONFLICT (bucket) DO UPDATE SET \
                  attempts = CASE WHEN sspr_attempts.expires_at <= $3 THEN 1 \
@@ -40,7 +41,7 @@ impl Store {
             .bind(*bucket)
             .bind(now + window_secs)
             .bind(now)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut tx)
             .await?;
             counts.push(AttemptCount {
                 attempts,

@@ -1,5 +1,6 @@
 //! Users (members and guests alike): the `users` table.
 
+use crate::db::{DbError, from_row, query, query_assembled};
 use std::fmt;
 
 use crate::{Store, StoreError, bool_from_db, bool_to_db};
@@ -193,7 +194,6 @@ impl fmt::Debug for NewUser {
     }
 }
 
-#[derive(sqlx::FromRow)]
 pub(crate) struct UserRow {
     id: String,
     email: String,
@@ -211,6 +211,23 @@ pub(crate) struct UserRow {
     invitation_state: Option<String>,
     home_user_risk: Option<String>,
 }
+from_row!(UserRow {
+    id,
+    email,
+    display_name,
+    given_name,
+    family_name,
+    password_hash,
+    status,
+    must_change_password,
+    created_at,
+    updated_at,
+    user_type,
+    partner_id,
+    home_subject,
+    invitation_state,
+    home_user_risk
+});
 
 impl TryFrom<UserRow> for User {
     type Error = StoreError;
@@ -274,11 +291,11 @@ pub(crate) fn normalize_email(email: &str) -> String {
 
 /// Inserts `user` as it is (the caller has normalized the email). A unique violation comes back
 /// as the raw error: see [`Store::user_insert_error`].
-pub(crate) async fn insert_user_row<'e, E>(executor: E, user: &User) -> Result<(), sqlx::Error>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
-    sqlx::query(concat!(
+pub(crate) async fn insert_user_row(
+    executor: impl crate::db::Executor,
+    user: &User,
+) -> Result<(), DbError> {
+    query(concat!(
         "INSERT INTO users (",
         user_columns!(),
         ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
@@ -441,11 +458,7 @@ impl Store {
             invitation_state: None,
             home_user_risk: None,
         };
-        let inserted = {
-            let _turn = self.write_turn().await;
-            insert_user_row(&self.pool, &user).await
-        };
-        if let Err(err) = inserted {
+        if let Err(err) = insert_user_row(&self.db, &user).await {
             return Err(self.user_insert_error(err, &user).await);
         }
         Ok(user)
@@ -454,8 +467,8 @@ impl Store {
     /// Explains why inserting `user` failed: a unique violation becomes
     /// [`StoreError::Conflict`] naming the email or the id that is taken. Call it after the
     /// failed statement's transaction (if any) is gone: it reads through the pool.
-    pub(crate) async fn user_insert_error(&self, err: sqlx::Error, user: &User) -> StoreError {
-        let unique = matches!(&err, sqlx::Error::Database(db) if db.is_unique_violation());
+    pub(crate) async fn user_insert_error(&self, err: DbError, user: &User) -> StoreError {
+        let unique = err.is_unique_violation();
         if !unique {
             return StoreError::Database(err);
         }
@@ -474,38 +487,38 @@ impl Store {
 
     /// The user with this id.
     pub async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> = sqlx::query_as(concat!(
+        let row: Option<UserRow> = query(concat!(
             "SELECT ",
             user_columns!(),
             " FROM users WHERE id = $1"
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         row.map(User::try_from).transpose()
     }
 
     /// The user with this email, compared case-insensitively.
     pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> = sqlx::query_as(concat!(
+        let row: Option<UserRow> = query(concat!(
             "SELECT ",
             user_columns!(),
             " FROM users WHERE email = $1"
         ))
         .bind(normalize_email(email))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         row.map(User::try_from).transpose()
     }
 
     /// All users, ordered by email.
     pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
-        let rows: Vec<UserRow> = sqlx::query_as(concat!(
+        let rows: Vec<UserRow> = query(concat!(
             "SELECT ",
             user_columns!(),
             " FROM users ORDER BY email, id"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.into_iter().map(User::try_from).collect()
     }
@@ -517,12 +530,11 @@ impl Store {
         status: UserStatus,
         now: i64,
     ) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        let done = sqlx::query("UPDATE users SET status = $1, updated_at = $2 WHERE id = $3")
+        let done = query("UPDATE users SET status = $1, updated_at = $2 WHERE id = $3")
             .bind(status.as_str())
             .bind(now)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
@@ -538,14 +550,12 @@ impl Store {
         id: &str,
         claim_json: Option<&str>,
     ) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        let done = sqlx::query(
-            "UPDATE users SET home_user_risk = $1 WHERE id = $2 AND user_type = 'guest'",
-        )
-        .bind(claim_json)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        let done =
+            query("UPDATE users SET home_user_risk = $1 WHERE id = $2 AND user_type = 'guest'")
+                .bind(claim_json)
+                .bind(id)
+                .execute(&self.db)
+                .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -562,10 +572,9 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         let done = {
-            let _turn = self.write_turn().await;
             // Members only: a guest's credentials live at their home tenant, and a local
             // password would let them sign in here around the home's risk.
-            sqlx::query(
+            query(
                 "UPDATE users SET password_hash = $1, must_change_password = $2, updated_at = $3 \
                  WHERE id = $4 AND user_type = 'member'",
             )
@@ -573,7 +582,7 @@ impl Store {
             .bind(bool_to_db(must_change_password))
             .bind(now)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?
         };
         if done.rows_affected() == 0 {
@@ -622,11 +631,11 @@ impl Store {
             sql.push_str(&conditions.join(" AND "));
         }
         sql.push_str(&format!(" ORDER BY email LIMIT ${}", args.len() + 1));
-        let mut q = sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql));
+        let mut q = query_assembled(sql);
         for arg in args {
             q = q.bind(arg);
         }
-        let rows = q.bind(query.limit.max(0)).fetch_all(&self.pool).await?;
+        let rows: Vec<UserRow> = q.bind(query.limit.max(0)).fetch_all(&self.db).await?;
         rows.into_iter().map(User::try_from).collect()
     }
 
@@ -643,9 +652,9 @@ impl Store {
         now: i64,
     ) -> Result<(u64, u64), StoreError> {
         let mut tx = self.begin_write().await?;
-        let found: Option<(String,)> = sqlx::query_as("SELECT user_type FROM users WHERE id = $1")
+        let found: Option<(String,)> = query("SELECT user_type FROM users WHERE id = $1")
             .bind(id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut tx)
             .await?;
         let Some((user_type,)) = found else {
             return Err(StoreError::NotFound);
@@ -688,14 +697,14 @@ impl Store {
             sets.join(", "),
             values.len() + 1
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = query_assembled(sql);
         for v in values {
             q = match v {
                 Value::Text(t) => q.bind(t),
                 Value::Int(i) => q.bind(i),
             };
         }
-        q.bind(id).execute(&mut *tx).await?;
+        q.bind(id).execute(&mut tx).await?;
         let ended = if update.end_sign_ins {
             crate::grants::end_user_sign_ins_in(&mut tx, id, now).await?
         } else {
@@ -713,7 +722,7 @@ impl Store {
     pub async fn delete_user(&self, id: &str) -> Result<Option<UserDeletion>, StoreError> {
         let mut tx = self.begin_write().await?;
         for sql in USER_DEPENDENTS {
-            sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+            query(sql).bind(id).execute(&mut tx).await?;
         }
         let mut deletion = UserDeletion::default();
         for (count, sql) in [
@@ -726,15 +735,11 @@ impl Store {
                 "DELETE FROM grants WHERE user_id = $1",
             ),
         ] {
-            *count = sqlx::query(sql)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            *count = query(sql).bind(id).execute(&mut tx).await?.rows_affected();
         }
-        let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
+        let deleted = query("DELETE FROM users WHERE id = $1")
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?
             .rows_affected();
         if deleted == 0 {

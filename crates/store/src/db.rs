@@ -1,0 +1,581 @@
+//! The two engines behind one query API.
+//!
+//! Every query is written once, in portable SQL with `$1`-style parameters, and runs on either:
+//! - **SQLite** (the embedded default): one `rusqlite` connection owned by the store and used
+//!   in place, on the calling task's thread. A statement on a cached page costs microseconds,
+//!   less than handing it to another thread and back, so nothing is gained by a thread hop;
+//!   statements are prepared once and cached. The connection is behind an async mutex: a
+//!   write transaction holds it from `BEGIN IMMEDIATE` to `COMMIT`, which also makes the
+//!   in-process writers queue in FIFO order instead of meeting `SQLITE_BUSY`. WAL checkpoints
+//!   run on a background thread with its own connection, never inside a request's commit.
+//! - **PostgreSQL** through sqlx's native driver and a pool.
+//!
+//! The API mirrors sqlx's (`query(..).bind(..).fetch_optional(target)`), so store code reads
+//! the same for both engines; [`FromRow`] decodes a row by column name on either.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use sqlx::postgres::{PgArguments, PgPool, PgRow};
+use sqlx::{Arguments, Postgres, Row as _};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+/// Statements kept prepared per SQLite connection: more than the store has, so none is
+/// re-prepared in steady state.
+const STATEMENT_CACHE: usize = 256;
+
+/// An error from either engine.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// SQLite (rusqlite) failed.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL (sqlx) failed.
+    #[error(transparent)]
+    Postgres(#[from] sqlx::Error),
+    /// A statement was given a parameter it does not have, or a row lacks a column.
+    #[error("{0}")]
+    Usage(String),
+    /// The store was closed.
+    #[error("the database is closed")]
+    Closed,
+}
+
+impl DbError {
+    /// Whether this is a uniqueness (or primary key) violation.
+    pub(crate) fn is_unique_violation(&self) -> bool {
+        match self {
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.extended_code,
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            ),
+            DbError::Postgres(sqlx::Error::Database(db)) => db.is_unique_violation(),
+            _ => false,
+        }
+    }
+
+    /// Whether this is a foreign key violation.
+    pub(crate) fn is_foreign_key_violation(&self) -> bool {
+        match self {
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY
+            }
+            DbError::Postgres(sqlx::Error::Database(db)) => db.is_foreign_key_violation(),
+            _ => false,
+        }
+    }
+}
+
+/// The database a store talks to.
+#[derive(Debug, Clone)]
+pub(crate) enum Db {
+    /// The one SQLite connection (`None` once the store is closed).
+    Sqlite(Arc<Mutex<Option<rusqlite::Connection>>>),
+    /// A PostgreSQL pool.
+    Postgres(PgPool),
+}
+
+impl Db {
+    /// Wraps an open SQLite connection: caches statements.
+    pub(crate) fn sqlite(conn: rusqlite::Connection) -> Db {
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Db::Sqlite(Arc::new(Mutex::new(Some(conn))))
+    }
+
+    /// Begins a write transaction. On SQLite it holds the connection until commit or drop and
+    /// takes the write lock first (`BEGIN IMMEDIATE`), so it never fails half-way when it
+    /// upgrades from reading to writing.
+    pub(crate) async fn begin_write(&self) -> Result<Tx, DbError> {
+        match self {
+            Db::Sqlite(conn) => {
+                let conn = Arc::clone(conn).lock_owned().await;
+                open(&conn)?.execute_batch("BEGIN IMMEDIATE")?;
+                Ok(Tx::Sqlite(SqliteTx { conn, open: true }))
+            }
+            Db::Postgres(pool) => Ok(Tx::Postgres(pool.begin().await?)),
+        }
+    }
+}
+
+/// The connection, unless the store was closed.
+pub(crate) fn open(conn: &Option<rusqlite::Connection>) -> Result<&rusqlite::Connection, DbError> {
+    conn.as_ref().ok_or(DbError::Closed)
+}
+
+/// A write transaction; rolled back when dropped without [`Tx::commit`].
+pub(crate) enum Tx {
+    /// A SQLite transaction on the store's connection.
+    Sqlite(SqliteTx),
+    /// A PostgreSQL transaction (sqlx rolls it back on drop).
+    Postgres(sqlx::Transaction<'static, Postgres>),
+}
+
+/// Holds the SQLite connection from `BEGIN` to `COMMIT`, or to the `ROLLBACK` run on drop.
+pub(crate) struct SqliteTx {
+    conn: OwnedMutexGuard<Option<rusqlite::Connection>>,
+    open: bool,
+}
+
+impl Tx {
+    /// Commits.
+    pub(crate) async fn commit(self) -> Result<(), DbError> {
+        match self {
+            Tx::Sqlite(mut tx) => {
+                // A failed COMMIT leaves the transaction open: drop then rolls it back so the
+                // connection is usable by the next caller.
+                open(&tx.conn)?.execute_batch("COMMIT")?;
+                tx.open = false;
+                Ok(())
+            }
+            Tx::Postgres(tx) => Ok(tx.commit().await?),
+        }
+    }
+}
+
+impl Drop for SqliteTx {
+    fn drop(&mut self) {
+        if self.open
+            && let Some(conn) = self.conn.as_ref()
+            && let Err(e) = conn.execute_batch("ROLLBACK")
+        {
+            tracing::error!(error = %e, "rolling back an abandoned SQLite transaction failed");
+        }
+    }
+}
+
+/// Where a statement runs: on the database (outside any transaction) or in a transaction.
+pub(crate) enum Target<'a> {
+    /// Autocommit, on the store's database.
+    Db(&'a Db),
+    /// Inside the caller's transaction.
+    Tx(&'a mut Tx),
+}
+
+/// Something statements run on: `&Db` or `&mut Tx`.
+///
+/// A trait without a lifetime parameter on purpose: a bound like `Into<Target<'t>>` ties the
+/// borrow's lifetime to `'t`, which the compiler cannot prove for every lifetime when it checks
+/// that a caller's future is `Send` in a generic context.
+pub(crate) trait Executor {
+    /// Where to run.
+    fn target(&mut self) -> Target<'_>;
+}
+
+impl Executor for &Db {
+    fn target(&mut self) -> Target<'_> {
+        Target::Db(self)
+    }
+}
+
+impl Executor for Target<'_> {
+    fn target(&mut self) -> Target<'_> {
+        match self {
+            Target::Db(db) => Target::Db(db),
+            Target::Tx(tx) => Target::Tx(tx),
+        }
+    }
+}
+
+impl Executor for &mut Tx {
+    fn target(&mut self) -> Target<'_> {
+        Target::Tx(self)
+    }
+}
+
+/// A bound parameter. Nulls carry their type: PostgreSQL checks parameter types.
+#[derive(Debug, Clone)]
+pub(crate) enum Value {
+    /// A BIGINT.
+    Int(i64),
+    /// A TEXT.
+    Text(String),
+    /// A NULL BIGINT.
+    NullInt,
+    /// A NULL TEXT.
+    NullText,
+}
+
+/// A Rust value that binds as a parameter.
+pub(crate) trait Encode {
+    /// The parameter.
+    fn encode(self) -> Value;
+}
+
+impl Encode for i64 {
+    fn encode(self) -> Value {
+        Value::Int(self)
+    }
+}
+
+impl Encode for &i64 {
+    fn encode(self) -> Value {
+        Value::Int(*self)
+    }
+}
+
+impl Encode for String {
+    fn encode(self) -> Value {
+        Value::Text(self)
+    }
+}
+
+impl Encode for &String {
+    fn encode(self) -> Value {
+        Value::Text(self.clone())
+    }
+}
+
+impl Encode for &str {
+    fn encode(self) -> Value {
+        Value::Text(self.to_owned())
+    }
+}
+
+impl Encode for Option<i64> {
+    fn encode(self) -> Value {
+        self.map_or(Value::NullInt, Value::Int)
+    }
+}
+
+impl Encode for &Option<i64> {
+    fn encode(self) -> Value {
+        (*self).encode()
+    }
+}
+
+impl Encode for Option<String> {
+    fn encode(self) -> Value {
+        self.map_or(Value::NullText, Value::Text)
+    }
+}
+
+impl Encode for &Option<String> {
+    fn encode(self) -> Value {
+        self.as_deref().encode()
+    }
+}
+
+impl Encode for Option<&str> {
+    fn encode(self) -> Value {
+        self.map_or(Value::NullText, |s| Value::Text(s.to_owned()))
+    }
+}
+
+impl Encode for Option<&String> {
+    fn encode(self) -> Value {
+        self.map(String::as_str).encode()
+    }
+}
+
+/// A row of either engine, read by column name (or position, for tuples).
+pub(crate) enum Row<'r> {
+    /// A SQLite row.
+    Sqlite(&'r rusqlite::Row<'r>),
+    /// A PostgreSQL row.
+    Postgres(&'r PgRow),
+}
+
+/// A column type both engines decode.
+pub(crate) trait Decode: Sized {
+    /// From a SQLite row.
+    fn sqlite(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Self>;
+    /// From a PostgreSQL row.
+    fn postgres(row: &PgRow, index: usize) -> Result<Self, sqlx::Error>;
+}
+
+impl<T> Decode for T
+where
+    T: rusqlite::types::FromSql + for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
+{
+    fn sqlite(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Self> {
+        row.get(index)
+    }
+
+    fn postgres(row: &PgRow, index: usize) -> Result<Self, sqlx::Error> {
+        row.try_get(index)
+    }
+}
+
+impl Row<'_> {
+    /// The value of column `name`.
+    pub(crate) fn get<T: Decode>(&self, name: &str) -> Result<T, DbError> {
+        match self {
+            Row::Sqlite(row) => {
+                let index = row.as_ref().column_index(name)?;
+                Ok(T::sqlite(row, index)?)
+            }
+            Row::Postgres(row) => {
+                let index = row
+                    .columns()
+                    .iter()
+                    .position(|c| sqlx::Column::name(c) == name)
+                    .ok_or_else(|| DbError::Usage(format!("no column {name:?} in the row")))?;
+                Ok(T::postgres(row, index)?)
+            }
+        }
+    }
+
+    /// The value of the column at `index` (0-based).
+    pub(crate) fn get_at<T: Decode>(&self, index: usize) -> Result<T, DbError> {
+        match self {
+            Row::Sqlite(row) => Ok(T::sqlite(row, index)?),
+            Row::Postgres(row) => Ok(T::postgres(row, index)?),
+        }
+    }
+}
+
+/// A type built from one result row.
+pub(crate) trait FromRow: Sized {
+    /// Decodes the row.
+    fn from_row(row: &Row<'_>) -> Result<Self, DbError>;
+}
+
+/// Tuples decode by position.
+macro_rules! tuple_from_row {
+    ($($t:ident $i:tt),+) => {
+        impl<$($t: Decode),+> FromRow for ($($t,)+) {
+            fn from_row(row: &Row<'_>) -> Result<Self, DbError> {
+                Ok(($(row.get_at::<$t>($i)?,)+))
+            }
+        }
+    };
+}
+tuple_from_row!(A 0);
+tuple_from_row!(A 0, B 1);
+tuple_from_row!(A 0, B 1, C 2);
+tuple_from_row!(A 0, B 1, C 2, D 3);
+tuple_from_row!(A 0, B 1, C 2, D 3, E 4);
+tuple_from_row!(A 0, B 1, C 2, D 3, E 4, F 5);
+tuple_from_row!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+tuple_from_row!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+
+/// Implements [`FromRow`] for a struct whose fields are named as its columns.
+macro_rules! from_row {
+    ($ty:ident { $($field:ident),* $(,)? }) => {
+        impl $crate::db::FromRow for $ty {
+            fn from_row(row: &$crate::db::Row<'_>) -> Result<Self, $crate::db::DbError> {
+                Ok($ty { $($field: row.get(stringify!($field))?),* })
+            }
+        }
+    };
+}
+pub(crate) use from_row;
+
+/// What a statement changed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Done {
+    rows: u64,
+}
+
+impl Done {
+    /// How many rows it inserted, updated or deleted.
+    pub(crate) fn rows_affected(&self) -> u64 {
+        self.rows
+    }
+}
+
+/// A statement with its parameters, built by [`query`].
+pub(crate) struct Query<'q> {
+    sql: Cow<'q, str>,
+    args: Vec<Value>,
+}
+
+/// A statement whose text is fixed at compile time.
+pub(crate) fn query(sql: &'static str) -> Query<'static> {
+    Query {
+        sql: Cow::Borrowed(sql),
+        args: Vec::new(),
+    }
+}
+
+/// A statement assembled at run time from fixed fragments (never from input: input is bound).
+pub(crate) fn query_assembled(sql: String) -> Query<'static> {
+    Query {
+        sql: Cow::Owned(sql),
+        args: Vec::new(),
+    }
+}
+
+/// Parameter names as SQLite sees them: `$1` is a *named* parameter there, so it is bound by
+/// name, which keeps a reused or out-of-order `$n` right. The common ones without allocating.
+const PARAM_NAMES: [&str; 16] = [
+    "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14", "$15",
+    "$16",
+];
+
+fn param_name(n: usize) -> Cow<'static, str> {
+    match PARAM_NAMES.get(n) {
+        Some(name) => Cow::Borrowed(name),
+        None => Cow::Owned(format!("${}", n + 1)),
+    }
+}
+
+impl Query<'_> {
+    /// Binds the next parameter (`$1`, then `$2`, ...).
+    pub(crate) fn bind(mut self, value: impl Encode) -> Self {
+        self.args.push(value.encode());
+        self
+    }
+
+    /// Runs the statement; returns how many rows it changed.
+    pub(crate) async fn execute(self, mut target: impl Executor) -> Result<Done, DbError> {
+        match target.target() {
+            Target::Db(Db::Sqlite(conn)) => self.sqlite_execute(open(&*conn.lock().await)?),
+            Target::Tx(Tx::Sqlite(SqliteTx { conn, .. })) => self.sqlite_execute(open(conn)?),
+            Target::Db(Db::Postgres(pool)) => {
+                let done = self.postgres()?.execute(pool).await?;
+                Ok(Done {
+                    rows: done.rows_affected(),
+                })
+            }
+            Target::Tx(Tx::Postgres(tx)) => {
+                let done = self.postgres()?.execute(&mut **tx).await?;
+                Ok(Done {
+                    rows: done.rows_affected(),
+                })
+            }
+        }
+    }
+
+    /// Every row, decoded.
+    pub(crate) async fn fetch_all<R: FromRow>(
+        self,
+        mut target: impl Executor,
+    ) -> Result<Vec<R>, DbError> {
+        match target.target() {
+            Target::Db(Db::Sqlite(conn)) => {
+                self.sqlite_fetch(open(&*conn.lock().await)?, usize::MAX)
+            }
+            Target::Tx(Tx::Sqlite(SqliteTx { conn, .. })) => {
+                self.sqlite_fetch(open(conn)?, usize::MAX)
+            }
+            Target::Db(Db::Postgres(pool)) => {
+                let rows = self.postgres()?.fetch_all(pool).await?;
+                rows.iter()
+                    .map(|r| R::from_row(&Row::Postgres(r)))
+                    .collect()
+            }
+            Target::Tx(Tx::Postgres(tx)) => {
+                let rows = self.postgres()?.fetch_all(&mut **tx).await?;
+                rows.iter()
+                    .map(|r| R::from_row(&Row::Postgres(r)))
+                    .collect()
+            }
+        }
+    }
+
+    /// The first row, if any.
+    pub(crate) async fn fetch_optional<R: FromRow>(
+        self,
+        mut target: impl Executor,
+    ) -> Result<Option<R>, DbError> {
+        match target.target() {
+            Target::Db(Db::Sqlite(conn)) => {
+                Ok(self.sqlite_fetch(open(&*conn.lock().await)?, 1)?.pop())
+            }
+            Target::Tx(Tx::Sqlite(SqliteTx { conn, .. })) => {
+                Ok(self.sqlite_fetch(open(conn)?, 1)?.pop())
+            }
+            Target::Db(Db::Postgres(pool)) => {
+                let row = self.postgres()?.fetch_optional(pool).await?;
+                row.map(|r| R::from_row(&Row::Postgres(&r))).transpose()
+            }
+            Target::Tx(Tx::Postgres(tx)) => {
+                let row = self.postgres()?.fetch_optional(&mut **tx).await?;
+                row.map(|r| R::from_row(&Row::Postgres(&r))).transpose()
+            }
+        }
+    }
+
+    /// The first row; [`DbError::Sqlite`]/[`DbError::Postgres`] "no rows" if there is none.
+    pub(crate) async fn fetch_one<R: FromRow>(
+        self,
+        mut target: impl Executor,
+    ) -> Result<R, DbError> {
+        match target.target() {
+            Target::Db(Db::Postgres(pool)) => {
+                let row = self.postgres()?.fetch_one(pool).await?;
+                R::from_row(&Row::Postgres(&row))
+            }
+            Target::Tx(Tx::Postgres(tx)) => {
+                let row = self.postgres()?.fetch_one(&mut **tx).await?;
+                R::from_row(&Row::Postgres(&row))
+            }
+            sqlite => self
+                .fetch_optional(sqlite)
+                .await?
+                .ok_or(DbError::Sqlite(rusqlite::Error::QueryReturnedNoRows)),
+        }
+    }
+
+    fn sqlite_statement<'c>(
+        &self,
+        conn: &'c rusqlite::Connection,
+    ) -> Result<rusqlite::CachedStatement<'c>, DbError> {
+        let mut statement = conn.prepare_cached(&self.sql)?;
+        for (n, value) in self.args.iter().enumerate() {
+            let index = statement.parameter_index(&param_name(n))?.ok_or_else(|| {
+                DbError::Usage(format!("parameter ${} is not in: {}", n + 1, self.sql))
+            })?;
+            match value {
+                Value::Int(v) => statement.raw_bind_parameter(index, v)?,
+                Value::Text(v) => statement.raw_bind_parameter(index, v)?,
+                Value::NullInt | Value::NullText => {
+                    statement.raw_bind_parameter(index, rusqlite::types::Null)?
+                }
+            }
+        }
+        if statement.parameter_count() != self.args.len() {
+            return Err(DbError::Usage(format!(
+                "{} parameters bound, {} in: {}",
+                self.args.len(),
+                statement.parameter_count(),
+                self.sql
+            )));
+        }
+        Ok(statement)
+    }
+
+    fn sqlite_execute(&self, conn: &rusqlite::Connection) -> Result<Done, DbError> {
+        let mut statement = self.sqlite_statement(conn)?;
+        if statement.column_count() > 0 {
+            // A statement that returns rows (`SELECT 1` as a ping): run it, ignore the rows.
+            let mut rows = statement.raw_query();
+            while rows.next()?.is_some() {}
+            return Ok(Done { rows: 0 });
+        }
+        let rows = statement.raw_execute()?;
+        Ok(Done { rows: rows as u64 })
+    }
+
+    fn sqlite_fetch<R: FromRow>(
+        &self,
+        conn: &rusqlite::Connection,
+        limit: usize,
+    ) -> Result<Vec<R>, DbError> {
+        let mut statement = self.sqlite_statement(conn)?;
+        let mut rows = statement.raw_query();
+        let mut out = Vec::new();
+        while out.len() < limit
+            && let Some(row) = rows.next()?
+        {
+            out.push(R::from_row(&Row::Sqlite(row))?);
+        }
+        Ok(out)
+    }
+
+    fn postgres(&self) -> Result<sqlx::query::Query<'_, Postgres, PgArguments>, DbError> {
+        let mut args = PgArguments::default();
+        for value in &self.args {
+            let added = match value {
+                Value::Int(v) => args.add(*v),
+                Value::Text(v) => args.add(v.as_str()),
+                Value::NullInt => args.add(None::<i64>),
+                Value::NullText => args.add(None::<&str>),
+            };
+            added.map_err(|e| DbError::Postgres(sqlx::Error::Encode(e)))?;
+        }
+        Ok(sqlx::query_with(sqlx::AssertSqlSafe(&*self.sql), args))
+    }
+}
