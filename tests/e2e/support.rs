@@ -87,6 +87,31 @@ impl TestTenant {
     }
 }
 
+/// A tenant the helpers below can drive over HTTP: in this process ([`TestTenant`]) or a
+/// `tenantd serve` process ([`Remote`]).
+pub trait Issuer {
+    fn issuer(&self) -> &str;
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.issuer(), path)
+    }
+}
+
+impl Issuer for TestTenant {
+    fn issuer(&self) -> &str {
+        &self.issuer
+    }
+}
+
+/// A tenant served by another process, known by its issuer.
+pub struct Remote(pub String);
+
+impl Issuer for Remote {
+    fn issuer(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The config text for a test tenant; `extra` is appended (more apps, overrides).
 pub fn config_text(id: &str, issuer: &str, listen: &str, db: &str, extra: &str) -> String {
     let f = fixtures();
@@ -315,7 +340,7 @@ pub fn query(url: &str) -> std::collections::HashMap<String, String> {
 }
 
 /// The standard authorize query for the confidential lab RP.
-pub fn rp_authorize(t: &TestTenant, extra: &str) -> String {
+pub fn rp_authorize(t: &impl Issuer, extra: &str) -> String {
     t.url(&format!(
         "/authorize?response_type=code&client_id={RP_ID}&redirect_uri={}&scope=openid%20profile%20email&state=st-1&nonce=n-1{extra}",
         urlenc(RP_REDIRECT)
@@ -329,7 +354,7 @@ pub fn urlenc(s: &str) -> String {
 /// Follow an authorization URL through the sign-in pages with email + password, returning the
 /// final redirect (to the client) as a URL string. Panics on any unexpected page.
 pub async fn sign_in(
-    t: &TestTenant,
+    t: &impl Issuer,
     b: &reqwest::Client,
     authorize_url: &str,
     email: &str,
@@ -351,7 +376,7 @@ pub async fn sign_in(
 /// From a `/login?interaction=` path: email page, password page, submit. Returns the Location
 /// after the password (client redirect or consent page).
 pub async fn submit_password(
-    t: &TestTenant,
+    t: &impl Issuer,
     b: &reqwest::Client,
     login_path: &str,
     email: &str,
@@ -372,7 +397,7 @@ pub async fn submit_password(
 /// From a `/login?interaction=` path: the email page, then the password page; returns the
 /// password form's hidden fields (interaction, csrf_token, email).
 pub async fn password_form(
-    t: &TestTenant,
+    t: &impl Issuer,
     b: &reqwest::Client,
     login_path: &str,
     email: &str,
@@ -387,7 +412,7 @@ pub async fn password_form(
 }
 
 /// The code from a client redirect, checking `state` and RFC 9207 `iss`.
-pub fn code_from(t: &TestTenant, redirect: &str, state: &str) -> String {
+pub fn code_from(t: &impl Issuer, redirect: &str, state: &str) -> String {
     let q = query(redirect);
     assert_eq!(
         q.get("state").map(String::as_str),
@@ -396,7 +421,7 @@ pub fn code_from(t: &TestTenant, redirect: &str, state: &str) -> String {
     );
     assert_eq!(
         q.get("iss").map(String::as_str),
-        Some(t.issuer.as_str()),
+        Some(t.issuer()),
         "RFC 9207 iss present: {redirect}"
     );
     q.get("code")
@@ -405,7 +430,7 @@ pub fn code_from(t: &TestTenant, redirect: &str, state: &str) -> String {
 }
 
 /// Exchange a code at the token endpoint as the lab RP (Basic auth).
-pub async fn rp_token(t: &TestTenant, form: &[(&str, &str)]) -> reqwest::Response {
+pub async fn rp_token(t: &impl Issuer, form: &[(&str, &str)]) -> reqwest::Response {
     backchannel()
         .post(t.url("/token"))
         .basic_auth(RP_ID, Some(RP_SECRET))
@@ -416,7 +441,7 @@ pub async fn rp_token(t: &TestTenant, form: &[(&str, &str)]) -> reqwest::Respons
 }
 
 /// Sign alice in through the lab RP and return the token response JSON.
-pub async fn alice_tokens(t: &TestTenant, b: &reqwest::Client) -> serde_json::Value {
+pub async fn alice_tokens(t: &impl Issuer, b: &reqwest::Client) -> serde_json::Value {
     let redirect = sign_in(t, b, &rp_authorize(t, ""), ALICE, ALICE_PW).await;
     let code = code_from(t, &redirect, "st-1");
     let r = rp_token(
@@ -436,7 +461,7 @@ pub async fn alice_tokens(t: &TestTenant, b: &reqwest::Client) -> serde_json::Va
 pub const ADMIN_APP: &str = "\n[[apps]]\nclient_id = \"admin-daemon\"\nclient_secret = \"admin-daemon-secret\"\ngrant_types = [\"client_credentials\"]\nscopes = [\"admin\"]\n";
 
 /// An admin API token from [`ADMIN_APP`].
-pub async fn admin_token(t: &TestTenant) -> String {
+pub async fn admin_token(t: &impl Issuer) -> String {
     let r: serde_json::Value = backchannel()
         .post(t.url("/token"))
         .basic_auth("admin-daemon", Some("admin-daemon-secret"))

@@ -1,6 +1,7 @@
 //! Sign-in log rows (Graph `signIn`-shaped): every sign-in attempt, interactive or with a
-//! refresh token, success or failure, with the reason and the client IP. Writing the log must never break a sign-in, so a
-//! failure to write is logged loudly instead of returned.
+//! refresh token, success or failure, with the reason and the client IP. Rows are written
+//! behind the request, in batches (the store's `log_sign_in`): writing the log must never
+//! break or slow a sign-in, so a failure to write is logged loudly instead of returned.
 //!
 //! Both tenants of a federated sign-in log their side under the same correlation id: the
 //! resource sends its id to the home as `client-request-id`, and each tenant keeps it with the
@@ -149,8 +150,6 @@ pub async fn write<'c>(
         }
         .to_owned(),
     };
-    if let Err(e) = dir.store.insert_sign_in(&row).await {
-        tracing::error!(correlation_id = %entry.correlation_id, error = %e, "could not write the sign-in log");
-    }
+    dir.store.log_sign_in(row);
     tracing::info!(correlation_id = %entry.correlation_id, user = entry.upn.unwrap_or(""), app = entry.app_id.unwrap_or(""), ip = %client.ip, error_code, user_type, "sign-in");
 }

@@ -90,6 +90,7 @@ impl Db {
         match self {
             Db::Sqlite(conn) => {
                 let conn = Arc::clone(conn).lock_owned().await;
+                tracing::trace!("BEGIN IMMEDIATE");
                 open(&conn)?.execute_batch("BEGIN IMMEDIATE")?;
                 Ok(Tx::Sqlite(SqliteTx { conn, open: true }))
             }
@@ -124,6 +125,7 @@ impl Tx {
             Tx::Sqlite(mut tx) => {
                 // A failed COMMIT leaves the transaction open: drop then rolls it back so the
                 // connection is usable by the next caller.
+                tracing::trace!("COMMIT");
                 open(&tx.conn)?.execute_batch("COMMIT")?;
                 tx.open = false;
                 Ok(())
@@ -513,6 +515,7 @@ impl Query<'_> {
         &self,
         conn: &'c rusqlite::Connection,
     ) -> Result<rusqlite::CachedStatement<'c>, DbError> {
+        tracing::trace!(sql = %self.sql, "statement");
         let mut statement = conn.prepare_cached(&self.sql)?;
         for (n, value) in self.args.iter().enumerate() {
             let index = statement.parameter_index(&param_name(n))?.ok_or_else(|| {

@@ -260,6 +260,7 @@ impl Store {
         if error_codes.is_empty() {
             return Ok(0);
         }
+        self.flush_sign_ins().await?;
         let placeholders: Vec<String> = (0..error_codes.len())
             .map(|i| format!("${}", i + 3))
             .collect();

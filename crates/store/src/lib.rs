@@ -63,7 +63,9 @@ pub use mfa::{MfaReset, TotpMethod};
 pub use partner_profiles::PartnerProfile;
 pub use risk::{RiskHistoryItem, UserRiskRecord};
 pub use sessions::{Consumption, Interaction, Session};
-pub use sign_ins::{INTERACTIVE_USER, NON_INTERACTIVE_USER, RecentSignIn, SignInFilter, SignInLog};
+pub use sign_ins::{
+    FLUSH_EVERY, INTERACTIVE_USER, NON_INTERACTIVE_USER, RecentSignIn, SignInFilter, SignInLog,
+};
 pub use sspr::AttemptCount;
 pub use users::{
     InvitationState, NewUser, User, UserCondition, UserDeletion, UserPageQuery, UserStatus,
@@ -109,6 +111,8 @@ impl Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
+    /// Sign-in rows logged behind the requests (see [`Store::log_sign_in`]).
+    sign_ins: Arc<sign_ins::SignInQueue>,
 }
 
 impl Store {
@@ -133,7 +137,8 @@ impl Store {
                 Db::Postgres(pool)
             }
         };
-        Ok(Store { db })
+        let sign_ins = sign_ins::SignInQueue::start(db.clone());
+        Ok(Store { db, sign_ins })
     }
 
     /// The backend this store talks to.
@@ -150,9 +155,12 @@ impl Store {
         Ok(())
     }
 
-    /// Closes the database: on PostgreSQL waits for connections in use to be returned; on
+    /// Closes the database, after writing the sign-in rows still queued: on PostgreSQL waits for connections in use to be returned; on
     /// SQLite waits for the statement in progress and checkpoints the log.
     pub async fn close(&self) {
+        if let Err(e) = self.sign_ins.flush().await {
+            tracing::error!(error = %e, "writing the last sign-in rows failed");
+        }
         match &self.db {
             Db::Postgres(pool) => pool.close().await,
             Db::Sqlite(conn) => {

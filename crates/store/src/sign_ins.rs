@@ -1,7 +1,79 @@
 //! The sign-in log (Graph `signIn`-shaped): `sign_ins`.
 
-use crate::db::{from_row, query, query_assembled};
+use std::sync::{Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use crate::db::{Db, DbError, Executor, from_row, query, query_assembled};
 use crate::{Store, StoreError};
+
+/// How long a logged sign-in may wait in the queue before it is written.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
+
+/// Sign-in rows logged but not yet written, and the database they go to.
+#[derive(Debug)]
+pub(crate) struct SignInQueue {
+    db: Db,
+    rows: Mutex<Vec<SignInLog>>,
+    /// Held by a flush from taking the rows to its commit, and by a reader of the queue and
+    /// the table together, so no reader sees a row in neither place.
+    flushing: tokio::sync::Mutex<()>,
+}
+
+impl SignInQueue {
+    /// A queue for `db`, written every [`FLUSH_EVERY`] by a task that ends when the queue (the
+    /// last clone of its store) is dropped.
+    pub(crate) fn start(db: Db) -> std::sync::Arc<SignInQueue> {
+        let queue = std::sync::Arc::new(SignInQueue {
+            db,
+            rows: Mutex::new(Vec::new()),
+            flushing: tokio::sync::Mutex::new(()),
+        });
+        tokio::spawn(write_behind(std::sync::Arc::downgrade(&queue)));
+        queue
+    }
+
+    /// Writes the queued rows in one transaction.
+    pub(crate) async fn flush(&self) -> Result<(), StoreError> {
+        if lock(&self.rows).is_empty() {
+            return Ok(());
+        }
+        let _flushing = self.flushing.lock().await;
+        let mut tx = self.db.begin_write().await?;
+        let rows = std::mem::take(&mut *lock(&self.rows));
+        let mut failed = Vec::new();
+        for row in &rows {
+            // A bad row (it cannot happen with random ids, but the log must not lose a batch
+            // for one row) is reported and skipped; the rest are written.
+            if let Err(e) = insert_row(row, &mut tx).await {
+                failed.push((row.id.clone(), e));
+            }
+        }
+        tx.commit().await?;
+        for (id, e) in failed {
+            tracing::error!(sign_in = %id, error = %e, "a sign-in row could not be written");
+        }
+        Ok(())
+    }
+}
+
+/// The queue's writer: every [`FLUSH_EVERY`], whatever was logged since.
+async fn write_behind(queue: Weak<SignInQueue>) {
+    loop {
+        tokio::time::sleep(FLUSH_EVERY).await;
+        let Some(queue) = queue.upgrade() else {
+            return;
+        };
+        if let Err(e) = queue.flush().await {
+            tracing::error!(error = %e, "writing the sign-in log failed; the rows are lost");
+        }
+    }
+}
+
+/// The queue's rows; a panic elsewhere while holding the lock leaves a usable vector.
+fn lock(rows: &Mutex<Vec<SignInLog>>) -> MutexGuard<'_, Vec<SignInLog>> {
+    rows.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// One sign-in attempt, successful or not. Fields later features add (risk, policies, MFA)
 /// go in `details`.
@@ -218,39 +290,26 @@ enum Arg<'a> {
 }
 
 impl Store {
-    /// Appends a sign-in to the log. [`StoreError::Conflict`] if the id is taken.
+    /// Writes one sign-in row now, durably, and reports a clash ([`StoreError::Conflict`] if
+    /// the id is taken). Sign-ins as they happen go through [`Store::log_sign_in`] instead.
     pub async fn insert_sign_in(&self, log: &SignInLog) -> Result<(), StoreError> {
-        let details = serde_json::to_string(&log.details)
-            .map_err(|e| StoreError::Corrupt(format!("cannot encode details: {e}")))?;
-        query(concat!(
-            "INSERT INTO sign_ins (",
-            sign_in_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
-        ))
-        .bind(&log.id)
-        .bind(log.created_at)
-        .bind(&log.correlation_id)
-        .bind(&log.user_id)
-        .bind(&log.user_principal_name)
-        .bind(&log.app_id)
-        .bind(&log.ip_address)
-        .bind(&log.user_agent)
-        .bind(log.error_code)
-        .bind(&log.failure_reason)
-        .bind(&log.user_type)
-        .bind(&log.cross_tenant_access_type)
-        .bind(&log.home_tenant_id)
-        .bind(&log.resource_tenant_id)
-        .bind(&log.risk_level_aggregated)
-        .bind(&log.risk_level_during_sign_in)
-        .bind(&log.conditional_access_status)
-        .bind(&log.location)
-        .bind(details)
-        .bind(&log.sign_in_event_type)
-        .execute(&self.db)
-        .await
-        .map_err(|e| StoreError::conflict_or_db(e, || format!("sign-in exists: {}", log.id)))?;
-        Ok(())
+        insert_row(log, &self.db)
+            .await
+            .map_err(|e| StoreError::conflict_or_db(e, || format!("sign-in exists: {}", log.id)))
+    }
+
+    /// Logs a sign-in behind the request: the row is queued and written with the others of
+    /// its batch within [`FLUSH_EVERY`], in one transaction, so a sign-in pays for no commit
+    /// of its own. Until then [`Store::recent_sign_ins`] already sees it, and every other read
+    /// of the log writes the queue first. [`Store::close`] writes what is queued (the server
+    /// closes the store on SIGTERM); a crash can lose at most the last batch.
+    pub fn log_sign_in(&self, log: SignInLog) {
+        lock(&self.sign_ins.rows).push(log);
+    }
+
+    /// Writes the queued sign-in rows now (see [`Store::log_sign_in`]).
+    pub async fn flush_sign_ins(&self) -> Result<(), StoreError> {
+        self.sign_ins.flush().await
     }
 
     /// A user's most recent successful interactive sign-ins, newest first (in no particular
@@ -262,6 +321,7 @@ impl Store {
         user_id: &str,
         limit: i64,
     ) -> Result<Vec<RecentSignIn>, StoreError> {
+        let _flushing = self.sign_ins.flushing.lock().await;
         let rows: Vec<RecentSignIn> = query(
             // No tie-break on id: the order within one second does not matter to sign-in
             // risk, and without it the (user_id, created_at) index yields the rows in order,
@@ -274,11 +334,30 @@ impl Store {
         .bind(limit.max(0))
         .fetch_all(&self.db)
         .await?;
-        Ok(rows)
+        let limit = usize::try_from(limit.max(0)).unwrap_or(usize::MAX);
+        let mut recent: Vec<RecentSignIn> = lock(&self.sign_ins.rows)
+            .iter()
+            .rev()
+            .filter(|r| {
+                r.user_id.as_deref() == Some(user_id)
+                    && r.error_code == 0
+                    && r.sign_in_event_type == INTERACTIVE_USER
+            })
+            .take(limit)
+            .map(|r| RecentSignIn {
+                created_at: r.created_at,
+                ip_address: r.ip_address.clone(),
+                user_agent: r.user_agent.clone(),
+                location: r.location.clone(),
+            })
+            .collect();
+        recent.extend(rows.into_iter().take(limit - recent.len()));
+        Ok(recent)
     }
 
     /// Sign-ins matching `filter`, newest first (ties by id, descending), one page.
     pub async fn list_sign_ins(&self, filter: &SignInFilter) -> Result<Vec<SignInLog>, StoreError> {
+        self.flush_sign_ins().await?;
         let mut conditions: Vec<String> = Vec::new();
         let mut args: Vec<Arg<'_>> = Vec::new();
         let mut push = |condition: &str, arg| {
@@ -344,4 +423,39 @@ impl Store {
             .await?;
         rows.into_iter().map(SignInLog::try_from).collect()
     }
+}
+
+/// Inserts one row through `target` (the store or a transaction).
+async fn insert_row(log: &SignInLog, target: impl Executor) -> Result<(), DbError> {
+    let details = serde_json::to_string(&log.details)
+        .map_err(|e| DbError::Usage(format!("cannot encode details: {e}")))?;
+    query(concat!(
+        "INSERT INTO sign_ins (",
+        sign_in_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+         $18, $19, $20)"
+    ))
+    .bind(&log.id)
+    .bind(log.created_at)
+    .bind(&log.correlation_id)
+    .bind(&log.user_id)
+    .bind(&log.user_principal_name)
+    .bind(&log.app_id)
+    .bind(&log.ip_address)
+    .bind(&log.user_agent)
+    .bind(log.error_code)
+    .bind(&log.failure_reason)
+    .bind(&log.user_type)
+    .bind(&log.cross_tenant_access_type)
+    .bind(&log.home_tenant_id)
+    .bind(&log.resource_tenant_id)
+    .bind(&log.risk_level_aggregated)
+    .bind(&log.risk_level_during_sign_in)
+    .bind(&log.conditional_access_status)
+    .bind(&log.location)
+    .bind(details)
+    .bind(&log.sign_in_event_type)
+    .execute(target)
+    .await?;
+    Ok(())
 }

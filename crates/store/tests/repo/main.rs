@@ -250,6 +250,8 @@ scenarios! {
         filters_and_paging,
         details_round_trip,
         recent_sign_ins_are_the_users_successes_newest_first,
+        logged_sign_ins_are_seen_before_and_after_they_are_written,
+        logged_sign_ins_are_written_in_the_background,
     }
     ca_policies {
         crud,

@@ -219,3 +219,61 @@ pub async fn recent_sign_ins_are_the_users_successes_newest_first(ctx: Ctx) {
             .is_empty()
     );
 }
+
+/// A sign-in logged behind the request is seen at once by sign-in risk (from the queue), by
+/// every other reader (which writes the queue first), and survives `close` and a reopen.
+pub async fn logged_sign_ins_are_seen_before_and_after_they_are_written(ctx: Ctx) {
+    let store = &ctx.store;
+    store.insert_sign_in(&log(1)).await.unwrap();
+    // Queued: 3 (success), 4 (failure, left out of recent), 5 (success).
+    for i in [3, 4, 5] {
+        store.log_sign_in(log(i));
+    }
+    let recent = store.recent_sign_ins("u-odd", 10).await.unwrap();
+    let times: Vec<i64> = recent.iter().map(|r| r.created_at).collect();
+    assert_eq!(
+        times,
+        vec![1_005, 1_003, 1_001],
+        "queued rows first, newest first"
+    );
+    assert_eq!(
+        store.recent_sign_ins("u-odd", 2).await.unwrap().len(),
+        2,
+        "the limit holds across the queue and the table"
+    );
+
+    let all = store.list_sign_ins(&SignInFilter::default()).await.unwrap();
+    assert_eq!(ids(&all), expect([5, 4, 3, 1].into_iter()));
+    assert_eq!(all[0], log(5), "written as logged");
+
+    store.log_sign_in(log(7));
+    store.close().await;
+    let reopened = tenantd_store::Store::connect(&ctx.url).await.unwrap();
+    let all = reopened
+        .list_sign_ins(&SignInFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&all),
+        expect([7, 5, 4, 3, 1].into_iter()),
+        "close wrote the queue"
+    );
+    reopened.close().await;
+}
+
+/// Without any reader asking, the queue is written within a bounded time.
+pub async fn logged_sign_ins_are_written_in_the_background(ctx: Ctx) {
+    let store = &ctx.store;
+    store.log_sign_in(log(2));
+    let other = tenantd_store::Store::connect(&ctx.url).await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        seen = other.list_sign_ins(&SignInFilter::default()).await.unwrap();
+        if !seen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(tenantd_store::FLUSH_EVERY / 5).await;
+    }
+    assert_eq!(ids(&seen), expect([2].into_iter()));
+    other.close().await;
+}
