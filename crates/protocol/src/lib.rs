@@ -16,6 +16,7 @@ pub mod jwt;
 pub mod params;
 pub mod pkce;
 pub mod scope;
+pub mod sealed;
 pub mod token;
 
 pub use error::{ErrorCode, OAuthError};

@@ -95,6 +95,8 @@ pub struct Directory {
     /// ID Protection: intel and policies (reloadable).
     pub protection: Protection,
     keys: RwLock<Arc<KeySet>>,
+    /// The key authorization codes are sealed with, read from the store at first use.
+    pub(crate) code_key: tokio::sync::OnceCell<protocol::sealed::SealingKey>,
 }
 
 impl std::fmt::Debug for Directory {
@@ -146,6 +148,7 @@ impl Directory {
             partner_domains,
             protection,
             keys: RwLock::new(Arc::new(keys)),
+            code_key: tokio::sync::OnceCell::new(),
         }
     }
 

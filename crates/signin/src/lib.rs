@@ -26,6 +26,7 @@
 //! here in later steps.
 
 pub mod apps;
+pub mod authorization_codes;
 mod client;
 pub mod codes;
 pub mod config;

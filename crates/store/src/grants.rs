@@ -475,7 +475,134 @@ pub(crate) async fn end_user_sign_ins_in(
     Ok((ended[0], ended[1]))
 }
 
+/// Inserts `grant` unless a grant with its id exists; whether it was inserted.
+async fn insert_grant_if_new(tx: &mut Tx, grant: &Grant) -> Result<bool, StoreError> {
+    let done = query(concat!(
+        "INSERT INTO grants (",
+        grant_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+         ON CONFLICT (id) DO NOTHING"
+    ))
+    .bind(&grant.id)
+    .bind(&grant.client_id)
+    .bind(&grant.user_id)
+    .bind(&grant.session_id)
+    .bind(&grant.scope)
+    .bind(grant.auth_time)
+    .bind(strings_to_json(&grant.amr)?)
+    .bind(&grant.acr)
+    .bind(bool_to_db(grant.offline))
+    .bind(grant.created_at)
+    .bind(grant.expires_at)
+    .bind(grant.revoked_at)
+    .bind(&grant.claims)
+    .execute(&mut *tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 impl Store {
+    /// The secret authorization codes are sealed with: the stored one, or `candidate` stored
+    /// now if there is none yet (replicas starting together agree on the first one written).
+    pub async fn code_sealing_secret(
+        &self,
+        candidate: &str,
+        now: i64,
+    ) -> Result<String, StoreError> {
+        let mut tx = self.begin_write().await?;
+        query(
+            "INSERT INTO code_sealing_keys (id, secret, created_at) VALUES ('current', $1, $2) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(candidate)
+        .bind(now)
+        .execute(&mut tx)
+        .await?;
+        let (secret,): (String,) =
+            query("SELECT secret FROM code_sealing_keys WHERE id = 'current'")
+                .fetch_one(&mut tx)
+                .await?;
+        tx.commit().await?;
+        Ok(secret)
+    }
+
+    /// Redeems a sealed authorization code at most once. `code` and `grant` are what the code
+    /// carried (the caller has opened it, so they are authentic); nothing of them is stored
+    /// until now, so issuing the code wrote nothing.
+    ///
+    /// One transaction. The grant is inserted, and its id is the code's "spent" mark: a second
+    /// redemption (a replay, or the loser of two concurrent ones) finds it and revokes the grant
+    /// with every token issued from it, even after the code has expired. A fresh code whose
+    /// session has ended since (sign-out, an admin or risk ending the user's sign-ins) is
+    /// refused and spent. Then `check` runs exactly as for [`Store::redeem_code_with`]: its
+    /// failure revokes the grant (the code stays spent), its refresh token is stored before
+    /// the commit.
+    pub async fn redeem_sealed_code<E>(
+        &self,
+        code: &AuthCode,
+        grant: &Grant,
+        now: i64,
+        check: impl FnOnce(&AuthCode, &Grant) -> Result<Option<RefreshToken>, E>,
+    ) -> Result<Result<CodeRedemption, E>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let replayed = |grant_id: &str| {
+            tracing::warn!(grant_id = %grant_id, "authorization code replayed; grant revoked");
+            CodeRedemption::Replayed {
+                grant_id: grant_id.to_owned(),
+            }
+        };
+        if code.expires_at <= now || grant.expires_at <= now {
+            let outcome = if grant_in(&mut tx, &grant.id).await?.is_some() {
+                revoke_grant_in(&mut tx, &grant.id, now).await?;
+                replayed(&grant.id)
+            } else {
+                CodeRedemption::Expired
+            };
+            tx.commit().await?;
+            return Ok(Ok(outcome));
+        }
+        if !insert_grant_if_new(&mut tx, grant).await? {
+            revoke_grant_in(&mut tx, &grant.id, now).await?;
+            tx.commit().await?;
+            return Ok(Ok(replayed(&grant.id)));
+        }
+        let session_live = match &grant.session_id {
+            None => true,
+            Some(id) => query(
+                "SELECT id FROM sessions WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2",
+            )
+            .bind(id)
+            .bind(now)
+            .fetch_optional::<(String,)>(&mut tx)
+            .await?
+            .is_some(),
+        };
+        let outcome = if !session_live {
+            revoke_grant_in(&mut tx, &grant.id, now).await?;
+            Ok(CodeRedemption::GrantRevoked)
+        } else {
+            match check(code, grant) {
+                Ok(first_refresh) => {
+                    if let Some(token) = first_refresh {
+                        insert_refresh_in(&mut tx, &token).await?;
+                    }
+                    let mut code = code.clone();
+                    code.consumed_at = Some(now);
+                    Ok(CodeRedemption::Redeemed {
+                        code,
+                        grant: grant.clone(),
+                    })
+                }
+                Err(e) => {
+                    revoke_grant_in(&mut tx, &grant.id, now).await?;
+                    Err(e)
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
     /// Stores a new grant and its authorization code, in one transaction.
     /// [`StoreError::Conflict`] if the grant id or code hash is taken.
     pub async fn create_grant_with_code(

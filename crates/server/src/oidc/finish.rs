@@ -3,7 +3,7 @@
 //! response mode (RFC 9207 `iss` included); and errors sent back to the app.
 
 use crate::pages;
-use crate::secrets::{random_token, token_hash};
+use crate::secrets::random_token;
 use crate::session::Current;
 use crate::state::{App, AppState};
 use crate::web::{Ctx, PageError, html};
@@ -93,7 +93,8 @@ async fn needs_consent(
     Ok(authorize::consent_needed(request, false, &given))
 }
 
-/// Create the grant and its single-use code.
+/// The grant and its single-use code, sealed into the code: nothing is written until the code
+/// is redeemed.
 async fn issue_code(
     state: &AppState,
     request: &AuthorizationRequest,
@@ -132,9 +133,9 @@ async fn issue_code(
         revoked_at: None,
         claims,
     };
-    let code = random_token();
     let auth_code = AuthCode {
-        code_hash: token_hash(&code),
+        // Not stored: the code is the sealed grant (see `signin::authorization_codes`).
+        code_hash: String::new(),
         grant_id: grant.id.clone(),
         client_id: request.client_id.clone(),
         redirect_uri: request.redirect_uri.clone(),
@@ -146,11 +147,7 @@ async fn issue_code(
         expires_at: now + t.code,
         consumed_at: None,
     };
-    state
-        .store
-        .create_grant_with_code(&grant, &auth_code)
-        .await?;
-    Ok(code)
+    Ok(signin::authorization_codes::seal(state, &grant, &auth_code).await?)
 }
 
 pub fn authorize_error(state: &AppState, ctx: &Ctx, e: AuthorizeError) -> Response {

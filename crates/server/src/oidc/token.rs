@@ -139,9 +139,13 @@ async fn exchange_code(
         Ok(first_refresh_token(state, app, grant, now))
     };
     let mut first_refresh = None;
+    let Some((sealed_code, sealed_grant)) = signin::authorization_codes::open(state, code).await?
+    else {
+        return Err(invalid("The authorization code is invalid.").into());
+    };
     let redeemed = state
         .store
-        .redeem_code_with(&token_hash(code), now, |code_row, grant| {
+        .redeem_sealed_code(&sealed_code, &sealed_grant, now, |code_row, grant| {
             check(code_row, grant).map(|issued| {
                 issued.map(|(token, row)| {
                     first_refresh = Some(token);

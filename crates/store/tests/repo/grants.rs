@@ -1,6 +1,6 @@
 //! Grants, authorization codes, refresh tokens and the revocation lists.
 
-use tenantd_store::{CodeRedemption, Rotation, StoreError};
+use tenantd_store::{AuthCode, CodeRedemption, Grant, RefreshToken, Rotation, StoreError};
 
 use crate::{Ctx, code, grant, new_user, refresh, user_with_grant};
 
@@ -569,4 +569,169 @@ pub async fn code_redemption_stores_first_refresh_token(ctx: Ctx) {
         store.refresh_token("r1").await.unwrap(),
         Some(refresh("r1", "g1", 5_000))
     );
+}
+
+/// u2 with a live session `s2`; the grant `g2` and code a sealed code of that session carries.
+async fn sealed_fixture(store: &tenantd_store::Store) -> (AuthCode, Grant) {
+    store
+        .insert_user(&crate::new_user("u2", "u2@example.com"))
+        .await
+        .unwrap();
+    store
+        .create_session(&crate::session("s2", "u2", 5_000))
+        .await
+        .unwrap();
+    (
+        code("sealed", "g2", 160),
+        grant("g2", "u2", Some("s2"), true),
+    )
+}
+
+fn no_check(_: &AuthCode, _: &Grant) -> Result<Option<RefreshToken>, ()> {
+    Ok(None)
+}
+
+pub async fn sealed_code_inserts_its_grant_once_and_a_replay_revokes_it(ctx: Ctx) {
+    let store = &ctx.store;
+    let (c, g) = sealed_fixture(store).await;
+    assert!(
+        store.grant("g2").await.unwrap().is_none(),
+        "nothing written at issue"
+    );
+    let first = store
+        .redeem_sealed_code(&c, &g, 120, |_, _| {
+            Ok::<_, ()>(Some(refresh("r-first", "g2", 9_000)))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    match first {
+        CodeRedemption::Redeemed { code, grant } => {
+            assert_eq!(code.consumed_at, Some(120));
+            assert_eq!(grant, g);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.grant("g2").await.unwrap(), Some(g.clone()));
+    assert!(store.refresh_token("r-first").await.unwrap().is_some());
+
+    let replay = store
+        .redeem_sealed_code(&c, &g, 130, no_check)
+        .await
+        .unwrap();
+    assert!(
+        matches!(replay, Ok(CodeRedemption::Replayed { ref grant_id }) if grant_id == "g2"),
+        "{replay:?}"
+    );
+    assert_eq!(
+        store.grant("g2").await.unwrap().unwrap().revoked_at,
+        Some(130)
+    );
+
+    // Still a replay after the code's expiry: the grant was there.
+    let late = store
+        .redeem_sealed_code(&c, &g, 500, no_check)
+        .await
+        .unwrap();
+    assert!(
+        matches!(late, Ok(CodeRedemption::Replayed { .. })),
+        "{late:?}"
+    );
+}
+
+pub async fn sealed_code_expired_or_of_an_ended_session_is_refused(ctx: Ctx) {
+    let store = &ctx.store;
+    let (c, g) = sealed_fixture(store).await;
+    let expired = store
+        .redeem_sealed_code(&c, &g, 160, no_check)
+        .await
+        .unwrap();
+    assert!(
+        matches!(expired, Ok(CodeRedemption::Expired)),
+        "{expired:?}"
+    );
+    assert!(
+        store.grant("g2").await.unwrap().is_none(),
+        "an expired code writes nothing"
+    );
+
+    store.end_user_sign_ins("u2", 110).await.unwrap();
+    let ended = store
+        .redeem_sealed_code(&c, &g, 120, no_check)
+        .await
+        .unwrap();
+    assert!(
+        matches!(ended, Ok(CodeRedemption::GrantRevoked)),
+        "{ended:?}"
+    );
+    assert_eq!(
+        store.grant("g2").await.unwrap().unwrap().revoked_at,
+        Some(120),
+        "spent and revoked"
+    );
+    let again = store
+        .redeem_sealed_code(&c, &g, 121, no_check)
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, Ok(CodeRedemption::Replayed { .. })),
+        "{again:?}"
+    );
+}
+
+pub async fn sealed_code_failing_its_check_is_spent(ctx: Ctx) {
+    let store = &ctx.store;
+    let (c, g) = sealed_fixture(store).await;
+    let failed = store
+        .redeem_sealed_code(&c, &g, 120, |_, _| Err::<Option<RefreshToken>, _>("pkce"))
+        .await
+        .unwrap();
+    assert_eq!(failed.unwrap_err(), "pkce");
+    assert_eq!(
+        store.grant("g2").await.unwrap().unwrap().revoked_at,
+        Some(120)
+    );
+    let retry = store
+        .redeem_sealed_code(&c, &g, 121, no_check)
+        .await
+        .unwrap();
+    assert!(
+        matches!(retry, Ok(CodeRedemption::Replayed { .. })),
+        "{retry:?}"
+    );
+}
+
+pub async fn concurrent_sealed_redemption_has_one_winner(ctx: Ctx) {
+    let store = ctx.store.clone();
+    let (c, g) = sealed_fixture(&store).await;
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let (store, c, g) = (store.clone(), c.clone(), g.clone());
+            tokio::spawn(async move { store.redeem_sealed_code(&c, &g, 120, no_check).await })
+        })
+        .collect();
+    let mut redeemed = 0;
+    for t in tasks {
+        if let Ok(CodeRedemption::Redeemed { .. }) = t.await.unwrap().unwrap() {
+            redeemed += 1;
+        }
+    }
+    assert_eq!(redeemed, 1);
+    assert!(
+        store
+            .grant("g2")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some(),
+        "the losers were replays: the grant is revoked"
+    );
+}
+
+pub async fn code_sealing_secret_is_created_once(ctx: Ctx) {
+    let store = &ctx.store;
+    let first = store.code_sealing_secret("one", 100).await.unwrap();
+    assert_eq!(first, "one");
+    assert_eq!(store.code_sealing_secret("two", 200).await.unwrap(), "one");
 }

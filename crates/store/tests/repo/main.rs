@@ -241,6 +241,11 @@ scenarios! {
         ending_a_users_sign_ins_revokes_their_grants,
         jti_replay_is_detected,
         access_token_revocation,
+        sealed_code_inserts_its_grant_once_and_a_replay_revokes_it,
+        sealed_code_expired_or_of_an_ended_session_is_refused,
+        sealed_code_failing_its_check_is_spent,
+        concurrent_sealed_redemption_has_one_winner,
+        code_sealing_secret_is_created_once,
     }
     keys {
         rotation_keeps_old_key_until_deleted,
