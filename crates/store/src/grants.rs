@@ -611,27 +611,9 @@ impl Store {
         code: &AuthCode,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        query(concat!(
-            "INSERT INTO grants (",
-            grant_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-        ))
-        .bind(&grant.id)
-        .bind(&grant.client_id)
-        .bind(&grant.user_id)
-        .bind(&grant.session_id)
-        .bind(&grant.scope)
-        .bind(grant.auth_time)
-        .bind(strings_to_json(&grant.amr)?)
-        .bind(&grant.acr)
-        .bind(bool_to_db(grant.offline))
-        .bind(grant.created_at)
-        .bind(grant.expires_at)
-        .bind(grant.revoked_at)
-        .bind(&grant.claims)
-        .execute(&mut tx)
-        .await
-        .map_err(|e| StoreError::conflict_or_db(e, || format!("grant exists: {}", grant.id)))?;
+        if !insert_grant_if_new(&mut tx, grant).await? {
+            return Err(StoreError::Conflict(format!("grant exists: {}", grant.id)));
+        }
         query(concat!(
             "INSERT INTO auth_codes (",
             code_columns!(),

@@ -32,28 +32,33 @@ impl SignInQueue {
         queue
     }
 
-    /// Writes the queued rows in one transaction.
+    /// Writes the queued rows in one transaction. If that fails (on PostgreSQL one bad row,
+    /// say text with a NUL byte, aborts the whole transaction), the rows are written one by
+    /// one, so one bad row costs only itself.
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
         if lock(&self.rows).is_empty() {
             return Ok(());
         }
         let _flushing = self.flushing.lock().await;
-        let mut tx = self.db.begin_write().await?;
+        let tx = self.db.begin_write().await?;
         let rows = std::mem::take(&mut *lock(&self.rows));
-        let mut failed = Vec::new();
-        for row in &rows {
-            // A bad row (it cannot happen with random ids, but the log must not lose a batch
-            // for one row) is reported and skipped; the rest are written.
-            if let Err(e) = insert_row(row, &mut tx).await {
-                failed.push((row.id.clone(), e));
+        if let Err(e) = write_all(&rows, tx).await {
+            tracing::warn!(error = %e, rows = rows.len(), "writing a batch of sign-in rows failed; writing them one by one");
+            for row in &rows {
+                if let Err(e) = insert_row(row, &self.db).await {
+                    tracing::error!(sign_in = %row.id, error = %e, "a sign-in row could not be written");
+                }
             }
-        }
-        tx.commit().await?;
-        for (id, e) in failed {
-            tracing::error!(sign_in = %id, error = %e, "a sign-in row could not be written");
         }
         Ok(())
     }
+}
+
+async fn write_all(rows: &[SignInLog], mut tx: crate::db::Tx) -> Result<(), DbError> {
+    for row in rows {
+        insert_row(row, &mut tx).await?;
+    }
+    tx.commit().await
 }
 
 /// The queue's writer: every [`FLUSH_EVERY`], whatever was logged since.

@@ -257,6 +257,7 @@ scenarios! {
         recent_sign_ins_are_the_users_successes_newest_first,
         logged_sign_ins_are_seen_before_and_after_they_are_written,
         logged_sign_ins_are_written_in_the_background,
+        a_bad_row_does_not_lose_its_batch,
     }
     ca_policies {
         crud,

@@ -277,3 +277,20 @@ pub async fn logged_sign_ins_are_written_in_the_background(ctx: Ctx) {
     assert_eq!(ids(&seen), expect([2].into_iter()));
     other.close().await;
 }
+
+/// One row the database refuses (PostgreSQL takes no NUL byte in text) costs only itself: the
+/// rest of its batch is written.
+pub async fn a_bad_row_does_not_lose_its_batch(ctx: Ctx) {
+    let store = &ctx.store;
+    let mut bad = log(4);
+    bad.user_agent = Some("nul\0byte".to_owned());
+    store.log_sign_in(log(3));
+    store.log_sign_in(bad);
+    store.log_sign_in(log(5));
+    store.flush_sign_ins().await.unwrap();
+    let all = ids(&store.list_sign_ins(&SignInFilter::default()).await.unwrap());
+    assert!(
+        all.contains(&"log-03".to_owned()) && all.contains(&"log-05".to_owned()),
+        "{all:?}"
+    );
+}
