@@ -135,7 +135,7 @@ async fn a_crash_keeps_spent_codes_spent_and_rotations_done() {
 #[tokio::test]
 async fn sigterm_writes_the_sign_in_rows_still_queued() {
     let (t, cfg) = prepared().await;
-    let serving = serve(&t, &cfg).await;
+    let mut serving = serve(&t, &cfg).await;
     let alices = || async {
         let token = admin_token(&t).await;
         let r: serde_json::Value = backchannel()
@@ -164,7 +164,6 @@ async fn sigterm_writes_the_sign_in_rows_still_queued() {
         .status()
         .unwrap();
     assert!(status.success());
-    let mut serving = serving;
     let exit = serving.0.wait().unwrap();
     assert!(exit.success(), "a clean stop: {exit:?}");
 

@@ -81,10 +81,6 @@ impl TestTenant {
     pub fn state(&self) -> &server::AppState {
         &self.tenant.state
     }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.issuer, path)
-    }
 }
 
 /// A tenant the helpers below can drive over HTTP: in this process ([`TestTenant`]) or a

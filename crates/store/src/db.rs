@@ -33,7 +33,7 @@ pub enum DbError {
     /// PostgreSQL (sqlx) failed.
     #[error(transparent)]
     Postgres(#[from] sqlx::Error),
-    /// A statement was given a parameter it does not have, or a row lacks a column.
+    /// A statement does not fit its parameters, or a value could not be encoded.
     #[error("{0}")]
     Usage(String),
     /// The store was closed.
@@ -210,12 +210,6 @@ impl Encode for i64 {
     }
 }
 
-impl Encode for &i64 {
-    fn encode(self) -> Value {
-        Value::Int(*self)
-    }
-}
-
 impl Encode for String {
     fn encode(self) -> Value {
         Value::Text(self)
@@ -240,18 +234,6 @@ impl Encode for Option<i64> {
     }
 }
 
-impl Encode for &Option<i64> {
-    fn encode(self) -> Value {
-        (*self).encode()
-    }
-}
-
-impl Encode for Option<String> {
-    fn encode(self) -> Value {
-        self.map_or(Value::NullText, Value::Text)
-    }
-}
-
 impl Encode for &Option<String> {
     fn encode(self) -> Value {
         self.as_deref().encode()
@@ -264,12 +246,6 @@ impl Encode for Option<&str> {
     }
 }
 
-impl Encode for Option<&String> {
-    fn encode(self) -> Value {
-        self.map(String::as_str).encode()
-    }
-}
-
 /// A row of either engine, read by column name (or position, for tuples).
 pub(crate) enum Row<'r> {
     /// A SQLite row.
@@ -279,50 +255,30 @@ pub(crate) enum Row<'r> {
 }
 
 /// A column type both engines decode.
-pub(crate) trait Decode: Sized {
-    /// From a SQLite row.
-    fn sqlite(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Self>;
-    /// From a PostgreSQL row.
-    fn postgres(row: &PgRow, index: usize) -> Result<Self, sqlx::Error>;
+pub(crate) trait Decode:
+    rusqlite::types::FromSql + for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>
+{
 }
 
-impl<T> Decode for T
-where
-    T: rusqlite::types::FromSql + for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
+impl<T> Decode for T where
+    T: rusqlite::types::FromSql + for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>
 {
-    fn sqlite(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Self> {
-        row.get(index)
-    }
-
-    fn postgres(row: &PgRow, index: usize) -> Result<Self, sqlx::Error> {
-        row.try_get(index)
-    }
 }
 
 impl Row<'_> {
     /// The value of column `name`.
     pub(crate) fn get<T: Decode>(&self, name: &str) -> Result<T, DbError> {
         match self {
-            Row::Sqlite(row) => {
-                let index = row.as_ref().column_index(name)?;
-                Ok(T::sqlite(row, index)?)
-            }
-            Row::Postgres(row) => {
-                let index = row
-                    .columns()
-                    .iter()
-                    .position(|c| sqlx::Column::name(c) == name)
-                    .ok_or_else(|| DbError::Usage(format!("no column {name:?} in the row")))?;
-                Ok(T::postgres(row, index)?)
-            }
+            Row::Sqlite(row) => Ok(row.get(name)?),
+            Row::Postgres(row) => Ok(row.try_get(name)?),
         }
     }
 
     /// The value of the column at `index` (0-based).
     pub(crate) fn get_at<T: Decode>(&self, index: usize) -> Result<T, DbError> {
         match self {
-            Row::Sqlite(row) => Ok(T::sqlite(row, index)?),
-            Row::Postgres(row) => Ok(T::postgres(row, index)?),
+            Row::Sqlite(row) => Ok(row.get(index)?),
+            Row::Postgres(row) => Ok(row.try_get(index)?),
         }
     }
 }
@@ -378,13 +334,13 @@ impl Done {
 }
 
 /// A statement with its parameters, built by [`query`].
-pub(crate) struct Query<'q> {
-    sql: Cow<'q, str>,
+pub(crate) struct Query {
+    sql: Cow<'static, str>,
     args: Vec<Value>,
 }
 
 /// A statement whose text is fixed at compile time.
-pub(crate) fn query(sql: &'static str) -> Query<'static> {
+pub(crate) fn query(sql: &'static str) -> Query {
     Query {
         sql: Cow::Borrowed(sql),
         args: Vec::new(),
@@ -392,7 +348,7 @@ pub(crate) fn query(sql: &'static str) -> Query<'static> {
 }
 
 /// A statement assembled at run time from fixed fragments (never from input: input is bound).
-pub(crate) fn query_assembled(sql: String) -> Query<'static> {
+pub(crate) fn query_assembled(sql: String) -> Query {
     Query {
         sql: Cow::Owned(sql),
         args: Vec::new(),
@@ -413,7 +369,7 @@ fn param_name(n: usize) -> Cow<'static, str> {
     }
 }
 
-impl Query<'_> {
+impl Query {
     /// Binds the next parameter (`$1`, then `$2`, ...).
     pub(crate) fn bind(mut self, value: impl Encode) -> Self {
         self.args.push(value.encode());

@@ -42,6 +42,10 @@ impl SignInQueue {
         let _flushing = self.flushing.lock().await;
         let tx = self.db.begin_write().await?;
         let rows = std::mem::take(&mut *lock(&self.rows));
+        if rows.is_empty() {
+            // Another flush (the background one, or close) wrote them while this one waited.
+            return Ok(());
+        }
         if let Err(e) = write_all(&rows, tx).await {
             tracing::warn!(error = %e, rows = rows.len(), "writing a batch of sign-in rows failed; writing them one by one");
             for row in &rows {
