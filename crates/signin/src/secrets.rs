@@ -1,6 +1,7 @@
-//! Random tokens, their storage hashes and constant-time comparison. Bearer secrets (codes,
-//! refresh tokens, session cookies) are 256-bit random values; the database only ever holds
-//! their SHA-256, so a database leak does not leak usable tokens.
+//! Random tokens, their storage hashes and constant-time comparison. Bearer secrets (refresh
+//! tokens, session cookies) are 256-bit random values; the database only ever holds their
+//! SHA-256, so a database leak does not leak usable tokens. (Authorization codes are sealed
+//! instead: see `authorization_codes`.)
 
 use aws_lc_rs::digest;
 use base64::Engine;
