@@ -226,7 +226,7 @@ struct RawPasswords {
     argon2_memory_kib: u32,
     argon2_iterations: u32,
     argon2_parallelism: u32,
-    max_concurrent_hashes: usize,
+    max_concurrent_hashes: Option<usize>,
 }
 
 impl Default for RawPasswords {
@@ -303,8 +303,9 @@ pub struct PasswordPolicy {
     pub iterations: u32,
     /// Lanes.
     pub parallelism: u32,
-    /// Hashes computed at once; more wait, so a burst of sign-ins cannot starve the runtime.
-    pub max_concurrent_hashes: usize,
+    /// At most this many of the tenant's hashes queued or running at once (more wait); `None`:
+    /// as many as the process has hashing threads (one per core).
+    pub max_concurrent_hashes: Option<usize>,
 }
 
 impl Default for PasswordPolicy {
@@ -313,7 +314,7 @@ impl Default for PasswordPolicy {
             memory_kib: 19 * 1024,
             iterations: 2,
             parallelism: 1,
-            max_concurrent_hashes: 2,
+            max_concurrent_hashes: None,
         }
     }
 }
@@ -876,7 +877,7 @@ impl Validator {
                 "argon2id parameters at or above the OWASP minimum (argon2_memory_kib >= 19456, argon2_iterations >= 2, argon2_parallelism >= 1)",
             );
         }
-        if p.max_concurrent_hashes == 0 {
+        if p.max_concurrent_hashes == Some(0) {
             self.bad("passwords.max_concurrent_hashes", "at least 1");
         }
         PasswordPolicy {

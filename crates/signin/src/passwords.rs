@@ -1,11 +1,15 @@
-//! Password hashing with argon2id on a few dedicated threads (one per allowed concurrent hash,
-//! each reusing one memory buffer), off the async runtime: a burst of sign-ins queues instead of
-//! starving every other request of CPU, and no 19 MiB buffer is left behind per sign-in.
+//! Password hashing with argon2id on the process's hashing threads (one per core it may run on,
+//! shared by every tenant in the process), off the async runtime: a burst of sign-ins queues
+//! instead of starving every other request of CPU or running more hashes at once than there are
+//! cores to run them (which only makes each one slower). Each thread reuses one memory buffer
+//! while sign-ins keep coming and gives it back to the system when idle.
 
 use crate::config::PasswordPolicy;
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::time::Duration;
 use subtle::ConstantTimeEq;
 use tokio::sync::{Semaphore, oneshot};
 
@@ -28,37 +32,81 @@ pub enum PasswordError {
     Task,
 }
 
+/// How long a hashing thread keeps its memory buffer after its last job. Sign-ins that keep
+/// coming reuse it; after a pause the next one pays a few milliseconds of page faults.
+#[cfg(not(test))]
+const BUFFER_IDLE: Duration = Duration::from_secs(2);
+#[cfg(test)]
+const BUFFER_IDLE: Duration = Duration::from_millis(50);
+
+/// Capacity reserved for a buffer, in blocks of 1 KiB: 33 MiB, more than glibc's largest
+/// dynamic mmap threshold (32 MiB), so every buffer is a mapping of its own that freeing
+/// returns to the system, whatever sizes were freed before. Only the blocks a hash uses are
+/// touched, so only they are resident.
+const OWN_MAPPING_BLOCKS: usize = 33 * 1024;
+
 /// Work for a hashing thread.
 enum Job {
     Hash {
+        params: Params,
         password: String,
         reply: oneshot::Sender<Result<String, PasswordError>>,
     },
     Verify {
+        /// The tenant's configured memory cost, in blocks: a stored hash that needs more is
+        /// verified with a one-off buffer rather than growing the thread's.
+        configured_blocks: usize,
         password: String,
         stored: Arc<str>,
         reply: oneshot::Sender<bool>,
     },
 }
 
-/// The tenant's password hasher.
+/// The process's hashing threads.
+struct Pool {
+    jobs: mpsc::Sender<Job>,
+    threads: usize,
+}
+
+/// The pool, started on first use: as many threads as cores this process may run on (its CPU
+/// affinity and quota, as `available_parallelism` reads them).
+fn pool() -> Result<&'static Pool, PasswordError> {
+    static POOL: OnceLock<Result<Pool, String>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..threads {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || hashing_thread(&queue))
+                .map_err(|e| format!("cannot start hashing thread: {e}"))?;
+        }
+        Ok(Pool { jobs, threads })
+    })
+    .as_ref()
+    .map_err(|e| PasswordError::Hash(e.clone()))
+}
+
+/// The tenant's password hasher: its parameters and its share of the process's hashing
+/// threads.
 ///
-/// Hashing runs on `max_concurrent_hashes` dedicated threads. Each keeps one argon2 memory
-/// buffer (`m_cost` KiB, allocated on its first job) and reuses it for every hash and
-/// verification, so the memory is bounded by `max_concurrent_hashes × m_cost` and never handed
-/// back to (and kept by) the allocator's per-thread arenas.
+/// At most `max_concurrent_hashes` of the tenant's hashes are queued or running at once (by
+/// default as many as there are hashing threads), so one tenant's burst cannot fill the queue
+/// in front of another's. Memory is bounded by threads × the largest `m_cost`.
 #[derive(Clone)]
 pub struct Passwords {
     params: Params,
     permits: Arc<Semaphore>,
-    jobs: mpsc::Sender<Job>,
+    pool: &'static Pool,
     /// A hash of a random string, verified against when the user does not exist so that
     /// unknown and known emails take the same time.
     dummy_hash: Arc<str>,
 }
 
 impl Passwords {
-    /// Build from the policy, and start its hashing threads.
+    /// Build from the policy (starting the process's hashing threads if this is the first).
     pub fn new(policy: &PasswordPolicy) -> Result<Self, PasswordError> {
         let params = Params::new(
             policy.memory_kib,
@@ -67,23 +115,14 @@ impl Passwords {
             None,
         )
         .map_err(|e| PasswordError::Params(e.to_string()))?;
-        let threads = policy.max_concurrent_hashes.max(1);
-        let (jobs, queue) = mpsc::channel::<Job>();
-        let queue = Arc::new(Mutex::new(queue));
+        let pool = pool()?;
+        let permits = policy.max_concurrent_hashes.unwrap_or(pool.threads).max(1);
         // A one-off buffer, freed again: idle memory stays low until the first sign-in.
         let dummy = hash_with(&params, &crate::secrets::random_token(), &mut Vec::new())?;
-        for i in 0..threads {
-            let queue = Arc::clone(&queue);
-            let params = params.clone();
-            std::thread::Builder::new()
-                .name(format!("argon2-{i}"))
-                .spawn(move || hashing_thread(&queue, &params, Vec::new()))
-                .map_err(|e| PasswordError::Hash(format!("cannot start hashing thread: {e}")))?;
-        }
         Ok(Self {
             params,
-            permits: Arc::new(Semaphore::new(threads)),
-            jobs,
+            permits: Arc::new(Semaphore::new(permits)),
+            pool,
             dummy_hash: dummy.into(),
         })
     }
@@ -106,8 +145,10 @@ impl Passwords {
             .await
             .map_err(|_| PasswordError::Task)?;
         let (reply, answer) = oneshot::channel();
-        self.jobs
+        self.pool
+            .jobs
             .send(Job::Hash {
+                params: self.params.clone(),
                 password: password.to_owned(),
                 reply,
             })
@@ -124,7 +165,8 @@ impl Passwords {
         let known = stored.is_some();
         let stored = stored.map_or_else(|| Arc::clone(&self.dummy_hash), Arc::from);
         let (reply, answer) = oneshot::channel();
-        let sent = self.jobs.send(Job::Verify {
+        let sent = self.pool.jobs.send(Job::Verify {
+            configured_blocks: self.params.block_count(),
             password: password.to_owned(),
             stored,
             reply,
@@ -137,38 +179,50 @@ impl Passwords {
     }
 }
 
-/// One hashing thread: takes jobs until every [`Passwords`] handle is gone, reusing `memory`.
-fn hashing_thread(queue: &Mutex<mpsc::Receiver<Job>>, params: &Params, mut memory: Vec<Block>) {
+/// One hashing thread: takes jobs while the process runs, reusing one memory buffer, and frees
+/// the buffer after [`BUFFER_IDLE`] without a job.
+fn hashing_thread(queue: &Mutex<mpsc::Receiver<Job>>) {
+    let mut memory = Vec::new();
     loop {
+        // Threads wait for the queue in turn; each waits at most BUFFER_IDLE, so every idle
+        // thread gets its turn to free its buffer.
         let job = match queue.lock() {
-            Ok(queue) => queue.recv(),
+            Ok(queue) => queue.recv_timeout(BUFFER_IDLE),
             Err(_) => return,
         };
         match job {
-            Ok(Job::Hash { password, reply }) => {
+            Ok(Job::Hash {
+                params,
+                password,
+                reply,
+            }) => {
                 // The receiver may have gone (request cancelled): nothing to do then.
-                let _ = reply.send(hash_with(params, &password, &mut memory));
+                let _ = reply.send(hash_with(&params, &password, &mut memory));
             }
             Ok(Job::Verify {
+                configured_blocks,
                 password,
                 stored,
                 reply,
             }) => {
                 let _ = reply.send(verify_with(
-                    params.block_count(),
+                    configured_blocks,
                     &password,
                     &stored,
                     &mut memory,
                 ));
             }
-            Err(_) => return,
+            Err(RecvTimeoutError::Timeout) => memory = Vec::new(),
+            Err(RecvTimeoutError::Disconnected) => return,
         }
     }
 }
 
-/// `memory` with at least `blocks` blocks, grown (once) if needed.
+/// `memory` with at least `blocks` blocks, grown if needed (in a mapping of its own: see
+/// [`OWN_MAPPING_BLOCKS`]).
 fn blocks_of(memory: &mut Vec<Block>, blocks: usize) -> &mut [Block] {
     if memory.len() < blocks {
+        memory.reserve_exact(blocks.max(OWN_MAPPING_BLOCKS) - memory.len());
         memory.resize(blocks, Block::new());
     }
     &mut memory[..blocks]
@@ -274,6 +328,26 @@ mod tests {
         assert!(p.verify("correct horse", Some(&h)).await);
         assert!(!p.verify("wrong horse", Some(&h)).await);
         assert!(!p.verify("correct horse", None).await);
+    }
+
+    #[tokio::test]
+    async fn hashing_threads_work_again_after_freeing_their_buffers() {
+        let p = Passwords::new(&PasswordPolicy::default()).unwrap();
+        let h = p.hash("correct horse").await.unwrap();
+        // Every thread has had its turn to time out and free its buffer.
+        let threads = u32::try_from(pool().unwrap().threads).unwrap();
+        tokio::time::sleep(BUFFER_IDLE * (threads + 2)).await;
+        assert!(p.verify("correct horse", Some(&h)).await);
+        assert!(!p.verify("wrong horse", Some(&h)).await);
+    }
+
+    #[test]
+    fn buffers_are_mappings_of_their_own() {
+        let mut memory = Vec::new();
+        assert_eq!(blocks_of(&mut memory, 19 * 1024).len(), 19 * 1024);
+        assert!(memory.capacity() * 1024 > 32 * 1024 * 1024);
+        // A larger cost grows the same buffer.
+        assert_eq!(blocks_of(&mut memory, 40 * 1024).len(), 40 * 1024);
     }
 
     #[tokio::test]

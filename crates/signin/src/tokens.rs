@@ -403,12 +403,9 @@ pub fn claims_for(
 /// The `user_risk` claim for a member of this tenant: what the store holds, or no risk.
 async fn home_user_risk(dir: &Directory, user: &User) -> Result<UserRiskClaim, StoreError> {
     // `current` ages low detections out first, so the claim never says more than the home knows.
-    let status = crate::user_risk::current(dir, &user.id).await?;
-    let updated_at = dir
-        .store
-        .user_risk(&user.id)
-        .await?
-        .map_or(user.created_at, |r| r.updated_at);
+    let crate::user_risk::RiskSince { status, updated_at } =
+        crate::user_risk::current_since(dir, &user.id).await?;
+    let updated_at = updated_at.unwrap_or(user.created_at);
     Ok(UserRiskClaim {
         level: status.risk_level,
         state: status.risk_state,

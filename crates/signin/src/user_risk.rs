@@ -140,6 +140,20 @@ pub async fn current(dir: &Directory, user_id: &str) -> Result<UserRiskStatus, U
     Home::of(dir).current(user_id).await
 }
 
+/// A user's current risk and when it last changed (see [`Home::current_since`]).
+pub async fn current_since(dir: &Directory, user_id: &str) -> Result<RiskSince, UserRiskError> {
+    Home::of(dir).current_since(user_id).await
+}
+
+/// A user's current risk and when it last changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RiskSince {
+    /// The risk.
+    pub status: UserRiskStatus,
+    /// Unix seconds of the last change; `None` if the user's risk was never touched.
+    pub updated_at: Option<i64>,
+}
+
 /// Record a detection and move the user's risk (see [`Home::raise`]).
 pub async fn raise(
     dir: &Directory,
@@ -392,20 +406,29 @@ impl<'a> Home<'a> {
     /// history) when detections aged out since it was stored. It is read on every sign-in, so
     /// it does not look the user up again: for an id that is no user it answers "no risk".
     pub async fn current(&self, user_id: &str) -> Result<UserRiskStatus, UserRiskError> {
+        Ok(self.current_since(user_id).await?.status)
+    }
+
+    /// [`Home::current`] and when it last changed, from the same read.
+    pub async fn current_since(&self, user_id: &str) -> Result<RiskSince, UserRiskError> {
         for _ in 0..RETRIES {
             let (record, status) = self.read(user_id).await?;
+            let stored = RiskSince {
+                status,
+                updated_at: record.as_ref().map(|r| r.updated_at),
+            };
             // Callers look the user up first; a user whose risk was never touched has none.
             if record.is_none() {
-                return Ok(status);
+                return Ok(stored);
             }
             if status.risk_state != risk::RiskState::AtRisk {
-                return Ok(status);
+                return Ok(stored);
             }
             let now = self.now();
             let level =
                 aggregate_user_risk(&self.active(user_id).await?, datetime(now), self.ageing);
             if level == status.risk_level {
-                return Ok(status);
+                return Ok(stored);
             }
             let t = transition(
                 status,
@@ -424,7 +447,12 @@ impl<'a> Home<'a> {
                 reason: Some(t.history.reason),
             };
             match self.store.apply_risk_changes(&[change]).await {
-                Ok(()) => return Ok(t.status),
+                Ok(()) => {
+                    return Ok(RiskSince {
+                        status: t.status,
+                        updated_at: Some(now),
+                    });
+                }
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e.into()),
             }

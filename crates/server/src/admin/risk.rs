@@ -70,9 +70,8 @@ async fn risky_user(state: &AppState, id: &str) -> Result<Option<Value>, GraphEr
     if user.user_type == UserType::Guest {
         return Ok(None);
     }
-    let status = user_risk::current(state, &user.id).await?;
-    let updated = state.store.user_risk(&user.id).await?.map(|r| r.updated_at);
-    Ok(Some(risky_user_json(&user, status, updated)))
+    let risk = user_risk::current_since(state, &user.id).await?;
+    Ok(Some(risky_user_json(&user, risk.status, risk.updated_at)))
 }
 
 /// `GET /v1.0/identityProtection/riskyUsers`: members whose risk was ever recorded, most
