@@ -12,15 +12,15 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreClaimName, CoreClaimType,
     CoreClient, CoreClientAuthMethod, CoreGrantType, CoreIdToken, CoreJsonWebKey,
-    CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreResponseMode,
-    CoreResponseType, CoreSubjectIdentifierType,
+    CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm,
+    CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
 };
 use openidconnect::{
     AccessTokenHash, AdditionalProviderMetadata, AuthenticationContextClass, AuthorizationCode,
     ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, DiscoveryError, EndpointMaybeSet,
-    EndpointNotSet, EndpointSet, IssuerUrl, LoginHint, Nonce, OAuth2TokenResponse,
-    PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl, RequestTokenError, Scope,
-    SignatureVerificationError, TokenResponse,
+    EndpointNotSet, EndpointSet, IssuerUrl, JwsSigningAlgorithm as _, LoginHint, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl,
+    RequestTokenError, Scope, SignatureVerificationError, TokenResponse,
 };
 use protocol::jwt::{KeySet, SigningKey};
 use risk::TokenIssuerFacts;
@@ -122,6 +122,8 @@ type OidcClient = CoreClient<
 /// One discovery of the partner: metadata and JWKS as fetched together.
 struct Provider {
     client: OidcClient,
+    /// The `alg`s the partner signs ID tokens with (its discovery document).
+    id_token_algs: Vec<CoreJwsSigningAlgorithm>,
     iss_parameter_supported: bool,
     token_endpoint: Option<String>,
     password_reset_uri: Option<String>,
@@ -539,6 +541,7 @@ impl Upstream {
             .authorization_response_iss_parameter_supported
             .unwrap_or(false);
         let token_endpoint = metadata.token_endpoint().map(|u| u.as_str().to_owned());
+        let id_token_algs = metadata.id_token_signing_alg_values_supported().clone();
         // A link the resource shows its guests: only one they can safely follow is kept.
         let password_reset_uri = match &metadata.additional_metadata().password_reset_uri {
             Some(Value::String(u)) if crate::is_https_or_loopback(u) => Some(u.clone()),
@@ -563,6 +566,7 @@ impl Upstream {
         .set_redirect_uri(redirect);
         Ok(Provider {
             client,
+            id_token_algs,
             iss_parameter_supported,
             token_endpoint,
             password_reset_uri,
@@ -600,6 +604,17 @@ fn verify(
                 Ok(())
             }
         });
+    // Signatures with the partner's public keys are checked here with aws-lc-rs (openidconnect's
+    // own ECDSA is pure Rust, about 10× slower); openidconnect checks everything else.
+    let alg = id_token
+        .signing_alg()
+        .map_err(|e| refusal(ClaimsVerificationError::SignatureVerification(e)))?;
+    let verifier = if alg.uses_shared_secret() {
+        verifier
+    } else {
+        verify_signature(provider, id_token, alg, &verifier)?;
+        verifier.insecure_disable_signature_check()
+    };
     let nonce = Nonce::new(secrets.nonce.clone());
     let claims = id_token.claims(&verifier, &nonce).map_err(refusal)?;
     if let Some(expected) = claims.access_token_hash() {
@@ -629,6 +644,32 @@ fn verify(
         iat: claims.issue_time().timestamp(),
         raw,
     })
+}
+
+/// The ID token's signature, made with `alg` (one the partner advertises) by the one key of its
+/// JWKS that matches the token's `kid` and `alg` (OIDC Core §10.1), as openidconnect would pick.
+fn verify_signature(
+    provider: &Provider,
+    id_token: &CoreIdToken,
+    alg: &CoreJwsSigningAlgorithm,
+    verifier: &openidconnect::core::CoreIdTokenVerifier<'_>,
+) -> Result<(), FederationError> {
+    let sig = |e| refusal(ClaimsVerificationError::SignatureVerification(e));
+    if !provider.id_token_algs.contains(alg) {
+        return Err(sig(SignatureVerificationError::DisallowedAlg(format!(
+            "{alg:?} is not among the partner's id_token_signing_alg_values_supported"
+        ))));
+    }
+    let key = id_token.signing_key(verifier).map_err(sig)?;
+    let refused = |why: String| sig(SignatureVerificationError::CryptoError(why));
+    let jwk = serde_json::to_value(key).map_err(|e| refused(e.to_string()))?;
+    let alg_name = serde_json::to_value(alg).map_err(|e| refused(e.to_string()))?;
+    let alg_name = alg_name
+        .as_str()
+        .ok_or_else(|| refused(format!("{alg:?}")))?;
+    protocol::jwt::verify_signature(&id_token.to_string(), &jwk, alg_name)
+        .map(|_| ())
+        .map_err(|e| refused(e.to_string()))
 }
 
 fn refusal(e: ClaimsVerificationError) -> FederationError {

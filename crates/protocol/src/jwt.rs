@@ -11,6 +11,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
+use std::str::FromStr;
 
 /// The `typ` header of RFC 9068 access tokens.
 pub const AT_JWT_TYP: &str = "at+jwt";
@@ -391,6 +392,32 @@ struct AssertionClaims {
 /// Longest lifetime accepted for a client assertion; longer ones make replay windows too wide.
 pub const MAX_ASSERTION_LIFETIME: i64 = 600;
 
+/// Verifies the signature of a compact JWS with a public JWK (JSON, RFC 7517) and an
+/// asymmetric `alg` the caller has already accepted, and returns its payload. Nothing else is
+/// checked: the caller validates the claims. Symmetric algorithms are refused (a public JWK
+/// cannot verify them).
+pub fn verify_signature(
+    compact: &str,
+    jwk: &serde_json::Value,
+    alg: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, JwtError> {
+    let alg = Algorithm::from_str(alg).map_err(|_| JwtError::Invalid(format!("alg {alg}")))?;
+    if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
+        return Err(JwtError::Invalid(
+            "a symmetric alg needs a shared secret".into(),
+        ));
+    }
+    let jwk: Jwk = serde_json::from_value(jwk.clone()).map_err(|e| JwtError::Key(e.to_string()))?;
+    let key = DecodingKey::from_jwk(&jwk).map_err(|e| JwtError::Key(e.to_string()))?;
+    jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
+        compact,
+        &key,
+        &signature_only(alg),
+    )
+    .map(|data| data.claims)
+    .map_err(|e| JwtError::Invalid(e.to_string()))
+}
+
 /// Verify a `private_key_jwt` client assertion (RFC 7523 §3, OIDC Core §9): signed with one of
 /// the client's registered asymmetric keys, `iss` = `sub` = client id, `aud` containing one of
 /// `audiences` (the token endpoint URL or the issuer), unexpired, short-lived, with a `jti`.
@@ -499,6 +526,27 @@ pub(crate) mod tests {
             let c: AccessTokenClaims = ks.verify(&t, AT_JWT_TYP, 1000).unwrap();
             assert_eq!(c, at(1000));
         }
+    }
+
+    #[test]
+    fn a_signature_verifies_with_its_public_jwk_only() {
+        let ks = keyset();
+        let jwks = serde_json::to_value(ks.jwks(0)).unwrap();
+        let (ec, rsa) = (&jwks["keys"][0], &jwks["keys"][1]);
+        let t = ks.sign(SigningAlg::ES256, "JWT", &at(1000)).unwrap();
+        let payload = verify_signature(&t, ec, "ES256").unwrap();
+        assert_eq!(payload["sub"], at(1000).sub);
+        // Another key, another alg, a changed payload, a symmetric alg: refused.
+        assert!(verify_signature(&t, rsa, "RS256").is_err());
+        assert!(verify_signature(&t, ec, "ES384").is_err());
+        assert!(verify_signature(&t, ec, "HS256").is_err());
+        let mut parts: Vec<&str> = t.split('.').collect();
+        let other = ks.sign(SigningAlg::ES256, "JWT", &at(2000)).unwrap();
+        parts[1] = other.split('.').nth(1).unwrap();
+        assert!(verify_signature(&parts.join("."), ec, "ES256").is_err());
+        let rt = ks.sign(SigningAlg::RS256, "JWT", &at(1000)).unwrap();
+        assert!(verify_signature(&rt, rsa, "RS256").is_ok());
+        assert!(verify_signature(&rt, ec, "RS256").is_err());
     }
 
     #[test]

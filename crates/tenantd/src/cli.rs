@@ -1093,10 +1093,18 @@ pub fn main() -> ExitCode {
     let filter =
         EnvFilter::try_from_env("TENANTD_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let json = std::env::var("TENANTD_LOG_FORMAT").is_ok_and(|v| v == "json");
+    // Requests hand their log lines to a writer thread instead of writing to stdout themselves
+    // (a slow terminal or pipe must not stall a sign-in). Not lossy: only with 128k lines
+    // queued does a request wait. `_log_writer` flushes what is queued when `main` returns.
+    let (writer, _log_writer) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("tenantd-log")
+        .finish(std::io::stdout());
     if json {
         tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)
+            .with_writer(writer)
             .init();
     } else {
         // Colour codes only for a terminal: piped or captured output stays plain text.
@@ -1104,6 +1112,7 @@ pub fn main() -> ExitCode {
             .with_env_filter(filter)
             .with_target(false)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .with_writer(writer)
             .init();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
