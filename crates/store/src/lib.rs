@@ -130,6 +130,9 @@ impl Store {
                 let pool = PgPoolOptions::new()
                     .max_connections(10)
                     .acquire_timeout(Duration::from_secs(10))
+                    // No ping before every statement (one round trip each): a connection the
+                    // server dropped fails its next statement, and sqlx then discards it.
+                    .test_before_acquire(false)
                     .connect(url)
                     .await
                     .map_err(DbError::from)?;
