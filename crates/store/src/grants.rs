@@ -814,6 +814,15 @@ impl Store {
         Ok(())
     }
 
+    /// The refresh token with this hash and its grant, whatever their state, in one read
+    /// (`None` if either is gone).
+    pub async fn refresh_token_with_grant(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(RefreshToken, Grant)>, StoreError> {
+        refresh_with_grant(&self.db, hash).await
+    }
+
     /// The refresh token with this hash, whatever its state.
     pub async fn refresh_token(&self, hash: &str) -> Result<Option<RefreshToken>, StoreError> {
         let token: Option<RefreshToken> = query(concat!(

@@ -1094,9 +1094,11 @@ pub fn main() -> ExitCode {
         EnvFilter::try_from_env("TENANTD_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let json = std::env::var("TENANTD_LOG_FORMAT").is_ok_and(|v| v == "json");
     // Requests hand their log lines to a writer thread instead of writing to stdout themselves
-    // (a slow terminal or pipe must not stall a sign-in). Not lossy: only with 128k lines
-    // queued does a request wait. `_log_writer` flushes what is queued when `main` returns.
+    // (a slow terminal or pipe must not stall a sign-in). Not lossy: only with 8k lines queued
+    // does a request wait (the queue is allocated whole: the default 128k would be 4 MiB).
+    // `_log_writer` flushes what is queued when `main` returns.
     let (writer, _log_writer) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(8 * 1024)
         .lossy(false)
         .thread_name("tenantd-log")
         .finish(std::io::stdout());

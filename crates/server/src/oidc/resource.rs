@@ -139,29 +139,27 @@ pub async fn introspect(
     let now = state.now();
     let inactive = serde_json::json!({ "active": false });
     let mut answer = inactive.clone();
-    if let Some(rt) = state
+    if let Some((rt, grant)) = state
         .store
-        .refresh_token(&crate::secrets::token_hash(token))
+        .refresh_token_with_grant(&crate::secrets::token_hash(token))
         .await?
     {
-        if let Some(grant) = state.store.grant(&rt.grant_id).await? {
-            let live = rt.used_at.is_none()
-                && rt.expires_at > now
-                && grant.revoked_at.is_none()
-                && grant.expires_at > now;
-            if live && rt.client_id == app.config.client_id {
-                answer = serde_json::json!({
-                    "active": true,
-                    "token_type": "refresh_token",
-                    "scope": rt.scope,
-                    "client_id": rt.client_id,
-                    "sub": grant.user_id,
-                    "iss": state.config.issuer,
-                    "iat": rt.created_at,
-                    "exp": rt.expires_at,
-                    "tid": state.config.tenant_id,
-                });
-            }
+        let live = rt.used_at.is_none()
+            && rt.expires_at > now
+            && grant.revoked_at.is_none()
+            && grant.expires_at > now;
+        if live && rt.client_id == app.config.client_id {
+            answer = serde_json::json!({
+                "active": true,
+                "token_type": "refresh_token",
+                "scope": rt.scope,
+                "client_id": rt.client_id,
+                "sub": grant.user_id,
+                "iss": state.config.issuer,
+                "iat": rt.created_at,
+                "exp": rt.expires_at,
+                "tid": state.config.tenant_id,
+            });
         }
     } else if let Ok(claims) = verify_access_token(&state, token).await
         && claims.client_id == app.config.client_id

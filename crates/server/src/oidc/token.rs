@@ -277,17 +277,15 @@ async fn live_refresh_grant(
     hash: &str,
     now: i64,
 ) -> Result<Option<Grant>, ApiError> {
-    let Some(old) = state.store.refresh_token(hash).await? else {
+    let Some((old, grant)) = state.store.refresh_token_with_grant(hash).await? else {
         return Ok(None);
     };
-    if old.used_at.is_some() || old.expires_at <= now || old.client_id != app.config.client_id {
-        return Ok(None);
-    }
-    Ok(state
-        .store
-        .grant(&old.grant_id)
-        .await?
-        .filter(|g| g.revoked_at.is_none() && g.expires_at > now))
+    let live = old.used_at.is_none()
+        && old.expires_at > now
+        && old.client_id == app.config.client_id
+        && grant.revoked_at.is_none()
+        && grant.expires_at > now;
+    Ok(live.then_some(grant))
 }
 
 /// The gate's judgement of a refresh; a refusal that calls for remediation ends the family.
