@@ -23,6 +23,6 @@ pub mod web;
 pub use server::Tenant;
 pub use signin::config::Config;
 pub use signin::{
-    apps, config, guests, keys, passwords, protection, secrets, signin_log, user_risk, users,
+    apps, config, guests, keys, mfa, passwords, protection, secrets, signin_log, user_risk, users,
 };
 pub use state::{AppState, Clock, OffsetClock, SystemClock};

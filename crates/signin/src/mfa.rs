@@ -26,16 +26,47 @@ const RECOVERY_ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 /// Characters in a recovery code: 80 bits, beyond guessing online and, unsalted, offline.
 const RECOVERY_LEN: usize = 16;
 
+/// Shortest key accepted for verification: 80 bits. New keys are 160 bits; keys brought from
+/// elsewhere (the lab's well-known example key, an import) may be the 80 bits many authenticator
+/// providers have issued, which totp-rs's RFC check (128 bits) would refuse.
+const MIN_SECRET_BYTES: usize = 10;
+
 fn totp(secret_base32: &str) -> Option<Totp> {
     let secret = Secret::try_from_base32(secret_base32).ok()?;
-    Builder::new()
+    if secret.as_ref().len() < MIN_SECRET_BYTES {
+        return None;
+    }
+    let totp = Builder::new()
         .with_algorithm(Algorithm::SHA1)
         .with_digits(DIGITS as u8)
         .with_skew(SKEW)
         .with_step_duration(STEP_SECS)
         .with_secret(secret)
-        .build()
-        .ok()
+        .build_noncompliant();
+    Some(totp)
+}
+
+/// Whether `secret` is a key this tenant can verify codes of: RFC 4648 base32, at least 80 bits.
+pub fn usable_secret(secret: &str) -> bool {
+    totp(secret).is_some()
+}
+
+/// Registers `secret` as the user's confirmed authenticator (replacing any other), as if they
+/// had enrolled it: for keys provisioned outside the enrolment pages (the lab's seeded users).
+pub async fn register_totp(dir: &Directory, user_id: &str, secret: &str) -> Result<(), StoreError> {
+    if !usable_secret(secret) {
+        return Err(StoreError::Conflict(
+            "an authenticator key must be base32 of at least 80 bits".to_owned(),
+        ));
+    }
+    let now = dir.now();
+    let id = uuid::Uuid::new_v4().to_string();
+    dir.store
+        .add_unconfirmed_totp(&id, user_id, secret, now)
+        .await?;
+    // Step 0: no code of this key has been used yet.
+    dir.store.confirm_totp(&id, 0, now).await?;
+    Ok(())
 }
 
 /// The RFC 6238 time step whose code `code` is, for the base32 key `secret` at unix time
@@ -161,6 +192,22 @@ mod tests {
             Some(1_111_111_111 / 30)
         );
         assert_eq!(verify_totp(RFC_SECRET, "287 082", 59), Some(1), "spaces");
+    }
+
+    #[test]
+    fn keys_of_80_bits_or_more_are_usable() {
+        // The well-known example key (80 bits), which the lab gives bob.
+        assert!(usable_secret("JBSWY3DPEHPK3PXP"));
+        assert!(usable_secret(RFC_SECRET));
+        assert!(usable_secret(&new_secret()));
+        // 72 bits, and text that is not base32.
+        assert!(!usable_secret(&Secret::from(b"123456789".to_vec()).to_base32()));
+        assert!(!usable_secret("not base32 at all!"));
+        let code = totp("JBSWY3DPEHPK3PXP").unwrap().generate(1_000_000_000);
+        assert_eq!(
+            verify_totp("JBSWY3DPEHPK3PXP", &code.to_string(), 1_000_000_000),
+            Some(1_000_000_000 / 30)
+        );
     }
 
     #[test]

@@ -148,6 +148,10 @@ pub struct LabUser {
     pub name: String,
     /// Password (lab only!).
     pub password: String,
+    /// An authenticator-app key (RFC 4648 base32, at least 80 bits) registered for the user, so
+    /// the lab can walk what needs one (a self-service password reset). Printed at start.
+    #[serde(default)]
+    pub totp_secret: Option<String>,
 }
 
 /// The demo app's registration.
@@ -313,6 +317,17 @@ fn check(path: &Path) -> Result<(LabFile, Vec<Ready>), ConfigError> {
                 continue;
             }
         };
+        for (j, u) in t.users.iter().enumerate() {
+            if let Some(secret) = &u.totp_secret
+                && !server::mfa::usable_secret(secret)
+            {
+                problems.push(Problem::new(
+                    lab_name.clone(),
+                    format!("tenants[{i}].users[{j}].totp_secret"),
+                    "an authenticator key: RFC 4648 base32 of at least 80 bits (16 characters)",
+                ));
+            }
+        }
         // The lab serves its tenants with its own dev certificates (made below if missing).
         let checked = Config::parse_checked(&text, &name, FileCheck::ExceptTls);
         let mut leaked = Vec::new();
@@ -470,7 +485,13 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
     println!("  accounts:");
     for t in &lab.tenants {
         for u in &t.users {
-            println!("    {:<24} {}", u.email, u.password);
+            match &u.totp_secret {
+                Some(key) => println!(
+                    "    {:<24} {:<20} authenticator app key {key} (oathtool --totp -b {key})",
+                    u.email, u.password
+                ),
+                None => println!("    {:<24} {}", u.email, u.password),
+            }
         }
     }
     for (t, _) in &tenants {
@@ -580,7 +601,13 @@ async fn seed(tenant: &Tenant, users: &[LabUser], guests: &[LabGuest]) -> anyhow
         .with_context(|| format!("inviting {}", g.email))?;
     }
     for u in users {
-        if state.store.user_by_email(&u.email).await?.is_some() {
+        if let Some(user) = state.store.user_by_email(&u.email).await? {
+            // A key added to the lab file after the first run is registered on the next one.
+            if let Some(key) = &u.totp_secret
+                && state.store.confirmed_totp(&user.id).await?.is_none()
+            {
+                server::mfa::register_totp(state, &user.id, key).await?;
+            }
             continue;
         }
         let hash = state.passwords.hash(&u.password).await?;
@@ -597,6 +624,9 @@ async fn seed(tenant: &Tenant, users: &[LabUser], guests: &[LabGuest]) -> anyhow
                 now,
             })
             .await?;
+        if let Some(key) = &u.totp_secret {
+            server::mfa::register_totp(state, &user.id, key).await?;
+        }
         server::user_risk::after_password_set(state, &user.id, &u.password).await?;
     }
     Ok(())
