@@ -13,6 +13,7 @@ mod partner_check;
 mod registration;
 mod risk;
 mod security;
+mod seed;
 mod support;
 mod user_risk;
 mod users;

@@ -149,6 +149,9 @@ pub enum UserRiskEvent {
     AdminDismissed,
     /// An admin confirmed the user compromised (level becomes `high`).
     AdminConfirmedCompromised,
+    /// An admin confirmed the user's risky activity was theirs (a false positive): risk none,
+    /// `confirmedSafe`; the password is left alone.
+    AdminConfirmedSafe,
 }
 
 impl UserRiskEvent {
@@ -161,6 +164,7 @@ impl UserRiskEvent {
             UserRiskEvent::AdminGeneratedTemporaryPassword => "adminGeneratedTemporaryPassword",
             UserRiskEvent::AdminDismissed => "adminDismissed",
             UserRiskEvent::AdminConfirmedCompromised => "adminConfirmedCompromised",
+            UserRiskEvent::AdminConfirmedSafe => "adminConfirmedSafe",
         }
     }
 }
@@ -247,6 +251,7 @@ fn has_risk(state: RiskState) -> bool {
 /// | `AdminGeneratedTemporaryPassword` (admin) | `atRisk`, `confirmedCompromised` | `remediated` | `adminGeneratedTemporaryPassword` |
 /// | `AdminDismissed` (admin) | `atRisk`, `confirmedCompromised` | `dismissed` | `adminDismissedAllRiskForUser` |
 /// | `AdminConfirmedCompromised` (admin) | any but `confirmedCompromised` | `confirmedCompromised` (`high`) | `adminConfirmedUserCompromised` |
+/// | `AdminConfirmedSafe` (admin) | `atRisk`, `confirmedCompromised` | `confirmedSafe` | `adminConfirmedSigninSafe` |
 ///
 /// Everything else is a typed [`RiskTransitionError`]. Remediation and dismissal set the level to
 /// `none`; the caller also marks the user's active detections `remediated`/`dismissed` so a later
@@ -396,6 +401,21 @@ pub fn transition(
                 },
                 "an admin confirmed the user compromised; user risk is high".to_owned(),
                 vec![RiskEventType::AdminConfirmedUserCompromised],
+            )
+        }
+        UserRiskEvent::AdminConfirmedSafe => {
+            need_admin()?;
+            need_risk()?;
+            (
+                UserRiskStatus {
+                    risk_level: RiskLevel::None,
+                    risk_state: RiskState::ConfirmedSafe,
+                    risk_detail: RiskDetail::AdminConfirmedSigninSafe,
+                },
+                "an admin confirmed the risky activity was the user's own; the password was not \
+                 changed"
+                    .to_owned(),
+                vec![],
             )
         }
     };
@@ -564,6 +584,12 @@ mod tests {
                 RiskState::Dismissed,
                 RiskDetail::AdminDismissedAllRiskForUser,
             ),
+            (
+                UserRiskEvent::AdminConfirmedSafe,
+                admin(),
+                RiskState::ConfirmedSafe,
+                RiskDetail::AdminConfirmedSigninSafe,
+            ),
         ];
         for (ev, actor, to, detail) in cases {
             for from in STATES {
@@ -592,6 +618,7 @@ mod tests {
             UserRiskEvent::AdminDismissed,
             UserRiskEvent::AdminGeneratedTemporaryPassword,
             UserRiskEvent::AdminConfirmedCompromised,
+            UserRiskEvent::AdminConfirmedSafe,
         ] {
             for actor in [user(), Actor::System] {
                 assert!(matches!(

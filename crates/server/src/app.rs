@@ -110,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1.0/tenantd/reload", post(admin::policies::reload))
         .route("/v1.0/auditLogs/signIns", get(admin::sign_ins::sign_ins))
+        .route("/v1.0/auditLogs/directoryAudits", get(admin::audits::list))
         .route(
             "/v1.0/identityProtection/riskyUsers",
             get(admin::risk::list_risky_users),
@@ -121,6 +122,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1.0/identityProtection/riskyUsers/confirmCompromised",
             post(admin::risk::confirm_compromised),
+        )
+        .route(
+            "/v1.0/identityProtection/riskyUsers/confirmSafe",
+            post(admin::risk::confirm_safe),
         )
         .route(
             "/v1.0/identityProtection/riskyUsers/{id}",

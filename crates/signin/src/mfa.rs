@@ -201,7 +201,9 @@ mod tests {
         assert!(usable_secret(RFC_SECRET));
         assert!(usable_secret(&new_secret()));
         // 72 bits, and text that is not base32.
-        assert!(!usable_secret(&Secret::from(b"123456789".to_vec()).to_base32()));
+        assert!(!usable_secret(
+            &Secret::from(b"123456789".to_vec()).to_base32()
+        ));
         assert!(!usable_secret("not base32 at all!"));
         let code = totp("JBSWY3DPEHPK3PXP").unwrap().generate(1_000_000_000);
         assert_eq!(

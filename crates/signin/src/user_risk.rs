@@ -571,7 +571,10 @@ impl<'a> Home<'a> {
                 return Err(UserRiskError::NotAnAction("levelRecomputed"));
             }
             UserRiskEvent::AdminConfirmedCompromised => None,
-            UserRiskEvent::AdminDismissed => Some(DetectionState::Dismissed),
+            // A false positive no longer counts, as a dismissed detection.
+            UserRiskEvent::AdminDismissed | UserRiskEvent::AdminConfirmedSafe => {
+                Some(DetectionState::Dismissed)
+            }
             _ => Some(DetectionState::Remediated),
         };
         self.ours(user_id).await?;

@@ -25,6 +25,7 @@
 #![deny(missing_docs)]
 
 mod apps;
+mod audits;
 mod ca_policies;
 mod db;
 mod detections;
@@ -53,6 +54,7 @@ pub use db::DbError;
 use db::{Db, Tx, query};
 
 pub use apps::{AppRecord, AppSource};
+pub use audits::{AuditFilter, DirectoryAudit};
 pub use detections::{DETECTION_ACTIVE, DetectionFilter, DetectionRecord, RiskChange};
 pub use error::StoreError;
 pub use grants::{AuthCode, CodeRedemption, Grant, RefreshToken, Rotation};

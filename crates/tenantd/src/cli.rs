@@ -280,6 +280,14 @@ enum RiskCommand {
         /// The member's email.
         email: String,
     },
+    /// Confirm a member's risky activity was their own (user risk none, state confirmedSafe;
+    /// the password is left alone).
+    ConfirmSafe {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The member's email.
+        email: String,
+    },
     /// Dismiss a member's user risk (the password is left alone).
     Dismiss {
         #[command(flatten)]
@@ -760,6 +768,9 @@ async fn risk_command(cmd: RiskCommand) -> Result<(), Failure> {
         }
         RiskCommand::Dismiss { config, email } => {
             admin_action(&config, &email, UserRiskEvent::AdminDismissed).await
+        }
+        RiskCommand::ConfirmSafe { config, email } => {
+            admin_action(&config, &email, UserRiskEvent::AdminConfirmedSafe).await
         }
         RiskCommand::Show { config, email } => {
             let (cfg, store) = open(&config).await?;

@@ -9,6 +9,7 @@
 //! the directory's users [`users`].
 
 pub mod applications;
+pub mod audits;
 pub mod policies;
 pub mod risk;
 pub mod sign_ins;
@@ -297,6 +298,7 @@ impl From<InviteError> for GraphError {
 /// `POST /v1.0/invitations`: invite a guest from a partner tenant.
 pub async fn invite(
     State(state): State<AppState>,
+    ctx: crate::web::Ctx,
     admin: Admin,
     GraphJson(req): GraphJson<InvitationRequest>,
 ) -> Result<Response, GraphError> {
@@ -312,6 +314,10 @@ pub async fn invite(
     )
     .await?;
     tracing::info!(app = %admin.client_id, guest = %user.id, partner = %partner, "guest invited");
+    let activity =
+        audits::Activity::on_user(audits::Area::Users, "Invite external user", "Add", &user)
+            .detail("partner", partner.as_str());
+    audits::record(&state, &ctx, &admin, activity).await;
     Ok(reply(
         StatusCode::CREATED,
         invitation_json(&state, &user, &invitation, &partner),

@@ -6,9 +6,11 @@
 //! the API are stored in the database. Every change is validated by compiling the whole set it
 //! would produce, so an invalid change is refused with each broken rule and nothing changes.
 
+use crate::admin::audits::{self, Activity, Area};
 use crate::admin::{Admin, GraphError, GraphErrorDetail, GraphJson, no_content, reply};
 use crate::protection::{Origin, Policies};
 use crate::state::AppState;
+use crate::web::Ctx;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -173,6 +175,7 @@ fn timestamp(state: &AppState) -> Option<String> {
 /// The body is raw bytes, not [`GraphJson`]: the policy parser reports each bad field itself.
 pub async fn create(
     State(state): State<AppState>,
+    ctx: Ctx,
     admin: Admin,
     body: axum::body::Bytes,
 ) -> Result<Response, GraphError> {
@@ -200,6 +203,15 @@ pub async fn create(
     )
     .await?;
     tracing::info!(app = %admin.client_id, policy = %p.id, "conditional access policy created");
+    audit(
+        &state,
+        &ctx,
+        &admin,
+        "Add conditional access policy",
+        "Add",
+        &p,
+    )
+    .await;
     Ok(reply(
         StatusCode::CREATED,
         entity(&state, &p, Some(&Origin::Api)),
@@ -210,6 +222,7 @@ pub async fn create(
 /// API-created policy; 204.
 pub async fn update(
     State(state): State<AppState>,
+    ctx: Ctx,
     admin: Admin,
     Path(id): Path<String>,
     GraphJson(patch): GraphJson<Value>,
@@ -241,7 +254,43 @@ pub async fn update(
     )
     .await?;
     tracing::info!(app = %admin.client_id, policy = %id, "conditional access policy updated");
+    audit(
+        &state,
+        &ctx,
+        &admin,
+        "Update conditional access policy",
+        "Update",
+        &p,
+    )
+    .await;
     Ok(no_content())
+}
+
+/// The audit line of a change to policy `p`, with the state it is in after the change.
+async fn audit(
+    state: &AppState,
+    ctx: &Ctx,
+    admin: &Admin,
+    name: &'static str,
+    operation: &'static str,
+    p: &ConditionalAccessPolicy,
+) {
+    let activity = Activity::on(
+        Area::ConditionalAccess,
+        name,
+        operation,
+        "Policy",
+        &p.id,
+        &p.display_name,
+    )
+    .detail(
+        "state",
+        serde_json::to_value(p.state).map_or_else(
+            |_| String::new(),
+            |v| v.as_str().unwrap_or_default().to_owned(),
+        ),
+    );
+    audits::record(state, ctx, admin, activity).await;
 }
 
 /// RFC 7396: objects merge, `null` removes, anything else replaces.
@@ -268,11 +317,13 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 /// `DELETE /v1.0/identity/conditionalAccess/policies/{id}`: 204.
 pub async fn delete(
     State(state): State<AppState>,
+    ctx: Ctx,
     admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Response, GraphError> {
     let current = state.protection.policies();
     ensure_api_owned(&current, &id)?;
+    let gone_policy = current.api.iter().find(|p| p.id == id).cloned();
     let api: Vec<ConditionalAccessPolicy> =
         current.api.iter().filter(|p| p.id != id).cloned().collect();
     let gone = async {
@@ -284,6 +335,17 @@ pub async fn delete(
     };
     apply(&state, api, gone).await?;
     tracing::info!(app = %admin.client_id, policy = %id, "conditional access policy deleted");
+    if let Some(p) = &gone_policy {
+        audit(
+            &state,
+            &ctx,
+            &admin,
+            "Delete conditional access policy",
+            "Delete",
+            p,
+        )
+        .await;
+    }
     Ok(no_content())
 }
 

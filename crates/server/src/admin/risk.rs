@@ -17,9 +17,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use store::{DetectionFilter, DetectionRecord, User, UserType};
 
+use crate::admin::audits::{self, Activity, Area};
 use crate::admin::{Admin, GraphError, GraphJson, GraphQuery, no_content, reply};
 use crate::state::AppState;
 use crate::user_risk::{self, Home, UserRiskError, iso, status_of};
+use crate::web::Ctx;
 
 /// Most users one dismiss/confirmCompromised call may name (Graph's limit).
 pub const MAX_USER_IDS: usize = 60;
@@ -145,20 +147,42 @@ pub struct UserIds {
 /// `POST /v1.0/identityProtection/riskyUsers/dismiss`: 204.
 pub async fn dismiss(
     State(state): State<AppState>,
+    ctx: Ctx,
     admin: Admin,
     GraphJson(req): GraphJson<UserIds>,
 ) -> Result<Response, GraphError> {
-    admin_action(&state, &admin, &req, UserRiskEvent::AdminDismissed).await
+    admin_action(&state, &ctx, &admin, &req, UserRiskEvent::AdminDismissed).await
 }
 
-/// `POST /v1.0/identityProtection/riskyUsers/confirmCompromised`: 204.
-pub async fn confirm_compromised(
+/// `POST /v1.0/identityProtection/riskyUsers/confirmSafe`: 204. The risky activity was the
+/// user's own: risk `none`, `confirmedSafe`; the password is left alone. (Graph has this
+/// action for risky sign-ins; here it applies to what made the user risky.)
+pub async fn confirm_safe(
     State(state): State<AppState>,
+    ctx: Ctx,
     admin: Admin,
     GraphJson(req): GraphJson<UserIds>,
 ) -> Result<Response, GraphError> {
     admin_action(
         &state,
+        &ctx,
+        &admin,
+        &req,
+        UserRiskEvent::AdminConfirmedSafe,
+    )
+    .await
+}
+
+/// `POST /v1.0/identityProtection/riskyUsers/confirmCompromised`: 204.
+pub async fn confirm_compromised(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    admin: Admin,
+    GraphJson(req): GraphJson<UserIds>,
+) -> Result<Response, GraphError> {
+    admin_action(
+        &state,
+        &ctx,
         &admin,
         &req,
         UserRiskEvent::AdminConfirmedCompromised,
@@ -168,16 +192,29 @@ pub async fn confirm_compromised(
 
 async fn admin_action(
     state: &AppState,
+    ctx: &Ctx,
     admin: &Admin,
     req: &UserIds,
     event: UserRiskEvent,
 ) -> Result<Response, GraphError> {
     let actor = Actor::Admin(admin.client_id.clone());
     let home = Home::of(state);
-    let ids = accepting_users(state, &home, req, &event, &actor).await?;
-    for id in &ids {
-        home.remediate(id, event.clone(), actor.clone()).await?;
+    let users = accepting_users(state, &home, req, &event, &actor).await?;
+    let name = match event {
+        UserRiskEvent::AdminDismissed => "Dismiss user risk",
+        UserRiskEvent::AdminConfirmedSafe => "Confirm user safe",
+        _ => "Confirm user compromised",
+    };
+    for user in &users {
+        let status = home
+            .remediate(&user.id, event.clone(), actor.clone())
+            .await?;
+        let activity = Activity::on_user(Area::IdentityProtection, name, "Update", user)
+            .detail("riskState", status.risk_state.as_str())
+            .detail("riskDetail", status.risk_detail.as_str());
+        audits::record(state, ctx, admin, activity).await;
     }
+    let ids = users;
     tracing::info!(app = %admin.client_id, users = ids.len(), "admin risk action");
     Ok(no_content())
 }
@@ -189,7 +226,7 @@ async fn accepting_users(
     req: &UserIds,
     event: &UserRiskEvent,
     actor: &Actor,
-) -> Result<Vec<String>, GraphError> {
+) -> Result<Vec<User>, GraphError> {
     if req.user_ids.is_empty() || req.user_ids.len() > MAX_USER_IDS {
         return Err(GraphError::bad_request(format!(
             "userIds must name between 1 and {MAX_USER_IDS} users."
@@ -210,7 +247,7 @@ async fn accepting_users(
         let status = home.current(&user.id).await?;
         transition(status, event, actor, time::OffsetDateTime::now_utc())
             .map_err(|e| GraphError::bad_request(format!("user {id}: {e}")))?;
-        ids.push(user.id);
+        ids.push(user);
     }
     Ok(ids)
 }
@@ -219,6 +256,10 @@ async fn accepting_users(
 /// one, the user's detail saying how it was remediated).
 fn detection_state(d: &DetectionRecord, user_status: Option<UserRiskStatus>) -> (String, String) {
     match d.state.as_str() {
+        "dismissed" if user_status.is_some_and(|s| s.risk_state == RiskState::ConfirmedSafe) => (
+            RiskState::ConfirmedSafe.as_str().into(),
+            "adminConfirmedSigninSafe".into(),
+        ),
         "dismissed" => (
             RiskState::Dismissed.as_str().into(),
             "adminDismissedAllRiskForUser".into(),

@@ -15,10 +15,12 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use store::{InvitationState, User, UserStatus, UserType};
 
+use crate::admin::audits::{self, Activity, Area};
 use crate::admin::{Admin, GraphError, GraphJson, GraphQuery, no_content, reply};
 use crate::state::AppState;
 use crate::user_risk::iso;
 use crate::users::{self, ListQuery, NewMember, NewPassword, UserChanges, UserError};
+use crate::web::Ctx;
 
 /// The `@odata.type` of a Graph user, which a body may name.
 const ODATA_TYPE: &str = "#microsoft.graph.user";
@@ -245,12 +247,15 @@ impl TryFrom<CreateUser> for NewMember {
 /// `POST /v1.0/users`: creates a member; 201 with the user.
 pub async fn create(
     State(state): State<AppState>,
+    ctx: Ctx,
     admin: Admin,
     GraphJson(body): GraphJson<CreateUser>,
 ) -> Result<Response, GraphError> {
     let new = NewMember::try_from(body)?;
     let user = users::create_member(&state, &new).await?;
     tracing::info!(app = %admin.client_id, user = %user.id, "user created");
+    let activity = Activity::on_user(Area::Users, "Add user", "Add", &user);
+    audits::record(&state, &ctx, &admin, activity).await;
     Ok(reply(StatusCode::CREATED, entity(&state, &user)))
 }
 
@@ -306,6 +311,7 @@ impl TryFrom<UpdateUser> for UserChanges {
 /// `PATCH /v1.0/users/{id | userPrincipalName}`: 204.
 pub async fn update(
     State(state): State<AppState>,
+    ctx: Ctx,
     admin: Admin,
     Path(id): Path<String>,
     GraphJson(body): GraphJson<UpdateUser>,
@@ -313,6 +319,9 @@ pub async fn update(
     let changes = UserChanges::try_from(body)?;
     let actor = Actor::Admin(admin.client_id.clone());
     let done = users::update(&state, &id, &changes, &actor).await?;
+    for activity in update_activities(&changes, &done.user) {
+        audits::record(&state, &ctx, &admin, activity).await;
+    }
     tracing::info!(
         app = %admin.client_id,
         user = %done.user.id,
@@ -323,13 +332,65 @@ pub async fn update(
     Ok(no_content())
 }
 
+/// The audit lines of one update, as Entra writes them: a password set by an admin, an account
+/// disabled or enabled, and the rest as "Update user".
+fn update_activities(changes: &UserChanges, user: &User) -> Vec<Activity> {
+    let mut out = Vec::new();
+    if let Some(p) = &changes.password {
+        out.push(
+            Activity::on_user(Area::Users, "Reset user password", "Update", user)
+                .detail("forceChangePasswordNextSignIn", p.force_change.to_string()),
+        );
+    }
+    match changes.account_enabled {
+        Some(false) => out.push(Activity::on_user(
+            Area::Users,
+            "Disable account",
+            "Update",
+            user,
+        )),
+        Some(true) => out.push(Activity::on_user(
+            Area::Users,
+            "Enable account",
+            "Update",
+            user,
+        )),
+        None => {}
+    }
+    let mut names = Vec::new();
+    if changes.display_name.is_some() {
+        names.push("displayName");
+    }
+    if changes.given_name.is_some() {
+        names.push("givenName");
+    }
+    if changes.surname.is_some() {
+        names.push("surname");
+    }
+    if !names.is_empty() {
+        out.push(
+            Activity::on_user(Area::Users, "Update user", "Update", user)
+                .detail("modifiedProperties", names.join(", ")),
+        );
+    }
+    out
+}
+
 /// `DELETE /v1.0/users/{id | userPrincipalName}`: 204.
 pub async fn delete(
     State(state): State<AppState>,
+    ctx: Ctx,
     admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Response, GraphError> {
     let (user, deleted) = users::delete(&state, &id).await?;
+    audits::record(
+        &state,
+        &ctx,
+        &admin,
+        Activity::on_user(Area::Users, "Delete user", "Delete", &user),
+    )
+    .await;
     tracing::info!(
         app = %admin.client_id,
         user = %user.id,

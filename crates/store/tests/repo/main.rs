@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod audits;
 mod ca_policies;
 mod detections;
 mod grants;
@@ -181,6 +182,9 @@ macro_rules! scenarios {
 }
 
 scenarios! {
+    audits {
+        audits_are_listed_newest_first_filtered_and_paged,
+    }
     users {
         duplicate_email_conflicts,
         email_lookup_is_case_insensitive,
