@@ -563,3 +563,105 @@ async fn admins_dismiss_and_confirm_through_the_api_and_the_cli() {
     assert_eq!(code, Some(6), "{err}");
     assert!(err.contains("home organization"), "{err}");
 }
+
+/// `riskyUsers` with the seed's "User" filter, level and state filters, sorting and paging; a
+/// filter it cannot apply is a 400, never ignored; guests are not in it.
+#[tokio::test]
+async fn risky_users_report_filters_sorts_and_pages() {
+    let t = start_with("contoso", ADMIN_APP).await;
+    let store = &t.state().store;
+    let cases = [
+        ("ann@contoso.test", "high", "atRisk", 100),
+        ("andy@contoso.test", "medium", "atRisk", 200),
+        ("bea@contoso.test", "none", "dismissed", 300),
+        ("ben@contoso.test", "high", "confirmedCompromised", 400),
+    ];
+    for (email, level, state, at) in cases {
+        let u = add_user(&t, email, "a-test-password", false).await;
+        store
+            .set_user_risk(
+                &store::UserRiskRecord {
+                    user_id: u.id,
+                    level: level.into(),
+                    state: state.into(),
+                    detail: "none".into(),
+                    updated_at: at,
+                },
+                "test",
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let token = admin_token(&t).await;
+    let get = |query: String| {
+        let token = token.clone();
+        let url = t.url(&format!("/v1.0/identityProtection/riskyUsers?{query}"));
+        async move {
+            let r = backchannel()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let names = |body: &Value| -> Vec<String> {
+        body["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["userPrincipalName"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (s, all) = get(String::new()).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        names(&all),
+        [
+            "ben@contoso.test",
+            "bea@contoso.test",
+            "andy@contoso.test",
+            "ann@contoso.test"
+        ]
+    );
+    let filter = |f: &str| format!("$filter={}", urlenc(f));
+    let (_, body) = get(filter("startswith(userPrincipalName,'an')")).await;
+    assert_eq!(names(&body), ["andy@contoso.test", "ann@contoso.test"]);
+    let (_, body) = get(filter("riskLevel eq 'high' and riskState eq 'atRisk'")).await;
+    assert_eq!(names(&body), ["ann@contoso.test"]);
+    let (_, body) = get(filter("userDisplayName eq 'BEA'")).await;
+    assert_eq!(names(&body), ["bea@contoso.test"]);
+    let (_, body) = get("$orderby=riskLastUpdatedDateTime%20asc&$top=3".into()).await;
+    assert_eq!(
+        names(&body),
+        ["ann@contoso.test", "andy@contoso.test", "bea@contoso.test"]
+    );
+    let next = body["@odata.nextLink"].as_str().unwrap().to_owned();
+    let r: Value = backchannel()
+        .get(&next)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(names(&r), ["ben@contoso.test"]);
+    assert!(r.get("@odata.nextLink").is_none());
+    for bad in [
+        filter("riskLevel eq 'severe'"),
+        filter("userPrincipalName ne 'ann@contoso.test'"),
+        filter("riskDetail eq 'none'"),
+        filter("startswith(riskLevel,'h')"),
+        "$orderby=userPrincipalName".into(),
+        "$top=0".into(),
+        "$count=true".into(),
+    ] {
+        let (s, body) = get(bad.clone()).await;
+        assert_eq!(s, 400, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "Request_UnsupportedQuery", "{bad}");
+    }
+}

@@ -297,32 +297,45 @@ fn user_type(value: &str) -> Result<UserType, String> {
     }
 }
 
-/// Parses Graph's `$filter` for users: clauses `field eq 'text'` and
-/// `startswith(field, 'text')` joined by `and`, on `userPrincipalName`, `displayName` (both
-/// operators) and `userType` (`eq 'Member'` or `'Guest'`). Text is compared
-/// case-insensitively; `''` is a quote inside a string. Anything else (`or`, `not`, other
-/// operators or fields, unquoted values) is refused with the reason.
-pub fn parse_filter(text: &str) -> Result<Vec<UserCondition>, String> {
+/// One clause of a `$filter`, as written: the field name and the quoted text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Clause {
+    /// `field eq 'text'`.
+    Eq(String, String),
+    /// `startswith(field,'text')`.
+    StartsWith(String, String),
+}
+
+/// Parses the syntax Graph's `$filter` has here: clauses `field eq 'text'` and
+/// `startswith(field, 'text')` joined by `and` (at most [`MAX_CLAUSES`]); `''` is a quote inside
+/// a string. Anything else (`or`, `not`, other operators, unquoted values) is refused with the
+/// reason, and so is a field `known` refuses (checked as soon as it is read, so the reason
+/// given is the first thing wrong).
+pub fn parse_clauses(
+    text: &str,
+    known: impl Fn(&str) -> Result<(), String>,
+) -> Result<Vec<Clause>, String> {
     let tokens = tokens(text)?;
     if tokens.is_empty() {
         return Err("$filter is empty.".to_owned());
     }
     let mut it = tokens.into_iter().peekable();
-    let mut conditions = Vec::new();
+    let mut clauses = Vec::new();
     let unexpected = |t: Option<Token>, wanted: &str| match t {
         Some(t) => format!("$filter: expected {wanted}, found {}.", t.describe()),
         None => format!("$filter: expected {wanted}, found the end of the filter."),
     };
     loop {
-        let condition = match it.next() {
+        let clause = match it.next() {
             Some(Token::Word(w)) if w.eq_ignore_ascii_case("startswith") => {
                 if it.next() != Some(Token::Open) {
                     return Err("$filter: startswith is written startswith(field,'text').".into());
                 }
                 let f = match it.next() {
-                    Some(Token::Word(f)) => field(&f)?,
+                    Some(Token::Word(f)) => f,
                     t => return Err(unexpected(t, "a field name")),
                 };
+                known(&f)?;
                 match it.next() {
                     Some(Token::Comma) => {}
                     t => return Err(unexpected(t, "`,`")),
@@ -335,19 +348,10 @@ pub fn parse_filter(text: &str) -> Result<Vec<UserCondition>, String> {
                     Some(Token::Close) => {}
                     t => return Err(unexpected(t, "`)`")),
                 }
-                match f {
-                    Field::UserPrincipalName => UserCondition::EmailStartsWith(value),
-                    Field::DisplayName => UserCondition::DisplayNameStartsWith(value),
-                    Field::UserType => {
-                        return Err(
-                            "$filter: userType supports eq only (eq 'Member' or eq 'Guest')."
-                                .into(),
-                        );
-                    }
-                }
+                Clause::StartsWith(f, value)
             }
-            Some(Token::Word(w)) => {
-                let f = field(&w)?;
+            Some(Token::Word(f)) => {
+                known(&f)?;
                 match it.next() {
                     Some(Token::Word(op)) if op.eq_ignore_ascii_case("eq") => {}
                     Some(Token::Word(op)) => {
@@ -361,11 +365,7 @@ pub fn parse_filter(text: &str) -> Result<Vec<UserCondition>, String> {
                     Some(Token::Text(v)) => v,
                     t => return Err(unexpected(t, "a quoted string such as 'text'")),
                 };
-                match f {
-                    Field::UserPrincipalName => UserCondition::EmailIs(value),
-                    Field::DisplayName => UserCondition::DisplayNameIs(value),
-                    Field::UserType => UserCondition::TypeIs(user_type(&value)?),
-                }
+                Clause::Eq(f, value)
             }
             t => {
                 return Err(unexpected(
@@ -374,12 +374,12 @@ pub fn parse_filter(text: &str) -> Result<Vec<UserCondition>, String> {
                 ));
             }
         };
-        conditions.push(condition);
-        if conditions.len() > MAX_CLAUSES {
+        clauses.push(clause);
+        if clauses.len() > MAX_CLAUSES {
             return Err(format!("$filter: at most {MAX_CLAUSES} clauses."));
         }
         match it.next() {
-            None => return Ok(conditions),
+            None => return Ok(clauses),
             Some(Token::Word(w)) if w.eq_ignore_ascii_case("and") => {}
             Some(Token::Word(w)) if w.eq_ignore_ascii_case("or") => {
                 return Err(
@@ -389,6 +389,29 @@ pub fn parse_filter(text: &str) -> Result<Vec<UserCondition>, String> {
             t => return Err(unexpected(t, "`and` or the end of the filter")),
         }
     }
+}
+
+/// Parses Graph's `$filter` for users ([`parse_clauses`]) on `userPrincipalName`,
+/// `displayName` (both operators) and `userType` (`eq 'Member'` or `'Guest'`). Text is
+/// compared case-insensitively.
+pub fn parse_filter(text: &str) -> Result<Vec<UserCondition>, String> {
+    parse_clauses(text, |f| field(f).map(|_| ()))?
+        .into_iter()
+        .map(|clause| match clause {
+            Clause::StartsWith(f, value) => match field(&f)? {
+                Field::UserPrincipalName => Ok(UserCondition::EmailStartsWith(value)),
+                Field::DisplayName => Ok(UserCondition::DisplayNameStartsWith(value)),
+                Field::UserType => {
+                    Err("$filter: userType supports eq only (eq 'Member' or eq 'Guest').".into())
+                }
+            },
+            Clause::Eq(f, value) => match field(&f)? {
+                Field::UserPrincipalName => Ok(UserCondition::EmailIs(value)),
+                Field::DisplayName => Ok(UserCondition::DisplayNameIs(value)),
+                Field::UserType => Ok(UserCondition::TypeIs(user_type(&value)?)),
+            },
+        })
+        .collect()
 }
 
 // ---- reading ----

@@ -63,7 +63,7 @@ pub use keys::SigningKeyRecord;
 pub use leaked::LeakedCredential;
 pub use mfa::{MfaReset, TotpMethod};
 pub use partner_profiles::PartnerProfile;
-pub use risk::{RiskHistoryItem, UserRiskRecord};
+pub use risk::{RiskHistoryItem, RiskyUser, RiskyUserCondition, RiskyUserQuery, UserRiskRecord};
 pub use sessions::{Consumption, Interaction, Session};
 pub use sign_ins::{
     FLUSH_EVERY, INTERACTIVE_USER, NON_INTERACTIVE_USER, RecentSignIn, SignInFilter, SignInLog,

@@ -3,8 +3,9 @@
 //! Level, state and detail are Graph's camelCase strings (`high`, `atRisk`, `none`, ...),
 //! stored as given: the server owns and validates the vocabulary.
 
-use crate::db::{DbError, Tx, from_row, query};
-use crate::{Store, StoreError};
+use crate::db::{DbError, FromRow, Row, Tx, from_row, query, query_assembled};
+use crate::users::{UserRow, like_prefix, normalize_email};
+use crate::{Store, StoreError, User, UserCondition};
 
 /// A user's current risk: one row per user whose risk was ever set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,4 +170,130 @@ pub(crate) async fn write_user_risk(
     .await
     .map_err(not_found_or_db)?;
     Ok(())
+}
+
+/// What a risky user on a [`Store::list_risky_users`] page satisfies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RiskyUserCondition {
+    /// A condition on the user (sign-in name or display name; a type condition is ignored:
+    /// the report holds members only).
+    User(UserCondition),
+    /// `riskLevel` is this (Graph's spelling).
+    LevelIs(String),
+    /// `riskState` is this (Graph's spelling).
+    StateIs(String),
+}
+
+/// A page of the risky users report: members whose risk was ever recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RiskyUserQuery {
+    /// What every user on the page satisfies.
+    pub conditions: Vec<RiskyUserCondition>,
+    /// Least recently changed first (default: most recently).
+    pub oldest_first: bool,
+    /// Page size.
+    pub limit: i64,
+    /// Rows skipped.
+    pub offset: i64,
+}
+
+/// A member and their stored risk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RiskyUser {
+    /// The member.
+    pub user: User,
+    /// Their risk as stored.
+    pub risk: UserRiskRecord,
+}
+
+struct RiskyUserRow {
+    user: UserRow,
+    level: String,
+    state: String,
+    detail: String,
+    risk_updated_at: i64,
+}
+
+impl FromRow for RiskyUserRow {
+    fn from_row(row: &Row<'_>) -> Result<Self, DbError> {
+        Ok(Self {
+            user: UserRow::from_row(row)?,
+            level: row.get("level")?,
+            state: row.get("state")?,
+            detail: row.get("detail")?,
+            risk_updated_at: row.get("risk_updated_at")?,
+        })
+    }
+}
+
+impl Store {
+    /// One page of the risky users report (members only: a guest's risk is their home's),
+    /// ordered by when their risk last changed, then by user id. Served by the
+    /// `user_risk (updated_at, user_id)` index, each row's user found by id; filters on the
+    /// user are checked on the joined row. `CROSS JOIN` is how SQLite is told to read
+    /// `user_risk` first: without statistics its planner would scan every user and sort
+    /// (PostgreSQL plans it as any join).
+    pub async fn list_risky_users(&self, q: &RiskyUserQuery) -> Result<Vec<RiskyUser>, StoreError> {
+        let mut conditions: Vec<String> = vec!["u.user_type = 'member'".to_owned()];
+        let mut args: Vec<String> = Vec::new();
+        let mut push = |condition: &str, arg: String| {
+            args.push(arg);
+            conditions.push(condition.replace('?', &format!("${}", args.len())));
+        };
+        for c in &q.conditions {
+            match c {
+                RiskyUserCondition::User(UserCondition::EmailIs(email)) => {
+                    push("u.email = ?", normalize_email(email));
+                }
+                RiskyUserCondition::User(UserCondition::EmailStartsWith(prefix)) => push(
+                    r"u.email LIKE ? ESCAPE '\'",
+                    like_prefix(&normalize_email(prefix)),
+                ),
+                RiskyUserCondition::User(UserCondition::DisplayNameIs(name)) => {
+                    push("LOWER(u.display_name) = LOWER(?)", name.clone());
+                }
+                RiskyUserCondition::User(UserCondition::DisplayNameStartsWith(prefix)) => push(
+                    r"LOWER(u.display_name) LIKE LOWER(?) ESCAPE '\'",
+                    like_prefix(prefix),
+                ),
+                RiskyUserCondition::User(UserCondition::TypeIs(_)) => {}
+                RiskyUserCondition::LevelIs(level) => push("r.level = ?", level.clone()),
+                RiskyUserCondition::StateIs(state) => push("r.state = ?", state.clone()),
+            }
+        }
+        let order = if q.oldest_first { "ASC" } else { "DESC" };
+        let sql = format!(
+            "SELECT u.id, u.email, u.display_name, u.given_name, u.family_name, u.password_hash, \
+             u.status, u.must_change_password, u.created_at, u.updated_at, u.user_type, \
+             u.partner_id, u.home_subject, u.invitation_state, u.home_user_risk, \
+             r.level, r.state, r.detail, r.updated_at AS risk_updated_at \
+             FROM user_risk r CROSS JOIN users u WHERE u.id = r.user_id AND {} \
+             ORDER BY r.updated_at {order}, r.user_id {order} LIMIT ${} OFFSET ${}",
+            conditions.join(" AND "),
+            args.len() + 1,
+            args.len() + 2
+        );
+        let mut query = query_assembled(sql);
+        for arg in args {
+            query = query.bind(arg);
+        }
+        let rows: Vec<RiskyUserRow> = query
+            .bind(q.limit.max(0))
+            .bind(q.offset.max(0))
+            .fetch_all(&self.db)
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                let user = User::try_from(r.user)?;
+                let risk = UserRiskRecord {
+                    user_id: user.id.clone(),
+                    level: r.level,
+                    state: r.state,
+                    detail: r.detail,
+                    updated_at: r.risk_updated_at,
+                };
+                Ok(RiskyUser { user, risk })
+            })
+            .collect()
+    }
 }

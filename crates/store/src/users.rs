@@ -396,7 +396,7 @@ pub struct UserDeletion {
 }
 
 /// `text` as a `LIKE` pattern matching what starts with it, with `\` as the escape character.
-fn like_prefix(text: &str) -> String {
+pub(crate) fn like_prefix(text: &str) -> String {
     let mut pattern = String::with_capacity(text.len() + 1);
     for c in text.chars() {
         if matches!(c, '\\' | '%' | '_') {

@@ -15,7 +15,7 @@ use axum::response::Response;
 use risk::{Actor, RiskState, UserRiskEvent, UserRiskStatus, transition};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use store::{DetectionFilter, DetectionRecord, User, UserType};
+use store::{DetectionFilter, DetectionRecord, RiskyUserCondition, RiskyUserQuery, User, UserType};
 
 use crate::admin::audits::{self, Activity, Area};
 use crate::admin::{Admin, GraphError, GraphJson, GraphQuery, no_content, reply};
@@ -76,18 +76,177 @@ async fn risky_user(state: &AppState, id: &str) -> Result<Option<Value>, GraphEr
     Ok(Some(risky_user_json(&user, risk.status, risk.updated_at)))
 }
 
+/// Default and largest page of `riskyUsers`.
+const DEFAULT_RISKY_TOP: i64 = 100;
+const MAX_RISKY_TOP: i64 = 999;
+
 /// `GET /v1.0/identityProtection/riskyUsers`: members whose risk was ever recorded, most
 /// recently changed first. Guests never appear (their risk is their home's).
+///
+/// `$filter`: `userPrincipalName` and `userDisplayName` with `eq` and `startswith`,
+/// `riskLevel` and `riskState` with `eq`, joined by `and`; `$orderby=riskLastUpdatedDateTime`
+/// (`desc`, the default, or `asc`); `$top` (1–999, default 100) and `@odata.nextLink`. Anything
+/// else is a 400 `Request_UnsupportedQuery`, never ignored. The levels shown are as stored: a
+/// level whose detections aged out since is recomputed when the user is read one by one or
+/// signs in.
 pub async fn list_risky_users(
     State(state): State<AppState>,
     _admin: Admin,
+    GraphQuery(params): GraphQuery,
 ) -> Result<Response, GraphError> {
-    let records = state.store.list_user_risk().await?;
-    let mut value = Vec::with_capacity(records.len());
-    for r in records {
-        value.extend(risky_user(&state, &r.user_id).await?);
+    let q = risky_users_query(&params).map_err(GraphError::unsupported_query)?;
+    let page = state.store.list_risky_users(&q).await?;
+    let full_page = page.len() as i64 == q.limit;
+    let value: Vec<Value> = page
+        .iter()
+        .map(|r| {
+            let status = status_of(Some(&r.risk)).unwrap_or_default();
+            risky_user_json(&r.user, status, Some(r.risk.updated_at))
+        })
+        .collect();
+    let mut body = json!({
+        "@odata.context": format!("{}/v1.0/$metadata#identityProtection/riskyUsers", state.config.issuer),
+        "value": value,
+    });
+    if full_page && let Some(map) = body.as_object_mut() {
+        let mut next = url::form_urlencoded::Serializer::new(String::new());
+        for key in ["$filter", "$orderby"] {
+            if let Some(v) = params.get(key) {
+                next.append_pair(key, v);
+            }
+        }
+        next.append_pair("$top", &q.limit.to_string());
+        next.append_pair("$skiptoken", &(q.offset + q.limit).to_string());
+        map.insert(
+            "@odata.nextLink".into(),
+            Value::String(format!(
+                "{}/v1.0/identityProtection/riskyUsers?{}",
+                state.config.issuer,
+                next.finish()
+            )),
+        );
     }
-    Ok(reply(StatusCode::OK, json!({ "value": value })))
+    Ok(reply(StatusCode::OK, body))
+}
+
+/// The report's query options, checked: every one is applied exactly or refused.
+fn risky_users_query(params: &HashMap<String, String>) -> Result<RiskyUserQuery, String> {
+    let mut q = RiskyUserQuery {
+        limit: DEFAULT_RISKY_TOP,
+        ..RiskyUserQuery::default()
+    };
+    for (k, v) in params {
+        match k.as_str() {
+            "$filter" => q.conditions = parse_risky_filter(v)?,
+            "$orderby" => {
+                let mut words = v.split_whitespace();
+                if words.next() != Some("riskLastUpdatedDateTime") {
+                    return Err(format!(
+                        "$orderby {v:?} is not supported; riskLastUpdatedDateTime [asc|desc] is."
+                    ));
+                }
+                q.oldest_first = match (words.next(), words.next()) {
+                    (None | Some("desc"), None) => false,
+                    (Some("asc"), None) => true,
+                    _ => return Err(format!("$orderby {v:?}: asc or desc")),
+                };
+            }
+            "$top" => {
+                q.limit = v
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (1..=MAX_RISKY_TOP).contains(n))
+                    .ok_or_else(|| format!("$top must be a number from 1 to {MAX_RISKY_TOP}"))?;
+            }
+            "$skiptoken" => {
+                q.offset = v
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .ok_or("$skiptoken is not one this server issued")?;
+            }
+            other => {
+                return Err(format!(
+                    "The query parameter {other:?} is not supported here; supported: $filter, \
+                     $orderby, $top, $skiptoken."
+                ));
+            }
+        }
+    }
+    Ok(q)
+}
+
+const RISKY_FILTERABLE: &str =
+    "userPrincipalName, userDisplayName (eq, startswith), riskLevel and riskState (eq)";
+
+#[derive(Debug, Clone, Copy)]
+enum RiskyField {
+    UserPrincipalName,
+    UserDisplayName,
+    RiskLevel,
+    RiskState,
+}
+
+fn risky_field(word: &str) -> Result<RiskyField, String> {
+    match word {
+        "userPrincipalName" => Ok(RiskyField::UserPrincipalName),
+        "userDisplayName" => Ok(RiskyField::UserDisplayName),
+        "riskLevel" => Ok(RiskyField::RiskLevel),
+        "riskState" => Ok(RiskyField::RiskState),
+        _ => Err(format!(
+            "$filter on {word:?} is not supported; supported: {RISKY_FILTERABLE}, clauses joined \
+             by `and`."
+        )),
+    }
+}
+
+/// A value of Graph's vocabulary (`riskLevel`, `riskState`), in its canonical spelling.
+fn vocabulary<T: serde::de::DeserializeOwned + serde::Serialize>(
+    field: &str,
+    value: &str,
+) -> Result<String, String> {
+    serde_json::from_value::<T>(Value::String(value.to_owned()))
+        .ok()
+        .and_then(|v| serde_json::to_value(v).ok())
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .ok_or_else(|| format!("$filter: {value:?} is not a {field}"))
+}
+
+fn parse_risky_filter(text: &str) -> Result<Vec<RiskyUserCondition>, String> {
+    use crate::users::Clause;
+    use store::UserCondition;
+    crate::users::parse_clauses(text, |f| risky_field(f).map(|_| ()))?
+        .into_iter()
+        .map(|clause| {
+            Ok(match clause {
+                Clause::StartsWith(f, v) => match risky_field(&f)? {
+                    RiskyField::UserPrincipalName => {
+                        RiskyUserCondition::User(UserCondition::EmailStartsWith(v))
+                    }
+                    RiskyField::UserDisplayName => {
+                        RiskyUserCondition::User(UserCondition::DisplayNameStartsWith(v))
+                    }
+                    RiskyField::RiskLevel | RiskyField::RiskState => {
+                        return Err(format!("$filter: {f} supports eq only."));
+                    }
+                },
+                Clause::Eq(f, v) => match risky_field(&f)? {
+                    RiskyField::UserPrincipalName => {
+                        RiskyUserCondition::User(UserCondition::EmailIs(v))
+                    }
+                    RiskyField::UserDisplayName => {
+                        RiskyUserCondition::User(UserCondition::DisplayNameIs(v))
+                    }
+                    RiskyField::RiskLevel => {
+                        RiskyUserCondition::LevelIs(vocabulary::<risk::RiskLevel>("riskLevel", &v)?)
+                    }
+                    RiskyField::RiskState => {
+                        RiskyUserCondition::StateIs(vocabulary::<RiskState>("riskState", &v)?)
+                    }
+                },
+            })
+        })
+        .collect()
 }
 
 /// `GET /v1.0/identityProtection/riskyUsers/{id}`.

@@ -225,6 +225,7 @@ scenarios! {
     risk {
         user_risk_upserts_with_history,
         unknown_user_risk_is_not_found,
+        risky_users_report_is_members_only_filtered_ordered_and_paged,
     }
     grants {
         code_redeemed_once_then_replay_revokes_grant,

@@ -156,3 +156,97 @@ pub async fn unknown_user_risk_is_not_found(ctx: Ctx) {
         .unwrap();
     assert_eq!(store.list_user_risk().await.unwrap().len(), 1);
 }
+
+pub async fn risky_users_report_is_members_only_filtered_ordered_and_paged(ctx: Ctx) {
+    use tenantd_store::{RiskyUserCondition, RiskyUserQuery, UserCondition};
+    let store = &ctx.store;
+    let record = |user_id: &str, level: &str, updated_at| UserRiskRecord {
+        user_id: user_id.to_owned(),
+        level: level.to_owned(),
+        state: "atRisk".to_owned(),
+        detail: "none".to_owned(),
+        updated_at,
+    };
+    for (id, email, level, at) in [
+        ("u1", "ann@example.com", "high", 100),
+        ("u2", "andy@example.com", "low", 200),
+        ("u3", "bea_x@example.com", "high", 300),
+    ] {
+        store.insert_user(&new_user(id, email)).await.unwrap();
+        store
+            .set_user_risk(&record(id, level, at), "test", None)
+            .await
+            .unwrap();
+    }
+    store
+        .invite_guest(
+            &new_guest("g1", "guest@partner.example", "p1"),
+            "inv1",
+            None,
+        )
+        .await
+        .unwrap();
+    store
+        .set_user_risk(&record("g1", "high", 400), "test", None)
+        .await
+        .unwrap();
+    let ids = |q: RiskyUserQuery| async move {
+        store
+            .list_risky_users(&RiskyUserQuery { limit: 10, ..q })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.user.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(RiskyUserQuery::default()).await, ["u3", "u2", "u1"]);
+    assert_eq!(
+        ids(RiskyUserQuery {
+            oldest_first: true,
+            ..RiskyUserQuery::default()
+        })
+        .await,
+        ["u1", "u2", "u3"]
+    );
+    let with = |c: RiskyUserCondition| RiskyUserQuery {
+        conditions: vec![c],
+        ..RiskyUserQuery::default()
+    };
+    assert_eq!(
+        ids(with(RiskyUserCondition::LevelIs("high".into()))).await,
+        ["u3", "u1"]
+    );
+    assert_eq!(
+        ids(with(RiskyUserCondition::User(
+            UserCondition::EmailStartsWith("AN".into())
+        )))
+        .await,
+        ["u2", "u1"]
+    );
+    // `_` is literal in a prefix, not a wildcard.
+    assert_eq!(
+        ids(with(RiskyUserCondition::User(
+            UserCondition::EmailStartsWith("bea_".into())
+        )))
+        .await,
+        ["u3"]
+    );
+    assert!(
+        ids(with(RiskyUserCondition::User(
+            UserCondition::EmailStartsWith("be_x".into())
+        )))
+        .await
+        .is_empty()
+    );
+    let page = store
+        .list_risky_users(&RiskyUserQuery {
+            limit: 1,
+            offset: 1,
+            ..RiskyUserQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].user.email, "andy@example.com");
+    assert_eq!(page[0].risk, record("u2", "low", 200));
+}

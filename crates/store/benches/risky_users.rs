@@ -1,0 +1,103 @@
+//! The risky users report on a large tenant: 100,000 members of whom 10,000 have a risk record
+//! (SQLite file, as the default store), one page of 100 at a time: the first page, a page deep
+//! in the report, the seed's "User" filter (`startswith(userPrincipalName, …)`), and a
+//! level filter.
+//!
+//! `cargo bench -p tenantd-store --bench risky_users -- --warm-up-time 1 --measurement-time 3`
+//! (under `cargo test --benches` the tenant is 2,000 members, 200 risky: it checks the bench
+//! runs, not its numbers). Results: BENCHMARKS.md at the repository root.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use tenantd_store::{
+    NewUser, RiskyUserCondition, RiskyUserQuery, Store, UserCondition, UserRiskRecord,
+};
+
+fn tenant(members: usize) -> (tokio::runtime::Runtime, Store, std::path::PathBuf) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = std::env::temp_dir().join(format!("tenantd-bench-{}", uuid::Uuid::new_v4()));
+    let url = format!("sqlite://{}/tenant.db", dir.display());
+    let store = runtime.block_on(async {
+        let store = Store::connect(&url).await.unwrap();
+        for i in 0..members {
+            let id = format!("u{i:06}");
+            store
+                .insert_user(&NewUser {
+                    id: id.clone(),
+                    email: format!("user{i:06}@contoso.test"),
+                    display_name: format!("User {i:06}"),
+                    given_name: None,
+                    family_name: None,
+                    password_hash: None,
+                    must_change_password: false,
+                    now: 1_000,
+                })
+                .await
+                .unwrap();
+            if i % 10 == 0 {
+                let level = ["low", "medium", "high"][i % 3];
+                store
+                    .set_user_risk(
+                        &UserRiskRecord {
+                            user_id: id,
+                            level: level.into(),
+                            state: "atRisk".into(),
+                            detail: "none".into(),
+                            updated_at: 2_000 + i as i64,
+                        },
+                        "bench",
+                        None,
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        store
+    });
+    (runtime, store, dir)
+}
+
+fn report(c: &mut Criterion) {
+    let benching = std::env::args().any(|a| a == "--bench");
+    let members = if benching { 100_000 } else { 2_000 };
+    let (runtime, store, dir) = tenant(members);
+    let risky = members as i64 / 10;
+    let page = |conditions: Vec<RiskyUserCondition>, offset: i64| RiskyUserQuery {
+        conditions,
+        oldest_first: false,
+        limit: 100,
+        offset,
+    };
+    let cases = [
+        ("first_page", page(vec![], 0)),
+        ("last_page", page(vec![], risky - 100)),
+        (
+            "upn_startswith",
+            page(
+                vec![RiskyUserCondition::User(UserCondition::EmailStartsWith(
+                    "user0042".into(),
+                ))],
+                0,
+            ),
+        ),
+        (
+            "level_high",
+            page(vec![RiskyUserCondition::LevelIs("high".into())], 0),
+        ),
+    ];
+    let mut group = c.benchmark_group("risky_users_report");
+    for (name, q) in cases {
+        let rows = runtime.block_on(store.list_risky_users(&q)).unwrap();
+        assert!(!rows.is_empty(), "{name}");
+        group.bench_function(name, |b| {
+            b.iter(|| runtime.block_on(store.list_risky_users(&q)).unwrap());
+        });
+    }
+    group.finish();
+    runtime.block_on(store.close());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+criterion_group!(benches, report);
+criterion_main!(benches);
