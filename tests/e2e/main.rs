@@ -7,6 +7,7 @@ mod durability;
 mod federation;
 mod flows;
 mod gate;
+mod groups;
 mod mfa;
 mod operations;
 mod partner_check;

@@ -491,6 +491,15 @@ impl PolicySet {
         &self.source
     }
 
+    /// Whether any policy includes or excludes a group: only then does a sign-in need the
+    /// user's groups read.
+    pub fn names_groups(&self) -> bool {
+        self.source.iter().any(|p| {
+            let u = &p.conditions.users;
+            !u.include_groups.is_empty() || !u.exclude_groups.is_empty()
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.policies.len()
     }

@@ -550,6 +550,8 @@ fn users_groups_and_guests() {
         ..UsersCondition::default()
     };
     let s = set(vec![p]);
+    assert!(s.names_groups());
+    assert!(!set(vec![policy("plain", BLOCK)]).names_groups());
     let blocked = |i: &EvaluationInput| matches!(s.evaluate(i).decision, Decision::Block { .. });
     assert!(blocked(&guest("g1")), "guests included");
     assert!(!blocked(&member("alice")), "members not included");

@@ -95,6 +95,23 @@ pub fn router(state: AppState) -> Router {
                 .delete(admin::users::delete),
         )
         .route(
+            "/v1.0/groups",
+            get(admin::groups::list).post(admin::groups::create),
+        )
+        .route(
+            "/v1.0/groups/{id}",
+            get(admin::groups::get).delete(admin::groups::delete),
+        )
+        .route("/v1.0/groups/{id}/members", get(admin::groups::members))
+        .route(
+            "/v1.0/groups/{id}/members/$ref",
+            post(admin::groups::add_member),
+        )
+        .route(
+            "/v1.0/groups/{id}/members/{user_id}/$ref",
+            axum::routing::delete(admin::groups::remove_member),
+        )
+        .route(
             "/v1.0/identity/conditionalAccess/policies",
             get(admin::policies::list).post(admin::policies::create),
         )

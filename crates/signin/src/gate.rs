@@ -182,6 +182,7 @@ pub async fn assess(
     let mfa_satisfied = mfa_satisfied(dir, sign_in);
     let input = evaluation_input(
         user,
+        groups_of(dir, &user.id).await?,
         app_id,
         &risk.facts,
         user_risk,
@@ -261,9 +262,19 @@ fn verdict(decision: &Decision, mfa_satisfied: bool, sign_in: &SignInRisk) -> Ve
     }
 }
 
+/// The ids of the user's groups, read only when a policy includes or excludes groups.
+pub async fn groups_of(dir: &Directory, user_id: &str) -> Result<Vec<String>, StoreError> {
+    if dir.protection.policies().set.names_groups() {
+        dir.store.user_group_ids(user_id).await
+    } else {
+        Ok(Vec::new())
+    }
+}
+
 /// What the policies read about one sign-in (the gate's, or a what-if's).
 pub fn evaluation_input(
     user: &User,
+    groups: Vec<String>,
     app_id: &str,
     facts: &risk::IpFacts,
     user_risk: RiskLevel,
@@ -277,7 +288,7 @@ pub fn evaluation_input(
                 store::UserType::Guest => UserType::Guest,
                 store::UserType::Member => UserType::Member,
             },
-            groups: Vec::new(),
+            groups,
         },
         app_id: app_id.to_owned(),
         location: facts.into(),

@@ -122,10 +122,26 @@ pub struct LabTenant {
     /// Guests invited when missing.
     #[serde(default)]
     pub guests: Vec<LabGuest>,
+    /// Groups created when missing (members added when missing).
+    #[serde(default)]
+    pub groups: Vec<LabGroup>,
     /// Leaked-credential files (relative to the lab file) imported after the users are seeded,
     /// so user risk comes from real detections. Importing again on restart changes nothing.
     #[serde(default)]
     pub leaked_credentials: Vec<PathBuf>,
+}
+
+/// A seeded group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabGroup {
+    /// Its id: what policies name in `includeGroups` / `excludeGroups`.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Members: emails of the tenant's seeded users or guests.
+    #[serde(default)]
+    pub members: Vec<String>,
 }
 
 /// A seeded guest invitation.
@@ -317,6 +333,19 @@ fn check(path: &Path) -> Result<(LabFile, Vec<Ready>), ConfigError> {
                 continue;
             }
         };
+        for (j, g) in t.groups.iter().enumerate() {
+            for (k, m) in g.members.iter().enumerate() {
+                let seeded = t.users.iter().any(|u| u.email.eq_ignore_ascii_case(m))
+                    || t.guests.iter().any(|u| u.email.eq_ignore_ascii_case(m));
+                if !seeded {
+                    problems.push(Problem::new(
+                        lab_name.clone(),
+                        format!("tenants[{i}].groups[{j}].members[{k}]"),
+                        "the email of one of this tenant's users or guests",
+                    ));
+                }
+            }
+        }
         for (j, u) in t.users.iter().enumerate() {
             if let Some(secret) = &u.totp_secret
                 && !server::mfa::usable_secret(secret)
@@ -433,6 +462,7 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
         let tenant =
             Tenant::start_prepared(config, prepared, listener, Arc::new(SystemClock)).await?;
         seed(&tenant, &t.users, &t.guests).await?;
+        seed_groups(&tenant, &t.groups).await?;
         import_leaked(&tenant, &leaked).await?;
         issuers.insert(
             tenant.state.config.tenant_id.clone(),
@@ -628,6 +658,33 @@ async fn seed(tenant: &Tenant, users: &[LabUser], guests: &[LabGuest]) -> anyhow
             server::mfa::register_totp(state, &user.id, key).await?;
         }
         server::user_risk::after_password_set(state, &user.id, &u.password).await?;
+    }
+    Ok(())
+}
+
+async fn seed_groups(tenant: &Tenant, groups: &[LabGroup]) -> anyhow::Result<()> {
+    let state = &tenant.state;
+    let now = SystemClock.now();
+    for g in groups {
+        if state.store.group(&g.id).await?.is_none() {
+            state
+                .store
+                .create_group(&store::Group {
+                    id: g.id.clone(),
+                    display_name: g.name.clone(),
+                    description: None,
+                    created_at: now,
+                })
+                .await?;
+        }
+        for email in &g.members {
+            let user = state
+                .store
+                .user_by_email(email)
+                .await?
+                .with_context(|| format!("group {}: no user {email}", g.id))?;
+            state.store.add_group_member(&g.id, &user.id, now).await?;
+        }
     }
     Ok(())
 }

@@ -31,6 +31,8 @@ pub enum Area {
     ConditionalAccess,
     /// Apps (`ApplicationManagement`, `Core Directory`).
     Applications,
+    /// Groups and their members (`GroupManagement`, `Core Directory`).
+    Groups,
 }
 
 impl Area {
@@ -40,12 +42,13 @@ impl Area {
             Area::IdentityProtection => "IdentityProtection",
             Area::ConditionalAccess => "Policy",
             Area::Applications => "ApplicationManagement",
+            Area::Groups => "GroupManagement",
         }
     }
 
     fn service(self) -> &'static str {
         match self {
-            Area::Users | Area::Applications => "Core Directory",
+            Area::Users | Area::Applications | Area::Groups => "Core Directory",
             Area::IdentityProtection => "Identity Protection",
             Area::ConditionalAccess => "Conditional Access",
         }
@@ -114,7 +117,8 @@ impl Activity {
 /// an error for a request that succeeded.
 pub async fn record(state: &AppState, ctx: &Ctx, admin: &Admin, activity: Activity) {
     let audit = DirectoryAudit {
-        id: uuid::Uuid::new_v4().to_string(),
+        // Time-ordered: lines of the same second keep their order (the list's tie-break).
+        id: uuid::Uuid::now_v7().to_string(),
         activity_date_time: state.now(),
         category: activity.area.category().to_owned(),
         activity_display_name: activity.name.to_owned(),

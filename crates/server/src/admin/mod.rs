@@ -10,6 +10,7 @@
 
 pub mod applications;
 pub mod audits;
+pub mod groups;
 pub mod policies;
 pub mod risk;
 pub mod sign_ins;

@@ -138,6 +138,38 @@ async fn apply(
         .map_err(GraphError::internal)
 }
 
+/// A policy may name only groups that exist: an exclusion of a group that is not there would
+/// silently exclude no one.
+async fn ensure_groups_exist(
+    state: &AppState,
+    p: &ConditionalAccessPolicy,
+) -> Result<(), GraphError> {
+    let u = &p.conditions.users;
+    let mut unknown = Vec::new();
+    for (field, id) in u
+        .include_groups
+        .iter()
+        .map(|g| ("includeGroups", g))
+        .chain(u.exclude_groups.iter().map(|g| ("excludeGroups", g)))
+    {
+        if state.store.group(id).await?.is_none() {
+            unknown.push(GraphErrorDetail {
+                code: "UnknownGroup",
+                target: format!("conditions.users.{field}"),
+                message: format!("No group with id {id:?} in this tenant."),
+            });
+        }
+    }
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(
+            GraphError::bad_request("The policy names groups that do not exist.")
+                .with_details(unknown),
+        )
+    }
+}
+
 /// Another admin may have changed the same policy since it was read.
 #[track_caller]
 fn store_change_error(e: store::StoreError) -> GraphError {
@@ -190,6 +222,7 @@ pub async fn create(
             p.id
         )));
     }
+    ensure_groups_exist(&state, &p).await?;
     p.created_date_time = timestamp(&state);
     p.modified_date_time = None;
     p.odata_context = None;
@@ -240,6 +273,7 @@ pub async fn update(
         return Err(GraphError::bad_request("A policy's id cannot be changed."));
     }
     let mut p = parse_body(merged.to_string().as_bytes())?;
+    ensure_groups_exist(&state, &p).await?;
     p.modified_date_time = timestamp(&state);
     let json = serde_json::to_string(&p).map_err(GraphError::internal)?;
     let api: Vec<ConditionalAccessPolicy> = current
@@ -403,6 +437,7 @@ pub async fn evaluate(
     .await?;
     let input = signin::gate::evaluation_input(
         &user,
+        signin::gate::groups_of(&state, &user.id).await?,
         &req.app_id,
         &sign_in.facts,
         user_risk,

@@ -56,7 +56,7 @@ impl From<UserError> for GraphError {
 }
 
 /// Graph `user`.
-fn user_json(user: &User) -> Value {
+pub(crate) fn user_json(user: &User) -> Value {
     let guest = user.user_type == UserType::Guest;
     json!({
         "id": user.id,

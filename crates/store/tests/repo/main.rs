@@ -10,6 +10,7 @@ mod audits;
 mod ca_policies;
 mod detections;
 mod grants;
+mod groups;
 mod guests;
 mod keys;
 mod mfa;
@@ -184,6 +185,9 @@ macro_rules! scenarios {
 scenarios! {
     audits {
         audits_are_listed_newest_first_filtered_and_paged,
+    }
+    groups {
+        groups_hold_members_until_deleted,
     }
     users {
         duplicate_email_conflicts,
