@@ -556,6 +556,38 @@ async fn admins_dismiss_and_confirm_through_the_api_and_the_cli() {
         .await
         .unwrap();
     assert!(bob_ds.iter().all(|d| d.state == "remediated"), "{bob_ds:?}");
+    // The CLI's changes are in the audit log, under its own name, newest first.
+    let audits: Vec<(String, String)> = s
+        .store
+        .list_audits(&store::AuditFilter {
+            target_id: Some(bob.id.clone()),
+            limit: 10,
+            ..store::AuditFilter::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.activity_display_name, a.initiated_by))
+        .collect();
+    let cli = r#"{"app":{"appId":"tenantd-cli","displayName":"tenantd-cli"}}"#;
+    assert_eq!(
+        audits.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(),
+        ["Reset user password", "Confirm user compromised"],
+        "{audits:?}"
+    );
+    assert!(audits.iter().all(|(_, by)| by == cli), "{audits:?}");
+    // alice's were made through the API, by its app.
+    let alice_audits = s
+        .store
+        .list_audits(&store::AuditFilter {
+            target_id: Some(alice.id.clone()),
+            limit: 10,
+            ..store::AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(alice_audits.len(), 2, "{alice_audits:?}");
+    assert!(alice_audits[0].initiated_by.contains("admin-daemon"));
     // Dismissing a user with no risk left is refused by the risk rules; a guest's risk is not ours.
     let (code, _, err) = tenantd(&["risk", "dismiss", "--config", &cfg, BOB]);
     assert_eq!(code, Some(6), "{err}");

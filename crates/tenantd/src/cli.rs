@@ -9,6 +9,7 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use protocol::jwt::{SigningAlg, SigningKey};
 use risk::{Actor, UserRiskEvent};
+use server::admin::audits::{Activity, Area, record_cli};
 use server::apps::{self, Metadata, RegistryError, Trust};
 use server::config::{Config, ConfigError, FileCheck, PartnerCredential};
 use server::passwords::{Passwords, check_new_password};
@@ -835,7 +836,8 @@ async fn risk_command(cmd: RiskCommand) -> Result<(), Failure> {
     }
 }
 
-/// The CLI's operator, as written in the risk history.
+/// The CLI's operator, as written in the risk history (the audit log names the tool
+/// `tenantd-cli`).
 const CLI_ADMIN: &str = "cli";
 
 async fn admin_action(
@@ -847,9 +849,18 @@ async fn admin_action(
     let user = find(&store, email).await?;
     let passwords = hasher(&cfg)?;
     let home = Home::new(&store, &passwords, &SystemClock, &cfg.risk);
+    let name = match event {
+        UserRiskEvent::AdminDismissed => "Dismiss user risk",
+        UserRiskEvent::AdminConfirmedSafe => "Confirm user safe",
+        _ => "Confirm user compromised",
+    };
     let status = home
         .remediate(&user.id, event, Actor::Admin(CLI_ADMIN.to_owned()))
         .await?;
+    let activity = Activity::on_user(Area::IdentityProtection, name, "Update", &user)
+        .detail("riskState", status.risk_state.as_str())
+        .detail("riskDetail", status.risk_detail.as_str());
+    record_cli(&store, SystemClock.now(), activity).await;
     println!(
         "user risk of {} is now {} ({}, {})",
         user.email, status.risk_level, status.risk_state, status.risk_detail
@@ -929,6 +940,12 @@ async fn user(cmd: UserCommand) -> Result<(), Failure> {
             Home::new(&store, &passwords, &SystemClock, &cfg.risk)
                 .after_password_set(&user.id, &password)
                 .await?;
+            record_cli(
+                &store,
+                now,
+                Activity::on_user(Area::Users, "Add user", "Add", &user),
+            )
+            .await;
             println!("added {} (id {})", user.email, user.id);
             if temporary {
                 println!("temporary password: {password}");
@@ -962,6 +979,8 @@ async fn user(cmd: UserCommand) -> Result<(), Failure> {
                 .await?;
             // Sessions, refresh tokens and the access tokens of their grants end with it.
             let (ended, grants) = store.end_user_sign_ins(&user.id, now).await?;
+            let activity = Activity::on_user(Area::Users, "Disable account", "Update", &user);
+            record_cli(&store, now, activity).await;
             println!(
                 "disabled {} ({ended} session(s) and {grants} grant(s) ended)",
                 user.email
@@ -974,6 +993,8 @@ async fn user(cmd: UserCommand) -> Result<(), Failure> {
             store
                 .set_user_status(&user.id, UserStatus::Active, now)
                 .await?;
+            let activity = Activity::on_user(Area::Users, "Enable account", "Update", &user);
+            record_cli(&store, now, activity).await;
             println!("enabled {}", user.email);
             Ok(())
         }
@@ -1002,6 +1023,9 @@ async fn user(cmd: UserCommand) -> Result<(), Failure> {
             // An admin's password reset: whoever holds the old password's sessions and refresh
             // tokens must sign in again.
             let (ended, grants) = store.end_user_sign_ins(&user.id, now).await?;
+            let activity = Activity::on_user(Area::Users, "Reset user password", "Update", &user)
+                .detail("forceChangePasswordNextSignIn", must_change.to_string());
+            record_cli(&store, now, activity).await;
             let home = Home::new(&store, &passwords, &SystemClock, &cfg.risk);
             home.after_password_set(&user.id, &password).await?;
             // A temporary password an admin set, to be changed at next sign-in, remediates

@@ -116,20 +116,32 @@ impl Activity {
 /// happened: a failure to write it is logged (with the whole activity) rather than turned into
 /// an error for a request that succeeded.
 pub async fn record(state: &AppState, ctx: &Ctx, admin: &Admin, activity: Activity) {
-    let audit = DirectoryAudit {
+    let audit = row(state.now(), &ctx.correlation_id, &admin.client_id, activity);
+    write(&state.store, &audit).await;
+}
+
+/// The app id the command-line tool's changes are audited under.
+pub const CLI_APP: &str = "tenantd-cli";
+
+/// Writes `activity`, done with the command-line tool on `store`'s database at `now`, to the
+/// audit log (its correlation id is new: there is no request).
+pub async fn record_cli(store: &store::Store, now: i64, activity: Activity) {
+    let correlation_id = uuid::Uuid::new_v4().to_string();
+    write(store, &row(now, &correlation_id, CLI_APP, activity)).await;
+}
+
+fn row(now: i64, correlation_id: &str, app: &str, activity: Activity) -> DirectoryAudit {
+    DirectoryAudit {
         // Time-ordered: lines of the same second keep their order (the list's tie-break).
         id: uuid::Uuid::now_v7().to_string(),
-        activity_date_time: state.now(),
+        activity_date_time: now,
         category: activity.area.category().to_owned(),
         activity_display_name: activity.name.to_owned(),
         operation_type: activity.operation.to_owned(),
         logged_by_service: activity.area.service().to_owned(),
         result: "success".to_owned(),
-        correlation_id: ctx.correlation_id.clone(),
-        initiated_by: json!({
-            "app": { "appId": admin.client_id, "displayName": admin.client_id },
-        })
-        .to_string(),
+        correlation_id: correlation_id.to_owned(),
+        initiated_by: json!({ "app": { "appId": app, "displayName": app } }).to_string(),
         target_id: activity.target["id"].as_str().map(str::to_owned),
         target_resources: json!([activity.target]).to_string(),
         additional_details: Value::Array(
@@ -140,9 +152,12 @@ pub async fn record(state: &AppState, ctx: &Ctx, admin: &Admin, activity: Activi
                 .collect(),
         )
         .to_string(),
-    };
-    if let Err(e) = state.store.record_audit(&audit).await {
-        tracing::error!(error = %e, activity = audit.activity_display_name, target = ?audit.target_id, app = %admin.client_id, correlation_id = %ctx.correlation_id, "could not write the audit log");
+    }
+}
+
+async fn write(store: &store::Store, audit: &DirectoryAudit) {
+    if let Err(e) = store.record_audit(audit).await {
+        tracing::error!(error = %e, activity = audit.activity_display_name, target = ?audit.target_id, initiated_by = %audit.initiated_by, correlation_id = %audit.correlation_id, "could not write the audit log");
     }
 }
 
