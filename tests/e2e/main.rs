@@ -13,6 +13,7 @@ mod operations;
 mod partner_check;
 mod registration;
 mod risk;
+mod roles;
 mod security;
 mod seed;
 mod support;

@@ -94,6 +94,19 @@ pub fn router(state: AppState) -> Router {
                 .patch(admin::users::update)
                 .delete(admin::users::delete),
         )
+        .route("/v1.0/directoryRoles", get(admin::roles::list))
+        .route(
+            "/v1.0/directoryRoles/{id}/members",
+            get(admin::roles::members),
+        )
+        .route(
+            "/v1.0/directoryRoles/{id}/members/$ref",
+            post(admin::roles::add_member),
+        )
+        .route(
+            "/v1.0/directoryRoles/{id}/members/{user_id}/$ref",
+            axum::routing::delete(admin::roles::remove_member),
+        )
         .route(
             "/v1.0/groups",
             get(admin::groups::list).post(admin::groups::create),

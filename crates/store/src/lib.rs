@@ -40,6 +40,7 @@ mod partner_profiles;
 mod partners;
 mod revocation;
 mod risk;
+mod roles;
 mod sessions;
 mod sign_ins;
 mod sspr;

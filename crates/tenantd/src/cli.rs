@@ -128,6 +128,10 @@ enum UserCommand {
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
+        /// Make the user an administrator (Graph's Global Administrator role): the admin API
+        /// accepts their own tokens (with the `admin` scope).
+        #[arg(long)]
+        admin: bool,
     },
     /// List users.
     List {
@@ -905,6 +909,7 @@ async fn user(cmd: UserCommand) -> Result<(), Failure> {
             email,
             name,
             password_stdin,
+            admin,
         } => {
             let (cfg, store) = open(&config).await?;
             let email = email.trim().to_lowercase();
@@ -946,7 +951,20 @@ async fn user(cmd: UserCommand) -> Result<(), Failure> {
                 Activity::on_user(Area::Users, "Add user", "Add", &user),
             )
             .await;
-            println!("added {} (id {})", user.email, user.id);
+            if admin {
+                store
+                    .add_role_member(server::admin::roles::ADMINISTRATOR, &user.id, now)
+                    .await?;
+                let activity = Activity::on_user(Area::Roles, "Add member to role", "Add", &user)
+                    .detail("roleName", "Global Administrator");
+                record_cli(&store, now, activity).await;
+            }
+            println!(
+                "added {}{} (id {})",
+                user.email,
+                if admin { " as an administrator" } else { "" },
+                user.id
+            );
             if temporary {
                 println!("temporary password: {password}");
             }

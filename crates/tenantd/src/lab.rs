@@ -168,6 +168,9 @@ pub struct LabUser {
     /// the lab can walk what needs one (a self-service password reset). Printed at start.
     #[serde(default)]
     pub totp_secret: Option<String>,
+    /// An administrator of the tenant (the admin API accepts their own tokens).
+    #[serde(default)]
+    pub admin: bool,
 }
 
 /// The demo app's registration.
@@ -656,6 +659,12 @@ async fn seed(tenant: &Tenant, users: &[LabUser], guests: &[LabGuest]) -> anyhow
             .await?;
         if let Some(key) = &u.totp_secret {
             server::mfa::register_totp(state, &user.id, key).await?;
+        }
+        if u.admin {
+            state
+                .store
+                .add_role_member(server::admin::roles::ADMINISTRATOR, &user.id, now)
+                .await?;
         }
         server::user_risk::after_password_set(state, &user.id, &u.password).await?;
     }

@@ -33,6 +33,8 @@ pub enum Area {
     Applications,
     /// Groups and their members (`GroupManagement`, `Core Directory`).
     Groups,
+    /// Directory roles (`RoleManagement`, `Core Directory`).
+    Roles,
 }
 
 impl Area {
@@ -43,12 +45,13 @@ impl Area {
             Area::ConditionalAccess => "Policy",
             Area::Applications => "ApplicationManagement",
             Area::Groups => "GroupManagement",
+            Area::Roles => "RoleManagement",
         }
     }
 
     fn service(self) -> &'static str {
         match self {
-            Area::Users | Area::Applications | Area::Groups => "Core Directory",
+            Area::Users | Area::Applications | Area::Groups | Area::Roles => "Core Directory",
             Area::IdentityProtection => "Identity Protection",
             Area::ConditionalAccess => "Conditional Access",
         }
@@ -116,7 +119,14 @@ impl Activity {
 /// happened: a failure to write it is logged (with the whole activity) rather than turned into
 /// an error for a request that succeeded.
 pub async fn record(state: &AppState, ctx: &Ctx, admin: &Admin, activity: Activity) {
-    let audit = row(state.now(), &ctx.correlation_id, &admin.client_id, activity);
+    let mut audit = row(state.now(), &ctx.correlation_id, &admin.client_id, activity);
+    if let Some(user) = &admin.user {
+        audit.initiated_by = json!({
+            "app": { "appId": admin.client_id, "displayName": admin.client_id },
+            "user": { "id": user.id, "userPrincipalName": user.email, "displayName": user.display_name },
+        })
+        .to_string();
+    }
     write(&state.store, &audit).await;
 }
 

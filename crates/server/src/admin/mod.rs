@@ -13,6 +13,7 @@ pub mod audits;
 pub mod groups;
 pub mod policies;
 pub mod risk;
+pub mod roles;
 pub mod sign_ins;
 pub mod users;
 
@@ -61,15 +62,19 @@ impl<S: Send + Sync> FromRequestParts<S> for GraphQuery {
     }
 }
 
-/// The app calling the admin API: a live access token issued here, with the `admin` scope, to an
-/// app for itself (client credentials). Taking it as a handler parameter is the authentication;
-/// when it is refused the handler never runs and the client gets an RFC 6750 challenge.
+/// Who is calling the admin API: a live access token issued here with the `admin` scope, either
+/// to an app for itself (client credentials), or to a user who holds the administrator role
+/// ([`roles::ADMINISTRATOR`]; checked at every call, so taking the role away takes effect at
+/// once). Taking it as a handler parameter is the authentication; when it is refused the
+/// handler never runs and the client gets an RFC 6750 challenge.
 #[derive(Debug, Clone)]
 pub struct Admin {
     /// The app's client id (who the audit lines name).
     pub client_id: String,
     /// The verified token.
     pub claims: AccessTokenClaims,
+    /// The administrator, for a user's token.
+    pub user: Option<User>,
 }
 
 impl FromRequestParts<AppState> for Admin {
@@ -83,28 +88,62 @@ impl FromRequestParts<AppState> for Admin {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| OAuthError::invalid_token("An access token is required."))?;
         let claims = verify_access_token(state, &token).await?;
-        if !is_admin_app(&claims) {
-            return Err(OAuthError::new(
+        let refused = || -> BearerError {
+            OAuthError::new(
                 ErrorCode::InsufficientScope,
-                "The admin API needs an app token with the admin scope.",
+                "The admin API needs a token with the admin scope, of an app for itself or of \
+                 an administrator.",
             )
-            .into());
+            .into()
+        };
+        if !has_admin_scope(&claims) {
+            return Err(refused());
+        }
+        // An app's own token (client credentials): its `sub` is its client id.
+        if claims.sub == claims.client_id {
+            return Ok(Self {
+                client_id: claims.client_id.clone(),
+                claims,
+                user: None,
+            });
+        }
+        let unavailable = |e: store::StoreError| -> BearerError {
+            tracing::error!(error = %e, "reading the caller's administrator role failed");
+            OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "The request could not be completed.",
+            )
+            .into()
+        };
+        let user = state
+            .store
+            .user_by_id(&claims.sub)
+            .await
+            .map_err(unavailable)?
+            .filter(|u| u.status == store::UserStatus::Active)
+            .ok_or_else(refused)?;
+        if !state
+            .store
+            .has_role(roles::ADMINISTRATOR, &user.id)
+            .await
+            .map_err(unavailable)?
+        {
+            return Err(refused());
         }
         Ok(Self {
             client_id: claims.client_id.clone(),
             claims,
+            user: Some(user),
         })
     }
 }
 
-/// The admin scope alone is not enough: a user's token is never its app's own (`sub` is the
-/// user), so requiring `sub == client_id` keeps user-delegated tokens out of the admin API.
-fn is_admin_app(claims: &AccessTokenClaims) -> bool {
-    let admin_scope = claims
+/// Whether the token carries the admin scope (necessary, not sufficient: see [`Admin`]).
+fn has_admin_scope(claims: &AccessTokenClaims) -> bool {
+    claims
         .scope
         .as_deref()
-        .is_some_and(|s| s.split(' ').any(|x| x == ADMIN_SCOPE));
-    admin_scope && claims.sub == claims.client_id
+        .is_some_and(|s| s.split(' ').any(|x| x == ADMIN_SCOPE))
 }
 
 /// The client sees this instead of internal detail, which goes to the log only.

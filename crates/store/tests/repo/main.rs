@@ -17,6 +17,7 @@ mod mfa;
 mod misc;
 mod partner_profiles;
 mod risk;
+mod roles;
 mod sessions;
 mod sign_ins;
 mod sqlite_only;
@@ -188,6 +189,9 @@ scenarios! {
     }
     groups {
         groups_hold_members_until_deleted,
+    }
+    roles {
+        roles_are_held_until_taken_or_the_user_goes,
     }
     users {
         duplicate_email_conflicts,
