@@ -25,15 +25,14 @@ pub async fn current(state: &AppState, jar: &CookieJar) -> Result<Option<Current
         return Ok(None);
     }
     let now = state.now();
-    let Some(session) = state
+    match state
         .store
-        .session_by_token_hash(&token_hash(c.value()), now)
+        .session_and_user(&token_hash(c.value()), now)
         .await?
-    else {
-        return Ok(None);
-    };
-    match state.store.user_by_id(&session.user_id).await? {
-        Some(user) if user.status == UserStatus::Active => Ok(Some(Current { session, user })),
+    {
+        Some((session, user)) if user.status == UserStatus::Active => {
+            Ok(Some(Current { session, user }))
+        }
         _ => Ok(None),
     }
 }

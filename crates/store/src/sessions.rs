@@ -1,7 +1,8 @@
 //! Browser sessions and pending interactions: `sessions`, `interactions`.
 
-use crate::db::{from_row, query};
-use crate::{Store, StoreError, strings_from_json, strings_to_json};
+use crate::db::{DbError, FromRow, Row, from_row, query};
+use crate::users::UserRow;
+use crate::{Store, StoreError, User, strings_from_json, strings_to_json};
 
 /// A browser session. The cookie holds a random token; only its hash is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,6 +163,30 @@ impl Store {
         row.map(Session::try_from).transpose()
     }
 
+    /// [`Store::session_by_token_hash`] and the session's user, in one read (what every request
+    /// with a session cookie needs).
+    pub async fn session_and_user(
+        &self,
+        hash: &str,
+        now: i64,
+    ) -> Result<Option<(Session, User)>, StoreError> {
+        let row: Option<SessionUserRow> = query(
+            "SELECT s.id AS s_id, s.token_hash, s.user_id, s.auth_time, s.amr, s.acr, \
+             s.created_at AS s_created_at, s.expires_at, s.revoked_at, s.federation_json, \
+             u.id, u.email, u.display_name, u.given_name, u.family_name, u.password_hash, \
+             u.status, u.must_change_password, u.created_at, u.updated_at, u.user_type, \
+             u.partner_id, u.home_subject, u.invitation_state, u.home_user_risk \
+             FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.revoked_at IS NULL",
+        )
+        .bind(hash)
+        .bind(now)
+        .fetch_optional(&self.db)
+        .await?;
+        row.map(|r| Ok((Session::try_from(r.session)?, User::try_from(r.user)?)))
+            .transpose()
+    }
+
     /// The session with this id, whatever its state (check `expires_at` and `revoked_at`).
     pub async fn session_by_id(&self, id: &str) -> Result<Option<Session>, StoreError> {
         let row: Option<SessionRow> = query(concat!(
@@ -263,5 +288,31 @@ impl Store {
             .execute(&self.db)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+}
+
+/// A session joined with its user: the session's `id` and `created_at` come aliased.
+struct SessionUserRow {
+    session: SessionRow,
+    user: UserRow,
+}
+
+impl FromRow for SessionUserRow {
+    fn from_row(row: &Row<'_>) -> Result<Self, DbError> {
+        Ok(Self {
+            session: SessionRow {
+                id: row.get("s_id")?,
+                token_hash: row.get("token_hash")?,
+                user_id: row.get("user_id")?,
+                auth_time: row.get("auth_time")?,
+                amr: row.get("amr")?,
+                acr: row.get("acr")?,
+                created_at: row.get("s_created_at")?,
+                expires_at: row.get("expires_at")?,
+                revoked_at: row.get("revoked_at")?,
+                federation_json: row.get("federation_json")?,
+            },
+            user: UserRow::from_row(row)?,
+        })
     }
 }

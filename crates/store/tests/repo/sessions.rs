@@ -31,6 +31,18 @@ pub async fn session_expiry_and_revocation(ctx: Ctx) {
             .unwrap(),
         None
     );
+    // The session with its user, in one read; the same rules.
+    let (got, user) = store
+        .session_and_user("hash-of-s1", 999)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, s);
+    assert_eq!(user, store.user_by_id("u1").await.unwrap().unwrap());
+    assert_eq!(
+        store.session_and_user("hash-of-s1", 1_000).await.unwrap(),
+        None
+    );
     assert_eq!(
         store
             .session_by_token_hash("hash-of-other", 500)
