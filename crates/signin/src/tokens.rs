@@ -452,7 +452,7 @@ mod tests {
     use crate::{OffsetClock, keys};
     use protocol::jwt::{KeySet, SigningAlg, SigningKey};
     use risk::{RiskDetail, RiskLevel, RiskState};
-    use store::{AuthCode, NewUser, Store, UserStatus, UserType};
+    use store::{AuthCode, CodeRedemption, NewUser, Session, Store, UserStatus, UserType};
 
     const ISSUER: &str = "https://login.contoso.test";
 
@@ -552,9 +552,25 @@ partner_tenant = true
             .unwrap()
     }
 
-    /// A live grant of `user` to `client_id` (stored with a code, as `/authorize` does).
+    /// A live grant of `user` to `client_id` in their session `s1`, stored by redeeming its
+    /// sealed code, as `/token` does.
     async fn grant(dir: &Directory, user: &User, client_id: &str, scope: &str) -> Grant {
         let now = dir.now();
+        dir.store
+            .create_session(&Session {
+                id: "s1".into(),
+                token_hash: token_hash(&random_token()),
+                user_id: user.id.clone(),
+                auth_time: now,
+                amr: vec!["pwd".into()],
+                acr: None,
+                created_at: now,
+                expires_at: now + 3600,
+                revoked_at: None,
+                federation_json: None,
+            })
+            .await
+            .unwrap();
         let grant = Grant {
             id: uuid::Uuid::new_v4().to_string(),
             client_id: client_id.into(),
@@ -583,10 +599,17 @@ partner_tenant = true
             expires_at: now + 60,
             consumed_at: None,
         };
-        dir.store
-            .create_grant_with_code(&grant, &code)
+        let redeemed = dir
+            .store
+            .redeem_sealed_code(&code, &grant, now, |_, _| {
+                Ok::<_, std::convert::Infallible>(None)
+            })
             .await
             .unwrap();
+        assert!(
+            matches!(redeemed, Ok(CodeRedemption::Redeemed { .. })),
+            "{redeemed:?}"
+        );
         grant
     }
 

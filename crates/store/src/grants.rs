@@ -1,4 +1,5 @@
-//! Grants and what hangs off them: `grants`, `auth_codes`, `refresh_tokens`.
+//! Grants and what hangs off them: `grants`, `refresh_tokens`, and `code_sealing_keys` (the
+//! secret their authorization codes are sealed with).
 //!
 //! A grant is one user's authorization of one client. Its authorization code, access tokens and
 //! refresh tokens (one rotation family per grant) are only as alive as the grant: revoking the
@@ -99,7 +100,8 @@ macro_rules! grant_columns {
     };
 }
 
-/// An authorization code, stored by hash.
+/// An authorization code: what the token request is checked against. Never stored: the code
+/// itself carries it, sealed (see [`Store::redeem_sealed_code`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthCode {
     /// SHA-256 of the code, computed by the caller.
@@ -125,35 +127,15 @@ pub struct AuthCode {
     /// When it was redeemed, if it was.
     pub consumed_at: Option<i64>,
 }
-from_row!(AuthCode {
-    code_hash,
-    grant_id,
-    client_id,
-    redirect_uri,
-    scope,
-    nonce,
-    code_challenge,
-    code_challenge_method,
-    created_at,
-    expires_at,
-    consumed_at
-});
 
-macro_rules! code_columns {
-    () => {
-        "code_hash, grant_id, client_id, redirect_uri, scope, nonce, code_challenge, \
-         code_challenge_method, created_at, expires_at, consumed_at"
-    };
-}
-
-/// The outcome of [`Store::redeem_code`].
+/// The outcome of [`Store::redeem_sealed_code`].
 // Returned once per token request and matched at once: boxing would only cost an allocation.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeRedemption {
-    /// The code was fresh and is now marked consumed (`code.consumed_at` is set).
+    /// The code was fresh and is now spent: its grant is stored.
     Redeemed {
-        /// The code as stored after consumption.
+        /// The code, with `consumed_at` set.
         code: AuthCode,
         /// Its grant, live.
         grant: Grant,
@@ -166,8 +148,8 @@ pub enum CodeRedemption {
     },
     /// The code (or its grant) has expired.
     Expired,
-    /// The code was fresh but its grant had been revoked (e.g. the user signed out in
-    /// between); the code is now consumed.
+    /// The code was fresh but its session has ended since (e.g. the user signed out in
+    /// between); the code is now spent and its grant revoked.
     GrantRevoked,
     /// No such code.
     NotFound,
@@ -243,18 +225,6 @@ async fn grant_in(tx: &mut Tx, id: &str) -> Result<Option<Grant>, StoreError> {
     .fetch_optional(&mut *tx)
     .await?;
     row.map(Grant::try_from).transpose()
-}
-
-async fn code_in(tx: &mut Tx, code_hash: &str) -> Result<Option<AuthCode>, StoreError> {
-    let code: Option<AuthCode> = query(concat!(
-        "SELECT ",
-        code_columns!(),
-        " FROM auth_codes WHERE code_hash = $1"
-    ))
-    .bind(code_hash)
-    .fetch_optional(&mut *tx)
-    .await?;
-    Ok(code)
 }
 
 async fn refresh_in(tx: &mut Tx, token_hash: &str) -> Result<Option<RefreshToken>, StoreError> {
@@ -353,41 +323,6 @@ macro_rules! grant_join_columns {
          g.offline AS g_offline, g.created_at AS g_created_at, g.expires_at AS g_expires_at, \
          g.revoked_at AS g_revoked_at, g.claims AS g_claims"
     };
-}
-
-/// An authorization code joined with its grant (`None` for the grant if it is gone).
-struct CodeGrantRow {
-    code: AuthCode,
-    grant: GrantJoinRow,
-}
-
-impl FromRow for CodeGrantRow {
-    fn from_row(row: &Row<'_>) -> Result<Self, DbError> {
-        Ok(CodeGrantRow {
-            code: AuthCode::from_row(row)?,
-            grant: GrantJoinRow::from_row(row)?,
-        })
-    }
-}
-
-async fn code_with_grant_in(
-    tx: &mut Tx,
-    code_hash: &str,
-) -> Result<Option<(AuthCode, Grant)>, StoreError> {
-    let row: Option<CodeGrantRow> = query(concat!(
-        "SELECT c.code_hash, c.grant_id, c.client_id, c.redirect_uri, c.scope, c.nonce, \
-         c.code_challenge, c.code_challenge_method, c.created_at, c.expires_at, c.consumed_at, ",
-        grant_join_columns!(),
-        " FROM auth_codes c JOIN grants g ON g.id = c.grant_id WHERE c.code_hash = $1"
-    ))
-    .bind(code_hash)
-    .fetch_optional(&mut *tx)
-    .await?;
-    row.map(|r| {
-        let grant = r.grant.into_grant(r.code.grant_id.clone())?;
-        Ok((r.code, grant))
-    })
-    .transpose()
 }
 
 async fn refresh_with_grant(
@@ -534,9 +469,13 @@ impl Store {
     /// redemption (a replay, or the loser of two concurrent ones) finds it and revokes the grant
     /// with every token issued from it, even after the code has expired. A fresh code whose
     /// session has ended since (sign-out, an admin or risk ending the user's sign-ins) is
-    /// refused and spent. Then `check` runs exactly as for [`Store::redeem_code_with`]: its
-    /// failure revokes the grant (the code stays spent), its refresh token is stored before
-    /// the commit.
+    /// refused and spent.
+    ///
+    /// Then `check` runs, in the same transaction, so the caller can check the code against the
+    /// request (client, redirect URI, PKCE) and issue the family's first refresh token. If it
+    /// fails, the grant is revoked (the code stays spent, so it cannot be retried) and its error
+    /// is returned as `Ok(Err(e))`. If it returns a refresh token, that token is stored before
+    /// the commit. Every other outcome is returned as `Ok(Ok(_))`.
     pub async fn redeem_sealed_code<E>(
         &self,
         code: &AuthCode,
@@ -603,149 +542,6 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Stores a new grant and its authorization code, in one transaction.
-    /// [`StoreError::Conflict`] if the grant id or code hash is taken.
-    pub async fn create_grant_with_code(
-        &self,
-        grant: &Grant,
-        code: &AuthCode,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        if !insert_grant_if_new(&mut tx, grant).await? {
-            return Err(StoreError::Conflict(format!("grant exists: {}", grant.id)));
-        }
-        query(concat!(
-            "INSERT INTO auth_codes (",
-            code_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        ))
-        .bind(&code.code_hash)
-        .bind(&code.grant_id)
-        .bind(&code.client_id)
-        .bind(&code.redirect_uri)
-        .bind(&code.scope)
-        .bind(&code.nonce)
-        .bind(&code.code_challenge)
-        .bind(&code.code_challenge_method)
-        .bind(code.created_at)
-        .bind(code.expires_at)
-        .bind(code.consumed_at)
-        .execute(&mut tx)
-        .await
-        .map_err(|e| StoreError::conflict_or_db(e, || "code hash already exists".to_owned()))?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Redeems an authorization code at most once.
-    ///
-    /// Atomic: the code is marked consumed with `UPDATE ... WHERE consumed_at IS NULL`, so of
-    /// two concurrent redemptions exactly one wins. A code seen again after consumption is a
-    /// replay: its grant is revoked in the same transaction (whatever the code's expiry).
-    /// The caller still checks client, redirect URI and PKCE against the returned code.
-    pub async fn redeem_code(
-        &self,
-        code_hash: &str,
-        now: i64,
-    ) -> Result<CodeRedemption, StoreError> {
-        let redeemed = self
-            .redeem_code_with(code_hash, now, |_, _| {
-                Ok::<_, std::convert::Infallible>(None)
-            })
-            .await?;
-        match redeemed {
-            Ok(outcome) => Ok(outcome),
-            Err(never) => match never {},
-        }
-    }
-
-    /// Redeems an authorization code like [`Store::redeem_code`] and, in the same transaction,
-    /// lets the caller check the freshly consumed code against the request and issue the
-    /// family's first refresh token.
-    ///
-    /// `check` runs only for a code that was fresh and whose grant is live, after the code has
-    /// been marked consumed. If it fails, the grant is revoked in the same transaction (the code
-    /// stays spent, so it cannot be retried) and its error is returned as `Ok(Err(e))`. If it
-    /// returns a refresh token, that token is stored before the transaction commits. Every other
-    /// outcome is returned as `Ok(Ok(_))`, exactly as from [`Store::redeem_code`].
-    pub async fn redeem_code_with<E>(
-        &self,
-        code_hash: &str,
-        now: i64,
-        check: impl FnOnce(&AuthCode, &Grant) -> Result<Option<RefreshToken>, E>,
-    ) -> Result<Result<CodeRedemption, E>, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let consumed = query(
-            "UPDATE auth_codes SET consumed_at = $1 \
-             WHERE code_hash = $2 AND consumed_at IS NULL AND expires_at > $1",
-        )
-        .bind(now)
-        .bind(code_hash)
-        .execute(&mut tx)
-        .await?
-        .rows_affected();
-        if consumed == 1 {
-            // The usual case: code and grant in one statement.
-            if let Some((code, grant)) = code_with_grant_in(&mut tx, code_hash).await? {
-                let outcome = if grant.revoked_at.is_some() {
-                    CodeRedemption::GrantRevoked
-                } else if grant.expires_at <= now {
-                    CodeRedemption::Expired
-                } else {
-                    match check(&code, &grant) {
-                        Ok(first_refresh) => {
-                            if let Some(token) = first_refresh {
-                                insert_refresh_in(&mut tx, &token).await?;
-                            }
-                            CodeRedemption::Redeemed { code, grant }
-                        }
-                        Err(e) => {
-                            revoke_grant_in(&mut tx, &grant.id, now).await?;
-                            tx.commit().await?;
-                            return Ok(Err(e));
-                        }
-                    }
-                };
-                tx.commit().await?;
-                return Ok(Ok(outcome));
-            }
-        }
-        let Some(code) = code_in(&mut tx, code_hash).await? else {
-            return Ok(Ok(CodeRedemption::NotFound));
-        };
-        let outcome = if consumed == 1 {
-            // Consumed, but its grant is gone.
-            match grant_in(&mut tx, &code.grant_id).await? {
-                None => CodeRedemption::GrantRevoked,
-                Some(grant) if grant.revoked_at.is_some() => CodeRedemption::GrantRevoked,
-                Some(grant) if grant.expires_at <= now => CodeRedemption::Expired,
-                Some(grant) => match check(&code, &grant) {
-                    Ok(first_refresh) => {
-                        if let Some(token) = first_refresh {
-                            insert_refresh_in(&mut tx, &token).await?;
-                        }
-                        CodeRedemption::Redeemed { code, grant }
-                    }
-                    Err(e) => {
-                        revoke_grant_in(&mut tx, &grant.id, now).await?;
-                        tx.commit().await?;
-                        return Ok(Err(e));
-                    }
-                },
-            }
-        } else if code.consumed_at.is_some() {
-            revoke_grant_in(&mut tx, &code.grant_id, now).await?;
-            tracing::warn!(grant_id = %code.grant_id, "authorization code replayed; grant revoked");
-            CodeRedemption::Replayed {
-                grant_id: code.grant_id,
-            }
-        } else {
-            CodeRedemption::Expired
-        };
-        tx.commit().await?;
-        Ok(Ok(outcome))
-    }
-
     /// The grant with this id, whatever its state (check `expires_at` and `revoked_at`).
     pub async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
         let row: Option<GrantRow> = query(concat!(
@@ -759,7 +555,7 @@ impl Store {
         row.map(Grant::try_from).transpose()
     }
 
-    /// Revokes a grant, and with it its code, access tokens and refresh token family.
+    /// Revokes a grant, and with it its access tokens and refresh token family.
     /// Returns whether this call revoked it (false if unknown or already revoked).
     pub async fn revoke_grant(&self, id: &str, now: i64) -> Result<bool, StoreError> {
         let done = query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
@@ -838,11 +634,11 @@ impl Store {
 
     /// Rotates a refresh token: marks `old_hash` used and stores `new`, in one transaction.
     ///
-    /// Atomic like [`Store::redeem_code`]: of two concurrent rotations of the same token one
-    /// rotates and the other is reuse. Reuse of an already used token revokes the grant, which
-    /// kills the whole family (the new token included). A token whose grant is revoked or
-    /// expired never rotates. `new` must belong to the same grant and client as the old token,
-    /// else [`StoreError::Conflict`] and nothing changes.
+    /// Atomic: of two concurrent rotations of the same token one rotates and the other is
+    /// reuse. Reuse of an already used token revokes the grant, which kills the whole family
+    /// (the new token included). A token whose grant is revoked or expired never rotates. `new`
+    /// must belong to the same grant and client as the old token, else [`StoreError::Conflict`]
+    /// and nothing changes.
     pub async fn rotate_refresh_token(
         &self,
         old_hash: &str,

@@ -4,19 +4,19 @@
 //! and every query against it, for users (members and guests), guest invitations, partners
 //! (trusted other tenants) and the claim profile of their ID tokens, user risk and its history,
 //! apps, consents, browser sessions (local or federated), pending interactions (consumed at most
-//! once), grants with their authorization codes and refresh tokens, access-token and
-//! client-assertion (`jti`) revocation lists, signing keys, the sign-in log, MFA (TOTP methods
-//! and recovery codes), risk detections, the leaked-credentials corpus and self-service password
-//! reset attempts.
+//! once), grants with their refresh tokens, the secret authorization codes are sealed with (the
+//! codes themselves are never stored), access-token and client-assertion (`jti`) revocation
+//! lists, signing keys, the sign-in log, MFA (TOTP methods and recovery codes), risk detections,
+//! the leaked-credentials corpus and self-service password reset attempts.
 //!
 //! One portable query set runs on SQLite (the default, a file: one rusqlite connection used in
 //! place) and PostgreSQL (sqlx): see the `db` module. sqlx applies the migrations on both.
 //! Conventions every caller relies on:
 //! - time is `i64` unix seconds passed in by the caller; the store never reads the clock, and a
 //!   row "expires at" `t` when `now >= t`;
-//! - ids are chosen by the caller; secrets (session cookies, codes, refresh tokens, recovery
-//!   codes) are stored only as the hashes the caller passes in (TOTP keys cannot be: the
-//!   server computes codes from them);
+//! - ids are chosen by the caller; secrets (session cookies, refresh tokens, recovery codes)
+//!   are stored only as the hashes the caller passes in (TOTP keys cannot be: the server
+//!   computes codes from them);
 //! - everything that must be atomic (code redemption, refresh rotation, key rotation, guest
 //!   invitation and redemption, risk changes with their history, TOTP steps and recovery codes
 //!   used once) is one transaction or one conditional statement, and replay or reuse revokes
@@ -182,18 +182,15 @@ impl Store {
         }
     }
 
-    /// Deletes what can no longer be used at `now`: expired authorization codes, interactions,
-    /// sessions, refresh tokens, grants (with their codes and tokens), revoked-access-token
-    /// entries, remembered client `jti`s and ended password reset windows. Returns the number
-    /// of rows deleted.
+    /// Deletes what can no longer be used at `now`: expired interactions, sessions, refresh
+    /// tokens, grants (with their tokens), revoked-access-token entries, remembered client
+    /// `jti`s and ended password reset windows. Returns the number of rows deleted.
     ///
     /// Retired signing keys are not touched: see
     /// [`Store::delete_signing_keys_retired_before`].
     pub async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
-        const PURGES: [&str; 8] = [
-            // Codes and tokens of expired grants explicitly (not by cascade) so they count.
-            "DELETE FROM auth_codes WHERE expires_at <= $1 \
-             OR grant_id IN (SELECT id FROM grants WHERE expires_at <= $1)",
+        const PURGES: [&str; 7] = [
+            // Tokens of expired grants explicitly (not by cascade) so they count.
             "DELETE FROM refresh_tokens WHERE expires_at <= $1 \
              OR grant_id IN (SELECT id FROM grants WHERE expires_at <= $1)",
             "DELETE FROM grants WHERE expires_at <= $1",

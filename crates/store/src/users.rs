@@ -409,10 +409,9 @@ pub(crate) fn like_prefix(text: &str) -> String {
 }
 
 /// The rows that hang off a user and go with them (besides sessions and grants, counted apart),
-/// children first: the codes and refresh tokens of the user's grants, then every table with a
-/// `user_id`. The foreign keys cascade too; deleting explicitly does not depend on that.
-const USER_DEPENDENTS: [&str; 10] = [
-    "DELETE FROM auth_codes WHERE grant_id IN (SELECT id FROM grants WHERE user_id = $1)",
+/// children first: the refresh tokens of the user's grants, then every table with a `user_id`.
+/// The foreign keys cascade too; deleting explicitly does not depend on that.
+const USER_DEPENDENTS: [&str; 9] = [
     "DELETE FROM refresh_tokens WHERE grant_id IN (SELECT id FROM grants WHERE user_id = $1)",
     "DELETE FROM consents WHERE user_id = $1",
     "DELETE FROM mfa_methods WHERE user_id = $1",

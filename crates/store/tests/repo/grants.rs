@@ -2,160 +2,10 @@
 
 use tenantd_store::{AuthCode, CodeRedemption, Grant, RefreshToken, Rotation, StoreError};
 
-use crate::{Ctx, code, grant, new_user, refresh, user_with_grant};
+use crate::{Ctx, code, create_grant, grant, new_user, refresh, session, user_with_grant};
 
-pub async fn code_redeemed_once_then_replay_revokes_grant(ctx: Ctx) {
-    let store = &ctx.store;
-    user_with_grant(store).await;
-
-    let CodeRedemption::Redeemed {
-        code: redeemed,
-        grant: g,
-    } = store.redeem_code("c1", 120).await.unwrap()
-    else {
-        panic!("first redemption must succeed");
-    };
-    assert_eq!(redeemed.consumed_at, Some(120));
-    assert_eq!(redeemed.nonce.as_deref(), Some("n-1"));
-    assert_eq!(redeemed.code_challenge_method.as_deref(), Some("S256"));
-    assert_eq!(g, grant("g1", "u1", Some("s1"), false));
-    // Tokens issued from the first redemption.
-    store
-        .insert_refresh_token(&refresh("r1", "g1", 5_000))
-        .await
-        .unwrap();
-
-    assert_eq!(
-        store.redeem_code("c1", 121).await.unwrap(),
-        CodeRedemption::Replayed {
-            grant_id: "g1".to_owned()
-        }
-    );
-    assert_eq!(
-        store.grant("g1").await.unwrap().unwrap().revoked_at,
-        Some(121)
-    );
-    assert_eq!(
-        store
-            .rotate_refresh_token("r1", &refresh("r2", "g1", 5_000), 122)
-            .await
-            .unwrap(),
-        Rotation::GrantRevoked,
-        "the refresh token issued from the replayed code dies with the grant"
-    );
-    // A replay long after expiry still counts as a replay, and keeps the first revocation.
-    assert_eq!(
-        store.redeem_code("c1", 9_000).await.unwrap(),
-        CodeRedemption::Replayed {
-            grant_id: "g1".to_owned()
-        }
-    );
-    assert_eq!(
-        store.grant("g1").await.unwrap().unwrap().revoked_at,
-        Some(121)
-    );
-}
-
-pub async fn expired_and_unknown_codes(ctx: Ctx) {
-    let store = &ctx.store;
-    user_with_grant(store).await; // c1 expires at 160
-    assert_eq!(
-        store.redeem_code("c1", 160).await.unwrap(),
-        CodeRedemption::Expired
-    );
-    assert_eq!(
-        store.redeem_code("c1", 161).await.unwrap(),
-        CodeRedemption::Expired
-    );
-    assert_eq!(
-        store.grant("g1").await.unwrap().unwrap().revoked_at,
-        None,
-        "expiry is no replay"
-    );
-    assert_eq!(
-        store.redeem_code("nope", 120).await.unwrap(),
-        CodeRedemption::NotFound
-    );
-}
-
-pub async fn code_of_revoked_grant_is_refused(ctx: Ctx) {
-    let store = &ctx.store;
-    user_with_grant(store).await;
-    assert_eq!(
-        store.revoke_session_grants("s1", false, 110).await.unwrap(),
-        1
-    );
-    assert_eq!(
-        store.redeem_code("c1", 120).await.unwrap(),
-        CodeRedemption::GrantRevoked
-    );
-    // Consumed all the same: showing it again is a replay.
-    assert_eq!(
-        store.redeem_code("c1", 121).await.unwrap(),
-        CodeRedemption::Replayed {
-            grant_id: "g1".to_owned()
-        }
-    );
-    assert_eq!(
-        store.grant("g1").await.unwrap().unwrap().revoked_at,
-        Some(110)
-    );
-}
-
-pub async fn concurrent_redemption_has_one_winner(ctx: Ctx) {
-    let store = &ctx.store;
-    user_with_grant(store).await;
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let store = store.clone();
-            tokio::spawn(async move { store.redeem_code("c1", 120).await.unwrap() })
-        })
-        .collect();
-    let mut redeemed = 0;
-    let mut replayed = 0;
-    for task in tasks {
-        match task.await.unwrap() {
-            CodeRedemption::Redeemed { .. } => redeemed += 1,
-            CodeRedemption::Replayed { .. } => replayed += 1,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    assert_eq!((redeemed, replayed), (1, 7));
-    assert!(
-        store
-            .grant("g1")
-            .await
-            .unwrap()
-            .unwrap()
-            .revoked_at
-            .is_some()
-    );
-}
-
-pub async fn grant_with_code_is_atomic(ctx: Ctx) {
-    let store = &ctx.store;
-    user_with_grant(store).await;
-    // Same code hash again with a new grant: the grant insert must be rolled back too.
-    let err = store
-        .create_grant_with_code(&grant("g2", "u1", None, false), &code("c1", "g2", 160))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
-    assert_eq!(store.grant("g2").await.unwrap(), None);
-    // Same grant id again.
-    let err = store
-        .create_grant_with_code(&grant("g1", "u1", None, false), &code("c9", "g1", 160))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
-    assert_eq!(
-        store.redeem_code("c9", 120).await.unwrap(),
-        CodeRedemption::NotFound
-    );
-}
-
-/// The `claims` a grant was asked with come back from every read: by id, with its code and
-/// with its refresh token.
+/// The `claims` a grant was asked with come back from every read: by id, from the redemption
+/// and with its refresh token.
 pub async fn grant_claims_round_trip(ctx: Ctx) {
     let store = &ctx.store;
     store
@@ -164,18 +14,17 @@ pub async fn grant_claims_round_trip(ctx: Ctx) {
         .unwrap();
     let mut g = grant("g1", "u1", None, false);
     g.claims = Some(r#"{"userinfo":["email"]}"#.to_owned());
-    store
-        .create_grant_with_code(&g, &code("c1", "g1", 160))
-        .await
-        .unwrap();
-    assert_eq!(store.grant("g1").await.unwrap(), Some(g.clone()));
-    let CodeRedemption::Redeemed {
+    let Ok(CodeRedemption::Redeemed {
         grant: redeemed, ..
-    } = store.redeem_code("c1", 120).await.unwrap()
+    }) = store
+        .redeem_sealed_code(&code("c1", "g1", 160), &g, 120, no_check)
+        .await
+        .unwrap()
     else {
         panic!("the code redeems");
     };
     assert_eq!(redeemed, g);
+    assert_eq!(store.grant("g1").await.unwrap(), Some(g.clone()));
     store
         .insert_refresh_token(&refresh("r1", "g1", 5_000))
         .await
@@ -189,10 +38,7 @@ pub async fn grant_claims_round_trip(ctx: Ctx) {
     };
     assert_eq!(rotated, g);
     // Without claims: NULL, read back as none.
-    store
-        .create_grant_with_code(&grant("g2", "u1", None, false), &code("c2", "g2", 160))
-        .await
-        .unwrap();
+    create_grant(store, &grant("g2", "u1", None, false)).await;
     assert_eq!(store.grant("g2").await.unwrap().unwrap().claims, None);
 }
 
@@ -268,10 +114,7 @@ pub async fn rotation_and_reuse_revokes_family(ctx: Ctx) {
 pub async fn rotation_refuses_another_grant(ctx: Ctx) {
     let store = &ctx.store;
     user_with_grant(store).await;
-    store
-        .create_grant_with_code(&grant("g2", "u1", None, false), &code("c2", "g2", 160))
-        .await
-        .unwrap();
+    create_grant(store, &grant("g2", "u1", None, false)).await;
     store
         .insert_refresh_token(&refresh("r1", "g1", 5_000))
         .await
@@ -403,18 +246,15 @@ pub async fn session_grants_respect_offline(ctx: Ctx) {
     let online = grant("g-online", "u1", Some("s1"), false);
     let offline = grant("g-offline", "u1", Some("s1"), true);
     let elsewhere = grant("g-other", "u1", Some("s2"), false);
-    store
-        .create_grant_with_code(&online, &code("c1", "g-online", 160))
-        .await
-        .unwrap();
-    store
-        .create_grant_with_code(&offline, &code("c2", "g-offline", 160))
-        .await
-        .unwrap();
-    store
-        .create_grant_with_code(&elsewhere, &code("c3", "g-other", 160))
-        .await
-        .unwrap();
+    for s in ["s1", "s2"] {
+        store
+            .create_session(&session(s, "u1", 5_000))
+            .await
+            .unwrap();
+    }
+    for g in [&online, &offline, &elsewhere] {
+        create_grant(store, g).await;
+    }
     assert!(store.grant("g-offline").await.unwrap().unwrap().offline);
 
     assert_eq!(
@@ -454,14 +294,8 @@ pub async fn ending_a_users_sign_ins_revokes_their_grants(ctx: Ctx) {
         .insert_user(&new_user("u2", "u2@example.com"))
         .await
         .unwrap();
-    store
-        .create_grant_with_code(&grant("g2", "u1", None, true), &code("c2", "g2", 160))
-        .await
-        .unwrap();
-    store
-        .create_grant_with_code(&grant("g3", "u2", None, false), &code("c3", "g3", 160))
-        .await
-        .unwrap();
+    create_grant(store, &grant("g2", "u1", None, true)).await;
+    create_grant(store, &grant("g3", "u2", None, false)).await;
     assert_eq!(store.end_user_sign_ins("u1", 200).await.unwrap().1, 2);
     assert_eq!(store.end_user_sign_ins("u1", 201).await.unwrap().1, 0);
     assert_eq!(store.grant("g3").await.unwrap().unwrap().revoked_at, None);
@@ -528,57 +362,14 @@ pub async fn refused_rotation_changes_nothing(ctx: Ctx) {
     assert!(store.refresh_token("r2").await.unwrap().is_some());
 }
 
-pub async fn failed_code_check_revokes_grant_in_redemption(ctx: Ctx) {
-    let store = &ctx.store;
-    user_with_grant(store).await;
-    let failed = store
-        .redeem_code_with("c1", 120, |code, _| {
-            assert_eq!(code.consumed_at, Some(120));
-            Err::<Option<tenantd_store::RefreshToken>, _>("pkce")
-        })
-        .await
-        .unwrap();
-    assert_eq!(failed, Err("pkce"));
-    assert!(
-        store
-            .grant("g1")
-            .await
-            .unwrap()
-            .unwrap()
-            .revoked_at
-            .is_some()
-    );
-    // The code stays spent: a retry is a replay.
-    assert!(matches!(
-        store.redeem_code("c1", 121).await.unwrap(),
-        CodeRedemption::Replayed { .. }
-    ));
-}
-
-pub async fn code_redemption_stores_first_refresh_token(ctx: Ctx) {
-    let store = &ctx.store;
-    user_with_grant(store).await;
-    let redeemed = store
-        .redeem_code_with("c1", 120, |_, _| {
-            Ok::<_, ()>(Some(refresh("r1", "g1", 5_000)))
-        })
-        .await
-        .unwrap();
-    assert!(matches!(redeemed, Ok(CodeRedemption::Redeemed { .. })));
-    assert_eq!(
-        store.refresh_token("r1").await.unwrap(),
-        Some(refresh("r1", "g1", 5_000))
-    );
-}
-
 /// u2 with a live session `s2`; the grant `g2` and code a sealed code of that session carries.
 async fn sealed_fixture(store: &tenantd_store::Store) -> (AuthCode, Grant) {
     store
-        .insert_user(&crate::new_user("u2", "u2@example.com"))
+        .insert_user(&new_user("u2", "u2@example.com"))
         .await
         .unwrap();
     store
-        .create_session(&crate::session("s2", "u2", 5_000))
+        .create_session(&session("s2", "u2", 5_000))
         .await
         .unwrap();
     (
@@ -607,13 +398,24 @@ pub async fn sealed_code_inserts_its_grant_once_and_a_replay_revokes_it(ctx: Ctx
         .unwrap();
     match first {
         CodeRedemption::Redeemed { code, grant } => {
-            assert_eq!(code.consumed_at, Some(120));
+            // Everything the token response needs (nonce, PKCE) comes back as the code carried it.
+            assert_eq!(
+                code,
+                AuthCode {
+                    consumed_at: Some(120),
+                    ..c.clone()
+                }
+            );
             assert_eq!(grant, g);
         }
         other => panic!("{other:?}"),
     }
     assert_eq!(store.grant("g2").await.unwrap(), Some(g.clone()));
-    assert!(store.refresh_token("r-first").await.unwrap().is_some());
+    assert_eq!(
+        store.refresh_token("r-first").await.unwrap(),
+        Some(refresh("r-first", "g2", 9_000)),
+        "the first refresh token is stored with the grant"
+    );
 
     let replay = store
         .redeem_sealed_code(&c, &g, 130, no_check)
@@ -627,15 +429,28 @@ pub async fn sealed_code_inserts_its_grant_once_and_a_replay_revokes_it(ctx: Ctx
         store.grant("g2").await.unwrap().unwrap().revoked_at,
         Some(130)
     );
+    assert_eq!(
+        store
+            .rotate_refresh_token("r-first", &refresh("r-next", "g2", 9_000), 131)
+            .await
+            .unwrap(),
+        Rotation::GrantRevoked,
+        "the refresh token issued from the replayed code dies with the grant"
+    );
 
-    // Still a replay after the code's expiry: the grant was there.
+    // Still a replay after the code's expiry (the grant was there), and the first revocation
+    // is kept.
     let late = store
         .redeem_sealed_code(&c, &g, 500, no_check)
         .await
         .unwrap();
     assert!(
-        matches!(late, Ok(CodeRedemption::Replayed { .. })),
+        matches!(late, Ok(CodeRedemption::Replayed { ref grant_id }) if grant_id == "g2"),
         "{late:?}"
+    );
+    assert_eq!(
+        store.grant("g2").await.unwrap().unwrap().revoked_at,
+        Some(130)
     );
 }
 
@@ -654,6 +469,13 @@ pub async fn sealed_code_expired_or_of_an_ended_session_is_refused(ctx: Ctx) {
         store.grant("g2").await.unwrap().is_none(),
         "an expired code writes nothing"
     );
+    // Expiry is no replay: shown again, it is still just expired.
+    let again = store
+        .redeem_sealed_code(&c, &g, 161, no_check)
+        .await
+        .unwrap();
+    assert!(matches!(again, Ok(CodeRedemption::Expired)), "{again:?}");
+    assert!(store.grant("g2").await.unwrap().is_none());
 
     store.end_user_sign_ins("u2", 110).await.unwrap();
     let ended = store
@@ -669,6 +491,7 @@ pub async fn sealed_code_expired_or_of_an_ended_session_is_refused(ctx: Ctx) {
         Some(120),
         "spent and revoked"
     );
+    // Spent all the same: showing it again is a replay, which keeps the first revocation.
     let again = store
         .redeem_sealed_code(&c, &g, 121, no_check)
         .await
@@ -677,20 +500,32 @@ pub async fn sealed_code_expired_or_of_an_ended_session_is_refused(ctx: Ctx) {
         matches!(again, Ok(CodeRedemption::Replayed { .. })),
         "{again:?}"
     );
+    assert_eq!(
+        store.grant("g2").await.unwrap().unwrap().revoked_at,
+        Some(120)
+    );
 }
 
 pub async fn sealed_code_failing_its_check_is_spent(ctx: Ctx) {
     let store = &ctx.store;
     let (c, g) = sealed_fixture(store).await;
     let failed = store
-        .redeem_sealed_code(&c, &g, 120, |_, _| Err::<Option<RefreshToken>, _>("pkce"))
+        .redeem_sealed_code(&c, &g, 120, |code, grant| {
+            assert_eq!(
+                (code, grant),
+                (&c, &g),
+                "the check sees what the code carried"
+            );
+            Err::<Option<RefreshToken>, _>("pkce")
+        })
         .await
         .unwrap();
-    assert_eq!(failed.unwrap_err(), "pkce");
+    assert_eq!(failed, Err("pkce"));
     assert_eq!(
         store.grant("g2").await.unwrap().unwrap().revoked_at,
         Some(120)
     );
+    // The code stays spent: a retry is a replay.
     let retry = store
         .redeem_sealed_code(&c, &g, 121, no_check)
         .await
@@ -704,19 +539,22 @@ pub async fn sealed_code_failing_its_check_is_spent(ctx: Ctx) {
 pub async fn concurrent_sealed_redemption_has_one_winner(ctx: Ctx) {
     let store = ctx.store.clone();
     let (c, g) = sealed_fixture(&store).await;
-    let tasks: Vec<_> = (0..4)
+    let tasks: Vec<_> = (0..8)
         .map(|_| {
             let (store, c, g) = (store.clone(), c.clone(), g.clone());
             tokio::spawn(async move { store.redeem_sealed_code(&c, &g, 120, no_check).await })
         })
         .collect();
     let mut redeemed = 0;
+    let mut replayed = 0;
     for t in tasks {
-        if let Ok(CodeRedemption::Redeemed { .. }) = t.await.unwrap().unwrap() {
-            redeemed += 1;
+        match t.await.unwrap().unwrap() {
+            Ok(CodeRedemption::Redeemed { .. }) => redeemed += 1,
+            Ok(CodeRedemption::Replayed { .. }) => replayed += 1,
+            other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(redeemed, 1);
+    assert_eq!((redeemed, replayed), (1, 7));
     assert!(
         store
             .grant("g2")
@@ -726,6 +564,46 @@ pub async fn concurrent_sealed_redemption_has_one_winner(ctx: Ctx) {
             .revoked_at
             .is_some(),
         "the losers were replays: the grant is revoked"
+    );
+}
+
+/// The grant and the first refresh token are written in one transaction: when the token cannot
+/// be stored, neither is the grant, and the code is not spent.
+pub async fn sealed_redemption_is_atomic(ctx: Ctx) {
+    let store = &ctx.store;
+    user_with_grant(store).await;
+    store
+        .insert_refresh_token(&refresh("r1", "g1", 5_000))
+        .await
+        .unwrap();
+    let (c, g) = sealed_fixture(store).await;
+    // The first refresh token's hash is taken: the grant insert must be rolled back too.
+    let err = store
+        .redeem_sealed_code(&c, &g, 120, |_, _| {
+            Ok::<_, ()>(Some(refresh("r1", "g2", 9_000)))
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.grant("g2").await.unwrap(), None);
+    assert_eq!(
+        store.refresh_token("r1").await.unwrap(),
+        Some(refresh("r1", "g1", 5_000))
+    );
+    // Nothing was spent: the code still redeems.
+    let redeemed = store
+        .redeem_sealed_code(&c, &g, 121, |_, _| {
+            Ok::<_, ()>(Some(refresh("r2", "g2", 9_000)))
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(redeemed, Ok(CodeRedemption::Redeemed { .. })),
+        "{redeemed:?}"
+    );
+    assert_eq!(
+        store.refresh_token("r2").await.unwrap(),
+        Some(refresh("r2", "g2", 9_000))
     );
 }
 

@@ -28,7 +28,9 @@ use std::future::Future;
 use std::path::PathBuf;
 
 use sqlx::{Connection, Executor};
-use tenantd_store::{AuthCode, Grant, NewGuest, NewUser, RefreshToken, Session, Store};
+use tenantd_store::{
+    AuthCode, CodeRedemption, Grant, NewGuest, NewUser, RefreshToken, Session, Store,
+};
 
 /// What a scenario gets: the store and the URL it was opened with (to reopen it, or to reach
 /// the database behind the store's back).
@@ -236,17 +238,10 @@ scenarios! {
         risky_users_report_is_members_only_filtered_ordered_and_paged,
     }
     grants {
-        code_redeemed_once_then_replay_revokes_grant,
-        expired_and_unknown_codes,
-        code_of_revoked_grant_is_refused,
-        concurrent_redemption_has_one_winner,
-        grant_with_code_is_atomic,
         grant_claims_round_trip,
         rotation_and_reuse_revokes_family,
         rotation_refuses_another_grant,
         refused_rotation_changes_nothing,
-        failed_code_check_revokes_grant_in_redemption,
-        code_redemption_stores_first_refresh_token,
         expired_and_unknown_refresh_tokens,
         grant_revoke_kills_refresh,
         concurrent_rotation_has_one_winner,
@@ -258,6 +253,7 @@ scenarios! {
         sealed_code_expired_or_of_an_ended_session_is_refused,
         sealed_code_failing_its_check_is_spent,
         concurrent_sealed_redemption_has_one_winner,
+        sealed_redemption_is_atomic,
         code_sealing_secret_is_created_once,
     }
     keys {
@@ -385,17 +381,34 @@ pub fn refresh(hash: &str, grant_id: &str, expires_at: i64) -> RefreshToken {
     }
 }
 
-/// A user `u1` with a grant `g1` (session `s1`, not offline) and its code `c1`.
+/// Stores `grant` the way the server does: by redeeming a sealed code that carries it (its
+/// session, if any, must be live). No first refresh token.
+pub async fn create_grant(store: &Store, grant: &Grant) {
+    let redeemed = store
+        .redeem_sealed_code(
+            &code(&format!("c-of-{}", grant.id), &grant.id, 160),
+            grant,
+            120,
+            |_, _| Ok::<_, std::convert::Infallible>(None),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(redeemed, Ok(CodeRedemption::Redeemed { .. })),
+        "{redeemed:?}"
+    );
+}
+
+/// A user `u1` with a live session `s1` (expiring at 10_000) and a grant `g1` of it (not
+/// offline), redeemed from a sealed code at 120.
 pub async fn user_with_grant(store: &Store) {
     store
         .insert_user(&new_user("u1", "u1@example.com"))
         .await
         .unwrap();
     store
-        .create_grant_with_code(
-            &grant("g1", "u1", Some("s1"), false),
-            &code("c1", "g1", 160),
-        )
+        .create_session(&session("s1", "u1", 10_000))
         .await
         .unwrap();
+    create_grant(store, &grant("g1", "u1", Some("s1"), false)).await;
 }

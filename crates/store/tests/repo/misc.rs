@@ -1,18 +1,20 @@
 //! Whole-store behaviour: reopening, purging, corrupt rows.
 
-use sqlx::{Connection, Executor};
-use tenantd_store::{Interaction, SigningKeyRecord, Store, StoreError};
+use std::convert::Infallible;
 
-use crate::{Ctx, code, grant, new_user, refresh, session, user_with_grant};
+use sqlx::{Connection, Executor};
+use tenantd_store::{CodeRedemption, Interaction, SigningKeyRecord, Store, StoreError};
+
+use crate::{Ctx, code, create_grant, grant, new_user, refresh, session, user_with_grant};
 
 pub async fn survives_reopen(ctx: Ctx) {
     let store = &ctx.store;
     store.ping().await.unwrap();
     user_with_grant(store).await;
-    store
-        .create_session(&session("s1", "u1", 5_000))
-        .await
-        .unwrap();
+    assert_eq!(
+        store.code_sealing_secret("key-1", 100).await.unwrap(),
+        "key-1"
+    );
     store
         .sync_config_apps(&[("app-1".to_owned(), "{}".to_owned())], 100)
         .await
@@ -49,9 +51,29 @@ pub async fn survives_reopen(ctx: Ctx) {
     );
     assert_eq!(reopened.app_records().await.unwrap().len(), 1);
     assert_eq!(reopened.signing_keys().await.unwrap(), [k]);
+    // Codes issued before the restart open after it (same key), redeem once, and the ones
+    // redeemed before stay spent.
+    assert_eq!(
+        reopened.code_sealing_secret("key-2", 200).await.unwrap(),
+        "key-1"
+    );
+    let no_check = |_: &_, _: &_| Ok::<_, Infallible>(None);
+    let issued = grant("g2", "u1", Some("s1"), false);
     assert!(matches!(
-        reopened.redeem_code("c1", 120).await.unwrap(),
-        tenantd_store::CodeRedemption::Redeemed { .. }
+        reopened
+            .redeem_sealed_code(&code("c2", "g2", 160), &issued, 130, no_check)
+            .await
+            .unwrap(),
+        Ok(CodeRedemption::Redeemed { .. })
+    ));
+    let spent = grant("g1", "u1", Some("s1"), false);
+    assert_eq!(reopened.grant("g1").await.unwrap(), Some(spent.clone()));
+    assert!(matches!(
+        reopened
+            .redeem_sealed_code(&code("c1", "g1", 160), &spent, 130, no_check)
+            .await
+            .unwrap(),
+        Ok(CodeRedemption::Replayed { .. })
     ));
     reopened.close().await;
 }
@@ -62,25 +84,16 @@ pub async fn purge_expired_removes_only_dead_rows(ctx: Ctx) {
         .insert_user(&new_user("u1", "u1@example.com"))
         .await
         .unwrap();
-    // Dead at 1_000: expired grant (with its live code and token), code, token, session,
-    // interaction, jti, revoked access token. Alive: the same with later expiries.
+    // Dead at 1_000: expired grant (with its live token), token, session, interaction, jti,
+    // revoked access token. Alive: the same with later expiries.
     let mut dead_grant = grant("g-dead", "u1", None, false);
     dead_grant.expires_at = 1_000;
-    store
-        .create_grant_with_code(&dead_grant, &code("c-of-dead", "g-dead", 2_000))
-        .await
-        .unwrap();
+    create_grant(store, &dead_grant).await;
     store
         .insert_refresh_token(&refresh("r-of-dead", "g-dead", 2_000))
         .await
         .unwrap();
-    store
-        .create_grant_with_code(
-            &grant("g-live", "u1", None, false),
-            &code("c-dead", "g-live", 999),
-        )
-        .await
-        .unwrap();
+    create_grant(store, &grant("g-live", "u1", None, false)).await;
     store
         .insert_refresh_token(&refresh("r-dead", "g-live", 1_000))
         .await
@@ -117,8 +130,8 @@ pub async fn purge_expired_removes_only_dead_rows(ctx: Ctx) {
     store.revoke_access_token("a-dead", 1_000).await.unwrap();
     store.revoke_access_token("a-live", 1_001).await.unwrap();
 
-    // grant + its code + its token, code, token, session, interaction, jti, access token
-    assert_eq!(store.purge_expired(1_000).await.unwrap(), 9);
+    // grant + its token, token, session, interaction, jti, access token
+    assert_eq!(store.purge_expired(1_000).await.unwrap(), 7);
     assert_eq!(store.purge_expired(1_000).await.unwrap(), 0);
 
     assert_eq!(store.grant("g-dead").await.unwrap(), None);
@@ -126,10 +139,18 @@ pub async fn purge_expired_removes_only_dead_rows(ctx: Ctx) {
     assert_eq!(store.refresh_token("r-dead").await.unwrap(), None);
     assert!(store.grant("g-live").await.unwrap().is_some());
     assert!(store.refresh_token("r-live").await.unwrap().is_some());
-    assert_eq!(
-        store.redeem_code("c-dead", 100).await.unwrap(),
-        tenantd_store::CodeRedemption::NotFound
-    );
+    // A code of the purged grant, live itself, does not bring it back.
+    let late = store
+        .redeem_sealed_code(
+            &code("c-of-dead", "g-dead", 2_000),
+            &dead_grant,
+            1_000,
+            |_, _| Ok::<_, Infallible>(None),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(late, Ok(CodeRedemption::Expired)), "{late:?}");
+    assert_eq!(store.grant("g-dead").await.unwrap(), None);
     assert!(store.session_by_id("s-dead").await.unwrap().is_none());
     assert!(store.session_by_id("s-live").await.unwrap().is_some());
     assert!(store.interaction("i-dead", 0).await.unwrap().is_none());

@@ -517,10 +517,6 @@ pub async fn members_may_be_created_disabled(ctx: Ctx) {
 pub async fn update_user_applies_together_and_ends_sign_ins(ctx: Ctx) {
     let store = &ctx.store;
     crate::user_with_grant(store).await;
-    store
-        .create_session(&crate::session("s1", "u1", 10_000))
-        .await
-        .unwrap();
     // Names only: sign-ins live on.
     let ended = store
         .update_user(
@@ -657,8 +653,8 @@ async fn count(url: &str, table: &str, column: &str, value: &str) -> i64 {
     n
 }
 
-/// Every row that hangs off user `id`: sessions, grants, codes, refresh tokens, consents, MFA,
-/// risk, detections, leak fingerprint, invitations.
+/// Every row that hangs off user `id`: sessions, grants, refresh tokens, consents, MFA, risk,
+/// detections, leak fingerprint, invitations.
 async fn rows_of(url: &str, id: &str) -> Vec<(&'static str, i64)> {
     let mut out = Vec::new();
     for table in [
@@ -675,19 +671,17 @@ async fn rows_of(url: &str, id: &str) -> Vec<(&'static str, i64)> {
     ] {
         out.push((table, count(url, table, "user_id", id).await));
     }
-    for table in ["auth_codes", "refresh_tokens"] {
-        let mut raw = sqlx::AnyConnection::connect(url).await.unwrap();
-        let sql = format!(
-            "SELECT COUNT(*) FROM {table} WHERE grant_id IN (SELECT id FROM grants WHERE user_id = $1)"
-        );
-        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_one(&mut raw)
-            .await
-            .unwrap();
-        raw.close().await.unwrap();
-        out.push((table, n));
-    }
+    let mut raw = sqlx::AnyConnection::connect(url).await.unwrap();
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM refresh_tokens \
+         WHERE grant_id IN (SELECT id FROM grants WHERE user_id = $1)",
+    )
+    .bind(id)
+    .fetch_one(&mut raw)
+    .await
+    .unwrap();
+    raw.close().await.unwrap();
+    out.push(("refresh_tokens", n));
     out
 }
 
@@ -699,13 +693,7 @@ async fn everything_for(store: &tenantd_store::Store, id: &str, n: i64) {
         .create_session(&crate::session(&sid, id, 10_000))
         .await
         .unwrap();
-    store
-        .create_grant_with_code(
-            &crate::grant(&gid, id, Some(&sid), true),
-            &crate::code(&format!("c-{id}"), &gid, 10_000),
-        )
-        .await
-        .unwrap();
+    crate::create_grant(store, &crate::grant(&gid, id, Some(&sid), true)).await;
     store
         .insert_refresh_token(&crate::refresh(&format!("r-{id}"), &gid, 10_000))
         .await
