@@ -1,6 +1,6 @@
 //! The risky users report on a large tenant: 100,000 members of whom 10,000 have a risk record
-//! (SQLite file, as the default store), one page of 100 at a time: the first page, a page deep
-//! in the report, the seed's "User" filter (`startswith(userPrincipalName, …)`), and a
+//! (SQLite file, as the default store), one page of 100 at a time: the first page, the last
+//! page (keyset paging from the previous page's last row), the seed's "User" filter (`startswith(userPrincipalName, …)`), and a
 //! level filter.
 //!
 //! `cargo bench -p tenantd-store --bench risky_users -- --warm-up-time 1 --measurement-time 3`
@@ -62,34 +62,41 @@ fn report(c: &mut Criterion) {
     let benching = std::env::args().any(|a| a == "--bench");
     let members = if benching { 100_000 } else { 2_000 };
     let (runtime, store, dir) = tenant(members);
-    let risky = members as i64 / 10;
-    let page = |conditions: Vec<RiskyUserCondition>, offset: i64| RiskyUserQuery {
+    let page = |conditions: Vec<RiskyUserCondition>, after: Option<(i64, String)>| RiskyUserQuery {
         conditions,
         oldest_first: false,
         limit: 100,
-        offset,
+        after,
     };
+    // Newest first, the last page (users 990, 980, …, 0) begins after user 1000's row.
     let cases = [
-        ("first_page", page(vec![], 0)),
-        ("last_page", page(vec![], risky - 100)),
+        ("first_page", page(vec![], None)),
+        (
+            "last_page",
+            page(vec![], Some((3_000, "u001000".to_owned()))),
+        ),
         (
             "upn_startswith",
             page(
                 vec![RiskyUserCondition::User(UserCondition::EmailStartsWith(
                     "user0042".into(),
                 ))],
-                0,
+                None,
             ),
         ),
         (
             "level_high",
-            page(vec![RiskyUserCondition::LevelIs("high".into())], 0),
+            page(vec![RiskyUserCondition::LevelIs("high".into())], None),
         ),
     ];
     let mut group = c.benchmark_group("risky_users_report");
     for (name, q) in cases {
         let rows = runtime.block_on(store.list_risky_users(&q)).unwrap();
         assert!(!rows.is_empty(), "{name}");
+        if name == "last_page" {
+            assert_eq!(rows.len(), 100);
+            assert_eq!(rows[99].user.id, "u000000");
+        }
         group.bench_function(name, |b| {
             b.iter(|| runtime.block_on(store.list_risky_users(&q)).unwrap());
         });

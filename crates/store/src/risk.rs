@@ -193,8 +193,10 @@ pub struct RiskyUserQuery {
     pub oldest_first: bool,
     /// Page size.
     pub limit: i64,
-    /// Rows skipped.
-    pub offset: i64,
+    /// Where the previous page ended: its last row's (risk `updated_at`, user id). Keyset
+    /// paging: a page costs the same however deep it is, and rows changed meanwhile are
+    /// neither repeated nor skipped because of rows before them.
+    pub after: Option<(i64, String)>,
 }
 
 /// A member and their stored risk.
@@ -262,26 +264,38 @@ impl Store {
             }
         }
         let order = if q.oldest_first { "ASC" } else { "DESC" };
+        let n = args.len();
+        let (keyset, limit) = match &q.after {
+            Some(_) => {
+                let op = if q.oldest_first { ">" } else { "<" };
+                (
+                    format!(
+                        " AND (r.updated_at {op} ${at} OR (r.updated_at = ${at} AND r.user_id {op} ${id}))",
+                        at = n + 1,
+                        id = n + 2
+                    ),
+                    n + 3,
+                )
+            }
+            None => (String::new(), n + 1),
+        };
         let sql = format!(
             "SELECT u.id, u.email, u.display_name, u.given_name, u.family_name, u.password_hash, \
              u.status, u.must_change_password, u.created_at, u.updated_at, u.user_type, \
              u.partner_id, u.home_subject, u.invitation_state, u.home_user_risk, \
              r.level, r.state, r.detail, r.updated_at AS risk_updated_at \
-             FROM user_risk r CROSS JOIN users u WHERE u.id = r.user_id AND {} \
-             ORDER BY r.updated_at {order}, r.user_id {order} LIMIT ${} OFFSET ${}",
+             FROM user_risk r CROSS JOIN users u WHERE u.id = r.user_id AND {}{keyset} \
+             ORDER BY r.updated_at {order}, r.user_id {order} LIMIT ${limit}",
             conditions.join(" AND "),
-            args.len() + 1,
-            args.len() + 2
         );
         let mut query = query_assembled(sql);
         for arg in args {
             query = query.bind(arg);
         }
-        let rows: Vec<RiskyUserRow> = query
-            .bind(q.limit.max(0))
-            .bind(q.offset.max(0))
-            .fetch_all(&self.db)
-            .await?;
+        if let Some((at, id)) = &q.after {
+            query = query.bind(*at).bind(id.as_str());
+        }
+        let rows: Vec<RiskyUserRow> = query.bind(q.limit.max(0)).fetch_all(&self.db).await?;
         rows.into_iter()
             .map(|r| {
                 let user = User::try_from(r.user)?;

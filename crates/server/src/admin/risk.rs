@@ -116,7 +116,12 @@ pub async fn list_risky_users(
             }
         }
         next.append_pair("$top", &q.limit.to_string());
-        next.append_pair("$skiptoken", &(q.offset + q.limit).to_string());
+        if let Some(last) = page.last() {
+            next.append_pair(
+                "$skiptoken",
+                &format!("{}.{}", last.risk.updated_at, last.user.id),
+            );
+        }
         map.insert(
             "@odata.nextLink".into(),
             Value::String(format!(
@@ -159,10 +164,12 @@ fn risky_users_query(params: &HashMap<String, String>) -> Result<RiskyUserQuery,
                     .ok_or_else(|| format!("$top must be a number from 1 to {MAX_RISKY_TOP}"))?;
             }
             "$skiptoken" => {
-                q.offset = v
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| *n >= 0)
+                // `<riskLastUpdated unix seconds>.<user id>` of the previous page's last row.
+                q.after = v
+                    .split_once('.')
+                    .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_owned())))
+                    .filter(|(_, id)| !id.is_empty())
+                    .map(Some)
                     .ok_or("$skiptoken is not one this server issued")?;
             }
             other => {

@@ -238,15 +238,27 @@ pub async fn risky_users_report_is_members_only_filtered_ordered_and_paged(ctx: 
         .await
         .is_empty()
     );
-    let page = store
-        .list_risky_users(&RiskyUserQuery {
-            limit: 1,
-            offset: 1,
-            ..RiskyUserQuery::default()
-        })
+    // Keyset pages, both directions; ties on the time are ordered by id.
+    store
+        .set_user_risk(&record("u2", "low", 300), "test", None)
         .await
         .unwrap();
-    assert_eq!(page.len(), 1);
-    assert_eq!(page[0].user.email, "andy@example.com");
-    assert_eq!(page[0].risk, record("u2", "low", 200));
+    let page = |after: Option<(i64, &str)>, oldest_first| {
+        let q = RiskyUserQuery {
+            limit: 1,
+            after: after.map(|(at, id)| (at, id.to_owned())),
+            oldest_first,
+            ..RiskyUserQuery::default()
+        };
+        async move { store.list_risky_users(&q).await.unwrap() }
+    };
+    let first = page(None, false).await;
+    assert_eq!(first[0].user.id, "u3");
+    let second = page(Some((300, "u3")), false).await;
+    assert_eq!(second[0].user.email, "andy@example.com");
+    assert_eq!(second[0].risk, record("u2", "low", 300));
+    assert_eq!(page(Some((300, "u2")), false).await[0].user.id, "u1");
+    assert!(page(Some((100, "u1")), false).await.is_empty());
+    assert_eq!(page(Some((100, "u1")), true).await[0].user.id, "u2");
+    assert_eq!(page(Some((300, "u2")), true).await[0].user.id, "u3");
 }
