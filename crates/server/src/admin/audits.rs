@@ -12,6 +12,7 @@ use store::{AuditFilter, DirectoryAudit, User};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::admin::sign_ins::{offset_next_link, paging_param};
 use crate::admin::{Admin, GraphError, reply};
 use crate::state::AppState;
 use crate::user_risk::iso;
@@ -187,22 +188,13 @@ pub async fn list(
         "value": value,
     });
     if full_page && let Some(map) = body.as_object_mut() {
-        let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
-            .filter(|(k, _)| k != "$skiptoken")
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        pairs.push((
-            "$skiptoken".into(),
-            (filter.offset + filter.limit).to_string(),
-        ));
-        let q = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(pairs)
-            .finish();
         map.insert(
             "@odata.nextLink".into(),
-            Value::String(format!(
-                "{}/v1.0/auditLogs/directoryAudits?{q}",
-                state.config.issuer
+            Value::String(offset_next_link(
+                &state.config.issuer,
+                "/v1.0/auditLogs/directoryAudits",
+                &query,
+                filter.offset + filter.limit,
             )),
         );
     }
@@ -237,21 +229,11 @@ fn parse_query(query: &str) -> Result<AuditFilter, String> {
         ..AuditFilter::default()
     };
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        if let Some(done) = paging_param(&k, &v, MAX_TOP, &mut f.limit, &mut f.offset) {
+            done?;
+            continue;
+        }
         match k.as_ref() {
-            "$top" => {
-                f.limit = v
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| (1..=MAX_TOP).contains(n))
-                    .ok_or_else(|| format!("$top must be a number from 1 to {MAX_TOP}"))?;
-            }
-            "$skiptoken" => {
-                f.offset = v
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| *n >= 0)
-                    .ok_or("$skiptoken is not one this server issued")?;
-            }
             "$filter" => parse_filter(&v, &mut f)?,
             other => return Err(format!("unsupported query parameter {other:?}")),
         }

@@ -138,6 +138,46 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
+/// Graph's reference to a directory object, the body of `POST …/members/$ref`
+/// (`{"@odata.id": "https://…/v1.0/directoryObjects/{id}"}`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberRef {
+    #[serde(rename = "@odata.id")]
+    odata_id: String,
+}
+
+impl MemberRef {
+    /// The user the reference names (`…/directoryObjects/{id}` or `…/users/{id}`): 400 for a
+    /// reference to anything else, 404 for an unknown user.
+    pub async fn user(&self, state: &AppState) -> Result<User, GraphError> {
+        let id = self
+            .odata_id
+            .rsplit_once('/')
+            .filter(|(path, _)| path.ends_with("/directoryObjects") || path.ends_with("/users"))
+            .map(|(_, id)| id)
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| {
+                GraphError::bad_request(
+                    "@odata.id must name a user: https://…/v1.0/directoryObjects/{id}.",
+                )
+            })?;
+        state
+            .store
+            .user_by_id(id)
+            .await?
+            .ok_or_else(|| GraphError::not_found(format!("No user with id {id}.")))
+    }
+}
+
+/// Graph's answer to adding a member twice.
+pub fn already_a_member() -> GraphError {
+    GraphError::bad_request(
+        "One or more added object references already exist for the following modified \
+         properties: 'members'.",
+    )
+}
+
 /// Whether the token carries the admin scope (necessary, not sufficient: see [`Admin`]).
 fn has_admin_scope(claims: &AccessTokenClaims) -> bool {
     claims

@@ -5,12 +5,11 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::admin::audits::{self, Activity, Area};
 use crate::admin::users::user_json;
-use crate::admin::{Admin, GraphError, GraphJson, no_content, reply};
+use crate::admin::{Admin, GraphError, GraphJson, MemberRef, already_a_member, no_content, reply};
 use crate::state::AppState;
 use crate::web::Ctx;
 
@@ -64,14 +63,6 @@ pub async fn members(
     ))
 }
 
-/// `POST /v1.0/directoryRoles/{id}/members/$ref` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MemberRef {
-    #[serde(rename = "@odata.id")]
-    odata_id: String,
-}
-
 /// `POST /v1.0/directoryRoles/{id}/members/$ref` with
 /// `{"@odata.id": ".../directoryObjects/{userId}"}`: 204.
 pub async fn add_member(
@@ -82,31 +73,13 @@ pub async fn add_member(
     GraphJson(body): GraphJson<MemberRef>,
 ) -> Result<Response, GraphError> {
     the_role(&id)?;
-    let user_id = body
-        .odata_id
-        .rsplit_once('/')
-        .filter(|(path, _)| path.ends_with("/directoryObjects") || path.ends_with("/users"))
-        .map(|(_, id)| id)
-        .filter(|id| !id.is_empty())
-        .ok_or_else(|| {
-            GraphError::bad_request(
-                "@odata.id must name a user: https://…/v1.0/directoryObjects/{id}.",
-            )
-        })?;
-    let user = state
-        .store
-        .user_by_id(user_id)
-        .await?
-        .ok_or_else(|| GraphError::not_found(format!("No user with id {user_id}.")))?;
+    let user = body.user(&state).await?;
     if !state
         .store
         .add_role_member(&id, &user.id, state.now())
         .await?
     {
-        return Err(GraphError::bad_request(
-            "One or more added object references already exist for the following modified \
-             properties: 'members'.",
-        ));
+        return Err(already_a_member());
     }
     let activity = Activity::on_user(Area::Roles, "Add member to role", "Add", &user)
         .detail("roleName", "Global Administrator");

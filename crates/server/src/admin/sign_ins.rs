@@ -36,8 +36,9 @@ pub async fn sign_ins(
     if full_page && let Some(map) = body.as_object_mut() {
         map.insert(
             "@odata.nextLink".into(),
-            Value::String(next_link(
+            Value::String(offset_next_link(
                 &state.config.issuer,
+                "/v1.0/auditLogs/signIns",
                 &query,
                 filter.offset + filter.limit,
             )),
@@ -46,8 +47,8 @@ pub async fn sign_ins(
     Ok(reply(StatusCode::OK, body))
 }
 
-/// The same query with `$skiptoken` moved on.
-fn next_link(issuer: &str, query: &str, offset: i64) -> String {
+/// `{issuer}{path}` with the same query and `$skiptoken` moved on to `offset` (the logs' paging).
+pub(crate) fn offset_next_link(issuer: &str, path: &str, query: &str, offset: i64) -> String {
     let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
         .filter(|(k, _)| k != "$skiptoken")
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -56,7 +57,37 @@ fn next_link(issuer: &str, query: &str, offset: i64) -> String {
     let q = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
         .finish();
-    format!("{issuer}/v1.0/auditLogs/signIns?{q}")
+    format!("{issuer}{path}?{q}")
+}
+
+/// `$top` (1 to `max`) and `$skiptoken` (an offset this server issued) into `limit` and
+/// `offset`; `None` for any other key.
+pub(crate) fn paging_param(
+    key: &str,
+    value: &str,
+    max: i64,
+    limit: &mut i64,
+    offset: &mut i64,
+) -> Option<Result<(), String>> {
+    match key {
+        "$top" => Some(
+            value
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .map(|n| *limit = n)
+                .ok_or_else(|| format!("$top must be a number from 1 to {max}")),
+        ),
+        "$skiptoken" => Some(
+            value
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .map(|n| *offset = n)
+                .ok_or_else(|| "$skiptoken is not one this server issued".to_owned()),
+        ),
+        _ => None,
+    }
 }
 
 fn parse_query(query: &str) -> Result<SignInFilter, String> {
@@ -69,21 +100,11 @@ fn parse_query(query: &str) -> Result<SignInFilter, String> {
         ..SignInFilter::default()
     };
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        if let Some(done) = paging_param(&k, &v, MAX_TOP, &mut f.limit, &mut f.offset) {
+            done?;
+            continue;
+        }
         match k.as_ref() {
-            "$top" => {
-                f.limit = v
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| (1..=MAX_TOP).contains(n))
-                    .ok_or_else(|| format!("$top must be a number from 1 to {MAX_TOP}"))?;
-            }
-            "$skiptoken" => {
-                f.offset = v
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| *n >= 0)
-                    .ok_or("$skiptoken is not one this server issued")?;
-            }
             "$filter" => parse_filter(&v, &mut f)?,
             other => return Err(format!("unsupported query parameter {other:?}")),
         }
