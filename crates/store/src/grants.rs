@@ -151,8 +151,6 @@ pub enum CodeRedemption {
     /// The code was fresh but its session has ended since (e.g. the user signed out in
     /// between); the code is now spent and its grant revoked.
     GrantRevoked,
-    /// No such code.
-    NotFound,
 }
 
 /// A refresh token, stored by hash. All refresh tokens of one grant form one rotation family.

@@ -169,9 +169,6 @@ async fn exchange_code(
         CodeRedemption::GrantRevoked => {
             return Err(invalid("The authorization has been revoked.").into());
         }
-        CodeRedemption::NotFound => {
-            return Err(invalid("The authorization code is invalid.").into());
-        }
     };
     let user = active_user(state, &grant.user_id).await?;
     let Some(user) = user else {
