@@ -4,7 +4,7 @@
 //! stored as given: the server owns and validates the vocabulary.
 
 use crate::db::{DbError, FromRow, Row, Tx, from_row, query, query_assembled};
-use crate::users::{UserRow, like_prefix, normalize_email};
+use crate::users::{UserRow, joined_user_columns, like_prefix, normalize_email};
 use crate::{Store, StoreError, User, UserCondition};
 
 /// A user's current risk: one row per user whose risk was ever set.
@@ -280,13 +280,18 @@ impl Store {
             None => (String::new(), n + 1),
         };
         let sql = format!(
-            "SELECT u.id, u.email, u.display_name, u.given_name, u.family_name, u.password_hash, \
-             u.status, u.must_change_password, u.created_at, u.updated_at, u.user_type, \
-             u.partner_id, u.home_subject, u.invitation_state, u.home_user_risk, \
-             r.level, r.state, r.detail, r.updated_at AS risk_updated_at \
-             FROM user_risk r CROSS JOIN users u WHERE u.id = r.user_id AND {}{keyset} \
-             ORDER BY r.updated_at {order}, r.user_id {order} LIMIT ${limit}",
+            concat!(
+                "SELECT ",
+                joined_user_columns!(),
+                ", r.level, r.state, r.detail, r.updated_at AS risk_updated_at \
+                 FROM user_risk r CROSS JOIN users u WHERE u.id = r.user_id AND {}{} \
+                 ORDER BY r.updated_at {}, r.user_id {} LIMIT ${}"
+            ),
             conditions.join(" AND "),
+            keyset,
+            order,
+            order,
+            limit
         );
         let mut query = query_assembled(sql);
         for arg in args {

@@ -1,7 +1,7 @@
 //! Browser sessions and pending interactions: `sessions`, `interactions`.
 
 use crate::db::{DbError, FromRow, Row, from_row, query};
-use crate::users::UserRow;
+use crate::users::{UserRow, joined_user_columns};
 use crate::{Store, StoreError, User, strings_from_json, strings_to_json};
 
 /// A browser session. The cookie holds a random token; only its hash is stored.
@@ -170,15 +170,13 @@ impl Store {
         hash: &str,
         now: i64,
     ) -> Result<Option<(Session, User)>, StoreError> {
-        let row: Option<SessionUserRow> = query(
+        let row: Option<SessionUserRow> = query(concat!(
             "SELECT s.id AS s_id, s.token_hash, s.user_id, s.auth_time, s.amr, s.acr, \
-             s.created_at AS s_created_at, s.expires_at, s.revoked_at, s.federation_json, \
-             u.id, u.email, u.display_name, u.given_name, u.family_name, u.password_hash, \
-             u.status, u.must_change_password, u.created_at, u.updated_at, u.user_type, \
-             u.partner_id, u.home_subject, u.invitation_state, u.home_user_risk \
-             FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.revoked_at IS NULL",
-        )
+             s.created_at AS s_created_at, s.expires_at, s.revoked_at, s.federation_json, ",
+            joined_user_columns!(),
+            " FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.revoked_at IS NULL"
+        ))
         .bind(hash)
         .bind(now)
         .fetch_optional(&self.db)

@@ -284,6 +284,17 @@ macro_rules! user_columns {
 }
 pub(crate) use user_columns;
 
+/// [`user_columns!`] of the table aliased `u` in a join: the same names, so [`UserRow`] reads
+/// them; the other table's clashing columns (`id`, `created_at`) must be aliased.
+macro_rules! joined_user_columns {
+    () => {
+        "u.id, u.email, u.display_name, u.given_name, u.family_name, u.password_hash, u.status, \
+         u.must_change_password, u.created_at, u.updated_at, u.user_type, u.partner_id, \
+         u.home_subject, u.invitation_state, u.home_user_risk"
+    };
+}
+pub(crate) use joined_user_columns;
+
 /// The stored form of an email: lowercased, so lookups and uniqueness ignore case.
 pub(crate) fn normalize_email(email: &str) -> String {
     email.to_lowercase()

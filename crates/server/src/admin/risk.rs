@@ -207,15 +207,13 @@ fn risky_field(word: &str) -> Result<RiskyField, String> {
     }
 }
 
-/// A value of Graph's vocabulary (`riskLevel`, `riskState`), in its canonical spelling.
+/// A value of Graph's vocabulary (`riskLevel`, `riskState`), checked, in its wire spelling.
 fn vocabulary<T: serde::de::DeserializeOwned + serde::Serialize>(
     field: &str,
     value: &str,
 ) -> Result<String, String> {
-    serde_json::from_value::<T>(Value::String(value.to_owned()))
-        .ok()
-        .and_then(|v| serde_json::to_value(v).ok())
-        .and_then(|v| v.as_str().map(str::to_owned))
+    risk::from_wire::<T>(value)
+        .map(|v| risk::to_wire(&v))
         .ok_or_else(|| format!("$filter: {value:?} is not a {field}"))
 }
 
