@@ -5,15 +5,14 @@
 //! `activityDateTime ge|le` an RFC 3339 time), `$top` and `$skiptoken` paging.
 
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
 use store::{AuditFilter, DirectoryAudit, User};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::admin::sign_ins::{offset_next_link, paging_param};
-use crate::admin::{Admin, GraphError, reply};
+use crate::admin::sign_ins::{log_page, paging_param};
+use crate::admin::{Admin, GraphError};
 use crate::state::AppState;
 use crate::user_risk::iso;
 use crate::web::Ctx;
@@ -181,24 +180,15 @@ pub async fn list(
     let query = query.unwrap_or_default();
     let filter = parse_query(&query).map_err(GraphError::bad_request)?;
     let rows = state.store.list_audits(&filter).await?;
-    let full_page = rows.len() as i64 == filter.limit;
     let value: Vec<Value> = rows.iter().map(audit_json).collect();
-    let mut body = json!({
-        "@odata.context": format!("{}/v1.0/$metadata#auditLogs/directoryAudits", state.config.issuer),
-        "value": value,
-    });
-    if full_page && let Some(map) = body.as_object_mut() {
-        map.insert(
-            "@odata.nextLink".into(),
-            Value::String(offset_next_link(
-                &state.config.issuer,
-                "/v1.0/auditLogs/directoryAudits",
-                &query,
-                filter.offset + filter.limit,
-            )),
-        );
-    }
-    Ok(reply(StatusCode::OK, body))
+    Ok(log_page(
+        &state,
+        "directoryAudits",
+        &query,
+        value,
+        filter.limit,
+        filter.offset,
+    ))
 }
 
 /// Graph `directoryAudit`.

@@ -27,28 +27,45 @@ pub async fn sign_ins(
     let query = query.unwrap_or_default();
     let filter = parse_query(&query).map_err(GraphError::bad_request)?;
     let rows = state.store.list_sign_ins(&filter).await?;
-    let full_page = rows.len() as i64 == filter.limit;
     let value: Vec<Value> = rows.iter().map(sign_in).collect();
+    Ok(log_page(
+        &state,
+        "signIns",
+        &query,
+        value,
+        filter.limit,
+        filter.offset,
+    ))
+}
+
+/// A page of an audit log (`/v1.0/auditLogs/{log}`): its rows, and `@odata.nextLink` with
+/// `$skiptoken` moved on when the page is full.
+pub(crate) fn log_page(
+    state: &AppState,
+    log: &str,
+    query: &str,
+    value: Vec<Value>,
+    limit: i64,
+    offset: i64,
+) -> Response {
+    let issuer = &state.config.issuer;
+    let full_page = value.len() as i64 == limit;
     let mut body = json!({
-        "@odata.context": format!("{}/v1.0/$metadata#auditLogs/signIns", state.config.issuer),
+        "@odata.context": format!("{issuer}/v1.0/$metadata#auditLogs/{log}"),
         "value": value,
     });
     if full_page && let Some(map) = body.as_object_mut() {
+        let path = format!("/v1.0/auditLogs/{log}");
         map.insert(
             "@odata.nextLink".into(),
-            Value::String(offset_next_link(
-                &state.config.issuer,
-                "/v1.0/auditLogs/signIns",
-                &query,
-                filter.offset + filter.limit,
-            )),
+            Value::String(offset_next_link(issuer, &path, query, offset + limit)),
         );
     }
-    Ok(reply(StatusCode::OK, body))
+    reply(StatusCode::OK, body)
 }
 
-/// `{issuer}{path}` with the same query and `$skiptoken` moved on to `offset` (the logs' paging).
-pub(crate) fn offset_next_link(issuer: &str, path: &str, query: &str, offset: i64) -> String {
+/// `{issuer}{path}` with the same query and `$skiptoken` moved on to `offset`.
+fn offset_next_link(issuer: &str, path: &str, query: &str, offset: i64) -> String {
     let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
         .filter(|(k, _)| k != "$skiptoken")
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
