@@ -16,7 +16,7 @@ const BOB_TOTP: &str = "JBSWY3DPEHPK3PXP";
 
 /// The pair with the resource's shipped policies and an admin app at both tenants; bob at risk
 /// at home and blocked at the resource.
-async fn bob_blocked() -> Pair {
+pub(crate) async fn bob_blocked() -> Pair {
     let policies = policies_copy("fabrikam");
     let p = pair_with(ADMIN_APP, &resource_lines(&policies, TRUSTED)).await;
     bob_at_risk(&p).await;
@@ -32,7 +32,7 @@ async fn bob_blocked() -> Pair {
 }
 
 /// bob signs in to the resource's app with `password` (his home session, if any, is new).
-async fn bob_gets_in(p: &Pair, password: &str) {
+pub(crate) async fn bob_gets_in(p: &Pair, password: &str) {
     let redirect = app_redirect(
         federated_sign_in(p, &browser(), &rp_authorize(&p.resource, ""), BOB, password).await,
     );
@@ -40,11 +40,11 @@ async fn bob_gets_in(p: &Pair, password: &str) {
     assert!(tokens["id_token"].is_string(), "{tokens}");
 }
 
-async fn bob_at(t: &TestTenant) -> store::User {
+pub(crate) async fn bob_at(t: &TestTenant) -> store::User {
     t.state().store.user_by_email(BOB).await.unwrap().unwrap()
 }
 
-async fn bob_risk(p: &Pair) -> risk::UserRiskStatus {
+pub(crate) async fn bob_risk(p: &Pair) -> risk::UserRiskStatus {
     let bob = bob_at(&p.home).await;
     server::user_risk::current(p.home.state(), &bob.id)
         .await
@@ -69,7 +69,7 @@ async fn admin(
 }
 
 /// The directory audit lines about `user_id`.
-async fn audits_of(t: &TestTenant, user_id: &str) -> Vec<Value> {
+pub(crate) async fn audits_of(t: &TestTenant, user_id: &str) -> Vec<Value> {
     let filter = urlenc(&format!("targetResources/any(t: t/id eq '{user_id}')"));
     let r = admin(
         t,

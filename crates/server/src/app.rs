@@ -65,6 +65,7 @@ pub fn router(state: AppState) -> Router {
             get(crate::login::sspr::page).post(crate::login::sspr::start),
         )
         .route("/password/reset/new", post(crate::login::sspr::finish))
+        .merge(admin_pages())
         .route("/v1.0/invitations", post(admin::invite))
         .route(
             "/v1.0/applications",
@@ -230,6 +231,28 @@ pub fn router(state: AppState) -> Router {
             .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
             .layer(headers),
     )
+}
+
+/// The admin pages ([`admin::pages`]) and their sign-in ([`crate::portal`]).
+fn admin_pages() -> Router<AppState> {
+    use admin::pages;
+    Router::new()
+        .route("/admin", get(pages::home))
+        .route("/admin/callback", get(crate::portal::admin_callback))
+        .route("/admin/signout", post(pages::sign_out))
+        .route("/admin/risky-users", get(pages::risky_users))
+        .route("/admin/risky-users.csv", get(pages::risky_users_csv))
+        .route("/admin/users", get(pages::users))
+        .route(
+            "/admin/users/{id}",
+            get(pages::user).post(pages::user_action),
+        )
+        .route("/admin/guests", get(pages::guests).post(pages::invite))
+        .route("/admin/detections", get(pages::detections))
+        .route("/admin/sign-ins", get(pages::sign_in_logs))
+        .route("/admin/policies", get(pages::policies))
+        .route("/admin/policies/{id}", post(pages::set_policy_state))
+        .route("/admin/audit", get(pages::audit))
 }
 
 /// Dynamic client registration (RFC 7591, RFC 7592), when the tenant allows it; otherwise

@@ -14,6 +14,7 @@ pub mod federated;
 pub mod login;
 pub mod oidc;
 pub mod pages;
+pub mod portal;
 pub mod server;
 pub mod session;
 pub mod state;

@@ -16,6 +16,38 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use store::{AppRecord, AppSource, StoreError};
 
+/// The client id of tenantd's own pages (the admin pages, a member's security info): they
+/// sign people in through this tenant's authorization code flow like any app, so every
+/// policy, MFA step and risk decision applies to them too.
+pub const PORTAL_CLIENT_ID: &str = "tenantd-portal";
+
+/// The built-in app of tenantd's own pages: first-party (no consent), public with PKCE (its
+/// code is redeemed in-process and never leaves the tenant), redirecting only to the pages'
+/// own callbacks, and allowed the `admin` scope (the admin pages still require the
+/// administrator role of the user at every request).
+pub fn portal_app(config: &crate::config::Config) -> AppConfig {
+    AppConfig {
+        client_id: PORTAL_CLIENT_ID.to_owned(),
+        name: format!("{} account and admin pages", config.display_name),
+        client_secret: None,
+        auth_method: AuthMethod::None,
+        redirect_uris: PORTAL_CALLBACKS
+            .iter()
+            .map(|path| format!("{}{path}", config.issuer))
+            .collect(),
+        post_logout_redirect_uris: Vec::new(),
+        grant_types: vec![crate::config::GrantType::AuthorizationCode],
+        first_party: true,
+        scopes: vec![ADMIN_SCOPE.to_owned()],
+        id_token_alg: config.signing_alg,
+        jwks: None,
+        partner_tenant: false,
+    }
+}
+
+/// Where the portal's sign-ins return: the admin pages' and the security info pages' callbacks.
+pub const PORTAL_CALLBACKS: [&str; 2] = ["/admin/callback", "/account/callback"];
+
 /// A registered app with its secrets reduced to digests.
 #[derive(Debug, Clone)]
 pub struct App {
@@ -991,8 +1023,14 @@ mod tests {
             .iter()
             .map(|a| a.config.client_id.clone())
             .collect();
-        assert_eq!(ids.len(), 3);
+        // The file's app, the two registered, and tenantd's own pages (read-only, built in).
+        assert_eq!(ids.len(), 4, "{ids:?}");
         assert!(ids.contains(&"file-app".to_owned()));
+        assert!(ids.contains(&PORTAL_CLIENT_ID.to_owned()));
+        assert!(matches!(
+            delete(&dir, PORTAL_CLIENT_ID).await,
+            Err(RegistryError::ReadOnly(_))
+        ));
         delete(&dir, "api-app").await.unwrap();
         assert!(dir.app("api-app").await.unwrap().is_none());
         assert!(matches!(

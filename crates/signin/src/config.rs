@@ -953,6 +953,14 @@ impl Validator {
             || !a.client_id.bytes().all(|b| b.is_ascii_graphic())
         {
             self.bad(k("client_id"), "1-128 printable ASCII characters");
+        } else if a.client_id == crate::apps::PORTAL_CLIENT_ID {
+            self.bad(
+                k("client_id"),
+                format!(
+                    "another client id: {:?} is tenantd's own pages",
+                    crate::apps::PORTAL_CLIENT_ID
+                ),
+            );
         }
         let secret = self
             .secret(&k(""), a.client_secret, a.client_secret_env)

@@ -123,6 +123,7 @@ impl Directory {
         let apps = config
             .apps
             .iter()
+            .chain(std::iter::once(&crate::apps::portal_app(&config)))
             .map(|a| (a.client_id.clone(), Arc::new(App::from_config(a))))
             .collect();
         let partner_domains = partners

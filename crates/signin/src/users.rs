@@ -189,7 +189,7 @@ fn encode_skiptoken(email: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!("{SKIPTOKEN_PREFIX}{email}"))
 }
 
-fn decode_skiptoken(token: &str) -> Option<String> {
+pub fn decode_skiptoken(token: &str) -> Option<String> {
     let bytes = URL_SAFE_NO_PAD.decode(token.trim()).ok()?;
     let text = String::from_utf8(bytes).ok()?;
     text.strip_prefix(SKIPTOKEN_PREFIX).map(str::to_owned)
@@ -694,6 +694,12 @@ fn guest_password(dir: &Directory, user: &User) -> UserError {
         email: user.email.clone(),
         home,
     }
+}
+
+/// A temporary password an admin hands over (shown once, changed at the next sign-in):
+/// readable, 128 bits of randomness.
+pub fn temporary_password() -> String {
+    crate::secrets::random_token().chars().take(22).collect()
 }
 
 // ---- deleting ----

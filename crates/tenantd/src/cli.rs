@@ -896,11 +896,6 @@ async fn chosen_password(store: &Store, email: &str) -> Result<String, Failure> 
     Ok(password)
 }
 
-/// A temporary password: readable, 128 bits of randomness.
-fn temporary_password() -> String {
-    server::secrets::random_token().chars().take(22).collect()
-}
-
 async fn user(cmd: UserCommand) -> Result<(), Failure> {
     let now = SystemClock.now();
     match cmd {
@@ -922,7 +917,7 @@ async fn user(cmd: UserCommand) -> Result<(), Failure> {
             let (password, temporary) = if password_stdin {
                 (chosen_password(&store, &email).await?, false)
             } else {
-                (temporary_password(), true)
+                (server::users::temporary_password(), true)
             };
             let passwords = hasher(&cfg)?;
             let hash = passwords
@@ -1028,7 +1023,7 @@ async fn user(cmd: UserCommand) -> Result<(), Failure> {
             let (password, must_change) = if password_stdin {
                 (chosen_password(&store, &user.email).await?, temporary)
             } else {
-                (temporary_password(), true)
+                (server::users::temporary_password(), true)
             };
             let passwords = hasher(&cfg)?;
             let hash = passwords

@@ -509,6 +509,10 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
             "  {:<9} {:<10} {}   discovery: {}/.well-known/openid-configuration",
             role, c.tenant_id, c.issuer, c.issuer
         );
+        println!(
+            "  {:<20} {}/admin   (administrators: admin@ accounts below)",
+            "", c.issuer
+        );
     }
     println!(
         "  demo app             http://{}   <- open this and click \"Sign in\"",

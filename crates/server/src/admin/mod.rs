@@ -11,6 +11,7 @@
 pub mod applications;
 pub mod audits;
 pub mod groups;
+pub mod pages;
 pub mod policies;
 pub mod risk;
 pub mod roles;
@@ -88,6 +89,16 @@ impl FromRequestParts<AppState> for Admin {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| OAuthError::invalid_token("An access token is required."))?;
         let claims = verify_access_token(state, &token).await?;
+        Self::from_claims(state, claims).await
+    }
+}
+
+impl Admin {
+    /// The caller of a verified access token, if it may use the admin API (see [`Admin`]).
+    pub async fn from_claims(
+        state: &AppState,
+        claims: AccessTokenClaims,
+    ) -> Result<Self, BearerError> {
         let refused = || -> BearerError {
             OAuthError::new(
                 ErrorCode::InsufficientScope,
@@ -278,6 +289,22 @@ impl GraphError {
 impl IntoResponse for GraphError {
     fn into_response(self) -> Response {
         reply(self.status, self.body())
+    }
+}
+
+/// The same refusal on an admin page: its message, in the tenant's page.
+impl From<GraphError> for crate::web::PageError {
+    fn from(e: GraphError) -> Self {
+        if e.status.is_server_error() {
+            return Self::internal(e.message);
+        }
+        Self {
+            status: e.status,
+            title: "This could not be done",
+            message: e.message,
+            error_code: None,
+            detail: Some(format!("admin page refused: {}", e.code)),
+        }
     }
 }
 

@@ -260,6 +260,20 @@ pub async fn update(
     Path(id): Path<String>,
     GraphJson(patch): GraphJson<Value>,
 ) -> Result<Response, GraphError> {
+    self::patch(&state, &ctx, &admin, &id, &patch).await?;
+    Ok(no_content())
+}
+
+/// Applies an RFC 7396 merge patch to an API-created policy, validated as a whole set and
+/// audited; the API's `PATCH` and the admin pages' switch.
+pub(crate) async fn patch(
+    state: &AppState,
+    ctx: &Ctx,
+    admin: &Admin,
+    id: &str,
+    patch: &Value,
+) -> Result<(), GraphError> {
+    let id = id.to_owned();
     let current = state.protection.policies();
     ensure_api_owned(&current, &id)?;
     let existing = current
@@ -268,13 +282,13 @@ pub async fn update(
         .find(|p| p.id == id)
         .ok_or_else(|| no_policy(&id))?;
     let mut merged = serde_json::to_value(existing).map_err(GraphError::internal)?;
-    merge_patch(&mut merged, &patch);
+    merge_patch(&mut merged, patch);
     if merged.get("id").and_then(Value::as_str) != Some(id.as_str()) {
         return Err(GraphError::bad_request("A policy's id cannot be changed."));
     }
     let mut p = parse_body(merged.to_string().as_bytes())?;
-    ensure_groups_exist(&state, &p).await?;
-    p.modified_date_time = timestamp(&state);
+    ensure_groups_exist(state, &p).await?;
+    p.modified_date_time = timestamp(state);
     let json = serde_json::to_string(&p).map_err(GraphError::internal)?;
     let api: Vec<ConditionalAccessPolicy> = current
         .api
@@ -282,22 +296,22 @@ pub async fn update(
         .map(|q| if q.id == id { p.clone() } else { q.clone() })
         .collect();
     apply(
-        &state,
+        state,
         api,
         state.store.update_ca_policy(&id, &json, state.now()),
     )
     .await?;
     tracing::info!(app = %admin.client_id, policy = %id, "conditional access policy updated");
     audit(
-        &state,
-        &ctx,
-        &admin,
+        state,
+        ctx,
+        admin,
         "Update conditional access policy",
         "Update",
         &p,
     )
     .await;
-    Ok(no_content())
+    Ok(())
 }
 
 /// The audit line of a change to policy `p`, with the state it is in after the change.

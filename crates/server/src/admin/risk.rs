@@ -135,7 +135,9 @@ pub async fn list_risky_users(
 }
 
 /// The report's query options, checked: every one is applied exactly or refused.
-fn risky_users_query(params: &HashMap<String, String>) -> Result<RiskyUserQuery, String> {
+pub(crate) fn risky_users_query(
+    params: &HashMap<String, String>,
+) -> Result<RiskyUserQuery, String> {
     let mut q = RiskyUserQuery {
         limit: DEFAULT_RISKY_TOP,
         ..RiskyUserQuery::default()
@@ -361,9 +363,22 @@ async fn admin_action(
     req: &UserIds,
     event: UserRiskEvent,
 ) -> Result<Response, GraphError> {
+    act_on_users(state, ctx, admin, &req.user_ids, event).await?;
+    Ok(no_content())
+}
+
+/// An admin's risk action (dismiss, confirm safe, confirm compromised) on the named users,
+/// each audited; every user is checked first, so one that cannot take it changes nothing.
+pub(crate) async fn act_on_users(
+    state: &AppState,
+    ctx: &Ctx,
+    admin: &Admin,
+    user_ids: &[String],
+    event: UserRiskEvent,
+) -> Result<(), GraphError> {
     let actor = Actor::Admin(admin.client_id.clone());
     let home = Home::of(state);
-    let users = accepting_users(state, &home, req, &event, &actor).await?;
+    let users = accepting_users(state, &home, user_ids, &event, &actor).await?;
     let name = match event {
         UserRiskEvent::AdminDismissed => "Dismiss user risk",
         UserRiskEvent::AdminConfirmedSafe => "Confirm user safe",
@@ -378,27 +393,26 @@ async fn admin_action(
             .detail("riskDetail", status.risk_detail.as_str());
         audits::record(state, ctx, admin, activity).await;
     }
-    let ids = users;
-    tracing::info!(app = %admin.client_id, users = ids.len(), "admin risk action");
-    Ok(no_content())
+    tracing::info!(app = %admin.client_id, users = users.len(), "admin risk action");
+    Ok(())
 }
 
 /// The named users, once each, after checking every one: one bad id and nothing changes.
 async fn accepting_users(
     state: &AppState,
     home: &Home<'_>,
-    req: &UserIds,
+    user_ids: &[String],
     event: &UserRiskEvent,
     actor: &Actor,
 ) -> Result<Vec<User>, GraphError> {
-    if req.user_ids.is_empty() || req.user_ids.len() > MAX_USER_IDS {
+    if user_ids.is_empty() || user_ids.len() > MAX_USER_IDS {
         return Err(GraphError::bad_request(format!(
             "userIds must name between 1 and {MAX_USER_IDS} users."
         )));
     }
     let mut ids = Vec::new();
     let mut seen = BTreeSet::new();
-    for id in &req.user_ids {
+    for id in user_ids {
         if !seen.insert(id.as_str()) {
             continue;
         }
@@ -418,7 +432,10 @@ async fn accepting_users(
 
 /// Graph's `riskState`/`riskDetail` of a detection, from its own state (and, for a remediated
 /// one, the user's detail saying how it was remediated).
-fn detection_state(d: &DetectionRecord, user_status: Option<UserRiskStatus>) -> (String, String) {
+pub(crate) fn detection_state(
+    d: &DetectionRecord,
+    user_status: Option<UserRiskStatus>,
+) -> (String, String) {
     match d.state.as_str() {
         "dismissed" if user_status.is_some_and(|s| s.risk_state == RiskState::ConfirmedSafe) => (
             RiskState::ConfirmedSafe.as_str().into(),

@@ -107,7 +107,7 @@ pub(crate) fn paging_param(
     }
 }
 
-fn parse_query(query: &str) -> Result<SignInFilter, String> {
+pub(crate) fn parse_query(query: &str) -> Result<SignInFilter, String> {
     // The url crate's decoder replaces bytes that are not UTF-8: refuse them instead.
     if !protocol::params::is_utf8_form(query.as_bytes()) {
         return Err("the query string is not valid UTF-8".into());

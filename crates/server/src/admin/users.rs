@@ -334,7 +334,7 @@ pub async fn update(
 
 /// The audit lines of one update, as Entra writes them: a password set by an admin, an account
 /// disabled or enabled, and the rest as "Update user".
-fn update_activities(changes: &UserChanges, user: &User) -> Vec<Activity> {
+pub(crate) fn update_activities(changes: &UserChanges, user: &User) -> Vec<Activity> {
     let mut out = Vec::new();
     if let Some(p) = &changes.password {
         out.push(

@@ -110,7 +110,9 @@ pub async fn token(
     Ok(r)
 }
 
-async fn exchange_code(
+/// Redeem an authorization code for `app` (RFC 6749 §4.1.3): the token endpoint's exchange,
+/// also used in-process by tenantd's own pages ([`crate::portal`]).
+pub(crate) async fn exchange_code(
     state: &AppState,
     app: &App,
     code: &str,
