@@ -108,6 +108,12 @@ pub async fn write<'c>(
         })
         .to_string()
     });
+    let (risk_state, risk_detail) = entry.risk.as_ref().map_or((None, None), |r| {
+        (
+            Some(risk::to_wire(&r.risk_state)),
+            Some(risk::to_wire(&r.risk_detail)),
+        )
+    });
     let (aggregated, during, ca_status) = match &entry.risk {
         Some(r) => {
             if let (Ok(serde_json::Value::Object(extra)), Some(map)) =
@@ -149,6 +155,8 @@ pub async fn write<'c>(
             store::INTERACTIVE_USER
         }
         .to_owned(),
+        risk_state,
+        risk_detail,
     };
     dir.store.log_sign_in(row);
     tracing::info!(correlation_id = %entry.correlation_id, user = entry.upn.unwrap_or(""), app = entry.app_id.unwrap_or(""), ip = %client.ip, error_code, user_type, "sign-in");

@@ -103,6 +103,10 @@ impl Store {
     /// appends the history line. All or nothing: [`StoreError::Conflict`] if a status changed
     /// meanwhile, [`StoreError::NotFound`] if a user does not exist.
     pub async fn apply_risk_changes(&self, changes: &[RiskChange]) -> Result<(), StoreError> {
+        if changes.iter().any(|c| c.resolve_active_to.is_some()) {
+            // Queued sign-in rows are closed with the rest, so they are written first.
+            self.flush_sign_ins().await?;
+        }
         let mut tx = self.begin_write().await?;
         for change in changes {
             let user_id = &change.record.user_id;
@@ -132,6 +136,16 @@ impl Store {
                     .bind(DETECTION_ACTIVE)
                     .execute(&mut tx)
                     .await?;
+                // The user's open risky sign-ins close the way the user's risk did.
+                query(
+                    "UPDATE sign_ins SET risk_state = $1, risk_detail = $2 \
+                     WHERE user_id = $3 AND risk_state = 'atRisk'",
+                )
+                .bind(&change.record.state)
+                .bind(&change.record.detail)
+                .bind(user_id)
+                .execute(&mut tx)
+                .await?;
             }
             if let Some(d) = &change.detection {
                 if &d.user_id != user_id {

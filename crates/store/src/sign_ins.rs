@@ -129,7 +129,15 @@ pub struct SignInLog {
     /// `interactiveUser` (a person at the pages) or `nonInteractiveUser` (a refresh-token
     /// grant), Graph's `signInEventTypes`.
     pub sign_in_event_type: String,
+    /// `riskState` of a risky sign-in: `atRisk` when written, then what remediating the user
+    /// made of it ([`Store::apply_risk_changes`] closes it). `None` for a sign-in without risk.
+    pub risk_state: Option<String>,
+    /// `riskDetail` going with `risk_state`.
+    pub risk_detail: Option<String>,
 }
+
+/// The `riskState` of a risky sign-in an admin confirmed was the user's own.
+pub const CONFIRMED_SAFE: &str = "confirmedSafe";
 
 /// Graph's `signInEventTypes` value of an interactive sign-in.
 pub const INTERACTIVE_USER: &str = "interactiveUser";
@@ -157,6 +165,8 @@ struct SignInRow {
     location: Option<String>,
     details: String,
     sign_in_event_type: String,
+    risk_state: Option<String>,
+    risk_detail: Option<String>,
 }
 from_row!(SignInRow {
     id,
@@ -178,7 +188,9 @@ from_row!(SignInRow {
     conditional_access_status,
     location,
     details,
-    sign_in_event_type
+    sign_in_event_type,
+    risk_state,
+    risk_detail
 });
 
 impl TryFrom<SignInRow> for SignInLog {
@@ -209,6 +221,8 @@ impl TryFrom<SignInRow> for SignInLog {
             location: row.location,
             details,
             sign_in_event_type: row.sign_in_event_type,
+            risk_state: row.risk_state,
+            risk_detail: row.risk_detail,
         })
     }
 }
@@ -218,7 +232,8 @@ macro_rules! sign_in_columns {
         "id, created_at, correlation_id, user_id, user_principal_name, app_id, ip_address, \
          user_agent, error_code, failure_reason, user_type, cross_tenant_access_type, \
          home_tenant_id, resource_tenant_id, risk_level_aggregated, risk_level_during_sign_in, \
-         conditional_access_status, location, details, sign_in_event_type"
+         conditional_access_status, location, details, sign_in_event_type, risk_state, \
+         risk_detail"
     };
 }
 
@@ -321,7 +336,9 @@ impl Store {
         self.sign_ins.flush().await
     }
 
-    /// A user's most recent successful interactive sign-ins, newest first (in no particular
+    /// A user's most recent successful interactive sign-ins (and refused ones an admin
+    /// confirmed were the user's own: confirming safe makes their IP, place and device
+    /// familiar), newest first (in no particular
     /// order within one second), without their details: what sign-in risk compares a new
     /// sign-in with (one indexed read on `(user_id, created_at)`). Refreshes are left out: a
     /// confidential client's IP is its server's, and a public client's repeats its user's.
@@ -336,7 +353,8 @@ impl Store {
             // risk, and without it the (user_id, created_at) index yields the rows in order,
             // so the read stops after `limit` of them instead of sorting a busy second.
             "SELECT created_at, ip_address, user_agent, location FROM sign_ins \
-             WHERE user_id = $1 AND error_code = 0 AND sign_in_event_type = 'interactiveUser' \
+             WHERE user_id = $1 AND (error_code = 0 OR risk_state = 'confirmedSafe') \
+             AND sign_in_event_type = 'interactiveUser' \
              ORDER BY created_at DESC LIMIT $2",
         )
         .bind(user_id)
@@ -349,7 +367,7 @@ impl Store {
             .rev()
             .filter(|r| {
                 r.user_id.as_deref() == Some(user_id)
-                    && r.error_code == 0
+                    && (r.error_code == 0 || r.risk_state.as_deref() == Some(CONFIRMED_SAFE))
                     && r.sign_in_event_type == INTERACTIVE_USER
             })
             .take(limit)
@@ -442,7 +460,7 @@ async fn insert_row(log: &SignInLog, target: impl Executor) -> Result<(), DbErro
         "INSERT INTO sign_ins (",
         sign_in_columns!(),
         ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-         $18, $19, $20)"
+         $18, $19, $20, $21, $22)"
     ))
     .bind(&log.id)
     .bind(log.created_at)
@@ -464,6 +482,8 @@ async fn insert_row(log: &SignInLog, target: impl Executor) -> Result<(), DbErro
     .bind(&log.location)
     .bind(details)
     .bind(&log.sign_in_event_type)
+    .bind(&log.risk_state)
+    .bind(&log.risk_detail)
     .execute(target)
     .await?;
     Ok(())

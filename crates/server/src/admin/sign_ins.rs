@@ -270,8 +270,9 @@ fn sign_in(r: &SignInLog) -> Value {
         "appliedConditionalAccessPolicies": d.get("appliedConditionalAccessPolicies").cloned().unwrap_or(json!([])),
         "riskLevelAggregated": r.risk_level_aggregated.as_deref().unwrap_or("none"),
         "riskLevelDuringSignIn": r.risk_level_during_sign_in.as_deref().unwrap_or("none"),
-        "riskState": d.get("riskState").cloned().unwrap_or(json!("none")),
-        "riskDetail": d.get("riskDetail").cloned().unwrap_or(json!("none")),
+        // The columns say how the sign-in's risk was closed since; the details, as it was.
+        "riskState": r.risk_state.as_deref().map_or_else(|| d.get("riskState").cloned().unwrap_or(json!("none")), |s| json!(s)),
+        "riskDetail": r.risk_detail.as_deref().map_or_else(|| d.get("riskDetail").cloned().unwrap_or(json!("none")), |s| json!(s)),
         "riskEventTypes_v2": d.get("riskEventTypes_v2").cloned().unwrap_or(json!([])),
         "location": location,
         "tenantdDetails": {

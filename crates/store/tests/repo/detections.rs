@@ -335,6 +335,8 @@ fn attempt(i: i64, ip: &str, upn: &str, code: i64, at: i64) -> SignInLog {
         location: None,
         details: json!({}),
         sign_in_event_type: "interactiveUser".to_owned(),
+        risk_state: None,
+        risk_detail: None,
     }
 }
 
@@ -381,4 +383,85 @@ pub async fn failed_accounts_are_counted_per_ip_and_window(ctx: Ctx) {
             .unwrap(),
         0
     );
+}
+
+/// Remediating a user closes their open risky sign-ins the way their risk was closed (a row
+/// still queued behind the request included); a refused sign-in confirmed safe then counts as
+/// one of theirs for sign-in risk's familiarity, and other users' rows are untouched.
+pub async fn remediation_closes_risky_sign_ins_and_confirmed_safe_ones_are_familiar(ctx: Ctx) {
+    let store = &ctx.store;
+    for u in ["u1", "u2"] {
+        store
+            .insert_user(&new_user(u, &format!("{u}@example.com")))
+            .await
+            .unwrap();
+    }
+    let risky = |i: i64, user: &str, ip: &str, queued: bool| {
+        let mut s = attempt(i, ip, &format!("{user}@example.com"), 53003, 100 + i);
+        s.user_id = Some(user.to_owned());
+        s.risk_state = Some("atRisk".to_owned());
+        s.risk_detail = Some("none".to_owned());
+        (s, queued)
+    };
+    for (s, queued) in [
+        risky(1, "u1", "203.0.113.1", false),
+        risky(2, "u1", "203.0.113.2", true),
+        risky(3, "u2", "203.0.113.3", false),
+    ] {
+        if queued {
+            store.log_sign_in(s);
+        } else {
+            store.insert_sign_in(&s).await.unwrap();
+        }
+    }
+    assert!(store.recent_sign_ins("u1", 10).await.unwrap().is_empty());
+    let d = detection("d1", "u1", "unfamiliarFeatures", "high", 100);
+    store
+        .apply_risk_changes(&[raise(d, None, "high")])
+        .await
+        .unwrap();
+    let safe = RiskChange {
+        record: status("u1", "none", "confirmedSafe", "adminConfirmedUserSafe", 200),
+        expected: Some(status("u1", "high", "atRisk", "none", 100)),
+        detection: None,
+        resolve_active_to: Some("dismissed".to_owned()),
+        actor: "admin".to_owned(),
+        reason: None,
+    };
+    store.apply_risk_changes(&[safe]).await.unwrap();
+    let rows = store
+        .list_sign_ins(&tenantd_store::SignInFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let state_of = |id: &str| {
+        let r = rows.iter().find(|r| r.id == id).unwrap();
+        (
+            r.risk_state.clone().unwrap(),
+            r.risk_detail.clone().unwrap(),
+        )
+    };
+    assert_eq!(
+        state_of("s1"),
+        ("confirmedSafe".into(), "adminConfirmedUserSafe".into())
+    );
+    assert_eq!(state_of("s2").0, "confirmedSafe");
+    assert_eq!(state_of("s3").0, "atRisk", "another user's sign-in");
+    let familiar: Vec<Option<String>> = store
+        .recent_sign_ins("u1", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.ip_address)
+        .collect();
+    assert_eq!(
+        familiar,
+        [
+            Some("203.0.113.2".to_owned()),
+            Some("203.0.113.1".to_owned())
+        ]
+    );
+    assert!(store.recent_sign_ins("u2", 10).await.unwrap().is_empty());
 }

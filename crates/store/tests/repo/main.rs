@@ -231,6 +231,7 @@ scenarios! {
         leaked_corpus_imports_and_matches,
         fingerprints_and_tenant_secret,
         failed_accounts_are_counted_per_ip_and_window,
+        remediation_closes_risky_sign_ins_and_confirmed_safe_ones_are_familiar,
     }
     risk {
         user_risk_upserts_with_history,

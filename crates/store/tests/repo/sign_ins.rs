@@ -33,6 +33,8 @@ fn log(i: i64) -> SignInLog {
             "interactiveUser"
         }
         .to_owned(),
+        risk_state: None,
+        risk_detail: None,
     }
 }
 
