@@ -317,3 +317,68 @@ async fn conditional_access_policies_switch_in_the_pages() {
         .unwrap();
     assert_eq!(r.status(), 400);
 }
+
+#[tokio::test]
+async fn a_policy_from_a_file_switches_in_the_pages_and_stays_switched_across_reloads() {
+    let policies = crate::risk::policies_copy("fabrikam");
+    let t = start_with(
+        "fabrikam",
+        &format!("{}{ADMIN_APP}", crate::risk::risk_toml(&policies)),
+    )
+    .await;
+    administrator(&t, "admin@fabrikam.test").await;
+    let state_of = |t: &TestTenant| {
+        let p = t.state().protection.policies();
+        let policy = p
+            .set
+            .policies()
+            .iter()
+            .find(|p| p.id == "block-high-sign-in-risk")
+            .unwrap()
+            .clone();
+        serde_json::to_value(policy.state).unwrap()
+    };
+    assert_eq!(state_of(&t), "enabled");
+    let b = browser();
+    sign_in_to_admin(&t, &b, "admin@fabrikam.test").await;
+    let page = page_text(&b, t.url("/admin/policies")).await;
+    assert!(page.contains("10-block-high-sign-in-risk.json"), "{page}");
+    let csrf = hidden_inputs(&page)
+        .into_iter()
+        .find(|(k, _)| k == "csrf_token")
+        .unwrap()
+        .1;
+    let r = b
+        .post(t.url("/admin/policies/block-high-sign-in-risk"))
+        .form(&[("csrf_token", csrf.as_str()), ("state", "disabled")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(state_of(&t), "disabled");
+    // A reload (SIGHUP) reads the file again; the switch holds.
+    t.state()
+        .protection
+        .reload_policies(&t.state().store)
+        .await
+        .unwrap();
+    assert_eq!(state_of(&t), "disabled");
+    // Anything else about a file's policy is the file's.
+    let r = backchannel()
+        .patch(t.url("/v1.0/identity/conditionalAccess/policies/block-high-sign-in-risk"))
+        .bearer_auth(admin_token(&t).await)
+        .json(&serde_json::json!({"displayName": "renamed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let r = backchannel()
+        .patch(t.url("/v1.0/identity/conditionalAccess/policies/block-high-sign-in-risk"))
+        .bearer_auth(admin_token(&t).await)
+        .json(&serde_json::json!({"state": "enabledForReportingButNotEnforced"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(state_of(&t), "enabledForReportingButNotEnforced");
+}

@@ -172,8 +172,9 @@ impl Protection {
         store: &Store,
     ) -> Result<Protection, LoadError> {
         let api = api_policies(store).await?;
+        let files = switched(store, prepared.files).await?;
         let policies =
-            Policies::compile(prepared.files, api, prepared.builtin).map_err(LoadError::Policy)?;
+            Policies::compile(files, api, prepared.builtin).map_err(LoadError::Policy)?;
         Ok(Protection {
             settings,
             intel: ArcSwap::from_pointee(prepared.intel),
@@ -200,8 +201,9 @@ impl Protection {
     pub async fn reload(&self, store: &Store) -> Result<Loaded, LoadError> {
         let prepared = Prepared::read_blocking(self.settings.clone()).await?;
         let api = api_policies(store).await?;
+        let files = switched(store, prepared.files).await?;
         let policies =
-            Policies::compile(prepared.files, api, prepared.builtin).map_err(LoadError::Policy)?;
+            Policies::compile(files, api, prepared.builtin).map_err(LoadError::Policy)?;
         let loaded = Loaded {
             intel: prepared.intel.describe(),
             policies: policies.set.len(),
@@ -226,6 +228,7 @@ impl Protection {
         .await
         .map_err(|e| LoadError::Task(e.to_string()))??;
         let api = api_policies(store).await?;
+        let files = switched(store, files).await?;
         let policies = Policies::compile(files, api, builtin).map_err(LoadError::Policy)?;
         self.policies.store(Arc::new(policies));
         Ok(())
@@ -456,6 +459,33 @@ fn policy_problems(
             })
             .collect(),
     }
+}
+
+/// The file policies with the states admins switched them to: a file is the source of a
+/// policy, but switching it on, to report-only or off is an admin's everyday act, and must not
+/// wait for someone to edit a file (nor be undone by the next reload).
+async fn switched(
+    store: &Store,
+    mut files: Vec<(String, ConditionalAccessPolicy)>,
+) -> Result<Vec<(String, ConditionalAccessPolicy)>, LoadError> {
+    let states: HashMap<String, String> = store.ca_policy_states().await?.into_iter().collect();
+    for (_, p) in &mut files {
+        let Some(state) = states.get(&p.id) else {
+            continue;
+        };
+        match serde_json::from_value(serde_json::Value::String(state.clone())) {
+            Ok(s) => p.state = s,
+            Err(_) => {
+                tracing::error!(policy = %p.id, state = %state, "unreadable policy state switch ignored")
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Whether `id` is a policy from a file, whose state an admin may switch.
+pub fn is_file_policy(policies: &Policies, id: &str) -> bool {
+    matches!(policies.origin(id), Some(Origin::File(_)))
 }
 
 /// The API-created policies as stored.

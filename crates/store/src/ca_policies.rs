@@ -1,5 +1,6 @@
-//! Conditional Access policies created through the admin API: `ca_policies`. The server owns
-//! the JSON shape (Graph's `conditionalAccessPolicy`) and validates it before it gets here.
+//! Conditional Access policies created through the admin API: `ca_policies`; and the states an
+//! admin switched file policies to: `ca_policy_states`. The server owns the JSON shape (Graph's
+//! `conditionalAccessPolicy`) and validates it before it gets here.
 
 use crate::db::query;
 use crate::{Store, StoreError};
@@ -60,5 +61,34 @@ impl Store {
             .execute(&self.db)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// The states admins switched file policies to, as `(policy id, state)`.
+    pub async fn ca_policy_states(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows: Vec<(String, String)> =
+            query("SELECT policy_id, state FROM ca_policy_states ORDER BY policy_id")
+                .fetch_all(&self.db)
+                .await?;
+        Ok(rows)
+    }
+
+    /// Switches file policy `id` to `state` (Graph's word), replacing an earlier switch.
+    pub async fn set_ca_policy_state(
+        &self,
+        id: &str,
+        state: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        query(
+            "INSERT INTO ca_policy_states (policy_id, state, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (policy_id) DO UPDATE SET state = excluded.state, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(id)
+        .bind(state)
+        .bind(now)
+        .execute(&self.db)
+        .await?;
+        Ok(())
     }
 }

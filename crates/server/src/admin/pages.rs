@@ -1129,8 +1129,11 @@ pub struct PolicyRow {
     pub state: String,
     /// What it grants or blocks, in Graph's words.
     pub controls: String,
-    /// Where it is defined (`None` for policies made here or through the API: switchable).
-    pub source: Option<String>,
+    /// The file it is defined in (its state is switched here; the rest is the file's).
+    pub file: Option<String>,
+    /// Whether it can be switched here (the built-in ID Protection policies are configured in
+    /// their own settings).
+    pub switchable: bool,
 }
 
 /// The Conditional Access page.
@@ -1168,11 +1171,14 @@ async fn policies_page(
                             .join(", ")
                     })
                     .unwrap_or_default(),
-                source: match policies.origin(&p.id) {
-                    Some(crate::protection::Origin::Api) => None,
-                    Some(crate::protection::Origin::File(f)) => Some(format!("the file {f}")),
-                    _ => Some("identity-protection settings".to_owned()),
+                file: match policies.origin(&p.id) {
+                    Some(crate::protection::Origin::File(f)) => Some(f.clone()),
+                    _ => None,
                 },
+                switchable: matches!(
+                    policies.origin(&p.id),
+                    Some(crate::protection::Origin::Api | crate::protection::Origin::File(_))
+                ),
             }
         })
         .collect();
@@ -1197,7 +1203,7 @@ pub struct PolicyStateForm {
 }
 
 /// `POST /admin/policies/{id}`: switch a policy on, to report-only, or off (as the API's
-/// `PATCH` with `{"state": …}`; policies defined in files are changed in their file).
+/// `PATCH` with `{"state": …}`; for a policy from a file, the switch is kept in the database).
 pub async fn set_policy_state(
     State(state): State<AppState>,
     ctx: Ctx,

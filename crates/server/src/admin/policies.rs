@@ -107,8 +107,9 @@ fn no_policy(id: &str) -> GraphError {
     GraphError::not_found(format!("No Conditional Access policy has id {id:?}."))
 }
 
-/// Only policies created through the API can be changed through it: a file or the ID Protection
-/// configuration is the source of the others, and a reload would undo the change.
+/// Only policies created through the API can be changed through it (a file policy's state
+/// aside, see [`switch_file_policy`]): a file or the ID Protection configuration is the source
+/// of the others, and a reload would undo the change.
 fn ensure_api_owned(policies: &Policies, id: &str) -> Result<(), GraphError> {
     let why = match policies.origin(id) {
         None => return Err(no_policy(id)),
@@ -275,6 +276,11 @@ pub(crate) async fn patch(
 ) -> Result<(), GraphError> {
     let id = id.to_owned();
     let current = state.protection.policies();
+    if let Some(new_state) = state_only(patch)
+        && crate::protection::is_file_policy(&current, &id)
+    {
+        return switch_file_policy(state, ctx, admin, &id, new_state).await;
+    }
     ensure_api_owned(&current, &id)?;
     let existing = current
         .api
@@ -309,6 +315,59 @@ pub(crate) async fn patch(
         "Update conditional access policy",
         "Update",
         &p,
+    )
+    .await;
+    Ok(())
+}
+
+/// The new state of a patch that changes nothing else (`{"state": "…"}`).
+fn state_only(patch: &Value) -> Option<&str> {
+    let map = patch.as_object()?;
+    (map.len() == 1)
+        .then(|| map.get("state")?.as_str())
+        .flatten()
+}
+
+/// Switches a policy from a file on, to report-only or off: the state is kept in the database
+/// and wins over the file's at every reload; the rest of the policy stays the file's.
+async fn switch_file_policy(
+    state: &AppState,
+    ctx: &Ctx,
+    admin: &Admin,
+    id: &str,
+    new_state: &str,
+) -> Result<(), GraphError> {
+    serde_json::from_value::<policy::PolicyState>(Value::String(new_state.to_owned())).map_err(
+        |_| {
+            GraphError::bad_request(format!(
+                "state {new_state:?}: enabled, enabledForReportingButNotEnforced or disabled"
+            ))
+        },
+    )?;
+    state
+        .store
+        .set_ca_policy_state(id, new_state, state.now())
+        .await?;
+    state
+        .protection
+        .reload_policies(&state.store)
+        .await
+        .map_err(GraphError::internal)?;
+    let current = state.protection.policies();
+    let p = current
+        .set
+        .policies()
+        .iter()
+        .find(|p| p.id == id)
+        .ok_or_else(|| no_policy(id))?;
+    tracing::info!(app = %admin.client_id, policy = %id, state = %new_state, "file policy switched");
+    audit(
+        state,
+        ctx,
+        admin,
+        "Update conditional access policy",
+        "Update",
+        p,
     )
     .await;
     Ok(())

@@ -42,3 +42,30 @@ pub async fn crud(ctx: Ctx) {
     assert!(!store.delete_ca_policy("b").await.unwrap());
     assert_eq!(store.list_ca_policies().await.unwrap().len(), 1);
 }
+
+pub async fn file_policy_states_are_switched_and_replaced(ctx: Ctx) {
+    let store = &ctx.store;
+    assert!(store.ca_policy_states().await.unwrap().is_empty());
+    store
+        .set_ca_policy_state("p1", "disabled", 10)
+        .await
+        .unwrap();
+    store
+        .set_ca_policy_state("p0", "enabled", 11)
+        .await
+        .unwrap();
+    store
+        .set_ca_policy_state("p1", "enabledForReportingButNotEnforced", 12)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.ca_policy_states().await.unwrap(),
+        [
+            ("p0".to_owned(), "enabled".to_owned()),
+            (
+                "p1".to_owned(),
+                "enabledForReportingButNotEnforced".to_owned()
+            ),
+        ]
+    );
+}

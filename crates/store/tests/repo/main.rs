@@ -271,6 +271,7 @@ scenarios! {
     }
     ca_policies {
         crud,
+        file_policy_states_are_switched_and_replaced,
     }
     mfa {
         enrolment_replaces_unconfirmed_and_confirms_once,
