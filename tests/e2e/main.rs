@@ -9,6 +9,7 @@ mod federation;
 mod flows;
 mod gate;
 mod groups;
+mod lockout;
 mod mfa;
 mod operations;
 mod partner_check;

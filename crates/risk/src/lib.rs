@@ -7,9 +7,11 @@
 //! - [`user_risk`]: user risk at the home — aggregation, the state machine, history.
 //! - [`signin`]: real-time sign-in risk — evaluators by phase, one aggregation step.
 //! - [`intel`]: anonymous/malicious IP lists, named locations, geolocation and ASN.
+//! - [`lockout`]: smart lockout's counters (familiar and unfamiliar sources apart).
 
 pub mod detection;
 pub mod intel;
+pub mod lockout;
 pub mod signin;
 pub mod user_risk;
 pub mod vocab;

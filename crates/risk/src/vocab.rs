@@ -193,6 +193,9 @@ pub enum RiskEventType {
     AnonymizedIpAddress,
     #[serde(rename = "maliciousIPAddress")]
     MaliciousIpAddress,
+    /// Many wrong passwords for the account from one source: smart lockout locked it.
+    #[serde(rename = "suspiciousIPAddress")]
+    SuspiciousIpAddress,
     UnlikelyTravel,
     ImpossibleTravel,
     UnfamiliarFeatures,
@@ -212,6 +215,7 @@ impl RiskEventType {
             RiskEventType::PartnerReportedRisk => "partnerReportedRisk",
             RiskEventType::AnonymizedIpAddress => "anonymizedIPAddress",
             RiskEventType::MaliciousIpAddress => "maliciousIPAddress",
+            RiskEventType::SuspiciousIpAddress => "suspiciousIPAddress",
             RiskEventType::UnlikelyTravel => "unlikelyTravel",
             RiskEventType::ImpossibleTravel => "impossibleTravel",
             RiskEventType::UnfamiliarFeatures => "unfamiliarFeatures",

@@ -237,6 +237,10 @@ async fn housekeeping(state: AppState) {
                 if let Err(e) = state.store.purge_expired(now).await {
                     tracing::warn!(error = %e, "purging expired rows failed");
                 }
+                // Smart lockout forgets an account's count a day after its last wrong password.
+                if let Err(e) = state.store.purge_lockouts(now - 86_400).await {
+                    tracing::warn!(error = %e, "purging lockout counts failed");
+                }
                 if let Err(e) = state.store.delete_signing_keys_retired_before(now - state.key_grace()).await {
                     tracing::warn!(error = %e, "deleting old keys failed");
                 }

@@ -227,6 +227,8 @@ struct RawPasswords {
     argon2_iterations: u32,
     argon2_parallelism: u32,
     max_concurrent_hashes: Option<usize>,
+    lockout_threshold: u32,
+    lockout_duration_secs: i64,
 }
 
 impl Default for RawPasswords {
@@ -237,6 +239,8 @@ impl Default for RawPasswords {
             argon2_iterations: d.iterations,
             argon2_parallelism: d.parallelism,
             max_concurrent_hashes: d.max_concurrent_hashes,
+            lockout_threshold: d.lockout.threshold,
+            lockout_duration_secs: d.lockout.duration_secs,
         }
     }
 }
@@ -306,6 +310,9 @@ pub struct PasswordPolicy {
     /// At most this many of the tenant's hashes queued or running at once (more wait); `None`:
     /// as many as the process has hashing threads (one per core).
     pub max_concurrent_hashes: Option<usize>,
+    /// Smart lockout: wrong passwords per account and source before the source is locked, and
+    /// for how long (Entra's defaults: 10, 60 s; each further lockout lasts twice as long).
+    pub lockout: ::risk::lockout::LockoutSettings,
 }
 
 impl Default for PasswordPolicy {
@@ -315,6 +322,7 @@ impl Default for PasswordPolicy {
             iterations: 2,
             parallelism: 1,
             max_concurrent_hashes: None,
+            lockout: ::risk::lockout::LockoutSettings::default(),
         }
     }
 }
@@ -880,11 +888,33 @@ impl Validator {
         if p.max_concurrent_hashes == Some(0) {
             self.bad("passwords.max_concurrent_hashes", "at least 1");
         }
+        if !(1..=1000).contains(&p.lockout_threshold) {
+            self.bad(
+                "passwords.lockout_threshold",
+                format!(
+                    "wrong passwords before a lockout, 1 to 1000, got {}",
+                    p.lockout_threshold
+                ),
+            );
+        }
+        if !(1..=86_400).contains(&p.lockout_duration_secs) {
+            self.bad(
+                "passwords.lockout_duration_secs",
+                format!(
+                    "seconds of the first lockout, 1 to 86400, got {}",
+                    p.lockout_duration_secs
+                ),
+            );
+        }
         PasswordPolicy {
             memory_kib: p.argon2_memory_kib,
             iterations: p.argon2_iterations,
             parallelism: p.argon2_parallelism,
             max_concurrent_hashes: p.max_concurrent_hashes,
+            lockout: ::risk::lockout::LockoutSettings {
+                threshold: p.lockout_threshold,
+                duration_secs: p.lockout_duration_secs,
+            },
         }
     }
 
@@ -1270,6 +1300,44 @@ first_party = true
                 ("server.trusted_proxies[1]".to_owned(), Some(8)),
                 ("database.url".to_owned(), Some(12)),
                 ("tokens.code_lifetime_secs".to_owned(), Some(14)),
+            ],
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn smart_lockout_settings_are_read_and_checked() {
+        let c = Config::parse(
+            &GOOD.replace(
+                "[[apps]]",
+                "[passwords]\nlockout_threshold = 5\nlockout_duration_secs = 300\n[[apps]]",
+            ),
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!(c.passwords.lockout.threshold, 5);
+        assert_eq!(c.passwords.lockout.duration_secs, 300);
+        assert_eq!(
+            Config::parse(GOOD, "x.toml").unwrap().passwords.lockout,
+            ::risk::lockout::LockoutSettings {
+                threshold: 10,
+                duration_secs: 60
+            }
+        );
+        let e = Config::parse(
+            &GOOD.replace(
+                "[[apps]]",
+                "[passwords]\nlockout_threshold = 0\nlockout_duration_secs = 0\n[[apps]]",
+            ),
+            "x.toml",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = e.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "passwords.lockout_threshold",
+                "passwords.lockout_duration_secs"
             ],
             "{e}"
         );

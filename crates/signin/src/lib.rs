@@ -35,6 +35,7 @@ pub mod federation;
 pub mod gate;
 pub mod guests;
 pub mod keys;
+pub mod lockout;
 pub mod mfa;
 pub mod partner_check;
 pub mod passwords;

@@ -297,6 +297,12 @@ impl Network {
     }
 }
 
+/// Whether two addresses are on one network (the same IPv4 /24 or IPv6 /64): how sign-in risk
+/// and smart lockout tell a familiar place from another.
+pub fn same_network(a: IpAddr, b: IpAddr) -> bool {
+    Network::of(a) == Network::of(b)
+}
+
 impl std::fmt::Display for Network {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0 {

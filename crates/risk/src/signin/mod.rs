@@ -24,6 +24,7 @@ use crate::detection::{Detection, DetectionState};
 use crate::intel::{Intel, IpFacts};
 use crate::vocab::{DetectionTimingType, RiskDetail, RiskEventType, RiskLevel, RiskState};
 
+pub use history::same_network;
 pub use token::{TokenAnomalyConfig, TokenIssuerFacts};
 
 /// Which group of evaluators produced a piece of evidence.

@@ -193,7 +193,23 @@ async fn log_member(
 
 const BAD_CREDENTIALS: &str = "Your email or password is incorrect.";
 
-/// `POST /login/password`: verify, then start a session and continue the authorization.
+/// The sign-in log's reason for a locked account (Entra's wording for 50053).
+const LOCKED_REASON: &str = "Account is locked because the user tried to sign in too many times \
+                             with an incorrect user ID or password.";
+
+/// What a person whose sign-ins are locked is told: that it is temporary, and for how long.
+fn locked_message(secs: i64) -> String {
+    let minutes = (secs + 59) / 60;
+    format!(
+        "Your account is temporarily locked to prevent unauthorized use: there were too many \
+         sign-in attempts with a wrong password. Try again in {minutes} minute{}. If this \
+         was not you, reset your password or contact your administrator.",
+        if minutes == 1 { "" } else { "s" }
+    )
+}
+
+/// `POST /login/password`: verify (unless smart lockout holds the account's source), then
+/// start a session and continue the authorization.
 pub async fn password_submit(
     State(state): State<AppState>,
     ctx: Ctx,
@@ -260,6 +276,24 @@ pub async fn password_submit(
             state.config.display_name
         ));
     }
+    let attempt = match signin::lockout::attempt(&state, &email, user.as_ref(), ctx.ip).await {
+        Ok(a) => a,
+        Err(e) => return PageError::from(e).render(&state, &ctx),
+    };
+    let now = state.now();
+    if let Some(until) = attempt.locked_until(now) {
+        // Locked: the password is not even checked, so guessing costs nothing here.
+        log_member(
+            &state,
+            &ctx,
+            &sign_in,
+            &email,
+            user.as_ref().map(|u| u.id.as_str()),
+            Outcome::Failure(codes::LOCKED_OR_MALICIOUS_IP, LOCKED_REASON),
+        )
+        .await;
+        return again(&locked_message(until - now));
+    }
     let ok = state
         .passwords
         .verify(
@@ -267,6 +301,26 @@ pub async fn password_submit(
             user.as_ref().and_then(|u| u.password_hash.as_deref()),
         )
         .await;
+    if !ok {
+        match signin::lockout::failed(&state, &email, user.as_ref(), &attempt, ctx.ip).await {
+            Ok(Some(until)) => {
+                log_member(
+                    &state,
+                    &ctx,
+                    &sign_in,
+                    &email,
+                    user.as_ref().map(|u| u.id.as_str()),
+                    Outcome::Failure(codes::LOCKED_OR_MALICIOUS_IP, LOCKED_REASON),
+                )
+                .await;
+                return again(&locked_message(until - state.now()));
+            }
+            Ok(None) => {}
+            Err(e) => return PageError::from(e).render(&state, &ctx),
+        }
+    } else if let Err(e) = signin::lockout::succeeded(&state, &email, &attempt).await {
+        return PageError::from(e).render(&state, &ctx);
+    }
     let user = match (user, ok) {
         (Some(u), true) if u.status == UserStatus::Active => u,
         (Some(u), true) => {

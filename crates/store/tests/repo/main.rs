@@ -13,6 +13,7 @@ mod grants;
 mod groups;
 mod guests;
 mod keys;
+mod lockouts;
 mod mfa;
 mod misc;
 mod partner_profiles;
@@ -268,6 +269,9 @@ scenarios! {
         logged_sign_ins_are_seen_before_and_after_they_are_written,
         logged_sign_ins_are_written_in_the_background,
         a_bad_row_does_not_lose_its_batch,
+    }
+    lockouts {
+        counts_change_once_each_and_are_purged,
     }
     ca_policies {
         crud,
