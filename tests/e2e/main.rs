@@ -3,6 +3,7 @@
 //! One test binary, so the suite links once.
 
 mod applications;
+mod browser;
 mod durability;
 mod federation;
 mod flows;
