@@ -4,6 +4,7 @@
 
 mod admin_pages;
 mod applications;
+mod browser;
 mod durability;
 mod federation;
 mod flows;

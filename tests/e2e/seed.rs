@@ -12,7 +12,7 @@ use policy::codes::BLOCKED_MESSAGE;
 use serde_json::{Value, json};
 
 /// bob's authenticator key (the lab's).
-const BOB_TOTP: &str = "JBSWY3DPEHPK3PXP";
+pub const BOB_TOTP: &str = "JBSWY3DPEHPK3PXP";
 
 /// The pair with the resource's shipped policies and an admin app at both tenants; bob at risk
 /// at home and blocked at the resource.
