@@ -12,6 +12,7 @@ mod gate;
 mod groups;
 mod lockout;
 mod mfa;
+mod observability;
 mod operations;
 mod partner_check;
 mod registration;

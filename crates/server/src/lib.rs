@@ -12,6 +12,7 @@ pub mod app;
 pub mod client_ip;
 pub mod federated;
 pub mod login;
+pub mod metrics;
 pub mod oidc;
 pub mod pages;
 pub mod portal;

@@ -169,6 +169,8 @@ impl Tenant {
         listener: std::net::TcpListener,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
+        // Recording starts with the first tenant of the process (a no-op for the others).
+        crate::metrics::handle();
         let tls = match &config.tls {
             Some(files) => Some(tls::server_config(files).map_err(|e| ConfigError {
                 file: config.source.clone(),
@@ -310,9 +312,12 @@ pub async fn serve(config: Config, prepared: Prepared) -> anyhow::Result<()> {
     } else {
         "http"
     };
-    println!(
-        "{} listening on {scheme}://{} (issuer {})",
-        tenant.state.config.tenant_id, tenant.addr, tenant.state.config.issuer
+    // A log line, not a print: with `--log-format json` every line of output is JSON.
+    tracing::info!(
+        tenant = %tenant.state.config.tenant_id,
+        issuer = %tenant.state.config.issuer,
+        "listening on {scheme}://{}",
+        tenant.addr
     );
     shutdown_signal().await;
     tracing::info!("shutting down");

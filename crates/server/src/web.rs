@@ -95,6 +95,15 @@ impl From<OAuthError> for ApiError {
 
 impl From<store::StoreError> for ApiError {
     fn from(e: store::StoreError) -> Self {
+        if e.is_unavailable() {
+            // RFC 6749 §4.1.2.1's temporarily_unavailable: the client may try again later.
+            return OAuthError::new(
+                protocol::ErrorCode::TemporarilyUnavailable,
+                "The service cannot reach its database right now; try again later.",
+            )
+            .with_detail(e.to_string())
+            .into();
+        }
         OAuthError::server_error(e.to_string()).into()
     }
 }
@@ -296,6 +305,17 @@ pub async fn render_page_errors(
 
 impl From<store::StoreError> for PageError {
     fn from(e: store::StoreError) -> Self {
+        if e.is_unavailable() {
+            return Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                title: "Temporarily unavailable",
+                message: "The sign-in service cannot reach its database right now. Wait a \
+                          moment and try again."
+                    .into(),
+                error_code: None,
+                detail: Some(e.to_string()),
+            };
+        }
         Self::internal(e.to_string())
     }
 }
@@ -304,6 +324,7 @@ impl From<signin::sign_in::SignInError> for PageError {
     fn from(e: signin::sign_in::SignInError) -> Self {
         match e {
             signin::sign_in::SignInError::Expired => Self::expired_request(),
+            signin::sign_in::SignInError::Store(e) => e.into(),
             other => Self::internal(other.to_string()),
         }
     }

@@ -158,6 +158,51 @@ pub async fn write<'c>(
         risk_state,
         risk_detail,
     };
+    count(dir, &row, entry.risk.as_ref());
     dir.store.log_sign_in(row);
     tracing::info!(correlation_id = %entry.correlation_id, user = entry.upn.unwrap_or(""), app = entry.app_id.unwrap_or(""), ip = %client.ip, error_code, user_type, "sign-in");
+}
+
+/// The sign-in in the process's metrics: its result and error code, the policies that blocked
+/// it, and its sign-in risk detections (see the server's `metrics` module).
+fn count(dir: &Directory, row: &SignInLog, risk: Option<&RiskLog>) {
+    let tenant = dir.config.tenant_id.clone();
+    let result = if row.error_code == 0 {
+        "success"
+    } else {
+        "failure"
+    };
+    metrics::counter!(
+        "tenantd_sign_ins_total",
+        "tenant" => tenant.clone(),
+        "result" => result,
+        "error_code" => row.error_code.to_string(),
+        "event_type" => row.sign_in_event_type.clone()
+    )
+    .increment(1);
+    let Some(risk) = risk else {
+        return;
+    };
+    for p in &risk.applied_conditional_access_policies {
+        if p.result == policy::PolicyResult::Failure
+            && p.enforced_grant_controls
+                .contains(policy::BuiltInControl::Block)
+        {
+            metrics::counter!(
+                "tenantd_conditional_access_blocks_total",
+                "tenant" => tenant.clone(),
+                "policy" => p.id.to_string()
+            )
+            .increment(1);
+        }
+    }
+    for d in &risk.risk_detections {
+        metrics::counter!(
+            "tenantd_risk_detections_total",
+            "tenant" => tenant.clone(),
+            "type" => d.risk_event_type.as_str(),
+            "timing" => risk::to_wire(&d.detection_timing_type)
+        )
+        .increment(1);
+    }
 }

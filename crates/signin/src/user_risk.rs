@@ -124,6 +124,8 @@ pub struct Home<'a> {
     pub ageing: &'a AgeingConfig,
     /// Password spray thresholds.
     pub spray: &'a PasswordSprayConfig,
+    /// The tenant's id (the metrics' `tenant` label).
+    pub tenant: &'a str,
 }
 
 impl fmt::Debug for Home<'_> {
@@ -354,6 +356,7 @@ impl<'a> Home<'a> {
             clock: &*dir.clock,
             ageing: &dir.config.risk.ageing,
             spray: &dir.config.risk.password_spray,
+            tenant: &dir.config.tenant_id,
         }
     }
 
@@ -362,14 +365,15 @@ impl<'a> Home<'a> {
         store: &'a Store,
         passwords: &'a Passwords,
         clock: &'a dyn Clock,
-        risk: &'a crate::config::RiskSettings,
+        config: &'a crate::config::Config,
     ) -> Home<'a> {
         Home {
             store,
             passwords,
             clock,
-            ageing: &risk.ageing,
-            spray: &risk.password_spray,
+            ageing: &config.risk.ageing,
+            spray: &config.risk.password_spray,
+            tenant: &config.tenant_id,
         }
     }
 
@@ -524,6 +528,13 @@ impl<'a> Home<'a> {
                     for c in &changes {
                         if let Some(d) = &c.detection {
                             tracing::info!(user = %c.record.user_id, risk_event_type = %d.risk_event_type, level = %d.risk_level, "risk detection raised");
+                            metrics::counter!(
+                                "tenantd_risk_detections_total",
+                                "tenant" => self.tenant.to_owned(),
+                                "type" => d.risk_event_type.clone(),
+                                "timing" => d.detection_timing_type.clone()
+                            )
+                            .increment(1);
                         }
                     }
                     return Ok(statuses);

@@ -24,6 +24,21 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the database could not be reached (connection refused or lost, no connection
+    /// free in time): the request may succeed later, unlike a refused or failed statement.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(crate::DbError::Postgres(
+                sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+            ))
+        )
+    }
+
     /// Turns a unique-constraint violation into [`StoreError::Conflict`] with `what` as the
     /// message; every other error stays a [`StoreError::Database`].
     pub(crate) fn conflict_or_db(err: crate::DbError, what: impl FnOnce() -> String) -> Self {

@@ -165,6 +165,22 @@ impl Store {
         Ok(())
     }
 
+    /// The database connections `(in use, idle)` now: the PostgreSQL pool's, or SQLite's one
+    /// connection (in use while a statement or transaction holds it).
+    pub fn connections(&self) -> Option<(u32, u32)> {
+        match &self.db {
+            Db::Postgres(pool) => {
+                let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+                Some((pool.size().saturating_sub(idle), idle))
+            }
+            Db::Sqlite(conn) => Some(if conn.try_lock().is_ok() {
+                (0, 1)
+            } else {
+                (1, 0)
+            }),
+        }
+    }
+
     /// Closes the database, after writing the sign-in rows still queued: on PostgreSQL waits for connections in use to be returned; on
     /// SQLite waits for the statement in progress and checkpoints the log.
     pub async fn close(&self) {

@@ -27,8 +27,26 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(name = "tenantd", version, about)]
 pub struct Cli {
+    /// Log lines as text (colour only on a terminal) or as JSON objects, one per line.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "TENANTD_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// For people.
+    Text,
+    /// For log collectors: one JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -737,7 +755,7 @@ async fn risk_command(cmd: RiskCommand) -> Result<(), Failure> {
                 files.push(user_risk::parse_leaked(&path.display().to_string(), &text)?);
             }
             let passwords = hasher(&cfg)?;
-            let home = Home::new(&store, &passwords, &SystemClock, &cfg.risk);
+            let home = Home::new(&store, &passwords, &SystemClock, &cfg);
             let report = home.import_leaked_files(&files).await?;
             println!(
                 "imported {} entr{} from {} file(s) ({} new); {} user(s) flagged with leakedCredentials{}",
@@ -758,7 +776,7 @@ async fn risk_command(cmd: RiskCommand) -> Result<(), Failure> {
             let (cfg, store) = open(&config).await?;
             let text = read_file(&path)?;
             let passwords = hasher(&cfg)?;
-            let home = Home::new(&store, &passwords, &SystemClock, &cfg.risk);
+            let home = Home::new(&store, &passwords, &SystemClock, &cfg);
             let report = home
                 .import_threat_intel(&path.display().to_string(), &text)
                 .await?;
@@ -781,7 +799,7 @@ async fn risk_command(cmd: RiskCommand) -> Result<(), Failure> {
             let (cfg, store) = open(&config).await?;
             let user = find(&store, &email).await?;
             let passwords = hasher(&cfg)?;
-            let home = Home::new(&store, &passwords, &SystemClock, &cfg.risk);
+            let home = Home::new(&store, &passwords, &SystemClock, &cfg);
             let status = home.current(&user.id).await?;
             let updated = store.user_risk(&user.id).await?.map(|r| r.updated_at);
             println!(
@@ -852,7 +870,7 @@ async fn admin_action(
     let (cfg, store) = open(config).await?;
     let user = find(&store, email).await?;
     let passwords = hasher(&cfg)?;
-    let home = Home::new(&store, &passwords, &SystemClock, &cfg.risk);
+    let home = Home::new(&store, &passwords, &SystemClock, &cfg);
     let name = match event {
         UserRiskEvent::AdminDismissed => "Dismiss user risk",
         UserRiskEvent::AdminConfirmedSafe => "Confirm user safe",
@@ -937,7 +955,7 @@ async fn user(cmd: UserCommand) -> Result<(), Failure> {
                     now,
                 })
                 .await?;
-            Home::new(&store, &passwords, &SystemClock, &cfg.risk)
+            Home::new(&store, &passwords, &SystemClock, &cfg)
                 .after_password_set(&user.id, &password)
                 .await?;
             record_cli(
@@ -1039,7 +1057,7 @@ async fn user(cmd: UserCommand) -> Result<(), Failure> {
             let activity = Activity::on_user(Area::Users, "Reset user password", "Update", &user)
                 .detail("forceChangePasswordNextSignIn", must_change.to_string());
             record_cli(&store, now, activity).await;
-            let home = Home::new(&store, &passwords, &SystemClock, &cfg.risk);
+            let home = Home::new(&store, &passwords, &SystemClock, &cfg);
             home.after_password_set(&user.id, &password).await?;
             // A temporary password an admin set, to be changed at next sign-in, remediates
             // the member's user risk (the seed's "Reset the user's password").
@@ -1134,13 +1152,14 @@ async fn find(store: &Store, email: &str) -> Result<store::User, Failure> {
         .ok_or_else(|| Failure::new(4, format!("no user with email {email}")))
 }
 
-/// The `tenantd` process: parse the command line, set up logging (`TENANTD_LOG`,
-/// `TENANTD_LOG_FORMAT=json`), run the command on a multi-threaded runtime.
+/// The `tenantd` process: parse the command line, set up logging (`TENANTD_LOG`, and
+/// `--log-format json` or `TENANTD_LOG_FORMAT=json`), run the command on a multi-threaded
+/// runtime.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter =
         EnvFilter::try_from_env("TENANTD_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let json = std::env::var("TENANTD_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let json = cli.log_format == LogFormat::Json;
     // Requests hand their log lines to a writer thread instead of writing to stdout themselves
     // (a slow terminal or pipe must not stall a sign-in). Not lossy: only with 8k lines queued
     // does a request wait (the queue is allocated whole: the default 128k would be 4 MiB).
