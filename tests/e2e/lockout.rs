@@ -118,3 +118,59 @@ async fn an_unknown_address_locks_like_a_known_one() {
     let page = try_password(&t, b, "nobody@contoso.test", "guess-10").await;
     assert!(page.contains(LOCKED), "{page}");
 }
+
+/// Beyond `[rate_limits]`, a client IP gets 429 with `Retry-After` at the sign-in pages and
+/// the token endpoint (before any password is checked); another client is not affected.
+#[tokio::test]
+async fn rate_limits_answer_429_with_retry_after_per_client_ip() {
+    let t = start_with(
+        "contoso",
+        "\n[rate_limits]\nsign_in_per_minute = 3\ntoken_per_minute = 2\n",
+    )
+    .await;
+    let flood = browser_from("203.0.113.60");
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let r = flood
+            .post(t.url("/login/password"))
+            .form(&[("email", ALICE), ("password", "x")])
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            let wait: u64 = r.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=60).contains(&wait), "{wait}");
+        }
+    }
+    assert_eq!(&statuses[3..], [429, 429], "{statuses:?}");
+    assert!(statuses[..3].iter().all(|s| *s != 429), "{statuses:?}");
+    // Someone else signs in.
+    assert!(
+        try_password(&t, "198.51.100.9", ALICE, ALICE_PW)
+            .await
+            .starts_with("redirect:")
+    );
+    // The token endpoint answers in JSON.
+    let mut last = None;
+    for _ in 0..3 {
+        last = Some(
+            backchannel()
+                .post(t.url("/token"))
+                .header("x-forwarded-for", "203.0.113.61")
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap(),
+        );
+    }
+    let r = last.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+}

@@ -196,6 +196,10 @@ pub fn router(state: AppState) -> Router {
             crate::web::render_page_errors,
         ))
         .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::rate_limits::enforce,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             page_csp_header,
             page_csp,
         ))

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod pages;
 pub mod portal;
+pub mod rate_limits;
 pub mod server;
 pub mod session;
 pub mod state;

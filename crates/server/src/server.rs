@@ -188,11 +188,12 @@ impl Tenant {
         let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let server = match tls {
             Some(cfg) => {
-                let s = axum_server::from_tcp_rustls(listener, cfg)?.handle(handle.clone());
+                let s =
+                    hardened(axum_server::from_tcp_rustls(listener, cfg)?).handle(handle.clone());
                 tokio::spawn(async move { s.serve(app).await })
             }
             None => {
-                let s = axum_server::from_tcp(listener)?.handle(handle.clone());
+                let s = hardened(axum_server::from_tcp(listener)?).handle(handle.clone());
                 tokio::spawn(async move { s.serve(app).await })
             }
         };
@@ -239,6 +240,7 @@ async fn housekeeping(state: AppState) {
                 if let Err(e) = state.store.purge_expired(now).await {
                     tracing::warn!(error = %e, "purging expired rows failed");
                 }
+                state.rate_limits.forget_idle();
                 // Smart lockout forgets an account's count a day after its last wrong password.
                 if let Err(e) = state.store.purge_lockouts(now - 86_400).await {
                     tracing::warn!(error = %e, "purging lockout counts failed");
@@ -249,6 +251,29 @@ async fn housekeeping(state: AppState) {
             }
         }
     }
+}
+
+/// Longest a client may take to send a request's head (its line and headers), and a new
+/// connection its first request (the TLS handshake has its own 10 s): a slow client cannot
+/// hold connections open for free.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head an HTTP/1 client may send, and most headers (an HTTP/2 header list is
+/// held to the same size).
+const MAX_HEAD_BYTES: usize = 32 * 1024;
+const MAX_HEADERS: usize = 64;
+
+/// The server with the limits against slow and oversized clients.
+fn hardened<A: axum_server::Address, Acc>(
+    mut server: axum_server::Server<A, Acc>,
+) -> axum_server::Server<A, Acc> {
+    let http = server.http_builder();
+    http.http1()
+        .header_read_timeout(HEAD_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS);
+    http.http2()
+        .max_header_list_size(u32::try_from(MAX_HEAD_BYTES).unwrap_or(u32::MAX));
+    server.first_request_timeout(HEAD_TIMEOUT)
 }
 
 /// SIGHUP, as a channel (nothing arrives where there is no such signal).

@@ -31,6 +31,8 @@ pub struct AppState {
     pub cookies: Arc<CookieNames>,
     /// The discovery document, serialised once.
     pub discovery: Bytes,
+    /// Requests per client IP at the guessable endpoints (`[rate_limits]`).
+    pub rate_limits: Arc<crate::rate_limits::RateLimits>,
     jwks: Arc<RwLock<Bytes>>,
 }
 
@@ -78,10 +80,12 @@ impl AppState {
         }
         let discovery = Bytes::from(serde_json::to_vec(&discovery).unwrap_or_default());
         let jwks = jwks_bytes(&directory.keys(), directory.now());
+        let rate_limits = Arc::new(crate::rate_limits::RateLimits::new(&config.rate_limits));
         Self {
             directory,
             cookies: Arc::new(cookies),
             discovery,
+            rate_limits,
             jwks: Arc::new(RwLock::new(jwks)),
         }
     }

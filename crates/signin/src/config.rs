@@ -15,11 +15,13 @@ use std::path::{Path, PathBuf};
 
 mod files;
 mod partner;
+mod rate_limits;
 mod registration;
 mod risk;
 mod source;
 mod sspr;
 pub use partner::{PartnerConfig, PartnerCredential};
+pub use rate_limits::RateLimitSettings;
 pub use registration::RegistrationSettings;
 pub use risk::RiskSettings;
 use source::{Doc, Section};
@@ -115,7 +117,7 @@ pub enum FileCheck {
 }
 
 /// The top-level sections.
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "tenant",
     "server",
     "database",
@@ -126,6 +128,7 @@ const SECTIONS: [&str; 10] = [
     "risk",
     "registration",
     "sspr",
+    "rate_limits",
 ];
 
 /// The file's sections, each deserialized on its own.
@@ -140,6 +143,7 @@ struct Sections {
     risk: Section<risk::RawRisk>,
     registration: Section<registration::RawRegistration>,
     sspr: Section<sspr::RawSspr>,
+    rate_limits: Section<rate_limits::RawRateLimits>,
 }
 
 /// The files a config names that are read apart from parsing it.
@@ -415,6 +419,8 @@ pub struct Config {
     pub registration: RegistrationSettings,
     /// Self-service password reset.
     pub sspr: SsprSettings,
+    /// Requests per client IP and minute at the guessable endpoints.
+    pub rate_limits: RateLimitSettings,
 }
 
 impl Config {
@@ -567,6 +573,7 @@ fn parse(text: &str, file: &str, check: Option<FileCheck>) -> Parsed {
         risk: doc.section("risk", &mut problems),
         registration: doc.section("registration", &mut problems),
         sspr: doc.section("sspr", &mut problems),
+        rate_limits: doc.section("rate_limits", &mut problems),
     };
     let mut v = Validator {
         file: file.to_owned(),
@@ -716,6 +723,7 @@ impl Validator {
         named.risk = risk.clone();
         let registration = Self::optional(raw.registration).map(|r| self.registration(r));
         let sspr = Self::optional(raw.sspr).map(|r| self.sspr(r));
+        let rate_limits = Self::optional(raw.rate_limits).map(|r| self.rate_limits(r));
         let build = || {
             let (tenant_id, display_name, issuer) = tenant?;
             let server = server?;
@@ -737,6 +745,7 @@ impl Validator {
                 risk: risk?,
                 registration: registration?,
                 sspr: sspr?,
+                rate_limits: rate_limits?,
             })
         };
         (build(), named)
