@@ -8,12 +8,12 @@ use crate::federation::*;
 use crate::seed::{audits_of, bob_at, bob_blocked, bob_gets_in, bob_risk};
 use crate::support::*;
 
-const ADMIN: &str = "admin@contoso.test";
-const ADMIN_PW: &str = "admin-test-password";
+pub(crate) const ADMIN: &str = "admin@contoso.test";
+pub(crate) const ADMIN_PW: &str = "admin-test-password";
 const ADMINISTRATOR: &str = "62e90394-69f5-4237-9190-012177145e10";
 
 /// A member of `t` holding the administrator role.
-async fn administrator(t: &TestTenant, email: &str) {
+pub(crate) async fn administrator(t: &TestTenant, email: &str) {
     let user = add_user(t, email, ADMIN_PW, false).await;
     t.state()
         .store

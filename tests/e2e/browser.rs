@@ -5,24 +5,32 @@
 //! to his home's self-service password reset, where he proves himself with his authenticator and
 //! chooses a new password; back in the demo app he signs in and sees his guest claims.
 //!
+//! Then the other way out: bob's home administrator opens the admin pages, signs in on the
+//! tenant's own sign-in pages, finds bob in Risky users with the User filter, dismisses his risk
+//! (the confirmation reminds that his password is unchanged), sees it in the Audit log; bob, in
+//! a browser of his own, then gets into the demo app with his old password.
+//!
 //! What only a browser proves: the pages' forms, links, redirects, cookies (`__Host-`,
 //! SameSite=Lax across the two tenants and the app) and Content-Security-Policy
 //! (`form-action` holds a form's redirect to another origin in Chromium) let a person through.
-//! Each step is saved as `target/browser/<step>.png`; a few also at phone size
-//! (`<step>-phone.png`, 390x844).
+//! Each step is saved as `target/browser/<step>.png` (the admin walk's as `admin-<step>.png`);
+//! a few also at phone size (`<step>-phone.png`, 390x844), where the page must not be wider
+//! than the phone.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/browser.sh` installs them; `.ci/run`
 //! runs it): without them the test prints that it skipped.
 
+use crate::admin_pages::{ADMIN, ADMIN_PW, administrator};
 use crate::federation::*;
-use crate::risk::{bob_at_risk, policies_copy, resource_lines};
-use crate::seed::BOB_TOTP;
+use crate::risk::{blocked, bob_at_risk, policies_copy, resource_lines};
+use crate::seed::{BOB_TOTP, bob_at, bob_risk};
 use crate::support::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 use policy::codes::BLOCKED_MESSAGE;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -40,13 +48,14 @@ struct Driver {
 }
 
 impl Driver {
-    fn start(dir: &Path) -> Driver {
+    /// Logs to `<dir>/chromedriver-<name>.log`.
+    fn start(dir: &Path, name: &str) -> Driver {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let log = std::fs::File::create(dir.join("chromedriver.log")).unwrap();
+        let log = std::fs::File::create(dir.join(format!("chromedriver-{name}.log"))).unwrap();
         let child = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -201,6 +210,26 @@ impl Browser {
         }
     }
 
+    /// The page's `h1`.
+    async fn heading(&self) -> String {
+        match self.c.find(Locator::Css("h1")).await {
+            Ok(h) => h.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// Waits until the page's heading is `heading` (for pages whose words are all in the
+    /// navigation bar too), then as [`Browser::step`].
+    async fn titled(&self, step: &str, heading: &str) -> String {
+        let start = Instant::now();
+        while self.heading().await != heading && start.elapsed() < PAGE_TIMEOUT {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let text = self.step(step, heading).await;
+        assert_eq!(self.heading().await, heading, "step {step}");
+        text
+    }
+
     async fn url(&self) -> String {
         self.c.current_url().await.unwrap().to_string()
     }
@@ -309,16 +338,21 @@ fn bob_code() -> String {
     crate::mfa::totp_at(BOB_TOTP, now)
 }
 
-#[tokio::test]
-async fn a_bob_is_blocked_resets_at_home_and_gets_into_the_demo_app_in_chromium() {
-    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+/// Whether Chromium or chromedriver is missing; says that the test skipped if so.
+fn chromium_missing() -> bool {
+    let missing = !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists();
+    if missing {
         println!(
             "skipped: {CHROMIUM} or {CHROMEDRIVER} is missing (scripts/browser.sh installs them)"
         );
-        return;
     }
-    let began = Instant::now();
-    let port = demo_port();
+    missing
+}
+
+/// The seed's pair as `tenantd lab` runs it: the resource with its shipped policies, trusting
+/// the home's user risk, with the demo app (on loopback port `port`) registered; bob at high
+/// risk at home, with his authenticator app there.
+async fn lab_pair(port: u16) -> Pair {
     let demo_app = format!(
         "\n[[apps]]\nclient_id = \"demo-app\"\nname = \"Fabrikam demo app\"\nclient_secret = \"demo-app-secret\"\nredirect_uris = [\"http://127.0.0.1:{port}/callback\"]\n"
     );
@@ -329,36 +363,73 @@ async fn a_bob_is_blocked_resets_at_home_and_gets_into_the_demo_app_in_chromium(
     )
     .await;
     bob_at_risk(&p).await;
-    let bob = p
-        .home
-        .state()
-        .store
-        .user_by_email(BOB)
-        .await
-        .unwrap()
-        .unwrap();
+    let bob = bob_at(&p.home).await;
     server::mfa::register_totp(p.home.state(), &bob.id, BOB_TOTP)
         .await
         .unwrap();
-    let demo = start_demo(port, &p.resource).await;
+    p
+}
 
+/// One chromedriver and the browser sessions opened on it.
+struct Chromium {
+    driver: Driver,
+    shots: PathBuf,
+    sessions: std::sync::Mutex<Vec<Client>>,
+}
+
+impl Chromium {
+    /// A new browser session (its own cookies), with a desktop-sized page.
+    async fn session(&self) -> Browser {
+        let c = connect(&self.driver).await;
+        self.sessions.lock().unwrap().push(c.clone());
+        let b = Browser {
+            c,
+            shots: self.shots.clone(),
+        };
+        b.viewport(DESKTOP).await;
+        b
+    }
+}
+
+/// Runs `walk` with a chromedriver of its own, in a task of its own, so that a failed assertion
+/// still ends the browser sessions (and Chromium with them) before the panic is passed on.
+async fn in_chromium<F, Fut>(name: &str, walk: F)
+where
+    F: FnOnce(Arc<Chromium>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let shots = screenshot_dir();
-    let driver = Driver::start(&shots);
-    let c = connect(&driver).await;
-    let b = Browser {
-        c: c.clone(),
+    let chromium = Arc::new(Chromium {
+        driver: Driver::start(&shots, name),
         shots,
-    };
-    b.viewport(DESKTOP).await;
-    // The walk runs in a task of its own so that a failed assertion still ends the browser
-    // session (and Chromium with it) before the panic is passed on.
-    let walk = tokio::spawn(async move { walk(&b, &p, &demo).await });
-    let outcome = walk.await;
-    let _ = c.close().await;
-    drop(driver);
+        sessions: std::sync::Mutex::new(Vec::new()),
+    });
+    let outcome = tokio::spawn(walk(chromium.clone())).await;
+    let sessions = std::mem::take(&mut *chromium.sessions.lock().unwrap());
+    for c in sessions {
+        // A session the walk closed already answers with an error: nothing to do.
+        let _ = c.close().await;
+    }
+    drop(chromium);
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }
+}
+
+#[tokio::test]
+async fn a_bob_is_blocked_resets_at_home_and_gets_into_the_demo_app_in_chromium() {
+    if chromium_missing() {
+        return;
+    }
+    let began = Instant::now();
+    let port = demo_port();
+    let p = lab_pair(port).await;
+    let demo = start_demo(port, &p.resource).await;
+    in_chromium("reset", |chromium| async move {
+        let b = chromium.session().await;
+        walk(&b, &p, &demo).await;
+    })
+    .await;
     println!("browser test: {:.1} s", began.elapsed().as_secs_f64());
 }
 
@@ -464,5 +535,180 @@ async fn walk(b: &Browser, p: &Pair, demo: &Demo) {
     );
     assert!(page.contains(BOB), "{page}");
     assert!(page.contains("guest") && page.contains("contoso"), "{page}");
+    assert!(!page.contains(BLOCKED_MESSAGE), "{page}");
+}
+
+#[tokio::test]
+async fn the_home_admin_dismisses_bobs_risk_in_the_admin_pages_in_chromium() {
+    if chromium_missing() {
+        return;
+    }
+    let began = Instant::now();
+    let port = demo_port();
+    let p = lab_pair(port).await;
+    let (page, _) = blocked(
+        federated_sign_in(&p, &browser(), &rp_authorize(&p.resource, ""), BOB, BOB_PW).await,
+    );
+    assert!(page.contains(BLOCKED_MESSAGE), "bob starts blocked: {page}");
+    administrator(&p.home, ADMIN).await;
+    let demo = start_demo(port, &p.resource).await;
+    in_chromium("admin", |chromium| async move {
+        let admin = chromium.session().await;
+        admin_walk(&admin, &p).await;
+        // bob in a browser of his own (the administrator's cookies are not his).
+        let _ = admin.c.clone().close().await;
+        let bob = chromium.session().await;
+        bob_signs_in_to_the_demo_app(&bob, &p, &demo).await;
+    })
+    .await;
+    println!("admin browser test: {:.1} s", began.elapsed().as_secs_f64());
+}
+
+/// The visible text of each row of the table `css`.
+async fn rows(b: &Browser, css: &str) -> Vec<String> {
+    let mut texts = Vec::new();
+    for row in b.c.find_all(Locator::Css(css)).await.unwrap() {
+        texts.push(row.text().await.unwrap());
+    }
+    texts
+}
+
+async fn admin_walk(b: &Browser, p: &Pair) {
+    // The pages send the administrator to the tenant's own sign-in pages.
+    b.c.goto(&p.home.url("/admin")).await.unwrap();
+    let page = b.step("admin-01-sign-in", "Sign in").await;
+    assert!(b.url().await.starts_with(&p.home.issuer), "at the home");
+    assert!(page.contains("account and admin pages"), "{page}");
+    b.type_into("email", ADMIN).await;
+    b.click("form[action='/login'] button[type=submit]").await;
+    b.step("admin-02-password", "Enter password").await;
+    b.type_into("password", ADMIN_PW).await;
+    b.click("form[action='/login/password'] button[type=submit]")
+        .await;
+
+    // Risky users: bob, high.
+    let page = b
+        .step("admin-03-risky-users", "People of this organization")
+        .await;
+    b.phone_shot("admin-03-risky-users").await;
+    assert_eq!(b.url().await, p.home.url("/admin/risky-users"));
+    let listed = rows(b, "#risky-users tbody tr").await;
+    assert!(
+        listed.iter().any(|r| r.contains(BOB) && r.contains("high")),
+        "bob, high: {listed:?}"
+    );
+    assert!(!page.contains(ALICE), "alice has no risk: {page}");
+
+    // The User filter: a name nobody has, then bob.
+    b.type_into("f-user", "zed").await;
+    b.click("#apply-filters").await;
+    b.step("admin-04-filter-nobody", "No risky users match")
+        .await;
+    b.type_into("f-user", "bob").await;
+    b.click("#apply-filters").await;
+    b.step("admin-05-filter-bob", BOB).await;
+    assert!(b.url().await.contains("user=bob"), "{}", b.url().await);
+    let listed = rows(b, "#risky-users tbody tr").await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+
+    // bob's page: high, at risk, the leaked credentials in his history.
+    let bob = bob_at(&p.home).await;
+    b.click(&format!("#risky-users a[href='/admin/users/{}']", bob.id))
+        .await;
+    let page = b.step("admin-06-bob", "Risk history").await;
+    b.phone_shot("admin-06-bob").await;
+    let text = |id: &str| {
+        let id = id.to_owned();
+        async move {
+            b.c.find(Locator::Id(&id))
+                .await
+                .unwrap_or_else(|e| panic!("no #{id}: {e}"))
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(text("risk-level").await, "high");
+    assert_eq!(text("risk-state").await, "atRisk");
+    let history = text("risk-history").await;
+    assert!(history.contains("leakedCredentials"), "{history}");
+    assert!(page.contains("Dismiss user risk"), "{page}");
+
+    // Dismiss: the confirmation reminds that the password is unchanged.
+    b.click("#dismiss").await;
+    let page = b.step("admin-07-dismissed", "User risk dismissed").await;
+    b.phone_shot("admin-07-dismissed").await;
+    assert_eq!(text("done").await, "User risk dismissed");
+    assert!(
+        page.contains("their password is unchanged"),
+        "the message: {page}"
+    );
+    let reminder = text("reminder").await;
+    assert!(
+        reminder.contains("does not change the password"),
+        "{reminder}"
+    );
+    assert_eq!(bob_risk(p).await.risk_state, risk::RiskState::Dismissed);
+
+    // Back on bob's page: dismissed, the newest line of his history on top.
+    b.click(&format!("main a[href='/admin/users/{}']", bob.id))
+        .await;
+    b.step("admin-08-bob-dismissed", "Risk history").await;
+    assert_eq!(text("risk-state").await, "dismissed");
+    let history = rows(b, "#risk-history li").await;
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert!(
+        history[0].contains("adminDismissedAllRiskForUser")
+            && history[1].contains("leakedCredentials"),
+        "{history:?}"
+    );
+
+    // The audit log has it, by this administrator.
+    b.click("nav a[href='/admin/audit']").await;
+    b.step("admin-09-audit", "Every change administrators made")
+        .await;
+    b.phone_shot("admin-09-audit").await;
+    let lines = rows(b, "#audit tbody tr").await;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("Dismiss user risk") && l.contains(ADMIN)),
+        "{lines:?}"
+    );
+
+    // The other pages fit a phone too (their tables scroll inside their boxes).
+    for (n, href, heading) in [
+        (10, "/admin/detections", "Risk detections"),
+        (11, "/admin/sign-ins", "Sign-in logs"),
+        (12, "/admin/policies", "Conditional Access"),
+        (13, "/admin/users", "Users"),
+        (14, "/admin/guests", "Guests"),
+    ] {
+        b.click(&format!("nav a[href='{href}']")).await;
+        let step = format!("admin-{n:02}-{}", &href[7..]);
+        b.titled(&step, heading).await;
+        b.phone_shot(&step).await;
+    }
+}
+
+/// bob, after the dismiss, signs in to the demo app through the resource and is let in.
+async fn bob_signs_in_to_the_demo_app(b: &Browser, p: &Pair, demo: &Demo) {
+    b.c.goto(&format!("{}/", demo.url)).await.unwrap();
+    b.step("admin-15-demo-app", "Sign in").await;
+    b.click("#sign-in").await;
+    b.step("admin-16-resource-email", "Sign in").await;
+    assert!(b.url().await.starts_with(&p.resource.issuer));
+    b.type_into("email", BOB).await;
+    b.click("form[action='/login'] button[type=submit]").await;
+    b.step("admin-17-home-password", "Enter password").await;
+    assert!(b.url().await.starts_with(&p.home.issuer), "at the home");
+    b.type_into("password", BOB_PW).await;
+    b.click("form[action='/login/password'] button[type=submit]")
+        .await;
+    b.step("admin-18-consent", "Permissions requested").await;
+    b.click("button[name=decision][value=allow]").await;
+    let page = b.step("admin-19-signed-in", "ID token claims").await;
+    assert!(b.url().await.starts_with(&demo.url), "back at the app");
+    assert!(page.contains(BOB), "{page}");
     assert!(!page.contains(BLOCKED_MESSAGE), "{page}");
 }
