@@ -171,7 +171,11 @@ mod tests {
         let post = Method::POST;
         assert_eq!(Bucket::of(&post, "/token"), Some(Bucket::Token));
         assert_eq!(Bucket::of(&post, "/login/password"), Some(Bucket::SignIn));
-        assert_eq!(Bucket::of(&post, "/login"), None, "the email step guesses nothing");
+        assert_eq!(
+            Bucket::of(&post, "/login"),
+            None,
+            "the email step guesses nothing"
+        );
         assert_eq!(Bucket::of(&post, "/login/mfa"), Some(Bucket::SignIn));
         assert_eq!(
             Bucket::of(&post, "/password/reset/new"),
