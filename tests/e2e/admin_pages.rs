@@ -145,6 +145,9 @@ async fn the_home_admin_finds_bob_and_dismisses_his_risk_in_the_pages() {
         .expect("audited");
     assert_eq!(line["initiatedBy"]["user"]["userPrincipalName"], ADMIN);
     assert_eq!(line["initiatedBy"]["app"]["appId"], "tenantd-portal");
+    // bob's risk history names the administrator who acted, not the pages' app.
+    let history = p.home.state().store.risk_history(&bob.id).await.unwrap();
+    assert_eq!(history[0].actor, format!("admin:{ADMIN}"), "{history:?}");
     let page = page_text(&b, p.home.url("/admin/audit")).await;
     assert!(
         page.contains("Dismiss user risk") && page.contains(ADMIN),

@@ -94,6 +94,16 @@ impl FromRequestParts<AppState> for Admin {
 }
 
 impl Admin {
+    /// Who the risk history names for this caller's actions: the administrator (their sign-in
+    /// name) when a person acts, else the app.
+    pub fn actor(&self) -> ::risk::Actor {
+        ::risk::Actor::Admin(
+            self.user
+                .as_ref()
+                .map_or_else(|| self.client_id.clone(), |u| u.email.clone()),
+        )
+    }
+
     /// The caller of a verified access token, if it may use the admin API (see [`Admin`]).
     pub async fn from_claims(
         state: &AppState,

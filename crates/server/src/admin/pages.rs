@@ -29,7 +29,7 @@ use crate::state::AppState;
 use crate::user_risk;
 use crate::users::{self, NewPassword, UserChanges};
 use crate::web::{self, Ctx, Form, PageError, Query, check_csrf, csrf_token, html};
-use risk::{Actor, RiskState, UserRiskEvent};
+use risk::{RiskState, UserRiskEvent};
 
 /// Rows per page of every list.
 const PAGE: i64 = 50;
@@ -690,7 +690,7 @@ async fn apply_user_change(
     user: &User,
     changes: &UserChanges,
 ) -> Result<(), PageError> {
-    let actor = Actor::Admin(admin.admin.client_id.clone());
+    let actor = admin.admin.actor();
     let done = users::update(state, &user.id, changes, &actor)
         .await
         .map_err(crate::admin::GraphError::from)?;

@@ -376,7 +376,7 @@ pub(crate) async fn act_on_users(
     user_ids: &[String],
     event: UserRiskEvent,
 ) -> Result<(), GraphError> {
-    let actor = Actor::Admin(admin.client_id.clone());
+    let actor = admin.actor();
     let home = Home::of(state);
     let users = accepting_users(state, &home, user_ids, &event, &actor).await?;
     let name = match event {

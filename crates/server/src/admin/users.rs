@@ -10,7 +10,6 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use risk::Actor;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use store::{InvitationState, User, UserStatus, UserType};
@@ -317,7 +316,7 @@ pub async fn update(
     GraphJson(body): GraphJson<UpdateUser>,
 ) -> Result<Response, GraphError> {
     let changes = UserChanges::try_from(body)?;
-    let actor = Actor::Admin(admin.client_id.clone());
+    let actor = admin.actor();
     let done = users::update(&state, &id, &changes, &actor).await?;
     for activity in update_activities(&changes, &done.user) {
         audits::record(&state, &ctx, &admin, activity).await;
