@@ -629,7 +629,7 @@ async fn admin_walk(b: &Browser, p: &Pair) {
         }
     };
     assert_eq!(text("risk-level").await, "high");
-    assert_eq!(text("risk-state").await, "atRisk");
+    assert_eq!(text("risk-state").await, "At risk");
     let history = text("risk-history").await;
     assert!(history.contains("leakedCredentials"), "{history}");
     assert!(page.contains("Dismiss user risk"), "{page}");
@@ -654,11 +654,11 @@ async fn admin_walk(b: &Browser, p: &Pair) {
     b.click(&format!("main a[href='/admin/users/{}']", bob.id))
         .await;
     b.step("admin-08-bob-dismissed", "Risk history").await;
-    assert_eq!(text("risk-state").await, "dismissed");
+    assert_eq!(text("risk-state").await, "Dismissed");
     let history = rows(b, "#risk-history li").await;
     assert_eq!(history.len(), 2, "{history:?}");
     assert!(
-        history[0].contains("adminDismissedAllRiskForUser")
+        history[0].contains("An admin dismissed the user's risk")
             && history[1].contains("leakedCredentials"),
         "{history:?}"
     );

@@ -99,6 +99,53 @@ pub fn when(unix: i64) -> String {
     )
 }
 
+/// Template filters of the admin pages.
+mod filters {
+    /// Graph's words (`atRisk`, `adminDismissedAllRiskForUser`, `leakedCredentials`) as
+    /// people say them; the pages keep the term itself in a `title` for those who look it up.
+    #[askama::filter_fn]
+    pub fn words<T: std::fmt::Display>(term: T, _: &dyn askama::Values) -> askama::Result<String> {
+        Ok(super::words(&term.to_string()))
+    }
+}
+
+/// See [`filters::words`].
+pub fn words(term: &str) -> String {
+    let known = match term {
+        "none" | "" => "None",
+        "atRisk" => "At risk",
+        "hidden" => "Hidden",
+        "anonymizedIPAddress" => "Anonymous IP address",
+        "maliciousIPAddress" => "Malicious IP address",
+        "suspiciousIPAddress" => "Suspicious IP address (many wrong passwords)",
+        "userPerformedSecuredPasswordReset" => "The user reset their password securely",
+        "userPerformedSecuredPasswordChange" => "The user changed their password securely",
+        "adminGeneratedTemporaryPassword" => "An admin set a temporary password",
+        "adminDismissedAllRiskForUser" => "An admin dismissed the user's risk",
+        "adminConfirmedUserCompromised" => "An admin confirmed the user compromised",
+        "adminConfirmedSigninSafe" | "adminConfirmedUserSafe" => {
+            "An admin confirmed it was the user"
+        }
+        _ => "",
+    };
+    if !known.is_empty() {
+        return known.to_owned();
+    }
+    // camelCase to words: "leakedCredentials" → "Leaked credentials".
+    let mut out = String::with_capacity(term.len() + 4);
+    for (i, c) in term.chars().enumerate() {
+        if i == 0 {
+            out.extend(c.to_uppercase());
+        } else if c.is_uppercase() {
+            out.push(' ');
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// `GET /admin`: the risky users report is where an administrator starts.
 pub async fn home(_admin: AdminUser) -> Redirect {
     Redirect::to("/admin/risky-users")
@@ -1349,6 +1396,15 @@ pub async fn sign_out(
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn graph_words_read_as_words() {
+        assert_eq!(words("atRisk"), "At risk");
+        assert_eq!(words("leakedCredentials"), "Leaked credentials");
+        assert_eq!(words("confirmedCompromised"), "Confirmed compromised");
+        assert_eq!(words("dismissed"), "Dismissed");
+        assert_eq!(words("none"), "None");
+    }
 
     #[test]
     fn csv_fields_are_quoted_and_never_formulas() {
