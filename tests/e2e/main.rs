@@ -5,6 +5,7 @@
 mod admin_pages;
 mod applications;
 mod browser;
+mod compose;
 mod durability;
 mod federation;
 mod flows;

@@ -92,7 +92,18 @@ pub struct LabArgs {
     /// Delete the lab's data first and start from freshly seeded data.
     #[arg(long)]
     reset: bool,
+    /// Run only these parts of the lab: tenant ids, or `demo-app` (repeatable; default: all).
+    /// One container per part in a compose lab; the others are reached at their issuers.
+    #[arg(long = "only", value_name = "PART")]
+    only: Vec<String>,
+    /// The database of the one tenant this process runs (with `--only TENANT`), instead of the
+    /// lab's SQLite file: e.g. `postgres://user@host/db`.
+    #[arg(long, env = "TENANTD_DATABASE_URL", value_name = "URL")]
+    database_url: Option<String>,
 }
+
+/// What `--only` names that runs the demo app.
+const DEMO_APP: &str = "demo-app";
 
 /// The lab file.
 #[derive(Debug, Deserialize)]
@@ -435,6 +446,26 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
     };
     let shipped = args.config.is_none();
     let (lab, ready) = check(&path)?;
+    let runs = |part: &str| args.only.is_empty() || args.only.iter().any(|o| o == part);
+    let known: Vec<&str> = ready
+        .iter()
+        .map(|r| r.config.tenant_id.as_str())
+        .chain([DEMO_APP])
+        .collect();
+    if let Some(unknown) = args.only.iter().find(|o| !known.contains(&o.as_str())) {
+        anyhow::bail!("--only {unknown}: one of {}", known.join(", "));
+    }
+    let running_tenants = ready.iter().filter(|r| runs(&r.config.tenant_id)).count();
+    if args.database_url.is_some() && running_tenants != 1 {
+        anyhow::bail!(
+            "--database-url (TENANTD_DATABASE_URL) is one tenant's database: run one with --only TENANT"
+        );
+    }
+    // The issuers of every tenant, also those another process runs (the demo app's tenant).
+    let mut issuers: HashMap<String, String> = ready
+        .iter()
+        .map(|r| (r.config.tenant_id.clone(), r.config.issuer.clone()))
+        .collect();
     if args.reset && lab.data_dir.exists() {
         std::fs::remove_dir_all(&lab.data_dir)
             .with_context(|| format!("removing {}", lab.data_dir.display()))?;
@@ -452,14 +483,19 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
     }
 
     let mut tenants: Vec<(Tenant, String)> = Vec::new();
-    let mut issuers: HashMap<String, String> = HashMap::new();
     for (t, r) in lab.tenants.iter().zip(ready) {
         let Ready {
             mut config,
             prepared,
             leaked,
         } = r;
+        if !runs(&config.tenant_id) {
+            continue;
+        }
         as_lab_tenant(&mut config, &lab, &dev);
+        if let Some(url) = &args.database_url {
+            config.database_url.clone_from(url);
+        }
         let listener = std::net::TcpListener::bind(config.listen)
             .with_context(|| format!("binding {} for {}", config.listen, config.tenant_id))?;
         let tenant =
@@ -493,9 +529,11 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
         title: "tenantd demo app".into(),
     };
     let (stop_demo, demo_stopped) = tokio::sync::oneshot::channel::<()>();
-    let demo_task = tokio::spawn(demo::serve(demo_cfg, async move {
-        let _ = demo_stopped.await;
-    }));
+    let demo_task = runs(DEMO_APP).then(|| {
+        tokio::spawn(demo::serve(demo_cfg, async move {
+            let _ = demo_stopped.await;
+        }))
+    });
 
     println!();
     println!(
@@ -514,10 +552,12 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
             "", c.issuer
         );
     }
-    println!(
-        "  demo app             http://{}   <- open this and click \"Sign in\"",
-        lab.demo_app.listen
-    );
+    if runs(DEMO_APP) {
+        println!(
+            "  demo app             http://{}   <- open this and click \"Sign in\"",
+            lab.demo_app.listen
+        );
+    }
     println!();
     println!("  accounts:");
     for t in &lab.tenants {
@@ -588,7 +628,9 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
     server::server::shutdown_signal().await;
     println!("stopping the lab");
     let _ = stop_demo.send(());
-    let _ = demo_task.await;
+    if let Some(task) = demo_task {
+        let _ = task.await;
+    }
     for (t, _) in tenants {
         t.shutdown().await;
     }

@@ -1,0 +1,3 @@
+-- The compose lab's postgres profile: one database per tenant.
+CREATE DATABASE contoso;
+CREATE DATABASE fabrikam;
