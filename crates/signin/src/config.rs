@@ -14,11 +14,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 mod files;
+mod mail;
 mod partner;
 mod registration;
 mod risk;
 mod source;
 mod sspr;
+pub use mail::{MailSettings, SmtpSecurity, SmtpSettings};
 pub use partner::{PartnerConfig, PartnerCredential};
 pub use registration::RegistrationSettings;
 pub use risk::RiskSettings;
@@ -115,7 +117,7 @@ pub enum FileCheck {
 }
 
 /// The top-level sections.
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "tenant",
     "server",
     "database",
@@ -126,6 +128,7 @@ const SECTIONS: [&str; 10] = [
     "risk",
     "registration",
     "sspr",
+    "mail",
 ];
 
 /// The file's sections, each deserialized on its own.
@@ -140,6 +143,7 @@ struct Sections {
     risk: Section<risk::RawRisk>,
     registration: Section<registration::RawRegistration>,
     sspr: Section<sspr::RawSspr>,
+    mail: Section<mail::RawMail>,
 }
 
 /// The files a config names that are read apart from parsing it.
@@ -407,6 +411,8 @@ pub struct Config {
     pub registration: RegistrationSettings,
     /// Self-service password reset.
     pub sspr: SsprSettings,
+    /// How mail (one-time codes) is sent.
+    pub mail: MailSettings,
 }
 
 impl Config {
@@ -559,6 +565,7 @@ fn parse(text: &str, file: &str, check: Option<FileCheck>) -> Parsed {
         risk: doc.section("risk", &mut problems),
         registration: doc.section("registration", &mut problems),
         sspr: doc.section("sspr", &mut problems),
+        mail: doc.section("mail", &mut problems),
     };
     let mut v = Validator {
         file: file.to_owned(),
@@ -708,6 +715,12 @@ impl Validator {
         named.risk = risk.clone();
         let registration = Self::optional(raw.registration).map(|r| self.registration(r));
         let sspr = Self::optional(raw.sspr).map(|r| self.sspr(r));
+        // Absent, mail is off; present, it must say how to send.
+        let mail = match raw.mail {
+            Section::Ok(m) => Some(self.mail(m)),
+            Section::Missing => Some(MailSettings::Off),
+            Section::Bad => None,
+        };
         let build = || {
             let (tenant_id, display_name, issuer) = tenant?;
             let server = server?;
@@ -729,6 +742,7 @@ impl Validator {
                 risk: risk?,
                 registration: registration?,
                 sspr: sspr?,
+                mail: mail?,
             })
         };
         (build(), named)
