@@ -131,12 +131,11 @@ impl Store {
         &self,
         user_id: &str,
     ) -> Result<Option<EmailOtpMethod>, StoreError> {
-        let method: Option<EmailOtpMethod> = query(
-            "SELECT user_id, email, created_at FROM email_otp_methods WHERE user_id = $1",
-        )
-        .bind(user_id)
-        .fetch_optional(&self.db)
-        .await?;
+        let method: Option<EmailOtpMethod> =
+            query("SELECT user_id, email, created_at FROM email_otp_methods WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_optional(&self.db)
+                .await?;
         Ok(method)
     }
 
@@ -225,14 +224,13 @@ impl Store {
         purpose: &str,
         code_hash: &str,
     ) -> Result<bool, StoreError> {
-        let done = query(
-            "DELETE FROM email_otps WHERE user_id = $1 AND purpose = $2 AND code_hash = $3",
-        )
-        .bind(user_id)
-        .bind(purpose)
-        .bind(code_hash)
-        .execute(&self.db)
-        .await?;
+        let done =
+            query("DELETE FROM email_otps WHERE user_id = $1 AND purpose = $2 AND code_hash = $3")
+                .bind(user_id)
+                .bind(purpose)
+                .bind(code_hash)
+                .execute(&self.db)
+                .await?;
         Ok(done.rows_affected() > 0)
     }
 

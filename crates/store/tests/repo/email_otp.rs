@@ -27,7 +27,9 @@ pub async fn the_address_is_one_per_user_and_a_change_voids_its_codes(ctx: Ctx) 
     two_users(&ctx).await;
     assert!(store.email_otp_method("u1").await.unwrap().is_none());
     assert!(matches!(
-        store.set_email_otp_method("nobody", "x@example.com", 100).await,
+        store
+            .set_email_otp_method("nobody", "x@example.com", 100)
+            .await,
         Err(StoreError::NotFound)
     ));
     let m = store
@@ -75,7 +77,9 @@ pub async fn a_new_code_replaces_the_old_and_is_spent_once(ctx: Ctx) {
     let store = &ctx.store;
     two_users(&ctx).await;
     assert!(matches!(
-        store.put_email_otp(&otp("nobody", "signIn", "h", 100)).await,
+        store
+            .put_email_otp(&otp("nobody", "signIn", "h", 100))
+            .await,
         Err(StoreError::NotFound)
     ));
     store
@@ -216,7 +220,11 @@ pub async fn the_outbox_lists_newest_first_and_purges(ctx: Ctx) {
         .put_email_otp(&otp("u2", "signIn", "h", 1_000))
         .await
         .unwrap();
-    assert_eq!(store.purge_expired(1_200).await.unwrap(), 3, "a, b, u1's code");
+    assert_eq!(
+        store.purge_expired(1_200).await.unwrap(),
+        3,
+        "a, b, u1's code"
+    );
     let ids: Vec<String> = store
         .outbox_mail(10)
         .await
@@ -237,7 +245,10 @@ pub async fn deleting_a_user_deletes_their_address_and_codes(ctx: Ctx) {
             .set_email_otp_method(u, &format!("{u}@example.com"), 100)
             .await
             .unwrap();
-        store.put_email_otp(&otp(u, "signIn", "h", 100)).await.unwrap();
+        store
+            .put_email_otp(&otp(u, "signIn", "h", 100))
+            .await
+            .unwrap();
     }
     assert!(store.delete_user("u1").await.unwrap().is_some());
     assert!(store.email_otp_method("u1").await.unwrap().is_none());
