@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/password/reset/new", post(crate::login::sspr::finish))
         .merge(admin_pages())
+        .route("/password/reset/email", post(crate::login::sspr::send_code))
         .route("/v1.0/invitations", post(admin::invite))
         .route(
             "/v1.0/applications",
@@ -178,6 +179,9 @@ pub fn router(state: AppState) -> Router {
         .route("/login/mfa", get(mfa::page).post(mfa::verify_submit))
         .route("/login/mfa/recovery", post(mfa::recovery_submit))
         .route("/login/mfa/enrol", post(mfa::enrol_submit))
+        .route("/login/mfa/email/send", post(mfa::email_send))
+        .route("/login/mfa/email", post(mfa::email_submit))
+        .merge(dev_routes(state.config.mail.outbox()))
         .route(
             "/consent",
             get(login::consent_page).post(login::consent_submit),
@@ -269,6 +273,14 @@ fn registration_routes(enabled: bool) -> Router<AppState> {
                 .put(registration::replace)
                 .delete(registration::delete),
         )
+}
+
+/// The development outbox page, when mail goes to the outbox; otherwise the path is not found.
+fn dev_routes(outbox: bool) -> Router<AppState> {
+    if !outbox {
+        return Router::new();
+    }
+    Router::new().route(crate::dev::OUTBOX_PATH, get(crate::dev::outbox))
 }
 
 /// The page CSP with forms allowed to this tenant only.

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod app;
 pub mod client_ip;
+pub mod dev;
 pub mod federated;
 pub mod login;
 pub mod oidc;
@@ -24,6 +25,7 @@ pub mod web;
 pub use server::Tenant;
 pub use signin::config::Config;
 pub use signin::{
-    apps, config, guests, keys, mfa, passwords, protection, secrets, signin_log, user_risk, users,
+    apps, config, email_otp, guests, keys, mail, mfa, passwords, protection, secrets, signin_log,
+    user_risk, users,
 };
 pub use state::{AppState, Clock, OffsetClock, SystemClock};
