@@ -5,6 +5,7 @@
 mod admin_pages;
 mod applications;
 mod durability;
+mod email_otp;
 mod federation;
 mod flows;
 mod gate;
