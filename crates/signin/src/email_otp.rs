@@ -45,6 +45,8 @@ pub enum Purpose {
     PasswordReset,
     /// Proving you read an address before it is registered for codes.
     NewAddress,
+    /// Proving who you are before changing your security info.
+    SecurityInfo,
 }
 
 impl Purpose {
@@ -54,6 +56,7 @@ impl Purpose {
             Purpose::SignIn => "signIn",
             Purpose::PasswordReset => "passwordReset",
             Purpose::NewAddress => "newAddress",
+            Purpose::SecurityInfo => "securityInfo",
         }
     }
 
@@ -62,6 +65,7 @@ impl Purpose {
             Purpose::SignIn => "to finish signing in",
             Purpose::PasswordReset => "to reset your password",
             Purpose::NewAddress => "to confirm this address for verification codes",
+            Purpose::SecurityInfo => "to change your security info",
         }
     }
 }

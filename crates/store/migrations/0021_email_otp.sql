@@ -12,7 +12,8 @@ CREATE TABLE email_otp_methods (
     created_at BIGINT NOT NULL
 );
 
--- The one live code per user and purpose ('signIn', 'passwordReset', 'newAddress'): a new code
+-- The one live code per user and purpose ('signIn', 'passwordReset', 'newAddress',
+-- 'securityInfo'): a new code
 -- replaces the row. code_hash is a keyed hash (HMAC with a tenant secret) of the code bound to
 -- the user, purpose and address, never the code. attempts counts every try, right or wrong.
 CREATE TABLE email_otps (

@@ -192,6 +192,17 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Deletes the user's authenticators (confirmed or not); their recovery codes stay. Returns
+    /// how many were deleted.
+    pub async fn delete_totp(&self, user_id: &str) -> Result<u64, StoreError> {
+        let done = query("DELETE FROM mfa_methods WHERE user_id = $1 AND kind = $2")
+            .bind(user_id)
+            .bind(TOTP)
+            .execute(&self.db)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Replaces all of a user's recovery codes with `code_hashes` (the caller hashes; codes
     /// themselves are never stored), in one transaction. [`StoreError::NotFound`] if there is
     /// no such user; [`StoreError::Conflict`] if a hash repeats. Nothing changes on error.
