@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/password/reset/new", post(crate::login::sspr::finish))
         .merge(admin_pages())
+        .merge(account_pages())
         .route("/password/reset/email", post(crate::login::sspr::send_code))
         .route("/v1.0/invitations", post(admin::invite))
         .route(
@@ -235,6 +236,19 @@ pub fn router(state: AppState) -> Router {
             .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
             .layer(headers),
     )
+}
+
+/// A member's security info ([`crate::account`]) and its sign-in ([`crate::portal`]).
+fn account_pages() -> Router<AppState> {
+    use crate::account;
+    Router::new()
+        .route("/account", get(account::home))
+        .route("/account/callback", get(crate::portal::account_callback))
+        .route("/account/signout", post(account::sign_out))
+        .route(
+            account::SECURITY_PATH,
+            get(account::page).post(account::action),
+        )
 }
 
 /// The admin pages ([`admin::pages`]) and their sign-in ([`crate::portal`]).

@@ -7,6 +7,7 @@
 //! call those and the store, and render. The CLI, the lab and dev certificates are in the
 //! `tenantd` crate (the binary), which depends on this one.
 
+pub mod account;
 pub mod admin;
 pub mod app;
 pub mod client_ip;

@@ -317,3 +317,49 @@ pub struct OutboxRow {
     /// Plain-text body.
     pub body: String,
 }
+
+/// A member's security info (`/account/security`).
+#[derive(Template)]
+#[template(path = "account_security.html")]
+pub struct AccountSecurity<'a> {
+    /// Tenant display name.
+    pub tenant_name: &'a str,
+    /// CSRF token.
+    pub csrf_token: &'a str,
+    /// The member's sign-in address.
+    pub email: &'a str,
+    /// An authenticator app is registered.
+    pub totp: bool,
+    /// Where codes by email go, when registered.
+    pub email_method: Option<&'a str>,
+    /// The tenant sends mail (codes by email can be added).
+    pub mail_on: bool,
+    /// Unused recovery codes.
+    pub recovery_codes: u64,
+    /// Changes are allowed now (a recent sign-in or code).
+    pub fresh: bool,
+    /// The member is at risk: no new method (53004).
+    pub blocked: bool,
+    /// What was done.
+    pub notice: Option<&'a str>,
+    /// What went wrong.
+    pub error: Option<&'a str>,
+    /// An authenticator being added: its key and QR code.
+    pub enrol: Option<&'a AccountEnrol>,
+    /// A new address waiting for its code, masked.
+    pub email_pending: Option<&'a str>,
+    /// New recovery codes, shown this once.
+    pub codes: Option<&'a [String]>,
+}
+
+/// An authenticator being added on the security info page.
+pub struct AccountEnrol {
+    /// The unconfirmed method's id, posted back with its first code.
+    pub method_id: String,
+    /// The key in groups of four.
+    pub secret: String,
+    /// The `otpauth://` URI as an inline SVG QR code.
+    pub qr_svg: Option<String>,
+    /// The `otpauth://` URI.
+    pub otpauth_uri: String,
+}
