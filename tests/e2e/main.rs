@@ -2,6 +2,7 @@
 //! third-party relying party (the `openidconnect` crate) and a browser-like reqwest client.
 //! One test binary, so the suite links once.
 
+mod account;
 mod admin_pages;
 mod applications;
 mod durability;
