@@ -253,16 +253,16 @@ pub async fn reset_deletes_only_that_users_mfa(ctx: Ctx) {
     );
     assert!(store.email_otp_method("u1").await.unwrap().is_none());
     assert!(store.email_otp_method("u2").await.unwrap().is_some());
-    // Removing the authenticator alone keeps the recovery codes and the other user's.
-    assert_eq!(store.delete_totp("u2").await.unwrap(), 1);
-    assert!(store.confirmed_totp("u2").await.unwrap().is_none());
-    assert_eq!(store.unused_recovery_codes("u2").await.unwrap(), 2);
-    assert_eq!(store.delete_totp("u2").await.unwrap(), 0);
     assert!(store.confirmed_totp("u1").await.unwrap().is_none());
     assert!(store.unconfirmed_totp("u1").await.unwrap().is_none());
     assert_eq!(store.unused_recovery_codes("u1").await.unwrap(), 0);
     assert!(store.confirmed_totp("u2").await.unwrap().is_some());
     assert_eq!(store.unused_recovery_codes("u2").await.unwrap(), 2);
+    // Removing the authenticator alone keeps the recovery codes .
+    assert_eq!(store.delete_totp("u2").await.unwrap(), 1);
+    assert!(store.confirmed_totp("u2").await.unwrap().is_none());
+    assert_eq!(store.unused_recovery_codes("u2").await.unwrap(), 2);
+    assert_eq!(store.delete_totp("u2").await.unwrap(), 0);
     assert_eq!(
         store.delete_mfa("u1").await.unwrap(),
         MfaReset {
