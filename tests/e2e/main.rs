@@ -2,11 +2,13 @@
 //! third-party relying party (the `openidconnect` crate) and a browser-like reqwest client.
 //! One test binary, so the suite links once.
 
+mod account;
 mod admin_pages;
 mod applications;
 mod browser;
 mod compose;
 mod durability;
+mod email_otp;
 mod federation;
 mod flows;
 mod gate;

@@ -63,7 +63,7 @@ pub fn recovery_codes(page_html: &str) -> Vec<String> {
 }
 
 /// The value of the first hidden input named `name`.
-fn hidden(page_html: &str, name: &str) -> String {
+pub(crate) fn hidden(page_html: &str, name: &str) -> String {
     hidden_inputs(page_html)
         .into_iter()
         .find(|(n, _)| n == name)
@@ -73,7 +73,7 @@ fn hidden(page_html: &str, name: &str) -> String {
 
 /// A pending sign-in of `user` held by the gate at the MFA step, as the gate leaves it: starts
 /// an authorization in `b` and returns the `/login/mfa` path.
-async fn at_mfa_step(
+pub(crate) async fn at_mfa_step(
     t: &TestTenant,
     b: &reqwest::Client,
     user: &store::User,
@@ -100,7 +100,7 @@ async fn at_mfa_step(
 }
 
 /// The held sign-in a `/login/continue?interaction=` location leads to.
-async fn gate_at(t: &TestTenant, continue_location: &str) -> SignIn {
+pub(crate) async fn gate_at(t: &TestTenant, continue_location: &str) -> SignIn {
     assert!(
         continue_location.starts_with("/login/continue?interaction="),
         "{continue_location}"
@@ -109,7 +109,7 @@ async fn gate_at(t: &TestTenant, continue_location: &str) -> SignIn {
     progress::load(t.state(), id).await.unwrap()
 }
 
-async fn post(
+pub(crate) async fn post(
     t: &TestTenant,
     b: &reqwest::Client,
     path: &str,
@@ -135,6 +135,12 @@ async fn mfa_enrolment_then_verification_and_recovery_codes() {
     let page = page_text(&b, t.url(&path)).await;
     let secret = enrolment_secret(&page).expect("enrolment page shows the key");
     assert!(page.contains("otpauth://totp/"), "{page}");
+    // The key as a QR code drawn on the server: inline SVG, nothing to load.
+    assert!(
+        page.contains("<svg role=\"img\" aria-label=\"QR code of the setup key\""),
+        "{page}"
+    );
+    assert!(!page.contains("<?xml"), "{page}");
     let wrong = if totp_now(&secret) == "000000" {
         "111111"
     } else {

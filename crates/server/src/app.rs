@@ -66,6 +66,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/password/reset/new", post(crate::login::sspr::finish))
         .merge(admin_pages())
+        .merge(account_pages())
+        .route("/password/reset/email", post(crate::login::sspr::send_code))
         .route("/v1.0/invitations", post(admin::invite))
         .route(
             "/v1.0/applications",
@@ -178,6 +180,9 @@ pub fn router(state: AppState) -> Router {
         .route("/login/mfa", get(mfa::page).post(mfa::verify_submit))
         .route("/login/mfa/recovery", post(mfa::recovery_submit))
         .route("/login/mfa/enrol", post(mfa::enrol_submit))
+        .route("/login/mfa/email/send", post(mfa::email_send))
+        .route("/login/mfa/email", post(mfa::email_submit))
+        .merge(dev_routes(state.config.mail.outbox()))
         .route(
             "/consent",
             get(login::consent_page).post(login::consent_submit),
@@ -242,6 +247,19 @@ pub fn router(state: AppState) -> Router {
     )
 }
 
+/// A member's security info ([`crate::account`]) and its sign-in ([`crate::portal`]).
+fn account_pages() -> Router<AppState> {
+    use crate::account;
+    Router::new()
+        .route("/account", get(account::home))
+        .route("/account/callback", get(crate::portal::account_callback))
+        .route("/account/signout", post(account::sign_out))
+        .route(
+            account::SECURITY_PATH,
+            get(account::page).post(account::action),
+        )
+}
+
 /// The admin pages ([`admin::pages`]) and their sign-in ([`crate::portal`]).
 fn admin_pages() -> Router<AppState> {
     use admin::pages;
@@ -278,6 +296,14 @@ fn registration_routes(enabled: bool) -> Router<AppState> {
                 .put(registration::replace)
                 .delete(registration::delete),
         )
+}
+
+/// The development outbox page, when mail goes to the outbox; otherwise the path is not found.
+fn dev_routes(outbox: bool) -> Router<AppState> {
+    if !outbox {
+        return Router::new();
+    }
+    Router::new().route(crate::dev::OUTBOX_PATH, get(crate::dev::outbox))
 }
 
 /// The page CSP with forms allowed to this tenant only.

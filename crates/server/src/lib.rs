@@ -7,9 +7,11 @@
 //! call those and the store, and render. The CLI, the lab and dev certificates are in the
 //! `tenantd` crate (the binary), which depends on this one.
 
+pub mod account;
 pub mod admin;
 pub mod app;
 pub mod client_ip;
+pub mod dev;
 pub mod federated;
 pub mod login;
 pub mod metrics;
@@ -26,6 +28,7 @@ pub mod web;
 pub use server::Tenant;
 pub use signin::config::Config;
 pub use signin::{
-    apps, config, guests, keys, mfa, passwords, protection, secrets, signin_log, user_risk, users,
+    apps, config, email_otp, guests, keys, mail, mfa, passwords, protection, secrets, signin_log,
+    user_risk, users,
 };
 pub use state::{AppState, Clock, OffsetClock, SystemClock};

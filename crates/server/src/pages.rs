@@ -52,7 +52,7 @@ pub struct ChangePassword<'a> {
     pub error: Option<&'a str>,
 }
 
-/// MFA: the code from the authenticator app, or a recovery code.
+/// MFA: the code from the authenticator app, a code sent by email, or a recovery code.
 #[derive(Template)]
 #[template(path = "mfa_verify.html")]
 pub struct MfaVerify<'a> {
@@ -64,8 +64,18 @@ pub struct MfaVerify<'a> {
     pub csrf_token: &'a str,
     /// The user's email.
     pub email: &'a str,
+    /// The user has an authenticator app: its code form.
+    pub totp: bool,
+    /// Where codes by email go, masked, when the user registered an address for them.
+    pub email_hint: Option<&'a str>,
+    /// A code was just emailed: the form for it comes first.
+    pub email_sent: bool,
+    /// The recovery code form.
+    pub recovery: bool,
     /// Message to show.
     pub error: Option<&'a str>,
+    /// What was done (a code was sent).
+    pub notice: Option<&'a str>,
 }
 
 /// MFA enrolment: the key to add to an authenticator app, and its first code to confirm it.
@@ -82,6 +92,8 @@ pub struct MfaEnrol<'a> {
     pub email: &'a str,
     /// The key, base32 in groups of four (`id="totp-secret"`).
     pub secret: &'a str,
+    /// The `otpauth://` URI as a QR code, inline SVG (see [`qr_svg`]).
+    pub qr_svg: Option<&'a str>,
     /// The `otpauth://` URI for apps that import one (`id="totp-uri"`).
     pub otpauth_uri: &'a str,
     /// Message to show.
@@ -172,6 +184,29 @@ pub struct SignedOut<'a> {
     pub message: &'a str,
 }
 
+/// `text` as a QR code (error correction M), an inline `<svg>` for a page: drawn here, so the
+/// page loads nothing and needs no script. The markup is made only of numbers (sizes and path
+/// data), never of `text`, so it is safe to insert unescaped. `None` if `text` is too long for
+/// a QR code.
+pub fn qr_svg(text: &str) -> Option<String> {
+    use qrcode::render::svg;
+    let code =
+        qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M).ok()?;
+    let image = code
+        .render::<svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .dark_color(svg::Color("#000"))
+        .light_color(svg::Color("#fff"))
+        .build();
+    // Inline SVG in HTML takes no XML declaration.
+    let start = image.find("<svg")?;
+    Some(image[start..].replacen(
+        "<svg ",
+        "<svg role=\"img\" aria-label=\"QR code of the setup key\" ",
+        1,
+    ))
+}
+
 /// What a scope lets an app do, for the consent page.
 pub fn describe_scope(scope: &str) -> Option<&'static str> {
     match scope {
@@ -236,6 +271,10 @@ pub struct PasswordReset<'a> {
     pub email: Option<&'a str>,
     /// Message to show.
     pub error: Option<&'a str>,
+    /// What was done (a code was sent).
+    pub notice: Option<&'a str>,
+    /// Where codes by email go, masked, when the account has that method (second step).
+    pub email_hint: Option<&'a str>,
 }
 
 /// Self-service password reset is not possible (off, or no registered method): what to hand
@@ -253,4 +292,74 @@ pub struct PasswordResetAdministrator<'a> {
     pub time: &'a str,
     /// Joins this page to the logs.
     pub correlation_id: &'a str,
+}
+
+/// The development outbox (`[mail] outbox = true`): mail the tenant would have sent.
+#[derive(Template)]
+#[template(path = "dev_outbox.html")]
+pub struct DevOutbox<'a> {
+    /// Tenant display name.
+    pub tenant_name: &'a str,
+    /// The newest messages first.
+    pub mail: Vec<OutboxRow>,
+    /// How many are listed at most.
+    pub limit: i64,
+}
+
+/// One message on the development outbox page.
+pub struct OutboxRow {
+    /// Recipient.
+    pub to: String,
+    /// Subject.
+    pub subject: String,
+    /// When (UTC, RFC 3339).
+    pub time: String,
+    /// Plain-text body.
+    pub body: String,
+}
+
+/// A member's security info (`/account/security`).
+#[derive(Template)]
+#[template(path = "account_security.html")]
+pub struct AccountSecurity<'a> {
+    /// Tenant display name.
+    pub tenant_name: &'a str,
+    /// CSRF token.
+    pub csrf_token: &'a str,
+    /// The member's sign-in address.
+    pub email: &'a str,
+    /// An authenticator app is registered.
+    pub totp: bool,
+    /// Where codes by email go, when registered.
+    pub email_method: Option<&'a str>,
+    /// The tenant sends mail (codes by email can be added).
+    pub mail_on: bool,
+    /// Unused recovery codes.
+    pub recovery_codes: u64,
+    /// Changes are allowed now (a recent sign-in or code).
+    pub fresh: bool,
+    /// The member is at risk: no new method (53004).
+    pub blocked: bool,
+    /// What was done.
+    pub notice: Option<&'a str>,
+    /// What went wrong.
+    pub error: Option<&'a str>,
+    /// An authenticator being added: its key and QR code.
+    pub enrol: Option<&'a AccountEnrol>,
+    /// A new address waiting for its code, masked.
+    pub email_pending: Option<&'a str>,
+    /// New recovery codes, shown this once.
+    pub codes: Option<&'a [String]>,
+}
+
+/// An authenticator being added on the security info page.
+pub struct AccountEnrol {
+    /// The unconfirmed method's id, posted back with its first code.
+    pub method_id: String,
+    /// The key in groups of four.
+    pub secret: String,
+    /// The `otpauth://` URI as an inline SVG QR code.
+    pub qr_svg: Option<String>,
+    /// The `otpauth://` URI.
+    pub otpauth_uri: String,
 }

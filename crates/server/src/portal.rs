@@ -87,6 +87,27 @@ struct Flow {
 /// Send the browser to sign in for `portal`, coming back to `return_to` (a path under the
 /// portal's base; anything else comes back to the base).
 pub fn sign_in(state: &AppState, jar: CookieJar, portal: Portal, return_to: &str) -> Response {
+    start(state, jar, portal, return_to, false)
+}
+
+/// [`sign_in`], asking for the password again (`prompt=login`) even with a live session: a
+/// page that needs a recent sign-in gets a new `auth_time`.
+pub fn sign_in_again(
+    state: &AppState,
+    jar: CookieJar,
+    portal: Portal,
+    return_to: &str,
+) -> Response {
+    start(state, jar, portal, return_to, true)
+}
+
+fn start(
+    state: &AppState,
+    jar: CookieJar,
+    portal: Portal,
+    return_to: &str,
+    prompt_login: bool,
+) -> Response {
     let return_to = if within(portal, return_to) {
         return_to.to_owned()
     } else {
@@ -110,6 +131,11 @@ pub fn sign_in(state: &AppState, jar: CookieJar, portal: Portal, return_to: &str
         nonce = flow.nonce,
         challenge = protocol::pkce::s256_challenge(&flow.verifier),
     );
+    let url = if prompt_login {
+        format!("{url}&prompt=login")
+    } else {
+        url
+    };
     let value = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&flow).unwrap_or_default());
     let jar = jar.add(web::cookie(
         state,

@@ -14,12 +14,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 mod files;
+mod mail;
 mod partner;
 mod rate_limits;
 mod registration;
 mod risk;
 mod source;
 mod sspr;
+pub use mail::{MailSettings, SmtpSecurity, SmtpSettings};
 pub use partner::{PartnerConfig, PartnerCredential};
 pub use rate_limits::RateLimitSettings;
 pub use registration::RegistrationSettings;
@@ -117,7 +119,7 @@ pub enum FileCheck {
 }
 
 /// The top-level sections.
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "tenant",
     "server",
     "database",
@@ -129,6 +131,7 @@ const SECTIONS: [&str; 11] = [
     "registration",
     "sspr",
     "rate_limits",
+    "mail",
 ];
 
 /// The file's sections, each deserialized on its own.
@@ -144,6 +147,7 @@ struct Sections {
     registration: Section<registration::RawRegistration>,
     sspr: Section<sspr::RawSspr>,
     rate_limits: Section<rate_limits::RawRateLimits>,
+    mail: Section<mail::RawMail>,
 }
 
 /// The files a config names that are read apart from parsing it.
@@ -421,6 +425,8 @@ pub struct Config {
     pub sspr: SsprSettings,
     /// Requests per client IP and minute at the guessable endpoints.
     pub rate_limits: RateLimitSettings,
+    /// How mail (one-time codes) is sent.
+    pub mail: MailSettings,
 }
 
 impl Config {
@@ -574,6 +580,7 @@ fn parse(text: &str, file: &str, check: Option<FileCheck>) -> Parsed {
         registration: doc.section("registration", &mut problems),
         sspr: doc.section("sspr", &mut problems),
         rate_limits: doc.section("rate_limits", &mut problems),
+        mail: doc.section("mail", &mut problems),
     };
     let mut v = Validator {
         file: file.to_owned(),
@@ -724,6 +731,12 @@ impl Validator {
         let registration = Self::optional(raw.registration).map(|r| self.registration(r));
         let sspr = Self::optional(raw.sspr).map(|r| self.sspr(r));
         let rate_limits = Self::optional(raw.rate_limits).map(|r| self.rate_limits(r));
+        // Absent, mail is off; present, it must say how to send.
+        let mail = match raw.mail {
+            Section::Ok(m) => Some(self.mail(m)),
+            Section::Missing => Some(MailSettings::Off),
+            Section::Bad => None,
+        };
         let build = || {
             let (tenant_id, display_name, issuer) = tenant?;
             let server = server?;
@@ -746,6 +759,7 @@ impl Validator {
                 registration: registration?,
                 sspr: sspr?,
                 rate_limits: rate_limits?,
+                mail: mail?,
             })
         };
         (build(), named)

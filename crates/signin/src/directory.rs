@@ -4,6 +4,7 @@
 
 use crate::apps::App;
 use crate::config::{Config, PartnerConfig};
+use crate::mail::Mailer;
 use crate::passwords::Passwords;
 use crate::protection::Protection;
 use protocol::jwt::KeySet;
@@ -97,6 +98,10 @@ pub struct Directory {
     keys: RwLock<Arc<KeySet>>,
     /// The key authorization codes are sealed with, read from the store at first use.
     pub(crate) code_key: tokio::sync::OnceCell<protocol::sealed::SealingKey>,
+    /// Where mail goes (`[mail]`); `None` when the tenant sends none.
+    pub mailer: Option<Arc<Mailer>>,
+    /// The key emailed codes are hashed with, read from the store at first use.
+    pub(crate) email_otp_key: tokio::sync::OnceCell<String>,
 }
 
 impl std::fmt::Debug for Directory {
@@ -139,6 +144,20 @@ impl Directory {
             .into_iter()
             .map(|p| (p.config.id.clone(), Arc::new(p)))
             .collect();
+        // The config was validated, so this fails only if the system's TLS setup does; the
+        // tenant then runs without mail (codes by email are not offered) and says so.
+        let mailer = match Mailer::new(&config.mail) {
+            Ok(m) => m.map(Arc::new),
+            Err(e) => {
+                tracing::error!(error = %e, "mail is off: the SMTP client could not be set up");
+                None
+            }
+        };
+        if matches!(mailer.as_deref(), Some(Mailer::Outbox)) {
+            tracing::warn!(
+                "[mail] outbox = true: mail is kept in the database and shown at /dev/outbox, never sent (development only)"
+            );
+        }
         Self {
             config,
             store,
@@ -150,6 +169,8 @@ impl Directory {
             protection,
             keys: RwLock::new(Arc::new(keys)),
             code_key: tokio::sync::OnceCell::new(),
+            mailer,
+            email_otp_key: tokio::sync::OnceCell::new(),
         }
     }
 

@@ -21,6 +21,8 @@
 //!   refresh tokens, verifying our access tokens, and the claims an app receives about a user.
 //! - [`keys`]: signing key creation, loading and rotation.
 //! - [`secrets`]: random tokens, their storage hashes, constant-time comparison.
+//! - [`mfa`]: TOTP and recovery codes; [`email_otp`]: one-time codes sent by email, through
+//!   [`mail`] (SMTP, or the development outbox).
 //!
 //! The sign-in in progress, the gate and the MFA core are still in the server crate; they move
 //! here in later steps.
@@ -31,11 +33,13 @@ mod client;
 pub mod codes;
 pub mod config;
 mod directory;
+pub mod email_otp;
 pub mod federation;
 pub mod gate;
 pub mod guests;
 pub mod keys;
 pub mod lockout;
+pub mod mail;
 pub mod mfa;
 pub mod partner_check;
 pub mod passwords;
@@ -44,6 +48,8 @@ pub mod refusal;
 pub mod secrets;
 pub mod sign_in;
 pub mod signin_log;
+#[cfg(test)]
+mod testing;
 pub mod tokens;
 pub mod user_risk;
 pub mod users;

@@ -1,9 +1,11 @@
-//! The MFA core (RFC 6238 TOTP and single-use recovery codes): keys, codes, verification.
+//! The MFA core (RFC 6238 TOTP and single-use recovery codes): keys, codes, verification,
+//! and what a user has registered, codes by email included (see [`crate::email_otp`]).
 //! Each time step is accepted once and never one older than the last accepted; a recovery
 //! code is spent by the call that accepts it. The pages (enrolment, verification) are the
 //! server's.
 
 use crate::Directory;
+use crate::email_otp::{self, Purpose, Verdict};
 use crate::secrets::{random_bytes, token_hash};
 use store::StoreError;
 use totp_rs::{Algorithm, Builder, Secret, Totp};
@@ -127,21 +129,83 @@ pub fn normalize_recovery_code(code: &str) -> String {
         .collect()
 }
 
-/// Whether the user has a confirmed authenticator.
+/// What a user has registered to prove who they are.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Methods {
+    /// A confirmed authenticator app.
+    pub totp: bool,
+    /// The address codes are emailed to (only while the tenant sends mail).
+    pub email: Option<String>,
+    /// Unused recovery codes.
+    pub recovery_codes: u64,
+}
+
+impl Methods {
+    /// Whether any method proves the user's second factor (recovery codes alone do not count:
+    /// they stand in for a method, they are not one).
+    pub fn any(&self) -> bool {
+        self.totp || self.email.is_some()
+    }
+}
+
+/// The user's registered methods.
+pub async fn methods(dir: &Directory, user_id: &str) -> Result<Methods, StoreError> {
+    Ok(Methods {
+        totp: dir.store.confirmed_totp(user_id).await?.is_some(),
+        email: email_otp::address(dir, user_id).await?,
+        recovery_codes: dir.store.unused_recovery_codes(user_id).await?,
+    })
+}
+
+/// Whether the user has a method that proves their second factor: a confirmed authenticator,
+/// or an address for codes by email (while the tenant sends mail).
 pub async fn has_method(dir: &Directory, user_id: &str) -> Result<bool, StoreError> {
+    Ok(dir.store.confirmed_totp(user_id).await?.is_some()
+        || email_otp::address(dir, user_id).await?.is_some())
+}
+
+/// Whether the user has a confirmed authenticator.
+pub async fn has_totp(dir: &Directory, user_id: &str) -> Result<bool, StoreError> {
     Ok(dir.store.confirmed_totp(user_id).await?.is_some())
 }
 
 /// Whether `code` proves the user's second factor now: a code of their confirmed authenticator
-/// (each time step is accepted once, and never one older than the last accepted), or one of
-/// their unused recovery codes, which this call spends.
-pub async fn verify_code(dir: &Directory, user_id: &str, code: &str) -> Result<bool, StoreError> {
+/// (6 digits; each time step is accepted once, and never one older than the last accepted), a
+/// code emailed to them for `email_purpose` (8 digits; spent), or one of their unused recovery
+/// codes, which this call spends. The three kinds differ in shape, so one field takes any.
+pub async fn verify_code(
+    dir: &Directory,
+    user_id: &str,
+    code: &str,
+    email_purpose: Purpose,
+) -> Result<bool, StoreError> {
     let digits = code.chars().filter(|c| !c.is_whitespace());
     if digits.clone().count() == DIGITS && digits.clone().all(|c| c.is_ascii_digit()) {
         check_totp(dir, user_id, code).await
+    } else if email_otp::looks_like_code(code) {
+        let verdict = email_otp::verify(dir, user_id, email_purpose, code).await?;
+        Ok(verdict == Verdict::Accepted)
     } else {
         use_recovery_code(dir, user_id, code).await
     }
+}
+
+/// A new set of [`RECOVERY_CODES`] recovery codes for the user, replacing every earlier one
+/// (used or not: the old set is void). Returns the codes, to be shown once; only their hashes
+/// are stored. [`StoreError::NotFound`] if there is no such user.
+pub async fn regenerate_recovery_codes(
+    dir: &Directory,
+    user_id: &str,
+) -> Result<Vec<String>, StoreError> {
+    let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
+    let hashes: Vec<String> = codes
+        .iter()
+        .map(|c| token_hash(&normalize_recovery_code(c)))
+        .collect();
+    dir.store
+        .replace_recovery_codes(user_id, &hashes, dir.now())
+        .await?;
+    Ok(codes)
 }
 
 /// Whether `code` is the current code of the user's confirmed authenticator; its time step
@@ -282,6 +346,66 @@ mod tests {
         assert_eq!(
             normalize_recovery_code(&format!(" {} ", c.to_uppercase())),
             n
+        );
+    }
+
+    #[tokio::test]
+    async fn regenerated_recovery_codes_void_the_old_set() {
+        let (dir, _, user) = crate::testing::directory().await;
+        let old = regenerate_recovery_codes(&dir, &user).await.unwrap();
+        assert_eq!(old.len(), RECOVERY_CODES);
+        assert!(use_recovery_code(&dir, &user, &old[0]).await.unwrap());
+        let new = regenerate_recovery_codes(&dir, &user).await.unwrap();
+        assert_eq!(new.len(), RECOVERY_CODES);
+        assert!(new.iter().all(|c| !old.contains(c)));
+        assert_eq!(
+            dir.store.unused_recovery_codes(&user).await.unwrap(),
+            RECOVERY_CODES as u64
+        );
+        for code in &old {
+            assert!(!use_recovery_code(&dir, &user, code).await.unwrap(), "void");
+        }
+        assert!(use_recovery_code(&dir, &user, &new[9]).await.unwrap());
+        assert!(regenerate_recovery_codes(&dir, "nobody").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn methods_count_an_emailed_code_only_while_mail_is_on() {
+        let (dir, _, user) = crate::testing::directory().await;
+        assert!(!has_method(&dir, &user).await.unwrap());
+        assert_eq!(methods(&dir, &user).await.unwrap(), Methods::default());
+        email_otp::register_address(&dir, &user, "alice@contoso.test")
+            .await
+            .unwrap();
+        assert!(has_method(&dir, &user).await.unwrap());
+        assert!(!has_totp(&dir, &user).await.unwrap());
+        let m = methods(&dir, &user).await.unwrap();
+        assert!(m.any());
+        assert_eq!(m.email.as_deref(), Some("alice@contoso.test"));
+        // An emailed code (8 digits) passes where any method's code is taken.
+        email_otp::send(&dir, &user, Purpose::PasswordReset)
+            .await
+            .unwrap();
+        let mail = dir.store.outbox_mail(1).await.unwrap();
+        let code = mail[0]
+            .body
+            .split_whitespace()
+            .find_map(email_otp::normalize)
+            .unwrap();
+        assert!(
+            !verify_code(&dir, &user, &code, Purpose::SignIn)
+                .await
+                .unwrap()
+        );
+        assert!(
+            verify_code(&dir, &user, &code, Purpose::PasswordReset)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !verify_code(&dir, &user, &code, Purpose::PasswordReset)
+                .await
+                .unwrap()
         );
     }
 }

@@ -6,8 +6,9 @@
 //! apps, consents, browser sessions (local or federated), pending interactions (consumed at most
 //! once), grants with their refresh tokens, the secret authorization codes are sealed with (the
 //! codes themselves are never stored), access-token and client-assertion (`jti`) revocation
-//! lists, signing keys, the sign-in log, MFA (TOTP methods and recovery codes), risk detections,
-//! the leaked-credentials corpus and self-service password reset attempts.
+//! lists, signing keys, the sign-in log, MFA (TOTP methods, recovery codes, one-time codes sent
+//! by email), risk detections, the leaked-credentials corpus, self-service password reset
+//! attempts and the development mail outbox.
 //!
 //! One portable query set runs on SQLite (the default, a file: one rusqlite connection used in
 //! place) and PostgreSQL (sqlx): see the `db` module. sqlx applies the migrations on both.
@@ -29,6 +30,7 @@ mod audits;
 mod ca_policies;
 mod db;
 mod detections;
+mod email_otp;
 mod error;
 mod grants;
 mod groups;
@@ -59,6 +61,7 @@ use db::{Db, Tx, query};
 pub use apps::{AppRecord, AppSource};
 pub use audits::{AuditFilter, DirectoryAudit};
 pub use detections::{DETECTION_ACTIVE, DetectionFilter, DetectionRecord, RiskChange};
+pub use email_otp::{EmailOtp, EmailOtpMethod, OutboxMail};
 pub use error::StoreError;
 pub use grants::{AuthCode, CodeRedemption, Grant, RefreshToken, Rotation};
 pub use groups::Group;
@@ -202,12 +205,13 @@ impl Store {
 
     /// Deletes what can no longer be used at `now`: expired interactions, sessions, refresh
     /// tokens, grants (with their tokens), revoked-access-token entries, remembered client
-    /// `jti`s and ended password reset windows. Returns the number of rows deleted.
+    /// `jti`s, ended password reset windows, expired email codes and outbox mail. Returns the
+    /// number of rows deleted.
     ///
     /// Retired signing keys are not touched: see
     /// [`Store::delete_signing_keys_retired_before`].
     pub async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
-        const PURGES: [&str; 7] = [
+        const PURGES: [&str; 9] = [
             // Tokens of expired grants explicitly (not by cascade) so they count.
             "DELETE FROM refresh_tokens WHERE expires_at <= $1 \
              OR grant_id IN (SELECT id FROM grants WHERE expires_at <= $1)",
@@ -217,6 +221,8 @@ impl Store {
             "DELETE FROM revoked_access_tokens WHERE expires_at <= $1",
             "DELETE FROM client_jtis WHERE expires_at <= $1",
             "DELETE FROM sspr_attempts WHERE expires_at <= $1",
+            "DELETE FROM email_otps WHERE expires_at <= $1",
+            "DELETE FROM mail_outbox WHERE expires_at <= $1",
         ];
         let mut tx = self.begin_write().await?;
         let mut deleted = 0;

@@ -1,5 +1,5 @@
 //! Multi-factor authentication: TOTP methods (`mfa_methods`) and recovery codes
-//! (`recovery_codes`).
+//! (`recovery_codes`). Codes sent by email are in `email_otp`.
 //!
 //! Everything that decides whether a factor may be used once is one conditional statement:
 //! a TOTP time step is accepted only if it is newer than every step accepted before, and a
@@ -44,6 +44,8 @@ pub struct MfaReset {
     pub methods: u64,
     /// Recovery codes deleted (used or not).
     pub recovery_codes: u64,
+    /// Addresses for codes sent by email deleted (0 or 1), with their codes.
+    pub email_methods: u64,
 }
 
 macro_rules! method_columns {
@@ -190,6 +192,17 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Deletes the user's authenticators (confirmed or not); their recovery codes stay. Returns
+    /// how many were deleted.
+    pub async fn delete_totp(&self, user_id: &str) -> Result<u64, StoreError> {
+        let done = query("DELETE FROM mfa_methods WHERE user_id = $1 AND kind = $2")
+            .bind(user_id)
+            .bind(TOTP)
+            .execute(&self.db)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Replaces all of a user's recovery codes with `code_hashes` (the caller hashes; codes
     /// themselves are never stored), in one transaction. [`StoreError::NotFound`] if there is
     /// no such user; [`StoreError::Conflict`] if a hash repeats. Nothing changes on error.
@@ -255,8 +268,9 @@ impl Store {
         u64::try_from(count).map_err(|_| StoreError::Corrupt(format!("count is {count}")))
     }
 
-    /// Deletes all of a user's MFA methods and recovery codes (an administrator's reset: the
-    /// user enrols again at their next sign-in that requires MFA), in one transaction.
+    /// Deletes all of a user's MFA methods (authenticators, the address for emailed codes and
+    /// its codes) and recovery codes (an administrator's reset: the user enrols again at their
+    /// next sign-in that requires MFA), in one transaction.
     pub async fn delete_mfa(&self, user_id: &str) -> Result<MfaReset, StoreError> {
         let mut tx = self.begin_write().await?;
         let methods = query("DELETE FROM mfa_methods WHERE user_id = $1")
@@ -269,10 +283,20 @@ impl Store {
             .execute(&mut tx)
             .await?
             .rows_affected();
+        query("DELETE FROM email_otps WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut tx)
+            .await?;
+        let email_methods = query("DELETE FROM email_otp_methods WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut tx)
+            .await?
+            .rows_affected();
         tx.commit().await?;
         Ok(MfaReset {
             methods,
             recovery_codes,
+            email_methods,
         })
     }
 }

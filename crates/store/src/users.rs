@@ -422,11 +422,13 @@ pub(crate) fn like_prefix(text: &str) -> String {
 /// The rows that hang off a user and go with them (besides sessions and grants, counted apart),
 /// children first: the refresh tokens of the user's grants, then every table with a `user_id`.
 /// The foreign keys cascade too; deleting explicitly does not depend on that.
-const USER_DEPENDENTS: [&str; 9] = [
+const USER_DEPENDENTS: [&str; 11] = [
     "DELETE FROM refresh_tokens WHERE grant_id IN (SELECT id FROM grants WHERE user_id = $1)",
     "DELETE FROM consents WHERE user_id = $1",
     "DELETE FROM mfa_methods WHERE user_id = $1",
     "DELETE FROM recovery_codes WHERE user_id = $1",
+    "DELETE FROM email_otps WHERE user_id = $1",
+    "DELETE FROM email_otp_methods WHERE user_id = $1",
     "DELETE FROM user_risk WHERE user_id = $1",
     "DELETE FROM risk_history WHERE user_id = $1",
     "DELETE FROM risk_detections WHERE user_id = $1",

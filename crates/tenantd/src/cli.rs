@@ -522,8 +522,8 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             members_only(&cfg, &user, "MFA")?;
             let reset = store.delete_mfa(&user.id).await?;
             println!(
-                "MFA reset for {}: {} authenticator(s) and {} recovery code(s) removed",
-                user.email, reset.methods, reset.recovery_codes
+                "MFA reset for {}: {} authenticator(s), {} address(es) for emailed codes and {} recovery code(s) removed",
+                user.email, reset.methods, reset.email_methods, reset.recovery_codes
             );
             Ok(())
         }

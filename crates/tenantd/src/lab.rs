@@ -179,6 +179,10 @@ pub struct LabUser {
     /// the lab can walk what needs one (a self-service password reset). Printed at start.
     #[serde(default)]
     pub totp_secret: Option<String>,
+    /// Codes by email to the user's sign-in address (the lab's mail goes to the development
+    /// outbox, `/dev/outbox`).
+    #[serde(default)]
+    pub email_otp: bool,
     /// An administrator of the tenant (the admin API accepts their own tokens).
     #[serde(default)]
     pub admin: bool,
@@ -268,8 +272,10 @@ fn write_built_in(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// How the lab runs a tenant config: the database under the lab data dir, the lab's dev
-/// certificates, and partners (the lab's other tenants) trusted through the dev CA.
+/// certificates, partners (the lab's other tenants) trusted through the dev CA, and mail kept
+/// in the development outbox (a lab never sends mail).
 fn as_lab_tenant(config: &mut Config, lab: &LabFile, dev: &DevCerts) {
+    config.mail = server::config::MailSettings::Outbox;
     let db = lab.data_dir.join(format!("{}.db", config.tenant_id));
     config.database_url = format!("sqlite://{}", db.display());
     if let Some(tls) = &mut config.tls {
@@ -558,16 +564,29 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
             lab.demo_app.listen
         );
     }
+    for (t, _) in &tenants {
+        let c = &t.state.config;
+        println!(
+            "  dev outbox {:<9} {}{}   (mail the tenant would send: verification codes)",
+            c.tenant_id,
+            c.issuer,
+            server::dev::OUTBOX_PATH
+        );
+    }
     println!();
     println!("  accounts:");
     for t in &lab.tenants {
         for u in &t.users {
-            match &u.totp_secret {
-                Some(key) => println!(
+            match (&u.totp_secret, u.email_otp) {
+                (Some(key), _) => println!(
                     "    {:<24} {:<20} authenticator app key {key} (oathtool --totp -b {key})",
                     u.email, u.password
                 ),
-                None => println!("    {:<24} {}", u.email, u.password),
+                (None, true) => println!(
+                    "    {:<24} {:<20} codes by email (read them in the dev outbox)",
+                    u.email, u.password
+                ),
+                (None, false) => println!("    {:<24} {}", u.email, u.password),
             }
         }
     }
@@ -687,6 +706,9 @@ async fn seed(tenant: &Tenant, users: &[LabUser], guests: &[LabGuest]) -> anyhow
             {
                 server::mfa::register_totp(state, &user.id, key).await?;
             }
+            if u.email_otp && state.store.email_otp_method(&user.id).await?.is_none() {
+                server::email_otp::register_address(state, &user.id, &user.email).await?;
+            }
             continue;
         }
         let hash = state.passwords.hash(&u.password).await?;
@@ -705,6 +727,9 @@ async fn seed(tenant: &Tenant, users: &[LabUser], guests: &[LabGuest]) -> anyhow
             .await?;
         if let Some(key) = &u.totp_secret {
             server::mfa::register_totp(state, &user.id, key).await?;
+        }
+        if u.email_otp {
+            server::email_otp::register_address(state, &user.id, &user.email).await?;
         }
         if u.admin {
             state

@@ -1,5 +1,7 @@
-//! TOTP multi-factor authentication at sign-in (RFC 6238): verification, enrolment with
-//! recovery codes, and the refusals around them.
+//! Multi-factor authentication at sign-in: a code of the user's authenticator app (RFC 6238
+//! TOTP), a code emailed to their registered address (sent when they ask for it, `POST
+//! /login/mfa/email/send`), or a recovery code; enrolment of an authenticator with recovery
+//! codes for a user without a method; and the refusals around them.
 //!
 //! The sign-in gate sends the browser to `GET /login/mfa?interaction=` with the sign-in held
 //! (`SignIn::held`) when a policy requires MFA. Once a code is accepted this module marks the
@@ -13,7 +15,6 @@
 
 use crate::login::refusal::{self, Refusal};
 use crate::pages;
-use crate::secrets::token_hash;
 use crate::signin_log::{self, Entry, Outcome};
 use crate::state::AppState;
 use crate::web::Form;
@@ -25,9 +26,10 @@ use axum_extra::extract::cookie::CookieJar;
 use protocol::{ErrorCode, OAuthError};
 use serde::Deserialize;
 use signin::codes::STRONG_AUTH_FAILED;
+use signin::email_otp::{self, Purpose, SendError, Verdict};
 use signin::mfa::{
-    MAX_FAILURES, RECOVERY_CODES, check_totp, grouped, has_method, new_recovery_code, new_secret,
-    normalize_recovery_code, otpauth_uri, use_recovery_code, verify_totp,
+    MAX_FAILURES, check_totp, grouped, has_method, methods, new_secret, otpauth_uri,
+    regenerate_recovery_codes, use_recovery_code, verify_totp,
 };
 use signin::sign_in::{self as progress, SignIn};
 use store::{Consumption, TotpMethod, User};
@@ -167,7 +169,11 @@ async fn refuse_risky_registration(state: &AppState, ctx: &Ctx, step: &Step) -> 
 
 /// Which page a wrong code goes back to.
 enum Retry<'a> {
-    Verify(&'static str),
+    /// The code page, with the email code form shown when `email_sent`.
+    Verify {
+        msg: &'static str,
+        email_sent: bool,
+    },
     Enrol(&'a TotpMethod),
 }
 
@@ -216,7 +222,10 @@ async fn wrong_code(
     }
     let id = resume(state, &step).await?;
     Ok(match retry {
-        Retry::Verify(msg) => verify_page(state, &id, csrf, &step, Some(msg)),
+        Retry::Verify { msg, email_sent } => {
+            let view = VerifyView::of(state, &step, email_sent).await?;
+            verify_page(state, &id, csrf, &step, &view, Some(msg), None)
+        }
         Retry::Enrol(method) => enrol_page(
             state,
             &id,
@@ -236,12 +245,36 @@ async fn done(state: &AppState, mut step: Step) -> Result<String, PageError> {
     resume(state, &step).await
 }
 
+/// Which of the user's methods the code page offers.
+struct VerifyView {
+    totp: bool,
+    /// Where codes by email go, masked.
+    email_hint: Option<String>,
+    /// A code was just emailed: show its form first.
+    email_sent: bool,
+    recovery: bool,
+}
+
+impl VerifyView {
+    async fn of(state: &AppState, step: &Step, email_sent: bool) -> Result<Self, PageError> {
+        let m = methods(state, &step.user.id).await?;
+        Ok(Self {
+            totp: m.totp,
+            email_sent: email_sent && m.email.is_some(),
+            email_hint: m.email.as_deref().map(email_otp::mask),
+            recovery: m.totp || m.recovery_codes > 0,
+        })
+    }
+}
+
 fn verify_page(
     state: &AppState,
     interaction: &str,
     csrf: &str,
     step: &Step,
+    view: &VerifyView,
     error: Option<&str>,
+    notice: Option<&str>,
 ) -> Response {
     html_to(
         &pages::MfaVerify {
@@ -249,7 +282,12 @@ fn verify_page(
             interaction,
             csrf_token: csrf,
             email: &step.user.email,
+            totp: view.totp,
+            email_hint: view.email_hint.as_deref(),
+            email_sent: view.email_sent,
+            recovery: view.recovery,
             error,
+            notice,
         },
         &step.sign_in.request.redirect_uri,
     )
@@ -264,6 +302,7 @@ fn enrol_page(
     error: Option<&str>,
 ) -> Response {
     let email = &step.user.email;
+    let uri = otpauth_uri(&state.config.display_name, email, &method.secret);
     html_to(
         &pages::MfaEnrol {
             tenant_name: &state.config.display_name,
@@ -271,7 +310,8 @@ fn enrol_page(
             csrf_token: csrf,
             email,
             secret: &grouped(&method.secret),
-            otpauth_uri: &otpauth_uri(&state.config.display_name, email, &method.secret),
+            qr_svg: pages::qr_svg(&uri).as_deref(),
+            otpauth_uri: &uri,
             error,
         },
         &step.sign_in.request.redirect_uri,
@@ -306,7 +346,9 @@ async fn page_inner(
     let step = load(state, &jar, interaction).await?;
     let (jar, csrf) = csrf_token(state, jar);
     if has_method(state, &step.user.id).await? {
-        return Ok((jar, verify_page(state, interaction, &csrf, &step, None)).into_response());
+        let view = VerifyView::of(state, &step, false).await?;
+        let page = verify_page(state, interaction, &csrf, &step, &view, None, None);
+        return Ok((jar, page).into_response());
     }
     if let Some(refused) = refuse_risky_registration(state, ctx, &step).await {
         return Ok(refused);
@@ -350,7 +392,11 @@ pub async fn verify_submit(
             return Ok(Redirect::to(&continue_url(&id)).into_response());
         }
         let msg = "That code didn't work. Enter the code your authenticator app shows now.";
-        wrong_code(&state, &ctx, &f.csrf_token, step, Retry::Verify(msg)).await
+        let retry = Retry::Verify {
+            msg,
+            email_sent: false,
+        };
+        wrong_code(&state, &ctx, &f.csrf_token, step, retry).await
     };
     result.await.unwrap_or_else(|e| e.render(&state, &ctx))
 }
@@ -382,7 +428,11 @@ pub async fn recovery_submit(
             return Ok(Redirect::to(&continue_url(&id)).into_response());
         }
         let msg = "That recovery code didn't work. Each code can be used only once.";
-        wrong_code(&state, &ctx, &f.csrf_token, step, Retry::Verify(msg)).await
+        let retry = Retry::Verify {
+            msg,
+            email_sent: false,
+        };
+        wrong_code(&state, &ctx, &f.csrf_token, step, retry).await
     };
     result.await.unwrap_or_else(|e| e.render(&state, &ctx))
 }
@@ -429,15 +479,7 @@ async fn enrol_inner(
     if !confirmed {
         return wrong_code(state, ctx, &f.csrf_token, step, Retry::Enrol(&method)).await;
     }
-    let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
-    let hashes: Vec<String> = codes
-        .iter()
-        .map(|c| token_hash(&normalize_recovery_code(c)))
-        .collect();
-    state
-        .store
-        .replace_recovery_codes(&step.user.id, &hashes, now)
-        .await?;
+    let codes = regenerate_recovery_codes(state, &step.user.id).await?;
     tracing::info!(correlation_id = %step.sign_in.correlation_id, user = %step.user.id, "authenticator app registered");
     let target = step.sign_in.request.redirect_uri.clone();
     let id = done(state, step).await?;
@@ -449,4 +491,111 @@ async fn enrol_inner(
         },
         &target,
     ))
+}
+
+/// The form that asks for a code by email.
+#[derive(Debug, Deserialize)]
+pub struct SendCodeForm {
+    #[serde(default)]
+    interaction: String,
+    #[serde(default)]
+    csrf_token: String,
+}
+
+/// `POST /login/mfa/email/send`: email a code to the user's registered address, then the code
+/// page with the form for it.
+pub async fn email_send(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    jar: CookieJar,
+    Form(f): Form<SendCodeForm>,
+) -> Response {
+    email_send_inner(&state, &jar, &f)
+        .await
+        .unwrap_or_else(|e| e.render(&state, &ctx))
+}
+
+async fn email_send_inner(
+    state: &AppState,
+    jar: &CookieJar,
+    f: &SendCodeForm,
+) -> Result<Response, PageError> {
+    let step = submitted(state, jar, &f.csrf_token, &f.interaction).await?;
+    claim(state, &step).await?;
+    let (notice, error): (Option<String>, Option<&str>) = match email_otp::send(
+        state,
+        &step.user.id,
+        Purpose::SignIn,
+    )
+    .await
+    {
+        Ok(sent) => (
+            Some(format!(
+                "We sent a code to {}. It works once, for {} minutes.",
+                sent.masked_to,
+                email_otp::LIFETIME_SECS / 60
+            )),
+            None,
+        ),
+        Err(SendError::TooSoon { .. }) => (
+            None,
+            Some(
+                "A code was sent a moment ago: use the one in your inbox, or wait a little before asking for another.",
+            ),
+        ),
+        Err(SendError::Mail(e)) => {
+            tracing::error!(correlation_id = %step.sign_in.correlation_id, error = %e, "the sign-in code could not be emailed");
+            (
+                None,
+                Some("We couldn't send the email just now. Try again, or use another method."),
+            )
+        }
+        Err(SendError::MailOff | SendError::NoAddress) => (
+            None,
+            Some("No address is registered for codes by email. Use another method."),
+        ),
+        Err(SendError::Store(e)) => return Err(e.into()),
+    };
+    let id = resume(state, &step).await?;
+    let view = VerifyView::of(state, &step, true).await?;
+    Ok(verify_page(
+        state,
+        &id,
+        &f.csrf_token,
+        &step,
+        &view,
+        error,
+        notice.as_deref(),
+    ))
+}
+
+/// `POST /login/mfa/email`: the code from the email, spent.
+pub async fn email_submit(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    jar: CookieJar,
+    Form(f): Form<CodeForm>,
+) -> Response {
+    let result = async {
+        let step = submitted(&state, &jar, &f.csrf_token, &f.interaction).await?;
+        claim(&state, &step).await?;
+        let retry = match email_otp::verify(&state, &step.user.id, Purpose::SignIn, &f.code).await?
+        {
+            Verdict::Accepted => {
+                tracing::info!(correlation_id = %step.sign_in.correlation_id, user = %step.user.id, "emailed code used");
+                let id = done(&state, step).await?;
+                return Ok(Redirect::to(&continue_url(&id)).into_response());
+            }
+            Verdict::Wrong { .. } => Retry::Verify {
+                msg: "That code didn't work. Enter the code from the latest email we sent you.",
+                email_sent: true,
+            },
+            Verdict::Expired | Verdict::TooManyTries | Verdict::NoCode => Retry::Verify {
+                msg: "That code no longer works. Send yourself a new one.",
+                email_sent: false,
+            },
+        };
+        wrong_code(&state, &ctx, &f.csrf_token, step, retry).await
+    };
+    result.await.unwrap_or_else(|e| e.render(&state, &ctx))
 }

@@ -1,6 +1,8 @@
 //! Self-service password reset (`/password/reset`), where remediation of a member's user risk
-//! happens without an administrator: the user proves possession of the authenticator they
-//! registered here (TOTP or a recovery code), chooses a new password, and their risk is
+//! happens without an administrator: the user proves possession of a method they registered
+//! here (a code of their authenticator app, a code emailed to their registered address — sent
+//! when they ask for it with `POST /password/reset/email` — or a recovery code), chooses a new
+//! password, and their risk is
 //! remediated (`userPerformedSecuredPasswordReset`). Their sessions and grants are revoked:
 //! whoever held the old password loses what it got them.
 //!
@@ -28,6 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::CookieJar;
 use risk::{Actor, UserRiskEvent};
 use serde::{Deserialize, Serialize};
+use signin::email_otp::{self, Purpose, SendError};
 use signin::mfa;
 use store::{Consumption, Interaction, UserStatus, UserType};
 
@@ -55,6 +58,8 @@ pub async fn page(State(state): State<AppState>, jar: CookieJar) -> Response {
             reset: "",
             email: None,
             error: None,
+            notice: None,
+            email_hint: None,
         }),
     )
         .into_response()
@@ -89,6 +94,8 @@ pub async fn start(
             reset: "",
             email: None,
             error: Some("Enter a valid email address."),
+            notice: None,
+            email_hint: None,
         });
     }
     if let Some(refused) = over_limit(&state, &ctx, &email).await {
@@ -116,17 +123,26 @@ pub async fn start(
         email,
         failures: 0,
     };
-    second_step(&state, &ctx, &f.csrf_token, &reset, None).await
+    second_step(&state, &ctx, &f.csrf_token, &reset, None, None).await
 }
 
-/// Store the reset under a new id and show the code + new password form.
+/// Store the reset under a new id and show the code + new password form (with the way to get
+/// a code by email, for a user who registered an address for codes).
 async fn second_step(
     state: &AppState,
     ctx: &Ctx,
     csrf: &str,
     reset: &Reset,
     error: Option<&str>,
+    notice: Option<&str>,
 ) -> Response {
+    let email_hint = match &reset.user_id {
+        Some(id) => match email_otp::address(state, id).await {
+            Ok(address) => address.map(|a| email_otp::mask(&a)),
+            Err(e) => return PageError::from(e).render(state, ctx),
+        },
+        None => None,
+    };
     let id = format!("sspr.{}", random_token());
     let now = state.now();
     let json = match serde_json::to_string(reset) {
@@ -152,7 +168,107 @@ async fn second_step(
         reset: &id,
         email: Some(&reset.email),
         error,
+        notice,
+        email_hint: email_hint.as_deref(),
     })
+}
+
+/// Claims the reset a form carries (each post consumes it: one winner for parallel posts).
+async fn claim_reset(state: &AppState, reset: &str) -> Result<Reset, PageError> {
+    if !reset.starts_with("sspr.") || reset.len() > 64 {
+        return Err(PageError::expired_request());
+    }
+    match state.store.consume_interaction(reset, state.now()).await? {
+        Consumption::Consumed(i) => {
+            serde_json::from_str(&i.request_json).map_err(|e| PageError::internal(e.to_string()))
+        }
+        _ => Err(PageError::expired_request()),
+    }
+}
+
+/// The "send me a code" form.
+#[derive(Debug, Deserialize)]
+pub struct SendCodeForm {
+    #[serde(default)]
+    reset: String,
+    #[serde(default)]
+    csrf_token: String,
+}
+
+/// `POST /password/reset/email`: email a code to the account's registered address (counted
+/// as a reset attempt), then the code + new password form again.
+pub async fn send_code(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    jar: CookieJar,
+    Form(f): Form<SendCodeForm>,
+) -> Response {
+    if let Err(e) = check_csrf(&state, &jar, &f.csrf_token) {
+        return e.render(&state, &ctx);
+    }
+    let reset = match claim_reset(&state, &f.reset).await {
+        Ok(r) => r,
+        Err(e) => return e.render(&state, &ctx),
+    };
+    if let Some(refused) = over_limit(&state, &ctx, &reset.email).await {
+        return refused;
+    }
+    if !state.config.sspr.enabled {
+        return administrator(
+            &state,
+            &ctx,
+            &reset.email,
+            "self-service password reset is off",
+        );
+    }
+    let Some(user_id) = reset.user_id.clone() else {
+        return PageError::expired_request().render(&state, &ctx);
+    };
+    let (notice, error): (Option<String>, Option<&str>) = match email_otp::send(
+        &state,
+        &user_id,
+        Purpose::PasswordReset,
+    )
+    .await
+    {
+        Ok(sent) => (
+            Some(format!(
+                "We sent a code to {}. It works once, for {} minutes.",
+                sent.masked_to,
+                email_otp::LIFETIME_SECS / 60
+            )),
+            None,
+        ),
+        Err(SendError::TooSoon { .. }) => (
+            None,
+            Some(
+                "A code was sent a moment ago: use the one in your inbox, or wait a little before asking for another.",
+            ),
+        ),
+        Err(SendError::Mail(e)) => {
+            tracing::error!(correlation_id = %ctx.correlation_id, error = %e, "password reset: the code could not be emailed");
+            (
+                None,
+                Some("We couldn't send the email just now. Try again, or use another method."),
+            )
+        }
+        Err(SendError::MailOff | SendError::NoAddress) => (
+            None,
+            Some(
+                "No address is registered for codes by email on this account. Use another method.",
+            ),
+        ),
+        Err(SendError::Store(e)) => return PageError::from(e).render(&state, &ctx),
+    };
+    second_step(
+        &state,
+        &ctx,
+        &f.csrf_token,
+        &reset,
+        error,
+        notice.as_deref(),
+    )
+    .await
 }
 
 /// The code + new password form.
@@ -180,18 +296,11 @@ pub async fn finish(
     if let Err(e) = check_csrf(&state, &jar, &f.csrf_token) {
         return e.render(&state, &ctx);
     }
-    if !f.reset.starts_with("sspr.") || f.reset.len() > 64 {
-        return PageError::expired_request().render(&state, &ctx);
-    }
     // Each attempt consumes the reset (one winner for parallel posts), then a new one carries
     // the failure count on.
-    let mut reset: Reset = match state.store.consume_interaction(&f.reset, state.now()).await {
-        Ok(Consumption::Consumed(i)) => match serde_json::from_str(&i.request_json) {
-            Ok(r) => r,
-            Err(e) => return PageError::internal(e.to_string()).render(&state, &ctx),
-        },
-        Ok(_) => return PageError::expired_request().render(&state, &ctx),
-        Err(e) => return PageError::from(e).render(&state, &ctx),
+    let mut reset = match claim_reset(&state, &f.reset).await {
+        Ok(r) => r,
+        Err(e) => return e.render(&state, &ctx),
     };
     if let Some(refused) = over_limit(&state, &ctx, &reset.email).await {
         return refused;
@@ -212,14 +321,16 @@ pub async fn finish(
             &f.csrf_token,
             &reset,
             Some("The passwords do not match."),
+            None,
         )
         .await;
     }
     if let Err(msg) = check_new_password(&f.new_password) {
-        return second_step(&state, &ctx, &f.csrf_token, &reset, Some(msg)).await;
+        return second_step(&state, &ctx, &f.csrf_token, &reset, Some(msg), None).await;
     }
     let verified = match &reset.user_id {
-        Some(id) => match mfa::verify_code(&state, id, f.code.trim()).await {
+        Some(id) => match mfa::verify_code(&state, id, f.code.trim(), Purpose::PasswordReset).await
+        {
             Ok(ok) => ok,
             Err(e) => return PageError::from(e).render(&state, &ctx),
         },
@@ -240,7 +351,8 @@ pub async fn finish(
             &ctx,
             &f.csrf_token,
             &reset,
-            Some("That code is not right. Use the current code from your authenticator app, or an unused recovery code."),
+            Some("That code is not right. Use the current code from your authenticator app, the latest code we emailed you, or an unused recovery code."),
+            None,
         )
         .await;
     };
@@ -257,7 +369,7 @@ pub async fn finish(
     };
     if let Some(msg) = refused {
         tracing::info!(correlation_id = %ctx.correlation_id, user = %user_id, "password reset: new password refused");
-        return second_step(&state, &ctx, &f.csrf_token, &reset, Some(msg)).await;
+        return second_step(&state, &ctx, &f.csrf_token, &reset, Some(msg), None).await;
     }
     let hash = match state.passwords.hash(&f.new_password).await {
         Ok(h) => h,

@@ -9,6 +9,7 @@
 mod audits;
 mod ca_policies;
 mod detections;
+mod email_otp;
 mod grants;
 mod groups;
 mod guests;
@@ -289,6 +290,13 @@ scenarios! {
     partner_profiles {
         learns_intersection_and_union_and_survives_reopen,
         concurrent_tokens_are_all_counted,
+    }
+    email_otp {
+        the_address_is_one_per_user_and_a_change_voids_its_codes,
+        a_new_code_replaces_the_old_and_is_spent_once,
+        concurrent_tries_are_each_counted_and_one_spends_the_code,
+        the_outbox_lists_newest_first_and_purges,
+        deleting_a_user_deletes_their_address_and_codes,
     }
     sspr {
         attempts_are_counted_per_bucket_in_a_fixed_window,

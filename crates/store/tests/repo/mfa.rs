@@ -237,23 +237,38 @@ pub async fn reset_deletes_only_that_users_mfa(ctx: Ctx) {
         .add_unconfirmed_totp("m3", "u1", "S", 110)
         .await
         .unwrap();
+    for u in ["u1", "u2"] {
+        store
+            .set_email_otp_method(u, &format!("{u}@example.com"), 100)
+            .await
+            .unwrap();
+    }
     assert_eq!(
         store.delete_mfa("u1").await.unwrap(),
         MfaReset {
             methods: 2,
-            recovery_codes: 2
+            recovery_codes: 2,
+            email_methods: 1,
         }
     );
+    assert!(store.email_otp_method("u1").await.unwrap().is_none());
+    assert!(store.email_otp_method("u2").await.unwrap().is_some());
     assert!(store.confirmed_totp("u1").await.unwrap().is_none());
     assert!(store.unconfirmed_totp("u1").await.unwrap().is_none());
     assert_eq!(store.unused_recovery_codes("u1").await.unwrap(), 0);
     assert!(store.confirmed_totp("u2").await.unwrap().is_some());
     assert_eq!(store.unused_recovery_codes("u2").await.unwrap(), 2);
+    // Removing the authenticator alone keeps the recovery codes .
+    assert_eq!(store.delete_totp("u2").await.unwrap(), 1);
+    assert!(store.confirmed_totp("u2").await.unwrap().is_none());
+    assert_eq!(store.unused_recovery_codes("u2").await.unwrap(), 2);
+    assert_eq!(store.delete_totp("u2").await.unwrap(), 0);
     assert_eq!(
         store.delete_mfa("u1").await.unwrap(),
         MfaReset {
             methods: 0,
-            recovery_codes: 0
+            recovery_codes: 0,
+            email_methods: 0,
         }
     );
 }
