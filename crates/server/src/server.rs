@@ -241,6 +241,7 @@ async fn housekeeping(state: AppState) {
                     tracing::warn!(error = %e, "purging expired rows failed");
                 }
                 state.rate_limits.forget_idle();
+                purge_retained(&state, now).await;
                 // Smart lockout forgets an account's count a day after its last wrong password.
                 if let Err(e) = state.store.purge_lockouts(now - 86_400).await {
                     tracing::warn!(error = %e, "purging lockout counts failed");
@@ -250,6 +251,43 @@ async fn housekeeping(state: AppState) {
                 }
             }
         }
+    }
+}
+
+/// Rows of each kind one retention batch deletes.
+const RETENTION_BATCH: i64 = 1_000;
+
+/// Deletes what is older than `[retention]` keeps, a batch at a time with a pause between, so
+/// requests get the database in between however much has piled up.
+async fn purge_retained(state: &AppState, now: i64) {
+    let cut_offs = state.config.retention.cut_offs(now);
+    let mut total = store::Purged::default();
+    loop {
+        match state.store.purge_retained(&cut_offs, RETENTION_BATCH).await {
+            Ok(p) => {
+                total.sign_ins += p.sign_ins;
+                total.detections += p.detections;
+                total.history += p.history;
+                total.audits += p.audits;
+                if !p.full(RETENTION_BATCH) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "retention purge failed");
+                break;
+            }
+        }
+    }
+    if total != store::Purged::default() {
+        tracing::info!(
+            sign_ins = total.sign_ins,
+            detections = total.detections,
+            history = total.history,
+            audits = total.audits,
+            "retention: old rows deleted"
+        );
     }
 }
 

@@ -18,6 +18,7 @@ mod mail;
 mod partner;
 mod rate_limits;
 mod registration;
+mod retention;
 mod risk;
 mod source;
 mod sspr;
@@ -25,6 +26,7 @@ pub use mail::{MailSettings, SmtpSecurity, SmtpSettings};
 pub use partner::{PartnerConfig, PartnerCredential};
 pub use rate_limits::RateLimitSettings;
 pub use registration::RegistrationSettings;
+pub use retention::RetentionSettings;
 pub use risk::RiskSettings;
 use source::{Doc, Section};
 pub use sspr::SsprSettings;
@@ -119,7 +121,7 @@ pub enum FileCheck {
 }
 
 /// The top-level sections.
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "tenant",
     "server",
     "database",
@@ -131,6 +133,7 @@ const SECTIONS: [&str; 12] = [
     "registration",
     "sspr",
     "rate_limits",
+    "retention",
     "mail",
 ];
 
@@ -147,6 +150,7 @@ struct Sections {
     registration: Section<registration::RawRegistration>,
     sspr: Section<sspr::RawSspr>,
     rate_limits: Section<rate_limits::RawRateLimits>,
+    retention: Section<retention::RawRetention>,
     mail: Section<mail::RawMail>,
 }
 
@@ -425,6 +429,8 @@ pub struct Config {
     pub sspr: SsprSettings,
     /// Requests per client IP and minute at the guessable endpoints.
     pub rate_limits: RateLimitSettings,
+    /// How long logs are kept.
+    pub retention: RetentionSettings,
     /// How mail (one-time codes) is sent.
     pub mail: MailSettings,
 }
@@ -580,6 +586,7 @@ fn parse(text: &str, file: &str, check: Option<FileCheck>) -> Parsed {
         registration: doc.section("registration", &mut problems),
         sspr: doc.section("sspr", &mut problems),
         rate_limits: doc.section("rate_limits", &mut problems),
+        retention: doc.section("retention", &mut problems),
         mail: doc.section("mail", &mut problems),
     };
     let mut v = Validator {
@@ -731,6 +738,7 @@ impl Validator {
         let registration = Self::optional(raw.registration).map(|r| self.registration(r));
         let sspr = Self::optional(raw.sspr).map(|r| self.sspr(r));
         let rate_limits = Self::optional(raw.rate_limits).map(|r| self.rate_limits(r));
+        let retention = Self::optional(raw.retention).map(|r| self.retention(r));
         // Absent, mail is off; present, it must say how to send.
         let mail = match raw.mail {
             Section::Ok(m) => Some(self.mail(m)),
@@ -759,6 +767,7 @@ impl Validator {
                 registration: registration?,
                 sspr: sspr?,
                 rate_limits: rate_limits?,
+                retention: retention?,
                 mail: mail?,
             })
         };

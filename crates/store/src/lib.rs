@@ -41,6 +41,7 @@ mod lockouts;
 mod mfa;
 mod partner_profiles;
 mod partners;
+mod retention;
 mod revocation;
 mod risk;
 mod roles;
@@ -71,6 +72,7 @@ pub use leaked::LeakedCredential;
 pub use lockouts::LockoutRow;
 pub use mfa::{MfaReset, TotpMethod};
 pub use partner_profiles::PartnerProfile;
+pub use retention::{Purged, Retention};
 pub use risk::{RiskHistoryItem, RiskyUser, RiskyUserCondition, RiskyUserQuery, UserRiskRecord};
 pub use sessions::{Consumption, Interaction, Session};
 pub use sign_ins::{

@@ -465,3 +465,93 @@ pub async fn remediation_closes_risky_sign_ins_and_confirmed_safe_ones_are_famil
     );
     assert!(store.recent_sign_ins("u2", 10).await.unwrap().is_empty());
 }
+
+/// Retention deletes what is older than its cut-offs, a batch at a time, and keeps detections
+/// that are still active whatever their age.
+pub async fn retention_purges_old_rows_in_batches_and_keeps_active_detections(ctx: Ctx) {
+    let store = &ctx.store;
+    store
+        .insert_user(&new_user("u1", "u1@example.com"))
+        .await
+        .unwrap();
+    for (i, at) in [(1, 100), (2, 200), (3, 300), (4, 10_000)] {
+        store
+            .insert_sign_in(&attempt(i, "192.0.2.1", "u1@example.com", 0, at))
+            .await
+            .unwrap();
+    }
+    store
+        .apply_risk_changes(&[raise(
+            detection("d1", "u1", "leakedCredentials", "high", 100),
+            None,
+            "high",
+        )])
+        .await
+        .unwrap();
+    store
+        .apply_risk_changes(&[RiskChange {
+            record: status(
+                "u1",
+                "none",
+                "dismissed",
+                "adminDismissedAllRiskForUser",
+                150,
+            ),
+            expected: Some(status("u1", "high", "atRisk", "none", 100)),
+            detection: None,
+            resolve_active_to: Some("dismissed".to_owned()),
+            actor: "admin".to_owned(),
+            reason: None,
+        }])
+        .await
+        .unwrap();
+    store
+        .apply_risk_changes(&[raise(
+            detection("d2", "u1", "passwordSpray", "high", 200),
+            Some(status(
+                "u1",
+                "none",
+                "dismissed",
+                "adminDismissedAllRiskForUser",
+                150,
+            )),
+            "high",
+        )])
+        .await
+        .unwrap();
+    let cut = tenantd_store::Retention {
+        sign_ins_before: 5_000,
+        risk_before: 5_000,
+        audits_before: 5_000,
+    };
+    // Batches of two: the first is full (more may wait), the second finishes.
+    let first = store.purge_retained(&cut, 2).await.unwrap();
+    assert_eq!(first.sign_ins, 2);
+    assert!(first.full(2));
+    let second = store.purge_retained(&cut, 2).await.unwrap();
+    assert_eq!(second.sign_ins, 1);
+    assert!(!store.purge_retained(&cut, 2).await.unwrap().full(2));
+    let left = store
+        .list_sign_ins(&tenantd_store::SignInFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].created_at, 10_000);
+    // d1 was dismissed and is old: gone; d2 is old but active: it still makes u1's risk.
+    let kept: Vec<String> = store
+        .list_detections(&DetectionFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(kept, ["d2"]);
+    assert!(store.risk_history("u1").await.unwrap().is_empty());
+    assert_eq!(
+        store.user_risk("u1").await.unwrap().map(|r| r.level),
+        Some("high".to_owned())
+    );
+}

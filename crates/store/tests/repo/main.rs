@@ -234,6 +234,7 @@ scenarios! {
         fingerprints_and_tenant_secret,
         failed_accounts_are_counted_per_ip_and_window,
         remediation_closes_risky_sign_ins_and_confirmed_safe_ones_are_familiar,
+        retention_purges_old_rows_in_batches_and_keeps_active_detections,
     }
     risk {
         user_risk_upserts_with_history,

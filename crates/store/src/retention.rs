@@ -1,0 +1,88 @@
+//! Retention: rows older than the tenant keeps them are deleted in small batches (the
+//! housekeeping task calls [`Store::purge_retained`] until a batch comes back short), so a
+//! purge never holds the database for long however much has piled up. Risk detections still
+//! active are kept whatever their age: they make the user's current risk.
+
+use crate::db::query;
+use crate::{Store, StoreError};
+
+/// How long each kind of row is kept, as the cut-off times (unix seconds) before which rows go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Sign-in log rows created before this.
+    pub sign_ins_before: i64,
+    /// Risk history lines, and detections no longer active, before this.
+    pub risk_before: i64,
+    /// Directory audit lines before this.
+    pub audits_before: i64,
+}
+
+/// What one batch deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Sign-in log rows.
+    pub sign_ins: u64,
+    /// Risk detections.
+    pub detections: u64,
+    /// Risk history lines.
+    pub history: u64,
+    /// Directory audit lines.
+    pub audits: u64,
+}
+
+impl Purged {
+    /// Whether any table had a full batch (so more may be waiting).
+    pub fn full(&self, batch: i64) -> bool {
+        let batch = u64::try_from(batch).unwrap_or(0);
+        [self.sign_ins, self.detections, self.history, self.audits]
+            .iter()
+            .any(|n| *n >= batch)
+    }
+}
+
+impl Store {
+    /// Deletes at most `batch` rows of each kind older than `retention` says, oldest first.
+    pub async fn purge_retained(
+        &self,
+        retention: &Retention,
+        batch: i64,
+    ) -> Result<Purged, StoreError> {
+        let batch = batch.max(1);
+        let run = |sql: &'static str, before: i64| async move {
+            Ok::<u64, StoreError>(
+                query(sql)
+                    .bind(before)
+                    .bind(batch)
+                    .execute(&self.db)
+                    .await?
+                    .rows_affected(),
+            )
+        };
+        Ok(Purged {
+            sign_ins: run(
+                "DELETE FROM sign_ins WHERE id IN (SELECT id FROM sign_ins \
+                 WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+                retention.sign_ins_before,
+            )
+            .await?,
+            detections: run(
+                "DELETE FROM risk_detections WHERE id IN (SELECT id FROM risk_detections \
+                 WHERE detected_at < $1 AND state <> 'active' ORDER BY detected_at LIMIT $2)",
+                retention.risk_before,
+            )
+            .await?,
+            history: run(
+                "DELETE FROM risk_history WHERE id IN (SELECT id FROM risk_history \
+                 WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+                retention.risk_before,
+            )
+            .await?,
+            audits: run(
+                "DELETE FROM directory_audits WHERE id IN (SELECT id FROM directory_audits \
+                 WHERE activity_date_time < $1 ORDER BY activity_date_time LIMIT $2)",
+                retention.audits_before,
+            )
+            .await?,
+        })
+    }
+}
