@@ -11,6 +11,7 @@ mod durability;
 mod email_otp;
 mod federation;
 mod flows;
+mod fuzz;
 mod gate;
 mod groups;
 mod lockout;
