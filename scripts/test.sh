@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the whole test suite: unit tests, repository tests on SQLite (always) and PostgreSQL
-# (when a server is reachable), and the end-to-end tests.
+# (when a server is reachable), and the end-to-end tests (the browser test with Chromium, which
+# this script installs with Debian's packages when run as root).
 #
 # PostgreSQL: uses $TENANTD_TEST_DATABASE_URL if set. Otherwise, if a local cluster is installed
 # (Debian's pg_ctlcluster) it is started and postgres://postgres@127.0.0.1:5432/test is used.
@@ -28,6 +29,14 @@ if [ -z "${TENANTD_TEST_DATABASE_URL:-}" ]; then
   else
     echo "PostgreSQL tests: no server on 127.0.0.1:5432, they will print that they skipped"
   fi
+fi
+
+# The browser test drives Debian's Chromium: install it when this machine can (root with apt),
+# else that test prints that it skipped.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  scripts/browser.sh || echo "browser test: Chromium could not be installed, it will print that it skipped"
+elif ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ]; then
+  echo "browser test: no Chromium here (run scripts/browser.sh as root); it will print that it skipped"
 fi
 
 exec cargo test --workspace --locked "$@"
