@@ -20,6 +20,7 @@ mod observability;
 mod operations;
 mod partner_check;
 mod registration;
+mod replicas;
 mod risk;
 mod roles;
 mod security;

@@ -1,0 +1,234 @@
+//! Scale-out: two replicas of one tenant on one PostgreSQL database, started together on a fresh
+//! database (the migrations take PostgreSQL's advisory lock, so both come up), behind "a load
+//! balancer" that sends every step of a flow to the other replica: the sign-in pages, the code,
+//! the token exchange, a refresh and userinfo all work across them, and smart lockout counts the
+//! wrong passwords of both.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use server::{Config, OffsetClock, Tenant};
+
+use crate::support::*;
+
+/// One replica: the shared issuer and database, its own listener.
+async fn replica(issuer: &str, db: &str) -> (Tenant, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let text = config_text("replicated", issuer, &format!("127.0.0.1:{port}"), db, "");
+    let config = Config::parse(&text, "replica.toml").unwrap();
+    let tenant = Tenant::start(config, listener, Arc::new(OffsetClock::default()))
+        .await
+        .unwrap();
+    (tenant, port)
+}
+
+/// Sends step `n` of a flow to replica `n % 2`: the URL's port (the issuer's) is swapped.
+struct Balancer {
+    issuer: String,
+    ports: [u16; 2],
+    step: std::sync::atomic::AtomicUsize,
+}
+
+impl Balancer {
+    fn next(&self, url: &str) -> String {
+        let n = self.step.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let to = format!("https://127.0.0.1:{}", self.ports[n % 2]);
+        let url = if url.starts_with('/') {
+            format!("{}{url}", self.issuer)
+        } else {
+            url.to_owned()
+        };
+        url.replacen(&self.issuer, &to, 1)
+    }
+}
+
+#[tokio::test]
+async fn every_step_of_a_flow_may_land_on_either_replica() {
+    use sqlx::Connection;
+    let Ok(base) = std::env::var("TENANTD_TEST_DATABASE_URL") else {
+        println!("skipped: TENANTD_TEST_DATABASE_URL not set");
+        return;
+    };
+    let name = format!("tenantd_replicas_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
+    sqlx::Executor::execute(
+        &mut admin,
+        sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+    )
+    .await
+    .unwrap();
+    let mut db = url::Url::parse(&base).unwrap();
+    db.set_path(&name);
+    // The issuer is the load balancer's address; here, replica A's port stands for it.
+    let front = TcpListener::bind("127.0.0.1:0").unwrap();
+    let issuer = issuer_of(&front);
+    drop(front);
+    // Both start at once on the empty database.
+    let ((a, port_a), (b, port_b)) =
+        tokio::join!(replica(&issuer, db.as_str()), replica(&issuer, db.as_str()));
+    let hash = a.state.passwords.hash(ALICE_PW).await.unwrap();
+    a.state
+        .store
+        .insert_user(&store::NewUser {
+            id: uuid::Uuid::new_v4().to_string(),
+            email: ALICE.into(),
+            display_name: "Alice Smith".into(),
+            given_name: None,
+            family_name: None,
+            password_hash: Some(hash),
+            must_change_password: false,
+            now: a.state.now(),
+        })
+        .await
+        .unwrap();
+    let lb = Balancer {
+        issuer: issuer.clone(),
+        ports: [port_a, port_b],
+        step: 0.into(),
+    };
+    let browser = browser();
+
+    // The sign-in pages, alternating.
+    let authorize = format!(
+        "/authorize?response_type=code&client_id={RP_ID}&redirect_uri={}&scope=openid%20offline_access&state=st-1&nonce=n-1",
+        urlenc(RP_REDIRECT)
+    );
+    let r = browser.get(lb.next(&authorize)).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let page = browser
+        .get(lb.next(&location(&r)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut form = hidden_inputs(&page);
+    form.push(("email".into(), ALICE.into()));
+    let page = browser
+        .post(lb.next("/login"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut form = hidden_inputs(&page);
+    form.push(("password".into(), ALICE_PW.into()));
+    let r = browser
+        .post(lb.next("/login/password"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    let mut to_app = location(&r);
+    // Consent or straight to the app: first-party, so straight on (maybe via /login/continue).
+    while !to_app.starts_with(RP_REDIRECT) {
+        let r = browser.get(lb.next(&to_app)).send().await.unwrap();
+        assert_eq!(r.status(), 303, "{to_app}");
+        to_app = location(&r);
+    }
+    let code = query(&to_app)["code"].clone();
+
+    // The code on one replica, the refresh on the other, userinfo on the first.
+    let token = |form: Vec<(&'static str, String)>| {
+        let url = lb.next("/token");
+        async move {
+            backchannel()
+                .post(url)
+                .basic_auth(RP_ID, Some(RP_SECRET))
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = token(vec![
+        ("grant_type", "authorization_code".into()),
+        ("code", code.clone()),
+        ("redirect_uri", RP_REDIRECT.into()),
+    ])
+    .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let tokens: serde_json::Value = r.json().await.unwrap();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let r = token(vec![
+        ("grant_type", "refresh_token".into()),
+        ("refresh_token", refresh.clone()),
+    ])
+    .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let rotated: serde_json::Value = r.json().await.unwrap();
+    // The old refresh token is spent on every replica: its reuse is refused.
+    let r = token(vec![
+        ("grant_type", "refresh_token".into()),
+        ("refresh_token", refresh),
+    ])
+    .await;
+    assert_eq!(r.status(), 400);
+    let r = backchannel()
+        .get(lb.next("/userinfo"))
+        .bearer_auth(rotated["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    // The reuse revoked the family: the access token of the rotation is dead too, everywhere.
+    assert_eq!(r.status(), 401);
+    // The code was spent on the other replica.
+    let r = token(vec![
+        ("grant_type", "authorization_code".into()),
+        ("code", code),
+        ("redirect_uri", RP_REDIRECT.into()),
+    ])
+    .await;
+    assert_eq!(r.status(), 400);
+
+    // Smart lockout counts wrong passwords on both replicas together.
+    let mut last = String::new();
+    for i in 0..10 {
+        let b = browser_from("203.0.113.70");
+        let r = b.get(lb.next(&authorize)).send().await.unwrap();
+        let page = b
+            .get(lb.next(&location(&r)))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let mut form = hidden_inputs(&page);
+        form.push(("email".into(), ALICE.into()));
+        let page = b
+            .post(lb.next("/login"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let mut form = hidden_inputs(&page);
+        form.push(("password".into(), format!("guess-{i}")));
+        last = b
+            .post(lb.next("/login/password"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    }
+    assert!(last.contains("temporarily locked"), "{last}");
+
+    a.shutdown().await;
+    b.shutdown().await;
+    let _ = sqlx::Executor::execute(
+        &mut admin,
+        sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")),
+    )
+    .await;
+}
