@@ -674,6 +674,9 @@ async fn home_signing_key_rotation_is_picked_up_from_an_unknown_kid() {
     server::keys::rotate(&hs.store, protocol::jwt::SigningAlg::ES256, hs.now())
         .await
         .unwrap();
+    // Published at once, signing a minute later (both tenants' clocks move on together).
+    p.home.clock.advance(server::keys::PROPAGATION_SECS + 1);
+    p.resource.clock.advance(server::keys::PROPAGATION_SECS + 1);
     server::server::reload_keys(hs).await;
     // The home session still exists: the home answers at once with a token under the new key.
     let authorize = rp_authorize(&p.resource, "&prompt=login");

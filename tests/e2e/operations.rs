@@ -68,6 +68,14 @@ async fn key_rotation_keeps_the_old_key_until_its_tokens_expire() {
     .await
     .unwrap();
     server::server::reload_keys(t.state()).await;
+    // Published at once; still signing with the old key until the propagation time is over.
+    let early = alice_tokens(&t, &browser()).await;
+    assert_eq!(
+        crate::flows::decode_header(early["access_token"].as_str().unwrap())["kid"],
+        old_kid.as_str()
+    );
+    t.clock.advance(server::keys::PROPAGATION_SECS + 1);
+    server::server::reload_keys(t.state()).await;
     let jwks: serde_json::Value = backchannel()
         .get(t.url("/jwks"))
         .send()

@@ -1,8 +1,9 @@
 //! Scale-out: two replicas of one tenant on one PostgreSQL database, started together on a fresh
 //! database (the migrations take PostgreSQL's advisory lock, so both come up), behind "a load
 //! balancer" that sends every step of a flow to the other replica: the sign-in pages, the code,
-//! the token exchange, a refresh and userinfo all work across them, and smart lockout counts the
-//! wrong passwords of both.
+//! the token exchange, a refresh and userinfo all work across them, smart lockout counts the
+//! wrong passwords of both, and a key rotated on one is published by both before either signs
+//! with it.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -12,15 +13,16 @@ use server::{Config, OffsetClock, Tenant};
 use crate::support::*;
 
 /// One replica: the shared issuer and database, its own listener.
-async fn replica(issuer: &str, db: &str) -> (Tenant, u16) {
+async fn replica(issuer: &str, db: &str) -> (Tenant, u16, Arc<OffsetClock>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let text = config_text("replicated", issuer, &format!("127.0.0.1:{port}"), db, "");
     let config = Config::parse(&text, "replica.toml").unwrap();
-    let tenant = Tenant::start(config, listener, Arc::new(OffsetClock::default()))
+    let clock = Arc::new(OffsetClock::default());
+    let tenant = Tenant::start(config, listener, clock.clone())
         .await
         .unwrap();
-    (tenant, port)
+    (tenant, port, clock)
 }
 
 /// Sends step `n` of a flow to replica `n % 2`: the URL's port (the issuer's) is swapped.
@@ -65,7 +67,7 @@ async fn every_step_of_a_flow_may_land_on_either_replica() {
     let issuer = issuer_of(&front);
     drop(front);
     // Both start at once on the empty database.
-    let ((a, port_a), (b, port_b)) =
+    let ((a, port_a, clock_a), (b, port_b, clock_b)) =
         tokio::join!(replica(&issuer, db.as_str()), replica(&issuer, db.as_str()));
     let hash = a.state.passwords.hash(ALICE_PW).await.unwrap();
     a.state
@@ -223,6 +225,58 @@ async fn every_step_of_a_flow_may_land_on_either_replica() {
             .unwrap();
     }
     assert!(last.contains("temporarily locked"), "{last}");
+
+    // A key rotated on one replica: once both have re-read the keys (every 30 s), both publish
+    // it, and it signs only after the propagation time, so no replica meets a token under a key
+    // it does not know.
+    let old_kid = a
+        .state
+        .keys()
+        .active(protocol::jwt::SigningAlg::ES256)
+        .unwrap()
+        .kid
+        .clone();
+    let new_kid = server::keys::rotate(
+        &a.state.store,
+        protocol::jwt::SigningAlg::ES256,
+        a.state.now(),
+    )
+    .await
+    .unwrap();
+    for t in [&a, &b] {
+        server::server::reload_keys(&t.state).await;
+        assert_eq!(
+            t.state
+                .keys()
+                .active(protocol::jwt::SigningAlg::ES256)
+                .unwrap()
+                .kid,
+            old_kid,
+            "not signing with it yet"
+        );
+        let jwks: serde_json::Value = serde_json::from_slice(&t.state.jwks()).unwrap();
+        assert!(
+            jwks["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["kid"] == new_kid.as_str())
+        );
+    }
+    for clock in [&clock_a, &clock_b] {
+        clock.advance(server::keys::PROPAGATION_SECS + 1);
+    }
+    for t in [&a, &b] {
+        server::server::reload_keys(&t.state).await;
+        assert_eq!(
+            t.state
+                .keys()
+                .active(protocol::jwt::SigningAlg::ES256)
+                .unwrap()
+                .kid,
+            new_kid
+        );
+    }
 
     a.shutdown().await;
     b.shutdown().await;

@@ -156,6 +156,8 @@ pub struct KeySet {
     keys: Vec<SigningKey>,
     /// How long a retired key stays published: the longest lifetime of a JWT we issue.
     retired_grace: i64,
+    /// Sign with the key that was active at this time (see [`KeySet::signing_as_of`]).
+    signs_as_of: Option<i64>,
 }
 
 impl KeySet {
@@ -164,15 +166,48 @@ impl KeySet {
         Self {
             keys,
             retired_grace,
+            signs_as_of: None,
         }
     }
 
-    /// The active key for an algorithm (the newest unretired one).
+    /// Sign with the key that was active at `at` rather than the newest: a key rotated in
+    /// after `at` is published (and accepted) at once but signs only later, so every replica
+    /// (each re-reading the keys now and then) publishes it before any replica signs with it.
+    /// Where no key is that old (a first start), the oldest one still live signs.
+    #[must_use]
+    pub fn signing_as_of(mut self, at: i64) -> Self {
+        self.signs_as_of = Some(at);
+        self
+    }
+
+    /// The active key for an algorithm: the newest unretired one, or with
+    /// [`KeySet::signing_as_of`], the one that was active then.
     pub fn active(&self, alg: SigningAlg) -> Option<&SigningKey> {
+        let newest = || {
+            self.keys
+                .iter()
+                .filter(|k| k.alg == alg && k.retired_at.is_none())
+                .max_by_key(|k| k.created_at)
+        };
+        let Some(at) = self.signs_as_of else {
+            return newest();
+        };
+        let live_then = |k: &&SigningKey| k.alg == alg && k.retired_at.is_none_or(|r| r > at);
         self.keys
             .iter()
-            .filter(|k| k.alg == alg && k.retired_at.is_none())
+            .filter(live_then)
+            .filter(|k| k.created_at <= at)
             .max_by_key(|k| k.created_at)
+            // Every key is younger than that (a rotation soon after the first start): the
+            // oldest of them, which the others replace in their turn.
+            // (Within one second, the one already retired is the older generation.)
+            .or_else(|| {
+                self.keys
+                    .iter()
+                    .filter(live_then)
+                    .min_by_key(|k| (k.created_at, k.retired_at.is_none()))
+            })
+            .or_else(newest)
     }
 
     fn usable(&self, now: i64) -> impl Iterator<Item = &SigningKey> {
@@ -643,6 +678,31 @@ pub(crate) mod tests {
                 .is_err()
         );
         assert_eq!(ks.jwks(1700).keys.len(), 1);
+    }
+
+    #[test]
+    fn a_rotated_in_key_is_published_at_once_and_signs_only_after_the_propagation_time() {
+        let keys = || {
+            vec![
+                SigningKey::from_pkcs8_pem(SigningAlg::ES256, EC_PEM, 100, Some(1000)).unwrap(),
+                SigningKey::from_pkcs8_pem(SigningAlg::ES256, EC_PEM_2, 1000, None).unwrap(),
+            ]
+        };
+        let old_kid = KeySet::new(keys(), 600).keys[0].kid.clone();
+        // 30 s after the rotation, signing as of 60 s ago: the old key still signs, both publish.
+        let early = KeySet::new(keys(), 600).signing_as_of(1030 - 60);
+        assert_eq!(early.active(SigningAlg::ES256).unwrap().kid, old_kid);
+        assert_eq!(early.jwks(1030).keys.len(), 2);
+        // 61 s after: the new key signs.
+        let later = KeySet::new(keys(), 600).signing_as_of(1061 - 60);
+        assert_ne!(later.active(SigningAlg::ES256).unwrap().kid, old_kid);
+        // A first start (every key new): the newest signs.
+        let fresh = KeySet::new(
+            vec![SigningKey::from_pkcs8_pem(SigningAlg::ES256, EC_PEM, 5000, None).unwrap()],
+            600,
+        )
+        .signing_as_of(5000 - 60);
+        assert!(fresh.active(SigningAlg::ES256).is_some());
     }
 
     #[test]

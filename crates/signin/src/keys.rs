@@ -1,5 +1,6 @@
 //! Signing keys: created on first start (one ES256, one RS256), loaded from the store, rotated
-//! by `tenantd keys rotate`. A rotated-out key stays published and accepted until every JWT it
+//! by `tenantd keys rotate`. A rotated-in key is published at once and signs after
+//! [`PROPAGATION_SECS`]; a rotated-out key stays published and accepted until every JWT it
 //! signed has expired (the longest of the ID and access token lifetimes).
 
 use protocol::jwt::{KeySet, SigningAlg, SigningKey};
@@ -73,7 +74,13 @@ pub async fn rotate(store: &Store, alg: SigningAlg, now: i64) -> Result<String, 
     Ok(rec.kid)
 }
 
-/// Load every stored key that is still usable into a key set.
+/// How long a new key is published before it signs: longer than the interval at which every
+/// running process re-reads the keys (30 s), so all replicas publish a rotated-in key before
+/// any of them signs with it, and an RP that fetched the JWKS from any replica knows it.
+pub const PROPAGATION_SECS: i64 = 60;
+
+/// Load every stored key that is still usable into a key set; the key that signs is the one
+/// active [`PROPAGATION_SECS`] ago (see [`KeySet::signing_as_of`]).
 pub async fn load(store: &Store, grace: i64, now: i64) -> Result<KeySet, KeyError> {
     let mut keys = Vec::new();
     for r in store.signing_keys().await? {
@@ -93,5 +100,5 @@ pub async fn load(store: &Store, grace: i64, now: i64) -> Result<KeySet, KeyErro
         })?;
         keys.push(key);
     }
-    Ok(KeySet::new(keys, grace))
+    Ok(KeySet::new(keys, grace).signing_as_of(now - PROPAGATION_SECS))
 }

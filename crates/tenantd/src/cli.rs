@@ -486,7 +486,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 println!("{} key rotated: new kid {kid}", a.as_str());
             }
             println!(
-                "running tenants pick up the new keys within 30 seconds; old keys stay published until their tokens expire"
+                "running tenants publish the new keys within 30 seconds and sign with them after 60 (so every replica publishes a key before any signs with it); old keys stay published until their tokens expire"
             );
             Ok(())
         }
