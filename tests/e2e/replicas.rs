@@ -2,7 +2,7 @@
 //! database (the migrations take PostgreSQL's advisory lock, so both come up), behind "a load
 //! balancer" that sends every step of a flow to the other replica: the sign-in pages, the code,
 //! the token exchange, a refresh and userinfo all work across them, smart lockout counts the
-//! wrong passwords of both, and a key rotated on one is published by both before either signs
+//! wrong passwords of both, a password reset's steps cross them, and a key rotated on one is published by both before either signs
 //! with it.
 
 use std::net::TcpListener;
@@ -225,6 +225,54 @@ async fn every_step_of_a_flow_may_land_on_either_replica() {
             .unwrap();
     }
     assert!(last.contains("temporarily locked"), "{last}");
+
+    // Self-service password reset, each step on the other replica: the address, then the
+    // authenticator's code with the new password. (The lockout above is for the unfamiliar
+    // network; the reset comes from alice's own.)
+    let alice = a.state.store.user_by_email(ALICE).await.unwrap().unwrap();
+    server::mfa::register_totp(&a.state, &alice.id, "JBSWY3DPEHPK3PXP")
+        .await
+        .unwrap();
+    let page = browser
+        .get(lb.next("/password/reset"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut form = hidden_inputs(&page);
+    form.push(("email".into(), ALICE.into()));
+    let page = browser
+        .post(lb.next("/password/reset"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut form = hidden_inputs(&page);
+    form.push(("code".into(), crate::mfa::totp_at("JBSWY3DPEHPK3PXP", now)));
+    form.push(("new_password".into(), "alices-replicated-password".into()));
+    form.push((
+        "confirm_password".into(),
+        "alices-replicated-password".into(),
+    ));
+    let page = browser
+        .post(lb.next("/password/reset/new"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Your password was reset"), "{page}");
 
     // A key rotated on one replica: once both have re-read the keys (every 30 s), both publish
     // it, and it signs only after the propagation time, so no replica meets a token under a key
