@@ -170,3 +170,180 @@ async fn sigterm_writes_the_sign_in_rows_still_queued() {
     let _serving = serve(&t, &cfg).await;
     assert_eq!(alices().await, before + 3, "one row per sign-in, none lost");
 }
+
+/// kill -9 in the middle of mixed load (sign-ins, users created over the API, an admin
+/// toggling a user's risk), then a restart: every user whose creation was answered exists, the
+/// refresh tokens issued before still refresh, the keys are the same, and the toggled user's
+/// stored risk is the state of the last line of their history (no change half written).
+#[tokio::test]
+async fn a_crash_during_mixed_load_loses_nothing_it_answered() {
+    let (t, cfg) = prepared().await;
+    let mut serving = serve(&t, &cfg).await;
+    let b = browser();
+    let mut kept = Vec::new();
+    for _ in 0..3 {
+        let r = redeem(&t, &code(&t, &b).await).await;
+        kept.push(
+            r.json::<serde_json::Value>().await.unwrap()["refresh_token"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let jwks_before: serde_json::Value = backchannel()
+        .get(t.url("/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = admin_token(&t).await;
+    let api = |method: reqwest::Method, path: &str, body: serde_json::Value| {
+        backchannel()
+            .request(method, t.url(path))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let r = api(
+        reqwest::Method::POST,
+        "/v1.0/users",
+        serde_json::json!({
+            "accountEnabled": true, "displayName": "Toggled", "userPrincipalName": "toggled@contoso.test",
+            "passwordProfile": {"password": "a-long-enough-password", "forceChangePasswordNextSignIn": false},
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    let toggled = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The load: three kinds of work at once until the kill.
+    let created = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let creating = {
+        let (created, stop, t, token) = (created.clone(), stop.clone(), t.0.clone(), token.clone());
+        tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                i += 1;
+                let email = format!("load{i}@contoso.test");
+                let r = backchannel()
+                    .post(format!("{t}/v1.0/users"))
+                    .bearer_auth(&token)
+                    .json(&serde_json::json!({
+                        "accountEnabled": true, "displayName": format!("Load {i}"), "userPrincipalName": email,
+                        "passwordProfile": {"password": "a-long-enough-password", "forceChangePasswordNextSignIn": true},
+                    }))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == 201 => created.lock().unwrap().push(email),
+                    _ => break,
+                }
+            }
+        })
+    };
+    let toggling = {
+        let (stop, t, token, id) = (stop.clone(), t.0.clone(), token.clone(), toggled.clone());
+        tokio::spawn(async move {
+            let mut compromised = true;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let action = if compromised {
+                    "confirmCompromised"
+                } else {
+                    "dismiss"
+                };
+                let r = backchannel()
+                    .post(format!("{t}/v1.0/identityProtection/riskyUsers/{action}"))
+                    .bearer_auth(&token)
+                    .json(&serde_json::json!({"userIds": [id]}))
+                    .send()
+                    .await;
+                if r.is_err() {
+                    break;
+                }
+                compromised = !compromised;
+            }
+        })
+    };
+    let signing_in = {
+        let (stop, t) = (stop.clone(), Remote(t.0.clone()));
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let b = browser();
+                let r = b.get(rp_authorize(&t, "")).send().await;
+                if r.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    serving.0.kill().unwrap();
+    serving.0.wait().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for task in [creating, toggling, signing_in] {
+        let _ = task.await;
+    }
+    let created = created.lock().unwrap().clone();
+    assert!(
+        !created.is_empty(),
+        "the load did some work before the kill"
+    );
+
+    let _serving = serve(&t, &cfg).await;
+    let token = admin_token(&t).await;
+    for email in &created {
+        let r = backchannel()
+            .get(t.url(&format!("/v1.0/users/{email}")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{email} was answered 201 before the kill");
+    }
+    for rt in &kept {
+        assert_eq!(
+            refresh(&t, rt).await.status(),
+            200,
+            "issued before the crash"
+        );
+    }
+    let jwks_after: serde_json::Value = backchannel()
+        .get(t.url("/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks_before, jwks_after, "the same keys");
+    let risky: serde_json::Value = backchannel()
+        .get(t.url(&format!("/v1.0/identityProtection/riskyUsers/{toggled}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let history: serde_json::Value = backchannel()
+        .get(t.url(&format!(
+            "/v1.0/identityProtection/riskyUsers/{toggled}/history"
+        )))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let last = &history["value"][0];
+    assert_eq!(risky["riskState"], last["riskState"], "{risky} vs {last}");
+    assert_eq!(risky["riskLevel"], last["riskLevel"], "{risky} vs {last}");
+}
