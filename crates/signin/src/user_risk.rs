@@ -449,6 +449,7 @@ impl<'a> Home<'a> {
                 resolve_active_to: None,
                 actor: actor_label(&Actor::System),
                 reason: Some(t.history.reason),
+                audit: None,
             };
             match self.store.apply_risk_changes(&[change]).await {
                 Ok(()) => {
@@ -518,6 +519,7 @@ impl<'a> Home<'a> {
                     resolve_active_to: None,
                     actor: actor_label(&Actor::System),
                     reason: Some(format!("{} ({})", t.history.reason, detection.explanation)),
+                    audit: None,
                 });
             }
             if changes.is_empty() {
@@ -574,6 +576,19 @@ impl<'a> Home<'a> {
         event: UserRiskEvent,
         actor: Actor,
     ) -> Result<UserRiskStatus, UserRiskError> {
+        self.remediate_audited(user_id, event, actor, None).await
+    }
+
+    /// [`Home::remediate`] with the directory audit line of an admin's action, built from the
+    /// status the change leads to and written in the change's own transaction: the change and
+    /// its audit line are stored together or not at all.
+    pub async fn remediate_audited(
+        &self,
+        user_id: &str,
+        event: UserRiskEvent,
+        actor: Actor,
+        audit: Option<&(dyn Fn(&UserRiskStatus) -> store::DirectoryAudit + Sync)>,
+    ) -> Result<UserRiskStatus, UserRiskError> {
         let resolve = match &event {
             UserRiskEvent::DetectionRaised { .. } => {
                 return Err(UserRiskError::NotAnAction("detectionRaised"));
@@ -620,6 +635,7 @@ impl<'a> Home<'a> {
                 resolve_active_to: resolve.map(|s| risk::to_wire(&s)),
                 actor: actor_label(&actor),
                 reason: Some(t.history.reason),
+                audit: audit.map(|line| line(&t.status)),
             };
             match self.store.apply_risk_changes(&[change]).await {
                 Ok(()) => {

@@ -83,27 +83,7 @@ enum Arg<'a> {
 impl Store {
     /// Appends an audit row. [`StoreError::Conflict`] if the id is taken.
     pub async fn record_audit(&self, audit: &DirectoryAudit) -> Result<(), StoreError> {
-        query(concat!(
-            "INSERT INTO directory_audits (",
-            audit_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-        ))
-        .bind(&audit.id)
-        .bind(audit.activity_date_time)
-        .bind(&audit.category)
-        .bind(&audit.activity_display_name)
-        .bind(&audit.operation_type)
-        .bind(&audit.logged_by_service)
-        .bind(&audit.result)
-        .bind(&audit.correlation_id)
-        .bind(&audit.initiated_by)
-        .bind(&audit.target_id)
-        .bind(&audit.target_resources)
-        .bind(&audit.additional_details)
-        .execute(&self.db)
-        .await
-        .map_err(|e| StoreError::conflict_or_db(e, || format!("audit exists: {}", audit.id)))?;
-        Ok(())
+        insert_audit(audit, &self.db).await
     }
 
     /// Audit rows matching `filter`, newest first.
@@ -158,4 +138,33 @@ impl Store {
             .fetch_all(&self.db)
             .await?)
     }
+}
+
+/// Inserts an audit row through `target` (the store, or the transaction of the change it
+/// records).
+pub(crate) async fn insert_audit(
+    audit: &DirectoryAudit,
+    target: impl crate::db::Executor,
+) -> Result<(), StoreError> {
+    query(concat!(
+        "INSERT INTO directory_audits (",
+        audit_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    ))
+    .bind(&audit.id)
+    .bind(audit.activity_date_time)
+    .bind(&audit.category)
+    .bind(&audit.activity_display_name)
+    .bind(&audit.operation_type)
+    .bind(&audit.logged_by_service)
+    .bind(&audit.result)
+    .bind(&audit.correlation_id)
+    .bind(&audit.initiated_by)
+    .bind(&audit.target_id)
+    .bind(&audit.target_resources)
+    .bind(&audit.additional_details)
+    .execute(target)
+    .await
+    .map_err(|e| StoreError::conflict_or_db(e, || format!("audit exists: {}", audit.id)))?;
+    Ok(())
 }

@@ -66,6 +66,8 @@ pub struct RiskChange {
     pub actor: String,
     /// Why.
     pub reason: Option<String>,
+    /// The directory audit line of an admin's change, written in the same transaction.
+    pub audit: Option<crate::DirectoryAudit>,
 }
 
 /// Which detections [`Store::list_detections`] returns, newest first.
@@ -185,6 +187,9 @@ impl Store {
                 change.reason.as_deref(),
             )
             .await?;
+            if let Some(audit) = &change.audit {
+                crate::audits::insert_audit(audit, &mut tx).await?;
+            }
         }
         tx.commit().await?;
         Ok(())

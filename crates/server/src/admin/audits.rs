@@ -119,6 +119,12 @@ impl Activity {
 /// happened: a failure to write it is logged (with the whole activity) rather than turned into
 /// an error for a request that succeeded.
 pub async fn record(state: &AppState, ctx: &Ctx, admin: &Admin, activity: Activity) {
+    write(&state.store, &line(state, ctx, admin, activity)).await;
+}
+
+/// The audit line of `activity` done by `admin` in the request `ctx`, for a change that writes
+/// it in its own transaction (see `signin::user_risk::Home::remediate_audited`).
+pub fn line(state: &AppState, ctx: &Ctx, admin: &Admin, activity: Activity) -> DirectoryAudit {
     let mut audit = row(state.now(), &ctx.correlation_id, &admin.client_id, activity);
     if let Some(user) = &admin.user {
         audit.initiated_by = json!({
@@ -127,7 +133,7 @@ pub async fn record(state: &AppState, ctx: &Ctx, admin: &Admin, activity: Activi
         })
         .to_string();
     }
-    write(&state.store, &audit).await;
+    audit
 }
 
 /// The app id the command-line tool's changes are audited under.

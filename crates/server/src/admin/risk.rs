@@ -385,13 +385,15 @@ pub(crate) async fn act_on_users(
         _ => "Confirm user compromised",
     };
     for user in &users {
-        let status = home
-            .remediate(&user.id, event.clone(), actor.clone())
+        // The audit line goes in the change's own transaction.
+        let line = |status: &UserRiskStatus| {
+            let activity = Activity::on_user(Area::IdentityProtection, name, "Update", user)
+                .detail("riskState", status.risk_state.as_str())
+                .detail("riskDetail", status.risk_detail.as_str());
+            audits::line(state, ctx, admin, activity)
+        };
+        home.remediate_audited(&user.id, event.clone(), actor.clone(), Some(&line))
             .await?;
-        let activity = Activity::on_user(Area::IdentityProtection, name, "Update", user)
-            .detail("riskState", status.risk_state.as_str())
-            .detail("riskDetail", status.risk_detail.as_str());
-        audits::record(state, ctx, admin, activity).await;
     }
     tracing::info!(app = %admin.client_id, users = users.len(), "admin risk action");
     Ok(())

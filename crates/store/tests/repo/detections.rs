@@ -42,6 +42,7 @@ fn raise(d: DetectionRecord, expected: Option<UserRiskRecord>, level: &str) -> R
         resolve_active_to: None,
         actor: "system".to_owned(),
         reason: Some("detected".to_owned()),
+        audit: None,
     }
 }
 
@@ -141,6 +142,7 @@ pub async fn detection_and_status_are_one_change(ctx: Ctx) {
             resolve_active_to: Some("remediated".to_owned()),
             actor: "admin:cli".to_owned(),
             reason: None,
+            audit: None,
         }])
         .await
         .unwrap();
@@ -427,6 +429,7 @@ pub async fn remediation_closes_risky_sign_ins_and_confirmed_safe_ones_are_famil
         resolve_active_to: Some("dismissed".to_owned()),
         actor: "admin".to_owned(),
         reason: None,
+        audit: None,
     };
     store.apply_risk_changes(&[safe]).await.unwrap();
     let rows = store
@@ -502,6 +505,7 @@ pub async fn retention_purges_old_rows_in_batches_and_keeps_active_detections(ct
             resolve_active_to: Some("dismissed".to_owned()),
             actor: "admin".to_owned(),
             reason: None,
+            audit: None,
         }])
         .await
         .unwrap();
@@ -554,4 +558,63 @@ pub async fn retention_purges_old_rows_in_batches_and_keeps_active_detections(ct
         store.user_risk("u1").await.unwrap().map(|r| r.level),
         Some("high".to_owned())
     );
+}
+
+/// An admin's change and its audit line are written together: a refused change (a stale
+/// status) leaves no audit line behind.
+pub async fn an_admin_change_and_its_audit_line_are_one_transaction(ctx: Ctx) {
+    let store = &ctx.store;
+    store
+        .insert_user(&new_user("u1", "u1@example.com"))
+        .await
+        .unwrap();
+    let audit = |id: &str| tenantd_store::DirectoryAudit {
+        id: id.to_owned(),
+        activity_date_time: 200,
+        category: "IdentityProtection".to_owned(),
+        activity_display_name: "Confirm user compromised".to_owned(),
+        operation_type: "Update".to_owned(),
+        logged_by_service: "Identity Protection".to_owned(),
+        result: "success".to_owned(),
+        correlation_id: "c".to_owned(),
+        initiated_by: "{}".to_owned(),
+        target_id: Some("u1".to_owned()),
+        target_resources: "[]".to_owned(),
+        additional_details: "[]".to_owned(),
+    };
+    let change = |expected: Option<UserRiskRecord>, id: &str| RiskChange {
+        record: status(
+            "u1",
+            "high",
+            "confirmedCompromised",
+            "adminConfirmedUserCompromised",
+            200,
+        ),
+        expected,
+        detection: None,
+        resolve_active_to: None,
+        actor: "admin".to_owned(),
+        reason: None,
+        audit: Some(audit(id)),
+    };
+    let stale = change(Some(status("u1", "low", "atRisk", "none", 1)), "a-stale");
+    assert!(matches!(
+        store.apply_risk_changes(&[stale]).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .apply_risk_changes(&[change(None, "a-ok")])
+        .await
+        .unwrap();
+    let lines: Vec<String> = store
+        .list_audits(&tenantd_store::AuditFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(lines, ["a-ok"]);
 }

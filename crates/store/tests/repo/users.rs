@@ -735,6 +735,7 @@ async fn everything_for(store: &tenantd_store::Store, id: &str, n: i64) {
             resolve_active_to: None,
             actor: "system".into(),
             reason: None,
+            audit: None,
         }])
         .await
         .unwrap();
