@@ -156,8 +156,10 @@ async fn readyz_follows_the_database_away_and_back_without_a_restart() {
     );
     // A person meanwhile gets a clear 503 page, an app's back channel `temporarily_unavailable`.
     let r = browser().get(rp_authorize(&t, "")).send().await.unwrap();
-    assert_eq!(r.status(), 503);
-    assert!(r.text().await.unwrap().contains("Temporarily unavailable"));
+    let status = r.status();
+    let page = r.text().await.unwrap();
+    assert_eq!(status, 503, "{page}");
+    assert!(page.contains("Temporarily unavailable"), "{page}");
     proxy.restore();
     let mut status = 0;
     for _ in 0..50 {

@@ -60,8 +60,13 @@ pub async fn ensure_keys(store: &Store, now: i64) -> Result<(), KeyError> {
             .iter()
             .any(|k| k.alg == alg.as_str() && k.retired_at.is_none())
         {
-            store.insert_signing_key(&record(alg, now)?).await?;
-            tracing::info!(alg = alg.as_str(), "created signing key");
+            match store.insert_signing_key(&record(alg, now)?).await {
+                Ok(()) => tracing::info!(alg = alg.as_str(), "created signing key"),
+                // A replica starting at the same moment created it first (one active key per
+                // algorithm is a rule of the database): use that one.
+                Err(store::StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     Ok(())

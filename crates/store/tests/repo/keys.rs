@@ -82,3 +82,33 @@ pub async fn rotation_with_taken_kid_changes_nothing(ctx: Ctx) {
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0].retired_at, None, "the old key stays active");
 }
+
+/// One active key per algorithm: a second one (a replica starting at the same moment) is a
+/// conflict and changes nothing; a retired one and another algorithm's are fine.
+pub async fn one_active_key_per_algorithm(ctx: Ctx) {
+    let store = &ctx.store;
+    store
+        .insert_signing_key(&key("a1", "ES256", 100))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.insert_signing_key(&key("a2", "ES256", 100)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .insert_signing_key(&key("r1", "RS256", 100))
+        .await
+        .unwrap();
+    let mut retired = key("old", "ES256", 50);
+    retired.retired_at = Some(90);
+    store.insert_signing_key(&retired).await.unwrap();
+    let kids: Vec<String> = store
+        .signing_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.kid)
+        .collect();
+    assert!(kids.contains(&"a1".to_owned()) && !kids.contains(&"a2".to_owned()));
+    assert_eq!(kids.len(), 3);
+}

@@ -264,6 +264,7 @@ scenarios! {
     keys {
         rotation_keeps_old_key_until_deleted,
         rotation_with_taken_kid_changes_nothing,
+        one_active_key_per_algorithm,
     }
     sign_ins {
         filters_and_paging,
