@@ -45,6 +45,44 @@ impl Balancer {
     }
 }
 
+/// From the app's authorize request through the email page to the password's answer, each step
+/// through the balancer.
+async fn submit_password_via(
+    lb: &Balancer,
+    b: &reqwest::Client,
+    authorize: &str,
+    password: &str,
+) -> reqwest::Response {
+    let r = b.get(lb.next(authorize)).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let page = b
+        .get(lb.next(&location(&r)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut form = hidden_inputs(&page);
+    form.push(("email".into(), ALICE.into()));
+    let page = b
+        .post(lb.next("/login"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut form = hidden_inputs(&page);
+    form.push(("password".into(), password.into()));
+    b.post(lb.next("/login/password"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn every_step_of_a_flow_may_land_on_either_replica() {
     use sqlx::Connection;
@@ -96,35 +134,7 @@ async fn every_step_of_a_flow_may_land_on_either_replica() {
         "/authorize?response_type=code&client_id={RP_ID}&redirect_uri={}&scope=openid%20offline_access&state=st-1&nonce=n-1",
         urlenc(RP_REDIRECT)
     );
-    let r = browser.get(lb.next(&authorize)).send().await.unwrap();
-    assert_eq!(r.status(), 303);
-    let page = browser
-        .get(lb.next(&location(&r)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let mut form = hidden_inputs(&page);
-    form.push(("email".into(), ALICE.into()));
-    let page = browser
-        .post(lb.next("/login"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let mut form = hidden_inputs(&page);
-    form.push(("password".into(), ALICE_PW.into()));
-    let r = browser
-        .post(lb.next("/login/password"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let r = submit_password_via(&lb, &browser, &authorize, ALICE_PW).await;
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
     let mut to_app = location(&r);
     // Consent or straight to the app: first-party, so straight on (maybe via /login/continue).
@@ -192,34 +202,8 @@ async fn every_step_of_a_flow_may_land_on_either_replica() {
     let mut last = String::new();
     for i in 0..10 {
         let b = browser_from("203.0.113.70");
-        let r = b.get(lb.next(&authorize)).send().await.unwrap();
-        let page = b
-            .get(lb.next(&location(&r)))
-            .send()
+        last = submit_password_via(&lb, &b, &authorize, &format!("guess-{i}"))
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let mut form = hidden_inputs(&page);
-        form.push(("email".into(), ALICE.into()));
-        let page = b
-            .post(lb.next("/login"))
-            .form(&form)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let mut form = hidden_inputs(&page);
-        form.push(("password".into(), format!("guess-{i}")));
-        last = b
-            .post(lb.next("/login/password"))
-            .form(&form)
-            .send()
-            .await
-            .unwrap()
             .text()
             .await
             .unwrap();
