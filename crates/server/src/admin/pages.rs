@@ -10,7 +10,7 @@
 //! and the audit log. At a resource tenant a guest's risk is their home's: the user page says
 //! so and names the home, and the actions are refused.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -961,42 +961,28 @@ pub struct DetectionsPage {
     next: Option<String>,
 }
 
-/// Detections with their users' names and Graph's state words, each user read once.
+/// Detections for people: the API's own reading ([`risk_api::detections_with_users`]).
 async fn detection_rows(
     state: &AppState,
     filter: &DetectionFilter,
 ) -> Result<Vec<DetectionRow>, PageError> {
     let rows = state.store.list_detections(filter).await?;
-    let mut users: BTreeMap<String, (String, Option<risk::UserRiskStatus>)> = BTreeMap::new();
-    for d in &rows {
-        if users.contains_key(&d.user_id) {
-            continue;
-        }
-        let email = state
-            .store
-            .user_by_id(&d.user_id)
-            .await?
-            .map(|u| u.email)
-            .unwrap_or_default();
-        let status = user_risk::current(state, &d.user_id).await.ok();
-        users.insert(d.user_id.clone(), (email, status));
-    }
-    Ok(rows
+    Ok(risk_api::detections_with_users(state, &rows)
+        .await?
         .into_iter()
-        .map(|d| {
-            let (email, status) = users.get(&d.user_id).cloned().unwrap_or_default();
-            let (state, detail) = risk_api::detection_state(&d, status);
+        .map(|r| {
+            let d = r.detection;
             DetectionRow {
-                id: d.id,
-                user_id: d.user_id,
-                user: email,
-                kind: d.risk_event_type,
-                level: d.risk_level,
-                state,
-                detail,
-                ip: d.ip_address.unwrap_or_default(),
+                id: d.id.clone(),
+                user_id: d.user_id.clone(),
+                user: r.user.map(|u| u.email).unwrap_or_default(),
+                kind: d.risk_event_type.clone(),
+                level: d.risk_level.clone(),
+                state: r.risk_state,
+                detail: r.risk_detail,
+                ip: d.ip_address.clone().unwrap_or_default(),
                 at: when(d.detected_at),
-                explanation: d.explanation,
+                explanation: d.explanation.clone(),
             }
         })
         .collect())

@@ -434,10 +434,7 @@ async fn accepting_users(
 
 /// Graph's `riskState`/`riskDetail` of a detection, from its own state (and, for a remediated
 /// one, the user's detail saying how it was remediated).
-pub(crate) fn detection_state(
-    d: &DetectionRecord,
-    user_status: Option<UserRiskStatus>,
-) -> (String, String) {
+fn detection_state(d: &DetectionRecord, user_status: Option<UserRiskStatus>) -> (String, String) {
     match d.state.as_str() {
         "dismissed" if user_status.is_some_and(|s| s.risk_state == RiskState::ConfirmedSafe) => (
             RiskState::ConfirmedSafe.as_str().into(),
@@ -529,8 +526,51 @@ async fn detections_json(
     state: &AppState,
     rows: &[DetectionRecord],
 ) -> Result<Vec<Value>, GraphError> {
+    Ok(detections_with_users(state, rows)
+        .await?
+        .into_iter()
+        .map(|r| {
+            let d = r.detection;
+            json!({
+                "id": d.id,
+                "userId": d.user_id,
+                "userPrincipalName": r.user.as_ref().map(|u| u.email.clone()),
+                "userDisplayName": r.user.as_ref().map(|u| u.display_name.clone()),
+                "riskEventType": d.risk_event_type,
+                "riskLevel": d.risk_level,
+                "riskState": r.risk_state,
+                "riskDetail": r.risk_detail,
+                "detectionTimingType": d.detection_timing_type,
+                "activity": "user",
+                "source": d.source,
+                "ipAddress": d.ip_address,
+                "detectedDateTime": iso(d.detected_at),
+                "additionalInfo": d.explanation,
+            })
+        })
+        .collect())
+}
+
+/// A detection with its user and its Graph `riskState` / `riskDetail`.
+pub(crate) struct DetectionWithUser<'a> {
+    /// The detection.
+    pub detection: &'a DetectionRecord,
+    /// Its user, if they still exist.
+    pub user: Option<User>,
+    /// Graph's `riskState`.
+    pub risk_state: String,
+    /// Graph's `riskDetail`.
+    pub risk_detail: String,
+}
+
+/// `rows` with their users and states, each user (and their stored risk) read once however
+/// many rows name them: what the API's and the pages' detection lists show.
+pub(crate) async fn detections_with_users<'a>(
+    state: &AppState,
+    rows: &'a [DetectionRecord],
+) -> Result<Vec<DetectionWithUser<'a>>, store::StoreError> {
     let mut users: HashMap<String, (Option<User>, Option<UserRiskStatus>)> = HashMap::new();
-    let mut value = Vec::with_capacity(rows.len());
+    let mut out = Vec::with_capacity(rows.len());
     for d in rows {
         if !users.contains_key(&d.user_id) {
             let user = state.store.user_by_id(&d.user_id).await?;
@@ -540,24 +580,14 @@ async fn detections_json(
         }
         let (user, status) = users.get(&d.user_id).cloned().unwrap_or_default();
         let (risk_state, risk_detail) = detection_state(d, status);
-        value.push(json!({
-            "id": d.id,
-            "userId": d.user_id,
-            "userPrincipalName": user.as_ref().map(|u| u.email.clone()),
-            "userDisplayName": user.as_ref().map(|u| u.display_name.clone()),
-            "riskEventType": d.risk_event_type,
-            "riskLevel": d.risk_level,
-            "riskState": risk_state,
-            "riskDetail": risk_detail,
-            "detectionTimingType": d.detection_timing_type,
-            "activity": "user",
-            "source": d.source,
-            "ipAddress": d.ip_address,
-            "detectedDateTime": iso(d.detected_at),
-            "additionalInfo": d.explanation,
-        }));
+        out.push(DetectionWithUser {
+            detection: d,
+            user,
+            risk_state,
+            risk_detail,
+        });
     }
-    Ok(value)
+    Ok(out)
 }
 
 /// The next page: the same filter, moved on by one page.
