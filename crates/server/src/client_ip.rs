@@ -6,6 +6,15 @@ use http::HeaderMap;
 use ipnet::IpNet;
 use std::net::IpAddr;
 
+/// The client IP of a request: its TCP peer (axum's `ConnectInfo`; loopback when a test
+/// serves without one) and its forwarding headers, believed only from `trusted` peers.
+pub fn of_request(extensions: &http::Extensions, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let peer = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
+    client_ip(peer, headers, trusted)
+}
+
 /// Work out the client IP from the TCP peer and the forwarding headers.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));

@@ -116,11 +116,11 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
     let Some(bucket) = Bucket::of(req.method(), req.uri().path()) else {
         return next.run(req).await;
     };
-    let peer = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
-    let ip = crate::client_ip::client_ip(peer, req.headers(), &state.config.trusted_proxies);
+    let ip = crate::client_ip::of_request(
+        req.extensions(),
+        req.headers(),
+        &state.config.trusted_proxies,
+    );
     match state.rate_limits.check(bucket, ip) {
         Ok(()) => next.run(req).await,
         Err(secs) => {

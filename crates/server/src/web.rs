@@ -4,14 +4,14 @@
 use crate::pages;
 use crate::state::AppState;
 use askama::Template;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawForm, Request};
+use axum::extract::{FromRequest, FromRequestParts, RawForm, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use protocol::OAuthError;
 use serde::de::DeserializeOwned;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 /// The header carrying the request / correlation id.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -56,11 +56,11 @@ impl FromRequestParts<AppState> for Ctx {
             .get(REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
-        let ip = crate::client_ip::client_ip(peer, &parts.headers, &state.config.trusted_proxies);
+        let ip = crate::client_ip::of_request(
+            &parts.extensions,
+            &parts.headers,
+            &state.config.trusted_proxies,
+        );
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
