@@ -11,7 +11,7 @@ use store::{AuditFilter, DirectoryAudit, User};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::admin::sign_ins::{log_page, paging_param};
+use crate::admin::sign_ins::{log_page, read_log_query, split_and};
 use crate::admin::{Admin, GraphError};
 use crate::state::AppState;
 use crate::user_risk::iso;
@@ -217,29 +217,22 @@ fn audit_json(a: &DirectoryAudit) -> Value {
 }
 
 fn parse_query(query: &str) -> Result<AuditFilter, String> {
-    if !protocol::params::is_utf8_form(query.as_bytes()) {
-        return Err("the query string is not valid UTF-8".into());
-    }
     let mut f = AuditFilter {
         limit: DEFAULT_TOP,
         ..AuditFilter::default()
     };
-    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-        if let Some(done) = paging_param(&k, &v, MAX_TOP, &mut f.limit, &mut f.offset) {
-            done?;
-            continue;
-        }
-        match k.as_ref() {
-            "$filter" => parse_filter(&v, &mut f)?,
-            other => return Err(format!("unsupported query parameter {other:?}")),
-        }
-    }
+    let (mut limit, mut offset) = (f.limit, f.offset);
+    read_log_query(query, MAX_TOP, &mut limit, &mut offset, |v| {
+        parse_filter(v, &mut f)
+    })?;
+    f.limit = limit;
+    f.offset = offset;
     Ok(f)
 }
 
-/// `clause and clause ...`.
+/// `clause and clause ...` (an `and` inside a quoted value is part of the value).
 fn parse_filter(text: &str, f: &mut AuditFilter) -> Result<(), String> {
-    for clause in text.split(" and ") {
+    for clause in split_and(text) {
         let clause = clause.trim();
         if let Some(rest) = clause.strip_prefix("targetResources/any(") {
             let inner = rest.strip_suffix(')').ok_or_else(|| {
@@ -298,6 +291,16 @@ fn instant(text: &str) -> Result<i64, String> {
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_and_inside_a_quoted_value_is_part_of_the_value() {
+        let f = parse_query(
+            "%24filter=activityDisplayName%20eq%20%27Add%20and%20remove%27%20and%20category%20eq%20%27Policy%27",
+        )
+        .unwrap();
+        assert_eq!(f.activity_display_name.as_deref(), Some("Add and remove"));
+        assert_eq!(f.category.as_deref(), Some("Policy"));
+    }
 
     #[test]
     fn filters_that_are_supported_and_one_that_is_not() {

@@ -108,25 +108,43 @@ pub(crate) fn paging_param(
 }
 
 pub(crate) fn parse_query(query: &str) -> Result<SignInFilter, String> {
-    // The url crate's decoder replaces bytes that are not UTF-8: refuse them instead.
-    if !protocol::params::is_utf8_form(query.as_bytes()) {
-        return Err("the query string is not valid UTF-8".into());
-    }
     let mut f = SignInFilter {
         limit: DEFAULT_TOP,
         ..SignInFilter::default()
     };
+    let (mut limit, mut offset) = (f.limit, f.offset);
+    read_log_query(query, MAX_TOP, &mut limit, &mut offset, |v| {
+        parse_filter(v, &mut f)
+    })?;
+    f.limit = limit;
+    f.offset = offset;
+    Ok(f)
+}
+
+/// A log's query string (`/v1.0/auditLogs/...`): `$top` and `$skiptoken` into `limit` and
+/// `offset`, `$filter` to `filter`, anything else refused. Bytes that are not UTF-8 are refused
+/// (the url crate's decoder would replace them).
+pub(crate) fn read_log_query(
+    query: &str,
+    max_top: i64,
+    limit: &mut i64,
+    offset: &mut i64,
+    mut filter: impl FnMut(&str) -> Result<(), String>,
+) -> Result<(), String> {
+    if !protocol::params::is_utf8_form(query.as_bytes()) {
+        return Err("the query string is not valid UTF-8".into());
+    }
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-        if let Some(done) = paging_param(&k, &v, MAX_TOP, &mut f.limit, &mut f.offset) {
+        if let Some(done) = paging_param(&k, &v, max_top, limit, offset) {
             done?;
             continue;
         }
         match k.as_ref() {
-            "$filter" => parse_filter(&v, &mut f)?,
+            "$filter" => filter(&v)?,
             other => return Err(format!("unsupported query parameter {other:?}")),
         }
     }
-    Ok(f)
+    Ok(())
 }
 
 /// `clause and clause ...`, each `field op value`.
@@ -198,7 +216,7 @@ fn event_type_clause(clause: &str) -> Option<Result<String, String>> {
 }
 
 /// Splits on ` and ` outside quotes.
-fn split_and(text: &str) -> Vec<String> {
+pub(crate) fn split_and(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;
