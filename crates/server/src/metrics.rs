@@ -11,6 +11,7 @@
 //!   blocked).
 //! - `tenantd_risk_detections_total`: by `type` and `timing` (`signin::signin_log` for sign-in
 //!   risk, `signin::user_risk` for user risk).
+//! - `tenantd_rate_limited_total`: by `bucket` (`crate::rate_limits`).
 //! - `tenantd_db_connections`: by `state` (`in_use`, `idle`), read when scraped.
 
 use std::sync::OnceLock;
