@@ -317,13 +317,7 @@ async fn token_claims(
     parts: &Parts,
     state: &AppState,
     portal: Portal,
-) -> Result<
-    (
-        CookieJar,
-        Option<(String, protocol::jwt::AccessTokenClaims)>,
-    ),
-    NotSignedIn,
-> {
+) -> Result<(CookieJar, Option<protocol::jwt::AccessTokenClaims>), NotSignedIn> {
     let jar = CookieJar::from_headers(&parts.headers);
     let Some(token) = jar
         .get(&portal.token_cookie(state))
@@ -332,7 +326,7 @@ async fn token_claims(
         return Ok((jar, None));
     };
     match signin::tokens::verify_access_token(state, &token).await {
-        Ok(claims) if claims.client_id == PORTAL_CLIENT_ID => Ok((jar, Some((token, claims)))),
+        Ok(claims) if claims.client_id == PORTAL_CLIENT_ID => Ok((jar, Some(claims))),
         Ok(_) => Ok((jar, None)),
         Err(e) if e.code == protocol::ErrorCode::ServerError => Err(NotSignedIn(
             PageError::internal(e.to_string()).into_response(),
@@ -372,7 +366,7 @@ impl FromRequestParts<AppState> for AdminUser {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let (jar, claims) = token_claims(parts, state, Portal::Admin).await?;
-        let Some((_, claims)) = claims else {
+        let Some(claims) = claims else {
             return Err(NotSignedIn(sign_in(
                 state,
                 jar,
@@ -427,7 +421,7 @@ impl FromRequestParts<AppState> for Member {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let (jar, claims) = token_claims(parts, state, Portal::Account).await?;
-        let Some((_, claims)) = claims else {
+        let Some(claims) = claims else {
             return Err(NotSignedIn(sign_in(
                 state,
                 jar,
