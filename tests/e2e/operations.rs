@@ -216,7 +216,9 @@ async fn cli_user_commands_against_the_configured_database() {
         run(vec!["keys", "rotate", "--config", c, "--alg", "es256"]).await,
         Ok(())
     );
-    let store = store::Store::connect(&db).await.unwrap();
+    let store = server::vault::open_store(&server::Config::load(&config).unwrap())
+        .await
+        .unwrap();
     let dana = store
         .user_by_email("dana@contoso.test")
         .await
@@ -537,4 +539,79 @@ async fn cli_app_commands_register_list_show_and_remove() {
     assert_eq!(code, Some(4));
     let (code, _, _) = tenantd(&["app", "show", "--config", c, &id]);
     assert_eq!(code, Some(4));
+}
+
+/// Secrets at rest: the database holds no signing key in clear; `secrets new-key` and
+/// `secrets rotate` move every secret under a new master key, after which the old key can go;
+/// a database opened with a key it was never sealed under is refused, not misread.
+#[tokio::test]
+async fn secrets_are_sealed_and_the_master_key_rotates() {
+    let f = fixtures();
+    let dir = f.dir.join(format!("secrets-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("tenant.toml");
+    let db = format!("sqlite://{}", dir.join("sec.db").display());
+    let base = config_text("sec", "https://127.0.0.1:1", "127.0.0.1:1", &db, "");
+    std::fs::write(&config, &base).unwrap();
+    let c = config.to_str().unwrap().to_owned();
+    let run = |args: Vec<&str>| {
+        let cli =
+            tenantd::cli::Cli::try_parse_from(std::iter::once("tenantd").chain(args)).unwrap();
+        async move { tenantd::cli::execute(cli).await.map_err(|f| f.code) }
+    };
+    assert_eq!(run(vec!["keys", "rotate", "--config", &c]).await, Ok(()));
+    let beside = dir.join("sec.db.key");
+    assert!(beside.is_file(), "a SQLite tenant's key is made beside it");
+    let in_clear = || {
+        std::fs::read_dir(&dir).unwrap().any(|e| {
+            let path = e.unwrap().path();
+            path.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("sec.db")
+                && String::from_utf8_lossy(&std::fs::read(&path).unwrap()).contains("PRIVATE KEY")
+        })
+    };
+    assert!(
+        !in_clear(),
+        "the database files hold a private key in clear"
+    );
+
+    let new_key = dir.join("new.key");
+    let nk = new_key.to_str().unwrap();
+    assert_eq!(run(vec!["secrets", "new-key", "--out", nk]).await, Ok(()));
+    assert_eq!(
+        run(vec!["secrets", "new-key", "--out", nk]).await,
+        Err(1),
+        "an existing key file is never overwritten"
+    );
+    std::fs::write(
+        &config,
+        format!(
+            "{base}[secrets]\nmaster_key_file = \"new.key\"\nprevious_master_key_files = [\"sec.db.key\"]\n"
+        ),
+    )
+    .unwrap();
+    assert_eq!(run(vec!["secrets", "rotate", "--config", &c]).await, Ok(()));
+    // The old key is no longer needed.
+    std::fs::write(
+        &config,
+        format!("{base}[secrets]\nmaster_key_file = \"new.key\"\n"),
+    )
+    .unwrap();
+    let store = server::vault::open_store(&server::Config::load(&config).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.signing_keys().await.unwrap().len(),
+        4,
+        "two rotated pairs"
+    );
+    store.close().await;
+    assert!(!in_clear());
+
+    // Under a key it was never sealed with, the tenant refuses to start its commands.
+    std::fs::remove_file(&beside).unwrap();
+    std::fs::write(&config, &base).unwrap();
+    assert_eq!(run(vec!["keys", "rotate", "--config", &c]).await, Err(1));
 }

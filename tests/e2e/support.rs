@@ -35,6 +35,8 @@ pub struct Fixtures {
     pub client_key_pem: String,
     pub client_kid: String,
     pub client_jwks: PathBuf,
+    /// The master key of tenants on PostgreSQL.
+    pub master_key: PathBuf,
 }
 
 pub fn fixtures() -> &'static Fixtures {
@@ -57,7 +59,10 @@ pub fn fixtures() -> &'static Fixtures {
             serde_json::json!({ "keys": [k.public_jwk()] }).to_string(),
         )
         .unwrap();
+        let master_key = dir.join("master.key");
+        server::vault::create_key_file(&master_key).unwrap();
         Fixtures {
+            master_key,
             ca: certs.ca,
             cert: certs.cert,
             key: certs.key,
@@ -157,10 +162,20 @@ jwks_file = "{jwks}"
 redirect_uris = ["{JWT_REDIRECT}"]
 first_party = true
 {extra}
-"#,
+{secrets}"#,
         cert = f.cert.display(),
         key = f.key.display(),
         jwks = f.client_jwks.display(),
+        // A SQLite tenant keeps its generated key beside the database; PostgreSQL needs one
+        // named (replicas of one tenant share it).
+        secrets = if db.starts_with("postgres") {
+            format!(
+                "[secrets]\nmaster_key_file = \"{}\"\n",
+                f.master_key.display()
+            )
+        } else {
+            String::new()
+        },
     )
 }
 

@@ -29,6 +29,6 @@ pub use server::Tenant;
 pub use signin::config::Config;
 pub use signin::{
     apps, config, email_otp, guests, keys, mail, mfa, passwords, protection, secrets, signin_log,
-    user_risk, users,
+    user_risk, users, vault,
 };
 pub use state::{AppState, Clock, OffsetClock, SystemClock};

@@ -14,7 +14,6 @@ use signin::partner_check::{Occasion, check_partners};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use store::Store;
 use tokio::task::JoinHandle;
 
 /// How often keys are re-read from the store (so `tenantd keys rotate` takes effect).
@@ -51,14 +50,12 @@ pub async fn build_state(
         }
         .into());
     }
-    let store = Store::connect(&config.database_url)
-        .await
-        .with_context(|| {
-            format!(
-                "opening database {}",
-                crate::config::redact_url(&config.database_url)
-            )
-        })?;
+    let store = signin::vault::open_store(&config).await.with_context(|| {
+        format!(
+            "opening database {}",
+            crate::config::redact_url(&config.database_url)
+        )
+    })?;
     let now = clock.now();
     let file_apps = config
         .apps

@@ -922,7 +922,7 @@ mod tests {
             dir.join("t.db").display()
         );
         let config = crate::Config::parse(&text, "apps-test.toml").unwrap();
-        let store = store::Store::connect(&config.database_url).await.unwrap();
+        let store = crate::vault::open_store(&config).await.unwrap();
         let clock = Arc::new(crate::OffsetClock::default());
         let passwords = crate::passwords::Passwords::new(&config.passwords).unwrap();
         let protection = crate::protection::Protection::load(config.risk.clone(), &store)

@@ -20,6 +20,7 @@ mod rate_limits;
 mod registration;
 mod retention;
 mod risk;
+mod secrets;
 mod source;
 mod sspr;
 pub use mail::{MailSettings, SmtpSecurity, SmtpSettings};
@@ -121,7 +122,7 @@ pub enum FileCheck {
 }
 
 /// The top-level sections.
-const SECTIONS: [&str; 13] = [
+const SECTIONS: [&str; 14] = [
     "tenant",
     "server",
     "database",
@@ -135,6 +136,7 @@ const SECTIONS: [&str; 13] = [
     "rate_limits",
     "retention",
     "mail",
+    "secrets",
 ];
 
 /// The file's sections, each deserialized on its own.
@@ -152,6 +154,7 @@ struct Sections {
     rate_limits: Section<rate_limits::RawRateLimits>,
     retention: Section<retention::RawRetention>,
     mail: Section<mail::RawMail>,
+    secrets: Section<secrets::RawSecrets>,
 }
 
 /// The files a config names that are read apart from parsing it.
@@ -433,6 +436,10 @@ pub struct Config {
     pub retention: RetentionSettings,
     /// How mail (one-time codes) is sent.
     pub mail: MailSettings,
+    /// `[secrets]`: the master keys secrets at rest are sealed with, read from their files or
+    /// variable; `None` without the section (a SQLite tenant then keeps a generated key beside
+    /// its database: [`crate::vault::for_config`]).
+    pub secrets: Option<std::sync::Arc<crate::vault::Vault>>,
 }
 
 impl Config {
@@ -588,6 +595,7 @@ fn parse(text: &str, file: &str, check: Option<FileCheck>) -> Parsed {
         rate_limits: doc.section("rate_limits", &mut problems),
         retention: doc.section("retention", &mut problems),
         mail: doc.section("mail", &mut problems),
+        secrets: doc.section("secrets", &mut problems),
     };
     let mut v = Validator {
         file: file.to_owned(),
@@ -745,6 +753,24 @@ impl Validator {
             Section::Missing => Some(MailSettings::Off),
             Section::Bad => None,
         };
+        let secrets = match raw.secrets {
+            Section::Ok(s) => self.secrets(s, file).map(Some),
+            Section::Missing => {
+                if database
+                    .as_ref()
+                    .is_some_and(|url| url.starts_with("postgres"))
+                {
+                    self.bad(
+                        "secrets",
+                        "a [secrets] section with master_key_file or master_key_env: a \
+                         PostgreSQL database is shared and backed up apart from any one \
+                         machine, so its master key is kept apart from it",
+                    );
+                }
+                Some(None)
+            }
+            Section::Bad => None,
+        };
         let build = || {
             let (tenant_id, display_name, issuer) = tenant?;
             let server = server?;
@@ -769,6 +795,7 @@ impl Validator {
                 rate_limits: rate_limits?,
                 retention: retention?,
                 mail: mail?,
+                secrets: secrets?,
             })
         };
         (build(), named)

@@ -827,7 +827,7 @@ policies_dir = "{p}"
             p = root.join("policies/fabrikam").display(),
         );
         let config = Config::parse(&text, "gate-test.toml").unwrap();
-        let store = store::Store::connect(&config.database_url).await.unwrap();
+        let store = crate::vault::open_store(&config).await.unwrap();
         let clock = Arc::new(OffsetClock::default());
         let now = clock.now();
         crate::keys::ensure_keys(&store, now).await.unwrap();

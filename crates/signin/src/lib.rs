@@ -53,6 +53,7 @@ mod testing;
 pub mod tokens;
 pub mod user_risk;
 pub mod users;
+pub mod vault;
 
 pub use apps::App;
 pub use client::Client;

@@ -204,7 +204,12 @@ mod tests {
             timeout_secs: 5,
         };
         let mailer = Mailer::new(&MailSettings::Smtp(smtp)).unwrap().unwrap();
-        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let store = Store::connect(
+            "sqlite::memory:",
+            std::sync::Arc::new(crate::vault::Vault::ephemeral()),
+        )
+        .await
+        .unwrap();
         let mail = Mail {
             to: "alice@contoso.test".into(),
             subject: "Your code".into(),
@@ -230,7 +235,12 @@ mod tests {
     async fn the_outbox_keeps_mail_and_sends_nothing() {
         let mailer = Mailer::new(&MailSettings::Outbox).unwrap().unwrap();
         assert!(Mailer::new(&MailSettings::Off).unwrap().is_none());
-        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let store = Store::connect(
+            "sqlite::memory:",
+            std::sync::Arc::new(crate::vault::Vault::ephemeral()),
+        )
+        .await
+        .unwrap();
         let mail = Mail {
             to: "alice@contoso.test".into(),
             subject: "Your code".into(),

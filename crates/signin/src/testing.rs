@@ -26,7 +26,12 @@ outbox = true
 /// A directory over an in-memory store, its clock, and a member `u1` (alice).
 pub(crate) async fn directory() -> (Directory, Arc<OffsetClock>, String) {
     let config = Config::parse(CONFIG, "test.toml").unwrap();
-    let store = store::Store::connect("sqlite::memory:").await.unwrap();
+    let store = store::Store::connect(
+        "sqlite::memory:",
+        std::sync::Arc::new(crate::vault::Vault::ephemeral()),
+    )
+    .await
+    .unwrap();
     let clock = Arc::new(OffsetClock::default());
     let passwords = Passwords::new(&config.passwords).unwrap();
     let protection = Protection::load(config.risk.clone(), &store).await.unwrap();

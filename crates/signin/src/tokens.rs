@@ -502,7 +502,12 @@ partner_tenant = true
             keys: vec![client_key.public_jwk().clone()],
         });
         config.apps.push(signer);
-        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let store = Store::connect(
+            "sqlite::memory:",
+            std::sync::Arc::new(crate::vault::Vault::ephemeral()),
+        )
+        .await
+        .unwrap();
         let clock = Arc::new(OffsetClock::default());
         let now = crate::Clock::now(&*clock);
         keys::ensure_keys(&store, now).await.unwrap();

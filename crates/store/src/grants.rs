@@ -447,7 +447,7 @@ impl Store {
             "INSERT INTO code_sealing_keys (id, secret, created_at) VALUES ('current', $1, $2) \
              ON CONFLICT (id) DO NOTHING",
         )
-        .bind(candidate)
+        .bind(self.seal("code_sealing_keys", "current", candidate))
         .bind(now)
         .execute(&mut tx)
         .await?;
@@ -456,7 +456,7 @@ impl Store {
                 .fetch_one(&mut tx)
                 .await?;
         tx.commit().await?;
-        Ok(secret)
+        self.open("code_sealing_keys", "current", &secret)
     }
 
     /// Redeems a sealed authorization code at most once. `code` and `grant` are what the code

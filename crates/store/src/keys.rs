@@ -43,9 +43,13 @@ impl fmt::Debug for SigningKeyRecord {
     }
 }
 
+/// The table whose `private_key_pem` is sealed.
+const TABLE: &str = "signing_keys";
+
 async fn insert_key(
     executor: impl crate::db::Executor,
     key: &SigningKeyRecord,
+    sealed_pem: &str,
 ) -> Result<(), StoreError> {
     query(
         "INSERT INTO signing_keys (kid, alg, private_key_pem, created_at, retired_at) \
@@ -53,7 +57,7 @@ async fn insert_key(
     )
     .bind(&key.kid)
     .bind(&key.alg)
-    .bind(&key.private_key_pem)
+    .bind(sealed_pem)
     .bind(key.created_at)
     .bind(key.retired_at)
     .execute(executor)
@@ -71,13 +75,19 @@ impl Store {
         )
         .fetch_all(&self.db)
         .await?;
-        Ok(keys)
+        keys.into_iter()
+            .map(|mut k| {
+                k.private_key_pem = self.open(TABLE, &k.kid, &k.private_key_pem)?;
+                Ok(k)
+            })
+            .collect()
     }
 
     /// Stores a key (e.g. the first one at start-up). [`StoreError::Conflict`] if the kid is
     /// taken.
     pub async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
-        insert_key(&self.db, key).await
+        let sealed = self.seal(TABLE, &key.kid, &key.private_key_pem);
+        insert_key(&self.db, key, &sealed).await
     }
 
     /// In one transaction: retires every active key of `alg` at `now` and stores `new`.
@@ -88,13 +98,14 @@ impl Store {
         new: &SigningKeyRecord,
         now: i64,
     ) -> Result<(), StoreError> {
+        let sealed = self.seal(TABLE, &new.kid, &new.private_key_pem);
         let mut tx = self.begin_write().await?;
         query("UPDATE signing_keys SET retired_at = $1 WHERE alg = $2 AND retired_at IS NULL")
             .bind(now)
             .bind(alg)
             .execute(&mut tx)
             .await?;
-        insert_key(&mut tx, new).await?;
+        insert_key(&mut tx, new, &sealed).await?;
         tx.commit().await?;
         Ok(())
     }

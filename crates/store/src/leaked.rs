@@ -22,6 +22,9 @@ pub struct LeakedCredential {
 /// Rows per INSERT statement: 5 parameters each stays far below both backends' limits.
 const IMPORT_BATCH: usize = 400;
 
+/// The table of the tenant's own secrets, whose `value` is sealed.
+const TABLE: &str = "tenant_secrets";
+
 impl Store {
     /// Adds `entries` to the corpus in one transaction (in multi-row batches), keeping the
     /// first import of an entry already present. Returns how many were new. `source` (a file
@@ -164,23 +167,21 @@ impl Store {
             .fetch_optional(&self.db)
             .await?;
         if let Some((value,)) = existing {
-            return Ok(value);
+            return self.open(TABLE, name, &value);
         }
-        {
-            query(
-                "INSERT INTO tenant_secrets (name, value, created_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(name)
-            .bind(candidate)
-            .bind(now)
-            .execute(&self.db)
-            .await?;
-        }
+        query(
+            "INSERT INTO tenant_secrets (name, value, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(self.seal(TABLE, name, candidate))
+        .bind(now)
+        .execute(&self.db)
+        .await?;
         let (value,): (String,) = query("SELECT value FROM tenant_secrets WHERE name = $1")
             .bind(name)
             .fetch_one(&self.db)
             .await?;
-        Ok(value)
+        self.open(TABLE, name, &value)
     }
 }

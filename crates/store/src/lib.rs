@@ -16,8 +16,9 @@
 //! - time is `i64` unix seconds passed in by the caller; the store never reads the clock, and a
 //!   row "expires at" `t` when `now >= t`;
 //! - ids are chosen by the caller; secrets (session cookies, refresh tokens, recovery codes)
-//!   are stored only as the hashes the caller passes in (TOTP keys cannot be: the server
-//!   computes codes from them);
+//!   are stored only as the hashes the caller passes in; the secrets that must be read back
+//!   (signing keys, TOTP keys, the code-sealing key, the tenant's HMAC keys) are sealed by the
+//!   [`Sealer`] the store is opened with, inside the functions that write and read them;
 //! - everything that must be atomic (code redemption, refresh rotation, key rotation, guest
 //!   invitation and redemption, risk changes with their history, TOTP steps and recovery codes
 //!   used once) is one transaction or one conditional statement, and replay or reuse revokes
@@ -45,6 +46,7 @@ mod retention;
 mod revocation;
 mod risk;
 mod roles;
+mod sealing;
 mod sessions;
 mod sign_ins;
 mod sspr;
@@ -74,6 +76,7 @@ pub use mfa::{MfaReset, TotpMethod};
 pub use partner_profiles::PartnerProfile;
 pub use retention::{Purged, Retention};
 pub use risk::{RiskHistoryItem, RiskyUser, RiskyUserCondition, RiskyUserQuery, UserRiskRecord};
+pub use sealing::{Opened, Resealed, SealError, Sealer};
 pub use sessions::{Consumption, Interaction, Session};
 pub use sign_ins::{
     FLUSH_EVERY, INTERACTIVE_USER, NON_INTERACTIVE_USER, RecentSignIn, SignInFilter, SignInLog,
@@ -125,6 +128,8 @@ pub struct Store {
     db: Db,
     /// Sign-in rows logged behind the requests (see [`Store::log_sign_in`]).
     sign_ins: Arc<sign_ins::SignInQueue>,
+    /// Seals the secret columns (see the `sealing` module).
+    sealer: Arc<dyn Sealer>,
 }
 
 impl Store {
@@ -135,7 +140,9 @@ impl Store {
     /// switched to WAL with `synchronous=NORMAL` (a commit is durable against a crash of the
     /// process as soon as it returns; only a power loss can take the last commits), and
     /// foreign keys are enforced. `sqlite::memory:` works too (gone on close), for tests.
-    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+    ///
+    /// `sealer` seals the secrets the store writes and opens those it reads.
+    pub async fn connect(url: &str, sealer: Arc<dyn Sealer>) -> Result<Store, StoreError> {
         let db = match Backend::from_url(url)? {
             Backend::Sqlite => connect_sqlite(url).await?,
             Backend::Postgres => {
@@ -153,7 +160,11 @@ impl Store {
             }
         };
         let sign_ins = sign_ins::SignInQueue::start(db.clone());
-        Ok(Store { db, sign_ins })
+        Ok(Store {
+            db,
+            sign_ins,
+            sealer,
+        })
     }
 
     /// The backend this store talks to.
@@ -337,6 +348,20 @@ fn spawn_checkpoints(
 
 /// The file a SQLite URL names (its parent directory created), or that it is in memory.
 fn sqlite_path(url: &str) -> Result<(String, bool), StoreError> {
+    let Some(path) = sqlite_file(url)? else {
+        return Ok((String::new(), true));
+    };
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    Ok((path.display().to_string(), false))
+}
+
+/// The file a `sqlite:` URL names; `None` for an in-memory database.
+pub fn sqlite_file(url: &str) -> Result<Option<std::path::PathBuf>, StoreError> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -345,20 +370,13 @@ fn sqlite_path(url: &str) -> Result<(String, bool), StoreError> {
         Some((path, params)) => (path, Some(params)),
         None => (rest, None),
     };
-    let in_memory = path == ":memory:" || params.is_some_and(|p| p.contains("mode=memory"));
-    if in_memory {
-        return Ok((String::new(), true));
+    if path == ":memory:" || params.is_some_and(|p| p.contains("mode=memory")) {
+        return Ok(None);
     }
     if path.is_empty() {
         return Err(StoreError::Config(format!("no database file in {url}")));
     }
-    if let Some(parent) = std::path::Path::new(path).parent()
-        && !parent.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", parent.display())))?;
-    }
-    Ok((path.to_owned(), false))
+    Ok(Some(path.into()))
 }
 
 /// Encodes a boolean for a BIGINT 0/1 column.

@@ -12,6 +12,9 @@ use crate::{Store, StoreError};
 /// The `kind` of a TOTP method (RFC 6238).
 const TOTP: &str = "totp";
 
+/// The table whose `secret` is sealed.
+const TABLE: &str = "mfa_methods";
+
 /// A TOTP authenticator registered to a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TotpMethod {
@@ -87,7 +90,7 @@ impl Store {
         .bind(id)
         .bind(user_id)
         .bind(TOTP)
-        .bind(secret)
+        .bind(self.seal(TABLE, id, secret))
         .bind(now)
         .execute(&mut tx)
         .await
@@ -146,7 +149,12 @@ impl Store {
             .bind(TOTP)
             .fetch_optional(&self.db)
             .await?;
-        Ok(method)
+        method
+            .map(|mut m| {
+                m.secret = self.open(TABLE, &m.id, &m.secret)?;
+                Ok(m)
+            })
+            .transpose()
     }
 
     /// Finishes an enrolment: confirms the unconfirmed method `id` at `now`, records `step` (the

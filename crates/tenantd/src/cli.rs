@@ -67,6 +67,9 @@ enum Command {
     /// Signing key management.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The master key secrets at rest are sealed with.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// User management.
     #[command(subcommand)]
     User(UserCommand),
@@ -118,6 +121,23 @@ enum KeysCommand {
         /// The partner whose private_key_jwt key to print.
         #[arg(long, value_name = "ID")]
         partner: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretsCommand {
+    /// Print a new random master key (base64 of 32 bytes) or write it to a file (mode 0600).
+    NewKey {
+        /// The file to write; it must not exist.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Seal every secret in the database under the current master key (`[secrets]
+    /// master_key_file`), opening those sealed under a previous one
+    /// (`previous_master_key_files`). A tenant also does this when it starts.
+    Rotate {
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }
 
@@ -375,6 +395,15 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+impl From<server::vault::VaultError> for Failure {
+    fn from(e: server::vault::VaultError) -> Self {
+        match e {
+            server::vault::VaultError::Store(e) => e.into(),
+            other => Self::new(1, other.to_string()),
+        }
+    }
+}
+
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         match e {
@@ -439,7 +468,7 @@ fn load_checked(arg: &ConfigArg) -> Result<(Config, Prepared), Failure> {
 
 async fn open(arg: &ConfigArg) -> Result<(Config, Store), Failure> {
     let config = load(arg)?;
-    let store = Store::connect(&config.database_url).await?;
+    let store = server::vault::open_store(&config).await?;
     Ok((config, store))
 }
 
@@ -487,6 +516,32 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             }
             println!(
                 "running tenants publish the new keys within 30 seconds and sign with them after 60 (so every replica publishes a key before any signs with it); old keys stay published until their tokens expire"
+            );
+            Ok(())
+        }
+        Command::Secrets(SecretsCommand::NewKey { out }) => {
+            match out {
+                None => println!("{}", server::vault::MasterKey::generate()),
+                Some(path) => {
+                    server::vault::create_key_file(&path)
+                        .map_err(|e| Failure::new(1, format!("{}: {e}", path.display())))?;
+                    println!("wrote a new master key to {}", path.display());
+                }
+            }
+            Ok(())
+        }
+        Command::Secrets(SecretsCommand::Rotate { config }) => {
+            let config = load(&config)?;
+            let vault = server::vault::for_config(&config)?;
+            let store = Store::connect(&config.database_url, vault.clone()).await?;
+            let resealed = store.reseal_secrets().await?;
+            store.close().await;
+            for (table, n) in resealed {
+                println!("{table}: {n} resealed");
+            }
+            println!(
+                "every secret is sealed under master key {}; a previous key can be removed from the config once every replica runs with this one",
+                vault.current_id()
             );
             Ok(())
         }
@@ -594,7 +649,7 @@ impl From<RegistryError> for Failure {
 /// signing keys or partners: the registry needs neither.
 async fn directory(arg: &ConfigArg) -> Result<Directory, Failure> {
     let (config, prepared) = load_checked(arg)?;
-    let store = Store::connect(&config.database_url).await?;
+    let store = server::vault::open_store(&config).await?;
     let passwords = hasher(&config)?;
     let protection = Protection::with_files(config.risk.clone(), prepared, &store)
         .await

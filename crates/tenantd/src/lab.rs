@@ -501,6 +501,13 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
         as_lab_tenant(&mut config, &lab, &dev);
         if let Some(url) = &args.database_url {
             config.database_url.clone_from(url);
+            // Its master key stays in the lab's data dir, apart from the database.
+            if config.secrets.is_none() {
+                let key = lab
+                    .data_dir
+                    .join(format!("{}.master.key", config.tenant_id));
+                config.secrets = Some(Arc::new(server::vault::key_file(&key)?));
+            }
         }
         let listener = std::net::TcpListener::bind(config.listen)
             .with_context(|| format!("binding {} for {}", config.listen, config.tenant_id))?;

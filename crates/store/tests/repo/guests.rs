@@ -575,19 +575,6 @@ pub async fn partners_upsert_list_delete(ctx: Ctx) {
 
 // ---- upgrade: a database at migration 0001, with data, opened by this version ----
 
-/// A plain pool on `url`, creating the SQLite file (and its directory) if needed.
-async fn raw_pool(url: &str) -> sqlx::AnyPool {
-    let url = match url.strip_prefix("sqlite://") {
-        Some(path) => {
-            let parent = std::path::Path::new(path).parent().unwrap();
-            std::fs::create_dir_all(parent).unwrap();
-            format!("{url}?mode=rwc")
-        }
-        None => url.to_owned(),
-    };
-    sqlx::AnyPool::connect(&url).await.unwrap()
-}
-
 /// Applies only `0001_initial.sql` (the same bytes, so the same checksum) and adds rows the
 /// way the previous version wrote them; then `Store::connect` applies the rest.
 async fn existing_rows_survive_upgrade(url: String) {
@@ -600,7 +587,7 @@ async fn existing_rows_survive_upgrade(url: String) {
         .await
         .unwrap();
     {
-        let old = raw_pool(&url).await;
+        let old = crate::raw_pool(&url).await;
         migrator.run(&old).await.unwrap();
         for sql in [
             "INSERT INTO users (id, email, display_name, given_name, family_name, \
@@ -618,7 +605,7 @@ async fn existing_rows_survive_upgrade(url: String) {
     }
     std::fs::remove_dir_all(&only_first).unwrap();
 
-    let store = Store::connect(&url).await.unwrap();
+    let store = Store::connect(&url, crate::sealer()).await.unwrap();
     let u1 = store.user_by_id("u1").await.unwrap().unwrap();
     assert_eq!(u1.user_type, UserType::Member);
     assert_eq!(

@@ -20,6 +20,7 @@ mod misc;
 mod partner_profiles;
 mod risk;
 mod roles;
+mod sealing;
 mod sessions;
 mod sign_ins;
 mod sqlite_only;
@@ -28,11 +29,63 @@ mod users;
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use sqlx::{Connection, Executor};
 use tenantd_store::{
-    AuthCode, CodeRedemption, Grant, NewGuest, NewUser, RefreshToken, Session, Store,
+    AuthCode, CodeRedemption, Grant, NewGuest, NewUser, Opened, RefreshToken, SealError, Sealer,
+    Session, Store,
 };
+
+/// A stand-in for the tenant's master key: reversible, but never the plaintext, and bound to
+/// its place like the real one, so tests see what is stored. `current` seals; `previous` open.
+#[derive(Debug)]
+pub struct TestSealer {
+    pub current: &'static str,
+    pub previous: Vec<&'static str>,
+}
+
+impl Sealer for TestSealer {
+    fn seal(&self, place: &str, plaintext: &str) -> String {
+        let hex: String = plaintext.bytes().map(|b| format!("{b:02x}")).collect();
+        format!("test:{}:{place}:{hex}", self.current)
+    }
+
+    fn open(&self, place: &str, stored: &str) -> Result<Opened, SealError> {
+        let Some(rest) = stored.strip_prefix("test:") else {
+            return Err(SealError::Clear);
+        };
+        let (key, rest) = rest.split_once(':').ok_or(SealError::Altered)?;
+        if key != self.current && !self.previous.contains(&key) {
+            return Err(SealError::UnknownKey(key.to_owned()));
+        }
+        let hex = rest
+            .strip_prefix(place)
+            .and_then(|r| r.strip_prefix(':'))
+            .ok_or(SealError::Altered)?;
+        let bytes = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(hex.get(i..i + 2).unwrap_or("zz"), 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .map_err(|_| SealError::Altered)?;
+        Ok(Opened {
+            plaintext: String::from_utf8(bytes).map_err(|_| SealError::Altered)?,
+            current: key == self.current,
+        })
+    }
+
+    fn current_prefix(&self) -> String {
+        format!("test:{}:", self.current)
+    }
+}
+
+/// The sealer every scenario's store uses.
+pub fn sealer() -> Arc<dyn Sealer> {
+    Arc::new(TestSealer {
+        current: "k1",
+        previous: Vec::new(),
+    })
+}
 
 /// What a scenario gets: the store and the URL it was opened with (to reopen it, or to reach
 /// the database behind the store's back).
@@ -110,9 +163,22 @@ async fn prepare(kind: Kind) -> Option<(String, Cleanup)> {
     }
 }
 
+/// A plain pool on `url`, creating the SQLite file (and its directory) if needed.
+pub async fn raw_pool(url: &str) -> sqlx::AnyPool {
+    let url = match url.strip_prefix("sqlite://") {
+        Some(path) => {
+            let parent = std::path::Path::new(path).parent().unwrap();
+            std::fs::create_dir_all(parent).unwrap();
+            format!("{url}?mode=rwc")
+        }
+        None => url.to_owned(),
+    };
+    sqlx::AnyPool::connect(&url).await.unwrap()
+}
+
 async fn setup(kind: Kind) -> Option<(Ctx, Cleanup)> {
     let (url, cleanup) = prepare(kind).await?;
-    let store = Store::connect(&url).await.unwrap();
+    let store = Store::connect(&url, sealer()).await.unwrap();
     Some((Ctx { url, store }, cleanup))
 }
 
@@ -188,6 +254,11 @@ macro_rules! scenarios {
 }
 
 scenarios! {
+    sealing {
+        secrets_are_sealed_in_the_database,
+        clear_values_and_previous_keys_are_resealed,
+        a_sealed_value_does_not_open_in_another_row,
+    }
     audits {
         audits_are_listed_newest_first_filtered_and_paged,
     }

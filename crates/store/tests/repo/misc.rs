@@ -30,7 +30,7 @@ pub async fn survives_reopen(ctx: Ctx) {
     store.close().await;
     assert!(store.ping().await.is_err(), "closed store must not answer");
 
-    let reopened = Store::connect(&ctx.url).await.unwrap();
+    let reopened = Store::connect(&ctx.url, crate::sealer()).await.unwrap();
     assert_eq!(reopened.backend(), store.backend());
     reopened.ping().await.unwrap();
     assert_eq!(

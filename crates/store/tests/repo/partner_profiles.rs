@@ -45,7 +45,7 @@ pub async fn learns_intersection_and_union_and_survives_reopen(ctx: Ctx) {
         .unwrap();
 
     store.close().await;
-    let reopened = Store::connect(&ctx.url).await.unwrap();
+    let reopened = Store::connect(&ctx.url, crate::sealer()).await.unwrap();
     let p = reopened.partner_profile("contoso").await.unwrap();
     assert_eq!(p.tokens_seen, 3);
     assert_eq!(p.always, names(&["iss", "sub"]));

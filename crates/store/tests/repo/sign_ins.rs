@@ -250,7 +250,9 @@ pub async fn logged_sign_ins_are_seen_before_and_after_they_are_written(ctx: Ctx
 
     store.log_sign_in(log(7));
     store.close().await;
-    let reopened = tenantd_store::Store::connect(&ctx.url).await.unwrap();
+    let reopened = tenantd_store::Store::connect(&ctx.url, crate::sealer())
+        .await
+        .unwrap();
     let all = reopened
         .list_sign_ins(&SignInFilter::default())
         .await
@@ -267,7 +269,9 @@ pub async fn logged_sign_ins_are_seen_before_and_after_they_are_written(ctx: Ctx
 pub async fn logged_sign_ins_are_written_in_the_background(ctx: Ctx) {
     let store = &ctx.store;
     store.log_sign_in(log(2));
-    let other = tenantd_store::Store::connect(&ctx.url).await.unwrap();
+    let other = tenantd_store::Store::connect(&ctx.url, crate::sealer())
+        .await
+        .unwrap();
     let mut seen = Vec::new();
     for _ in 0..100 {
         seen = other.list_sign_ins(&SignInFilter::default()).await.unwrap();

@@ -8,7 +8,7 @@ use crate::{new_user, sqlite_url};
 async fn creates_file_and_parent_dir_and_uses_wal() {
     let (url, dir) = sqlite_url();
     assert!(!dir.exists());
-    let store = Store::connect(&url).await.unwrap();
+    let store = Store::connect(&url, crate::sealer()).await.unwrap();
     assert_eq!(store.backend(), Backend::Sqlite);
     let db = dir.join("nested").join("tenant.db");
     assert!(db.is_file(), "{} not created", db.display());
@@ -20,7 +20,7 @@ async fn creates_file_and_parent_dir_and_uses_wal() {
     assert!(wal.is_file(), "no WAL file next to the database");
     store.close().await;
     // Migrations are idempotent: connecting again applies nothing and keeps the data.
-    let again = Store::connect(&url).await.unwrap();
+    let again = Store::connect(&url, crate::sealer()).await.unwrap();
     assert_eq!(again.list_users().await.unwrap().len(), 1);
     again.close().await;
     std::fs::remove_dir_all(dir).unwrap();
@@ -28,7 +28,9 @@ async fn creates_file_and_parent_dir_and_uses_wal() {
 
 #[tokio::test]
 async fn in_memory_database_is_one_database() {
-    let store = Store::connect("sqlite::memory:").await.unwrap();
+    let store = Store::connect("sqlite::memory:", crate::sealer())
+        .await
+        .unwrap();
     store
         .insert_user(&new_user("u1", "u1@example.com"))
         .await
@@ -43,7 +45,7 @@ async fn in_memory_database_is_one_database() {
 #[tokio::test]
 async fn unsupported_urls_are_refused() {
     for url in ["mysql://localhost/x", "nonsense", "sqlite://"] {
-        let err = Store::connect(url).await.unwrap_err();
+        let err = Store::connect(url, crate::sealer()).await.unwrap_err();
         assert!(matches!(err, StoreError::Config(_)), "{url}: {err:?}");
     }
 }
