@@ -3,7 +3,8 @@
 //! balancer" that sends every step of a flow to the other replica: the sign-in pages, the code,
 //! the token exchange, a refresh and userinfo all work across them, smart lockout counts the
 //! wrong passwords of both, a password reset's steps cross them, and a key rotated on one is published by both before either signs
-//! with it.
+//! with it. A resource tenant's replicas also carry guests' federated sign-ins, MFA and
+//! Conditional Access policies created through either one's admin API.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -14,9 +15,19 @@ use crate::support::*;
 
 /// One replica: the shared issuer and database, its own listener.
 async fn replica(issuer: &str, db: &str) -> (Tenant, u16, Arc<OffsetClock>) {
+    replica_of("replicated", issuer, db, "").await
+}
+
+/// A replica of tenant `id` with `extra` config.
+async fn replica_of(
+    id: &str,
+    issuer: &str,
+    db: &str,
+    extra: &str,
+) -> (Tenant, u16, Arc<OffsetClock>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let text = config_text("replicated", issuer, &format!("127.0.0.1:{port}"), db, "");
+    let text = config_text(id, issuer, &format!("127.0.0.1:{port}"), db, extra);
     let config = Config::parse(&text, "replica.toml").unwrap();
     let clock = Arc::new(OffsetClock::default());
     let tenant = Tenant::start(config, listener, clock.clone())
@@ -53,6 +64,17 @@ async fn submit_password_via(
     authorize: &str,
     password: &str,
 ) -> reqwest::Response {
+    submit_password_as(lb, b, authorize, ALICE, password).await
+}
+
+/// [`submit_password_via`] for `email`.
+async fn submit_password_as(
+    lb: &Balancer,
+    b: &reqwest::Client,
+    authorize: &str,
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
     let r = b.get(lb.next(authorize)).send().await.unwrap();
     assert_eq!(r.status(), 303);
     let page = b
@@ -64,7 +86,7 @@ async fn submit_password_via(
         .await
         .unwrap();
     let mut form = hidden_inputs(&page);
-    form.push(("email".into(), ALICE.into()));
+    form.push(("email".into(), email.into()));
     let page = b
         .post(lb.next("/login"))
         .form(&form)
@@ -83,12 +105,13 @@ async fn submit_password_via(
         .unwrap()
 }
 
-#[tokio::test]
-async fn every_step_of_a_flow_may_land_on_either_replica() {
+/// A fresh PostgreSQL database: its URL, its name and the admin connection that drops it.
+/// `None` (the test skips) without `TENANTD_TEST_DATABASE_URL`.
+async fn fresh_database() -> Option<(url::Url, String, sqlx::PgConnection)> {
     use sqlx::Connection;
     let Ok(base) = std::env::var("TENANTD_TEST_DATABASE_URL") else {
         println!("skipped: TENANTD_TEST_DATABASE_URL not set");
-        return;
+        return None;
     };
     let name = format!("tenantd_replicas_{}", uuid::Uuid::new_v4().simple());
     let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
@@ -100,6 +123,22 @@ async fn every_step_of_a_flow_may_land_on_either_replica() {
     .unwrap();
     let mut db = url::Url::parse(&base).unwrap();
     db.set_path(&name);
+    Some((db, name, admin))
+}
+
+async fn drop_database(mut admin: sqlx::PgConnection, name: &str) {
+    let _ = sqlx::Executor::execute(
+        &mut admin,
+        sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn every_step_of_a_flow_may_land_on_either_replica() {
+    let Some((db, name, admin)) = fresh_database().await else {
+        return;
+    };
     // The issuer is the load balancer's address; here, replica A's port stands for it.
     let front = TcpListener::bind("127.0.0.1:0").unwrap();
     let issuer = issuer_of(&front);
@@ -312,9 +351,246 @@ async fn every_step_of_a_flow_may_land_on_either_replica() {
 
     a.shutdown().await;
     b.shutdown().await;
-    let _ = sqlx::Executor::execute(
-        &mut admin,
-        sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")),
+    drop_database(admin, &name).await;
+}
+
+/// Follows redirects at the tenant, each hop through the balancer, until one leaves for the
+/// app (`Ok`, its location) or a page is answered (`Err`: status and text).
+async fn follow_to_app(
+    lb: &Balancer,
+    b: &reqwest::Client,
+    mut location_: String,
+) -> Result<String, (u16, String)> {
+    while !location_.starts_with(RP_REDIRECT) {
+        let r = b.get(lb.next(&location_)).send().await.unwrap();
+        if r.status() != 303 {
+            return Err((r.status().as_u16(), r.text().await.unwrap()));
+        }
+        location_ = location(&r);
+    }
+    Ok(location_)
+}
+
+/// A guest's sign-in at the replicated resource: the resource's steps alternate replicas, the
+/// home's are the home's. Ends where [`follow_to_app`] ends.
+async fn guest_sign_in_via(
+    lb: &Balancer,
+    home: &str,
+    b: &reqwest::Client,
+    authorize: &str,
+    email: &str,
+    password: &str,
+) -> Result<String, (u16, String)> {
+    let r = b.get(lb.next(authorize)).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let page = b
+        .get(lb.next(&location(&r)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut form = hidden_inputs(&page);
+    form.push(("email".into(), email.into()));
+    let r = b.post(lb.next("/login")).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), 303, "home realm discovery");
+    let to_home = location(&r);
+    assert!(to_home.starts_with(home), "{to_home}");
+    let r = b.get(&to_home).send().await.unwrap();
+    let login = location(&r);
+    let page = b
+        .get(format!("{home}{login}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut form = hidden_inputs(&page);
+    form.push(("password".into(), password.into()));
+    let r = b
+        .post(format!("{home}/login/password"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "the home accepts the password");
+    let callback = location(&r);
+    assert!(
+        callback.starts_with(&format!("{}/federation/callback", lb.issuer)),
+        "{callback}"
+    );
+    follow_to_app(lb, b, callback).await
+}
+
+/// Guests, MFA and a policy change, over two replicas of a resource tenant on one PostgreSQL
+/// database: a guest's federated sign-in (its state, nonce and PKCE verifier kept in the
+/// database) starts on one replica and returns from the home to the other; Conditional Access
+/// policies created through one replica's admin API hold on the other once it has followed
+/// the database (every 30 s; called here); a member's MFA code page is served by one replica
+/// and the code checked by the other; a blocked guest is blocked by either.
+#[tokio::test]
+async fn guests_mfa_and_policy_changes_cross_replicas() {
+    use crate::federation::{BOB, BOB_PW, CAROL, CAROL_PW, TRUSTED, home_app_toml, partner_toml};
+    let Some((db, name, admin)) = fresh_database().await else {
+        return;
+    };
+    let front = TcpListener::bind("127.0.0.1:0").unwrap();
+    let issuer = issuer_of(&front);
+    drop(front);
+    let (hd, hdb) = tenant_dir("contoso");
+    let home = start_on(
+        "contoso",
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        &hd,
+        &hdb,
+        &home_app_toml(&issuer),
     )
     .await;
+    add_user(&home, ALICE, ALICE_PW, false).await;
+    add_user(&home, BOB, BOB_PW, false).await;
+    let extra = format!("{}{ADMIN_APP}", partner_toml(&home.issuer, TRUSTED));
+    let ((a, port_a, _), (b, port_b, _)) = tokio::join!(
+        replica_of("fabrikam", &issuer, db.as_str(), &extra),
+        replica_of("fabrikam", &issuer, db.as_str(), &extra)
+    );
+    let lb = Balancer {
+        issuer: issuer.clone(),
+        ports: [port_a, port_b],
+        step: 0.into(),
+    };
+    let s = &a.state;
+    for email in [ALICE, BOB] {
+        server::guests::invite(&s.store, &s.config, email, "contoso", None, None, s.now())
+            .await
+            .unwrap();
+    }
+    let bob = s.store.user_by_email(BOB).await.unwrap().unwrap();
+    let carol = s
+        .store
+        .insert_user(&store::NewUser {
+            id: uuid::Uuid::new_v4().to_string(),
+            email: CAROL.into(),
+            display_name: "Carol".into(),
+            given_name: None,
+            family_name: None,
+            password_hash: Some(s.passwords.hash(CAROL_PW).await.unwrap()),
+            must_change_password: false,
+            now: s.now(),
+        })
+        .await
+        .unwrap();
+    const CAROL_TOTP: &str = "JBSWY3DPEHPK3PXPJBSWY3DP";
+    server::mfa::register_totp(s, &carol.id, CAROL_TOTP)
+        .await
+        .unwrap();
+
+    // Two policies through replica A's admin API; B follows the database.
+    let at_a = Remote(format!("https://127.0.0.1:{port_a}"));
+    let token = admin_token(&at_a).await;
+    for (display, user, control) in [
+        ("Block bob", &bob.id, "block"),
+        ("MFA for carol", &carol.id, "mfa"),
+    ] {
+        let r = backchannel()
+            .post(at_a.url("/v1.0/identity/conditionalAccess/policies"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({
+                "displayName": display,
+                "state": "enabled",
+                "conditions": {
+                    "users": {"includeUsers": [user]},
+                    "applications": {"includeApplications": ["All"]},
+                },
+                "grantControls": {"operator": "OR", "builtInControls": [control]},
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    }
+    let before = b.state.protection.policies().api.len();
+    assert_eq!(before, 0, "B has not looked yet");
+    server::server::follow_policies(&b.state).await;
+    assert_eq!(b.state.protection.policies().api.len(), 2);
+
+    let authorize = format!(
+        "/authorize?response_type=code&client_id={RP_ID}&redirect_uri={}&scope=openid%20offline_access&state=st-1&nonce=n-1",
+        urlenc(RP_REDIRECT)
+    );
+    // Alice, a guest: in through either replica, her tokens work on both.
+    let to_app = guest_sign_in_via(&lb, &home.issuer, &browser(), &authorize, ALICE, ALICE_PW)
+        .await
+        .unwrap_or_else(|(s, page)| panic!("{s}: {page}"));
+    let code = query(&to_app)["code"].clone();
+    let r = backchannel()
+        .post(lb.next("/token"))
+        .basic_auth(RP_ID, Some(RP_SECRET))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", RP_REDIRECT),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let tokens: serde_json::Value = r.json().await.unwrap();
+    let r = backchannel()
+        .post(lb.next("/token"))
+        .basic_auth(RP_ID, Some(RP_SECRET))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    // Bob, a guest the policy blocks: refused whichever replica judges him.
+    for _ in 0..2 {
+        let (status, page) =
+            guest_sign_in_via(&lb, &home.issuer, &browser(), &authorize, BOB, BOB_PW)
+                .await
+                .unwrap_err();
+        assert_eq!(status, 403, "{page}");
+        assert!(page.contains("53003"), "{page}");
+    }
+
+    // Carol, a member the policy asks for MFA: the code page on one replica, the code on the
+    // other.
+    let br = browser();
+    let r = submit_password_as(&lb, &br, &authorize, CAROL, CAROL_PW).await;
+    assert_eq!(r.status(), 303);
+    let (status, page) = follow_to_app(&lb, &br, location(&r)).await.unwrap_err();
+    assert_eq!(status, 200);
+    assert!(page.contains("action=\"/login/mfa\""), "{page}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // The page's first form (it has others: recovery codes, codes by email).
+    let form = vec![
+        ("interaction", crate::mfa::hidden(&page, "interaction")),
+        ("csrf_token", crate::mfa::hidden(&page, "csrf_token")),
+        ("code", crate::mfa::totp_at(CAROL_TOTP, now)),
+    ];
+    let r = br
+        .post(lb.next("/login/mfa"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    let to_app = follow_to_app(&lb, &br, location(&r))
+        .await
+        .unwrap_or_else(|(s, page)| panic!("{s}: {page}"));
+    assert!(query(&to_app).contains_key("code"), "{to_app}");
+
+    a.shutdown().await;
+    b.shutdown().await;
+    home.tenant.shutdown().await;
+    drop_database(admin, &name).await;
 }

@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
-/// How often keys are re-read from the store (so `tenantd keys rotate` takes effect).
+/// How often keys are re-read from the store (so `tenantd keys rotate` takes effect), and
+/// policies recompiled if another replica changed them through the admin API.
 const KEY_RELOAD: Duration = Duration::from_secs(30);
 /// How often expired rows are purged.
 const PURGE: Duration = Duration::from_secs(300);
@@ -231,7 +232,10 @@ async fn housekeeping(state: AppState) {
                 // Detached, so a slow partner does not hold up key reloads and purges.
                 drop(spawn_partner_check(&state, Occasion::Reload));
             }
-            _ = keys_tick.tick() => reload_keys(&state).await,
+            _ = keys_tick.tick() => {
+                reload_keys(&state).await;
+                follow_policies(&state).await;
+            }
             _ = purge_tick.tick() => {
                 let now = state.now();
                 if let Err(e) = state.store.purge_expired(now).await {
@@ -247,6 +251,17 @@ async fn housekeeping(state: AppState) {
                     tracing::warn!(error = %e, "deleting old keys failed");
                 }
             }
+        }
+    }
+}
+
+/// Recompiles the policies if another replica changed them; a failure keeps the current ones.
+pub async fn follow_policies(state: &AppState) {
+    match state.protection.follow_store(&state.store).await {
+        Ok(true) => tracing::info!("policies changed in the database: recompiled"),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "recompiling the policies after a change in the database failed; keeping the current ones")
         }
     }
 }

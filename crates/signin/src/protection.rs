@@ -137,6 +137,63 @@ pub struct Protection {
     settings: RiskSettings,
     intel: ArcSwap<Intel>,
     policies: ArcSwap<Policies>,
+    /// The database's part of the policies as they were last compiled: how a replica notices
+    /// a change another replica made ([`Protection::follow_store`]).
+    compiled_from: std::sync::Mutex<StoredPolicies>,
+}
+
+/// The policies' rows in the database: the API-created policies `(id, json)` and the states
+/// file policies were switched to `(id, state)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct StoredPolicies {
+    api: Vec<(String, String)>,
+    states: Vec<(String, String)>,
+}
+
+impl StoredPolicies {
+    async fn read(store: &Store) -> Result<StoredPolicies, LoadError> {
+        Ok(StoredPolicies {
+            api: store.list_ca_policies().await?,
+            states: store.ca_policy_states().await?,
+        })
+    }
+
+    /// The API-created policies, parsed.
+    fn api(&self) -> Result<Vec<ConditionalAccessPolicy>, LoadError> {
+        self.api
+            .iter()
+            .map(|(id, json)| {
+                policy::parse_policy_json(&format!("database policy {id}"), json)
+                    .map_err(LoadError::Policy)
+            })
+            .collect()
+    }
+
+    /// The file policies with the states admins switched them to: a file is the source of a
+    /// policy, but switching it on, to report-only or off is an admin's everyday act, and must
+    /// not wait for someone to edit a file (nor be undone by the next reload).
+    fn switch(
+        &self,
+        mut files: Vec<(String, ConditionalAccessPolicy)>,
+    ) -> Vec<(String, ConditionalAccessPolicy)> {
+        let states: HashMap<&str, &str> = self
+            .states
+            .iter()
+            .map(|(id, state)| (id.as_str(), state.as_str()))
+            .collect();
+        for (_, p) in &mut files {
+            let Some(state) = states.get(p.id.as_str()) else {
+                continue;
+            };
+            match serde_json::from_value(serde_json::Value::String((*state).to_owned())) {
+                Ok(s) => p.state = s,
+                Err(_) => {
+                    tracing::error!(policy = %p.id, state = %state, "unreadable policy state switch ignored")
+                }
+            }
+        }
+        files
+    }
 }
 
 impl std::fmt::Debug for Protection {
@@ -171,14 +228,18 @@ impl Protection {
         prepared: Prepared,
         store: &Store,
     ) -> Result<Protection, LoadError> {
-        let api = api_policies(store).await?;
-        let files = switched(store, prepared.files).await?;
-        let policies =
-            Policies::compile(files, api, prepared.builtin).map_err(LoadError::Policy)?;
+        let stored = StoredPolicies::read(store).await?;
+        let policies = Policies::compile(
+            stored.switch(prepared.files),
+            stored.api()?,
+            prepared.builtin,
+        )
+        .map_err(LoadError::Policy)?;
         Ok(Protection {
             settings,
             intel: ArcSwap::from_pointee(prepared.intel),
             policies: ArcSwap::from_pointee(policies),
+            compiled_from: std::sync::Mutex::new(stored),
         })
     }
 
@@ -200,16 +261,19 @@ impl Protection {
     /// Re-reads intel and policies; on any error nothing changes.
     pub async fn reload(&self, store: &Store) -> Result<Loaded, LoadError> {
         let prepared = Prepared::read_blocking(self.settings.clone()).await?;
-        let api = api_policies(store).await?;
-        let files = switched(store, prepared.files).await?;
-        let policies =
-            Policies::compile(files, api, prepared.builtin).map_err(LoadError::Policy)?;
+        let stored = StoredPolicies::read(store).await?;
+        let policies = Policies::compile(
+            stored.switch(prepared.files),
+            stored.api()?,
+            prepared.builtin,
+        )
+        .map_err(LoadError::Policy)?;
         let loaded = Loaded {
             intel: prepared.intel.describe(),
             policies: policies.set.len(),
         };
         self.intel.store(Arc::new(prepared.intel));
-        self.policies.store(Arc::new(policies));
+        self.set_policies(policies, stored);
         Ok(loaded)
     }
 
@@ -227,11 +291,37 @@ impl Protection {
         })
         .await
         .map_err(|e| LoadError::Task(e.to_string()))??;
-        let api = api_policies(store).await?;
-        let files = switched(store, files).await?;
-        let policies = Policies::compile(files, api, builtin).map_err(LoadError::Policy)?;
-        self.policies.store(Arc::new(policies));
+        let stored = StoredPolicies::read(store).await?;
+        let policies = Policies::compile(stored.switch(files), stored.api()?, builtin)
+            .map_err(LoadError::Policy)?;
+        self.set_policies(policies, stored);
         Ok(())
+    }
+
+    /// Recompiles the policies when their rows in the database changed since the last compile
+    /// (another replica created, changed or switched one); returns whether it did. Every
+    /// replica calls this periodically, so a change made on one holds on all within that
+    /// period.
+    pub async fn follow_store(&self, store: &Store) -> Result<bool, LoadError> {
+        let now = StoredPolicies::read(store).await?;
+        let unchanged = self
+            .compiled_from
+            .lock()
+            .map(|seen| *seen == now)
+            .unwrap_or(false);
+        if unchanged {
+            return Ok(false);
+        }
+        self.reload_policies(store).await?;
+        Ok(true)
+    }
+
+    fn set_policies(&self, policies: Policies, stored: StoredPolicies) {
+        self.policies.store(Arc::new(policies));
+        match self.compiled_from.lock() {
+            Ok(mut seen) => *seen = stored,
+            Err(poisoned) => *poisoned.into_inner() = stored,
+        }
     }
 
     /// Compiles the policies as they would be with the API-created ones replaced by `api`:
@@ -461,41 +551,7 @@ fn policy_problems(
     }
 }
 
-/// The file policies with the states admins switched them to: a file is the source of a
-/// policy, but switching it on, to report-only or off is an admin's everyday act, and must not
-/// wait for someone to edit a file (nor be undone by the next reload).
-async fn switched(
-    store: &Store,
-    mut files: Vec<(String, ConditionalAccessPolicy)>,
-) -> Result<Vec<(String, ConditionalAccessPolicy)>, LoadError> {
-    let states: HashMap<String, String> = store.ca_policy_states().await?.into_iter().collect();
-    for (_, p) in &mut files {
-        let Some(state) = states.get(&p.id) else {
-            continue;
-        };
-        match serde_json::from_value(serde_json::Value::String(state.clone())) {
-            Ok(s) => p.state = s,
-            Err(_) => {
-                tracing::error!(policy = %p.id, state = %state, "unreadable policy state switch ignored")
-            }
-        }
-    }
-    Ok(files)
-}
-
 /// Whether `id` is a policy from a file, whose state an admin may switch.
 pub fn is_file_policy(policies: &Policies, id: &str) -> bool {
     matches!(policies.origin(id), Some(Origin::File(_)))
-}
-
-/// The API-created policies as stored.
-pub async fn api_policies(store: &Store) -> Result<Vec<ConditionalAccessPolicy>, LoadError> {
-    let mut out = Vec::new();
-    for (id, json) in store.list_ca_policies().await? {
-        out.push(
-            policy::parse_policy_json(&format!("database policy {id}"), &json)
-                .map_err(LoadError::Policy)?,
-        );
-    }
-    Ok(out)
 }
