@@ -40,7 +40,7 @@ pub struct Grant {
     pub claims: Option<String>,
 }
 
-struct GrantRow {
+pub(crate) struct GrantRow {
     id: String,
     client_id: String,
     user_id: String,
@@ -99,6 +99,7 @@ macro_rules! grant_columns {
          expires_at, revoked_at, claims"
     };
 }
+pub(crate) use grant_columns;
 
 /// An authorization code: what the token request is checked against. Never stored: the code
 /// itself carries it, sealed (see [`Store::redeem_sealed_code`]).

@@ -49,6 +49,7 @@ mod roles;
 mod sealing;
 mod sessions;
 mod sign_ins;
+mod signals;
 mod sspr;
 mod users;
 
@@ -81,6 +82,7 @@ pub use sessions::{Consumption, Interaction, Session};
 pub use sign_ins::{
     FLUSH_EVERY, INTERACTIVE_USER, NON_INTERACTIVE_USER, RecentSignIn, SignInFilter, SignInLog,
 };
+pub use signals::{GuestChange, SignalApplied};
 pub use sspr::AttemptCount;
 pub use users::{
     InvitationState, NewUser, User, UserCondition, UserDeletion, UserPageQuery, UserStatus,

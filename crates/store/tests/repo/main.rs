@@ -23,6 +23,7 @@ mod roles;
 mod sealing;
 mod sessions;
 mod sign_ins;
+mod signals;
 mod sqlite_only;
 mod sspr;
 mod users;
@@ -254,6 +255,9 @@ macro_rules! scenarios {
 }
 
 scenarios! {
+    signals {
+        a_partner_event_is_applied_once,
+    }
     sealing {
         secrets_are_sealed_in_the_database,
         clear_values_and_previous_keys_are_resealed,

@@ -1,0 +1,106 @@
+//! Security events received from partners (OpenID Shared Signals): `received_signals`. An event
+//! is applied at most once: its id (`jti`) is recorded in the transaction that applies it.
+
+use crate::db::query;
+use crate::grants::{GrantRow, end_user_sign_ins_in, grant_columns};
+use crate::{Grant, Store, StoreError};
+
+/// What a partner's event changes about one of its users who is a guest here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuestChange {
+    /// The guest it is about (`None`: no such guest here; the event is only recorded).
+    pub guest_id: Option<String>,
+    /// The user-risk claim (JSON) to hold for the guest from now on, if the event changes it.
+    pub home_user_risk: Option<String>,
+    /// End every session and grant the guest holds here.
+    pub end_sign_ins: bool,
+}
+
+/// What applying an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalApplied {
+    /// Applied now: the guest's sessions and grants ended by it.
+    Now {
+        /// Sessions ended.
+        sessions: u64,
+        /// Grants ended.
+        grants: u64,
+    },
+    /// This event was applied before (a retry or a replay): nothing changed.
+    Before,
+}
+
+impl Store {
+    /// Applies partner `partner_id`'s event `jti` in one transaction: records it, stores the
+    /// guest's new user-risk claim, ends their sign-ins. An event recorded before changes
+    /// nothing ([`SignalApplied::Before`]).
+    pub async fn apply_partner_signal(
+        &self,
+        partner_id: &str,
+        jti: &str,
+        change: &GuestChange,
+        now: i64,
+    ) -> Result<SignalApplied, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let new = query(
+            "INSERT INTO received_signals (partner_id, jti, guest_id, received_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (partner_id, jti) DO NOTHING",
+        )
+        .bind(partner_id)
+        .bind(jti)
+        .bind(change.guest_id.as_deref())
+        .bind(now)
+        .execute(&mut tx)
+        .await?;
+        if new.rows_affected() == 0 {
+            return Ok(SignalApplied::Before);
+        }
+        let (mut sessions, mut grants) = (0, 0);
+        if let Some(guest) = &change.guest_id {
+            if let Some(claim) = &change.home_user_risk {
+                query(
+                    "UPDATE users SET home_user_risk = $1 \
+                     WHERE id = $2 AND user_type = 'guest' AND partner_id = $3",
+                )
+                .bind(claim)
+                .bind(guest)
+                .bind(partner_id)
+                .execute(&mut tx)
+                .await?;
+            }
+            if change.end_sign_ins {
+                (sessions, grants) = end_user_sign_ins_in(&mut tx, guest, now).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(SignalApplied::Now { sessions, grants })
+    }
+
+    /// The grants `user_id` holds now (not revoked, not expired), oldest first.
+    pub async fn active_grants_of(
+        &self,
+        user_id: &str,
+        now: i64,
+    ) -> Result<Vec<Grant>, StoreError> {
+        let rows: Vec<GrantRow> = query(concat!(
+            "SELECT ",
+            grant_columns!(),
+            " FROM grants WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 \
+             ORDER BY created_at, id"
+        ))
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(&self.db)
+        .await?;
+        rows.into_iter().map(Grant::try_from).collect()
+    }
+
+    /// Forgets received events older than `t` (their senders' age limit refuses them anyway).
+    pub async fn purge_received_signals(&self, t: i64) -> Result<u64, StoreError> {
+        let done = query("DELETE FROM received_signals WHERE received_at < $1")
+            .bind(t)
+            .execute(&self.db)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}

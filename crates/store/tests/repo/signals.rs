@@ -1,0 +1,87 @@
+//! Security events from partners: applied once, in one transaction with what they change.
+
+use tenantd_store::{GuestChange, SignalApplied};
+
+use crate::{Ctx, create_grant, grant, new_guest, session};
+
+pub async fn a_partner_event_is_applied_once(ctx: Ctx) {
+    let store = &ctx.store;
+    store
+        .invite_guest(&new_guest("g1", "bob@partner.example", "p1"), "inv1", None)
+        .await
+        .unwrap();
+    store
+        .create_session(&session("s1", "g1", 10_000))
+        .await
+        .unwrap();
+    create_grant(store, &grant("gr1", "g1", Some("s1"), true)).await;
+    assert_eq!(store.active_grants_of("g1", 200).await.unwrap().len(), 1);
+    assert!(
+        store
+            .active_grants_of("g1", 10_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "expired"
+    );
+
+    let change = GuestChange {
+        guest_id: Some("g1".into()),
+        home_user_risk: Some(r#"{"level":"high"}"#.into()),
+        end_sign_ins: true,
+    };
+    assert_eq!(
+        store
+            .apply_partner_signal("p1", "jti-1", &change, 200)
+            .await
+            .unwrap(),
+        SignalApplied::Now {
+            sessions: 1,
+            grants: 1
+        }
+    );
+    let g1 = store.user_by_id("g1").await.unwrap().unwrap();
+    assert_eq!(g1.home_user_risk.as_deref(), Some(r#"{"level":"high"}"#));
+    assert!(store.active_grants_of("g1", 200).await.unwrap().is_empty());
+    assert!(
+        store
+            .session_by_id("s1")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+
+    // The same event again changes nothing, even with other content; another partner's
+    // event of the same id is its own.
+    let lower = GuestChange {
+        home_user_risk: Some(r#"{"level":"low"}"#.into()),
+        ..change.clone()
+    };
+    assert_eq!(
+        store
+            .apply_partner_signal("p1", "jti-1", &lower, 300)
+            .await
+            .unwrap(),
+        SignalApplied::Before
+    );
+    let g1 = store.user_by_id("g1").await.unwrap().unwrap();
+    assert_eq!(g1.home_user_risk.as_deref(), Some(r#"{"level":"high"}"#));
+    // A partner changes only its own users' risk.
+    assert_eq!(
+        store
+            .apply_partner_signal("p2", "jti-1", &lower, 300)
+            .await
+            .unwrap(),
+        SignalApplied::Now {
+            sessions: 0,
+            grants: 0
+        }
+    );
+    let g1 = store.user_by_id("g1").await.unwrap().unwrap();
+    assert_eq!(g1.home_user_risk.as_deref(), Some(r#"{"level":"high"}"#));
+
+    assert_eq!(store.purge_received_signals(250).await.unwrap(), 1);
+    assert_eq!(store.purge_received_signals(1_000).await.unwrap(), 1);
+}
