@@ -469,3 +469,104 @@ async fn a_home_that_does_not_reauthenticate_is_refused_with_login_required() {
         .unwrap();
     assert_eq!(alice.home_subject, None);
 }
+
+/// A partner's signal about a guest acts at once (the domain half of shared signals; the SETs
+/// carrying it are checked before): bob holds a refresh token at the resource; his home says
+/// his risk is now high; the gate judges his grant on that and the policies block, so his
+/// sessions and grants end and his refresh is refused. The same event again changes nothing; a
+/// lower level ends nothing; a session revocation ends alice's at once.
+#[tokio::test]
+async fn a_partners_signal_about_a_guest_acts_at_once_and_once() {
+    use server::guest_signals::{Signal, Subject, apply};
+    let policies = crate::risk::policies_copy("fabrikam");
+    let p = pair(&crate::risk::resource_lines(&policies, TRUSTED)).await;
+    let tokens_of = |who: &'static str, pw: &'static str| {
+        let p = &p;
+        async move {
+            let redirect = app_redirect(
+                federated_sign_in(p, &browser(), &rp_authorize(&p.resource, ""), who, pw).await,
+            );
+            exchange(&p.resource, &redirect).await["refresh_token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let bob_rt = tokens_of(BOB, BOB_PW).await;
+    let alice_rt = tokens_of(ALICE, ALICE_PW).await;
+    let s = p.resource.state();
+
+    // Low: nothing ends; the refresh passes.
+    let low = Signal::RiskLevelChange {
+        current: risk::RiskLevel::Low,
+        reason: None,
+    };
+    let applied = apply(s, "contoso", "e-1", &Subject::Email(BOB.into()), &low)
+        .await
+        .unwrap();
+    assert!(applied.guest_id.is_some());
+    assert_eq!(applied.ended_because, None);
+    let (status, body) = refresh_as_rp(&p.resource, &bob_rt).await;
+    assert_eq!(status, 200, "{body}");
+    let bob_rt = body["refresh_token"].as_str().unwrap().to_owned();
+
+    // High: the policies block him, everything ends.
+    let high = Signal::RiskLevelChange {
+        current: risk::RiskLevel::High,
+        reason: Some("confirmed compromised".into()),
+    };
+    let applied = apply(s, "contoso", "e-2", &Subject::Email(BOB.into()), &high)
+        .await
+        .unwrap();
+    assert!(
+        applied
+            .ended_because
+            .as_deref()
+            .is_some_and(|why| why.contains("53011")),
+        "{applied:?}"
+    );
+    assert!(matches!(
+        applied.applied,
+        store::SignalApplied::Now { grants: 1.., .. }
+    ));
+    let (status, body) = refresh_as_rp(&p.resource, &bob_rt).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_grant");
+
+    // The same event again: applied before, nothing changes; a later low one unblocks the
+    // next sign-in's refresh judgement, but ends nothing and revives nothing.
+    let again = apply(s, "contoso", "e-2", &Subject::Email(BOB.into()), &high)
+        .await
+        .unwrap();
+    assert_eq!(again.applied, store::SignalApplied::Before);
+    assert_eq!(again.ended_because, None);
+
+    // Another partner's name for the same address is not bob.
+    let stranger = apply(s, "northwind", "e-3", &Subject::Email(BOB.into()), &high)
+        .await
+        .unwrap();
+    assert_eq!(stranger.guest_id, None);
+
+    // Alice's home revoked her sessions: hers end here too.
+    let home_alice = p
+        .home
+        .state()
+        .store
+        .user_by_email(ALICE)
+        .await
+        .unwrap()
+        .unwrap();
+    let applied = apply(
+        s,
+        "contoso",
+        "e-4",
+        &Subject::HomeSubject(home_alice.id.clone()),
+        &Signal::SessionRevoked,
+    )
+    .await
+    .unwrap();
+    assert!(applied.guest_id.is_some(), "found by her subject at home");
+    assert!(applied.ended_because.is_some());
+    let (status, _) = refresh_as_rp(&p.resource, &alice_rt).await;
+    assert_eq!(status, 400);
+}

@@ -28,7 +28,7 @@ pub mod web;
 pub use server::Tenant;
 pub use signin::config::Config;
 pub use signin::{
-    apps, config, email_otp, guests, keys, mail, mfa, passwords, protection, secrets, signin_log,
-    user_risk, users, vault,
+    apps, config, email_otp, guest_signals, guests, keys, mail, mfa, passwords, protection,
+    secrets, signin_log, user_risk, users, vault,
 };
 pub use state::{AppState, Clock, OffsetClock, SystemClock};

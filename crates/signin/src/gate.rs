@@ -643,25 +643,48 @@ pub async fn judge_refresh(
             ));
         }
     };
-    let request = refreshed_request(app, grant);
-    let mut sign_in = SignIn::new(request, client.correlation_id.to_owned())
-        .authenticated(&user.id, grant.amr.clone());
-    sign_in.guest = match user.user_type {
-        store::UserType::Guest => Some(guest_on_refresh(dir, &user, grant).await?),
-        store::UserType::Member => None,
-    };
     let origin = if app.config.auth_method == protocol::client_auth::AuthMethod::None {
         Origin::from(client)
     } else {
         Origin::BackChannel
     };
-    let a = assess(dir, origin, &user, &sign_in, &app.config.client_id).await?;
+    let (sign_in, a) = assess_grant(dir, origin, client.correlation_id, app, grant, &user).await?;
     let (outcome, refusal) = refresh_outcome(&a);
     log(dir, client, &sign_in, &user, &a, How::Refresh, outcome).await;
     match refusal {
         None => Ok(user),
         Some((code, message, revoke_family)) => Err(refuse(code, message, revoke_family)),
     }
+}
+
+/// What the gate says of `user` holding `grant` now, as it would judge the grant's next
+/// refresh (nothing is logged): a guest on the last user-risk claim their home sent.
+pub async fn assess_grant(
+    dir: &Directory,
+    origin: Origin<'_>,
+    correlation_id: &str,
+    app: &App,
+    grant: &Grant,
+    user: &User,
+) -> Result<(SignIn, Assessment), StoreError> {
+    let request = refreshed_request(app, grant);
+    let mut sign_in =
+        SignIn::new(request, correlation_id.to_owned()).authenticated(&user.id, grant.amr.clone());
+    sign_in.guest = match user.user_type {
+        store::UserType::Guest => Some(guest_on_refresh(dir, user, grant).await?),
+        store::UserType::Member => None,
+    };
+    let a = assess(dir, origin, user, &sign_in, &app.config.client_id).await?;
+    Ok((sign_in, a))
+}
+
+/// Whether an assessment ends the grant it was made for: a block, or a password change only
+/// an interactive sign-in can make (what refuses a refresh and ends its family).
+pub fn ends_grant(a: &Assessment) -> bool {
+    refresh_outcome(a)
+        .1
+        .is_some_and(|(_, _, revoke_family)| revoke_family)
+        || matches!(a.verdict, Verdict::Block { .. })
 }
 
 /// A refresh's log outcome, and its refusal: (code, message, whether the family ends).

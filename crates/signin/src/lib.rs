@@ -13,7 +13,8 @@
 //! - [`partner_check`]: each partner's discovery and JWKS checked at start-up and on reload,
 //!   findings logged with what to fix.
 //! - [`user_risk`]: the home's user-risk service ([`user_risk::Home`]), imports, detections.
-//! - [`guests`]: inviting guests.
+//! - [`guests`]: inviting guests; [`guest_signals`]: what a partner's security events about
+//!   its users (shared signals) change for them here as guests.
 //! - [`users`]: the users the admin API lists, creates, changes and deletes (Graph `user`).
 //! - [`codes`]: the error codes people can look up (Entra's numbers), all in one place.
 //! - [`signin_log`]: sign-in log entries (Graph `signIn`-shaped), for the [`Client`] that asked.
@@ -36,6 +37,7 @@ mod directory;
 pub mod email_otp;
 pub mod federation;
 pub mod gate;
+pub mod guest_signals;
 pub mod guests;
 pub mod keys;
 pub mod lockout;
