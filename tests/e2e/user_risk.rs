@@ -697,3 +697,64 @@ async fn risky_users_report_filters_sorts_and_pages() {
         assert_eq!(body["error"]["code"], "Request_UnsupportedQuery", "{bad}");
     }
 }
+
+/// A partner's report that it blocked alice (the reverse stream's domain half): a
+/// `partnerReportedRisk` detection from that partner in the detections report and her risk
+/// history, at the level `[risk] partner_reported_risk_level` sets; the same partner reporting
+/// the retried sign-in adds nothing; set to `high`, the home's own policies then see high risk.
+#[tokio::test]
+async fn a_partners_report_of_a_block_is_a_partner_reported_risk_detection() {
+    use server::user_risk::{PartnerReport, partner_reported};
+    let report = PartnerReport {
+        partner: "fabrikam".into(),
+        partner_name: "Fabrikam".into(),
+        blocked_at: 1_764_900_000,
+        policy: "Block high sign-in risk".into(),
+        sign_in_risk: risk::RiskLevel::High,
+        detections: vec!["anonymizedIPAddress".into()],
+        ip: Some("203.0.113.9".parse().unwrap()),
+    };
+    let t = start_home().await;
+    let token = admin_token(&t).await;
+    let alice = user(&t, ALICE).await;
+    let status = partner_reported(t.state(), &alice.id, &report)
+        .await
+        .unwrap();
+    assert_eq!(status.risk_level, risk::RiskLevel::Low);
+    assert_eq!(status.risk_state, risk::RiskState::AtRisk);
+    partner_reported(t.state(), &alice.id, &report)
+        .await
+        .unwrap();
+    let found: Vec<Value> = detections(&t, &token)
+        .await
+        .into_iter()
+        .filter(|d| d["riskEventType"] == "partnerReportedRisk")
+        .collect();
+    assert_eq!(found.len(), 1, "reported twice, detected once: {found:?}");
+    assert_eq!(found[0]["source"], "fabrikam");
+    assert_eq!(found[0]["userId"], alice.id.as_str());
+    assert_eq!(found[0]["riskLevel"], "low");
+    let (status, history) = get(
+        &t,
+        &token,
+        &format!("/v1.0/identityProtection/riskyUsers/{}/history", alice.id),
+    )
+    .await;
+    assert_eq!(status, 200, "{history}");
+    assert!(
+        history.to_string().contains("partnerReportedRisk")
+            && history.to_string().contains("Fabrikam blocked"),
+        "{history}"
+    );
+
+    let strict = start_with(
+        "contoso",
+        &format!("{ADMIN_APP}\n[risk]\npartner_reported_risk_level = \"high\"\n"),
+    )
+    .await;
+    let alice = user(&strict, ALICE).await;
+    let status = partner_reported(strict.state(), &alice.id, &report)
+        .await
+        .unwrap();
+    assert_eq!(status.risk_level, risk::RiskLevel::High);
+}

@@ -165,6 +165,67 @@ pub async fn raise(
     Home::of(dir).raise(user_id, detection).await
 }
 
+/// A partner's report that it blocked one of this tenant's users signing in there as a guest
+/// (the reverse stream of shared signals): what no home is told today.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartnerReport {
+    /// Who reports: the partner's app here (its client id), the detection's `source`.
+    pub partner: String,
+    /// The partner's name, for people.
+    pub partner_name: String,
+    /// When the partner blocked the sign-in, unix seconds.
+    pub blocked_at: i64,
+    /// The policy that blocked it, in the partner's words.
+    pub policy: String,
+    /// The sign-in's risk level at the partner.
+    pub sign_in_risk: RiskLevel,
+    /// The sign-in's detections at the partner (`riskEventType` names).
+    pub detections: Vec<String>,
+    /// The client's IP as the partner saw it.
+    pub ip: Option<IpAddr>,
+}
+
+impl PartnerReport {
+    /// The detection's explanation, in plain words.
+    pub fn explanation(&self) -> String {
+        let when = datetime(self.blocked_at)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let detections = if self.detections.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.detections.join(", "))
+        };
+        format!(
+            "{} blocked this user's sign-in there at {when}: {}; sign-in risk {}{detections}",
+            self.partner_name,
+            self.policy,
+            self.sign_in_risk.as_str(),
+        )
+    }
+}
+
+/// Records a partner's report of a block as a `partnerReportedRisk` detection, at the level
+/// `[risk] partner_reported_risk_level` sets (`low` unless set): this tenant's own user-risk
+/// policies decide what it leads to. The same partner reporting again while its detection
+/// stands (the same sign-in retried) adds nothing.
+pub async fn partner_reported(
+    dir: &Directory,
+    user_id: &str,
+    report: &PartnerReport,
+) -> Result<UserRiskStatus, UserRiskError> {
+    let mut detection = new_detection(
+        RiskEventType::PartnerReportedRisk,
+        dir.config.risk.partner_reported_level(),
+        DetectionTimingType::NearRealtime,
+        report.ip,
+        dir.now(),
+        report.explanation(),
+    );
+    detection.source.clone_from(&report.partner);
+    raise(dir, user_id, detection).await
+}
+
 /// Remediate, dismiss or confirm compromised (see [`Home::remediate`]).
 pub async fn remediate(
     dir: &Directory,

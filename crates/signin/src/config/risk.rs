@@ -24,6 +24,7 @@ pub(super) struct RawRisk {
     low_risk_max_age_days: Option<u32>,
     password_spray_accounts: Option<i64>,
     password_spray_window_secs: Option<i64>,
+    partner_reported_risk_level: Option<String>,
     #[serde(default)]
     sign_in: toml::Table,
 }
@@ -50,6 +51,17 @@ pub struct RiskSettings {
     pub sign_in: SignInRiskConfig,
     /// When failed passwords from one IP count as a password spray.
     pub password_spray: crate::user_risk::PasswordSprayConfig,
+    /// The level of the `partnerReportedRisk` detection a partner's report of a block raises
+    /// (`low` unless set): how much this tenant's own user-risk policies make of it.
+    pub partner_reported_risk_level: Option<risk::RiskLevel>,
+}
+
+impl RiskSettings {
+    /// The level a partner's report of a block is detected at.
+    pub fn partner_reported_level(&self) -> risk::RiskLevel {
+        self.partner_reported_risk_level
+            .unwrap_or(risk::RiskLevel::Low)
+    }
 }
 
 impl Validator {
@@ -86,7 +98,23 @@ impl Validator {
             }
             password_spray.window_secs = w;
         }
+        let partner_reported_risk_level = raw.partner_reported_risk_level.and_then(|l| {
+            let level = match l.as_str() {
+                "low" => Some(risk::RiskLevel::Low),
+                "medium" => Some(risk::RiskLevel::Medium),
+                "high" => Some(risk::RiskLevel::High),
+                _ => None,
+            };
+            if level.is_none() {
+                self.bad(
+                    "risk.partner_reported_risk_level",
+                    format!("low, medium or high, got {l:?}"),
+                );
+            }
+            level
+        });
         RiskSettings {
+            partner_reported_risk_level,
             anonymous_ips: raw.anonymous_ips.into_iter().map(at).collect(),
             malicious_ips: raw.malicious_ips.into_iter().map(at).collect(),
             named_locations: raw.named_locations.map(at),
@@ -172,4 +200,33 @@ fn snake(msg: &str) -> String {
         prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
     }
     out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::{Config, tests::GOOD};
+
+    #[test]
+    fn partner_reports_are_low_unless_set() {
+        let c = Config::parse(GOOD, "x.toml").unwrap();
+        assert_eq!(c.risk.partner_reported_level(), risk::RiskLevel::Low);
+        let c = Config::parse(
+            &format!("{GOOD}[risk]\npartner_reported_risk_level = \"medium\"\n"),
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!(c.risk.partner_reported_level(), risk::RiskLevel::Medium);
+        let e = Config::parse(
+            &format!("{GOOD}[risk]\npartner_reported_risk_level = \"none\"\n"),
+            "x.toml",
+        )
+        .unwrap_err();
+        assert!(
+            e.problems
+                .iter()
+                .any(|p| p.key == "risk.partner_reported_risk_level"),
+            "{e}"
+        );
+    }
 }
