@@ -467,6 +467,13 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
             "--database-url (TENANTD_DATABASE_URL) is one tenant's database: run one with --only TENANT"
         );
     }
+    if args.database_url.is_some() && args.reset {
+        // The data dir holds that database's master key: removing it would leave the database
+        // unreadable, and --reset would not empty the database anyway.
+        anyhow::bail!(
+            "--reset empties the lab's data dir, not a database given with --database-url (TENANTD_DATABASE_URL): drop and create that database yourself, then start without --reset"
+        );
+    }
     // The issuers of every tenant, also those another process runs (the demo app's tenant).
     let mut issuers: HashMap<String, String> = ready
         .iter()
