@@ -501,9 +501,15 @@ async fn a_partners_signal_about_a_guest_acts_at_once_and_once() {
         current: risk::RiskLevel::Low,
         reason: None,
     };
-    let applied = apply(s, "contoso", "e-1", &Subject::Email(BOB.into()), &low)
-        .await
-        .unwrap();
+    let applied = apply(
+        s,
+        "contoso",
+        "e-1",
+        &Subject::Email(BOB.into()),
+        std::slice::from_ref(&low),
+    )
+    .await
+    .unwrap();
     assert!(applied.guest_id.is_some());
     assert_eq!(applied.ended_because, None);
     let (status, body) = refresh_as_rp(&p.resource, &bob_rt).await;
@@ -515,9 +521,15 @@ async fn a_partners_signal_about_a_guest_acts_at_once_and_once() {
         current: risk::RiskLevel::High,
         reason: Some("confirmed compromised".into()),
     };
-    let applied = apply(s, "contoso", "e-2", &Subject::Email(BOB.into()), &high)
-        .await
-        .unwrap();
+    let applied = apply(
+        s,
+        "contoso",
+        "e-2",
+        &Subject::Email(BOB.into()),
+        std::slice::from_ref(&high),
+    )
+    .await
+    .unwrap();
     assert!(
         applied
             .ended_because
@@ -535,16 +547,28 @@ async fn a_partners_signal_about_a_guest_acts_at_once_and_once() {
 
     // The same event again: applied before, nothing changes; a later low one unblocks the
     // next sign-in's refresh judgement, but ends nothing and revives nothing.
-    let again = apply(s, "contoso", "e-2", &Subject::Email(BOB.into()), &high)
-        .await
-        .unwrap();
+    let again = apply(
+        s,
+        "contoso",
+        "e-2",
+        &Subject::Email(BOB.into()),
+        std::slice::from_ref(&high),
+    )
+    .await
+    .unwrap();
     assert_eq!(again.applied, store::SignalApplied::Before);
     assert_eq!(again.ended_because, None);
 
     // Another partner's name for the same address is not bob.
-    let stranger = apply(s, "northwind", "e-3", &Subject::Email(BOB.into()), &high)
-        .await
-        .unwrap();
+    let stranger = apply(
+        s,
+        "northwind",
+        "e-3",
+        &Subject::Email(BOB.into()),
+        std::slice::from_ref(&high),
+    )
+    .await
+    .unwrap();
     assert_eq!(stranger.guest_id, None);
 
     // Alice's home revoked her sessions: hers end here too.
@@ -561,7 +585,7 @@ async fn a_partners_signal_about_a_guest_acts_at_once_and_once() {
         "contoso",
         "e-4",
         &Subject::HomeSubject(home_alice.id.clone()),
-        &Signal::SessionRevoked,
+        &[Signal::SessionRevoked],
     )
     .await
     .unwrap();

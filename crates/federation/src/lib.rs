@@ -8,7 +8,8 @@
 //! home's `user_risk` claim through the partner's claim mapping. A partner can
 //! be checked before a guest needs it ([`check`]: discovery, JWKS, the mapped risk claim), and
 //! a partner whose TLS certificate is refused is told apart from one that is down
-//! ([`certificate`]).
+//! ([`certificate`]). The Security Event Tokens a partner sends about its users (shared
+//! signals) are checked with the same keys ([`signals`]).
 //!
 //! It does no storage and serves no HTTP: the server keeps the per-sign-in secrets, decides what
 //! a partner is trusted for, and renders the outcome.
@@ -18,6 +19,7 @@
 pub mod certificate;
 pub mod check;
 pub mod mapping;
+pub mod signals;
 pub mod upstream;
 
 pub use certificate::CertificateProblem;

@@ -120,8 +120,11 @@ type OidcClient = CoreClient<
 >;
 
 /// One discovery of the partner: metadata and JWKS as fetched together.
-struct Provider {
+pub(crate) struct Provider {
     client: OidcClient,
+    /// The partner's public keys (its JWKS), as JSON, by which its Security Event Tokens are
+    /// checked (`crate::signals`).
+    pub(crate) jwks: Vec<Value>,
     /// The `alg`s the partner signs ID tokens with (its discovery document).
     id_token_algs: Vec<CoreJwsSigningAlgorithm>,
     iss_parameter_supported: bool,
@@ -497,7 +500,7 @@ impl Upstream {
         })
     }
 
-    async fn provider(&self) -> Result<Arc<Provider>, FederationError> {
+    pub(crate) async fn provider(&self) -> Result<Arc<Provider>, FederationError> {
         let mut current = self.current.lock().await;
         if let Some(p) = current.as_ref() {
             return Ok(p.clone());
@@ -509,7 +512,10 @@ impl Upstream {
 
     /// Discovers again because `stale` could not verify a token. If another request already
     /// replaced `stale`, that newer discovery is used.
-    async fn refresh(&self, stale: &Arc<Provider>) -> Result<Arc<Provider>, FederationError> {
+    pub(crate) async fn refresh(
+        &self,
+        stale: &Arc<Provider>,
+    ) -> Result<Arc<Provider>, FederationError> {
         let mut current = self.current.lock().await;
         if let Some(p) = current.as_ref()
             && !Arc::ptr_eq(p, stale)
@@ -552,6 +558,12 @@ impl Upstream {
             None => None,
         };
         tracing::info!(partner = %self.settings.id, keys = metadata.jwks().keys().len(), "discovered the partner");
+        let jwks = metadata
+            .jwks()
+            .keys()
+            .iter()
+            .filter_map(|k| serde_json::to_value(k).ok())
+            .collect();
         let secret = match &self.settings.credential {
             Credential::Secret(s) => Some(ClientSecret::new(s.clone())),
             Credential::PrivateKeyJwt(_) => None,
@@ -566,6 +578,7 @@ impl Upstream {
         .set_redirect_uri(redirect);
         Ok(Provider {
             client,
+            jwks,
             id_token_algs,
             iss_parameter_supported,
             token_endpoint,

@@ -176,6 +176,10 @@ pub fn router(state: AppState) -> Router {
             crate::federated::CALLBACK_PATH,
             get(crate::federated::callback),
         )
+        .route(
+            crate::ssf_receiver::PUSH_PATH,
+            post(crate::ssf_receiver::push),
+        )
         .route("/login/change-password", post(login::change_submit))
         .route("/login/mfa", get(mfa::page).post(mfa::verify_submit))
         .route("/login/mfa/recovery", post(mfa::recovery_submit))

@@ -243,6 +243,10 @@ async fn housekeeping(state: AppState) {
                 }
                 state.rate_limits.forget_idle();
                 purge_retained(&state, now).await;
+                // A partner's event older than a receiver accepts cannot come again.
+                if let Err(e) = state.store.purge_received_signals(now - federation::signals::MAX_SET_AGE_SECS).await {
+                    tracing::warn!(error = %e, "purging received signals failed");
+                }
                 // Smart lockout forgets an account's count a day after its last wrong password.
                 if let Err(e) = state.store.purge_lockouts(now - 86_400).await {
                     tracing::warn!(error = %e, "purging lockout counts failed");

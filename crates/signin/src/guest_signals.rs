@@ -15,6 +15,7 @@
 //! An event is applied once (`Store::apply_partner_signal`): the id it came with is recorded in
 //! the transaction that applies it, so a retry or a replay changes nothing.
 
+use federation::signals::SetSubject;
 use risk::{RiskDetail, RiskLevel, RiskState, UserRiskClaim};
 use store::{GuestChange, SignalApplied, StoreError, User, UserType};
 
@@ -28,6 +29,61 @@ pub enum Subject {
     Email(String),
     /// Their subject at the partner (`iss_sub`; the caller checked `iss` is the partner's).
     HomeSubject(String),
+}
+
+/// The event types this receiver acts on (CAEP 1.0, RISC 1.0) and the SSF stream
+/// verification event.
+pub mod event_types {
+    /// CAEP risk level change.
+    pub const RISK_LEVEL_CHANGE: &str =
+        "https://schemas.openid.net/secevent/caep/event-type/risk-level-change";
+    /// CAEP session revoked.
+    pub const SESSION_REVOKED: &str =
+        "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
+    /// CAEP credential change.
+    pub const CREDENTIAL_CHANGE: &str =
+        "https://schemas.openid.net/secevent/caep/event-type/credential-change";
+    /// RISC account disabled.
+    pub const ACCOUNT_DISABLED: &str =
+        "https://schemas.openid.net/secevent/risc/event-type/account-disabled";
+    /// RISC account enabled.
+    pub const ACCOUNT_ENABLED: &str =
+        "https://schemas.openid.net/secevent/risc/event-type/account-enabled";
+    /// SSF stream verification.
+    pub const VERIFICATION: &str =
+        "https://schemas.openid.net/secevent/ssf/event-type/verification";
+}
+
+/// The signals a SET's `events` carry; events of other types (and a risk level change of
+/// anything but a user) are not for this receiver and are left out.
+pub fn signals_of(events: &serde_json::Map<String, serde_json::Value>) -> Vec<Signal> {
+    use event_types::*;
+    events
+        .iter()
+        .filter_map(|(uri, payload)| match uri.as_str() {
+            RISK_LEVEL_CHANGE => {
+                let text = |k: &str| payload.get(k).and_then(serde_json::Value::as_str);
+                if !text("principal").is_some_and(|p| p.eq_ignore_ascii_case("USER")) {
+                    return None;
+                }
+                let current = match text("current_level")?.to_ascii_uppercase().as_str() {
+                    "LOW" => RiskLevel::Low,
+                    "MEDIUM" => RiskLevel::Medium,
+                    "HIGH" => RiskLevel::High,
+                    _ => return None,
+                };
+                Some(Signal::RiskLevelChange {
+                    current,
+                    reason: text("risk_reason").map(str::to_owned),
+                })
+            }
+            SESSION_REVOKED => Some(Signal::SessionRevoked),
+            CREDENTIAL_CHANGE => Some(Signal::CredentialChange),
+            ACCOUNT_DISABLED => Some(Signal::AccountDisabled),
+            ACCOUNT_ENABLED => Some(Signal::AccountEnabled),
+            _ => None,
+        })
+        .collect()
 }
 
 /// What the partner says changed.
@@ -75,13 +131,14 @@ pub struct Applied {
     pub ended_because: Option<String>,
 }
 
-/// Applies partner `partner_id`'s event `jti` about `subject`.
+/// Applies partner `partner_id`'s SET `jti` about `subject`, with the events it carries, at
+/// most once.
 pub async fn apply(
     dir: &Directory,
     partner_id: &str,
     jti: &str,
     subject: &Subject,
-    signal: &Signal,
+    signals: &[Signal],
 ) -> Result<Applied, StoreError> {
     let now = dir.now();
     let guest = guest_of(dir, partner_id, subject).await?;
@@ -91,28 +148,33 @@ pub async fn apply(
     };
     let mut ended_because = None;
     if let Some(mut guest) = guest {
-        match signal {
-            Signal::RiskLevelChange { current, .. } => {
-                let claim = UserRiskClaim {
-                    level: *current,
-                    state: if *current == RiskLevel::None {
-                        RiskState::Remediated
-                    } else {
-                        RiskState::AtRisk
-                    },
-                    detail: RiskDetail::None,
-                    updated_at: now,
-                };
-                let json = serde_json::to_string(&claim)
-                    .map_err(|e| StoreError::Corrupt(format!("user risk claim: {e}")))?;
-                guest.home_user_risk = Some(json.clone());
-                change.home_user_risk = Some(json);
-                ended_because = blocking_policy(dir, &guest).await?;
+        for signal in signals {
+            match signal {
+                Signal::RiskLevelChange { current, .. } => {
+                    let claim = UserRiskClaim {
+                        level: *current,
+                        state: if *current == RiskLevel::None {
+                            RiskState::Remediated
+                        } else {
+                            RiskState::AtRisk
+                        },
+                        detail: RiskDetail::None,
+                        updated_at: now,
+                    };
+                    let json = serde_json::to_string(&claim)
+                        .map_err(|e| StoreError::Corrupt(format!("user risk claim: {e}")))?;
+                    guest.home_user_risk = Some(json.clone());
+                    change.home_user_risk = Some(json);
+                }
+                Signal::SessionRevoked | Signal::CredentialChange | Signal::AccountDisabled => {
+                    ended_because
+                        .get_or_insert_with(|| format!("the home signalled {}", signal.name()));
+                }
+                Signal::AccountEnabled => {}
             }
-            Signal::SessionRevoked | Signal::CredentialChange | Signal::AccountDisabled => {
-                ended_because = Some(format!("the home signalled {}", signal.name()));
-            }
-            Signal::AccountEnabled => {}
+        }
+        if ended_because.is_none() && change.home_user_risk.is_some() {
+            ended_because = blocking_policy(dir, &guest).await?;
         }
         change.end_sign_ins = ended_because.is_some();
     }
@@ -120,13 +182,14 @@ pub async fn apply(
         .store
         .apply_partner_signal(partner_id, jti, &change, now)
         .await?;
+    let names: Vec<&str> = signals.iter().map(Signal::name).collect();
     if applied != SignalApplied::Before
         && let (Some(guest), Some(why)) = (&change.guest_id, &ended_because)
     {
         tracing::info!(
             partner = partner_id,
             guest = %guest,
-            event = signal.name(),
+            events = ?names,
             reason = %why,
             "a partner's signal ended the guest's sessions and grants"
         );
@@ -176,4 +239,117 @@ async fn blocking_policy(dir: &Directory, guest: &User) -> Result<Option<String>
         }
     }
     Ok(None)
+}
+
+/// What receiving one SET did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// Its events were applied (or had been, for a SET received before).
+    Applied(Applied),
+    /// The stream's verification event (SSF §8.1.4), with the `state` the receiver asked for.
+    Verification {
+        /// The `state` it echoes.
+        state: Option<String>,
+    },
+    /// Valid, but about nothing this receiver acts on (another kind of subject or event).
+    Ignored,
+}
+
+/// Why a SET was not received.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    /// No partner of that id sends this tenant signals.
+    #[error("no partner {0} sends shared signals here")]
+    UnknownPartner(String),
+    /// The SET failed a check (the RFC 8935 error to answer with).
+    #[error(transparent)]
+    Set(#[from] federation::signals::SetError),
+    /// Applying it failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Checks a SET partner `partner_id` sent (push or poll) and applies its events to the guest it
+/// names. `aud` must name this tenant (its issuer) or its client id at the partner.
+pub async fn receive(
+    dir: &Directory,
+    partner_id: &str,
+    compact: &str,
+) -> Result<Received, ReceiveError> {
+    let partner = dir
+        .partner(partner_id)
+        .filter(|p| p.config.shared_signals)
+        .ok_or_else(|| ReceiveError::UnknownPartner(partner_id.to_owned()))?;
+    let audiences = [
+        dir.config.issuer.as_str(),
+        partner.config.client_id.as_str(),
+    ];
+    let set = partner
+        .upstream
+        .verify_set(compact, &audiences, dir.now())
+        .await?;
+    if let Some(v) = set.events.get(event_types::VERIFICATION) {
+        return Ok(Received::Verification {
+            state: v
+                .get("state")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned),
+        });
+    }
+    let subject = match set.subject {
+        Some(SetSubject::Email(email)) => Subject::Email(email),
+        Some(SetSubject::IssSub { iss, sub }) if iss == partner.config.issuer => {
+            Subject::HomeSubject(sub)
+        }
+        _ => return Ok(Received::Ignored),
+    };
+    let signals = signals_of(&set.events);
+    if signals.is_empty() {
+        return Ok(Received::Ignored);
+    }
+    Ok(Received::Applied(
+        apply(dir, partner_id, &set.jti, &subject, &signals).await?,
+    ))
+}
+
+/// A new token for `partner_id` to push its signals with (the stream's `authorization_header`,
+/// `Bearer <token>`); only its digest is kept, with the stream's id at the partner. A token
+/// handed out before stops working.
+pub async fn new_push_token(
+    dir: &Directory,
+    partner_id: &str,
+    stream_id: Option<&str>,
+) -> Result<String, StoreError> {
+    let token = crate::secrets::random_token();
+    dir.store
+        .put_receiving_stream(
+            partner_id,
+            stream_id,
+            &crate::secrets::token_hash(&token),
+            dir.now(),
+        )
+        .await?;
+    Ok(token)
+}
+
+/// Whether an `Authorization` header carries `partner_id`'s current push token.
+pub async fn push_authorized(
+    dir: &Directory,
+    partner_id: &str,
+    authorization: Option<&str>,
+) -> Result<bool, StoreError> {
+    let Some(token) = authorization.and_then(|h| {
+        h.split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
+            .map(|(_, t)| t.trim())
+    }) else {
+        return Ok(false);
+    };
+    let Some(stream) = dir.store.receiving_stream(partner_id).await? else {
+        return Ok(false);
+    };
+    Ok(crate::secrets::ct_eq(
+        crate::secrets::token_hash(token).as_bytes(),
+        stream.push_token_hash.as_bytes(),
+    ))
 }

@@ -39,6 +39,8 @@ pub(super) struct RawPartner {
     #[serde(default)]
     user_risk_claim: RawClaimMapping,
     password_reset_url: Option<String>,
+    #[serde(default)]
+    shared_signals: bool,
 }
 
 fn yes() -> bool {
@@ -141,6 +143,9 @@ pub struct PartnerConfig {
     /// to. It wins over the `password_reset_uri` the partner's discovery may advertise: the
     /// admins here know their partner, and most homes that are not tenantd advertise nothing.
     pub password_reset_url: Option<String>,
+    /// The partner tells this tenant at once when one of its users' risk, sessions,
+    /// credentials or account change (OpenID Shared Signals; this tenant receives them).
+    pub shared_signals: bool,
 }
 
 impl PartnerConfig {
@@ -174,6 +179,7 @@ impl PartnerConfig {
             "emailsVerified": self.emails_verified,
             "userRiskClaim": { "claim": self.claim_mapping.claim, "format": format, "members": members },
             "passwordResetUrl": self.password_reset_url,
+            "sharedSignals": self.shared_signals,
         })
     }
 }
@@ -318,6 +324,7 @@ impl Validator {
             trust_mfa: p.trust_mfa,
             require_user_risk_claim: p.require_user_risk_claim,
             emails_verified: p.emails_verified,
+            shared_signals: p.shared_signals,
             ca_file: p.ca_file,
             timeout: Duration::from_millis(p.timeout_ms),
             scopes: p.scopes,

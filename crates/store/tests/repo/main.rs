@@ -257,6 +257,7 @@ macro_rules! scenarios {
 scenarios! {
     signals {
         a_partner_event_is_applied_once,
+        a_receiving_stream_is_kept_per_partner,
     }
     sealing {
         secrets_are_sealed_in_the_database,
