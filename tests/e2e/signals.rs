@@ -17,7 +17,7 @@ async fn receiving_pair() -> (Pair, String) {
         &format!("{TRUSTED}\nshared_signals = true"),
     ))
     .await;
-    let token = server::guest_signals::new_push_token(p.resource.state(), "contoso", None)
+    let token = server::guest_signals::push_token(p.resource.state(), "contoso")
         .await
         .unwrap();
     (p, token)

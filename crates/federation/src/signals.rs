@@ -353,3 +353,220 @@ mod tests {
         ));
     }
 }
+
+/// RFC 8935 push delivery, as SSF names it.
+pub const PUSH_DELIVERY: &str = "urn:ietf:rfc:8935";
+/// RFC 8936 poll delivery, as SSF names it.
+pub const POLL_DELIVERY: &str = "urn:ietf:rfc:8936";
+/// The scope a receiver manages its stream at a tenantd transmitter with.
+pub const MANAGE_SCOPE: &str = "ssf.manage";
+
+/// A partner's SSF transmitter metadata (its `/.well-known/ssf-configuration`): what a
+/// receiver uses of it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct TransmitterConfig {
+    /// The transmitter's issuer (the partner's).
+    pub issuer: String,
+    /// Where streams are created, read, replaced and deleted.
+    pub configuration_endpoint: Option<String>,
+    /// Where a verification event is asked for.
+    pub verification_endpoint: Option<String>,
+    /// Delivery methods it offers.
+    #[serde(default)]
+    pub delivery_methods_supported: Vec<String>,
+}
+
+/// The stream a receiver wants: pushed to `endpoint_url` with `authorization_header`, the
+/// events in `events_requested`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WantedStream<'a> {
+    /// The receiver's push endpoint.
+    pub endpoint_url: &'a str,
+    /// What the transmitter sends as `Authorization` with each push.
+    pub authorization_header: &'a str,
+    /// The event types the receiver asks for.
+    pub events_requested: &'a [&'a str],
+    /// A description of the stream, for the partner's admins.
+    pub description: &'a str,
+}
+
+impl Upstream {
+    /// The partner's SSF transmitter metadata.
+    pub async fn transmitter(&self) -> Result<TransmitterConfig, crate::FederationError> {
+        let url = format!(
+            "{}/.well-known/ssf-configuration",
+            self.settings().issuer.trim_end_matches('/')
+        );
+        let (_, json) = self.ssf_json(self.http().get(&url), &[200]).await?;
+        let config: TransmitterConfig = serde_json::from_value(json).map_err(|e| {
+            crate::FederationError::BadPartner(format!("the SSF configuration is not usable: {e}"))
+        })?;
+        if config.issuer != self.settings().issuer {
+            return Err(crate::FederationError::BadPartner(format!(
+                "the SSF configuration's issuer is {:?}, not the partner's",
+                config.issuer
+            )));
+        }
+        Ok(config)
+    }
+
+    /// Makes the partner's stream to this receiver the one `wanted` describes: the stream
+    /// already known (`known`), else the one the partner holds for this receiver, is replaced;
+    /// one is created when the partner has none (it lost it, or never had it). Returns the
+    /// stream's id.
+    pub async fn ensure_push_stream(
+        &self,
+        config: &TransmitterConfig,
+        token: &str,
+        wanted: &WantedStream<'_>,
+        known: Option<&str>,
+    ) -> Result<String, crate::FederationError> {
+        let endpoint = config.configuration_endpoint.as_deref().ok_or_else(|| {
+            crate::FederationError::BadPartner(
+                "the SSF configuration has no configuration_endpoint".into(),
+            )
+        })?;
+        if !config
+            .delivery_methods_supported
+            .iter()
+            .any(|m| m == PUSH_DELIVERY)
+        {
+            return Err(crate::FederationError::BadPartner(
+                "the partner's transmitter does not offer push delivery".into(),
+            ));
+        }
+        let existing = match known {
+            Some(id) => {
+                let (status, stream) = self
+                    .ssf_json(
+                        self.http()
+                            .get(endpoint)
+                            .query(&[("stream_id", id)])
+                            .bearer_auth(token),
+                        &[200, 404],
+                    )
+                    .await?;
+                (status == 200).then(|| stream_id_of(&stream)).flatten()
+            }
+            None => None,
+        };
+        let existing = match existing {
+            Some(id) => Some(id),
+            None => {
+                let (_, streams) = self
+                    .ssf_json(self.http().get(endpoint).bearer_auth(token), &[200, 404])
+                    .await?;
+                match &streams {
+                    serde_json::Value::Array(list) => list.iter().find_map(stream_id_of),
+                    one => stream_id_of(one),
+                }
+            }
+        };
+        let mut body = serde_json::json!({
+            "delivery": {
+                "method": PUSH_DELIVERY,
+                "endpoint_url": wanted.endpoint_url,
+                "authorization_header": wanted.authorization_header,
+            },
+            "events_requested": wanted.events_requested,
+            "description": wanted.description,
+        });
+        let (_, stream) = match existing {
+            Some(id) => {
+                body["stream_id"] = serde_json::Value::String(id);
+                self.ssf_json(
+                    self.http().put(endpoint).bearer_auth(token).json(&body),
+                    &[200],
+                )
+                .await?
+            }
+            None => {
+                self.ssf_json(
+                    self.http().post(endpoint).bearer_auth(token).json(&body),
+                    &[200, 201],
+                )
+                .await?
+            }
+        };
+        stream_id_of(&stream).ok_or_else(|| {
+            crate::FederationError::BadPartner(
+                "the stream the partner returned has no stream_id".into(),
+            )
+        })
+    }
+
+    /// Asks the partner to send a verification event on `stream_id`, echoing `state`.
+    pub async fn request_verification(
+        &self,
+        config: &TransmitterConfig,
+        token: &str,
+        stream_id: &str,
+        state: &str,
+    ) -> Result<(), crate::FederationError> {
+        let endpoint = config.verification_endpoint.as_deref().ok_or_else(|| {
+            crate::FederationError::BadPartner(
+                "the SSF configuration has no verification_endpoint".into(),
+            )
+        })?;
+        let request = self
+            .http()
+            .post(endpoint)
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "stream_id": stream_id, "state": state }));
+        let response = request
+            .send()
+            .await
+            .map_err(|e| crate::upstream::request_failure("SSF verification endpoint", &e))?;
+        match response.status().as_u16() {
+            200 | 202 | 204 => Ok(()),
+            s => Err(crate::FederationError::BadPartner(format!(
+                "the verification endpoint answered HTTP {s}"
+            ))),
+        }
+    }
+
+    /// Sends `request` to the partner's transmitter and reads its JSON answer, for one of the
+    /// `expected` statuses (a 404's body may be empty: it reads as `null`).
+    async fn ssf_json(
+        &self,
+        request: reqwest::RequestBuilder,
+        expected: &[u16],
+    ) -> Result<(u16, serde_json::Value), crate::FederationError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| crate::upstream::request_failure("SSF transmitter", &e))?;
+        let status = response.status().as_u16();
+        if !expected.contains(&status) {
+            return Err(if status >= 500 {
+                crate::FederationError::Unreachable(format!(
+                    "the SSF transmitter answered HTTP {status}"
+                ))
+            } else {
+                crate::FederationError::BadPartner(format!(
+                    "the SSF transmitter answered HTTP {status}"
+                ))
+            });
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| crate::upstream::request_failure("SSF transmitter", &e))?;
+        if bytes.is_empty() || status == 404 {
+            return Ok((status, serde_json::Value::Null));
+        }
+        let value = serde_json::from_slice(&bytes).map_err(|e| {
+            crate::FederationError::BadPartner(format!(
+                "the SSF transmitter's answer is not the JSON expected: {e}"
+            ))
+        })?;
+        Ok((status, value))
+    }
+}
+
+fn stream_id_of(stream: &serde_json::Value) -> Option<String> {
+    stream
+        .get("stream_id")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+}

@@ -464,6 +464,45 @@ impl Upstream {
         Ok((id_token, response.access_token().clone()))
     }
 
+    /// An access token of this tenant's client at the partner for `scope`, by the client
+    /// credentials grant (RFC 6749 §4.4), authenticated as the code exchange is.
+    pub async fn client_credentials_token(
+        &self,
+        scope: &str,
+        now: i64,
+    ) -> Result<String, FederationError> {
+        let provider = self.provider().await?;
+        let mut request = provider
+            .client
+            .exchange_client_credentials()
+            .map_err(|_| {
+                FederationError::BadPartner("the discovery document lists no token endpoint".into())
+            })?
+            .add_scope(Scope::new(scope.to_owned()));
+        let assertion;
+        if let Credential::PrivateKeyJwt(keys) = &self.settings.credential {
+            assertion = self.client_assertion(keys, &provider, now)?;
+            request = request
+                .add_extra_param(
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                )
+                .add_extra_param("client_assertion", assertion);
+        }
+        let response = request
+            .request_async(&self.http)
+            .await
+            .map_err(|e| match e {
+                RequestTokenError::Request(e) => request_failure("token endpoint", &e),
+                RequestTokenError::ServerResponse(r) => FederationError::HomeError {
+                    error: r.error().to_string(),
+                    description: r.error_description().cloned(),
+                },
+                other => FederationError::BadPartner(format!("the token request failed: {other}")),
+            })?;
+        Ok(response.access_token().secret().clone())
+    }
+
     fn client_assertion(
         &self,
         keys: &KeySet,
@@ -726,7 +765,10 @@ fn header_kid(id_token: &CoreIdToken) -> Option<String> {
 
 /// A request to the partner that got no answer: an untrusted certificate if the TLS handshake
 /// refused the partner's certificate (a configuration to fix, not an outage), else unreachable.
-fn request_failure(what: &str, e: &(dyn std::error::Error + 'static)) -> FederationError {
+pub(crate) fn request_failure(
+    what: &str,
+    e: &(dyn std::error::Error + 'static),
+) -> FederationError {
     match certificate_problem(e) {
         Some(problem) => {
             FederationError::UntrustedCertificate(problem, format!("{what}: {}", chain(e)))

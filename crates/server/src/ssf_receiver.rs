@@ -16,13 +16,7 @@ use signin::guest_signals::{self, ReceiveError};
 
 use crate::state::AppState;
 
-/// Where partner `{partner}` pushes its SETs.
-pub const PUSH_PATH: &str = "/ssf/receive/{partner}";
-
-/// The push endpoint's URL for `partner_id` at this tenant (what a stream's `endpoint_url` is).
-pub fn push_url(issuer: &str, partner_id: &str) -> String {
-    format!("{issuer}{}", PUSH_PATH.replace("{partner}", partner_id))
-}
+pub use guest_signals::PUSH_PATH;
 
 fn refused(status: StatusCode, err: &str, description: impl Into<String>) -> Response {
     (

@@ -312,44 +312,118 @@ pub async fn receive(
     ))
 }
 
-/// A new token for `partner_id` to push its signals with (the stream's `authorization_header`,
-/// `Bearer <token>`); only its digest is kept, with the stream's id at the partner. A token
-/// handed out before stops working.
-pub async fn new_push_token(
-    dir: &Directory,
-    partner_id: &str,
-    stream_id: Option<&str>,
-) -> Result<String, StoreError> {
-    let token = crate::secrets::random_token();
+/// Where partner `{partner}` pushes its SETs (RFC 8935), at this tenant's issuer.
+pub const PUSH_PATH: &str = "/ssf/receive/{partner}";
+
+/// The event types this receiver asks its partners for.
+pub const EVENTS_REQUESTED: [&str; 5] = [
+    event_types::RISK_LEVEL_CHANGE,
+    event_types::SESSION_REVOKED,
+    event_types::CREDENTIAL_CHANGE,
+    event_types::ACCOUNT_DISABLED,
+    event_types::ACCOUNT_ENABLED,
+];
+
+/// The token `partner_id` pushes its signals with (the stream's `authorization_header`,
+/// `Bearer <token>`): a tenant secret, made on first use and sealed at rest like the others, so
+/// every replica hands the partner the same one.
+pub async fn push_token(dir: &Directory, partner_id: &str) -> Result<String, StoreError> {
     dir.store
-        .put_receiving_stream(
-            partner_id,
-            stream_id,
-            &crate::secrets::token_hash(&token),
+        .tenant_secret(
+            &format!("ssf-push-token/{partner_id}"),
+            &crate::secrets::random_token(),
             dir.now(),
         )
-        .await?;
-    Ok(token)
+        .await
 }
 
-/// Whether an `Authorization` header carries `partner_id`'s current push token.
+/// Whether an `Authorization` header carries `partner_id`'s push token.
 pub async fn push_authorized(
     dir: &Directory,
     partner_id: &str,
     authorization: Option<&str>,
 ) -> Result<bool, StoreError> {
-    let Some(token) = authorization.and_then(|h| {
+    let Some(presented) = authorization.and_then(|h| {
         h.split_once(' ')
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
             .map(|(_, t)| t.trim())
     }) else {
         return Ok(false);
     };
-    let Some(stream) = dir.store.receiving_stream(partner_id).await? else {
-        return Ok(false);
-    };
+    let token = push_token(dir, partner_id).await?;
     Ok(crate::secrets::ct_eq(
-        crate::secrets::token_hash(token).as_bytes(),
-        stream.push_token_hash.as_bytes(),
+        presented.as_bytes(),
+        token.as_bytes(),
     ))
+}
+
+/// Why the stream from a partner could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// No partner of that id with `shared_signals = true`.
+    #[error("no partner {0} sends shared signals here")]
+    UnknownPartner(String),
+    /// The partner's transmitter refused or could not be reached.
+    #[error(transparent)]
+    Partner(#[from] federation::FederationError),
+    /// This tenant's database.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Sets up the stream of signals from `partner_id` at its transmitter (SSF 1.0): this tenant's
+/// client there gets a token with `ssf.manage` by the client credentials grant; the stream is
+/// made (or, when the partner has one for this receiver, replaced, which also repairs one the
+/// partner changed) to push the events this receiver acts on to its push endpoint with its
+/// push token; its id is kept, and a verification event asked for. Returns the stream's id.
+pub async fn connect(dir: &Directory, partner_id: &str) -> Result<String, ConnectError> {
+    let partner = dir
+        .partner(partner_id)
+        .filter(|p| p.config.shared_signals)
+        .ok_or_else(|| ConnectError::UnknownPartner(partner_id.to_owned()))?;
+    let upstream = &partner.upstream;
+    let token = push_token(dir, partner_id).await?;
+    let config = upstream.transmitter().await?;
+    let access = upstream
+        .client_credentials_token(federation::signals::MANAGE_SCOPE, dir.now())
+        .await?;
+    let known = dir
+        .store
+        .receiving_stream(partner_id)
+        .await?
+        .and_then(|s| s.stream_id);
+    let endpoint_url = format!(
+        "{}{}",
+        dir.config.issuer,
+        PUSH_PATH.replace("{partner}", partner_id)
+    );
+    let authorization_header = format!("Bearer {token}");
+    let description = format!(
+        "{} receives signals about its guests",
+        dir.config.display_name
+    );
+    let wanted = federation::signals::WantedStream {
+        endpoint_url: &endpoint_url,
+        authorization_header: &authorization_header,
+        events_requested: &EVENTS_REQUESTED,
+        description: &description,
+    };
+    let stream_id = upstream
+        .ensure_push_stream(&config, &access, &wanted, known.as_deref())
+        .await?;
+    dir.store
+        .put_receiving_stream(partner_id, Some(&stream_id), dir.now())
+        .await?;
+    if let Err(e) = upstream
+        .request_verification(
+            &config,
+            &access,
+            &stream_id,
+            &crate::secrets::random_token(),
+        )
+        .await
+    {
+        tracing::warn!(partner = partner_id, error = %e, "the partner did not take the stream verification request");
+    }
+    Ok(stream_id)
 }

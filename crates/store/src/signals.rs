@@ -112,8 +112,6 @@ pub struct ReceivingStream {
     pub partner_id: String,
     /// The stream's id at the partner, once it made one.
     pub stream_id: Option<String>,
-    /// The digest of the token the partner pushes with.
-    pub push_token_hash: String,
     /// Created, unix seconds.
     pub created_at: i64,
     /// Last changed, unix seconds.
@@ -122,7 +120,6 @@ pub struct ReceivingStream {
 crate::db::from_row!(ReceivingStream {
     partner_id,
     stream_id,
-    push_token_hash,
     created_at,
     updated_at
 });
@@ -134,7 +131,7 @@ impl Store {
         partner_id: &str,
     ) -> Result<Option<ReceivingStream>, StoreError> {
         let row: Option<ReceivingStream> = query(
-            "SELECT partner_id, stream_id, push_token_hash, created_at, updated_at \
+            "SELECT partner_id, stream_id, created_at, updated_at \
              FROM receiving_streams WHERE partner_id = $1",
         )
         .bind(partner_id)
@@ -143,25 +140,21 @@ impl Store {
         Ok(row)
     }
 
-    /// Records (or replaces) the stream received from `partner_id`: its id there and the
-    /// digest of the push token handed to it.
+    /// Records (or replaces) the stream received from `partner_id`: its id there.
     pub async fn put_receiving_stream(
         &self,
         partner_id: &str,
         stream_id: Option<&str>,
-        push_token_hash: &str,
         now: i64,
     ) -> Result<(), StoreError> {
         query(
-            "INSERT INTO receiving_streams \
-             (partner_id, stream_id, push_token_hash, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $4) \
+            "INSERT INTO receiving_streams (partner_id, stream_id, created_at, updated_at) \
+             VALUES ($1, $2, $3, $3) \
              ON CONFLICT (partner_id) DO UPDATE SET stream_id = excluded.stream_id, \
-             push_token_hash = excluded.push_token_hash, updated_at = excluded.updated_at",
+             updated_at = excluded.updated_at",
         )
         .bind(partner_id)
         .bind(stream_id)
-        .bind(push_token_hash)
         .bind(now)
         .execute(&self.db)
         .await?;
