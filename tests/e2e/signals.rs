@@ -248,3 +248,251 @@ async fn forged_misdirected_stale_and_unauthenticated_sets_are_refused() {
     // None of it changed anything.
     assert_eq!(refresh(&p, &bob_rt).await, 200);
 }
+
+/// What a fake SSF transmitter saw: each request as (method, path and query, JSON body).
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String, Value)>>>;
+
+/// A fake partner with an SSF transmitter (plain HTTP on loopback): OIDC discovery, JWKS, a
+/// token endpoint for the client credentials grant, `/.well-known/ssf-configuration`, one
+/// stream store and a verification endpoint; every request recorded.
+struct FakeTransmitter {
+    issuer: String,
+    keys: KeySet,
+    seen: Seen,
+    stream: std::sync::Arc<std::sync::Mutex<Option<Value>>>,
+}
+
+async fn fake_transmitter() -> FakeTransmitter {
+    use axum::extract::{Json as J, OriginalUri};
+    use axum::http::Method;
+    use axum::routing::{any, get, post};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let key = SigningKey::from_pkcs8_pem(
+        SigningAlg::ES256,
+        &server::keys::generate_pem(SigningAlg::ES256).unwrap(),
+        0,
+        None,
+    )
+    .unwrap();
+    let keys = KeySet::new(vec![key], 0);
+    let jwks = serde_json::to_value(keys.jwks(0)).unwrap();
+    let seen: Seen = Default::default();
+    let stream: std::sync::Arc<std::sync::Mutex<Option<Value>>> = Default::default();
+    let discovery = json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "token_endpoint": format!("{issuer}/token"),
+        "jwks_uri": format!("{issuer}/jwks"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+    });
+    let ssf = json!({
+        "spec_version": "1_0",
+        "issuer": issuer,
+        "jwks_uri": format!("{issuer}/jwks"),
+        "delivery_methods_supported": ["urn:ietf:rfc:8935", "urn:ietf:rfc:8936"],
+        "configuration_endpoint": format!("{issuer}/ssf/streams"),
+        "verification_endpoint": format!("{issuer}/ssf/verify"),
+    });
+    let record = |seen: Seen| {
+        move |method: Method, uri: OriginalUri, body: Option<J<Value>>| {
+            seen.lock().unwrap().push((
+                method.to_string(),
+                uri.0.to_string(),
+                body.map(|J(b)| b).unwrap_or(Value::Null),
+            ));
+        }
+    };
+    let (s1, s2, s3) = (seen.clone(), seen.clone(), seen.clone());
+    let st = stream.clone();
+    let app = axum::Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(move || async move { axum::Json(discovery) }),
+        )
+        .route(
+            "/.well-known/ssf-configuration",
+            get(move || async move { axum::Json(ssf) }),
+        )
+        .route("/jwks", get(move || async move { axum::Json(jwks) }))
+        .route(
+            "/token",
+            post(move |body: String| {
+                let seen = s1.clone();
+                async move {
+                    seen.lock()
+                        .unwrap()
+                        .push(("POST".into(), "/token".into(), Value::String(body)));
+                    axum::Json(json!({"access_token": "mgmt-token", "token_type": "Bearer", "expires_in": 300}))
+                }
+            }),
+        )
+        .route(
+            "/ssf/streams",
+            any(
+                move |method: Method, uri: OriginalUri, body: Option<J<Value>>| {
+                    let seen = s2.clone();
+                    let stream = st.clone();
+                    async move {
+                        record(seen)(method.clone(), uri.clone(), body.clone());
+                        let mut current = stream.lock().unwrap();
+                        let wanted = uri.0.query().and_then(|q| q.strip_prefix("stream_id="));
+                        match method.as_str() {
+                            "GET" => match (&*current, wanted) {
+                                (Some(s), Some(id)) if s["stream_id"] == id => {
+                                    (axum::http::StatusCode::OK, axum::Json(s.clone()))
+                                }
+                                (_, Some(_)) => {
+                                    (axum::http::StatusCode::NOT_FOUND, axum::Json(Value::Null))
+                                }
+                                (Some(s), None) => {
+                                    (axum::http::StatusCode::OK, axum::Json(json!([s])))
+                                }
+                                (None, None) => (axum::http::StatusCode::OK, axum::Json(json!([]))),
+                            },
+                            "POST" => {
+                                let mut s = body.map(|J(b)| b).unwrap_or_default();
+                                s["stream_id"] = uuid::Uuid::new_v4().to_string().into();
+                                *current = Some(s.clone());
+                                (axum::http::StatusCode::CREATED, axum::Json(s))
+                            }
+                            _ => {
+                                let s = body.map(|J(b)| b).unwrap_or_default();
+                                *current = Some(s.clone());
+                                (axum::http::StatusCode::OK, axum::Json(s))
+                            }
+                        }
+                    }
+                },
+            ),
+        )
+        .route(
+            "/ssf/verify",
+            post(move |method: Method, uri: OriginalUri, body: Option<J<Value>>| {
+                let seen = s3.clone();
+                async move {
+                    record(seen)(method, uri, body);
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    FakeTransmitter {
+        issuer,
+        keys,
+        seen,
+        stream,
+    }
+}
+
+/// The resource sets its stream up at a partner's transmitter when it starts, as SSF 1.0 says,
+/// keeps it there
+/// (a second set-up replaces the same stream), repairs it when the partner lost it, and
+/// accepts what the partner then pushes with the token it was given.
+#[tokio::test]
+async fn the_resource_sets_up_keeps_and_repairs_its_stream_at_the_partner() {
+    let fake = fake_transmitter().await;
+    let (d, db) = tenant_dir("fabrikam");
+    let resource = start_on(
+        "fabrikam",
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        &d,
+        &db,
+        &partner_toml(&fake.issuer, "shared_signals = true"),
+    )
+    .await;
+    let s = resource.state();
+    // The tenant sets it up on its own at start-up (then every 10 minutes).
+    let mut first = None;
+    for _ in 0..100 {
+        first = s
+            .store
+            .receiving_stream("contoso")
+            .await
+            .unwrap()
+            .and_then(|r| r.stream_id);
+        if first.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let first = first.expect("the stream was set up at start-up");
+    let seen = fake.seen.lock().unwrap().clone();
+    let token_request = seen.iter().find(|(_, path, _)| path == "/token").unwrap();
+    let form = token_request.2.as_str().unwrap();
+    assert!(
+        form.contains("grant_type=client_credentials") && form.contains("scope=ssf.manage"),
+        "{form}"
+    );
+    let created = seen
+        .iter()
+        .find(|(m, p, _)| m == "POST" && p == "/ssf/streams")
+        .unwrap();
+    let delivery = &created.2["delivery"];
+    assert_eq!(delivery["method"], "urn:ietf:rfc:8935");
+    assert_eq!(
+        delivery["endpoint_url"],
+        format!("{}/ssf/receive/contoso", resource.issuer)
+    );
+    let token = server::guest_signals::push_token(s, "contoso")
+        .await
+        .unwrap();
+    assert_eq!(delivery["authorization_header"], format!("Bearer {token}"));
+    let requested = created.2["events_requested"].as_array().unwrap();
+    assert!(requested.contains(&json!(event_types::RISK_LEVEL_CHANGE)));
+    assert!(
+        seen.iter()
+            .any(|(m, p, b)| m == "POST" && p == "/ssf/verify" && b["stream_id"] == first.as_str())
+    );
+
+    // Again: the same stream, replaced, not a second one.
+    fake.seen.lock().unwrap().clear();
+    assert_eq!(
+        server::guest_signals::connect(s, "contoso").await.unwrap(),
+        first
+    );
+    let seen = fake.seen.lock().unwrap().clone();
+    assert!(
+        !seen
+            .iter()
+            .any(|(m, p, _)| m == "POST" && p == "/ssf/streams")
+    );
+    assert!(
+        seen.iter()
+            .any(|(m, _, b)| m == "PUT" && b["stream_id"] == first.as_str())
+    );
+
+    // The partner lost it: made again.
+    *fake.stream.lock().unwrap() = None;
+    let second = server::guest_signals::connect(s, "contoso").await.unwrap();
+    assert_ne!(second, first);
+    let kept = s.store.receiving_stream("contoso").await.unwrap().unwrap();
+    assert_eq!(kept.stream_id.as_deref(), Some(second.as_str()));
+
+    // What the partner pushes with what it was given is accepted.
+    let set = fake
+        .keys
+        .sign(
+            SigningAlg::ES256,
+            "secevent+jwt",
+            &json!({"iss": fake.issuer, "aud": resource.issuer, "jti": "v-1",
+                    "iat": s.now(), "sub_id": {"format": "opaque", "id": second},
+                    "events": { event_types::VERIFICATION: { "state": "x" } }}),
+        )
+        .unwrap();
+    let stream = fake.stream.lock().unwrap().clone().unwrap();
+    let r = backchannel()
+        .post(stream["delivery"]["endpoint_url"].as_str().unwrap())
+        .header(
+            "authorization",
+            stream["delivery"]["authorization_header"].as_str().unwrap(),
+        )
+        .header("content-type", "application/secevent+jwt")
+        .body(set)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+}

@@ -133,6 +133,7 @@ pub struct Tenant {
     server: JoinHandle<std::io::Result<()>>,
     housekeeping: JoinHandle<()>,
     partner_check: JoinHandle<()>,
+    signal_streams: Option<JoinHandle<()>>,
 }
 
 impl Tenant {
@@ -200,6 +201,7 @@ impl Tenant {
         // In the background: a partner that is down or slow must not hold up serving, and what
         // the check finds is only reported (sign-ins fail closed on their own).
         let partner_check = spawn_partner_check(&state, Occasion::StartUp);
+        let signal_streams = spawn_signal_streams(&state);
         Ok(Self {
             addr,
             state,
@@ -207,6 +209,7 @@ impl Tenant {
             server,
             housekeeping,
             partner_check,
+            signal_streams,
         })
     }
 
@@ -215,6 +218,9 @@ impl Tenant {
         self.handle.graceful_shutdown(Some(Duration::from_secs(10)));
         self.housekeeping.abort();
         self.partner_check.abort();
+        if let Some(streams) = &self.signal_streams {
+            streams.abort();
+        }
         let _ = self.server.await;
         self.state.store.close().await;
     }
@@ -359,6 +365,54 @@ pub async fn reload_protection(state: &AppState) {
             tracing::error!(error = %e, "reloading intel and policies failed; keeping the current ones")
         }
     }
+}
+
+/// How often the streams of shared signals are set up again at their partners (which also
+/// repairs one a partner lost or changed).
+const STREAM_CHECK: Duration = Duration::from_secs(600);
+
+/// Sets up, in the background, the stream of shared signals from each partner with
+/// `shared_signals = true`, and again every [`STREAM_CHECK`]; a partner that cannot be reached
+/// is tried again with back-off (2 s doubling to 5 min). `None` when no partner sends signals.
+fn spawn_signal_streams(state: &AppState) -> Option<JoinHandle<()>> {
+    let partners: Vec<String> = state
+        .config
+        .partners
+        .iter()
+        .filter(|p| p.shared_signals)
+        .map(|p| p.id.clone())
+        .collect();
+    if partners.is_empty() {
+        return None;
+    }
+    let state = state.clone();
+    Some(tokio::spawn(async move {
+        const FIRST_RETRY: Duration = Duration::from_secs(2);
+        let mut retry = FIRST_RETRY;
+        loop {
+            let mut failed = false;
+            for id in &partners {
+                match signin::guest_signals::connect(&state, id).await {
+                    Ok(stream) => {
+                        tracing::info!(partner = %id, stream = %stream, "receiving shared signals")
+                    }
+                    Err(e) => {
+                        failed = true;
+                        tracing::warn!(partner = %id, error = %e, retry_secs = retry.as_secs(), "could not set up the stream of shared signals; trying again");
+                    }
+                }
+            }
+            let next = if failed {
+                let wait = retry;
+                retry = (retry * 2).min(Duration::from_secs(300));
+                wait
+            } else {
+                retry = FIRST_RETRY;
+                STREAM_CHECK
+            };
+            tokio::time::sleep(next).await;
+        }
+    }))
 }
 
 /// Check every partner (discovery, JWKS, the risk claim) in the background; findings are
