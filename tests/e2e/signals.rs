@@ -260,6 +260,8 @@ struct FakeTransmitter {
     keys: KeySet,
     seen: Seen,
     stream: std::sync::Arc<std::sync::Mutex<Option<Value>>>,
+    /// SETs waiting to be polled, `(jti, SET)`, until acknowledged.
+    queue: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
 }
 
 async fn fake_transmitter() -> FakeTransmitter {
@@ -305,8 +307,11 @@ async fn fake_transmitter() -> FakeTransmitter {
             ));
         }
     };
-    let (s1, s2, s3) = (seen.clone(), seen.clone(), seen.clone());
+    let (s1, s2, s3, s4) = (seen.clone(), seen.clone(), seen.clone(), seen.clone());
     let st = stream.clone();
+    let queue: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> = Default::default();
+    let q = queue.clone();
+    let poll_url = format!("{issuer}/ssf/poll");
     let app = axum::Router::new()
         .route(
             "/.well-known/openid-configuration",
@@ -355,6 +360,9 @@ async fn fake_transmitter() -> FakeTransmitter {
                             "POST" => {
                                 let mut s = body.map(|J(b)| b).unwrap_or_default();
                                 s["stream_id"] = uuid::Uuid::new_v4().to_string().into();
+                                if s["delivery"]["method"] == "urn:ietf:rfc:8936" {
+                                    s["delivery"]["endpoint_url"] = poll_url.clone().into();
+                                }
                                 *current = Some(s.clone());
                                 (axum::http::StatusCode::CREATED, axum::Json(s))
                             }
@@ -367,6 +375,30 @@ async fn fake_transmitter() -> FakeTransmitter {
                     }
                 },
             ),
+        )
+        .route(
+            "/ssf/poll",
+            post(move |method: Method, uri: OriginalUri, body: Option<J<Value>>| {
+                let seen = s4.clone();
+                let queue = q.clone();
+                async move {
+                    let body = body.map(|J(b)| b).unwrap_or_default();
+                    record(seen)(method, uri, Some(J(body.clone())));
+                    let mut queue = queue.lock().unwrap();
+                    let acked: Vec<&str> = body["ack"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(Value::as_str).collect())
+                        .unwrap_or_default();
+                    queue.retain(|(jti, _)| !acked.contains(&jti.as_str()));
+                    let max = body["maxEvents"].as_u64().unwrap_or(10) as usize;
+                    let sets: serde_json::Map<String, Value> = queue
+                        .iter()
+                        .take(max)
+                        .map(|(jti, set)| (jti.clone(), Value::String(set.clone())))
+                        .collect();
+                    axum::Json(json!({"sets": sets, "moreAvailable": queue.len() > max}))
+                }
+            }),
         )
         .route(
             "/ssf/verify",
@@ -384,6 +416,7 @@ async fn fake_transmitter() -> FakeTransmitter {
         keys,
         seen,
         stream,
+        queue,
     }
 }
 
@@ -495,4 +528,99 @@ async fn the_resource_sets_up_keeps_and_repairs_its_stream_at_the_partner() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
+}
+
+/// A resource the partner cannot reach polls instead (RFC 8936): what it fetches is applied and
+/// acknowledged; a SET it refuses is reported in `setErrs` and never acknowledged.
+#[tokio::test]
+async fn a_polled_stream_is_fetched_applied_and_acknowledged() {
+    let fake = fake_transmitter().await;
+    let (d, db) = tenant_dir("fabrikam");
+    let resource = start_on(
+        "fabrikam",
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        &d,
+        &db,
+        &partner_toml(
+            &fake.issuer,
+            &format!("{TRUSTED}\nshared_signals = true\nshared_signals_delivery = \"poll\""),
+        ),
+    )
+    .await;
+    let s = resource.state();
+    invite(&resource, BOB, "contoso").await;
+    let good = fake
+        .keys
+        .sign(
+            SigningAlg::ES256,
+            "secevent+jwt",
+            &json!({"iss": fake.issuer, "aud": resource.issuer, "jti": "good-1",
+                    "iat": s.now(), "sub_id": email(BOB), "events": risk_level("HIGH")}),
+        )
+        .unwrap();
+    let stranger = KeySet::new(
+        vec![
+            SigningKey::from_pkcs8_pem(
+                SigningAlg::ES256,
+                &server::keys::generate_pem(SigningAlg::ES256).unwrap(),
+                0,
+                None,
+            )
+            .unwrap(),
+        ],
+        0,
+    );
+    let forged = stranger
+        .sign(
+            SigningAlg::ES256,
+            "secevent+jwt",
+            &json!({"iss": fake.issuer, "aud": resource.issuer, "jti": "forged-1",
+                    "iat": s.now(), "sub_id": email(BOB), "events": risk_level("LOW")}),
+        )
+        .unwrap();
+    fake.queue
+        .lock()
+        .unwrap()
+        .extend([("good-1".to_owned(), good), ("forged-1".to_owned(), forged)]);
+    // The tenant sets the stream up and polls on its own.
+    let mut held = None;
+    for _ in 0..100 {
+        held = s
+            .store
+            .user_by_email(BOB)
+            .await
+            .unwrap()
+            .and_then(|u| u.home_user_risk);
+        if held.is_some() && fake.queue.lock().unwrap().len() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let held: Value = serde_json::from_str(&held.expect("the polled SET was applied")).unwrap();
+    assert_eq!(held["level"], "high");
+    let stream = fake.stream.lock().unwrap().clone().unwrap();
+    assert_eq!(stream["delivery"]["method"], "urn:ietf:rfc:8936");
+    // The good one acknowledged (gone from the queue), the forged one reported, never acked.
+    let queue = fake.queue.lock().unwrap().clone();
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].0, "forged-1");
+    let polls: Vec<Value> = fake
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, p, _)| p == "/ssf/poll")
+        .map(|(_, _, b)| b.clone())
+        .collect();
+    assert!(
+        polls
+            .iter()
+            .any(|b| b["setErrs"]["forged-1"]["err"] == "invalid_key"),
+        "{polls:?}"
+    );
+    assert!(
+        !polls
+            .iter()
+            .any(|b| b["ack"].as_array().unwrap().contains(&json!("forged-1")))
+    );
 }

@@ -376,14 +376,43 @@ pub struct TransmitterConfig {
     pub delivery_methods_supported: Vec<String>,
 }
 
-/// The stream a receiver wants: pushed to `endpoint_url` with `authorization_header`, the
-/// events in `events_requested`.
+/// The stream a partner holds for this receiver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamAtPartner {
+    /// Its id there.
+    pub stream_id: String,
+    /// Where to poll it, for a polled stream.
+    pub poll_url: Option<String>,
+}
+
+/// What one poll brought.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Polled {
+    /// The SETs, `(jti, compact SET)`.
+    pub sets: Vec<(String, String)>,
+    /// Whether the transmitter holds more.
+    pub more_available: bool,
+}
+
+/// How a receiver wants its stream delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WantedDelivery<'a> {
+    /// Pushed to `endpoint_url` with `authorization_header` (RFC 8935).
+    Push {
+        /// The receiver's push endpoint.
+        endpoint_url: &'a str,
+        /// What the transmitter sends as `Authorization` with each push.
+        authorization_header: &'a str,
+    },
+    /// Fetched by the receiver from the endpoint the transmitter names (RFC 8936).
+    Poll,
+}
+
+/// The stream a receiver wants: its delivery and the events in `events_requested`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WantedStream<'a> {
-    /// The receiver's push endpoint.
-    pub endpoint_url: &'a str,
-    /// What the transmitter sends as `Authorization` with each push.
-    pub authorization_header: &'a str,
+    /// How it is delivered.
+    pub delivery: WantedDelivery<'a>,
     /// The event types the receiver asks for.
     pub events_requested: &'a [&'a str],
     /// A description of the stream, for the partner's admins.
@@ -412,28 +441,31 @@ impl Upstream {
 
     /// Makes the partner's stream to this receiver the one `wanted` describes: the stream
     /// already known (`known`), else the one the partner holds for this receiver, is replaced;
-    /// one is created when the partner has none (it lost it, or never had it). Returns the
-    /// stream's id.
-    pub async fn ensure_push_stream(
+    /// one is created when the partner has none (it lost it, or never had it).
+    pub async fn ensure_stream(
         &self,
         config: &TransmitterConfig,
         token: &str,
         wanted: &WantedStream<'_>,
         known: Option<&str>,
-    ) -> Result<String, crate::FederationError> {
-        let endpoint = config.configuration_endpoint.as_deref().ok_or_else(|| {
-            crate::FederationError::BadPartner(
-                "the SSF configuration has no configuration_endpoint".into(),
-            )
-        })?;
+    ) -> Result<StreamAtPartner, crate::FederationError> {
+        let bad = |why: String| crate::FederationError::BadPartner(why);
+        let endpoint = config
+            .configuration_endpoint
+            .as_deref()
+            .ok_or_else(|| bad("the SSF configuration has no configuration_endpoint".into()))?;
+        let method = match wanted.delivery {
+            WantedDelivery::Push { .. } => PUSH_DELIVERY,
+            WantedDelivery::Poll => POLL_DELIVERY,
+        };
         if !config
             .delivery_methods_supported
             .iter()
-            .any(|m| m == PUSH_DELIVERY)
+            .any(|m| m == method)
         {
-            return Err(crate::FederationError::BadPartner(
-                "the partner's transmitter does not offer push delivery".into(),
-            ));
+            return Err(bad(format!(
+                "the partner's transmitter does not offer {method} delivery"
+            )));
         }
         let existing = match known {
             Some(id) => {
@@ -462,12 +494,19 @@ impl Upstream {
                 }
             }
         };
-        let mut body = serde_json::json!({
-            "delivery": {
+        let delivery = match wanted.delivery {
+            WantedDelivery::Push {
+                endpoint_url,
+                authorization_header,
+            } => serde_json::json!({
                 "method": PUSH_DELIVERY,
-                "endpoint_url": wanted.endpoint_url,
-                "authorization_header": wanted.authorization_header,
-            },
+                "endpoint_url": endpoint_url,
+                "authorization_header": authorization_header,
+            }),
+            WantedDelivery::Poll => serde_json::json!({ "method": POLL_DELIVERY }),
+        };
+        let mut body = serde_json::json!({
+            "delivery": delivery,
             "events_requested": wanted.events_requested,
             "description": wanted.description,
         });
@@ -488,10 +527,77 @@ impl Upstream {
                 .await?
             }
         };
-        stream_id_of(&stream).ok_or_else(|| {
-            crate::FederationError::BadPartner(
-                "the stream the partner returned has no stream_id".into(),
+        let stream_id = stream_id_of(&stream)
+            .ok_or_else(|| bad("the stream the partner returned has no stream_id".into()))?;
+        let poll_url = match wanted.delivery {
+            WantedDelivery::Poll => Some(
+                stream["delivery"]["endpoint_url"]
+                    .as_str()
+                    .ok_or_else(|| {
+                        bad("the polled stream the partner returned names no endpoint_url".into())
+                    })?
+                    .to_owned(),
+            ),
+            WantedDelivery::Push { .. } => None,
+        };
+        Ok(StreamAtPartner {
+            stream_id,
+            poll_url,
+        })
+    }
+
+    /// One poll (RFC 8936 §2.4): acknowledges `ack`, reports `set_errs` (jti → the RFC 8935
+    /// error and description), and returns the SETs the transmitter has (at most
+    /// `max_events`) and whether it holds more.
+    pub async fn poll(
+        &self,
+        poll_url: &str,
+        token: &str,
+        ack: &[String],
+        set_errs: &[(String, &'static str, String)],
+        max_events: u32,
+    ) -> Result<Polled, crate::FederationError> {
+        let errs: serde_json::Map<String, serde_json::Value> = set_errs
+            .iter()
+            .map(|(jti, err, description)| {
+                (
+                    jti.clone(),
+                    serde_json::json!({ "err": err, "description": description }),
+                )
+            })
+            .collect();
+        let mut body = serde_json::json!({
+            "maxEvents": max_events,
+            "returnImmediately": true,
+            "ack": ack,
+        });
+        if !errs.is_empty() {
+            body["setErrs"] = serde_json::Value::Object(errs);
+        }
+        let (_, answer) = self
+            .ssf_json(
+                self.http().post(poll_url).bearer_auth(token).json(&body),
+                &[200],
             )
+            .await?;
+        let sets = match answer.get("sets") {
+            Some(serde_json::Value::Object(sets)) => sets
+                .iter()
+                .filter_map(|(jti, set)| Some((jti.clone(), set.as_str()?.to_owned())))
+                .collect(),
+            None => Vec::new(),
+            Some(_) => {
+                return Err(crate::FederationError::BadPartner(
+                    "the poll answer's sets is not an object".into(),
+                ));
+            }
+        };
+        Ok(Polled {
+            sets,
+            more_available: answer
+                .get("moreAvailable")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false),
         })
     }
 

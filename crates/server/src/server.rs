@@ -371,9 +371,11 @@ pub async fn reload_protection(state: &AppState) {
 /// repairs one a partner lost or changed).
 const STREAM_CHECK: Duration = Duration::from_secs(600);
 
-/// Sets up, in the background, the stream of shared signals from each partner with
-/// `shared_signals = true`, and again every [`STREAM_CHECK`]; a partner that cannot be reached
-/// is tried again with back-off (2 s doubling to 5 min). `None` when no partner sends signals.
+/// How often a polled stream is polled when the partner had nothing.
+const POLL_EVERY: Duration = Duration::from_secs(1);
+
+/// Follows, in the background, the stream of shared signals from each partner with
+/// `shared_signals = true` (see [`follow_partner`]). `None` when no partner sends signals.
 fn spawn_signal_streams(state: &AppState) -> Option<JoinHandle<()>> {
     let partners: Vec<String> = state
         .config
@@ -387,32 +389,80 @@ fn spawn_signal_streams(state: &AppState) -> Option<JoinHandle<()>> {
     }
     let state = state.clone();
     Some(tokio::spawn(async move {
-        const FIRST_RETRY: Duration = Duration::from_secs(2);
-        let mut retry = FIRST_RETRY;
-        loop {
-            let mut failed = false;
-            for id in &partners {
-                match signin::guest_signals::connect(&state, id).await {
-                    Ok(stream) => {
-                        tracing::info!(partner = %id, stream = %stream, "receiving shared signals")
-                    }
-                    Err(e) => {
-                        failed = true;
-                        tracing::warn!(partner = %id, error = %e, retry_secs = retry.as_secs(), "could not set up the stream of shared signals; trying again");
-                    }
+        futures::future::join_all(partners.iter().map(|id| follow_partner(&state, id))).await;
+    }))
+}
+
+/// Sets up the stream from `partner_id` at the partner, and again every [`STREAM_CHECK`]; a
+/// polled one is polled every [`POLL_EVERY`] (at once again while the partner holds more). A
+/// partner that cannot be reached is tried again with back-off, 2 s doubling to 5 min.
+async fn follow_partner(state: &AppState, partner_id: &str) {
+    use signin::config::SignalsDelivery;
+    use signin::guest_signals;
+    const FIRST_RETRY: Duration = Duration::from_secs(2);
+    let polled = state
+        .partner(partner_id)
+        .is_some_and(|p| p.config.signals_delivery == SignalsDelivery::Poll);
+    let mut retry = FIRST_RETRY;
+    let mut set_up: Option<tokio::time::Instant> = None;
+    let mut access: Option<String> = None;
+    loop {
+        if set_up.is_none_or(|t| t.elapsed() >= STREAM_CHECK) {
+            match guest_signals::connect(state, partner_id).await {
+                Ok(stream) => {
+                    tracing::info!(partner = %partner_id, stream = %stream, "receiving shared signals");
+                    set_up = Some(tokio::time::Instant::now());
+                    retry = FIRST_RETRY;
+                }
+                Err(e) => {
+                    tracing::warn!(partner = %partner_id, error = %e, retry_secs = retry.as_secs(), "could not set up the stream of shared signals; trying again");
+                    tokio::time::sleep(retry).await;
+                    retry = (retry * 2).min(Duration::from_secs(300));
+                    continue;
                 }
             }
-            let next = if failed {
-                let wait = retry;
-                retry = (retry * 2).min(Duration::from_secs(300));
-                wait
-            } else {
-                retry = FIRST_RETRY;
-                STREAM_CHECK
-            };
-            tokio::time::sleep(next).await;
         }
-    }))
+        if !polled {
+            tokio::time::sleep(STREAM_CHECK).await;
+            continue;
+        }
+        let token = match &access {
+            Some(t) => t.clone(),
+            None => match state.partner(partner_id) {
+                Some(p) => match p
+                    .upstream
+                    .client_credentials_token(federation::signals::MANAGE_SCOPE, state.now())
+                    .await
+                {
+                    Ok(t) => {
+                        access = Some(t.clone());
+                        t
+                    }
+                    Err(e) => {
+                        tracing::warn!(partner = %partner_id, error = %e, "no token to poll the partner's signals with; trying again");
+                        tokio::time::sleep(retry).await;
+                        retry = (retry * 2).min(Duration::from_secs(300));
+                        continue;
+                    }
+                },
+                None => return,
+            },
+        };
+        match guest_signals::poll(state, partner_id, &token).await {
+            Ok(_) => {
+                retry = FIRST_RETRY;
+                tokio::time::sleep(POLL_EVERY).await;
+            }
+            Err(e) => {
+                // The token may have expired, or the stream gone: both are had again.
+                tracing::warn!(partner = %partner_id, error = %e, retry_secs = retry.as_secs(), "polling the partner's signals failed; trying again");
+                access = None;
+                set_up = None;
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(Duration::from_secs(300));
+            }
+        }
+    }
 }
 
 /// Check every partner (discovery, JWKS, the risk claim) in the background; findings are

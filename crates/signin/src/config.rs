@@ -24,7 +24,7 @@ mod secrets;
 mod source;
 mod sspr;
 pub use mail::{MailSettings, SmtpSecurity, SmtpSettings};
-pub use partner::{PartnerConfig, PartnerCredential};
+pub use partner::{PartnerConfig, PartnerCredential, SignalsDelivery};
 pub use rate_limits::RateLimitSettings;
 pub use registration::RegistrationSettings;
 pub use retention::RetentionSettings;

@@ -15,7 +15,8 @@
 //! An event is applied once (`Store::apply_partner_signal`): the id it came with is recorded in
 //! the transaction that applies it, so a retry or a replay changes nothing.
 
-use federation::signals::SetSubject;
+use crate::config::SignalsDelivery;
+use federation::signals::{SetError, SetSubject, WantedDelivery, WantedStream};
 use risk::{RiskDetail, RiskLevel, RiskState, UserRiskClaim};
 use store::{GuestChange, SignalApplied, StoreError, User, UserType};
 
@@ -369,6 +370,9 @@ pub enum ConnectError {
     /// This tenant's database.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The stream from the partner is not polled (or not set up yet).
+    #[error("the stream from partner {0} is not polled")]
+    NotPolled(String),
 }
 
 /// Sets up the stream of signals from `partner_id` at its transmitter (SSF 1.0): this tenant's
@@ -402,28 +406,101 @@ pub async fn connect(dir: &Directory, partner_id: &str) -> Result<String, Connec
         "{} receives signals about its guests",
         dir.config.display_name
     );
-    let wanted = federation::signals::WantedStream {
-        endpoint_url: &endpoint_url,
-        authorization_header: &authorization_header,
+    let delivery = match partner.config.signals_delivery {
+        SignalsDelivery::Push => WantedDelivery::Push {
+            endpoint_url: &endpoint_url,
+            authorization_header: &authorization_header,
+        },
+        SignalsDelivery::Poll => WantedDelivery::Poll,
+    };
+    let wanted = WantedStream {
+        delivery,
         events_requested: &EVENTS_REQUESTED,
         description: &description,
     };
-    let stream_id = upstream
-        .ensure_push_stream(&config, &access, &wanted, known.as_deref())
+    let stream = upstream
+        .ensure_stream(&config, &access, &wanted, known.as_deref())
         .await?;
     dir.store
-        .put_receiving_stream(partner_id, Some(&stream_id), dir.now())
+        .put_receiving_stream(
+            partner_id,
+            Some(&stream.stream_id),
+            stream.poll_url.as_deref(),
+            dir.now(),
+        )
         .await?;
     if let Err(e) = upstream
         .request_verification(
             &config,
             &access,
-            &stream_id,
+            &stream.stream_id,
             &crate::secrets::random_token(),
         )
         .await
     {
         tracing::warn!(partner = partner_id, error = %e, "the partner did not take the stream verification request");
     }
-    Ok(stream_id)
+    Ok(stream.stream_id)
+}
+
+/// How many SETs one poll asks for.
+const POLL_BATCH: u32 = 100;
+
+/// Polls the stream from `partner_id` (RFC 8936) until the partner holds no more, with an
+/// access token of this tenant's client there (`ssf.manage`): each SET is received as a pushed
+/// one is, and acknowledged in the next request; a refused one is reported in `setErrs`,
+/// never acknowledged. A SET that could not be judged now (the partner's keys or this
+/// database unavailable) is neither: the partner sends it again. Returns how many SETs came.
+pub async fn poll(dir: &Directory, partner_id: &str, access: &str) -> Result<usize, ConnectError> {
+    let partner = dir
+        .partner(partner_id)
+        .filter(|p| p.config.shared_signals)
+        .ok_or_else(|| ConnectError::UnknownPartner(partner_id.to_owned()))?;
+    let Some(poll_url) = dir
+        .store
+        .receiving_stream(partner_id)
+        .await?
+        .and_then(|s| s.poll_url)
+    else {
+        return Err(ConnectError::NotPolled(partner_id.to_owned()));
+    };
+    let mut ack: Vec<String> = Vec::new();
+    let mut errs: Vec<(String, &'static str, String)> = Vec::new();
+    let mut received = 0;
+    loop {
+        let polled = partner
+            .upstream
+            .poll(&poll_url, access, &ack, &errs, POLL_BATCH)
+            .await?;
+        ack.clear();
+        errs.clear();
+        let got = polled.sets.len();
+        for (jti, set) in polled.sets {
+            received += 1;
+            match receive(dir, partner_id, &set).await {
+                Ok(_) => ack.push(jti),
+                Err(ReceiveError::Set(SetError::Unavailable(e))) => {
+                    tracing::warn!(partner = partner_id, jti = %jti, error = %e, "a polled SET could not be judged now; the partner sends it again");
+                }
+                Err(ReceiveError::Set(e)) => {
+                    tracing::warn!(partner = partner_id, jti = %jti, error = %e, "a polled SET was refused");
+                    errs.push((jti, e.code(), e.description()));
+                }
+                Err(ReceiveError::Store(e)) => return Err(e.into()),
+                Err(ReceiveError::UnknownPartner(p)) => {
+                    return Err(ConnectError::UnknownPartner(p));
+                }
+            }
+        }
+        if !polled.more_available || got == 0 {
+            if !ack.is_empty() || !errs.is_empty() {
+                // Acknowledge the last batch, asking for nothing more.
+                partner
+                    .upstream
+                    .poll(&poll_url, access, &ack, &errs, 0)
+                    .await?;
+            }
+            return Ok(received);
+        }
+    }
 }

@@ -112,6 +112,8 @@ pub struct ReceivingStream {
     pub partner_id: String,
     /// The stream's id at the partner, once it made one.
     pub stream_id: Option<String>,
+    /// Where to poll it, when it is polled (RFC 8936).
+    pub poll_url: Option<String>,
     /// Created, unix seconds.
     pub created_at: i64,
     /// Last changed, unix seconds.
@@ -120,6 +122,7 @@ pub struct ReceivingStream {
 crate::db::from_row!(ReceivingStream {
     partner_id,
     stream_id,
+    poll_url,
     created_at,
     updated_at
 });
@@ -131,7 +134,7 @@ impl Store {
         partner_id: &str,
     ) -> Result<Option<ReceivingStream>, StoreError> {
         let row: Option<ReceivingStream> = query(
-            "SELECT partner_id, stream_id, created_at, updated_at \
+            "SELECT partner_id, stream_id, poll_url, created_at, updated_at \
              FROM receiving_streams WHERE partner_id = $1",
         )
         .bind(partner_id)
@@ -140,21 +143,25 @@ impl Store {
         Ok(row)
     }
 
-    /// Records (or replaces) the stream received from `partner_id`: its id there.
+    /// Records (or replaces) the stream received from `partner_id`: its id there, and where
+    /// to poll it.
     pub async fn put_receiving_stream(
         &self,
         partner_id: &str,
         stream_id: Option<&str>,
+        poll_url: Option<&str>,
         now: i64,
     ) -> Result<(), StoreError> {
         query(
-            "INSERT INTO receiving_streams (partner_id, stream_id, created_at, updated_at) \
-             VALUES ($1, $2, $3, $3) \
+            "INSERT INTO receiving_streams \
+             (partner_id, stream_id, poll_url, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $4) \
              ON CONFLICT (partner_id) DO UPDATE SET stream_id = excluded.stream_id, \
-             updated_at = excluded.updated_at",
+             poll_url = excluded.poll_url, updated_at = excluded.updated_at",
         )
         .bind(partner_id)
         .bind(stream_id)
+        .bind(poll_url)
         .bind(now)
         .execute(&self.db)
         .await?;

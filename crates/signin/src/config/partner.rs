@@ -41,6 +41,7 @@ pub(super) struct RawPartner {
     password_reset_url: Option<String>,
     #[serde(default)]
     shared_signals: bool,
+    shared_signals_delivery: Option<String>,
 }
 
 fn yes() -> bool {
@@ -146,6 +147,19 @@ pub struct PartnerConfig {
     /// The partner tells this tenant at once when one of its users' risk, sessions,
     /// credentials or account change (OpenID Shared Signals; this tenant receives them).
     pub shared_signals: bool,
+    /// How the partner's signals come: pushed here (RFC 8935), or fetched from it (RFC 8936,
+    /// for a tenant the partner cannot reach).
+    pub signals_delivery: SignalsDelivery,
+}
+
+/// How a partner's shared signals reach this tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SignalsDelivery {
+    /// The partner pushes each SET here (RFC 8935).
+    #[default]
+    Push,
+    /// This tenant polls the partner for them (RFC 8936).
+    Poll,
 }
 
 impl PartnerConfig {
@@ -312,6 +326,23 @@ impl Validator {
                 ClaimFormat::Level
             }
         };
+        let signals_delivery = match p.shared_signals_delivery.as_deref() {
+            None | Some("push") => SignalsDelivery::Push,
+            Some("poll") => SignalsDelivery::Poll,
+            Some(other) => {
+                self.bad(
+                    k("shared_signals_delivery"),
+                    format!("\"push\" or \"poll\", got {other:?}"),
+                );
+                SignalsDelivery::Push
+            }
+        };
+        if p.shared_signals_delivery.is_some() && !p.shared_signals {
+            self.bad(
+                k("shared_signals_delivery"),
+                "shared_signals = true as well (it says how the signals come)",
+            );
+        }
         Some(PartnerConfig {
             display_name: p.display_name.unwrap_or_else(|| p.id.clone()),
             id: p.id,
@@ -325,6 +356,7 @@ impl Validator {
             require_user_risk_claim: p.require_user_risk_claim,
             emails_verified: p.emails_verified,
             shared_signals: p.shared_signals,
+            signals_delivery,
             ca_file: p.ca_file,
             timeout: Duration::from_millis(p.timeout_ms),
             scopes: p.scopes,

@@ -89,15 +89,23 @@ pub async fn a_partner_event_is_applied_once(ctx: Ctx) {
 pub async fn a_receiving_stream_is_kept_per_partner(ctx: Ctx) {
     let store = &ctx.store;
     assert_eq!(store.receiving_stream("p1").await.unwrap(), None);
-    store.put_receiving_stream("p1", None, 100).await.unwrap();
     store
-        .put_receiving_stream("p1", Some("s-1"), 200)
+        .put_receiving_stream("p1", None, None, 100)
+        .await
+        .unwrap();
+    store
+        .put_receiving_stream("p1", Some("s-1"), Some("https://p1.test/poll"), 200)
         .await
         .unwrap();
     let s = store.receiving_stream("p1").await.unwrap().unwrap();
     assert_eq!(
-        (s.stream_id.as_deref(), s.created_at, s.updated_at),
-        (Some("s-1"), 100, 200)
+        (
+            s.stream_id.as_deref(),
+            s.poll_url.as_deref(),
+            s.created_at,
+            s.updated_at
+        ),
+        (Some("s-1"), Some("https://p1.test/poll"), 100, 200)
     );
     assert_eq!(store.receiving_stream("p2").await.unwrap(), None);
 }
