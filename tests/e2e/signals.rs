@@ -133,6 +133,27 @@ async fn a_pushed_risk_change_ends_the_guests_tokens_at_once() {
     );
     assert_eq!(push(&p, &token, &revoked).await.0, 202);
     assert_eq!(refresh(&p, &alice_rt).await, 400);
+
+    // The admin API shows the stream from contoso and what came on it (two events applied;
+    // the repeat and the verification are not).
+    let admin = admin_token(&p.resource).await;
+    let r: Value = backchannel()
+        .get(
+            p.resource
+                .url("/v1.0/identityProtection/sharedSignals/received"),
+        )
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let contoso = &r["value"][0];
+    assert_eq!(contoso["partnerId"], "contoso", "{r}");
+    assert_eq!(contoso["delivery"], "push");
+    assert_eq!(contoso["eventsReceived"], 2, "{r}");
+    assert!(contoso["lastReceivedDateTime"].is_string(), "{r}");
 }
 
 #[tokio::test]

@@ -180,6 +180,10 @@ pub fn router(state: AppState) -> Router {
             crate::ssf_receiver::PUSH_PATH,
             post(crate::ssf_receiver::push),
         )
+        .route(
+            "/v1.0/identityProtection/sharedSignals/received",
+            get(crate::ssf_receiver::received),
+        )
         .route("/login/change-password", post(login::change_submit))
         .route("/login/mfa", get(mfa::page).post(mfa::verify_submit))
         .route("/login/mfa/recovery", post(mfa::recovery_submit))

@@ -277,6 +277,36 @@ pub async fn receive(
     partner_id: &str,
     compact: &str,
 ) -> Result<Received, ReceiveError> {
+    let received = receive_unmetered(dir, partner_id, compact).await;
+    let result = match &received {
+        Ok(Received::Applied(a)) if a.applied == SignalApplied::Before => "repeat",
+        Ok(Received::Applied(_)) => "applied",
+        Ok(Received::Verification { .. }) => "verification",
+        Ok(Received::Ignored) => "ignored",
+        Err(ReceiveError::Set(e)) => e.code(),
+        Err(_) => "error",
+    };
+    // The partner label only for configured partners: the path is the caller's to choose.
+    let partner = if dir.partner(partner_id).is_some() {
+        partner_id.to_owned()
+    } else {
+        "unknown".to_owned()
+    };
+    metrics::counter!(
+        "tenantd_shared_signals_received_total",
+        "tenant" => dir.config.tenant_id.clone(),
+        "partner" => partner,
+        "result" => result
+    )
+    .increment(1);
+    received
+}
+
+async fn receive_unmetered(
+    dir: &Directory,
+    partner_id: &str,
+    compact: &str,
+) -> Result<Received, ReceiveError> {
     let partner = dir
         .partner(partner_id)
         .filter(|p| p.config.shared_signals)

@@ -82,7 +82,7 @@ pub use sessions::{Consumption, Interaction, Session};
 pub use sign_ins::{
     FLUSH_EVERY, INTERACTIVE_USER, NON_INTERACTIVE_USER, RecentSignIn, SignInFilter, SignInLog,
 };
-pub use signals::{GuestChange, ReceivingStream, SignalApplied};
+pub use signals::{GuestChange, ReceivedSummary, ReceivingStream, SignalApplied};
 pub use sspr::AttemptCount;
 pub use users::{
     InvitationState, NewUser, User, UserCondition, UserDeletion, UserPageQuery, UserStatus,

@@ -168,3 +168,32 @@ impl Store {
         Ok(())
     }
 }
+
+/// What was received from one partner: how many events, and when the last one came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedSummary {
+    /// The partner.
+    pub partner_id: String,
+    /// Events applied (within the retention of their ids).
+    pub events: i64,
+    /// When the last one came, unix seconds.
+    pub last_received_at: Option<i64>,
+}
+crate::db::from_row!(ReceivedSummary {
+    partner_id,
+    events,
+    last_received_at
+});
+
+impl Store {
+    /// Per partner, the events received and applied (as long as their ids are kept).
+    pub async fn received_signal_summary(&self) -> Result<Vec<ReceivedSummary>, StoreError> {
+        let rows: Vec<ReceivedSummary> = query(
+            "SELECT partner_id, COUNT(*) AS events, MAX(received_at) AS last_received_at \
+             FROM received_signals GROUP BY partner_id ORDER BY partner_id",
+        )
+        .fetch_all(&self.db)
+        .await?;
+        Ok(rows)
+    }
+}

@@ -82,6 +82,14 @@ pub async fn a_partner_event_is_applied_once(ctx: Ctx) {
     let g1 = store.user_by_id("g1").await.unwrap().unwrap();
     assert_eq!(g1.home_user_risk.as_deref(), Some(r#"{"level":"high"}"#));
 
+    let summary = store.received_signal_summary().await.unwrap();
+    assert_eq!(
+        summary
+            .iter()
+            .map(|r| (r.partner_id.as_str(), r.events, r.last_received_at))
+            .collect::<Vec<_>>(),
+        [("p1", 1, Some(200)), ("p2", 1, Some(300))]
+    );
     assert_eq!(store.purge_received_signals(250).await.unwrap(), 1);
     assert_eq!(store.purge_received_signals(1_000).await.unwrap(), 1);
 }
