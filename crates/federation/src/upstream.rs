@@ -429,14 +429,9 @@ impl Upstream {
                 FederationError::BadPartner("the discovery document lists no token endpoint".into())
             })?
             .set_pkce_verifier(PkceCodeVerifier::new(secrets.pkce_verifier.clone()));
-        let assertion;
-        if let Credential::PrivateKeyJwt(keys) = &self.settings.credential {
-            assertion = self.client_assertion(keys, provider, now)?;
+        if let Some(assertion) = self.assertion_for(provider, now)? {
             request = request
-                .add_extra_param(
-                    "client_assertion_type",
-                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                )
+                .add_extra_param("client_assertion_type", JWT_BEARER)
                 .add_extra_param("client_assertion", assertion);
         }
         let response = request
@@ -479,14 +474,9 @@ impl Upstream {
                 FederationError::BadPartner("the discovery document lists no token endpoint".into())
             })?
             .add_scope(Scope::new(scope.to_owned()));
-        let assertion;
-        if let Credential::PrivateKeyJwt(keys) = &self.settings.credential {
-            assertion = self.client_assertion(keys, &provider, now)?;
+        if let Some(assertion) = self.assertion_for(&provider, now)? {
             request = request
-                .add_extra_param(
-                    "client_assertion_type",
-                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                )
+                .add_extra_param("client_assertion_type", JWT_BEARER)
                 .add_extra_param("client_assertion", assertion);
         }
         let response = request
@@ -501,6 +491,19 @@ impl Upstream {
                 other => FederationError::BadPartner(format!("the token request failed: {other}")),
             })?;
         Ok(response.access_token().secret().clone())
+    }
+
+    /// The `private_key_jwt` client assertion for a request to the token endpoint, when this
+    /// tenant authenticates that way (a secret goes in the Basic header instead).
+    fn assertion_for(
+        &self,
+        provider: &Provider,
+        now: i64,
+    ) -> Result<Option<String>, FederationError> {
+        match &self.settings.credential {
+            Credential::PrivateKeyJwt(keys) => self.client_assertion(keys, provider, now).map(Some),
+            Credential::Secret(_) => Ok(None),
+        }
     }
 
     fn client_assertion(
@@ -625,6 +628,9 @@ impl Upstream {
         })
     }
 }
+
+/// RFC 7523's client assertion type.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// The ID token plus the access token it came with (for `at_hash`).
 type TokenPair = (CoreIdToken, openidconnect::AccessToken);

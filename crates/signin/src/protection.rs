@@ -158,6 +158,16 @@ impl StoredPolicies {
         })
     }
 
+    /// The policies compiled from the file policies `files` (switched as stored), the
+    /// API-created ones, and the built-in ones.
+    fn compile(
+        &self,
+        files: Vec<(String, ConditionalAccessPolicy)>,
+        builtin: IdentityProtectionPolicies,
+    ) -> Result<Policies, LoadError> {
+        Policies::compile(self.switch(files), self.api()?, builtin).map_err(LoadError::Policy)
+    }
+
     /// The API-created policies, parsed.
     fn api(&self) -> Result<Vec<ConditionalAccessPolicy>, LoadError> {
         self.api
@@ -229,12 +239,7 @@ impl Protection {
         store: &Store,
     ) -> Result<Protection, LoadError> {
         let stored = StoredPolicies::read(store).await?;
-        let policies = Policies::compile(
-            stored.switch(prepared.files),
-            stored.api()?,
-            prepared.builtin,
-        )
-        .map_err(LoadError::Policy)?;
+        let policies = stored.compile(prepared.files, prepared.builtin)?;
         Ok(Protection {
             settings,
             intel: ArcSwap::from_pointee(prepared.intel),
@@ -262,12 +267,7 @@ impl Protection {
     pub async fn reload(&self, store: &Store) -> Result<Loaded, LoadError> {
         let prepared = Prepared::read_blocking(self.settings.clone()).await?;
         let stored = StoredPolicies::read(store).await?;
-        let policies = Policies::compile(
-            stored.switch(prepared.files),
-            stored.api()?,
-            prepared.builtin,
-        )
-        .map_err(LoadError::Policy)?;
+        let policies = stored.compile(prepared.files, prepared.builtin)?;
         let loaded = Loaded {
             intel: prepared.intel.describe(),
             policies: policies.set.len(),
@@ -292,8 +292,7 @@ impl Protection {
         .await
         .map_err(|e| LoadError::Task(e.to_string()))??;
         let stored = StoredPolicies::read(store).await?;
-        let policies = Policies::compile(stored.switch(files), stored.api()?, builtin)
-            .map_err(LoadError::Policy)?;
+        let policies = stored.compile(files, builtin)?;
         self.set_policies(policies, stored);
         Ok(())
     }
