@@ -645,3 +645,94 @@ async fn a_polled_stream_is_fetched_applied_and_acknowledged() {
             .any(|b| b["ack"].as_array().unwrap().contains(&json!("forged-1")))
     );
 }
+
+/// The report back to the home: a partner that blocked one of the home's members as a guest
+/// pushes a `sign-in-blocked` SET signed with its own keys to the home, which records a
+/// `partnerReportedRisk` detection from that partner, once however often it comes.
+#[tokio::test]
+async fn a_partners_report_of_a_block_reaches_the_home_as_a_detection() {
+    let home_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let res_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (home_issuer, res_issuer) = (issuer_of(&home_l), issuer_of(&res_l));
+    let (rd, rdb) = tenant_dir("fabrikam");
+    let resource = start_on(
+        "fabrikam",
+        res_l,
+        &rd,
+        &rdb,
+        &partner_toml(&home_issuer, TRUSTED),
+    )
+    .await;
+    // The home lists the resource as a partner whose signals it receives.
+    let (hd, hdb) = tenant_dir("contoso");
+    let home = start_on(
+        "contoso",
+        home_l,
+        &hd,
+        &hdb,
+        &format!(
+            "{}{ADMIN_APP}\n[[partners]]\nid = \"fabrikam\"\ndisplay_name = \"Fabrikam\"\nissuer = \"{res_issuer}\"\nclient_id = \"contoso\"\nclient_secret = \"contoso-at-fabrikam\"\nca_file = \"{}\"\ninbound_enabled = false\nshared_signals = true\n",
+            home_app_toml(&res_issuer),
+            fixtures().ca.display()
+        ),
+    )
+    .await;
+    let bob = add_user(&home, BOB, BOB_PW, false).await;
+    let token = server::guest_signals::push_token(home.state(), "fabrikam")
+        .await
+        .unwrap();
+    let report = resource
+        .state()
+        .keys()
+        .sign(
+            SigningAlg::ES256,
+            "secevent+jwt",
+            &json!({
+                "iss": resource.issuer, "aud": home.issuer, "jti": "block-1",
+                "iat": resource.state().now(),
+                "sub_id": {"format": "iss_sub", "iss": home.issuer, "sub": bob.id},
+                "events": { event_types::SIGN_IN_BLOCKED: {
+                    "event_timestamp": resource.state().now(),
+                    "policy": "Block high sign-in risk", "error_code": 53003,
+                    "sign_in_risk_level": "HIGH",
+                    "risk_event_types": ["anonymizedIPAddress"],
+                    "ip_address": "203.0.113.9",
+                }},
+            }),
+        )
+        .unwrap();
+    for _ in 0..2 {
+        let r = backchannel()
+            .post(home.url("/ssf/receive/fabrikam"))
+            .bearer_auth(&token)
+            .header("content-type", "application/secevent+jwt")
+            .body(report.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    let admin = admin_token(&home).await;
+    let detections: Value = backchannel()
+        .get(home.url("/v1.0/identityProtection/riskDetections"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let found: Vec<&Value> = detections["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["riskEventType"] == "partnerReportedRisk")
+        .collect();
+    assert_eq!(found.len(), 1, "{detections}");
+    assert_eq!(found[0]["userId"], bob.id.as_str());
+    assert_eq!(found[0]["source"], "fabrikam");
+    let status = server::user_risk::current(home.state(), &bob.id)
+        .await
+        .unwrap();
+    assert_eq!(status.risk_level, risk::RiskLevel::Low);
+}

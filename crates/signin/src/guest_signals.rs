@@ -53,6 +53,11 @@ pub mod event_types {
     /// SSF stream verification.
     pub const VERIFICATION: &str =
         "https://schemas.openid.net/secevent/ssf/event-type/verification";
+    /// tenantd's report back to a user's home: a partner blocked the user's sign-in there as a
+    /// guest (`event_timestamp`, `policy`, `error_code`, `sign_in_risk_level`,
+    /// `risk_event_types`, `ip_address`). No CAEP or RISC event says this; SSF lets a
+    /// transmitter define its own.
+    pub const SIGN_IN_BLOCKED: &str = "urn:tenantd:secevent:event-type:sign-in-blocked";
 }
 
 /// The signals a SET's `events` carry; events of other types (and a risk level change of
@@ -252,6 +257,14 @@ pub enum Received {
         /// The `state` it echoes.
         state: Option<String>,
     },
+    /// A partner's report that it blocked one of this tenant's members (recorded as a
+    /// `partnerReportedRisk` detection, once).
+    Reported {
+        /// The member.
+        user_id: String,
+        /// Recorded now, or before (a retry or a replay).
+        applied: SignalApplied,
+    },
     /// Valid, but about nothing this receiver acts on (another kind of subject or event).
     Ignored,
 }
@@ -281,6 +294,8 @@ pub async fn receive(
     let result = match &received {
         Ok(Received::Applied(a)) if a.applied == SignalApplied::Before => "repeat",
         Ok(Received::Applied(_)) => "applied",
+        Ok(Received::Reported { applied, .. }) if *applied == SignalApplied::Before => "repeat",
+        Ok(Received::Reported { .. }) => "reported",
         Ok(Received::Verification { .. }) => "verification",
         Ok(Received::Ignored) => "ignored",
         Err(ReceiveError::Set(e)) => e.code(),
@@ -327,6 +342,9 @@ async fn receive_unmetered(
                 .map(str::to_owned),
         });
     }
+    if let Some(report) = set.events.get(event_types::SIGN_IN_BLOCKED) {
+        return reported(dir, &partner, &set, report).await;
+    }
     let subject = match set.subject {
         Some(SetSubject::Email(email)) => Subject::Email(email),
         Some(SetSubject::IssSub { iss, sub }) if iss == partner.config.issuer => {
@@ -341,6 +359,91 @@ async fn receive_unmetered(
     Ok(Received::Applied(
         apply(dir, partner_id, &set.jti, &subject, &signals).await?,
     ))
+}
+
+/// A partner's report that it blocked one of this tenant's members (named as this tenant names
+/// them: `iss_sub` with this tenant's issuer, or their email): a `partnerReportedRisk`
+/// detection from that partner. The detection is raised before the event's id is recorded, so
+/// a crash between the two at worst makes the partner send it again, and a repeat of a
+/// standing detection is not recorded twice.
+async fn reported(
+    dir: &Directory,
+    partner: &crate::Partner,
+    set: &federation::signals::ReceivedSet,
+    report: &serde_json::Value,
+) -> Result<Received, ReceiveError> {
+    let member = match &set.subject {
+        Some(SetSubject::IssSub { iss, sub }) if *iss == dir.config.issuer => {
+            dir.store.user_by_id(sub).await?
+        }
+        Some(SetSubject::Email(email)) => dir.store.user_by_email(email).await?,
+        _ => None,
+    };
+    let Some(member) = member.filter(|u| u.user_type == UserType::Member) else {
+        return Ok(Received::Ignored);
+    };
+    let text = |k: &str| report.get(k).and_then(serde_json::Value::as_str);
+    let level = |l: &str| match l.to_ascii_uppercase().as_str() {
+        "LOW" => RiskLevel::Low,
+        "MEDIUM" => RiskLevel::Medium,
+        "HIGH" => RiskLevel::High,
+        _ => RiskLevel::None,
+    };
+    let code = report.get("error_code").and_then(serde_json::Value::as_u64);
+    let policy = match (text("policy"), code) {
+        (Some(p), Some(c)) => format!("{p} (error code {c})"),
+        (Some(p), None) => p.to_owned(),
+        (None, Some(c)) => format!("error code {c}"),
+        (None, None) => "a policy".to_owned(),
+    };
+    let report = crate::user_risk::PartnerReport {
+        partner: partner.config.id.clone(),
+        partner_name: partner.config.display_name.clone(),
+        blocked_at: report
+            .get("event_timestamp")
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(set.iat),
+        policy,
+        sign_in_risk: text("sign_in_risk_level").map_or(RiskLevel::None, level),
+        detections: report
+            .get("risk_event_types")
+            .and_then(serde_json::Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(serde_json::Value::as_str)
+                    .take(16)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        ip: text("ip_address").and_then(|ip| ip.parse().ok()),
+    };
+    if dir
+        .store
+        .received_before(&partner.config.id, &set.jti)
+        .await?
+    {
+        return Ok(Received::Reported {
+            user_id: member.id,
+            applied: SignalApplied::Before,
+        });
+    }
+    crate::user_risk::partner_reported(dir, &member.id, &report)
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("recording the partner's report: {e}")))?;
+    let applied = dir
+        .store
+        .apply_partner_signal(
+            &partner.config.id,
+            &set.jti,
+            &GuestChange::default(),
+            dir.now(),
+        )
+        .await?;
+    Ok(Received::Reported {
+        user_id: member.id,
+        applied,
+    })
 }
 
 /// Where partner `{partner}` pushes its SETs (RFC 8935), at this tenant's issuer.

@@ -76,6 +76,17 @@ impl Store {
         Ok(SignalApplied::Now { sessions, grants })
     }
 
+    /// Whether partner `partner_id`'s event `jti` was applied before.
+    pub async fn received_before(&self, partner_id: &str, jti: &str) -> Result<bool, StoreError> {
+        let row: Option<(i64,)> =
+            query("SELECT 1 FROM received_signals WHERE partner_id = $1 AND jti = $2")
+                .bind(partner_id)
+                .bind(jti)
+                .fetch_optional(&self.db)
+                .await?;
+        Ok(row.is_some())
+    }
+
     /// The grants `user_id` holds now (not revoked, not expired), oldest first.
     pub async fn active_grants_of(
         &self,

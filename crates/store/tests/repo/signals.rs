@@ -82,6 +82,8 @@ pub async fn a_partner_event_is_applied_once(ctx: Ctx) {
     let g1 = store.user_by_id("g1").await.unwrap().unwrap();
     assert_eq!(g1.home_user_risk.as_deref(), Some(r#"{"level":"high"}"#));
 
+    assert!(store.received_before("p1", "jti-1").await.unwrap());
+    assert!(!store.received_before("p1", "jti-2").await.unwrap());
     let summary = store.received_signal_summary().await.unwrap();
     assert_eq!(
         summary
