@@ -78,8 +78,8 @@ impl Store {
 
     /// Whether partner `partner_id`'s event `jti` was applied before.
     pub async fn received_before(&self, partner_id: &str, jti: &str) -> Result<bool, StoreError> {
-        let row: Option<(i64,)> =
-            query("SELECT 1 FROM received_signals WHERE partner_id = $1 AND jti = $2")
+        let row: Option<(String,)> =
+            query("SELECT jti FROM received_signals WHERE partner_id = $1 AND jti = $2")
                 .bind(partner_id)
                 .bind(jti)
                 .fetch_optional(&self.db)
