@@ -443,6 +443,7 @@ impl<'a> Home<'a> {
                 datetime(now),
             )?;
             let change = RiskChange {
+                signals: Vec::new(),
                 record: record_of(user_id, t.status, now),
                 expected: record,
                 detection: None,
@@ -513,6 +514,7 @@ impl<'a> Home<'a> {
                 )?;
                 statuses.push(t.status);
                 changes.push(RiskChange {
+                    signals: Vec::new(),
                     record: record_of(user_id, t.status, now),
                     expected: record,
                     detection: Some(detection_record(user_id, detection)),
@@ -629,6 +631,7 @@ impl<'a> Home<'a> {
                 detection_record(user_id, &d)
             });
             let change = RiskChange {
+                signals: Vec::new(),
                 record: record_of(user_id, t.status, now),
                 expected: record,
                 detection,

@@ -47,6 +47,7 @@ mod risk;
 mod roles;
 mod sessions;
 mod sign_ins;
+mod ssf;
 mod sspr;
 mod users;
 
@@ -77,6 +78,10 @@ pub use risk::{RiskHistoryItem, RiskyUser, RiskyUserCondition, RiskyUserQuery, U
 pub use sessions::{Consumption, Interaction, Session};
 pub use sign_ins::{
     FLUSH_EVERY, INTERACTIVE_USER, NON_INTERACTIVE_USER, RecentSignIn, SignInFilter, SignInLog,
+};
+pub use ssf::{
+    DeliveryCounts, OUTBOX_DELIVERED, OUTBOX_FAILED, OUTBOX_PENDING, OutboxEvent, STREAM_DISABLED,
+    STREAM_ENABLED, STREAM_PAUSED, Signal, StreamRecord,
 };
 pub use sspr::AttemptCount;
 pub use users::{

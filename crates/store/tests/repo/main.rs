@@ -23,6 +23,7 @@ mod roles;
 mod sessions;
 mod sign_ins;
 mod sqlite_only;
+mod ssf;
 mod sspr;
 mod users;
 
@@ -188,6 +189,11 @@ macro_rules! scenarios {
 }
 
 scenarios! {
+    ssf {
+        streams_are_managed_and_one_per_app,
+        risk_changes_write_the_outbox_in_their_transaction,
+        delivery_keeps_order_and_state,
+    }
     audits {
         audits_are_listed_newest_first_filtered_and_paged,
     }
