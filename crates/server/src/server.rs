@@ -135,6 +135,8 @@ pub struct Tenant {
     server: JoinHandle<std::io::Result<()>>,
     housekeeping: JoinHandle<()>,
     partner_check: JoinHandle<()>,
+    /// The Shared Signals push worker.
+    ssf_push: JoinHandle<()>,
 }
 
 impl Tenant {
@@ -202,6 +204,7 @@ impl Tenant {
         // In the background: a partner that is down or slow must not hold up serving, and what
         // the check finds is only reported (sign-ins fail closed on their own).
         let partner_check = spawn_partner_check(&state, Occasion::StartUp);
+        let ssf_push = crate::ssf::spawn_push_worker(state.clone());
         Ok(Self {
             addr,
             state,
@@ -209,6 +212,7 @@ impl Tenant {
             server,
             housekeeping,
             partner_check,
+            ssf_push,
         })
     }
 
@@ -217,6 +221,7 @@ impl Tenant {
         self.handle.graceful_shutdown(Some(Duration::from_secs(10)));
         self.housekeeping.abort();
         self.partner_check.abort();
+        self.ssf_push.abort();
         let _ = self.server.await;
         self.state.store.close().await;
     }

@@ -126,6 +126,8 @@ pub struct Home<'a> {
     pub spray: &'a PasswordSprayConfig,
     /// The tenant's id (the metrics' `tenant` label).
     pub tenant: &'a str,
+    /// The tenant's issuer (`iss` of the Shared Signals events risk changes cause).
+    pub issuer: &'a str,
 }
 
 impl fmt::Debug for Home<'_> {
@@ -357,6 +359,7 @@ impl<'a> Home<'a> {
             ageing: &dir.config.risk.ageing,
             spray: &dir.config.risk.password_spray,
             tenant: &dir.config.tenant_id,
+            issuer: &dir.config.issuer,
         }
     }
 
@@ -374,11 +377,26 @@ impl<'a> Home<'a> {
             ageing: &config.risk.ageing,
             spray: &config.risk.password_spray,
             tenant: &config.tenant_id,
+            issuer: &config.issuer,
         }
     }
 
     fn now(&self) -> i64 {
         self.clock.now()
+    }
+
+    /// The change with its CAEP `risk-level-change` event, written to the Shared Signals
+    /// outbox in the change's own transaction (for the streams of partners the user is a
+    /// guest at).
+    fn with_signal(&self, mut change: RiskChange) -> RiskChange {
+        let jti = uuid::Uuid::new_v4().simple().to_string();
+        change.signals.push(crate::ssf::risk_signal(
+            self.issuer,
+            change.expected.as_ref(),
+            &change.record,
+            &jti,
+        ));
+        change
     }
 
     /// The user, refused if they are a guest (their risk is their home's).
@@ -452,6 +470,7 @@ impl<'a> Home<'a> {
                 reason: Some(t.history.reason),
                 audit: None,
             };
+            let change = self.with_signal(change);
             match self.store.apply_risk_changes(&[change]).await {
                 Ok(()) => {
                     return Ok(RiskSince {
@@ -527,6 +546,8 @@ impl<'a> Home<'a> {
             if changes.is_empty() {
                 return Ok(statuses);
             }
+            let changes: Vec<RiskChange> =
+                changes.into_iter().map(|c| self.with_signal(c)).collect();
             match self.store.apply_risk_changes(&changes).await {
                 Ok(()) => {
                     for c in &changes {
@@ -640,6 +661,7 @@ impl<'a> Home<'a> {
                 reason: Some(t.history.reason),
                 audit: audit.map(|line| line(&t.status)),
             };
+            let change = self.with_signal(change);
             match self.store.apply_risk_changes(&[change]).await {
                 Ok(()) => {
                     tracing::info!(user = %user_id, actor = %actor_label(&actor), state = %t.status.risk_state, "user risk changed");
