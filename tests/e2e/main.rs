@@ -25,6 +25,7 @@ mod risk;
 mod roles;
 mod security;
 mod seed;
+mod ssf;
 mod support;
 mod user_risk;
 mod users;
