@@ -680,7 +680,18 @@ impl<'a> Home<'a> {
     /// Ends every session and grant (refresh tokens, and the access tokens tied to them) of
     /// the user at once: whoever holds them may be the attacker.
     async fn end_sign_ins(&self, user_id: &str, now: i64) -> Result<(), StoreError> {
-        let (sessions, grants) = self.store.end_user_sign_ins(user_id, now).await?;
+        let jti = uuid::Uuid::new_v4().simple().to_string();
+        let revoked = crate::ssf::user_signal(
+            self.issuer,
+            user_id,
+            &protocol::set::Event::session_revoked("policy", now),
+            &jti,
+            now,
+        );
+        let (sessions, grants) = self
+            .store
+            .end_user_sign_ins_signalled(user_id, now, &[revoked])
+            .await?;
         tracing::info!(user = %user_id, sessions, grants, "sessions and grants revoked");
         Ok(())
     }

@@ -379,6 +379,9 @@ pub struct UserUpdate {
     /// End every session and grant of the user in the same transaction (see
     /// [`Store::end_user_sign_ins`]).
     pub end_sign_ins: bool,
+    /// Shared Signals events the change causes (`account-disabled`, `credential-change`...),
+    /// written to the outbox in the same transaction.
+    pub signals: Vec<crate::Signal>,
 }
 
 impl fmt::Debug for UserUpdate {
@@ -393,6 +396,7 @@ impl fmt::Debug for UserUpdate {
                 &self.password.as_ref().map(|(_, must)| ("<redacted>", must)),
             )
             .field("end_sign_ins", &self.end_sign_ins)
+            .field("signals", &self.signals.len())
             .finish()
     }
 }
@@ -722,6 +726,7 @@ impl Store {
         } else {
             (0, 0)
         };
+        crate::ssf::enqueue_signals(&mut tx, &update.signals).await?;
         tx.commit().await?;
         Ok(ended)
     }

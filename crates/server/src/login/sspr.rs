@@ -393,7 +393,28 @@ pub async fn finish(
         // The password is changed either way; an account without risk has nothing to remediate.
         tracing::info!(correlation_id = %ctx.correlation_id, error = %e, "password reset: risk not remediated");
     }
-    if let Err(e) = state.store.end_user_sign_ins(&user_id, now).await {
+    // CAEP credential-change and session-revoked for the partners the user is a guest at,
+    // written with the revocation.
+    let signals = [
+        protocol::set::Event::credential_change("password", "update", now),
+        protocol::set::Event::session_revoked("user", now),
+    ]
+    .iter()
+    .map(|e| {
+        signin::ssf::user_signal(
+            &state.config.issuer,
+            &user_id,
+            e,
+            &uuid::Uuid::new_v4().simple().to_string(),
+            now,
+        )
+    })
+    .collect::<Vec<_>>();
+    if let Err(e) = state
+        .store
+        .end_user_sign_ins_signalled(&user_id, now, &signals)
+        .await
+    {
         return PageError::from(e).render(&state, &ctx);
     }
     tracing::info!(correlation_id = %ctx.correlation_id, user = %user_id, "password reset by the user (SSPR)");
