@@ -283,7 +283,8 @@ async fn stream_lifecycle_and_polled_risk_level_change() {
     assert_eq!(status, 200);
     let sets = polled["sets"].as_object().unwrap();
     assert_eq!(sets.len(), 1);
-    assert_eq!(polled["moreAvailable"], false);
+    // Confirming the compromise also ended alice's sign-ins: a session-revoked SET waits.
+    assert_eq!(polled["moreAvailable"], true);
     let (rjti, rset) = sets.iter().next().unwrap();
     let header = jsonwebtoken::decode_header(rset.as_str().unwrap()).unwrap();
     assert_eq!(header.typ.as_deref(), Some("secevent+jwt"));
@@ -306,13 +307,26 @@ async fn stream_lifecycle_and_polled_risk_level_change() {
         "invalid_audience"
     );
 
+    // Ack it: the session-revoked SET comes next, in order.
+    let (status, polled) = call(
+        Method::POST,
+        poll_url.clone(),
+        &tok,
+        Some(json!({"ack": [rjti]})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (sjti, sset) = polled["sets"].as_object().unwrap().iter().next().unwrap();
+    let claims = set::validate(sset.as_str().unwrap(), &expected, t.state().now()).unwrap();
+    assert!(claims.events.contains_key(event_type::SESSION_REVOKED));
+    assert_eq!(polled["moreAvailable"], false);
     // Ack: nothing more to poll; a second ack is harmless.
     for _ in 0..2 {
         let (status, polled) = call(
             Method::POST,
             poll_url.clone(),
             &tok,
-            Some(json!({"ack": [rjti]})),
+            Some(json!({"ack": [sjti]})),
         )
         .await;
         assert_eq!(status, 200);
@@ -329,7 +343,7 @@ async fn stream_lifecycle_and_polled_risk_level_change() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(streams["value"][0]["id"], sid.as_str());
-    assert_eq!(streams["value"][0]["delivered"], 2);
+    assert_eq!(streams["value"][0]["delivered"], 3);
     assert_eq!(streams["value"][0]["pending"], 0);
 
     // Remove the subject, delete the stream.
@@ -477,4 +491,77 @@ async fn push_is_retried_until_the_receiver_accepts() {
     assert_eq!(rows[0].state, "delivered");
     assert_eq!(rows[0].attempts, 1);
     assert_eq!(rows[0].last_error.as_deref(), Some("HTTP 503"));
+}
+
+/// A user who uses the partner's app (a consent there: a guest at that partner) is heard about
+/// without being added as a subject; blocking and unblocking send RISC `account-disabled`,
+/// CAEP `session-revoked` and RISC `account-enabled`, in that order. A user the partner never
+/// saw is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_a_guest_sends_account_disabled_then_enabled() {
+    let t = start_with("ssf-block", &extra()).await;
+    let alice = t.state().store.user_by_email(ALICE).await.unwrap().unwrap();
+    let bob = add_user(&t, "bob@contoso.test", "bob-test-password-1", false).await;
+    t.state()
+        .store
+        .grant_consent(&alice.id, SSF_APP, "openid", t.state().now())
+        .await
+        .unwrap();
+    let tok = token(&t, SSF_APP, SSF_SECRET, "ssf.manage ssf.read").await;
+    let (status, created) = call(
+        reqwest::Method::POST,
+        t.url("/ssf/stream"),
+        &tok,
+        Some(json!({"delivery": {"method": "urn:ietf:rfc:8936"}})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let poll_url = created["delivery"]["endpoint_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let admin = admin_token(&t).await;
+    for user in [&alice.id, &bob.id] {
+        for enabled in [false, true] {
+            let (status, body) = call(
+                reqwest::Method::PATCH,
+                t.url(&format!("/v1.0/users/{user}")),
+                &admin,
+                Some(json!({"accountEnabled": enabled})),
+            )
+            .await;
+            assert_eq!(status, 204, "{body}");
+        }
+    }
+    let (status, polled) = call(reqwest::Method::POST, poll_url, &tok, Some(json!({}))).await;
+    assert_eq!(status, 200);
+    let keys = jwks(&t).await;
+    let expected = Expected {
+        issuer: &t.issuer,
+        audience: SSF_APP,
+        jwks: &keys,
+        max_age_secs: 600,
+    };
+    let mut got: Vec<(i64, String, String)> = polled["sets"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| {
+            let c = set::validate(v.as_str().unwrap(), &expected, t.state().now()).unwrap();
+            let seq: i64 = c.jti.rsplit('.').next().unwrap().parse().unwrap();
+            let ev = c.events.keys().next().unwrap().clone();
+            (seq, ev, c.sub_id.user_sub().unwrap().to_owned())
+        })
+        .collect();
+    got.sort();
+    let types: Vec<&str> = got.iter().map(|(_, e, _)| e.as_str()).collect();
+    assert_eq!(
+        types,
+        vec![
+            event_type::ACCOUNT_DISABLED,
+            event_type::SESSION_REVOKED,
+            event_type::ACCOUNT_ENABLED
+        ]
+    );
+    assert!(got.iter().all(|(_, _, sub)| sub == &alice.id));
 }
