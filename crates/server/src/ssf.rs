@@ -433,11 +433,8 @@ pub const PUSH_EVERY: Duration = Duration::from_millis(500);
 /// resumes where it stopped.
 pub fn spawn_push_worker(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let client = match reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-        {
+        // The system's roots (receivers are reached like any other server), no redirects.
+        let client = match crate::tls::http_client(None, Duration::from_secs(10)) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "the SSF push worker cannot start");
