@@ -592,6 +592,18 @@ pub fn user_signal(issuer: &str, user_id: &str, event: &Event, jti: &str, at: i6
     }
 }
 
+/// The CAEP `credential-change` of an authenticator app added (`create`) or removed
+/// (`delete`).
+pub fn authenticator_signal(issuer: &str, user_id: &str, change_type: &str, now: i64) -> Signal {
+    user_signal(
+        issuer,
+        user_id,
+        &Event::credential_change("app", change_type, now),
+        &uuid::Uuid::new_v4().simple().to_string(),
+        now,
+    )
+}
+
 /// The transmitter configuration metadata (SSF 1.0 §7.1), served at
 /// `/.well-known/ssf-configuration`.
 pub fn metadata(issuer: &str, jwks_uri: &str) -> Value {

@@ -193,6 +193,7 @@ scenarios! {
         streams_are_managed_and_one_per_app,
         risk_changes_write_the_outbox_in_their_transaction,
         delivery_keeps_order_and_state,
+        mfa_changes_write_their_signals,
     }
     audits {
         audits_are_listed_newest_first_filtered_and_paged,

@@ -257,3 +257,59 @@ pub async fn delivery_keeps_order_and_state(ctx: Ctx) {
         Err(StoreError::NotFound)
     ));
 }
+
+/// Enrolling and removing an authenticator write their signals with the change; removing
+/// only an unconfirmed one writes none.
+pub async fn mfa_changes_write_their_signals(ctx: Ctx) {
+    let store = &ctx.store;
+    store
+        .insert_user(&new_user("u1", "u1@example.com"))
+        .await
+        .unwrap();
+    let mut s = stream("s1", "app-1", PUSH);
+    s.events_delivered = RLC.to_owned();
+    store.create_ssf_stream(&s).await.unwrap();
+    store.add_ssf_subject("s1", "u1", 100).await.unwrap();
+    store
+        .add_unconfirmed_totp("m1", "u1", "secret", 100)
+        .await
+        .unwrap();
+    // Not confirmed: removing it says nothing.
+    store
+        .delete_totp_signalled("u1", &[signal("u1", "x", 110)])
+        .await
+        .unwrap();
+    assert!(store.ssf_pending("s1", 10).await.unwrap().is_empty());
+    store
+        .add_unconfirmed_totp("m2", "u1", "secret", 120)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .confirm_totp_signalled("m2", 4, 130, &[signal("u1", "add", 130)])
+            .await
+            .unwrap()
+    );
+    // A second confirmation changes nothing and writes nothing.
+    assert!(
+        !store
+            .confirm_totp_signalled("m2", 5, 131, &[signal("u1", "again", 131)])
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .delete_totp_signalled("u1", &[signal("u1", "del", 140)])
+            .await
+            .unwrap(),
+        1
+    );
+    let jtis: Vec<String> = store
+        .ssf_pending("s1", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.jti)
+        .collect();
+    assert_eq!(jtis, vec!["add.1".to_owned(), "del.2".to_owned()]);
+}
