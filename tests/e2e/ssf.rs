@@ -565,3 +565,90 @@ async fn blocking_a_guest_sends_account_disabled_then_enabled() {
     );
     assert!(got.iter().all(|(_, _, sub)| sub == &alice.id));
 }
+
+/// Delivery state lives in the outbox: a SET the receiver refused before the tenant stopped is
+/// pushed by the restarted tenant (same database), once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_resumes_after_a_restart() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let accept = Arc::new(AtomicBool::new(false));
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let app = {
+        let (accept, attempts, accepted) = (
+            Arc::clone(&accept),
+            Arc::clone(&attempts),
+            Arc::clone(&accepted),
+        );
+        axum::Router::new().route(
+            "/events",
+            axum::routing::post(move || {
+                let (accept, attempts, accepted) = (
+                    Arc::clone(&accept),
+                    Arc::clone(&attempts),
+                    Arc::clone(&accepted),
+                );
+                async move {
+                    attempts.fetch_add(1, Ordering::SeqCst);
+                    if accept.load(Ordering::SeqCst) {
+                        accepted.fetch_add(1, Ordering::SeqCst);
+                        StatusCode::ACCEPTED
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let (dir, db) = tenant_dir("ssf-restart");
+    let t = start_at("ssf-restart", &dir, &db, &extra()).await;
+    let alice = t.state().store.user_by_email(ALICE).await.unwrap().unwrap();
+    let tok = token(&t, SSF_APP, SSF_SECRET, "ssf.manage").await;
+    let (status, created) = call(
+        reqwest::Method::POST,
+        t.url("/ssf/stream"),
+        &tok,
+        Some(json!({
+            "delivery": {"method": "urn:ietf:rfc:8935", "endpoint_url": format!("http://{addr}/events")},
+            "events_requested": [event_type::RISK_LEVEL_CHANGE],
+        })),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let sid = created["stream_id"].as_str().unwrap().to_owned();
+    let (status, _) = call(
+        reqwest::Method::POST,
+        t.url("/ssf/subjects/add"),
+        &tok,
+        Some(json!({"stream_id": sid, "subject": {"format": "email", "email": ALICE}})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    confirm_compromised(&t, &alice.id).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while attempts.load(Ordering::SeqCst) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never pushed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    t.tenant.shutdown().await;
+
+    accept.store(true, Ordering::SeqCst);
+    let t = start_at("ssf-restart", &dir, &db, &extra()).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while accepted.load(Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not pushed after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    let rows = t.state().store.ssf_outbox(&sid, 10).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].state, "delivered");
+}
