@@ -251,6 +251,10 @@ async fn housekeeping(state: AppState) {
                 if let Err(e) = state.store.purge_lockouts(now - 86_400).await {
                     tracing::warn!(error = %e, "purging lockout counts failed");
                 }
+                // Delivered and refused SETs are kept a week for the admin API, then go.
+                if let Err(e) = state.store.purge_ssf_outbox(now - 7 * 86_400).await {
+                    tracing::warn!(error = %e, "purging the shared signals outbox failed");
+                }
                 if let Err(e) = state.store.delete_signing_keys_retired_before(now - state.key_grace()).await {
                     tracing::warn!(error = %e, "deleting old keys failed");
                 }

@@ -45,3 +45,6 @@ CREATE TABLE ssf_outbox (
 );
 CREATE UNIQUE INDEX ssf_outbox_jti_uq ON ssf_outbox (jti);
 CREATE INDEX ssf_outbox_due_idx ON ssf_outbox (state, next_attempt_at);
+-- Per-subject order: a subject's earlier pending row is found without a scan.
+CREATE INDEX ssf_outbox_subject_idx ON ssf_outbox (stream_id, subject_key, seq);
+

@@ -512,6 +512,20 @@ impl Store {
         .await?)
     }
 
+    /// Deletes delivered and failed SETs settled before `before` (pending ones stay, whatever
+    /// their age). Returns how many went.
+    pub async fn purge_ssf_outbox(&self, before: i64) -> Result<u64, StoreError> {
+        let done = query(
+            "DELETE FROM ssf_outbox WHERE state <> $1 AND delivered_at IS NOT NULL \
+             AND delivered_at < $2",
+        )
+        .bind(OUTBOX_PENDING)
+        .bind(before)
+        .execute(&self.db)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// How many of a stream's SETs are pending, delivered and failed.
     pub async fn ssf_delivery_counts(&self, stream_id: &str) -> Result<DeliveryCounts, StoreError> {
         let rows: Vec<(String, i64)> =

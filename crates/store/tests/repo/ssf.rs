@@ -244,6 +244,11 @@ pub async fn delivery_keeps_order_and_state(ctx: Ctx) {
         ]
     );
 
+    // Settled rows go after their time; pending ones stay.
+    assert_eq!(store.purge_ssf_outbox(311).await.unwrap(), 1);
+    assert_eq!(store.purge_ssf_outbox(312).await.unwrap(), 1);
+    assert_eq!(store.ssf_outbox("s1", 10).await.unwrap().len(), 1);
+
     // A verification event goes to one stream whatever its subjects.
     let jti = store
         .record_stream_signal("s1", &signal("u1", "v", 400))
