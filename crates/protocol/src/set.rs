@@ -582,6 +582,40 @@ mod tests {
     }
 
     #[test]
+    fn aud_may_be_an_array_and_exp_is_refused() {
+        let keys = keys();
+        let jwks = serde_json::to_value(keys.jwks(0)).unwrap();
+        let e = expected(&jwks);
+        let mut v = serde_json::to_value(claims(1000)).unwrap();
+        v["aud"] = serde_json::json!(["https://other.example", "https://resource.example"]);
+        let token = keys.sign(SET_ALG, SET_TYP, &v).unwrap();
+        assert_eq!(
+            validate(&token, &e, 1000).unwrap().aud,
+            "https://resource.example"
+        );
+        v["exp"] = 2000.into();
+        let token = keys.sign(SET_ALG, SET_TYP, &v).unwrap();
+        assert_eq!(
+            validate(&token, &e, 1000).unwrap_err().code(),
+            "invalid_request"
+        );
+        // Two events in one SET are refused (SSF: exactly one).
+        let mut two = serde_json::to_value(claims(1000)).unwrap();
+        two["events"][event_type::ACCOUNT_ENABLED] = serde_json::json!({});
+        let token = keys.sign(SET_ALG, SET_TYP, &two).unwrap();
+        assert_eq!(
+            validate(&token, &e, 1000).unwrap_err().code(),
+            "invalid_request"
+        );
+        // The RFC 8935 error body.
+        let err = SetError::InvalidKey("x".into()).to_json();
+        assert_eq!(
+            err,
+            serde_json::json!({"err": "invalid_key", "description": "x"})
+        );
+    }
+
+    #[test]
     fn subject_ids_round_trip() {
         for s in [
             SubjectId::Email {
