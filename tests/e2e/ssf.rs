@@ -163,6 +163,10 @@ async fn stream_lifecycle_and_polled_risk_level_change() {
         created["events_delivered"],
         json!([event_type::VERIFICATION, event_type::RISK_LEVEL_CHANGE])
     );
+    assert_eq!(
+        created["events_requested"],
+        json!([event_type::RISK_LEVEL_CHANGE, event_type::VERIFICATION])
+    );
     // One stream per app.
     let (status, _) = call(Method::POST, cfg_url.clone(), &tok, Some(json!({}))).await;
     assert_eq!(status, 409);

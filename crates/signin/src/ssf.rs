@@ -143,10 +143,8 @@ pub fn poll_url(issuer: &str, stream_id: &str) -> String {
     format!("{}/ssf/poll/{stream_id}", issuer.trim_end_matches('/'))
 }
 
-fn events_of(record: &StreamRecord) -> Vec<String> {
-    record
-        .events_delivered
-        .split(' ')
+fn events_of(list: &str) -> Vec<String> {
+    list.split(' ')
         .filter(|e| !e.is_empty())
         .map(str::to_owned)
         .collect()
@@ -204,7 +202,7 @@ fn check_delivery(d: Option<Delivery>) -> Result<Delivery, SsfError> {
 impl Transmitter<'_> {
     /// The stream configuration a receiver sees.
     pub fn configuration(&self, record: &StreamRecord) -> StreamConfiguration {
-        let events = events_of(record);
+        let events = events_of(&record.events_delivered);
         let endpoint_url = match record.delivery_method.as_str() {
             DELIVERY_POLL => Some(poll_url(self.issuer, &record.id)),
             _ => record.endpoint_url.clone(),
@@ -217,7 +215,7 @@ impl Transmitter<'_> {
                 .iter()
                 .map(|e| (*e).to_owned())
                 .collect(),
-            events_requested: events.clone(),
+            events_requested: events_of(&record.events_requested),
             events_delivered: events,
             delivery: Delivery {
                 method: record.delivery_method.clone(),
@@ -255,6 +253,11 @@ impl Transmitter<'_> {
             id: stream_id.to_owned(),
             client_id: who.client_id.clone(),
             aud: who.aud.clone(),
+            events_requested: req
+                .events_requested
+                .as_deref()
+                .unwrap_or_default()
+                .join(" "),
             events_delivered: negotiate(req.events_requested.as_deref()).join(" "),
             description: req.description,
             delivery_method: delivery.method,
@@ -289,6 +292,11 @@ impl Transmitter<'_> {
         let mut record = self.stream_of(who, Some(&id)).await?;
         if replace || req.events_requested.is_some() {
             record.events_delivered = negotiate(req.events_requested.as_deref()).join(" ");
+            record.events_requested = req
+                .events_requested
+                .as_deref()
+                .unwrap_or_default()
+                .join(" ");
         }
         if replace || req.delivery.is_some() {
             let d = check_delivery(req.delivery)?;

@@ -4,7 +4,9 @@ CREATE TABLE ssf_streams (
     id                   TEXT PRIMARY KEY,
     client_id            TEXT NOT NULL,
     aud                  TEXT NOT NULL,
-    -- Space-separated event type URIs the stream delivers (events_delivered).
+    -- Space-separated event type URIs the receiver asked for (events_requested) and those
+    -- the stream delivers (events_delivered: requested and supported).
+    events_requested     TEXT NOT NULL,
     events_delivered     TEXT NOT NULL,
     description          TEXT,
     delivery_method      TEXT NOT NULL,

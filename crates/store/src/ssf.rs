@@ -39,6 +39,8 @@ pub struct StreamRecord {
     pub client_id: String,
     /// The SETs' `aud`.
     pub aud: String,
+    /// `events_requested`, space-separated event type URIs (as the receiver sent them).
+    pub events_requested: String,
     /// `events_delivered`, space-separated event type URIs.
     pub events_delivered: String,
     /// `description`.
@@ -64,6 +66,7 @@ from_row!(StreamRecord {
     id,
     client_id,
     aud,
+    events_requested,
     events_delivered,
     description,
     delivery_method,
@@ -76,8 +79,9 @@ from_row!(StreamRecord {
     updated_at
 });
 
-const STREAM_COLUMNS: &str = "id, client_id, aud, events_delivered, description, delivery_method, \
-     endpoint_url, authorization_header, status, reason, last_seq, created_at, updated_at";
+const STREAM_COLUMNS: &str = "id, client_id, aud, events_requested, events_delivered, description, \
+     delivery_method, endpoint_url, authorization_header, status, reason, last_seq, created_at, \
+     updated_at";
 
 /// An event about one user, to fan out to the streams that hear about that user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,11 +217,12 @@ impl Store {
     pub async fn create_ssf_stream(&self, s: &StreamRecord) -> Result<(), StoreError> {
         query_assembled(format!(
             "INSERT INTO ssf_streams ({STREAM_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         ))
         .bind(&s.id)
         .bind(&s.client_id)
         .bind(&s.aud)
+        .bind(&s.events_requested)
         .bind(&s.events_delivered)
         .bind(&s.description)
         .bind(&s.delivery_method)
@@ -265,7 +270,7 @@ impl Store {
         let done = query(
             "UPDATE ssf_streams SET aud = $2, events_delivered = $3, description = $4, \
              delivery_method = $5, endpoint_url = $6, authorization_header = $7, status = $8, \
-             reason = $9, updated_at = $10 WHERE id = $1",
+             reason = $9, updated_at = $10, events_requested = $11 WHERE id = $1",
         )
         .bind(&s.id)
         .bind(&s.aud)
@@ -277,6 +282,7 @@ impl Store {
         .bind(&s.status)
         .bind(&s.reason)
         .bind(s.updated_at)
+        .bind(&s.events_requested)
         .execute(&self.db)
         .await?;
         if done.rows_affected() == 0 {

@@ -15,6 +15,7 @@ fn stream(id: &str, client_id: &str, method: &str) -> StreamRecord {
         id: id.to_owned(),
         client_id: client_id.to_owned(),
         aud: format!("https://{client_id}.example"),
+        events_requested: RLC.to_owned(),
         events_delivered: RLC.to_owned(),
         description: None,
         delivery_method: method.to_owned(),
