@@ -182,11 +182,8 @@ fn check_delivery(d: Option<Delivery>) -> Result<Delivery, SsfError> {
                 .endpoint_url
                 .as_deref()
                 .ok_or_else(|| SsfError::BadRequest("push delivery needs endpoint_url".into()))?;
-            let ok = url.starts_with("https://")
-                || url.starts_with("http://127.0.0.1")
-                || url.starts_with("http://localhost")
-                || url.starts_with("http://[::1]");
-            if !ok {
+            // The rule partner URLs follow: https, or plain http on a loopback host only.
+            if !federation::is_https_or_loopback(url) {
                 return Err(SsfError::BadRequest(
                     "endpoint_url must be an https URL".into(),
                 ));
@@ -656,6 +653,8 @@ mod tests {
         };
         assert!(check_delivery(Some(push("https://r.example/e"))).is_ok());
         assert!(check_delivery(Some(push("http://r.example/e"))).is_err());
+        assert!(check_delivery(Some(push("http://127.0.0.1.evil.example/e"))).is_err());
+        assert!(check_delivery(Some(push("http://127.0.0.1:9/e"))).is_ok());
         assert_eq!(check_delivery(None).unwrap().method, DELIVERY_POLL);
     }
 
