@@ -349,6 +349,35 @@ async fn stream_lifecycle_and_polled_risk_level_change() {
     assert_eq!(streams["value"][0]["id"], sid.as_str());
     assert_eq!(streams["value"][0]["delivered"], 3);
     assert_eq!(streams["value"][0]["pending"], 0);
+    let (status, events) = call(
+        Method::GET,
+        t.url(&format!(
+            "/v1.0/identityProtection/sharedSignals/streams/{sid}/events"
+        )),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let states: Vec<(&str, &str)> = events["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["eventType"].as_str().unwrap(),
+                e["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            (event_type::SESSION_REVOKED, "delivered"),
+            (event_type::RISK_LEVEL_CHANGE, "delivered"),
+            (event_type::VERIFICATION, "delivered"),
+        ]
+    );
 
     // Remove the subject, delete the stream.
     let (status, _) = call(

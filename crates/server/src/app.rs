@@ -67,6 +67,10 @@ pub fn router(state: AppState) -> Router {
             "/v1.0/identityProtection/sharedSignals/streams",
             get(crate::ssf::admin_streams),
         )
+        .route(
+            "/v1.0/identityProtection/sharedSignals/streams/{id}/events",
+            get(crate::ssf::admin_stream_events),
+        )
         .route(paths::AUTHORIZE, get(authorize::get).post(authorize::post))
         .route(paths::TOKEN, post(token::token))
         .route(

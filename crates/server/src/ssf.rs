@@ -423,6 +423,41 @@ pub async fn admin_streams(
     Ok(reply(StatusCode::OK, json!({ "value": value })))
 }
 
+/// `GET /v1.0/identityProtection/sharedSignals/streams/{id}/events`: the stream's newest 100
+/// SETs with their delivery state (admin API). 404 for an unknown stream.
+pub async fn admin_stream_events(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, crate::admin::GraphError> {
+    if state.store.ssf_stream(&id).await?.is_none() {
+        return Err(crate::admin::GraphError::not_found(format!(
+            "No stream with id {id}."
+        )));
+    }
+    let value: Vec<Value> = state
+        .store
+        .ssf_outbox(&id, 100)
+        .await?
+        .into_iter()
+        .map(|e| {
+            json!({
+                "id": e.jti,
+                "sequence": e.seq,
+                "eventType": e.event_type,
+                "subject": e.subject_key,
+                "state": e.state,
+                "attempts": e.attempts,
+                "nextAttemptDateTime": e.next_attempt_at,
+                "lastError": e.last_error,
+                "createdDateTime": e.created_at,
+                "settledDateTime": e.delivered_at,
+            })
+        })
+        .collect();
+    Ok(reply(StatusCode::OK, json!({ "value": value })))
+}
+
 /// How often the push worker looks for due SETs.
 pub const PUSH_EVERY: Duration = Duration::from_millis(500);
 
