@@ -458,6 +458,9 @@ pub async fn admin_stream_events(
     Ok(reply(StatusCode::OK, json!({ "value": value })))
 }
 
+/// How long a push worker holds a SET it is sending (longer than the push timeout).
+pub const PUSH_LEASE_SECS: i64 = 30;
+
 /// How often the push worker looks for due SETs.
 pub const PUSH_EVERY: Duration = Duration::from_millis(500);
 
@@ -511,6 +514,19 @@ pub async fn push_due(state: &AppState, client: &reqwest::Client) -> Result<(), 
         let Some(url) = stream.endpoint_url.as_deref() else {
             continue;
         };
+        // One replica pushes it: the others see the lease and skip it.
+        if !state
+            .store
+            .ssf_claim_push(
+                &stream.id,
+                &event.jti,
+                event.next_attempt_at,
+                now + PUSH_LEASE_SECS,
+            )
+            .await?
+        {
+            continue;
+        }
         let set = t.sign(&stream, &event, &keys)?;
         let mut req = client
             .post(url)

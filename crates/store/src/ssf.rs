@@ -465,6 +465,31 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Claims a due SET for one push: moves its `next_attempt_at` from `seen` (the value the
+    /// caller read) to `lease_until`, so another replica's worker skips it while it is being
+    /// sent. `false` if someone else claimed or settled it first. A worker that dies mid-push
+    /// leaves the lease to expire, and the SET is pushed again (same `jti`).
+    pub async fn ssf_claim_push(
+        &self,
+        stream_id: &str,
+        jti: &str,
+        seen: i64,
+        lease_until: i64,
+    ) -> Result<bool, StoreError> {
+        let done = query(
+            "UPDATE ssf_outbox SET next_attempt_at = $1 \
+             WHERE stream_id = $2 AND jti = $3 AND state = $4 AND next_attempt_at = $5",
+        )
+        .bind(lease_until)
+        .bind(stream_id)
+        .bind(jti)
+        .bind(OUTBOX_PENDING)
+        .bind(seen)
+        .execute(&self.db)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Records a failed push attempt of `jti`: one more attempt, not retried before
     /// `next_attempt_at`.
     pub async fn ssf_mark_retry(

@@ -201,6 +201,9 @@ pub async fn delivery_keeps_order_and_state(ctx: Ctx) {
         due.iter().map(|e| e.jti.as_str()).collect::<Vec<_>>(),
         vec!["a.1", "c.3"]
     );
+    // Two workers: only one claims a due SET.
+    assert!(store.ssf_claim_push("s1", "a.1", 200, 330).await.unwrap());
+    assert!(!store.ssf_claim_push("s1", "a.1", 200, 330).await.unwrap());
     // a fails once: b (same subject) waits behind it; c is delivered.
     store
         .ssf_mark_retry("s1", "a.1", "HTTP 503", 310)
