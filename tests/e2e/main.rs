@@ -26,6 +26,7 @@ mod roles;
 mod security;
 mod seed;
 mod signals;
+mod ssf;
 mod support;
 mod user_risk;
 mod users;

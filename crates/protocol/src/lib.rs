@@ -17,6 +17,7 @@ pub mod params;
 pub mod pkce;
 pub mod scope;
 pub mod sealed;
+pub mod set;
 pub mod token;
 
 pub use error::{ErrorCode, OAuthError};

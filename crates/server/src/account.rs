@@ -342,7 +342,18 @@ async fn confirm_totp(
     };
     let confirmed =
         match mfa::verify_totp(&method.secret, code, now).and_then(|s| i64::try_from(s).ok()) {
-            Some(step) => state.store.confirm_totp(&method.id, step, now).await?,
+            Some(step) => {
+                let added = signin::ssf::authenticator_signal(
+                    &state.config.issuer,
+                    &member.user.id,
+                    "create",
+                    now,
+                );
+                state
+                    .store
+                    .confirm_totp_signalled(&method.id, step, now, &[added])
+                    .await?
+            }
             None => false,
         };
     if !confirmed {
@@ -370,7 +381,16 @@ async fn confirm_totp(
 }
 
 async fn remove_totp(state: &AppState, member: &Member) -> Result<Shown, PageError> {
-    state.store.delete_totp(&member.user.id).await?;
+    let removed = signin::ssf::authenticator_signal(
+        &state.config.issuer,
+        &member.user.id,
+        "delete",
+        state.now(),
+    );
+    state
+        .store
+        .delete_totp_signalled(&member.user.id, &[removed])
+        .await?;
     tracing::info!(user = %member.user.id, "security info: authenticator app removed");
     Ok(Shown::notice("Your authenticator app was removed."))
 }

@@ -46,6 +46,31 @@ pub fn router(state: AppState) -> Router {
         .route(paths::DISCOVERY, get(discovery))
         .route(paths::OAUTH_METADATA, get(discovery))
         .route(paths::JWKS, get(jwks))
+        .route(crate::ssf::WELL_KNOWN, get(crate::ssf::configuration))
+        .route(
+            "/ssf/stream",
+            post(crate::ssf::create)
+                .get(crate::ssf::read)
+                .patch(crate::ssf::update)
+                .put(crate::ssf::replace)
+                .delete(crate::ssf::delete),
+        )
+        .route(
+            "/ssf/status",
+            get(crate::ssf::status).post(crate::ssf::set_status),
+        )
+        .route("/ssf/subjects/add", post(crate::ssf::add_subject))
+        .route("/ssf/subjects/remove", post(crate::ssf::remove_subject))
+        .route("/ssf/verify", post(crate::ssf::verify))
+        .route("/ssf/poll/{stream_id}", post(crate::ssf::poll))
+        .route(
+            "/v1.0/identityProtection/sharedSignals/streams",
+            get(crate::ssf::admin_streams),
+        )
+        .route(
+            "/v1.0/identityProtection/sharedSignals/streams/{id}/events",
+            get(crate::ssf::admin_stream_events),
+        )
         .route(paths::AUTHORIZE, get(authorize::get).post(authorize::post))
         .route(paths::TOKEN, post(token::token))
         .route(

@@ -21,6 +21,7 @@ pub mod portal;
 pub mod rate_limits;
 pub mod server;
 pub mod session;
+pub mod ssf;
 pub mod ssf_receiver;
 pub mod state;
 pub mod tls;

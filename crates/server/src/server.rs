@@ -134,6 +134,8 @@ pub struct Tenant {
     housekeeping: JoinHandle<()>,
     partner_check: JoinHandle<()>,
     signal_streams: Option<JoinHandle<()>>,
+    /// The Shared Signals push worker.
+    ssf_push: JoinHandle<()>,
 }
 
 impl Tenant {
@@ -202,6 +204,7 @@ impl Tenant {
         // the check finds is only reported (sign-ins fail closed on their own).
         let partner_check = spawn_partner_check(&state, Occasion::StartUp);
         let signal_streams = spawn_signal_streams(&state);
+        let ssf_push = crate::ssf::spawn_push_worker(state.clone());
         Ok(Self {
             addr,
             state,
@@ -210,6 +213,7 @@ impl Tenant {
             housekeeping,
             partner_check,
             signal_streams,
+            ssf_push,
         })
     }
 
@@ -221,6 +225,7 @@ impl Tenant {
         if let Some(streams) = &self.signal_streams {
             streams.abort();
         }
+        self.ssf_push.abort();
         let _ = self.server.await;
         self.state.store.close().await;
     }
@@ -256,6 +261,10 @@ async fn housekeeping(state: AppState) {
                 // Smart lockout forgets an account's count a day after its last wrong password.
                 if let Err(e) = state.store.purge_lockouts(now - 86_400).await {
                     tracing::warn!(error = %e, "purging lockout counts failed");
+                }
+                // Delivered and refused SETs are kept a week for the admin API, then go.
+                if let Err(e) = state.store.purge_ssf_outbox(now - 7 * 86_400).await {
+                    tracing::warn!(error = %e, "purging the shared signals outbox failed");
                 }
                 if let Err(e) = state.store.delete_signing_keys_retired_before(now - state.key_grace()).await {
                     tracing::warn!(error = %e, "deleting old keys failed");

@@ -35,24 +35,10 @@ pub enum Subject {
 /// The event types this receiver acts on (CAEP 1.0, RISC 1.0) and the SSF stream
 /// verification event.
 pub mod event_types {
-    /// CAEP risk level change.
-    pub const RISK_LEVEL_CHANGE: &str =
-        "https://schemas.openid.net/secevent/caep/event-type/risk-level-change";
-    /// CAEP session revoked.
-    pub const SESSION_REVOKED: &str =
-        "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
-    /// CAEP credential change.
-    pub const CREDENTIAL_CHANGE: &str =
-        "https://schemas.openid.net/secevent/caep/event-type/credential-change";
-    /// RISC account disabled.
-    pub const ACCOUNT_DISABLED: &str =
-        "https://schemas.openid.net/secevent/risc/event-type/account-disabled";
-    /// RISC account enabled.
-    pub const ACCOUNT_ENABLED: &str =
-        "https://schemas.openid.net/secevent/risc/event-type/account-enabled";
-    /// SSF stream verification.
-    pub const VERIFICATION: &str =
-        "https://schemas.openid.net/secevent/ssf/event-type/verification";
+    pub use protocol::set::event_type::{
+        ACCOUNT_DISABLED, ACCOUNT_ENABLED, CREDENTIAL_CHANGE, RISK_LEVEL_CHANGE, SESSION_REVOKED,
+        VERIFICATION,
+    };
     /// tenantd's report back to a user's home: a partner blocked the user's sign-in there as a
     /// guest (`event_timestamp`, `policy`, `error_code`, `sign_in_risk_level`,
     /// `risk_event_types`, `ip_address`). No CAEP or RISC event says this; SSF lets a

@@ -50,6 +50,7 @@ pub mod refusal;
 pub mod secrets;
 pub mod sign_in;
 pub mod signin_log;
+pub mod ssf;
 #[cfg(test)]
 mod testing;
 pub mod tokens;

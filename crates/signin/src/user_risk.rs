@@ -126,6 +126,8 @@ pub struct Home<'a> {
     pub spray: &'a PasswordSprayConfig,
     /// The tenant's id (the metrics' `tenant` label).
     pub tenant: &'a str,
+    /// The tenant's issuer (`iss` of the Shared Signals events risk changes cause).
+    pub issuer: &'a str,
 }
 
 impl fmt::Debug for Home<'_> {
@@ -418,6 +420,7 @@ impl<'a> Home<'a> {
             ageing: &dir.config.risk.ageing,
             spray: &dir.config.risk.password_spray,
             tenant: &dir.config.tenant_id,
+            issuer: &dir.config.issuer,
         }
     }
 
@@ -435,11 +438,26 @@ impl<'a> Home<'a> {
             ageing: &config.risk.ageing,
             spray: &config.risk.password_spray,
             tenant: &config.tenant_id,
+            issuer: &config.issuer,
         }
     }
 
     fn now(&self) -> i64 {
         self.clock.now()
+    }
+
+    /// The change with its CAEP `risk-level-change` event, written to the Shared Signals
+    /// outbox in the change's own transaction (for the streams of partners the user is a
+    /// guest at).
+    fn with_signal(&self, mut change: RiskChange) -> RiskChange {
+        let jti = uuid::Uuid::new_v4().simple().to_string();
+        change.signals.push(crate::ssf::risk_signal(
+            self.issuer,
+            change.expected.as_ref(),
+            &change.record,
+            &jti,
+        ));
+        change
     }
 
     /// The user, refused if they are a guest (their risk is their home's).
@@ -504,6 +522,7 @@ impl<'a> Home<'a> {
                 datetime(now),
             )?;
             let change = RiskChange {
+                signals: Vec::new(),
                 record: record_of(user_id, t.status, now),
                 expected: record,
                 detection: None,
@@ -512,6 +531,7 @@ impl<'a> Home<'a> {
                 reason: Some(t.history.reason),
                 audit: None,
             };
+            let change = self.with_signal(change);
             match self.store.apply_risk_changes(&[change]).await {
                 Ok(()) => {
                     return Ok(RiskSince {
@@ -574,6 +594,7 @@ impl<'a> Home<'a> {
                 )?;
                 statuses.push(t.status);
                 changes.push(RiskChange {
+                    signals: Vec::new(),
                     record: record_of(user_id, t.status, now),
                     expected: record,
                     detection: Some(detection_record(user_id, detection)),
@@ -586,6 +607,8 @@ impl<'a> Home<'a> {
             if changes.is_empty() {
                 return Ok(statuses);
             }
+            let changes: Vec<RiskChange> =
+                changes.into_iter().map(|c| self.with_signal(c)).collect();
             match self.store.apply_risk_changes(&changes).await {
                 Ok(()) => {
                     for c in &changes {
@@ -690,6 +713,7 @@ impl<'a> Home<'a> {
                 detection_record(user_id, &d)
             });
             let change = RiskChange {
+                signals: Vec::new(),
                 record: record_of(user_id, t.status, now),
                 expected: record,
                 detection,
@@ -698,6 +722,7 @@ impl<'a> Home<'a> {
                 reason: Some(t.history.reason),
                 audit: audit.map(|line| line(&t.status)),
             };
+            let change = self.with_signal(change);
             match self.store.apply_risk_changes(&[change]).await {
                 Ok(()) => {
                     tracing::info!(user = %user_id, actor = %actor_label(&actor), state = %t.status.risk_state, "user risk changed");
@@ -716,7 +741,18 @@ impl<'a> Home<'a> {
     /// Ends every session and grant (refresh tokens, and the access tokens tied to them) of
     /// the user at once: whoever holds them may be the attacker.
     async fn end_sign_ins(&self, user_id: &str, now: i64) -> Result<(), StoreError> {
-        let (sessions, grants) = self.store.end_user_sign_ins(user_id, now).await?;
+        let jti = uuid::Uuid::new_v4().simple().to_string();
+        let revoked = crate::ssf::user_signal(
+            self.issuer,
+            user_id,
+            &protocol::set::Event::session_revoked("policy", now),
+            &jti,
+            now,
+        );
+        let (sessions, grants) = self
+            .store
+            .end_user_sign_ins_signalled(user_id, now, &[revoked])
+            .await?;
         tracing::info!(user = %user_id, sessions, grants, "sessions and grants revoked");
         Ok(())
     }

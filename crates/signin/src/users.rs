@@ -606,6 +606,56 @@ pub struct Updated {
     pub grants_ended: u64,
 }
 
+/// The Shared Signals events of an admin's change to a user (written with the change): RISC
+/// `account-disabled` / `account-enabled` when the account is blocked or unblocked, CAEP
+/// `credential-change` (password, update) for a new password, and CAEP `session-revoked`
+/// (admin) when the change ends the user's sign-ins.
+fn update_signals(
+    dir: &Directory,
+    user: &User,
+    changes: &UserChanges,
+    password: bool,
+) -> Vec<store::Signal> {
+    use protocol::set::Event;
+    let now = dir.now();
+    let mut events = Vec::new();
+    match changes.account_enabled {
+        Some(false) if user.status != UserStatus::Disabled => {
+            events.push(Event::account_disabled(None));
+        }
+        Some(true) if user.status == UserStatus::Disabled => {
+            events.push(Event::account_enabled());
+        }
+        _ => {}
+    }
+    if password {
+        events.push(Event::credential_change("password", "update", now));
+    }
+    if changes.account_enabled == Some(false) || password {
+        events.push(Event::session_revoked("admin", now));
+    }
+    let txn = uuid::Uuid::new_v4().simple().to_string();
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let mut s = crate::ssf::user_signal(
+                &dir.config.issuer,
+                &user.id,
+                e,
+                &format!("{txn}-{i}"),
+                now,
+            );
+            s.payload_json = crate::ssf::payload_json(
+                &protocol::set::SubjectId::home_user(&dir.config.issuer, &user.id),
+                e,
+                Some(&txn),
+            );
+            s
+        })
+        .collect()
+}
+
 /// Applies `changes` to the user named by `id_or_upn` in one transaction, after checking all
 /// of them (one bad value and nothing changes). Disabling the account or setting a password
 /// ends the user's sessions and grants in that transaction. A password that must be changed at
@@ -643,7 +693,9 @@ pub async fn update(
             Some((dir.passwords.hash(&p.password).await?, p.force_change))
         }
     };
+    let signals = update_signals(dir, &user, changes, password.is_some());
     let update = UserUpdate {
+        signals,
         display_name,
         given_name,
         family_name,

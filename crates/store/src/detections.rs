@@ -68,6 +68,9 @@ pub struct RiskChange {
     pub reason: Option<String>,
     /// The directory audit line of an admin's change, written in the same transaction.
     pub audit: Option<crate::DirectoryAudit>,
+    /// Shared Signals events the change causes (CAEP `risk-level-change`...), written to the
+    /// outbox of every stream that hears about the user, in the same transaction.
+    pub signals: Vec<crate::Signal>,
 }
 
 /// Which detections [`Store::list_detections`] returns, newest first.
@@ -190,6 +193,7 @@ impl Store {
             if let Some(audit) = &change.audit {
                 crate::audits::insert_audit(audit, &mut tx).await?;
             }
+            crate::ssf::enqueue_signals(&mut tx, &change.signals).await?;
         }
         tx.commit().await?;
         Ok(())

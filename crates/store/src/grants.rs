@@ -594,8 +594,20 @@ impl Store {
         user_id: &str,
         now: i64,
     ) -> Result<(u64, u64), StoreError> {
+        self.end_user_sign_ins_signalled(user_id, now, &[]).await
+    }
+
+    /// [`Store::end_user_sign_ins`], writing `signals` (CAEP `session-revoked`...) to the
+    /// Shared Signals outbox in the same transaction.
+    pub async fn end_user_sign_ins_signalled(
+        &self,
+        user_id: &str,
+        now: i64,
+        signals: &[crate::Signal],
+    ) -> Result<(u64, u64), StoreError> {
         let mut tx = self.begin_write().await?;
         let ended = end_user_sign_ins_in(&mut tx, user_id, now).await?;
+        crate::ssf::enqueue_signals(&mut tx, signals).await?;
         tx.commit().await?;
         Ok(ended)
     }

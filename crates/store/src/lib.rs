@@ -50,6 +50,7 @@ mod sealing;
 mod sessions;
 mod sign_ins;
 mod signals;
+mod ssf;
 mod sspr;
 mod users;
 
@@ -83,6 +84,10 @@ pub use sign_ins::{
     FLUSH_EVERY, INTERACTIVE_USER, NON_INTERACTIVE_USER, RecentSignIn, SignInFilter, SignInLog,
 };
 pub use signals::{GuestChange, ReceivedSummary, ReceivingStream, SignalApplied};
+pub use ssf::{
+    DeliveryCounts, OUTBOX_DELIVERED, OUTBOX_FAILED, OUTBOX_PENDING, OutboxEvent, STREAM_DISABLED,
+    STREAM_ENABLED, STREAM_PAUSED, Signal, StreamRecord,
+};
 pub use sspr::AttemptCount;
 pub use users::{
     InvitationState, NewUser, User, UserCondition, UserDeletion, UserPageQuery, UserStatus,

@@ -162,6 +162,18 @@ impl Store {
     /// has one authenticator. Returns whether this call confirmed it (false if unknown or
     /// already confirmed; nothing changes then).
     pub async fn confirm_totp(&self, id: &str, step: i64, now: i64) -> Result<bool, StoreError> {
+        self.confirm_totp_signalled(id, step, now, &[]).await
+    }
+
+    /// [`Store::confirm_totp`], writing `signals` (CAEP `credential-change`) to the Shared
+    /// Signals outbox in the same transaction when it confirms.
+    pub async fn confirm_totp_signalled(
+        &self,
+        id: &str,
+        step: i64,
+        now: i64,
+        signals: &[crate::Signal],
+    ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let confirmed: Option<(String,)> = query(
             "UPDATE mfa_methods SET confirmed_at = $1, last_used_step = $2 \
@@ -180,6 +192,7 @@ impl Store {
             .bind(id)
             .execute(&mut tx)
             .await?;
+        crate::ssf::enqueue_signals(&mut tx, signals).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -203,11 +216,34 @@ impl Store {
     /// Deletes the user's authenticators (confirmed or not); their recovery codes stay. Returns
     /// how many were deleted.
     pub async fn delete_totp(&self, user_id: &str) -> Result<u64, StoreError> {
+        self.delete_totp_signalled(user_id, &[]).await
+    }
+
+    /// [`Store::delete_totp`], writing `signals` (CAEP `credential-change`) to the Shared
+    /// Signals outbox in the same transaction when a confirmed authenticator goes.
+    pub async fn delete_totp_signalled(
+        &self,
+        user_id: &str,
+        signals: &[crate::Signal],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let (confirmed,): (i64,) = query(
+            "SELECT COUNT(*) FROM mfa_methods WHERE user_id = $1 AND kind = $2 \
+             AND confirmed_at IS NOT NULL",
+        )
+        .bind(user_id)
+        .bind(TOTP)
+        .fetch_one(&mut tx)
+        .await?;
         let done = query("DELETE FROM mfa_methods WHERE user_id = $1 AND kind = $2")
             .bind(user_id)
             .bind(TOTP)
-            .execute(&self.db)
+            .execute(&mut tx)
             .await?;
+        if confirmed > 0 {
+            crate::ssf::enqueue_signals(&mut tx, signals).await?;
+        }
+        tx.commit().await?;
         Ok(done.rows_affected())
     }
 

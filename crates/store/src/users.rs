@@ -379,6 +379,9 @@ pub struct UserUpdate {
     /// End every session and grant of the user in the same transaction (see
     /// [`Store::end_user_sign_ins`]).
     pub end_sign_ins: bool,
+    /// Shared Signals events the change causes (`account-disabled`, `credential-change`...),
+    /// written to the outbox in the same transaction.
+    pub signals: Vec<crate::Signal>,
 }
 
 impl fmt::Debug for UserUpdate {
@@ -393,6 +396,7 @@ impl fmt::Debug for UserUpdate {
                 &self.password.as_ref().map(|(_, must)| ("<redacted>", must)),
             )
             .field("end_sign_ins", &self.end_sign_ins)
+            .field("signals", &self.signals.len())
             .finish()
     }
 }
@@ -583,6 +587,21 @@ impl Store {
         must_change_password: bool,
         now: i64,
     ) -> Result<(), StoreError> {
+        self.set_password_signalled(id, hash, must_change_password, now, &[])
+            .await
+    }
+
+    /// [`Store::set_password`], writing `signals` (CAEP `credential-change`) to the Shared
+    /// Signals outbox in the same transaction.
+    pub async fn set_password_signalled(
+        &self,
+        id: &str,
+        hash: &str,
+        must_change_password: bool,
+        now: i64,
+        signals: &[crate::Signal],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         let done = {
             // Members only: a guest's credentials live at their home tenant, and a local
             // password would let them sign in here around the home's risk.
@@ -594,10 +613,11 @@ impl Store {
             .bind(bool_to_db(must_change_password))
             .bind(now)
             .bind(id)
-            .execute(&self.db)
+            .execute(&mut tx)
             .await?
         };
         if done.rows_affected() == 0 {
+            drop(tx);
             return Err(match self.user_by_id(id).await? {
                 Some(_) => StoreError::Conflict(
                     "a guest has no local password (their credentials live at their home tenant)"
@@ -606,6 +626,8 @@ impl Store {
                 None => StoreError::NotFound,
             });
         }
+        crate::ssf::enqueue_signals(&mut tx, signals).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -722,6 +744,7 @@ impl Store {
         } else {
             (0, 0)
         };
+        crate::ssf::enqueue_signals(&mut tx, &update.signals).await?;
         tx.commit().await?;
         Ok(ended)
     }

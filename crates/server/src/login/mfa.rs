@@ -473,7 +473,18 @@ async fn enrol_inner(
     let now = state.now();
     let confirmed =
         match verify_totp(&method.secret, &f.code, now).and_then(|s| i64::try_from(s).ok()) {
-            Some(time_step) => state.store.confirm_totp(&method.id, time_step, now).await?,
+            Some(time_step) => {
+                let added = signin::ssf::authenticator_signal(
+                    &state.config.issuer,
+                    &step.user.id,
+                    "create",
+                    now,
+                );
+                state
+                    .store
+                    .confirm_totp_signalled(&method.id, time_step, now, &[added])
+                    .await?
+            }
             None => false,
         };
     if !confirmed {

@@ -456,9 +456,18 @@ pub async fn change_submit(
         Ok(h) => h,
         Err(e) => return PageError::internal(e.to_string()).render(&state, &ctx),
     };
+    // CAEP credential-change for the partners the user is a guest at, with the change.
+    let now = state.now();
+    let changed = signin::ssf::user_signal(
+        &state.config.issuer,
+        &user.id,
+        &protocol::set::Event::credential_change("password", "update", now),
+        &uuid::Uuid::new_v4().simple().to_string(),
+        now,
+    );
     if let Err(e) = state
         .store
-        .set_password(&user.id, &hash, false, state.now())
+        .set_password_signalled(&user.id, &hash, false, now, &[changed])
         .await
     {
         return PageError::from(e).render(&state, &ctx);

@@ -376,7 +376,18 @@ pub async fn finish(
         Err(e) => return PageError::internal(e.to_string()).render(&state, &ctx),
     };
     let now = state.now();
-    if let Err(e) = state.store.set_password(&user_id, &hash, false, now).await {
+    let changed = signin::ssf::user_signal(
+        &state.config.issuer,
+        &user_id,
+        &protocol::set::Event::credential_change("password", "update", now),
+        &uuid::Uuid::new_v4().simple().to_string(),
+        now,
+    );
+    if let Err(e) = state
+        .store
+        .set_password_signalled(&user_id, &hash, false, now, &[changed])
+        .await
+    {
         return PageError::from(e).render(&state, &ctx);
     }
     if let Err(e) = user_risk::after_password_set(&state, &user_id, &f.new_password).await {
@@ -393,7 +404,20 @@ pub async fn finish(
         // The password is changed either way; an account without risk has nothing to remediate.
         tracing::info!(correlation_id = %ctx.correlation_id, error = %e, "password reset: risk not remediated");
     }
-    if let Err(e) = state.store.end_user_sign_ins(&user_id, now).await {
+    // CAEP session-revoked for the partners the user is a guest at, written with the
+    // revocation.
+    let signals = [signin::ssf::user_signal(
+        &state.config.issuer,
+        &user_id,
+        &protocol::set::Event::session_revoked("user", now),
+        &uuid::Uuid::new_v4().simple().to_string(),
+        now,
+    )];
+    if let Err(e) = state
+        .store
+        .end_user_sign_ins_signalled(&user_id, now, &signals)
+        .await
+    {
         return PageError::from(e).render(&state, &ctx);
     }
     tracing::info!(correlation_id = %ctx.correlation_id, user = %user_id, "password reset by the user (SSPR)");

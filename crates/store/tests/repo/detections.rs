@@ -36,6 +36,7 @@ fn status(user: &str, level: &str, state: &str, detail: &str, at: i64) -> UserRi
 
 fn raise(d: DetectionRecord, expected: Option<UserRiskRecord>, level: &str) -> RiskChange {
     RiskChange {
+        signals: Vec::new(),
         record: status(&d.user_id, level, "atRisk", "none", d.detected_at),
         expected,
         detection: Some(d),
@@ -136,6 +137,7 @@ pub async fn detection_and_status_are_one_change(ctx: Ctx) {
     );
     store
         .apply_risk_changes(&[RiskChange {
+            signals: Vec::new(),
             record: remediated.clone(),
             expected: Some(s2),
             detection: None,
@@ -423,6 +425,7 @@ pub async fn remediation_closes_risky_sign_ins_and_confirmed_safe_ones_are_famil
         .await
         .unwrap();
     let safe = RiskChange {
+        signals: Vec::new(),
         record: status("u1", "none", "confirmedSafe", "adminConfirmedUserSafe", 200),
         expected: Some(status("u1", "high", "atRisk", "none", 100)),
         detection: None,
@@ -493,6 +496,7 @@ pub async fn retention_purges_old_rows_in_batches_and_keeps_active_detections(ct
         .unwrap();
     store
         .apply_risk_changes(&[RiskChange {
+            signals: Vec::new(),
             record: status(
                 "u1",
                 "none",
@@ -583,6 +587,7 @@ pub async fn an_admin_change_and_its_audit_line_are_one_transaction(ctx: Ctx) {
         additional_details: "[]".to_owned(),
     };
     let change = |expected: Option<UserRiskRecord>, id: &str| RiskChange {
+        signals: Vec::new(),
         record: status(
             "u1",
             "high",

@@ -25,6 +25,7 @@ mod sessions;
 mod sign_ins;
 mod signals;
 mod sqlite_only;
+mod ssf;
 mod sspr;
 mod users;
 
@@ -263,6 +264,12 @@ scenarios! {
         secrets_are_sealed_in_the_database,
         clear_values_and_previous_keys_are_resealed,
         a_sealed_value_does_not_open_in_another_row,
+    }
+    ssf {
+        streams_are_managed_and_one_per_app,
+        risk_changes_write_the_outbox_in_their_transaction,
+        delivery_keeps_order_and_state,
+        mfa_changes_write_their_signals,
     }
     audits {
         audits_are_listed_newest_first_filtered_and_paged,

@@ -712,6 +712,7 @@ async fn everything_for(store: &tenantd_store::Store, id: &str, n: i64) {
         .unwrap();
     store
         .apply_risk_changes(&[RiskChange {
+            signals: Vec::new(),
             record: UserRiskRecord {
                 user_id: id.to_owned(),
                 level: "high".into(),
