@@ -736,3 +736,104 @@ async fn a_partners_report_of_a_block_reaches_the_home_as_a_detection() {
         .unwrap();
     assert_eq!(status.risk_level, risk::RiskLevel::Low);
 }
+
+/// Two real tenants, end to end: the resource sets its (polled) stream up at the home's
+/// transmitter; bob signs in to the resource's app and holds a refresh token; the home's admin
+/// confirms him compromised; the home's `risk-level-change` reaches the resource, whose gate
+/// now blocks him, so his refresh token is refused within seconds, without any sign-in.
+#[tokio::test]
+async fn a_home_risk_change_ends_the_guests_tokens_at_the_resource() {
+    let home_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let res_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (home_issuer, res_issuer) = (issuer_of(&home_l), issuer_of(&res_l));
+    let (hd, hdb) = tenant_dir("contoso");
+    // The resource's client at the home: federation, and the SSF receiver's client credentials.
+    let home = start_on(
+        "contoso",
+        home_l,
+        &hd,
+        &hdb,
+        &format!(
+            "{ADMIN_APP}\n[[apps]]\nclient_id = \"fabrikam\"\nname = \"Fabrikam\"\nclient_secret = \"fabrikam-federation-secret\"\nredirect_uris = [\"{res_issuer}/federation/callback\"]\ngrant_types = [\"authorization_code\", \"client_credentials\"]\nscopes = [\"ssf.manage\", \"ssf.read\"]\nfirst_party = true\npartner_tenant = true\n"
+        ),
+    )
+    .await;
+    add_user(&home, BOB, BOB_PW, false).await;
+    let policies = crate::risk::policies_copy("fabrikam");
+    let (rd, rdb) = tenant_dir("fabrikam");
+    let resource = start_on(
+        "fabrikam",
+        res_l,
+        &rd,
+        &rdb,
+        &partner_toml(
+            &home_issuer,
+            &crate::risk::resource_lines(
+                &policies,
+                &format!("{TRUSTED}\nshared_signals = true\nshared_signals_delivery = \"poll\""),
+            ),
+        ),
+    )
+    .await;
+    invite(&resource, BOB, "contoso").await;
+    let p = Pair { home, resource };
+    let rt = refresh_token_of(&p, BOB, BOB_PW).await;
+    let s = p.resource.state();
+    let mut stream = None;
+    for _ in 0..100 {
+        stream = s
+            .store
+            .receiving_stream("contoso")
+            .await
+            .unwrap()
+            .and_then(|r| r.stream_id);
+        if stream.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        stream.is_some(),
+        "the resource set its stream up at the home"
+    );
+    let bob = p
+        .home
+        .state()
+        .store
+        .user_by_email(BOB)
+        .await
+        .unwrap()
+        .unwrap();
+    let r = backchannel()
+        .post(
+            p.home
+                .url("/v1.0/identityProtection/riskyUsers/confirmCompromised"),
+        )
+        .bearer_auth(admin_token(&p.home).await)
+        .json(&json!({ "userIds": [bob.id] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let started = std::time::Instant::now();
+    let mut ended = false;
+    while started.elapsed() < std::time::Duration::from_secs(10) {
+        let guest = s.store.user_by_email(BOB).await.unwrap().unwrap();
+        if guest
+            .home_user_risk
+            .as_deref()
+            .is_some_and(|c| c.contains("\"high\""))
+            && s.store
+                .active_grants_of(&guest.id, s.now())
+                .await
+                .unwrap()
+                .is_empty()
+        {
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ended, "the resource heard of it and ended bob's grants");
+    assert_eq!(refresh(&p, &rt).await, 400);
+}

@@ -358,8 +358,9 @@ mod tests {
 pub const PUSH_DELIVERY: &str = "urn:ietf:rfc:8935";
 /// RFC 8936 poll delivery, as SSF names it.
 pub const POLL_DELIVERY: &str = "urn:ietf:rfc:8936";
-/// The scope a receiver manages its stream at a tenantd transmitter with.
-pub const MANAGE_SCOPE: &str = "ssf.manage";
+/// The scopes a receiver manages (`ssf.manage`) and reads and polls (`ssf.read`) its stream
+/// at a tenantd transmitter with.
+pub const MANAGE_SCOPE: &str = "ssf.manage ssf.read";
 
 /// A partner's SSF transmitter metadata (its `/.well-known/ssf-configuration`): what a
 /// receiver uses of it.

@@ -459,7 +459,7 @@ impl Upstream {
         Ok((id_token, response.access_token().clone()))
     }
 
-    /// An access token of this tenant's client at the partner for `scope`, by the client
+    /// An access token of this tenant's client at the partner for `scope` (space-separated), by the client
     /// credentials grant (RFC 6749 §4.4), authenticated as the code exchange is.
     pub async fn client_credentials_token(
         &self,
@@ -473,7 +473,7 @@ impl Upstream {
             .map_err(|_| {
                 FederationError::BadPartner("the discovery document lists no token endpoint".into())
             })?
-            .add_scope(Scope::new(scope.to_owned()));
+            .add_scopes(scope.split_whitespace().map(|s| Scope::new(s.to_owned())));
         if let Some(assertion) = self.assertion_for(&provider, now)? {
             request = request
                 .add_extra_param("client_assertion_type", JWT_BEARER)
