@@ -9,7 +9,7 @@ use crate::support::*;
 
 /// A tenant directory with alice seeded (by an in-process tenant, stopped again) and a config
 /// for `tenantd serve` on a free port.
-async fn prepared() -> (Remote, PathBuf) {
+pub(crate) async fn prepared() -> (Remote, PathBuf) {
     let (dir, db) = tenant_dir("durable");
     let seeding = start_at("durable", &dir, &db, ADMIN_APP).await;
     seeding.tenant.shutdown().await;
@@ -31,7 +31,7 @@ async fn prepared() -> (Remote, PathBuf) {
     (Remote(issuer), cfg)
 }
 
-async fn serve(t: &Remote, cfg: &Path) -> Serving {
+pub(crate) async fn serve(t: &Remote, cfg: &Path) -> Serving {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_tenantd-e2e"))
         .args(["serve", "--config", cfg.to_str().unwrap()])
         .env("TENANTD_LOG", "warn")

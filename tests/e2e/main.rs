@@ -9,6 +9,7 @@ mod browser;
 mod compose;
 mod durability;
 mod email_otp;
+mod faults;
 mod federation;
 mod flows;
 mod fuzz;

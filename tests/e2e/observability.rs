@@ -73,14 +73,14 @@ async fn metrics_count_routes_sign_ins_blocks_and_detections() {
 /// A TCP proxy in front of the local PostgreSQL that can be cut (every connection dropped, new
 /// ones refused) and restored: the database going away and coming back, without touching the
 /// server other tests use.
-struct Proxy {
-    port: u16,
+pub(crate) struct Proxy {
+    pub(crate) port: u16,
     up: std::sync::Arc<std::sync::atomic::AtomicBool>,
     links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Proxy {
-    async fn to(upstream: &str) -> Self {
+    pub(crate) async fn to(upstream: &str) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -102,14 +102,14 @@ impl Proxy {
         Self { port, up, links }
     }
 
-    fn cut(&self) {
+    pub(crate) fn cut(&self) {
         self.up.store(false, std::sync::atomic::Ordering::SeqCst);
         for link in self.links.lock().unwrap().drain(..) {
             link.abort();
         }
     }
 
-    fn restore(&self) {
+    pub(crate) fn restore(&self) {
         self.up.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }

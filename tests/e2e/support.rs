@@ -280,7 +280,7 @@ pub async fn add_user(
         .unwrap()
 }
 
-fn tls() -> rustls::ClientConfig {
+pub fn tls() -> rustls::ClientConfig {
     server::tls::client_config(Some(&fixtures().ca)).unwrap()
 }
 
