@@ -743,6 +743,17 @@ async fn a_partners_report_of_a_block_reaches_the_home_as_a_detection() {
 /// now blocks him, so his refresh token is refused within seconds, without any sign-in.
 #[tokio::test]
 async fn a_home_risk_change_ends_the_guests_tokens_at_the_resource() {
+    home_to_resource(false).await;
+}
+
+/// The same, with the resource down while the home emits: the events wait at the home and
+/// reach the resource when it is back.
+#[tokio::test]
+async fn a_resource_that_was_down_catches_up_on_the_homes_signals() {
+    home_to_resource(true).await;
+}
+
+async fn home_to_resource(down_while_emitting: bool) {
     let home_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let res_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let (home_issuer, res_issuer) = (issuer_of(&home_l), issuer_of(&res_l));
@@ -761,27 +772,23 @@ async fn a_home_risk_change_ends_the_guests_tokens_at_the_resource() {
     add_user(&home, BOB, BOB_PW, false).await;
     let policies = crate::risk::policies_copy("fabrikam");
     let (rd, rdb) = tenant_dir("fabrikam");
-    let resource = start_on(
-        "fabrikam",
-        res_l,
-        &rd,
-        &rdb,
-        &partner_toml(
-            &home_issuer,
-            &crate::risk::resource_lines(
-                &policies,
-                &format!("{TRUSTED}\nshared_signals = true\nshared_signals_delivery = \"poll\""),
-            ),
+    let res_port = res_l.local_addr().unwrap().port();
+    let resource_extra = partner_toml(
+        &home_issuer,
+        &crate::risk::resource_lines(
+            &policies,
+            &format!("{TRUSTED}\nshared_signals = true\nshared_signals_delivery = \"poll\""),
         ),
-    )
-    .await;
+    );
+    let resource = start_on("fabrikam", res_l, &rd, &rdb, &resource_extra).await;
     invite(&resource, BOB, "contoso").await;
     let p = Pair { home, resource };
     let rt = refresh_token_of(&p, BOB, BOB_PW).await;
-    let s = p.resource.state();
+    let Pair { home, resource } = p;
     let mut stream = None;
     for _ in 0..100 {
-        stream = s
+        stream = resource
+            .state()
             .store
             .receiving_stream("contoso")
             .await
@@ -796,8 +803,11 @@ async fn a_home_risk_change_ends_the_guests_tokens_at_the_resource() {
         stream.is_some(),
         "the resource set its stream up at the home"
     );
-    let bob = p
-        .home
+    let mut resource = Some(resource);
+    if down_while_emitting && let Some(r) = resource.take() {
+        r.tenant.shutdown().await;
+    }
+    let bob = home
         .state()
         .store
         .user_by_email(BOB)
@@ -805,16 +815,29 @@ async fn a_home_risk_change_ends_the_guests_tokens_at_the_resource() {
         .unwrap()
         .unwrap();
     let r = backchannel()
-        .post(
-            p.home
-                .url("/v1.0/identityProtection/riskyUsers/confirmCompromised"),
-        )
-        .bearer_auth(admin_token(&p.home).await)
+        .post(home.url("/v1.0/identityProtection/riskyUsers/confirmCompromised"))
+        .bearer_auth(admin_token(&home).await)
         .json(&json!({ "userIds": [bob.id] }))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
+    if down_while_emitting {
+        // The home has emitted by now; the resource comes back on its port and database.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        resource = Some(
+            start_on(
+                "fabrikam",
+                std::net::TcpListener::bind(("127.0.0.1", res_port)).unwrap(),
+                &rd,
+                &rdb,
+                &resource_extra,
+            )
+            .await,
+        );
+    }
+    let resource = resource.unwrap();
+    let s = resource.state();
     let started = std::time::Instant::now();
     let mut ended = false;
     while started.elapsed() < std::time::Duration::from_secs(10) {
@@ -835,5 +858,6 @@ async fn a_home_risk_change_ends_the_guests_tokens_at_the_resource() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(ended, "the resource heard of it and ended bob's grants");
+    let p = Pair { home, resource };
     assert_eq!(refresh(&p, &rt).await, 400);
 }
