@@ -236,7 +236,7 @@ async fn stream_lifecycle_and_polled_risk_level_change() {
     let keys = jwks(&t).await;
     let expected = Expected {
         issuer: &t.issuer,
-        audience: SSF_APP,
+        audiences: &[SSF_APP],
         jwks: &keys,
         max_age_secs: 600,
     };
@@ -301,7 +301,7 @@ async fn stream_lifecycle_and_polled_risk_level_change() {
     assert_eq!(ev["risk_reason"], "adminConfirmedUserCompromised");
     // A wrong audience is refused with its RFC 8935 code.
     let other = Expected {
-        audience: "someone-else",
+        audiences: &["someone-else"],
         ..expected
     };
     assert_eq!(
@@ -508,7 +508,7 @@ async fn push_is_retried_until_the_receiver_accepts() {
         &set_jwt,
         &Expected {
             issuer: &t.issuer,
-            audience: SSF_APP,
+            audiences: &[SSF_APP],
             jwks: &keys,
             max_age_secs: 600,
         },
@@ -571,7 +571,7 @@ async fn blocking_a_guest_sends_account_disabled_then_enabled() {
     let keys = jwks(&t).await;
     let expected = Expected {
         issuer: &t.issuer,
-        audience: SSF_APP,
+        audiences: &[SSF_APP],
         jwks: &keys,
         max_age_secs: 600,
     };

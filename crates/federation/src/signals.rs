@@ -1,46 +1,33 @@
 //! Security Event Tokens (RFC 8417) a partner sends about its users over OpenID Shared Signals
-//! (SSF 1.0: CAEP and RISC events), checked the way a receiver must before it acts on one:
-//! `typ` `secevent+jwt`; signed by a key of the partner's JWKS (by `kid`, discovering again once
-//! when the key is unknown) with an asymmetric algorithm; `iss` the partner's issuer; `aud`
-//! naming this receiver; a `jti`; `iat` neither in the future nor older than
-//! [`MAX_SET_AGE_SECS`]; `events` present. A refusal carries the RFC 8935 §2.3 error code the
-//! receiver answers with (push) or lists in `setErrs` (poll, RFC 8936).
+//! (SSF 1.0: CAEP and RISC events), checked the way a receiver must before it acts on one, by
+//! `protocol::set::validate` (`typ` `secevent+jwt`; an asymmetric signature by the partner's key
+//! of its `kid`; `iss` the partner's issuer; `aud` naming this receiver; a `jti`; `iat` neither
+//! in the future nor older than [`MAX_SET_AGE_SECS`]; one event; no `sub` or `exp`) with the keys
+//! the partner publishes, discovering them again once when a SET names a key not yet known. A
+//! refusal carries the RFC 8935 §2.3 error code the receiver answers with (push) or lists in
+//! `setErrs` (poll, RFC 8936).
 //!
 //! The partner's keys are the ones its OpenID discovery names (a tenantd home signs SETs with its
 //! tenant keys, as it does ID tokens).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use protocol::set::{Expected, SubjectId};
 use serde_json::{Map, Value};
 
-use crate::upstream::{Provider, Upstream};
-
-/// The `typ` of a Security Event Token (RFC 8417 §2.3).
-pub const SET_TYP: &str = "secevent+jwt";
+use crate::upstream::Upstream;
 
 /// How old a SET may be when it arrives: a receiver that was down catches up on what was
 /// queued for it (by poll, or by the transmitter's retries) within this time; older ones are
 /// refused, so the record of applied events need not be kept longer.
 pub const MAX_SET_AGE_SECS: i64 = 7 * 86_400;
 
-/// How far in the future `iat` may be (clocks differ).
-const CLOCK_SKEW_SECS: i64 = 60;
-
-/// Why a SET was refused, as RFC 8935 §2.3 names it.
+/// Why a SET was not received.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SetError {
-    /// Not a well-formed SET (or one this receiver will not accept: too old, no `jti`).
-    #[error("invalid_request: {0}")]
-    InvalidRequest(String),
-    /// Signed with a key the partner does not publish, or the signature does not verify.
-    #[error("invalid_key: {0}")]
-    InvalidKey(String),
-    /// `iss` is not the partner.
-    #[error("invalid_issuer: {0}")]
-    InvalidIssuer(String),
-    /// `aud` does not name this receiver.
-    #[error("invalid_audience: {0}")]
-    InvalidAudience(String),
+    /// It was refused (the RFC 8935 error to answer with).
+    #[error(transparent)]
+    Refused(#[from] protocol::set::SetError),
     /// The partner's keys could not be had (it is unreachable): try again later.
     #[error("the partner's keys could not be fetched: {0}")]
     Unavailable(String),
@@ -50,21 +37,19 @@ impl SetError {
     /// The RFC 8935 `err` code.
     pub fn code(&self) -> &'static str {
         match self {
-            SetError::InvalidRequest(_) | SetError::Unavailable(_) => "invalid_request",
-            SetError::InvalidKey(_) => "invalid_key",
-            SetError::InvalidIssuer(_) => "invalid_issuer",
-            SetError::InvalidAudience(_) => "invalid_audience",
+            SetError::Refused(e) => e.code(),
+            SetError::Unavailable(_) => "invalid_request",
         }
     }
 
     /// The human-readable `description`.
     pub fn description(&self) -> String {
         match self {
-            SetError::InvalidRequest(d)
-            | SetError::InvalidKey(d)
-            | SetError::InvalidIssuer(d)
-            | SetError::InvalidAudience(d)
-            | SetError::Unavailable(d) => d.clone(),
+            SetError::Refused(e) => e.to_json()["description"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            SetError::Unavailable(d) => d.clone(),
         }
     }
 }
@@ -90,11 +75,10 @@ pub struct ReceivedSet {
     pub jti: String,
     /// When it was issued, unix seconds.
     pub iat: i64,
-    /// Who it is about: the `sub_id` claim (or, as earlier drafts put it, an event's `subject`),
-    /// for a user (the `user` of a `complex` subject); `None` when it names no user this
-    /// receiver can read.
+    /// Who it is about: the user its `sub_id` names (directly or as the `user` of a `complex`
+    /// subject); `None` when it names no user this receiver can read.
     pub subject: Option<SetSubject>,
-    /// The events: event type URI → its payload.
+    /// The event: its type URI → its payload.
     pub events: Map<String, Value>,
 }
 
@@ -107,149 +91,54 @@ impl Upstream {
         audiences: &[&str],
         now: i64,
     ) -> Result<ReceivedSet, SetError> {
-        let header = header(compact)?;
-        let typ = header
-            .get("typ")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let typ = typ.strip_prefix("application/").unwrap_or(typ);
-        if !typ.eq_ignore_ascii_case(SET_TYP) {
-            return Err(SetError::InvalidRequest(format!(
-                "the JWS typ is {typ:?}, not {SET_TYP}"
-            )));
-        }
-        let alg = header
-            .get("alg")
-            .and_then(Value::as_str)
-            .ok_or_else(|| SetError::InvalidRequest("the JWS header has no alg".into()))?;
-        if alg == "none" || alg.starts_with("HS") {
-            return Err(SetError::InvalidKey(format!(
-                "alg {alg} is refused: a SET is signed with the partner's public key"
-            )));
-        }
-        let kid = header.get("kid").and_then(Value::as_str);
         let unavailable = |e: crate::FederationError| SetError::Unavailable(e.to_string());
-        let provider = self.provider().await.map_err(unavailable)?;
-        let provider = match key_of(&provider, kid) {
-            Some(_) => provider,
-            // A key rotated in since the last discovery: look once more.
-            None => self.refresh(&provider).await.map_err(unavailable)?,
+        let mut provider = self.provider().await.map_err(unavailable)?;
+        // A key rotated in since the last discovery: look once more (only for a kid not known,
+        // so a forged SET cannot make the partner be asked again and again).
+        if let Some(kid) = kid_of(compact)
+            && !provider
+                .jwks
+                .iter()
+                .any(|k| k.get("kid").and_then(Value::as_str) == Some(kid.as_str()))
+        {
+            provider = self.refresh(&provider).await.map_err(unavailable)?;
+        }
+        let jwks = serde_json::json!({ "keys": provider.jwks });
+        let expected = Expected {
+            issuer: &self.settings().issuer,
+            audiences,
+            jwks: &jwks,
+            max_age_secs: MAX_SET_AGE_SECS,
         };
-        let jwk = key_of(&provider, kid)
-            .ok_or_else(|| SetError::InvalidKey(format!("the partner publishes no key {kid:?}")))?;
-        let claims = protocol::jwt::verify_signature(compact, jwk, alg)
-            .map_err(|e| SetError::InvalidKey(format!("the signature does not verify: {e}")))?;
-        check_claims(claims, &self.settings().issuer, audiences, now)
+        let claims = protocol::set::validate(compact, &expected, now)?;
+        Ok(ReceivedSet {
+            jti: claims.jti,
+            iat: claims.iat,
+            subject: subject_of(&claims.sub_id),
+            events: claims.events,
+        })
     }
 }
 
-/// The JWK of the partner's named `kid` (or its only key, when the SET names none).
-fn key_of<'a>(provider: &'a Provider, kid: Option<&str>) -> Option<&'a Value> {
-    match kid {
-        Some(kid) => provider
-            .jwks
-            .iter()
-            .find(|k| k.get("kid").and_then(Value::as_str) == Some(kid)),
-        None if provider.jwks.len() == 1 => provider.jwks.first(),
-        None => None,
-    }
+/// The `kid` of a compact JWS's header, if it names one (read only to pick the keys; the
+/// signature is checked by `validate`).
+fn kid_of(compact: &str) -> Option<String> {
+    let header = URL_SAFE_NO_PAD.decode(compact.split('.').next()?).ok()?;
+    let header: Value = serde_json::from_slice(&header).ok()?;
+    header.get("kid")?.as_str().map(str::to_owned)
 }
 
-/// The header of a compact JWS (three parts), decoded but not verified.
-fn header(compact: &str) -> Result<Map<String, Value>, SetError> {
-    let bad = |why: &str| SetError::InvalidRequest(why.to_owned());
-    let mut it = compact.split('.');
-    let (Some(h), Some(_), Some(_), None) = (it.next(), it.next(), it.next(), it.next()) else {
-        return Err(bad("not a compact JWS (three parts)"));
-    };
-    let bytes = URL_SAFE_NO_PAD
-        .decode(h)
-        .map_err(|_| bad("the JWS header is not base64url"))?;
-    serde_json::from_slice(&bytes).map_err(|_| bad("the JWS header is not a JSON object"))
-}
-
-/// The checks on a SET's verified claims.
-pub fn check_claims(
-    claims: Map<String, Value>,
-    issuer: &str,
-    audiences: &[&str],
-    now: i64,
-) -> Result<ReceivedSet, SetError> {
-    let iss = claims
-        .get("iss")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if iss != issuer {
-        return Err(SetError::InvalidIssuer(format!(
-            "iss is {iss:?}, not the partner's issuer {issuer:?}"
-        )));
-    }
-    let aud_ok = match claims.get("aud") {
-        Some(Value::String(a)) => audiences.contains(&a.as_str()),
-        Some(Value::Array(list)) => list
-            .iter()
-            .filter_map(Value::as_str)
-            .any(|a| audiences.contains(&a)),
-        _ => false,
-    };
-    if !aud_ok {
-        return Err(SetError::InvalidAudience(format!(
-            "aud does not name this receiver ({})",
-            audiences.join(" or ")
-        )));
-    }
-    let jti = claims
-        .get("jti")
-        .and_then(Value::as_str)
-        .filter(|j| !j.is_empty() && j.len() <= 256)
-        .ok_or_else(|| SetError::InvalidRequest("no jti (of at most 256 characters)".into()))?
-        .to_owned();
-    let iat = claims
-        .get("iat")
-        .and_then(Value::as_i64)
-        .ok_or_else(|| SetError::InvalidRequest("no iat".into()))?;
-    if iat > now + CLOCK_SKEW_SECS {
-        return Err(SetError::InvalidRequest(format!(
-            "issued {}s in the future",
-            iat - now
-        )));
-    }
-    if iat < now - MAX_SET_AGE_SECS {
-        return Err(SetError::InvalidRequest(format!(
-            "issued {}s ago, more than the {MAX_SET_AGE_SECS}s accepted",
-            now - iat
-        )));
-    }
-    let events = match claims.get("events") {
-        Some(Value::Object(e)) if !e.is_empty() => e.clone(),
-        _ => return Err(SetError::InvalidRequest("no events".into())),
-    };
-    let subject = claims
-        .get("sub_id")
-        .or_else(|| events.values().find_map(|e| e.get("subject")))
-        .and_then(subject_of);
-    Ok(ReceivedSet {
-        jti,
-        iat,
-        subject,
-        events,
-    })
-}
-
-/// A subject identifier this receiver can read: `email`, `iss_sub`, or the `user` of a
-/// `complex` one.
-fn subject_of(v: &Value) -> Option<SetSubject> {
-    let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-    match v.get("format").and_then(Value::as_str) {
-        Some("email") => text("email").map(|e| SetSubject::Email(e.to_lowercase())),
-        Some("iss_sub") => Some(SetSubject::IssSub {
-            iss: text("iss")?,
-            sub: text("sub")?,
+/// The user a subject identifier names in a form this receiver can read: `email`, `iss_sub`,
+/// or either as the `user` of a `complex` one.
+fn subject_of(subject: &SubjectId) -> Option<SetSubject> {
+    match subject {
+        SubjectId::Email { email } => Some(SetSubject::Email(email.to_lowercase())),
+        SubjectId::IssSub { iss, sub } => Some(SetSubject::IssSub {
+            iss: iss.clone(),
+            sub: sub.clone(),
         }),
-        Some("complex") => v.get("user").and_then(subject_of),
-        // A complex subject written without its format member (as some drafts do).
-        None => v.get("user").and_then(subject_of),
-        Some(_) => None,
+        SubjectId::Complex { user: Some(u), .. } => subject_of(u),
+        _ => None,
     }
 }
 
@@ -257,100 +146,32 @@ fn subject_of(v: &Value) -> Option<SetSubject> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    const ISS: &str = "https://home.test";
-    const AUD: &str = "https://resource.test";
-
-    fn claims(extra: Value) -> Map<String, Value> {
-        let mut c = json!({
-            "iss": ISS,
-            "aud": AUD,
-            "jti": "j-1",
-            "iat": 1_000,
-            "sub_id": {"format": "email", "email": "Bob@Contoso.test"},
-            "events": {"https://schemas.openid.net/secevent/caep/event-type/session-revoked": {}},
-        });
-        for (k, v) in extra.as_object().unwrap() {
-            if v.is_null() {
-                c.as_object_mut().unwrap().remove(k);
-            } else {
-                c[k] = v.clone();
-            }
-        }
-        c.as_object().unwrap().clone()
-    }
 
     #[test]
-    fn a_good_set_is_read() {
-        let set = check_claims(claims(json!({})), ISS, &[AUD], 1_010).unwrap();
-        assert_eq!(set.jti, "j-1");
+    fn users_are_read_from_simple_and_complex_subjects() {
+        let email = SubjectId::Email {
+            email: "Bob@Contoso.test".into(),
+        };
         assert_eq!(
-            set.subject,
+            subject_of(&email),
             Some(SetSubject::Email("bob@contoso.test".into()))
         );
-        let set = check_claims(
-            claims(
-                json!({"aud": ["other", AUD], "sub_id": {"format": "complex",
-                "user": {"format": "iss_sub", "iss": ISS, "sub": "u-1"},
-                "tenant": {"format": "opaque", "id": "contoso"}}}),
-            ),
-            ISS,
-            &[AUD],
-            1_010,
-        )
-        .unwrap();
+        let home = SubjectId::home_user("https://home.test", "u-1");
         assert_eq!(
-            set.subject,
+            subject_of(&home),
             Some(SetSubject::IssSub {
-                iss: ISS.into(),
+                iss: "https://home.test".into(),
                 sub: "u-1".into()
             })
         );
+        assert_eq!(subject_of(&SubjectId::Opaque { id: "x".into() }), None);
     }
 
     #[test]
-    fn each_refusal_has_its_rfc_8935_code() {
-        let code = |extra: Value, now: i64| {
-            check_claims(claims(extra), ISS, &[AUD], now)
-                .unwrap_err()
-                .code()
-        };
-        assert_eq!(
-            code(json!({"iss": "https://evil.test"}), 1_010),
-            "invalid_issuer"
-        );
-        assert_eq!(
-            code(json!({"aud": "https://other.test"}), 1_010),
-            "invalid_audience"
-        );
-        assert_eq!(code(json!({"aud": null}), 1_010), "invalid_audience");
-        assert_eq!(code(json!({"jti": null}), 1_010), "invalid_request");
-        assert_eq!(code(json!({"jti": ""}), 1_010), "invalid_request");
-        assert_eq!(code(json!({"iat": null}), 1_010), "invalid_request");
-        assert_eq!(code(json!({"events": {}}), 1_010), "invalid_request");
-        assert_eq!(
-            code(json!({}), 1_000 + MAX_SET_AGE_SECS + 1),
-            "invalid_request"
-        );
-        assert_eq!(code(json!({"iat": 2_000}), 1_000), "invalid_request");
-    }
-
-    #[test]
-    fn malformed_jws_is_an_invalid_request() {
-        assert!(matches!(header("a.b"), Err(SetError::InvalidRequest(_))));
-        assert!(matches!(
-            header("a.b.c.d"),
-            Err(SetError::InvalidRequest(_))
-        ));
-        assert!(matches!(
-            header("!!.e30.x"),
-            Err(SetError::InvalidRequest(_))
-        ));
-        assert!(matches!(
-            header("bm90IGpzb24.e30.x"),
-            Err(SetError::InvalidRequest(_))
-        ));
+    fn the_kid_is_read_from_the_header_only() {
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"ES256","kid":"k-1"}"#);
+        assert_eq!(kid_of(&format!("{header}.e30.sig")).as_deref(), Some("k-1"));
+        assert_eq!(kid_of("!!.e30.sig"), None);
     }
 }
 

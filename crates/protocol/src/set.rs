@@ -336,8 +336,9 @@ impl SetError {
 pub struct Expected<'a> {
     /// The transmitter's issuer.
     pub issuer: &'a str,
-    /// This receiver's audience (one of the SET's `aud` values must equal it).
-    pub audience: &'a str,
+    /// This receiver's names (one of the SET's `aud` values must be one of them: a receiver
+    /// may be addressed by its issuer or by its client id at the transmitter).
+    pub audiences: &'a [&'a str],
     /// The transmitter's public keys: a JWKS document (`{"keys": [...]}`).
     pub jwks: &'a Value,
     /// The oldest `iat` accepted, in seconds before `now` (events older are replays or lost).
@@ -399,21 +400,22 @@ fn check_claims(payload: Value, expected: &Expected<'_>, now: i64) -> Result<Set
     if iss != Some(expected.issuer) {
         return Err(SetError::InvalidIssuer(format!("iss {iss:?}")));
     }
-    let aud_ok = match payload.get("aud") {
-        Some(Value::String(a)) => a == expected.audience,
-        Some(Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(expected.audience)),
-        _ => false,
+    let named = |a: &str| expected.audiences.iter().find(|x| **x == a).copied();
+    let aud = match payload.get("aud") {
+        Some(Value::String(a)) => named(a),
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).find_map(named),
+        _ => None,
     };
-    if !aud_ok {
+    let Some(aud) = aud else {
         return Err(SetError::InvalidAudience(format!(
-            "aud does not name {}",
-            expected.audience
+            "aud does not name this receiver ({})",
+            expected.audiences.join(" or ")
         )));
-    }
+    };
     // `aud` may be an array on the wire; the claims keep the receiver's own.
     let mut payload = payload;
     if let Value::Object(m) = &mut payload {
-        m.insert("aud".into(), Value::from(expected.audience));
+        m.insert("aud".into(), Value::from(aud));
     }
     let claims: SetClaims = serde_json::from_value(payload)
         .map_err(|e| SetError::InvalidRequest(format!("malformed SET: {e}")))?;
@@ -475,7 +477,7 @@ mod tests {
     fn expected<'a>(jwks: &'a Value) -> Expected<'a> {
         Expected {
             issuer: "https://home.example",
-            audience: "https://resource.example",
+            audiences: &["https://resource.example"],
             jwks,
             max_age_secs: 3600,
         }
@@ -525,7 +527,7 @@ mod tests {
             "invalid_issuer"
         );
         let wrong_aud = Expected {
-            audience: "https://other.example",
+            audiences: &["https://other.example"],
             ..e
         };
         assert_eq!(
