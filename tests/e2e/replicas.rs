@@ -75,6 +75,28 @@ async fn submit_password_as(
     email: &str,
     password: &str,
 ) -> reqwest::Response {
+    let page = submit_email_via(lb, b, authorize, email)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let mut form = hidden_inputs(&page);
+    form.push(("password".into(), password.into()));
+    b.post(lb.next("/login/password"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The app's authorize request, then `email` on the sign-in page, each step through the
+/// balancer: the tenant's answer to the address.
+async fn submit_email_via(
+    lb: &Balancer,
+    b: &reqwest::Client,
+    authorize: &str,
+    email: &str,
+) -> reqwest::Response {
     let r = b.get(lb.next(authorize)).send().await.unwrap();
     assert_eq!(r.status(), 303);
     let page = b
@@ -87,22 +109,7 @@ async fn submit_password_as(
         .unwrap();
     let mut form = hidden_inputs(&page);
     form.push(("email".into(), email.into()));
-    let page = b
-        .post(lb.next("/login"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let mut form = hidden_inputs(&page);
-    form.push(("password".into(), password.into()));
-    b.post(lb.next("/login/password"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap()
+    b.post(lb.next("/login")).form(&form).send().await.unwrap()
 }
 
 /// A fresh PostgreSQL database: its URL, its name and the admin connection that drops it.
@@ -381,19 +388,7 @@ async fn guest_sign_in_via(
     email: &str,
     password: &str,
 ) -> Result<String, (u16, String)> {
-    let r = b.get(lb.next(authorize)).send().await.unwrap();
-    assert_eq!(r.status(), 303);
-    let page = b
-        .get(lb.next(&location(&r)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let mut form = hidden_inputs(&page);
-    form.push(("email".into(), email.into()));
-    let r = b.post(lb.next("/login")).form(&form).send().await.unwrap();
+    let r = submit_email_via(lb, b, authorize, email).await;
     assert_eq!(r.status(), 303, "home realm discovery");
     let to_home = location(&r);
     assert!(to_home.starts_with(home), "{to_home}");
