@@ -189,10 +189,6 @@ struct Tally {
     unexpected: Vec<String>,
 }
 
-// Ignored until fixed: about 2 runs in 5 a POST /login/password gets a 500 instead of the 503
-// page while the database is away (an unavailable-database error on the password path is
-// not recognised as one). Run it with --ignored.
-#[ignore = "finds an open defect: a 500 on /login/password while PostgreSQL is cut"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_cut_during_load_answers_503_then_serves_again_losing_nothing() {
     let Some(db) = PgDatabase::create().await else {

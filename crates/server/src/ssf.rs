@@ -121,11 +121,8 @@ impl IntoResponse for SsfHttpError {
             SsfHttpError::Bearer(b) => return b.into_response(),
             SsfHttpError::Ssf(e) => e,
         };
-        let (status, err) = match &e {
-            SsfError::BadRequest(d) => (
-                StatusCode::BAD_REQUEST,
-                OAuthError::invalid_request(d.clone()),
-            ),
+        let (status, err) = match e {
+            SsfError::BadRequest(d) => (StatusCode::BAD_REQUEST, OAuthError::invalid_request(d)),
             SsfError::NotFound => (
                 StatusCode::NOT_FOUND,
                 OAuthError::invalid_request("No such stream."),
@@ -134,7 +131,11 @@ impl IntoResponse for SsfHttpError {
                 StatusCode::CONFLICT,
                 OAuthError::invalid_request("The app already has a stream."),
             ),
-            SsfError::Sign(_) | SsfError::Store(_) => {
+            SsfError::Store(s) if s.is_unavailable() => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                signin::tokens::store_failure(s),
+            ),
+            e @ (SsfError::Sign(_) | SsfError::Store(_)) => {
                 tracing::error!(error = %e, "stream request failed");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -95,16 +95,7 @@ impl From<OAuthError> for ApiError {
 
 impl From<store::StoreError> for ApiError {
     fn from(e: store::StoreError) -> Self {
-        if e.is_unavailable() {
-            // RFC 6749 §4.1.2.1's temporarily_unavailable: the client may try again later.
-            return OAuthError::new(
-                protocol::ErrorCode::TemporarilyUnavailable,
-                "The service cannot reach its database right now; try again later.",
-            )
-            .with_detail(e.to_string())
-            .into();
-        }
-        OAuthError::server_error(e.to_string()).into()
+        signin::tokens::store_failure(e).into()
     }
 }
 
@@ -147,7 +138,7 @@ impl From<OAuthError> for BearerError {
 
 impl From<store::StoreError> for BearerError {
     fn from(e: store::StoreError) -> Self {
-        Self(OAuthError::server_error(e.to_string()))
+        Self(signin::tokens::store_failure(e))
     }
 }
 
@@ -317,6 +308,17 @@ impl From<store::StoreError> for PageError {
             };
         }
         Self::internal(e.to_string())
+    }
+}
+
+/// A user-risk step that failed because the database is away is the same 503 page as any other
+/// store call; anything else is an internal error.
+impl From<signin::user_risk::UserRiskError> for PageError {
+    fn from(e: signin::user_risk::UserRiskError) -> Self {
+        match e {
+            signin::user_risk::UserRiskError::Store(e) => e.into(),
+            other => Self::internal(format!("user risk: {other}")),
+        }
     }
 }
 

@@ -611,7 +611,7 @@ pub struct RefreshRefusal {
 impl From<StoreError> for RefreshRefusal {
     fn from(e: StoreError) -> Self {
         Self {
-            error: OAuthError::server_error(e.to_string()),
+            error: crate::tokens::store_failure(e),
             revoke_family: false,
         }
     }

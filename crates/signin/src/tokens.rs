@@ -67,7 +67,7 @@ pub async fn authenticate_client(
     let app = dir
         .app(&client_id)
         .await
-        .map_err(server_error)?
+        .map_err(store_failure)?
         .ok_or_else(|| failed().with_detail(format!("unknown client {client_id}")))?;
     if presented.method() != app.config.auth_method {
         return Err(failed().with_detail(format!(
@@ -98,7 +98,7 @@ pub async fn authenticate_client(
                 .store
                 .remember_jti(&client_id, &verified.jti, verified.exp, now)
                 .await
-                .map_err(server_error)?;
+                .map_err(store_failure)?;
             if !fresh {
                 return Err(OAuthError::invalid_client(
                     "The client assertion was already used.",
@@ -122,7 +122,17 @@ fn assertion_subject(assertion: &str) -> Option<String> {
         .map(|d| d.claims.sub)
 }
 
-fn server_error(e: StoreError) -> OAuthError {
+/// A store failure as an OAuth error: `temporarily_unavailable` (503) while the database cannot
+/// be reached, so the client knows to try again later (RFC 6749 §4.1.2.1 defines it for the
+/// authorization endpoint; tenantd answers it at every endpoint); `server_error` otherwise.
+pub fn store_failure(e: StoreError) -> OAuthError {
+    if e.is_unavailable() {
+        return OAuthError::new(
+            protocol::ErrorCode::TemporarilyUnavailable,
+            "The service cannot reach its database right now; try again later.",
+        )
+        .with_detail(e.to_string());
+    }
     OAuthError::server_error(e.to_string())
 }
 
@@ -303,7 +313,7 @@ pub async fn verify_access_token_grant(
             dir.store
                 .grant(gid)
                 .await
-                .map_err(server_error)?
+                .map_err(store_failure)?
                 .filter(|g| g.revoked_at.is_none())
                 .ok_or_else(revoked)?,
         ),
@@ -311,7 +321,7 @@ pub async fn verify_access_token_grant(
             .store
             .access_token_revoked(&claims.jti)
             .await
-            .map_err(server_error)? =>
+            .map_err(store_failure)? =>
         {
             return Err(revoked());
         }

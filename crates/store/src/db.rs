@@ -42,6 +42,30 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// Whether the database could not be reached (connection refused or lost, no connection
+    /// free in time), as opposed to a statement it refused or failed. Only PostgreSQL is
+    /// reached over a connection; an embedded SQLite file is never "unavailable".
+    pub(crate) fn is_unavailable(&self) -> bool {
+        let DbError::Postgres(e) = self else {
+            return false;
+        };
+        match e {
+            // A connection cut mid-message reads as a protocol error too.
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            // SQLSTATE class 08 (connection exception) and 57P01-03 (the server shutting down,
+            // crashed, or not accepting connections yet).
+            sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+            _ => false,
+        }
+    }
+
     /// Whether this is a uniqueness (or primary key) violation.
     pub(crate) fn is_unique_violation(&self) -> bool {
         match self {

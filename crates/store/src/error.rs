@@ -27,24 +27,7 @@ impl StoreError {
     /// Whether the database could not be reached (connection refused or lost, no connection
     /// free in time): the request may succeed later, unlike a refused or failed statement.
     pub fn is_unavailable(&self) -> bool {
-        let StoreError::Database(crate::DbError::Postgres(e)) = self else {
-            return false;
-        };
-        match e {
-            // A connection cut mid-message reads as a protocol error too.
-            sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed => true,
-            // SQLSTATE class 08 (connection exception) and 57P01-03 (the server shutting down,
-            // crashed, or not accepting connections yet).
-            sqlx::Error::Database(db) => db
-                .code()
-                .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
-            _ => false,
-        }
+        matches!(self, StoreError::Database(e) if e.is_unavailable())
     }
 
     /// Turns a unique-constraint violation into [`StoreError::Conflict`] with `what` as the

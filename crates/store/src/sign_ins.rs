@@ -32,9 +32,11 @@ impl SignInQueue {
         queue
     }
 
-    /// Writes the queued rows in one transaction. If that fails (on PostgreSQL one bad row,
-    /// say text with a NUL byte, aborts the whole transaction), the rows are written one by
-    /// one, so one bad row costs only itself.
+    /// Writes the queued rows in one transaction. While the database cannot be reached the
+    /// rows go back to the front of the queue for the next flush (up to [`MAX_QUEUED`]), so a
+    /// database that is away for a moment loses no sign-in. If the transaction fails for another
+    /// reason (on PostgreSQL one bad row, say text with a NUL byte, aborts the whole
+    /// transaction), the rows are written one by one, so one bad row costs only itself.
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
         if lock(&self.rows).is_empty() {
             return Ok(());
@@ -46,17 +48,48 @@ impl SignInQueue {
             // Another flush (the background one, or close) wrote them while this one waited.
             return Ok(());
         }
-        if let Err(e) = write_all(&rows, tx).await {
-            tracing::warn!(error = %e, rows = rows.len(), "writing a batch of sign-in rows failed; writing them one by one");
-            for row in &rows {
-                if let Err(e) = insert_row(row, &self.db).await {
+        let Err(e) = write_all(&rows, tx).await else {
+            return Ok(());
+        };
+        if e.is_unavailable() {
+            self.requeue(rows);
+            return Err(e.into());
+        }
+        tracing::warn!(error = %e, rows = rows.len(), "writing a batch of sign-in rows failed; writing them one by one");
+        for (i, row) in rows.iter().enumerate() {
+            match insert_row(row, &self.db).await {
+                Ok(()) => {}
+                Err(e) if e.is_unavailable() => {
+                    self.requeue(rows[i..].to_vec());
+                    return Err(e.into());
+                }
+                Err(e) => {
                     tracing::error!(sign_in = %row.id, error = %e, "a sign-in row could not be written");
                 }
             }
         }
         Ok(())
     }
+
+    /// Puts `rows` back ahead of what was logged since, keeping at most [`MAX_QUEUED`] (the
+    /// newest: a database away for hours costs memory no further than this).
+    fn requeue(&self, mut rows: Vec<SignInLog>) {
+        let mut queued = lock(&self.rows);
+        rows.append(&mut queued);
+        let excess = rows.len().saturating_sub(MAX_QUEUED);
+        if excess > 0 {
+            tracing::error!(
+                rows = excess,
+                "the sign-in log queue is full while the database is away; the oldest rows are lost"
+            );
+            rows.drain(..excess);
+        }
+        *queued = rows;
+    }
 }
+
+/// Most sign-in rows kept in memory while the database cannot be reached.
+pub const MAX_QUEUED: usize = 100_000;
 
 async fn write_all(rows: &[SignInLog], mut tx: crate::db::Tx) -> Result<(), DbError> {
     for row in rows {
@@ -72,8 +105,12 @@ async fn write_behind(queue: Weak<SignInQueue>) {
         let Some(queue) = queue.upgrade() else {
             return;
         };
-        if let Err(e) = queue.flush().await {
-            tracing::error!(error = %e, "writing the sign-in log failed; the rows are lost");
+        match queue.flush().await {
+            Ok(()) => {}
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(error = %e, "the sign-in log waits for the database");
+            }
+            Err(e) => tracing::error!(error = %e, "writing the sign-in log failed"),
         }
     }
 }

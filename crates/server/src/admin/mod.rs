@@ -321,6 +321,14 @@ impl From<GraphError> for crate::web::PageError {
 impl From<store::StoreError> for GraphError {
     #[track_caller]
     fn from(e: store::StoreError) -> Self {
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "admin API request: the database is unreachable");
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "The service cannot reach its database right now; try again later.",
+            );
+        }
         Self::internal(e)
     }
 }

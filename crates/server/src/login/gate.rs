@@ -217,8 +217,7 @@ async fn allow(
     )
     .await;
     if let Err(e) = gate::risky_sign_in_raises_user_risk(&state, &sign_in, &user, &a).await {
-        return PageError::internal(format!("recording the risky sign-in failed: {e}"))
-            .render(&state, &ctx);
+        return PageError::from(e).render(&state, &ctx);
     }
     if let Err(e) = state.store.delete_interaction(page).await {
         return PageError::from(e).render(&state, &ctx);

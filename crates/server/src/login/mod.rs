@@ -386,7 +386,7 @@ pub async fn password_submit(
     if let Err(e) =
         crate::user_risk::after_password_verified(&state, &user, &f.password, Some(ctx.ip)).await
     {
-        return PageError::internal(format!("user risk checks failed: {e}")).render(&state, &ctx);
+        return PageError::from(e).render(&state, &ctx);
     }
     gate::judge(state, ctx, jar, &f.interaction, sign_in, user).await
 }
@@ -489,7 +489,7 @@ pub async fn change_submit(
         )
         .await;
         if let Err(e) = remediated {
-            return PageError::internal(format!("remediation failed: {e}")).render(&state, &ctx);
+            return PageError::from(e).render(&state, &ctx);
         }
     }
     gate::judge(state, ctx, jar, &f.interaction, sign_in, user).await
@@ -517,6 +517,7 @@ pub(crate) async fn new_password_problem(
             "This password appears in a list of leaked passwords. Choose another one.",
         )),
         Err(crate::users::UserError::WeakPassword(msg)) => Ok(Some(msg)),
+        Err(crate::users::UserError::Store(e)) => Err(e.into()),
         Err(e) => Err(PageError::internal(e.to_string())),
     }
 }

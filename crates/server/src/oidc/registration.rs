@@ -205,7 +205,7 @@ impl From<OAuthError> for Error {
 
 impl From<store::StoreError> for Error {
     fn from(e: store::StoreError) -> Self {
-        Self::Api(OAuthError::server_error(e.to_string()))
+        Self::Api(signin::tokens::store_failure(e))
     }
 }
 
