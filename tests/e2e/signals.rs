@@ -861,3 +861,148 @@ async fn home_to_resource(down_while_emitting: bool) {
     let p = Pair { home, resource };
     assert_eq!(refresh(&p, &rt).await, 400);
 }
+
+/// The reverse stream, two real tenants end to end: the home opens a (polled) stream at the
+/// resource's transmitter with the resource's app for it; the home confirms bob compromised,
+/// so the resource blocks his next sign-in; the resource reports the block on that stream and
+/// the home records a `partnerReportedRisk` detection from the resource, which names the
+/// policy, while no other stream hears of it.
+#[tokio::test]
+async fn a_block_at_the_resource_is_reported_back_and_recorded_at_the_home() {
+    let home_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let res_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (home_issuer, res_issuer) = (issuer_of(&home_l), issuer_of(&res_l));
+    let (hd, hdb) = tenant_dir("contoso");
+    let home = start_on(
+        "contoso",
+        home_l,
+        &hd,
+        &hdb,
+        &format!(
+            "{}{ADMIN_APP}\n[[partners]]\nid = \"fabrikam\"\ndisplay_name = \"Fabrikam\"\nissuer = \"{res_issuer}\"\nclient_id = \"contoso\"\nclient_secret = \"contoso-at-fabrikam\"\nca_file = \"{}\"\ninbound_enabled = false\nshared_signals = true\nshared_signals_delivery = \"poll\"\n",
+            home_app_toml(&res_issuer),
+            fixtures().ca.display()
+        ),
+    )
+    .await;
+    let bob = add_user(&home, BOB, BOB_PW, false).await;
+    let policies = crate::risk::policies_copy("fabrikam");
+    let (rd, rdb) = tenant_dir("fabrikam");
+    let resource = start_on(
+        "fabrikam",
+        res_l,
+        &rd,
+        &rdb,
+        &format!(
+            "{}\n[[apps]]\nclient_id = \"contoso\"\nname = \"Contoso\"\nclient_secret = \"contoso-at-fabrikam\"\ngrant_types = [\"client_credentials\"]\nscopes = [\"ssf.manage\", \"ssf.read\"]\npartner_tenant = true\n",
+            partner_toml(
+                &home_issuer,
+                &crate::risk::resource_lines(
+                    &policies,
+                    &format!("{TRUSTED}\nreverse_stream_client_id = \"contoso\""),
+                ),
+            )
+        ),
+    )
+    .await;
+    invite(&resource, BOB, "contoso").await;
+    // The home's stream at the resource.
+    let mut stream = None;
+    for _ in 0..100 {
+        stream = home
+            .state()
+            .store
+            .receiving_stream("fabrikam")
+            .await
+            .unwrap()
+            .and_then(|r| r.stream_id);
+        if stream.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let stream = stream.expect("the home opened its stream at the resource");
+    let delivered = resource
+        .state()
+        .store
+        .ssf_stream(&stream)
+        .await
+        .unwrap()
+        .unwrap()
+        .events_delivered;
+    assert!(
+        delivered
+            .split(' ')
+            .any(|e| e == event_types::SIGN_IN_BLOCKED),
+        "{delivered}"
+    );
+
+    let r = backchannel()
+        .post(home.url("/v1.0/identityProtection/riskyUsers/confirmCompromised"))
+        .bearer_auth(admin_token(&home).await)
+        .json(&json!({ "userIds": [bob.id] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let p = Pair { home, resource };
+    let ended =
+        federated_sign_in(&p, &browser(), &rp_authorize(&p.resource, ""), BOB, BOB_PW).await;
+    let (page, _) = crate::risk::blocked(ended);
+    assert!(page.contains(policy::codes::BLOCKED_MESSAGE), "{page}");
+
+    // The report is in the home's stream at the resource, and in no other.
+    let outbox = p
+        .resource
+        .state()
+        .store
+        .ssf_outbox(&stream, 10)
+        .await
+        .unwrap();
+    let report = outbox
+        .iter()
+        .find(|e| e.event_type == event_types::SIGN_IN_BLOCKED)
+        .expect("the block is in the home's stream");
+    let payload: Value = serde_json::from_str(&report.payload_json).unwrap();
+    assert_eq!(payload["sub_id"]["user"]["iss"], p.home.issuer.as_str());
+    assert_eq!(payload["sub_id"]["user"]["sub"], bob.id.as_str());
+    let event = &payload["events"][event_types::SIGN_IN_BLOCKED];
+    assert_eq!(event["error_code"], 53011, "{event}");
+    assert!(event["policy"].as_str().is_some_and(|p| !p.is_empty()));
+
+    // The home polls it and records it.
+    let admin = admin_token(&p.home).await;
+    let started = std::time::Instant::now();
+    let mut found = Vec::new();
+    while found.is_empty() && started.elapsed() < std::time::Duration::from_secs(10) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let detections: Value = backchannel()
+            .get(p.home.url("/v1.0/identityProtection/riskDetections"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        found = detections["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["riskEventType"] == "partnerReportedRisk")
+            .cloned()
+            .collect();
+    }
+    assert_eq!(found.len(), 1, "the home recorded the partner's report");
+    assert_eq!(found[0]["userId"], bob.id.as_str());
+    assert_eq!(found[0]["source"], "fabrikam");
+    // Acknowledged at the resource: delivered, not pending.
+    let counts = p
+        .resource
+        .state()
+        .store
+        .ssf_delivery_counts(&stream)
+        .await
+        .unwrap();
+    assert_eq!(counts.pending, 0, "{counts:?}");
+}

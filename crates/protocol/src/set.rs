@@ -49,15 +49,19 @@ pub mod event_type {
     /// RISC `account-enabled`.
     pub const ACCOUNT_ENABLED: &str =
         "https://schemas.openid.net/secevent/risc/event-type/account-enabled";
+    /// tenantd's report to a user's home: a partner blocked the user's sign-in there as a
+    /// guest. No CAEP or RISC event says this; SSF lets a transmitter define its own.
+    pub const SIGN_IN_BLOCKED: &str = "urn:tenantd:secevent:event-type:sign-in-blocked";
 
     /// Every event type a tenantd transmitter can send (`events_supported`).
-    pub const SUPPORTED: [&str; 6] = [
+    pub const SUPPORTED: [&str; 7] = [
         VERIFICATION,
         SESSION_REVOKED,
         CREDENTIAL_CHANGE,
         RISK_LEVEL_CHANGE,
         ACCOUNT_DISABLED,
         ACCOUNT_ENABLED,
+        SIGN_IN_BLOCKED,
     ];
 }
 
@@ -222,6 +226,29 @@ impl Event {
     /// RISC `account-enabled`.
     pub fn account_enabled() -> Event {
         Event::new(event_type::ACCOUNT_ENABLED, serde_json::json!({}), None)
+    }
+
+    /// tenantd's `sign-in-blocked`: which policy (`policy`, `error_code`), the sign-in's risk
+    /// (`sign_in_risk_level`: CAEP's levels, and `NONE` for a sign-in without risk,
+    /// `risk_event_types`) and the client's `ip_address` when known.
+    pub fn sign_in_blocked(
+        policy: &str,
+        error_code: u32,
+        sign_in_risk_level: &str,
+        risk_event_types: &[String],
+        ip_address: Option<&str>,
+        at: i64,
+    ) -> Event {
+        let mut body = serde_json::json!({
+            "policy": policy,
+            "error_code": error_code,
+            "sign_in_risk_level": sign_in_risk_level.to_ascii_uppercase(),
+            "risk_event_types": risk_event_types,
+        });
+        if let (Some(ip), Value::Object(m)) = (ip_address, &mut body) {
+            m.insert("ip_address".into(), Value::from(ip));
+        }
+        Event::new(event_type::SIGN_IN_BLOCKED, body, Some(at))
     }
 
     /// SSF `verification`, echoing the receiver's `state` when it gave one.

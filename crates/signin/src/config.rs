@@ -740,6 +740,9 @@ impl Validator {
         }
         if let Some(list) = &partners {
             self.partners_unique(list);
+            if let Some(apps) = &apps {
+                self.reverse_streams_known(list, apps);
+            }
         }
         let risk = Self::optional(raw.risk).map(|r| self.risk(r, file));
         named.risk = risk.clone();
@@ -1574,6 +1577,50 @@ first_party = true
         );
         config.check_files().unwrap();
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_reverse_stream_names_a_partner_app_with_client_credentials() {
+        let with = |app: &str| {
+            format!(
+                "{GOOD}[[partners]]\nid = \"contoso\"\nissuer = \"https://127.0.0.1:9443\"\nclient_id = \"c\"\nclient_secret = \"secret-secret\"\nreverse_stream_client_id = \"contoso\"\n\n[[apps]]\nclient_id = \"contoso\"\nname = \"Contoso\"\nclient_secret = \"contoso-secret-1\"\n{app}\n"
+            )
+        };
+        let c = Config::parse(
+            &with("grant_types = [\"client_credentials\"]\nscopes = [\"ssf.manage\"]\npartner_tenant = true"),
+            "resource.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.partners[0].reverse_stream_client_id.as_deref(),
+            Some("contoso")
+        );
+        for bad in [
+            // Not registered for a partner tenant.
+            "grant_types = [\"client_credentials\"]",
+            // Cannot get a token to open its stream with.
+            "redirect_uris = [\"https://contoso.example/cb\"]\npartner_tenant = true",
+        ] {
+            let e = Config::parse(&with(bad), "resource.toml").unwrap_err();
+            assert_eq!(e.problems.len(), 1, "{e}");
+            assert_eq!(
+                e.problems[0].key, "partners[0].reverse_stream_client_id",
+                "{e}"
+            );
+        }
+        // No such app at all.
+        let e = Config::parse(
+            &with("grant_types = [\"client_credentials\"]\npartner_tenant = true").replace(
+                "client_id = \"contoso\"\nname",
+                "client_id = \"other\"\nname",
+            ),
+            "resource.toml",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.problems[0].key, "partners[0].reverse_stream_client_id",
+            "{e}"
+        );
     }
 
     #[test]

@@ -410,6 +410,56 @@ pub async fn log(
         non_interactive: how == How::Refresh,
     };
     signin_log::write(dir, client, entry, outcome).await;
+    if let (Verdict::Block { code, reason }, Some(guest)) = (&a.verdict, &sign_in.guest) {
+        report_block(dir, client, user, &guest.partner, a, how, (*code, reason)).await;
+    }
+}
+
+/// Tells a blocked guest's home, when it listens (its partner settings name its stream's
+/// app), that this tenant blocked its user: which policy, the sign-in's risk and detections.
+/// The report is in the outbox before the refusal is answered; a failure to write it is
+/// logged and does not change the refusal.
+async fn report_block(
+    dir: &Directory,
+    client: Client<'_>,
+    user: &User,
+    partner_id: &str,
+    a: &Assessment,
+    how: How,
+    (code, policy): (u32, &str),
+) {
+    let Some(partner) = dir.partner(partner_id) else {
+        return;
+    };
+    let Some(to_client) = partner.config.reverse_stream_client_id.as_deref() else {
+        return;
+    };
+    let report = crate::ssf::BlockReport {
+        guest_id: &user.id,
+        home_issuer: &partner.config.issuer,
+        home_subject: user.home_subject.as_deref(),
+        email: &user.email,
+        to_client,
+        code,
+        policy,
+        sign_in_risk_level: a.sign_in.risk_level.as_str(),
+        risk_event_types: a
+            .sign_in
+            .risk_event_types()
+            .into_iter()
+            .map(|t| t.as_str().to_owned())
+            .collect(),
+        // A refresh's IP may be the app's server, not the user's.
+        ip: (how != How::Refresh).then(|| client.ip.to_string()),
+        at: dir.now(),
+    };
+    if let Err(e) = dir
+        .store
+        .record_signals(&[crate::ssf::block_signal(&report)])
+        .await
+    {
+        tracing::error!(error = %e, partner = partner_id, user = %user.id, "the report of a block to the guest's home could not be written");
+    }
 }
 
 /// The interruption of a sign-in held for `step`, as a sign-in log outcome of its own (as in

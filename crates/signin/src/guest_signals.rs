@@ -32,18 +32,13 @@ pub enum Subject {
     HomeSubject(String),
 }
 
-/// The event types this receiver acts on (CAEP 1.0, RISC 1.0) and the SSF stream
-/// verification event.
+/// The event types this receiver acts on (CAEP 1.0, RISC 1.0, and tenantd's report of a
+/// block back to a user's home, `SIGN_IN_BLOCKED`) and the SSF stream verification event.
 pub mod event_types {
     pub use protocol::set::event_type::{
         ACCOUNT_DISABLED, ACCOUNT_ENABLED, CREDENTIAL_CHANGE, RISK_LEVEL_CHANGE, SESSION_REVOKED,
-        VERIFICATION,
+        SIGN_IN_BLOCKED, VERIFICATION,
     };
-    /// tenantd's report back to a user's home: a partner blocked the user's sign-in there as a
-    /// guest (`event_timestamp`, `policy`, `error_code`, `sign_in_risk_level`,
-    /// `risk_event_types`, `ip_address`). No CAEP or RISC event says this; SSF lets a
-    /// transmitter define its own.
-    pub const SIGN_IN_BLOCKED: &str = "urn:tenantd:secevent:event-type:sign-in-blocked";
 }
 
 /// The signals a SET's `events` carry; events of other types (and a risk level change of
@@ -435,13 +430,15 @@ async fn reported(
 /// Where partner `{partner}` pushes its SETs (RFC 8935), at this tenant's issuer.
 pub const PUSH_PATH: &str = "/ssf/receive/{partner}";
 
-/// The event types this receiver asks its partners for.
-pub const EVENTS_REQUESTED: [&str; 5] = [
+/// The event types this receiver asks its partners for: what a home says about its users
+/// who are guests here, and what a partner says of this tenant's users it blocked there.
+pub const EVENTS_REQUESTED: [&str; 6] = [
     event_types::RISK_LEVEL_CHANGE,
     event_types::SESSION_REVOKED,
     event_types::CREDENTIAL_CHANGE,
     event_types::ACCOUNT_DISABLED,
     event_types::ACCOUNT_ENABLED,
+    event_types::SIGN_IN_BLOCKED,
 ];
 
 /// The token `partner_id` pushes its signals with (the stream's `authorization_header`,

@@ -413,6 +413,7 @@ impl Transmitter<'_> {
             payload_json: payload,
             jti: jti.to_owned(),
             at: now,
+            to_client: None,
         };
         Ok(self.store.record_stream_signal(&record.id, &signal).await?)
     }
@@ -582,6 +583,7 @@ pub fn risk_signal(
         ),
         jti: jti.to_owned(),
         at: current.updated_at,
+        to_client: None,
     }
 }
 
@@ -594,6 +596,7 @@ pub fn user_signal(issuer: &str, user_id: &str, event: &Event, jti: &str, at: i6
         payload_json: payload_json(&SubjectId::home_user(issuer, user_id), event, Some(jti)),
         jti: jti.to_owned(),
         at,
+        to_client: None,
     }
 }
 
@@ -607,6 +610,61 @@ pub fn authenticator_signal(issuer: &str, user_id: &str, change_type: &str, now:
         &uuid::Uuid::new_v4().simple().to_string(),
         now,
     )
+}
+
+/// What a partner is told when this tenant blocked one of its users signing in here as a
+/// guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockReport<'a> {
+    /// The guest here (the outbox's subject key).
+    pub guest_id: &'a str,
+    /// The guest's home: its issuer, and the user's subject there (`None`: named by email).
+    pub home_issuer: &'a str,
+    /// The user's `sub` at the home.
+    pub home_subject: Option<&'a str>,
+    /// The user's email, when the home's subject is not known.
+    pub email: &'a str,
+    /// The app of the home's stream here.
+    pub to_client: &'a str,
+    /// The block's error code.
+    pub code: u32,
+    /// The policies' reason.
+    pub policy: &'a str,
+    /// The sign-in's own risk level (Graph spelling).
+    pub sign_in_risk_level: &'a str,
+    /// Its detections (`riskEventType` names).
+    pub risk_event_types: Vec<String>,
+    /// The user's IP, when it was the user's device that asked.
+    pub ip: Option<String>,
+    /// When.
+    pub at: i64,
+}
+
+/// The `sign-in-blocked` signal of a [`BlockReport`], addressed to the home's stream only.
+pub fn block_signal(r: &BlockReport<'_>) -> Signal {
+    let subject = match r.home_subject {
+        Some(sub) => SubjectId::home_user(r.home_issuer, sub),
+        None => SubjectId::Email {
+            email: r.email.to_owned(),
+        },
+    };
+    let event = Event::sign_in_blocked(
+        r.policy,
+        r.code,
+        r.sign_in_risk_level,
+        &r.risk_event_types,
+        r.ip.as_deref(),
+        r.at,
+    );
+    let jti = uuid::Uuid::new_v4().simple().to_string();
+    Signal {
+        user_id: r.guest_id.to_owned(),
+        event_type: event_type::SIGN_IN_BLOCKED.to_owned(),
+        payload_json: payload_json(&subject, &event, None),
+        jti,
+        at: r.at,
+        to_client: Some(r.to_client.to_owned()),
+    }
 }
 
 /// The transmitter configuration metadata (SSF 1.0 §7.1), served at

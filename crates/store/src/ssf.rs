@@ -96,6 +96,9 @@ pub struct Signal {
     pub jti: String,
     /// When it happened (the SET's `iat`).
     pub at: i64,
+    /// Only for the stream of this partner app, whoever its subjects are: a report to a
+    /// guest's home goes to the home's own stream here, not to the apps the guest uses.
+    pub to_client: Option<String>,
 }
 
 /// One SET owed to a stream.
@@ -158,8 +161,19 @@ pub struct DeliveryCounts {
 /// Writes `signals` to the outbox of every stream that hears about their users, inside `tx`.
 pub(crate) async fn enqueue_signals(tx: &mut Tx, signals: &[Signal]) -> Result<(), StoreError> {
     for signal in signals {
-        let streams: Vec<(String, String)> = query(
-            "SELECT s.id, s.events_delivered FROM ssf_streams s \
+        let streams: Vec<(String, String)> = match &signal.to_client {
+            Some(client_id) => {
+                query(
+                    "SELECT id, events_delivered FROM ssf_streams \
+                     WHERE status IN ('enabled', 'paused') AND client_id = $1",
+                )
+                .bind(client_id)
+                .fetch_all(&mut *tx)
+                .await?
+            }
+            None => {
+                query(
+                    "SELECT s.id, s.events_delivered FROM ssf_streams s \
              WHERE s.status IN ('enabled', 'paused') AND ( \
                EXISTS (SELECT 1 FROM ssf_stream_subjects x \
                        WHERE x.stream_id = s.id AND x.user_id = $1) \
@@ -168,10 +182,12 @@ pub(crate) async fn enqueue_signals(tx: &mut Tx, signals: &[Signal]) -> Result<(
                OR EXISTS (SELECT 1 FROM grants g \
                           WHERE g.client_id = s.client_id AND g.user_id = $1)) \
              ORDER BY s.id",
-        )
-        .bind(&signal.user_id)
-        .fetch_all(&mut *tx)
-        .await?;
+                )
+                .bind(&signal.user_id)
+                .fetch_all(&mut *tx)
+                .await?
+            }
+        };
         for (stream_id, events) in streams {
             if events.split(' ').any(|e| e == signal.event_type) {
                 insert_outbox(tx, &stream_id, signal).await?;

@@ -1,7 +1,7 @@
 //! `[[partners]]`: the cross-tenant access settings for each partner tenant whose users may sign
 //! in here as guests.
 
-use super::{Problem, Validator};
+use super::{AppConfig, Problem, Validator};
 use federation::{ClaimFormat, ClaimMapping};
 use protocol::jwt::{SigningAlg, SigningKey};
 use serde::Deserialize;
@@ -42,6 +42,7 @@ pub(super) struct RawPartner {
     #[serde(default)]
     shared_signals: bool,
     shared_signals_delivery: Option<String>,
+    reverse_stream_client_id: Option<String>,
 }
 
 fn yes() -> bool {
@@ -150,6 +151,10 @@ pub struct PartnerConfig {
     /// How the partner's signals come: pushed here (RFC 8935), or fetched from it (RFC 8936,
     /// for a tenant the partner cannot reach).
     pub signals_delivery: SignalsDelivery,
+    /// The partner's own client here (an app with `partner_tenant = true`): the stream it
+    /// opens at this tenant's transmitter hears of every one of the partner's users this
+    /// tenant blocks as a guest (the reverse stream). Unset: the partner is not told.
+    pub reverse_stream_client_id: Option<String>,
 }
 
 /// How a partner's shared signals reach this tenant.
@@ -357,6 +362,7 @@ impl Validator {
             emails_verified: p.emails_verified,
             shared_signals: p.shared_signals,
             signals_delivery,
+            reverse_stream_client_id: p.reverse_stream_client_id,
             ca_file: p.ca_file,
             timeout: Duration::from_millis(p.timeout_ms),
             scopes: p.scopes,
@@ -366,6 +372,29 @@ impl Validator {
             },
             password_reset_url: p.password_reset_url,
         })
+    }
+
+    /// A partner's `reverse_stream_client_id` names one of the apps here that is registered
+    /// for a partner tenant (it manages its stream with client credentials).
+    pub(super) fn reverse_streams_known(&mut self, partners: &[PartnerConfig], apps: &[AppConfig]) {
+        for (i, p) in partners.iter().enumerate() {
+            let Some(client_id) = &p.reverse_stream_client_id else {
+                continue;
+            };
+            let fits = apps.iter().any(|a| {
+                a.client_id == *client_id
+                    && a.partner_tenant
+                    && a.grant_types.contains(&super::GrantType::ClientCredentials)
+            });
+            if !fits {
+                self.bad(
+                    format!("partners[{i}].reverse_stream_client_id"),
+                    format!(
+                        "the client_id of an app in [[apps]] with partner_tenant = true and the client_credentials grant, got {client_id:?}"
+                    ),
+                );
+            }
+        }
     }
 
     /// Ids and domains must each belong to one partner.

@@ -36,6 +36,7 @@ fn signal(user: &str, jti: &str, at: i64) -> Signal {
         payload_json: format!(r#"{{"sub_id":{{"format":"opaque","id":"{user}"}}}}"#),
         jti: jti.to_owned(),
         at,
+        to_client: None,
     }
 }
 
@@ -169,6 +170,25 @@ pub async fn risk_changes_write_the_outbox_in_their_transaction(ctx: Ctx) {
         .await
         .unwrap();
     assert_eq!(store.ssf_pending("s1", 10).await.unwrap().len(), 1);
+
+    // A signal for one partner app reaches that app's stream only, whatever its subjects:
+    // u2 is s2's subject and u1 used s1's app, yet only s2 hears of this one about u1.
+    let to_app_2 = Signal {
+        to_client: Some("app-2".to_owned()),
+        ..signal("u1", "j6", 250)
+    };
+    store.record_signals(&[to_app_2]).await.unwrap();
+    assert_eq!(store.ssf_pending("s1", 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .ssf_pending("s2", 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.jti.as_str())
+            .collect::<Vec<_>>(),
+        vec!["j4.1", "j6.2"]
+    );
 }
 
 /// Poll acknowledges, push retries keep per-subject order, failures are final.
