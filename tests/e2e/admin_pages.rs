@@ -25,7 +25,11 @@ pub(crate) async fn administrator(t: &TestTenant, email: &str) {
 /// Signs `email` in to the admin pages from `/admin`, as a browser would: the pages send it to
 /// the tenant's `/authorize`, the sign-in pages take the password, the callback lands it on the
 /// page it asked for. Returns that last response.
-async fn sign_in_to_admin(t: &TestTenant, b: &reqwest::Client, email: &str) -> reqwest::Response {
+pub(crate) async fn sign_in_to_admin(
+    t: &TestTenant,
+    b: &reqwest::Client,
+    email: &str,
+) -> reqwest::Response {
     let r = b.get(t.url("/admin/risky-users")).send().await.unwrap();
     assert_eq!(r.status(), 303, "not signed in: off to sign in");
     let authorize = location(&r);

@@ -1005,4 +1005,36 @@ async fn a_block_at_the_resource_is_reported_back_and_recorded_at_the_home() {
         .await
         .unwrap();
     assert_eq!(counts.pending, 0, "{counts:?}");
+
+    // Both ends show the stream to their administrators: the resource what it sent and where
+    // it stands, the home what it received.
+    use crate::admin_pages::{administrator, sign_in_to_admin};
+    administrator(&p.resource, "admin@fabrikam.test").await;
+    let b = browser();
+    sign_in_to_admin(&p.resource, &b, "admin@fabrikam.test").await;
+    let page = page_text(&b, p.resource.url("/admin/shared-signals")).await;
+    let sent = &page[page.find("id=\"sent\"").unwrap()..page.find("id=\"received\"").unwrap()];
+    assert!(sent.contains("Contoso (contoso)"), "{sent}");
+    assert!(sent.contains(&format!("stream {stream}")), "{sent}");
+    assert!(sent.contains("sign-in-blocked"), "{sent}");
+    // Delivered: the stream's verification and the report.
+    assert!(
+        sent.contains("<td>0</td><td>2</td><td>0</td>"),
+        "pending, delivered, failed: {sent}"
+    );
+    assert!(
+        sent.contains("<td>sign-in-blocked</td><td>") && sent.contains("<td>delivered</td>"),
+        "{sent}"
+    );
+    administrator(&p.home, crate::admin_pages::ADMIN).await;
+    let b = browser();
+    sign_in_to_admin(&p.home, &b, crate::admin_pages::ADMIN).await;
+    let page = page_text(&b, p.home.url("/admin/shared-signals")).await;
+    let received = &page[page.find("id=\"received\"").unwrap()..];
+    assert!(received.contains("Fabrikam"), "{received}");
+    assert!(received.contains(&stream), "{received}");
+    assert!(
+        received.contains("<td>1</td>"),
+        "one event applied: {received}"
+    );
 }

@@ -313,6 +313,7 @@ fn admin_pages() -> Router<AppState> {
         .route("/admin/policies", get(pages::policies))
         .route("/admin/policies/{id}", post(pages::set_policy_state))
         .route("/admin/audit", get(pages::audit))
+        .route("/admin/shared-signals", get(pages::shared_signals))
 }
 
 /// Dynamic client registration (RFC 7591, RFC 7592), when the tenant allows it; otherwise

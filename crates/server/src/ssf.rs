@@ -396,31 +396,30 @@ pub async fn admin_streams(
     State(state): State<AppState>,
     _admin: Admin,
 ) -> Result<Response, crate::admin::GraphError> {
-    let mut value = Vec::new();
-    for s in state.store.list_ssf_streams().await? {
-        let counts = state.store.ssf_delivery_counts(&s.id).await?;
-        let last_error = state
-            .store
-            .ssf_outbox(&s.id, 20)
-            .await?
-            .into_iter()
-            .find_map(|e| e.last_error);
-        value.push(json!({
-            "id": s.id,
-            "appId": s.client_id,
-            "audience": s.aud,
-            "status": s.status,
-            "reason": s.reason,
-            "deliveryMethod": s.delivery_method,
-            "endpointUrl": s.endpoint_url,
-            "eventsDelivered": s.events_delivered.split(' ').collect::<Vec<_>>(),
-            "pending": counts.pending,
-            "delivered": counts.delivered,
-            "failed": counts.failed,
-            "lastError": last_error,
-            "createdDateTime": s.created_at,
-        }));
-    }
+    let iso = crate::user_risk::iso;
+    let value: Vec<Value> = signin::ssf::overview(&state.store)
+        .await?
+        .into_iter()
+        .map(|o| {
+            let s = o.stream;
+            json!({
+                "id": s.id,
+                "appId": s.client_id,
+                "audience": s.aud,
+                "status": s.status,
+                "reason": s.reason,
+                "deliveryMethod": s.delivery_method,
+                "endpointUrl": s.endpoint_url,
+                "eventsDelivered": s.events_delivered.split(' ').collect::<Vec<_>>(),
+                "pending": o.counts.pending,
+                "delivered": o.counts.delivered,
+                "failed": o.counts.failed,
+                "lastError": o.last_error,
+                "createdDateTime": iso(s.created_at),
+                "lastModifiedDateTime": iso(s.updated_at),
+            })
+        })
+        .collect();
     Ok(reply(StatusCode::OK, json!({ "value": value })))
 }
 
@@ -449,10 +448,10 @@ pub async fn admin_stream_events(
                 "subject": e.subject_key,
                 "state": e.state,
                 "attempts": e.attempts,
-                "nextAttemptDateTime": e.next_attempt_at,
+                "nextAttemptDateTime": crate::user_risk::iso(e.next_attempt_at),
                 "lastError": e.last_error,
-                "createdDateTime": e.created_at,
-                "settledDateTime": e.delivered_at,
+                "createdDateTime": crate::user_risk::iso(e.created_at),
+                "settledDateTime": e.delivered_at.map(crate::user_risk::iso),
             })
         })
         .collect();

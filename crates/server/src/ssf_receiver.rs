@@ -110,26 +110,24 @@ pub async fn received(
     _admin: crate::admin::Admin,
 ) -> Result<Response, crate::admin::GraphError> {
     use signin::config::SignalsDelivery;
-    let counts = state.store.received_signal_summary().await?;
-    let mut value = Vec::new();
-    for p in state.config.partners.iter().filter(|p| p.shared_signals) {
-        let stream = state.store.receiving_stream(&p.id).await?;
-        let count = counts.iter().find(|c| c.partner_id == p.id);
-        value.push(json!({
-            "partnerId": p.id,
-            "displayName": p.display_name,
-            "delivery": match p.signals_delivery {
-                SignalsDelivery::Push => "push",
-                SignalsDelivery::Poll => "poll",
-            },
-            "streamId": stream.as_ref().and_then(|s| s.stream_id.clone()),
-            "streamUpdatedDateTime": stream.as_ref().map(|s| crate::user_risk::iso(s.updated_at)),
-            "eventsReceived": count.map_or(0, |c| c.events),
-            "lastReceivedDateTime": count
-                .and_then(|c| c.last_received_at)
-                .map(crate::user_risk::iso),
-        }));
-    }
+    let value: Vec<serde_json::Value> = guest_signals::receiving_overview(&state)
+        .await?
+        .into_iter()
+        .map(|o| {
+            json!({
+                "partnerId": o.partner_id,
+                "displayName": o.display_name,
+                "delivery": match o.delivery {
+                    SignalsDelivery::Push => "push",
+                    SignalsDelivery::Poll => "poll",
+                },
+                "streamId": o.stream.as_ref().and_then(|s| s.stream_id.clone()),
+                "streamUpdatedDateTime": o.stream.as_ref().map(|s| crate::user_risk::iso(s.updated_at)),
+                "eventsReceived": o.events,
+                "lastReceivedDateTime": o.last_received_at.map(crate::user_risk::iso),
+            })
+        })
+        .collect();
     Ok(crate::admin::reply(
         StatusCode::OK,
         json!({ "value": value }),

@@ -620,3 +620,38 @@ pub async fn poll(dir: &Directory, partner_id: &str, access: &str) -> Result<usi
         }
     }
 }
+
+/// One partner's stream as this tenant receives it, for the admin API and pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivingOverview {
+    /// The partner.
+    pub partner_id: String,
+    /// Its name.
+    pub display_name: String,
+    /// Pushed here or polled.
+    pub delivery: SignalsDelivery,
+    /// The stream at the partner, once set up.
+    pub stream: Option<store::ReceivingStream>,
+    /// Events received and applied (as long as their ids are kept).
+    pub events: i64,
+    /// When the last one came.
+    pub last_received_at: Option<i64>,
+}
+
+/// Every partner this tenant receives signals from, with its stream and what came on it.
+pub async fn receiving_overview(dir: &Directory) -> Result<Vec<ReceivingOverview>, StoreError> {
+    let counts = dir.store.received_signal_summary().await?;
+    let mut all = Vec::new();
+    for p in dir.config.partners.iter().filter(|p| p.shared_signals) {
+        let count = counts.iter().find(|c| c.partner_id == p.id);
+        all.push(ReceivingOverview {
+            partner_id: p.id.clone(),
+            display_name: p.display_name.clone(),
+            delivery: p.signals_delivery,
+            stream: dir.store.receiving_stream(&p.id).await?,
+            events: count.map_or(0, |c| c.events),
+            last_received_at: count.and_then(|c| c.last_received_at),
+        });
+    }
+    Ok(all)
+}

@@ -612,6 +612,37 @@ pub fn authenticator_signal(issuer: &str, user_id: &str, change_type: &str, now:
     )
 }
 
+/// One stream as an administrator sees it: its settings, where its SETs stand, and the
+/// receiver's or the transport's last complaint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamOverview {
+    /// The stream.
+    pub stream: StreamRecord,
+    /// Its SETs by delivery state.
+    pub counts: store::DeliveryCounts,
+    /// The newest error among its last 20 SETs.
+    pub last_error: Option<String>,
+}
+
+/// Every stream this tenant transmits, for the admin API and pages.
+pub async fn overview(store: &Store) -> Result<Vec<StreamOverview>, StoreError> {
+    let mut all = Vec::new();
+    for stream in store.list_ssf_streams().await? {
+        let counts = store.ssf_delivery_counts(&stream.id).await?;
+        let last_error = store
+            .ssf_outbox(&stream.id, 20)
+            .await?
+            .into_iter()
+            .find_map(|e| e.last_error);
+        all.push(StreamOverview {
+            stream,
+            counts,
+            last_error,
+        });
+    }
+    Ok(all)
+}
+
 /// What a partner is told when this tenant blocked one of its users signing in here as a
 /// guest.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -48,13 +48,14 @@ pub struct Nav {
     pub admin_email: String,
 }
 
-const LINKS: [(&str, &str); 7] = [
+const LINKS: [(&str, &str); 8] = [
     ("/admin/risky-users", "Risky users"),
     ("/admin/detections", "Risk detections"),
     ("/admin/sign-ins", "Sign-in logs"),
     ("/admin/policies", "Conditional Access"),
     ("/admin/users", "Users"),
     ("/admin/guests", "Guests"),
+    ("/admin/shared-signals", "Shared signals"),
     ("/admin/audit", "Audit log"),
 ];
 
@@ -1359,6 +1360,142 @@ pub async fn audit(
             rows,
             prev,
             next,
+        }),
+    )
+        .into_response())
+}
+
+/// A stream this tenant sends, on the shared signals page.
+struct SentRow {
+    id: String,
+    app: String,
+    status: String,
+    reason: Option<String>,
+    delivery: String,
+    events: String,
+    pending: i64,
+    delivered: i64,
+    failed: i64,
+    last_error: String,
+    recent: Vec<SetRow>,
+}
+
+/// One SET of a stream.
+struct SetRow {
+    at: String,
+    event: String,
+    subject: String,
+    state: String,
+    attempts: i64,
+}
+
+/// A stream this tenant receives.
+struct ReceivedRow {
+    partner_id: String,
+    partner: String,
+    delivery: &'static str,
+    stream: String,
+    events: i64,
+    last_received: String,
+}
+
+/// The shared signals page.
+#[derive(Template)]
+#[template(path = "admin_shared_signals.html")]
+pub struct SharedSignalsPage {
+    nav: Nav,
+    sent: Vec<SentRow>,
+    received: Vec<ReceivedRow>,
+}
+
+/// An event type's short name: the last part of its URI (`risk-level-change`).
+fn event_name(uri: &str) -> &str {
+    uri.rsplit(['/', ':']).next().unwrap_or(uri)
+}
+
+/// SETs of each stream listed on the page.
+const RECENT_SETS: i64 = 10;
+
+/// `GET /admin/shared-signals`: the streams this tenant transmits (status, delivery, where
+/// their SETs stand, the newest ones) and those it receives from its partners.
+pub async fn shared_signals(
+    State(state): State<AppState>,
+    admin: AdminUser,
+    jar: CookieJar,
+) -> Result<Response, PageError> {
+    let mut sent = Vec::new();
+    for o in signin::ssf::overview(&state.store).await? {
+        let s = o.stream;
+        let app = match state.app(&s.client_id).await? {
+            Some(a) => format!("{} ({})", a.config.name, s.client_id),
+            None => s.client_id.clone(),
+        };
+        let recent = state
+            .store
+            .ssf_outbox(&s.id, RECENT_SETS)
+            .await?
+            .into_iter()
+            .map(|e| SetRow {
+                at: when(e.created_at),
+                event: event_name(&e.event_type).to_owned(),
+                subject: e.subject_key,
+                state: e.state,
+                attempts: e.attempts,
+            })
+            .collect();
+        sent.push(SentRow {
+            app,
+            status: s.status,
+            reason: s.reason,
+            delivery: match s.endpoint_url {
+                Some(url) if s.delivery_method == protocol::set::DELIVERY_PUSH => {
+                    format!("push to {url}")
+                }
+                _ => "poll".to_owned(),
+            },
+            events: s
+                .events_delivered
+                .split(' ')
+                .filter(|e| !e.is_empty())
+                .map(event_name)
+                .collect::<Vec<_>>()
+                .join(", "),
+            pending: o.counts.pending,
+            delivered: o.counts.delivered,
+            failed: o.counts.failed,
+            last_error: o.last_error.unwrap_or_default(),
+            recent,
+            id: s.id,
+        });
+    }
+    let received = signin::guest_signals::receiving_overview(&state)
+        .await?
+        .into_iter()
+        .map(|o| ReceivedRow {
+            partner_id: o.partner_id,
+            partner: o.display_name,
+            delivery: match o.delivery {
+                signin::config::SignalsDelivery::Push => "pushed here",
+                signin::config::SignalsDelivery::Poll => "polled",
+            },
+            stream: match o.stream {
+                Some(s) => match s.stream_id {
+                    Some(id) => format!("{id} (set up {})", when(s.updated_at)),
+                    None => "not set up yet".to_owned(),
+                },
+                None => "not set up yet".to_owned(),
+            },
+            events: o.events,
+            last_received: o.last_received_at.map(when).unwrap_or_default(),
+        })
+        .collect();
+    let (jar, nav) = frame(&state, jar, &admin, "/admin/shared-signals");
+    Ok((
+        jar,
+        html(&SharedSignalsPage {
+            nav,
+            sent,
+            received,
         }),
     )
         .into_response())
