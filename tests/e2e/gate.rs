@@ -500,6 +500,7 @@ async fn a_partners_signal_about_a_guest_acts_at_once_and_once() {
     let low = Signal::RiskLevelChange {
         current: risk::RiskLevel::Low,
         reason: None,
+        at: None,
     };
     let applied = apply(
         s,
@@ -520,6 +521,7 @@ async fn a_partners_signal_about_a_guest_acts_at_once_and_once() {
     let high = Signal::RiskLevelChange {
         current: risk::RiskLevel::High,
         reason: Some("confirmed compromised".into()),
+        at: None,
     };
     let applied = apply(
         s,
@@ -558,6 +560,30 @@ async fn a_partners_signal_about_a_guest_acts_at_once_and_once() {
     .unwrap();
     assert_eq!(again.applied, store::SignalApplied::Before);
     assert_eq!(again.ended_because, None);
+
+    // A change that happened before the risk held (a late or out-of-order SET) changes
+    // nothing: bob's risk stays high.
+    let held = || async {
+        let bob = s.store.user_by_email(BOB).await.unwrap().unwrap();
+        serde_json::from_str::<risk::UserRiskClaim>(&bob.home_user_risk.unwrap()).unwrap()
+    };
+    let high_since = held().await.updated_at;
+    let stale = Signal::RiskLevelChange {
+        current: risk::RiskLevel::Low,
+        reason: Some("adminDismissedAllRiskForUser".into()),
+        at: Some(high_since - 10),
+    };
+    let applied = apply(
+        s,
+        "contoso",
+        "e-stale",
+        &Subject::Email(BOB.into()),
+        std::slice::from_ref(&stale),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(applied.applied, store::SignalApplied::Now { .. }));
+    assert_eq!(held().await.level, risk::RiskLevel::High);
 
     // Another partner's name for the same address is not bob.
     let stranger = apply(

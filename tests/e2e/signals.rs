@@ -823,6 +823,10 @@ async fn home_to_resource(down_while_emitting: bool) {
         .unwrap();
     assert_eq!(r.status(), 204);
     if down_while_emitting {
+        // Two events while the resource is away: applied out of order, the second (risk
+        // dismissed) would leave bob's held risk high; in order, his grants end and his risk
+        // ends up dismissed.
+        dismiss(&home, &bob.id).await;
         // The home has emitted by now; the resource comes back on its port and database.
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         resource = Some(
@@ -840,12 +844,17 @@ async fn home_to_resource(down_while_emitting: bool) {
     let s = resource.state();
     let started = std::time::Instant::now();
     let mut ended = false;
+    let held = if down_while_emitting {
+        "\"dismissed\""
+    } else {
+        "\"high\""
+    };
     while started.elapsed() < std::time::Duration::from_secs(10) {
         let guest = s.store.user_by_email(BOB).await.unwrap().unwrap();
         if guest
             .home_user_risk
             .as_deref()
-            .is_some_and(|c| c.contains("\"high\""))
+            .is_some_and(|c| c.contains(held))
             && s.store
                 .active_grants_of(&guest.id, s.now())
                 .await
@@ -857,9 +866,70 @@ async fn home_to_resource(down_while_emitting: bool) {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert!(ended, "the resource heard of it and ended bob's grants");
+    let guest = s.store.user_by_email(BOB).await.unwrap().unwrap();
+    assert!(
+        ended,
+        "the resource heard of it and ended bob's grants: held {:?}, grants {:?}, home outbox {:#?}",
+        guest.home_user_risk,
+        s.store.active_grants_of(&guest.id, s.now()).await.unwrap(),
+        home.state()
+            .store
+            .ssf_outbox(stream.as_deref().unwrap(), 100)
+            .await
+            .unwrap()
+    );
+    if down_while_emitting {
+        // Every SET the home sent about bob was applied, once (none lost, none twice).
+        let sent = home
+            .state()
+            .store
+            .ssf_outbox(stream.as_deref().unwrap(), 100)
+            .await
+            .unwrap();
+        let about_bob = sent.iter().filter(|e| e.subject_key == bob.id).count();
+        assert!(about_bob >= 2, "{sent:?}");
+        let applied = s.store.received_signal_summary().await.unwrap();
+        assert_eq!(
+            applied[0].events as usize, about_bob,
+            "{applied:?} {sent:?}"
+        );
+    }
     let p = Pair { home, resource };
     assert_eq!(refresh(&p, &rt).await, 400);
+    if down_while_emitting {
+        return;
+    }
+    // Bob's home clears his risk (the admin dismisses it): the resource learns it and lets his
+    // next sign-in through.
+    dismiss(&p.home, &bob.id).await;
+    let s = p.resource.state();
+    let started = std::time::Instant::now();
+    let mut learnt = false;
+    while !learnt && started.elapsed() < std::time::Duration::from_secs(10) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let guest = s.store.user_by_email(BOB).await.unwrap().unwrap();
+        learnt = guest
+            .home_user_risk
+            .as_deref()
+            .is_some_and(|c| c.contains("\"dismissed\""));
+    }
+    assert!(
+        learnt,
+        "the resource heard that bob's home cleared his risk"
+    );
+    refresh_token_of(&p, BOB, BOB_PW).await;
+}
+
+/// The home's admin dismisses `user_id`'s risk.
+async fn dismiss(home: &TestTenant, user_id: &str) {
+    let r = backchannel()
+        .post(home.url("/v1.0/identityProtection/riskyUsers/dismiss"))
+        .bearer_auth(admin_token(home).await)
+        .json(&json!({ "userIds": [user_id] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
 }
 
 /// The reverse stream, two real tenants end to end: the home opens a (polled) stream at the

@@ -396,30 +396,20 @@ impl Upstream {
         if !errs.is_empty() {
             body["setErrs"] = serde_json::Value::Object(errs);
         }
-        let (_, answer) = self
+        let (_, answer): (u16, PollAnswer) = self
             .ssf_json(
                 self.http().post(poll_url).bearer_auth(token).json(&body),
                 &[200],
             )
             .await?;
-        let sets = match answer.get("sets") {
-            Some(serde_json::Value::Object(sets)) => sets
-                .iter()
-                .filter_map(|(jti, set)| Some((jti.clone(), set.as_str()?.to_owned())))
-                .collect(),
-            None => Vec::new(),
-            Some(_) => {
-                return Err(crate::FederationError::BadPartner(
-                    "the poll answer's sets is not an object".into(),
-                ));
-            }
-        };
         Ok(Polled {
-            sets,
-            more_available: answer
-                .get("moreAvailable")
-                .and_then(serde_json::Value::as_bool)
-                .unwrap_or(false),
+            sets: answer
+                .sets
+                .0
+                .into_iter()
+                .filter_map(|(jti, set)| Some((jti, set.as_str()?.to_owned())))
+                .collect(),
+            more_available: answer.more_available,
         })
     }
 
@@ -455,11 +445,11 @@ impl Upstream {
 
     /// Sends `request` to the partner's transmitter and reads its JSON answer, for one of the
     /// `expected` statuses (a 404's body may be empty: it reads as `null`).
-    async fn ssf_json(
+    async fn ssf_json<T: serde::de::DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
         expected: &[u16],
-    ) -> Result<(u16, serde_json::Value), crate::FederationError> {
+    ) -> Result<(u16, T), crate::FederationError> {
         let response = request
             .send()
             .await
@@ -480,10 +470,12 @@ impl Upstream {
             .bytes()
             .await
             .map_err(|e| crate::upstream::request_failure("SSF transmitter", &e))?;
-        if bytes.is_empty() || status == 404 {
-            return Ok((status, serde_json::Value::Null));
-        }
-        let value = serde_json::from_slice(&bytes).map_err(|e| {
+        let body: &[u8] = if bytes.is_empty() || status == 404 {
+            b"null"
+        } else {
+            &bytes
+        };
+        let value = serde_json::from_slice(body).map_err(|e| {
             crate::FederationError::BadPartner(format!(
                 "the SSF transmitter's answer is not the JSON expected: {e}"
             ))
@@ -497,4 +489,42 @@ fn stream_id_of(stream: &serde_json::Value) -> Option<String> {
         .get("stream_id")
         .and_then(serde_json::Value::as_str)
         .map(str::to_owned)
+}
+
+/// An RFC 8936 poll answer, its `sets` in the order the transmitter wrote them: a transmitter
+/// that lists a subject's events in the order they happened (tenantd's does) has them applied
+/// in that order.
+#[derive(Debug, serde::Deserialize)]
+struct PollAnswer {
+    #[serde(default)]
+    sets: InOrder,
+    #[serde(rename = "moreAvailable", default)]
+    more_available: bool,
+}
+
+/// A JSON object's members in document order (`serde_json::Map` sorts them by key).
+#[derive(Debug, Default)]
+struct InOrder(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for InOrder {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = InOrder;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of jti to SET")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<InOrder, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry()? {
+                    members.push(member);
+                }
+                Ok(InOrder(members))
+            }
+        }
+        d.deserialize_map(Members)
+    }
 }

@@ -387,7 +387,10 @@ pub async fn poll(
     let resp = transmitter(&state)
         .poll(&caller.receiver, &stream_id, &req, &keys, state.now())
         .await?;
-    Ok(reply(StatusCode::OK, json!(resp)))
+    // Serialized as it is, not through a `Value`, whose map would sort the SETs by `jti`.
+    let mut r = (StatusCode::OK, axum::Json(resp)).into_response();
+    crate::web::no_store(r.headers_mut());
+    Ok(r)
 }
 
 /// `GET /v1.0/identityProtection/sharedSignals/streams`: every stream with its status and

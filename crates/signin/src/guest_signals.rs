@@ -62,6 +62,9 @@ pub fn signals_of(events: &serde_json::Map<String, serde_json::Value>) -> Vec<Si
                 Some(Signal::RiskLevelChange {
                     current,
                     reason: text("risk_reason").map(str::to_owned),
+                    at: payload
+                        .get("event_timestamp")
+                        .and_then(serde_json::Value::as_i64),
                 })
             }
             SESSION_REVOKED => Some(Signal::SessionRevoked),
@@ -80,8 +83,10 @@ pub enum Signal {
     RiskLevelChange {
         /// The level now.
         current: RiskLevel,
-        /// The partner's reason, for the log.
+        /// The partner's reason (a tenantd home's: Graph's `riskDetail` or `riskState`).
         reason: Option<String>,
+        /// When the change happened at the partner (`event_timestamp`), if it says.
+        at: Option<i64>,
     },
     /// CAEP `session-revoked`.
     SessionRevoked,
@@ -137,17 +142,22 @@ pub async fn apply(
     if let Some(mut guest) = guest {
         for signal in signals {
             match signal {
-                Signal::RiskLevelChange { current, .. } => {
-                    let claim = UserRiskClaim {
-                        level: *current,
-                        state: if *current == RiskLevel::None {
-                            RiskState::Remediated
-                        } else {
-                            RiskState::AtRisk
-                        },
-                        detail: RiskDetail::None,
-                        updated_at: now,
-                    };
+                Signal::RiskLevelChange {
+                    current,
+                    reason,
+                    at,
+                } => {
+                    // A change older than the risk held (a SET that arrives late, out of
+                    // order, or after a sign-in brought a newer claim) changes nothing.
+                    let held_since = guest
+                        .home_user_risk
+                        .as_deref()
+                        .and_then(|c| serde_json::from_str::<UserRiskClaim>(c).ok())
+                        .map(|c| c.updated_at);
+                    if at.zip(held_since).is_some_and(|(at, held)| at < held) {
+                        continue;
+                    }
+                    let claim = held_claim(*current, reason.as_deref(), at.unwrap_or(now));
                     let json = serde_json::to_string(&claim)
                         .map_err(|e| StoreError::Corrupt(format!("user risk claim: {e}")))?;
                     guest.home_user_risk = Some(json.clone());
@@ -186,6 +196,64 @@ pub async fn apply(
         applied,
         ended_because: ended_because.filter(|_| applied != SignalApplied::Before),
     })
+}
+
+/// The user risk held for a guest after a `risk-level-change`. CAEP has no level for "no
+/// risk": a home that cleared a user's risk sends `LOW` (the lowest level CAEP has), and a
+/// tenantd home says why in `risk_reason` with Graph's words (a `riskDetail` such as
+/// `adminDismissedAllRiskForUser`, or a `riskState` such as `remediated`). `LOW` with such a
+/// reason is therefore no risk, in that state; any other reason keeps the level as sent,
+/// at risk (confirmed compromised when the home says so).
+pub fn held_claim(current: RiskLevel, reason: Option<&str>, now: i64) -> UserRiskClaim {
+    let word = |r: &str| serde_json::Value::String(r.to_owned());
+    let detail = reason
+        .and_then(|r| serde_json::from_value::<RiskDetail>(word(r)).ok())
+        .unwrap_or(RiskDetail::None);
+    let said = reason.and_then(|r| serde_json::from_value::<RiskState>(word(r)).ok());
+    let cleared_by = match (detail, said) {
+        (
+            RiskDetail::UserPerformedSecuredPasswordReset
+            | RiskDetail::UserPerformedSecuredPasswordChange
+            | RiskDetail::AdminGeneratedTemporaryPassword
+            | RiskDetail::UserPassedMfaDrivenByRiskBasedPolicy,
+            _,
+        )
+        | (_, Some(RiskState::Remediated)) => Some(RiskState::Remediated),
+        (RiskDetail::AdminDismissedAllRiskForUser, _) | (_, Some(RiskState::Dismissed)) => {
+            Some(RiskState::Dismissed)
+        }
+        (RiskDetail::AdminConfirmedSigninSafe, _) | (_, Some(RiskState::ConfirmedSafe)) => {
+            Some(RiskState::ConfirmedSafe)
+        }
+        (_, Some(RiskState::None)) => Some(RiskState::None),
+        _ => None,
+    };
+    match cleared_by {
+        Some(state) if current <= RiskLevel::Low => UserRiskClaim {
+            level: RiskLevel::None,
+            state,
+            detail,
+            updated_at: now,
+        },
+        _ => UserRiskClaim {
+            level: current,
+            state: if current == RiskLevel::None {
+                RiskState::Remediated
+            } else if detail == RiskDetail::AdminConfirmedUserCompromised
+                || said == Some(RiskState::ConfirmedCompromised)
+            {
+                RiskState::ConfirmedCompromised
+            } else {
+                RiskState::AtRisk
+            },
+            detail: if cleared_by.is_some() {
+                RiskDetail::None
+            } else {
+                detail
+            },
+            updated_at: now,
+        },
+    }
 }
 
 /// The guest `subject` names, if they are a guest from `partner_id`.
@@ -654,4 +722,61 @@ pub async fn receiving_overview(dir: &Directory) -> Result<Vec<ReceivingOverview
         });
     }
     Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cleared_risk_is_held_as_no_risk_and_a_real_low_stays_low() {
+        let held = |level, reason| {
+            let c = held_claim(level, reason, 7);
+            (c.level, c.state, c.detail)
+        };
+        // A tenantd home that dismissed, remediated or confirmed safe sends LOW with its word.
+        assert_eq!(
+            held(RiskLevel::Low, Some("adminDismissedAllRiskForUser")),
+            (
+                RiskLevel::None,
+                RiskState::Dismissed,
+                RiskDetail::AdminDismissedAllRiskForUser
+            )
+        );
+        assert_eq!(
+            held(RiskLevel::Low, Some("userPerformedSecuredPasswordReset")),
+            (
+                RiskLevel::None,
+                RiskState::Remediated,
+                RiskDetail::UserPerformedSecuredPasswordReset
+            )
+        );
+        assert_eq!(
+            held(RiskLevel::Low, Some("confirmedSafe")),
+            (RiskLevel::None, RiskState::ConfirmedSafe, RiskDetail::None)
+        );
+        // A genuine low (its reason the state `atRisk`), or any other transmitter's words.
+        assert_eq!(
+            held(RiskLevel::Low, Some("atRisk")),
+            (RiskLevel::Low, RiskState::AtRisk, RiskDetail::None)
+        );
+        assert_eq!(
+            held(RiskLevel::Low, Some("suspicious sign-in pattern")),
+            (RiskLevel::Low, RiskState::AtRisk, RiskDetail::None)
+        );
+        assert_eq!(
+            held(RiskLevel::Low, None),
+            (RiskLevel::Low, RiskState::AtRisk, RiskDetail::None)
+        );
+        // A clearing word never lowers a level above low.
+        assert_eq!(held(RiskLevel::High, Some("remediated")).0, RiskLevel::High);
+        assert_eq!(
+            held(RiskLevel::High, Some("adminConfirmedUserCompromised")),
+            (
+                RiskLevel::High,
+                RiskState::ConfirmedCompromised,
+                RiskDetail::AdminConfirmedUserCompromised
+            )
+        );
+    }
 }

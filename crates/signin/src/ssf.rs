@@ -459,16 +459,13 @@ impl Transmitter<'_> {
                 .await?;
         }
         let max = req.max_events.unwrap_or(MAX_POLL).clamp(0, MAX_POLL);
-        let mut sets = Map::new();
+        let mut sets = Vec::new();
         let mut more = false;
         if max > 0 && record.status == STREAM_ENABLED {
             let pending = self.store.ssf_pending(&record.id, max + 1).await?;
             more = pending.len() as i64 > max;
             for event in pending.iter().take(usize::try_from(max).unwrap_or(0)) {
-                sets.insert(
-                    event.jti.clone(),
-                    Value::String(self.sign(&record, event, keys)?),
-                );
+                sets.push((event.jti.clone(), self.sign(&record, event, keys)?));
             }
         }
         Ok(PollResponse {
@@ -498,11 +495,25 @@ pub struct PollRequest {
 /// An RFC 8936 poll response.
 #[derive(Debug, Clone, Serialize)]
 pub struct PollResponse {
-    /// `sets`: `jti` → SET.
-    pub sets: Map<String, Value>,
+    /// `sets`: `jti` → SET, written in stream order (JSON does not order an object's members,
+    /// but a receiver that reads them in order gets each subject's events as they happened).
+    #[serde(serialize_with = "members_in_order")]
+    pub sets: Vec<(String, String)>,
     /// `moreAvailable`.
     #[serde(rename = "moreAvailable")]
     pub more_available: bool,
+}
+
+fn members_in_order<S: serde::Serializer>(
+    members: &[(String, String)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(members.len()))?;
+    for (k, v) in members {
+        map.serialize_entry(k, v)?;
+    }
+    map.end()
 }
 
 /// The `sub_id`, `events` and `txn` of a SET as the outbox stores them.
