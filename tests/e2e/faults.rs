@@ -518,3 +518,63 @@ async fn sigterm_lets_requests_in_flight_finish_then_refuses_and_exits_0() {
     };
     assert!(exit.success(), "a clean stop: {exit:?}");
 }
+
+/// The home going down in the middle of a guest's sign-in: the resource cannot redeem the
+/// home's code, and says so on a clean page (the app gets `temporarily_unavailable`), not an
+/// error; when the home is back on its address and database, guests sign in again without the
+/// resource being touched.
+#[tokio::test]
+async fn home_down_during_a_guest_sign_in_is_refused_cleanly_and_sign_ins_recover() {
+    use crate::federation::*;
+    let home_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let res_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (home_issuer, res_issuer) = (issuer_of(&home_l), issuer_of(&res_l));
+    let home_port = home_l.local_addr().unwrap().port();
+    let (hd, hdb) = tenant_dir("contoso");
+    let home_extra = home_app_toml(&res_issuer);
+    let home = start_on("contoso", home_l, &hd, &hdb, &home_extra).await;
+    add_user(&home, BOB, BOB_PW, false).await;
+    let (rd, rdb) = tenant_dir("fabrikam");
+    let resource = start_on(
+        "fabrikam",
+        res_l,
+        &rd,
+        &rdb,
+        &partner_toml(&home_issuer, &format!("{TRUSTED}\ntimeout_ms = 1000")),
+    )
+    .await;
+    invite(&resource, BOB, "contoso").await;
+    let p = Pair { home, resource };
+    app_redirect(
+        federated_sign_in(&p, &browser(), &rp_authorize(&p.resource, ""), BOB, BOB_PW).await,
+    );
+
+    // Bob is at the home and sent back with a code; the home dies before the resource
+    // redeems it.
+    let b = browser();
+    let r = submit_email(&b, &p.resource.issuer, &rp_authorize(&p.resource, ""), BOB).await;
+    let callback = through_home(&p.ends(), &b, r, BOB_PW).await;
+    let Pair { home, resource } = p;
+    home.tenant.shutdown().await;
+    let r = b.get(&callback).send().await.unwrap();
+    let status = r.status().as_u16();
+    let page = r.text().await.unwrap();
+    assert_eq!(status, 503, "{page}");
+    let (page, oauth) = refusal(Ended::Page(status, page));
+    assert!(page.contains("not responding"), "{page}");
+    assert_eq!(oauth["error"], "temporarily_unavailable");
+
+    // The home is back: a new sign-in goes through.
+    let home = start_on(
+        "contoso",
+        std::net::TcpListener::bind(("127.0.0.1", home_port)).unwrap(),
+        &hd,
+        &hdb,
+        &home_extra,
+    )
+    .await;
+    let p = Pair { home, resource };
+    app_redirect(
+        federated_sign_in(&p, &browser(), &rp_authorize(&p.resource, ""), BOB, BOB_PW).await,
+    );
+}

@@ -59,7 +59,14 @@ pub async fn render(
         Some(req) => html_to(&page, &req.redirect_uri),
         None => html(&page),
     };
-    (StatusCode::FORBIDDEN, page).into_response()
+    // A refusal for now (a home that does not answer) is a 503, like the OAuth error it
+    // carries; a decision (a block, a policy) is a 403.
+    let status = if r.oauth.code == protocol::ErrorCode::TemporarilyUnavailable {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::FORBIDDEN
+    };
+    (status, page).into_response()
 }
 
 /// The name pages show for an app: its registered name, or its client id when it is gone or
