@@ -289,6 +289,50 @@ async fn walk(
             );
         }
     }
+    // The resource reports bob's block back to his home (the reverse stream the shipped
+    // configs set up, polled by the home every second): a partnerReportedRisk detection there.
+    let admin = client(false);
+    let token: serde_json::Value = admin
+        .post(format!("{}/token", ends.home))
+        .basic_auth("lab-admin", Some("lab-admin-secret"))
+        .form(&[("grant_type", "client_credentials"), ("scope", "admin")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"]
+        .as_str()
+        .expect("an admin token")
+        .to_owned();
+    let mut reported = false;
+    for _ in 0..100 {
+        let detections: serde_json::Value = admin
+            .get(format!(
+                "{}/v1.0/identityProtection/riskDetections",
+                ends.home
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        reported = detections["value"].as_array().is_some_and(|v| {
+            v.iter()
+                .any(|d| d["riskEventType"] == "partnerReportedRisk" && d["source"] == "fabrikam")
+        });
+        if reported {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        reported,
+        "the home recorded fabrikam's report of bob's block"
+    );
     drop(services);
     let _ = std::fs::remove_dir_all(&dir);
 }
