@@ -330,12 +330,48 @@ async fn stream_lifecycle_and_polled_risk_level_change() {
             Method::POST,
             poll_url.clone(),
             &tok,
-            Some(json!({"ack": [sjti]})),
+            Some(json!({"ack": [sjti], "returnImmediately": true})),
         )
         .await;
         assert_eq!(status, 200);
         assert_eq!(polled["sets"], json!({}));
     }
+    // A long poll (RFC 8936's default) is held while the stream has nothing, and answered
+    // with the next SET as soon as it is written: here, alice's risk dismissed after the poll
+    // was sent.
+    let held = tokio::spawn({
+        let (poll_url, tok) = (poll_url.clone(), tok.clone());
+        async move { call(Method::POST, poll_url, &tok, Some(json!({"maxEvents": 10}))).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !held.is_finished(),
+        "the poll is held while there is nothing"
+    );
+    let r = backchannel()
+        .post(t.url("/v1.0/identityProtection/riskyUsers/dismiss"))
+        .bearer_auth(admin_token(&t).await)
+        .json(&json!({ "userIds": [alice.id] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (status, polled) = held.await.unwrap();
+    assert_eq!(status, 200);
+    let (djti, dset) = polled["sets"].as_object().unwrap().iter().next().unwrap();
+    let claims = set::validate(dset.as_str().unwrap(), &expected, t.state().now()).unwrap();
+    assert_eq!(
+        claims.events[event_type::RISK_LEVEL_CHANGE]["risk_reason"],
+        "adminDismissedAllRiskForUser"
+    );
+    let (status, _) = call(
+        Method::POST,
+        poll_url.clone(),
+        &tok,
+        Some(json!({"ack": [djti], "maxEvents": 0})),
+    )
+    .await;
+    assert_eq!(status, 200);
 
     // The admin API shows the stream and its delivery.
     let (status, streams) = call(
@@ -347,7 +383,7 @@ async fn stream_lifecycle_and_polled_risk_level_change() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(streams["value"][0]["id"], sid.as_str());
-    assert_eq!(streams["value"][0]["delivered"], 3);
+    assert_eq!(streams["value"][0]["delivered"], 4);
     assert_eq!(streams["value"][0]["pending"], 0);
     let (status, events) = call(
         Method::GET,
@@ -373,6 +409,7 @@ async fn stream_lifecycle_and_polled_risk_level_change() {
     assert_eq!(
         states,
         vec![
+            (event_type::RISK_LEVEL_CHANGE, "delivered"),
             (event_type::SESSION_REVOKED, "delivered"),
             (event_type::RISK_LEVEL_CHANGE, "delivered"),
             (event_type::VERIFICATION, "delivered"),

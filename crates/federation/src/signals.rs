@@ -370,7 +370,9 @@ impl Upstream {
 
     /// One poll (RFC 8936 §2.4): acknowledges `ack`, reports `set_errs` (jti → the RFC 8935
     /// error and description), and returns the SETs the transmitter has (at most
-    /// `max_events`) and whether it holds more.
+    /// `max_events`) and whether it holds more. `long`: ask the transmitter to hold the
+    /// request until it has a SET (`returnImmediately: false`, RFC 8936 §2.4), waiting up to
+    /// [`LONG_POLL_WAIT`] for its answer.
     pub async fn poll(
         &self,
         poll_url: &str,
@@ -378,6 +380,7 @@ impl Upstream {
         ack: &[String],
         set_errs: &[(String, &'static str, String)],
         max_events: u32,
+        long: bool,
     ) -> Result<Polled, crate::FederationError> {
         let errs: serde_json::Map<String, serde_json::Value> = set_errs
             .iter()
@@ -390,18 +393,18 @@ impl Upstream {
             .collect();
         let mut body = serde_json::json!({
             "maxEvents": max_events,
-            "returnImmediately": true,
+            "returnImmediately": !long,
             "ack": ack,
         });
         if !errs.is_empty() {
             body["setErrs"] = serde_json::Value::Object(errs);
         }
-        let (_, answer): (u16, PollAnswer) = self
-            .ssf_json(
-                self.http().post(poll_url).bearer_auth(token).json(&body),
-                &[200],
-            )
-            .await?;
+        let mut request = self.http().post(poll_url).bearer_auth(token).json(&body);
+        if long {
+            // Replaces the partner's usual time limit for this request only.
+            request = request.timeout(LONG_POLL_WAIT);
+        }
+        let (_, answer): (u16, PollAnswer) = self.ssf_json(request, &[200]).await?;
         Ok(Polled {
             sets: answer
                 .sets
@@ -490,6 +493,10 @@ fn stream_id_of(stream: &serde_json::Value) -> Option<String> {
         .and_then(serde_json::Value::as_str)
         .map(str::to_owned)
 }
+
+/// How long a receiver waits for a long poll's answer, instead of the partner's usual time
+/// limit (a transmitter that holds a poll longer makes the request fail and be tried again).
+pub const LONG_POLL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// An RFC 8936 poll answer, its `sets` in the order the transmitter wrote them: a transmitter
 /// that lists a subject's events in the order they happened (tenantd's does) has them applied

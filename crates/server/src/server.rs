@@ -403,7 +403,8 @@ fn spawn_signal_streams(state: &AppState) -> Option<JoinHandle<()>> {
 }
 
 /// Sets up the stream from `partner_id` at the partner, and again every [`STREAM_CHECK`]; a
-/// polled one is polled every [`POLL_EVERY`] (at once again while the partner holds more). A
+/// polled one is long-polled without pause (a partner that answers at once with nothing, every
+/// [`POLL_EVERY`]). A
 /// partner that cannot be reached is tried again with back-off, 2 s doubling to 5 min.
 async fn follow_partner(state: &AppState, partner_id: &str) {
     use signin::config::SignalsDelivery;
@@ -457,10 +458,16 @@ async fn follow_partner(state: &AppState, partner_id: &str) {
                 None => return,
             },
         };
+        let polled_at = tokio::time::Instant::now();
         match guest_signals::poll(state, partner_id, &token).await {
-            Ok(_) => {
+            Ok(received) => {
                 retry = FIRST_RETRY;
-                tokio::time::sleep(POLL_EVERY).await;
+                // A long poll comes back when a SET came or the partner's hold ended: poll
+                // again at once. One that came back at once with nothing is a partner that
+                // does not hold polls: wait before the next.
+                if received == 0 && polled_at.elapsed() < POLL_EVERY {
+                    tokio::time::sleep(POLL_EVERY).await;
+                }
             }
             Err(e) => {
                 // The token may have expired, or the stream gone: both are had again.

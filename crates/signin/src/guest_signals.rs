@@ -630,7 +630,8 @@ pub async fn connect(dir: &Directory, partner_id: &str) -> Result<String, Connec
 /// How many SETs one poll asks for.
 const POLL_BATCH: u32 = 100;
 
-/// Polls the stream from `partner_id` (RFC 8936) until the partner holds no more, with an
+/// Polls the stream from `partner_id` (RFC 8936) until the partner holds no more (the first
+/// request a long poll: the partner may hold it until it has something), with an
 /// access token of this tenant's client there (`ssf.manage`): each SET is received as a pushed
 /// one is, and acknowledged in the next request; a refused one is reported in `setErrs`,
 /// never acknowledged. A SET that could not be judged now (the partner's keys or this
@@ -651,11 +652,14 @@ pub async fn poll(dir: &Directory, partner_id: &str, access: &str) -> Result<usi
     let mut ack: Vec<String> = Vec::new();
     let mut errs: Vec<(String, &'static str, String)> = Vec::new();
     let mut received = 0;
+    // The first request waits at the partner for a SET; the rest fetch what it still holds.
+    let mut long = true;
     loop {
         let polled = partner
             .upstream
-            .poll(&poll_url, access, &ack, &errs, POLL_BATCH)
+            .poll(&poll_url, access, &ack, &errs, POLL_BATCH, long)
             .await?;
+        long = false;
         ack.clear();
         errs.clear();
         let got = polled.sets.len();
@@ -681,7 +685,7 @@ pub async fn poll(dir: &Directory, partner_id: &str, access: &str) -> Result<usi
                 // Acknowledge the last batch, asking for nothing more.
                 partner
                     .upstream
-                    .poll(&poll_url, access, &ack, &errs, 0)
+                    .poll(&poll_url, access, &ack, &errs, 0, false)
                     .await?;
             }
             return Ok(received);

@@ -25,6 +25,10 @@ pub const SCOPE_MANAGE: &str = "ssf.manage";
 pub const SCOPE_READ: &str = "ssf.read";
 /// Most SETs one poll returns.
 pub const MAX_POLL: i64 = 100;
+/// Longest a long poll (`returnImmediately: false`) is held waiting for a SET.
+pub const LONG_POLL_HOLD: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often a held poll looks at the outbox.
+pub const LONG_POLL_TICK: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Why a stream request was refused.
 #[derive(Debug, thiserror::Error)]
@@ -462,7 +466,17 @@ impl Transmitter<'_> {
         let mut sets = Vec::new();
         let mut more = false;
         if max > 0 && record.status == STREAM_ENABLED {
-            let pending = self.store.ssf_pending(&record.id, max + 1).await?;
+            // RFC 8936 §2.4.1: without `returnImmediately: true` a poll is a long poll.
+            let hold = req.return_immediately != Some(true);
+            let held_since = tokio::time::Instant::now();
+            let mut pending = self.store.ssf_pending(&record.id, max + 1).await?;
+            // A long poll: the answer waits for the stream's next SET, up to LONG_POLL_HOLD.
+            // The outbox is looked at again every LONG_POLL_TICK, so a SET written by any
+            // replica is seen.
+            while hold && pending.is_empty() && held_since.elapsed() < LONG_POLL_HOLD {
+                tokio::time::sleep(LONG_POLL_TICK).await;
+                pending = self.store.ssf_pending(&record.id, max + 1).await?;
+            }
             more = pending.len() as i64 > max;
             for event in pending.iter().take(usize::try_from(max).unwrap_or(0)) {
                 sets.push((event.jti.clone(), self.sign(&record, event, keys)?));
@@ -481,7 +495,8 @@ pub struct PollRequest {
     /// `maxEvents` (0 only acknowledges).
     #[serde(rename = "maxEvents", default)]
     pub max_events: Option<i64>,
-    /// `returnImmediately` (tenantd always answers at once: no long polling).
+    /// `returnImmediately`: unless `true`, the answer waits until a SET is there, up to
+    /// [`LONG_POLL_HOLD`] (RFC 8936's default is a long poll).
     #[serde(rename = "returnImmediately", default)]
     pub return_immediately: Option<bool>,
     /// `ack`: the `jti`s received.
