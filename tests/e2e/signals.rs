@@ -1039,6 +1039,27 @@ async fn a_block_at_the_resource_is_reported_back_and_recorded_at_the_home() {
     let event = &payload["events"][event_types::SIGN_IN_BLOCKED];
     assert_eq!(event["error_code"], 53011, "{event}");
     assert!(event["policy"].as_str().is_some_and(|p| !p.is_empty()));
+    // Bob tries again at once: blocked again, but the home was just told; no second report.
+    let (page, _) = crate::risk::blocked(
+        federated_sign_in(&p, &browser(), &rp_authorize(&p.resource, ""), BOB, BOB_PW).await,
+    );
+    assert!(page.contains(policy::codes::BLOCKED_MESSAGE), "{page}");
+    let reports = p
+        .resource
+        .state()
+        .store
+        .ssf_outbox(&stream, 10)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.event_type == event_types::SIGN_IN_BLOCKED)
+        .count();
+    assert_eq!(
+        reports,
+        1,
+        "one report per guest per {} s",
+        signin::gate::REPORT_EVERY
+    );
 
     // The home polls it and records it.
     let admin = admin_token(&p.home).await;

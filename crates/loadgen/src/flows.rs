@@ -202,7 +202,43 @@ pub async fn federated_flow(
     steps: &mut Steps,
 ) -> anyhow::Result<Tokens> {
     let req = AuthRequest::new()?;
-    let login = authorize_to_login(client, t, &req, false, Some(&t.username), steps).await?;
+    let resp = federated_callback(client, t, home, sign_in, &req, steps).await?;
+    let code = req.code_from(t, &resp, "federation callback")?;
+    req.exchange(client, t, &code, steps).await
+}
+
+/// How a block page starts (the rest of the sentence is HTML-escaped on the page).
+const BLOCKED: &str = "Your account is blocked.";
+
+/// A guest the resource blocks: the same steps as [`federated_flow`] with the password at the
+/// home, ending on the resource's 403 block page with the blocked sentence instead of a code.
+pub async fn federated_blocked(
+    client: &reqwest::Client,
+    t: &Target,
+    home: &str,
+    steps: &mut Steps,
+) -> anyhow::Result<()> {
+    let req = AuthRequest::new()?;
+    let resp = federated_callback(client, t, home, true, &req, steps).await?;
+    let status = resp.status();
+    let page = resp.text().await?;
+    ensure!(
+        status == StatusCode::FORBIDDEN && page.contains(BLOCKED),
+        "federation callback: expected the 403 block page, got {status}"
+    );
+    Ok(())
+}
+
+/// A guest's steps from the resource's authorize to its federation callback's response.
+async fn federated_callback(
+    client: &reqwest::Client,
+    t: &Target,
+    home: &str,
+    sign_in: bool,
+    req: &AuthRequest,
+    steps: &mut Steps,
+) -> anyhow::Result<reqwest::Response> {
+    let login = authorize_to_login(client, t, req, false, Some(&t.username), steps).await?;
     let resp = timed(steps, "hrd", client.get(login.as_str()).send()).await?;
     let to_home = redirect_target(&t.issuer, &resp, "GET /login")?;
     ensure!(
@@ -225,9 +261,7 @@ pub async fn federated_flow(
         "home: expected a redirect to {}/federation/callback, got {back}",
         t.issuer
     );
-    let resp = timed(steps, "callback", client.get(back.as_str()).send()).await?;
-    let code = req.code_from(t, &resp, "federation callback")?;
-    req.exchange(client, t, &code, steps).await
+    timed(steps, "callback", client.get(back.as_str()).send()).await
 }
 
 /// The server asked for a sign-in where the session should have sufficed.

@@ -10,7 +10,9 @@
 
 mod cookies;
 mod flows;
+mod mixed;
 mod procfs;
+mod signals;
 mod spawn;
 mod stats;
 
@@ -25,8 +27,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Barrier;
 
-/// Longest measured run accepted.
+/// Longest measured run accepted (the benchmark scenarios).
 const MAX_DURATION_SECS: u64 = 120;
+/// Longest soak (`mixed`) accepted.
+const MAX_SOAK_SECS: u64 = 24 * 3600;
 /// Errors printed in full (the rest are only counted).
 const MAX_ERRORS_SHOWN: usize = 8;
 
@@ -57,8 +61,9 @@ struct Cli {
     /// Concurrent workers (each one request or flow at a time).
     #[arg(long, short = 'c', default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
     concurrency: u32,
-    /// Measured seconds (after the warm-up); at most 120. Default 10 unless --requests is given.
-    #[arg(long, short = 'd', value_parser = clap::value_parser!(u64).range(1..=MAX_DURATION_SECS))]
+    /// Measured seconds (after the warm-up); at most 120 (a day for mixed). Default 10 unless
+    /// --requests is given.
+    #[arg(long, short = 'd', value_parser = clap::value_parser!(u64).range(1..=MAX_SOAK_SECS))]
     duration: Option<u64>,
     /// Stop after this many measured operations (requests or flows) in total.
     #[arg(long, short = 'n', value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
@@ -124,6 +129,28 @@ struct Cli {
     /// Print the results as one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// For signals: the admin client (client credentials, scope `admin`) at both tenants.
+    #[arg(long, default_value = "lab-admin")]
+    admin_client_id: String,
+    /// For signals: its secret.
+    #[arg(
+        long,
+        default_value = "lab-admin-secret",
+        env = "TENANTD_LOADGEN_ADMIN_SECRET"
+    )]
+    admin_client_secret: String,
+    /// For signals: the resource's partner id for the home.
+    #[arg(long, default_value = "contoso")]
+    partner: String,
+    /// For mixed: the guest the resource blocks (a lab user whose home risk is high).
+    #[arg(long, default_value = "bob@contoso.test")]
+    blocked_user: String,
+    /// That guest's password at the home.
+    #[arg(long, default_value = "bob-lab-password")]
+    blocked_password: String,
+    /// For signals: changes sent back to back after the measured ones (events/s).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    burst: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -142,6 +169,14 @@ enum Scenario {
     /// Guest sign-in: authorize at the resource → home realm discovery → the home's authorize
     /// with its session → the resource's federation callback → code → token, per flow.
     FederatedFlow,
+    /// User-risk changes at the home (`--issuer`), one at a time (`--requests`, default
+    /// 1,000), each timed until the resource (`--resource`) has applied it (shared signals);
+    /// then `--burst` changes back to back for events per second.
+    Signals,
+    /// The soak: member, guest and blocked-guest sign-ins, refreshes at both tenants and admin
+    /// queries, mixed, against the home (`--issuer`) and the resource (`--resource`) for
+    /// `--duration` (up to a day), with the `--server-pid` processes' memory every minute.
+    Mixed,
 }
 
 impl Scenario {
@@ -149,6 +184,8 @@ impl Scenario {
         match self {
             Self::Discovery | Self::Jwks | Self::Refresh => "req",
             Self::CodeFlow | Self::PasswordLogin | Self::FederatedFlow => "flows",
+            Self::Signals => "changes",
+            Self::Mixed => "operations",
         }
     }
 
@@ -275,6 +312,62 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     }
     let tls = tls_config(&cli.ca, cli.http2)?;
     let probe = client(&tls, cli.http2, None)?;
+    if cli.scenario == Scenario::Signals {
+        let resource = cli.resource.trim_end_matches('/').to_owned();
+        check_loopback(&resource, "--resource")?;
+        let browser = client(&tls, cli.http2, Some(Arc::new(cookies::Jar::default())))?;
+        let settings = signals::Settings {
+            home: issuer.clone(),
+            target: Target {
+                issuer: resource.clone(),
+                client_id: cli.client_id.clone(),
+                client_secret: cli.client_secret.clone(),
+                redirect_uri: cli.redirect_uri.clone(),
+                scope: cli.scope.clone(),
+                username: cli.username.clone(),
+                password: cli.password.clone(),
+            },
+            resource,
+            admin_id: cli.admin_client_id.clone(),
+            admin_secret: cli.admin_client_secret.clone(),
+            partner: cli.partner.clone(),
+            changes: cli.requests.unwrap_or(1_000),
+            burst: cli.burst,
+        };
+        return signals::run(&probe, &browser, &settings).await;
+    }
+    if cli.scenario == Scenario::Mixed {
+        let resource = cli.resource.trim_end_matches('/').to_owned();
+        check_loopback(&resource, "--resource")?;
+        let target = |issuer: &str, username: &str, password: &str| Target {
+            issuer: issuer.to_owned(),
+            client_id: cli.client_id.clone(),
+            client_secret: cli.client_secret.clone(),
+            redirect_uri: cli.redirect_uri.clone(),
+            scope: format!("{} offline_access", cli.scope),
+            username: username.to_owned(),
+            password: password.to_owned(),
+        };
+        let settings = mixed::Settings {
+            member: target(&issuer, &cli.username, &cli.password),
+            guest: target(&resource, &cli.username, &cli.password),
+            blocked: target(&resource, &cli.blocked_user, &cli.blocked_password),
+            admin_id: cli.admin_client_id.clone(),
+            admin_secret: cli.admin_client_secret.clone(),
+            concurrency: cli.concurrency,
+            duration: Duration::from_secs(cli.duration.unwrap_or(60)),
+            servers: cli
+                .server_pid
+                .iter()
+                .map(|s| (s.name.clone().unwrap_or_else(|| s.pid.to_string()), s.pid))
+                .collect(),
+        };
+        let http2 = cli.http2;
+        return mixed::run(move |jar| client(&tls, http2, jar), settings).await;
+    }
+    if cli.duration.is_some_and(|d| d > MAX_DURATION_SECS) {
+        bail!("--duration: at most {MAX_DURATION_SECS} s for this scenario (mixed takes longer)");
+    }
 
     let mut spawned = None;
     if let Some(config) = &cli.spawn_server {
@@ -551,6 +644,9 @@ async fn worker(
                     }),
                 None => Err(anyhow::anyhow!("no refresh token")),
             },
+            Scenario::Signals | Scenario::Mixed => {
+                Err(anyhow::anyhow!("this scenario has its own run"))
+            }
         };
         let took = start.elapsed();
         let measured = phase == Phase::Measure;

@@ -415,6 +415,10 @@ pub async fn log(
     }
 }
 
+/// Seconds after a report of a guest's block during which their further blocks are not
+/// reported again.
+pub const REPORT_EVERY: i64 = 300;
+
 /// Tells a blocked guest's home, when it listens (its partner settings name its stream's
 /// app), that this tenant blocked its user: which policy, the sign-in's risk and detections.
 /// The report is in the outbox before the refusal is answered; a failure to write it is
@@ -434,6 +438,26 @@ async fn report_block(
     let Some(to_client) = partner.config.reverse_stream_client_id.as_deref() else {
         return;
     };
+    // One report per guest per REPORT_EVERY: an app retrying a refused refresh, or a person
+    // retrying a blocked sign-in, tells the home nothing new each time.
+    let now = dir.now();
+    match dir
+        .store
+        .ssf_signalled_since(
+            to_client,
+            &user.id,
+            protocol::set::event_type::SIGN_IN_BLOCKED,
+            now - REPORT_EVERY,
+        )
+        .await
+    {
+        Ok(false) => {}
+        Ok(true) => return,
+        Err(e) => {
+            tracing::error!(error = %e, partner = partner_id, user = %user.id, "could not tell whether the guest's home was told of a block lately");
+            return;
+        }
+    }
     let report = crate::ssf::BlockReport {
         guest_id: &user.id,
         home_issuer: &partner.config.issuer,
@@ -451,7 +475,7 @@ async fn report_block(
             .collect(),
         // A refresh's IP may be the app's server, not the user's.
         ip: (how != How::Refresh).then(|| client.ip.to_string()),
-        at: dir.now(),
+        at: now,
     };
     if let Err(e) = dir
         .store

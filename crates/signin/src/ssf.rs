@@ -28,7 +28,7 @@ pub const MAX_POLL: i64 = 100;
 /// Longest a long poll (`returnImmediately: false`) is held waiting for a SET.
 pub const LONG_POLL_HOLD: std::time::Duration = std::time::Duration::from_secs(5);
 /// How often a held poll looks at the outbox.
-pub const LONG_POLL_TICK: std::time::Duration = std::time::Duration::from_millis(50);
+pub const LONG_POLL_TICK: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Why a stream request was refused.
 #[derive(Debug, thiserror::Error)]

@@ -403,6 +403,30 @@ impl Store {
         Ok(jti)
     }
 
+    /// Whether the stream of partner app `client_id` got an event of `event_type` about `user_id`
+    /// at or after `since` (unix seconds).
+    pub async fn ssf_signalled_since(
+        &self,
+        client_id: &str,
+        user_id: &str,
+        event_type: &str,
+        since: i64,
+    ) -> Result<bool, StoreError> {
+        // `seq`, not a literal: PostgreSQL types `1` as INT4, which an i64 does not decode.
+        let row: Option<(i64,)> = query(
+            "SELECT o.seq FROM ssf_outbox o JOIN ssf_streams s ON s.id = o.stream_id \
+             WHERE s.client_id = $1 AND o.subject_key = $2 AND o.event_type = $3 \
+             AND o.created_at >= $4 LIMIT 1",
+        )
+        .bind(client_id)
+        .bind(user_id)
+        .bind(event_type)
+        .bind(since)
+        .fetch_optional(&self.db)
+        .await?;
+        Ok(row.is_some())
+    }
+
     /// Up to `limit` of a stream's undelivered SETs, in stream order.
     pub async fn ssf_pending(
         &self,

@@ -189,6 +189,25 @@ pub async fn risk_changes_write_the_outbox_in_their_transaction(ctx: Ctx) {
             .collect::<Vec<_>>(),
         vec!["j4.1", "j6.2"]
     );
+    // Whether app-2's stream heard of u1 lately (the reverse stream's once-per-window rule).
+    assert!(
+        store
+            .ssf_signalled_since("app-2", "u1", RLC, 250)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .ssf_signalled_since("app-2", "u1", RLC, 251)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .ssf_signalled_since("app-1", "u1", "urn:example:other", 0)
+            .await
+            .unwrap()
+    );
 }
 
 /// Poll acknowledges, push retries keep per-subject order, failures are final.
