@@ -29,7 +29,7 @@ if (exec 3<>/dev/tcp/127.0.0.1/9443) 2>/dev/null; then
 fi
 "$B/tenantd" lab --reset > "$R/lab.log" 2>&1 &
 LAB=$!
-trap 'kill $LAB 2>/dev/null; wait $LAB 2>/dev/null; rm -rf "$R"' EXIT
+trap 'kill $LAB 2>/dev/null || true; wait $LAB 2>/dev/null || true; rm -rf "$R"' EXIT
 for _ in $(seq 1 150); do
   (exec 3<>/dev/tcp/127.0.0.1/9444) 2>/dev/null && break
   sleep 0.2
