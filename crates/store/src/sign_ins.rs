@@ -1,5 +1,6 @@
 //! The sign-in log (Graph `signIn`-shaped): `sign_ins`.
 
+use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -14,6 +15,9 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
 pub(crate) struct SignInQueue {
     db: Db,
     rows: Mutex<Vec<SignInLog>>,
+    /// The policy sets (`sign_in_policy_sets`) known to be stored, so a row whose list of
+    /// applied policies was seen before costs no insert for it.
+    policy_sets: PolicySets,
     /// Held by a flush from taking the rows to its commit, and by a reader of the queue and
     /// the table together, so no reader sees a row in neither place.
     flushing: tokio::sync::Mutex<()>,
@@ -26,6 +30,7 @@ impl SignInQueue {
         let queue = std::sync::Arc::new(SignInQueue {
             db,
             rows: Mutex::new(Vec::new()),
+            policy_sets: PolicySets::default(),
             flushing: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(write_behind(std::sync::Arc::downgrade(&queue)));
@@ -48,7 +53,7 @@ impl SignInQueue {
             // Another flush (the background one, or close) wrote them while this one waited.
             return Ok(());
         }
-        let Err(e) = write_all(&rows, tx).await else {
+        let Err(e) = write_all(&rows, &self.policy_sets, tx).await else {
             return Ok(());
         };
         if e.is_unavailable() {
@@ -57,7 +62,7 @@ impl SignInQueue {
         }
         tracing::warn!(error = %e, rows = rows.len(), "writing a batch of sign-in rows failed; writing them one by one");
         for (i, row) in rows.iter().enumerate() {
-            match insert_row(row, &self.db).await {
+            match insert_row(row, &self.policy_sets, &self.db).await {
                 Ok(()) => {}
                 Err(e) if e.is_unavailable() => {
                     self.requeue(rows[i..].to_vec());
@@ -91,11 +96,39 @@ impl SignInQueue {
 /// Most sign-in rows kept in memory while the database cannot be reached.
 pub const MAX_QUEUED: usize = 100_000;
 
-async fn write_all(rows: &[SignInLog], mut tx: crate::db::Tx) -> Result<(), DbError> {
+async fn write_all(
+    rows: &[SignInLog],
+    sets: &PolicySets,
+    mut tx: crate::db::Tx,
+) -> Result<(), DbError> {
+    let mut stored = Vec::new();
     for row in rows {
-        insert_row(row, &mut tx).await?;
+        stored.extend(insert_row_in(row, sets, &mut tx).await?);
     }
-    tx.commit().await
+    tx.commit().await?;
+    // Only now are they known to be there: a rolled-back batch leaves them unknown.
+    sets.known(stored);
+    Ok(())
+}
+
+/// The names of the policy sets known to be in `sign_in_policy_sets`.
+#[derive(Debug, Default)]
+pub(crate) struct PolicySets(Mutex<HashSet<String>>);
+
+impl PolicySets {
+    fn contains(&self, id: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(id)
+    }
+
+    fn known(&self, ids: impl IntoIterator<Item = String>) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(ids);
+    }
 }
 
 /// The queue's writer: every [`FLUSH_EVERY`], whatever was logged since.
@@ -204,6 +237,8 @@ struct SignInRow {
     sign_in_event_type: String,
     risk_state: Option<String>,
     risk_detail: Option<String>,
+    details_moved: i64,
+    policies: Option<String>,
 }
 from_row!(SignInRow {
     id,
@@ -227,16 +262,19 @@ from_row!(SignInRow {
     details,
     sign_in_event_type,
     risk_state,
-    risk_detail
+    risk_detail,
+    details_moved,
+    policies
 });
 
 impl TryFrom<SignInRow> for SignInLog {
     type Error = StoreError;
 
     fn try_from(row: SignInRow) -> Result<SignInLog, StoreError> {
-        let details = serde_json::from_str(&row.details).map_err(|e| {
+        let mut details: serde_json::Value = serde_json::from_str(&row.details).map_err(|e| {
             StoreError::Corrupt(format!("sign-in {}: details is not JSON: {e}", row.id))
         })?;
+        restore(&mut details, &row)?;
         Ok(SignInLog {
             id: row.id,
             created_at: row.created_at,
@@ -270,8 +308,140 @@ macro_rules! sign_in_columns {
          user_agent, error_code, failure_reason, user_type, cross_tenant_access_type, \
          home_tenant_id, resource_tenant_id, risk_level_aggregated, risk_level_during_sign_in, \
          conditional_access_status, location, details, sign_in_event_type, risk_state, \
-         risk_detail"
+         risk_detail, details_moved, policy_set_id"
     };
+}
+
+/// The columns read back: the row's, and its policy set's list (`policies`), joined.
+macro_rules! sign_in_read_columns {
+    () => {
+        "s.id, s.created_at, s.correlation_id, s.user_id, s.user_principal_name, s.app_id, \
+         s.ip_address, s.user_agent, s.error_code, s.failure_reason, s.user_type, \
+         s.cross_tenant_access_type, s.home_tenant_id, s.resource_tenant_id, \
+         s.risk_level_aggregated, s.risk_level_during_sign_in, s.conditional_access_status, \
+         s.location, s.details, s.sign_in_event_type, s.risk_state, s.risk_detail, \
+         s.details_moved, p.policies FROM sign_ins s \
+         LEFT JOIN sign_in_policy_sets p ON p.policy_set_id = s.policy_set_id"
+    };
+}
+
+/// The details key of the applied Conditional Access policies, stored as a policy set.
+const APPLIED_POLICIES: &str = "appliedConditionalAccessPolicies";
+
+/// The details keys whose values have columns of their own: a row written since migration 0026
+/// leaves them out of `details` when they equal the column, with the key's bit set in
+/// `details_moved`, and reading puts them back.
+const MOVED: [(&str, i64); 3] = [
+    ("riskLevelAggregated", 1),
+    ("riskLevelDuringSignIn", 2),
+    ("conditionalAccessStatus", 4),
+];
+
+/// The column that holds a [`MOVED`] key's value.
+fn moved_column<'a>(
+    key: &str,
+    risk_level_aggregated: &'a Option<String>,
+    risk_level_during_sign_in: &'a Option<String>,
+    conditional_access_status: &'a Option<String>,
+) -> &'a Option<String> {
+    match key {
+        "riskLevelAggregated" => risk_level_aggregated,
+        "riskLevelDuringSignIn" => risk_level_during_sign_in,
+        _ => conditional_access_status,
+    }
+}
+
+/// A row's details as stored: without what the columns and the policy set hold.
+struct Lean {
+    details: String,
+    moved: i64,
+    /// The policy set: its name and JSON.
+    policies: Option<(String, String)>,
+}
+
+/// Splits what is stored elsewhere off `log.details`.
+fn lean(log: &SignInLog) -> Result<Lean, DbError> {
+    let encode = |v: &serde_json::Value| {
+        serde_json::to_string(v).map_err(|e| DbError::Usage(format!("cannot encode details: {e}")))
+    };
+    let Some(map) = log.details.as_object() else {
+        return Ok(Lean {
+            details: encode(&log.details)?,
+            moved: 0,
+            policies: None,
+        });
+    };
+    let mut map = map.clone();
+    let mut moved = 0;
+    for (key, bit) in MOVED {
+        let column = moved_column(
+            key,
+            &log.risk_level_aggregated,
+            &log.risk_level_during_sign_in,
+            &log.conditional_access_status,
+        );
+        if let (Some(column), Some(serde_json::Value::String(v))) = (column, map.get(key))
+            && v == column
+        {
+            map.remove(key);
+            moved |= bit;
+        }
+    }
+    let policies = match map.remove(APPLIED_POLICIES) {
+        Some(list @ serde_json::Value::Array(_)) => {
+            let json = encode(&list)?;
+            Some((policy_set_id(&json), json))
+        }
+        Some(other) => {
+            map.insert(APPLIED_POLICIES.to_owned(), other);
+            None
+        }
+        None => None,
+    };
+    Ok(Lean {
+        details: encode(&serde_json::Value::Object(map))?,
+        moved,
+        policies,
+    })
+}
+
+/// The name of a policy set: the first 128 bits of the SHA-256 of its JSON, in hex.
+fn policy_set_id(json: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, json.as_bytes());
+    digest.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Puts back into `details` what [`lean`] took out of it.
+fn restore(details: &mut serde_json::Value, row: &SignInRow) -> Result<(), StoreError> {
+    let Some(map) = details.as_object_mut() else {
+        return Ok(());
+    };
+    if let Some(policies) = &row.policies {
+        let list = serde_json::from_str(policies).map_err(|e| {
+            StoreError::Corrupt(format!(
+                "sign-in {}: its policy set is not JSON: {e}",
+                row.id
+            ))
+        })?;
+        map.insert(APPLIED_POLICIES.to_owned(), list);
+    }
+    for (key, bit) in MOVED {
+        let column = moved_column(
+            key,
+            &row.risk_level_aggregated,
+            &row.risk_level_during_sign_in,
+            &row.conditional_access_status,
+        );
+        if row.details_moved & bit != 0
+            && let Some(value) = column
+        {
+            map.insert(key.to_owned(), serde_json::Value::String(value.clone()));
+        }
+    }
+    Ok(())
 }
 
 /// One earlier successful sign-in, as [`Store::recent_sign_ins`] returns it.
@@ -354,7 +524,7 @@ impl Store {
     /// Writes one sign-in row now, durably, and reports a clash ([`StoreError::Conflict`] if
     /// the id is taken). Sign-ins as they happen go through [`Store::log_sign_in`] instead.
     pub async fn insert_sign_in(&self, log: &SignInLog) -> Result<(), StoreError> {
-        insert_row(log, &self.db)
+        insert_row(log, &self.sign_ins.policy_sets, &self.db)
             .await
             .map_err(|e| StoreError::conflict_or_db(e, || format!("sign-in exists: {}", log.id)))
     }
@@ -463,7 +633,7 @@ impl Store {
             Some(false) => conditions.push("error_code <> 0".to_owned()),
             None => {}
         }
-        let mut sql = String::from(concat!("SELECT ", sign_in_columns!(), " FROM sign_ins"));
+        let mut sql = String::from(concat!("SELECT ", sign_in_read_columns!()));
         if !conditions.is_empty() {
             sql.push_str(" WHERE ");
             sql.push_str(&conditions.join(" AND "));
@@ -489,15 +659,44 @@ impl Store {
     }
 }
 
-/// Inserts one row through `target` (the store or a transaction).
-async fn insert_row(log: &SignInLog, target: impl Executor) -> Result<(), DbError> {
-    let details = serde_json::to_string(&log.details)
-        .map_err(|e| DbError::Usage(format!("cannot encode details: {e}")))?;
+/// Inserts one row on its own (each statement committing by itself).
+async fn insert_row(log: &SignInLog, sets: &PolicySets, db: &Db) -> Result<(), DbError> {
+    let stored = insert_row_in(log, sets, db).await?;
+    sets.known(stored);
+    Ok(())
+}
+
+/// Inserts one row (and its policy set, when not known to be stored) through `target`, the
+/// store or a transaction; the policy set it inserted, to be known once committed.
+async fn insert_row_in(
+    log: &SignInLog,
+    sets: &PolicySets,
+    mut target: impl Executor,
+) -> Result<Option<String>, DbError> {
+    let Lean {
+        details,
+        moved,
+        policies,
+    } = lean(log)?;
+    let mut inserted = None;
+    if let Some((id, json)) = &policies
+        && !sets.contains(id)
+    {
+        query(
+            "INSERT INTO sign_in_policy_sets (policy_set_id, policies) VALUES ($1, $2) \
+             ON CONFLICT (policy_set_id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(json)
+        .execute(target.target())
+        .await?;
+        inserted = Some(id.clone());
+    }
     query(concat!(
         "INSERT INTO sign_ins (",
         sign_in_columns!(),
         ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-         $18, $19, $20, $21, $22)"
+         $18, $19, $20, $21, $22, $23, $24)"
     ))
     .bind(&log.id)
     .bind(log.created_at)
@@ -521,7 +720,9 @@ async fn insert_row(log: &SignInLog, target: impl Executor) -> Result<(), DbErro
     .bind(&log.sign_in_event_type)
     .bind(&log.risk_state)
     .bind(&log.risk_detail)
-    .execute(target)
+    .bind(moved)
+    .bind(&policies.map(|(id, _)| id))
+    .execute(target.target())
     .await?;
-    Ok(())
+    Ok(inserted)
 }

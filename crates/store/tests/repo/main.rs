@@ -356,6 +356,7 @@ scenarios! {
         logged_sign_ins_are_seen_before_and_after_they_are_written,
         logged_sign_ins_are_written_in_the_background,
         a_bad_row_does_not_lose_its_batch,
+        lean_rows_read_back_whole,
     }
     lockouts {
         counts_change_once_each_and_are_purged,

@@ -300,3 +300,95 @@ pub async fn a_bad_row_does_not_lose_its_batch(ctx: Ctx) {
         "{all:?}"
     );
 }
+
+/// A sign-in row as the gate writes it: the risk fields in their columns and in details, and
+/// the applied policies.
+fn judged(i: i64, policies: serde_json::Value) -> SignInLog {
+    let mut entry = log(i);
+    entry.risk_state = Some("none".to_owned());
+    entry.risk_detail = Some("none".to_owned());
+    entry.location = Some(r#"{"asn":null,"city":"Oslo","country":"NO"}"#.to_owned());
+    entry.details = json!({
+        "appliedConditionalAccessPolicies": policies,
+        "conditionalAccessStatus": entry.conditional_access_status,
+        "riskLevelAggregated": entry.risk_level_aggregated,
+        "riskLevelDuringSignIn": entry.risk_level_during_sign_in,
+        "riskState": "none",
+        "riskDetail": "none",
+        "riskDetections": [],
+        "singleSignOn": false,
+    });
+    entry
+}
+
+pub async fn lean_rows_read_back_whole(ctx: Ctx) {
+    let store = &ctx.store;
+    let policies = json!([
+        { "id": "p1", "displayName": "Block high-risk sign-ins", "enforcedGrantControls": [],
+          "result": "notApplied", "why": "sign-in risk none is not one of the policy's signInRiskLevels" },
+        { "id": "p2", "displayName": "MFA for guests", "enforcedGrantControls": ["mfa"],
+          "result": "reportOnlyFailure", "why": "the policy applies and requires mfa" },
+    ]);
+    let other = json!([{ "id": "p3", "displayName": "x", "enforcedGrantControls": ["block"],
+                         "result": "failure", "why": "the policy applies and its grant control is block" }]);
+    let a = judged(1, policies.clone());
+    let b = judged(2, policies);
+    let c = judged(3, other);
+    // A row of before migration 0026: everything in details, no policy set.
+    let mut old = judged(4, json!([{ "id": "p9" }]));
+    old.id = "log-00-old".to_owned();
+    let pool = crate::raw_pool(&ctx.url).await;
+    sqlx::query(
+        "INSERT INTO sign_ins (id, created_at, correlation_id, error_code, user_type, \
+         cross_tenant_access_type, risk_level_aggregated, risk_level_during_sign_in, \
+         conditional_access_status, details, sign_in_event_type) \
+         VALUES ($1, 900, 'c', 0, 'member', 'none', 'none', 'medium', 'notApplied', $2, \
+         'interactiveUser')",
+    )
+    .bind(&old.id)
+    .bind(old.details.to_string())
+    .execute(&pool)
+    .await
+    .unwrap();
+    store.insert_sign_in(&a).await.unwrap();
+    store.log_sign_in(b.clone());
+    store.log_sign_in(c.clone());
+    store.flush_sign_ins().await.unwrap();
+
+    let read = store.list_sign_ins(&SignInFilter::default()).await.unwrap();
+    assert_eq!(read.len(), 4);
+    assert_eq!(read[0], c);
+    assert_eq!(read[1], b);
+    assert_eq!(read[2], a);
+    assert_eq!(read[3].details, old.details);
+
+    // Stored: each list of policies once, and details without what has columns.
+    let (sets,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sign_in_policy_sets")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(sets, 2);
+    let (details, moved): (String, i64) =
+        sqlx::query_as("SELECT details, details_moved FROM sign_ins WHERE id = 'log-01'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(moved, 7);
+    let stored: serde_json::Value = serde_json::from_str(&details).unwrap();
+    assert_eq!(
+        stored,
+        json!({ "riskState": "none", "riskDetail": "none", "riskDetections": [], "singleSignOn": false })
+    );
+    // A details value that differs from its column stays in details.
+    let mut d = judged(5, json!([]));
+    d.details["riskLevelAggregated"] = json!("low");
+    store.insert_sign_in(&d).await.unwrap();
+    let read = store
+        .list_sign_ins(&SignInFilter {
+            correlation_id: Some("corr-5".to_owned()),
+            ..SignInFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(read, [d]);
+}
