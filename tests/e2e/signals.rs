@@ -473,6 +473,17 @@ async fn the_resource_sets_up_keeps_and_repairs_its_stream_at_the_partner() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let first = first.expect("the stream was set up at start-up");
+    // The verification request follows the stream's creation: wait for it too.
+    let verified = |seen: &[(String, String, Value)]| {
+        seen.iter()
+            .any(|(m, p, b)| m == "POST" && p == "/ssf/verify" && b["stream_id"] == first.as_str())
+    };
+    for _ in 0..100 {
+        if verified(&fake.seen.lock().unwrap()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let seen = fake.seen.lock().unwrap().clone();
     let token_request = seen.iter().find(|(_, path, _)| path == "/token").unwrap();
     let form = token_request.2.as_str().unwrap();
@@ -496,10 +507,7 @@ async fn the_resource_sets_up_keeps_and_repairs_its_stream_at_the_partner() {
     assert_eq!(delivery["authorization_header"], format!("Bearer {token}"));
     let requested = created.2["events_requested"].as_array().unwrap();
     assert!(requested.contains(&json!(event_types::RISK_LEVEL_CHANGE)));
-    assert!(
-        seen.iter()
-            .any(|(m, p, b)| m == "POST" && p == "/ssf/verify" && b["stream_id"] == first.as_str())
-    );
+    assert!(verified(&seen));
 
     // Again: the same stream, replaced, not a second one.
     fake.seen.lock().unwrap().clear();
