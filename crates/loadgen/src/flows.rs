@@ -44,6 +44,28 @@ pub struct Tokens {
     pub refresh_token: Option<String>,
 }
 
+/// An admin API token at `issuer`: the client credentials grant with scope `admin`.
+pub async fn admin_token(
+    client: &reqwest::Client,
+    issuer: &str,
+    client_id: &str,
+    secret: &str,
+) -> anyhow::Result<String> {
+    let resp = client
+        .post(format!("{issuer}/token"))
+        .basic_auth(client_id, Some(secret))
+        .form(&[("grant_type", "client_credentials"), ("scope", "admin")])
+        .send()
+        .await?;
+    let status = resp.status();
+    let v: serde_json::Value = resp.json().await?;
+    ensure!(status.is_success(), "admin token at {issuer}: {status} {v}");
+    Ok(v["access_token"]
+        .as_str()
+        .context("no access_token")?
+        .to_owned())
+}
+
 /// `GET url`, expecting 200 and a body; returns the body length.
 pub async fn fetch(client: &reqwest::Client, url: &str) -> anyhow::Result<usize> {
     let resp = client.get(url).send().await?;

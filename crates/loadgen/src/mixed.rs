@@ -324,7 +324,9 @@ impl Admin {
     async fn new(client: &reqwest::Client, issuer: &str, s: &Settings) -> anyhow::Result<Self> {
         Ok(Self {
             issuer: issuer.to_owned(),
-            token: tokio::sync::RwLock::new(admin_token(client, issuer, s).await?),
+            token: tokio::sync::RwLock::new(
+                flows::admin_token(client, issuer, &s.admin_id, &s.admin_secret).await?,
+            ),
         })
     }
 
@@ -339,7 +341,8 @@ impl Admin {
             if status == reqwest::StatusCode::UNAUTHORIZED && attempt == 0 {
                 let mut held = self.token.write().await;
                 if *held == token {
-                    *held = admin_token(client, &self.issuer, s).await?;
+                    *held = flows::admin_token(client, &self.issuer, &s.admin_id, &s.admin_secret)
+                        .await?;
                 }
                 continue;
             }
@@ -348,24 +351,4 @@ impl Admin {
         }
         anyhow::bail!("GET {url}: 401 with a new token")
     }
-}
-
-async fn admin_token(
-    client: &reqwest::Client,
-    issuer: &str,
-    s: &Settings,
-) -> anyhow::Result<String> {
-    let resp = client
-        .post(format!("{issuer}/token"))
-        .basic_auth(&s.admin_id, Some(&s.admin_secret))
-        .form(&[("grant_type", "client_credentials"), ("scope", "admin")])
-        .send()
-        .await?;
-    let status = resp.status();
-    let v: serde_json::Value = resp.json().await?;
-    ensure!(status.is_success(), "admin token at {issuer}: {status} {v}");
-    Ok(v["access_token"]
-        .as_str()
-        .context("no access_token")?
-        .to_owned())
 }

@@ -46,8 +46,9 @@ pub async fn run(
     browser: &reqwest::Client,
     s: &Settings,
 ) -> anyhow::Result<bool> {
-    let home_admin = admin_token(client, &s.home, s).await?;
-    let resource_admin = admin_token(client, &s.resource, s).await?;
+    let home_admin = flows::admin_token(client, &s.home, &s.admin_id, &s.admin_secret).await?;
+    let resource_admin =
+        flows::admin_token(client, &s.resource, &s.admin_id, &s.admin_secret).await?;
     // The resource sets its stream up at the home when it starts: a moment after a lab starts.
     let started = Instant::now();
     while !stream_ready(client, &s.resource, &resource_admin, &s.partner).await? {
@@ -230,24 +231,4 @@ async fn get(client: &reqwest::Client, url: &str, token: &str) -> anyhow::Result
     let status = resp.status();
     ensure!(status.is_success(), "GET {url}: {status}");
     Ok(resp.json().await?)
-}
-
-async fn admin_token(
-    client: &reqwest::Client,
-    issuer: &str,
-    s: &Settings,
-) -> anyhow::Result<String> {
-    let resp = client
-        .post(format!("{issuer}/token"))
-        .basic_auth(&s.admin_id, Some(&s.admin_secret))
-        .form(&[("grant_type", "client_credentials"), ("scope", "admin")])
-        .send()
-        .await?;
-    let status = resp.status();
-    let v: Value = resp.json().await?;
-    ensure!(status.is_success(), "admin token at {issuer}: {status} {v}");
-    Ok(v["access_token"]
-        .as_str()
-        .context("no access_token")?
-        .to_owned())
 }
