@@ -12,7 +12,7 @@ cp -r config/intel config/policies "$R/"
 "$B/tenantd" certs --dir "$R/certs" >/dev/null
 sed -e 's#127.0.0.1:9443#127.0.0.1:9743#g' \
     -e "s#sqlite://data/contoso.db#sqlite://$R/data/contoso.db#" \
-    -e "s#certs/localhost#$R/certs/localhost#" config/home.toml > "$R/home.toml"
+    -e "s#\"certs/#\"$R/certs/#" config/home.toml > "$R/home.toml"
 
 for scenario in code-flow refresh; do
   rm -rf "$R/data"
