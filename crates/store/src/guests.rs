@@ -247,9 +247,10 @@ impl Store {
     /// (`partner_id`, `home_subject`), sets its invitation state to `accepted`, and marks its
     /// pending invitations `Completed` at `now`. Returns the updated guest.
     ///
-    /// Binding happens once: [`StoreError::Conflict`] (and nothing changes) if the user is not
-    /// a guest, is a guest of another partner, is already bound (even to the same identity), or
-    /// if that identity is already bound to another guest. [`StoreError::NotFound`] if there
+    /// Binding happens once: redeeming again with the identity already bound returns the guest
+    /// unchanged; [`StoreError::Conflict`] (and nothing changes) if the user is not a guest, is
+    /// a guest of another partner, is bound to another identity, or if that identity is
+    /// already bound to another guest. [`StoreError::NotFound`] if there
     /// is no such user.
     pub async fn redeem_invitation(
         &self,
@@ -280,6 +281,14 @@ impl Store {
             let Some(user) = user_with(&mut tx, user_id).await? else {
                 return Err(StoreError::NotFound);
             };
+            if user.user_type == UserType::Guest
+                && user.partner_id.as_deref() == Some(partner_id)
+                && user.home_subject.as_deref() == Some(home_subject)
+            {
+                // The second of two first sign-ins at once (two tabs, a double click): the
+                // first bound this very identity, so this is that guest.
+                return Ok(user);
+            }
             let why = if user.user_type != UserType::Guest {
                 "not a guest"
             } else if user.partner_id.as_deref() != Some(partner_id) {
