@@ -63,6 +63,15 @@ impl std::fmt::Debug for Credential {
     }
 }
 
+/// An access token of this tenant's client at the partner (the client credentials grant).
+#[derive(Debug, Clone)]
+pub struct ClientToken {
+    /// The token itself: a secret, never logged.
+    pub secret: String,
+    /// How long the partner said it lasts (`expires_in`), if it said.
+    pub expires_in: Option<std::time::Duration>,
+}
+
 /// What the resource needs to sign guests in through one partner.
 #[derive(Debug)]
 pub struct PartnerSettings {
@@ -465,7 +474,7 @@ impl Upstream {
         &self,
         scope: &str,
         now: i64,
-    ) -> Result<String, FederationError> {
+    ) -> Result<ClientToken, FederationError> {
         let provider = self.provider().await?;
         let mut request = provider
             .client
@@ -490,7 +499,10 @@ impl Upstream {
                 },
                 other => FederationError::BadPartner(format!("the token request failed: {other}")),
             })?;
-        Ok(response.access_token().secret().clone())
+        Ok(ClientToken {
+            secret: response.access_token().secret().clone(),
+            expires_in: response.expires_in(),
+        })
     }
 
     /// The `private_key_jwt` client assertion for a request to the token endpoint, when this

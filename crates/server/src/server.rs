@@ -415,7 +415,7 @@ async fn follow_partner(state: &AppState, partner_id: &str) {
         .is_some_and(|p| p.config.signals_delivery == SignalsDelivery::Poll);
     let mut retry = FIRST_RETRY;
     let mut set_up: Option<tokio::time::Instant> = None;
-    let mut access: Option<String> = None;
+    let mut access: Option<(String, tokio::time::Instant)> = None;
     loop {
         if set_up.is_none_or(|t| t.elapsed() >= STREAM_CHECK) {
             match guest_signals::connect(state, partner_id).await {
@@ -436,8 +436,12 @@ async fn follow_partner(state: &AppState, partner_id: &str) {
             tokio::time::sleep(STREAM_CHECK).await;
             continue;
         }
-        let token = match &access {
-            Some(t) => t.clone(),
+        // A token is renewed before it expires, so no poll is refused for an expired one.
+        let token = match access
+            .as_ref()
+            .filter(|(_, renew)| tokio::time::Instant::now() < *renew)
+        {
+            Some((t, _)) => t.clone(),
             None => match state.partner(partner_id) {
                 Some(p) => match p
                     .upstream
@@ -445,8 +449,11 @@ async fn follow_partner(state: &AppState, partner_id: &str) {
                     .await
                 {
                     Ok(t) => {
-                        access = Some(t.clone());
-                        t
+                        access = Some((
+                            t.secret.clone(),
+                            tokio::time::Instant::now() + renew_after(t.expires_in),
+                        ));
+                        t.secret
                     }
                     Err(e) => {
                         tracing::warn!(partner = %partner_id, error = %e, "no token to poll the partner's signals with; trying again");
@@ -479,6 +486,13 @@ async fn follow_partner(state: &AppState, partner_id: &str) {
             }
         }
     }
+}
+
+/// How soon to renew a token that lasts `expires_in`: a minute before it ends (half-way through
+/// a short one), or after five minutes when the partner did not say.
+fn renew_after(expires_in: Option<Duration>) -> Duration {
+    let lasts = expires_in.unwrap_or(Duration::from_secs(360));
+    lasts - Duration::from_secs(60).min(lasts / 2)
 }
 
 /// Check every partner (discovery, JWKS, the risk claim) in the background; findings are
@@ -541,4 +555,19 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signals_token_is_renewed_before_it_expires() {
+        let at = |s: Option<u64>| renew_after(s.map(Duration::from_secs));
+        assert_eq!(at(Some(3600)), Duration::from_secs(3540));
+        assert_eq!(at(Some(300)), Duration::from_secs(240));
+        assert_eq!(at(Some(60)), Duration::from_secs(30));
+        assert_eq!(at(Some(0)), Duration::ZERO);
+        assert_eq!(at(None), Duration::from_secs(300));
+    }
 }

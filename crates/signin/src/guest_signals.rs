@@ -574,7 +574,8 @@ pub async fn connect(dir: &Directory, partner_id: &str) -> Result<String, Connec
     let config = upstream.transmitter().await?;
     let access = upstream
         .client_credentials_token(federation::signals::MANAGE_SCOPE, dir.now())
-        .await?;
+        .await?
+        .secret;
     let known = dir
         .store
         .receiving_stream(partner_id)
