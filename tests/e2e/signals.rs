@@ -388,7 +388,10 @@ async fn fake_transmitter() -> FakeTransmitter {
                                 (axum::http::StatusCode::CREATED, axum::Json(s))
                             }
                             _ => {
-                                let s = body.map(|J(b)| b).unwrap_or_default();
+                                let mut s = body.map(|J(b)| b).unwrap_or_default();
+                                if s["delivery"]["method"] == "urn:ietf:rfc:8936" {
+                                    s["delivery"]["endpoint_url"] = poll_url.clone().into();
+                                }
                                 *current = Some(s.clone());
                                 (axum::http::StatusCode::OK, axum::Json(s))
                             }
@@ -511,8 +514,12 @@ async fn the_resource_sets_up_keeps_and_repairs_its_stream_at_the_partner() {
 
     // Again: the same stream, replaced, not a second one.
     fake.seen.lock().unwrap().clear();
+    let push = server::config::SignalsDelivery::Push;
     assert_eq!(
-        server::guest_signals::connect(s, "contoso").await.unwrap(),
+        server::guest_signals::connect(s, "contoso", push)
+            .await
+            .unwrap()
+            .stream_id,
         first
     );
     let seen = fake.seen.lock().unwrap().clone();
@@ -528,7 +535,10 @@ async fn the_resource_sets_up_keeps_and_repairs_its_stream_at_the_partner() {
 
     // The partner lost it: made again.
     *fake.stream.lock().unwrap() = None;
-    let second = server::guest_signals::connect(s, "contoso").await.unwrap();
+    let second = server::guest_signals::connect(s, "contoso", push)
+        .await
+        .unwrap()
+        .stream_id;
     assert_ne!(second, first);
     let kept = s.store.receiving_stream("contoso").await.unwrap().unwrap();
     assert_eq!(kept.stream_id.as_deref(), Some(second.as_str()));
@@ -544,12 +554,11 @@ async fn the_resource_sets_up_keeps_and_repairs_its_stream_at_the_partner() {
                     "events": { event_types::VERIFICATION: { "state": "x" } }}),
         )
         .unwrap();
-    let stream = fake.stream.lock().unwrap().clone().unwrap();
     let r = backchannel()
-        .post(stream["delivery"]["endpoint_url"].as_str().unwrap())
+        .post(delivery["endpoint_url"].as_str().unwrap())
         .header(
             "authorization",
-            stream["delivery"]["authorization_header"].as_str().unwrap(),
+            delivery["authorization_header"].as_str().unwrap(),
         )
         .header("content-type", "application/secevent+jwt")
         .body(set)
@@ -557,6 +566,30 @@ async fn the_resource_sets_up_keeps_and_repairs_its_stream_at_the_partner() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
+
+    // This partner never pushes the verification event the resource asked for (nor did the
+    // state above match it): its pushes do not reach the resource, which polls instead.
+    let mut polled = None;
+    for _ in 0..150 {
+        polled = s
+            .store
+            .receiving_stream("contoso")
+            .await
+            .unwrap()
+            .and_then(|r| r.poll_url);
+        if polled.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(polled.is_some(), "the resource fell back to polling");
+    let stream = fake.stream.lock().unwrap().clone().unwrap();
+    assert_eq!(stream["delivery"]["method"], "urn:ietf:rfc:8936");
+    assert_eq!(
+        stream["stream_id"],
+        second.as_str(),
+        "the same stream, replaced"
+    );
 }
 
 /// A resource the partner cannot reach polls instead (RFC 8936): what it fetches is applied and
@@ -751,17 +784,35 @@ async fn a_partners_report_of_a_block_reaches_the_home_as_a_detection() {
 /// now blocks him, so his refresh token is refused within seconds, without any sign-in.
 #[tokio::test]
 async fn a_home_risk_change_ends_the_guests_tokens_at_the_resource() {
-    home_to_resource(false).await;
+    home_to_resource(false, Delivery::PushTrusted).await;
+}
+
+/// The same when the home cannot push to the resource (it does not trust the resource's
+/// certificate): the pushed verification never comes, and the resource polls instead.
+#[tokio::test]
+async fn signals_the_home_cannot_push_are_polled_instead() {
+    home_to_resource(false, Delivery::PushUntrusted).await;
 }
 
 /// The same, with the resource down while the home emits: the events wait at the home and
 /// reach the resource when it is back.
 #[tokio::test]
 async fn a_resource_that_was_down_catches_up_on_the_homes_signals() {
-    home_to_resource(true).await;
+    home_to_resource(true, Delivery::Poll).await;
 }
 
-async fn home_to_resource(down_while_emitting: bool) {
+/// How the home's signals reach the resource in [`home_to_resource`].
+#[derive(PartialEq)]
+enum Delivery {
+    /// Polled by the resource.
+    Poll,
+    /// Pushed by the home, which trusts the resource's certificate (its app's `push_ca_file`).
+    PushTrusted,
+    /// Push asked for, but the home does not trust the resource's certificate.
+    PushUntrusted,
+}
+
+async fn home_to_resource(down_while_emitting: bool, delivery: Delivery) {
     let home_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let res_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let (home_issuer, res_issuer) = (issuer_of(&home_l), issuer_of(&res_l));
@@ -773,7 +824,12 @@ async fn home_to_resource(down_while_emitting: bool) {
         &hd,
         &hdb,
         &format!(
-            "{ADMIN_APP}\n[[apps]]\nclient_id = \"fabrikam\"\nname = \"Fabrikam\"\nclient_secret = \"fabrikam-federation-secret\"\nredirect_uris = [\"{res_issuer}/federation/callback\"]\ngrant_types = [\"authorization_code\", \"client_credentials\"]\nscopes = [\"ssf.manage\", \"ssf.read\"]\nfirst_party = true\npartner_tenant = true\n"
+            "{ADMIN_APP}\n[[apps]]\nclient_id = \"fabrikam\"\nname = \"Fabrikam\"\nclient_secret = \"fabrikam-federation-secret\"\nredirect_uris = [\"{res_issuer}/federation/callback\"]\ngrant_types = [\"authorization_code\", \"client_credentials\"]\nscopes = [\"ssf.manage\", \"ssf.read\"]\nfirst_party = true\npartner_tenant = true\n{}",
+            if delivery == Delivery::PushTrusted {
+                format!("push_ca_file = \"{}\"\n", fixtures().ca.display())
+            } else {
+                String::new()
+            }
         ),
     )
     .await;
@@ -785,7 +841,14 @@ async fn home_to_resource(down_while_emitting: bool) {
         &home_issuer,
         &crate::risk::resource_lines(
             &policies,
-            &format!("{TRUSTED}\nshared_signals = true\nshared_signals_delivery = \"poll\""),
+            &format!(
+                "{TRUSTED}\nshared_signals = true\nshared_signals_delivery = \"{}\"",
+                if delivery == Delivery::Poll {
+                    "poll"
+                } else {
+                    "push"
+                }
+            ),
         ),
     );
     let resource = start_on("fabrikam", res_l, &rd, &rdb, &resource_extra).await;
@@ -811,6 +874,45 @@ async fn home_to_resource(down_while_emitting: bool) {
         stream.is_some(),
         "the resource set its stream up at the home"
     );
+    if delivery != Delivery::Poll {
+        // Pushed and verified, or (untrusted) polled after the verification did not come.
+        let mut settled = None;
+        for _ in 0..150 {
+            let r = resource
+                .state()
+                .store
+                .receiving_stream("contoso")
+                .await
+                .unwrap()
+                .unwrap();
+            if r.verified_at.is_some() || r.poll_url.is_some() {
+                settled = Some(r);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let r = settled.expect("the stream was verified or fell back to polling");
+        assert_eq!(
+            r.poll_url.is_none(),
+            delivery == Delivery::PushTrusted,
+            "{r:?}"
+        );
+        let kept = home
+            .state()
+            .store
+            .ssf_stream(stream.as_deref().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            kept.delivery_method,
+            if delivery == Delivery::PushTrusted {
+                "urn:ietf:rfc:8935"
+            } else {
+                "urn:ietf:rfc:8936"
+            }
+        );
+    }
     let mut resource = Some(resource);
     if down_while_emitting && let Some(r) = resource.take() {
         r.tenant.shutdown().await;

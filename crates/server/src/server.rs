@@ -402,25 +402,44 @@ fn spawn_signal_streams(state: &AppState) -> Option<JoinHandle<()>> {
     }))
 }
 
+/// How long a pushed stream's verification event may take to arrive before this tenant
+/// concludes that the partner's pushes do not reach it.
+const PUSH_VERIFY_WAIT: Duration = Duration::from_secs(5);
+
 /// Sets up the stream from `partner_id` at the partner, and again every [`STREAM_CHECK`]; a
 /// polled one is long-polled without pause (a partner that answers at once with nothing, every
-/// [`POLL_EVERY`]). A
-/// partner that cannot be reached is tried again with back-off, 2 s doubling to 5 min.
+/// [`POLL_EVERY`]). A pushed one must bring its verification event within
+/// [`PUSH_VERIFY_WAIT`]: when it does not (the partner cannot reach this tenant's push
+/// endpoint, or does not trust its certificate), the stream is polled until the next check,
+/// which tries push again. A partner that cannot be reached is tried again with back-off, 2 s
+/// doubling to 5 min.
 async fn follow_partner(state: &AppState, partner_id: &str) {
     use signin::config::SignalsDelivery;
     use signin::guest_signals;
     const FIRST_RETRY: Duration = Duration::from_secs(2);
-    let polled = state
-        .partner(partner_id)
-        .is_some_and(|p| p.config.signals_delivery == SignalsDelivery::Poll);
+    let Some(configured) = state.partner(partner_id).map(|p| p.config.signals_delivery) else {
+        return;
+    };
+    let mut delivery = configured;
     let mut retry = FIRST_RETRY;
     let mut set_up: Option<tokio::time::Instant> = None;
     let mut access: Option<(String, tokio::time::Instant)> = None;
     loop {
         if set_up.is_none_or(|t| t.elapsed() >= STREAM_CHECK) {
-            match guest_signals::connect(state, partner_id).await {
-                Ok(stream) => {
-                    tracing::info!(partner = %partner_id, stream = %stream, "receiving shared signals");
+            let connected = match guest_signals::connect(state, partner_id, configured).await {
+                Ok(c)
+                    if c.delivery == SignalsDelivery::Push
+                        && !push_verified(state, partner_id).await =>
+                {
+                    tracing::warn!(partner = %partner_id, stream = %c.stream_id, wait_secs = PUSH_VERIFY_WAIT.as_secs(), "the partner's pushed signals do not reach this tenant (can the partner reach its push endpoint, and does it trust its certificate?); polling instead until the next check");
+                    guest_signals::connect(state, partner_id, SignalsDelivery::Poll).await
+                }
+                other => other,
+            };
+            match connected {
+                Ok(c) => {
+                    tracing::info!(partner = %partner_id, stream = %c.stream_id, delivery = ?c.delivery, "receiving shared signals");
+                    delivery = c.delivery;
                     set_up = Some(tokio::time::Instant::now());
                     retry = FIRST_RETRY;
                 }
@@ -432,7 +451,7 @@ async fn follow_partner(state: &AppState, partner_id: &str) {
                 }
             }
         }
-        if !polled {
+        if delivery == SignalsDelivery::Push {
             tokio::time::sleep(STREAM_CHECK).await;
             continue;
         }
@@ -485,6 +504,24 @@ async fn follow_partner(state: &AppState, partner_id: &str) {
                 retry = (retry * 2).min(Duration::from_secs(300));
             }
         }
+    }
+}
+
+/// Whether the verification event of the stream just set up from `partner_id` arrives within
+/// [`PUSH_VERIFY_WAIT`].
+async fn push_verified(state: &AppState, partner_id: &str) -> bool {
+    let started = tokio::time::Instant::now();
+    loop {
+        if signin::guest_signals::verified(state, partner_id)
+            .await
+            .unwrap_or(false)
+        {
+            return true;
+        }
+        if started.elapsed() >= PUSH_VERIFY_WAIT {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -7,6 +7,7 @@
 //! (reads and polling): [`SsfCaller`]. Handlers are thin: extract, one call of
 //! [`signin::ssf::Transmitter`], render.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::extract::{FromRequestParts, Path, Query, State};
@@ -474,8 +475,7 @@ pub const PUSH_EVERY: Duration = Duration::from_millis(500);
 /// resumes where it stopped.
 pub fn spawn_push_worker(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        // The system's roots (receivers are reached like any other server), no redirects.
-        let client = match crate::tls::http_client(None, Duration::from_secs(10)) {
+        let clients = match PushClients::new(&state.config.apps) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "the SSF push worker cannot start");
@@ -483,7 +483,7 @@ pub fn spawn_push_worker(state: AppState) -> tokio::task::JoinHandle<()> {
             }
         };
         loop {
-            if let Err(e) = push_due(&state, &client).await {
+            if let Err(e) = push_due(&state, &clients).await {
                 tracing::warn!(error = %e, "SSF push round failed");
             }
             tokio::time::sleep(PUSH_EVERY).await;
@@ -491,8 +491,40 @@ pub fn spawn_push_worker(state: AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// The HTTP clients SETs are pushed with: receivers are reached like any other server
+/// (the system's roots, no redirects), except a partner app whose push endpoint is signed by
+/// the CA of its `push_ca_file`.
+pub struct PushClients {
+    system: reqwest::Client,
+    by_app: HashMap<String, reqwest::Client>,
+}
+
+impl PushClients {
+    /// The clients for `apps` (the CA files were checked with the configuration).
+    pub fn new(apps: &[signin::config::AppConfig]) -> anyhow::Result<Self> {
+        let timeout = Duration::from_secs(10);
+        let mut by_app = HashMap::new();
+        for app in apps {
+            if let Some(ca) = &app.push_ca_file {
+                by_app.insert(
+                    app.client_id.clone(),
+                    crate::tls::http_client(Some(ca), timeout)?,
+                );
+            }
+        }
+        Ok(PushClients {
+            system: crate::tls::http_client(None, timeout)?,
+            by_app,
+        })
+    }
+
+    fn for_app(&self, client_id: &str) -> &reqwest::Client {
+        self.by_app.get(client_id).unwrap_or(&self.system)
+    }
+}
+
 /// One round of the push worker.
-pub async fn push_due(state: &AppState, client: &reqwest::Client) -> Result<(), SsfError> {
+pub async fn push_due(state: &AppState, clients: &PushClients) -> Result<(), SsfError> {
     let now = state.now();
     let due = state.store.ssf_due_pushes(now, 50).await?;
     if due.is_empty() {
@@ -531,7 +563,8 @@ pub async fn push_due(state: &AppState, client: &reqwest::Client) -> Result<(), 
             continue;
         }
         let set = t.sign(&stream, &event, &keys)?;
-        let mut req = client
+        let mut req = clients
+            .for_app(&stream.client_id)
             .post(url)
             .header(header::CONTENT_TYPE, SET_MEDIA_TYPE)
             .header(header::ACCEPT, "application/json")

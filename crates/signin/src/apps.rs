@@ -42,6 +42,7 @@ pub fn portal_app(config: &crate::config::Config) -> AppConfig {
         id_token_alg: config.signing_alg,
         jwks: None,
         partner_tenant: false,
+        push_ca_file: None,
     }
 }
 
@@ -407,6 +408,8 @@ pub fn validate(
         id_token_alg,
         jwks,
         partner_tenant: trust.partner_tenant,
+        // A file of this server's: only its own configuration names one.
+        push_ca_file: None,
     })
 }
 

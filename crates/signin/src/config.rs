@@ -281,6 +281,7 @@ struct RawApp {
     jwks_file: Option<PathBuf>,
     #[serde(default)]
     partner_tenant: bool,
+    push_ca_file: Option<PathBuf>,
 }
 
 /// Token and session lifetimes, in seconds.
@@ -393,6 +394,11 @@ pub struct AppConfig {
     /// `user_risk` claim. No other app ever does.
     #[serde(default)]
     pub partner_tenant: bool,
+    /// The CA certificates (PEM) that sign this partner's push endpoint for shared signals, when
+    /// it is not signed by one of the system's roots (a private or a lab CA). Only for a
+    /// partner tenant.
+    #[serde(default)]
+    pub push_ca_file: Option<PathBuf>,
 }
 
 /// A validated tenant configuration.
@@ -523,10 +529,15 @@ impl Config {
         NamedFiles {
             tls: self.tls.clone(),
             ca_files: self
-                .partners
+                .apps
                 .iter()
                 .enumerate()
-                .filter_map(|(i, p)| Some((format!("partners[{i}].ca_file"), p.ca_file.clone()?)))
+                .filter_map(|(i, a)| {
+                    Some((format!("apps[{i}].push_ca_file"), a.push_ca_file.clone()?))
+                })
+                .chain(self.partners.iter().enumerate().filter_map(|(i, p)| {
+                    Some((format!("partners[{i}].ca_file"), p.ca_file.clone()?))
+                }))
                 .collect(),
             risk: Some(self.risk.clone()),
         }
@@ -711,6 +722,9 @@ impl Validator {
         let mut apps = Some(Vec::new());
         for (i, a) in raw.apps.into_iter().enumerate() {
             let app = a.and_then(|a| self.app(i, a));
+            if let Some(ca) = app.as_ref().and_then(|a| a.push_ca_file.clone()) {
+                named.ca_files.push((format!("apps[{i}].push_ca_file"), ca));
+            }
             if let Some(app) = &app
                 && let Some(list) = &apps
                 && list
@@ -1175,6 +1189,12 @@ impl Validator {
                 );
             }
         }
+        if a.push_ca_file.is_some() && !a.partner_tenant {
+            self.bad(
+                k("push_ca_file"),
+                "only for an app with partner_tenant = true (only partner tenants receive shared signals)",
+            );
+        }
         let id_token_alg = match a.id_token_signed_response_alg.as_deref() {
             None => SigningAlg::ES256,
             Some(s) => self
@@ -1194,6 +1214,7 @@ impl Validator {
             id_token_alg,
             jwks,
             partner_tenant: a.partner_tenant,
+            push_ca_file: a.push_ca_file,
         })
     }
 }
@@ -1621,6 +1642,43 @@ first_party = true
             e.problems[0].key, "partners[0].reverse_stream_client_id",
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_push_ca_file_is_for_a_partner_app_and_must_hold_certificates() {
+        let with = |lines: &str| {
+            format!(
+                "{GOOD}[[apps]]\nclient_id = \"fabrikam\"\nclient_secret = \"fabrikam-secret-1\"\ngrant_types = [\"client_credentials\"]\nscopes = [\"ssf.manage\"]\n{lines}\n"
+            )
+        };
+        let c = Config::parse(
+            &with("partner_tenant = true\npush_ca_file = \"ca.pem\""),
+            "home.toml",
+        )
+        .unwrap();
+        let app = c.apps.iter().find(|a| a.client_id == "fabrikam").unwrap();
+        assert_eq!(app.push_ca_file.as_deref(), Some(Path::new("ca.pem")));
+        // Only partner tenants receive signals.
+        let e = Config::parse(&with("push_ca_file = \"ca.pem\""), "home.toml").unwrap_err();
+        assert_eq!(e.problems.len(), 1, "{e}");
+        assert!(e.problems[0].key.ends_with(".push_ca_file"), "{e}");
+        // A file that is not there is named with its key when files are checked.
+        let dir = std::env::temp_dir().join(format!("tenantd-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("home.toml");
+        std::fs::write(
+            &file,
+            with("partner_tenant = true\npush_ca_file = \"/nonexistent/ca.pem\""),
+        )
+        .unwrap();
+        let e = Config::load_checked(&file, FileCheck::All).unwrap_err();
+        assert!(
+            e.problems
+                .iter()
+                .any(|p| p.key.ends_with(".push_ca_file") && p.expected.contains("cannot be read")),
+            "{e}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

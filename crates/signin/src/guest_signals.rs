@@ -384,12 +384,16 @@ async fn receive_unmetered(
         .verify_set(compact, &audiences, dir.now())
         .await?;
     if let Some(v) = set.events.get(event_types::VERIFICATION) {
-        return Ok(Received::Verification {
-            state: v
-                .get("state")
-                .and_then(serde_json::Value::as_str)
-                .map(str::to_owned),
-        });
+        let state = v
+            .get("state")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned);
+        if let Some(state) = &state {
+            dir.store
+                .receiving_verified(partner_id, state, dir.now())
+                .await?;
+        }
+        return Ok(Received::Verification { state });
     }
     if let Some(report) = set.events.get(event_types::SIGN_IN_BLOCKED) {
         return reported(dir, &partner, &set, report).await;
@@ -559,12 +563,28 @@ pub enum ConnectError {
     NotPolled(String),
 }
 
+/// A stream of signals set up at a partner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connected {
+    /// Its id at the partner.
+    pub stream_id: String,
+    /// How it is delivered: as asked, or polled when push was asked of a partner that does
+    /// not offer it.
+    pub delivery: SignalsDelivery,
+}
+
 /// Sets up the stream of signals from `partner_id` at its transmitter (SSF 1.0): this tenant's
 /// client there gets a token with `ssf.manage` by the client credentials grant; the stream is
 /// made (or, when the partner has one for this receiver, replaced, which also repairs one the
-/// partner changed) to push the events this receiver acts on to its push endpoint with its
-/// push token; its id is kept, and a verification event asked for. Returns the stream's id.
-pub async fn connect(dir: &Directory, partner_id: &str) -> Result<String, ConnectError> {
+/// partner changed) to deliver the events this receiver acts on by `delivery`: pushed to its
+/// push endpoint with its push token (polled instead when the partner does not offer push),
+/// or polled. Its id is kept, and a verification event asked for: [`verified`] tells when it
+/// came.
+pub async fn connect(
+    dir: &Directory,
+    partner_id: &str,
+    delivery: SignalsDelivery,
+) -> Result<Connected, ConnectError> {
     let partner = dir
         .partner(partner_id)
         .filter(|p| p.config.shared_signals)
@@ -591,15 +611,28 @@ pub async fn connect(dir: &Directory, partner_id: &str) -> Result<String, Connec
         "{} receives signals about its guests",
         dir.config.display_name
     );
-    let delivery = match partner.config.signals_delivery {
-        SignalsDelivery::Push => WantedDelivery::Push {
-            endpoint_url: &endpoint_url,
-            authorization_header: &authorization_header,
-        },
-        SignalsDelivery::Poll => WantedDelivery::Poll,
+    let push_offered = config
+        .delivery_methods_supported
+        .iter()
+        .any(|m| m == federation::signals::PUSH_DELIVERY);
+    let delivery = match delivery {
+        SignalsDelivery::Push if !push_offered => {
+            tracing::info!(
+                partner = partner_id,
+                "the partner's transmitter does not push signals: polling it"
+            );
+            SignalsDelivery::Poll
+        }
+        d => d,
     };
     let wanted = WantedStream {
-        delivery,
+        delivery: match delivery {
+            SignalsDelivery::Push => WantedDelivery::Push {
+                endpoint_url: &endpoint_url,
+                authorization_header: &authorization_header,
+            },
+            SignalsDelivery::Poll => WantedDelivery::Poll,
+        },
         events_requested: &EVENTS_REQUESTED,
         description: &description,
     };
@@ -614,18 +647,30 @@ pub async fn connect(dir: &Directory, partner_id: &str) -> Result<String, Connec
             dir.now(),
         )
         .await?;
+    let state = crate::secrets::random_token();
+    dir.store
+        .expect_receiving_verification(partner_id, &state)
+        .await?;
     if let Err(e) = upstream
-        .request_verification(
-            &config,
-            &access,
-            &stream.stream_id,
-            &crate::secrets::random_token(),
-        )
+        .request_verification(&config, &access, &stream.stream_id, &state)
         .await
     {
         tracing::warn!(partner = partner_id, error = %e, "the partner did not take the stream verification request");
     }
-    Ok(stream.stream_id)
+    Ok(Connected {
+        stream_id: stream.stream_id,
+        delivery,
+    })
+}
+
+/// Whether the verification event [`connect`] asked for has come from `partner_id` (pushed
+/// to any replica, or polled).
+pub async fn verified(dir: &Directory, partner_id: &str) -> Result<bool, StoreError> {
+    Ok(dir
+        .store
+        .receiving_stream(partner_id)
+        .await?
+        .is_some_and(|s| s.verified_at.is_some()))
 }
 
 /// How many SETs one poll asks for.

@@ -129,13 +129,19 @@ pub struct ReceivingStream {
     pub created_at: i64,
     /// Last changed, unix seconds.
     pub updated_at: i64,
+    /// The `state` of the verification event last asked for.
+    pub verify_state: Option<String>,
+    /// When that verification event came, unix seconds.
+    pub verified_at: Option<i64>,
 }
 crate::db::from_row!(ReceivingStream {
     partner_id,
     stream_id,
     poll_url,
     created_at,
-    updated_at
+    updated_at,
+    verify_state,
+    verified_at
 });
 
 impl Store {
@@ -145,8 +151,8 @@ impl Store {
         partner_id: &str,
     ) -> Result<Option<ReceivingStream>, StoreError> {
         let row: Option<ReceivingStream> = query(
-            "SELECT partner_id, stream_id, poll_url, created_at, updated_at \
-             FROM receiving_streams WHERE partner_id = $1",
+            "SELECT partner_id, stream_id, poll_url, created_at, updated_at, verify_state, \
+             verified_at FROM receiving_streams WHERE partner_id = $1",
         )
         .bind(partner_id)
         .fetch_optional(&self.db)
@@ -177,6 +183,46 @@ impl Store {
         .execute(&self.db)
         .await?;
         Ok(())
+    }
+}
+
+impl Store {
+    /// Notes that a verification event with `state` was asked for on the stream from
+    /// `partner_id` (forgetting any earlier one's arrival).
+    pub async fn expect_receiving_verification(
+        &self,
+        partner_id: &str,
+        state: &str,
+    ) -> Result<(), StoreError> {
+        query(
+            "UPDATE receiving_streams SET verify_state = $2, verified_at = NULL \
+             WHERE partner_id = $1",
+        )
+        .bind(partner_id)
+        .bind(state)
+        .execute(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// Records that the verification event with `state` came from `partner_id`; false when it
+    /// is not the one last asked for.
+    pub async fn receiving_verified(
+        &self,
+        partner_id: &str,
+        state: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = query(
+            "UPDATE receiving_streams SET verified_at = $3 \
+             WHERE partner_id = $1 AND verify_state = $2",
+        )
+        .bind(partner_id)
+        .bind(state)
+        .bind(now)
+        .execute(&self.db)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 }
 

@@ -287,6 +287,11 @@ fn as_lab_tenant(config: &mut Config, lab: &LabFile, dev: &DevCerts) {
             p.ca_file = Some(dev.ca.clone());
         }
     }
+    for a in &mut config.apps {
+        if a.push_ca_file.is_some() {
+            a.push_ca_file = Some(dev.ca.clone());
+        }
+    }
 }
 
 /// A lab tenant's config as the lab runs it, for the CLI's `--lab TENANT`: found from the
@@ -912,6 +917,12 @@ mod tests {
                     .partners
                     .iter()
                     .all(|p| p.ca_file.as_ref() == Some(&dev.ca))
+            );
+            assert!(
+                config
+                    .apps
+                    .iter()
+                    .all(|a| a.push_ca_file.is_none() || a.push_ca_file.as_ref() == Some(&dev.ca))
             );
         }
         std::fs::remove_dir_all(&dir).unwrap();

@@ -118,4 +118,31 @@ pub async fn a_receiving_stream_is_kept_per_partner(ctx: Ctx) {
         (Some("s-1"), Some("https://p1.test/poll"), 100, 200)
     );
     assert_eq!(store.receiving_stream("p2").await.unwrap(), None);
+
+    // The verification asked for: only its own state marks it come.
+    assert_eq!((s.verify_state, s.verified_at), (None, None));
+    store
+        .expect_receiving_verification("p1", "st-1")
+        .await
+        .unwrap();
+    assert!(!store.receiving_verified("p1", "st-0", 300).await.unwrap());
+    assert!(!store.receiving_verified("p2", "st-1", 300).await.unwrap());
+    let s = store.receiving_stream("p1").await.unwrap().unwrap();
+    assert_eq!(
+        (s.verify_state.as_deref(), s.verified_at),
+        (Some("st-1"), None)
+    );
+    assert!(store.receiving_verified("p1", "st-1", 300).await.unwrap());
+    let s = store.receiving_stream("p1").await.unwrap().unwrap();
+    assert_eq!(s.verified_at, Some(300));
+    // A new request forgets the last one's arrival.
+    store
+        .expect_receiving_verification("p1", "st-2")
+        .await
+        .unwrap();
+    let s = store.receiving_stream("p1").await.unwrap().unwrap();
+    assert_eq!(
+        (s.verify_state.as_deref(), s.verified_at),
+        (Some("st-2"), None)
+    );
 }
