@@ -468,7 +468,8 @@ pub const PUSH_LEASE_SECS: i64 = 30;
 /// How often the push worker looks for due SETs.
 pub const PUSH_EVERY: Duration = Duration::from_millis(500);
 
-/// Runs the RFC 8935 push worker until the process ends: every [`PUSH_EVERY`], sends the due
+/// Runs the RFC 8935 push worker until the process ends: when this process has written
+/// signals, and at least every [`PUSH_EVERY`], sends the due
 /// SETs of enabled push streams (oldest pending per subject first). 202 (or 200) is delivered;
 /// 400 with `{"err","description"}` is a permanent refusal, recorded; anything else (or no
 /// answer) is retried with exponential back-off. All state is in the outbox, so a restart
@@ -483,10 +484,24 @@ pub fn spawn_push_worker(state: AppState) -> tokio::task::JoinHandle<()> {
             }
         };
         loop {
-            if let Err(e) = push_due(&state, &clients).await {
-                tracing::warn!(error = %e, "SSF push round failed");
+            // A round sends each subject's oldest pending SET: the next ones of a subject
+            // (a burst about one user) go in the rounds that follow at once.
+            loop {
+                match push_due(&state, &clients).await {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "SSF push round failed");
+                        break;
+                    }
+                }
             }
-            tokio::time::sleep(PUSH_EVERY).await;
+            // A signal written here is pushed at once; one written by another replica (or due
+            // again after a failure) at the next round.
+            tokio::select! {
+                _ = state.store.outbox_written() => {}
+                _ = tokio::time::sleep(PUSH_EVERY) => {}
+            }
         }
     })
 }
@@ -523,13 +538,14 @@ impl PushClients {
     }
 }
 
-/// One round of the push worker.
-pub async fn push_due(state: &AppState, clients: &PushClients) -> Result<(), SsfError> {
+/// One round of the push worker; returns how many SETs the receivers took.
+pub async fn push_due(state: &AppState, clients: &PushClients) -> Result<usize, SsfError> {
     let now = state.now();
     let due = state.store.ssf_due_pushes(now, 50).await?;
     if due.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
+    let mut delivered = 0;
     let keys = state.keys();
     let t = transmitter(state);
     // A subject whose SET failed this round is not pushed again this round: its next SET
@@ -584,6 +600,7 @@ pub async fn push_due(state: &AppState, clients: &PushClients) -> Result<(), Ssf
                     .store
                     .ssf_mark_delivered(&stream.id, &event.jti, now)
                     .await?;
+                delivered += 1;
             }
             Ok(resp) if resp.status() == StatusCode::BAD_REQUEST => {
                 let body: Value = resp.json().await.unwrap_or(Value::Null);
@@ -621,5 +638,5 @@ pub async fn push_due(state: &AppState, clients: &PushClients) -> Result<(), Ssf
             }
         }
     }
-    Ok(())
+    Ok(delivered)
 }

@@ -137,6 +137,8 @@ pub struct Store {
     sign_ins: Arc<sign_ins::SignInQueue>,
     /// Seals the secret columns (see the `sealing` module).
     sealer: Arc<dyn Sealer>,
+    /// Woken when a transaction that wrote shared signals to the outbox has committed.
+    outbox_written: Arc<tokio::sync::Notify>,
 }
 
 impl Store {
@@ -171,7 +173,20 @@ impl Store {
             db,
             sign_ins,
             sealer,
+            outbox_written: Arc::new(tokio::sync::Notify::new()),
         })
+    }
+
+    /// Resolves once a transaction of this process that wrote shared signals to the outbox
+    /// has committed since the last time it resolved (so the push worker sends them at once
+    /// rather than at its next round; other replicas' signals are found by that round).
+    pub async fn outbox_written(&self) {
+        self.outbox_written.notified().await;
+    }
+
+    /// Wakes [`Store::outbox_written`] (a permit is kept when nobody waits).
+    pub(crate) fn signals_written(&self) {
+        self.outbox_written.notify_one();
     }
 
     /// The backend this store talks to.

@@ -194,6 +194,7 @@ impl Store {
             .await?;
         crate::ssf::enqueue_signals(&mut tx, signals).await?;
         tx.commit().await?;
+        self.signals_written();
         Ok(true)
     }
 
@@ -244,6 +245,7 @@ impl Store {
             crate::ssf::enqueue_signals(&mut tx, signals).await?;
         }
         tx.commit().await?;
+        self.signals_written();
         Ok(done.rows_affected())
     }
 

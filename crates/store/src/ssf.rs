@@ -380,6 +380,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         enqueue_signals(&mut tx, signals).await?;
         tx.commit().await?;
+        self.signals_written();
         Ok(())
     }
 
@@ -400,6 +401,7 @@ impl Store {
         }
         let jti = insert_outbox(&mut tx, stream_id, signal).await?;
         tx.commit().await?;
+        self.signals_written();
         Ok(jti)
     }
 

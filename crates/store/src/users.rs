@@ -628,6 +628,7 @@ impl Store {
         }
         crate::ssf::enqueue_signals(&mut tx, signals).await?;
         tx.commit().await?;
+        self.signals_written();
         Ok(())
     }
 
@@ -746,6 +747,7 @@ impl Store {
         };
         crate::ssf::enqueue_signals(&mut tx, &update.signals).await?;
         tx.commit().await?;
+        self.signals_written();
         Ok(ended)
     }
 
