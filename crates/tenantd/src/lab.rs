@@ -500,7 +500,10 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
         );
     }
 
-    let mut tenants: Vec<(Tenant, String)> = Vec::new();
+    // Every port is bound before any tenant starts: a tenant's first look at its partner (its
+    // discovery, its stream of shared signals) then waits for the partner to serve, instead of
+    // finding nothing there and warning that the partner is unreachable.
+    let mut bound = Vec::new();
     for (t, r) in lab.tenants.iter().zip(ready) {
         let Ready {
             mut config,
@@ -523,6 +526,10 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
         }
         let listener = std::net::TcpListener::bind(config.listen)
             .with_context(|| format!("binding {} for {}", config.listen, config.tenant_id))?;
+        bound.push((t, config, prepared, leaked, listener));
+    }
+    let mut tenants: Vec<(Tenant, String)> = Vec::new();
+    for (t, config, prepared, leaked, listener) in bound {
         let tenant =
             Tenant::start_prepared(config, prepared, listener, Arc::new(SystemClock)).await?;
         seed(&tenant, &t.users, &t.guests).await?;
