@@ -72,6 +72,24 @@ async fn push(p: &Pair, token: &str, set: &str) -> (u16, Value) {
     push_as(p, token, "application/secevent+jwt", set).await
 }
 
+/// The stream `t` receives from `partner`, once `done` holds of it (`None` after `secs`).
+async fn receiving(
+    t: &server::AppState,
+    partner: &str,
+    secs: u64,
+    done: impl Fn(&store::ReceivingStream) -> bool,
+) -> Option<store::ReceivingStream> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(secs) {
+        let r = t.store.receiving_stream(partner).await.unwrap();
+        if let Some(r) = r.filter(|r| done(r)) {
+            return Some(r);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    None
+}
+
 async fn refresh_token_of(p: &Pair, who: &str, password: &str) -> String {
     let redirect = app_redirect(
         federated_sign_in(p, &browser(), &rp_authorize(&p.resource, ""), who, password).await,
@@ -462,19 +480,9 @@ async fn the_resource_sets_up_keeps_and_repairs_its_stream_at_the_partner() {
     .await;
     let s = resource.state();
     // The tenant sets it up on its own at start-up (then every 10 minutes).
-    let mut first = None;
-    for _ in 0..100 {
-        first = s
-            .store
-            .receiving_stream("contoso")
-            .await
-            .unwrap()
-            .and_then(|r| r.stream_id);
-        if first.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let first = receiving(s, "contoso", 10, |r| r.stream_id.is_some())
+        .await
+        .and_then(|r| r.stream_id);
     let first = first.expect("the stream was set up at start-up");
     // The verification request follows the stream's creation: wait for it too.
     let verified = |seen: &[(String, String, Value)]| {
@@ -569,19 +577,9 @@ async fn the_resource_sets_up_keeps_and_repairs_its_stream_at_the_partner() {
 
     // This partner never pushes the verification event the resource asked for (nor did the
     // state above match it): its pushes do not reach the resource, which polls instead.
-    let mut polled = None;
-    for _ in 0..150 {
-        polled = s
-            .store
-            .receiving_stream("contoso")
-            .await
-            .unwrap()
-            .and_then(|r| r.poll_url);
-        if polled.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let polled = receiving(s, "contoso", 15, |r| r.poll_url.is_some())
+        .await
+        .and_then(|r| r.poll_url);
     assert!(polled.is_some(), "the resource fell back to polling");
     let stream = fake.stream.lock().unwrap().clone().unwrap();
     assert_eq!(stream["delivery"]["method"], "urn:ietf:rfc:8936");
@@ -856,41 +854,19 @@ async fn home_to_resource(down_while_emitting: bool, delivery: Delivery) {
     let p = Pair { home, resource };
     let rt = refresh_token_of(&p, BOB, BOB_PW).await;
     let Pair { home, resource } = p;
-    let mut stream = None;
-    for _ in 0..100 {
-        stream = resource
-            .state()
-            .store
-            .receiving_stream("contoso")
-            .await
-            .unwrap()
-            .and_then(|r| r.stream_id);
-        if stream.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let stream = receiving(resource.state(), "contoso", 10, |r| r.stream_id.is_some())
+        .await
+        .and_then(|r| r.stream_id);
     assert!(
         stream.is_some(),
         "the resource set its stream up at the home"
     );
     if delivery != Delivery::Poll {
         // Pushed and verified, or (untrusted) polled after the verification did not come.
-        let mut settled = None;
-        for _ in 0..150 {
-            let r = resource
-                .state()
-                .store
-                .receiving_stream("contoso")
-                .await
-                .unwrap()
-                .unwrap();
-            if r.verified_at.is_some() || r.poll_url.is_some() {
-                settled = Some(r);
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        let settled = receiving(resource.state(), "contoso", 15, |r| {
+            r.verified_at.is_some() || r.poll_url.is_some()
+        })
+        .await;
         let r = settled.expect("the stream was verified or fell back to polling");
         assert_eq!(
             r.poll_url.is_none(),
@@ -1087,20 +1063,9 @@ async fn a_block_at_the_resource_is_reported_back_and_recorded_at_the_home() {
     .await;
     invite(&resource, BOB, "contoso").await;
     // The home's stream at the resource.
-    let mut stream = None;
-    for _ in 0..100 {
-        stream = home
-            .state()
-            .store
-            .receiving_stream("fabrikam")
-            .await
-            .unwrap()
-            .and_then(|r| r.stream_id);
-        if stream.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let stream = receiving(home.state(), "fabrikam", 10, |r| r.stream_id.is_some())
+        .await
+        .and_then(|r| r.stream_id);
     let stream = stream.expect("the home opened its stream at the resource");
     let delivered = resource
         .state()
