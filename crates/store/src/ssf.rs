@@ -159,6 +159,8 @@ pub struct DeliveryCounts {
 }
 
 /// Writes `signals` to the outbox of every stream that hears about their users, inside `tx`.
+/// The caller calls [`Store::signals_written`] once `tx` has committed, so the push worker
+/// sends them at once rather than at its next round.
 pub(crate) async fn enqueue_signals(tx: &mut Tx, signals: &[Signal]) -> Result<(), StoreError> {
     for signal in signals {
         let streams: Vec<(String, String)> = match &signal.to_client {
