@@ -465,12 +465,13 @@ pub async fn admin_stream_events(
 /// How long a push worker holds a SET it is sending (longer than the push timeout).
 pub const PUSH_LEASE_SECS: i64 = 30;
 
-/// How often the push worker looks for due SETs.
+/// How often the push worker looks for due SETs when nothing woke it sooner (signals written
+/// by another replica, retries coming due).
 pub const PUSH_EVERY: Duration = Duration::from_millis(500);
 
 /// Runs the RFC 8935 push worker until the process ends: when this process has written
-/// signals, and at least every [`PUSH_EVERY`], sends the due
-/// SETs of enabled push streams (oldest pending per subject first). 202 (or 200) is delivered;
+/// signals, and at least every [`PUSH_EVERY`], sends the due SETs of enabled push streams
+/// (oldest pending per subject first). 202 (or 200) is delivered;
 /// 400 with `{"err","description"}` is a permanent refusal, recorded; anything else (or no
 /// answer) is retried with exponential back-off. All state is in the outbox, so a restart
 /// resumes where it stopped.

@@ -639,17 +639,15 @@ pub async fn connect(
     let stream = upstream
         .ensure_stream(&config, &access, &wanted, known.as_deref())
         .await?;
+    let state = crate::secrets::random_token();
     dir.store
         .put_receiving_stream(
             partner_id,
             Some(&stream.stream_id),
             stream.poll_url.as_deref(),
+            Some(&state),
             dir.now(),
         )
-        .await?;
-    let state = crate::secrets::random_token();
-    dir.store
-        .expect_receiving_verification(partner_id, &state)
         .await?;
     if let Err(e) = upstream
         .request_verification(&config, &access, &stream.stream_id, &state)

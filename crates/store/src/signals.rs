@@ -160,46 +160,30 @@ impl Store {
         Ok(row)
     }
 
-    /// Records (or replaces) the stream received from `partner_id`: its id there, and where
-    /// to poll it.
+    /// Records (or replaces) the stream received from `partner_id`: its id there, where to
+    /// poll it, and the `state` of the verification event asked for on it (the arrival of an
+    /// earlier one forgotten).
     pub async fn put_receiving_stream(
         &self,
         partner_id: &str,
         stream_id: Option<&str>,
         poll_url: Option<&str>,
+        verify_state: Option<&str>,
         now: i64,
     ) -> Result<(), StoreError> {
         query(
             "INSERT INTO receiving_streams \
-             (partner_id, stream_id, poll_url, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $4) \
+             (partner_id, stream_id, poll_url, verify_state, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $5) \
              ON CONFLICT (partner_id) DO UPDATE SET stream_id = excluded.stream_id, \
-             poll_url = excluded.poll_url, updated_at = excluded.updated_at",
+             poll_url = excluded.poll_url, verify_state = excluded.verify_state, \
+             verified_at = NULL, updated_at = excluded.updated_at",
         )
         .bind(partner_id)
         .bind(stream_id)
         .bind(poll_url)
+        .bind(verify_state)
         .bind(now)
-        .execute(&self.db)
-        .await?;
-        Ok(())
-    }
-}
-
-impl Store {
-    /// Notes that a verification event with `state` was asked for on the stream from
-    /// `partner_id` (forgetting any earlier one's arrival).
-    pub async fn expect_receiving_verification(
-        &self,
-        partner_id: &str,
-        state: &str,
-    ) -> Result<(), StoreError> {
-        query(
-            "UPDATE receiving_streams SET verify_state = $2, verified_at = NULL \
-             WHERE partner_id = $1",
-        )
-        .bind(partner_id)
-        .bind(state)
         .execute(&self.db)
         .await?;
         Ok(())

@@ -100,11 +100,11 @@ pub async fn a_receiving_stream_is_kept_per_partner(ctx: Ctx) {
     let store = &ctx.store;
     assert_eq!(store.receiving_stream("p1").await.unwrap(), None);
     store
-        .put_receiving_stream("p1", None, None, 100)
+        .put_receiving_stream("p1", None, None, None, 100)
         .await
         .unwrap();
     store
-        .put_receiving_stream("p1", Some("s-1"), Some("https://p1.test/poll"), 200)
+        .put_receiving_stream("p1", Some("s-1"), Some("https://p1.test/poll"), None, 200)
         .await
         .unwrap();
     let s = store.receiving_stream("p1").await.unwrap().unwrap();
@@ -122,7 +122,7 @@ pub async fn a_receiving_stream_is_kept_per_partner(ctx: Ctx) {
     // The verification asked for: only its own state marks it come.
     assert_eq!((s.verify_state, s.verified_at), (None, None));
     store
-        .expect_receiving_verification("p1", "st-1")
+        .put_receiving_stream("p1", Some("s-1"), None, Some("st-1"), 300)
         .await
         .unwrap();
     assert!(!store.receiving_verified("p1", "st-0", 300).await.unwrap());
@@ -135,9 +135,9 @@ pub async fn a_receiving_stream_is_kept_per_partner(ctx: Ctx) {
     assert!(store.receiving_verified("p1", "st-1", 300).await.unwrap());
     let s = store.receiving_stream("p1").await.unwrap().unwrap();
     assert_eq!(s.verified_at, Some(300));
-    // A new request forgets the last one's arrival.
+    // The stream set up again asks anew, and forgets the last one's arrival.
     store
-        .expect_receiving_verification("p1", "st-2")
+        .put_receiving_stream("p1", Some("s-1"), None, Some("st-2"), 400)
         .await
         .unwrap();
     let s = store.receiving_stream("p1").await.unwrap().unwrap();
