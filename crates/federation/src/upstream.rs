@@ -64,12 +64,21 @@ impl std::fmt::Debug for Credential {
 }
 
 /// An access token of this tenant's client at the partner (the client credentials grant).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientToken {
     /// The token itself: a secret, never logged.
     pub secret: String,
     /// How long the partner said it lasts (`expires_in`), if it said.
     pub expires_in: Option<std::time::Duration>,
+}
+
+impl std::fmt::Debug for ClientToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientToken")
+            .field("secret", &"<redacted>")
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
 }
 
 /// What the resource needs to sign guests in through one partner.
@@ -804,4 +813,24 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let token = ClientToken {
+            secret: "tok-3f9a".into(),
+            expires_in: Some(std::time::Duration::from_secs(300)),
+        };
+        let shown = format!("{token:?}");
+        assert!(
+            !shown.contains("tok-3f9a") && shown.contains("300"),
+            "{shown}"
+        );
+        let credential = Credential::Secret("s3cret-value".to_owned());
+        assert!(!format!("{credential:?}").contains("s3cret-value"));
+    }
 }
