@@ -115,12 +115,17 @@ impl Db {
             Db::Sqlite(conn) => {
                 let conn = Arc::clone(conn).lock_owned().await;
                 tracing::trace!("BEGIN IMMEDIATE");
-                open(&conn)?.execute_batch("BEGIN IMMEDIATE")?;
+                run_cached(open(&conn)?, "BEGIN IMMEDIATE")?;
                 Ok(Tx::Sqlite(SqliteTx { conn, open: true }))
             }
             Db::Postgres(pool) => Ok(Tx::Postgres(pool.begin().await?)),
         }
     }
+}
+
+/// Runs a statement without parameters or rows (`BEGIN`, `COMMIT`), prepared once.
+fn run_cached(conn: &rusqlite::Connection, sql: &str) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(sql)?.raw_execute().map(drop)
 }
 
 /// The connection, unless the store was closed.
@@ -150,7 +155,7 @@ impl Tx {
                 // A failed COMMIT leaves the transaction open: drop then rolls it back so the
                 // connection is usable by the next caller.
                 tracing::trace!("COMMIT");
-                open(&tx.conn)?.execute_batch("COMMIT")?;
+                run_cached(open(&tx.conn)?, "COMMIT")?;
                 tx.open = false;
                 Ok(())
             }
@@ -163,7 +168,7 @@ impl Drop for SqliteTx {
     fn drop(&mut self) {
         if self.open
             && let Some(conn) = self.conn.as_ref()
-            && let Err(e) = conn.execute_batch("ROLLBACK")
+            && let Err(e) = run_cached(conn, "ROLLBACK")
         {
             tracing::error!(error = %e, "rolling back an abandoned SQLite transaction failed");
         }

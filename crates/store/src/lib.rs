@@ -333,6 +333,15 @@ fn open_sqlite(path: &str, flags: rusqlite::OpenFlags) -> Result<rusqlite::Conne
     let conn = rusqlite::Connection::open_with_flags(path, flags).map_err(DbError::from)?;
     conn.busy_timeout(SQLITE_BUSY_TIMEOUT)
         .map_err(DbError::from)?;
+    // The query planner's stability guarantee: a plan never depends on a bound value. Without
+    // it SQLite folds a bound `LIMIT $n` (and a bound `LIKE` pattern) into the plan and marks
+    // the statement expired whenever that parameter is bound again, so a cached statement was
+    // parsed and planned anew on every run (the recent sign-ins read of every sign-in).
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map_err(DbError::from)?;
     for (pragma, value) in [
         ("journal_mode", "WAL"),
         ("synchronous", "NORMAL"),
