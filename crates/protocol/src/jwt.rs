@@ -12,6 +12,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::Arc;
+
+mod parsed_keys;
 
 /// The `typ` header of RFC 9068 access tokens.
 pub const AT_JWT_TYP: &str = "at+jwt";
@@ -96,6 +99,8 @@ pub struct SigningKey {
     encoding: EncodingKey,
     decoding: DecodingKey,
     jwk: Jwk,
+    /// Keeps the parsed key pair that signs with `encoding` (see `parsed_keys`).
+    _parsed: Arc<parsed_keys::KeyPair>,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -115,11 +120,13 @@ impl SigningKey {
         created_at: i64,
         retired_at: Option<i64>,
     ) -> Result<Self, JwtError> {
+        parsed_keys::install();
         let encoding = match alg {
             SigningAlg::ES256 => EncodingKey::from_ec_pem(pem.as_bytes()),
             SigningAlg::RS256 => EncodingKey::from_rsa_pem(pem.as_bytes()),
         }
         .map_err(|e| JwtError::Key(e.to_string()))?;
+        let parsed = parsed_keys::parse(&encoding, alg.jose()).map_err(JwtError::Key)?;
         let mut jwk = Jwk::from_encoding_key(&encoding, alg.jose())
             .map_err(|e| JwtError::Key(e.to_string()))?;
         let kid = jwk
@@ -140,6 +147,7 @@ impl SigningKey {
             encoding,
             decoding,
             jwk,
+            _parsed: parsed,
         })
     }
 
