@@ -102,7 +102,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often the background thread checkpoints the SQLite write-ahead log into the database.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
 /// Which database engine a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -356,20 +356,47 @@ fn open_sqlite(path: &str, flags: rusqlite::OpenFlags) -> Result<rusqlite::Conne
 }
 
 /// Checkpoints the write-ahead log from a thread of its own, so no request's commit pays for
-/// it. A passive checkpoint copies what no reader still needs and never blocks a writer. The
-/// thread ends once the store it serves is dropped.
+/// it. The thread ends once the store it serves is dropped.
+///
+/// A passive checkpoint copies what is committed without blocking anyone, but under steady
+/// writes it never catches up: frames are appended while it copies, so the log is never fully
+/// copied when the next write begins, SQLite never starts it over, and it grows without bound
+/// (a 29 MB database had a 976 MB log after 11 s of sign-ins). So each round copies in bulk
+/// first, then, if frames came in meanwhile, copies those few while holding the store's
+/// connection (its writers wait on the mutex, not in SQLite's busy handler): the log is then
+/// wholly in the database, and the store's next write rewinds it to the beginning.
 fn spawn_checkpoints(
     path: &str,
     store: std::sync::Weak<tokio::sync::Mutex<Option<rusqlite::Connection>>>,
 ) -> Result<(), StoreError> {
     let conn = open_sqlite(path, rusqlite::OpenFlags::default())?;
+    // Never wait in SQLite's busy handler: a round that cannot run is retried at the next.
+    conn.busy_timeout(Duration::ZERO).map_err(DbError::from)?;
+    // (busy, frames in the log, frames copied into the database)
+    let checkpoint = move |mode: &str| {
+        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        })
+    };
     std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
         .spawn(move || {
-            while store.strong_count() > 0 {
+            loop {
                 std::thread::sleep(CHECKPOINT_EVERY);
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                let Some(store) = store.upgrade() else {
+                    return;
+                };
+                if let Err(e) = checkpoint("PASSIVE") {
                     tracing::warn!(error = %e, "SQLite checkpoint failed");
+                    continue;
+                }
+                // With the store's connection held nothing is written or read: the rest is
+                // copied and the log started over at once (RESTART does both).
+                let held = store.blocking_lock();
+                if held.is_some()
+                    && let Err(e) = checkpoint("RESTART")
+                {
+                    tracing::debug!(error = %e, "SQLite log not started over this round");
                 }
             }
         })
