@@ -37,15 +37,17 @@ pub async fn current(state: &AppState, jar: &CookieJar) -> Result<Option<Current
     }
 }
 
-/// Start a new session for a user who just authenticated. Always a new token, so a session id
-/// planted before sign-in is worthless (session fixation).
+/// Start a new session for a user who just authenticated on the sign-in page `page` (whose
+/// interaction is deleted with the same commit). Always a new token, so a session id planted
+/// before sign-in is worthless (session fixation).
 pub async fn start(
     state: &AppState,
     jar: CookieJar,
+    page: &str,
     user: User,
     amr: Vec<String>,
 ) -> Result<(CookieJar, Current), StoreError> {
-    create(state, jar, user, amr, None, None).await
+    create(state, jar, page, user, amr, None, None).await
 }
 
 /// Start a session for a guest whose home tenant just signed them in; the session keeps what
@@ -53,6 +55,7 @@ pub async fn start(
 pub async fn start_federated(
     state: &AppState,
     jar: CookieJar,
+    page: &str,
     user: User,
     amr: Vec<String>,
     facts: &GuestSession,
@@ -66,12 +69,22 @@ pub async fn start_federated(
         ..facts.clone()
     };
     let json = serde_json::to_string(&facts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    create(state, jar, user, amr, facts.home_auth_time, Some(json)).await
+    create(
+        state,
+        jar,
+        page,
+        user,
+        amr,
+        facts.home_auth_time,
+        Some(json),
+    )
+    .await
 }
 
 async fn create(
     state: &AppState,
     jar: CookieJar,
+    page: &str,
     user: User,
     amr: Vec<String>,
     auth_time: Option<i64>,
@@ -94,7 +107,7 @@ async fn create(
         revoked_at: None,
         federation_json,
     };
-    state.store.create_session(&session).await?;
+    state.store.finish_sign_in(page, &session).await?;
     let jar = jar.add(cookie(state, &state.cookies.session, token, None));
     Ok((jar, Current { session, user }))
 }

@@ -114,6 +114,25 @@ pub enum Consumption {
     NotFound,
 }
 
+/// The statement that inserts a session.
+fn insert_session(session: &Session) -> Result<crate::db::Query, StoreError> {
+    Ok(query(concat!(
+        "INSERT INTO sessions (",
+        session_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    ))
+    .bind(&session.id)
+    .bind(&session.token_hash)
+    .bind(&session.user_id)
+    .bind(session.auth_time)
+    .bind(strings_to_json(&session.amr)?)
+    .bind(&session.acr)
+    .bind(session.created_at)
+    .bind(session.expires_at)
+    .bind(session.revoked_at)
+    .bind(&session.federation_json))
+}
+
 macro_rules! interaction_columns {
     () => {
         "id, request_json, created_at, expires_at"
@@ -123,24 +142,35 @@ macro_rules! interaction_columns {
 impl Store {
     /// Stores a new session. [`StoreError::Conflict`] if the id or token hash is taken.
     pub async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
-        query(concat!(
-            "INSERT INTO sessions (",
-            session_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        ))
-        .bind(&session.id)
-        .bind(&session.token_hash)
-        .bind(&session.user_id)
-        .bind(session.auth_time)
-        .bind(strings_to_json(&session.amr)?)
-        .bind(&session.acr)
-        .bind(session.created_at)
-        .bind(session.expires_at)
-        .bind(session.revoked_at)
-        .bind(&session.federation_json)
-        .execute(&self.db)
-        .await
-        .map_err(|e| StoreError::conflict_or_db(e, || format!("session exists: {}", session.id)))?;
+        insert_session(session)?
+            .execute(&self.db)
+            .await
+            .map_err(|e| {
+                StoreError::conflict_or_db(e, || format!("session exists: {}", session.id))
+            })?;
+        Ok(())
+    }
+
+    /// Stores the session a sign-in ends with and deletes that sign-in's interaction, in one
+    /// transaction (one commit where a sign-in paid for two). [`StoreError::Conflict`] if the
+    /// session's id or token hash is taken; then the interaction is kept too.
+    pub async fn finish_sign_in(
+        &self,
+        interaction_id: &str,
+        session: &Session,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        query("DELETE FROM interactions WHERE id = $1")
+            .bind(interaction_id)
+            .execute(&mut tx)
+            .await?;
+        insert_session(session)?
+            .execute(&mut tx)
+            .await
+            .map_err(|e| {
+                StoreError::conflict_or_db(e, || format!("session exists: {}", session.id))
+            })?;
+        tx.commit().await?;
         Ok(())
     }
 

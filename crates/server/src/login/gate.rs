@@ -219,15 +219,12 @@ async fn allow(
     if let Err(e) = gate::risky_sign_in_raises_user_risk(&state, &sign_in, &user, &a).await {
         return PageError::from(e).render(&state, &ctx);
     }
-    if let Err(e) = state.store.delete_interaction(page).await {
-        return PageError::from(e).render(&state, &ctx);
-    }
     let started = match sign_in.guest.clone() {
         Some(mut facts) => {
             facts.mfa_here = facts.mfa_here || sign_in.mfa_done;
-            session::start_federated(&state, jar, user, sign_in.amr.clone(), &facts).await
+            session::start_federated(&state, jar, page, user, sign_in.amr.clone(), &facts).await
         }
-        None => session::start(&state, jar, user, sign_in.amr.clone()).await,
+        None => session::start(&state, jar, page, user, sign_in.amr.clone()).await,
     };
     match started {
         Ok((jar, current)) => {

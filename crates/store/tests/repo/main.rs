@@ -297,6 +297,7 @@ scenarios! {
         session_expiry_and_revocation,
         ending_a_users_sign_ins_revokes_their_sessions,
         interactions_expire_and_delete,
+        a_finished_sign_in_keeps_its_session_not_its_page,
         interactions_are_consumed_once,
         concurrent_consumption_has_one_winner,
         federated_session_round_trips,

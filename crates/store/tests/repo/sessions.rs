@@ -152,6 +152,38 @@ pub async fn interactions_expire_and_delete(ctx: Ctx) {
     assert_eq!(store.interaction("i1", 100).await.unwrap(), None);
 }
 
+pub async fn a_finished_sign_in_keeps_its_session_not_its_page(ctx: Ctx) {
+    let store = &ctx.store;
+    store
+        .insert_user(&new_user("u1", "u1@example.com"))
+        .await
+        .unwrap();
+    store
+        .create_interaction(&interaction("page", 700))
+        .await
+        .unwrap();
+    store
+        .create_interaction(&interaction("other", 700))
+        .await
+        .unwrap();
+    let s1 = session("s1", "u1", 1_000);
+    store.finish_sign_in("page", &s1).await.unwrap();
+    assert_eq!(store.interaction("page", 100).await.unwrap(), None);
+    assert_eq!(
+        store
+            .session_by_token_hash("hash-of-s1", 500)
+            .await
+            .unwrap(),
+        Some(s1.clone())
+    );
+    // A session that cannot be stored changes nothing: the page stays for another try.
+    assert!(matches!(
+        store.finish_sign_in("other", &s1).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(store.interaction("other", 100).await.unwrap().is_some());
+}
+
 fn interaction(id: &str, expires_at: i64) -> Interaction {
     Interaction {
         id: id.to_owned(),
