@@ -409,13 +409,24 @@ pub(crate) async fn end_user_sign_ins_in(
     Ok((ended[0], ended[1]))
 }
 
-/// Inserts `grant` unless a grant with its id exists; whether it was inserted.
-async fn insert_grant_if_new(tx: &mut Tx, grant: &Grant) -> Result<bool, StoreError> {
-    let done = query(concat!(
+/// Stores a code's grant unless a grant with its id exists (the code was redeemed before:
+/// `None`). In the same statement, a grant whose session has ended by `now` is stored revoked:
+/// `Some(true)` when the session is live (or the grant has none), `Some(false)` when not. One
+/// round trip where a separate session read took two.
+async fn insert_code_grant(
+    tx: &mut Tx,
+    grant: &Grant,
+    now: i64,
+) -> Result<Option<bool>, StoreError> {
+    // `WHERE true`: SQLite needs a WHERE on an INSERT ... SELECT before ON CONFLICT.
+    let revoked: Option<(Option<i64>,)> = query(concat!(
         "INSERT INTO grants (",
         grant_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-         ON CONFLICT (id) DO NOTHING"
+        ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+         CASE WHEN $4 IS NULL OR EXISTS (SELECT 1 FROM sessions \
+             WHERE id = $4 AND revoked_at IS NULL AND expires_at > $14) \
+         THEN $12 ELSE $14 END, $13 WHERE true \
+         ON CONFLICT (id) DO NOTHING RETURNING revoked_at"
     ))
     .bind(&grant.id)
     .bind(&grant.client_id)
@@ -430,9 +441,10 @@ async fn insert_grant_if_new(tx: &mut Tx, grant: &Grant) -> Result<bool, StoreEr
     .bind(grant.expires_at)
     .bind(grant.revoked_at)
     .bind(&grant.claims)
-    .execute(&mut *tx)
+    .bind(now)
+    .fetch_optional(&mut *tx)
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(revoked.map(|(revoked_at,)| revoked_at == grant.revoked_at))
 }
 
 impl Store {
@@ -499,24 +511,13 @@ impl Store {
             tx.commit().await?;
             return Ok(Ok(outcome));
         }
-        if !insert_grant_if_new(&mut tx, grant).await? {
+        let Some(session_live) = insert_code_grant(&mut tx, grant, now).await? else {
             revoke_grant_in(&mut tx, &grant.id, now).await?;
             tx.commit().await?;
             return Ok(Ok(replayed(&grant.id)));
-        }
-        let session_live = match &grant.session_id {
-            None => true,
-            Some(id) => query(
-                "SELECT id FROM sessions WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2",
-            )
-            .bind(id)
-            .bind(now)
-            .fetch_optional::<(String,)>(&mut tx)
-            .await?
-            .is_some(),
         };
         let outcome = if !session_live {
-            revoke_grant_in(&mut tx, &grant.id, now).await?;
+            // Stored revoked: the code is spent, and nothing can use the grant.
             Ok(CodeRedemption::GrantRevoked)
         } else {
             match check(code, grant) {
