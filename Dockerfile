@@ -2,13 +2,12 @@
 #
 #   docker build -t tenantd:dev .
 #
-# Build stage: the workspace, the dist profile (release, optimised as one program), the
-# lockfile as committed.
+# Build stage: the workspace, release profile, the lockfile as committed.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --profile dist --locked -p tenantd \
- && install -D target/dist/tenantd /out/tenantd
+RUN cargo build --release --locked -p tenantd \
+ && install -D target/release/tenantd /out/tenantd
 
 # Run stage: the binary, the lab's configuration, and curl for the health checks.
 FROM debian:bookworm-slim
