@@ -1,6 +1,6 @@
 //! Browser sessions and pending interactions: `sessions`, `interactions`.
 
-use crate::db::{DbError, FromRow, Row, from_row, query};
+use crate::db::{DbError, Executor, FromRow, Row, from_row, query};
 use crate::users::{UserRow, joined_user_columns};
 use crate::{Store, StoreError, User, strings_from_json, strings_to_json};
 
@@ -114,9 +114,10 @@ pub enum Consumption {
     NotFound,
 }
 
-/// The statement that inserts a session.
-fn insert_session(session: &Session) -> Result<crate::db::Query, StoreError> {
-    Ok(query(concat!(
+/// Inserts a session, where `target` says. [`StoreError::Conflict`] if the id or token hash is
+/// taken.
+async fn insert_session(target: impl Executor, session: &Session) -> Result<(), StoreError> {
+    query(concat!(
         "INSERT INTO sessions (",
         session_columns!(),
         ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
@@ -130,7 +131,11 @@ fn insert_session(session: &Session) -> Result<crate::db::Query, StoreError> {
     .bind(session.created_at)
     .bind(session.expires_at)
     .bind(session.revoked_at)
-    .bind(&session.federation_json))
+    .bind(&session.federation_json)
+    .execute(target)
+    .await
+    .map_err(|e| StoreError::conflict_or_db(e, || format!("session exists: {}", session.id)))?;
+    Ok(())
 }
 
 macro_rules! interaction_columns {
@@ -142,13 +147,7 @@ macro_rules! interaction_columns {
 impl Store {
     /// Stores a new session. [`StoreError::Conflict`] if the id or token hash is taken.
     pub async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
-        insert_session(session)?
-            .execute(&self.db)
-            .await
-            .map_err(|e| {
-                StoreError::conflict_or_db(e, || format!("session exists: {}", session.id))
-            })?;
-        Ok(())
+        insert_session(&self.db, session).await
     }
 
     /// Stores the session a sign-in ends with and deletes that sign-in's interaction, in one
@@ -164,12 +163,7 @@ impl Store {
             .bind(interaction_id)
             .execute(&mut tx)
             .await?;
-        insert_session(session)?
-            .execute(&mut tx)
-            .await
-            .map_err(|e| {
-                StoreError::conflict_or_db(e, || format!("session exists: {}", session.id))
-            })?;
+        insert_session(&mut tx, session).await?;
         tx.commit().await?;
         Ok(())
     }
