@@ -116,9 +116,9 @@ impl Db {
                 let conn = Arc::clone(conn).lock_owned().await;
                 tracing::trace!("BEGIN IMMEDIATE");
                 run_cached(open(&conn)?, "BEGIN IMMEDIATE")?;
-                Ok(Tx::Sqlite(SqliteTx { conn, open: true }))
+                Ok(Tx::new(EngineTx::Sqlite(SqliteTx { conn, open: true })))
             }
-            Db::Postgres(pool) => Ok(Tx::Postgres(pool.begin().await?)),
+            Db::Postgres(pool) => Ok(Tx::new(EngineTx::Postgres(pool.begin().await?))),
         }
     }
 }
@@ -134,7 +134,16 @@ pub(crate) fn open(conn: &Option<rusqlite::Connection>) -> Result<&rusqlite::Con
 }
 
 /// A write transaction; rolled back when dropped without [`Tx::commit`].
-pub(crate) enum Tx {
+pub(crate) struct Tx {
+    engine: EngineTx,
+    /// What [`Tx::wake_on_commit`] wakes (see [`Tx::waking`]).
+    waiter: Option<Arc<tokio::sync::Notify>>,
+    /// Whether to wake `waiter` once committed.
+    wake: bool,
+}
+
+/// The engine's half of a [`Tx`].
+pub(crate) enum EngineTx {
     /// A SQLite transaction on the store's connection.
     Sqlite(SqliteTx),
     /// A PostgreSQL transaction (sqlx rolls it back on drop).
@@ -148,19 +157,44 @@ pub(crate) struct SqliteTx {
 }
 
 impl Tx {
+    fn new(engine: EngineTx) -> Self {
+        Tx {
+            engine,
+            waiter: None,
+            wake: false,
+        }
+    }
+
+    /// The transaction with `waiter`, which [`Tx::wake_on_commit`] wakes.
+    pub(crate) fn waking(mut self, waiter: &Arc<tokio::sync::Notify>) -> Self {
+        self.waiter = Some(Arc::clone(waiter));
+        self
+    }
+
+    /// Wakes the waiter once this transaction has committed (never if it rolls back), when
+    /// what it wrote is visible to whoever the waiter is.
+    pub(crate) fn wake_on_commit(&mut self) {
+        self.wake = true;
+    }
+
     /// Commits.
     pub(crate) async fn commit(self) -> Result<(), DbError> {
-        match self {
-            Tx::Sqlite(mut tx) => {
+        match self.engine {
+            EngineTx::Sqlite(mut tx) => {
                 // A failed COMMIT leaves the transaction open: drop then rolls it back so the
                 // connection is usable by the next caller.
                 tracing::trace!("COMMIT");
                 run_cached(open(&tx.conn)?, "COMMIT")?;
                 tx.open = false;
-                Ok(())
             }
-            Tx::Postgres(tx) => Ok(tx.commit().await?),
+            EngineTx::Postgres(tx) => tx.commit().await?,
         }
+        if self.wake
+            && let Some(waiter) = self.waiter
+        {
+            waiter.notify_one();
+        }
+        Ok(())
     }
 }
 
@@ -409,14 +443,20 @@ impl Query {
     pub(crate) async fn execute(self, mut target: impl Executor) -> Result<Done, DbError> {
         match target.target() {
             Target::Db(Db::Sqlite(conn)) => self.sqlite_execute(open(&*conn.lock().await)?),
-            Target::Tx(Tx::Sqlite(SqliteTx { conn, .. })) => self.sqlite_execute(open(conn)?),
+            Target::Tx(Tx {
+                engine: EngineTx::Sqlite(SqliteTx { conn, .. }),
+                ..
+            }) => self.sqlite_execute(open(conn)?),
             Target::Db(Db::Postgres(pool)) => {
                 let done = self.postgres()?.execute(pool).await?;
                 Ok(Done {
                     rows: done.rows_affected(),
                 })
             }
-            Target::Tx(Tx::Postgres(tx)) => {
+            Target::Tx(Tx {
+                engine: EngineTx::Postgres(tx),
+                ..
+            }) => {
                 let done = self.postgres()?.execute(&mut **tx).await?;
                 Ok(Done {
                     rows: done.rows_affected(),
@@ -434,16 +474,20 @@ impl Query {
             Target::Db(Db::Sqlite(conn)) => {
                 self.sqlite_fetch(open(&*conn.lock().await)?, usize::MAX)
             }
-            Target::Tx(Tx::Sqlite(SqliteTx { conn, .. })) => {
-                self.sqlite_fetch(open(conn)?, usize::MAX)
-            }
+            Target::Tx(Tx {
+                engine: EngineTx::Sqlite(SqliteTx { conn, .. }),
+                ..
+            }) => self.sqlite_fetch(open(conn)?, usize::MAX),
             Target::Db(Db::Postgres(pool)) => {
                 let rows = self.postgres()?.fetch_all(pool).await?;
                 rows.iter()
                     .map(|r| R::from_row(&Row::Postgres(r)))
                     .collect()
             }
-            Target::Tx(Tx::Postgres(tx)) => {
+            Target::Tx(Tx {
+                engine: EngineTx::Postgres(tx),
+                ..
+            }) => {
                 let rows = self.postgres()?.fetch_all(&mut **tx).await?;
                 rows.iter()
                     .map(|r| R::from_row(&Row::Postgres(r)))
@@ -461,14 +505,18 @@ impl Query {
             Target::Db(Db::Sqlite(conn)) => {
                 Ok(self.sqlite_fetch(open(&*conn.lock().await)?, 1)?.pop())
             }
-            Target::Tx(Tx::Sqlite(SqliteTx { conn, .. })) => {
-                Ok(self.sqlite_fetch(open(conn)?, 1)?.pop())
-            }
+            Target::Tx(Tx {
+                engine: EngineTx::Sqlite(SqliteTx { conn, .. }),
+                ..
+            }) => Ok(self.sqlite_fetch(open(conn)?, 1)?.pop()),
             Target::Db(Db::Postgres(pool)) => {
                 let row = self.postgres()?.fetch_optional(pool).await?;
                 row.map(|r| R::from_row(&Row::Postgres(&r))).transpose()
             }
-            Target::Tx(Tx::Postgres(tx)) => {
+            Target::Tx(Tx {
+                engine: EngineTx::Postgres(tx),
+                ..
+            }) => {
                 let row = self.postgres()?.fetch_optional(&mut **tx).await?;
                 row.map(|r| R::from_row(&Row::Postgres(&r))).transpose()
             }
@@ -485,7 +533,10 @@ impl Query {
                 let row = self.postgres()?.fetch_one(pool).await?;
                 R::from_row(&Row::Postgres(&row))
             }
-            Target::Tx(Tx::Postgres(tx)) => {
+            Target::Tx(Tx {
+                engine: EngineTx::Postgres(tx),
+                ..
+            }) => {
                 let row = self.postgres()?.fetch_one(&mut **tx).await?;
                 R::from_row(&Row::Postgres(&row))
             }

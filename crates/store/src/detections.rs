@@ -196,7 +196,6 @@ impl Store {
             crate::ssf::enqueue_signals(&mut tx, &change.signals).await?;
         }
         tx.commit().await?;
-        self.signals_written();
         Ok(())
     }
 

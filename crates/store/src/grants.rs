@@ -610,7 +610,6 @@ impl Store {
         let ended = end_user_sign_ins_in(&mut tx, user_id, now).await?;
         crate::ssf::enqueue_signals(&mut tx, signals).await?;
         tx.commit().await?;
-        self.signals_written();
         Ok(ended)
     }
 

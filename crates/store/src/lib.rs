@@ -184,11 +184,6 @@ impl Store {
         self.outbox_written.notified().await;
     }
 
-    /// Wakes [`Store::outbox_written`] (a permit is kept when nobody waits).
-    pub(crate) fn signals_written(&self) {
-        self.outbox_written.notify_one();
-    }
-
     /// The backend this store talks to.
     pub fn backend(&self) -> Backend {
         match self.db {
@@ -270,7 +265,8 @@ impl Store {
 
     /// Begins a transaction that will write (see [`Db::begin_write`]).
     pub(crate) async fn begin_write(&self) -> Result<Tx, StoreError> {
-        Ok(self.db.begin_write().await?)
+        // Its commit wakes the push worker if it wrote shared signals (`enqueue_signals`).
+        Ok(self.db.begin_write().await?.waking(&self.outbox_written))
     }
 }
 

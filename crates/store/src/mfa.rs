@@ -194,7 +194,6 @@ impl Store {
             .await?;
         crate::ssf::enqueue_signals(&mut tx, signals).await?;
         tx.commit().await?;
-        self.signals_written();
         Ok(true)
     }
 
@@ -245,7 +244,6 @@ impl Store {
             crate::ssf::enqueue_signals(&mut tx, signals).await?;
         }
         tx.commit().await?;
-        self.signals_written();
         Ok(done.rows_affected())
     }
 

@@ -158,10 +158,13 @@ pub struct DeliveryCounts {
     pub failed: i64,
 }
 
-/// Writes `signals` to the outbox of every stream that hears about their users, inside `tx`.
-/// The caller calls [`Store::signals_written`] once `tx` has committed, so the push worker
-/// sends them at once rather than at its next round.
+/// Writes `signals` to the outbox of every stream that hears about their users, inside `tx`;
+/// `tx`'s commit then wakes [`Store::outbox_written`], so the push worker sends them at once
+/// rather than at its next round.
 pub(crate) async fn enqueue_signals(tx: &mut Tx, signals: &[Signal]) -> Result<(), StoreError> {
+    if !signals.is_empty() {
+        tx.wake_on_commit();
+    }
     for signal in signals {
         let streams: Vec<(String, String)> = match &signal.to_client {
             Some(client_id) => {
@@ -382,7 +385,6 @@ impl Store {
         let mut tx = self.begin_write().await?;
         enqueue_signals(&mut tx, signals).await?;
         tx.commit().await?;
-        self.signals_written();
         Ok(())
     }
 
@@ -403,7 +405,6 @@ impl Store {
         }
         let jti = insert_outbox(&mut tx, stream_id, signal).await?;
         tx.commit().await?;
-        self.signals_written();
         Ok(jti)
     }
 

@@ -628,7 +628,6 @@ impl Store {
         }
         crate::ssf::enqueue_signals(&mut tx, signals).await?;
         tx.commit().await?;
-        self.signals_written();
         Ok(())
     }
 
@@ -747,7 +746,6 @@ impl Store {
         };
         crate::ssf::enqueue_signals(&mut tx, &update.signals).await?;
         tx.commit().await?;
-        self.signals_written();
         Ok(ended)
     }
 

@@ -270,6 +270,7 @@ scenarios! {
         risk_changes_write_the_outbox_in_their_transaction,
         delivery_keeps_order_and_state,
         mfa_changes_write_their_signals,
+        a_commit_that_wrote_signals_wakes_the_push_worker,
     }
     audits {
         audits_are_listed_newest_first_filtered_and_paged,

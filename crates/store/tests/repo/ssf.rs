@@ -361,3 +361,37 @@ pub async fn mfa_changes_write_their_signals(ctx: Ctx) {
         .collect();
     assert_eq!(jtis, vec!["add.1".to_owned(), "del.2".to_owned()]);
 }
+
+pub async fn a_commit_that_wrote_signals_wakes_the_push_worker(ctx: Ctx) {
+    let store = &ctx.store;
+    store
+        .insert_user(&new_user("u1", "u1@example.com"))
+        .await
+        .unwrap();
+    let woken = || {
+        tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            store.outbox_written(),
+        )
+    };
+    // A transaction without signals wakes nobody.
+    store
+        .end_user_sign_ins_signalled("u1", 100, &[])
+        .await
+        .unwrap();
+    assert!(
+        woken().await.is_err(),
+        "woken by a commit that wrote no signal"
+    );
+    // One that wrote some wakes the worker once it has committed (the wake-up is kept until
+    // the worker next waits).
+    store
+        .end_user_sign_ins_signalled("u1", 101, &[signal("u1", "j1", 101)])
+        .await
+        .unwrap();
+    assert!(
+        woken().await.is_ok(),
+        "not woken after signals were committed"
+    );
+    assert!(woken().await.is_err(), "one commit, one wake-up");
+}
