@@ -347,7 +347,7 @@ async fn past_sign_ins(dir: &Directory, user_id: &str) -> Result<Vec<PastSignIn>
     }
     let rows = dir.store.recent_sign_ins(user_id, HISTORY).await?;
     Ok(rows
-        .into_iter()
+        .iter()
         .filter_map(|r| {
             let at = OffsetDateTime::from_unix_timestamp(r.created_at).ok()?;
             // A row from before locations were recorded (or unreadable) still counts for time,
@@ -365,7 +365,7 @@ async fn past_sign_ins(dir: &Directory, user_id: &str) -> Result<Vec<PastSignIn>
                 latitude: loc.latitude,
                 longitude: loc.longitude,
                 asn: loc.asn,
-                user_agent: r.user_agent,
+                user_agent: r.user_agent.clone(),
             })
         })
         .collect())

@@ -121,6 +121,21 @@ impl Db {
             Db::Postgres(pool) => Ok(Tx::new(EngineTx::Postgres(pool.begin().await?))),
         }
     }
+
+    /// SQLite's `PRAGMA data_version`: it changes when another connection commits to the
+    /// file (another process, say), not when this one does. `None` on PostgreSQL.
+    pub(crate) async fn data_version(&self) -> Result<Option<i64>, DbError> {
+        match self {
+            Db::Sqlite(conn) => {
+                let conn = conn.lock().await;
+                let version = open(&conn)?
+                    .prepare_cached("PRAGMA data_version")?
+                    .query_row([], |row| row.get(0))?;
+                Ok(Some(version))
+            }
+            Db::Postgres(_) => Ok(None),
+        }
+    }
 }
 
 /// Runs a statement without parameters or rows (`BEGIN`, `COMMIT`), prepared once.

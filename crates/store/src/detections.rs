@@ -196,6 +196,10 @@ impl Store {
             crate::ssf::enqueue_signals(&mut tx, &change.signals).await?;
         }
         tx.commit().await?;
+        if changes.iter().any(|c| c.resolve_active_to.is_some()) {
+            // Sign-ins that were at risk may count as the user's own now.
+            self.sign_ins.forget_recent();
+        }
         Ok(())
     }
 

@@ -58,13 +58,17 @@ impl Store {
                     .rows_affected(),
             )
         };
+        let sign_ins = run(
+            "DELETE FROM sign_ins WHERE id IN (SELECT id FROM sign_ins \
+             WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+            retention.sign_ins_before,
+        )
+        .await?;
+        if sign_ins > 0 {
+            self.sign_ins.forget_recent();
+        }
         Ok(Purged {
-            sign_ins: run(
-                "DELETE FROM sign_ins WHERE id IN (SELECT id FROM sign_ins \
-                 WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
-                retention.sign_ins_before,
-            )
-            .await?,
+            sign_ins,
             detections: run(
                 "DELETE FROM risk_detections WHERE id IN (SELECT id FROM risk_detections \
                  WHERE detected_at < $1 AND state <> 'active' ORDER BY detected_at LIMIT $2)",

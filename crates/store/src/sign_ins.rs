@@ -1,7 +1,7 @@
 //! The sign-in log (Graph `signIn`-shaped): `sign_ins`.
 
-use std::collections::HashSet;
-use std::sync::{Mutex, MutexGuard, Weak};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use crate::db::{Db, DbError, Executor, from_row, query, query_assembled};
@@ -14,7 +14,7 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
 #[derive(Debug)]
 pub(crate) struct SignInQueue {
     db: Db,
-    rows: Mutex<Vec<SignInLog>>,
+    queued: Mutex<Queued>,
     /// The policy sets (`sign_in_policy_sets`) known to be stored, so a row whose list of
     /// applied policies was seen before costs no insert for it.
     policy_sets: PolicySets,
@@ -29,7 +29,7 @@ impl SignInQueue {
     pub(crate) fn start(db: Db) -> std::sync::Arc<SignInQueue> {
         let queue = std::sync::Arc::new(SignInQueue {
             db,
-            rows: Mutex::new(Vec::new()),
+            queued: Mutex::new(Queued::default()),
             policy_sets: PolicySets::default(),
             flushing: tokio::sync::Mutex::new(()),
         });
@@ -43,12 +43,12 @@ impl SignInQueue {
     /// reason (on PostgreSQL one bad row, say text with a NUL byte, aborts the whole
     /// transaction), the rows are written one by one, so one bad row costs only itself.
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
-        if lock(&self.rows).is_empty() {
+        if self.lock().rows.is_empty() {
             return Ok(());
         }
         let _flushing = self.flushing.lock().await;
         let tx = self.db.begin_write().await?;
-        let rows = std::mem::take(&mut *lock(&self.rows));
+        let rows = std::mem::take(&mut self.lock().rows);
         if rows.is_empty() {
             // Another flush (the background one, or close) wrote them while this one waited.
             return Ok(());
@@ -70,6 +70,8 @@ impl SignInQueue {
                 }
                 Err(e) => {
                     tracing::error!(sign_in = %row.id, error = %e, "a sign-in row could not be written");
+                    // It may be in a user's recent sign-ins, and now never in the table.
+                    self.lock().recent.forget();
                 }
             }
         }
@@ -79,8 +81,8 @@ impl SignInQueue {
     /// Puts `rows` back ahead of what was logged since, keeping at most [`MAX_QUEUED`] (the
     /// newest: a database away for hours costs memory no further than this).
     fn requeue(&self, mut rows: Vec<SignInLog>) {
-        let mut queued = lock(&self.rows);
-        rows.append(&mut queued);
+        let mut queued = self.lock();
+        rows.append(&mut queued.rows);
         let excess = rows.len().saturating_sub(MAX_QUEUED);
         if excess > 0 {
             tracing::error!(
@@ -88,8 +90,121 @@ impl SignInQueue {
                 "the sign-in log queue is full while the database is away; the oldest rows are lost"
             );
             rows.drain(..excess);
+            queued.recent.forget();
         }
-        *queued = rows;
+        queued.rows = rows;
+    }
+
+    /// The queue and the recent sign-ins; a panic elsewhere while holding the lock leaves them
+    /// usable.
+    fn lock(&self) -> MutexGuard<'_, Queued> {
+        self.queued
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forgets every user's recent sign-ins: the table changed in a way a logged row does not
+    /// describe (an update, a purge, a row written directly).
+    pub(crate) fn forget_recent(&self) {
+        self.lock().recent.forget();
+    }
+}
+
+/// What the queue's lock guards together, so that a reader filling a user's recent sign-ins
+/// from the table and the queue cannot miss a row logged meanwhile.
+#[derive(Debug, Default)]
+struct Queued {
+    /// Logged, not yet written.
+    rows: Vec<SignInLog>,
+    /// The recent sign-ins of users seen lately (SQLite only).
+    recent: RecentSignIns,
+    /// SQLite's `data_version` when `recent` was last known to match the table.
+    data_version: Option<i64>,
+}
+
+/// How many users' recent sign-ins are kept in memory (the first filled go first). A user's 50
+/// rows take about 20 KiB, so this bounds them to about 5 MiB.
+pub const RECENT_USERS: usize = 256;
+
+/// The newest sign-ins that count for sign-in risk, of the users who signed in lately, kept so
+/// a user's next sign-in reads them from memory. Kept coherent with the table: a logged row
+/// is added to its user's ring as it is queued, and anything else that changes which rows
+/// count (an update of risk states, a purge, a row written directly, a row that could not be
+/// written, a commit by another connection) forgets them all.
+#[derive(Debug, Default)]
+struct RecentSignIns {
+    users: HashMap<String, Ring>,
+    /// The users in the order they were filled, oldest first.
+    order: VecDeque<String>,
+    /// Counts the times all was forgotten: a reader fills a ring only if nothing was forgotten
+    /// since it began, so a read from before a change cannot land after it.
+    generation: u64,
+}
+
+/// One user's newest rows, newest first: the first `depth` of theirs, or all of them if fewer.
+#[derive(Debug)]
+struct Ring {
+    rows: VecDeque<Arc<RecentSignIn>>,
+    depth: usize,
+}
+
+impl RecentSignIns {
+    fn get(&self, user_id: &str, limit: usize) -> Option<Vec<Arc<RecentSignIn>>> {
+        let ring = self.users.get(user_id)?;
+        (limit <= ring.depth).then(|| ring.rows.iter().take(limit).cloned().collect())
+    }
+
+    fn fill(&mut self, generation: u64, user_id: &str, depth: usize, rows: &[Arc<RecentSignIn>]) {
+        if generation != self.generation {
+            return;
+        }
+        if !self.users.contains_key(user_id) {
+            if self.order.len() >= RECENT_USERS
+                && let Some(oldest) = self.order.pop_front()
+            {
+                self.users.remove(&oldest);
+            }
+            self.order.push_back(user_id.to_owned());
+        }
+        let rows = rows.iter().take(depth).cloned().collect();
+        self.users.insert(user_id.to_owned(), Ring { rows, depth });
+    }
+
+    fn logged(&mut self, log: &SignInLog) {
+        let Some(ring) = log
+            .user_id
+            .as_deref()
+            .and_then(|user| self.users.get_mut(user))
+        else {
+            return;
+        };
+        if counts_for_risk(log) {
+            ring.rows.push_front(Arc::new(RecentSignIn::from(log)));
+            ring.rows.truncate(ring.depth);
+        }
+    }
+
+    fn forget(&mut self) {
+        self.users.clear();
+        self.order.clear();
+        self.generation += 1;
+    }
+}
+
+/// Whether sign-in risk compares later sign-ins with this one (see [`Store::recent_sign_ins`]).
+fn counts_for_risk(log: &SignInLog) -> bool {
+    (log.error_code == 0 || log.risk_state.as_deref() == Some(CONFIRMED_SAFE))
+        && log.sign_in_event_type == INTERACTIVE_USER
+}
+
+impl From<&SignInLog> for RecentSignIn {
+    fn from(log: &SignInLog) -> RecentSignIn {
+        RecentSignIn {
+            created_at: log.created_at,
+            ip_address: log.ip_address.clone(),
+            user_agent: log.user_agent.clone(),
+            location: log.location.clone(),
+        }
     }
 }
 
@@ -146,12 +261,6 @@ async fn write_behind(queue: Weak<SignInQueue>) {
             Err(e) => tracing::error!(error = %e, "writing the sign-in log failed"),
         }
     }
-}
-
-/// The queue's rows; a panic elsewhere while holding the lock leaves a usable vector.
-fn lock(rows: &Mutex<Vec<SignInLog>>) -> MutexGuard<'_, Vec<SignInLog>> {
-    rows.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// One sign-in attempt, successful or not. Fields later features add (risk, policies, MFA)
@@ -524,9 +633,12 @@ impl Store {
     /// Writes one sign-in row now, durably, and reports a clash ([`StoreError::Conflict`] if
     /// the id is taken). Sign-ins as they happen go through [`Store::log_sign_in`] instead.
     pub async fn insert_sign_in(&self, log: &SignInLog) -> Result<(), StoreError> {
-        insert_row(log, &self.sign_ins.policy_sets, &self.db)
+        let written = insert_row(log, &self.sign_ins.policy_sets, &self.db)
             .await
-            .map_err(|e| StoreError::conflict_or_db(e, || format!("sign-in exists: {}", log.id)))
+            .map_err(|e| StoreError::conflict_or_db(e, || format!("sign-in exists: {}", log.id)));
+        // Written at any time it says (an import, say), so not simply the newest of its user's.
+        self.sign_ins.forget_recent();
+        written
     }
 
     /// Logs a sign-in behind the request: the row is queued and written with the others of
@@ -535,7 +647,9 @@ impl Store {
     /// of the log writes the queue first. [`Store::close`] writes what is queued (the server
     /// closes the store on SIGTERM); a crash can lose at most the last batch.
     pub fn log_sign_in(&self, log: SignInLog) {
-        lock(&self.sign_ins.rows).push(log);
+        let mut queued = self.sign_ins.lock();
+        queued.recent.logged(&log);
+        queued.rows.push(log);
     }
 
     /// Writes the queued sign-in rows now (see [`Store::log_sign_in`]).
@@ -545,16 +659,38 @@ impl Store {
 
     /// A user's most recent successful interactive sign-ins (and refused ones an admin
     /// confirmed were the user's own: confirming safe makes their IP, place and device
-    /// familiar), newest first (in no particular
-    /// order within one second), without their details: what sign-in risk compares a new
-    /// sign-in with (one indexed read on `(user_id, created_at)`). Refreshes are left out: a
+    /// familiar), newest first (in no particular order within one second), without their
+    /// details: what sign-in risk compares a new sign-in with. Refreshes are left out: a
     /// confidential client's IP is its server's, and a public client's repeats its user's.
+    ///
+    /// On SQLite the rows of the [`RECENT_USERS`] users read last are kept in memory and kept
+    /// current as sign-ins are logged, so a user's next sign-in costs no read of the table;
+    /// a commit by another connection (another process on the same file) is seen through
+    /// SQLite's `data_version` and forgets them. On PostgreSQL, where replicas write the same
+    /// table, every call is one indexed read on `(user_id, created_at)`.
     pub async fn recent_sign_ins(
         &self,
         user_id: &str,
         limit: i64,
-    ) -> Result<Vec<RecentSignIn>, StoreError> {
+    ) -> Result<Vec<Arc<RecentSignIn>>, StoreError> {
         let _flushing = self.sign_ins.flushing.lock().await;
+        let limit = limit.max(0);
+        let depth = usize::try_from(limit).unwrap_or(usize::MAX);
+        // Read before the table: a commit by another connection after it makes the next call
+        // forget what this one keeps.
+        let version = self.db.data_version().await?;
+        let generation = {
+            let mut queued = self.sign_ins.lock();
+            if version.is_some() && queued.data_version != version {
+                queued.recent.forget();
+                queued.data_version = version;
+            } else if version.is_some()
+                && let Some(rows) = queued.recent.get(user_id, depth)
+            {
+                return Ok(rows);
+            }
+            queued.recent.generation
+        };
         let rows: Vec<RecentSignIn> = query(
             // No tie-break on id: the order within one second does not matter to sign-in
             // risk, and without it the (user_id, created_at) index yields the rows in order,
@@ -565,27 +701,24 @@ impl Store {
              ORDER BY created_at DESC LIMIT $2",
         )
         .bind(user_id)
-        .bind(limit.max(0))
+        .bind(limit)
         .fetch_all(&self.db)
         .await?;
-        let limit = usize::try_from(limit.max(0)).unwrap_or(usize::MAX);
-        let mut recent: Vec<RecentSignIn> = lock(&self.sign_ins.rows)
+        // The queue and the ring under one lock: a row logged from here on is added to the
+        // ring this call fills.
+        let mut queued = self.sign_ins.lock();
+        let mut recent: Vec<Arc<RecentSignIn>> = queued
+            .rows
             .iter()
             .rev()
-            .filter(|r| {
-                r.user_id.as_deref() == Some(user_id)
-                    && (r.error_code == 0 || r.risk_state.as_deref() == Some(CONFIRMED_SAFE))
-                    && r.sign_in_event_type == INTERACTIVE_USER
-            })
-            .take(limit)
-            .map(|r| RecentSignIn {
-                created_at: r.created_at,
-                ip_address: r.ip_address.clone(),
-                user_agent: r.user_agent.clone(),
-                location: r.location.clone(),
-            })
+            .filter(|r| r.user_id.as_deref() == Some(user_id) && counts_for_risk(r))
+            .take(depth)
+            .map(|r| Arc::new(RecentSignIn::from(r)))
             .collect();
-        recent.extend(rows.into_iter().take(limit - recent.len()));
+        recent.extend(rows.into_iter().take(depth - recent.len()).map(Arc::new));
+        if version.is_some() {
+            queued.recent.fill(generation, user_id, depth, &recent);
+        }
         Ok(recent)
     }
 
@@ -725,4 +858,46 @@ async fn insert_row_in(
     .execute(target.target())
     .await?;
     Ok(inserted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(at: i64) -> Arc<RecentSignIn> {
+        Arc::new(RecentSignIn {
+            created_at: at,
+            ip_address: None,
+            user_agent: None,
+            location: None,
+        })
+    }
+
+    #[test]
+    fn the_first_users_filled_go_first_when_full() {
+        let mut recent = RecentSignIns::default();
+        for n in 0..=RECENT_USERS {
+            recent.fill(0, &format!("u{n}"), 50, &[row(1)]);
+        }
+        assert!(recent.get("u0", 50).is_none(), "the first user went");
+        assert!(recent.get("u1", 50).is_some());
+        assert!(recent.get(&format!("u{RECENT_USERS}"), 50).is_some());
+        assert_eq!(recent.users.len(), RECENT_USERS);
+        // Filling a kept user again does not push anyone out.
+        recent.fill(0, "u1", 50, &[row(2)]);
+        assert_eq!(recent.users.len(), RECENT_USERS);
+        assert!(recent.get("u2", 50).is_some());
+    }
+
+    #[test]
+    fn a_read_from_before_a_change_is_not_kept() {
+        let mut recent = RecentSignIns::default();
+        let began = recent.generation;
+        recent.forget();
+        recent.fill(began, "u1", 50, &[row(1)]);
+        assert!(recent.get("u1", 50).is_none());
+        recent.fill(recent.generation, "u1", 50, &[row(1)]);
+        assert!(recent.get("u1", 50).is_some());
+        assert!(recent.get("u1", 51).is_none(), "deeper than it was filled");
+    }
 }

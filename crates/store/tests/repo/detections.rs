@@ -459,8 +459,8 @@ pub async fn remediation_closes_risky_sign_ins_and_confirmed_safe_ones_are_famil
         .recent_sign_ins("u1", 10)
         .await
         .unwrap()
-        .into_iter()
-        .map(|r| r.ip_address)
+        .iter()
+        .map(|r| r.ip_address.clone())
         .collect();
     assert_eq!(
         familiar,

@@ -355,6 +355,7 @@ scenarios! {
         filters_and_paging,
         details_round_trip,
         recent_sign_ins_are_the_users_successes_newest_first,
+        recent_sign_ins_stay_current_after_they_are_read,
         logged_sign_ins_are_seen_before_and_after_they_are_written,
         logged_sign_ins_are_written_in_the_background,
         a_bad_row_does_not_lose_its_batch,

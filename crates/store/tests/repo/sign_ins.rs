@@ -222,6 +222,51 @@ pub async fn recent_sign_ins_are_the_users_successes_newest_first(ctx: Ctx) {
     );
 }
 
+/// Once read, a user's recent sign-ins stay current: a row logged after is first at once, rows
+/// that do not count stay out, a deeper read reaches further back, a row written directly (an
+/// import, older than the newest) takes its place by time, and a purge takes rows away.
+pub async fn recent_sign_ins_stay_current_after_they_are_read(ctx: Ctx) {
+    let store = &ctx.store;
+    let times = |rows: &[std::sync::Arc<tenantd_store::RecentSignIn>]| {
+        rows.iter().map(|r| r.created_at).collect::<Vec<_>>()
+    };
+    for i in [1, 3] {
+        store.insert_sign_in(&log(i)).await.unwrap();
+    }
+    let recent = store.recent_sign_ins("u-odd", 1).await.unwrap();
+    assert_eq!(times(&recent), [1_003]);
+    store.log_sign_in(log(5));
+    let recent = store.recent_sign_ins("u-odd", 1).await.unwrap();
+    assert_eq!(times(&recent), [1_005], "a logged success is the newest");
+    let mut failure = log(7);
+    failure.error_code = 50_126;
+    store.log_sign_in(failure);
+    store.log_sign_in(log(13)); // a refresh
+    let recent = store.recent_sign_ins("u-odd", 1).await.unwrap();
+    assert_eq!(
+        times(&recent),
+        [1_005],
+        "a failure and a refresh do not count"
+    );
+    let recent = store.recent_sign_ins("u-odd", 10).await.unwrap();
+    assert_eq!(times(&recent), [1_005, 1_003, 1_001]);
+    let mut imported = log(2);
+    imported.id = "imported".to_owned();
+    imported.user_id = Some("u-odd".to_owned());
+    store.insert_sign_in(&imported).await.unwrap();
+    let recent = store.recent_sign_ins("u-odd", 10).await.unwrap();
+    assert_eq!(times(&recent), [1_005, 1_003, 1_002, 1_001]);
+    store.flush_sign_ins().await.unwrap();
+    let retention = tenantd_store::Retention {
+        sign_ins_before: 1_003,
+        risk_before: 0,
+        audits_before: 0,
+    };
+    store.purge_retained(&retention, 100).await.unwrap();
+    let recent = store.recent_sign_ins("u-odd", 10).await.unwrap();
+    assert_eq!(times(&recent), [1_005, 1_003], "purged rows are gone");
+}
+
 /// A sign-in logged behind the request is seen at once by sign-in risk (from the queue), by
 /// every other reader (which writes the queue first), and survives `close` and a reopen.
 pub async fn logged_sign_ins_are_seen_before_and_after_they_are_written(ctx: Ctx) {
