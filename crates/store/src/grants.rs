@@ -683,12 +683,25 @@ impl Store {
         prepare: impl FnOnce(&RefreshToken, &Grant) -> Result<RefreshToken, E>,
     ) -> Result<Result<Rotation, E>, StoreError> {
         // Read before taking the write turn, so the (serialized) write transaction is short.
-        // What is checked here cannot change under us: a token's grant and client and a
-        // grant's scope and expiry are never updated. What can change (the token being used,
-        // the grant being revoked) is re-checked atomically by the UPDATE below.
-        let Some((mut old, grant)) = refresh_with_grant(&self.db, old_hash).await? else {
+        let Some(read) = refresh_with_grant(&self.db, old_hash).await? else {
             return Ok(Ok(Rotation::NotFound));
         };
+        self.rotate_read_refresh_token(read, now, prepare).await
+    }
+
+    /// [`Store::rotate_refresh_token_with`] for a token and grant the caller has read with
+    /// [`Store::refresh_token_with_grant`]: one read fewer. A read of any age is safe: what
+    /// is taken from it cannot change (a token's grant and client, a grant's scope, claims and
+    /// expiry are never updated), and what can (the token being used, the grant being revoked)
+    /// is checked again atomically inside the transaction.
+    pub async fn rotate_read_refresh_token<E>(
+        &self,
+        (mut old, grant): (RefreshToken, Grant),
+        now: i64,
+        prepare: impl FnOnce(&RefreshToken, &Grant) -> Result<RefreshToken, E>,
+    ) -> Result<Result<Rotation, E>, StoreError> {
+        let old_hash = old.token_hash.clone();
+        let old_hash = old_hash.as_str();
         let new = match prepare(&old, &grant) {
             Ok(new) => new,
             Err(e) => return Ok(Err(e)),

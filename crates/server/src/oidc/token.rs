@@ -217,11 +217,17 @@ async fn refresh(
             .as_ref()
             .is_none_or(|s| s.is_subset(&Scope::parse(&grant.scope).unwrap_or_default()))
     };
-    let judged = match live_refresh_grant(state, app, &hash, now).await? {
-        Some(grant) if within(&grant) => Some(judge_refresh(state, ctx, app, &grant).await?),
-        _ => None,
-    };
     let invalid = || OAuthError::invalid_grant("The refresh token is invalid, expired or revoked.");
+    // One read serves the gate and the rotation (which checks again, atomically, what can
+    // change: the token being used, the grant being revoked).
+    let Some((old, grant)) = state.store.refresh_token_with_grant(&hash).await? else {
+        return Err(invalid().into());
+    };
+    let judged = if live(&old, &grant, app, now) && within(&grant) {
+        Some(judge_refresh(state, ctx, app, &grant).await?)
+    } else {
+        None
+    };
     let new_token = random_token();
     let new_hash = token_hash(&new_token);
     // Runs inside the rotation, before anything changes: a refresh token of another client, or
@@ -240,7 +246,7 @@ async fn refresh(
     };
     let rotation = state
         .store
-        .rotate_refresh_token_with(&hash, now, prepare)
+        .rotate_read_refresh_token((old, grant), now, prepare)
         .await?
         .map_err(ApiError::from)?;
     let grant = match rotation {
@@ -269,22 +275,13 @@ async fn refresh(
     Ok(resp)
 }
 
-/// The grant of a refresh token that is live for this client, without changing anything.
-async fn live_refresh_grant(
-    state: &AppState,
-    app: &App,
-    hash: &str,
-    now: i64,
-) -> Result<Option<Grant>, ApiError> {
-    let Some((old, grant)) = state.store.refresh_token_with_grant(hash).await? else {
-        return Ok(None);
-    };
-    let live = old.used_at.is_none()
+/// Whether a refresh token (as read with its grant) is live for this client.
+fn live(old: &RefreshToken, grant: &Grant, app: &App, now: i64) -> bool {
+    old.used_at.is_none()
         && old.expires_at > now
         && old.client_id == app.config.client_id
         && grant.revoked_at.is_none()
-        && grant.expires_at > now;
-    Ok(live.then_some(grant))
+        && grant.expires_at > now
 }
 
 /// The gate's judgement of a refresh; a refusal that calls for remediation ends the family.

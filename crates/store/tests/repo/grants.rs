@@ -362,6 +362,53 @@ pub async fn refused_rotation_changes_nothing(ctx: Ctx) {
     assert!(store.refresh_token("r2").await.unwrap().is_some());
 }
 
+/// A rotation of a token read earlier checks again what may have changed since the read: a
+/// token used meanwhile is reuse (the family is revoked), and a grant revoked meanwhile does
+/// not rotate.
+pub async fn rotation_of_an_earlier_read_checks_again(ctx: Ctx) {
+    let store = &ctx.store;
+    user_with_grant(store).await;
+    for hash in ["r1", "r4"] {
+        store
+            .insert_refresh_token(&refresh(hash, "g1", 5_000))
+            .await
+            .unwrap();
+    }
+    // Three reads, all while the grant is live and neither token used.
+    let stale = store.refresh_token_with_grant("r1").await.unwrap().unwrap();
+    let again = stale.clone();
+    let other = store.refresh_token_with_grant("r4").await.unwrap().unwrap();
+    assert_eq!(other.1.revoked_at, None);
+    let next = |hash: &'static str| move |_: &_, _: &_| Ok::<_, ()>(refresh(hash, "g1", 5_000));
+    let first = store
+        .rotate_read_refresh_token(stale, 200, next("r2"))
+        .await
+        .unwrap();
+    assert!(matches!(first, Ok(Rotation::Rotated { .. })), "{first:?}");
+    let second = store
+        .rotate_read_refresh_token(again, 201, next("r3"))
+        .await
+        .unwrap();
+    assert_eq!(
+        second,
+        Ok(Rotation::Reused {
+            grant_id: "g1".to_owned()
+        })
+    );
+    assert_eq!(
+        store.grant("g1").await.unwrap().unwrap().revoked_at,
+        Some(201)
+    );
+    assert!(store.refresh_token("r3").await.unwrap().is_none());
+    // The grant was revoked after r4 was read: it does not rotate.
+    let revoked = store
+        .rotate_read_refresh_token(other, 202, next("r5"))
+        .await
+        .unwrap();
+    assert_eq!(revoked, Ok(Rotation::GrantRevoked));
+    assert!(store.refresh_token("r5").await.unwrap().is_none());
+}
+
 /// u2 with a live session `s2`; the grant `g2` and code a sealed code of that session carries.
 async fn sealed_fixture(store: &tenantd_store::Store) -> (AuthCode, Grant) {
     store

@@ -332,6 +332,7 @@ scenarios! {
         rotation_and_reuse_revokes_family,
         rotation_refuses_another_grant,
         refused_rotation_changes_nothing,
+        rotation_of_an_earlier_read_checks_again,
         expired_and_unknown_refresh_tokens,
         grant_revoke_kills_refresh,
         concurrent_rotation_has_one_winner,
