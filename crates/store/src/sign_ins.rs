@@ -681,13 +681,13 @@ impl Store {
         let version = self.db.data_version().await?;
         let generation = {
             let mut queued = self.sign_ins.lock();
-            if version.is_some() && queued.data_version != version {
-                queued.recent.forget();
-                queued.data_version = version;
-            } else if version.is_some()
-                && let Some(rows) = queued.recent.get(user_id, depth)
-            {
-                return Ok(rows);
+            if version.is_some() {
+                if queued.data_version != version {
+                    queued.recent.forget();
+                    queued.data_version = version;
+                } else if let Some(rows) = queued.recent.get(user_id, depth) {
+                    return Ok(rows);
+                }
             }
             queued.recent.generation
         };
