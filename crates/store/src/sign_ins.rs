@@ -663,8 +663,8 @@ impl Store {
     /// details: what sign-in risk compares a new sign-in with. Refreshes are left out: a
     /// confidential client's IP is its server's, and a public client's repeats its user's.
     ///
-    /// On SQLite the rows of the [`RECENT_USERS`] users read last are kept in memory and kept
-    /// current as sign-ins are logged, so a user's next sign-in costs no read of the table;
+    /// On SQLite the rows of the last [`RECENT_USERS`] users whose rows were read from the table
+    /// are kept in memory and kept current as sign-ins are logged, so a user's next sign-in costs no read of the table;
     /// a commit by another connection (another process on the same file) is seen through
     /// SQLite's `data_version` and forgets them. On PostgreSQL, where replicas write the same
     /// table, every call is one indexed read on `(user_id, created_at)`.

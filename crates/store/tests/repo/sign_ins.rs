@@ -5,7 +5,9 @@ use tenantd_store::{SignInFilter, SignInLog, StoreError};
 
 use crate::Ctx;
 
-fn log(i: i64) -> SignInLog {
+/// Sign-in `i`: user `u-odd` or `u-even`, a success unless `i` is a multiple of 4, a refresh when
+/// `i % 7 == 6`, at `1_000 + i`.
+pub fn log(i: i64) -> SignInLog {
     SignInLog {
         id: format!("log-{i:02}"),
         created_at: 1_000 + i,

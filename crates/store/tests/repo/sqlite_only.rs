@@ -2,6 +2,7 @@
 
 use tenantd_store::{Backend, Store, StoreError};
 
+use crate::sign_ins::log;
 use crate::{new_user, sqlite_url};
 
 #[tokio::test]
@@ -88,39 +89,18 @@ async fn recent_sign_ins_see_another_connections_commit() {
     let (url, dir) = sqlite_url();
     let store = Store::connect(&url, crate::sealer()).await.unwrap();
     let other = Store::connect(&url, crate::sealer()).await.unwrap();
-    let row = |id: &str, at: i64| tenantd_store::SignInLog {
-        id: id.to_owned(),
-        created_at: at,
-        correlation_id: id.to_owned(),
-        user_id: Some("u1".to_owned()),
-        user_principal_name: None,
-        app_id: None,
-        ip_address: Some("192.0.2.1".to_owned()),
-        user_agent: None,
-        error_code: 0,
-        failure_reason: None,
-        user_type: "member".to_owned(),
-        cross_tenant_access_type: "none".to_owned(),
-        home_tenant_id: None,
-        resource_tenant_id: None,
-        risk_level_aggregated: None,
-        risk_level_during_sign_in: None,
-        conditional_access_status: None,
-        location: None,
-        details: serde_json::json!({}),
-        sign_in_event_type: "interactiveUser".to_owned(),
-        risk_state: None,
-        risk_detail: None,
-    };
-    store.insert_sign_in(&row("s1", 100)).await.unwrap();
+    store.insert_sign_in(&log(1)).await.unwrap();
     let times = |rows: Vec<std::sync::Arc<tenantd_store::RecentSignIn>>| {
         rows.iter().map(|r| r.created_at).collect::<Vec<_>>()
     };
-    assert_eq!(times(store.recent_sign_ins("u1", 50).await.unwrap()), [100]);
-    other.insert_sign_in(&row("s2", 200)).await.unwrap();
     assert_eq!(
-        times(store.recent_sign_ins("u1", 50).await.unwrap()),
-        [200, 100]
+        times(store.recent_sign_ins("u-odd", 50).await.unwrap()),
+        [1_001]
+    );
+    other.insert_sign_in(&log(3)).await.unwrap();
+    assert_eq!(
+        times(store.recent_sign_ins("u-odd", 50).await.unwrap()),
+        [1_003, 1_001]
     );
     store.close().await;
     other.close().await;
