@@ -699,11 +699,18 @@ async fn push_resumes_after_a_restart() {
     .await;
     assert_eq!(status, 200);
     confirm_compromised(&t, &alice.id).await;
+    // Until the failed attempt is recorded, not only made: a worker stopped between the two
+    // leaves its lease (30 s) to expire before anyone pushes again.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while attempts.load(Ordering::SeqCst) == 0 {
+    loop {
+        let rows = t.state().store.ssf_outbox(&sid, 10).await.unwrap();
+        if rows.first().is_some_and(|r| r.attempts > 0) {
+            break;
+        }
         assert!(tokio::time::Instant::now() < deadline, "never pushed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert!(attempts.load(Ordering::SeqCst) > 0);
     t.tenant.shutdown().await;
 
     accept.store(true, Ordering::SeqCst);

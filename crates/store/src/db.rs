@@ -5,9 +5,10 @@
 //!   in place, on the calling task's thread. A statement on a cached page costs microseconds,
 //!   less than handing it to another thread and back, so nothing is gained by a thread hop;
 //!   statements are prepared once and cached. The connection is behind an async mutex: a
-//!   write transaction holds it from `BEGIN IMMEDIATE` to `COMMIT`, which also makes the
-//!   in-process writers queue in FIFO order instead of meeting `SQLITE_BUSY`. WAL checkpoints
-//!   run on a background thread with its own connection, never inside a request's commit.
+//!   write transaction holds it from its `SAVEPOINT` to its `RELEASE`, which also makes the
+//!   in-process writers queue in FIFO order instead of meeting `SQLITE_BUSY`. Commits are
+//!   grouped (see [`Group`]). WAL checkpoints run on a background thread with its own
+//!   connection, never inside a request's commit.
 //! - **PostgreSQL** through sqlx's native driver and a pool.
 //!
 //! The API mirrors sqlx's (`query(..).bind(..).fetch_optional(target)`), so store code reads
@@ -39,6 +40,9 @@ pub enum DbError {
     /// The store was closed.
     #[error("the database is closed")]
     Closed,
+    /// The group commit this call's work was part of failed: nothing of it was written.
+    #[error("the commit failed: {0}")]
+    Commit(String),
 }
 
 impl DbError {
@@ -94,8 +98,8 @@ impl DbError {
 /// The database a store talks to.
 #[derive(Debug, Clone)]
 pub(crate) enum Db {
-    /// The one SQLite connection (`None` once the store is closed).
-    Sqlite(Arc<Mutex<Option<rusqlite::Connection>>>),
+    /// The one SQLite connection.
+    Sqlite(Arc<Mutex<Conn>>),
     /// A PostgreSQL pool.
     Postgres(PgPool),
 }
@@ -104,19 +108,27 @@ impl Db {
     /// Wraps an open SQLite connection: caches statements.
     pub(crate) fn sqlite(conn: rusqlite::Connection) -> Db {
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        Db::Sqlite(Arc::new(Mutex::new(Some(conn))))
+        Db::Sqlite(Arc::new(Mutex::new(Conn {
+            conn: Some(conn),
+            group: None,
+        })))
     }
 
-    /// Begins a write transaction. On SQLite it holds the connection until commit or drop and
-    /// takes the write lock first (`BEGIN IMMEDIATE`), so it never fails half-way when it
-    /// upgrades from reading to writing.
+    /// Begins a write transaction. On SQLite it holds the connection until commit or drop,
+    /// inside the group's transaction, which took the write lock first (`BEGIN IMMEDIATE`) so
+    /// that it never fails half-way when it upgrades from reading to writing.
     pub(crate) async fn begin_write(&self) -> Result<Tx, DbError> {
         match self {
             Db::Sqlite(conn) => {
-                let conn = Arc::clone(conn).lock_owned().await;
-                tracing::trace!("BEGIN IMMEDIATE");
-                run_cached(open(&conn)?, "BEGIN IMMEDIATE")?;
-                Ok(Tx::new(EngineTx::Sqlite(SqliteTx { conn, open: true })))
+                let mut held = Arc::clone(conn).lock_owned().await;
+                let group = held.join()?;
+                tracing::trace!("SAVEPOINT");
+                run_cached(held.open()?, "SAVEPOINT tx")?;
+                Ok(Tx::new(EngineTx::Sqlite(SqliteTx {
+                    conn: held,
+                    group,
+                    open: true,
+                })))
             }
             Db::Postgres(pool) => Ok(Tx::new(EngineTx::Postgres(pool.begin().await?))),
         }
@@ -127,8 +139,11 @@ impl Db {
     pub(crate) async fn data_version(&self) -> Result<Option<i64>, DbError> {
         match self {
             Db::Sqlite(conn) => {
-                let conn = conn.lock().await;
-                let version = open(&conn)?
+                // Not a group's member: it reads no rows, and while a group is open no other
+                // connection can commit.
+                let held = conn.lock().await;
+                let version = held
+                    .open()?
                     .prepare_cached("PRAGMA data_version")?
                     .query_row([], |row| row.get(0))?;
                 Ok(Some(version))
@@ -143,9 +158,129 @@ fn run_cached(conn: &rusqlite::Connection, sql: &str) -> Result<(), rusqlite::Er
     conn.prepare_cached(sql)?.raw_execute().map(drop)
 }
 
-/// The connection, unless the store was closed.
-pub(crate) fn open(conn: &Option<rusqlite::Connection>) -> Result<&rusqlite::Connection, DbError> {
-    conn.as_ref().ok_or(DbError::Closed)
+/// The SQLite connection, and the group commit open on it.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    /// `None` once the store is closed.
+    conn: Option<rusqlite::Connection>,
+    /// The transaction open on the connection, if any, and who waits for its commit.
+    group: Option<Arc<Group>>,
+}
+
+/// A group commit: one SQLite transaction that holds the work of every caller that used the
+/// connection while it was open, committed once for all of them.
+///
+/// A commit writes each page its transaction changed to the log, so two flows that each
+/// add a grant and a refresh token write the same table and index pages twice; committed
+/// together, once. A caller that finds no transaction open begins one (`BEGIN IMMEDIATE`);
+/// each write transaction runs inside it as a savepoint, which its rollback undoes alone.
+/// Whoever used the connection while the group was open (readers too: they may have seen
+/// what others wrote) lets every task that is ready run first, and so use the store and join
+/// the group, and then commits it unless someone already did. Nobody returns before the
+/// group's `COMMIT` does, so what a response reports is as durable as before; under load a
+/// commit serves several requests, and alone a caller waits for nothing but itself.
+#[derive(Debug, Default)]
+pub(crate) struct Group {
+    /// Set once, when the group committed (`Ok`) or failed.
+    outcome: std::sync::OnceLock<Result<(), String>>,
+}
+
+impl Conn {
+    /// The connection, unless the store was closed.
+    pub(crate) fn open(&self) -> Result<&rusqlite::Connection, DbError> {
+        self.conn.as_ref().ok_or(DbError::Closed)
+    }
+
+    /// Takes the connection (closing the store), after committing the open group.
+    pub(crate) fn take(&mut self) -> Option<rusqlite::Connection> {
+        self.settle();
+        self.conn.take()
+    }
+
+    /// Makes the caller a member of the open group, beginning one if there is none.
+    fn join(&mut self) -> Result<Arc<Group>, DbError> {
+        self.check();
+        if let Some(group) = &self.group {
+            return Ok(Arc::clone(group));
+        }
+        tracing::trace!("BEGIN IMMEDIATE");
+        run_cached(self.open()?, "BEGIN IMMEDIATE")?;
+        let group = Arc::new(Group::default());
+        self.group = Some(Arc::clone(&group));
+        Ok(group)
+    }
+
+    /// Fails the open group if SQLite rolled its transaction back (it does so on an I/O
+    /// error, a full disk or running out of memory), so that nobody takes it as committed
+    /// and the next statement does not run outside any transaction.
+    fn check(&mut self) {
+        if let (Some(group), Some(conn)) = (&self.group, &self.conn)
+            && conn.is_autocommit()
+        {
+            let _ = group
+                .outcome
+                .set(Err("SQLite rolled the transaction back".into()));
+            self.group = None;
+        }
+    }
+
+    /// Commits the open group, if any: the checkpoint thread and the store's close need the
+    /// connection outside any transaction.
+    pub(crate) fn settle(&mut self) {
+        self.check();
+        let (Some(group), Some(conn)) = (self.group.take(), &self.conn) else {
+            return;
+        };
+        tracing::trace!("COMMIT");
+        let outcome = run_cached(conn, "COMMIT").map_err(|e| {
+            tracing::error!(error = %e, "SQLite group commit failed");
+            // A failed COMMIT can leave the transaction open: end it, so that the next
+            // caller starts from a clean connection.
+            if !conn.is_autocommit()
+                && let Err(e) = run_cached(conn, "ROLLBACK")
+            {
+                tracing::error!(error = %e, "rolling back a failed commit failed");
+            }
+            e.to_string()
+        });
+        let _ = group.outcome.set(outcome);
+    }
+}
+
+/// Waits until `group` has committed, committing it if nobody has yet (see [`Group`]).
+async fn committed(conn: &Arc<Mutex<Conn>>, group: Arc<Group>) -> Result<(), DbError> {
+    // Every task that is ready runs before this one is polled again: those that use the store
+    // meanwhile join the group, and one commit serves them all.
+    tokio::task::yield_now().await;
+    if group.outcome.get().is_none() {
+        let mut held = conn.lock().await;
+        if held.group.as_ref().is_some_and(|g| Arc::ptr_eq(g, &group)) {
+            held.settle();
+        }
+    }
+    match group.outcome.get() {
+        Some(Ok(())) => Ok(()),
+        Some(Err(e)) => Err(DbError::Commit(e.clone())),
+        // A group ends only through `settle` or `check`, which both set its outcome.
+        None => Err(DbError::Commit("the group ended without an outcome".into())),
+    }
+}
+
+/// Runs `read` on the connection outside any write transaction of the caller's; if a group
+/// is open, the caller is one of its members and returns once it has committed.
+async fn read<T>(
+    conn: &Arc<Mutex<Conn>>,
+    read: impl FnOnce(&rusqlite::Connection) -> Result<T, DbError>,
+) -> Result<T, DbError> {
+    let (result, group) = {
+        let mut held = conn.lock().await;
+        held.check();
+        (read(held.open()?), held.group.clone())
+    };
+    if let Some(group) = group {
+        committed(conn, group).await?;
+    }
+    result
 }
 
 /// A write transaction; rolled back when dropped without [`Tx::commit`].
@@ -165,9 +300,11 @@ pub(crate) enum EngineTx {
     Postgres(sqlx::Transaction<'static, Postgres>),
 }
 
-/// Holds the SQLite connection from `BEGIN` to `COMMIT`, or to the `ROLLBACK` run on drop.
+/// Holds the SQLite connection from `SAVEPOINT` to `RELEASE`, or to the `ROLLBACK TO` run on
+/// drop, inside its [`Group`]'s transaction.
 pub(crate) struct SqliteTx {
-    conn: OwnedMutexGuard<Option<rusqlite::Connection>>,
+    conn: OwnedMutexGuard<Conn>,
+    group: Arc<Group>,
     open: bool,
 }
 
@@ -196,11 +333,15 @@ impl Tx {
     pub(crate) async fn commit(self) -> Result<(), DbError> {
         match self.engine {
             EngineTx::Sqlite(mut tx) => {
-                // A failed COMMIT leaves the transaction open: drop then rolls it back so the
-                // connection is usable by the next caller.
-                tracing::trace!("COMMIT");
-                run_cached(open(&tx.conn)?, "COMMIT")?;
+                // A failed RELEASE leaves the savepoint open: drop then rolls it back.
+                tracing::trace!("RELEASE");
+                run_cached(tx.conn.open()?, "RELEASE tx")?;
                 tx.open = false;
+                tx.conn.check();
+                let conn = Arc::clone(OwnedMutexGuard::mutex(&tx.conn));
+                let group = Arc::clone(&tx.group);
+                drop(tx);
+                committed(&conn, group).await?;
             }
             EngineTx::Postgres(tx) => tx.commit().await?,
         }
@@ -215,11 +356,22 @@ impl Tx {
 
 impl Drop for SqliteTx {
     fn drop(&mut self) {
-        if self.open
-            && let Some(conn) = self.conn.as_ref()
-            && let Err(e) = run_cached(conn, "ROLLBACK")
+        if !self.open {
+            return;
+        }
+        // Undoes this transaction's work alone; the group's transaction stays open for the
+        // others', and whoever waits for it commits it.
+        if let Ok(conn) = self.conn.open()
+            && !conn.is_autocommit()
+            && let Err(e) =
+                run_cached(conn, "ROLLBACK TO tx").and_then(|()| run_cached(conn, "RELEASE tx"))
         {
             tracing::error!(error = %e, "rolling back an abandoned SQLite transaction failed");
+        }
+        // Nobody else waits for the group (the connection and this hold the only references):
+        // end it now rather than hold SQLite's write lock until the next caller.
+        if Arc::strong_count(&self.group) == 2 {
+            self.conn.settle();
         }
     }
 }
@@ -457,11 +609,11 @@ impl Query {
     /// Runs the statement; returns how many rows it changed.
     pub(crate) async fn execute(self, mut target: impl Executor) -> Result<Done, DbError> {
         match target.target() {
-            Target::Db(Db::Sqlite(conn)) => self.sqlite_execute(open(&*conn.lock().await)?),
+            Target::Db(Db::Sqlite(conn)) => read(conn, |c| self.sqlite_execute(c)).await,
             Target::Tx(Tx {
                 engine: EngineTx::Sqlite(SqliteTx { conn, .. }),
                 ..
-            }) => self.sqlite_execute(open(conn)?),
+            }) => self.sqlite_execute(conn.open()?),
             Target::Db(Db::Postgres(pool)) => {
                 let done = self.postgres()?.execute(pool).await?;
                 Ok(Done {
@@ -486,13 +638,11 @@ impl Query {
         mut target: impl Executor,
     ) -> Result<Vec<R>, DbError> {
         match target.target() {
-            Target::Db(Db::Sqlite(conn)) => {
-                self.sqlite_fetch(open(&*conn.lock().await)?, usize::MAX)
-            }
+            Target::Db(Db::Sqlite(conn)) => read(conn, |c| self.sqlite_fetch(c, usize::MAX)).await,
             Target::Tx(Tx {
                 engine: EngineTx::Sqlite(SqliteTx { conn, .. }),
                 ..
-            }) => self.sqlite_fetch(open(conn)?, usize::MAX),
+            }) => self.sqlite_fetch(conn.open()?, usize::MAX),
             Target::Db(Db::Postgres(pool)) => {
                 let rows = self.postgres()?.fetch_all(pool).await?;
                 rows.iter()
@@ -518,12 +668,12 @@ impl Query {
     ) -> Result<Option<R>, DbError> {
         match target.target() {
             Target::Db(Db::Sqlite(conn)) => {
-                Ok(self.sqlite_fetch(open(&*conn.lock().await)?, 1)?.pop())
+                Ok(read(conn, |c| self.sqlite_fetch(c, 1)).await?.pop())
             }
             Target::Tx(Tx {
                 engine: EngineTx::Sqlite(SqliteTx { conn, .. }),
                 ..
-            }) => Ok(self.sqlite_fetch(open(conn)?, 1)?.pop()),
+            }) => Ok(self.sqlite_fetch(conn.open()?, 1)?.pop()),
             Target::Db(Db::Postgres(pool)) => {
                 let row = self.postgres()?.fetch_optional(pool).await?;
                 row.map(|r| R::from_row(&Row::Postgres(&r))).transpose()
@@ -631,5 +781,163 @@ impl Query {
             added.map_err(|e| DbError::Postgres(sqlx::Error::Encode(e)))?;
         }
         Ok(sqlx::query_with(sqlx::AssertSqlSafe(&*self.sql), args))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    /// A store's connection on a fresh file (WAL needs one), with a table of numbers (one
+    /// page: no index beside the table).
+    fn db() -> (Db, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!(
+            "tenantd-group-{}-{}.db",
+            std::process::id(),
+            rand_suffix()
+        ));
+        let conn = crate::open_sqlite(&path.display().to_string(), rusqlite::OpenFlags::default())
+            .expect("open");
+        conn.execute_batch("CREATE TABLE n (v INTEGER PRIMARY KEY)")
+            .expect("schema");
+        (Db::sqlite(conn), path)
+    }
+
+    fn rand_suffix() -> u64 {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+
+    async fn insert(db: &Db, v: i64) -> Result<(), DbError> {
+        let mut tx = db.begin_write().await?;
+        query("INSERT INTO n (v) VALUES ($1)")
+            .bind(v)
+            .execute(&mut tx)
+            .await?;
+        tx.commit().await
+    }
+
+    /// The numbers another connection sees: only what was committed.
+    fn committed_rows(path: &std::path::Path) -> Vec<i64> {
+        let other = rusqlite::Connection::open(path).expect("open");
+        let mut statement = other
+            .prepare("SELECT v FROM n ORDER BY v")
+            .expect("prepare");
+        statement
+            .query_map([], |row| row.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+
+    /// Frames written to the write-ahead log (one per page per commit) since the last call,
+    /// which starts the log over.
+    fn log_frames(db: &Db) -> i64 {
+        let Db::Sqlite(conn) = db else { unreachable!() };
+        let held = conn.try_lock().expect("idle");
+        let conn = held.open().expect("open");
+        let frames = conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
+            .expect("checkpoint");
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .expect("truncate");
+        frames
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn concurrent_writers_share_one_commit() {
+        let (db, path) = db();
+        log_frames(&db);
+        // One at a time: each commit writes the table's page.
+        insert(&db, 1).await.expect("insert");
+        insert(&db, 2).await.expect("insert");
+        assert_eq!(log_frames(&db), 2, "two commits, one page each");
+
+        // Ready at the same time: both are in one group, and one commit writes the page once.
+        let (a, b, c) = tokio::join!(insert(&db, 3), insert(&db, 4), insert(&db, 5));
+        a.and(b).and(c).expect("inserts");
+        assert_eq!(log_frames(&db), 1, "one commit for the three");
+        assert_eq!(committed_rows(&path), [1, 2, 3, 4, 5]);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_rollback_undoes_its_own_work_alone() {
+        let (db, path) = db();
+        let failing = async {
+            let mut tx = db.begin_write().await?;
+            query("INSERT INTO n (v) VALUES ($1)")
+                .bind(10)
+                .execute(&mut tx)
+                .await?;
+            // The primary key refuses a second 10: the caller drops its transaction.
+            query("INSERT INTO n (v) VALUES ($1)")
+                .bind(10)
+                .execute(&mut tx)
+                .await?;
+            tx.commit().await
+        };
+        let (ok, failed, read) = tokio::join!(insert(&db, 11), failing, async {
+            query("SELECT v FROM n ORDER BY v")
+                .fetch_all::<(i64,)>(&db)
+                .await
+        });
+        ok.expect("the other member commits");
+        assert!(failed.is_err(), "the duplicate is refused");
+        // The reader ran inside the group (it saw 11 before its commit) and returned after it.
+        assert_eq!(read.expect("read"), [(11,)]);
+        assert_eq!(committed_rows(&path), [11]);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_lone_rollback_leaves_no_transaction_open() {
+        let (db, path) = db();
+        let Db::Sqlite(conn) = &db else {
+            unreachable!()
+        };
+        let mut tx = db.begin_write().await.expect("begin");
+        query("INSERT INTO n (v) VALUES ($1)")
+            .bind(30)
+            .execute(&mut tx)
+            .await
+            .expect("insert");
+        drop(tx);
+        // SQLite's write lock is free for another process at once, and nothing was written.
+        let held = conn.lock().await;
+        assert!(held.group.is_none());
+        assert!(held.open().expect("open").is_autocommit());
+        drop(held);
+        assert!(committed_rows(&path).is_empty());
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_group_sqlite_rolled_back_fails_every_member() {
+        let (db, path) = db();
+        let Db::Sqlite(conn) = &db else {
+            unreachable!()
+        };
+        let failing = async {
+            let tx = db.begin_write().await?;
+            let EngineTx::Sqlite(inner) = &tx.engine else {
+                unreachable!()
+            };
+            // What SQLite does on an I/O error or a full disk: the whole transaction is gone,
+            // the work of the members before this one too.
+            run_cached(inner.conn.open()?, "ROLLBACK")?;
+            tx.commit().await
+        };
+        let (first, second) = tokio::join!(insert(&db, 20), failing);
+        assert!(second.is_err());
+        let err = first.expect_err("the first member's work was lost with the group");
+        assert!(matches!(err, DbError::Commit(_)), "{err}");
+        // The connection is usable, outside any transaction, and the next write commits.
+        assert!(conn.lock().await.group.is_none());
+        insert(&db, 21).await.expect("insert");
+        assert_eq!(committed_rows(&path), [21]);
+        let _ = std::fs::remove_file(path);
     }
 }

@@ -364,7 +364,7 @@ fn open_sqlite(path: &str, flags: rusqlite::OpenFlags) -> Result<rusqlite::Conne
 /// copied and the log starts over from its beginning.
 fn spawn_checkpoints(
     path: &str,
-    store: std::sync::Weak<tokio::sync::Mutex<Option<rusqlite::Connection>>>,
+    store: std::sync::Weak<tokio::sync::Mutex<db::Conn>>,
 ) -> Result<(), StoreError> {
     let conn = open_sqlite(path, rusqlite::OpenFlags::default())?;
     // Never wait in SQLite's busy handler (another process writing): the next round retries.
@@ -383,8 +383,11 @@ fn spawn_checkpoints(
                     tracing::warn!(error = %e, "SQLite checkpoint failed");
                     continue;
                 }
-                let held = store.blocking_lock();
-                if held.is_some()
+                let mut held = store.blocking_lock();
+                // Commits the group in progress, if any: a checkpoint cannot restart the log
+                // under an open transaction.
+                held.settle();
+                if held.open().is_ok()
                     && let Err(e) = checkpoint("RESTART")
                 {
                     tracing::debug!(error = %e, "SQLite log not started over this round");
