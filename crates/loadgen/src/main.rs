@@ -874,9 +874,10 @@ impl Report {
                 .map_or_else(String::new, |n| format!(" {n}"));
             let _ = writeln!(
                 s,
-                "  server{name} pid {}: RSS idle {}, at start of measurement {}, peak {}, after {}; {} threads",
+                "  server{name} pid {}: RSS idle {}, set-up peak {}, at start of measurement {}, peak while measured {}, after {}; {} threads",
                 server.pid,
                 procfs::mib(server.idle_rss_kib),
+                kib(server.setup_peak_rss_kib),
                 kib(server.measure_start_rss_kib),
                 procfs::mib(server.peak_rss_kib),
                 kib(server.end_rss_kib),

@@ -127,8 +127,9 @@ pub fn cores(before: Option<u64>, after: Option<u64>, hz: f64, elapsed: Duration
     }
 }
 
-/// A server process watched through a run: its RSS before, at the start of the measured
-/// window, at its peak and after; its CPU time over the measured window.
+/// A server process watched through a run: its RSS before, at its peak during the set-up
+/// (sign-ins, warm-up), at the start of the measured window, at its peak during it and after;
+/// its CPU time over the measured window.
 #[derive(Debug)]
 pub struct Watch {
     name: Option<String>,
@@ -137,6 +138,7 @@ pub struct Watch {
     sampler: RssSampler,
     cpu_at_start: Option<u64>,
     start_kib: Option<u64>,
+    setup_peak_kib: Option<u64>,
 }
 
 /// What a [`Watch`] saw.
@@ -150,9 +152,12 @@ pub struct ServerStats {
     pub threads: Option<u64>,
     /// RSS before the set-up (sign-ins) and warm-up.
     pub idle_rss_kib: u64,
+    /// Highest RSS sampled before the measured window: the set-up's password sign-ins hold
+    /// a hashing buffer (argon2id's memory) for a moment after the last one.
+    pub setup_peak_rss_kib: Option<u64>,
     /// RSS when the measured window started.
     pub measure_start_rss_kib: Option<u64>,
-    /// Highest RSS sampled.
+    /// Highest RSS sampled during the measured window.
     pub peak_rss_kib: u64,
     /// RSS at the end.
     pub end_rss_kib: Option<u64>,
@@ -173,6 +178,7 @@ impl Watch {
             sampler: RssSampler::start(pid),
             cpu_at_start: None,
             start_kib: None,
+            setup_peak_kib: None,
         })
     }
 
@@ -180,6 +186,12 @@ impl Watch {
     pub fn mark(&mut self) {
         self.cpu_at_start = cpu_ticks(Some(self.pid));
         self.start_kib = rss_kib(self.pid);
+        // The peak starts over: what the set-up held is not what the load needs.
+        self.setup_peak_kib = Some(
+            self.sampler
+                .peak_kib
+                .swap(self.start_kib.unwrap_or(0), Ordering::Relaxed),
+        );
     }
 
     /// The CPU time since [`Watch::mark`] (`elapsed` ago, `ops` operations done), then stop.
@@ -191,6 +203,7 @@ impl Watch {
             pid: self.pid,
             threads: threads(self.pid),
             idle_rss_kib: self.idle_kib,
+            setup_peak_rss_kib: self.setup_peak_kib,
             measure_start_rss_kib: self.start_kib,
             peak_rss_kib,
             end_rss_kib: rss_kib(self.pid),
