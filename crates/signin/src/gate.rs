@@ -26,7 +26,6 @@ use risk::{
     PastSignIn, RiskDetail, RiskEventType, RiskLevel, RiskState, SignInContext, SignInRisk,
     UserRiskClaim, UserType,
 };
-use serde::Deserialize;
 use store::{Grant, StoreError, User, UserStatus};
 use time::OffsetDateTime;
 
@@ -337,31 +336,17 @@ pub async fn member_risk(dir: &Directory, user_id: &str) -> Result<RiskLevel, St
 
 /// The user's recent successful interactive sign-ins here, as sign-in risk compares them.
 async fn past_sign_ins(dir: &Directory, user_id: &str) -> Result<Vec<PastSignIn>, StoreError> {
-    #[derive(Default, Deserialize)]
-    struct Location {
-        country: Option<String>,
-        city: Option<String>,
-        latitude: Option<f64>,
-        longitude: Option<f64>,
-        asn: Option<u32>,
-    }
     let rows = dir.store.recent_sign_ins(user_id, HISTORY).await?;
     Ok(rows
         .iter()
         .filter_map(|r| {
             let at = OffsetDateTime::from_unix_timestamp(r.created_at).ok()?;
-            // A row from before locations were recorded (or unreadable) still counts for time,
-            // IP and user agent.
-            let loc: Location = r
-                .location
-                .as_deref()
-                .and_then(|l| serde_json::from_str(l).ok())
-                .unwrap_or_default();
+            let loc = r.decoded_location();
             Some(PastSignIn {
                 at,
                 ip: r.ip_address.as_deref().and_then(|i| i.parse().ok()),
-                country: loc.country,
-                city: loc.city,
+                country: loc.country.clone(),
+                city: loc.city.clone(),
                 latitude: loc.latitude,
                 longitude: loc.longitude,
                 asn: loc.asn,

@@ -102,11 +102,14 @@ pub async fn write<'c>(
     };
     let location = entry.risk.as_ref().map(|r| {
         let f = &r.location;
-        serde_json::json!({
-            "country": f.country, "city": f.city,
-            "latitude": f.latitude, "longitude": f.longitude, "asn": f.asn,
-        })
-        .to_string()
+        store::SignInLocation {
+            country: f.country.clone(),
+            city: f.city.clone(),
+            latitude: f.latitude,
+            longitude: f.longitude,
+            asn: f.asn,
+        }
+        .to_json()
     });
     let (risk_state, risk_detail) = entry.risk.as_ref().map_or((None, None), |r| {
         (

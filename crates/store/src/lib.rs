@@ -82,7 +82,7 @@ pub use sealing::{Opened, Resealed, SealError, Sealer};
 pub use sessions::{Consumption, Interaction, Session};
 pub use sign_ins::{
     FLUSH_EVERY, INTERACTIVE_USER, NON_INTERACTIVE_USER, RECENT_USERS, RecentSignIn, SignInFilter,
-    SignInLog,
+    SignInLocation, SignInLog,
 };
 pub use signals::{GuestChange, ReceivedSummary, ReceivingStream, SignalApplied};
 pub use ssf::{
