@@ -258,6 +258,11 @@ fn unseen(history: &[PastSignIn], seen: impl Fn(&PastSignIn) -> Option<bool>) ->
 /// User agents equal once digits, dots and underscores (version numbers) are dropped, ignoring
 /// ASCII case. No allocation.
 fn same_agent(a: &str, b: &str) -> bool {
+    // The usual case (the browser the user signed in with before) first: a comparison of
+    // bytes, not of the normalised characters.
+    if a == b {
+        return true;
+    }
     let keep = |c: &char| !(c.is_ascii_digit() || *c == '.' || *c == '_');
     a.chars()
         .filter(keep)
