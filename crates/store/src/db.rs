@@ -795,7 +795,7 @@ mod tests {
         let path = std::env::temp_dir().join(format!(
             "tenantd-group-{}-{}.db",
             std::process::id(),
-            rand_suffix()
+            next_suffix()
         ));
         let conn = crate::open_sqlite(&path.display().to_string(), rusqlite::OpenFlags::default())
             .expect("open");
@@ -804,7 +804,15 @@ mod tests {
         (Db::sqlite(conn), path)
     }
 
-    fn rand_suffix() -> u64 {
+    /// The store's connection behind `db`.
+    fn sqlite(db: &Db) -> &Arc<Mutex<Conn>> {
+        let Db::Sqlite(conn) = db else {
+            unreachable!("a SQLite store")
+        };
+        conn
+    }
+
+    fn next_suffix() -> u64 {
         use std::sync::atomic::{AtomicU64, Ordering};
         static NEXT: AtomicU64 = AtomicU64::new(0);
         NEXT.fetch_add(1, Ordering::Relaxed)
@@ -835,8 +843,7 @@ mod tests {
     /// Frames written to the write-ahead log (one per page per commit) since the last call,
     /// which starts the log over.
     fn log_frames(db: &Db) -> i64 {
-        let Db::Sqlite(conn) = db else { unreachable!() };
-        let held = conn.try_lock().expect("idle");
+        let held = sqlite(db).try_lock().expect("idle");
         let conn = held.open().expect("open");
         let frames = conn
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
@@ -895,9 +902,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_lone_rollback_leaves_no_transaction_open() {
         let (db, path) = db();
-        let Db::Sqlite(conn) = &db else {
-            unreachable!()
-        };
+        let conn = sqlite(&db);
         let mut tx = db.begin_write().await.expect("begin");
         query("INSERT INTO n (v) VALUES ($1)")
             .bind(30)
@@ -917,9 +922,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_group_sqlite_rolled_back_fails_every_member() {
         let (db, path) = db();
-        let Db::Sqlite(conn) = &db else {
-            unreachable!()
-        };
+        let conn = sqlite(&db);
         let failing = async {
             let tx = db.begin_write().await?;
             let EngineTx::Sqlite(inner) = &tx.engine else {
