@@ -478,8 +478,8 @@ impl Encode for Option<&str> {
 
 /// A row of either engine, read by column name (or position, for tuples).
 pub(crate) enum Row<'r> {
-    /// A SQLite row.
-    Sqlite(&'r rusqlite::Row<'r>),
+    /// A SQLite row, and the column a read by name tries first: the one after the last read.
+    Sqlite(&'r rusqlite::Row<'r>, std::cell::Cell<usize>),
     /// A PostgreSQL row.
     Postgres(&'r PgRow),
 }
@@ -499,7 +499,19 @@ impl Row<'_> {
     /// The value of column `name`.
     pub(crate) fn get<T: Decode>(&self, name: &str) -> Result<T, DbError> {
         match self {
-            Row::Sqlite(row) => Ok(row.get(name)?),
+            Row::Sqlite(row, next) => {
+                // Rows are decoded in the order their columns are selected, so the next
+                // column is nearly always the one asked for: one name compared, not a search
+                // of every column's name (which was most of decoding a wide row).
+                let statement = row.as_ref();
+                let guess = next.get();
+                let index = match statement.column_name(guess) {
+                    Ok(column) if column.eq_ignore_ascii_case(name) => guess,
+                    _ => statement.column_index(name)?,
+                };
+                next.set(index + 1);
+                Ok(row.get(index)?)
+            }
             Row::Postgres(row) => Ok(row.try_get(name)?),
         }
     }
@@ -507,7 +519,7 @@ impl Row<'_> {
     /// The value of the column at `index` (0-based).
     pub(crate) fn get_at<T: Decode>(&self, index: usize) -> Result<T, DbError> {
         match self {
-            Row::Sqlite(row) => Ok(row.get(index)?),
+            Row::Sqlite(row, _) => Ok(row.get(index)?),
             Row::Postgres(row) => Ok(row.try_get(index)?),
         }
     }
@@ -764,7 +776,7 @@ impl Query {
         while out.len() < limit
             && let Some(row) = rows.next()?
         {
-            out.push(R::from_row(&Row::Sqlite(row))?);
+            out.push(R::from_row(&Row::Sqlite(row, std::cell::Cell::new(0)))?);
         }
         Ok(out)
     }
@@ -851,6 +863,31 @@ mod tests {
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .expect("truncate");
         frames
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn columns_read_by_name_in_any_order() {
+        struct Abc(i64, i64, i64);
+        impl FromRow for Abc {
+            fn from_row(row: &Row<'_>) -> Result<Self, DbError> {
+                // Out of the selected order, and in another case: the first guess misses.
+                let c = row.get("C")?;
+                let a = row.get("a")?;
+                let b = row.get("b")?;
+                Ok(Abc(a, b, c))
+            }
+        }
+        let (db, path) = db();
+        let row: Abc = query("SELECT 1 AS a, 2 AS b, 3 AS c")
+            .fetch_one(&db)
+            .await
+            .expect("row");
+        assert_eq!((row.0, row.1, row.2), (1, 2, 3));
+        let missing = query("SELECT 1 AS a, 2 AS b, 4 AS d")
+            .fetch_one::<Abc>(&db)
+            .await;
+        assert!(missing.is_err(), "no column c");
+        let _ = std::fs::remove_file(path);
     }
 
     #[tokio::test(flavor = "current_thread")]
