@@ -337,7 +337,6 @@ impl Tx {
                 tracing::trace!("RELEASE");
                 run_cached(tx.conn.open()?, "RELEASE tx")?;
                 tx.open = false;
-                tx.conn.check();
                 let conn = Arc::clone(OwnedMutexGuard::mutex(&tx.conn));
                 let group = Arc::clone(&tx.group);
                 drop(tx);

@@ -563,14 +563,20 @@ pub struct RecentSignIn {
     pub ip_address: Option<String>,
     /// Browser user agent.
     pub user_agent: Option<String>,
-    /// The location JSON written with it ([`SignInLocation::to_json`]).
-    pub location: Option<String>,
+    /// The location JSON written with it ([`SignInLocation::to_json`]); private, so that
+    /// `decoded` cannot go stale.
+    location: Option<String>,
     /// `location` decoded, once: a row kept in memory serves each of its user's next
     /// sign-ins, and decoding it every time was 2% of a sign-in.
     decoded: std::sync::OnceLock<SignInLocation>,
 }
 
 impl RecentSignIn {
+    /// The location JSON written with the row.
+    pub fn location(&self) -> Option<&str> {
+        self.location.as_deref()
+    }
+
     /// The location, decoded; empty for a row written before locations were, or unreadable
     /// (such a row still counts for its time, IP and user agent).
     pub fn decoded_location(&self) -> &SignInLocation {

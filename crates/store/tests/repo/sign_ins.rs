@@ -212,7 +212,7 @@ pub async fn recent_sign_ins_are_the_users_successes_newest_first(ctx: Ctx) {
     let recent = store.recent_sign_ins("u-even", 10).await.unwrap();
     let at: Vec<i64> = recent.iter().map(|r| r.created_at - 1_000).collect();
     assert_eq!(at, [10, 2]);
-    assert_eq!(recent[0].location.as_deref(), Some("{\"n\":10}"));
+    assert_eq!(recent[0].location(), Some("{\"n\":10}"));
     assert_eq!(recent[0].ip_address.as_deref(), Some("192.0.2.7"));
     assert_eq!(store.recent_sign_ins("u-even", 2).await.unwrap().len(), 2);
     assert!(
