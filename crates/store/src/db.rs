@@ -309,6 +309,11 @@ pub(crate) struct SqliteTx {
 }
 
 impl Tx {
+    /// Whether this is a PostgreSQL transaction (where each statement is a round trip).
+    pub(crate) fn is_postgres(&self) -> bool {
+        matches!(self.engine, EngineTx::Postgres(_))
+    }
+
     fn new(engine: EngineTx) -> Self {
         Tx {
             engine,

@@ -217,14 +217,43 @@ async fn write_all(
     sets: &PolicySets,
     mut tx: crate::db::Tx,
 ) -> Result<(), DbError> {
-    let mut stored = Vec::new();
-    for row in rows {
-        stored.extend(insert_row_in(row, sets, &mut tx).await?);
+    let leans = rows.iter().map(lean).collect::<Result<Vec<_>, _>>()?;
+    let mut stored: Vec<String> = Vec::new();
+    for (id, json) in leans.iter().filter_map(|l| l.policies.as_ref()) {
+        if !sets.contains(id) && !stored.contains(id) {
+            insert_policy_set(id, json, &mut tx).await?;
+            stored.push(id.clone());
+        }
+    }
+    let most = if tx.is_postgres() {
+        MOST_ROWS_PER_INSERT
+    } else {
+        1
+    };
+    let mut rest = rows.iter().zip(&leans).collect::<Vec<_>>();
+    while !rest.is_empty() {
+        let n = chunk_len(rest.len(), most);
+        let tail = rest.split_off(n);
+        insert_rows(&rest, &mut tx).await?;
+        rest = tail;
     }
     tx.commit().await?;
     // Only now are they known to be there: a rolled-back batch leaves them unknown.
     sets.known(stored);
     Ok(())
+}
+
+/// Most rows one `INSERT` of a batch writes on PostgreSQL, where each statement is a round
+/// trip: a batch of `n` rows costs about `n / 32` statements, not `n`. On SQLite a statement is
+/// a function call, and a long one only costs binding its parameters by name, so each row is
+/// its own.
+const MOST_ROWS_PER_INSERT: usize = 32;
+
+/// How many of `left` rows the next `INSERT` writes: the largest power of two up to `most`, so
+/// a batch of any size uses at most a handful of statement texts (each prepared once).
+fn chunk_len(left: usize, most: usize) -> usize {
+    let most = most.max(1).min(left.max(1));
+    1 << most.ilog2()
 }
 
 /// The names of the policy sets known to be in `sign_in_policy_sets`.
@@ -876,58 +905,88 @@ async fn insert_row_in(
     sets: &PolicySets,
     mut target: impl Executor,
 ) -> Result<Option<String>, DbError> {
-    let Lean {
-        details,
-        moved,
-        policies,
-    } = lean(log)?;
+    let lean = lean(log)?;
     let mut inserted = None;
-    if let Some((id, json)) = &policies
+    if let Some((id, json)) = &lean.policies
         && !sets.contains(id)
     {
-        query(
-            "INSERT INTO sign_in_policy_sets (policy_set_id, policies) VALUES ($1, $2) \
-             ON CONFLICT (policy_set_id) DO NOTHING",
-        )
-        .bind(id)
-        .bind(json)
-        .execute(target.target())
-        .await?;
+        insert_policy_set(id, json, target.target()).await?;
         inserted = Some(id.clone());
     }
-    query(concat!(
-        "INSERT INTO sign_ins (",
-        sign_in_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-         $18, $19, $20, $21, $22, $23, $24)"
-    ))
-    .bind(&log.id)
-    .bind(log.created_at)
-    .bind(&log.correlation_id)
-    .bind(&log.user_id)
-    .bind(&log.user_principal_name)
-    .bind(&log.app_id)
-    .bind(&log.ip_address)
-    .bind(&log.user_agent)
-    .bind(log.error_code)
-    .bind(&log.failure_reason)
-    .bind(&log.user_type)
-    .bind(&log.cross_tenant_access_type)
-    .bind(&log.home_tenant_id)
-    .bind(&log.resource_tenant_id)
-    .bind(&log.risk_level_aggregated)
-    .bind(&log.risk_level_during_sign_in)
-    .bind(&log.conditional_access_status)
-    .bind(&log.location)
-    .bind(details)
-    .bind(&log.sign_in_event_type)
-    .bind(&log.risk_state)
-    .bind(&log.risk_detail)
-    .bind(moved)
-    .bind(&policies.map(|(id, _)| id))
+    insert_rows(&[(log, &lean)], target.target()).await?;
+    Ok(inserted)
+}
+
+async fn insert_policy_set(id: &str, json: &str, mut target: impl Executor) -> Result<(), DbError> {
+    query(
+        "INSERT INTO sign_in_policy_sets (policy_set_id, policies) VALUES ($1, $2) \
+         ON CONFLICT (policy_set_id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(json)
     .execute(target.target())
     .await?;
-    Ok(inserted)
+    Ok(())
+}
+
+/// The columns of `sign_ins` one row writes.
+const SIGN_IN_COLUMNS: usize = 24;
+
+/// Inserts `rows` (each with its [`lean`] form) in one statement.
+async fn insert_rows(
+    rows: &[(&SignInLog, &Lean)],
+    mut target: impl Executor,
+) -> Result<(), DbError> {
+    let mut q = query_assembled(insert_sql(rows.len()));
+    for (log, lean) in rows {
+        q = q
+            .bind(&log.id)
+            .bind(log.created_at)
+            .bind(&log.correlation_id)
+            .bind(&log.user_id)
+            .bind(&log.user_principal_name)
+            .bind(&log.app_id)
+            .bind(&log.ip_address)
+            .bind(&log.user_agent)
+            .bind(log.error_code)
+            .bind(&log.failure_reason)
+            .bind(&log.user_type)
+            .bind(&log.cross_tenant_access_type)
+            .bind(&log.home_tenant_id)
+            .bind(&log.resource_tenant_id)
+            .bind(&log.risk_level_aggregated)
+            .bind(&log.risk_level_during_sign_in)
+            .bind(&log.conditional_access_status)
+            .bind(&log.location)
+            .bind(&lean.details)
+            .bind(&log.sign_in_event_type)
+            .bind(&log.risk_state)
+            .bind(&log.risk_detail)
+            .bind(lean.moved)
+            .bind(lean.policies.as_ref().map(|(id, _)| id.as_str()));
+    }
+    q.execute(target.target()).await?;
+    Ok(())
+}
+
+/// `INSERT INTO sign_ins (…) VALUES (…), (…)` for `rows` rows: one text per row count.
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from(concat!(
+        "INSERT INTO sign_ins (",
+        sign_in_columns!(),
+        ") VALUES "
+    ));
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..SIGN_IN_COLUMNS {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", r * SIGN_IN_COLUMNS + c + 1));
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 #[cfg(test)]
@@ -942,6 +1001,26 @@ mod tests {
             location: None,
             decoded: std::sync::OnceLock::new(),
         })
+    }
+
+    #[test]
+    fn a_batch_goes_in_statements_of_powers_of_two() {
+        let split = |mut left: usize, most: usize| {
+            let mut sizes = Vec::new();
+            while left > 0 {
+                let n = chunk_len(left, most);
+                sizes.push(n);
+                left -= n;
+            }
+            sizes
+        };
+        assert_eq!(split(45, 32), [32, 8, 4, 1]);
+        assert_eq!(split(70, 32), [32, 32, 4, 2]);
+        assert_eq!(split(3, 1), [1, 1, 1]);
+        assert_eq!(split(1, 32), [1]);
+        let two = insert_sql(2);
+        assert!(two.ends_with("$23, $24), ($25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, $46, $47, $48)"), "{two}");
+        assert_eq!(insert_sql(1).matches('$').count(), SIGN_IN_COLUMNS);
     }
 
     #[test]

@@ -361,6 +361,7 @@ scenarios! {
         logged_sign_ins_are_written_in_the_background,
         a_bad_row_does_not_lose_its_batch,
         lean_rows_read_back_whole,
+        a_large_batch_is_written_whole,
     }
     lockouts {
         counts_change_once_each_and_are_purged,

@@ -439,3 +439,42 @@ pub async fn lean_rows_read_back_whole(ctx: Ctx) {
         .unwrap();
     assert_eq!(read, [d]);
 }
+
+/// A batch larger than one statement's rows (on PostgreSQL 45 rows go as 32 + 8 + 4 + 1), with
+/// two lists of policies among them, reads back whole: every row, in order, with its details.
+pub async fn a_large_batch_is_written_whole(ctx: Ctx) {
+    let store = &ctx.store;
+    let sets = [
+        json!([{ "id": "p1", "displayName": "one", "enforcedGrantControls": [],
+                 "result": "notApplied", "why": "x" }]),
+        json!([{ "id": "p2", "displayName": "two", "enforcedGrantControls": ["mfa"],
+                 "result": "success", "why": "y" }]),
+    ];
+    let logged: Vec<SignInLog> = (0..45)
+        .map(|i| {
+            let mut row = judged(i, sets[(i % 2) as usize].clone());
+            row.id = format!("log-{i:03}");
+            row
+        })
+        .collect();
+    for row in &logged {
+        store.log_sign_in(row.clone());
+    }
+    store.flush_sign_ins().await.unwrap();
+
+    let mut read = store
+        .list_sign_ins(&SignInFilter {
+            limit: 100,
+            ..SignInFilter::default()
+        })
+        .await
+        .unwrap();
+    read.reverse();
+    assert_eq!(read, logged);
+    let pool = crate::raw_pool(&ctx.url).await;
+    let (sets,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sign_in_policy_sets")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(sets, 2);
+}
