@@ -22,7 +22,7 @@ cp -r config/intel config/policies "$R/"
 DB="sqlite://$R/data/contoso.db"
 if [ -n "${PGURL:-}" ]; then
   psql "$PGURL/postgres" -qc 'DROP DATABASE IF EXISTS tb_bench' -c 'CREATE DATABASE tb_bench'
-  DB="$PGURL/tb_bench"
+  DB="$PGURL/tb_bench${PGQUERY:-}"
 fi
 sed -e 's#127.0.0.1:9443#127.0.0.1:9643#g' \
     -e "s#sqlite://data/contoso.db#$DB#" \

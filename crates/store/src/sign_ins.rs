@@ -232,7 +232,7 @@ async fn write_all(
     };
     let mut rest = rows.iter().zip(&leans).collect::<Vec<_>>();
     while !rest.is_empty() {
-        let n = chunk_len(rest.len(), most);
+        let n = chunk_len(&rest, most);
         let tail = rest.split_off(n);
         insert_rows(&rest, &mut tx).await?;
         rest = tail;
@@ -249,11 +249,56 @@ async fn write_all(
 /// its own.
 const MOST_ROWS_PER_INSERT: usize = 32;
 
-/// How many of `left` rows the next `INSERT` writes: the largest power of two up to `most`, so
-/// a batch of any size uses at most a handful of statement texts (each prepared once).
-fn chunk_len(left: usize, most: usize) -> usize {
-    let most = most.max(1).min(left.max(1));
-    1 << most.ilog2()
+/// Most bytes of parameters one `INSERT` of a batch sends (unless one row alone is larger).
+/// sqlx does not set `TCP_NODELAY`: a message longer than one TLS record (16 KiB) leaves the
+/// record's tail waiting on Nagle's algorithm for PostgreSQL's delayed ACK, 40 ms and more,
+/// measured here as a stalled flush.
+const MOST_BYTES_PER_INSERT: usize = 8 * 1024;
+
+/// How many of `rows` the next `INSERT` writes: a power of two up to `most`, so a batch of any
+/// size uses a handful of statement texts (each prepared once), and within
+/// [`MOST_BYTES_PER_INSERT`].
+fn chunk_len(rows: &[(&SignInLog, &Lean)], most: usize) -> usize {
+    let mut n = 1 << most.max(1).min(rows.len().max(1)).ilog2();
+    while n > 1
+        && rows[..n]
+            .iter()
+            .map(|(log, lean)| row_bytes(log, lean))
+            .sum::<usize>()
+            > MOST_BYTES_PER_INSERT
+    {
+        n /= 2;
+    }
+    n
+}
+
+/// About how many bytes a row's parameters take in a `Bind` message.
+fn row_bytes(log: &SignInLog, lean: &Lean) -> usize {
+    let texts = [
+        Some(&log.id),
+        Some(&log.correlation_id),
+        log.user_id.as_ref(),
+        log.user_principal_name.as_ref(),
+        log.app_id.as_ref(),
+        log.ip_address.as_ref(),
+        log.user_agent.as_ref(),
+        log.failure_reason.as_ref(),
+        Some(&log.user_type),
+        Some(&log.cross_tenant_access_type),
+        log.home_tenant_id.as_ref(),
+        log.resource_tenant_id.as_ref(),
+        log.risk_level_aggregated.as_ref(),
+        log.risk_level_during_sign_in.as_ref(),
+        log.conditional_access_status.as_ref(),
+        log.location.as_ref(),
+        Some(&lean.details),
+        Some(&log.sign_in_event_type),
+        log.risk_state.as_ref(),
+        log.risk_detail.as_ref(),
+        lean.policies.as_ref().map(|(id, _)| id),
+    ];
+    // Each parameter also carries its 4-byte length; integers are 8 bytes.
+    texts.iter().flatten().map(|t| t.len()).sum::<usize>() + SIGN_IN_COLUMNS * 4 + 3 * 8
 }
 
 /// The names of the policy sets known to be in `sign_in_policy_sets`.
@@ -990,6 +1035,7 @@ fn insert_sql(rows: usize) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -1004,20 +1050,53 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_goes_in_statements_of_powers_of_two() {
-        let split = |mut left: usize, most: usize| {
+    fn a_batch_goes_in_statements_of_powers_of_two_within_the_bytes() {
+        let small = SignInLog {
+            id: "s".into(),
+            created_at: 1,
+            correlation_id: "c".into(),
+            user_id: None,
+            user_principal_name: None,
+            app_id: None,
+            ip_address: None,
+            user_agent: None,
+            error_code: 0,
+            failure_reason: None,
+            user_type: "member".into(),
+            cross_tenant_access_type: "none".into(),
+            home_tenant_id: None,
+            resource_tenant_id: None,
+            risk_level_aggregated: None,
+            risk_level_during_sign_in: None,
+            conditional_access_status: None,
+            location: None,
+            details: serde_json::json!({}),
+            sign_in_event_type: INTERACTIVE_USER.into(),
+            risk_state: None,
+            risk_detail: None,
+        };
+        let mut large = small.clone();
+        large.user_agent = Some("x".repeat(3_000));
+        let split = |logs: &[SignInLog], most: usize| {
+            let leans: Vec<Lean> = logs.iter().map(|l| lean(l).unwrap()).collect();
+            let mut rest: Vec<_> = logs.iter().zip(&leans).collect();
             let mut sizes = Vec::new();
-            while left > 0 {
-                let n = chunk_len(left, most);
+            while !rest.is_empty() {
+                let n = chunk_len(&rest, most);
                 sizes.push(n);
-                left -= n;
+                rest.drain(..n);
             }
             sizes
         };
-        assert_eq!(split(45, 32), [32, 8, 4, 1]);
-        assert_eq!(split(70, 32), [32, 32, 4, 2]);
-        assert_eq!(split(3, 1), [1, 1, 1]);
-        assert_eq!(split(1, 32), [1]);
+        let smalls = |n: usize| vec![small.clone(); n];
+        assert_eq!(split(&smalls(45), 32), [32, 8, 4, 1]);
+        assert_eq!(split(&smalls(70), 32), [32, 32, 4, 2]);
+        assert_eq!(split(&smalls(3), 1), [1, 1, 1]);
+        assert_eq!(split(&smalls(1), 32), [1]);
+        // 3 KB rows: two to a statement; a row over the limit goes alone.
+        assert_eq!(split(&vec![large.clone(); 5], 32), [2, 2, 1]);
+        large.user_agent = Some("x".repeat(20_000));
+        assert_eq!(split(&[large, small], 32), [1, 1]);
         let two = insert_sql(2);
         assert!(two.ends_with("$23, $24), ($25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, $46, $47, $48)"), "{two}");
         assert_eq!(insert_sql(1).matches('$').count(), SIGN_IN_COLUMNS);
