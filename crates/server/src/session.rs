@@ -4,6 +4,7 @@ use crate::secrets::{random_token, token_hash};
 use crate::state::AppState;
 use crate::web::cookie;
 use axum_extra::extract::cookie::CookieJar;
+use signin::gate::StoredUserRisk;
 use signin::sign_in::GuestSession;
 use store::{Session, StoreError, User, UserStatus};
 
@@ -14,6 +15,8 @@ pub struct Current {
     pub session: Session,
     /// The signed-in user (active).
     pub user: User,
+    /// The user's stored risk, when it was read with the session.
+    pub user_risk: StoredUserRisk,
 }
 
 /// The session this browser holds, if it is live and its user is still active.
@@ -30,9 +33,11 @@ pub async fn current(state: &AppState, jar: &CookieJar) -> Result<Option<Current
         .session_and_user(&token_hash(c.value()), now)
         .await?
     {
-        Some((session, user)) if user.status == UserStatus::Active => {
-            Ok(Some(Current { session, user }))
-        }
+        Some(read) if read.user.status == UserStatus::Active => Ok(Some(Current {
+            session: read.session,
+            user: read.user,
+            user_risk: StoredUserRisk::Read(read.user_risk),
+        })),
         _ => Ok(None),
     }
 }
@@ -109,7 +114,14 @@ async fn create(
     };
     state.store.finish_sign_in(page, &session).await?;
     let jar = jar.add(cookie(state, &state.cookies.session, token, None));
-    Ok((jar, Current { session, user }))
+    Ok((
+        jar,
+        Current {
+            session,
+            user,
+            user_risk: StoredUserRisk::Unread,
+        },
+    ))
 }
 
 /// Forget the session cookie.

@@ -26,7 +26,7 @@ use risk::{
     PastSignIn, RiskDetail, RiskEventType, RiskLevel, RiskState, SignInContext, SignInRisk,
     UserRiskClaim, UserType,
 };
-use store::{Grant, StoreError, User, UserStatus};
+use store::{Grant, StoreError, User, UserRiskRecord, UserStatus};
 use time::OffsetDateTime;
 
 /// How many of the user's recent successful sign-ins here sign-in risk compares with.
@@ -156,12 +156,34 @@ pub async fn assess(
     sign_in: &SignIn,
     app_id: &str,
 ) -> Result<Assessment, StoreError> {
+    assess_with(dir, origin, user, StoredUserRisk::Unread, sign_in, app_id).await
+}
+
+/// A member's stored user risk, when it was read along with their session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredUserRisk {
+    /// Not read: the gate reads it.
+    Unread,
+    /// Read (`None`: the member's risk was never set).
+    Read(Option<UserRiskRecord>),
+}
+
+/// [`assess`], given the member's stored risk when it was already read (a single sign-on reads
+/// it with the session).
+pub async fn assess_with(
+    dir: &Directory,
+    origin: Origin<'_>,
+    user: &User,
+    stored: StoredUserRisk,
+    sign_in: &SignIn,
+    app_id: &str,
+) -> Result<Assessment, StoreError> {
     let user_risk = match &sign_in.guest {
         Some(g) => UserRiskClaim::effective_level(g.user_risk.as_ref(), g.user_risk_trusted),
         // The change this sign-in just made remediated the risk; the policies (and the log)
         // judge the sign-in on the risk that required it, now satisfied.
         None if sign_in.password_changed => sign_in.user_risk_level,
-        None => member_risk(dir, &user.id).await?,
+        None => member_risk_of(dir, &user.id, stored).await?,
     };
     let risk = match origin {
         Origin::Device { ip, user_agent } => {
@@ -327,7 +349,18 @@ pub async fn sign_in_risk(
 /// A member's current user risk at this (their home) tenant: remediated, dismissed and aged-out
 /// risk counts as none.
 pub async fn member_risk(dir: &Directory, user_id: &str) -> Result<RiskLevel, StoreError> {
-    let status = user_risk::current(dir, user_id).await?;
+    member_risk_of(dir, user_id, StoredUserRisk::Unread).await
+}
+
+async fn member_risk_of(
+    dir: &Directory,
+    user_id: &str,
+    stored: StoredUserRisk,
+) -> Result<RiskLevel, StoreError> {
+    let status = match stored {
+        StoredUserRisk::Unread => user_risk::current(dir, user_id).await?,
+        StoredUserRisk::Read(row) => user_risk::current_from(dir, user_id, row).await?,
+    };
     Ok(match status.risk_state {
         RiskState::AtRisk | RiskState::ConfirmedCompromised => status.risk_level,
         _ => RiskLevel::None,
@@ -1072,6 +1105,29 @@ policies_dir = "{p}"
             verdict_of(&dir, from(CLEAN), &bob, &s).await,
             Verdict::Allow
         );
+    }
+
+    #[tokio::test]
+    async fn the_risk_read_with_the_session_judges_as_the_gates_own_read() {
+        let dir = directory().await;
+        let bob = member(&dir, "bob@fabrikam.test").await;
+        let s = signed_in(&bob, &["pwd"]);
+        let read = || async { StoredUserRisk::Read(dir.store.user_risk(&bob.id).await.unwrap()) };
+        let given = assess_with(&dir, from(CLEAN), &bob, read().await, &s, "web")
+            .await
+            .unwrap();
+        assert_eq!(given.user_risk, RiskLevel::None);
+        assert_eq!(given.verdict, Verdict::Allow);
+
+        high_user_risk(&dir, &bob).await;
+        let own = assess(&dir, from(CLEAN), &bob, &s, "web").await.unwrap();
+        let given = assess_with(&dir, from(CLEAN), &bob, read().await, &s, "web")
+            .await
+            .unwrap();
+        assert_eq!(own.user_risk, RiskLevel::High);
+        assert_eq!(given.user_risk, own.user_risk);
+        assert_eq!(given.verdict, own.verdict);
+        assert_eq!(given.verdict, Verdict::Step(Step::Mfa));
     }
 
     #[tokio::test]

@@ -144,6 +144,19 @@ pub async fn current(dir: &Directory, user_id: &str) -> Result<UserRiskStatus, U
     Home::of(dir).current(user_id).await
 }
 
+/// [`current`] from the user's risk row as just read with their session (`None`: they have
+/// none), so a single sign-on does not read it again.
+pub async fn current_from(
+    dir: &Directory,
+    user_id: &str,
+    read: Option<UserRiskRecord>,
+) -> Result<UserRiskStatus, UserRiskError> {
+    Ok(Home::of(dir)
+        .current_since_from(user_id, Some(read))
+        .await?
+        .status)
+}
+
 /// A user's current risk and when it last changed (see [`Home::current_since`]).
 pub async fn current_since(dir: &Directory, user_id: &str) -> Result<RiskSince, UserRiskError> {
     Home::of(dir).current_since(user_id).await
@@ -494,8 +507,23 @@ impl<'a> Home<'a> {
 
     /// [`Home::current`] and when it last changed, from the same read.
     pub async fn current_since(&self, user_id: &str) -> Result<RiskSince, UserRiskError> {
+        self.current_since_from(user_id, None).await
+    }
+
+    /// [`Home::current_since`], starting from `read` when the user's risk row was just read
+    /// with something else (`Some(row)`, `Some(None)` for a user without one), so it is not
+    /// read again; `None` reads it.
+    async fn current_since_from(
+        &self,
+        user_id: &str,
+        mut read: Option<Option<UserRiskRecord>>,
+    ) -> Result<RiskSince, UserRiskError> {
         for _ in 0..RETRIES {
-            let (record, status) = self.read(user_id).await?;
+            let record = match read.take() {
+                Some(record) => record,
+                None => self.store.user_risk(user_id).await?,
+            };
+            let status = status_of(record.as_ref())?;
             let stored = RiskSince {
                 status,
                 updated_at: record.as_ref().map(|r| r.updated_at),

@@ -79,7 +79,7 @@ pub use partner_profiles::PartnerProfile;
 pub use retention::{Purged, Retention};
 pub use risk::{RiskHistoryItem, RiskyUser, RiskyUserCondition, RiskyUserQuery, UserRiskRecord};
 pub use sealing::{Opened, Resealed, SealError, Sealer};
-pub use sessions::{Consumption, Interaction, Session};
+pub use sessions::{Consumption, Interaction, Session, SessionUser};
 pub use sign_ins::{
     FLUSH_EVERY, INTERACTIVE_USER, NON_INTERACTIVE_USER, RECENT_USERS, RecentSignIn, SignInFilter,
     SignInLocation, SignInLog,

@@ -2,7 +2,7 @@
 
 use crate::db::{DbError, Executor, FromRow, Row, from_row, query};
 use crate::users::{UserRow, joined_user_columns};
-use crate::{Store, StoreError, User, strings_from_json, strings_to_json};
+use crate::{Store, StoreError, User, UserRiskRecord, strings_from_json, strings_to_json};
 
 /// A browser session. The cookie holds a random token; only its hash is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +29,18 @@ pub struct Session {
     /// describing it (partner, home issuer, the home's `user_risk` claim). The store keeps it
     /// as text.
     pub federation_json: Option<String>,
+}
+
+/// A live session with its user and the user's stored risk, read together
+/// ([`Store::session_and_user`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionUser {
+    /// The session.
+    pub session: Session,
+    /// Its user.
+    pub user: User,
+    /// The user's `user_risk` row; `None` if their risk was never set.
+    pub user_risk: Option<UserRiskRecord>,
 }
 
 struct SessionRow {
@@ -187,26 +199,36 @@ impl Store {
         row.map(Session::try_from).transpose()
     }
 
-    /// [`Store::session_by_token_hash`] and the session's user, in one read (what every request
-    /// with a session cookie needs).
+    /// [`Store::session_by_token_hash`], the session's user and the user's stored risk, in one
+    /// read: what a request with a session cookie needs, and what judging a single sign-on
+    /// needs besides (the risk), without a round trip of its own.
     pub async fn session_and_user(
         &self,
         hash: &str,
         now: i64,
-    ) -> Result<Option<(Session, User)>, StoreError> {
+    ) -> Result<Option<SessionUser>, StoreError> {
         let row: Option<SessionUserRow> = query(concat!(
             "SELECT s.id AS s_id, s.token_hash, s.user_id, s.auth_time, s.amr, s.acr, \
              s.created_at AS s_created_at, s.expires_at, s.revoked_at, s.federation_json, ",
             joined_user_columns!(),
-            " FROM sessions s JOIN users u ON u.id = s.user_id \
+            ", r.user_id AS r_user_id, r.level AS r_level, r.state AS r_state, \
+             r.detail AS r_detail, r.updated_at AS r_updated_at \
+             FROM sessions s JOIN users u ON u.id = s.user_id \
+             LEFT JOIN user_risk r ON r.user_id = u.id \
              WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.revoked_at IS NULL"
         ))
         .bind(hash)
         .bind(now)
         .fetch_optional(&self.db)
         .await?;
-        row.map(|r| Ok((Session::try_from(r.session)?, User::try_from(r.user)?)))
-            .transpose()
+        row.map(|r| {
+            Ok(SessionUser {
+                session: Session::try_from(r.session)?,
+                user: User::try_from(r.user)?,
+                user_risk: r.user_risk,
+            })
+        })
+        .transpose()
     }
 
     /// The session with this id, whatever its state (check `expires_at` and `revoked_at`).
@@ -317,6 +339,7 @@ impl Store {
 struct SessionUserRow {
     session: SessionRow,
     user: UserRow,
+    user_risk: Option<UserRiskRecord>,
 }
 
 impl FromRow for SessionUserRow {
@@ -335,6 +358,16 @@ impl FromRow for SessionUserRow {
                 federation_json: row.get("federation_json")?,
             },
             user: UserRow::from_row(row)?,
+            user_risk: match row.get::<Option<String>>("r_user_id")? {
+                Some(user_id) => Some(UserRiskRecord {
+                    user_id,
+                    level: row.get("r_level")?,
+                    state: row.get("r_state")?,
+                    detail: row.get("r_detail")?,
+                    updated_at: row.get("r_updated_at")?,
+                }),
+                None => None,
+            },
         })
     }
 }

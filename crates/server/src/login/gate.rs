@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
 use protocol::authorize::AuthorizationRequest;
 use serde::Deserialize;
-use signin::gate::{self, Assessment, How, Step, Verdict};
+use signin::gate::{self, Assessment, How, Step, StoredUserRisk, Verdict};
 use signin::sign_in::{self as progress, GuestSession, SignIn};
 use signin::signin_log::Outcome;
 use store::{User, UserStatus};
@@ -49,7 +49,7 @@ pub async fn judge_single_sign_on(
     jar: CookieJar,
     request: AuthorizationRequest,
     correlation_id: String,
-    current: Current,
+    mut current: Current,
 ) -> Response {
     let guest: Option<GuestSession> = match &current.session.federation_json {
         Some(json) => match serde_json::from_str(json) {
@@ -66,7 +66,17 @@ pub async fn judge_single_sign_on(
     sign_in.guest = guest;
     let app_id = sign_in.request.client_id.clone();
     let user = current.user.clone();
-    match gate::assess(&state, ctx.client().into(), &user, &sign_in, &app_id).await {
+    let stored = std::mem::replace(&mut current.user_risk, StoredUserRisk::Unread);
+    match gate::assess_with(
+        &state,
+        ctx.client().into(),
+        &user,
+        stored,
+        &sign_in,
+        &app_id,
+    )
+    .await
+    {
         Ok(a) => {
             let via = Via::Session(Box::new(current));
             decide(state, ctx, jar, via, sign_in, user, a).await

@@ -31,14 +31,29 @@ pub async fn session_expiry_and_revocation(ctx: Ctx) {
             .unwrap(),
         None
     );
-    // The session with its user, in one read; the same rules.
-    let (got, user) = store
+    // The session with its user and the user's risk, in one read; the same rules.
+    let read = store
         .session_and_user("hash-of-s1", 999)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(got, s);
-    assert_eq!(user, store.user_by_id("u1").await.unwrap().unwrap());
+    assert_eq!(read.session, s);
+    assert_eq!(read.user, store.user_by_id("u1").await.unwrap().unwrap());
+    assert_eq!(read.user_risk, None);
+    let risk = tenantd_store::UserRiskRecord {
+        user_id: "u1".to_owned(),
+        level: "high".to_owned(),
+        state: "atRisk".to_owned(),
+        detail: "none".to_owned(),
+        updated_at: 990,
+    };
+    store.set_user_risk(&risk, "system", None).await.unwrap();
+    let read = store
+        .session_and_user("hash-of-s1", 999)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.user_risk, Some(risk));
     assert_eq!(
         store.session_and_user("hash-of-s1", 1_000).await.unwrap(),
         None
