@@ -19,7 +19,8 @@ pub(crate) struct SignInQueue {
     /// applied policies was seen before costs no insert for it.
     policy_sets: PolicySets,
     /// Held by a flush from taking the rows to its commit, and by a reader of the queue and
-    /// the table together, so no reader sees a row in neither place.
+    /// the table whose read overlapped a flush (see `Queued::flushes`), so no reader sees a
+    /// row in neither place.
     flushing: tokio::sync::Mutex<()>,
 }
 
@@ -48,7 +49,12 @@ impl SignInQueue {
         }
         let _flushing = self.flushing.lock().await;
         let tx = self.db.begin_write().await?;
-        let rows = std::mem::take(&mut self.lock().rows);
+        let (rows, _taken) = {
+            let mut queued = self.lock();
+            // Odd from here until the rows are written or back in the queue (`Taken`'s drop).
+            queued.flushes += 1;
+            (std::mem::take(&mut queued.rows), Taken(self))
+        };
         if rows.is_empty() {
             // Another flush (the background one, or close) wrote them while this one waited.
             return Ok(());
@@ -110,12 +116,28 @@ impl SignInQueue {
     }
 }
 
+/// A flush's rows, taken from the queue: on drop (written, or put back) the flush count is
+/// even again.
+struct Taken<'a>(&'a SignInQueue);
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        self.0.lock().flushes += 1;
+    }
+}
+
 /// What the queue's lock guards together, so that a reader filling a user's recent sign-ins
 /// from the table and the queue cannot miss a row logged meanwhile.
 #[derive(Debug, Default)]
 struct Queued {
     /// Logged, not yet written.
     rows: Vec<SignInLog>,
+    /// Bumped when a flush takes the rows and again when they are written or back in the
+    /// queue: odd while some rows are in neither place. A reader of the table and the queue
+    /// that saw the same even count before and after missed no row, without waiting for a
+    /// flush (on PostgreSQL a read is a round trip, and holding the flush lock across it made
+    /// every sign-in's read wait for the one before).
+    flushes: u64,
     /// The recent sign-ins of users seen lately (SQLite only).
     recent: RecentSignIns,
     /// SQLite's `data_version` when `recent` was last known to match the table.
@@ -817,7 +839,31 @@ impl Store {
         user_id: &str,
         limit: i64,
     ) -> Result<Vec<Arc<RecentSignIn>>, StoreError> {
+        let flushes = self.sign_ins.lock().flushes;
+        if flushes % 2 == 0
+            && let Some(rows) = self
+                .read_recent_sign_ins(user_id, limit, Some(flushes))
+                .await?
+        {
+            return Ok(rows);
+        }
+        // A flush overlapped: read again while none can run.
         let _flushing = self.sign_ins.flushing.lock().await;
+        Ok(self
+            .read_recent_sign_ins(user_id, limit, None)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// [`Store::recent_sign_ins`] from the kept ring, or the table and the queue. With
+    /// `flushes`, `None` if a flush took rows since that count was read (some may have been in
+    /// neither place); without, the caller holds the flush lock and the answer is always there.
+    async fn read_recent_sign_ins(
+        &self,
+        user_id: &str,
+        limit: i64,
+        flushes: Option<u64>,
+    ) -> Result<Option<Vec<Arc<RecentSignIn>>>, StoreError> {
         let limit = limit.max(0);
         let depth = usize::try_from(limit).unwrap_or(usize::MAX);
         // Read before the table: a commit by another connection after it makes the next call
@@ -830,7 +876,7 @@ impl Store {
                     queued.recent.forget();
                     queued.data_version = version;
                 } else if let Some(rows) = queued.recent.get(user_id, depth) {
-                    return Ok(rows);
+                    return Ok(Some(rows));
                 }
             }
             queued.recent.generation
@@ -851,6 +897,9 @@ impl Store {
         // The queue and the ring under one lock: a row logged from here on is added to the
         // ring this call fills.
         let mut queued = self.sign_ins.lock();
+        if flushes.is_some_and(|f| f != queued.flushes) {
+            return Ok(None);
+        }
         let mut recent: Vec<Arc<RecentSignIn>> = queued
             .rows
             .iter()
@@ -863,7 +912,7 @@ impl Store {
         if version.is_some() {
             queued.recent.fill(generation, user_id, depth, &recent);
         }
-        Ok(recent)
+        Ok(Some(recent))
     }
 
     /// Sign-ins matching `filter`, newest first (ties by id, descending), one page.
