@@ -432,6 +432,17 @@ pub(crate) enum Value {
     NullText,
 }
 
+impl Value {
+    /// About how many bytes it takes in a `Bind` message (its length, then its bytes).
+    pub(crate) fn wire_len(&self) -> usize {
+        4 + match self {
+            Value::Int(_) => 8,
+            Value::Text(t) => t.len(),
+            Value::NullInt | Value::NullText => 0,
+        }
+    }
+}
+
 /// A Rust value that binds as a parameter.
 pub(crate) trait Encode {
     /// The parameter.
@@ -619,6 +630,12 @@ impl Query {
     /// Binds the next parameter (`$1`, then `$2`, ...).
     pub(crate) fn bind(mut self, value: impl Encode) -> Self {
         self.args.push(value.encode());
+        self
+    }
+
+    /// Binds `values` as the next parameters.
+    pub(crate) fn bind_values(mut self, values: impl IntoIterator<Item = Value>) -> Self {
+        self.args.extend(values);
         self
     }
 

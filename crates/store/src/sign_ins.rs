@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use crate::db::{Db, DbError, Executor, from_row, query, query_assembled};
+use crate::db::{Db, DbError, Encode, Executor, Value, from_row, query, query_assembled};
 use crate::{Store, StoreError};
 
 /// How long a logged sign-in may wait in the queue before it is written.
@@ -252,11 +252,11 @@ async fn write_all(
     } else {
         1
     };
-    let mut rest = rows.iter().zip(&leans).collect::<Vec<_>>();
+    let mut rest: Vec<Vec<Value>> = rows.iter().zip(&leans).map(row_values).collect();
     while !rest.is_empty() {
         let n = chunk_len(&rest, most);
         let tail = rest.split_off(n);
-        insert_rows(&rest, &mut tx).await?;
+        insert_rows(rest, &mut tx).await?;
         rest = tail;
     }
     tx.commit().await?;
@@ -277,50 +277,16 @@ const MOST_ROWS_PER_INSERT: usize = 32;
 /// measured here as a stalled flush.
 const MOST_BYTES_PER_INSERT: usize = 8 * 1024;
 
-/// How many of `rows` the next `INSERT` writes: a power of two up to `most`, so a batch of any
-/// size uses a handful of statement texts (each prepared once), and within
-/// [`MOST_BYTES_PER_INSERT`].
-fn chunk_len(rows: &[(&SignInLog, &Lean)], most: usize) -> usize {
+/// How many of `rows` (each its parameters) the next `INSERT` writes: a power of two up to
+/// `most`, so a batch of any size uses a handful of statement texts (each prepared once), and
+/// within [`MOST_BYTES_PER_INSERT`].
+fn chunk_len(rows: &[Vec<Value>], most: usize) -> usize {
+    let bytes = |rows: &[Vec<Value>]| rows.iter().flatten().map(Value::wire_len).sum::<usize>();
     let mut n = 1 << most.max(1).min(rows.len().max(1)).ilog2();
-    while n > 1
-        && rows[..n]
-            .iter()
-            .map(|(log, lean)| row_bytes(log, lean))
-            .sum::<usize>()
-            > MOST_BYTES_PER_INSERT
-    {
+    while n > 1 && bytes(&rows[..n]) > MOST_BYTES_PER_INSERT {
         n /= 2;
     }
     n
-}
-
-/// About how many bytes a row's parameters take in a `Bind` message.
-fn row_bytes(log: &SignInLog, lean: &Lean) -> usize {
-    let texts = [
-        Some(&log.id),
-        Some(&log.correlation_id),
-        log.user_id.as_ref(),
-        log.user_principal_name.as_ref(),
-        log.app_id.as_ref(),
-        log.ip_address.as_ref(),
-        log.user_agent.as_ref(),
-        log.failure_reason.as_ref(),
-        Some(&log.user_type),
-        Some(&log.cross_tenant_access_type),
-        log.home_tenant_id.as_ref(),
-        log.resource_tenant_id.as_ref(),
-        log.risk_level_aggregated.as_ref(),
-        log.risk_level_during_sign_in.as_ref(),
-        log.conditional_access_status.as_ref(),
-        log.location.as_ref(),
-        Some(&lean.details),
-        Some(&log.sign_in_event_type),
-        log.risk_state.as_ref(),
-        log.risk_detail.as_ref(),
-        lean.policies.as_ref().map(|(id, _)| id),
-    ];
-    // Each parameter also carries its 4-byte length; integers are 8 bytes.
-    texts.iter().flatten().map(|t| t.len()).sum::<usize>() + SIGN_IN_COLUMNS * 4 + 3 * 8
 }
 
 /// The names of the policy sets known to be in `sign_in_policy_sets`.
@@ -840,7 +806,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<Arc<RecentSignIn>>, StoreError> {
         let flushes = self.sign_ins.lock().flushes;
-        if flushes % 2 == 0
+        if flushes.is_multiple_of(2)
             && let Some(rows) = self
                 .read_recent_sign_ins(user_id, limit, Some(flushes))
                 .await?
@@ -1007,7 +973,7 @@ async fn insert_row_in(
         insert_policy_set(id, json, target.target()).await?;
         inserted = Some(id.clone());
     }
-    insert_rows(&[(log, &lean)], target.target()).await?;
+    insert_rows(vec![row_values((log, &lean))], target.target()).await?;
     Ok(inserted)
 }
 
@@ -1026,41 +992,43 @@ async fn insert_policy_set(id: &str, json: &str, mut target: impl Executor) -> R
 /// The columns of `sign_ins` one row writes.
 const SIGN_IN_COLUMNS: usize = 24;
 
-/// Inserts `rows` (each with its [`lean`] form) in one statement.
-async fn insert_rows(
-    rows: &[(&SignInLog, &Lean)],
-    mut target: impl Executor,
-) -> Result<(), DbError> {
-    let mut q = query_assembled(insert_sql(rows.len()));
-    for (log, lean) in rows {
-        q = q
-            .bind(&log.id)
-            .bind(log.created_at)
-            .bind(&log.correlation_id)
-            .bind(&log.user_id)
-            .bind(&log.user_principal_name)
-            .bind(&log.app_id)
-            .bind(&log.ip_address)
-            .bind(&log.user_agent)
-            .bind(log.error_code)
-            .bind(&log.failure_reason)
-            .bind(&log.user_type)
-            .bind(&log.cross_tenant_access_type)
-            .bind(&log.home_tenant_id)
-            .bind(&log.resource_tenant_id)
-            .bind(&log.risk_level_aggregated)
-            .bind(&log.risk_level_during_sign_in)
-            .bind(&log.conditional_access_status)
-            .bind(&log.location)
-            .bind(&lean.details)
-            .bind(&log.sign_in_event_type)
-            .bind(&log.risk_state)
-            .bind(&log.risk_detail)
-            .bind(lean.moved)
-            .bind(lean.policies.as_ref().map(|(id, _)| id.as_str()));
-    }
-    q.execute(target.target()).await?;
+/// Inserts `rows` (each its parameters, [`row_values`]) in one statement.
+async fn insert_rows(rows: Vec<Vec<Value>>, mut target: impl Executor) -> Result<(), DbError> {
+    query_assembled(insert_sql(rows.len()))
+        .bind_values(rows.into_iter().flatten())
+        .execute(target.target())
+        .await?;
     Ok(())
+}
+
+/// A row's parameters, in the order of `sign_in_columns!`, with its [`lean`] form.
+fn row_values((log, lean): (&SignInLog, &Lean)) -> Vec<Value> {
+    vec![
+        (&log.id).encode(),
+        log.created_at.encode(),
+        (&log.correlation_id).encode(),
+        (&log.user_id).encode(),
+        (&log.user_principal_name).encode(),
+        (&log.app_id).encode(),
+        (&log.ip_address).encode(),
+        (&log.user_agent).encode(),
+        log.error_code.encode(),
+        (&log.failure_reason).encode(),
+        (&log.user_type).encode(),
+        (&log.cross_tenant_access_type).encode(),
+        (&log.home_tenant_id).encode(),
+        (&log.resource_tenant_id).encode(),
+        (&log.risk_level_aggregated).encode(),
+        (&log.risk_level_during_sign_in).encode(),
+        (&log.conditional_access_status).encode(),
+        (&log.location).encode(),
+        (&lean.details).encode(),
+        (&log.sign_in_event_type).encode(),
+        (&log.risk_state).encode(),
+        (&log.risk_detail).encode(),
+        lean.moved.encode(),
+        lean.policies.as_ref().map(|(id, _)| id.as_str()).encode(),
+    ]
 }
 
 /// `INSERT INTO sign_ins (…) VALUES (…), (…)` for `rows` rows: one text per row count.
@@ -1128,7 +1096,7 @@ mod tests {
         large.user_agent = Some("x".repeat(3_000));
         let split = |logs: &[SignInLog], most: usize| {
             let leans: Vec<Lean> = logs.iter().map(|l| lean(l).unwrap()).collect();
-            let mut rest: Vec<_> = logs.iter().zip(&leans).collect();
+            let mut rest: Vec<_> = logs.iter().zip(&leans).map(row_values).collect();
             let mut sizes = Vec::new();
             while !rest.is_empty() {
                 let n = chunk_len(&rest, most);
