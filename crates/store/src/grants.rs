@@ -6,7 +6,7 @@
 //! grant kills them all, and a replayed code or reused refresh token revokes the grant in the
 //! same transaction that detects it (RFC 9700 §2.1.1 and §4.14.2).
 
-use crate::db::{DbError, FromRow, Row, Tx, from_row, query};
+use crate::db::{DbError, Executor, FromRow, Row, Tx, from_row, query};
 use crate::{Store, StoreError, bool_from_db, bool_to_db, strings_from_json, strings_to_json};
 
 /// One user's authorization of one client.
@@ -409,12 +409,20 @@ pub(crate) async fn end_user_sign_ins_in(
     Ok((ended[0], ended[1]))
 }
 
+/// A replayed code's outcome (its grant is revoked), logged.
+fn replayed(grant_id: &str) -> CodeRedemption {
+    tracing::warn!(grant_id = %grant_id, "authorization code replayed; grant revoked");
+    CodeRedemption::Replayed {
+        grant_id: grant_id.to_owned(),
+    }
+}
+
 /// Stores a code's grant unless a grant with its id exists (the code was redeemed before:
 /// `None`). In the same statement, a grant whose session has ended by `now` is stored revoked:
 /// `Some(true)` when the session is live (or the grant has none), `Some(false)` when not. One
 /// round trip where a separate session read took two.
 async fn insert_code_grant(
-    tx: &mut Tx,
+    target: impl Executor,
     grant: &Grant,
     now: i64,
 ) -> Result<Option<bool>, StoreError> {
@@ -442,7 +450,7 @@ async fn insert_code_grant(
     .bind(grant.revoked_at)
     .bind(&grant.claims)
     .bind(now)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(target)
     .await?;
     Ok(revoked.map(|(revoked_at,)| revoked_at == grant.revoked_at))
 }
@@ -476,17 +484,18 @@ impl Store {
     /// carried (the caller has opened it, so they are authentic); nothing of them is stored
     /// until now, so issuing the code wrote nothing.
     ///
-    /// One transaction. The grant is inserted, and its id is the code's "spent" mark: a second
-    /// redemption (a replay, or the loser of two concurrent ones) finds it and revokes the grant
-    /// with every token issued from it, even after the code has expired. A fresh code whose
-    /// session has ended since (sign-out, an admin or risk ending the user's sign-ins) is
-    /// refused and spent.
+    /// The grant is inserted, and its id is the code's "spent" mark: a second redemption (a
+    /// replay, or the loser of two concurrent ones) finds it and revokes the grant with every
+    /// token issued from it, even after the code has expired. A fresh code whose session has
+    /// ended since (sign-out, an admin or risk ending the user's sign-ins) is refused and spent.
     ///
-    /// Then `check` runs, in the same transaction, so the caller can check the code against the
-    /// request (client, redirect URI, PKCE) and issue the family's first refresh token. If it
-    /// fails, the grant is revoked (the code stays spent, so it cannot be retried) and its error
-    /// is returned as `Ok(Err(e))`. If it returns a refresh token, that token is stored before
-    /// the commit. Every other outcome is returned as `Ok(Ok(_))`.
+    /// `check` runs first, on the code alone, so the caller can check it against the request
+    /// (client, redirect URI, PKCE) and mint the family's first refresh token. If it fails, the
+    /// grant is stored revoked (the code is spent, so it cannot be retried) and its error is
+    /// returned as `Ok(Err(e))`. If it returns a refresh token, the grant and the token are
+    /// stored in one transaction. Without one (no `offline_access`, the common case) the grant
+    /// is the only write, one statement committing by itself: on PostgreSQL two round trips
+    /// (`BEGIN`, `COMMIT`) fewer. Every other outcome is returned as `Ok(Ok(_))`.
     pub async fn redeem_sealed_code<E>(
         &self,
         code: &AuthCode,
@@ -494,14 +503,8 @@ impl Store {
         now: i64,
         check: impl FnOnce(&AuthCode, &Grant) -> Result<Option<RefreshToken>, E>,
     ) -> Result<Result<CodeRedemption, E>, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let replayed = |grant_id: &str| {
-            tracing::warn!(grant_id = %grant_id, "authorization code replayed; grant revoked");
-            CodeRedemption::Replayed {
-                grant_id: grant_id.to_owned(),
-            }
-        };
         if code.expires_at <= now || grant.expires_at <= now {
+            let mut tx = self.begin_write().await?;
             let outcome = if grant_in(&mut tx, &grant.id).await?.is_some() {
                 revoke_grant_in(&mut tx, &grant.id, now).await?;
                 replayed(&grant.id)
@@ -511,35 +514,43 @@ impl Store {
             tx.commit().await?;
             return Ok(Ok(outcome));
         }
-        let Some(session_live) = insert_code_grant(&mut tx, grant, now).await? else {
-            revoke_grant_in(&mut tx, &grant.id, now).await?;
-            tx.commit().await?;
-            return Ok(Ok(replayed(&grant.id)));
-        };
-        let outcome = if !session_live {
-            // Stored revoked: the code is spent, and nothing can use the grant.
-            Ok(CodeRedemption::GrantRevoked)
-        } else {
-            match check(code, grant) {
-                Ok(first_refresh) => {
-                    if let Some(token) = first_refresh {
-                        insert_refresh_in(&mut tx, &token).await?;
-                    }
-                    let mut code = code.clone();
-                    code.consumed_at = Some(now);
-                    Ok(CodeRedemption::Redeemed {
-                        code,
-                        grant: grant.clone(),
-                    })
+        let checked = check(code, grant);
+        let stored = match &checked {
+            Ok(Some(first_refresh)) => {
+                let mut tx = self.begin_write().await?;
+                let live = insert_code_grant(&mut tx, grant, now).await?;
+                if live == Some(true) {
+                    insert_refresh_in(&mut tx, first_refresh).await?;
                 }
-                Err(e) => {
-                    revoke_grant_in(&mut tx, &grant.id, now).await?;
-                    Err(e)
-                }
+                tx.commit().await?;
+                live
+            }
+            Ok(None) => insert_code_grant(&self.db, grant, now).await?,
+            Err(_) => {
+                let refused = Grant {
+                    revoked_at: Some(now),
+                    ..grant.clone()
+                };
+                insert_code_grant(&self.db, &refused, now).await?
             }
         };
-        tx.commit().await?;
-        Ok(outcome)
+        let Some(session_live) = stored else {
+            self.revoke_grant(&grant.id, now).await?;
+            return Ok(Ok(replayed(&grant.id)));
+        };
+        Ok(match checked {
+            Err(e) => Err(e),
+            // Stored revoked: the code is spent, and nothing can use the grant.
+            Ok(_) if !session_live => Ok(CodeRedemption::GrantRevoked),
+            Ok(_) => {
+                let mut code = code.clone();
+                code.consumed_at = Some(now);
+                Ok(CodeRedemption::Redeemed {
+                    code,
+                    grant: grant.clone(),
+                })
+            }
+        })
     }
 
     /// The grant with this id, whatever its state (check `expires_at` and `revoked_at`).

@@ -121,9 +121,9 @@ pub(crate) async fn exchange_code(
 ) -> Result<TokenResponse, ApiError> {
     let now = state.now();
     let invalid = |why: &'static str| OAuthError::invalid_grant(why);
-    // Runs inside the redemption, after the code is marked consumed: a failure revokes the
-    // grant in the same transaction (the code is spent and cannot be retried); success stores
-    // the family's first refresh token in it.
+    // Runs inside the redemption, before anything is stored: a failure stores the grant
+    // revoked (the code is spent and cannot be retried); success mints the family's first
+    // refresh token, stored with the grant.
     let check = |code_row: &store::AuthCode,
                  grant: &Grant|
      -> Result<Option<(String, RefreshToken)>, OAuthError> {

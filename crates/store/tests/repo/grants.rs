@@ -526,12 +526,19 @@ pub async fn sealed_code_expired_or_of_an_ended_session_is_refused(ctx: Ctx) {
 
     store.end_user_sign_ins("u2", 110).await.unwrap();
     let ended = store
-        .redeem_sealed_code(&c, &g, 120, no_check)
+        .redeem_sealed_code(&c, &g, 120, |_, _| {
+            Ok::<_, ()>(Some(refresh("r-ended", "g2", 9_000)))
+        })
         .await
         .unwrap();
     assert!(
         matches!(ended, Ok(CodeRedemption::GrantRevoked)),
         "{ended:?}"
+    );
+    assert_eq!(
+        store.refresh_token("r-ended").await.unwrap(),
+        None,
+        "no refresh token for a grant stored revoked"
     );
     assert_eq!(
         store.grant("g2").await.unwrap().unwrap().revoked_at,
@@ -586,22 +593,51 @@ pub async fn sealed_code_failing_its_check_is_spent(ctx: Ctx) {
 pub async fn concurrent_sealed_redemption_has_one_winner(ctx: Ctx) {
     let store = ctx.store.clone();
     let (c, g) = sealed_fixture(&store).await;
+    // Half the contenders mint a first refresh token (a transaction), half do not (the grant's
+    // insert alone): the grant's id decides between both kinds alike.
     let tasks: Vec<_> = (0..8)
-        .map(|_| {
+        .map(|i| {
             let (store, c, g) = (store.clone(), c.clone(), g.clone());
-            tokio::spawn(async move { store.redeem_sealed_code(&c, &g, 120, no_check).await })
+            tokio::spawn(async move {
+                store
+                    .redeem_sealed_code(&c, &g, 120, |_, _| {
+                        Ok::<_, ()>((i % 2 == 0).then(|| refresh(&format!("r{i}"), "g2", 9_000)))
+                    })
+                    .await
+            })
         })
         .collect();
     let mut redeemed = 0;
     let mut replayed = 0;
-    for t in tasks {
+    let mut winner = None;
+    for (i, t) in tasks.into_iter().enumerate() {
         match t.await.unwrap().unwrap() {
-            Ok(CodeRedemption::Redeemed { .. }) => redeemed += 1,
+            Ok(CodeRedemption::Redeemed { .. }) => {
+                redeemed += 1;
+                winner = Some(i);
+            }
             Ok(CodeRedemption::Replayed { .. }) => replayed += 1,
             other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!((redeemed, replayed), (1, 7));
+    let mut stored = Vec::new();
+    for i in (0..8).step_by(2) {
+        if store
+            .refresh_token(&format!("r{i}"))
+            .await
+            .unwrap()
+            .is_some()
+        {
+            stored.push(i);
+        }
+    }
+    let winner = winner.unwrap();
+    let expected: Vec<usize> = (winner % 2 == 0).then_some(winner).into_iter().collect();
+    assert_eq!(
+        stored, expected,
+        "only the winner's refresh token is stored"
+    );
     assert!(
         store
             .grant("g2")
