@@ -199,7 +199,7 @@ async fn a_members_refresh_is_a_non_interactive_sign_in_judged_again() {
     assert!(
         t.state()
             .store
-            .recent_sign_ins(rows[0].user_id.as_deref().unwrap(), 50)
+            .recent_sign_ins(rows[0].user_id.as_deref().unwrap(), None, 50)
             .await
             .unwrap()
             .len()

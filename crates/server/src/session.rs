@@ -17,6 +17,8 @@ pub struct Current {
     pub user: User,
     /// The user's stored risk, when it was read with the session.
     pub user_risk: StoredUserRisk,
+    /// The version of the user's sign-ins, when it was read with the session.
+    pub sign_ins_version: Option<i64>,
 }
 
 /// The session this browser holds, if it is live and its user is still active.
@@ -37,6 +39,7 @@ pub async fn current(state: &AppState, jar: &CookieJar) -> Result<Option<Current
             session: read.session,
             user: read.user,
             user_risk: StoredUserRisk::Read(read.user_risk),
+            sign_ins_version: Some(read.sign_ins_version),
         })),
         _ => Ok(None),
     }
@@ -120,6 +123,7 @@ async fn create(
             session,
             user,
             user_risk: StoredUserRisk::Unread,
+            sign_ins_version: None,
         },
     ))
 }

@@ -156,7 +156,16 @@ pub async fn assess(
     sign_in: &SignIn,
     app_id: &str,
 ) -> Result<Assessment, StoreError> {
-    assess_with(dir, origin, user, StoredUserRisk::Unread, sign_in, app_id).await
+    assess_with(
+        dir,
+        origin,
+        user,
+        StoredUserRisk::Unread,
+        None,
+        sign_in,
+        app_id,
+    )
+    .await
 }
 
 /// A member's stored user risk, when it was read along with their session.
@@ -168,13 +177,15 @@ pub enum StoredUserRisk {
     Read(Option<UserRiskRecord>),
 }
 
-/// [`assess`], given the member's stored risk when it was already read (a single sign-on reads
-/// it with the session).
+/// [`assess`], given what a single sign-on read with the session: the member's stored risk, and
+/// the version of the user's sign-ins (so their recent sign-ins kept in memory can be trusted
+/// on PostgreSQL too, see `Store::recent_sign_ins`).
 pub async fn assess_with(
     dir: &Directory,
     origin: Origin<'_>,
     user: &User,
     stored: StoredUserRisk,
+    sign_ins_version: Option<i64>,
     sign_in: &SignIn,
     app_id: &str,
 ) -> Result<Assessment, StoreError> {
@@ -191,7 +202,7 @@ pub async fn assess_with(
                 dir,
                 ip,
                 user_agent,
-                &user.id,
+                (&user.id, sign_ins_version),
                 sign_in.guest.as_ref().and_then(|g| g.token.as_ref()),
             )
             .await?
@@ -319,17 +330,18 @@ pub fn evaluation_input(
     }
 }
 
-/// Real-time sign-in risk of a sign-in by `user_id` from `ip` now: one read (the user's recent
-/// sign-ins here), the rest pure. `token`: the facts about the partner's ID token of a
-/// federated guest sign-in, for `tokenIssuerAnomaly`.
+/// Real-time sign-in risk of a sign-in by `user` (an id, and the version of their sign-ins when
+/// it was read with their session) from `ip` now: one read at most (the user's recent sign-ins
+/// here), the rest pure. `token`: the facts about the partner's ID token of a federated guest
+/// sign-in, for `tokenIssuerAnomaly`.
 pub async fn sign_in_risk(
     dir: &Directory,
     ip: std::net::IpAddr,
     user_agent: &str,
-    user_id: &str,
+    (user_id, sign_ins_version): (&str, Option<i64>),
     token: Option<&risk::TokenIssuerFacts>,
 ) -> Result<SignInRisk, StoreError> {
-    let history = past_sign_ins(dir, user_id).await?;
+    let history = past_sign_ins(dir, user_id, sign_ins_version).await?;
     let intel = dir.protection.intel();
     let at = OffsetDateTime::from_unix_timestamp(dir.now())
         .map_err(|e| StoreError::Corrupt(format!("clock out of range: {e}")))?;
@@ -368,8 +380,12 @@ async fn member_risk_of(
 }
 
 /// The user's recent successful interactive sign-ins here, as sign-in risk compares them.
-async fn past_sign_ins(dir: &Directory, user_id: &str) -> Result<Vec<PastSignIn>, StoreError> {
-    let rows = dir.store.recent_sign_ins(user_id, HISTORY).await?;
+async fn past_sign_ins(
+    dir: &Directory,
+    user_id: &str,
+    version: Option<i64>,
+) -> Result<Vec<PastSignIn>, StoreError> {
+    let rows = dir.store.recent_sign_ins(user_id, version, HISTORY).await?;
     Ok(rows
         .iter()
         .filter_map(|r| {
@@ -1113,7 +1129,7 @@ policies_dir = "{p}"
         let bob = member(&dir, "bob@fabrikam.test").await;
         let s = signed_in(&bob, &["pwd"]);
         let read = || async { StoredUserRisk::Read(dir.store.user_risk(&bob.id).await.unwrap()) };
-        let given = assess_with(&dir, from(CLEAN), &bob, read().await, &s, "web")
+        let given = assess_with(&dir, from(CLEAN), &bob, read().await, None, &s, "web")
             .await
             .unwrap();
         assert_eq!(given.user_risk, RiskLevel::None);
@@ -1121,7 +1137,7 @@ policies_dir = "{p}"
 
         high_user_risk(&dir, &bob).await;
         let own = assess(&dir, from(CLEAN), &bob, &s, "web").await.unwrap();
-        let given = assess_with(&dir, from(CLEAN), &bob, read().await, &s, "web")
+        let given = assess_with(&dir, from(CLEAN), &bob, read().await, None, &s, "web")
             .await
             .unwrap();
         assert_eq!(own.user_risk, RiskLevel::High);

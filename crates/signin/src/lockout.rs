@@ -59,7 +59,11 @@ pub async fn attempt(
     ip: IpAddr,
 ) -> Result<Attempt, StoreError> {
     let known = match user {
-        Some(u) => dir.store.recent_sign_ins(&u.id, FAMILIAR_HISTORY).await?,
+        Some(u) => {
+            dir.store
+                .recent_sign_ins(&u.id, None, FAMILIAR_HISTORY)
+                .await?
+        }
         None => Vec::new(),
     };
     let source = Source::of(

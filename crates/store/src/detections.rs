@@ -151,6 +151,7 @@ impl Store {
                 .bind(user_id)
                 .execute(&mut tx)
                 .await?;
+                crate::sign_ins::advance_heads(vec![user_id], &mut tx).await?;
             }
             if let Some(d) = &change.detection {
                 if &d.user_id != user_id {

@@ -41,6 +41,26 @@ impl Purged {
 }
 
 impl Store {
+    /// Deletes at most `batch` sign-in rows from before `before`, oldest first, and moves their
+    /// users' versions on in the same transaction (their recent sign-ins may be among them).
+    async fn purge_sign_ins(&self, before: i64, batch: i64) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let purged: Vec<(Option<String>,)> = query(
+            "DELETE FROM sign_ins WHERE id IN (SELECT id FROM sign_ins \
+             WHERE created_at < $1 ORDER BY created_at LIMIT $2) RETURNING user_id",
+        )
+        .bind(before)
+        .bind(batch)
+        .fetch_all(&mut tx)
+        .await?;
+        let mut users: Vec<&str> = purged.iter().filter_map(|(u,)| u.as_deref()).collect();
+        users.sort_unstable();
+        users.dedup();
+        crate::sign_ins::advance_heads(users, &mut tx).await?;
+        tx.commit().await?;
+        Ok(purged.len() as u64)
+    }
+
     /// Deletes at most `batch` rows of each kind older than `retention` says, oldest first.
     pub async fn purge_retained(
         &self,
@@ -58,12 +78,9 @@ impl Store {
                     .rows_affected(),
             )
         };
-        let sign_ins = run(
-            "DELETE FROM sign_ins WHERE id IN (SELECT id FROM sign_ins \
-             WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
-            retention.sign_ins_before,
-        )
-        .await?;
+        let sign_ins = self
+            .purge_sign_ins(retention.sign_ins_before, batch)
+            .await?;
         if sign_ins > 0 {
             self.sign_ins.forget_recent();
         }

@@ -41,6 +41,8 @@ pub struct SessionUser {
     pub user: User,
     /// The user's `user_risk` row; `None` if their risk was never set.
     pub user_risk: Option<UserRiskRecord>,
+    /// The version of the user's sign-ins, for [`Store::recent_sign_ins`].
+    pub sign_ins_version: i64,
 }
 
 struct SessionRow {
@@ -199,9 +201,10 @@ impl Store {
         row.map(Session::try_from).transpose()
     }
 
-    /// [`Store::session_by_token_hash`], the session's user and the user's stored risk, in one
-    /// read: what a request with a session cookie needs, and what judging a single sign-on
-    /// needs besides (the risk), without a round trip of its own.
+    /// [`Store::session_by_token_hash`], the session's user, the user's stored risk and the
+    /// version of their sign-ins, in one read: what a request with a session cookie needs, and
+    /// what judging a single sign-on needs besides (the risk, and whether the user's recent
+    /// sign-ins kept in memory are current), without a round trip of its own.
     pub async fn session_and_user(
         &self,
         hash: &str,
@@ -212,9 +215,11 @@ impl Store {
              s.created_at AS s_created_at, s.expires_at, s.revoked_at, s.federation_json, ",
             joined_user_columns!(),
             ", r.user_id AS r_user_id, r.level AS r_level, r.state AS r_state, \
-             r.detail AS r_detail, r.updated_at AS r_updated_at \
+             r.detail AS r_detail, r.updated_at AS r_updated_at, \
+             COALESCE(h.version, 0) AS sign_ins_version \
              FROM sessions s JOIN users u ON u.id = s.user_id \
              LEFT JOIN user_risk r ON r.user_id = u.id \
+             LEFT JOIN sign_in_heads h ON h.user_id = u.id \
              WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.revoked_at IS NULL"
         ))
         .bind(hash)
@@ -226,6 +231,7 @@ impl Store {
                 session: Session::try_from(r.session)?,
                 user: User::try_from(r.user)?,
                 user_risk: r.user_risk,
+                sign_ins_version: r.sign_ins_version,
             })
         })
         .transpose()
@@ -340,6 +346,7 @@ struct SessionUserRow {
     session: SessionRow,
     user: UserRow,
     user_risk: Option<UserRiskRecord>,
+    sign_ins_version: i64,
 }
 
 impl FromRow for SessionUserRow {
@@ -368,6 +375,7 @@ impl FromRow for SessionUserRow {
                 }),
                 None => None,
             },
+            sign_ins_version: row.get("sign_ins_version")?,
         })
     }
 }

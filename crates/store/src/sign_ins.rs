@@ -59,8 +59,12 @@ impl SignInQueue {
             // Another flush (the background one, or close) wrote them while this one waited.
             return Ok(());
         }
-        let Err(e) = write_all(&rows, &self.policy_sets, tx).await else {
-            return Ok(());
+        let e = match write_all(&rows, &self.policy_sets, tx).await {
+            Ok(heads) => {
+                self.lock().recent.advanced(&heads);
+                return Ok(());
+            }
+            Err(e) => e,
         };
         if e.is_unavailable() {
             self.requeue(rows);
@@ -152,7 +156,9 @@ pub const RECENT_USERS: usize = 256;
 /// a user's next sign-in reads them from memory. Kept coherent with the table: a logged row
 /// is added to its user's ring as it is queued, and anything else that changes which rows
 /// count (an update of risk states, a purge, a row written directly, a row that could not be
-/// written, a commit by another connection) forgets them all.
+/// written) forgets them all. What another connection commits is seen on SQLite through
+/// `data_version`, which forgets them all too, and on PostgreSQL through the user's version in
+/// `sign_in_heads`, which a ring must match to be read.
 #[derive(Debug, Default)]
 struct RecentSignIns {
     users: HashMap<String, Ring>,
@@ -168,15 +174,32 @@ struct RecentSignIns {
 struct Ring {
     rows: VecDeque<Arc<RecentSignIn>>,
     depth: usize,
+    /// The user's version in `sign_in_heads` that the rows are the table's at (with this
+    /// replica's logged rows on top); `None` when not known.
+    version: Option<i64>,
 }
 
 impl RecentSignIns {
-    fn get(&self, user_id: &str, limit: usize) -> Option<Vec<Arc<RecentSignIn>>> {
+    /// The user's ring, if it holds `limit` rows and, given `version`, is at that version.
+    fn get(
+        &self,
+        user_id: &str,
+        limit: usize,
+        version: Option<i64>,
+    ) -> Option<Vec<Arc<RecentSignIn>>> {
         let ring = self.users.get(user_id)?;
-        (limit <= ring.depth).then(|| ring.rows.iter().take(limit).cloned().collect())
+        let current = version.is_none_or(|v| ring.version == Some(v));
+        (current && limit <= ring.depth).then(|| ring.rows.iter().take(limit).cloned().collect())
     }
 
-    fn fill(&mut self, generation: u64, user_id: &str, depth: usize, rows: &[Arc<RecentSignIn>]) {
+    fn fill(
+        &mut self,
+        generation: u64,
+        user_id: &str,
+        depth: usize,
+        rows: &[Arc<RecentSignIn>],
+        version: Option<i64>,
+    ) {
         if generation != self.generation {
             return;
         }
@@ -189,7 +212,25 @@ impl RecentSignIns {
             self.order.push_back(user_id.to_owned());
         }
         let rows = rows.iter().take(depth).cloned().collect();
-        self.users.insert(user_id.to_owned(), Ring { rows, depth });
+        self.users.insert(
+            user_id.to_owned(),
+            Ring {
+                rows,
+                depth,
+                version,
+            },
+        );
+    }
+
+    /// A flush committed, moving these users' versions on to these: a ring one behind holds
+    /// what was written (its rows were added as they were logged) and moves on too; any other
+    /// (another replica wrote in between) is no longer known to be current.
+    fn advanced(&mut self, heads: &[(String, i64)]) {
+        for (user_id, version) in heads {
+            if let Some(ring) = self.users.get_mut(user_id) {
+                ring.version = (ring.version == Some(version - 1)).then_some(*version);
+            }
+        }
     }
 
     fn logged(&mut self, log: &SignInLog) {
@@ -231,14 +272,24 @@ impl From<&SignInLog> for RecentSignIn {
     }
 }
 
+/// What [`Store::recent_sign_ins`] was asked.
+#[derive(Clone, Copy)]
+struct ReadRecent<'a> {
+    user_id: &'a str,
+    version: Option<i64>,
+    limit: i64,
+}
+
 /// Most sign-in rows kept in memory while the database cannot be reached.
 pub const MAX_QUEUED: usize = 100_000;
 
+/// Writes `rows` and moves their users' versions on, in `tx`, and commits; the users' new
+/// versions.
 async fn write_all(
     rows: &[SignInLog],
     sets: &PolicySets,
     mut tx: crate::db::Tx,
-) -> Result<(), DbError> {
+) -> Result<Vec<(String, i64)>, DbError> {
     let leans = rows.iter().map(lean).collect::<Result<Vec<_>, _>>()?;
     let mut stored: Vec<String> = Vec::new();
     for (id, json) in leans.iter().filter_map(|l| l.policies.as_ref()) {
@@ -259,10 +310,45 @@ async fn write_all(
         insert_rows(rest, &mut tx).await?;
         rest = tail;
     }
+    let heads = advance_heads(users_counting(rows), &mut tx).await?;
     tx.commit().await?;
     // Only now are they known to be there: a rolled-back batch leaves them unknown.
     sets.known(stored);
-    Ok(())
+    Ok(heads)
+}
+
+/// The users with a row in `rows` that counts for sign-in risk, each once, in order (so
+/// concurrent flushes lock their users' heads in the same order and cannot deadlock).
+fn users_counting(rows: &[SignInLog]) -> Vec<&str> {
+    let mut users: Vec<&str> = rows
+        .iter()
+        .filter(|r| counts_for_risk(r))
+        .filter_map(|r| r.user_id.as_deref())
+        .collect();
+    users.sort_unstable();
+    users.dedup();
+    users
+}
+
+/// Moves each user's version in `sign_in_heads` on by one (from 0 for a user without one),
+/// in the caller's transaction, which changes their sign-ins; their new versions.
+pub(crate) async fn advance_heads(
+    users: Vec<&str>,
+    tx: &mut crate::db::Tx,
+) -> Result<Vec<(String, i64)>, DbError> {
+    let mut heads = Vec::with_capacity(users.len());
+    for user in users {
+        let (version,): (i64,) = query(
+            "INSERT INTO sign_in_heads (user_id, version) VALUES ($1, 1) \
+             ON CONFLICT (user_id) DO UPDATE SET version = sign_in_heads.version + 1 \
+             RETURNING version",
+        )
+        .bind(user)
+        .fetch_one(&mut *tx)
+        .await?;
+        heads.push((user.to_owned(), version));
+    }
+    Ok(heads)
 }
 
 /// Most rows one `INSERT` of a batch writes on PostgreSQL, where each statement is a round
@@ -795,30 +881,49 @@ impl Store {
     /// details: what sign-in risk compares a new sign-in with. Refreshes are left out: a
     /// confidential client's IP is its server's, and a public client's repeats its user's.
     ///
-    /// On SQLite the rows of the last [`RECENT_USERS`] users whose rows were read from the table
-    /// are kept in memory and kept current as sign-ins are logged, so a user's next sign-in costs no read of the table;
-    /// a commit by another connection (another process on the same file) is seen through
-    /// SQLite's `data_version` and forgets them. On PostgreSQL, where replicas write the same
-    /// table, every call is one indexed read on `(user_id, created_at)`.
+    /// The rows of the last [`RECENT_USERS`] users whose rows were read from the table are kept
+    /// in memory and kept current as sign-ins are logged, so a user's next sign-in costs no
+    /// read of the table. What another connection commits (another process on the same SQLite
+    /// file, another replica on PostgreSQL) must not be missed:
+    /// - on SQLite, a commit by another connection changes SQLite's `data_version`, which
+    ///   forgets them all;
+    /// - on PostgreSQL, every change to a user's sign-ins moves their `version` on (see
+    ///   [`SessionUser::sign_ins_version`](crate::SessionUser)), and the kept rows are read only
+    ///   given the version they are at. Without `version`, every call is one indexed read on
+    ///   `(user_id, created_at)`.
     pub async fn recent_sign_ins(
         &self,
         user_id: &str,
+        version: Option<i64>,
         limit: i64,
     ) -> Result<Vec<Arc<RecentSignIn>>, StoreError> {
         let flushes = self.sign_ins.lock().flushes;
+        let read = ReadRecent {
+            user_id,
+            version,
+            limit,
+        };
         if flushes.is_multiple_of(2)
-            && let Some(rows) = self
-                .read_recent_sign_ins(user_id, limit, Some(flushes))
-                .await?
+            && let Some(rows) = self.read_recent_sign_ins(&read, Some(flushes)).await?
         {
             return Ok(rows);
         }
         // A flush overlapped: read again while none can run.
         let _flushing = self.sign_ins.flushing.lock().await;
         Ok(self
-            .read_recent_sign_ins(user_id, limit, None)
+            .read_recent_sign_ins(&read, None)
             .await?
             .unwrap_or_default())
+    }
+
+    /// The version of a user's sign-ins that [`Store::recent_sign_ins`] takes, read on its own
+    /// (a request with a session has it from [`Store::session_and_user`]): 0 before any.
+    pub async fn sign_ins_version(&self, user_id: &str) -> Result<i64, StoreError> {
+        let version: Option<(i64,)> = query("SELECT version FROM sign_in_heads WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.db)
+            .await?;
+        Ok(version.map_or(0, |(v,)| v))
     }
 
     /// [`Store::recent_sign_ins`] from the kept ring, or the table and the queue. With
@@ -826,24 +931,34 @@ impl Store {
     /// neither place); without, the caller holds the flush lock and the answer is always there.
     async fn read_recent_sign_ins(
         &self,
-        user_id: &str,
-        limit: i64,
+        read: &ReadRecent<'_>,
         flushes: Option<u64>,
     ) -> Result<Option<Vec<Arc<RecentSignIn>>>, StoreError> {
+        let ReadRecent {
+            user_id,
+            version,
+            limit,
+        } = *read;
         let limit = limit.max(0);
         let depth = usize::try_from(limit).unwrap_or(usize::MAX);
         // Read before the table: a commit by another connection after it makes the next call
         // forget what this one keeps.
-        let version = self.db.data_version().await?;
+        let data_version = self.db.data_version().await?;
+        // What vouches for a kept ring: SQLite's data_version for all of them (`Some(None)`),
+        // or on PostgreSQL the user's version, when given.
+        let vouched = match data_version {
+            Some(_) => Some(None),
+            None => version.map(Some),
+        };
         let generation = {
             let mut queued = self.sign_ins.lock();
-            if version.is_some() {
-                if queued.data_version != version {
-                    queued.recent.forget();
-                    queued.data_version = version;
-                } else if let Some(rows) = queued.recent.get(user_id, depth) {
-                    return Ok(Some(rows));
-                }
+            if data_version.is_some() && queued.data_version != data_version {
+                queued.recent.forget();
+                queued.data_version = data_version;
+            } else if let Some(version) = vouched
+                && let Some(rows) = queued.recent.get(user_id, depth, version)
+            {
+                return Ok(Some(rows));
             }
             queued.recent.generation
         };
@@ -875,8 +990,10 @@ impl Store {
             .map(|r| Arc::new(RecentSignIn::from(r)))
             .collect();
         recent.extend(rows.into_iter().take(depth - recent.len()).map(Arc::new));
-        if version.is_some() {
-            queued.recent.fill(generation, user_id, depth, &recent);
+        if vouched.is_some() {
+            queued
+                .recent
+                .fill(generation, user_id, depth, &recent, version);
         }
         Ok(Some(recent))
     }
@@ -951,30 +1068,11 @@ impl Store {
     }
 }
 
-/// Inserts one row on its own (each statement committing by itself).
+/// Inserts one row in a transaction of its own, as a batch of one.
 async fn insert_row(log: &SignInLog, sets: &PolicySets, db: &Db) -> Result<(), DbError> {
-    let stored = insert_row_in(log, sets, db).await?;
-    sets.known(stored);
-    Ok(())
-}
-
-/// Inserts one row (and its policy set, when not known to be stored) through `target`, the
-/// store or a transaction; the policy set it inserted, to be known once committed.
-async fn insert_row_in(
-    log: &SignInLog,
-    sets: &PolicySets,
-    mut target: impl Executor,
-) -> Result<Option<String>, DbError> {
-    let lean = lean(log)?;
-    let mut inserted = None;
-    if let Some((id, json)) = &lean.policies
-        && !sets.contains(id)
-    {
-        insert_policy_set(id, json, target.target()).await?;
-        inserted = Some(id.clone());
-    }
-    insert_rows(vec![row_values((log, &lean))], target.target()).await?;
-    Ok(inserted)
+    write_all(std::slice::from_ref(log), sets, db.begin_write().await?)
+        .await
+        .map(drop)
 }
 
 async fn insert_policy_set(id: &str, json: &str, mut target: impl Executor) -> Result<(), DbError> {
@@ -1145,16 +1243,16 @@ mod tests {
     fn the_first_users_filled_go_first_when_full() {
         let mut recent = RecentSignIns::default();
         for n in 0..=RECENT_USERS {
-            recent.fill(0, &format!("u{n}"), 50, &[row(1)]);
+            recent.fill(0, &format!("u{n}"), 50, &[row(1)], None);
         }
-        assert!(recent.get("u0", 50).is_none(), "the first user went");
-        assert!(recent.get("u1", 50).is_some());
-        assert!(recent.get(&format!("u{RECENT_USERS}"), 50).is_some());
+        assert!(recent.get("u0", 50, None).is_none(), "the first user went");
+        assert!(recent.get("u1", 50, None).is_some());
+        assert!(recent.get(&format!("u{RECENT_USERS}"), 50, None).is_some());
         assert_eq!(recent.users.len(), RECENT_USERS);
         // Filling a kept user again does not push anyone out.
-        recent.fill(0, "u1", 50, &[row(2)]);
+        recent.fill(0, "u1", 50, &[row(2)], None);
         assert_eq!(recent.users.len(), RECENT_USERS);
-        assert!(recent.get("u2", 50).is_some());
+        assert!(recent.get("u2", 50, None).is_some());
     }
 
     #[test]
@@ -1162,10 +1260,39 @@ mod tests {
         let mut recent = RecentSignIns::default();
         let began = recent.generation;
         recent.forget();
-        recent.fill(began, "u1", 50, &[row(1)]);
-        assert!(recent.get("u1", 50).is_none());
-        recent.fill(recent.generation, "u1", 50, &[row(1)]);
-        assert!(recent.get("u1", 50).is_some());
-        assert!(recent.get("u1", 51).is_none(), "deeper than it was filled");
+        recent.fill(began, "u1", 50, &[row(1)], None);
+        assert!(recent.get("u1", 50, None).is_none());
+        recent.fill(recent.generation, "u1", 50, &[row(1)], None);
+        assert!(recent.get("u1", 50, None).is_some());
+        assert!(
+            recent.get("u1", 51, None).is_none(),
+            "deeper than it was filled"
+        );
+    }
+
+    #[test]
+    fn a_ring_is_read_at_its_version_and_moves_on_with_its_own_flush() {
+        let mut recent = RecentSignIns::default();
+        recent.fill(recent.generation, "u1", 50, &[row(1)], Some(4));
+        assert!(recent.get("u1", 50, Some(4)).is_some());
+        assert!(
+            recent.get("u1", 50, Some(5)).is_none(),
+            "the table moved on"
+        );
+        assert!(
+            recent.get("u1", 50, None).is_some(),
+            "vouched for otherwise"
+        );
+        recent.advanced(&[("u1".to_owned(), 5)]);
+        assert!(recent.get("u1", 50, Some(5)).is_some(), "its own flush");
+        // Another replica wrote 6: this flush's 7 leaves the ring unknown.
+        recent.advanced(&[("u1".to_owned(), 7)]);
+        assert!(recent.get("u1", 50, Some(7)).is_none());
+        assert!(recent.get("u1", 50, Some(5)).is_none());
+        // A ring filled without a version is never at one.
+        recent.fill(recent.generation, "u2", 50, &[row(1)], None);
+        recent.advanced(&[("u2".to_owned(), 1)]);
+        assert!(recent.get("u2", 50, Some(1)).is_none());
+        assert!(recent.get("u2", 50, Some(0)).is_none());
     }
 }

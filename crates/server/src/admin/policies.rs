@@ -503,7 +503,7 @@ pub async fn evaluate(
         &state,
         req.ip_address,
         req.user_agent.as_deref().unwrap_or(""),
-        &user.id,
+        (&user.id, None),
         // What-if has no partner token to judge.
         None,
     )

@@ -72,6 +72,7 @@ pub async fn judge_single_sign_on(
         ctx.client().into(),
         &user,
         stored,
+        current.sign_ins_version,
         &sign_in,
         &app_id,
     )

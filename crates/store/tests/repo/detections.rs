@@ -418,7 +418,7 @@ pub async fn remediation_closes_risky_sign_ins_and_confirmed_safe_ones_are_famil
             store.insert_sign_in(&s).await.unwrap();
         }
     }
-    assert!(store.recent_sign_ins("u1", 10).await.unwrap().is_empty());
+    assert!(crate::recent(store, "u1", 10).await.unwrap().is_empty());
     let d = detection("d1", "u1", "unfamiliarFeatures", "high", 100);
     store
         .apply_risk_changes(&[raise(d, None, "high")])
@@ -455,8 +455,7 @@ pub async fn remediation_closes_risky_sign_ins_and_confirmed_safe_ones_are_famil
     );
     assert_eq!(state_of("s2").0, "confirmedSafe");
     assert_eq!(state_of("s3").0, "atRisk", "another user's sign-in");
-    let familiar: Vec<Option<String>> = store
-        .recent_sign_ins("u1", 10)
+    let familiar: Vec<Option<String>> = crate::recent(store, "u1", 10)
         .await
         .unwrap()
         .iter()
@@ -469,7 +468,7 @@ pub async fn remediation_closes_risky_sign_ins_and_confirmed_safe_ones_are_famil
             Some("203.0.113.1".to_owned())
         ]
     );
-    assert!(store.recent_sign_ins("u2", 10).await.unwrap().is_empty());
+    assert!(crate::recent(store, "u2", 10).await.unwrap().is_empty());
 }
 
 /// Retention deletes what is older than its cut-offs, a batch at a time, and keeps detections

@@ -357,6 +357,7 @@ scenarios! {
         details_round_trip,
         recent_sign_ins_are_the_users_successes_newest_first,
         recent_sign_ins_stay_current_after_they_are_read,
+        recent_sign_ins_see_another_replicas_rows,
         logged_sign_ins_are_seen_before_and_after_they_are_written,
         logged_sign_ins_are_written_in_the_background,
         a_bad_row_does_not_lose_its_batch,
@@ -473,6 +474,17 @@ pub fn code(hash: &str, grant_id: &str, expires_at: i64) -> AuthCode {
         expires_at,
         consumed_at: None,
     }
+}
+
+/// A user's recent sign-ins as a sign-in with a session reads them: given the user's current
+/// version, so the rows kept in memory serve it wherever they are current.
+pub async fn recent(
+    store: &Store,
+    user_id: &str,
+    limit: i64,
+) -> Result<Vec<Arc<tenantd_store::RecentSignIn>>, tenantd_store::StoreError> {
+    let version = store.sign_ins_version(user_id).await?;
+    store.recent_sign_ins(user_id, Some(version), limit).await
 }
 
 pub fn refresh(hash: &str, grant_id: &str, expires_at: i64) -> RefreshToken {

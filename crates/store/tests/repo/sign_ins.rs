@@ -209,19 +209,13 @@ pub async fn recent_sign_ins_are_the_users_successes_newest_first(ctx: Ctx) {
         store.insert_sign_in(&l).await.unwrap();
     }
     // u-even's interactive successes (not multiples of 4; 6 is a refresh): 10, 2.
-    let recent = store.recent_sign_ins("u-even", 10).await.unwrap();
+    let recent = crate::recent(store, "u-even", 10).await.unwrap();
     let at: Vec<i64> = recent.iter().map(|r| r.created_at - 1_000).collect();
     assert_eq!(at, [10, 2]);
     assert_eq!(recent[0].location(), Some("{\"n\":10}"));
     assert_eq!(recent[0].ip_address.as_deref(), Some("192.0.2.7"));
-    assert_eq!(store.recent_sign_ins("u-even", 2).await.unwrap().len(), 2);
-    assert!(
-        store
-            .recent_sign_ins("nobody", 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(crate::recent(store, "u-even", 2).await.unwrap().len(), 2);
+    assert!(crate::recent(store, "nobody", 10).await.unwrap().is_empty());
 }
 
 /// Once read, a user's recent sign-ins stay current: a row logged after is first at once, rows
@@ -235,28 +229,28 @@ pub async fn recent_sign_ins_stay_current_after_they_are_read(ctx: Ctx) {
     for i in [1, 3] {
         store.insert_sign_in(&log(i)).await.unwrap();
     }
-    let recent = store.recent_sign_ins("u-odd", 1).await.unwrap();
+    let recent = crate::recent(store, "u-odd", 1).await.unwrap();
     assert_eq!(times(&recent), [1_003]);
     store.log_sign_in(log(5));
-    let recent = store.recent_sign_ins("u-odd", 1).await.unwrap();
+    let recent = crate::recent(store, "u-odd", 1).await.unwrap();
     assert_eq!(times(&recent), [1_005], "a logged success is the newest");
     let mut failure = log(7);
     failure.error_code = 50_126;
     store.log_sign_in(failure);
     store.log_sign_in(log(13)); // a refresh
-    let recent = store.recent_sign_ins("u-odd", 1).await.unwrap();
+    let recent = crate::recent(store, "u-odd", 1).await.unwrap();
     assert_eq!(
         times(&recent),
         [1_005],
         "a failure and a refresh do not count"
     );
-    let recent = store.recent_sign_ins("u-odd", 10).await.unwrap();
+    let recent = crate::recent(store, "u-odd", 10).await.unwrap();
     assert_eq!(times(&recent), [1_005, 1_003, 1_001]);
     let mut imported = log(2);
     imported.id = "imported".to_owned();
     imported.user_id = Some("u-odd".to_owned());
     store.insert_sign_in(&imported).await.unwrap();
-    let recent = store.recent_sign_ins("u-odd", 10).await.unwrap();
+    let recent = crate::recent(store, "u-odd", 10).await.unwrap();
     assert_eq!(times(&recent), [1_005, 1_003, 1_002, 1_001]);
     store.flush_sign_ins().await.unwrap();
     let retention = tenantd_store::Retention {
@@ -265,8 +259,62 @@ pub async fn recent_sign_ins_stay_current_after_they_are_read(ctx: Ctx) {
         audits_before: 0,
     };
     store.purge_retained(&retention, 100).await.unwrap();
-    let recent = store.recent_sign_ins("u-odd", 10).await.unwrap();
+    let recent = crate::recent(store, "u-odd", 10).await.unwrap();
     assert_eq!(times(&recent), [1_005, 1_003], "purged rows are gone");
+}
+
+/// A user's recent sign-ins kept in memory give way to what another replica (another process
+/// on the same SQLite file, another server on the same PostgreSQL database) writes, whichever
+/// way it writes; each replica's own flushes move the user's version on.
+pub async fn recent_sign_ins_see_another_replicas_rows(ctx: Ctx) {
+    let store = &ctx.store;
+    let other = tenantd_store::Store::connect(&ctx.url, crate::sealer())
+        .await
+        .unwrap();
+    let times = |rows: Vec<std::sync::Arc<tenantd_store::RecentSignIn>>| {
+        rows.iter().map(|r| r.created_at).collect::<Vec<_>>()
+    };
+    store.insert_sign_in(&log(1)).await.unwrap();
+    assert_eq!(store.sign_ins_version("u-odd").await.unwrap(), 1);
+    assert_eq!(
+        times(crate::recent(store, "u-odd", 50).await.unwrap()),
+        [1_001]
+    );
+    store.log_sign_in(log(3));
+    store.flush_sign_ins().await.unwrap();
+    assert_eq!(store.sign_ins_version("u-odd").await.unwrap(), 2);
+    assert_eq!(
+        times(crate::recent(store, "u-odd", 50).await.unwrap()),
+        [1_003, 1_001]
+    );
+
+    other.log_sign_in(log(5));
+    other.flush_sign_ins().await.unwrap();
+    assert_eq!(
+        times(crate::recent(store, "u-odd", 50).await.unwrap()),
+        [1_005, 1_003, 1_001],
+        "another replica's logged row"
+    );
+    other.insert_sign_in(&log(7)).await.unwrap();
+    assert_eq!(
+        times(crate::recent(store, "u-odd", 50).await.unwrap()),
+        [1_007, 1_005, 1_003, 1_001],
+        "another replica's row written directly"
+    );
+    store.log_sign_in(log(9));
+    store.flush_sign_ins().await.unwrap();
+    assert_eq!(
+        times(crate::recent(&other, "u-odd", 2).await.unwrap()),
+        [1_009, 1_007],
+        "and the other way round"
+    );
+
+    // A failure is no history: it leaves the version where it was.
+    let before = store.sign_ins_version("u-even").await.unwrap();
+    store.log_sign_in(log(4));
+    store.flush_sign_ins().await.unwrap();
+    assert_eq!(store.sign_ins_version("u-even").await.unwrap(), before);
+    other.close().await;
 }
 
 /// A sign-in logged behind the request is seen at once by sign-in risk (from the queue), by
@@ -278,7 +326,7 @@ pub async fn logged_sign_ins_are_seen_before_and_after_they_are_written(ctx: Ctx
     for i in [3, 4, 5] {
         store.log_sign_in(log(i));
     }
-    let recent = store.recent_sign_ins("u-odd", 10).await.unwrap();
+    let recent = crate::recent(store, "u-odd", 10).await.unwrap();
     let times: Vec<i64> = recent.iter().map(|r| r.created_at).collect();
     assert_eq!(
         times,
@@ -286,7 +334,7 @@ pub async fn logged_sign_ins_are_seen_before_and_after_they_are_written(ctx: Ctx
         "queued rows first, newest first"
     );
     assert_eq!(
-        store.recent_sign_ins("u-odd", 2).await.unwrap().len(),
+        crate::recent(store, "u-odd", 2).await.unwrap().len(),
         2,
         "the limit holds across the queue and the table"
     );

@@ -2,7 +2,6 @@
 
 use tenantd_store::{Backend, Store, StoreError};
 
-use crate::sign_ins::log;
 use crate::{new_user, sqlite_url};
 
 #[tokio::test]
@@ -79,30 +78,5 @@ async fn the_log_starts_over_under_steady_writes() {
         "the log is {size} bytes after {commits} commits (never started over: >= {never_rewound})"
     );
     store.close().await;
-    std::fs::remove_dir_all(dir).unwrap();
-}
-
-/// A user's recent sign-ins kept in memory give way to what another connection to the same
-/// file (another process, say) commits.
-#[tokio::test]
-async fn recent_sign_ins_see_another_connections_commit() {
-    let (url, dir) = sqlite_url();
-    let store = Store::connect(&url, crate::sealer()).await.unwrap();
-    let other = Store::connect(&url, crate::sealer()).await.unwrap();
-    store.insert_sign_in(&log(1)).await.unwrap();
-    let times = |rows: Vec<std::sync::Arc<tenantd_store::RecentSignIn>>| {
-        rows.iter().map(|r| r.created_at).collect::<Vec<_>>()
-    };
-    assert_eq!(
-        times(store.recent_sign_ins("u-odd", 50).await.unwrap()),
-        [1_001]
-    );
-    other.insert_sign_in(&log(3)).await.unwrap();
-    assert_eq!(
-        times(store.recent_sign_ins("u-odd", 50).await.unwrap()),
-        [1_003, 1_001]
-    );
-    store.close().await;
-    other.close().await;
     std::fs::remove_dir_all(dir).unwrap();
 }
