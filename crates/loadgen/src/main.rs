@@ -492,7 +492,7 @@ async fn measure(
 
     // CPU time is counted from the end of the warm-up.
     tokio::time::sleep_until((started + ctl.warmup).into()).await;
-    let cpu0 = (procfs::cpu_ticks(None), procfs::machine_busy_ticks());
+    let cpu0 = (procfs::cpu_ticks(None), procfs::machine_ticks());
     for w in &mut watched {
         w.mark();
     }
@@ -527,14 +527,20 @@ async fn measure(
         }
     }
     let elapsed = measure_start.elapsed();
-    let cpu1 = (procfs::cpu_ticks(None), procfs::machine_busy_ticks());
+    let cpu1 = (procfs::cpu_ticks(None), procfs::machine_ticks());
     let hz = procfs::clock_ticks_per_sec() as f64;
     let mut servers = Vec::new();
     for w in watched {
         servers.push(w.finish(elapsed, total.ok, hz).await);
     }
     let loadgen_cores = procfs::cores(cpu0.0, cpu1.0, hz, elapsed);
-    let machine_cores = procfs::cores(cpu0.1, cpu1.1, hz, elapsed);
+    let machine_cores = procfs::cores(cpu0.1.map(|m| m.busy), cpu1.1.map(|m| m.busy), hz, elapsed);
+    let stolen_cores = procfs::cores(
+        cpu0.1.map(|m| m.steal),
+        cpu1.1.map(|m| m.steal),
+        hz,
+        elapsed,
+    );
     let secs = elapsed.as_secs_f64().max(1e-9);
     let errors = ctl.errors.lock().map(|v| v.clone()).unwrap_or_default();
     let mut steps = Vec::new();
@@ -567,6 +573,7 @@ async fn measure(
         servers,
         loadgen_cpu_cores: loadgen_cores,
         machine_busy_cores: machine_cores,
+        stolen_cores,
         machine_cpus: procfs::cpus(),
         errors,
         interrupted: interrupted.load(Ordering::Relaxed),
@@ -812,6 +819,8 @@ struct Report {
     servers: Vec<procfs::ServerStats>,
     loadgen_cpu_cores: Option<f64>,
     machine_busy_cores: Option<f64>,
+    /// CPU time the hypervisor gave to other machines: not in `machine_busy_cores`.
+    stolen_cores: Option<f64>,
     machine_cpus: usize,
     errors: Vec<String>,
     interrupted: bool,
@@ -898,9 +907,10 @@ impl Report {
             let others = m - servers - self.loadgen_cpu_cores.unwrap_or(0.0);
             let _ = writeln!(
                 s,
-                "  machine CPU busy: {m:.2} of {} cores (other processes {:.2})",
+                "  machine CPU busy: {m:.2} of {} cores (other processes {:.2}; stolen by the hypervisor {:.2})",
                 self.machine_cpus,
-                others.max(0.0)
+                others.max(0.0),
+                self.stolen_cores.unwrap_or(0.0)
             );
         }
         if !self.errors.is_empty() {

@@ -42,9 +42,10 @@ pub fn cpu_ticks(pid: Option<u32>) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// Busy clock ticks of the whole machine, all CPUs (`cpu` line of /proc/stat: everything but
-/// idle and iowait), to tell whether other processes shared the CPUs during a run.
-pub fn machine_busy_ticks() -> Option<u64> {
+/// Clock ticks of the whole machine, all CPUs (`cpu` line of /proc/stat): busy (everything but
+/// idle, iowait and steal), to tell whether other processes shared the CPUs during a run, and
+/// stolen (a virtual machine's CPUs running someone else), which the processes here did not use.
+pub fn machine_ticks() -> Option<MachineTicks> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
     let v: Vec<u64> = line
@@ -54,12 +55,37 @@ pub fn machine_busy_ticks() -> Option<u64> {
         .collect();
     // user nice system idle iowait irq softirq steal (guest time is included in user).
     let total: u64 = v.iter().take(8).sum();
-    Some(total - v.get(3)? - v.get(4)?)
+    let steal = *v.get(7)?;
+    Some(MachineTicks {
+        busy: total - v.get(3)? - v.get(4)? - steal,
+        steal,
+    })
 }
 
-/// Online CPUs.
+/// See [`machine_ticks`].
+#[derive(Debug, Clone, Copy)]
+pub struct MachineTicks {
+    /// Used by some process or the kernel here.
+    pub busy: u64,
+    /// Stolen by the hypervisor.
+    pub steal: u64,
+}
+
+/// Online CPUs of the machine (the `cpuN` lines of /proc/stat; not this process's affinity,
+/// which is one CPU when the load generator is pinned).
 pub fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .map(|stat| {
+            stat.lines()
+                .filter(|l| {
+                    l.strip_prefix("cpu")
+                        .is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit()))
+                })
+                .count()
+        })
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`; 100 on every Linux we care about).
@@ -117,7 +143,7 @@ impl RssSampler {
 }
 
 /// CPU cores used on average between two readings of [`cpu_ticks`] or
-/// [`machine_busy_ticks`] taken `elapsed` apart (`hz`: [`clock_ticks_per_sec`]).
+/// [`machine_ticks`] taken `elapsed` apart (`hz`: [`clock_ticks_per_sec`]).
 pub fn cores(before: Option<u64>, after: Option<u64>, hz: f64, elapsed: Duration) -> Option<f64> {
     match (before, after) {
         (Some(a), Some(b)) if elapsed > Duration::ZERO => {
@@ -230,6 +256,6 @@ mod tests {
         assert!(threads(me).unwrap() >= 1);
         assert!(cpu_ticks(None).is_some());
         assert!(cpu_ticks(Some(me)).is_some());
-        assert!(machine_busy_ticks().is_some());
+        assert!(machine_ticks().is_some());
     }
 }
