@@ -174,13 +174,15 @@ struct RecentSignIns {
 struct Ring {
     rows: VecDeque<Arc<RecentSignIn>>,
     depth: usize,
-    /// The user's version in `sign_in_heads` that the rows are the table's at (with this
-    /// replica's logged rows on top); `None` when not known.
+    /// The user's version in `sign_in_heads` that the rows are the table's at, or newer (with
+    /// this replica's logged rows on top); `None` when not known.
     version: Option<i64>,
 }
 
 impl RecentSignIns {
-    /// The user's ring, if it holds `limit` rows and, given `version`, is at that version.
+    /// The user's ring, if it holds `limit` rows and, given `version`, is at that version or a
+    /// later one (a reader whose version was read before a flush moved it on may have the newer
+    /// rows: they are what a read of the table now would return).
     fn get(
         &self,
         user_id: &str,
@@ -188,7 +190,7 @@ impl RecentSignIns {
         version: Option<i64>,
     ) -> Option<Vec<Arc<RecentSignIn>>> {
         let ring = self.users.get(user_id)?;
-        let current = version.is_none_or(|v| ring.version == Some(v));
+        let current = version.is_none_or(|v| ring.version.is_some_and(|at| at >= v));
         (current && limit <= ring.depth).then(|| ring.rows.iter().take(limit).cloned().collect())
     }
 
@@ -211,6 +213,13 @@ impl RecentSignIns {
             }
             self.order.push_back(user_id.to_owned());
         }
+        if let Some(kept) = self.users.get(user_id)
+            && kept.version > version
+            && kept.depth >= depth
+        {
+            // A reader that read an older version would only put the ring back.
+            return;
+        }
         let rows = rows.iter().take(depth).cloned().collect();
         self.users.insert(
             user_id.to_owned(),
@@ -223,12 +232,17 @@ impl RecentSignIns {
     }
 
     /// A flush committed, moving these users' versions on to these: a ring one behind holds
-    /// what was written (its rows were added as they were logged) and moves on too; any other
-    /// (another replica wrote in between) is no longer known to be current.
+    /// what was written (its rows were added as they were logged) and moves on too, a ring
+    /// filled since from a read of that version or later stays, and any other (another replica
+    /// wrote in between) is no longer known to be current.
     fn advanced(&mut self, heads: &[(String, i64)]) {
         for (user_id, version) in heads {
             if let Some(ring) = self.users.get_mut(user_id) {
-                ring.version = (ring.version == Some(version - 1)).then_some(*version);
+                ring.version = match ring.version {
+                    Some(at) if at == version - 1 => Some(*version),
+                    Some(at) if at >= *version => Some(at),
+                    _ => None,
+                };
             }
         }
     }
@@ -1278,6 +1292,15 @@ mod tests {
         assert!(
             recent.get("u1", 50, Some(5)).is_none(),
             "the table moved on"
+        );
+        assert!(
+            recent.get("u1", 50, Some(3)).is_some(),
+            "newer than the reader knows"
+        );
+        recent.fill(recent.generation, "u1", 50, &[], Some(3));
+        assert!(
+            recent.get("u1", 50, Some(4)).is_some(),
+            "a read of an older version does not put the ring back"
         );
         assert!(
             recent.get("u1", 50, None).is_some(),
