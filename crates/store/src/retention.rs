@@ -53,9 +53,7 @@ impl Store {
         .bind(batch)
         .fetch_all(&mut tx)
         .await?;
-        let mut users: Vec<&str> = purged.iter().filter_map(|(u,)| u.as_deref()).collect();
-        users.sort_unstable();
-        users.dedup();
+        let users = purged.iter().filter_map(|(u,)| u.as_deref()).collect();
         crate::sign_ins::advance_heads(users, &mut tx).await?;
         tx.commit().await?;
         Ok(purged.len() as u64)

@@ -331,25 +331,24 @@ async fn write_all(
     Ok(heads)
 }
 
-/// The users with a row in `rows` that counts for sign-in risk, each once, in order (so
-/// concurrent flushes lock their users' heads in the same order and cannot deadlock).
+/// The users with a row in `rows` that counts for sign-in risk.
 fn users_counting(rows: &[SignInLog]) -> Vec<&str> {
-    let mut users: Vec<&str> = rows
-        .iter()
+    rows.iter()
         .filter(|r| counts_for_risk(r))
         .filter_map(|r| r.user_id.as_deref())
-        .collect();
-    users.sort_unstable();
-    users.dedup();
-    users
+        .collect()
 }
 
 /// Moves each user's version in `sign_in_heads` on by one (from 0 for a user without one),
-/// in the caller's transaction, which changes their sign-ins; their new versions.
+/// in the caller's transaction, which changes their sign-ins; their new versions. Each user
+/// once, in order, so concurrent transactions lock their users' heads in the same order and
+/// cannot deadlock.
 pub(crate) async fn advance_heads(
-    users: Vec<&str>,
+    mut users: Vec<&str>,
     tx: &mut crate::db::Tx,
 ) -> Result<Vec<(String, i64)>, DbError> {
+    users.sort_unstable();
+    users.dedup();
     let mut heads = Vec::with_capacity(users.len());
     for user in users {
         let (version,): (i64,) = query(
