@@ -286,14 +286,6 @@ impl From<&SignInLog> for RecentSignIn {
     }
 }
 
-/// What [`Store::recent_sign_ins`] was asked.
-#[derive(Clone, Copy)]
-struct ReadRecent<'a> {
-    user_id: &'a str,
-    version: Option<i64>,
-    limit: i64,
-}
-
 /// Most sign-in rows kept in memory while the database cannot be reached.
 pub const MAX_QUEUED: usize = 100_000;
 
@@ -911,20 +903,17 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<Arc<RecentSignIn>>, StoreError> {
         let flushes = self.sign_ins.lock().flushes;
-        let read = ReadRecent {
-            user_id,
-            version,
-            limit,
-        };
         if flushes.is_multiple_of(2)
-            && let Some(rows) = self.read_recent_sign_ins(&read, Some(flushes)).await?
+            && let Some(rows) = self
+                .read_recent_sign_ins(user_id, version, limit, Some(flushes))
+                .await?
         {
             return Ok(rows);
         }
         // A flush overlapped: read again while none can run.
         let _flushing = self.sign_ins.flushing.lock().await;
         Ok(self
-            .read_recent_sign_ins(&read, None)
+            .read_recent_sign_ins(user_id, version, limit, None)
             .await?
             .unwrap_or_default())
     }
@@ -944,33 +933,27 @@ impl Store {
     /// neither place); without, the caller holds the flush lock and the answer is always there.
     async fn read_recent_sign_ins(
         &self,
-        read: &ReadRecent<'_>,
+        user_id: &str,
+        version: Option<i64>,
+        limit: i64,
         flushes: Option<u64>,
     ) -> Result<Option<Vec<Arc<RecentSignIn>>>, StoreError> {
-        let ReadRecent {
-            user_id,
-            version,
-            limit,
-        } = *read;
         let limit = limit.max(0);
         let depth = usize::try_from(limit).unwrap_or(usize::MAX);
         // Read before the table: a commit by another connection after it makes the next call
         // forget what this one keeps.
         let data_version = self.db.data_version().await?;
-        // What vouches for a kept ring: SQLite's data_version for all of them (`Some(None)`),
-        // or on PostgreSQL the user's version, when given.
-        let vouched = match data_version {
-            Some(_) => Some(None),
-            None => version.map(Some),
-        };
+        // A kept ring is current on SQLite while data_version is (for every ring), and on
+        // PostgreSQL at the user's version, when given.
+        let on_sqlite = data_version.is_some();
+        let keep = on_sqlite || version.is_some();
+        let at = if on_sqlite { None } else { version };
         let generation = {
             let mut queued = self.sign_ins.lock();
-            if data_version.is_some() && queued.data_version != data_version {
+            if on_sqlite && queued.data_version != data_version {
                 queued.recent.forget();
                 queued.data_version = data_version;
-            } else if let Some(version) = vouched
-                && let Some(rows) = queued.recent.get(user_id, depth, version)
-            {
+            } else if keep && let Some(rows) = queued.recent.get(user_id, depth, at) {
                 return Ok(Some(rows));
             }
             queued.recent.generation
@@ -1003,7 +986,7 @@ impl Store {
             .map(|r| Arc::new(RecentSignIn::from(r)))
             .collect();
         recent.extend(rows.into_iter().take(depth - recent.len()).map(Arc::new));
-        if vouched.is_some() {
+        if keep {
             queued
                 .recent
                 .fill(generation, user_id, depth, &recent, version);
