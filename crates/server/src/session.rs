@@ -4,7 +4,7 @@ use crate::secrets::{random_token, token_hash};
 use crate::state::AppState;
 use crate::web::cookie;
 use axum_extra::extract::cookie::CookieJar;
-use signin::gate::StoredUserRisk;
+use signin::gate::ReadWithSession;
 use signin::sign_in::GuestSession;
 use store::{Session, StoreError, User, UserStatus};
 
@@ -15,10 +15,8 @@ pub struct Current {
     pub session: Session,
     /// The signed-in user (active).
     pub user: User,
-    /// The user's stored risk, when it was read with the session.
-    pub user_risk: StoredUserRisk,
-    /// The version of the user's sign-ins, when it was read with the session.
-    pub sign_ins_version: Option<i64>,
+    /// What single sign-on judges besides, when it was read with the session.
+    pub read: ReadWithSession,
 }
 
 /// The session this browser holds, if it is live and its user is still active.
@@ -38,8 +36,10 @@ pub async fn current(state: &AppState, jar: &CookieJar) -> Result<Option<Current
         Some(read) if read.user.status == UserStatus::Active => Ok(Some(Current {
             session: read.session,
             user: read.user,
-            user_risk: StoredUserRisk::Read(read.user_risk),
-            sign_ins_version: Some(read.sign_ins_version),
+            read: ReadWithSession::Read {
+                user_risk: read.user_risk,
+                sign_ins_version: read.sign_ins_version,
+            },
         })),
         _ => Ok(None),
     }
@@ -122,8 +122,7 @@ async fn create(
         Current {
             session,
             user,
-            user_risk: StoredUserRisk::Unread,
-            sign_ins_version: None,
+            read: ReadWithSession::Unread,
         },
     ))
 }

@@ -156,36 +156,31 @@ pub async fn assess(
     sign_in: &SignIn,
     app_id: &str,
 ) -> Result<Assessment, StoreError> {
-    assess_with(
-        dir,
-        origin,
-        user,
-        StoredUserRisk::Unread,
-        None,
-        sign_in,
-        app_id,
-    )
-    .await
+    assess_with(dir, origin, user, ReadWithSession::Unread, sign_in, app_id).await
 }
 
-/// A member's stored user risk, when it was read along with their session.
+/// What a single sign-on read with the session ([`store::SessionUser`]), so the gate does not
+/// read it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoredUserRisk {
-    /// Not read: the gate reads it.
+pub enum ReadWithSession {
+    /// Nothing: the gate reads what it needs.
     Unread,
-    /// Read (`None`: the member's risk was never set).
-    Read(Option<UserRiskRecord>),
+    /// Read.
+    Read {
+        /// The member's stored risk (`None`: never set).
+        user_risk: Option<UserRiskRecord>,
+        /// The version of the user's sign-ins, so their recent sign-ins kept in memory can be
+        /// trusted on PostgreSQL too (see `Store::recent_sign_ins`).
+        sign_ins_version: i64,
+    },
 }
 
-/// [`assess`], given what a single sign-on read with the session: the member's stored risk, and
-/// the version of the user's sign-ins (so their recent sign-ins kept in memory can be trusted
-/// on PostgreSQL too, see `Store::recent_sign_ins`).
+/// [`assess`], given what a single sign-on read with the session.
 pub async fn assess_with(
     dir: &Directory,
     origin: Origin<'_>,
     user: &User,
-    stored: StoredUserRisk,
-    sign_ins_version: Option<i64>,
+    read: ReadWithSession,
     sign_in: &SignIn,
     app_id: &str,
 ) -> Result<Assessment, StoreError> {
@@ -194,7 +189,13 @@ pub async fn assess_with(
         // The change this sign-in just made remediated the risk; the policies (and the log)
         // judge the sign-in on the risk that required it, now satisfied.
         None if sign_in.password_changed => sign_in.user_risk_level,
-        None => member_risk_of(dir, &user.id, stored).await?,
+        None => member_risk_of(dir, &user.id, &read).await?,
+    };
+    let sign_ins_version = match read {
+        ReadWithSession::Unread => None,
+        ReadWithSession::Read {
+            sign_ins_version, ..
+        } => Some(sign_ins_version),
     };
     let risk = match origin {
         Origin::Device { ip, user_agent } => {
@@ -361,17 +362,19 @@ pub async fn sign_in_risk(
 /// A member's current user risk at this (their home) tenant: remediated, dismissed and aged-out
 /// risk counts as none.
 pub async fn member_risk(dir: &Directory, user_id: &str) -> Result<RiskLevel, StoreError> {
-    member_risk_of(dir, user_id, StoredUserRisk::Unread).await
+    member_risk_of(dir, user_id, &ReadWithSession::Unread).await
 }
 
 async fn member_risk_of(
     dir: &Directory,
     user_id: &str,
-    stored: StoredUserRisk,
+    read: &ReadWithSession,
 ) -> Result<RiskLevel, StoreError> {
-    let status = match stored {
-        StoredUserRisk::Unread => user_risk::current(dir, user_id).await?,
-        StoredUserRisk::Read(row) => user_risk::current_from(dir, user_id, row).await?,
+    let status = match read {
+        ReadWithSession::Unread => user_risk::current(dir, user_id).await?,
+        ReadWithSession::Read { user_risk, .. } => {
+            user_risk::current_from(dir, user_id, user_risk.clone()).await?
+        }
     };
     Ok(match status.risk_state {
         RiskState::AtRisk | RiskState::ConfirmedCompromised => status.risk_level,
@@ -1128,8 +1131,13 @@ policies_dir = "{p}"
         let dir = directory().await;
         let bob = member(&dir, "bob@fabrikam.test").await;
         let s = signed_in(&bob, &["pwd"]);
-        let read = || async { StoredUserRisk::Read(dir.store.user_risk(&bob.id).await.unwrap()) };
-        let given = assess_with(&dir, from(CLEAN), &bob, read().await, None, &s, "web")
+        let read = || async {
+            ReadWithSession::Read {
+                user_risk: dir.store.user_risk(&bob.id).await.unwrap(),
+                sign_ins_version: dir.store.sign_ins_version(&bob.id).await.unwrap(),
+            }
+        };
+        let given = assess_with(&dir, from(CLEAN), &bob, read().await, &s, "web")
             .await
             .unwrap();
         assert_eq!(given.user_risk, RiskLevel::None);
@@ -1137,7 +1145,7 @@ policies_dir = "{p}"
 
         high_user_risk(&dir, &bob).await;
         let own = assess(&dir, from(CLEAN), &bob, &s, "web").await.unwrap();
-        let given = assess_with(&dir, from(CLEAN), &bob, read().await, None, &s, "web")
+        let given = assess_with(&dir, from(CLEAN), &bob, read().await, &s, "web")
             .await
             .unwrap();
         assert_eq!(own.user_risk, RiskLevel::High);

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
 use protocol::authorize::AuthorizationRequest;
 use serde::Deserialize;
-use signin::gate::{self, Assessment, How, Step, StoredUserRisk, Verdict};
+use signin::gate::{self, Assessment, How, ReadWithSession, Step, Verdict};
 use signin::sign_in::{self as progress, GuestSession, SignIn};
 use signin::signin_log::Outcome;
 use store::{User, UserStatus};
@@ -66,18 +66,8 @@ pub async fn judge_single_sign_on(
     sign_in.guest = guest;
     let app_id = sign_in.request.client_id.clone();
     let user = current.user.clone();
-    let stored = std::mem::replace(&mut current.user_risk, StoredUserRisk::Unread);
-    match gate::assess_with(
-        &state,
-        ctx.client().into(),
-        &user,
-        stored,
-        current.sign_ins_version,
-        &sign_in,
-        &app_id,
-    )
-    .await
-    {
+    let read = std::mem::replace(&mut current.read, ReadWithSession::Unread);
+    match gate::assess_with(&state, ctx.client().into(), &user, read, &sign_in, &app_id).await {
         Ok(a) => {
             let via = Via::Session(Box::new(current));
             decide(state, ctx, jar, via, sign_in, user, a).await
