@@ -134,6 +134,11 @@ impl Db {
         }
     }
 
+    /// Whether this is PostgreSQL (where each statement is a round trip).
+    pub(crate) fn is_postgres(&self) -> bool {
+        matches!(self, Db::Postgres(_))
+    }
+
     /// SQLite's `PRAGMA data_version`: it changes when another connection commits to the
     /// file (another process, say), not when this one does. `None` on PostgreSQL.
     pub(crate) async fn data_version(&self) -> Result<Option<i64>, DbError> {

@@ -894,14 +894,20 @@ impl Store {
     ///   forgets them all;
     /// - on PostgreSQL, every change to a user's sign-ins moves their `version` on (see
     ///   [`SessionUser::sign_ins_version`](crate::SessionUser)), and the kept rows are read only
-    ///   given the version they are at. Without `version`, every call is one indexed read on
-    ///   `(user_id, created_at)`.
+    ///   at that version or a later one. A caller that has no `version` (no session read it
+    ///   with the user) leaves it to this call, which reads it first: one single-row read
+    ///   instead of the user's rows.
     pub async fn recent_sign_ins(
         &self,
         user_id: &str,
         version: Option<i64>,
         limit: i64,
     ) -> Result<Vec<Arc<RecentSignIn>>, StoreError> {
+        // Read before the rows, so the rows are at least as new as the version they are kept at.
+        let version = match version {
+            None if self.db.is_postgres() => Some(self.sign_ins_version(user_id).await?),
+            given => given,
+        };
         let flushes = self.sign_ins.lock().flushes;
         if flushes.is_multiple_of(2)
             && let Some(rows) = self
@@ -944,16 +950,15 @@ impl Store {
         // forget what this one keeps.
         let data_version = self.db.data_version().await?;
         // A kept ring is current on SQLite while data_version is (for every ring), and on
-        // PostgreSQL at the user's version, when given.
+        // PostgreSQL at the user's version.
         let on_sqlite = data_version.is_some();
-        let keep = on_sqlite || version.is_some();
         let at = if on_sqlite { None } else { version };
         let generation = {
             let mut queued = self.sign_ins.lock();
             if on_sqlite && queued.data_version != data_version {
                 queued.recent.forget();
                 queued.data_version = data_version;
-            } else if keep && let Some(rows) = queued.recent.get(user_id, depth, at) {
+            } else if let Some(rows) = queued.recent.get(user_id, depth, at) {
                 return Ok(Some(rows));
             }
             queued.recent.generation
@@ -986,11 +991,9 @@ impl Store {
             .map(|r| Arc::new(RecentSignIn::from(r)))
             .collect();
         recent.extend(rows.into_iter().take(depth - recent.len()).map(Arc::new));
-        if keep {
-            queued
-                .recent
-                .fill(generation, user_id, depth, &recent, version);
-        }
+        queued
+            .recent
+            .fill(generation, user_id, depth, &recent, version);
         Ok(Some(recent))
     }
 

@@ -301,11 +301,19 @@ pub async fn recent_sign_ins_see_another_replicas_rows(ctx: Ctx) {
         [1_007, 1_005, 1_003, 1_001],
         "another replica's row written directly"
     );
+    // A caller without a version (no session read it) gets the same: the store reads it.
+    other.log_sign_in(log(11));
+    other.flush_sign_ins().await.unwrap();
+    assert_eq!(
+        times(store.recent_sign_ins("u-odd", None, 50).await.unwrap()),
+        [1_011, 1_007, 1_005, 1_003, 1_001],
+        "another replica's row, read without a version"
+    );
     store.log_sign_in(log(9));
     store.flush_sign_ins().await.unwrap();
     assert_eq!(
         times(crate::recent(&other, "u-odd", 2).await.unwrap()),
-        [1_009, 1_007],
+        [1_011, 1_009],
         "and the other way round"
     );
 
