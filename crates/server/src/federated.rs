@@ -25,6 +25,7 @@ use signin::federation::{
     NotAccepted, failure_code, failure_details, failure_reason, federation_refusal,
     inbound_disabled,
 };
+use signin::gate::AlreadyRead;
 use signin::sign_in::{self as progress, AtHome, SignIn};
 use store::Consumption;
 
@@ -194,7 +195,16 @@ pub async fn callback(
             // Back here, the sign-in is no longer bound or waiting: the gate decides.
             sign_in.bound_to = None;
             sign_in.at_home = None;
-            gate::judge(state, ctx, jar, &at_home.page, sign_in, guest).await
+            gate::judge(
+                state,
+                ctx,
+                jar,
+                &at_home.page,
+                sign_in,
+                guest,
+                AlreadyRead::Nothing,
+            )
+            .await
         }
         Err(NotAccepted::Refused(r)) => {
             fail(

@@ -4,7 +4,7 @@ use crate::secrets::{random_token, token_hash};
 use crate::state::AppState;
 use crate::web::cookie;
 use axum_extra::extract::cookie::CookieJar;
-use signin::gate::ReadWithSession;
+use signin::gate::AlreadyRead;
 use signin::sign_in::GuestSession;
 use store::{Session, StoreError, User, UserStatus};
 
@@ -16,7 +16,7 @@ pub struct Current {
     /// The signed-in user (active).
     pub user: User,
     /// What single sign-on judges besides, when it was read with the session.
-    pub read: ReadWithSession,
+    pub read: AlreadyRead,
 }
 
 /// The session this browser holds, if it is live and its user is still active.
@@ -36,7 +36,7 @@ pub async fn current(state: &AppState, jar: &CookieJar) -> Result<Option<Current
         Some(read) if read.user.status == UserStatus::Active => Ok(Some(Current {
             session: read.session,
             user: read.user,
-            read: ReadWithSession::Read {
+            read: AlreadyRead::Session {
                 user_risk: read.user_risk,
                 sign_ins_version: read.sign_ins_version,
             },
@@ -122,7 +122,7 @@ async fn create(
         Current {
             session,
             user,
-            read: ReadWithSession::Unread,
+            read: AlreadyRead::Nothing,
         },
     ))
 }

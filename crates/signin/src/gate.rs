@@ -24,7 +24,7 @@ use policy::{Decision, EvaluationInput, PolicySet, Satisfied, UserFacts};
 use protocol::{ErrorCode, OAuthError};
 use risk::{
     PastSignIn, RiskDetail, RiskEventType, RiskLevel, RiskState, SignInContext, SignInRisk,
-    UserRiskClaim, UserType,
+    UserRiskClaim, UserRiskStatus, UserType,
 };
 use store::{Grant, StoreError, User, UserRiskRecord, UserStatus};
 use time::OffsetDateTime;
@@ -156,31 +156,34 @@ pub async fn assess(
     sign_in: &SignIn,
     app_id: &str,
 ) -> Result<Assessment, StoreError> {
-    assess_with(dir, origin, user, ReadWithSession::Unread, sign_in, app_id).await
+    assess_with(dir, origin, user, AlreadyRead::Nothing, sign_in, app_id).await
 }
 
-/// What a single sign-on read with the session ([`store::SessionUser`]), so the gate does not
-/// read it again.
+/// What the caller has already read of what the gate needs, so the gate does not read it
+/// again.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReadWithSession {
+pub enum AlreadyRead {
     /// Nothing: the gate reads what it needs.
-    Unread,
-    /// Read.
-    Read {
+    Nothing,
+    /// What a single sign-on read with the session ([`store::SessionUser`]).
+    Session {
         /// The member's stored risk (`None`: never set).
         user_risk: Option<UserRiskRecord>,
         /// The version of the user's sign-ins, so their recent sign-ins kept in memory can be
         /// trusted on PostgreSQL too (see `Store::recent_sign_ins`).
         sign_ins_version: i64,
     },
+    /// The member's current risk, as the checks after their password left it
+    /// ([`user_risk::after_password_verified`]).
+    UserRisk(UserRiskStatus),
 }
 
-/// [`assess`], given what a single sign-on read with the session.
+/// [`assess`], given what the caller already read.
 pub async fn assess_with(
     dir: &Directory,
     origin: Origin<'_>,
     user: &User,
-    read: ReadWithSession,
+    read: AlreadyRead,
     sign_in: &SignIn,
     app_id: &str,
 ) -> Result<Assessment, StoreError> {
@@ -192,10 +195,10 @@ pub async fn assess_with(
         None => member_risk_of(dir, &user.id, &read).await?,
     };
     let sign_ins_version = match read {
-        ReadWithSession::Unread => None,
-        ReadWithSession::Read {
+        AlreadyRead::Session {
             sign_ins_version, ..
         } => Some(sign_ins_version),
+        AlreadyRead::Nothing | AlreadyRead::UserRisk(_) => None,
     };
     let risk = match origin {
         Origin::Device { ip, user_agent } => {
@@ -362,19 +365,20 @@ pub async fn sign_in_risk(
 /// A member's current user risk at this (their home) tenant: remediated, dismissed and aged-out
 /// risk counts as none.
 pub async fn member_risk(dir: &Directory, user_id: &str) -> Result<RiskLevel, StoreError> {
-    member_risk_of(dir, user_id, &ReadWithSession::Unread).await
+    member_risk_of(dir, user_id, &AlreadyRead::Nothing).await
 }
 
 async fn member_risk_of(
     dir: &Directory,
     user_id: &str,
-    read: &ReadWithSession,
+    read: &AlreadyRead,
 ) -> Result<RiskLevel, StoreError> {
     let status = match read {
-        ReadWithSession::Unread => user_risk::current(dir, user_id).await?,
-        ReadWithSession::Read { user_risk, .. } => {
+        AlreadyRead::Nothing => user_risk::current(dir, user_id).await?,
+        AlreadyRead::Session { user_risk, .. } => {
             user_risk::current_from(dir, user_id, user_risk.clone()).await?
         }
+        AlreadyRead::UserRisk(status) => *status,
     };
     Ok(match status.risk_state {
         RiskState::AtRisk | RiskState::ConfirmedCompromised => status.risk_level,
@@ -1127,12 +1131,12 @@ policies_dir = "{p}"
     }
 
     #[tokio::test]
-    async fn the_risk_read_with_the_session_judges_as_the_gates_own_read() {
+    async fn the_risk_already_read_judges_as_the_gates_own_read() {
         let dir = directory().await;
         let bob = member(&dir, "bob@fabrikam.test").await;
         let s = signed_in(&bob, &["pwd"]);
         let read = || async {
-            ReadWithSession::Read {
+            AlreadyRead::Session {
                 user_risk: dir.store.user_risk(&bob.id).await.unwrap(),
                 sign_ins_version: dir.store.sign_ins_version(&bob.id).await.unwrap(),
             }
@@ -1152,6 +1156,21 @@ policies_dir = "{p}"
         assert_eq!(given.user_risk, own.user_risk);
         assert_eq!(given.verdict, own.verdict);
         assert_eq!(given.verdict, Verdict::Step(Step::Mfa));
+
+        // The password path hands over the risk its checks left.
+        let status = user_risk::current(&dir, &bob.id).await.unwrap();
+        let given = assess_with(
+            &dir,
+            from(CLEAN),
+            &bob,
+            AlreadyRead::UserRisk(status),
+            &s,
+            "web",
+        )
+        .await
+        .unwrap();
+        assert_eq!(given.user_risk, own.user_risk);
+        assert_eq!(given.verdict, own.verdict);
     }
 
     #[tokio::test]

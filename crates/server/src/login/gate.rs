@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
 use protocol::authorize::AuthorizationRequest;
 use serde::Deserialize;
-use signin::gate::{self, Assessment, How, ReadWithSession, Step, Verdict};
+use signin::gate::{self, AlreadyRead, Assessment, How, Step, Verdict};
 use signin::sign_in::{self as progress, GuestSession, SignIn};
 use signin::signin_log::Outcome;
 use store::{User, UserStatus};
@@ -25,7 +25,8 @@ use store::{User, UserStatus};
 pub use signin::gate::PASSWORD_RESET_PATH;
 
 /// A sign-in whose user was just authenticated (a password, a partner's ID token, or a step
-/// done): judged, then allowed, blocked or held for a step. `page` is the id it is kept under.
+/// done): judged, then allowed, blocked or held for a step. `page` is the id it is kept under;
+/// `read`, what the caller already read for the gate.
 pub async fn judge(
     state: AppState,
     ctx: Ctx,
@@ -33,9 +34,10 @@ pub async fn judge(
     page: &str,
     sign_in: SignIn,
     user: User,
+    read: AlreadyRead,
 ) -> Response {
     let app_id = sign_in.request.client_id.clone();
-    match gate::assess(&state, ctx.client().into(), &user, &sign_in, &app_id).await {
+    match gate::assess_with(&state, ctx.client().into(), &user, read, &sign_in, &app_id).await {
         Ok(a) => decide(state, ctx, jar, Via::Page(page), sign_in, user, a).await,
         Err(e) => PageError::from(e).render(&state, &ctx),
     }
@@ -66,7 +68,7 @@ pub async fn judge_single_sign_on(
     sign_in.guest = guest;
     let app_id = sign_in.request.client_id.clone();
     let user = current.user.clone();
-    let read = std::mem::replace(&mut current.read, ReadWithSession::Unread);
+    let read = std::mem::replace(&mut current.read, AlreadyRead::Nothing);
     match gate::assess_with(&state, ctx.client().into(), &user, read, &sign_in, &app_id).await {
         Ok(a) => {
             let via = Via::Session(Box::new(current));
@@ -96,7 +98,16 @@ pub async fn resume(
     }
     // Between the steps the user may have been disabled: look them up again.
     let user = held_user(&state, &sign_in).await?;
-    Ok(judge(state, ctx, jar, &q.interaction, sign_in, user).await)
+    Ok(judge(
+        state,
+        ctx,
+        jar,
+        &q.interaction,
+        sign_in,
+        user,
+        AlreadyRead::Nothing,
+    )
+    .await)
 }
 
 /// Whether this browser is the one the sign-in is bound to (its CSRF cookie).

@@ -25,6 +25,7 @@ use axum_extra::extract::cookie::CookieJar;
 use protocol::{ErrorCode, OAuthError};
 use serde::Deserialize;
 use signin::codes;
+use signin::gate::AlreadyRead;
 use signin::plausible_email;
 use signin::sign_in::{self as progress, SignIn};
 use store::UserStatus;
@@ -382,13 +383,17 @@ pub async fn password_submit(
             Err(e) => PageError::from(e).render(&state, &ctx),
         };
     }
-    // Leaked-credential and password-spray checks see the password and the IP only here.
-    if let Err(e) =
-        crate::user_risk::after_password_verified(&state, &user, &f.password, Some(ctx.ip)).await
-    {
-        return PageError::from(e).render(&state, &ctx);
-    }
-    gate::judge(state, ctx, jar, &f.interaction, sign_in, user).await
+    // Leaked-credential and password-spray checks see the password and the IP only here; the
+    // risk they leave is the one the gate judges.
+    let user_risk =
+        match crate::user_risk::after_password_verified(&state, &user, &f.password, Some(ctx.ip))
+            .await
+        {
+            Ok(status) => status,
+            Err(e) => return PageError::from(e).render(&state, &ctx),
+        };
+    let read = AlreadyRead::UserRisk(user_risk);
+    gate::judge(state, ctx, jar, &f.interaction, sign_in, user, read).await
 }
 
 /// The change-password form.
@@ -492,7 +497,16 @@ pub async fn change_submit(
             return PageError::from(e).render(&state, &ctx);
         }
     }
-    gate::judge(state, ctx, jar, &f.interaction, sign_in, user).await
+    gate::judge(
+        state,
+        ctx,
+        jar,
+        &f.interaction,
+        sign_in,
+        user,
+        AlreadyRead::Nothing,
+    )
+    .await
 }
 
 /// Why a user's own new password is no secure one, in words for the page: the current password
