@@ -389,6 +389,62 @@ pub async fn failed_accounts_are_counted_per_ip_and_window(ctx: Ctx) {
     );
 }
 
+/// The spray count seeks one IP's failures in the window: the index orders by IP, error code
+/// and time, so the successes of a busy shared IP are not read at all.
+pub async fn the_spray_count_seeks_only_failures(ctx: Ctx) {
+    use sqlx::{Connection, Executor, Row};
+    // A shared egress IP: many successes, a few failures, and the planners' statistics on them.
+    for i in 0..400 {
+        let (code, upn) = if i % 40 == 0 {
+            (50126, "a@x")
+        } else {
+            (0, "b@x")
+        };
+        ctx.store
+            .log_sign_in(attempt(i, "203.0.113.9", upn, code, 1_000 + i));
+    }
+    ctx.store.flush_sign_ins().await.unwrap();
+    assert_eq!(
+        ctx.store
+            .failed_accounts_from_ip("203.0.113.9", 900, &[50126, 50034])
+            .await
+            .unwrap(),
+        1
+    );
+    let sql = "SELECT COUNT(DISTINCT user_principal_name) FROM sign_ins \
+               WHERE ip_address = '203.0.113.9' AND created_at >= 900 \
+               AND error_code IN (50126, 50034)";
+    let mut conn = sqlx::AnyConnection::connect(&ctx.url).await.unwrap();
+    conn.execute("ANALYZE").await.unwrap();
+    let plan: Vec<String> = if ctx.url.starts_with("sqlite:") {
+        let rows = conn
+            .fetch_all(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+            .await
+            .unwrap();
+        rows.iter().map(|r| r.get::<String, _>("detail")).collect()
+    } else {
+        // 400 rows are read whole sooner than through any index: ask which index it would be.
+        conn.execute("SET enable_seqscan = off").await.unwrap();
+        let rows = conn
+            .fetch_all(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
+            .await
+            .unwrap();
+        rows.iter().map(|r| r.get::<String, _>(0)).collect()
+    };
+    let seeks_failures = plan.iter().any(|line| {
+        // SQLite: `SEARCH … USING INDEX … (ip_address=? AND error_code=? …)`; PostgreSQL: the
+        // scan's `Index Cond`, not a `Filter` applied to what it read.
+        (line.contains("USING INDEX") || line.contains("Index Cond")) && line.contains("error_code")
+    });
+    let plan = plan.join("\n");
+    assert!(plan.contains("sign_ins_ip_error_idx"), "{plan}");
+    assert!(
+        seeks_failures,
+        "the error code is a key of the seek: {plan}"
+    );
+    conn.close().await.unwrap();
+}
+
 /// Remediating a user closes their open risky sign-ins the way their risk was closed (a row
 /// still queued behind the request included); a refused sign-in confirmed safe then counts as
 /// one of theirs for sign-in risk's familiarity, and other users' rows are untouched.
