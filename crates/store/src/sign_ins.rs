@@ -895,8 +895,8 @@ impl Store {
     /// - on PostgreSQL, every change to a user's sign-ins moves their `version` on (see
     ///   [`SessionUser::sign_ins_version`](crate::SessionUser)), and the kept rows are read only
     ///   at that version or a later one. A caller that has no `version` (no session read it
-    ///   with the user) leaves it to this call, which reads it first: one single-row read
-    ///   instead of the user's rows.
+    ///   with the user) leaves it to this call, which reads it first: one single-row read, and
+    ///   the user's rows only when the kept ones are behind it.
     pub async fn recent_sign_ins(
         &self,
         user_id: &str,
