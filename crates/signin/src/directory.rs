@@ -100,8 +100,6 @@ pub struct Directory {
     pub(crate) code_key: tokio::sync::OnceCell<protocol::sealed::SealingKey>,
     /// Where mail goes (`[mail]`); `None` when the tenant sends none.
     pub mailer: Option<Arc<Mailer>>,
-    /// The key emailed codes are hashed with, read from the store at first use.
-    pub(crate) email_otp_key: tokio::sync::OnceCell<String>,
 }
 
 impl std::fmt::Debug for Directory {
@@ -170,7 +168,6 @@ impl Directory {
             keys: RwLock::new(Arc::new(keys)),
             code_key: tokio::sync::OnceCell::new(),
             mailer,
-            email_otp_key: tokio::sync::OnceCell::new(),
         }
     }
 

@@ -255,15 +255,10 @@ pub struct Sent {
 /// restart agree).
 async fn key(dir: &Directory) -> Result<Vec<u8>, StoreError> {
     let key = dir
-        .email_otp_key
-        .get_or_try_init(|| async {
-            let candidate = random_token();
-            dir.store
-                .tenant_secret(KEY_NAME, &candidate, dir.now())
-                .await
-        })
+        .store
+        .tenant_secret(KEY_NAME, &random_token(), dir.now())
         .await?;
-    Ok(key.as_bytes().to_vec())
+    Ok(key.into_bytes())
 }
 
 /// The address the user receives codes at, when the tenant sends mail and they registered one.

@@ -5,6 +5,8 @@
 //! email is a credential pair (that address with that password), one without is a password
 //! seen leaked for anyone.
 
+use std::collections::HashMap;
+
 use crate::db::{query, query_assembled};
 use crate::{Store, StoreError};
 
@@ -155,8 +157,31 @@ impl Store {
     }
 
     /// The tenant secret called `name`; if there is none yet, `candidate` is stored and
-    /// returned. Concurrent callers all get the one value that was stored first.
+    /// returned. Concurrent callers (and replicas) all get the one value that was stored first.
+    /// A stored secret never changes (resealing changes only its sealed form), so each is read
+    /// and opened once per process and kept.
     pub async fn tenant_secret(
+        &self,
+        name: &str,
+        candidate: &str,
+        now: i64,
+    ) -> Result<String, StoreError> {
+        if let Some(value) = self.kept_secrets().get(name) {
+            return Ok(value.clone());
+        }
+        let value = self.read_tenant_secret(name, candidate, now).await?;
+        self.kept_secrets().insert(name.to_owned(), value.clone());
+        Ok(value)
+    }
+
+    fn kept_secrets(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        // A panic while the map was held left it whole: every change to it is one insert.
+        self.tenant_secrets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn read_tenant_secret(
         &self,
         name: &str,
         candidate: &str,

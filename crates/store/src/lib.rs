@@ -140,6 +140,8 @@ pub struct Store {
     sealer: Arc<dyn Sealer>,
     /// Woken when a transaction that wrote shared signals to the outbox has committed.
     outbox_written: Arc<tokio::sync::Notify>,
+    /// The tenant secrets read so far, opened (see [`Store::tenant_secret`]).
+    tenant_secrets: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
 }
 
 impl Store {
@@ -175,6 +177,7 @@ impl Store {
             sign_ins,
             sealer,
             outbox_written: Arc::new(tokio::sync::Notify::new()),
+            tenant_secrets: Arc::default(),
         })
     }
 

@@ -315,6 +315,20 @@ pub async fn fingerprints_and_tenant_secret(ctx: Ctx) {
     let first = store.tenant_secret("leak-key", "k1", 100).await.unwrap();
     let second = store.tenant_secret("leak-key", "k2", 200).await.unwrap();
     assert_eq!((first.as_str(), second.as_str()), ("k1", "k1"));
+    // Another replica gets the value stored first, whether it reads it or stores it.
+    let other = tenantd_store::Store::connect(&ctx.url, crate::sealer())
+        .await
+        .unwrap();
+    assert_eq!(
+        other.tenant_secret("leak-key", "k3", 300).await.unwrap(),
+        "k1"
+    );
+    let theirs = other.tenant_secret("push", "p1", 300).await.unwrap();
+    assert_eq!(
+        store.tenant_secret("push", "p2", 400).await.unwrap(),
+        theirs
+    );
+    other.close().await;
 }
 
 fn attempt(i: i64, ip: &str, upn: &str, code: i64, at: i64) -> SignInLog {
