@@ -170,7 +170,7 @@ pub enum AlreadyRead {
         /// The member's stored risk (`None`: never set).
         user_risk: Option<UserRiskRecord>,
         /// The version of the user's sign-ins, so their recent sign-ins kept in memory can be
-        /// trusted on PostgreSQL too (see `Store::recent_sign_ins`).
+        /// trusted without a read of their own (see `Store::recent_sign_ins`).
         sign_ins_version: i64,
     },
     /// The member's current risk, as the checks after their password left it

@@ -133,29 +133,6 @@ impl Db {
             Db::Postgres(pool) => Ok(Tx::new(EngineTx::Postgres(pool.begin().await?))),
         }
     }
-
-    /// Whether this is PostgreSQL (where each statement is a round trip).
-    pub(crate) fn is_postgres(&self) -> bool {
-        matches!(self, Db::Postgres(_))
-    }
-
-    /// SQLite's `PRAGMA data_version`: it changes when another connection commits to the
-    /// file (another process, say), not when this one does. `None` on PostgreSQL.
-    pub(crate) async fn data_version(&self) -> Result<Option<i64>, DbError> {
-        match self {
-            Db::Sqlite(conn) => {
-                // Not a group's member: it reads no rows, and while a group is open no other
-                // connection can commit.
-                let held = conn.lock().await;
-                let version = held
-                    .open()?
-                    .prepare_cached("PRAGMA data_version")?
-                    .query_row([], |row| row.get(0))?;
-                Ok(Some(version))
-            }
-            Db::Postgres(_) => Ok(None),
-        }
-    }
 }
 
 /// Runs a statement without parameters or rows (`BEGIN`, `COMMIT`), prepared once.

@@ -142,10 +142,8 @@ struct Queued {
     /// flush (on PostgreSQL a read is a round trip, and holding the flush lock across it made
     /// every sign-in's read wait for the one before).
     flushes: u64,
-    /// The recent sign-ins of users seen lately (SQLite only).
+    /// The recent sign-ins of users seen lately.
     recent: RecentSignIns,
-    /// SQLite's `data_version` when `recent` was last known to match the table.
-    data_version: Option<i64>,
 }
 
 /// How many users' recent sign-ins are kept in memory (the first filled go first). A user's 50
@@ -156,9 +154,9 @@ pub const RECENT_USERS: usize = 256;
 /// a user's next sign-in reads them from memory. Kept coherent with the table: a logged row
 /// is added to its user's ring as it is queued, and anything else that changes which rows
 /// count (an update of risk states, a purge, a row written directly, a row that could not be
-/// written) forgets them all. What another connection commits is seen on SQLite through
-/// `data_version`, which forgets them all too, and on PostgreSQL through the user's version in
-/// `sign_in_heads`, which a ring must match to be read.
+/// written) forgets them all. What another connection commits (another replica, another
+/// process on the same SQLite file) is seen through the user's version in `sign_in_heads`,
+/// which a ring must have reached to be read.
 #[derive(Debug, Default)]
 struct RecentSignIns {
     users: HashMap<String, Ring>,
@@ -180,17 +178,12 @@ struct Ring {
 }
 
 impl RecentSignIns {
-    /// The user's ring, if it holds `limit` rows and, given `version`, is at that version or a
-    /// later one (a reader whose version was read before a flush moved it on may have the newer
-    /// rows: they are what a read of the table now would return).
-    fn get(
-        &self,
-        user_id: &str,
-        limit: usize,
-        version: Option<i64>,
-    ) -> Option<Vec<Arc<RecentSignIn>>> {
+    /// The user's ring, if it holds `limit` rows and is at `version` or a later one (a reader
+    /// whose version was read before a flush moved it on may have the newer rows: they are what
+    /// a read of the table now would return).
+    fn get(&self, user_id: &str, limit: usize, version: i64) -> Option<Vec<Arc<RecentSignIn>>> {
         let ring = self.users.get(user_id)?;
-        let current = version.is_none_or(|v| ring.version.is_some_and(|at| at >= v));
+        let current = ring.version.is_some_and(|at| at >= version);
         (current && limit <= ring.depth).then(|| ring.rows.iter().take(limit).cloned().collect())
     }
 
@@ -200,7 +193,7 @@ impl RecentSignIns {
         user_id: &str,
         depth: usize,
         rows: &[Arc<RecentSignIn>],
-        version: Option<i64>,
+        version: i64,
     ) {
         if generation != self.generation {
             return;
@@ -214,7 +207,7 @@ impl RecentSignIns {
             self.order.push_back(user_id.to_owned());
         }
         if let Some(kept) = self.users.get(user_id)
-            && kept.version > version
+            && kept.version > Some(version)
             && kept.depth >= depth
         {
             // A reader that read an older version would only put the ring back.
@@ -226,7 +219,7 @@ impl RecentSignIns {
             Ring {
                 rows,
                 depth,
-                version,
+                version: Some(version),
             },
         );
     }
@@ -888,15 +881,13 @@ impl Store {
     ///
     /// The rows of the last [`RECENT_USERS`] users whose rows were read from the table are kept
     /// in memory and kept current as sign-ins are logged, so a user's next sign-in costs no
-    /// read of the table. What another connection commits (another process on the same SQLite
-    /// file, another replica on PostgreSQL) must not be missed:
-    /// - on SQLite, a commit by another connection changes SQLite's `data_version`, which
-    ///   forgets them all;
-    /// - on PostgreSQL, every change to a user's sign-ins moves their `version` on (see
-    ///   [`SessionUser::sign_ins_version`](crate::SessionUser)), and the kept rows are read only
-    ///   at that version or a later one. A caller that has no `version` (no session read it
-    ///   with the user) leaves it to this call, which reads it first: one single-row read, and
-    ///   the user's rows only when the kept ones are behind it.
+    /// read of the table. What another connection commits (another replica on PostgreSQL,
+    /// another process on the same SQLite file) must not be missed: every change to a user's
+    /// sign-ins moves their `version` on (see
+    /// [`SessionUser::sign_ins_version`](crate::SessionUser)), and the kept rows are read only
+    /// at that version or a later one. A caller that has no `version` (no session read it with
+    /// the user) leaves it to this call, which reads it first: one single-row read, and the
+    /// user's rows only when the kept ones are behind it.
     pub async fn recent_sign_ins(
         &self,
         user_id: &str,
@@ -905,8 +896,8 @@ impl Store {
     ) -> Result<Vec<Arc<RecentSignIn>>, StoreError> {
         // Read before the rows, so the rows are at least as new as the version they are kept at.
         let version = match version {
-            None if self.db.is_postgres() => Some(self.sign_ins_version(user_id).await?),
-            given => given,
+            Some(v) => v,
+            None => self.sign_ins_version(user_id).await?,
         };
         let flushes = self.sign_ins.lock().flushes;
         if flushes.is_multiple_of(2)
@@ -940,25 +931,15 @@ impl Store {
     async fn read_recent_sign_ins(
         &self,
         user_id: &str,
-        version: Option<i64>,
+        version: i64,
         limit: i64,
         flushes: Option<u64>,
     ) -> Result<Option<Vec<Arc<RecentSignIn>>>, StoreError> {
         let limit = limit.max(0);
         let depth = usize::try_from(limit).unwrap_or(usize::MAX);
-        // Read before the table: a commit by another connection after it makes the next call
-        // forget what this one keeps.
-        let data_version = self.db.data_version().await?;
-        // A kept ring is current on SQLite while data_version is (for every ring), and on
-        // PostgreSQL at the user's version.
-        let on_sqlite = data_version.is_some();
-        let at = if on_sqlite { None } else { version };
         let generation = {
-            let mut queued = self.sign_ins.lock();
-            if on_sqlite && queued.data_version != data_version {
-                queued.recent.forget();
-                queued.data_version = data_version;
-            } else if let Some(rows) = queued.recent.get(user_id, depth, at) {
+            let queued = self.sign_ins.lock();
+            if let Some(rows) = queued.recent.get(user_id, depth, version) {
                 return Ok(Some(rows));
             }
             queued.recent.generation
@@ -1242,16 +1223,16 @@ mod tests {
     fn the_first_users_filled_go_first_when_full() {
         let mut recent = RecentSignIns::default();
         for n in 0..=RECENT_USERS {
-            recent.fill(0, &format!("u{n}"), 50, &[row(1)], None);
+            recent.fill(0, &format!("u{n}"), 50, &[row(1)], 0);
         }
-        assert!(recent.get("u0", 50, None).is_none(), "the first user went");
-        assert!(recent.get("u1", 50, None).is_some());
-        assert!(recent.get(&format!("u{RECENT_USERS}"), 50, None).is_some());
+        assert!(recent.get("u0", 50, 0).is_none(), "the first user went");
+        assert!(recent.get("u1", 50, 0).is_some());
+        assert!(recent.get(&format!("u{RECENT_USERS}"), 50, 0).is_some());
         assert_eq!(recent.users.len(), RECENT_USERS);
         // Filling a kept user again does not push anyone out.
-        recent.fill(0, "u1", 50, &[row(2)], None);
+        recent.fill(0, "u1", 50, &[row(2)], 0);
         assert_eq!(recent.users.len(), RECENT_USERS);
-        assert!(recent.get("u2", 50, None).is_some());
+        assert!(recent.get("u2", 50, 0).is_some());
     }
 
     #[test]
@@ -1259,12 +1240,12 @@ mod tests {
         let mut recent = RecentSignIns::default();
         let began = recent.generation;
         recent.forget();
-        recent.fill(began, "u1", 50, &[row(1)], None);
-        assert!(recent.get("u1", 50, None).is_none());
-        recent.fill(recent.generation, "u1", 50, &[row(1)], None);
-        assert!(recent.get("u1", 50, None).is_some());
+        recent.fill(began, "u1", 50, &[row(1)], 0);
+        assert!(recent.get("u1", 50, 0).is_none());
+        recent.fill(recent.generation, "u1", 50, &[row(1)], 0);
+        assert!(recent.get("u1", 50, 0).is_some());
         assert!(
-            recent.get("u1", 51, None).is_none(),
+            recent.get("u1", 51, 0).is_none(),
             "deeper than it was filled"
         );
     }
@@ -1272,35 +1253,28 @@ mod tests {
     #[test]
     fn a_ring_is_read_at_its_version_and_moves_on_with_its_own_flush() {
         let mut recent = RecentSignIns::default();
-        recent.fill(recent.generation, "u1", 50, &[row(1)], Some(4));
-        assert!(recent.get("u1", 50, Some(4)).is_some());
+        recent.fill(recent.generation, "u1", 50, &[row(1)], 4);
+        assert!(recent.get("u1", 50, 4).is_some());
+        assert!(recent.get("u1", 50, 5).is_none(), "the table moved on");
         assert!(
-            recent.get("u1", 50, Some(5)).is_none(),
-            "the table moved on"
-        );
-        assert!(
-            recent.get("u1", 50, Some(3)).is_some(),
+            recent.get("u1", 50, 3).is_some(),
             "newer than the reader knows"
         );
-        recent.fill(recent.generation, "u1", 50, &[], Some(3));
+        recent.fill(recent.generation, "u1", 50, &[], 3);
         assert!(
-            recent.get("u1", 50, Some(4)).is_some(),
+            recent.get("u1", 50, 4).is_some(),
             "a read of an older version does not put the ring back"
         );
-        assert!(
-            recent.get("u1", 50, None).is_some(),
-            "vouched for otherwise"
-        );
         recent.advanced(&[("u1".to_owned(), 5)]);
-        assert!(recent.get("u1", 50, Some(5)).is_some(), "its own flush");
+        assert!(recent.get("u1", 50, 5).is_some(), "its own flush");
         // Another replica wrote 6: this flush's 7 leaves the ring unknown.
         recent.advanced(&[("u1".to_owned(), 7)]);
-        assert!(recent.get("u1", 50, Some(7)).is_none());
-        assert!(recent.get("u1", 50, Some(5)).is_none());
-        // A ring filled without a version is never at one.
-        recent.fill(recent.generation, "u2", 50, &[row(1)], None);
-        recent.advanced(&[("u2".to_owned(), 1)]);
-        assert!(recent.get("u2", 50, Some(1)).is_none());
-        assert!(recent.get("u2", 50, Some(0)).is_none());
+        assert!(recent.get("u1", 50, 7).is_none());
+        assert!(recent.get("u1", 50, 5).is_none());
+        // A ring no longer known to be current stays so until it is filled again.
+        recent.advanced(&[("u1".to_owned(), 8)]);
+        assert!(recent.get("u1", 50, 8).is_none());
+        recent.fill(recent.generation, "u1", 50, &[row(2)], 8);
+        assert!(recent.get("u1", 50, 8).is_some());
     }
 }
