@@ -554,6 +554,7 @@ pub async fn reload_keys(state: &AppState) {
 /// `tenantd serve`: bind the configured address and serve until Ctrl-C / SIGTERM, with the
 /// intel and file policies [`Config::load_checked`] read.
 pub async fn serve(config: Config, prepared: Prepared) -> anyhow::Result<()> {
+    let stop = shutdown_signal();
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("binding {}", config.listen))?;
     let tenant = Tenant::start_prepared(config, prepared, listener, Arc::new(SystemClock)).await?;
@@ -569,29 +570,37 @@ pub async fn serve(config: Config, prepared: Prepared) -> anyhow::Result<()> {
         "listening on {scheme}://{}",
         tenant.addr
     );
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     tenant.shutdown().await;
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on Ctrl-C or SIGTERM. The SIGTERM handler is installed when this is called, not
+/// when the future is first polled: called before a server starts answering, a SIGTERM sent as
+/// soon as it is ready stops it cleanly, where the signal's default action would kill it (and
+/// the sign-in log's last batch with it). Ctrl-C is handled from the first poll, so at a
+/// terminal it still stops a start-up at once.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let term = async move {
+            match terminate {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    }
 }
 
 #[cfg(test)]

@@ -443,6 +443,8 @@ fn check(path: &Path) -> Result<(LabFile, Vec<Ready>), ConfigError> {
 /// Run the lab until Ctrl-C. The lab file, the tenants' configs and every file they name are
 /// checked first; a mistake anywhere is a [`ConfigError`] and nothing is created.
 pub async fn run(args: LabArgs) -> anyhow::Result<()> {
+    // Before anything answers: a SIGTERM from then on stops the lab cleanly.
+    let stop = server::server::shutdown_signal();
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let path = match find_lab_file(&cwd, args.config.as_deref()) {
         Some(path) => path,
@@ -670,7 +672,7 @@ pub async fn run(args: LabArgs) -> anyhow::Result<()> {
     }
     println!();
 
-    server::server::shutdown_signal().await;
+    stop.await;
     println!("stopping the lab");
     let _ = stop_demo.send(());
     if let Some(task) = demo_task {
