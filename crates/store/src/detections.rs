@@ -278,7 +278,9 @@ impl Store {
     }
 
     /// How many distinct sign-in names failed with one of `error_codes` from `ip_address` at or
-    /// after `since` (unix seconds): the password-spray signal.
+    /// after `since` (unix seconds): the password-spray signal. Logged rows not yet written
+    /// count too: the queue is written first when it holds such a failure (otherwise a
+    /// password sign-in would force a commit of the log on every call).
     pub async fn failed_accounts_from_ip(
         &self,
         ip_address: &str,
@@ -288,7 +290,13 @@ impl Store {
         if error_codes.is_empty() {
             return Ok(0);
         }
-        self.flush_sign_ins().await?;
+        self.sign_ins
+            .write_before_reading(|row| {
+                row.ip_address.as_deref() == Some(ip_address)
+                    && row.created_at >= since
+                    && error_codes.contains(&row.error_code)
+            })
+            .await?;
         let placeholders: Vec<String> = (0..error_codes.len())
             .map(|i| format!("${}", i + 3))
             .collect();

@@ -113,6 +113,34 @@ impl SignInQueue {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Writes what a read of the table alone could miss among the rows `counts` picks: such a
+    /// row still queued, or any row taken by a flush that has not committed yet. A reader that
+    /// cares about a few rows (the password-spray count: failures from one IP) so pays for a
+    /// commit only when one of them is waiting, not on every call.
+    pub(crate) async fn write_before_reading(
+        &self,
+        counts: impl Fn(&SignInLog) -> bool,
+    ) -> Result<(), StoreError> {
+        loop {
+            let (in_flight, waiting) = {
+                let queued = self.lock();
+                (
+                    !queued.flushes.is_multiple_of(2),
+                    queued.rows.iter().any(&counts),
+                )
+            };
+            if waiting {
+                return self.flush().await;
+            }
+            if !in_flight {
+                return Ok(());
+            }
+            // Wait for that flush: its rows are then in the table, or back in the queue (the
+            // database was away) where the next turn sees them.
+            drop(self.flushing.lock().await);
+        }
+    }
+
     /// Forgets every user's recent sign-ins: the table changed in a way a logged row does not
     /// describe (an update, a purge, a row written directly).
     pub(crate) fn forget_recent(&self) {
@@ -859,8 +887,9 @@ impl Store {
 
     /// Logs a sign-in behind the request: the row is queued and written with the others of
     /// its batch within [`FLUSH_EVERY`], in one transaction, so a sign-in pays for no commit
-    /// of its own. Until then [`Store::recent_sign_ins`] already sees it, and every other read
-    /// of the log writes the queue first. [`Store::close`] writes what is queued (the server
+    /// of its own. Until then [`Store::recent_sign_ins`] already sees it,
+    /// [`Store::failed_accounts_from_ip`] writes the queue first only if it holds a failure it
+    /// counts, and every other read of the log writes the queue first. [`Store::close`] writes what is queued (the server
     /// closes the store on SIGTERM); a crash can lose at most the last batch.
     pub fn log_sign_in(&self, log: SignInLog) {
         let mut queued = self.sign_ins.lock();

@@ -403,6 +403,30 @@ pub async fn failed_accounts_are_counted_per_ip_and_window(ctx: Ctx) {
     );
 }
 
+/// Failures still in the log's queue count as soon as they are logged; queued successes and
+/// other IPs' failures do not.
+pub async fn queued_failures_count_for_the_spray(ctx: Ctx) {
+    let store = &ctx.store;
+    let codes = [50126, 50034];
+    store.log_sign_in(attempt(1, "203.0.113.9", "a@x", 50126, 1000));
+    store.log_sign_in(attempt(2, "203.0.113.9", "c@x", 0, 1001));
+    store.log_sign_in(attempt(3, "198.51.100.1", "e@x", 50126, 1002));
+    let count = |ip: &'static str| async move {
+        store
+            .failed_accounts_from_ip(ip, 900, &codes)
+            .await
+            .unwrap()
+    };
+    assert_eq!(count("203.0.113.9").await, 1);
+    store.log_sign_in(attempt(4, "203.0.113.9", "b@x", 50034, 1003));
+    store.log_sign_in(attempt(5, "203.0.113.9", "a@x", 50126, 1004)); // same account again
+    store.log_sign_in(attempt(6, "203.0.113.9", "d@x", 0, 1005));
+    assert_eq!(count("203.0.113.9").await, 2);
+    assert_eq!(count("198.51.100.1").await, 1);
+    store.log_sign_in(attempt(7, "198.51.100.1", "f@x", 50126, 1006));
+    assert_eq!(count("198.51.100.1").await, 2);
+}
+
 /// The spray count seeks one IP's failures in the window: the index orders by IP, error code
 /// and time, so the successes of a busy shared IP are not read at all.
 pub async fn the_spray_count_seeks_only_failures(ctx: Ctx) {

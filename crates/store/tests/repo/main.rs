@@ -318,6 +318,7 @@ scenarios! {
         leaked_corpus_imports_and_matches,
         fingerprints_and_tenant_secret,
         failed_accounts_are_counted_per_ip_and_window,
+        queued_failures_count_for_the_spray,
         the_spray_count_seeks_only_failures,
         remediation_closes_risky_sign_ins_and_confirmed_safe_ones_are_familiar,
         retention_purges_old_rows_in_batches_and_keeps_active_detections,
