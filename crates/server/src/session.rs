@@ -115,7 +115,10 @@ async fn create(
         revoked_at: None,
         federation_json,
     };
-    state.store.finish_sign_in(page, &session).await?;
+    state
+        .store
+        .finish_sign_in(signin::sign_in::kept(page), &session)
+        .await?;
     let jar = jar.add(cookie(state, &state.cookies.session, token, None));
     Ok((
         jar,

@@ -40,8 +40,9 @@ struct Carried {
     expires_at: i64,
 }
 
-/// The tenant's code key, read (or created) once.
-async fn key(dir: &Directory) -> Result<&SealingKey, StoreError> {
+/// The tenant's sealing key, read (or created) once: codes and sign-ins not yet authenticated
+/// ([`crate::sign_in::begin`]) are sealed with it, each for its own purpose.
+pub(crate) async fn key(dir: &Directory) -> Result<&SealingKey, StoreError> {
     dir.code_key
         .get_or_try_init(|| async {
             let candidate = URL_SAFE_NO_PAD.encode(random_bytes::<SECRET_LEN>());

@@ -1,13 +1,15 @@
-//! The sign-in in progress: one value from the app's authorization request to the code, kept
-//! in the store (an interaction row, under a random id) while the person moves between pages,
-//! and at the home tenant while a guest signs in there.
+//! The sign-in in progress: one value from the app's authorization request to the code, carried
+//! between pages under an id. Until someone is authenticated it holds only the app's validated
+//! request, and is sealed into its id ([`begin`]); from then on it is kept in the store (an
+//! interaction row, under a new random id at each step), and at the home tenant while a guest
+//! signs in there.
 //!
 //! It starts with the validated request; the user is added once known (a password verified, a
 //! partner's ID token accepted); the gate adds what it saw and holds it, bound to one browser,
 //! while a step (MFA, password change) is done; federation adds where the guest was sent.
 
 use crate::Directory;
-use crate::secrets::random_token;
+use crate::secrets::{random_bytes, random_token};
 use federation::{ClaimMapping, ClaimPresence, FlowSecrets, RiskClaimReading};
 use protocol::authorize::AuthorizationRequest;
 use risk::{RiskLevel, TokenIssuerFacts, UserRiskClaim};
@@ -214,6 +216,67 @@ impl SignIn {
     }
 }
 
+/// Ids of sealed sign-ins start with this; a kept sign-in's id (base64url) has no dot.
+const SEALED: &str = "s.";
+
+/// Associated data of a sealed sign-in: nothing sealed for another purpose opens as one.
+const PURPOSE: &str = "tenantd sign-in v1";
+
+/// The longest sealed id handed out. A request that would seal longer (a very long `state`,
+/// many `claims`) is kept in the store instead, so the pages' URLs stay short enough for every
+/// browser and proxy.
+const MAX_SEALED_LEN: usize = 2048;
+
+/// What a sealed id carries.
+#[derive(Serialize, Deserialize)]
+struct Carried<S> {
+    expires_at: i64,
+    sign_in: S,
+}
+
+/// Begins the sign-in for a validated `request`; returns its id for the sign-in pages.
+///
+/// Nobody is authenticated yet, so the sign-in is only the app's request, which the app's
+/// authorization URL carries anyway: it is sealed into the id (the tenant's sealing key,
+/// AES-256-GCM) and nothing is written. An authorization request that never becomes a sign-in
+/// (a crawler, an abandoned tab) costs no row, and the pages before the password read none.
+/// Like the authorization URL, the id can be used again until it expires; everything learned
+/// once the user is known (the gate's hold, a guest's trip home) is kept in the store under a
+/// new random id, and that id is used once.
+pub async fn begin(
+    dir: &Directory,
+    request: AuthorizationRequest,
+    correlation_id: String,
+) -> Result<String, SignInError> {
+    let sign_in = SignIn::new(request, correlation_id);
+    let carried = Carried {
+        expires_at: dir.now() + dir.config.tokens.sign_in_request,
+        sign_in: &sign_in,
+    };
+    let json = serde_json::to_vec(&carried).map_err(|e| SignInError::Unreadable(e.to_string()))?;
+    let sealed = crate::authorization_codes::key(dir)
+        .await?
+        .seal(random_bytes(), PURPOSE, &json);
+    if sealed.len() > MAX_SEALED_LEN {
+        return save(dir, &sign_in).await;
+    }
+    Ok(format!("{SEALED}{sealed}"))
+}
+
+/// The id of the interaction row the sign-in with this id is kept in: `None` for a sealed one,
+/// which has none to delete.
+pub fn kept(id: &str) -> Option<&str> {
+    (!id.starts_with(SEALED)).then_some(id)
+}
+
+/// Forgets the sign-in with this id (a sealed one simply expires).
+pub async fn forget(dir: &Directory, id: &str) -> Result<(), SignInError> {
+    if let Some(id) = kept(id) {
+        dir.store.delete_interaction(id).await?;
+    }
+    Ok(())
+}
+
 /// Keep `sign_in` under a new random id; returns the id.
 pub async fn save(dir: &Directory, sign_in: &SignIn) -> Result<String, SignInError> {
     let id = random_token();
@@ -237,8 +300,11 @@ pub async fn save_as(dir: &Directory, id: &str, sign_in: &SignIn) -> Result<(), 
     Ok(())
 }
 
-/// The sign-in kept under `id`.
+/// The sign-in with this id: sealed into it, or kept under it.
 pub async fn load(dir: &Directory, id: &str) -> Result<SignIn, SignInError> {
+    if let Some(sealed) = id.strip_prefix(SEALED) {
+        return open(dir, sealed).await;
+    }
     if id.is_empty() || id.len() > 64 {
         return Err(SignInError::Expired);
     }
@@ -246,6 +312,21 @@ pub async fn load(dir: &Directory, id: &str) -> Result<SignIn, SignInError> {
         return Err(SignInError::Expired);
     };
     read(&i.request_json)
+}
+
+/// The sign-in sealed into `sealed` by [`begin`], if it is this tenant's and has not expired.
+async fn open(dir: &Directory, sealed: &str) -> Result<SignIn, SignInError> {
+    if sealed.len() > MAX_SEALED_LEN {
+        return Err(SignInError::Expired);
+    }
+    let key = crate::authorization_codes::key(dir).await?;
+    let json = key.open(PURPOSE, sealed).ok_or(SignInError::Expired)?;
+    let carried: Carried<SignIn> =
+        serde_json::from_slice(&json).map_err(|e| SignInError::Unreadable(e.to_string()))?;
+    if carried.expires_at <= dir.now() {
+        return Err(SignInError::Expired);
+    }
+    Ok(carried.sign_in)
 }
 
 /// A stored sign-in's JSON, read back.
@@ -260,7 +341,7 @@ pub async fn replace(
     old_id: &str,
     sign_in: &SignIn,
 ) -> Result<String, SignInError> {
-    dir.store.delete_interaction(old_id).await?;
+    forget(dir, old_id).await?;
     save(dir, sign_in).await
 }
 
@@ -327,6 +408,69 @@ mod tests {
         s.mfa_passed();
         assert_eq!(s.amr, ["pwd", "mfa", "otp"]);
         assert!(s.mfa_done);
+    }
+
+    #[tokio::test]
+    async fn a_new_sign_in_is_sealed_into_its_id_until_it_expires() {
+        let (dir, clock, _) = crate::testing::directory().await;
+        let id = begin(&dir, request(), "c1".into()).await.unwrap();
+        assert!(id.starts_with(SEALED) && kept(&id).is_none(), "{id}");
+        let back = load(&dir, &id).await.unwrap();
+        assert_eq!(back.request.client_id, "app");
+        assert_eq!(back.correlation_id, "c1");
+        assert!(back.user_id.is_none() && !back.held);
+        // Nothing was kept, so there is nothing to forget; the id works on until it expires.
+        forget(&dir, &id).await.unwrap();
+        assert!(load(&dir, &id).await.is_ok());
+        clock.advance(dir.config.tokens.sign_in_request);
+        assert!(matches!(load(&dir, &id).await, Err(SignInError::Expired)));
+    }
+
+    #[tokio::test]
+    async fn a_sealed_id_that_was_altered_or_sealed_elsewhere_is_unknown() {
+        let (dir, _, _) = crate::testing::directory().await;
+        let id = begin(&dir, request(), "c1".into()).await.unwrap();
+        let mut altered = id.clone().into_bytes();
+        let last = altered.len() - 1;
+        altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
+        let altered = String::from_utf8(altered).unwrap();
+        // Another tenant (another sealing key) cannot open it either.
+        let (other, _, _) = crate::testing::directory().await;
+        let long = format!("{SEALED}{}", "A".repeat(MAX_SEALED_LEN + 1));
+        for (d, id) in [
+            (&dir, altered.as_str()),
+            (&other, &id),
+            (&dir, "s."),
+            (&dir, &long),
+        ] {
+            assert!(
+                matches!(load(d, id).await, Err(SignInError::Expired)),
+                "{id}"
+            );
+        }
+        // An authorization code, sealed with the same key for another purpose, does not open as one.
+        let key = crate::authorization_codes::key(&dir).await.unwrap();
+        let code = key.seal(random_bytes(), "tenantd authorization code v1", b"{}");
+        let as_sign_in = format!("{SEALED}{code}");
+        assert!(matches!(
+            load(&dir, &as_sign_in).await,
+            Err(SignInError::Expired)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_request_too_long_to_seal_is_kept_and_used_once() {
+        let (dir, _, _) = crate::testing::directory().await;
+        let mut long = request();
+        long.state = Some("s".repeat(MAX_SEALED_LEN));
+        let id = begin(&dir, long, "c1".into()).await.unwrap();
+        assert_eq!(kept(&id), Some(id.as_str()));
+        assert_eq!(
+            load(&dir, &id).await.unwrap().request.state.unwrap().len(),
+            MAX_SEALED_LEN
+        );
+        forget(&dir, &id).await.unwrap();
+        assert!(matches!(load(&dir, &id).await, Err(SignInError::Expired)));
     }
 
     #[test]

@@ -164,14 +164,18 @@ impl Store {
         insert_session(&self.db, session).await
     }
 
-    /// Stores the session a sign-in ends with and deletes that sign-in's interaction, in one
+    /// Stores the session a sign-in ends with and deletes the interaction that sign-in was kept
+    /// under, if it was kept in one (a sign-in sealed into its id has none), in one
     /// transaction (one commit where a sign-in paid for two). [`StoreError::Conflict`] if the
     /// session's id or token hash is taken; then the interaction is kept too.
     pub async fn finish_sign_in(
         &self,
-        interaction_id: &str,
+        interaction_id: Option<&str>,
         session: &Session,
     ) -> Result<(), StoreError> {
+        let Some(interaction_id) = interaction_id else {
+            return insert_session(&self.db, session).await;
+        };
         let mut tx = self.begin_write().await?;
         query("DELETE FROM interactions WHERE id = $1")
             .bind(interaction_id)

@@ -586,7 +586,7 @@ pub async fn consent_submit(
 ) -> Result<Response, PageError> {
     let sign_in = submitted_sign_in(&state, &jar, &f.csrf_token, &f.interaction).await?;
     let current = consenting(&state, &jar).await?;
-    state.store.delete_interaction(&f.interaction).await?;
+    progress::forget(&state, &f.interaction).await?;
     if f.decision != "allow" {
         let e = OAuthError::new(
             ErrorCode::AccessDenied,

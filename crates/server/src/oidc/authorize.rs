@@ -11,7 +11,7 @@ use axum_extra::extract::cookie::CookieJar;
 use protocol::authorize::{self, AuthorizeError, ClientRules};
 use protocol::params::Params;
 use protocol::{ErrorCode, OAuthError};
-use signin::sign_in::{self as progress, SignIn};
+use signin::sign_in as progress;
 
 /// The correlation id an app asked for with `client-request-id`, if it is a plausible one
 /// (letters, digits and '-', at most 64): it only joins logs, so anything else is ignored.
@@ -91,7 +91,7 @@ async fn authorize(state: AppState, ctx: Ctx, jar: CookieJar, raw: &[u8]) -> Res
             &request,
             OAuthError::new(ErrorCode::LoginRequired, "The user is not signed in."),
         ),
-        None => match progress::save(&state, &SignIn::new(request, correlation_id)).await {
+        None => match progress::begin(&state, request, correlation_id).await {
             Ok(id) => Redirect::to(&format!("/login?interaction={id}")).into_response(),
             Err(e) => PageError::from(e).render(&state, &ctx),
         },

@@ -182,7 +182,7 @@ pub async fn a_finished_sign_in_keeps_its_session_not_its_page(ctx: Ctx) {
         .await
         .unwrap();
     let s1 = session("s1", "u1", 1_000);
-    store.finish_sign_in("page", &s1).await.unwrap();
+    store.finish_sign_in(Some("page"), &s1).await.unwrap();
     assert_eq!(store.interaction("page", 100).await.unwrap(), None);
     assert_eq!(
         store
@@ -193,9 +193,20 @@ pub async fn a_finished_sign_in_keeps_its_session_not_its_page(ctx: Ctx) {
     );
     // A session that cannot be stored changes nothing: the page stays for another try.
     assert!(matches!(
-        store.finish_sign_in("other", &s1).await,
+        store.finish_sign_in(Some("other"), &s1).await,
         Err(StoreError::Conflict(_))
     ));
+    assert!(store.interaction("other", 100).await.unwrap().is_some());
+    // A sign-in kept in no interaction (sealed into its id) only stores its session.
+    let s2 = session("s2", "u1", 1_000);
+    store.finish_sign_in(None, &s2).await.unwrap();
+    assert_eq!(
+        store
+            .session_by_token_hash("hash-of-s2", 500)
+            .await
+            .unwrap(),
+        Some(s2)
+    );
     assert!(store.interaction("other", 100).await.unwrap().is_some());
 }
 
