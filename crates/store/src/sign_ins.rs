@@ -889,8 +889,9 @@ impl Store {
     /// its batch within [`FLUSH_EVERY`], in one transaction, so a sign-in pays for no commit
     /// of its own. Until then [`Store::recent_sign_ins`] already sees it,
     /// [`Store::failed_accounts_from_ip`] writes the queue first only if it holds a failure it
-    /// counts, and every other read of the log writes the queue first. [`Store::close`] writes what is queued (the server
-    /// closes the store on SIGTERM); a crash can lose at most the last batch.
+    /// counts, and every other read of the log writes the queue first. [`Store::close`] writes
+    /// what is queued (the server closes the store on SIGTERM); a crash can lose at most the
+    /// last batch.
     pub fn log_sign_in(&self, log: SignInLog) {
         let mut queued = self.sign_ins.lock();
         queued.recent.logged(&log);
