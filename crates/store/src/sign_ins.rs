@@ -43,8 +43,12 @@ impl SignInQueue {
     /// database that is away for a moment loses no sign-in. If the transaction fails for another
     /// reason (on PostgreSQL one bad row, say text with a NUL byte, aborts the whole
     /// transaction), the rows are written one by one, so one bad row costs only itself.
+    ///
+    /// When it returns `Ok`, no row logged before the call is still waiting: with nothing
+    /// queued it still waits for a flush under way, whose rows are in neither the queue nor the
+    /// table until it commits (so every reader that writes the queue first sees them).
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
-        if self.lock().rows.is_empty() {
+        if self.lock().settled() {
             return Ok(());
         }
         let _flushing = self.flushing.lock().await;
@@ -113,32 +117,19 @@ impl SignInQueue {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Writes what a read of the table alone could miss among the rows `counts` picks: such a
-    /// row still queued, or any row taken by a flush that has not committed yet. A reader that
+    /// [`SignInQueue::flush`], but only if a read of the table alone could miss a row that
+    /// `counts` picks: one still queued, or one a flush under way has taken. A reader that
     /// cares about a few rows (the password-spray count: failures from one IP) so pays for a
     /// commit only when one of them is waiting, not on every call.
     pub(crate) async fn write_before_reading(
         &self,
         counts: impl Fn(&SignInLog) -> bool,
     ) -> Result<(), StoreError> {
-        loop {
-            let (in_flight, waiting) = {
-                let queued = self.lock();
-                (
-                    !queued.flushes.is_multiple_of(2),
-                    queued.rows.iter().any(&counts),
-                )
-            };
-            if waiting {
-                return self.flush().await;
-            }
-            if !in_flight {
-                return Ok(());
-            }
-            // Wait for that flush: its rows are then in the table, or back in the queue (the
-            // database was away) where the next turn sees them.
-            drop(self.flushing.lock().await);
-        }
+        let needed = {
+            let queued = self.lock();
+            !queued.flushes.is_multiple_of(2) || queued.rows.iter().any(counts)
+        };
+        if needed { self.flush().await } else { Ok(()) }
     }
 
     /// Forgets every user's recent sign-ins: the table changed in a way a logged row does not
@@ -172,6 +163,13 @@ struct Queued {
     flushes: u64,
     /// The recent sign-ins of users seen lately.
     recent: RecentSignIns,
+}
+
+impl Queued {
+    /// Nothing queued and no flush under way: every logged row is in the table.
+    fn settled(&self) -> bool {
+        self.rows.is_empty() && self.flushes.is_multiple_of(2)
+    }
 }
 
 /// How many users' recent sign-ins are kept in memory (the first filled go first). A user's 50
@@ -1163,6 +1161,28 @@ fn insert_sql(rows: usize) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// A reader that writes the queue first must not read the table while a flush under way
+    /// still holds rows it took, even with nothing left in the queue.
+    #[tokio::test]
+    async fn writing_first_waits_for_a_flush_under_way() {
+        let db = Db::sqlite(rusqlite::Connection::open_in_memory().unwrap());
+        let queue = SignInQueue::start(db);
+        // Nothing queued and nothing under way: nothing to wait for.
+        queue.flush().await.unwrap();
+        // A flush that has taken its rows and not committed them yet.
+        let under_way = queue.flushing.lock().await;
+        queue.lock().flushes += 1;
+        let waiting = {
+            let queue = Arc::clone(&queue);
+            tokio::spawn(async move { queue.write_before_reading(|_| false).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished(), "it read past the flush under way");
+        queue.lock().flushes += 1;
+        drop(under_way);
+        waiting.await.unwrap().unwrap();
+    }
 
     fn row(at: i64) -> Arc<RecentSignIn> {
         Arc::new(RecentSignIn {
