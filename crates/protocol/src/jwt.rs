@@ -438,27 +438,54 @@ pub const MAX_ASSERTION_LIFETIME: i64 = 600;
 /// Verifies the signature of a compact JWS with a public JWK (JSON, RFC 7517) and an
 /// asymmetric `alg` the caller has already accepted, and returns its payload. Nothing else is
 /// checked: the caller validates the claims. Symmetric algorithms are refused (a public JWK
-/// cannot verify them).
+/// cannot verify them). A caller that verifies with the same key again keeps a [`PublicKey`].
 pub fn verify_signature(
     compact: &str,
     jwk: &serde_json::Value,
     alg: &str,
 ) -> Result<serde_json::Map<String, serde_json::Value>, JwtError> {
-    let alg = Algorithm::from_str(alg).map_err(|_| JwtError::Invalid(format!("alg {alg}")))?;
-    if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
-        return Err(JwtError::Invalid(
-            "a symmetric alg needs a shared secret".into(),
-        ));
+    PublicKey::from_jwk(jwk)?.verify(compact, alg)
+}
+
+/// A peer's public JWK, parsed once for all the signatures it will verify.
+#[derive(Clone)]
+pub struct PublicKey(DecodingKey);
+
+impl std::fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublicKey").finish_non_exhaustive()
     }
-    let jwk: Jwk = serde_json::from_value(jwk.clone()).map_err(|e| JwtError::Key(e.to_string()))?;
-    let key = DecodingKey::from_jwk(&jwk).map_err(|e| JwtError::Key(e.to_string()))?;
-    jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
-        compact,
-        &key,
-        &signature_only(alg),
-    )
-    .map(|data| data.claims)
-    .map_err(|e| JwtError::Invalid(e.to_string()))
+}
+
+impl PublicKey {
+    /// Parses a public JWK (JSON, RFC 7517).
+    pub fn from_jwk(jwk: &serde_json::Value) -> Result<Self, JwtError> {
+        let jwk = Jwk::deserialize(jwk).map_err(|e| JwtError::Key(e.to_string()))?;
+        DecodingKey::from_jwk(&jwk)
+            .map(Self)
+            .map_err(|e| JwtError::Key(e.to_string()))
+    }
+
+    /// [`verify_signature`] with this key.
+    pub fn verify(
+        &self,
+        compact: &str,
+        alg: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, JwtError> {
+        let alg = Algorithm::from_str(alg).map_err(|_| JwtError::Invalid(format!("alg {alg}")))?;
+        if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
+            return Err(JwtError::Invalid(
+                "a symmetric alg needs a shared secret".into(),
+            ));
+        }
+        jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
+            compact,
+            &self.0,
+            &signature_only(alg),
+        )
+        .map(|data| data.claims)
+        .map_err(|e| JwtError::Invalid(e.to_string()))
+    }
 }
 
 /// Verify a `private_key_jwt` client assertion (RFC 7523 §3, OIDC Core §9): signed with one of
