@@ -27,7 +27,6 @@ use crate::seed::{BOB_TOTP, bob_at, bob_risk};
 use crate::support::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 use policy::codes::BLOCKED_MESSAGE;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -50,11 +49,7 @@ struct Driver {
 impl Driver {
     /// Logs to `<dir>/chromedriver-<name>.log`.
     fn start(dir: &Path, name: &str) -> Driver {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = stable_port();
         let log = std::fs::File::create(dir.join(format!("chromedriver-{name}.log"))).unwrap();
         let child = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
@@ -292,14 +287,6 @@ impl Drop for Demo {
     }
 }
 
-fn demo_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn start_demo(port: u16, resource: &TestTenant) -> Demo {
     let url = format!("http://127.0.0.1:{port}");
     let cfg = demo::DemoConfig {
@@ -422,7 +409,7 @@ async fn a_bob_is_blocked_resets_at_home_and_gets_into_the_demo_app_in_chromium(
         return;
     }
     let began = Instant::now();
-    let port = demo_port();
+    let port = stable_port();
     let p = lab_pair(port).await;
     let demo = start_demo(port, &p.resource).await;
     in_chromium("reset", |chromium| async move {
@@ -544,7 +531,7 @@ async fn the_home_admin_dismisses_bobs_risk_in_the_admin_pages_in_chromium() {
         return;
     }
     let began = Instant::now();
-    let port = demo_port();
+    let port = stable_port();
     let p = lab_pair(port).await;
     let (page, _) = blocked(
         federated_sign_in(&p, &browser(), &rp_authorize(&p.resource, ""), BOB, BOB_PW).await,

@@ -13,11 +13,7 @@ pub(crate) async fn prepared() -> (Remote, PathBuf) {
     let (dir, db) = tenant_dir("durable");
     let seeding = start_at("durable", &dir, &db, ADMIN_APP).await;
     seeding.tenant.shutdown().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = stable_port();
     let issuer = format!("https://127.0.0.1:{port}");
     let cfg = dir.join("tenant.toml");
     let text = config_text(

@@ -557,7 +557,8 @@ async fn sigterm_lets_requests_in_flight_finish_then_refuses_and_exits_0() {
 #[tokio::test]
 async fn home_down_during_a_guest_sign_in_is_refused_cleanly_and_sign_ins_recover() {
     use crate::federation::*;
-    let home_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // The home is stopped and started again on its address.
+    let home_l = stable_listener();
     let res_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let (home_issuer, res_issuer) = (issuer_of(&home_l), issuer_of(&res_l));
     let home_port = home_l.local_addr().unwrap().port();

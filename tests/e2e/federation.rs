@@ -1646,11 +1646,7 @@ async fn invitations_api_is_graph_shaped_and_admin_only() {
 
 #[tokio::test]
 async fn guest_signs_in_through_the_demo_app_an_openidconnect_rp() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = stable_port();
     let demo_url = format!("http://127.0.0.1:{port}");
     let home_l = TcpListener::bind("127.0.0.1:0").unwrap();
     let res_l = TcpListener::bind("127.0.0.1:0").unwrap();

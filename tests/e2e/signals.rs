@@ -812,7 +812,8 @@ enum Delivery {
 
 async fn home_to_resource(down_while_emitting: bool, delivery: Delivery) {
     let home_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let res_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // The resource may be stopped and started again on its address.
+    let res_l = stable_listener();
     let (home_issuer, res_issuer) = (issuer_of(&home_l), issuer_of(&res_l));
     let (hd, hdb) = tenant_dir("contoso");
     // The resource's client at the home: federation, and the SSF receiver's client credentials.

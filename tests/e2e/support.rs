@@ -229,6 +229,41 @@ pub fn issuer_of(listener: &TcpListener) -> String {
     )
 }
 
+/// A loopback listener on a port the kernel never hands out by itself, for a server that a
+/// test stops and starts again on the same address, or whose port it passes to another
+/// process. Every `bind(…:0)` and every outgoing connection of the other tests takes its port
+/// from the ephemeral range (`ip_local_port_range`), so a port from there that is free for a
+/// moment can be taken in that moment. These ports lie just below that range; each call in
+/// this process tries the next one, so two tests never get the same port.
+pub fn stable_listener() -> TcpListener {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let span = ephemeral_low.saturating_sub(1024).min(4096);
+    assert!(
+        span > 0,
+        "no ports below the ephemeral range {ephemeral_low}"
+    );
+    // Another test process may be running at the same time: it starts elsewhere in the span.
+    let start = std::process::id() % span;
+    for _ in 0..span {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = u16::try_from(ephemeral_low - 1 - offset).unwrap();
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return listener;
+        }
+    }
+    panic!("no free loopback port below {ephemeral_low}");
+}
+
+/// A port from [`stable_listener`], free again, for a process the test starts.
+pub fn stable_port() -> u16 {
+    stable_listener().local_addr().unwrap().port()
+}
+
 /// Start a tenant on an already bound listener, seeding nobody.
 pub async fn start_on(
     id: &str,
