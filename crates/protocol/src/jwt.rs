@@ -620,6 +620,30 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_parsed_public_key_verifies_every_token_of_its_key_and_no_other() {
+        let ks = keyset();
+        let jwks = serde_json::to_value(ks.jwks(0)).unwrap();
+        let ec = PublicKey::from_jwk(&jwks["keys"][0]).unwrap();
+        for sub_at in [1000, 2000] {
+            let t = ks.sign(SigningAlg::ES256, "JWT", &at(sub_at)).unwrap();
+            assert_eq!(ec.verify(&t, "ES256").unwrap()["sub"], at(sub_at).sub);
+        }
+        let rt = ks.sign(SigningAlg::RS256, "JWT", &at(1000)).unwrap();
+        assert!(ec.verify(&rt, "RS256").is_err());
+        assert!(ec.verify(&rt, "ES256").is_err());
+        // A point not on the curve is refused when parsed or when used, never accepted.
+        let not_a_key = serde_json::json!({"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"});
+        assert!(matches!(
+            PublicKey::from_jwk(&not_a_key).map(|k| k.verify(&rt, "ES256")),
+            Err(JwtError::Key(_)) | Ok(Err(JwtError::Invalid(_)))
+        ));
+        assert!(matches!(
+            PublicKey::from_jwk(&serde_json::json!({"kty": "nope"})),
+            Err(JwtError::Key(_))
+        ));
+    }
+
+    #[test]
     fn kid_is_rfc7638_thumbprint_and_jwks_has_no_private_parts() {
         let ks = keyset();
         let jwks = serde_json::to_value(ks.jwks(0)).unwrap();
