@@ -378,6 +378,35 @@ async fn password_spray_from_one_ip_flags_the_account_that_signs_in_from_it() {
         .await
         .unwrap();
     assert_eq!(detections(&t, &token).await.len(), 1);
+    // Once an admin has dismissed it, the failures it judged still do not raise it again;
+    // as many new failures from the IP, after it, do.
+    let r = backchannel()
+        .post(t.url("/v1.0/identityProtection/riskyUsers/dismiss"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "userIds": [alice.id] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    t.clock.advance(10);
+    let status = server::user_risk::after_password_verified(s, &alice, ALICE_PW, Some(ip))
+        .await
+        .unwrap();
+    assert_eq!(status.risk_state, risk::RiskState::Dismissed);
+    assert_eq!(detections(&t, &token).await.len(), 1);
+    for i in 10..20 {
+        fail_from(&t, spray_ip, &format!("user{i}@contoso.test")).await;
+    }
+    let status = server::user_risk::after_password_verified(s, &alice, ALICE_PW, Some(ip))
+        .await
+        .unwrap();
+    assert_eq!(status.risk_state, risk::RiskState::AtRisk);
+    let ds = detections(&t, &token).await;
+    assert_eq!(ds.len(), 2, "{ds:?}");
+    assert!(
+        ds.iter().all(|d| d["riskEventType"] == "passwordSpray"),
+        "{ds:?}"
+    );
 }
 
 #[tokio::test]

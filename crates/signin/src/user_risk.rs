@@ -849,11 +849,13 @@ impl<'a> Home<'a> {
         let sha1 = password_sha1(password);
         let since = self.refresh_fingerprint(&user.id, &sha1).await?;
         let now = self.now();
-        let leaked_judged = self
-            .judged_since(&user.id, RiskEventType::LeakedCredentials, since)
-            .await?
-            .is_some();
-        if !leaked_judged && self.store.is_leaked(&sha1, &user.email).await? {
+        // The corpus first: a password is rarely in it, and then no judgement needs reading.
+        if self.store.is_leaked(&sha1, &user.email).await?
+            && self
+                .judged_since(&user.id, RiskEventType::LeakedCredentials, since)
+                .await?
+                .is_none()
+        {
             let d = new_detection(
                 RiskEventType::LeakedCredentials,
                 RiskLevel::High,
@@ -866,14 +868,23 @@ impl<'a> Home<'a> {
         }
         if let Some(ip) = ip {
             let window_start = now - self.spray.window_secs;
-            let last = self
-                .judged_since(&user.id, RiskEventType::PasswordSpray, window_start)
-                .await?;
-            let from = last.map_or(window_start, |t| t + 1);
-            let failed = self
+            let ip_text = ip.to_string();
+            let mut failed = self
                 .store
-                .failed_accounts_from_ip(&ip.to_string(), from, &SPRAY_ERROR_CODES)
+                .failed_accounts_from_ip(&ip_text, window_start, &SPRAY_ERROR_CODES)
                 .await?;
+            // Counting only the failures after the user's last detection can only lower the
+            // count, so that detection is read only when the whole window reaches the bar.
+            if failed >= self.spray.min_accounts
+                && let Some(last) = self
+                    .judged_since(&user.id, RiskEventType::PasswordSpray, window_start)
+                    .await?
+            {
+                failed = self
+                    .store
+                    .failed_accounts_from_ip(&ip_text, last + 1, &SPRAY_ERROR_CODES)
+                    .await?;
+            }
             if failed >= self.spray.min_accounts {
                 let d = new_detection(
                     RiskEventType::PasswordSpray,
