@@ -186,11 +186,7 @@ async fn readyz_follows_the_database_away_and_back_without_a_restart() {
 async fn logs_are_json_lines_when_asked_and_plain_text_on_a_pipe() {
     for json in [true, false] {
         let (dir, db) = tenant_dir("logs");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = stable_port();
         let issuer = format!("https://127.0.0.1:{port}");
         let cfg = dir.join("tenant.toml");
         std::fs::write(

@@ -1086,11 +1086,7 @@ async fn passing_mfa_for_a_risky_sign_in_remediates_it_and_leaves_user_risk_alon
 async fn sighup_reloads_policies_and_a_bad_file_keeps_the_previous_ones() {
     let policies = policies_copy("fabrikam");
     let (dir, db) = tenant_dir("hup");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = stable_port();
     let issuer = format!("https://127.0.0.1:{port}");
     let cfg = dir.join("tenant.toml");
     std::fs::write(
