@@ -624,22 +624,18 @@ impl Upstream {
             None => None,
         };
         tracing::info!(partner = %self.settings.id, keys = metadata.jwks().keys().len(), "discovered the partner");
-        let jwks = metadata
-            .jwks()
-            .keys()
-            .iter()
-            .filter_map(|k| serde_json::to_value(k).ok())
-            .collect();
-        // A key that does not parse is left out here and refused when a token names it.
-        let parsed_keys = metadata
-            .jwks()
-            .keys()
-            .iter()
-            .filter_map(|k| {
-                let json = serde_json::to_value(k).ok()?;
-                Some((k.clone(), PublicKey::from_jwk(&json).ok()?))
-            })
-            .collect();
+        let mut jwks = Vec::new();
+        let mut parsed_keys = Vec::new();
+        for key in metadata.jwks().keys() {
+            let Ok(json) = serde_json::to_value(key) else {
+                continue;
+            };
+            // A key that does not parse is left out here and refused when a token names it.
+            if let Ok(parsed) = PublicKey::from_jwk(&json) {
+                parsed_keys.push((key.clone(), parsed));
+            }
+            jwks.push(json);
+        }
         let secret = match &self.settings.credential {
             Credential::Secret(s) => Some(ClientSecret::new(s.clone())),
             Credential::PrivateKeyJwt(_) => None,
