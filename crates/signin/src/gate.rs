@@ -397,16 +397,16 @@ async fn past_sign_ins(
         .iter()
         .filter_map(|r| {
             let at = OffsetDateTime::from_unix_timestamp(r.created_at).ok()?;
-            let loc = r.decoded_location();
+            let facts = r.facts();
             Some(PastSignIn {
                 at,
-                ip: r.ip_address.as_deref().and_then(|i| i.parse().ok()),
-                country: loc.country.clone(),
-                city: loc.city.clone(),
-                latitude: loc.latitude,
-                longitude: loc.longitude,
-                asn: loc.asn,
-                user_agent: r.user_agent.clone(),
+                ip: facts.ip,
+                country: facts.country.clone(),
+                city: facts.city.clone(),
+                latitude: facts.latitude,
+                longitude: facts.longitude,
+                asn: facts.asn,
+                user_agent: facts.user_agent.clone(),
             })
         })
         .collect())

@@ -81,8 +81,8 @@ pub use risk::{RiskHistoryItem, RiskyUser, RiskyUserCondition, RiskyUserQuery, U
 pub use sealing::{Opened, Resealed, SealError, Sealer};
 pub use sessions::{Consumption, Interaction, Session, SessionUser};
 pub use sign_ins::{
-    FLUSH_EVERY, INTERACTIVE_USER, NON_INTERACTIVE_USER, RECENT_USERS, RecentSignIn, SignInFilter,
-    SignInLocation, SignInLog,
+    FLUSH_EVERY, INTERACTIVE_USER, NON_INTERACTIVE_USER, RECENT_USERS, RecentFacts, RecentSignIn,
+    SignInFilter, SignInLocation, SignInLog,
 };
 pub use signals::{GuestChange, ReceivedSummary, ReceivingStream, SignalApplied};
 pub use ssf::{

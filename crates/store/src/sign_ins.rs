@@ -738,9 +738,29 @@ pub struct RecentSignIn {
     /// The location JSON written with it ([`SignInLocation::to_json`]); private, so that
     /// `decoded` cannot go stale.
     location: Option<String>,
-    /// `location` decoded, once: a row kept in memory serves each of its user's next
-    /// sign-ins, and decoding it every time was 2% of a sign-in.
-    decoded: std::sync::OnceLock<SignInLocation>,
+    /// The row as sign-in risk reads it, decoded once: a row kept in memory serves each of its
+    /// user's next sign-ins, and decoding its location every time was 2% of a sign-in.
+    decoded: std::sync::OnceLock<RecentFacts>,
+}
+
+/// A kept sign-in's facts, decoded once and shared by every later sign-in that compares
+/// itself with it.
+#[derive(Debug, Clone, Default)]
+pub struct RecentFacts {
+    /// The client IP; `None` when the row has none or it does not parse.
+    pub ip: Option<std::net::IpAddr>,
+    /// Browser user agent.
+    pub user_agent: Option<Arc<str>>,
+    /// Country code.
+    pub country: Option<Arc<str>>,
+    /// City.
+    pub city: Option<Arc<str>>,
+    /// Latitude, degrees.
+    pub latitude: Option<f64>,
+    /// Longitude, degrees.
+    pub longitude: Option<f64>,
+    /// Autonomous system number.
+    pub asn: Option<u32>,
 }
 
 impl RecentSignIn {
@@ -749,14 +769,24 @@ impl RecentSignIn {
         self.location.as_deref()
     }
 
-    /// The location, decoded; empty for a row written before locations were, or unreadable
-    /// (such a row still counts for its time, IP and user agent).
-    pub fn decoded_location(&self) -> &SignInLocation {
+    /// The row's facts, decoded; the location is empty for a row written before locations
+    /// were, or unreadable (such a row still counts for its time, IP and user agent).
+    pub fn facts(&self) -> &RecentFacts {
         self.decoded.get_or_init(|| {
-            self.location
+            let location: SignInLocation = self
+                .location
                 .as_deref()
                 .and_then(|l| serde_json::from_str(l).ok())
-                .unwrap_or_default()
+                .unwrap_or_default();
+            RecentFacts {
+                ip: self.ip_address.as_deref().and_then(|ip| ip.parse().ok()),
+                user_agent: self.user_agent.as_deref().map(Arc::from),
+                country: location.country.as_deref().map(Arc::from),
+                city: location.city.as_deref().map(Arc::from),
+                latitude: location.latitude,
+                longitude: location.longitude,
+                asn: location.asn,
+            }
         })
     }
 }
@@ -1248,7 +1278,7 @@ mod tests {
     }
 
     #[test]
-    fn a_location_decodes_once_and_a_bad_one_is_empty() {
+    fn a_rows_facts_decode_once_and_a_bad_location_is_empty() {
         let at = SignInLocation {
             country: Some("NL".into()),
             city: Some("Amsterdam".into()),
@@ -1258,14 +1288,30 @@ mod tests {
         };
         let mut r = RecentSignIn::clone(&row(1));
         r.location = Some(at.to_json());
-        assert_eq!(r.decoded_location(), &at);
-        assert!(std::ptr::eq(r.decoded_location(), r.decoded_location()));
+        r.ip_address = Some("198.51.100.7".into());
+        r.user_agent = Some("Firefox".into());
+        let facts = r.facts();
+        assert_eq!(facts.ip, Some("198.51.100.7".parse().unwrap()));
+        assert_eq!(facts.user_agent.as_deref(), Some("Firefox"));
+        assert_eq!(
+            (facts.country.as_deref(), facts.city.as_deref()),
+            (Some("NL"), Some("Amsterdam"))
+        );
+        assert_eq!(
+            (facts.latitude, facts.longitude, facts.asn),
+            (Some(52.37), Some(4.89), Some(1136))
+        );
+        assert!(std::ptr::eq(r.facts(), r.facts()));
         let mut bad = RecentSignIn::clone(&row(1));
         bad.location = Some("{not json".into());
-        assert_eq!(bad.decoded_location(), &SignInLocation::default());
+        bad.ip_address = Some("not an address".into());
+        let facts = bad.facts();
+        assert!(facts.ip.is_none() && facts.country.is_none() && facts.asn.is_none());
         // Whether a row was decoded does not make it another row.
         let mut fresh = RecentSignIn::clone(&row(1));
         fresh.location = r.location.clone();
+        fresh.ip_address = r.ip_address.clone();
+        fresh.user_agent = r.user_agent.clone();
         assert_eq!(fresh, r);
     }
 

@@ -16,6 +16,7 @@ mod network;
 mod token;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
@@ -152,7 +153,9 @@ impl SignInRiskConfig {
     }
 }
 
-/// One earlier sign-in of this user at this tenant, as stored with it.
+/// One earlier sign-in of this user at this tenant, as stored with it. Its strings are shared
+/// (`Arc<str>`): every sign-in compares itself with the user's last 50, which the store keeps
+/// in memory, and copying their strings each time cost more than the comparison.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PastSignIn {
@@ -161,9 +164,9 @@ pub struct PastSignIn {
     #[serde(default)]
     pub ip: Option<IpAddr>,
     #[serde(default)]
-    pub country: Option<String>,
+    pub country: Option<Arc<str>>,
     #[serde(default)]
-    pub city: Option<String>,
+    pub city: Option<Arc<str>>,
     #[serde(default)]
     pub latitude: Option<f64>,
     #[serde(default)]
@@ -171,7 +174,7 @@ pub struct PastSignIn {
     #[serde(default)]
     pub asn: Option<u32>,
     #[serde(default)]
-    pub user_agent: Option<String>,
+    pub user_agent: Option<Arc<str>>,
 }
 
 impl PastSignIn {
@@ -180,12 +183,12 @@ impl PastSignIn {
         Self {
             at,
             ip: facts.ip,
-            country: facts.country.clone(),
-            city: facts.city.clone(),
+            country: facts.country.as_deref().map(Arc::from),
+            city: facts.city.as_deref().map(Arc::from),
             latitude: facts.latitude,
             longitude: facts.longitude,
             asn: facts.asn,
-            user_agent: Some(user_agent.to_owned()),
+            user_agent: Some(Arc::from(user_agent)),
         }
     }
 }
