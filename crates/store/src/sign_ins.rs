@@ -127,7 +127,7 @@ impl SignInQueue {
     ) -> Result<(), StoreError> {
         let needed = {
             let queued = self.lock();
-            !queued.flushes.is_multiple_of(2) || queued.rows.iter().any(counts)
+            queued.flush_under_way() || queued.rows.iter().any(counts)
         };
         if needed { self.flush().await } else { Ok(()) }
     }
@@ -166,9 +166,14 @@ struct Queued {
 }
 
 impl Queued {
+    /// A flush has taken rows that are not in the table yet.
+    fn flush_under_way(&self) -> bool {
+        !self.flushes.is_multiple_of(2)
+    }
+
     /// Nothing queued and no flush under way: every logged row is in the table.
     fn settled(&self) -> bool {
-        self.rows.is_empty() && self.flushes.is_multiple_of(2)
+        self.rows.is_empty() && !self.flush_under_way()
     }
 }
 
