@@ -406,7 +406,7 @@ async fn past_sign_ins(
                 latitude: facts.latitude,
                 longitude: facts.longitude,
                 asn: facts.asn,
-                user_agent: facts.user_agent.clone(),
+                user_agent: r.user_agent.clone(),
             })
         })
         .collect())

@@ -66,12 +66,7 @@ pub async fn attempt(
         }
         None => Vec::new(),
     };
-    let source = Source::of(
-        ip,
-        known
-            .iter()
-            .filter_map(|r| r.ip_address.as_deref()?.parse().ok()),
-    );
+    let source = Source::of(ip, known.iter().filter_map(|r| r.facts().ip));
     let counter = dir
         .store
         .lockout(account, source.as_str())

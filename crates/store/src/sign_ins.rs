@@ -303,7 +303,7 @@ impl From<&SignInLog> for RecentSignIn {
         RecentSignIn {
             created_at: log.created_at,
             ip_address: log.ip_address.clone(),
-            user_agent: log.user_agent.clone(),
+            user_agent: log.user_agent.as_deref().map(Arc::from),
             location: log.location.clone(),
             decoded: std::sync::OnceLock::new(),
         }
@@ -738,8 +738,8 @@ pub struct RecentSignIn {
     pub created_at: i64,
     /// Client IP.
     pub ip_address: Option<String>,
-    /// Browser user agent.
-    pub user_agent: Option<String>,
+    /// Browser user agent, shared with every sign-in risk history that includes the row.
+    pub user_agent: Option<Arc<str>>,
     /// The location JSON written with it ([`SignInLocation::to_json`]); private, so that
     /// `decoded` cannot go stale.
     location: Option<String>,
@@ -754,8 +754,6 @@ pub struct RecentSignIn {
 pub struct RecentFacts {
     /// The client IP; `None` when the row has none or it does not parse.
     pub ip: Option<std::net::IpAddr>,
-    /// Browser user agent.
-    pub user_agent: Option<Arc<str>>,
     /// Country code.
     pub country: Option<Arc<str>>,
     /// City.
@@ -785,7 +783,6 @@ impl RecentSignIn {
                 .unwrap_or_default();
             RecentFacts {
                 ip: self.ip_address.as_deref().and_then(|ip| ip.parse().ok()),
-                user_agent: self.user_agent.as_deref().map(Arc::from),
                 country: location.country.as_deref().map(Arc::from),
                 city: location.city.as_deref().map(Arc::from),
                 latitude: location.latitude,
@@ -818,7 +815,10 @@ impl crate::db::FromRow for RecentSignIn {
         Ok(RecentSignIn {
             created_at: row.get("created_at")?,
             ip_address: row.get("ip_address")?,
-            user_agent: row.get("user_agent")?,
+            user_agent: row
+                .get::<Option<String>>("user_agent")?
+                .as_deref()
+                .map(Arc::from),
             location: row.get("location")?,
             decoded: std::sync::OnceLock::new(),
         })
@@ -1297,7 +1297,6 @@ mod tests {
         r.user_agent = Some("Firefox".into());
         let facts = r.facts();
         assert_eq!(facts.ip, Some("198.51.100.7".parse().unwrap()));
-        assert_eq!(facts.user_agent.as_deref(), Some("Firefox"));
         assert_eq!(
             (facts.country.as_deref(), facts.city.as_deref()),
             (Some("NL"), Some("Amsterdam"))
