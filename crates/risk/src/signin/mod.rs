@@ -153,27 +153,18 @@ impl SignInRiskConfig {
     }
 }
 
-/// One earlier sign-in of this user at this tenant, as stored with it. Its strings are shared
-/// (`Arc<str>`): every sign-in compares itself with the user's last 50, which the store keeps
-/// in memory, and copying their strings each time cost more than the comparison.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// One earlier sign-in of this user at this tenant, as the store keeps it. Its strings are
+/// shared (`Arc<str>`): every sign-in compares itself with the user's last 50, which the store
+/// keeps in memory, and copying their strings each time cost more than the comparison.
+#[derive(Debug, Clone, PartialEq)]
 pub struct PastSignIn {
-    #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
-    #[serde(default)]
     pub ip: Option<IpAddr>,
-    #[serde(default)]
     pub country: Option<Arc<str>>,
-    #[serde(default)]
     pub city: Option<Arc<str>>,
-    #[serde(default)]
     pub latitude: Option<f64>,
-    #[serde(default)]
     pub longitude: Option<f64>,
-    #[serde(default)]
     pub asn: Option<u32>,
-    #[serde(default)]
     pub user_agent: Option<Arc<str>>,
 }
 
