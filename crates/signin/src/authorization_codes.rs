@@ -16,9 +16,14 @@ use crate::Directory;
 use crate::secrets::{random_bytes, token_hash};
 
 /// Associated data of every sealed code: a value sealed for another purpose never opens here.
-const PURPOSE: &str = "tenantd authorization code v1";
+/// The version names [`Carried`]'s encoding, so a change to it needs a new label: a code sealed
+/// by another version is then unknown (`invalid_grant`) rather than misread.
+pub(crate) const PURPOSE: &str = "tenantd authorization code v2";
 
 /// What a code carries: its grant and what the token request is checked against.
+///
+/// Encoded with postcard, which writes the values by position and no field names: the code
+/// travels in a redirect URL and a token request, and half its length used to be JSON keys.
 #[derive(Serialize, Deserialize)]
 struct Carried {
     grant_id: String,
@@ -77,17 +82,17 @@ pub async fn seal(dir: &Directory, grant: &Grant, code: &AuthCode) -> Result<Str
         created_at: code.created_at,
         expires_at: code.expires_at,
     };
-    let json = serde_json::to_vec(&carried)
+    let plaintext = postcard::to_allocvec(&carried)
         .map_err(|e| StoreError::Corrupt(format!("cannot encode a code: {e}")))?;
-    Ok(key(dir).await?.seal(random_bytes(), PURPOSE, &json))
+    Ok(key(dir).await?.seal(random_bytes(), PURPOSE, &plaintext))
 }
 
 /// The code and grant `code` carries, if it is one of this tenant's codes.
 pub async fn open(dir: &Directory, code: &str) -> Result<Option<(AuthCode, Grant)>, StoreError> {
-    let Some(json) = key(dir).await?.open(PURPOSE, code) else {
+    let Some(plaintext) = key(dir).await?.open(PURPOSE, code) else {
         return Ok(None);
     };
-    let Ok(c) = serde_json::from_slice::<Carried>(&json) else {
+    let Ok(c) = postcard::from_bytes::<Carried>(&plaintext) else {
         return Ok(None);
     };
     let grant = Grant {
@@ -119,4 +124,79 @@ pub async fn open(dir: &Directory, code: &str) -> Result<Option<(AuthCode, Grant
         consumed_at: None,
     };
     Ok(Some((code, grant)))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A code as a browser sign-in issues it: a v7 id, PKCE and a nonce of 43 characters.
+    fn issued() -> (Grant, AuthCode) {
+        let grant = Grant {
+            id: "0193a4c1-7d2e-7b3a-9f10-2c4d5e6f7a8b".into(),
+            client_id: "demo-app".into(),
+            user_id: "0193a4c1-0000-7000-8000-00000000a11c".into(),
+            session_id: Some("0193a4c1-1111-7111-8111-111111111111".into()),
+            scope: "openid profile email offline_access".into(),
+            auth_time: 1_796_000_000,
+            amr: vec!["pwd".into(), "mfa".into()],
+            acr: Some("urn:tenantd:acr:mfa".into()),
+            offline: true,
+            created_at: 1_796_000_100,
+            expires_at: 1_798_592_100,
+            revoked_at: None,
+            claims: Some(r#"{"id_token":{"email":null}}"#.into()),
+        };
+        let code = AuthCode {
+            code_hash: String::new(),
+            grant_id: grant.id.clone(),
+            client_id: grant.client_id.clone(),
+            redirect_uri: "https://app.example.com/auth/callback".into(),
+            scope: grant.scope.clone(),
+            nonce: Some("n".repeat(43)),
+            code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into()),
+            code_challenge_method: Some("S256".into()),
+            created_at: 1_796_000_100,
+            expires_at: 1_796_000_160,
+            consumed_at: None,
+        };
+        (grant, code)
+    }
+
+    #[tokio::test]
+    async fn a_code_opens_to_what_was_sealed_and_is_short() {
+        let (dir, _, _) = crate::testing::directory().await;
+        let (grant, code) = issued();
+        let sealed = seal(&dir, &grant, &code).await.unwrap();
+        // It travels in a redirect URL: as JSON this one was 879 characters, by position 532.
+        assert!(sealed.len() <= 532, "{} characters", sealed.len());
+        let (opened_code, opened_grant) = open(&dir, &sealed).await.unwrap().unwrap();
+        assert_eq!(opened_grant, grant);
+        let mut expected = code;
+        expected.code_hash = token_hash(&sealed);
+        assert_eq!(opened_code, expected);
+    }
+
+    #[tokio::test]
+    async fn anything_else_is_unknown() {
+        let (dir, _, _) = crate::testing::directory().await;
+        let (grant, code) = issued();
+        let sealed = seal(&dir, &grant, &code).await.unwrap();
+        let mut altered = sealed.clone().into_bytes();
+        let last = altered.len() - 2;
+        altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
+        let altered = String::from_utf8(altered).unwrap();
+        // A code of the JSON encoding (label v1) and a v2 label over something else.
+        let key = key(&dir).await.unwrap();
+        let v1 = key.seal(
+            random_bytes(),
+            "tenantd authorization code v1",
+            br#"{"grant_id":"g"}"#,
+        );
+        let not_carried = key.seal(random_bytes(), PURPOSE, b"\xff\xff");
+        for code in [altered.as_str(), &v1, &not_carried, "", "not a code"] {
+            assert!(open(&dir, code).await.unwrap().is_none(), "{code}");
+        }
+    }
 }

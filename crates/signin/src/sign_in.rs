@@ -450,7 +450,7 @@ mod tests {
         }
         // An authorization code, sealed with the same key for another purpose, does not open as one.
         let key = crate::authorization_codes::key(&dir).await.unwrap();
-        let code = key.seal(random_bytes(), "tenantd authorization code v1", b"{}");
+        let code = key.seal(random_bytes(), crate::authorization_codes::PURPOSE, b"{}");
         let as_sign_in = format!("{SEALED}{code}");
         assert!(matches!(
             load(&dir, &as_sign_in).await,
