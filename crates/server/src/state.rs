@@ -22,21 +22,33 @@ pub struct CookieNames {
     pub secure: bool,
 }
 
-/// Shared state; cheap to clone. Derefs to the [`Directory`], so `state.store`,
-/// `state.config`, `state.now()`, `state.app(..)` read the directory.
+/// Shared state. Every request clones it (each extractor and middleware takes its own), so it
+/// is one `Arc`: a clone is one reference count, not one per field. Derefs to [`Shared`], which
+/// derefs to the [`Directory`], so `state.store`, `state.config`, `state.now()`,
+/// `state.app(..)` read the directory and `state.cookies` the HTTP side.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] shares: the directory and what only HTTP needs.
+pub struct Shared {
     directory: Arc<Directory>,
     /// Cookie names.
-    pub cookies: Arc<CookieNames>,
+    pub cookies: CookieNames,
     /// The discovery document, serialised once.
     pub discovery: Bytes,
     /// Requests per client IP at the guessable endpoints (`[rate_limits]`).
-    pub rate_limits: Arc<crate::rate_limits::RateLimits>,
-    jwks: Arc<RwLock<Bytes>>,
+    pub rate_limits: crate::rate_limits::RateLimits,
+    jwks: RwLock<Bytes>,
 }
 
 impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl Deref for Shared {
     type Target = Directory;
     fn deref(&self) -> &Directory {
         &self.directory
@@ -80,14 +92,14 @@ impl AppState {
         }
         let discovery = Bytes::from(serde_json::to_vec(&discovery).unwrap_or_default());
         let jwks = jwks_bytes(&directory.keys(), directory.now());
-        let rate_limits = Arc::new(crate::rate_limits::RateLimits::new(&config.rate_limits));
-        Self {
+        let rate_limits = crate::rate_limits::RateLimits::new(&config.rate_limits);
+        Self(Arc::new(Shared {
             directory,
-            cookies: Arc::new(cookies),
+            cookies,
             discovery,
             rate_limits,
-            jwks: Arc::new(RwLock::new(jwks)),
-        }
+            jwks: RwLock::new(jwks),
+        }))
     }
 
     /// The directory this state serves.
