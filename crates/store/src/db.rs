@@ -130,7 +130,10 @@ impl Db {
                     open: true,
                 })))
             }
-            Db::Postgres(pool) => Ok(Tx::new(EngineTx::Postgres(pool.begin().await?))),
+            // Boxed: sqlx's `begin` future is 14 KiB, and unboxed it would be inline in every
+            // future that awaits a transaction, on SQLite too, up to each request's handler,
+            // which is moved (copied) several times on its way to the runtime.
+            Db::Postgres(pool) => Ok(Tx::new(EngineTx::Postgres(Box::pin(pool.begin()).await?))),
         }
     }
 }
