@@ -843,7 +843,8 @@ mod tests {
         fn size<F>(_: impl Fn(&'static Db) -> F) -> usize {
             std::mem::size_of::<F>()
         }
-        assert!(size(Db::begin_write) <= 512, "{} bytes", size(Db::begin_write));
+        let bytes = size(Db::begin_write);
+        assert!(bytes <= 512, "{bytes} bytes");
     }
 
     async fn insert(db: &Db, v: i64) -> Result<(), DbError> {
