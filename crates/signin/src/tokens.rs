@@ -602,7 +602,6 @@ partner_tenant = true
             claims: None,
         };
         let code = AuthCode {
-            code_hash: token_hash(&random_token()),
             grant_id: grant.id.clone(),
             client_id: client_id.into(),
             redirect_uri: "https://web.test/cb".into(),

@@ -105,8 +105,6 @@ pub(crate) use grant_columns;
 /// itself carries it, sealed (see [`Store::redeem_sealed_code`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthCode {
-    /// SHA-256 of the code, computed by the caller.
-    pub code_hash: String,
     /// The grant it redeems into.
     pub grant_id: String,
     /// The client it was issued to.

@@ -137,8 +137,6 @@ async fn issue_code(
         claims,
     };
     let auth_code = AuthCode {
-        // Not stored: the code is the sealed grant (see `signin::authorization_codes`).
-        code_hash: String::new(),
         grant_id: grant.id.clone(),
         client_id: request.client_id.clone(),
         redirect_uri: request.redirect_uri.clone(),

@@ -17,7 +17,7 @@ pub async fn grant_claims_round_trip(ctx: Ctx) {
     let Ok(CodeRedemption::Redeemed {
         grant: redeemed, ..
     }) = store
-        .redeem_sealed_code(&code("c1", "g1", 160), &g, 120, no_check)
+        .redeem_sealed_code(&code("g1", 160), &g, 120, no_check)
         .await
         .unwrap()
     else {
@@ -419,10 +419,7 @@ async fn sealed_fixture(store: &tenantd_store::Store) -> (AuthCode, Grant) {
         .create_session(&session("s2", "u2", 5_000))
         .await
         .unwrap();
-    (
-        code("sealed", "g2", 160),
-        grant("g2", "u2", Some("s2"), true),
-    )
+    (code("g2", 160), grant("g2", "u2", Some("s2"), true))
 }
 
 fn no_check(_: &AuthCode, _: &Grant) -> Result<Option<RefreshToken>, ()> {

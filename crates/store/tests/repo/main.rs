@@ -462,9 +462,8 @@ pub fn grant(id: &str, user_id: &str, session_id: Option<&str>, offline: bool) -
     }
 }
 
-pub fn code(hash: &str, grant_id: &str, expires_at: i64) -> AuthCode {
+pub fn code(grant_id: &str, expires_at: i64) -> AuthCode {
     AuthCode {
-        code_hash: hash.to_owned(),
         grant_id: grant_id.to_owned(),
         client_id: "app-1".to_owned(),
         redirect_uri: "https://app.example/cb".to_owned(),
@@ -505,12 +504,9 @@ pub fn refresh(hash: &str, grant_id: &str, expires_at: i64) -> RefreshToken {
 /// session, if any, must be live). No first refresh token.
 pub async fn create_grant(store: &Store, grant: &Grant) {
     let redeemed = store
-        .redeem_sealed_code(
-            &code(&format!("c-of-{}", grant.id), &grant.id, 160),
-            grant,
-            120,
-            |_, _| Ok::<_, std::convert::Infallible>(None),
-        )
+        .redeem_sealed_code(&code(&grant.id, 160), grant, 120, |_, _| {
+            Ok::<_, std::convert::Infallible>(None)
+        })
         .await
         .unwrap();
     assert!(

@@ -61,7 +61,7 @@ pub async fn survives_reopen(ctx: Ctx) {
     let issued = grant("g2", "u1", Some("s1"), false);
     assert!(matches!(
         reopened
-            .redeem_sealed_code(&code("c2", "g2", 160), &issued, 130, no_check)
+            .redeem_sealed_code(&code("g2", 160), &issued, 130, no_check)
             .await
             .unwrap(),
         Ok(CodeRedemption::Redeemed { .. })
@@ -70,7 +70,7 @@ pub async fn survives_reopen(ctx: Ctx) {
     assert_eq!(reopened.grant("g1").await.unwrap(), Some(spent.clone()));
     assert!(matches!(
         reopened
-            .redeem_sealed_code(&code("c1", "g1", 160), &spent, 130, no_check)
+            .redeem_sealed_code(&code("g1", 160), &spent, 130, no_check)
             .await
             .unwrap(),
         Ok(CodeRedemption::Replayed { .. })
@@ -141,12 +141,9 @@ pub async fn purge_expired_removes_only_dead_rows(ctx: Ctx) {
     assert!(store.refresh_token("r-live").await.unwrap().is_some());
     // A code of the purged grant, live itself, does not bring it back.
     let late = store
-        .redeem_sealed_code(
-            &code("c-of-dead", "g-dead", 2_000),
-            &dead_grant,
-            1_000,
-            |_, _| Ok::<_, Infallible>(None),
-        )
+        .redeem_sealed_code(&code("g-dead", 2_000), &dead_grant, 1_000, |_, _| {
+            Ok::<_, Infallible>(None)
+        })
         .await
         .unwrap();
     assert!(matches!(late, Ok(CodeRedemption::Expired)), "{late:?}");
