@@ -120,7 +120,6 @@ pub async fn open(dir: &Directory, code: &str) -> Result<Option<(AuthCode, Grant
         code_challenge_method: c.code_challenge_method,
         created_at: c.created_at,
         expires_at: c.expires_at,
-        consumed_at: None,
     };
     Ok(Some((code, grant)))
 }
@@ -157,7 +156,6 @@ mod tests {
             code_challenge_method: Some("S256".into()),
             created_at: 1_796_000_100,
             expires_at: 1_796_000_160,
-            consumed_at: None,
         };
         (grant, code)
     }

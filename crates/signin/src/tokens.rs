@@ -611,7 +611,6 @@ partner_tenant = true
             code_challenge_method: None,
             created_at: now,
             expires_at: now + 60,
-            consumed_at: None,
         };
         let redeemed = dir
             .store

@@ -123,8 +123,6 @@ pub struct AuthCode {
     pub created_at: i64,
     /// Dead from this time on, unix seconds.
     pub expires_at: i64,
-    /// When it was redeemed, if it was.
-    pub consumed_at: Option<i64>,
 }
 
 /// The outcome of [`Store::redeem_sealed_code`].
@@ -134,7 +132,7 @@ pub struct AuthCode {
 pub enum CodeRedemption {
     /// The code was fresh and is now spent: its grant is stored.
     Redeemed {
-        /// The code, with `consumed_at` set.
+        /// The code, as it carried its request's bindings (nonce, PKCE).
         code: AuthCode,
         /// Its grant, live.
         grant: Grant,
@@ -540,14 +538,10 @@ impl Store {
             Err(e) => Err(e),
             // Stored revoked: the code is spent, and nothing can use the grant.
             Ok(_) if !session_live => Ok(CodeRedemption::GrantRevoked),
-            Ok(_) => {
-                let mut code = code.clone();
-                code.consumed_at = Some(now);
-                Ok(CodeRedemption::Redeemed {
-                    code,
-                    grant: grant.clone(),
-                })
-            }
+            Ok(_) => Ok(CodeRedemption::Redeemed {
+                code: code.clone(),
+                grant: grant.clone(),
+            }),
         })
     }
 

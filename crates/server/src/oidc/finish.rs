@@ -146,7 +146,6 @@ async fn issue_code(
         code_challenge_method: request.code_challenge.as_ref().map(|_| "S256".to_owned()),
         created_at: now,
         expires_at: now + t.code,
-        consumed_at: None,
     };
     Ok(signin::authorization_codes::seal(state, &grant, &auth_code).await?)
 }

@@ -473,7 +473,6 @@ pub fn code(grant_id: &str, expires_at: i64) -> AuthCode {
         code_challenge_method: Some("S256".to_owned()),
         created_at: 100,
         expires_at,
-        consumed_at: None,
     }
 }
 
