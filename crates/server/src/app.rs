@@ -229,19 +229,7 @@ pub fn router(state: AppState) -> Router {
             crate::metrics::track,
         ))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::web::render_page_errors,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::rate_limits::enforce,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            page_csp_header,
-            page_csp,
-        ))
-        .with_state(state);
+        .with_state(state.clone());
     let headers = ServiceBuilder::new()
         // What the layers outside the router answer themselves (a timeout, a URI too long).
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -261,8 +249,9 @@ pub fn router(state: AppState) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
         ));
-    routes.layer(
-        ServiceBuilder::new()
+    // The middleware wraps the router once, not each route: `Router::layer` would wrap every
+    // route in its own boxed copy of the whole stack, cloned (box by box) for each request.
+    let app = ServiceBuilder::new()
             .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
             .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
             .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
@@ -276,8 +265,13 @@ pub fn router(state: AppState) -> Router {
             .layer(axum::middleware::from_fn(limit_uri))
             .layer(RequestBodyLimitLayer::new(MAX_BODY))
             .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
-            .layer(headers),
-    )
+            .layer(headers)
+            .map_request(axum_body)
+            .layer(axum::middleware::from_fn_with_state(page_csp_header, page_csp))
+            .layer(axum::middleware::from_fn_with_state(state.clone(), crate::rate_limits::enforce))
+            .layer(axum::middleware::from_fn_with_state(state, crate::web::render_page_errors))
+            .service(routes);
+    Router::new().fallback_service(app)
 }
 
 /// A member's security info ([`crate::account`]) and its sign-in ([`crate::portal`]).
@@ -428,10 +422,27 @@ fn form_action(sources: &BTreeSet<String>) -> String {
 }
 
 async fn limit_uri(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    if req.uri().to_string().len() > MAX_URI {
+    if uri_len(req.uri()) > MAX_URI {
         return (StatusCode::URI_TOO_LONG, "The request URI is too long.").into_response();
     }
     next.run(req).await
+}
+
+/// The request with its body (limited by [`RequestBodyLimitLayer`]) as axum's body type, which
+/// the middleware inside takes.
+fn axum_body<B>(req: axum::http::Request<B>) -> axum::extract::Request
+where
+    B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    req.map(axum::body::Body::new)
+}
+
+/// The length of `uri` as written (`scheme://authority/path?query`), without writing it.
+fn uri_len(uri: &axum::http::Uri) -> usize {
+    uri.scheme_str().map_or(0, |s| s.len() + "://".len())
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(0, |p| p.as_str().len())
 }
 
 async fn discovery(State(state): State<AppState>) -> Response {
@@ -494,6 +505,7 @@ async fn not_found() -> Response {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -513,5 +525,20 @@ mod tests {
             "'self' com.example.app: http://127.0.0.1:9555 https://app.test https://login.partner.test"
         );
         assert_eq!(form_action(&BTreeSet::new()), "'self'");
+    }
+
+    #[test]
+    fn a_uris_length_is_the_length_it_is_written_with() {
+        for uri in [
+            "/authorize?client_id=app&redirect_uri=https%3A%2F%2Fapp.test%2Fcb&scope=openid",
+            "/",
+            "*",
+            "https://idp.test:8443/token?x=1",
+            "http://idp.test",
+            "idp.test:443",
+        ] {
+            let parsed: axum::http::Uri = uri.parse().unwrap_or_else(|e| panic!("{uri}: {e}"));
+            assert_eq!(uri_len(&parsed), parsed.to_string().len(), "{uri}");
+        }
     }
 }

@@ -14,13 +14,15 @@
 //! - `tenantd_rate_limited_total`: by `bucket` (`crate::rate_limits`).
 //! - `tenantd_db_connections`: by `state` (`in_use`, `idle`), read when scraped.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::state::AppState;
@@ -92,21 +94,80 @@ pub async fn serve(State(state): State<AppState>) -> Response {
 
 /// Middleware (a route layer, so the route's pattern is known): counts and times each request.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
     let started = Instant::now();
     let resp = next.run(req).await;
-    let labels = [
-        ("tenant", state.config.tenant_id.clone()),
-        ("route", route),
-        ("method", method),
-        ("status", resp.status().as_u16().to_string()),
-    ];
-    metrics::counter!("tenantd_http_requests_total", &labels).increment(1);
-    metrics::histogram!("tenantd_http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    state.http_metrics.record(
+        &state.config.tenant_id,
+        route,
+        &method,
+        resp.status(),
+        started.elapsed(),
+    );
     resp
+}
+
+/// The request counter and duration histogram of each route, method and status seen, kept so
+/// that a request finds its two series without building and hashing their labels (a handle
+/// increments its series directly). The set is bounded: routes are patterns and statuses few.
+#[derive(Default)]
+pub struct HttpMetrics {
+    by_route: RwLock<HashMap<String, Vec<HttpSeries>>>,
+}
+
+struct HttpSeries {
+    method: Method,
+    status: StatusCode,
+    requests: Counter,
+    duration: Histogram,
+}
+
+impl HttpMetrics {
+    fn record(
+        &self,
+        tenant: &str,
+        route: &str,
+        method: &Method,
+        status: StatusCode,
+        took: Duration,
+    ) {
+        let add = |all: &[HttpSeries]| {
+            let found = all
+                .iter()
+                .find(|s| s.method == *method && s.status == status);
+            if let Some(s) = found {
+                s.requests.increment(1);
+                s.duration.record(took.as_secs_f64());
+            }
+            found.is_some()
+        };
+        let read = self.by_route.read().unwrap_or_else(PoisonError::into_inner);
+        if read.get(route).is_some_and(|all| add(all)) {
+            return;
+        }
+        drop(read);
+        let mut write = self
+            .by_route
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let all = write.entry(route.to_owned()).or_default();
+        if add(all) {
+            return;
+        }
+        let labels = [
+            ("tenant", tenant.to_owned()),
+            ("route", route.to_owned()),
+            ("method", method.as_str().to_owned()),
+            ("status", status.as_u16().to_string()),
+        ];
+        all.push(HttpSeries {
+            method: method.clone(),
+            status,
+            requests: metrics::counter!("tenantd_http_requests_total", &labels),
+            duration: metrics::histogram!("tenantd_http_request_duration_seconds", &labels),
+        });
+        add(all);
+    }
 }

@@ -38,6 +38,8 @@ pub struct Shared {
     pub discovery: Bytes,
     /// Requests per client IP at the guessable endpoints (`[rate_limits]`).
     pub rate_limits: crate::rate_limits::RateLimits,
+    /// Each route's request counter and duration histogram.
+    pub http_metrics: crate::metrics::HttpMetrics,
     jwks: RwLock<Bytes>,
 }
 
@@ -98,6 +100,7 @@ impl AppState {
             cookies,
             discovery,
             rate_limits,
+            http_metrics: crate::metrics::HttpMetrics::default(),
             jwks: RwLock::new(jwks),
         }))
     }

@@ -251,7 +251,7 @@ impl PageError {
 }
 
 /// What an error page names besides the error: the tenant, and the correlation id of the
-/// request. [`render_page_errors`] puts it in each request's extensions.
+/// request.
 #[derive(Debug, Clone)]
 pub struct PageContext {
     /// The tenant's display name.
@@ -270,26 +270,26 @@ impl IntoResponse for PageError {
     }
 }
 
-/// Middleware: gives every request its [`PageContext`] and renders a [`PageError`] a handler
-/// returned as the tenant's error page.
+/// Middleware: renders a [`PageError`] a handler returned as the tenant's error page, naming
+/// the request's correlation id. The context is built only for an error page: most responses
+/// are not one.
 pub async fn render_page_errors(
     axum::extract::State(state): axum::extract::State<AppState>,
-    mut req: axum::extract::Request,
+    req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let context = PageContext {
-        tenant_name: state.config.display_name.clone(),
-        correlation_id: req
-            .headers()
-            .get(REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned(),
-    };
-    req.extensions_mut().insert(context.clone());
+    // A `HeaderValue` clone shares its bytes: nothing is copied for a request that succeeds.
+    let request_id = req.headers().get(REQUEST_ID).cloned();
     let mut resp = next.run(req).await;
     match resp.extensions_mut().remove::<PageError>() {
-        Some(e) => e.page(&context),
+        Some(e) => e.page(&PageContext {
+            tenant_name: state.config.display_name.clone(),
+            correlation_id: request_id
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+        }),
         None => resp,
     }
 }
