@@ -598,10 +598,12 @@ pub(crate) fn query_assembled(sql: String) -> Query {
 }
 
 /// Parameter names as SQLite sees them: `$1` is a *named* parameter there, so it is bound by
-/// name, which keeps a reused or out-of-order `$n` right. The common ones without allocating.
-const PARAM_NAMES: [&str; 16] = [
+/// name, which keeps a reused or out-of-order `$n` right. The common ones (a sign-in row has 24)
+/// without allocating.
+const PARAM_NAMES: [&str; 32] = [
     "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14", "$15",
-    "$16",
+    "$16", "$17", "$18", "$19", "$20", "$21", "$22", "$23", "$24", "$25", "$26", "$27", "$28",
+    "$29", "$30", "$31", "$32",
 ];
 
 fn param_name(n: usize) -> Cow<'static, str> {

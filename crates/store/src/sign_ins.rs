@@ -1,7 +1,7 @@
 //! The sign-in log (Graph `signIn`-shaped): `sign_ins`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use crate::db::{Db, DbError, Encode, Executor, Value, from_row, query, query_assembled};
@@ -305,7 +305,7 @@ impl From<&SignInLog> for RecentSignIn {
             ip_address: log.ip_address.clone(),
             user_agent: log.user_agent.as_deref().map(Arc::from),
             location: log.location.clone(),
-            decoded: std::sync::OnceLock::new(),
+            decoded: OnceLock::new(),
         }
     }
 }
@@ -320,7 +320,10 @@ async fn write_all(
     sets: &PolicySets,
     mut tx: crate::db::Tx,
 ) -> Result<Vec<(String, i64)>, DbError> {
-    let leans = rows.iter().map(lean).collect::<Result<Vec<_>, _>>()?;
+    let leans = rows
+        .iter()
+        .map(|r| lean(r, sets))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut stored: Vec<String> = Vec::new();
     for (id, json) in leans.iter().filter_map(|l| l.policies.as_ref()) {
         if !sets.contains(id) && !stored.contains(id) {
@@ -404,23 +407,49 @@ fn chunk_len(rows: &[Vec<Value>], most: usize) -> usize {
     n
 }
 
-/// The names of the policy sets known to be in `sign_in_policy_sets`.
+/// The policy sets known to be in `sign_in_policy_sets`, and the names of the last few seen.
 #[derive(Debug, Default)]
-pub(crate) struct PolicySets(Mutex<HashSet<String>>);
+pub(crate) struct PolicySets(Mutex<KnownSets>);
+
+#[derive(Debug, Default)]
+struct KnownSets {
+    stored: HashSet<String>,
+    /// The last [`NAMED_SETS`] sets' JSON and names, newest first: the next row's set is
+    /// almost always one of them, found by comparing its JSON, not by hashing it again.
+    named: VecDeque<(String, String)>,
+}
+
+/// How many policy sets' names [`PolicySets::id_of`] keeps.
+const NAMED_SETS: usize = 16;
 
 impl PolicySets {
-    fn contains(&self, id: &str) -> bool {
+    fn lock(&self) -> MutexGuard<'_, KnownSets> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(id)
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.lock().stored.contains(id)
     }
 
     fn known(&self, ids: impl IntoIterator<Item = String>) {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend(ids);
+        self.lock().stored.extend(ids);
+    }
+
+    /// The name of the policy set `json` ([`policy_set_id`]).
+    fn id_of(&self, json: &str) -> String {
+        let mut sets = self.lock();
+        if let Some(i) = sets.named.iter().position(|(j, _)| j == json) {
+            let set = sets.named.remove(i).unwrap_or_default();
+            let id = set.1.clone();
+            sets.named.push_front(set);
+            return id;
+        }
+        let id = policy_set_id(json);
+        sets.named.truncate(NAMED_SETS - 1);
+        sets.named.push_front((json.to_owned(), id.clone()));
+        id
     }
 }
 
@@ -646,11 +675,12 @@ struct Lean {
     policies: Option<(String, String)>,
 }
 
-/// Splits what is stored elsewhere off `log.details`.
-fn lean(log: &SignInLog) -> Result<Lean, DbError> {
-    let encode = |v: &serde_json::Value| {
+/// Splits what is stored elsewhere off `log.details`, without copying the rest: it is written
+/// straight from the row (see [`Without`]).
+fn lean(log: &SignInLog, sets: &PolicySets) -> Result<Lean, DbError> {
+    fn encode(v: &impl serde::Serialize) -> Result<String, DbError> {
         serde_json::to_string(v).map_err(|e| DbError::Usage(format!("cannot encode details: {e}")))
-    };
+    }
     let Some(map) = log.details.as_object() else {
         return Ok(Lean {
             details: encode(&log.details)?,
@@ -658,7 +688,6 @@ fn lean(log: &SignInLog) -> Result<Lean, DbError> {
             policies: None,
         });
     };
-    let mut map = map.clone();
     let mut moved = 0;
     for (key, bit) in MOVED {
         let column = moved_column(
@@ -670,26 +699,52 @@ fn lean(log: &SignInLog) -> Result<Lean, DbError> {
         if let (Some(column), Some(serde_json::Value::String(v))) = (column, map.get(key))
             && v == column
         {
-            map.remove(key);
             moved |= bit;
         }
     }
-    let policies = match map.remove(APPLIED_POLICIES) {
+    let policies = match map.get(APPLIED_POLICIES) {
         Some(list @ serde_json::Value::Array(_)) => {
-            let json = encode(&list)?;
-            Some((policy_set_id(&json), json))
+            let json = encode(list)?;
+            Some((sets.id_of(&json), json))
         }
-        Some(other) => {
-            map.insert(APPLIED_POLICIES.to_owned(), other);
-            None
-        }
-        None => None,
+        _ => None,
     };
     Ok(Lean {
-        details: encode(&serde_json::Value::Object(map))?,
+        details: encode(&Without {
+            map,
+            moved,
+            policies: policies.is_some(),
+        })?,
         moved,
         policies,
     })
+}
+
+/// A row's details without the keys [`lean`] stores elsewhere: the [`MOVED`] ones whose bit is
+/// set in `moved`, and the applied policies when `policies`.
+struct Without<'a> {
+    map: &'a serde_json::Map<String, serde_json::Value>,
+    moved: i64,
+    policies: bool,
+}
+
+impl serde::Serialize for Without<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let stored_elsewhere = |key: &str| {
+            (self.policies && key == APPLIED_POLICIES)
+                || MOVED
+                    .iter()
+                    .any(|(k, bit)| *k == key && self.moved & bit != 0)
+        };
+        let mut map = s.serialize_map(None)?;
+        for (key, value) in self.map {
+            if !stored_elsewhere(key) {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        map.end()
+    }
 }
 
 /// The name of a policy set: the first 128 bits of the SHA-256 of its JSON, in hex.
@@ -745,7 +800,7 @@ pub struct RecentSignIn {
     location: Option<String>,
     /// The row as sign-in risk reads it, decoded once: a row kept in memory serves each of its
     /// user's next sign-ins, and decoding its location every time was 2% of a sign-in.
-    decoded: std::sync::OnceLock<RecentFacts>,
+    decoded: OnceLock<RecentFacts>,
 }
 
 /// A kept sign-in's facts, decoded once and shared by every later sign-in that compares
@@ -820,7 +875,7 @@ impl crate::db::FromRow for RecentSignIn {
                 .as_deref()
                 .map(Arc::from),
             location: row.get("location")?,
-            decoded: std::sync::OnceLock::new(),
+            decoded: OnceLock::new(),
         })
     }
 }
@@ -1135,7 +1190,7 @@ const SIGN_IN_COLUMNS: usize = 24;
 
 /// Inserts `rows` (each its parameters, [`row_values`]) in one statement.
 async fn insert_rows(rows: Vec<Vec<Value>>, mut target: impl Executor) -> Result<(), DbError> {
-    query_assembled(insert_sql(rows.len()))
+    insert_query(rows.len())
         .bind_values(rows.into_iter().flatten())
         .execute(target.target())
         .await?;
@@ -1170,6 +1225,21 @@ fn row_values((log, lean): (&SignInLog, &Lean)) -> Vec<Value> {
         lean.moved.encode(),
         lean.policies.as_ref().map(|(id, _)| id.as_str()).encode(),
     ]
+}
+
+/// The `INSERT` of `rows` rows. The texts [`chunk_len`] asks for (a power of two up to
+/// [`MOST_ROWS_PER_INSERT`]) are written once per process, not for every batch.
+fn insert_query(rows: usize) -> crate::db::Query {
+    static TEXTS: [OnceLock<String>; MOST_ROWS_PER_INSERT.ilog2() as usize + 1] =
+        [const { OnceLock::new() }; MOST_ROWS_PER_INSERT.ilog2() as usize + 1];
+    let kept = rows
+        .checked_ilog2()
+        .filter(|_| rows.is_power_of_two())
+        .and_then(|i| TEXTS.get(i as usize));
+    match kept {
+        Some(text) => query(text.get_or_init(|| insert_sql(rows))),
+        None => query_assembled(insert_sql(rows)),
+    }
 }
 
 /// `INSERT INTO sign_ins (…) VALUES (…), (…)` for `rows` rows: one text per row count.
@@ -1225,8 +1295,22 @@ mod tests {
             ip_address: None,
             user_agent: None,
             location: None,
-            decoded: std::sync::OnceLock::new(),
+            decoded: OnceLock::new(),
         })
+    }
+
+    #[test]
+    fn a_policy_sets_name_is_its_hash_whether_or_not_it_was_seen_lately() {
+        let sets = PolicySets::default();
+        let json = |i: usize| format!(r#"[{{"id":"p{i}","result":"success"}}]"#);
+        for round in 0..2 {
+            for i in 0..NAMED_SETS + 4 {
+                assert_eq!(sets.id_of(&json(i)), policy_set_id(&json(i)), "{round} {i}");
+                assert_eq!(sets.id_of(&json(0)), policy_set_id(&json(0)), "{round} {i}");
+            }
+        }
+        assert_eq!(sets.lock().named.len(), NAMED_SETS);
+        assert_ne!(policy_set_id(&json(1)), policy_set_id(&json(2)));
     }
 
     #[test]
@@ -1258,7 +1342,8 @@ mod tests {
         let mut large = small.clone();
         large.user_agent = Some("x".repeat(3_000));
         let split = |logs: &[SignInLog], most: usize| {
-            let leans: Vec<Lean> = logs.iter().map(|l| lean(l).unwrap()).collect();
+            let sets = PolicySets::default();
+            let leans: Vec<Lean> = logs.iter().map(|l| lean(l, &sets).unwrap()).collect();
             let mut rest: Vec<_> = logs.iter().zip(&leans).map(row_values).collect();
             let mut sizes = Vec::new();
             while !rest.is_empty() {
