@@ -4,6 +4,7 @@
 
 use crate::OAuthError;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 /// Longest value accepted for any single parameter. Real values (state, nonce, URIs,
 /// assertions) are far shorter; anything longer is an attack or a bug.
@@ -33,11 +34,16 @@ impl Params {
             if v.is_empty() {
                 continue;
             }
-            if map.insert(k.clone(), v).is_some() {
-                return Err(OAuthError::invalid_request(format!(
-                    "Parameter '{}' was included more than once.",
-                    truncate(&k, 64)
-                )));
+            match map.entry(k) {
+                Entry::Vacant(e) => {
+                    e.insert(v);
+                }
+                Entry::Occupied(e) => {
+                    return Err(OAuthError::invalid_request(format!(
+                        "Parameter '{}' was included more than once.",
+                        truncate(e.key(), 64)
+                    )));
+                }
             }
         }
         Ok(Self(map))

@@ -33,7 +33,7 @@ pub const MAX_URI: usize = 8 * 1024;
 /// Build the router for a tenant.
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static(crate::web::REQUEST_ID);
-    let page_csp_header = Arc::new(PageCsp::new(&state.config));
+    let page_csp = Arc::new(PageCsp::new(&state.config));
     // HSTS only where this tenant serves TLS itself (RFC 6797 §7.2: never over plain HTTP).
     let hsts = state.config.tls.is_some().then(|| {
         SetResponseHeaderLayer::overriding(
@@ -267,9 +267,7 @@ pub fn router(state: AppState) -> Router {
             .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
             .layer(headers)
             .map_request(axum_body)
-            .layer(axum::middleware::from_fn_with_state(page_csp_header, page_csp))
-            .layer(axum::middleware::from_fn_with_state(state.clone(), crate::rate_limits::enforce))
-            .layer(axum::middleware::from_fn_with_state(state, crate::web::render_page_errors))
+            .layer(axum::middleware::from_fn_with_state(Edge { state, csp: page_csp }, edge))
             .service(routes);
     Router::new().fallback_service(app)
 }
@@ -379,16 +377,30 @@ impl PageCsp {
     }
 }
 
-/// Middleware: sets [`PageCsp`] on every response that has no CSP of its own.
-async fn page_csp(
-    State(csp): State<Arc<PageCsp>>,
+/// What the router's own middleware ([`edge`]) needs.
+#[derive(Clone)]
+struct Edge {
+    state: AppState,
+    csp: Arc<PageCsp>,
+}
+
+/// The router's own middleware, one layer (each layer boxes a future and its next service for
+/// every request): a client over its rate limit is answered 429; a handler's [`PageError`]
+/// becomes the tenant's error page; every response without a CSP of its own gets [`PageCsp`].
+///
+/// [`PageError`]: crate::web::PageError
+async fn edge(
+    State(edge): State<Edge>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let mut resp = next.run(req).await;
+    let mut resp = match crate::rate_limits::refusal(&edge.state, &req) {
+        Some(refused) => refused,
+        None => crate::web::with_error_pages(&edge.state, req, next).await,
+    };
     if !resp.headers().contains_key(header::CONTENT_SECURITY_POLICY) {
         let target = resp.extensions().get::<FormTarget>().map(|t| t.0.as_str());
-        let value = csp.for_target(target);
+        let value = edge.csp.for_target(target);
         resp.headers_mut()
             .insert(header::CONTENT_SECURITY_POLICY, value);
     }

@@ -7,9 +7,8 @@
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -111,29 +110,24 @@ impl RateLimits {
     }
 }
 
-/// Middleware: answers 429 with `Retry-After` to a client over its limit.
-pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(bucket) = Bucket::of(req.method(), req.uri().path()) else {
-        return next.run(req).await;
-    };
+/// The 429 (with `Retry-After`) for a client over its limit at this request's endpoint, if it
+/// is; `None` lets the request through. Run by the router's middleware (`crate::app`).
+pub fn refusal(state: &AppState, req: &Request) -> Option<Response> {
+    let bucket = Bucket::of(req.method(), req.uri().path())?;
     let ip = crate::client_ip::of_request(
         req.extensions(),
         req.headers(),
         &state.config.trusted_proxies,
     );
-    match state.rate_limits.check(bucket, ip) {
-        Ok(()) => next.run(req).await,
-        Err(secs) => {
-            tracing::warn!(%ip, ?bucket, retry_after = secs, "rate limited");
-            metrics::counter!(
-                "tenantd_rate_limited_total",
-                "tenant" => state.config.tenant_id.clone(),
-                "bucket" => format!("{bucket:?}")
-            )
-            .increment(1);
-            too_many(bucket, secs)
-        }
-    }
+    let secs = state.rate_limits.check(bucket, ip).err()?;
+    tracing::warn!(%ip, ?bucket, retry_after = secs, "rate limited");
+    metrics::counter!(
+        "tenantd_rate_limited_total",
+        "tenant" => state.config.tenant_id.clone(),
+        "bucket" => format!("{bucket:?}")
+    )
+    .increment(1);
+    Some(too_many(bucket, secs))
 }
 
 fn too_many(bucket: Bucket, secs: u64) -> Response {

@@ -7,6 +7,7 @@ use askama::Template;
 use axum::extract::{FromRequest, FromRequestParts, RawForm, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use protocol::OAuthError;
@@ -170,7 +171,7 @@ fn log_oauth_error(e: &OAuthError) {
 }
 
 /// An error shown to a person as a page. Handlers return it (`Result<Response, PageError>`
-/// and `?`); [`render_page_errors`] turns it into the tenant's error page with the request's
+/// and `?`); [`with_error_pages`] turns it into the tenant's error page with the request's
 /// correlation id, so a handler needs neither to render it.
 #[derive(Debug, Clone)]
 pub struct PageError {
@@ -261,7 +262,7 @@ pub struct PageContext {
 }
 
 impl IntoResponse for PageError {
-    /// The error travels in the response's extensions to [`render_page_errors`], which knows
+    /// The error travels in the response's extensions to [`with_error_pages`], which knows
     /// the tenant and the request.
     fn into_response(self) -> Response {
         let mut r = self.status.into_response();
@@ -270,14 +271,10 @@ impl IntoResponse for PageError {
     }
 }
 
-/// Middleware: renders a [`PageError`] a handler returned as the tenant's error page, naming
-/// the request's correlation id. The context is built only for an error page: most responses
-/// are not one.
-pub async fn render_page_errors(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
+/// Runs the rest of the request and renders a [`PageError`] a handler returned as the
+/// tenant's error page, naming the request's correlation id. The context is built only for an
+/// error page: most responses are not one. Run by the router's middleware (`crate::app`).
+pub async fn with_error_pages(state: &AppState, req: Request, next: Next) -> Response {
     // A `HeaderValue` clone shares its bytes: nothing is copied for a request that succeeds.
     let request_id = req.headers().get(REQUEST_ID).cloned();
     let mut resp = next.run(req).await;
