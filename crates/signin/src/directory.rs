@@ -100,6 +100,8 @@ pub struct Directory {
     pub(crate) code_key: tokio::sync::OnceCell<protocol::sealed::SealingKey>,
     /// Where mail goes (`[mail]`); `None` when the tenant sends none.
     pub mailer: Option<Arc<Mailer>>,
+    /// The sign-in counter's series seen so far.
+    pub(crate) sign_in_counts: crate::signin_log::SignInCounts,
 }
 
 impl std::fmt::Debug for Directory {
@@ -168,6 +170,7 @@ impl Directory {
             keys: RwLock::new(Arc::new(keys)),
             code_key: tokio::sync::OnceCell::new(),
             mailer,
+            sign_in_counts: crate::signin_log::SignInCounts::default(),
         }
     }
 

@@ -7,6 +7,8 @@
 //! resource sends its id to the home as `client-request-id`, and each tenant keeps it with the
 //! pending sign-in, so the two logs join on `correlationId`.
 
+use std::sync::{Mutex, PoisonError};
+
 use crate::{Client, Directory};
 use store::SignInLog;
 
@@ -169,23 +171,15 @@ pub async fn write<'c>(
 /// The sign-in in the process's metrics: its result and error code, the policies that blocked
 /// it, and its sign-in risk detections (see the server's `metrics` module).
 fn count(dir: &Directory, row: &SignInLog, risk: Option<&RiskLog>) {
-    let tenant = dir.config.tenant_id.clone();
-    let result = if row.error_code == 0 {
-        "success"
-    } else {
-        "failure"
-    };
-    metrics::counter!(
-        "tenantd_sign_ins_total",
-        "tenant" => tenant.clone(),
-        "result" => result,
-        "error_code" => row.error_code.to_string(),
-        "event_type" => row.sign_in_event_type.clone()
-    )
-    .increment(1);
+    dir.sign_in_counts.increment(
+        &dir.config.tenant_id,
+        row.error_code,
+        &row.sign_in_event_type,
+    );
     let Some(risk) = risk else {
         return;
     };
+    let tenant = dir.config.tenant_id.clone();
     for p in &risk.applied_conditional_access_policies {
         if p.result == policy::PolicyResult::Failure
             && p.enforced_grant_controls
@@ -207,5 +201,33 @@ fn count(dir: &Directory, row: &SignInLog, risk: Option<&RiskLog>) {
             "timing" => risk::to_wire(&d.detection_timing_type)
         )
         .increment(1);
+    }
+}
+
+/// `tenantd_sign_ins_total`'s series seen so far (an error code and an event type each), kept
+/// so that a sign-in increments its series without building and hashing its labels. Few:
+/// error codes are a fixed list.
+#[derive(Default)]
+pub(crate) struct SignInCounts(Mutex<Vec<(i64, String, metrics::Counter)>>);
+
+impl SignInCounts {
+    fn increment(&self, tenant: &str, error_code: i64, event_type: &str) {
+        let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, _, counter)) = seen
+            .iter()
+            .find(|(code, event, _)| *code == error_code && event == event_type)
+        {
+            counter.increment(1);
+            return;
+        }
+        let counter = metrics::counter!(
+            "tenantd_sign_ins_total",
+            "tenant" => tenant.to_owned(),
+            "result" => if error_code == 0 { "success" } else { "failure" },
+            "error_code" => error_code.to_string(),
+            "event_type" => event_type.to_owned()
+        );
+        counter.increment(1);
+        seen.push((error_code, event_type.to_owned(), counter));
     }
 }
