@@ -252,23 +252,32 @@ pub fn router(state: AppState) -> Router {
     // The middleware wraps the router once, not each route: `Router::layer` would wrap every
     // route in its own boxed copy of the whole stack, cloned (box by box) for each request.
     let app = ServiceBuilder::new()
-            .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
-            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-            .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-                let id = req.headers().get(crate::web::REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-            }))
-            .layer(PropagateRequestIdLayer::new(request_id))
-            .layer(CatchPanicLayer::custom(|_| {
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-            }))
-            .layer(axum::middleware::from_fn(limit_uri))
-            .layer(RequestBodyLimitLayer::new(MAX_BODY))
-            .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
-            .layer(headers)
-            .map_request(axum_body)
-            .layer(axum::middleware::from_fn_with_state(Edge { state, csp: page_csp }, edge))
-            .service(routes);
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+        ]))
+        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(PropagateRequestIdLayer::new(request_id))
+        .layer(CatchPanicLayer::custom(|_| {
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }))
+        .layer(axum::middleware::from_fn(limit_uri))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
+        .layer(headers)
+        .map_request(axum_body)
+        .layer(axum::middleware::from_fn_with_state(
+            Edge {
+                state,
+                csp: page_csp,
+            },
+            edge,
+        ))
+        .service(routes);
     Router::new().fallback_service(app)
 }
 
@@ -438,6 +447,16 @@ async fn limit_uri(req: axum::extract::Request, next: axum::middleware::Next) ->
         return (StatusCode::URI_TOO_LONG, "The request URI is too long.").into_response();
     }
     next.run(req).await
+}
+
+/// A request's tracing span: method, path and request id (its correlation id).
+fn request_span<B>(req: &axum::http::Request<B>) -> tracing::Span {
+    let id = req
+        .headers()
+        .get(crate::web::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
 }
 
 /// The request with its body (limited by [`RequestBodyLimitLayer`]) as axum's body type, which
