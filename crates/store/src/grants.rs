@@ -126,17 +126,11 @@ pub struct AuthCode {
 }
 
 /// The outcome of [`Store::redeem_sealed_code`].
-// Returned once per token request and matched at once: boxing would only cost an allocation.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeRedemption {
-    /// The code was fresh and is now spent: its grant is stored.
-    Redeemed {
-        /// The code, as it carried its request's bindings (nonce, PKCE).
-        code: AuthCode,
-        /// Its grant, live.
-        grant: Grant,
-    },
+    /// The code was fresh and is now spent: its grant is stored, live, as the caller passed it
+    /// (the caller keeps the code and grant it opened; nothing of them changed).
+    Redeemed,
     /// The code had already been redeemed: the store has already revoked its grant in the same
     /// transaction, so tokens issued from the first redemption die too.
     Replayed {
@@ -538,10 +532,7 @@ impl Store {
             Err(e) => Err(e),
             // Stored revoked: the code is spent, and nothing can use the grant.
             Ok(_) if !session_live => Ok(CodeRedemption::GrantRevoked),
-            Ok(_) => Ok(CodeRedemption::Redeemed {
-                code: code.clone(),
-                grant: grant.clone(),
-            }),
+            Ok(_) => Ok(CodeRedemption::Redeemed),
         })
     }
 

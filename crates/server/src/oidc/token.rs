@@ -158,7 +158,7 @@ pub(crate) async fn exchange_code(
         .await?
         .map_err(ApiError::from)?;
     let (code_row, grant) = match redeemed {
-        CodeRedemption::Redeemed { code, grant } => (code, grant),
+        CodeRedemption::Redeemed => (sealed_code, sealed_grant),
         CodeRedemption::Replayed { grant_id } => {
             // RFC 6749 §4.1.2 / RFC 9700 §4.5: the store has revoked every token of that grant.
             return Err(invalid("The authorization code has already been used.")
