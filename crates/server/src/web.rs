@@ -221,14 +221,10 @@ impl PageError {
 
     /// Render with the tenant name and correlation id.
     pub fn render(self, state: &AppState, ctx: &Ctx) -> Response {
-        self.page(&PageContext {
-            tenant_name: state.config.display_name.clone(),
-            correlation_id: ctx.correlation_id.clone(),
-        })
+        self.page(state, &ctx.correlation_id)
     }
 
-    fn page(self, context: &PageContext) -> Response {
-        let correlation_id = &context.correlation_id;
+    fn page(self, state: &AppState, correlation_id: &str) -> Response {
         match &self.detail {
             Some(d) if self.status.is_server_error() => {
                 tracing::error!(%correlation_id, detail = %d, "page error")
@@ -241,7 +237,7 @@ impl PageError {
             }
         }
         let page = pages::ErrorPage {
-            tenant_name: &context.tenant_name,
+            tenant_name: &state.config.display_name,
             title: self.title,
             message: &self.message,
             error_code: self.error_code,
@@ -249,16 +245,6 @@ impl PageError {
         };
         (self.status, html(&page)).into_response()
     }
-}
-
-/// What an error page names besides the error: the tenant, and the correlation id of the
-/// request.
-#[derive(Debug, Clone)]
-pub struct PageContext {
-    /// The tenant's display name.
-    pub tenant_name: String,
-    /// The request's correlation id (`x-request-id`).
-    pub correlation_id: String,
 }
 
 impl IntoResponse for PageError {
@@ -272,21 +258,20 @@ impl IntoResponse for PageError {
 }
 
 /// Runs the rest of the request and renders a [`PageError`] a handler returned as the
-/// tenant's error page, naming the request's correlation id. The context is built only for an
-/// error page: most responses are not one. Run by the router's middleware (`crate::app`).
+/// tenant's error page, naming the request's correlation id. Run by the router's middleware
+/// (`crate::app`).
 pub async fn with_error_pages(state: &AppState, req: Request, next: Next) -> Response {
     // A `HeaderValue` clone shares its bytes: nothing is copied for a request that succeeds.
     let request_id = req.headers().get(REQUEST_ID).cloned();
     let mut resp = next.run(req).await;
     match resp.extensions_mut().remove::<PageError>() {
-        Some(e) => e.page(&PageContext {
-            tenant_name: state.config.display_name.clone(),
-            correlation_id: request_id
+        Some(e) => e.page(
+            state,
+            request_id
                 .as_ref()
                 .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned(),
-        }),
+                .unwrap_or_default(),
+        ),
         None => resp,
     }
 }
