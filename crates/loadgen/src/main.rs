@@ -896,7 +896,21 @@ impl Report {
             );
             if let (Some(c), Some(per)) = (server.cpu_cores, server.cpu_us_per_op) {
                 let op = if unit == "flows" { "flow" } else { "request" };
-                let _ = writeln!(s, "  server{name} CPU: {c:.2} cores, {per:.0} µs per {op}");
+                let _ = write!(s, "  server{name} CPU: {c:.2} cores, {per:.0} µs per {op}");
+                // Only a password sign-in hashes: its CPU is the hash and everything else.
+                match server.hashing_us_per_op {
+                    Some(hash) if hash > 0.0 => {
+                        let _ = writeln!(
+                            s,
+                            " (hashing threads {hash:.0} µs; everything else {:.0} µs, {:.1} % of the hashing)",
+                            per - hash,
+                            (per - hash) * 100.0 / hash
+                        );
+                    }
+                    _ => {
+                        let _ = writeln!(s);
+                    }
+                }
             }
         }
         if let Some(c) = self.loadgen_cpu_cores {

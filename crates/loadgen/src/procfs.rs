@@ -32,7 +32,36 @@ pub fn cpu_ticks(pid: Option<u32>) -> Option<u64> {
         Some(p) => format!("/proc/{p}/stat"),
         None => "/proc/self/stat".to_owned(),
     };
-    let stat = std::fs::read_to_string(path).ok()?;
+    stat_ticks(&std::fs::read_to_string(path).ok()?)
+}
+
+/// Name prefix of tenantd's password-hashing threads (`argon2-0`, `argon2-1`, …).
+const HASHING_THREAD: &str = "argon2-";
+
+/// User + system CPU time of a process's password-hashing threads, in clock ticks: with
+/// [`cpu_ticks`] it splits a password sign-in's CPU into the hash and everything else within
+/// one run, which a noisy host cannot skew the way it skews two runs minutes apart.
+pub fn hashing_ticks(pid: u32) -> Option<u64> {
+    let mut ticks = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let dir = task.ok()?.path();
+        let named = std::fs::read_to_string(dir.join("comm"))
+            .is_ok_and(|comm| comm.starts_with(HASHING_THREAD));
+        if named {
+            // A thread that ended between the listing and this read no longer counts.
+            if let Some(t) = std::fs::read_to_string(dir.join("stat"))
+                .ok()
+                .and_then(|s| stat_ticks(&s))
+            {
+                ticks += t;
+            }
+        }
+    }
+    Some(ticks)
+}
+
+/// utime + stime of a `/proc/…/stat` line.
+fn stat_ticks(stat: &str) -> Option<u64> {
     // The command name (field 2) may contain spaces; fields after the last ')' are fixed.
     let rest = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -163,6 +192,7 @@ pub struct Watch {
     idle_kib: u64,
     sampler: RssSampler,
     cpu_at_start: Option<u64>,
+    hashing_at_start: Option<u64>,
     start_kib: Option<u64>,
     setup_peak_kib: Option<u64>,
 }
@@ -191,6 +221,9 @@ pub struct ServerStats {
     pub cpu_cores: Option<f64>,
     /// CPU time per successful operation.
     pub cpu_us_per_op: Option<f64>,
+    /// The part of `cpu_us_per_op` spent in password-hashing threads (zero when no password
+    /// was checked).
+    pub hashing_us_per_op: Option<f64>,
 }
 
 impl Watch {
@@ -203,6 +236,7 @@ impl Watch {
             idle_kib,
             sampler: RssSampler::start(pid),
             cpu_at_start: None,
+            hashing_at_start: None,
             start_kib: None,
             setup_peak_kib: None,
         })
@@ -211,6 +245,7 @@ impl Watch {
     /// The measured window starts now.
     pub fn mark(&mut self) {
         self.cpu_at_start = cpu_ticks(Some(self.pid));
+        self.hashing_at_start = hashing_ticks(self.pid);
         self.start_kib = rss_kib(self.pid);
         // The peak starts over: what the set-up held is not what the load needs.
         self.setup_peak_kib = Some(
@@ -223,6 +258,8 @@ impl Watch {
     /// The CPU time since [`Watch::mark`] (`elapsed` ago, `ops` operations done), then stop.
     pub async fn finish(self, elapsed: Duration, ops: u64, hz: f64) -> ServerStats {
         let cpu_cores = cores(self.cpu_at_start, cpu_ticks(Some(self.pid)), hz, elapsed);
+        let hashing_cores = cores(self.hashing_at_start, hashing_ticks(self.pid), hz, elapsed);
+        let per_op = |cores: f64| cores * elapsed.as_secs_f64() * 1e6 / (ops.max(1) as f64);
         let peak_rss_kib = self.sampler.finish(self.pid).await;
         ServerStats {
             name: self.name,
@@ -234,7 +271,8 @@ impl Watch {
             peak_rss_kib,
             end_rss_kib: rss_kib(self.pid),
             cpu_cores,
-            cpu_us_per_op: cpu_cores.map(|c| c * elapsed.as_secs_f64() * 1e6 / (ops.max(1) as f64)),
+            cpu_us_per_op: cpu_cores.map(per_op),
+            hashing_us_per_op: hashing_cores.map(per_op),
         }
     }
 }
@@ -256,6 +294,8 @@ mod tests {
         assert!(threads(me).unwrap() >= 1);
         assert!(cpu_ticks(None).is_some());
         assert!(cpu_ticks(Some(me)).is_some());
+        // This process has no hashing threads: zero, not a failure.
+        assert_eq!(hashing_ticks(me), Some(0));
         assert!(machine_ticks().is_some());
     }
 }
