@@ -12,8 +12,7 @@ use crate::support::*;
 async fn try_password(t: &TestTenant, ip: &str, email: &str, password: &str) -> String {
     let b = &browser_from(ip);
     let r = b.get(rp_authorize(t, "")).send().await.unwrap();
-    let login = location(&r);
-    let mut form = password_form(t, b, &login, email).await;
+    let mut form = password_form(t, b, r, email).await;
     form.push(("password".into(), password.into()));
     let r = b
         .post(t.url("/login/password"))

@@ -79,17 +79,10 @@ pub(crate) async fn at_mfa_step(
     user: &store::User,
     sign_in_risk: risk::RiskLevel,
 ) -> String {
-    let r = b.get(rp_authorize(t, "")).send().await.unwrap();
-    assert_eq!(r.status(), 303);
-    let login = location(&r);
-    let id = query(&t.url(&login))["interaction"].clone();
     // The email page gives the browser its CSRF cookie; the gate binds the sign-in to it.
-    let page = page_text(b, t.url(&login)).await;
-    let csrf = hidden_inputs(&page)
-        .into_iter()
-        .find(|(k, _)| k == "csrf_token")
-        .unwrap()
-        .1;
+    let page = page_text(b, rp_authorize(t, "")).await;
+    let id = hidden(&page, "interaction");
+    let csrf = hidden(&page, "csrf_token");
     let pending = progress::load(t.state(), &id).await.unwrap();
     let mut held = pending.authenticated(&user.id, vec!["pwd".into()]);
     held.held = true;

@@ -16,7 +16,7 @@ async fn metrics_count_routes_sign_ins_blocks_and_detections() {
     for (ip, password) in [("192.0.2.1", "wrong"), ("203.0.113.66", ALICE_PW)] {
         let b = browser_from(ip);
         let r = b.get(rp_authorize(&t, "")).send().await.unwrap();
-        let mut form = password_form(&t, &b, &location(&r), ALICE).await;
+        let mut form = password_form(&t, &b, r, ALICE).await;
         form.push(("password".into(), password.into()));
         let r = b
             .post(t.url("/login/password"))

@@ -407,28 +407,23 @@ pub async fn sign_in(
     password: &str,
 ) -> String {
     let r = b.get(authorize_url).send().await.unwrap();
-    assert_eq!(
-        r.status(),
-        303,
-        "authorize should redirect to the sign-in page"
-    );
-    let login = location(&r);
-    if !login.starts_with("/login") {
-        return login;
+    // A session (single sign-on) or a refusal goes straight back; otherwise the email page.
+    if r.status() == 303 {
+        return location(&r);
     }
-    submit_password(t, b, &login, email, password).await
+    submit_password(t, b, r, email, password).await
 }
 
-/// From a `/login?interaction=` path: email page, password page, submit. Returns the Location
-/// after the password (client redirect or consent page).
+/// From the authorization endpoint's answer (the email page): email, password, submit.
+/// Returns the Location after the password (client redirect or consent page).
 pub async fn submit_password(
     t: &impl Issuer,
     b: &reqwest::Client,
-    login_path: &str,
+    email_page: reqwest::Response,
     email: &str,
     password: &str,
 ) -> String {
-    let mut form = password_form(t, b, login_path, email).await;
+    let mut form = password_form(t, b, email_page, email).await;
     form.push(("password".into(), password.into()));
     let r = b
         .post(t.url("/login/password"))
@@ -440,17 +435,20 @@ pub async fn submit_password(
     location(&r)
 }
 
-/// From a `/login?interaction=` path: the email page, then the password page; returns the
-/// password form's hidden fields (interaction, csrf_token, email).
+/// From the authorization endpoint's answer (the email page, shown at once): the password
+/// page; returns the password form's hidden fields (interaction, csrf_token, email).
 pub async fn password_form(
     t: &impl Issuer,
     b: &reqwest::Client,
-    login_path: &str,
+    email_page: reqwest::Response,
     email: &str,
 ) -> Vec<(String, String)> {
-    let page = b.get(t.url(login_path)).send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    let mut form = hidden_inputs(&page.text().await.unwrap());
+    assert_eq!(
+        email_page.status(),
+        200,
+        "authorize should show the sign-in page"
+    );
+    let mut form = hidden_inputs(&email_page.text().await.unwrap());
     form.push(("email".into(), email.into()));
     let page = b.post(t.url("/login")).form(&form).send().await.unwrap();
     assert_eq!(page.status(), 200);

@@ -105,8 +105,7 @@ async fn detections(t: &TestTenant, token: &str) -> Vec<Value> {
 async fn fail_from(t: &TestTenant, ip: &str, email: &str) {
     let b = browser_from(ip);
     let r = b.get(rp_authorize(t, "")).send().await.unwrap();
-    let login = location(&r);
-    let mut form = password_form(t, &b, &login, email).await;
+    let mut form = password_form(t, &b, r, email).await;
     form.push(("password".into(), "wrong-password-123".into()));
     let r = b
         .post(t.url("/login/password"))

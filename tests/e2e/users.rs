@@ -86,7 +86,7 @@ async fn snapshot(t: &TestTenant) -> Vec<store::User> {
 async fn refused_sign_in(t: &TestTenant, email: &str, password: &str) -> String {
     let b = browser();
     let r = b.get(rp_authorize(t, "")).send().await.unwrap();
-    let mut form = password_form(t, &b, &location(&r), email).await;
+    let mut form = password_form(t, &b, r, email).await;
     form.push(("password".into(), password.into()));
     let r = b
         .post(t.url("/login/password"))
@@ -277,7 +277,7 @@ async fn a_temporary_password_must_be_changed_at_first_sign_in() {
     assert_eq!(status, 201, "{v}");
     let b = browser();
     let r = b.get(rp_authorize(&t, "")).send().await.unwrap();
-    let mut form = password_form(&t, &b, &location(&r), "temp@fabrikam.test").await;
+    let mut form = password_form(&t, &b, r, "temp@fabrikam.test").await;
     form.push(("password".into(), "temporary-password-1".into()));
     let page = b
         .post(t.url("/login/password"))

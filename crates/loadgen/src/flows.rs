@@ -85,10 +85,13 @@ pub async fn password_sign_in(
     steps: &mut Steps,
 ) -> anyhow::Result<Tokens> {
     let req = AuthRequest::new()?;
-    let login = authorize_to_login(client, t, &req, prompt_login, None, steps).await?;
-    let page = get_page(client, &login, "login-page", "GET /login", steps).await?;
-    let interaction = hidden(&page, "interaction").context("GET /login: no interaction field")?;
-    let csrf = hidden(&page, "csrf_token").context("GET /login: no csrf_token field")?;
+    let page = timed(steps, "authorize", async {
+        let r = client.get(req.url(t, prompt_login, None)?).send().await?;
+        read_page(r, "authorize").await
+    })
+    .await?;
+    let interaction = hidden(&page, "interaction").context("authorize: no interaction field")?;
+    let csrf = hidden(&page, "csrf_token").context("authorize: no csrf_token field")?;
     let page = timed(steps, "email", async {
         let r = client
             .post(format!("{}/login", t.issuer))
@@ -105,45 +108,6 @@ pub async fn password_sign_in(
     let resp = submit_password(client, &t.issuer, t, &page, "POST /login", steps).await?;
     let code = req.code_from(t, &resp, "POST /login/password")?;
     req.exchange(client, t, &code, steps).await
-}
-
-/// The app's authorization request at `t` from a browser with no usable session there: the
-/// redirect to the sign-in page (step `authorize`).
-async fn authorize_to_login(
-    client: &reqwest::Client,
-    t: &Target,
-    req: &AuthRequest,
-    prompt_login: bool,
-    login_hint: Option<&str>,
-    steps: &mut Steps,
-) -> anyhow::Result<Url> {
-    let resp = timed(
-        steps,
-        "authorize",
-        client.get(req.url(t, prompt_login, login_hint)?).send(),
-    )
-    .await?;
-    let login = redirect_target(&t.issuer, &resp, "authorize")?;
-    ensure!(
-        at(&login, &t.issuer, "/login"),
-        "authorize: expected a redirect to /login, got {login}"
-    );
-    Ok(login)
-}
-
-/// `GET url` of a sign-in page as step `step`, expecting 200; the page.
-async fn get_page(
-    client: &reqwest::Client,
-    url: &Url,
-    step: &'static str,
-    what: &str,
-    steps: &mut Steps,
-) -> anyhow::Result<String> {
-    timed(steps, step, async {
-        let r = client.get(url.as_str()).send().await?;
-        read_page(r, what).await
-    })
-    .await
 }
 
 /// The password page (`page`, the answer to `what`) submitted with the user's password to
@@ -198,7 +162,7 @@ pub async fn code_flow(
         client.get(req.url(t, false, None)?).send(),
     )
     .await?;
-    if redirect_target(&t.issuer, &resp, "authorize").is_ok_and(|u| u.path() == "/login") {
+    if resp.status() == StatusCode::OK {
         return Err(SessionLost.into());
     }
     let code = req.code_from(t, &resp, "authorize")?;
@@ -206,16 +170,15 @@ pub async fn code_flow(
 }
 
 /// A partner's user signs in at a resource tenant as a guest, as the browser and the app see
-/// it: the app's authorize at the resource (`login_hint` = the guest's address) → the
-/// resource's `/login`, whose home realm discovery redirects to the home's `/authorize` → the
-/// home answers with its session straight to the resource's `/federation/callback` → the
+/// it: the app's authorize at the resource (`login_hint` = the guest's address), whose home
+/// realm discovery redirects to the home's `/authorize` → the home answers with its session straight to the resource's `/federation/callback` → the
 /// resource (which redeems the home's code and verifies its ID token meanwhile) redirects to
 /// the app with a code → the app's token exchange at the resource.
 ///
 /// `t` is the resource tenant and its app, `t.username` the guest, `home` the home tenant's
 /// issuer URL. The browser must have no session at the resource (else there is nothing to
 /// federate). Without a home session the home asks for the password: with `sign_in` it is given
-/// (steps `home-login`, `password`); without, the flow fails with [`SessionLost`].
+/// (step `password`); without, the flow fails with [`SessionLost`].
 pub async fn federated_flow(
     client: &reqwest::Client,
     t: &Target,
@@ -260,24 +223,25 @@ async fn federated_callback(
     req: &AuthRequest,
     steps: &mut Steps,
 ) -> anyhow::Result<reqwest::Response> {
-    let login = authorize_to_login(client, t, req, false, Some(&t.username), steps).await?;
-    let resp = timed(steps, "hrd", client.get(login.as_str()).send()).await?;
-    let to_home = redirect_target(&t.issuer, &resp, "GET /login")?;
+    let url = req.url(t, false, Some(&t.username))?;
+    let resp = timed(steps, "authorize", client.get(url).send()).await?;
+    let to_home = redirect_target(&t.issuer, &resp, "authorize")?;
     ensure!(
         at(&to_home, home, "/authorize"),
-        "GET /login: expected home realm discovery to redirect to {home}/authorize, got {to_home}"
+        "authorize: expected home realm discovery to redirect to {home}/authorize, got {to_home}"
     );
     let resp = timed(steps, "home-authorize", client.get(to_home.as_str()).send()).await?;
-    let mut back = redirect_target(home, &resp, "home authorize")?;
-    if at(&back, home, "/login") {
+    let back = if resp.status() == StatusCode::OK {
         if !sign_in {
             return Err(SessionLost.into());
         }
         // With login_hint the home shows its password page at once.
-        let page = get_page(client, &back, "home-login", "home GET /login", steps).await?;
-        let resp = submit_password(client, home, t, &page, "home GET /login", steps).await?;
-        back = redirect_target(home, &resp, "home POST /login/password")?;
-    }
+        let page = read_page(resp, "home authorize").await?;
+        let resp = submit_password(client, home, t, &page, "home authorize", steps).await?;
+        redirect_target(home, &resp, "home POST /login/password")?
+    } else {
+        redirect_target(home, &resp, "home authorize")?
+    };
     ensure!(
         at(&back, &t.issuer, "/federation/callback"),
         "home: expected a redirect to {}/federation/callback, got {back}",
@@ -292,7 +256,7 @@ pub struct SessionLost;
 
 impl std::fmt::Display for SessionLost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("authorize: redirected to /login: the session is gone")
+        f.write_str("authorize: the sign-in page came back: the session is gone")
     }
 }
 

@@ -234,7 +234,8 @@ struct Carried<S> {
     sign_in: S,
 }
 
-/// Begins the sign-in for a validated `request`; returns its id for the sign-in pages.
+/// Begins the sign-in for a validated `request`; returns its id for the sign-in pages, and the
+/// sign-in itself for the first of them.
 ///
 /// Nobody is authenticated yet, so the sign-in is only the app's request, which the app's
 /// authorization URL carries anyway: it is sealed into the id (the tenant's sealing key,
@@ -247,7 +248,7 @@ pub async fn begin(
     dir: &Directory,
     request: AuthorizationRequest,
     correlation_id: String,
-) -> Result<String, SignInError> {
+) -> Result<(String, SignIn), SignInError> {
     let sign_in = SignIn::new(request, correlation_id);
     let carried = Carried {
         expires_at: dir.now() + dir.config.tokens.sign_in_request,
@@ -257,10 +258,12 @@ pub async fn begin(
     let sealed = crate::authorization_codes::key(dir)
         .await?
         .seal(random_bytes(), PURPOSE, &json);
-    if sealed.len() > MAX_SEALED_LEN {
-        return save(dir, &sign_in).await;
-    }
-    Ok(format!("{SEALED}{sealed}"))
+    let id = if sealed.len() > MAX_SEALED_LEN {
+        save(dir, &sign_in).await?
+    } else {
+        format!("{SEALED}{sealed}")
+    };
+    Ok((id, sign_in))
 }
 
 /// The id of the interaction row the sign-in with this id is kept in: `None` for a sealed one,
@@ -413,7 +416,7 @@ mod tests {
     #[tokio::test]
     async fn a_new_sign_in_is_sealed_into_its_id_until_it_expires() {
         let (dir, clock, _) = crate::testing::directory().await;
-        let id = begin(&dir, request(), "c1".into()).await.unwrap();
+        let (id, _) = begin(&dir, request(), "c1".into()).await.unwrap();
         assert!(id.starts_with(SEALED) && kept(&id).is_none(), "{id}");
         let back = load(&dir, &id).await.unwrap();
         assert_eq!(back.request.client_id, "app");
@@ -429,7 +432,7 @@ mod tests {
     #[tokio::test]
     async fn a_sealed_id_that_was_altered_or_sealed_elsewhere_is_unknown() {
         let (dir, _, _) = crate::testing::directory().await;
-        let id = begin(&dir, request(), "c1".into()).await.unwrap();
+        let (id, _) = begin(&dir, request(), "c1".into()).await.unwrap();
         let mut altered = id.clone().into_bytes();
         let last = altered.len() - 1;
         altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
@@ -463,7 +466,7 @@ mod tests {
         let (dir, _, _) = crate::testing::directory().await;
         let mut long = request();
         long.state = Some("s".repeat(MAX_SEALED_LEN));
-        let id = begin(&dir, long, "c1".into()).await.unwrap();
+        let (id, _) = begin(&dir, long, "c1".into()).await.unwrap();
         assert_eq!(kept(&id), Some(id.as_str()));
         assert_eq!(
             load(&dir, &id).await.unwrap().request.state.unwrap().len(),

@@ -37,7 +37,7 @@ pub struct InteractionQuery {
     interaction: String,
 }
 
-/// `GET /login`: the email page.
+/// `GET /login`: the email page (for a sign-in begun by an earlier authorization request).
 pub async fn email_page(
     State(state): State<AppState>,
     ctx: Ctx,
@@ -45,7 +45,21 @@ pub async fn email_page(
     Query(q): Query<InteractionQuery>,
 ) -> Result<Response, PageError> {
     let sign_in = progress::load(&state, &q.interaction).await?;
-    let (jar, csrf) = csrf_token(&state, jar);
+    Ok(first_page(&state, &ctx, jar, &q.interaction, sign_in).await)
+}
+
+/// The first sign-in page of `sign_in` (kept under `interaction`): the email page, or what
+/// follows the email when the app already knows it. The authorization endpoint answers with it
+/// at once, as Entra and Keycloak do, rather than redirecting to `GET /login`: a round trip
+/// less, and the sealed sign-in stays out of the address bar and the history.
+pub async fn first_page(
+    state: &AppState,
+    ctx: &Ctx,
+    jar: CookieJar,
+    interaction: &str,
+    sign_in: SignIn,
+) -> Response {
+    let (jar, csrf) = csrf_token(state, jar);
     let hint = sign_in
         .request
         .login_hint
@@ -55,11 +69,11 @@ pub async fn email_page(
     // An app (or a resource tenant federating here) that already knows the address skips the
     // email page, as Entra does with login_hint.
     if plausible_email(&hint) {
-        let next = after_email(&state, &ctx, &q.interaction, sign_in, &csrf, &hint).await;
-        return Ok((jar, next).into_response());
+        let next = after_email(state, ctx, interaction, sign_in, &csrf, &hint).await;
+        return (jar, next).into_response();
     }
-    let page = render_email(&state, &sign_in, &q.interaction, &csrf, &hint, None).await;
-    Ok((jar, page).into_response())
+    let page = render_email(state, &sign_in, interaction, &csrf, &hint, None).await;
+    (jar, page).into_response()
 }
 
 /// The live session a consent form or page belongs to.

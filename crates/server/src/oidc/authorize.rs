@@ -6,7 +6,7 @@ use crate::session;
 use crate::state::{App, AppState};
 use crate::web::{Ctx, PageError};
 use axum::extract::{RawForm, RawQuery, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum_extra::extract::cookie::CookieJar;
 use protocol::authorize::{self, AuthorizeError, ClientRules};
 use protocol::params::Params;
@@ -92,7 +92,7 @@ async fn authorize(state: AppState, ctx: Ctx, jar: CookieJar, raw: &[u8]) -> Res
             OAuthError::new(ErrorCode::LoginRequired, "The user is not signed in."),
         ),
         None => match progress::begin(&state, request, correlation_id).await {
-            Ok(id) => Redirect::to(&format!("/login?interaction={id}")).into_response(),
+            Ok((id, sign_in)) => crate::login::first_page(&state, &ctx, jar, &id, sign_in).await,
             Err(e) => PageError::from(e).render(&state, &ctx),
         },
     }
