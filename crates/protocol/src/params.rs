@@ -123,7 +123,17 @@ impl Params {
 /// replace bad bytes (serde's form decoder, `url::form_urlencoded`) are lossless exactly when
 /// this holds, so a caller checks it first and refuses the request otherwise.
 pub fn is_utf8_form(encoded: &[u8]) -> bool {
-    split_pairs(encoded).all(|(n, v)| form_decode(n).is_ok() && form_decode(v).is_ok())
+    split_pairs(encoded).all(|(n, v)| decodes_to_utf8(n) && decodes_to_utf8(v))
+}
+
+/// Whether [`form_decode`] would succeed. Without a `%` only `+` changes (to a space, as
+/// ASCII as itself), so the encoded bytes are checked as they are, with nothing copied.
+fn decodes_to_utf8(encoded: &[u8]) -> bool {
+    if encoded.contains(&b'%') {
+        form_decode(encoded).is_ok()
+    } else {
+        std::str::from_utf8(encoded).is_ok()
+    }
 }
 
 /// The `name=value` pairs of a form-encoded string, as bytes still encoded (empty pieces, as in
@@ -142,6 +152,10 @@ fn split_pairs(encoded: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 /// two hex digits stays as it is, as in the WHATWG URL standard) and require UTF-8; `Err` holds
 /// the decoded bytes that are not.
 pub fn form_decode(encoded: &[u8]) -> Result<String, Vec<u8>> {
+    // Most names and values (ids, tokens, codes: base64url) have nothing to decode.
+    if !encoded.iter().any(|&b| b == b'%' || b == b'+') {
+        return String::from_utf8(encoded.to_vec()).map_err(std::string::FromUtf8Error::into_bytes);
+    }
     let mut out = Vec::with_capacity(encoded.len());
     let mut i = 0;
     while let Some(&b) = encoded.get(i) {
@@ -221,11 +235,30 @@ mod tests {
         for good in ["", "a=1&b=%C3%A9", "x=100%&y=%zz", "e&&f=="] {
             assert!(is_utf8_form(good.as_bytes()), "{good}");
         }
-        // Percent-encoded bytes that are not UTF-8, and a raw byte that is not.
-        let bad: [&[u8]; 4] = [b"state=%FF", b"a=1&b=%C3", b"%FE=1", b"a=\xff"];
+        // Percent-encoded bytes that are not UTF-8, and raw bytes that are not (with nothing
+        // to decode, with a `+`, and beside a `%`).
+        let bad: [&[u8]; 6] = [
+            b"state=%FF",
+            b"a=1&b=%C3",
+            b"%FE=1",
+            b"a=\xff",
+            b"a=x+\xc3",
+            b"a=%41\xe2\x9c",
+        ];
         for raw in bad {
             assert!(!is_utf8_form(raw), "{raw:?}");
         }
+    }
+
+    #[test]
+    fn a_piece_with_nothing_to_decode_comes_back_as_it_is() {
+        assert_eq!(form_decode(b"abc-_.~0123"), Ok("abc-_.~0123".to_owned()));
+        assert_eq!(
+            form_decode("\u{e9}t\u{e9}".as_bytes()),
+            Ok("\u{e9}t\u{e9}".to_owned())
+        );
+        assert_eq!(form_decode(b""), Ok(String::new()));
+        assert_eq!(form_decode(b"a\xffb"), Err(b"a\xffb".to_vec()));
     }
 
     #[test]
