@@ -76,8 +76,8 @@ pub async fn fetch(client: &reqwest::Client, url: &str) -> anyhow::Result<usize>
     Ok(body.len())
 }
 
-/// A full sign-in with the password: authorize (no usable session, or `prompt=login`), the
-/// email page, the password page, the code, the token exchange.
+/// A full sign-in with the password: authorize (no usable session, or `prompt=login`), which
+/// answers with the email page, then the password page, the code, the token exchange.
 pub async fn password_sign_in(
     client: &reqwest::Client,
     t: &Target,
