@@ -171,9 +171,10 @@ pub async fn code_flow(
 
 /// A partner's user signs in at a resource tenant as a guest, as the browser and the app see
 /// it: the app's authorize at the resource (`login_hint` = the guest's address), whose home
-/// realm discovery redirects to the home's `/authorize` → the home answers with its session straight to the resource's `/federation/callback` → the
-/// resource (which redeems the home's code and verifies its ID token meanwhile) redirects to
-/// the app with a code → the app's token exchange at the resource.
+/// realm discovery redirects to the home's `/authorize` → the home answers with its session
+/// straight to the resource's `/federation/callback` → the resource (which redeems the home's
+/// code and verifies its ID token meanwhile) redirects to the app with a code → the app's
+/// token exchange at the resource.
 ///
 /// `t` is the resource tenant and its app, `t.username` the guest, `home` the home tenant's
 /// issuer URL. The browser must have no session at the resource (else there is nothing to
