@@ -103,7 +103,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often the background thread checkpoints the SQLite write-ahead log into the database.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// Each round ends in fsyncs whose writeback is most of its cost, and a page written again
+/// within a round is written back once: a round a second cost less CPU per flow than five
+/// (SSO −8…−10 %, refresh −2…−5 %, a password sign-in's overhead −0.6 points; BENCHMARKS.md
+/// step 17). The log holds up to a second of writes: about 110 MB at 5,800 refreshes a second.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// Which database engine a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
