@@ -95,6 +95,7 @@ async fn an_app_registered_over_the_api_signs_users_in_with_an_openidconnect_rp(
     // the tenant learnt of after it started (browsers hold redirects to `form-action`).
     let b = browser();
     let page = b.get(url.as_str()).send().await.unwrap();
+    assert_eq!(page.status(), 200);
     let mut form = hidden_inputs(&page.text().await.unwrap());
     form.push(("email".into(), ALICE.into()));
     let page = b.post(t.url("/login")).form(&form).send().await.unwrap();

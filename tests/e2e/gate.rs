@@ -21,6 +21,7 @@ async fn a_guest_has_no_local_credentials_at_the_resource() {
     // with the home named, and no code reaches the app.
     let b = browser();
     let page = b.get(rp_authorize(&p.resource, "")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
     let mut form = hidden_inputs(&page.text().await.unwrap());
     form.push(("email".into(), ALICE.into()));
     form.push(("password".into(), ALICE_PW.into()));

@@ -80,7 +80,7 @@ pub(crate) async fn at_mfa_step(
     sign_in_risk: risk::RiskLevel,
 ) -> String {
     // The email page gives the browser its CSRF cookie; the gate binds the sign-in to it.
-    let page = page_text(b, rp_authorize(t, "")).await;
+    let page = sign_in_page(b, rp_authorize(t, "")).await;
     let id = hidden(&page, "interaction");
     let csrf = hidden(&page, "csrf_token");
     let pending = progress::load(t.state(), &id).await.unwrap();

@@ -97,14 +97,7 @@ async fn submit_email_via(
     authorize: &str,
     email: &str,
 ) -> reqwest::Response {
-    let page = b
-        .get(lb.next(authorize))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = sign_in_page(b, lb.next(authorize)).await;
     let mut form = hidden_inputs(&page);
     form.push(("email".into(), email.into()));
     b.post(lb.next("/login")).form(&form).send().await.unwrap()
@@ -390,7 +383,7 @@ async fn guest_sign_in_via(
     assert_eq!(r.status(), 303, "home realm discovery");
     let to_home = location(&r);
     assert!(to_home.starts_with(home), "{to_home}");
-    let page = b.get(&to_home).send().await.unwrap().text().await.unwrap();
+    let page = sign_in_page(b, &to_home).await;
     let mut form = hidden_inputs(&page);
     form.push(("password".into(), password.into()));
     let r = b

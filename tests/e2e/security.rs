@@ -359,14 +359,7 @@ async fn expired_code_is_refused() {
 async fn csrf_token_missing_or_wrong_is_refused() {
     let t = start("contoso").await;
     let b = browser();
-    let page = b
-        .get(rp_authorize(&t, ""))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = sign_in_page(&b, rp_authorize(&t, "")).await;
     let form: Vec<(String, String)> = hidden_inputs(&page);
     let interaction = form
         .iter()
@@ -541,6 +534,7 @@ async fn cookies_are_httponly_secure_lax_and_named_per_tenant() {
     for (t, name) in [(&a, "contoso"), (&f, "fabrikam")] {
         let b = browser();
         let page = b.get(rp_authorize(t, "")).send().await.unwrap();
+        assert_eq!(page.status(), 200);
         let mut cookies: Vec<String> = page
             .headers()
             .get_all("set-cookie")
@@ -637,6 +631,7 @@ async fn security_headers_on_pages() {
     let t = start("contoso").await;
     let b = browser();
     let r = b.get(rp_authorize(&t, "")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the email page");
     let h = r.headers();
     assert_eq!(h["x-frame-options"], "DENY");
     assert_eq!(h["x-content-type-options"], "nosniff");
@@ -667,6 +662,7 @@ async fn security_headers_on_pages() {
         .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), 200);
     let html = r.text().await.unwrap();
     assert!(!html.contains("<script>alert(1)"));
     assert!(

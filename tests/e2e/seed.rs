@@ -183,7 +183,7 @@ async fn c_the_home_admin_sets_a_temporary_password_bob_changes_it_at_home_and_g
     let b = browser();
     let r = submit_email(&b, &p.resource.issuer, &rp_authorize(&p.resource, ""), BOB).await;
     assert_eq!(r.status(), 303);
-    let mut form = hidden_inputs(&page_text(&b, location(&r)).await);
+    let mut form = hidden_inputs(&sign_in_page(&b, location(&r)).await);
     form.push(("password".into(), "temporary-pw-for-bob".into()));
     let page = b
         .post(p.home.url("/login/password"))

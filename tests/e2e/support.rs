@@ -533,6 +533,13 @@ pub fn browser_from(ip: &str) -> reqwest::Client {
 }
 
 /// GET `url` in browser `b` and return the page's text.
+/// The sign-in page an authorization URL answers with at once (no session there): its HTML.
+pub async fn sign_in_page(b: &reqwest::Client, authorize_url: impl reqwest::IntoUrl) -> String {
+    let page = b.get(authorize_url).send().await.unwrap();
+    assert_eq!(page.status(), 200, "authorize should show the sign-in page");
+    page.text().await.unwrap()
+}
+
 pub async fn page_text(b: &reqwest::Client, url: impl reqwest::IntoUrl) -> String {
     b.get(url).send().await.unwrap().text().await.unwrap()
 }
