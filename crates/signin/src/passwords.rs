@@ -78,6 +78,7 @@ fn pool() -> Result<&'static Pool, PasswordError> {
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..threads {
             let queue = Arc::clone(&queue);
+            // The load generator tells the hash's CPU from the rest by this name.
             std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
                 .spawn(move || hashing_thread(&queue))
