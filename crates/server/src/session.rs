@@ -36,7 +36,7 @@ pub async fn current(state: &AppState, jar: &CookieJar) -> Result<Option<Current
         Some(read) if read.user.status == UserStatus::Active => Ok(Some(Current {
             session: read.session,
             user: read.user,
-            read: AlreadyRead::Session {
+            read: AlreadyRead::WithUser {
                 user_risk: read.user_risk,
                 sign_ins_version: read.sign_ins_version,
             },

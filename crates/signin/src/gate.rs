@@ -165,8 +165,10 @@ pub async fn assess(
 pub enum AlreadyRead {
     /// Nothing: the gate reads what it needs.
     Nothing,
-    /// What a single sign-on read with the session ([`store::SessionUser`]).
-    Session {
+    /// What was read with the user in the same statement: with the session for a single
+    /// sign-on ([`store::SessionUser`]), with the refresh token for a refresh
+    /// ([`store::RefreshTokenUser`]).
+    WithUser {
         /// The member's stored risk (`None`: never set).
         user_risk: Option<UserRiskRecord>,
         /// The version of the user's sign-ins, so their recent sign-ins kept in memory can be
@@ -195,7 +197,7 @@ pub async fn assess_with(
         None => member_risk_of(dir, &user.id, &read).await?,
     };
     let sign_ins_version = match read {
-        AlreadyRead::Session {
+        AlreadyRead::WithUser {
             sign_ins_version, ..
         } => Some(sign_ins_version),
         AlreadyRead::Nothing | AlreadyRead::UserRisk(_) => None,
@@ -375,7 +377,7 @@ async fn member_risk_of(
 ) -> Result<RiskLevel, StoreError> {
     let status = match read {
         AlreadyRead::Nothing => user_risk::current(dir, user_id).await?,
-        AlreadyRead::Session { user_risk, .. } => {
+        AlreadyRead::WithUser { user_risk, .. } => {
             user_risk::current_from(dir, user_id, user_risk.clone()).await?
         }
         AlreadyRead::UserRisk(status) => *status,
@@ -744,11 +746,25 @@ pub async fn judge_refresh(
     app: &App,
     grant: &Grant,
 ) -> Result<User, RefreshRefusal> {
+    let user = dir.store.user_by_id(&grant.user_id).await?;
+    judge_refresh_with(dir, client, app, grant, user, AlreadyRead::Nothing).await
+}
+
+/// [`judge_refresh`] of a grant whose user (`None`: gone) the caller has read, with what else
+/// it read with them ([`store::Store::refresh_token_and_user`] reads it all at once).
+pub async fn judge_refresh_with(
+    dir: &Directory,
+    client: Client<'_>,
+    app: &App,
+    grant: &Grant,
+    user: Option<User>,
+    read: AlreadyRead,
+) -> Result<User, RefreshRefusal> {
     let refuse = |code: u32, message: &str, revoke_family: bool| RefreshRefusal {
         error: OAuthError::invalid_grant(format!("{message} (error code {code})")),
         revoke_family,
     };
-    let user = match dir.store.user_by_id(&grant.user_id).await? {
+    let user = match user {
         Some(u) if u.status == UserStatus::Active => u,
         _ => {
             return Err(refuse(
@@ -763,7 +779,8 @@ pub async fn judge_refresh(
     } else {
         Origin::BackChannel
     };
-    let (sign_in, a) = assess_grant(dir, origin, client.correlation_id, app, grant, &user).await?;
+    let (sign_in, a) =
+        assess_grant_with(dir, origin, client.correlation_id, app, grant, &user, read).await?;
     let (outcome, refusal) = refresh_outcome(&a);
     log(dir, client, &sign_in, &user, &a, How::Refresh, outcome).await;
     match refusal {
@@ -782,6 +799,27 @@ pub async fn assess_grant(
     grant: &Grant,
     user: &User,
 ) -> Result<(SignIn, Assessment), StoreError> {
+    assess_grant_with(
+        dir,
+        origin,
+        correlation_id,
+        app,
+        grant,
+        user,
+        AlreadyRead::Nothing,
+    )
+    .await
+}
+
+async fn assess_grant_with(
+    dir: &Directory,
+    origin: Origin<'_>,
+    correlation_id: &str,
+    app: &App,
+    grant: &Grant,
+    user: &User,
+    read: AlreadyRead,
+) -> Result<(SignIn, Assessment), StoreError> {
     let request = refreshed_request(app, grant);
     let mut sign_in =
         SignIn::new(request, correlation_id.to_owned()).authenticated(&user.id, grant.amr.clone());
@@ -789,7 +827,7 @@ pub async fn assess_grant(
         store::UserType::Guest => Some(guest_on_refresh(dir, user, grant).await?),
         store::UserType::Member => None,
     };
-    let a = assess(dir, origin, user, &sign_in, &app.config.client_id).await?;
+    let a = assess_with(dir, origin, user, read, &sign_in, &app.config.client_id).await?;
     Ok((sign_in, a))
 }
 
@@ -1136,7 +1174,7 @@ policies_dir = "{p}"
         let bob = member(&dir, "bob@fabrikam.test").await;
         let s = signed_in(&bob, &["pwd"]);
         let read = || async {
-            AlreadyRead::Session {
+            AlreadyRead::WithUser {
                 user_risk: dir.store.user_risk(&bob.id).await.unwrap(),
                 sign_ins_version: dir.store.sign_ins_version(&bob.id).await.unwrap(),
             }
@@ -1494,6 +1532,33 @@ client_secret = "fabrikam-secret"
         );
         assert_eq!(r.error.code, ErrorCode::InvalidGrant);
         assert!(r.revoke_family);
+        // Judged on the risk read with the refresh token (the store's one read), not read again:
+        // the same refusal with the stored risk, none with a read that found no risk.
+        let judge = |user_risk| {
+            let already = AlreadyRead::WithUser {
+                user_risk,
+                sign_ins_version: 0,
+            };
+            let g = grant(&bob, "web", &["pwd"]);
+            let (dir, web, bob) = (&dir, &web, bob.clone());
+            async move { judge_refresh_with(dir, client(CLEAN), web, &g, Some(bob), already).await }
+        };
+        let stored = dir.store.user_risk(&bob.id).await.unwrap();
+        assert!(stored.is_some());
+        let r = judge(stored).await.unwrap_err();
+        assert!(r.error.description.contains("50135") && r.revoke_family);
+        assert_eq!(judge(None).await.unwrap().id, bob.id);
+        let r = judge_refresh_with(
+            &dir,
+            client(CLEAN),
+            &web,
+            &grant(&bob, "web", &["pwd"]),
+            None,
+            AlreadyRead::Nothing,
+        )
+        .await
+        .unwrap_err();
+        assert!(r.revoke_family, "a user read as gone ends the family");
         let carol = member(&dir, "carol@fabrikam.test").await;
         dir.store
             .set_user_status(&carol.id, store::UserStatus::Disabled, dir.now())

@@ -7,7 +7,14 @@
 //! same transaction that detects it (RFC 9700 §2.1.1 and §4.14.2).
 
 use crate::db::{DbError, Executor, FromRow, Row, Tx, from_row, query};
-use crate::{Store, StoreError, bool_from_db, bool_to_db, strings_from_json, strings_to_json};
+use crate::users::{
+    UserRow, joined_user_columns, joined_user_risk, joined_user_risk_columns,
+    joined_user_risk_tables,
+};
+use crate::{
+    Store, StoreError, User, UserRiskRecord, bool_from_db, bool_to_db, strings_from_json,
+    strings_to_json,
+};
 
 /// One user's authorization of one client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,7 +235,8 @@ async fn refresh_in(tx: &mut Tx, token_hash: &str) -> Result<Option<RefreshToken
     Ok(token)
 }
 
-/// A refresh token joined with its grant (one statement instead of two).
+/// A refresh token joined with its grant (one statement instead of two), as
+/// [`refresh_join_columns`] names its columns.
 struct RefreshGrantRow {
     token_hash: String,
     grant_id: String,
@@ -243,16 +251,48 @@ struct RefreshGrantRow {
 impl FromRow for RefreshGrantRow {
     fn from_row(row: &Row<'_>) -> Result<Self, DbError> {
         Ok(RefreshGrantRow {
-            token_hash: row.get("token_hash")?,
-            grant_id: row.get("grant_id")?,
-            client_id: row.get("client_id")?,
-            scope: row.get("scope")?,
-            created_at: row.get("created_at")?,
-            expires_at: row.get("expires_at")?,
-            used_at: row.get("used_at")?,
+            token_hash: row.get("rt_token_hash")?,
+            grant_id: row.get("rt_grant_id")?,
+            client_id: row.get("rt_client_id")?,
+            scope: row.get("rt_scope")?,
+            created_at: row.get("rt_created_at")?,
+            expires_at: row.get("rt_expires_at")?,
+            used_at: row.get("rt_used_at")?,
             grant: GrantJoinRow::from_row(row)?,
         })
     }
+}
+
+impl RefreshGrantRow {
+    fn into_pair(self) -> Result<(RefreshToken, Grant), StoreError> {
+        let grant = self.grant.into_grant(self.grant_id.clone())?;
+        let token = RefreshToken {
+            token_hash: self.token_hash,
+            grant_id: self.grant_id,
+            client_id: self.client_id,
+            scope: self.scope,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            used_at: self.used_at,
+        };
+        Ok((token, grant))
+    }
+}
+
+/// A refresh token with its grant, the grant's user, the user's stored risk and the version
+/// of their sign-ins, read together ([`Store::refresh_token_and_user`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshTokenUser {
+    /// The refresh token, whatever its state.
+    pub token: RefreshToken,
+    /// Its grant, whatever its state.
+    pub grant: Grant,
+    /// The grant's user.
+    pub user: User,
+    /// The user's `user_risk` row; `None` if their risk was never set.
+    pub user_risk: Option<UserRiskRecord>,
+    /// The version of the user's sign-ins, for [`Store::recent_sign_ins`].
+    pub sign_ins_version: i64,
 }
 
 struct GrantJoinRow {
@@ -314,33 +354,32 @@ macro_rules! grant_join_columns {
     };
 }
 
+/// A refresh token's columns (`rt`) and its grant's (`g`), as [`RefreshGrantRow`] reads them.
+macro_rules! refresh_join_columns {
+    () => {
+        concat!(
+            "rt.token_hash AS rt_token_hash, rt.grant_id AS rt_grant_id, \
+             rt.client_id AS rt_client_id, rt.scope AS rt_scope, \
+             rt.created_at AS rt_created_at, rt.expires_at AS rt_expires_at, \
+             rt.used_at AS rt_used_at, ",
+            grant_join_columns!()
+        )
+    };
+}
+
 async fn refresh_with_grant(
     executor: impl crate::db::Executor,
     token_hash: &str,
 ) -> Result<Option<(RefreshToken, Grant)>, StoreError> {
     let row: Option<RefreshGrantRow> = query(concat!(
-        "SELECT r.token_hash, r.grant_id, r.client_id, r.scope, r.created_at, r.expires_at, \
-         r.used_at, ",
-        grant_join_columns!(),
-        " FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id WHERE r.token_hash = $1"
+        "SELECT ",
+        refresh_join_columns!(),
+        " FROM refresh_tokens rt JOIN grants g ON g.id = rt.grant_id WHERE rt.token_hash = $1"
     ))
     .bind(token_hash)
     .fetch_optional(executor)
     .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let grant = row.grant.into_grant(row.grant_id.clone())?;
-    let token = RefreshToken {
-        token_hash: row.token_hash,
-        grant_id: row.grant_id,
-        client_id: row.client_id,
-        scope: row.scope,
-        created_at: row.created_at,
-        expires_at: row.expires_at,
-        used_at: row.used_at,
-    };
-    Ok(Some((token, grant)))
+    row.map(RefreshGrantRow::into_pair).transpose()
 }
 
 /// Revokes a grant unless already revoked (the first revocation time is kept).
@@ -623,6 +662,57 @@ impl Store {
         hash: &str,
     ) -> Result<Option<(RefreshToken, Grant)>, StoreError> {
         refresh_with_grant(&self.db, hash).await
+    }
+
+    /// [`Store::refresh_token_with_grant`], the grant's user, the user's stored risk and the
+    /// version of their sign-ins, in one read: what judging a refresh needs, without a round
+    /// trip for each (`None` if the token, its grant or its user is gone).
+    pub async fn refresh_token_and_user(
+        &self,
+        hash: &str,
+    ) -> Result<Option<RefreshTokenUser>, StoreError> {
+        struct Joined {
+            refresh: RefreshGrantRow,
+            user: UserRow,
+            user_risk: Option<UserRiskRecord>,
+            sign_ins_version: i64,
+        }
+        impl FromRow for Joined {
+            fn from_row(row: &Row<'_>) -> Result<Self, DbError> {
+                Ok(Joined {
+                    refresh: RefreshGrantRow::from_row(row)?,
+                    user: UserRow::from_row(row)?,
+                    user_risk: joined_user_risk(row)?,
+                    sign_ins_version: row.get("sign_ins_version")?,
+                })
+            }
+        }
+        let row: Option<Joined> = query(concat!(
+            "SELECT ",
+            refresh_join_columns!(),
+            ", ",
+            joined_user_columns!(),
+            ", ",
+            joined_user_risk_columns!(),
+            " FROM refresh_tokens rt JOIN grants g ON g.id = rt.grant_id \
+             JOIN users u ON u.id = g.user_id ",
+            joined_user_risk_tables!(),
+            " WHERE rt.token_hash = $1"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.db)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let (token, grant) = row.refresh.into_pair()?;
+        Ok(Some(RefreshTokenUser {
+            token,
+            grant,
+            user: User::try_from(row.user)?,
+            user_risk: row.user_risk,
+            sign_ins_version: row.sign_ins_version,
+        }))
     }
 
     /// The refresh token with this hash, whatever its state.

@@ -68,7 +68,7 @@ pub use audits::{AuditFilter, DirectoryAudit};
 pub use detections::{DETECTION_ACTIVE, DetectionFilter, DetectionRecord, RiskChange};
 pub use email_otp::{EmailOtp, EmailOtpMethod, OutboxMail};
 pub use error::StoreError;
-pub use grants::{AuthCode, CodeRedemption, Grant, RefreshToken, Rotation};
+pub use grants::{AuthCode, CodeRedemption, Grant, RefreshToken, RefreshTokenUser, Rotation};
 pub use groups::Group;
 pub use guests::{Invitation, InvitationStatus, NewGuest};
 pub use keys::SigningKeyRecord;

@@ -1,7 +1,10 @@
 //! Browser sessions and pending interactions: `sessions`, `interactions`.
 
 use crate::db::{DbError, Executor, FromRow, Row, from_row, query};
-use crate::users::{UserRow, joined_user_columns};
+use crate::users::{
+    UserRow, joined_user_columns, joined_user_risk, joined_user_risk_columns,
+    joined_user_risk_tables,
+};
 use crate::{Store, StoreError, User, UserRiskRecord, strings_from_json, strings_to_json};
 
 /// A browser session. The cookie holds a random token; only its hash is stored.
@@ -218,13 +221,11 @@ impl Store {
             "SELECT s.id AS s_id, s.token_hash, s.user_id, s.auth_time, s.amr, s.acr, \
              s.created_at AS s_created_at, s.expires_at, s.revoked_at, s.federation_json, ",
             joined_user_columns!(),
-            ", r.user_id AS r_user_id, r.level AS r_level, r.state AS r_state, \
-             r.detail AS r_detail, r.updated_at AS r_updated_at, \
-             COALESCE(h.version, 0) AS sign_ins_version \
-             FROM sessions s JOIN users u ON u.id = s.user_id \
-             LEFT JOIN user_risk r ON r.user_id = u.id \
-             LEFT JOIN sign_in_heads h ON h.user_id = u.id \
-             WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.revoked_at IS NULL"
+            ", ",
+            joined_user_risk_columns!(),
+            " FROM sessions s JOIN users u ON u.id = s.user_id ",
+            joined_user_risk_tables!(),
+            " WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.revoked_at IS NULL"
         ))
         .bind(hash)
         .bind(now)
@@ -369,16 +370,7 @@ impl FromRow for SessionUserRow {
                 federation_json: row.get("federation_json")?,
             },
             user: UserRow::from_row(row)?,
-            user_risk: match row.get::<Option<String>>("r_user_id")? {
-                Some(user_id) => Some(UserRiskRecord {
-                    user_id,
-                    level: row.get("r_level")?,
-                    state: row.get("r_state")?,
-                    detail: row.get("r_detail")?,
-                    updated_at: row.get("r_updated_at")?,
-                }),
-                None => None,
-            },
+            user_risk: joined_user_risk(row)?,
             sign_ins_version: row.get("sign_ins_version")?,
         })
     }

@@ -1,9 +1,9 @@
 //! Users (members and guests alike): the `users` table.
 
-use crate::db::{DbError, from_row, query, query_assembled};
+use crate::db::{DbError, Row, from_row, query, query_assembled};
 use std::fmt;
 
-use crate::{Store, StoreError, bool_from_db, bool_to_db};
+use crate::{Store, StoreError, UserRiskRecord, bool_from_db, bool_to_db};
 
 /// Whether a user may sign in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,6 +294,41 @@ macro_rules! joined_user_columns {
     };
 }
 pub(crate) use joined_user_columns;
+
+/// The columns [`joined_user_risk`] reads: the joined user's stored risk (`ur`) and the version
+/// of their sign-ins (`h`), joined by [`joined_user_risk_tables`].
+macro_rules! joined_user_risk_columns {
+    () => {
+        "ur.user_id AS r_user_id, ur.level AS r_level, ur.state AS r_state, \
+         ur.detail AS r_detail, ur.updated_at AS r_updated_at, \
+         COALESCE(h.version, 0) AS sign_ins_version"
+    };
+}
+pub(crate) use joined_user_risk_columns;
+
+/// The joins behind [`joined_user_risk_columns`], onto a user joined as `u`.
+macro_rules! joined_user_risk_tables {
+    () => {
+        "LEFT JOIN user_risk ur ON ur.user_id = u.id \
+         LEFT JOIN sign_in_heads h ON h.user_id = u.id"
+    };
+}
+pub(crate) use joined_user_risk_tables;
+
+/// The joined user's `user_risk` row ([`joined_user_risk_columns`]); `None` if their risk was
+/// never set.
+pub(crate) fn joined_user_risk(row: &Row<'_>) -> Result<Option<UserRiskRecord>, DbError> {
+    let Some(user_id) = row.get::<Option<String>>("r_user_id")? else {
+        return Ok(None);
+    };
+    Ok(Some(UserRiskRecord {
+        user_id,
+        level: row.get("r_level")?,
+        state: row.get("r_state")?,
+        detail: row.get("r_detail")?,
+        updated_at: row.get("r_updated_at")?,
+    }))
+}
 
 /// The stored form of an email: lowercased, so lookups and uniqueness ignore case.
 pub(crate) fn normalize_email(email: &str) -> String {

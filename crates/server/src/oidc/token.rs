@@ -16,6 +16,7 @@ use protocol::params::Params;
 use protocol::scope::Scope;
 use protocol::token::{GrantRequest, parse_grant};
 use protocol::{ErrorCode, OAuthError};
+use signin::gate::AlreadyRead;
 use signin::tokens::{
     TokenResponse, client_credentials, first_refresh_token, grant_claims, issue_user_tokens,
     refresh_token_row, released_claims,
@@ -218,13 +219,19 @@ async fn refresh(
             .is_none_or(|s| s.is_subset(&Scope::parse(&grant.scope).unwrap_or_default()))
     };
     let invalid = || OAuthError::invalid_grant("The refresh token is invalid, expired or revoked.");
-    // One read serves the gate and the rotation (which checks again, atomically, what can
-    // change: the token being used, the grant being revoked).
-    let Some((old, grant)) = state.store.refresh_token_with_grant(&hash).await? else {
+    // One read serves the gate (the token, its grant, the user and their risk) and the
+    // rotation (which checks again, atomically, what can change: the token being used, the
+    // grant being revoked).
+    let Some(read) = state.store.refresh_token_and_user(&hash).await? else {
         return Err(invalid().into());
     };
+    let (old, grant) = (read.token, read.grant);
     let judged = if live(&old, &grant, app, now) && within(&grant) {
-        Some(judge_refresh(state, ctx, app, &grant).await?)
+        let already = AlreadyRead::WithUser {
+            user_risk: read.user_risk,
+            sign_ins_version: read.sign_ins_version,
+        };
+        Some(judge_refresh(state, ctx, app, &grant, Some(read.user), already).await?)
     } else {
         None
     };
@@ -265,7 +272,10 @@ async fn refresh(
         Some(user) => user,
         // The token was not live a moment ago yet rotated now (a race): judge it now; it is
         // spent either way.
-        None => judge_refresh(state, ctx, app, &grant).await?,
+        None => {
+            let user = state.store.user_by_id(&grant.user_id).await?;
+            judge_refresh(state, ctx, app, &grant, user, AlreadyRead::Nothing).await?
+        }
     };
     let scope = scope.to_string();
     let requested = grant_claims(&grant)?.id_token;
@@ -290,8 +300,10 @@ async fn judge_refresh(
     ctx: &Ctx,
     app: &App,
     grant: &Grant,
+    user: Option<User>,
+    read: AlreadyRead,
 ) -> Result<User, ApiError> {
-    match signin::gate::judge_refresh(state, ctx.client(), app, grant).await {
+    match signin::gate::judge_refresh_with(state, ctx.client(), app, grant, user, read).await {
         Ok(user) => Ok(user),
         Err(r) => {
             if r.revoke_family {

@@ -37,6 +37,53 @@ pub async fn grant_claims_round_trip(ctx: Ctx) {
     assert_eq!(store.grant("g2").await.unwrap().unwrap().claims, None);
 }
 
+/// A refresh token is read with its grant, the grant's user, the user's risk and the version of
+/// their sign-ins in one statement; any of them changing shows in the next read.
+pub async fn refresh_token_read_with_its_user(ctx: Ctx) {
+    let store = &ctx.store;
+    user_with_grant(store).await;
+    store
+        .insert_refresh_token(&refresh("r1", "g1", 5_000))
+        .await
+        .unwrap();
+    assert_eq!(store.refresh_token_and_user("nope").await.unwrap(), None);
+    let read = store.refresh_token_and_user("r1").await.unwrap().unwrap();
+    assert_eq!(read.token, refresh("r1", "g1", 5_000));
+    assert_eq!(read.grant, store.grant("g1").await.unwrap().unwrap());
+    assert_eq!(read.user, store.user_by_id("u1").await.unwrap().unwrap());
+    assert_eq!((read.user_risk, read.sign_ins_version), (None, 0));
+
+    let risk = tenantd_store::UserRiskRecord {
+        user_id: "u1".to_owned(),
+        level: "high".to_owned(),
+        state: "atRisk".to_owned(),
+        detail: "none".to_owned(),
+        updated_at: 990,
+    };
+    store.set_user_risk(&risk, "system", None).await.unwrap();
+    let mut log = crate::sign_ins::log(1);
+    log.user_id = Some("u1".to_owned());
+    store.insert_sign_in(&log).await.unwrap();
+    store.revoke_grant("g1", 300).await.unwrap();
+    let read = store.refresh_token_and_user("r1").await.unwrap().unwrap();
+    assert_eq!(read.user_risk, Some(risk));
+    assert_eq!(
+        read.sign_ins_version,
+        store.sign_ins_version("u1").await.unwrap()
+    );
+    assert_ne!(read.sign_ins_version, 0);
+    assert_eq!(
+        read.grant.revoked_at,
+        Some(300),
+        "whatever the grant's state"
+    );
+    // The same token and grant as the read without the user.
+    assert_eq!(
+        store.refresh_token_with_grant("r1").await.unwrap(),
+        Some((read.token, read.grant))
+    );
+}
+
 pub async fn rotation_and_reuse_revokes_family(ctx: Ctx) {
     let store = &ctx.store;
     user_with_grant(store).await;

@@ -331,6 +331,7 @@ scenarios! {
     }
     grants {
         grant_claims_round_trip,
+        refresh_token_read_with_its_user,
         rotation_and_reuse_revokes_family,
         rotation_refuses_another_grant,
         refused_rotation_changes_nothing,
