@@ -53,13 +53,7 @@ pub async fn refresh_token_read_with_its_user(ctx: Ctx) {
     assert_eq!(read.user, store.user_by_id("u1").await.unwrap().unwrap());
     assert_eq!((read.user_risk, read.sign_ins_version), (None, 0));
 
-    let risk = tenantd_store::UserRiskRecord {
-        user_id: "u1".to_owned(),
-        level: "high".to_owned(),
-        state: "atRisk".to_owned(),
-        detail: "none".to_owned(),
-        updated_at: 990,
-    };
+    let risk = crate::high_risk("u1", 990);
     store.set_user_risk(&risk, "system", None).await.unwrap();
     let mut log = crate::sign_ins::log(1);
     log.user_id = Some("u1".to_owned());

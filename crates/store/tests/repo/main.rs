@@ -488,6 +488,17 @@ pub async fn recent(
     store.recent_sign_ins(user_id, Some(version), limit).await
 }
 
+/// A high, at-risk user-risk row for `user_id`, changed at `updated_at`.
+pub fn high_risk(user_id: &str, updated_at: i64) -> tenantd_store::UserRiskRecord {
+    tenantd_store::UserRiskRecord {
+        user_id: user_id.to_owned(),
+        level: "high".to_owned(),
+        state: "atRisk".to_owned(),
+        detail: "none".to_owned(),
+        updated_at,
+    }
+}
+
 pub fn refresh(hash: &str, grant_id: &str, expires_at: i64) -> RefreshToken {
     RefreshToken {
         token_hash: hash.to_owned(),

@@ -40,13 +40,7 @@ pub async fn session_expiry_and_revocation(ctx: Ctx) {
     assert_eq!(read.session, s);
     assert_eq!(read.user, store.user_by_id("u1").await.unwrap().unwrap());
     assert_eq!(read.user_risk, None);
-    let risk = tenantd_store::UserRiskRecord {
-        user_id: "u1".to_owned(),
-        level: "high".to_owned(),
-        state: "atRisk".to_owned(),
-        detail: "none".to_owned(),
-        updated_at: 990,
-    };
+    let risk = crate::high_risk("u1", 990);
     store.set_user_risk(&risk, "system", None).await.unwrap();
     let read = store
         .session_and_user("hash-of-s1", 999)
