@@ -740,19 +740,10 @@ impl From<StoreError> for RefreshRefusal {
 /// confidential client's is its server's and is not judged), and the same policies decide.
 /// Each refresh is a `nonInteractiveUser` row in the sign-in log. Returns the user to issue
 /// tokens for.
+///
+/// `user` is the grant's user as the caller read it (`None`: gone), with what else it read
+/// with them in `read` ([`store::Store::refresh_token_and_user`] reads it all at once).
 pub async fn judge_refresh(
-    dir: &Directory,
-    client: Client<'_>,
-    app: &App,
-    grant: &Grant,
-) -> Result<User, RefreshRefusal> {
-    let user = dir.store.user_by_id(&grant.user_id).await?;
-    judge_refresh_with(dir, client, app, grant, user, AlreadyRead::Nothing).await
-}
-
-/// [`judge_refresh`] of a grant whose user (`None`: gone) the caller has read, with what else
-/// it read with them ([`store::Store::refresh_token_and_user`] reads it all at once).
-pub async fn judge_refresh_with(
     dir: &Directory,
     client: Client<'_>,
     app: &App,
@@ -1458,6 +1449,17 @@ client_secret = "fabrikam-secret"
         }
     }
 
+    /// [`judge_refresh`] with the user read the way a caller without a read of its own does.
+    async fn judge_reading(
+        dir: &Directory,
+        client: Client<'_>,
+        app: &App,
+        grant: &Grant,
+    ) -> Result<User, RefreshRefusal> {
+        let user = dir.store.user_by_id(&grant.user_id).await?;
+        judge_refresh(dir, client, app, grant, user, AlreadyRead::Nothing).await
+    }
+
     fn client(ip: &str) -> Client<'static> {
         Client {
             correlation_id: "refresh-corr",
@@ -1474,7 +1476,7 @@ client_secret = "fabrikam-secret"
         let alice = member(&dir, "alice@fabrikam.test").await;
         let g = grant(&alice, "web", &["pwd"]);
         assert_eq!(
-            judge_refresh(&dir, client(CLEAN), &web, &g)
+            judge_reading(&dir, client(CLEAN), &web, &g)
                 .await
                 .unwrap()
                 .id,
@@ -1490,7 +1492,7 @@ client_secret = "fabrikam-secret"
 
         // A confidential client's back channel from a malicious IP is its server: not judged.
         assert!(
-            judge_refresh(&dir, client(MALICIOUS), &web, &g)
+            judge_reading(&dir, client(MALICIOUS), &web, &g)
                 .await
                 .is_ok()
         );
@@ -1498,7 +1500,7 @@ client_secret = "fabrikam-secret"
         // family (50053 from a malicious IP; 50076 from an anonymous one: MFA, which a refresh
         // cannot do).
         for (ip, code) in [(MALICIOUS, "50053"), (ANONYMOUS, "50076")] {
-            let r = judge_refresh(&dir, client(ip), &spa, &grant(&alice, "spa", &["pwd"]))
+            let r = judge_reading(&dir, client(ip), &spa, &grant(&alice, "spa", &["pwd"]))
                 .await
                 .unwrap_err();
             assert!(
@@ -1517,7 +1519,7 @@ client_secret = "fabrikam-secret"
         let bob = member(&dir, "bob@fabrikam.test").await;
         high_user_risk(&dir, &bob).await;
         // Even with MFA in the grant: the password change needs an interactive sign-in.
-        let r = judge_refresh(
+        let r = judge_reading(
             &dir,
             client(CLEAN),
             &web,
@@ -1541,14 +1543,14 @@ client_secret = "fabrikam-secret"
             };
             let g = grant(&bob, "web", &["pwd"]);
             let (dir, web, bob) = (&dir, &web, bob.clone());
-            async move { judge_refresh_with(dir, client(CLEAN), web, &g, Some(bob), already).await }
+            async move { judge_refresh(dir, client(CLEAN), web, &g, Some(bob), already).await }
         };
         let stored = dir.store.user_risk(&bob.id).await.unwrap();
         assert!(stored.is_some());
         let r = judge(stored).await.unwrap_err();
         assert!(r.error.description.contains("50135") && r.revoke_family);
         assert_eq!(judge(None).await.unwrap().id, bob.id);
-        let r = judge_refresh_with(
+        let r = judge_refresh(
             &dir,
             client(CLEAN),
             &web,
@@ -1564,7 +1566,7 @@ client_secret = "fabrikam-secret"
             .set_user_status(&carol.id, store::UserStatus::Disabled, dir.now())
             .await
             .unwrap();
-        let r = judge_refresh(&dir, client(CLEAN), &web, &grant(&carol, "web", &["pwd"]))
+        let r = judge_reading(&dir, client(CLEAN), &web, &grant(&carol, "web", &["pwd"]))
             .await
             .unwrap_err();
         assert!(r.revoke_family);
@@ -1577,7 +1579,7 @@ client_secret = "fabrikam-secret"
         let gina = guest(&dir, "gina@contoso.test").await;
         let g = grant(&gina, "web", &["pwd"]);
         // No claim kept yet (and no partner entry to trust it): allowed.
-        assert!(judge_refresh(&dir, client(CLEAN), &web, &g).await.is_ok());
+        assert!(judge_reading(&dir, client(CLEAN), &web, &g).await.is_ok());
         let claim =
             serde_json::to_string(&guest_from_home(RiskLevel::High, true, &[]).user_risk).unwrap();
         dir.store
@@ -1585,6 +1587,6 @@ client_secret = "fabrikam-secret"
             .await
             .unwrap();
         // Kept, but this tenant has no partner entry trusting contoso's risk: still none.
-        assert!(judge_refresh(&dir, client(CLEAN), &web, &g).await.is_ok());
+        assert!(judge_reading(&dir, client(CLEAN), &web, &g).await.is_ok());
     }
 }

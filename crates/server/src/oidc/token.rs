@@ -303,7 +303,7 @@ async fn judge_refresh(
     user: Option<User>,
     read: AlreadyRead,
 ) -> Result<User, ApiError> {
-    match signin::gate::judge_refresh_with(state, ctx.client(), app, grant, user, read).await {
+    match signin::gate::judge_refresh(state, ctx.client(), app, grant, user, read).await {
         Ok(user) => Ok(user),
         Err(r) => {
             if r.revoke_family {
