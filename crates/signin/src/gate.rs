@@ -771,7 +771,7 @@ pub async fn judge_refresh(
         Origin::BackChannel
     };
     let (sign_in, a) =
-        assess_grant_with(dir, origin, client.correlation_id, app, grant, &user, read).await?;
+        assess_grant(dir, origin, client.correlation_id, app, grant, &user, read).await?;
     let (outcome, refusal) = refresh_outcome(&a);
     log(dir, client, &sign_in, &user, &a, How::Refresh, outcome).await;
     match refusal {
@@ -781,28 +781,9 @@ pub async fn judge_refresh(
 }
 
 /// What the gate says of `user` holding `grant` now, as it would judge the grant's next
-/// refresh (nothing is logged): a guest on the last user-risk claim their home sent.
+/// refresh (nothing is logged): a guest on the last user-risk claim their home sent. `read` is
+/// what the caller already read with the user.
 pub async fn assess_grant(
-    dir: &Directory,
-    origin: Origin<'_>,
-    correlation_id: &str,
-    app: &App,
-    grant: &Grant,
-    user: &User,
-) -> Result<(SignIn, Assessment), StoreError> {
-    assess_grant_with(
-        dir,
-        origin,
-        correlation_id,
-        app,
-        grant,
-        user,
-        AlreadyRead::Nothing,
-    )
-    .await
-}
-
-async fn assess_grant_with(
     dir: &Directory,
     origin: Origin<'_>,
     correlation_id: &str,

@@ -283,6 +283,7 @@ async fn blocking_policy(dir: &Directory, guest: &User) -> Result<Option<String>
             &app,
             &grant,
             guest,
+            gate::AlreadyRead::Nothing,
         )
         .await?;
         if gate::ends_grant(&a) {
