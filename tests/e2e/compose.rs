@@ -124,6 +124,19 @@ impl Drop for Services {
     }
 }
 
+/// What each service in `dir` logged, for a failed assertion to quote.
+fn logs(dir: &Path) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "log") {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            out += &format!("--- {}\n{text}\n", path.display());
+        }
+    }
+    out
+}
+
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
@@ -192,15 +205,18 @@ async fn walk(
         .dir
         .join(format!("compose-{}", uuid::Uuid::new_v4()));
     copy_tree(&repo().join("config"), &dir.join("config"));
+    // Each service logs to a file of its own, which a failed assertion below quotes.
     let run = |name: &str| {
         let (args, env) = service(c, name);
+        let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
         Command::new(env!("CARGO_BIN_EXE_tenantd-e2e"))
             .args(&args)
             .envs(&environment(env))
-            .env("TENANTD_LOG", "warn")
+            .env("TENANTD_LOG", "info")
             .env_remove("TENANTD_CONFIG")
             .current_dir(&dir)
-            .stdout(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .unwrap()
     };
@@ -223,8 +239,10 @@ async fn walk(
         "https://127.0.0.1:9444/readyz",
         "http://127.0.0.1:9445/",
     ] {
+        // A deadline, not a count of tries: on a loaded machine each try is slow too.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         let mut ok = false;
-        for _ in 0..300 {
+        while std::time::Instant::now() < deadline {
             if probe
                 .get(url)
                 .send()
@@ -238,14 +256,16 @@ async fn walk(
         }
         assert!(
             ok,
-            "{url} never answered (is a lab running on these ports?)"
+            "{url} never answered (is a lab running on these ports?)\n{}",
+            logs(&dir)
         );
     }
     let mut services = services;
     for child in &mut services.0 {
         assert!(
             child.try_wait().unwrap().is_none(),
-            "every service runs (not another process on its port)"
+            "every service runs (not another process on its port)\n{}",
+            logs(&dir)
         );
     }
     let ends = crate::federation::Ends {
@@ -306,8 +326,12 @@ async fn walk(
         .as_str()
         .expect("an admin token")
         .to_owned();
+    // The home sets its stream up at the resource as both start; when the resource is not
+    // answering yet, the home tries again with back-off (2 s, 4 s, 8 s, ...), which on a loaded
+    // machine can put the first poll well after the block.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     let mut reported = false;
-    for _ in 0..100 {
+    while std::time::Instant::now() < deadline {
         let detections: serde_json::Value = admin
             .get(format!(
                 "{}/v1.0/identityProtection/riskDetections",
@@ -331,7 +355,8 @@ async fn walk(
     }
     assert!(
         reported,
-        "the home recorded fabrikam's report of bob's block"
+        "the home recorded fabrikam's report of bob's block\n{}",
+        logs(&dir)
     );
     drop(services);
     let _ = std::fs::remove_dir_all(&dir);
