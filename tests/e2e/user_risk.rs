@@ -2,9 +2,9 @@
 //! realtime detections after a verified password (leaked credentials, password spray), and the
 //! admin actions through the Graph identityProtection API and the CLI.
 //!
-//! The sign-in page does not call `user_risk::after_password_verified` yet (the sign-in gate
-//! wires it); these tests sign in over HTTP, so the sign-in log holds the real attempts with
-//! their IPs, then call the hook in-process exactly as the gate will.
+//! The detections after a password are driven in-process: these tests sign in over HTTP, so
+//! the sign-in log holds the real attempts with their IPs, then call
+//! `user_risk::after_password_verified` as the password page does (see [`after_password`]).
 
 use std::net::IpAddr;
 
@@ -80,6 +80,25 @@ async fn post(t: &TestTenant, token: &str, path: &str, body: Value) -> (u16, Val
 
 async fn user(t: &TestTenant, email: &str) -> store::User {
     t.state().store.user_by_email(email).await.unwrap().unwrap()
+}
+
+/// The checks after a correct password, as the password page runs them: given the user, their
+/// risk and the version of their sign-ins, read together just before.
+async fn after_password(
+    s: &server::AppState,
+    user: &store::User,
+    password: &str,
+    ip: IpAddr,
+) -> risk::UserRiskStatus {
+    let read = s
+        .store
+        .user_with_risk_by_email(&user.email)
+        .await
+        .unwrap()
+        .unwrap();
+    server::user_risk::after_password_verified(s, &read, password, Some(ip))
+        .await
+        .unwrap()
 }
 
 async fn risky(t: &TestTenant, token: &str, email: &str) -> Value {
@@ -279,9 +298,7 @@ async fn a_sign_in_with_a_leaked_password_raises_a_realtime_detection_once() {
     assert!(redirect.starts_with(RP_REDIRECT), "{redirect}");
     let alice = user(&t, ALICE).await;
     let ip: IpAddr = "192.0.2.44".parse().unwrap();
-    let status = server::user_risk::after_password_verified(s, &alice, ALICE_PW, Some(ip))
-        .await
-        .unwrap();
+    let status = after_password(s, &alice, ALICE_PW, ip).await;
     assert_eq!(status.risk_level, risk::RiskLevel::High);
     assert_eq!(status.risk_state, risk::RiskState::AtRisk);
     let ds = detections(&t, &token).await;
@@ -292,9 +309,7 @@ async fn a_sign_in_with_a_leaked_password_raises_a_realtime_detection_once() {
     assert_eq!(ds[0]["userId"], alice.id);
 
     // The same password again: already judged, no second detection.
-    server::user_risk::after_password_verified(s, &alice, ALICE_PW, Some(ip))
-        .await
-        .unwrap();
+    after_password(s, &alice, ALICE_PW, ip).await;
     assert_eq!(detections(&t, &token).await.len(), 1);
 
     // Dismissed by an admin, it stays dismissed on the next sign-in with that password.
@@ -306,9 +321,7 @@ async fn a_sign_in_with_a_leaked_password_raises_a_realtime_detection_once() {
     )
     .await;
     assert_eq!(status, 204, "{body}");
-    let status = server::user_risk::after_password_verified(s, &alice, ALICE_PW, Some(ip))
-        .await
-        .unwrap();
+    let status = after_password(s, &alice, ALICE_PW, ip).await;
     assert_eq!(status.risk_state, risk::RiskState::Dismissed);
     let ds = detections(&t, &token).await;
     assert_eq!(ds.len(), 1);
@@ -318,10 +331,7 @@ async fn a_sign_in_with_a_leaked_password_raises_a_realtime_detection_once() {
     server::user_risk::after_password_set(s, &alice.id, "a-fresh-password-1")
         .await
         .unwrap();
-    let status =
-        server::user_risk::after_password_verified(s, &alice, "a-fresh-password-1", Some(ip))
-            .await
-            .unwrap();
+    let status = after_password(s, &alice, "a-fresh-password-1", ip).await;
     assert_eq!(status.risk_state, risk::RiskState::Dismissed);
     assert_eq!(detections(&t, &token).await.len(), 1);
 }
@@ -345,18 +355,14 @@ async fn password_spray_from_one_ip_flags_the_account_that_signs_in_from_it() {
     let b = browser_from("198.51.100.9");
     sign_in(&t, &b, &rp_authorize(&t, ""), ALICE, ALICE_PW).await;
     let quiet: IpAddr = "198.51.100.9".parse().unwrap();
-    let status = server::user_risk::after_password_verified(s, &alice, ALICE_PW, Some(quiet))
-        .await
-        .unwrap();
+    let status = after_password(s, &alice, ALICE_PW, quiet).await;
     assert_eq!(status.risk_state, risk::RiskState::None);
 
     // Then from the spraying IP: passwordSpray, high, realtime, with the IP.
     let b = browser_from(spray_ip);
     sign_in(&t, &b, &rp_authorize(&t, ""), ALICE, ALICE_PW).await;
     let ip: IpAddr = spray_ip.parse().unwrap();
-    let status = server::user_risk::after_password_verified(s, &alice, ALICE_PW, Some(ip))
-        .await
-        .unwrap();
+    let status = after_password(s, &alice, ALICE_PW, ip).await;
     assert_eq!(status.risk_level, risk::RiskLevel::High);
     assert_eq!(status.risk_state, risk::RiskState::AtRisk);
     let ds = detections(&t, &token).await;
@@ -373,9 +379,7 @@ async fn password_spray_from_one_ip_flags_the_account_that_signs_in_from_it() {
         ds[0]
     );
     // The same failures do not raise it again.
-    server::user_risk::after_password_verified(s, &alice, ALICE_PW, Some(ip))
-        .await
-        .unwrap();
+    after_password(s, &alice, ALICE_PW, ip).await;
     assert_eq!(detections(&t, &token).await.len(), 1);
     // Once an admin has dismissed it, the failures it judged still do not raise it again;
     // as many new failures from the IP, after it, do.
@@ -388,17 +392,13 @@ async fn password_spray_from_one_ip_flags_the_account_that_signs_in_from_it() {
         .unwrap();
     assert_eq!(r.status(), 204);
     t.clock.advance(10);
-    let status = server::user_risk::after_password_verified(s, &alice, ALICE_PW, Some(ip))
-        .await
-        .unwrap();
+    let status = after_password(s, &alice, ALICE_PW, ip).await;
     assert_eq!(status.risk_state, risk::RiskState::Dismissed);
     assert_eq!(detections(&t, &token).await.len(), 1);
     for i in 10..20 {
         fail_from(&t, spray_ip, &format!("user{i}@contoso.test")).await;
     }
-    let status = server::user_risk::after_password_verified(s, &alice, ALICE_PW, Some(ip))
-        .await
-        .unwrap();
+    let status = after_password(s, &alice, ALICE_PW, ip).await;
     assert_eq!(status.risk_state, risk::RiskState::AtRisk);
     let ds = detections(&t, &token).await;
     assert_eq!(ds.len(), 2, "{ds:?}");

@@ -175,9 +175,14 @@ pub enum AlreadyRead {
         /// trusted without a read of their own (see `Store::recent_sign_ins`).
         sign_ins_version: i64,
     },
-    /// The member's current risk, as the checks after their password left it
-    /// ([`user_risk::after_password_verified`]).
-    UserRisk(UserRiskStatus),
+    /// What a password sign-in read with the user ([`store::UserWithRisk`]), its risk as the
+    /// checks after the password left it ([`user_risk::after_password_verified`]).
+    UserRisk {
+        /// The member's current risk.
+        status: UserRiskStatus,
+        /// The version of the user's sign-ins, read with the user.
+        sign_ins_version: i64,
+    },
 }
 
 /// [`assess`], given what the caller already read.
@@ -199,8 +204,11 @@ pub async fn assess_with(
     let sign_ins_version = match read {
         AlreadyRead::WithUser {
             sign_ins_version, ..
+        }
+        | AlreadyRead::UserRisk {
+            sign_ins_version, ..
         } => Some(sign_ins_version),
-        AlreadyRead::Nothing | AlreadyRead::UserRisk(_) => None,
+        AlreadyRead::Nothing => None,
     };
     let risk = match origin {
         Origin::Device { ip, user_agent } => {
@@ -380,7 +388,7 @@ async fn member_risk_of(
         AlreadyRead::WithUser { user_risk, .. } => {
             user_risk::current_from(dir, user_id, user_risk.clone()).await?
         }
-        AlreadyRead::UserRisk(status) => *status,
+        AlreadyRead::UserRisk { status, .. } => *status,
     };
     Ok(match status.risk_state {
         RiskState::AtRisk | RiskState::ConfirmedCompromised => status.risk_level,
@@ -1169,11 +1177,15 @@ policies_dir = "{p}"
 
         // The password path hands over the risk its checks left.
         let status = user_risk::current(&dir, &bob.id).await.unwrap();
+        let sign_ins_version = dir.store.sign_ins_version(&bob.id).await.unwrap();
         let given = assess_with(
             &dir,
             from(CLEAN),
             &bob,
-            AlreadyRead::UserRisk(status),
+            AlreadyRead::UserRisk {
+                status,
+                sign_ins_version,
+            },
             &s,
             "web",
         )

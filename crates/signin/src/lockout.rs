@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use risk::lockout::{Counter, LockoutSettings, Source};
 use risk::{DetectionTimingType, RiskEventType, RiskLevel};
-use store::{LockoutRow, StoreError, User, UserType};
+use store::{LockoutRow, StoreError, User, UserType, UserWithRisk};
 
 use crate::Directory;
 use crate::user_risk::{Home, new_detection};
@@ -55,13 +55,13 @@ fn row(c: Counter) -> LockoutRow {
 pub async fn attempt(
     dir: &Directory,
     account: &str,
-    user: Option<&User>,
+    user: Option<&UserWithRisk>,
     ip: IpAddr,
 ) -> Result<Attempt, StoreError> {
     let known = match user {
         Some(u) => {
             dir.store
-                .recent_sign_ins(&u.id, None, FAMILIAR_HISTORY)
+                .recent_sign_ins(&u.user.id, Some(u.sign_ins_version), FAMILIAR_HISTORY)
                 .await?
         }
         None => Vec::new(),

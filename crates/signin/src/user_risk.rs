@@ -39,7 +39,7 @@ use risk::{
 };
 use store::{
     DetectionRecord, LeakedCredential, RiskChange, Store, StoreError, User, UserRiskRecord,
-    UserType,
+    UserType, UserWithRisk,
 };
 use time::OffsetDateTime;
 
@@ -254,12 +254,12 @@ pub async fn remediate(
 /// The sign-in page's hook after a correct password (see [`Home::after_password_verified`]).
 pub async fn after_password_verified(
     dir: &Directory,
-    user: &User,
+    read: &UserWithRisk,
     password: &str,
     ip: Option<IpAddr>,
 ) -> Result<UserRiskStatus, UserRiskError> {
     Home::of(dir)
-        .after_password_verified(user, password, ip)
+        .after_password_verified(read, password, ip)
         .await
 }
 
@@ -836,16 +836,20 @@ impl<'a> Home<'a> {
     /// **leakedCredentials** (high, realtime) when the password is in the corpus for this user
     /// and not already judged, and **passwordSpray** (high, realtime) when the sign-in's IP
     /// failed against at least `min_accounts` distinct accounts within the window (failures
-    /// after this user's last passwordSpray detection only). Returns the resulting status.
+    /// after this user's last passwordSpray detection only). Returns the resulting status: the
+    /// risk read with the user (`read`) when neither was raised, so it is not read again.
     pub async fn after_password_verified(
         &self,
-        user: &User,
+        read: &UserWithRisk,
         password: &str,
         ip: Option<IpAddr>,
     ) -> Result<UserRiskStatus, UserRiskError> {
+        let user = &read.user;
+        let as_read = || self.current_since_from(&user.id, Some(read.user_risk.clone()));
         if user.user_type == UserType::Guest {
-            return self.current(&user.id).await;
+            return Ok(as_read().await?.status);
         }
+        let mut raised = false;
         let sha1 = password_sha1(password);
         let since = self.refresh_fingerprint(&user.id, &sha1).await?;
         let now = self.now();
@@ -865,6 +869,7 @@ impl<'a> Home<'a> {
                 "the password used to sign in is in a leaked-credentials list".to_owned(),
             );
             self.raise(&user.id, d).await?;
+            raised = true;
         }
         if let Some(ip) = ip {
             let window_start = now - self.spray.window_secs;
@@ -898,9 +903,14 @@ impl<'a> Home<'a> {
                     ),
                 );
                 self.raise(&user.id, d).await?;
+                raised = true;
             }
         }
-        self.current(&user.id).await
+        if raised {
+            self.current(&user.id).await
+        } else {
+            Ok(as_read().await?.status)
+        }
     }
 
     /// Imports parsed leaked-credential files (validated beforehand, so a bad file never gets

@@ -92,7 +92,7 @@ pub use ssf::{
 pub use sspr::AttemptCount;
 pub use users::{
     InvitationState, NewUser, User, UserCondition, UserDeletion, UserPageQuery, UserStatus,
-    UserType, UserUpdate,
+    UserType, UserUpdate, UserWithRisk,
 };
 
 /// The embedded schema migrations (portable DDL, one folder for both backends).

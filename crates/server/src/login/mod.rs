@@ -28,7 +28,7 @@ use signin::codes;
 use signin::gate::AlreadyRead;
 use signin::plausible_email;
 use signin::sign_in::{self as progress, SignIn};
-use store::UserStatus;
+use store::{UserStatus, UserWithRisk};
 
 /// `?interaction=`
 #[derive(Debug, Deserialize)]
@@ -255,14 +255,14 @@ pub async fn password_submit(
     {
         return again(BAD_CREDENTIALS);
     }
-    let user = match state.store.user_by_email(&email).await {
-        Ok(u) => u,
+    // The user's risk and sign-ins version come with them: the lockout, the checks after the
+    // password and the gate use these rather than read their own.
+    let read = match state.store.user_with_risk_by_email(&email).await {
+        Ok(r) => r,
         Err(e) => return PageError::from(e).render(&state, &ctx),
     };
-    if let Some(guest) = user
-        .as_ref()
-        .filter(|u| u.user_type == store::UserType::Guest)
-    {
+    let user = read.as_ref().map(|r| &r.user);
+    if let Some(guest) = user.filter(|u| u.user_type == store::UserType::Guest) {
         // A guest's credentials and risk live only at their home tenant: a password here,
         // whatever it is, would sign them in around the home's risk.
         let home = guest
@@ -291,7 +291,7 @@ pub async fn password_submit(
             state.config.display_name
         ));
     }
-    let attempt = match signin::lockout::attempt(&state, &email, user.as_ref(), ctx.ip).await {
+    let attempt = match signin::lockout::attempt(&state, &email, read.as_ref(), ctx.ip).await {
         Ok(a) => a,
         Err(e) => return PageError::from(e).render(&state, &ctx),
     };
@@ -303,7 +303,7 @@ pub async fn password_submit(
             &ctx,
             &sign_in,
             &email,
-            user.as_ref().map(|u| u.id.as_str()),
+            user.map(|u| u.id.as_str()),
             Outcome::Failure(codes::LOCKED_OR_MALICIOUS_IP, LOCKED_REASON),
         )
         .await;
@@ -311,20 +311,17 @@ pub async fn password_submit(
     }
     let ok = state
         .passwords
-        .verify(
-            &f.password,
-            user.as_ref().and_then(|u| u.password_hash.as_deref()),
-        )
+        .verify(&f.password, user.and_then(|u| u.password_hash.as_deref()))
         .await;
     if !ok {
-        match signin::lockout::failed(&state, &email, user.as_ref(), &attempt, ctx.ip).await {
+        match signin::lockout::failed(&state, &email, user, &attempt, ctx.ip).await {
             Ok(Some(until)) => {
                 log_member(
                     &state,
                     &ctx,
                     &sign_in,
                     &email,
-                    user.as_ref().map(|u| u.id.as_str()),
+                    user.map(|u| u.id.as_str()),
                     Outcome::Failure(codes::LOCKED_OR_MALICIOUS_IP, LOCKED_REASON),
                 )
                 .await;
@@ -336,9 +333,9 @@ pub async fn password_submit(
     } else if let Err(e) = signin::lockout::succeeded(&state, &email, &attempt).await {
         return PageError::from(e).render(&state, &ctx);
     }
-    let user = match (user, ok) {
-        (Some(u), true) if u.status == UserStatus::Active => u,
-        (Some(u), true) => {
+    let read = match (read, ok) {
+        (Some(r), true) if r.user.status == UserStatus::Active => r,
+        (Some(UserWithRisk { user: u, .. }), true) => {
             log_member(
                 &state,
                 &ctx,
@@ -350,7 +347,7 @@ pub async fn password_submit(
             .await;
             return again("Your account is disabled. Contact your administrator.");
         }
-        (Some(u), false) => {
+        (Some(UserWithRisk { user: u, .. }), false) => {
             log_member(
                 &state,
                 &ctx,
@@ -381,6 +378,7 @@ pub async fn password_submit(
             return again(BAD_CREDENTIALS);
         }
     };
+    let user = &read.user;
     let sign_in = sign_in.authenticated(&user.id, vec!["pwd".into()]);
     if user.must_change_password {
         return match progress::replace(&state, &f.interaction, &sign_in).await {
@@ -399,15 +397,18 @@ pub async fn password_submit(
     }
     // Leaked-credential and password-spray checks see the password and the IP only here; the
     // risk they leave is the one the gate judges.
-    let user_risk =
-        match crate::user_risk::after_password_verified(&state, &user, &f.password, Some(ctx.ip))
+    let status =
+        match crate::user_risk::after_password_verified(&state, &read, &f.password, Some(ctx.ip))
             .await
         {
             Ok(status) => status,
             Err(e) => return PageError::from(e).render(&state, &ctx),
         };
-    let read = AlreadyRead::UserRisk(user_risk);
-    gate::judge(state, ctx, jar, &f.interaction, sign_in, user, read).await
+    let already = AlreadyRead::UserRisk {
+        status,
+        sign_ins_version: read.sign_ins_version,
+    };
+    gate::judge(state, ctx, jar, &f.interaction, sign_in, read.user, already).await
 }
 
 /// The change-password form.

@@ -284,6 +284,7 @@ scenarios! {
     users {
         duplicate_email_conflicts,
         email_lookup_is_case_insensitive,
+        user_read_by_email_with_their_risk,
         list_status_and_password,
         apps_upsert_list_delete,
         registered_apps_live_beside_config_apps,

@@ -62,6 +62,46 @@ pub async fn email_lookup_is_case_insensitive(ctx: Ctx) {
     assert!(!format!("{created:?}").contains("argon2"));
 }
 
+pub async fn user_read_by_email_with_their_risk(ctx: Ctx) {
+    let store = &ctx.store;
+    let created = store
+        .insert_user(&new_user("u1", "Bob@Example.COM"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .user_with_risk_by_email("bob@example.org")
+            .await
+            .unwrap(),
+        None
+    );
+    let read = store
+        .user_with_risk_by_email("BOB@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.user, created);
+    assert_eq!((read.user_risk, read.sign_ins_version), (None, 0));
+
+    let risk = crate::high_risk("u1", 990);
+    store.set_user_risk(&risk, "system", None).await.unwrap();
+    let mut log = crate::sign_ins::log(1);
+    log.user_id = Some("u1".to_owned());
+    store.insert_sign_in(&log).await.unwrap();
+    let read = store
+        .user_with_risk_by_email("bob@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.user, created);
+    assert_eq!(read.user_risk, Some(risk));
+    assert_eq!(
+        read.sign_ins_version,
+        store.sign_ins_version("u1").await.unwrap()
+    );
+    assert_ne!(read.sign_ins_version, 0);
+}
+
 pub async fn list_status_and_password(ctx: Ctx) {
     let store = &ctx.store;
     store
