@@ -5,7 +5,7 @@
 //!   in place, on the calling task's thread. A statement on a cached page costs microseconds,
 //!   less than handing it to another thread and back, so nothing is gained by a thread hop;
 //!   statements are prepared once and cached. The connection is behind an async mutex: a
-//!   write transaction holds it from its `SAVEPOINT` to its `RELEASE`, which also makes the
+//!   write transaction holds it from its beginning to its end, which also makes the
 //!   in-process writers queue in FIFO order instead of meeting `SQLITE_BUSY`. Commits are
 //!   grouped (see [`Group`]). WAL checkpoints run on a background thread with its own
 //!   connection, never inside a request's commit.
@@ -121,13 +121,20 @@ impl Db {
         match self {
             Db::Sqlite(conn) => {
                 let mut held = Arc::clone(conn).lock_owned().await;
-                let group = held.join()?;
-                tracing::trace!("SAVEPOINT");
-                run_cached(held.open()?, "SAVEPOINT tx")?;
+                let (group, began) = held.join()?;
+                // The transaction that begins a group is alone in it until it ends (it holds
+                // the connection), so the group's own ROLLBACK undoes it: no savepoint, and
+                // none of the savepoint's journal of the pages it changes.
+                let savepoint = !began;
+                if savepoint {
+                    tracing::trace!("SAVEPOINT");
+                    run_cached(held.open()?, "SAVEPOINT tx")?;
+                }
                 Ok(Tx::new(EngineTx::Sqlite(SqliteTx {
                     conn: held,
                     group,
                     open: true,
+                    savepoint,
                 })))
             }
             // Boxed: sqlx's `begin` future is 14 KiB, and unboxed it would be inline in every
@@ -158,7 +165,8 @@ pub(crate) struct Conn {
 /// A commit writes each page its transaction changed to the log, so two flows that each
 /// add a grant and a refresh token write the same table and index pages twice; committed
 /// together, once. A caller that finds no transaction open begins one (`BEGIN IMMEDIATE`);
-/// each write transaction runs inside it as a savepoint, which its rollback undoes alone.
+/// each later write transaction runs inside it as a savepoint, which its rollback undoes
+/// alone (the first needs none: see [`SqliteTx`]).
 /// Whoever used the connection while the group was open (readers too: they may have seen
 /// what others wrote) lets every task that is ready run first, and so use the store and join
 /// the group, and then commits it unless someone already did. Nobody returns before the
@@ -182,17 +190,36 @@ impl Conn {
         self.conn.take()
     }
 
-    /// Makes the caller a member of the open group, beginning one if there is none.
-    fn join(&mut self) -> Result<Arc<Group>, DbError> {
+    /// Makes the caller a member of the open group, beginning one if there is none; `true`
+    /// when it began one.
+    fn join(&mut self) -> Result<(Arc<Group>, bool), DbError> {
         self.check();
         if let Some(group) = &self.group {
-            return Ok(Arc::clone(group));
+            return Ok((Arc::clone(group), false));
         }
         tracing::trace!("BEGIN IMMEDIATE");
         run_cached(self.open()?, "BEGIN IMMEDIATE")?;
         let group = Arc::new(Group::default());
         self.group = Some(Arc::clone(&group));
-        Ok(group)
+        Ok((group, true))
+    }
+
+    /// Rolls `group` back, if it is the open one: only for the transaction that began it,
+    /// which is still its only member (see [`SqliteTx`]).
+    fn abandon(&mut self, group: &Arc<Group>) {
+        if !self.group.as_ref().is_some_and(|g| Arc::ptr_eq(g, group)) {
+            return;
+        }
+        self.group = None;
+        if let Some(conn) = &self.conn
+            && !conn.is_autocommit()
+        {
+            tracing::trace!("ROLLBACK");
+            if let Err(e) = run_cached(conn, "ROLLBACK") {
+                tracing::error!(error = %e, "rolling back an abandoned SQLite transaction failed");
+            }
+        }
+        let _ = group.outcome.set(Err("rolled back".into()));
     }
 
     /// Fails the open group if SQLite rolled its transaction back (it does so on an I/O
@@ -286,11 +313,14 @@ pub(crate) enum EngineTx {
 }
 
 /// Holds the SQLite connection from `SAVEPOINT` to `RELEASE`, or to the `ROLLBACK TO` run on
-/// drop, inside its [`Group`]'s transaction.
+/// drop, inside its [`Group`]'s transaction. The transaction that begins a group has no
+/// savepoint: nobody else can join the group while it holds the connection, so until it ends
+/// the group's work is its own, and a drop rolls the whole group back.
 pub(crate) struct SqliteTx {
     conn: OwnedMutexGuard<Conn>,
     group: Arc<Group>,
     open: bool,
+    savepoint: bool,
 }
 
 impl Tx {
@@ -323,9 +353,11 @@ impl Tx {
     pub(crate) async fn commit(self) -> Result<(), DbError> {
         match self.engine {
             EngineTx::Sqlite(mut tx) => {
-                // A failed RELEASE leaves the savepoint open: drop then rolls it back.
-                tracing::trace!("RELEASE");
-                run_cached(tx.conn.open()?, "RELEASE tx")?;
+                if tx.savepoint {
+                    // A failed RELEASE leaves the savepoint open: drop then rolls it back.
+                    tracing::trace!("RELEASE");
+                    run_cached(tx.conn.open()?, "RELEASE tx")?;
+                }
                 tx.open = false;
                 let conn = Arc::clone(OwnedMutexGuard::mutex(&tx.conn));
                 let group = Arc::clone(&tx.group);
@@ -346,6 +378,10 @@ impl Tx {
 impl Drop for SqliteTx {
     fn drop(&mut self) {
         if !self.open {
+            return;
+        }
+        if !self.savepoint {
+            self.conn.abandon(&self.group);
             return;
         }
         // Undoes this transaction's work alone; the group's transaction stays open for the
@@ -952,6 +988,40 @@ mod tests {
         // The reader ran inside the group (it saw 11 before its commit) and returned after it.
         assert_eq!(read.expect("read"), [(11,)]);
         assert_eq!(committed_rows(&path), [11]);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_rollback_of_a_groups_first_member_undoes_its_work_alone() {
+        let (db, path) = db();
+        // The first to begin is the group's first member (it has no savepoint of its own);
+        // the others wait for the connection meanwhile.
+        let failing = async {
+            let mut tx = db.begin_write().await?;
+            query("INSERT INTO n (v) VALUES ($1)")
+                .bind(40)
+                .execute(&mut tx)
+                .await?;
+            query("INSERT INTO n (v) VALUES ($1)")
+                .bind(40)
+                .execute(&mut tx)
+                .await?;
+            tx.commit().await
+        };
+        let (failed, ok, read) = tokio::join!(failing, insert(&db, 41), async {
+            query("SELECT v FROM n ORDER BY v")
+                .fetch_all::<(i64,)>(&db)
+                .await
+        });
+        assert!(failed.is_err(), "the duplicate is refused");
+        ok.expect("the next writer commits");
+        assert_eq!(read.expect("read"), [(41,)]);
+        assert_eq!(committed_rows(&path), [41]);
+        // And a first member that commits keeps its work when a later one rolls back.
+        let (ok, failed) = tokio::join!(insert(&db, 42), insert(&db, 41));
+        ok.expect("the first member commits");
+        assert!(failed.is_err(), "41 is there already");
+        assert_eq!(committed_rows(&path), [41, 42]);
         let _ = std::fs::remove_file(path);
     }
 
