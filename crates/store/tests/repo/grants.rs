@@ -53,11 +53,7 @@ pub async fn refresh_token_read_with_its_user(ctx: Ctx) {
     assert_eq!(read.user, store.user_by_id("u1").await.unwrap().unwrap());
     assert_eq!((read.user_risk, read.sign_ins_version), (None, 0));
 
-    let risk = crate::high_risk("u1", 990);
-    store.set_user_risk(&risk, "system", None).await.unwrap();
-    let mut log = crate::sign_ins::log(1);
-    log.user_id = Some("u1".to_owned());
-    store.insert_sign_in(&log).await.unwrap();
+    let risk = crate::at_high_risk_after_a_sign_in(store, "u1").await;
     store.revoke_grant("g1", 300).await.unwrap();
     let read = store.refresh_token_and_user("r1").await.unwrap().unwrap();
     assert_eq!(read.user_risk, Some(risk));

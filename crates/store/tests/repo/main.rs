@@ -500,6 +500,20 @@ pub fn high_risk(user_id: &str, updated_at: i64) -> tenantd_store::UserRiskRecor
     }
 }
 
+/// Puts `user_id` at [`high_risk`] and logs one sign-in of theirs (which moves the version of
+/// their sign-ins on): what the reads of a user with their risk must then return.
+pub async fn at_high_risk_after_a_sign_in(
+    store: &tenantd_store::Store,
+    user_id: &str,
+) -> tenantd_store::UserRiskRecord {
+    let risk = high_risk(user_id, 990);
+    store.set_user_risk(&risk, "system", None).await.unwrap();
+    let mut log = sign_ins::log(1);
+    log.user_id = Some(user_id.to_owned());
+    store.insert_sign_in(&log).await.unwrap();
+    risk
+}
+
 pub fn refresh(hash: &str, grant_id: &str, expires_at: i64) -> RefreshToken {
     RefreshToken {
         token_hash: hash.to_owned(),

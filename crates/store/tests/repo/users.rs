@@ -83,11 +83,7 @@ pub async fn user_read_by_email_with_their_risk(ctx: Ctx) {
     assert_eq!(read.user, created);
     assert_eq!((read.user_risk, read.sign_ins_version), (None, 0));
 
-    let risk = crate::high_risk("u1", 990);
-    store.set_user_risk(&risk, "system", None).await.unwrap();
-    let mut log = crate::sign_ins::log(1);
-    log.user_id = Some("u1".to_owned());
-    store.insert_sign_in(&log).await.unwrap();
+    let risk = crate::at_high_risk_after_a_sign_in(store, "u1").await;
     let read = store
         .user_with_risk_by_email("bob@example.com")
         .await
