@@ -795,9 +795,20 @@ impl<'a> Home<'a> {
 
     /// Stores the fingerprint of the password whose SHA-1 is `sha1`, if it changed. Returns
     /// when the fingerprint last changed: from then on detections are about this password.
-    async fn refresh_fingerprint(&self, user_id: &str, sha1: &str) -> Result<i64, StoreError> {
+    /// `read` is the stored fingerprint when it was just read with the user (`Some(None)`: they
+    /// have none); `None` reads it.
+    async fn refresh_fingerprint(
+        &self,
+        user_id: &str,
+        sha1: &str,
+        read: Option<Option<(String, i64)>>,
+    ) -> Result<i64, StoreError> {
         let fp = fingerprint(&self.leak_key().await?, sha1);
-        match self.store.leak_fingerprint(user_id).await? {
+        let stored = match read {
+            Some(stored) => stored,
+            None => self.store.leak_fingerprint(user_id).await?,
+        };
+        match stored {
             Some((stored, since)) if stored == fp => Ok(since),
             _ => {
                 let now = self.now();
@@ -827,7 +838,7 @@ impl<'a> Home<'a> {
         user_id: &str,
         password: &str,
     ) -> Result<(), UserRiskError> {
-        self.refresh_fingerprint(user_id, &password_sha1(password))
+        self.refresh_fingerprint(user_id, &password_sha1(password), None)
             .await?;
         Ok(())
     }
@@ -837,7 +848,8 @@ impl<'a> Home<'a> {
     /// and not already judged, and **passwordSpray** (high, realtime) when the sign-in's IP
     /// failed against at least `min_accounts` distinct accounts within the window (failures
     /// after this user's last passwordSpray detection only). Returns the resulting status: the
-    /// risk read with the user (`read`) when neither was raised, so it is not read again.
+    /// risk read with the user (`read`) when neither was raised, so it is not read again; the
+    /// fingerprint is compared with the one read with the user, too.
     pub async fn after_password_verified(
         &self,
         read: &UserWithRisk,
@@ -851,7 +863,9 @@ impl<'a> Home<'a> {
         }
         let mut raised = false;
         let sha1 = password_sha1(password);
-        let since = self.refresh_fingerprint(&user.id, &sha1).await?;
+        let since = self
+            .refresh_fingerprint(&user.id, &sha1, Some(read.leak_fingerprint.clone()))
+            .await?;
         let now = self.now();
         // The corpus first: a password is rarely in it, and then no judgement needs reading.
         if self.store.is_leaked(&sha1, &user.email).await?
@@ -980,7 +994,7 @@ impl<'a> Home<'a> {
                         .await;
                 if hit {
                     if !fp_match {
-                        self.refresh_fingerprint(&user.id, &e.sha1).await?;
+                        self.refresh_fingerprint(&user.id, &e.sha1, None).await?;
                     }
                     matched.insert(user.id.clone(), f.name.clone());
                 }

@@ -330,8 +330,8 @@ pub(crate) fn joined_user_risk(row: &Row<'_>) -> Result<Option<UserRiskRecord>, 
     }))
 }
 
-/// A user with their stored risk and the version of their sign-ins, read together
-/// ([`Store::user_with_risk_by_email`]).
+/// A user with their stored risk, the version of their sign-ins and their leak fingerprint,
+/// read together ([`Store::user_with_risk_by_email`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserWithRisk {
     /// The user.
@@ -340,20 +340,27 @@ pub struct UserWithRisk {
     pub user_risk: Option<UserRiskRecord>,
     /// The version of the user's sign-ins, for [`Store::recent_sign_ins`].
     pub sign_ins_version: i64,
+    /// The user's leak fingerprint and when it was set, as [`Store::leak_fingerprint`] reads
+    /// them; `None` if they have none.
+    pub leak_fingerprint: Option<(String, i64)>,
 }
 
 struct UserWithRiskRow {
     user: UserRow,
     user_risk: Option<UserRiskRecord>,
     sign_ins_version: i64,
+    leak_fingerprint: Option<(String, i64)>,
 }
 
 impl FromRow for UserWithRiskRow {
     fn from_row(row: &Row<'_>) -> Result<Self, DbError> {
+        let fingerprint: Option<String> = row.get("lf_fingerprint")?;
+        let set_at: Option<i64> = row.get("lf_updated_at")?;
         Ok(Self {
             user: UserRow::from_row(row)?,
             user_risk: joined_user_risk(row)?,
             sign_ins_version: row.get("sign_ins_version")?,
+            leak_fingerprint: fingerprint.zip(set_at),
         })
     }
 }
@@ -590,9 +597,9 @@ impl Store {
         row.map(User::try_from).transpose()
     }
 
-    /// [`Store::user_by_email`], with the user's stored risk and the version of their sign-ins
-    /// in the same read: what a password sign-in judges besides the user (see
-    /// [`UserWithRisk`]), without a round trip of its own for each.
+    /// [`Store::user_by_email`], with the user's stored risk, the version of their sign-ins and
+    /// their leak fingerprint in the same read: what a password sign-in judges and checks
+    /// besides the user (see [`UserWithRisk`]), without a round trip of its own for each.
     pub async fn user_with_risk_by_email(
         &self,
         email: &str,
@@ -602,9 +609,9 @@ impl Store {
             joined_user_columns!(),
             ", ",
             joined_user_risk_columns!(),
-            " FROM users u ",
+            ", lf.fingerprint AS lf_fingerprint, lf.updated_at AS lf_updated_at FROM users u ",
             joined_user_risk_tables!(),
-            " WHERE u.email = $1"
+            " LEFT JOIN leak_fingerprints lf ON lf.user_id = u.id WHERE u.email = $1"
         ))
         .bind(normalize_email(email))
         .fetch_optional(&self.db)
@@ -614,6 +621,7 @@ impl Store {
                 user: User::try_from(r.user)?,
                 user_risk: r.user_risk,
                 sign_ins_version: r.sign_ins_version,
+                leak_fingerprint: r.leak_fingerprint,
             })
         })
         .transpose()

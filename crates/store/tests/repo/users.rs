@@ -82,8 +82,10 @@ pub async fn user_read_by_email_with_their_risk(ctx: Ctx) {
         .unwrap();
     assert_eq!(read.user, created);
     assert_eq!((read.user_risk, read.sign_ins_version), (None, 0));
+    assert_eq!(read.leak_fingerprint, None);
 
     let risk = crate::at_high_risk_after_a_sign_in(store, "u1").await;
+    store.set_leak_fingerprint("u1", "fp-1", 995).await.unwrap();
     let read = store
         .user_with_risk_by_email("bob@example.com")
         .await
@@ -96,6 +98,11 @@ pub async fn user_read_by_email_with_their_risk(ctx: Ctx) {
         store.sign_ins_version("u1").await.unwrap()
     );
     assert_ne!(read.sign_ins_version, 0);
+    assert_eq!(read.leak_fingerprint, Some(("fp-1".to_owned(), 995)));
+    assert_eq!(
+        read.leak_fingerprint,
+        store.leak_fingerprint("u1").await.unwrap()
+    );
 }
 
 pub async fn list_status_and_password(ctx: Ctx) {
