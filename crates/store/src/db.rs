@@ -894,6 +894,19 @@ mod tests {
         tx.commit().await
     }
 
+    /// Inserts `v` twice in one transaction: the primary key refuses the second, and the
+    /// caller drops its transaction.
+    async fn insert_twice(db: &Db, v: i64) -> Result<(), DbError> {
+        let mut tx = db.begin_write().await?;
+        for _ in 0..2 {
+            query("INSERT INTO n (v) VALUES ($1)")
+                .bind(v)
+                .execute(&mut tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+
     /// The numbers another connection sees: only what was committed.
     fn committed_rows(path: &std::path::Path) -> Vec<i64> {
         let other = rusqlite::Connection::open(path).expect("open");
@@ -965,20 +978,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_rollback_undoes_its_own_work_alone() {
         let (db, path) = db();
-        let failing = async {
-            let mut tx = db.begin_write().await?;
-            query("INSERT INTO n (v) VALUES ($1)")
-                .bind(10)
-                .execute(&mut tx)
-                .await?;
-            // The primary key refuses a second 10: the caller drops its transaction.
-            query("INSERT INTO n (v) VALUES ($1)")
-                .bind(10)
-                .execute(&mut tx)
-                .await?;
-            tx.commit().await
-        };
-        let (ok, failed, read) = tokio::join!(insert(&db, 11), failing, async {
+        let (ok, failed, read) = tokio::join!(insert(&db, 11), insert_twice(&db, 10), async {
             query("SELECT v FROM n ORDER BY v")
                 .fetch_all::<(i64,)>(&db)
                 .await
@@ -996,19 +996,7 @@ mod tests {
         let (db, path) = db();
         // The first to begin is the group's first member (it has no savepoint of its own);
         // the others wait for the connection meanwhile.
-        let failing = async {
-            let mut tx = db.begin_write().await?;
-            query("INSERT INTO n (v) VALUES ($1)")
-                .bind(40)
-                .execute(&mut tx)
-                .await?;
-            query("INSERT INTO n (v) VALUES ($1)")
-                .bind(40)
-                .execute(&mut tx)
-                .await?;
-            tx.commit().await
-        };
-        let (failed, ok, read) = tokio::join!(failing, insert(&db, 41), async {
+        let (failed, ok, read) = tokio::join!(insert_twice(&db, 40), insert(&db, 41), async {
             query("SELECT v FROM n ORDER BY v")
                 .fetch_all::<(i64,)>(&db)
                 .await
