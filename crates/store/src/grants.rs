@@ -8,8 +8,7 @@
 
 use crate::db::{DbError, Executor, FromRow, Row, Tx, from_row, query};
 use crate::users::{
-    UserRow, joined_user_columns, joined_user_risk, joined_user_risk_columns,
-    joined_user_risk_tables,
+    JoinedUserRow, joined_user_columns, joined_user_risk_columns, joined_user_risk_tables,
 };
 use crate::{
     Store, StoreError, User, UserRiskRecord, bool_from_db, bool_to_db, strings_from_json,
@@ -673,17 +672,13 @@ impl Store {
     ) -> Result<Option<RefreshTokenUser>, StoreError> {
         struct Joined {
             refresh: RefreshGrantRow,
-            user: UserRow,
-            user_risk: Option<UserRiskRecord>,
-            sign_ins_version: i64,
+            user: JoinedUserRow,
         }
         impl FromRow for Joined {
             fn from_row(row: &Row<'_>) -> Result<Self, DbError> {
                 Ok(Joined {
                     refresh: RefreshGrantRow::from_row(row)?,
-                    user: UserRow::from_row(row)?,
-                    user_risk: joined_user_risk(row)?,
-                    sign_ins_version: row.get("sign_ins_version")?,
+                    user: JoinedUserRow::from_row(row)?,
                 })
             }
         }
@@ -706,12 +701,13 @@ impl Store {
             return Ok(None);
         };
         let (token, grant) = row.refresh.into_pair()?;
+        let (user, user_risk, sign_ins_version) = row.user.into_parts()?;
         Ok(Some(RefreshTokenUser {
             token,
             grant,
-            user: User::try_from(row.user)?,
-            user_risk: row.user_risk,
-            sign_ins_version: row.sign_ins_version,
+            user,
+            user_risk,
+            sign_ins_version,
         }))
     }
 

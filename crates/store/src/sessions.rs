@@ -2,8 +2,7 @@
 
 use crate::db::{DbError, Executor, FromRow, Row, from_row, query};
 use crate::users::{
-    UserRow, joined_user_columns, joined_user_risk, joined_user_risk_columns,
-    joined_user_risk_tables,
+    JoinedUserRow, joined_user_columns, joined_user_risk_columns, joined_user_risk_tables,
 };
 use crate::{Store, StoreError, User, UserRiskRecord, strings_from_json, strings_to_json};
 
@@ -232,11 +231,12 @@ impl Store {
         .fetch_optional(&self.db)
         .await?;
         row.map(|r| {
+            let (user, user_risk, sign_ins_version) = r.user.into_parts()?;
             Ok(SessionUser {
                 session: Session::try_from(r.session)?,
-                user: User::try_from(r.user)?,
-                user_risk: r.user_risk,
-                sign_ins_version: r.sign_ins_version,
+                user,
+                user_risk,
+                sign_ins_version,
             })
         })
         .transpose()
@@ -349,9 +349,7 @@ impl Store {
 /// A session joined with its user: the session's `id` and `created_at` come aliased.
 struct SessionUserRow {
     session: SessionRow,
-    user: UserRow,
-    user_risk: Option<UserRiskRecord>,
-    sign_ins_version: i64,
+    user: JoinedUserRow,
 }
 
 impl FromRow for SessionUserRow {
@@ -369,9 +367,7 @@ impl FromRow for SessionUserRow {
                 revoked_at: row.get("revoked_at")?,
                 federation_json: row.get("federation_json")?,
             },
-            user: UserRow::from_row(row)?,
-            user_risk: joined_user_risk(row)?,
-            sign_ins_version: row.get("sign_ins_version")?,
+            user: JoinedUserRow::from_row(row)?,
         })
     }
 }

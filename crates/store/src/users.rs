@@ -295,8 +295,8 @@ macro_rules! joined_user_columns {
 }
 pub(crate) use joined_user_columns;
 
-/// The columns [`joined_user_risk`] reads: the joined user's stored risk (`ur`) and the version
-/// of their sign-ins (`h`), joined by [`joined_user_risk_tables`].
+/// The columns [`JoinedUserRow`] reads besides the user's: the joined user's stored risk
+/// (`ur`) and the version of their sign-ins (`h`), joined by [`joined_user_risk_tables`].
 macro_rules! joined_user_risk_columns {
     () => {
         "ur.user_id AS r_user_id, ur.level AS r_level, ur.state AS r_state, \
@@ -315,19 +315,46 @@ macro_rules! joined_user_risk_tables {
 }
 pub(crate) use joined_user_risk_tables;
 
-/// The joined user's `user_risk` row ([`joined_user_risk_columns`]); `None` if their risk was
-/// never set.
-pub(crate) fn joined_user_risk(row: &Row<'_>) -> Result<Option<UserRiskRecord>, DbError> {
-    let Some(user_id) = row.get::<Option<String>>("r_user_id")? else {
-        return Ok(None);
-    };
-    Ok(Some(UserRiskRecord {
-        user_id,
-        level: row.get("r_level")?,
-        state: row.get("r_state")?,
-        detail: row.get("r_detail")?,
-        updated_at: row.get("r_updated_at")?,
-    }))
+/// A user read with their stored risk and the version of their sign-ins: the columns of
+/// [`joined_user_columns`] and [`joined_user_risk_columns`], whatever the read joins them to
+/// (a session, a refresh token, nothing).
+pub(crate) struct JoinedUserRow {
+    user: UserRow,
+    /// `None` if their risk was never set.
+    user_risk: Option<UserRiskRecord>,
+    sign_ins_version: i64,
+}
+
+impl FromRow for JoinedUserRow {
+    fn from_row(row: &Row<'_>) -> Result<Self, DbError> {
+        let user = UserRow::from_row(row)?;
+        let user_risk = match row.get::<Option<String>>("r_user_id")? {
+            None => None,
+            Some(user_id) => Some(UserRiskRecord {
+                user_id,
+                level: row.get("r_level")?,
+                state: row.get("r_state")?,
+                detail: row.get("r_detail")?,
+                updated_at: row.get("r_updated_at")?,
+            }),
+        };
+        Ok(Self {
+            user,
+            user_risk,
+            sign_ins_version: row.get("sign_ins_version")?,
+        })
+    }
+}
+
+impl JoinedUserRow {
+    /// The user, their risk row and the version of their sign-ins.
+    pub(crate) fn into_parts(self) -> Result<(User, Option<UserRiskRecord>, i64), StoreError> {
+        Ok((
+            User::try_from(self.user)?,
+            self.user_risk,
+            self.sign_ins_version,
+        ))
+    }
 }
 
 /// A user with their stored risk, the version of their sign-ins and their leak fingerprint,
@@ -346,20 +373,17 @@ pub struct UserWithRisk {
 }
 
 struct UserWithRiskRow {
-    user: UserRow,
-    user_risk: Option<UserRiskRecord>,
-    sign_ins_version: i64,
+    user: JoinedUserRow,
     leak_fingerprint: Option<(String, i64)>,
 }
 
 impl FromRow for UserWithRiskRow {
     fn from_row(row: &Row<'_>) -> Result<Self, DbError> {
+        let user = JoinedUserRow::from_row(row)?;
         let fingerprint: Option<String> = row.get("lf_fingerprint")?;
         let set_at: Option<i64> = row.get("lf_updated_at")?;
         Ok(Self {
-            user: UserRow::from_row(row)?,
-            user_risk: joined_user_risk(row)?,
-            sign_ins_version: row.get("sign_ins_version")?,
+            user,
             leak_fingerprint: fingerprint.zip(set_at),
         })
     }
@@ -617,10 +641,11 @@ impl Store {
         .fetch_optional(&self.db)
         .await?;
         row.map(|r| {
+            let (user, user_risk, sign_ins_version) = r.user.into_parts()?;
             Ok(UserWithRisk {
-                user: User::try_from(r.user)?,
-                user_risk: r.user_risk,
-                sign_ins_version: r.sign_ins_version,
+                user,
+                user_risk,
+                sign_ins_version,
                 leak_fingerprint: r.leak_fingerprint,
             })
         })
