@@ -694,6 +694,56 @@ async fn disabling_over_patch_ends_held_tokens_at_once() {
     tokens_of(&t, ALICE, ALICE_PW).await;
 }
 
+/// The code exchange itself refuses a user no longer active, even while their session lives
+/// on (a status changed straight in the store, ending nothing), although the replica that
+/// issued the code kept the user it issued it to.
+#[tokio::test]
+async fn a_code_of_a_user_disabled_since_it_was_issued_is_refused_and_spent() {
+    let t = home().await;
+    let exchange = |code: String| {
+        let t = &t;
+        async move {
+            let r = rp_token(
+                t,
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("redirect_uri", RP_REDIRECT),
+                ],
+            )
+            .await;
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let b = browser();
+    let redirect = sign_in(&t, &b, &rp_authorize(&t, ""), ALICE, ALICE_PW).await;
+    let code = code_from(&t, &redirect, "st-1");
+    let alice = t.state().store.user_by_email(ALICE).await.unwrap().unwrap();
+    let status = |s| {
+        let t = &t;
+        let id = alice.id.clone();
+        async move {
+            t.state()
+                .store
+                .set_user_status(&id, s, t.state().now())
+                .await
+                .unwrap();
+        }
+    };
+    status(store::UserStatus::Disabled).await;
+    let (code_status, body) = exchange(code.clone()).await;
+    assert_eq!(code_status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_grant");
+
+    // Enabled again: that code stays spent, and a new one of the same session is redeemed.
+    status(store::UserStatus::Active).await;
+    assert_eq!(exchange(code).await.0, 400, "spent");
+    let redirect = b.get(rp_authorize(&t, "")).send().await.unwrap();
+    let location = redirect.headers()["location"].to_str().unwrap().to_owned();
+    let (code_status, body) = exchange(code_from(&t, &location, "st-1")).await;
+    assert_eq!(code_status, 200, "{body}");
+}
+
 #[tokio::test]
 async fn an_admin_password_reset_ends_sign_ins_and_a_temporary_one_remediates_risk() {
     let t = home().await;

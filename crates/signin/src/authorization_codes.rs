@@ -5,12 +5,18 @@
 //!
 //! The key is created once per tenant in the database, so every replica and every restart
 //! opens the codes the others issued.
+//!
+//! The replica that issues a code also keeps the user it issued it to ([`IssuedUsers`]), so
+//! the exchange need not read them again.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use protocol::sealed::{SECRET_LEN, SealingKey};
 use serde::{Deserialize, Serialize};
-use store::{AuthCode, Grant, StoreError};
+use store::{AuthCode, Grant, StoreError, User};
 
 use crate::Directory;
 use crate::secrets::random_bytes;
@@ -45,6 +51,53 @@ struct Carried {
     expires_at: i64,
 }
 
+/// Most users [`IssuedUsers`] keeps: past it (codes issued and never redeemed, faster than they
+/// expire), an exchange reads its user as a code redeemed at another replica does.
+const MOST_ISSUED_USERS: usize = 1024;
+
+/// The users this replica issued codes to, by grant id, until the code is redeemed or expires:
+/// the exchange takes its user from here instead of reading them again.
+///
+/// This is safe because what may have changed since decides nothing here: the redemption
+/// itself refuses a user no longer active, or a session that has ended, in the statement that
+/// spends the code. The claims are the user's as they were at the sign-in the code was issued
+/// for, at most the code's lifetime ago. A code redeemed at another replica, or after a
+/// restart, reads its user.
+#[derive(Debug, Default)]
+pub(crate) struct IssuedUsers(Mutex<Issued>);
+
+#[derive(Debug, Default)]
+struct Issued {
+    /// Grant id → the code's expiry (unix seconds) and its user, without their password hash.
+    users: HashMap<String, (i64, User)>,
+    /// When expired entries were last swept out (at most once a second, when full).
+    swept_at: i64,
+}
+
+impl IssuedUsers {
+    fn keep(&self, grant_id: &str, expires_at: i64, user: &User, now: i64) {
+        // Nothing here is left half-changed by a panic, so a poisoned lock is still sound.
+        let mut issued = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if issued.users.len() >= MOST_ISSUED_USERS && issued.swept_at < now {
+            issued.users.retain(|_, (expires_at, _)| *expires_at > now);
+            issued.swept_at = now;
+        }
+        if issued.users.len() < MOST_ISSUED_USERS {
+            let user = User {
+                password_hash: None,
+                ..user.clone()
+            };
+            issued.users.insert(grant_id.to_owned(), (expires_at, user));
+        }
+    }
+
+    fn take(&self, grant_id: &str, now: i64) -> Option<User> {
+        let mut issued = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let (expires_at, user) = issued.users.remove(grant_id)?;
+        (expires_at > now).then_some(user)
+    }
+}
+
 /// The tenant's sealing key, read (or created) once: codes and sign-ins not yet authenticated
 /// ([`crate::sign_in::begin`]) are sealed with it, each for its own purpose.
 pub(crate) async fn key(dir: &Directory) -> Result<&SealingKey, StoreError> {
@@ -61,8 +114,14 @@ pub(crate) async fn key(dir: &Directory) -> Result<&SealingKey, StoreError> {
         .await
 }
 
-/// Seals `grant` and its `code`: the sealed text is the code.
-pub async fn seal(dir: &Directory, grant: &Grant, code: &AuthCode) -> Result<String, StoreError> {
+/// Seals `grant` and its `code`, issued to `user`: the sealed text is the code. The user is
+/// kept for the exchange (see [`IssuedUsers`]).
+pub async fn seal(
+    dir: &Directory,
+    grant: &Grant,
+    code: &AuthCode,
+    user: &User,
+) -> Result<String, StoreError> {
     let carried = Carried {
         grant_id: grant.id.clone(),
         client_id: grant.client_id.clone(),
@@ -84,7 +143,19 @@ pub async fn seal(dir: &Directory, grant: &Grant, code: &AuthCode) -> Result<Str
     };
     let plaintext = postcard::to_allocvec(&carried)
         .map_err(|e| StoreError::Corrupt(format!("cannot encode a code: {e}")))?;
-    Ok(key(dir).await?.seal(random_bytes(), PURPOSE, &plaintext))
+    let sealed = key(dir).await?.seal(random_bytes(), PURPOSE, &plaintext);
+    dir.issued_users
+        .keep(&grant.id, code.expires_at, user, dir.now());
+    Ok(sealed)
+}
+
+/// The user the code of `grant` was issued to, if this replica issued it and it has not
+/// expired; once. The caller must have redeemed the code: the redemption is what checks that
+/// the user is still active.
+pub fn issued_user(dir: &Directory, grant: &Grant) -> Option<User> {
+    dir.issued_users
+        .take(&grant.id, dir.now())
+        .filter(|user| user.id == grant.user_id)
 }
 
 /// The code and grant `code` carries, if it is one of this tenant's codes.
@@ -162,9 +233,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_code_opens_to_what_was_sealed_and_is_short() {
-        let (dir, _, _) = crate::testing::directory().await;
+        let (dir, _, id) = crate::testing::directory().await;
+        let user = dir.store.user_by_id(&id).await.unwrap().unwrap();
         let (grant, code) = issued();
-        let sealed = seal(&dir, &grant, &code).await.unwrap();
+        let sealed = seal(&dir, &grant, &code, &user).await.unwrap();
         // It travels in a redirect URL: as JSON this one was 879 characters, by position 532.
         assert!(sealed.len() <= 532, "{} characters", sealed.len());
         let (opened_code, opened_grant) = open(&dir, &sealed).await.unwrap().unwrap();
@@ -174,9 +246,10 @@ mod tests {
 
     #[tokio::test]
     async fn anything_else_is_unknown() {
-        let (dir, _, _) = crate::testing::directory().await;
+        let (dir, _, id) = crate::testing::directory().await;
+        let user = dir.store.user_by_id(&id).await.unwrap().unwrap();
         let (grant, code) = issued();
-        let sealed = seal(&dir, &grant, &code).await.unwrap();
+        let sealed = seal(&dir, &grant, &code, &user).await.unwrap();
         let mut altered = sealed.clone().into_bytes();
         let last = altered.len() - 2;
         altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
@@ -192,5 +265,72 @@ mod tests {
         for code in [altered.as_str(), &v1, &not_carried, "", "not a code"] {
             assert!(open(&dir, code).await.unwrap().is_none(), "{code}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_user_a_code_was_issued_to_is_kept_for_its_exchange_once() {
+        let (dir, clock, id) = crate::testing::directory().await;
+        let mut user = dir.store.user_by_id(&id).await.unwrap().unwrap();
+        user.password_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into());
+        let (mut grant, mut code) = issued();
+        grant.user_id = id.clone();
+        code.expires_at = dir.now() + 60;
+        seal(&dir, &grant, &code, &user).await.unwrap();
+        let kept = issued_user(&dir, &grant).unwrap();
+        assert_eq!(kept.password_hash, None, "no password hash is kept");
+        assert_eq!(
+            kept,
+            User {
+                password_hash: None,
+                ..user.clone()
+            }
+        );
+        assert_eq!(issued_user(&dir, &grant), None, "taken once");
+
+        // Not after the code's expiry, nor for a grant of someone else.
+        seal(&dir, &grant, &code, &user).await.unwrap();
+        clock.advance(60);
+        assert_eq!(issued_user(&dir, &grant), None, "expired");
+        code.expires_at = dir.now() + 60;
+        seal(&dir, &grant, &code, &user).await.unwrap();
+        let theirs = Grant {
+            user_id: "someone else".into(),
+            ..grant.clone()
+        };
+        assert_eq!(issued_user(&dir, &theirs), None, "another user's grant");
+    }
+
+    #[test]
+    fn issued_users_are_bounded_and_swept_of_expired_codes() {
+        let users = IssuedUsers::default();
+        let user = User {
+            id: "u".into(),
+            email: "u@contoso.test".into(),
+            display_name: "U".into(),
+            given_name: None,
+            family_name: None,
+            password_hash: None,
+            status: store::UserStatus::Active,
+            must_change_password: false,
+            created_at: 0,
+            updated_at: 0,
+            user_type: store::UserType::Member,
+            partner_id: None,
+            home_subject: None,
+            invitation_state: None,
+            home_user_risk: None,
+        };
+        for n in 0..MOST_ISSUED_USERS {
+            users.keep(&format!("g{n}"), 100, &user, 10);
+        }
+        users.keep("one too many", 100, &user, 10);
+        assert_eq!(users.take("one too many", 10), None, "full: not kept");
+        assert!(users.take("g0", 10).is_some());
+        users.keep("g0", 100, &user, 10);
+        // Once those codes have expired, the next one sweeps them out.
+        users.keep("later", 200, &user, 100);
+        assert!(users.take("later", 100).is_some());
+        let left = users.0.lock().unwrap().users.len();
+        assert_eq!(left, 0, "the expired were swept");
     }
 }

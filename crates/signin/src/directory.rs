@@ -98,6 +98,8 @@ pub struct Directory {
     keys: RwLock<Arc<KeySet>>,
     /// The key authorization codes are sealed with, read from the store at first use.
     pub(crate) code_key: tokio::sync::OnceCell<protocol::sealed::SealingKey>,
+    /// The users this replica issued codes to, for their exchange.
+    pub(crate) issued_users: crate::authorization_codes::IssuedUsers,
     /// Where mail goes (`[mail]`); `None` when the tenant sends none.
     pub mailer: Option<Arc<Mailer>>,
     /// The sign-in counter's series seen so far.
@@ -169,6 +171,7 @@ impl Directory {
             protection,
             keys: RwLock::new(Arc::new(keys)),
             code_key: tokio::sync::OnceCell::new(),
+            issued_users: crate::authorization_codes::IssuedUsers::default(),
             mailer,
             sign_in_counts: crate::signin_log::SignInCounts::default(),
         }

@@ -146,7 +146,7 @@ pub enum CodeRedemption {
     /// The code (or its grant) has expired.
     Expired,
     /// The code was fresh but its session has ended since (e.g. the user signed out in
-    /// between); the code is now spent and its grant revoked.
+    /// between), or its user is no longer active; the code is now spent and its grant revoked.
     GrantRevoked,
 }
 
@@ -446,9 +446,11 @@ fn replayed(grant_id: &str) -> CodeRedemption {
 }
 
 /// Stores a code's grant unless a grant with its id exists (the code was redeemed before:
-/// `None`). In the same statement, a grant whose session has ended by `now` is stored revoked:
-/// `Some(true)` when the session is live (or the grant has none), `Some(false)` when not. One
-/// round trip where a separate session read took two.
+/// `None`). In the same statement, a grant whose session has ended by `now`, or whose user is
+/// no longer active (disabled or deleted), is stored revoked: `Some(true)` when the session is
+/// live (or the grant has none) and the user active, `Some(false)` when not. One round trip
+/// where separate session and user reads took three, and the caller may then use the user it
+/// read when it issued the code.
 async fn insert_code_grant(
     target: impl Executor,
     grant: &Grant,
@@ -459,8 +461,9 @@ async fn insert_code_grant(
         "INSERT INTO grants (",
         grant_columns!(),
         ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-         CASE WHEN $4 IS NULL OR EXISTS (SELECT 1 FROM sessions \
-             WHERE id = $4 AND revoked_at IS NULL AND expires_at > $14) \
+         CASE WHEN ($4 IS NULL OR EXISTS (SELECT 1 FROM sessions \
+             WHERE id = $4 AND revoked_at IS NULL AND expires_at > $14)) \
+             AND EXISTS (SELECT 1 FROM users WHERE id = $3 AND status = 'active') \
          THEN $12 ELSE $14 END, $13 WHERE true \
          ON CONFLICT (id) DO NOTHING RETURNING revoked_at"
     ))
@@ -515,7 +518,8 @@ impl Store {
     /// The grant is inserted, and its id is the code's "spent" mark: a second redemption (a
     /// replay, or the loser of two concurrent ones) finds it and revokes the grant with every
     /// token issued from it, even after the code has expired. A fresh code whose session has
-    /// ended since (sign-out, an admin or risk ending the user's sign-ins) is refused and spent.
+    /// ended since (sign-out, an admin or risk ending the user's sign-ins), or whose user is no
+    /// longer active, is refused and spent.
     ///
     /// `check` runs first, on the code alone, so the caller can check it against the request
     /// (client, redirect URI, PKCE) and mint the family's first refresh token. If it fails, the

@@ -147,7 +147,7 @@ async fn issue_code(
         created_at: now,
         expires_at: now + t.code,
     };
-    Ok(signin::authorization_codes::seal(state, &grant, &auth_code).await?)
+    Ok(signin::authorization_codes::seal(state, &grant, &auth_code, &c.user).await?)
 }
 
 pub fn authorize_error(state: &AppState, ctx: &Ctx, e: AuthorizeError) -> Response {

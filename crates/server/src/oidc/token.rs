@@ -173,7 +173,12 @@ pub(crate) async fn exchange_code(
             return Err(invalid("The authorization has been revoked.").into());
         }
     };
-    let user = active_user(state, &grant.user_id).await?;
+    // The redemption refused a user no longer active; the user the code was issued to is
+    // kept by the replica that issued it, and read here otherwise.
+    let user = match signin::authorization_codes::issued_user(state, &grant) {
+        Some(user) => Some(user),
+        None => active_user(state, &grant.user_id).await?,
+    };
     let Some(user) = user else {
         state.store.revoke_grant(&grant.id, now).await?;
         return Err(invalid("The user is no longer active.").into());

@@ -1,6 +1,8 @@
 //! Grants, authorization codes, refresh tokens and the revocation lists.
 
-use tenantd_store::{AuthCode, CodeRedemption, Grant, RefreshToken, Rotation, StoreError};
+use tenantd_store::{
+    AuthCode, CodeRedemption, Grant, RefreshToken, Rotation, StoreError, UserStatus,
+};
 
 use crate::{Ctx, code, create_grant, grant, new_user, refresh, session, user_with_grant};
 
@@ -574,6 +576,44 @@ pub async fn sealed_code_expired_or_of_an_ended_session_is_refused(ctx: Ctx) {
         store.grant("g2").await.unwrap().unwrap().revoked_at,
         Some(120)
     );
+}
+
+pub async fn sealed_code_of_a_user_no_longer_active_is_refused(ctx: Ctx) {
+    let store = &ctx.store;
+    let (c, g) = sealed_fixture(store).await;
+    // Disabled while the session lives on: the redemption itself refuses the user.
+    store
+        .set_user_status("u2", UserStatus::Disabled, 110)
+        .await
+        .unwrap();
+    let disabled = store
+        .redeem_sealed_code(&c, &g, 120, |_, _| {
+            Ok::<_, ()>(Some(refresh("r-disabled", "g2", 9_000)))
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(disabled, Ok(CodeRedemption::GrantRevoked)),
+        "{disabled:?}"
+    );
+    assert_eq!(store.refresh_token("r-disabled").await.unwrap(), None);
+    assert_eq!(
+        store.grant("g2").await.unwrap().unwrap().revoked_at,
+        Some(120),
+        "spent and revoked"
+    );
+    // Enabled again, a new code of the same session is redeemed.
+    store
+        .set_user_status("u2", UserStatus::Active, 130)
+        .await
+        .unwrap();
+    let (c3, g3) = (code("g3", 160), grant("g3", "u2", Some("s2"), true));
+    let redeemed = store
+        .redeem_sealed_code(&c3, &g3, 140, no_check)
+        .await
+        .unwrap();
+    assert_eq!(redeemed, Ok(CodeRedemption::Redeemed));
+    assert_eq!(store.grant("g3").await.unwrap(), Some(g3));
 }
 
 pub async fn sealed_code_failing_its_check_is_spent(ctx: Ctx) {

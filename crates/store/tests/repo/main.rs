@@ -346,6 +346,7 @@ scenarios! {
         access_token_revocation,
         sealed_code_inserts_its_grant_once_and_a_replay_revokes_it,
         sealed_code_expired_or_of_an_ended_session_is_refused,
+        sealed_code_of_a_user_no_longer_active_is_refused,
         sealed_code_failing_its_check_is_spent,
         concurrent_sealed_redemption_has_one_winner,
         sealed_redemption_is_atomic,
