@@ -352,8 +352,9 @@ fn open_sqlite(path: &str, flags: rusqlite::OpenFlags) -> Result<rusqlite::Conne
         ("foreign_keys", "ON"),
         // Checkpoints run on their own thread (see `spawn_checkpoints`).
         ("wal_autocheckpoint", "0"),
-        // Every write transaction is a savepoint inside its group's transaction (see
-        // `db::Group`), so SQLite keeps the pages it changes in a sub-journal to undo it alone.
+        // A write transaction that joins a group is a savepoint inside the group's transaction
+        // (see `db::Group`), so SQLite keeps the pages it changes in a sub-journal to undo it
+        // alone.
         // On disk, a sub-journal past 64 KiB became a temporary file created, written and
         // deleted once per group commit (4 % of an SSO flow's CPU); in memory it is a few
         // pages, freed when the savepoint is released.
