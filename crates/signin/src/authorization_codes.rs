@@ -76,6 +76,11 @@ struct Issued {
 
 impl IssuedUsers {
     fn keep(&self, grant_id: &str, expires_at: i64, user: &User, now: i64) {
+        // Copied before the lock is taken, so other requests wait for no allocation.
+        let user = User {
+            password_hash: None,
+            ..user.clone()
+        };
         // Nothing here is left half-changed by a panic, so a poisoned lock is still sound.
         let mut issued = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if issued.users.len() >= MOST_ISSUED_USERS && issued.swept_at < now {
@@ -83,10 +88,6 @@ impl IssuedUsers {
             issued.swept_at = now;
         }
         if issued.users.len() < MOST_ISSUED_USERS {
-            let user = User {
-                password_hash: None,
-                ..user.clone()
-            };
             issued.users.insert(grant_id.to_owned(), (expires_at, user));
         }
     }
@@ -303,23 +304,7 @@ mod tests {
     #[test]
     fn issued_users_are_bounded_and_swept_of_expired_codes() {
         let users = IssuedUsers::default();
-        let user = User {
-            id: "u".into(),
-            email: "u@contoso.test".into(),
-            display_name: "U".into(),
-            given_name: None,
-            family_name: None,
-            password_hash: None,
-            status: store::UserStatus::Active,
-            must_change_password: false,
-            created_at: 0,
-            updated_at: 0,
-            user_type: store::UserType::Member,
-            partner_id: None,
-            home_subject: None,
-            invitation_state: None,
-            home_user_risk: None,
-        };
+        let user = crate::testing::user(None);
         for n in 0..MOST_ISSUED_USERS {
             users.keep(&format!("g{n}"), 100, &user, 10);
         }

@@ -60,3 +60,30 @@ pub(crate) async fn directory() -> (Directory, Arc<OffsetClock>, String) {
         .unwrap();
     (dir, clock, user.id)
 }
+
+/// A user as the store returns them, not stored anywhere: `u1`, Adele Vance; a guest of
+/// `partner_id` if one is given, else a member.
+pub(crate) fn user(partner_id: Option<&str>) -> store::User {
+    use store::{User, UserStatus, UserType};
+    User {
+        id: "u1".into(),
+        email: "adele@contoso.test".into(),
+        display_name: "Adele Vance".into(),
+        given_name: Some("Adele".into()),
+        family_name: Some("Vance".into()),
+        password_hash: None,
+        status: UserStatus::Active,
+        must_change_password: false,
+        created_at: 1000,
+        updated_at: 2000,
+        user_type: if partner_id.is_some() {
+            UserType::Guest
+        } else {
+            UserType::Member
+        },
+        partner_id: partner_id.map(str::to_owned),
+        home_subject: None,
+        invitation_state: None,
+        home_user_risk: None,
+    }
+}

@@ -462,7 +462,7 @@ mod tests {
     use crate::{OffsetClock, keys};
     use protocol::jwt::{KeySet, SigningAlg, SigningKey};
     use risk::{RiskDetail, RiskLevel, RiskState};
-    use store::{AuthCode, CodeRedemption, NewUser, Session, Store, UserStatus, UserType};
+    use store::{AuthCode, CodeRedemption, NewUser, Session, Store};
 
     const ISSUER: &str = "https://login.contoso.test";
 
@@ -626,30 +626,6 @@ partner_tenant = true
         grant
     }
 
-    fn user(partner_id: Option<&str>) -> User {
-        User {
-            id: "u1".into(),
-            email: "adele@contoso.test".into(),
-            display_name: "Adele Vance".into(),
-            given_name: Some("Adele".into()),
-            family_name: Some("Vance".into()),
-            password_hash: None,
-            status: UserStatus::Active,
-            must_change_password: false,
-            created_at: 1000,
-            updated_at: 2000,
-            user_type: if partner_id.is_some() {
-                UserType::Guest
-            } else {
-                UserType::Member
-            },
-            partner_id: partner_id.map(str::to_owned),
-            home_subject: None,
-            invitation_state: None,
-            home_user_risk: None,
-        }
-    }
-
     fn app_config(partner_tenant: bool) -> AppConfig {
         let mut app = Config::parse(CONFIG, "test.toml").unwrap().apps[0].clone();
         app.partner_tenant = partner_tenant;
@@ -677,7 +653,7 @@ partner_tenant = true
 
     #[test]
     fn profile_and_email_follow_the_scope() {
-        let member = user(None);
+        let member = crate::testing::user(None);
         let none = claims_for(
             &app_config(false),
             &member,
@@ -713,7 +689,7 @@ partner_tenant = true
 
     #[test]
     fn claims_asked_for_by_name_are_released_without_their_scope() {
-        let member = user(None);
+        let member = crate::testing::user(None);
         let openid = scopes("openid");
         let c = user_claims(&member, &openid, &named(&["email", "name"]));
         assert_eq!(
@@ -769,7 +745,7 @@ partner_tenant = true
 
     #[test]
     fn only_partner_tenant_apps_receive_a_members_user_risk() {
-        let member = user(None);
+        let member = crate::testing::user(None);
         let openid = scopes("openid");
         let partner = claims_for(
             &app_config(true),
@@ -814,7 +790,7 @@ partner_tenant = true
 
     #[test]
     fn guests_carry_their_home_and_never_a_user_risk() {
-        let guest = user(Some("fabrikam"));
+        let guest = crate::testing::user(Some("fabrikam"));
         let openid = scopes("openid");
         assert!(!receives_user_risk(&app_config(true), &guest, &openid));
         let c = claims_for(
