@@ -519,6 +519,31 @@ pub async fn sealed_code_inserts_its_grant_once_and_a_replay_revokes_it(ctx: Ctx
     );
 }
 
+/// Redeems the fixture's code `g2` at 120, minting a first refresh token, and checks that it
+/// is refused: the grant stored revoked (the code spent) and no refresh token stored.
+async fn refused_and_spent_at_120(store: &tenantd_store::Store, c: &AuthCode, g: &Grant) {
+    let refused = store
+        .redeem_sealed_code(c, g, 120, |_, _| {
+            Ok::<_, ()>(Some(refresh("r-refused", "g2", 9_000)))
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(refused, Ok(CodeRedemption::GrantRevoked)),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.refresh_token("r-refused").await.unwrap(),
+        None,
+        "no refresh token for a grant stored revoked"
+    );
+    assert_eq!(
+        store.grant("g2").await.unwrap().unwrap().revoked_at,
+        Some(120),
+        "spent and revoked"
+    );
+}
+
 pub async fn sealed_code_expired_or_of_an_ended_session_is_refused(ctx: Ctx) {
     let store = &ctx.store;
     let (c, g) = sealed_fixture(store).await;
@@ -543,26 +568,7 @@ pub async fn sealed_code_expired_or_of_an_ended_session_is_refused(ctx: Ctx) {
     assert!(store.grant("g2").await.unwrap().is_none());
 
     store.end_user_sign_ins("u2", 110).await.unwrap();
-    let ended = store
-        .redeem_sealed_code(&c, &g, 120, |_, _| {
-            Ok::<_, ()>(Some(refresh("r-ended", "g2", 9_000)))
-        })
-        .await
-        .unwrap();
-    assert!(
-        matches!(ended, Ok(CodeRedemption::GrantRevoked)),
-        "{ended:?}"
-    );
-    assert_eq!(
-        store.refresh_token("r-ended").await.unwrap(),
-        None,
-        "no refresh token for a grant stored revoked"
-    );
-    assert_eq!(
-        store.grant("g2").await.unwrap().unwrap().revoked_at,
-        Some(120),
-        "spent and revoked"
-    );
+    refused_and_spent_at_120(store, &c, &g).await;
     // Spent all the same: showing it again is a replay, which keeps the first revocation.
     let again = store
         .redeem_sealed_code(&c, &g, 121, no_check)
@@ -586,22 +592,7 @@ pub async fn sealed_code_of_a_user_no_longer_active_is_refused(ctx: Ctx) {
         .set_user_status("u2", UserStatus::Disabled, 110)
         .await
         .unwrap();
-    let disabled = store
-        .redeem_sealed_code(&c, &g, 120, |_, _| {
-            Ok::<_, ()>(Some(refresh("r-disabled", "g2", 9_000)))
-        })
-        .await
-        .unwrap();
-    assert!(
-        matches!(disabled, Ok(CodeRedemption::GrantRevoked)),
-        "{disabled:?}"
-    );
-    assert_eq!(store.refresh_token("r-disabled").await.unwrap(), None);
-    assert_eq!(
-        store.grant("g2").await.unwrap().unwrap().revoked_at,
-        Some(120),
-        "spent and revoked"
-    );
+    refused_and_spent_at_120(store, &c, &g).await;
     // Enabled again, a new code of the same session is redeemed.
     store
         .set_user_status("u2", UserStatus::Active, 130)
