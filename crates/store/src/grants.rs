@@ -525,9 +525,9 @@ impl Store {
     /// (client, redirect URI, PKCE) and mint the family's first refresh token. If it fails, the
     /// grant is stored revoked (the code is spent, so it cannot be retried) and its error is
     /// returned as `Ok(Err(e))`. If it returns a refresh token, the grant and the token are
-    /// stored in one transaction. Without one (no `offline_access`, the common case) the grant
-    /// is the only write, one statement committing by itself: on PostgreSQL two round trips
-    /// (`BEGIN`, `COMMIT`) fewer. Every other outcome is returned as `Ok(Ok(_))`.
+    /// stored in one transaction. Without one (an app not allowed the `refresh_token` grant)
+    /// the grant is the only write, one statement committing by itself: on PostgreSQL two round
+    /// trips (`BEGIN`, `COMMIT`) fewer. Every other outcome is returned as `Ok(Ok(_))`.
     pub async fn redeem_sealed_code<E>(
         &self,
         code: &AuthCode,
