@@ -91,6 +91,13 @@ async fn a_crash_keeps_spent_codes_spent_and_rotations_done() {
         .as_str()
         .unwrap()
         .to_owned();
+    // A family's first refresh token, never rotated: it is kept with its grant.
+    let r = redeem(&t, &code(&t, &b).await).await;
+    assert_eq!(r.status(), 200);
+    let first = r.json::<serde_json::Value>().await.unwrap()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let unspent = code(&t, &b).await;
 
     // SIGKILL, right after the responses: nothing gets to run on the way out.
@@ -109,6 +116,11 @@ async fn a_crash_keeps_spent_codes_spent_and_rotations_done() {
         error_of(refresh(&t, &rt1).await).await,
         (400, "invalid_grant".into()),
         "the token rotated away before the crash stays used"
+    );
+    assert_eq!(
+        refresh(&t, &first).await.status(),
+        200,
+        "a first refresh token issued before the crash refreshes"
     );
     // Last: a replayed code also revokes what was issued from it (RFC 6749 §4.1.2).
     assert_eq!(

@@ -1,6 +1,10 @@
 //! Grants and what hangs off them: `grants`, `refresh_tokens`, and `code_sealing_keys` (the
 //! secret their authorization codes are sealed with).
 //!
+//! A family's first refresh token is kept in its grant's row, so that a code exchange is one
+//! statement; the tokens rotation makes after it are rows of `refresh_tokens`. Readers see
+//! both through the `all_refresh_tokens` view.
+//!
 //! A grant is one user's authorization of one client. Its authorization code, access tokens and
 //! refresh tokens (one rotation family per grant) are only as alive as the grant: revoking the
 //! grant kills them all, and a replayed code or reused refresh token revokes the grant in the
@@ -226,7 +230,7 @@ async fn refresh_in(tx: &mut Tx, token_hash: &str) -> Result<Option<RefreshToken
     let token: Option<RefreshToken> = query(concat!(
         "SELECT ",
         refresh_columns!(),
-        " FROM refresh_tokens WHERE token_hash = $1"
+        " FROM all_refresh_tokens WHERE token_hash = $1"
     ))
     .bind(token_hash)
     .fetch_optional(&mut *tx)
@@ -373,13 +377,27 @@ async fn refresh_with_grant(
     let row: Option<RefreshGrantRow> = query(concat!(
         "SELECT ",
         refresh_join_columns!(),
-        " FROM refresh_tokens rt JOIN grants g ON g.id = rt.grant_id WHERE rt.token_hash = $1"
+        " FROM all_refresh_tokens rt JOIN grants g ON g.id = rt.grant_id \
+         WHERE rt.token_hash = $1"
     ))
     .bind(token_hash)
     .fetch_optional(executor)
     .await?;
     row.map(RefreshGrantRow::into_pair).transpose()
 }
+
+/// Marks a refresh token used if it is unused and unexpired and its grant live, the statement
+/// checking it all. A family's tokens after the first are in `refresh_tokens`, which most
+/// rotations find; its first is in its grant's row, tried second.
+const MARK_USED: [&str; 2] = [
+    "UPDATE refresh_tokens SET used_at = $1 \
+     WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 \
+     AND EXISTS (SELECT 1 FROM grants g WHERE g.id = refresh_tokens.grant_id \
+                 AND g.revoked_at IS NULL AND g.expires_at > $1)",
+    "UPDATE grants SET refresh_used_at = $1 \
+     WHERE refresh_hash = $2 AND refresh_used_at IS NULL AND refresh_expires_at > $1 \
+     AND revoked_at IS NULL AND expires_at > $1",
+];
 
 /// Revokes a grant unless already revoked (the first revocation time is kept).
 async fn revoke_grant_in(tx: &mut Tx, id: &str, now: i64) -> Result<bool, StoreError> {
@@ -391,11 +409,16 @@ async fn revoke_grant_in(tx: &mut Tx, id: &str, now: i64) -> Result<bool, StoreE
     Ok(done.rows_affected() > 0)
 }
 
+/// Stores a refresh token in `refresh_tokens`. A hash names one token, in either table:
+/// [`StoreError::Conflict`] if it is taken (here by the primary key, in a grant's row by the
+/// `NOT EXISTS`).
 async fn insert_refresh_in(tx: &mut Tx, token: &RefreshToken) -> Result<(), StoreError> {
-    query(concat!(
+    let taken = || "refresh token hash already exists".to_owned();
+    let inserted = query(concat!(
         "INSERT INTO refresh_tokens (",
         refresh_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ") SELECT $1, $2, $3, $4, $5, $6, $7 \
+         WHERE NOT EXISTS (SELECT 1 FROM grants WHERE refresh_hash = $1)"
     ))
     .bind(&token.token_hash)
     .bind(&token.grant_id)
@@ -406,9 +429,10 @@ async fn insert_refresh_in(tx: &mut Tx, token: &RefreshToken) -> Result<(), Stor
     .bind(token.used_at)
     .execute(&mut *tx)
     .await
-    .map_err(|e| {
-        StoreError::conflict_or_db(e, || "refresh token hash already exists".to_owned())
-    })?;
+    .map_err(|e| StoreError::conflict_or_db(e, taken))?;
+    if inserted.rows_affected() == 0 {
+        return Err(StoreError::Conflict(taken()));
+    }
     Ok(())
 }
 
@@ -451,20 +475,42 @@ fn replayed(grant_id: &str) -> CodeRedemption {
 /// live (or the grant has none) and the user active, `Some(false)` when not. One round trip
 /// where separate session and user reads took three, and the caller may then use the user it
 /// read when it issued the code.
+///
+/// `first_refresh`, the family's first refresh token, is stored in the grant's own row when
+/// the grant is stored live, and not at all when it is stored revoked: so the whole code
+/// exchange is this one statement, committing by itself. A hash taken in a grant's row fails
+/// the statement (the unique index); one taken in `refresh_tokens` stores nothing, like a
+/// replay (`None`), which the caller tells apart.
 async fn insert_code_grant(
     target: impl Executor,
     grant: &Grant,
+    first_refresh: Option<&RefreshToken>,
     now: i64,
 ) -> Result<Option<bool>, StoreError> {
-    // `WHERE true`: SQLite needs a WHERE on an INSERT ... SELECT before ON CONFLICT.
+    if let Some(token) = first_refresh
+        && (token.grant_id != grant.id
+            || token.client_id != grant.client_id
+            || token.scope != grant.scope
+            || token.used_at.is_some())
+    {
+        return Err(StoreError::Conflict(
+            "a first refresh token must be unused and of its grant, client and scope".to_owned(),
+        ));
+    }
+    // `live` is derived once and used by each CASE. (SQLite needs a WHERE on an INSERT ...
+    // SELECT before ON CONFLICT, and has one.)
     let revoked: Option<(Option<i64>,)> = query(concat!(
         "INSERT INTO grants (",
         grant_columns!(),
-        ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-         CASE WHEN ($4 IS NULL OR EXISTS (SELECT 1 FROM sessions \
+        ", refresh_hash, refresh_created_at, refresh_expires_at) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+         CASE WHEN live.ok THEN $12 ELSE $14 END, $13, \
+         CASE WHEN live.ok THEN $15 END, CASE WHEN live.ok THEN $16 END, \
+         CASE WHEN live.ok THEN $17 END \
+         FROM (SELECT ($4 IS NULL OR EXISTS (SELECT 1 FROM sessions \
              WHERE id = $4 AND revoked_at IS NULL AND expires_at > $14)) \
-             AND EXISTS (SELECT 1 FROM users WHERE id = $3 AND status = 'active') \
-         THEN $12 ELSE $14 END, $13 WHERE true \
+             AND EXISTS (SELECT 1 FROM users WHERE id = $3 AND status = 'active') AS ok) live \
+         WHERE NOT EXISTS (SELECT 1 FROM refresh_tokens WHERE token_hash = $15) \
          ON CONFLICT (id) DO NOTHING RETURNING revoked_at"
     ))
     .bind(&grant.id)
@@ -481,8 +527,14 @@ async fn insert_code_grant(
     .bind(grant.revoked_at)
     .bind(&grant.claims)
     .bind(now)
+    .bind(first_refresh.map(|t| t.token_hash.as_str()))
+    .bind(first_refresh.map(|t| t.created_at))
+    .bind(first_refresh.map(|t| t.expires_at))
     .fetch_optional(target)
-    .await?;
+    .await
+    .map_err(|e| {
+        StoreError::conflict_or_db(e, || "refresh token hash already exists".to_owned())
+    })?;
     Ok(revoked.map(|(revoked_at,)| revoked_at == grant.revoked_at))
 }
 
@@ -524,10 +576,11 @@ impl Store {
     /// `check` runs first, on the code alone, so the caller can check it against the request
     /// (client, redirect URI, PKCE) and mint the family's first refresh token. If it fails, the
     /// grant is stored revoked (the code is spent, so it cannot be retried) and its error is
-    /// returned as `Ok(Err(e))`. If it returns a refresh token, the grant and the token are
-    /// stored in one transaction. Without one (an app not allowed the `refresh_token` grant)
-    /// the grant is the only write, one statement committing by itself: on PostgreSQL two round
-    /// trips (`BEGIN`, `COMMIT`) fewer. Every other outcome is returned as `Ok(Ok(_))`.
+    /// returned as `Ok(Err(e))`. If it returns a refresh token (it must be unused and of the
+    /// grant, its client and scope, else [`StoreError::Conflict`] and nothing is stored), the
+    /// token is stored in the grant's row. Either way the redemption is one statement
+    /// committing by itself: on PostgreSQL one round trip, not the four of a transaction
+    /// writing two tables. Every other outcome is returned as `Ok(Ok(_))`.
     pub async fn redeem_sealed_code<E>(
         &self,
         code: &AuthCode,
@@ -548,25 +601,24 @@ impl Store {
         }
         let checked = check(code, grant);
         let stored = match &checked {
-            Ok(Some(first_refresh)) => {
-                let mut tx = self.begin_write().await?;
-                let live = insert_code_grant(&mut tx, grant, now).await?;
-                if live == Some(true) {
-                    insert_refresh_in(&mut tx, first_refresh).await?;
-                }
-                tx.commit().await?;
-                live
+            Ok(first_refresh) => {
+                insert_code_grant(&self.db, grant, first_refresh.as_ref(), now).await?
             }
-            Ok(None) => insert_code_grant(&self.db, grant, now).await?,
             Err(_) => {
                 let refused = Grant {
                     revoked_at: Some(now),
                     ..grant.clone()
                 };
-                insert_code_grant(&self.db, &refused, now).await?
+                insert_code_grant(&self.db, &refused, None, now).await?
             }
         };
         let Some(session_live) = stored else {
+            if matches!(checked, Ok(Some(_))) && self.grant(&grant.id).await?.is_none() {
+                // Not a replay: the first refresh token's hash is taken, and nothing is spent.
+                return Err(StoreError::Conflict(
+                    "refresh token hash already exists".to_owned(),
+                ));
+            }
             self.revoke_grant(&grant.id, now).await?;
             return Ok(Ok(replayed(&grant.id)));
         };
@@ -649,8 +701,9 @@ impl Store {
         Ok(ended)
     }
 
-    /// Stores a refresh token (the first of a family, issued with the code exchange).
-    /// [`StoreError::Conflict`] if the hash is taken.
+    /// Stores a refresh token of an existing grant (a code exchange stores the family's first
+    /// with its grant: see [`Store::redeem_sealed_code`]). [`StoreError::Conflict`] if the
+    /// hash is taken.
     pub async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         insert_refresh_in(&mut tx, token).await?;
@@ -693,7 +746,7 @@ impl Store {
             joined_user_columns!(),
             ", ",
             joined_user_risk_columns!(),
-            " FROM refresh_tokens rt JOIN grants g ON g.id = rt.grant_id \
+            " FROM all_refresh_tokens rt JOIN grants g ON g.id = rt.grant_id \
              JOIN users u ON u.id = g.user_id ",
             joined_user_risk_tables!(),
             " WHERE rt.token_hash = $1"
@@ -720,7 +773,7 @@ impl Store {
         let token: Option<RefreshToken> = query(concat!(
             "SELECT ",
             refresh_columns!(),
-            " FROM refresh_tokens WHERE token_hash = $1"
+            " FROM all_refresh_tokens WHERE token_hash = $1"
         ))
         .bind(hash)
         .fetch_optional(&self.db)
@@ -798,17 +851,18 @@ impl Store {
         let mut tx = self.begin_write().await?;
         // The conditions are checked by the UPDATE itself: a concurrent rotation or revocation
         // may have committed since the read above.
-        let used = query(
-            "UPDATE refresh_tokens SET used_at = $1 \
-             WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 \
-             AND EXISTS (SELECT 1 FROM grants g WHERE g.id = refresh_tokens.grant_id \
-                         AND g.revoked_at IS NULL AND g.expires_at > $1)",
-        )
-        .bind(now)
-        .bind(old_hash)
-        .execute(&mut tx)
-        .await?
-        .rows_affected();
+        let mut used = 0;
+        for sql in MARK_USED {
+            used = query(sql)
+                .bind(now)
+                .bind(old_hash)
+                .execute(&mut tx)
+                .await?
+                .rows_affected();
+            if used == 1 {
+                break;
+            }
+        }
         let outcome = if used == 1 {
             insert_refresh_in(&mut tx, &new).await?;
             // Grants change only by revocation, which the UPDATE has just ruled out.

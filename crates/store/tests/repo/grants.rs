@@ -743,3 +743,123 @@ pub async fn code_sealing_secret_is_created_once(ctx: Ctx) {
     assert_eq!(first, "one");
     assert_eq!(store.code_sealing_secret("two", 200).await.unwrap(), "one");
 }
+
+/// A family's first refresh token, stored with its grant by the code exchange, reads, rotates
+/// and is caught on reuse like the tokens rotation makes after it; a hash names one token
+/// wherever it is kept.
+pub async fn first_refresh_token_lives_and_rotates_like_the_rest(ctx: Ctx) {
+    let store = &ctx.store;
+    let (c, g) = sealed_fixture(store).await;
+    let redeemed = store
+        .redeem_sealed_code(&c, &g, 120, |_, _| {
+            Ok::<_, ()>(Some(refresh("r-first", "g2", 9_000)))
+        })
+        .await
+        .unwrap();
+    assert_eq!(redeemed, Ok(CodeRedemption::Redeemed));
+    let read = store
+        .refresh_token_and_user("r-first")
+        .await
+        .unwrap()
+        .expect("the first token is read with its grant and user");
+    assert_eq!(read.token, refresh("r-first", "g2", 9_000));
+    assert_eq!(read.grant, g);
+    assert_eq!(read.user.id, "u2");
+
+    // Taken by the first token: a rotation to its hash changes nothing.
+    let err = store
+        .rotate_refresh_token("r-first", &refresh("r-first", "g2", 9_000), 130)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(
+        store.refresh_token("r-first").await.unwrap().unwrap().used_at,
+        None
+    );
+
+    let Rotation::Rotated { old, grant } = store
+        .rotate_refresh_token("r-first", &refresh("r-2", "g2", 9_000), 131)
+        .await
+        .unwrap()
+    else {
+        panic!("the first token rotates");
+    };
+    assert_eq!(old.used_at, Some(131));
+    assert_eq!(grant, g);
+    assert_eq!(
+        store.refresh_token("r-first").await.unwrap().unwrap().used_at,
+        Some(131),
+        "its use is stored"
+    );
+    assert!(matches!(
+        store
+            .rotate_refresh_token("r-2", &refresh("r-3", "g2", 9_000), 132)
+            .await
+            .unwrap(),
+        Rotation::Rotated { .. }
+    ));
+
+    // The first token again: reuse, and the whole family dies with the grant.
+    assert_eq!(
+        store
+            .rotate_refresh_token("r-first", &refresh("r-4", "g2", 9_000), 133)
+            .await
+            .unwrap(),
+        Rotation::Reused {
+            grant_id: "g2".to_owned()
+        }
+    );
+    assert_eq!(
+        store.grant("g2").await.unwrap().unwrap().revoked_at,
+        Some(133)
+    );
+    assert_eq!(
+        store
+            .rotate_refresh_token("r-3", &refresh("r-5", "g2", 9_000), 134)
+            .await
+            .unwrap(),
+        Rotation::GrantRevoked
+    );
+    assert_eq!(store.refresh_token("r-4").await.unwrap(), None);
+    assert_eq!(store.refresh_token("r-5").await.unwrap(), None);
+}
+
+/// A first token past its own expiry (before its grant's) does not rotate, and is not reuse.
+pub async fn first_refresh_token_expires(ctx: Ctx) {
+    let store = &ctx.store;
+    let (c, g) = sealed_fixture(store).await;
+    store
+        .redeem_sealed_code(&c, &g, 120, |_, _| {
+            Ok::<_, ()>(Some(refresh("r-first", "g2", 500)))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store
+            .rotate_refresh_token("r-first", &refresh("r-2", "g2", 9_000), 500)
+            .await
+            .unwrap(),
+        Rotation::Expired
+    );
+    assert_eq!(store.grant("g2").await.unwrap().unwrap().revoked_at, None);
+    assert_eq!(store.refresh_token("r-2").await.unwrap(), None);
+}
+
+/// A first refresh token not of its grant (another grant, client or scope, or already used) is
+/// refused before anything is stored: the code is not spent.
+pub async fn first_refresh_token_must_be_of_its_grant(ctx: Ctx) {
+    let store = &ctx.store;
+    let (c, g) = sealed_fixture(store).await;
+    let mut narrower = refresh("r-first", "g2", 9_000);
+    narrower.scope = "openid".to_owned();
+    for bad in [refresh("r-first", "g1", 9_000), narrower] {
+        let err = store
+            .redeem_sealed_code(&c, &g, 120, |_, _| Ok::<_, ()>(Some(bad.clone())))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    }
+    assert_eq!(store.grant("g2").await.unwrap(), None);
+    assert_eq!(store.refresh_token("r-first").await.unwrap(), None);
+}

@@ -350,6 +350,9 @@ scenarios! {
         sealed_code_failing_its_check_is_spent,
         concurrent_sealed_redemption_has_one_winner,
         sealed_redemption_is_atomic,
+        first_refresh_token_lives_and_rotates_like_the_rest,
+        first_refresh_token_expires,
+        first_refresh_token_must_be_of_its_grant,
         code_sealing_secret_is_created_once,
     }
     keys {
