@@ -114,6 +114,15 @@ impl Db {
         })))
     }
 
+    /// Where to run one statement that writes and needs no transaction of its own: on
+    /// PostgreSQL it commits by itself (one round trip, where `BEGIN` and `COMMIT` would add
+    /// two); on SQLite it runs in the open group commit, beginning one if none is open, so that
+    /// it shares a commit with the writers around it instead of committing alone. A statement
+    /// that fails changes nothing (SQLite undoes just the statement, not the group).
+    pub(crate) fn one_write(&self) -> OneWrite<'_> {
+        OneWrite(self)
+    }
+
     /// Begins a write transaction. On SQLite it holds the connection until commit or drop,
     /// inside the group's transaction, which took the write lock first (`BEGIN IMMEDIATE`) so
     /// that it never fails half-way when it upgrades from reading to writing.
@@ -279,15 +288,22 @@ async fn committed(conn: &Arc<Mutex<Conn>>, group: Arc<Group>) -> Result<(), DbE
 }
 
 /// Runs `read` on the connection outside any write transaction of the caller's; if a group
-/// is open, the caller is one of its members and returns once it has committed.
+/// is open, the caller is one of its members and returns once it has committed. With `write`,
+/// `read` writes: it joins the open group, beginning one if none is open.
 async fn read<T>(
     conn: &Arc<Mutex<Conn>>,
+    write: bool,
     read: impl FnOnce(&rusqlite::Connection) -> Result<T, DbError>,
 ) -> Result<T, DbError> {
     let (result, group) = {
         let mut held = conn.lock().await;
-        held.check();
-        (read(held.open()?), held.group.clone())
+        let group = if write {
+            Some(held.join()?.0)
+        } else {
+            held.check();
+            held.group.clone()
+        };
+        (read(held.open()?), group)
     };
     if let Some(group) = group {
         committed(conn, group).await?;
@@ -405,6 +421,8 @@ impl Drop for SqliteTx {
 pub(crate) enum Target<'a> {
     /// Autocommit, on the store's database.
     Db(&'a Db),
+    /// One statement that writes, committing by itself ([`Db::one_write`]).
+    Write(&'a Db),
     /// Inside the caller's transaction.
     Tx(&'a mut Tx),
 }
@@ -425,10 +443,20 @@ impl Executor for &Db {
     }
 }
 
+/// See [`Db::one_write`].
+pub(crate) struct OneWrite<'a>(&'a Db);
+
+impl Executor for OneWrite<'_> {
+    fn target(&mut self) -> Target<'_> {
+        Target::Write(self.0)
+    }
+}
+
 impl Executor for Target<'_> {
     fn target(&mut self) -> Target<'_> {
         match self {
             Target::Db(db) => Target::Db(db),
+            Target::Write(db) => Target::Write(db),
             Target::Tx(tx) => Target::Tx(tx),
         }
     }
@@ -664,13 +692,17 @@ impl Query {
 
     /// Runs the statement; returns how many rows it changed.
     pub(crate) async fn execute(self, mut target: impl Executor) -> Result<Done, DbError> {
-        match target.target() {
-            Target::Db(Db::Sqlite(conn)) => read(conn, |c| self.sqlite_execute(c)).await,
+        let target = target.target();
+        let write = matches!(target, Target::Write(_));
+        match target {
+            Target::Db(Db::Sqlite(conn)) | Target::Write(Db::Sqlite(conn)) => {
+                read(conn, write, |c| self.sqlite_execute(c)).await
+            }
             Target::Tx(Tx {
                 engine: EngineTx::Sqlite(SqliteTx { conn, .. }),
                 ..
             }) => self.sqlite_execute(conn.open()?),
-            Target::Db(Db::Postgres(pool)) => {
+            Target::Db(Db::Postgres(pool)) | Target::Write(Db::Postgres(pool)) => {
                 let done = self.postgres()?.execute(pool).await?;
                 Ok(Done {
                     rows: done.rows_affected(),
@@ -693,13 +725,17 @@ impl Query {
         self,
         mut target: impl Executor,
     ) -> Result<Vec<R>, DbError> {
-        match target.target() {
-            Target::Db(Db::Sqlite(conn)) => read(conn, |c| self.sqlite_fetch(c, usize::MAX)).await,
+        let target = target.target();
+        let write = matches!(target, Target::Write(_));
+        match target {
+            Target::Db(Db::Sqlite(conn)) | Target::Write(Db::Sqlite(conn)) => {
+                read(conn, write, |c| self.sqlite_fetch(c, usize::MAX)).await
+            }
             Target::Tx(Tx {
                 engine: EngineTx::Sqlite(SqliteTx { conn, .. }),
                 ..
             }) => self.sqlite_fetch(conn.open()?, usize::MAX),
-            Target::Db(Db::Postgres(pool)) => {
+            Target::Db(Db::Postgres(pool)) | Target::Write(Db::Postgres(pool)) => {
                 let rows = self.postgres()?.fetch_all(pool).await?;
                 rows.iter()
                     .map(|r| R::from_row(&Row::Postgres(r)))
@@ -722,15 +758,17 @@ impl Query {
         self,
         mut target: impl Executor,
     ) -> Result<Option<R>, DbError> {
-        match target.target() {
-            Target::Db(Db::Sqlite(conn)) => {
-                Ok(read(conn, |c| self.sqlite_fetch(c, 1)).await?.pop())
+        let target = target.target();
+        let write = matches!(target, Target::Write(_));
+        match target {
+            Target::Db(Db::Sqlite(conn)) | Target::Write(Db::Sqlite(conn)) => {
+                Ok(read(conn, write, |c| self.sqlite_fetch(c, 1)).await?.pop())
             }
             Target::Tx(Tx {
                 engine: EngineTx::Sqlite(SqliteTx { conn, .. }),
                 ..
             }) => Ok(self.sqlite_fetch(conn.open()?, 1)?.pop()),
-            Target::Db(Db::Postgres(pool)) => {
+            Target::Db(Db::Postgres(pool)) | Target::Write(Db::Postgres(pool)) => {
                 let row = self.postgres()?.fetch_optional(pool).await?;
                 row.map(|r| R::from_row(&Row::Postgres(&r))).transpose()
             }
@@ -750,7 +788,7 @@ impl Query {
         mut target: impl Executor,
     ) -> Result<R, DbError> {
         match target.target() {
-            Target::Db(Db::Postgres(pool)) => {
+            Target::Db(Db::Postgres(pool)) | Target::Write(Db::Postgres(pool)) => {
                 let row = self.postgres()?.fetch_one(pool).await?;
                 R::from_row(&Row::Postgres(&row))
             }

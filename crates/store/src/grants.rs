@@ -602,14 +602,14 @@ impl Store {
         let checked = check(code, grant);
         let stored = match &checked {
             Ok(first_refresh) => {
-                insert_code_grant(&self.db, grant, first_refresh.as_ref(), now).await?
+                insert_code_grant(self.db.one_write(), grant, first_refresh.as_ref(), now).await?
             }
             Err(_) => {
                 let refused = Grant {
                     revoked_at: Some(now),
                     ..grant.clone()
                 };
-                insert_code_grant(&self.db, &refused, None, now).await?
+                insert_code_grant(self.db.one_write(), &refused, None, now).await?
             }
         };
         let Some(session_live) = stored else {

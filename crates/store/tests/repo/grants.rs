@@ -773,7 +773,12 @@ pub async fn first_refresh_token_lives_and_rotates_like_the_rest(ctx: Ctx) {
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert_eq!(
-        store.refresh_token("r-first").await.unwrap().unwrap().used_at,
+        store
+            .refresh_token("r-first")
+            .await
+            .unwrap()
+            .unwrap()
+            .used_at,
         None
     );
 
@@ -787,7 +792,12 @@ pub async fn first_refresh_token_lives_and_rotates_like_the_rest(ctx: Ctx) {
     assert_eq!(old.used_at, Some(131));
     assert_eq!(grant, g);
     assert_eq!(
-        store.refresh_token("r-first").await.unwrap().unwrap().used_at,
+        store
+            .refresh_token("r-first")
+            .await
+            .unwrap()
+            .unwrap()
+            .used_at,
         Some(131),
         "its use is stored"
     );
