@@ -640,8 +640,8 @@ pub async fn sealed_code_failing_its_check_is_spent(ctx: Ctx) {
 pub async fn concurrent_sealed_redemption_has_one_winner(ctx: Ctx) {
     let store = ctx.store.clone();
     let (c, g) = sealed_fixture(&store).await;
-    // Half the contenders mint a first refresh token (a transaction), half do not (the grant's
-    // insert alone): the grant's id decides between both kinds alike.
+    // Half the contenders mint a first refresh token, half do not: the grant's id decides
+    // between both kinds alike.
     let tasks: Vec<_> = (0..8)
         .map(|i| {
             let (store, c, g) = (store.clone(), c.clone(), g.clone());
@@ -872,4 +872,60 @@ pub async fn first_refresh_token_must_be_of_its_grant(ctx: Ctx) {
     }
     assert_eq!(store.grant("g2").await.unwrap(), None);
     assert_eq!(store.refresh_token("r-first").await.unwrap(), None);
+}
+
+/// Redemptions at the same moment share commits (on SQLite, one group): one whose first
+/// refresh token's hash is taken fails alone, and the others' grants and tokens are stored.
+pub async fn concurrent_redemptions_fail_alone(ctx: Ctx) {
+    let store = ctx.store.clone();
+    sealed_fixture(&store).await;
+    store
+        .insert_user(&new_user("u1", "u1@example.com"))
+        .await
+        .unwrap();
+    create_grant(&store, &grant("g1", "u1", None, false)).await;
+    store
+        .insert_refresh_token(&refresh("taken", "g1", 5_000))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let id = format!("g-{i}");
+                let hash = if i % 3 == 0 {
+                    "taken".to_owned()
+                } else {
+                    format!("r-{i}")
+                };
+                store
+                    .redeem_sealed_code(&code(&id, 160), &grant(&id, "u2", None, true), 120, {
+                        let id = id.clone();
+                        move |_, _| Ok::<_, ()>(Some(refresh(&hash, &id, 9_000)))
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let outcome = t.await.unwrap();
+        let id = format!("g-{i}");
+        if i % 3 == 0 {
+            assert!(
+                matches!(outcome, Err(StoreError::Conflict(_))),
+                "{outcome:?}"
+            );
+            assert_eq!(store.grant(&id).await.unwrap(), None, "{id} spent nothing");
+        } else {
+            assert_eq!(outcome.unwrap(), Ok(CodeRedemption::Redeemed));
+            assert_eq!(
+                store.refresh_token(&format!("r-{i}")).await.unwrap(),
+                Some(refresh(&format!("r-{i}"), &id, 9_000)),
+            );
+        }
+    }
+    assert_eq!(
+        store.refresh_token("taken").await.unwrap(),
+        Some(refresh("taken", "g1", 5_000))
+    );
 }

@@ -353,6 +353,7 @@ scenarios! {
         first_refresh_token_lives_and_rotates_like_the_rest,
         first_refresh_token_expires,
         first_refresh_token_must_be_of_its_grant,
+        concurrent_redemptions_fail_alone,
         code_sealing_secret_is_created_once,
     }
     keys {
