@@ -1013,6 +1013,28 @@ mod tests {
         let _ = std::fs::remove_file(path);
     }
 
+    /// A statement run with [`Db::one_write`] joins the open group, or begins one that the
+    /// writers ready with it join; when it fails, it fails alone.
+    #[tokio::test(flavor = "current_thread")]
+    async fn one_write_shares_a_commit_and_fails_alone() {
+        let (db, path) = db();
+        let one = |v: i64| {
+            query("INSERT INTO n (v) VALUES ($1)")
+                .bind(v)
+                .execute(db.one_write())
+        };
+        one(50).await.expect("alone");
+        assert_eq!(committed_rows(&path), [50], "committed before it returned");
+        log_frames(&db);
+
+        let (a, taken, b, c) = tokio::join!(one(51), one(50), insert(&db, 52), one(53));
+        a.and(b).and(c).expect("the others commit");
+        assert!(taken.is_err(), "50 is there already");
+        assert_eq!(log_frames(&db), 1, "one commit for them all");
+        assert_eq!(committed_rows(&path), [50, 51, 52, 53]);
+        let _ = std::fs::remove_file(path);
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn a_rollback_undoes_its_own_work_alone() {
         let (db, path) = db();
