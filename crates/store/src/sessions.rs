@@ -163,7 +163,7 @@ macro_rules! interaction_columns {
 impl Store {
     /// Stores a new session. [`StoreError::Conflict`] if the id or token hash is taken.
     pub async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
-        insert_session(&self.db, session).await
+        insert_session(self.db.one_write(), session).await
     }
 
     /// Stores the session a sign-in ends with and deletes the interaction that sign-in was kept
@@ -176,7 +176,7 @@ impl Store {
         session: &Session,
     ) -> Result<(), StoreError> {
         let Some(interaction_id) = interaction_id else {
-            return insert_session(&self.db, session).await;
+            return insert_session(self.db.one_write(), session).await;
         };
         let mut tx = self.begin_write().await?;
         query("DELETE FROM interactions WHERE id = $1")
