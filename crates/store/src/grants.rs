@@ -409,11 +409,15 @@ async fn revoke_grant_in(tx: &mut Tx, id: &str, now: i64) -> Result<bool, StoreE
     Ok(done.rows_affected() > 0)
 }
 
+/// What a [`StoreError::Conflict`] says when a refresh token's hash is taken.
+fn hash_taken() -> String {
+    "refresh token hash already exists".to_owned()
+}
+
 /// Stores a refresh token in `refresh_tokens`. A hash names one token, in either table:
 /// [`StoreError::Conflict`] if it is taken (here by the primary key, in a grant's row by the
 /// `NOT EXISTS`).
 async fn insert_refresh_in(tx: &mut Tx, token: &RefreshToken) -> Result<(), StoreError> {
-    let taken = || "refresh token hash already exists".to_owned();
     let inserted = query(concat!(
         "INSERT INTO refresh_tokens (",
         refresh_columns!(),
@@ -429,9 +433,9 @@ async fn insert_refresh_in(tx: &mut Tx, token: &RefreshToken) -> Result<(), Stor
     .bind(token.used_at)
     .execute(&mut *tx)
     .await
-    .map_err(|e| StoreError::conflict_or_db(e, taken))?;
+    .map_err(|e| StoreError::conflict_or_db(e, hash_taken))?;
     if inserted.rows_affected() == 0 {
-        return Err(StoreError::Conflict(taken()));
+        return Err(StoreError::Conflict(hash_taken()));
     }
     Ok(())
 }
@@ -532,9 +536,7 @@ async fn insert_code_grant(
     .bind(first_refresh.map(|t| t.expires_at))
     .fetch_optional(target)
     .await
-    .map_err(|e| {
-        StoreError::conflict_or_db(e, || "refresh token hash already exists".to_owned())
-    })?;
+    .map_err(|e| StoreError::conflict_or_db(e, hash_taken))?;
     Ok(revoked.map(|(revoked_at,)| revoked_at == grant.revoked_at))
 }
 
@@ -615,9 +617,7 @@ impl Store {
         let Some(session_live) = stored else {
             if matches!(checked, Ok(Some(_))) && self.grant(&grant.id).await?.is_none() {
                 // Not a replay: the first refresh token's hash is taken, and nothing is spent.
-                return Err(StoreError::Conflict(
-                    "refresh token hash already exists".to_owned(),
-                ));
+                return Err(StoreError::Conflict(hash_taken()));
             }
             self.revoke_grant(&grant.id, now).await?;
             return Ok(Ok(replayed(&grant.id)));

@@ -90,59 +90,77 @@ pub async fn rotation_and_reuse_revokes_family(ctx: Ctx) {
         Err(StoreError::Conflict(_))
     ));
 
+    rotated_twice_then_reused(store, "g1", "r1", 5_000).await;
+}
+
+/// Rotates the family's live token `first` of grant `grant_id` twice, then presents it again:
+/// reuse, which kills the family, the newest token included. Tokens made here are named after
+/// `first` and expire at `expires_at`.
+async fn rotated_twice_then_reused(
+    store: &tenantd_store::Store,
+    grant_id: &str,
+    first: &str,
+    expires_at: i64,
+) {
+    let [second, third, fourth, fifth] = [2, 3, 4, 5].map(|n| format!("{first}-{n}"));
     let Rotation::Rotated { old, grant: g } = store
-        .rotate_refresh_token("r1", &refresh("r2", "g1", 5_000), 200)
+        .rotate_refresh_token(first, &refresh(&second, grant_id, expires_at), 200)
         .await
         .unwrap()
     else {
         panic!("first rotation must succeed");
     };
-    assert_eq!(old.token_hash, "r1");
+    assert_eq!(old.token_hash, first);
     assert_eq!(old.used_at, Some(200));
-    assert_eq!(g.id, "g1");
+    assert_eq!(g.id, grant_id);
     assert_eq!(
-        store.refresh_token("r2").await.unwrap(),
-        Some(refresh("r2", "g1", 5_000))
+        store.refresh_token(first).await.unwrap().unwrap().used_at,
+        Some(200),
+        "its use is stored"
+    );
+    assert_eq!(
+        store.refresh_token(&second).await.unwrap(),
+        Some(refresh(&second, grant_id, expires_at))
     );
     assert!(matches!(
         store
-            .rotate_refresh_token("r2", &refresh("r3", "g1", 5_000), 300)
+            .rotate_refresh_token(&second, &refresh(&third, grant_id, expires_at), 300)
             .await
             .unwrap(),
         Rotation::Rotated { .. }
     ));
 
-    // r1 shows up again: reuse. The family dies, the newest token (r3) included.
+    // The first shows up again: reuse. The family dies, the newest token included.
     assert_eq!(
         store
-            .rotate_refresh_token("r1", &refresh("r4", "g1", 5_000), 400)
+            .rotate_refresh_token(first, &refresh(&fourth, grant_id, expires_at), 400)
             .await
             .unwrap(),
         Rotation::Reused {
-            grant_id: "g1".to_owned()
+            grant_id: grant_id.to_owned()
         }
     );
     assert_eq!(
-        store.grant("g1").await.unwrap().unwrap().revoked_at,
+        store.grant(grant_id).await.unwrap().unwrap().revoked_at,
         Some(400)
     );
     assert_eq!(
-        store.refresh_token("r4").await.unwrap(),
+        store.refresh_token(&fourth).await.unwrap(),
         None,
         "nothing issued on reuse"
     );
     assert_eq!(
         store
-            .rotate_refresh_token("r3", &refresh("r5", "g1", 5_000), 401)
+            .rotate_refresh_token(&third, &refresh(&fifth, grant_id, expires_at), 401)
             .await
             .unwrap(),
         Rotation::GrantRevoked
     );
     assert_eq!(
-        store.refresh_token("r3").await.unwrap().unwrap().used_at,
+        store.refresh_token(&third).await.unwrap().unwrap().used_at,
         None
     );
-    assert_eq!(store.refresh_token("r5").await.unwrap(), None);
+    assert_eq!(store.refresh_token(&fifth).await.unwrap(), None);
 }
 
 pub async fn rotation_refuses_another_grant(ctx: Ctx) {
@@ -782,56 +800,7 @@ pub async fn first_refresh_token_lives_and_rotates_like_the_rest(ctx: Ctx) {
         None
     );
 
-    let Rotation::Rotated { old, grant } = store
-        .rotate_refresh_token("r-first", &refresh("r-2", "g2", 9_000), 131)
-        .await
-        .unwrap()
-    else {
-        panic!("the first token rotates");
-    };
-    assert_eq!(old.used_at, Some(131));
-    assert_eq!(grant, g);
-    assert_eq!(
-        store
-            .refresh_token("r-first")
-            .await
-            .unwrap()
-            .unwrap()
-            .used_at,
-        Some(131),
-        "its use is stored"
-    );
-    assert!(matches!(
-        store
-            .rotate_refresh_token("r-2", &refresh("r-3", "g2", 9_000), 132)
-            .await
-            .unwrap(),
-        Rotation::Rotated { .. }
-    ));
-
-    // The first token again: reuse, and the whole family dies with the grant.
-    assert_eq!(
-        store
-            .rotate_refresh_token("r-first", &refresh("r-4", "g2", 9_000), 133)
-            .await
-            .unwrap(),
-        Rotation::Reused {
-            grant_id: "g2".to_owned()
-        }
-    );
-    assert_eq!(
-        store.grant("g2").await.unwrap().unwrap().revoked_at,
-        Some(133)
-    );
-    assert_eq!(
-        store
-            .rotate_refresh_token("r-3", &refresh("r-5", "g2", 9_000), 134)
-            .await
-            .unwrap(),
-        Rotation::GrantRevoked
-    );
-    assert_eq!(store.refresh_token("r-4").await.unwrap(), None);
-    assert_eq!(store.refresh_token("r-5").await.unwrap(), None);
+    rotated_twice_then_reused(store, "g2", "r-first", 9_000).await;
 }
 
 /// A first token past its own expiry (before its grant's) does not rotate, and is not reuse.
