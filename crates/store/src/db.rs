@@ -287,13 +287,13 @@ async fn committed(conn: &Arc<Mutex<Conn>>, group: Arc<Group>) -> Result<(), DbE
     }
 }
 
-/// Runs `read` on the connection outside any write transaction of the caller's; if a group
-/// is open, the caller is one of its members and returns once it has committed. With `write`,
-/// `read` writes: it joins the open group, beginning one if none is open.
-async fn read<T>(
+/// Runs `statement` on the connection outside any write transaction of the caller's; if a
+/// group is open, the caller is one of its members and returns once it has committed. With
+/// `write`, the statement writes: it joins the open group, beginning one if none is open.
+async fn outside_tx<T>(
     conn: &Arc<Mutex<Conn>>,
     write: bool,
-    read: impl FnOnce(&rusqlite::Connection) -> Result<T, DbError>,
+    statement: impl FnOnce(&rusqlite::Connection) -> Result<T, DbError>,
 ) -> Result<T, DbError> {
     let (result, group) = {
         let mut held = conn.lock().await;
@@ -303,7 +303,7 @@ async fn read<T>(
             held.check();
             held.group.clone()
         };
-        (read(held.open()?), group)
+        (statement(held.open()?), group)
     };
     if let Some(group) = group {
         committed(conn, group).await?;
@@ -419,10 +419,9 @@ impl Drop for SqliteTx {
 
 /// Where a statement runs: on the database (outside any transaction) or in a transaction.
 pub(crate) enum Target<'a> {
-    /// Autocommit, on the store's database.
-    Db(&'a Db),
-    /// One statement that writes, committing by itself ([`Db::one_write`]).
-    Write(&'a Db),
+    /// On the store's database, outside any transaction of the caller's: the statement commits
+    /// by itself. `write`: it writes, and on SQLite joins the group commit ([`Db::one_write`]).
+    Db { db: &'a Db, write: bool },
     /// Inside the caller's transaction.
     Tx(&'a mut Tx),
 }
@@ -439,7 +438,10 @@ pub(crate) trait Executor {
 
 impl Executor for &Db {
     fn target(&mut self) -> Target<'_> {
-        Target::Db(self)
+        Target::Db {
+            db: self,
+            write: false,
+        }
     }
 }
 
@@ -448,15 +450,17 @@ pub(crate) struct OneWrite<'a>(&'a Db);
 
 impl Executor for OneWrite<'_> {
     fn target(&mut self) -> Target<'_> {
-        Target::Write(self.0)
+        Target::Db {
+            db: self.0,
+            write: true,
+        }
     }
 }
 
 impl Executor for Target<'_> {
     fn target(&mut self) -> Target<'_> {
         match self {
-            Target::Db(db) => Target::Db(db),
-            Target::Write(db) => Target::Write(db),
+            Target::Db { db, write } => Target::Db { db, write: *write },
             Target::Tx(tx) => Target::Tx(tx),
         }
     }
@@ -692,17 +696,19 @@ impl Query {
 
     /// Runs the statement; returns how many rows it changed.
     pub(crate) async fn execute(self, mut target: impl Executor) -> Result<Done, DbError> {
-        let target = target.target();
-        let write = matches!(target, Target::Write(_));
-        match target {
-            Target::Db(Db::Sqlite(conn)) | Target::Write(Db::Sqlite(conn)) => {
-                read(conn, write, |c| self.sqlite_execute(c)).await
-            }
+        match target.target() {
+            Target::Db {
+                db: Db::Sqlite(conn),
+                write,
+            } => outside_tx(conn, write, |c| self.sqlite_execute(c)).await,
             Target::Tx(Tx {
                 engine: EngineTx::Sqlite(SqliteTx { conn, .. }),
                 ..
             }) => self.sqlite_execute(conn.open()?),
-            Target::Db(Db::Postgres(pool)) | Target::Write(Db::Postgres(pool)) => {
+            Target::Db {
+                db: Db::Postgres(pool),
+                ..
+            } => {
                 let done = self.postgres()?.execute(pool).await?;
                 Ok(Done {
                     rows: done.rows_affected(),
@@ -725,17 +731,19 @@ impl Query {
         self,
         mut target: impl Executor,
     ) -> Result<Vec<R>, DbError> {
-        let target = target.target();
-        let write = matches!(target, Target::Write(_));
-        match target {
-            Target::Db(Db::Sqlite(conn)) | Target::Write(Db::Sqlite(conn)) => {
-                read(conn, write, |c| self.sqlite_fetch(c, usize::MAX)).await
-            }
+        match target.target() {
+            Target::Db {
+                db: Db::Sqlite(conn),
+                write,
+            } => outside_tx(conn, write, |c| self.sqlite_fetch(c, usize::MAX)).await,
             Target::Tx(Tx {
                 engine: EngineTx::Sqlite(SqliteTx { conn, .. }),
                 ..
             }) => self.sqlite_fetch(conn.open()?, usize::MAX),
-            Target::Db(Db::Postgres(pool)) | Target::Write(Db::Postgres(pool)) => {
+            Target::Db {
+                db: Db::Postgres(pool),
+                ..
+            } => {
                 let rows = self.postgres()?.fetch_all(pool).await?;
                 rows.iter()
                     .map(|r| R::from_row(&Row::Postgres(r)))
@@ -758,17 +766,21 @@ impl Query {
         self,
         mut target: impl Executor,
     ) -> Result<Option<R>, DbError> {
-        let target = target.target();
-        let write = matches!(target, Target::Write(_));
-        match target {
-            Target::Db(Db::Sqlite(conn)) | Target::Write(Db::Sqlite(conn)) => {
-                Ok(read(conn, write, |c| self.sqlite_fetch(c, 1)).await?.pop())
-            }
+        match target.target() {
+            Target::Db {
+                db: Db::Sqlite(conn),
+                write,
+            } => Ok(outside_tx(conn, write, |c| self.sqlite_fetch(c, 1))
+                .await?
+                .pop()),
             Target::Tx(Tx {
                 engine: EngineTx::Sqlite(SqliteTx { conn, .. }),
                 ..
             }) => Ok(self.sqlite_fetch(conn.open()?, 1)?.pop()),
-            Target::Db(Db::Postgres(pool)) | Target::Write(Db::Postgres(pool)) => {
+            Target::Db {
+                db: Db::Postgres(pool),
+                ..
+            } => {
                 let row = self.postgres()?.fetch_optional(pool).await?;
                 row.map(|r| R::from_row(&Row::Postgres(&r))).transpose()
             }
@@ -788,7 +800,10 @@ impl Query {
         mut target: impl Executor,
     ) -> Result<R, DbError> {
         match target.target() {
-            Target::Db(Db::Postgres(pool)) | Target::Write(Db::Postgres(pool)) => {
+            Target::Db {
+                db: Db::Postgres(pool),
+                ..
+            } => {
                 let row = self.postgres()?.fetch_one(pool).await?;
                 R::from_row(&Row::Postgres(&row))
             }

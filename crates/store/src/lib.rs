@@ -244,7 +244,8 @@ impl Store {
     /// Deletes what can no longer be used at `now`: expired interactions, sessions, refresh
     /// tokens, grants (with their tokens), revoked-access-token entries, remembered client
     /// `jti`s, ended password reset windows, expired email codes and outbox mail. Returns the
-    /// number of rows deleted.
+    /// number of rows deleted. A family's first refresh token is part of its grant's row and
+    /// goes with the grant (until then, expired, it is refused).
     ///
     /// Retired signing keys are not touched: see
     /// [`Store::delete_signing_keys_retired_before`].
