@@ -41,7 +41,7 @@ const MAX_ERRORS_SHOWN: usize = 8;
     name = "tenantd-loadgen",
     version,
     about,
-    after_help = "Exit status: 0 every measured operation succeeded; 3 some failed, or none ran; 1 the run could not be done.\nResults and method: BENCHMARKS.md."
+    after_help = "Exit status: 0 every measured operation (and every --password-workers sign-in) succeeded; 3 some failed, or none ran; 1 the run could not be done.\nResults and method: BENCHMARKS.md."
 )]
 struct Cli {
     /// The tenant's issuer URL (must be a loopback address). For federated-flow: the home
@@ -129,6 +129,12 @@ struct Cli {
     /// Print the results as one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Workers doing full password sign-ins beside the scenario's, from the warm-up to the
+    /// end, each with its own connection and cookie jar: one tenant's memory while it hashes
+    /// passwords under another load (refresh, code-flow). They are counted apart, and the
+    /// server's CPU per operation then includes theirs.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=64))]
+    password_workers: u32,
     /// For signals: the admin client (client credentials, scope `admin`) at both tenants.
     #[arg(long, default_value = "lab-admin")]
     admin_client_id: String,
@@ -295,6 +301,19 @@ impl Control {
         Phase::Measure
     }
 
+    /// Whether the run is over, without claiming an operation of the budget as
+    /// [`Control::phase`] does.
+    fn over(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+            || self
+                .started
+                .get()
+                .is_some_and(|s| s.elapsed() >= self.warmup + self.duration)
+            || self
+                .budget
+                .is_some_and(|b| self.claimed.load(Ordering::Relaxed) >= b)
+    }
+
     fn error(&self, worker: u32, e: &anyhow::Error) {
         if let Ok(mut v) = self.errors.lock()
             && v.len() < MAX_ERRORS_SHOWN
@@ -309,6 +328,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     check_loopback(&issuer, "--issuer")?;
     if cli.scenario == Scenario::FederatedFlow {
         check_loopback(&cli.resource, "--resource")?;
+    }
+    if cli.password_workers > 0 && matches!(cli.scenario, Scenario::Signals | Scenario::Mixed) {
+        bail!("--password-workers goes with the benchmark scenarios, not signals or mixed");
     }
     let tls = tls_config(&cli.ca, cli.http2)?;
     let probe = client(&tls, cli.http2, None)?;
@@ -405,7 +427,11 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     } else {
         print!("{}", report.text());
     }
-    Ok(report.failed == 0 && report.ok > 0)
+    let beside_failed = report
+        .password_sign_ins_beside
+        .as_ref()
+        .map_or(0, |b| b.failed);
+    Ok(report.failed == 0 && report.ok > 0 && beside_failed == 0)
 }
 
 async fn measure(
@@ -489,6 +515,12 @@ async fn measure(
     barrier.wait().await;
     let setup = setup_started.elapsed();
     let started = *ctl.started.get_or_init(Instant::now);
+    let mut beside = tokio::task::JoinSet::new();
+    for id in workers..workers + cli.password_workers {
+        let jar = Arc::new(cookies::Jar::default());
+        let client = client(tls, cli.http2, Some(jar))?;
+        beside.spawn(password_worker(id, ctl.clone(), client));
+    }
 
     // CPU time is counted from the end of the warm-up.
     tokio::time::sleep_until((started + ctl.warmup).into()).await;
@@ -515,6 +547,7 @@ async fn measure(
             _ = tokio::time::sleep_until(hard_stop.into()) => {
                 eprintln!("workers did not stop in time; aborting them");
                 set.abort_all();
+                beside.abort_all();
                 ctl.stop.store(true, Ordering::Relaxed);
                 while set.join_next().await.is_some() {}
                 break;
@@ -524,6 +557,16 @@ async fn measure(
                 interrupted.store(true, Ordering::Relaxed);
                 ctl.stop.store(true, Ordering::Relaxed);
             }
+        }
+    }
+    let mut alongside = Alongside {
+        workers: cli.password_workers,
+        ..Alongside::default()
+    };
+    while let Some(done) = beside.join_next().await {
+        if let Ok((ok, failed)) = done {
+            alongside.ok += ok;
+            alongside.failed += failed;
         }
     }
     let elapsed = measure_start.elapsed();
@@ -577,7 +620,34 @@ async fn measure(
         machine_cpus: procfs::cpus(),
         errors,
         interrupted: interrupted.load(Ordering::Relaxed),
+        password_sign_ins_beside: (alongside.workers > 0).then_some(alongside),
     })
+}
+
+/// Password sign-ins made beside the scenario (`--password-workers`), warm-up included.
+#[derive(Debug, Default, serde::Serialize)]
+struct Alongside {
+    workers: u32,
+    ok: u64,
+    failed: u64,
+}
+
+/// A `--password-workers` worker: full password sign-ins until the run is over; how many
+/// succeeded and failed.
+async fn password_worker(id: u32, ctl: Arc<Control>, client: reqwest::Client) -> (u64, u64) {
+    let (mut ok, mut failed) = (0, 0);
+    let mut ignored = Steps::new();
+    while !ctl.over() {
+        ignored.clear();
+        match flows::password_sign_in(&client, &ctl.target, true, &mut ignored).await {
+            Ok(_) => ok += 1,
+            Err(e) => {
+                failed += 1;
+                ctl.error(id, &e.context("password sign-in beside the scenario"));
+            }
+        }
+    }
+    (ok, failed)
 }
 
 /// One worker: set up (sign in if the scenario needs it), wait for everyone, then loop.
@@ -824,6 +894,7 @@ struct Report {
     machine_cpus: usize,
     errors: Vec<String>,
     interrupted: bool,
+    password_sign_ins_beside: Option<Alongside>,
 }
 
 /// The machine's CPU over the measured window. A database server on the same machine
@@ -885,6 +956,13 @@ impl Report {
             "  {} ok, {} failed ({} errors outside the measured window, {} re-sign-ins)",
             self.ok, self.failed, self.unmeasured_errors, self.relogins
         );
+        if let Some(b) = &self.password_sign_ins_beside {
+            let _ = writeln!(
+                s,
+                "  beside them: {} password sign-ins by {} workers, {} failed (warm-up included; their server CPU is in the numbers below)",
+                b.ok, b.workers, b.failed
+            );
+        }
         let _ = write!(s, "  throughput: {:.0} {unit}/s", self.per_sec);
         if unit == "flows" {
             let _ = write!(s, " ({:.0} HTTP requests/s)", self.http_requests_per_sec);
@@ -1062,6 +1140,56 @@ mod tests {
                 "{others} {per_sec}"
             );
         }
+    }
+
+    #[test]
+    fn workers_beside_the_scenario_see_its_end_without_spending_its_budget() {
+        let ctl = Control {
+            scenario: Scenario::Refresh,
+            target: Target {
+                issuer: "https://127.0.0.1:9443".into(),
+                client_id: "lab-rp".into(),
+                client_secret: "secret".into(),
+                redirect_uri: "http://127.0.0.1:9555/callback".into(),
+                scope: "openid".into(),
+                username: "alice@contoso.test".into(),
+                password: "pw".into(),
+            },
+            home: String::new(),
+            stop: AtomicBool::new(false),
+            started: OnceLock::new(),
+            warmup: Duration::ZERO,
+            duration: Duration::from_secs(60),
+            budget: Some(2),
+            claimed: AtomicU64::new(0),
+            unmeasured_errors: AtomicU64::new(0),
+            errors: Mutex::new(Vec::new()),
+        };
+        assert!(!ctl.over(), "not over before it starts");
+        ctl.started.get_or_init(Instant::now);
+        for _ in 0..5 {
+            assert!(!ctl.over());
+        }
+        assert_eq!(ctl.phase(), Phase::Measure);
+        assert_eq!(ctl.phase(), Phase::Measure, "the budget is the scenario's alone");
+        assert!(ctl.over(), "over once the scenario spent its budget");
+        assert_eq!(ctl.phase(), Phase::Stop);
+
+        let unbounded = Control {
+            budget: None,
+            ..ctl
+        };
+        assert!(!unbounded.over());
+        unbounded.stop.store(true, Ordering::Relaxed);
+        assert!(unbounded.over(), "over when stopped");
+    }
+
+    #[test]
+    fn password_workers_go_with_benchmark_scenarios() {
+        let cli = parse(&["--scenario", "refresh", "--password-workers", "2"]).unwrap();
+        assert_eq!(cli.password_workers, 2);
+        assert_eq!(parse(&[]).unwrap().password_workers, 0);
+        assert!(parse(&["--password-workers", "65"]).is_err());
     }
 
     #[test]
