@@ -1171,7 +1171,11 @@ mod tests {
             assert!(!ctl.over());
         }
         assert_eq!(ctl.phase(), Phase::Measure);
-        assert_eq!(ctl.phase(), Phase::Measure, "the budget is the scenario's alone");
+        assert_eq!(
+            ctl.phase(),
+            Phase::Measure,
+            "the budget is the scenario's alone"
+        );
         assert!(ctl.over(), "over once the scenario spent its budget");
         assert_eq!(ctl.phase(), Phase::Stop);
 
