@@ -559,14 +559,14 @@ async fn measure(
             }
         }
     }
-    let mut alongside = Alongside {
+    let mut passwords = Beside {
         workers: cli.password_workers,
-        ..Alongside::default()
+        ..Beside::default()
     };
     while let Some(done) = beside.join_next().await {
         if let Ok((ok, failed)) = done {
-            alongside.ok += ok;
-            alongside.failed += failed;
+            passwords.ok += ok;
+            passwords.failed += failed;
         }
     }
     let elapsed = measure_start.elapsed();
@@ -620,13 +620,13 @@ async fn measure(
         machine_cpus: procfs::cpus(),
         errors,
         interrupted: interrupted.load(Ordering::Relaxed),
-        password_sign_ins_beside: (alongside.workers > 0).then_some(alongside),
+        password_sign_ins_beside: (passwords.workers > 0).then_some(passwords),
     })
 }
 
 /// Password sign-ins made beside the scenario (`--password-workers`), warm-up included.
 #[derive(Debug, Default, serde::Serialize)]
-struct Alongside {
+struct Beside {
     workers: u32,
     ok: u64,
     failed: u64,
@@ -894,7 +894,7 @@ struct Report {
     machine_cpus: usize,
     errors: Vec<String>,
     interrupted: bool,
-    password_sign_ins_beside: Option<Alongside>,
+    password_sign_ins_beside: Option<Beside>,
 }
 
 /// The machine's CPU over the measured window. A database server on the same machine
