@@ -6,6 +6,8 @@
 //! session cookie, then loops authorize → code → token with PKCE), `password-login` (a full
 //! password sign-in each time: argon2id-bound), `federated-flow` (a partner's user signs in at a
 //! resource tenant as a guest through their home tenant, whose session each worker opened once).
+//! `--password-workers` adds password sign-ins beside any of these, for a tenant's memory while
+//! it hashes under another load.
 //! Loopback only; every run is bounded by time and optionally by count, and stops by itself.
 
 mod cookies;
